@@ -1,0 +1,21 @@
+"""edgeq: PyTorch model -> INT8 ONNX / ExecuTorch artifacts for phones and boards, validated on ARM kernels.
+
+Python API (the CLI is a thin layer over it)::
+
+    import edgeq
+    result = edgeq.export("mypkg.models:build", calib="calib.npz", output="out", target="raspberry-pi-5",
+                          formats=("onnx", "pte"), budget=edgeq.Budget(max_accuracy_drop=0.5))
+    result.passed, result.failures, result.artifact("onnx-int8-static").bytes
+    verdict = edgeq.check("out", budget=edgeq.Budget(min_cosine=0.99))
+"""
+
+from edgeq.check import CheckResult, check
+from edgeq.config import Budget, PipelineConfig, QuantOptions, load_config
+from edgeq.errors import EdgeqError
+from edgeq.pipeline import ExportResult
+from edgeq.pipeline import export as run_pipeline
+from edgeq.pipeline import export_model as export
+from edgeq.targets import Target, list_targets, load_target
+
+__all__ = ["Budget", "CheckResult", "EdgeqError", "ExportResult", "PipelineConfig", "QuantOptions", "Target",
+           "check", "export", "list_targets", "load_config", "load_target", "run_pipeline"]

@@ -1,0 +1,1 @@
+"""One module per ``edgeq`` subcommand: ``register(subparsers)`` adds it, ``args.func(args)`` runs it."""

@@ -1,0 +1,40 @@
+"""``edgeq check``: re-validate OUTDIR from its manifest; the CI gate."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edgeq.commands.common import add_budget_flags, budget_from, progress_from
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("check", help="re-validate an export folder against a budget (CI gate)",
+                       description="Re-hash the artifacts listed in OUTDIR/edgeq.json, re-run them on the stored "
+                                   "validation inputs and compare with the stored float reference. Exit 0 on pass, "
+                                   "1 when the budget is exceeded, 2 on a usage or input error.")
+    p.add_argument("outdir", type=Path, metavar="OUTDIR")
+    p.add_argument("--on", default=None, metavar="RUNNER[,RUNNER]",
+                   help="runners to check on (default: those recorded at export)")
+    p.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML for CI test reports")
+    add_budget_flags(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgeq.check import check
+    from edgeq.report.junit import write_junit
+    from edgeq.report.markdown import terminal_summary
+
+    runners = tuple(s.strip() for s in args.on.split(",")) if args.on else None
+    res = check(args.outdir, budget_from(args), runners, progress_from(args))
+    m = dict(res.manifest)
+    m["artifacts"] = [a.to_dict() for a in res.artifacts]
+    m["budget"] = res.budget.to_dict()
+    m["verdict"] = {"passed": res.passed, "failures": res.failures, "host_passes_arm_fails": res.host_passes_arm_fails}
+    print(terminal_summary(m, str(args.outdir)))
+    if args.junit:
+        write_junit(args.junit, res.artifacts, suite=f"edgeq-check-{args.outdir.name}",
+                    extra_failures=[f for f in res.failures if f.startswith("pass ") or f.startswith("no artifact")],
+                    properties={"target": m["target"]["name"], "model": m["source"]["ref"]})
+    return 0 if res.passed else 1

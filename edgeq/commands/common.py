@@ -1,0 +1,49 @@
+"""Flags shared by several subcommands, and their conversion to typed config objects."""
+
+from __future__ import annotations
+
+import argparse
+
+from edgeq.config import CALIBRATION_METHODS, Budget
+from edgeq.progress import Progress
+
+
+def add_budget_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("accuracy budget (defaults come from the target profile)")
+    g.add_argument("--max-accuracy-drop", type=float, metavar="PTS",
+                   help="max drop in task accuracy (with labels) or top-1 agreement, in percentage points")
+    g.add_argument("--min-cosine", type=float, metavar="C", help="min mean cosine similarity to the float outputs")
+    g.add_argument("--min-sqnr", type=float, metavar="DB", help="min signal-to-quantization-noise ratio, dB")
+    g.add_argument("--min-top1-agreement", type=float, metavar="F", help="min fraction of argmax matches (0-1)")
+
+
+def budget_from(args: argparse.Namespace) -> Budget:
+    return Budget(max_accuracy_drop=args.max_accuracy_drop, min_cosine=args.min_cosine, min_sqnr=args.min_sqnr,
+                  min_top1_agreement=args.min_top1_agreement)
+
+
+def add_quant_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("quantization (defaults come from the target profile)")
+    g.add_argument("--dynamic", action="store_true",
+                   help="dynamic INT8 (weights offline, activations at run time) instead of static QDQ")
+    g.add_argument("--calibration", choices=CALIBRATION_METHODS, help="activation range calibration method")
+    pc = g.add_mutually_exclusive_group()
+    pc.add_argument("--per-channel", dest="per_channel", action="store_true", default=None,
+                    help="per-channel weight scales")
+    pc.add_argument("--per-tensor", dest="per_channel", action="store_false", help="per-tensor weight scales")
+    g.add_argument("--activation-type", choices=("int8", "uint8", "int16", "uint16"))
+    g.add_argument("--weight-type", choices=("int8", "uint8"))
+    rr = g.add_mutually_exclusive_group()
+    rr.add_argument("--reduce-range", dest="reduce_range", action="store_true", default=None,
+                    help="7-bit weights (x86 without VNNI saturation workaround)")
+    rr.add_argument("--no-reduce-range", dest="reduce_range", action="store_false")
+    g.add_argument("--exclude-node", action="append", default=[], metavar="NAME",
+                   help="keep this ONNX node in float (repeatable)")
+    g.add_argument("--exclude-op-type", action="append", default=[], metavar="OP",
+                   help="keep every node of this ONNX op type in float, e.g. Softmax (repeatable)")
+    g.add_argument("--calib-samples", type=int, default=256, metavar="N",
+                   help="max calibration samples used (default 256)")
+
+
+def progress_from(args: argparse.Namespace) -> Progress:
+    return Progress(enabled=not getattr(args, "quiet", False))

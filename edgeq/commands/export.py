@@ -1,0 +1,73 @@
+"""``edgeq export``: capture, quantize, run the target's passes, validate, write OUTDIR."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edgeq.commands.common import add_budget_flags, add_quant_flags, budget_from, progress_from
+from edgeq.config import PipelineConfig, QuantOptions
+
+HELP = """\
+MODEL is one of:
+  pkg.module:factory      a callable returning an nn.Module, or a (module, example_inputs) pair
+  path/to/file.py:factory the same, from a file
+  model.pt2               a saved torch.export ExportedProgram
+  model.onnx              an existing float ONNX model (capture is skipped)
+
+DATA (--calib, --eval) is an .npz keyed by the model's input names (first axis = samples) plus an optional
+`labels` array of class ids, or a folder of NAME.npy files / .npz shards. Loaded without pickle.
+Without --eval a held-out split of --calib is used for evaluation.
+
+OUTDIR receives model.fp32.onnx, model.int8.onnx, (model.fp32.pte, model.int8.pte, model.int8.bpte),
+validation/{inputs,reference}.npz, edgeq.json, report.md and report.html — written to a temporary
+folder and renamed into place, so a failure or Ctrl-C leaves nothing behind.
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="quantize a model to INT8 artifacts and validate them",
+                       description="Quantize a PyTorch/ONNX model to INT8 artifacts for a target and validate them "
+                                   "against the float model.", epilog=HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--calib", required=True, metavar="DATA", help="calibration data (.npz or folder)")
+    p.add_argument("--eval", metavar="DATA", help="evaluation data; default: a held-out split of --calib")
+    p.add_argument("--target", default="x86-64", metavar="NAME|FILE.toml",
+                   help="target profile (default x86-64; see `edgeq targets`)")
+    p.add_argument("--format", default="onnx", metavar="FMT[,FMT]", help="onnx, pte, or onnx,pte (default onnx)")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", type=Path)
+    p.add_argument("--force", action="store_true", help="replace OUTDIR if it exists")
+    p.add_argument("--validate-on", default="host", metavar="RUNNER[,RUNNER]",
+                   help="host, emulator, ssh://user@host[:port][/dir] (comma-separated; default host)")
+    p.add_argument("--eval-fraction", type=float, default=0.2, help="held-out share of --calib when no --eval")
+    p.add_argument("--max-eval-samples", type=int, default=512)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--opset", type=int, default=18)
+    add_quant_flags(p)
+    add_budget_flags(p)
+    p.set_defaults(func=run)
+
+
+def quant_from(args: argparse.Namespace) -> QuantOptions:
+    return QuantOptions(
+        mode="dynamic" if args.dynamic else "static", calibration=args.calibration, per_channel=args.per_channel,
+        activation_type=args.activation_type, weight_type=args.weight_type, reduce_range=args.reduce_range,
+        nodes_to_exclude=tuple(args.exclude_node), op_types_to_exclude=tuple(args.exclude_op_type),
+        max_calibration_samples=args.calib_samples)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgeq.pipeline import export
+    from edgeq.report.markdown import terminal_summary
+
+    cfg = PipelineConfig(
+        model=args.model, calib=args.calib, eval=args.eval, output=args.output, target=args.target,
+        formats=tuple(f.strip() for f in args.format.split(",") if f.strip()), quant=quant_from(args),
+        budget=budget_from(args), force=args.force, eval_fraction=args.eval_fraction,
+        max_eval_samples=args.max_eval_samples, seed=args.seed, opset=args.opset,
+        validate_on=tuple(s.strip() for s in args.validate_on.split(",") if s.strip()))
+    result = export(cfg, progress_from(args))
+    print(terminal_summary(result.manifest, str(result.output)), file=sys.stdout)
+    return 0 if result.passed else 1

@@ -1,0 +1,170 @@
+"""Frozen, versioned configuration dataclasses. Validation raises typed errors, never asserts."""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from edgeq.errors import UsageError
+
+CONFIG_VERSION = 1
+
+CalibrationMethod = Literal["minmax", "percentile", "entropy", "distribution"]
+QuantMode = Literal["static", "dynamic"]
+IntType = Literal["int8", "uint8", "int16", "uint16"]
+
+CALIBRATION_METHODS: tuple[str, ...] = ("minmax", "percentile", "entropy", "distribution")
+FORMATS: tuple[str, ...] = ("onnx", "pte")
+INT_TYPES: tuple[str, ...] = ("int8", "uint8", "int16", "uint16")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What 'still accurate enough to ship' means. ``None`` = not checked.
+
+    ``max_accuracy_drop`` is in percentage points of task accuracy (needs labels) or, without
+    labels, of top-1 agreement with the float model.
+    """
+
+    max_accuracy_drop: float | None = None
+    min_cosine: float | None = None
+    min_sqnr: float | None = None
+    min_top1_agreement: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_accuracy_drop is not None and not (0 <= self.max_accuracy_drop <= 100):
+            raise UsageError(
+                f"--max-accuracy-drop must be between 0 and 100 points, got {self.max_accuracy_drop}",
+                "it is a drop in percentage points, e.g. 0.5",
+            )
+        if self.min_cosine is not None and not (-1 <= self.min_cosine <= 1):
+            raise UsageError(f"--min-cosine must be in [-1, 1], got {self.min_cosine}", "e.g. 0.99")
+        if self.min_sqnr is not None and not math.isfinite(self.min_sqnr):
+            raise UsageError(f"--min-sqnr must be a finite number of dB, got {self.min_sqnr}", "e.g. 20")
+        if self.min_top1_agreement is not None and not (0 <= self.min_top1_agreement <= 1):
+            raise UsageError(
+                f"--min-top1-agreement must be in [0, 1], got {self.min_top1_agreement}", "e.g. 0.99"
+            )
+
+    def is_empty(self) -> bool:
+        return all(getattr(self, f.name) is None for f in fields(self))
+
+    def merged_over(self, base: Budget) -> Budget:
+        """Values set here win; unset ones come from ``base`` (usually the target's defaults)."""
+        return Budget(**{f.name: (getattr(self, f.name) if getattr(self, f.name) is not None
+                                  else getattr(base, f.name)) for f in fields(self)})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class QuantOptions:
+    """How to quantize. ``None`` fields are filled from the target profile."""
+
+    mode: QuantMode = "static"
+    calibration: CalibrationMethod | None = None
+    per_channel: bool | None = None
+    activation_type: IntType | None = None
+    weight_type: IntType | None = None
+    reduce_range: bool | None = None
+    nodes_to_exclude: tuple[str, ...] = ()
+    op_types_to_exclude: tuple[str, ...] = ()
+    max_calibration_samples: int = 256
+    # Nodes kept at 16-bit activations (ONNX QDQ "mixed precision"), by node name.
+    int16_activation_nodes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("static", "dynamic"):
+            raise UsageError(f"quantization mode must be static or dynamic, got {self.mode!r}")
+        if self.calibration is not None and self.calibration not in CALIBRATION_METHODS:
+            raise UsageError(
+                f"unknown calibration method {self.calibration!r}",
+                f"choose one of {', '.join(CALIBRATION_METHODS)}",
+            )
+        for name in ("activation_type", "weight_type"):
+            value = getattr(self, name)
+            if value is not None and value not in INT_TYPES:
+                raise UsageError(f"unknown {name} {value!r}", f"choose one of {', '.join(INT_TYPES)}")
+        if self.max_calibration_samples < 1:
+            raise UsageError("max_calibration_samples must be >= 1")
+
+    def resolved(self, defaults: QuantOptions) -> QuantOptions:
+        """Fill unset (None) fields from ``defaults``."""
+        updates = {f.name: getattr(defaults, f.name) for f in fields(self)
+                   if getattr(self, f.name) is None}
+        return replace(self, **updates)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["nodes_to_exclude"] = list(self.nodes_to_exclude)
+        d["op_types_to_exclude"] = list(self.op_types_to_exclude)
+        d["int16_activation_nodes"] = list(self.int16_activation_nodes)
+        return d
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """One edgeq run. Build it from CLI flags, from ``edgeq.toml`` (:func:`load_config`) or in Python."""
+
+    model: str
+    calib: str
+    output: Path
+    eval: str | None = None
+    target: str = "x86-64"
+    formats: tuple[str, ...] = ("onnx",)
+    quant: QuantOptions = field(default_factory=QuantOptions)
+    budget: Budget = field(default_factory=Budget)
+    force: bool = False
+    eval_fraction: float = 0.2
+    max_eval_samples: int = 512
+    seed: int = 0
+    validate_on: tuple[str, ...] = ("host",)
+    opset: int = 18
+    version: int = CONFIG_VERSION
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "output", Path(self.output))
+        if not self.formats:
+            raise UsageError("no output format given", "use --format onnx, pte or onnx,pte")
+        for fmt in self.formats:
+            if fmt not in FORMATS:
+                raise UsageError(f"unknown format {fmt!r}", f"choose from {', '.join(FORMATS)}")
+        if len(set(self.formats)) != len(self.formats):
+            raise UsageError(f"format listed twice: {','.join(self.formats)}")
+        if not (0 < self.eval_fraction < 1):
+            raise UsageError(f"eval fraction must be in (0, 1), got {self.eval_fraction}")
+        if self.max_eval_samples < 1:
+            raise UsageError("max_eval_samples must be >= 1")
+        if self.version != CONFIG_VERSION:
+            raise UsageError(f"config version {self.version} is not supported (this edgeq reads {CONFIG_VERSION})")
+
+
+def load_config(path: str | Path, **overrides: Any) -> PipelineConfig:
+    """Read an ``edgeq.toml``: top-level keys of :class:`PipelineConfig`, ``[quant]`` and ``[budget]`` tables."""
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text())
+    except FileNotFoundError as e:
+        raise UsageError(f"config file not found: {p}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise UsageError(f"{p} is not valid TOML: {e}") from e
+    known = {f.name for f in fields(PipelineConfig)}
+    unknown = set(raw) - known
+    if unknown:
+        raise UsageError(f"{p}: unknown key(s) {', '.join(sorted(unknown))}", f"valid keys: {', '.join(sorted(known))}")
+    quant = raw.pop("quant", {})
+    budget = raw.pop("budget", {})
+    try:
+        q = QuantOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in quant.items()})
+        b = Budget(**budget)
+    except TypeError as e:
+        raise UsageError(f"{p}: {e}") from e
+    for key in ("formats", "validate_on"):
+        if key in raw:
+            raw[key] = tuple(raw[key])
+    raw.update(overrides)
+    return PipelineConfig(quant=q, budget=b, **raw)

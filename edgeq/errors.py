@@ -1,0 +1,76 @@
+"""Typed errors. Each carries a one-line cause and a hint; the CLI maps them to exit codes.
+
+Exit codes: 0 pass, 1 budget exceeded (a verdict, not an error), 2 usage or input error,
+3 runtime/tool failure (runner crash, emulator fault), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+
+class EdgeqError(Exception):
+    """Base class: ``cause`` says what is wrong, ``hint`` how to fix it."""
+
+    exit_code: int = 2
+
+    def __init__(self, cause: str, hint: str = "") -> None:
+        self.cause = cause
+        self.hint = hint
+        super().__init__(cause if not hint else f"{cause}\n  hint: {hint}")
+
+
+class UsageError(EdgeqError):
+    """Options that cannot work together or are out of range."""
+
+
+class ModelSourceError(EdgeqError):
+    """The model reference cannot be resolved: missing file, import failure, wrong type."""
+
+
+class DataError(EdgeqError):
+    """Calibration / evaluation data is missing, empty, non-finite or malformed."""
+
+
+class SignatureMismatchError(DataError):
+    """Data names, shapes or dtypes do not match the model's inputs."""
+
+
+class CaptureError(EdgeqError):
+    """torch.export / torch.onnx.export could not capture the model."""
+
+
+class QuantizationError(EdgeqError):
+    """The quantizer failed or produced an unusable model."""
+
+
+class ArtifactError(EdgeqError):
+    """An artifact (.onnx, .pte, ...) is corrupt, truncated or unreadable."""
+
+
+class TargetError(EdgeqError):
+    """Unknown target name or an invalid target file."""
+
+
+class OutputExistsError(EdgeqError):
+    """The output directory already exists and --force was not given."""
+
+
+class ManifestError(EdgeqError):
+    """edgeq.json is missing, invalid, or its artifacts do not match their hashes."""
+
+
+class PassError(EdgeqError):
+    """A graph pass is misconfigured or failed."""
+
+
+class RunnerError(EdgeqError):
+    """A runner (host, emulator, ssh, adb) failed to execute an artifact."""
+
+    exit_code = 3
+
+
+class EmulatorError(RunnerError):
+    """The ARM emulator is not set up or failed."""
+
+
+class DeviceError(RunnerError):
+    """A remote device is unreachable, refused authentication or lacks a runtime."""

@@ -1,0 +1,185 @@
+"""``edgeq.json``: the versioned manifest next to the artifacts. Apps read it; ``edgeq check`` re-checks it.
+
+Schema (version 1) — every key below is always present; ``null`` where not applicable:
+  schema, schema_version, created, edgeq_version, dependencies{name: version}
+  source{ref, kind, sha256}; target{name, abi, cpu, isa, qemu_model, features, ram_mb, storage_mb, sha256, path}
+  config{formats, quant, eval_fraction, seed, ...}; budget{max_accuracy_drop, min_cosine, min_sqnr, min_top1_agreement}
+  signature{inputs[TensorSpec], outputs[TensorSpec]}
+  validation_data{inputs{path, sha256}, reference{path, sha256, kind}, samples, has_labels, source}
+  passes[{stage, name, format, changed, summary, details, failures}]
+  artifacts[{name, path, format, precision, role, bytes, sha256, quantization, details,
+             validations[{runner, machine, cpu_model, features, emulated, metrics, budget_check,
+                          latency_ms, latency_kind, runtime}]}]
+  verdict{passed, failures[]}
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from edgeq.errors import ManifestError
+from edgeq.hashing import sha256_file
+
+SCHEMA = "edgeq.manifest"
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "edgeq.json"
+
+ROLES = ("baseline", "candidate", "auxiliary")  # baseline: float artifacts; auxiliary: derived, not validated (.ort, .bpte)
+
+
+@dataclass
+class Validation:
+    runner: str
+    machine: str
+    cpu_model: str
+    features: list[str]
+    emulated: bool
+    metrics: dict[str, Any]
+    budget_check: dict[str, Any]
+    latency_ms: float | None
+    latency_kind: str
+    runtime: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Artifact:
+    name: str  # unique within a manifest, e.g. "onnx-int8"
+    path: str  # relative to the output directory
+    format: str  # onnx | ort | pte | bpte | ...
+    precision: str  # fp32 | fp16 | int8-static | int8-dynamic | mixed
+    role: str
+    bytes: int = 0
+    sha256: str = ""
+    quantization: dict[str, Any] | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    validations: list[Validation] = field(default_factory=list)
+
+    def refresh(self, outdir: Path) -> None:
+        p = outdir / self.path
+        self.bytes = p.stat().st_size
+        self.sha256 = sha256_file(p)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k != "validations"}
+        d["validations"] = [v.to_dict() for v in self.validations]
+        return d
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> Artifact:
+        vals = [Validation(**v) for v in d.get("validations", [])]
+        keys = {"name", "path", "format", "precision", "role", "bytes", "sha256", "quantization", "details"}
+        return Artifact(**{k: d[k] for k in keys if k in d}, validations=vals)
+
+
+def dependency_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in ("torch", "onnx", "onnxruntime", "onnxscript", "executorch", "torchao", "numpy"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def edgeq_version() -> str:
+    try:
+        return metadata.version("edgeq")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def new_manifest() -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "edgeq_version": edgeq_version(),
+        "dependencies": dependency_versions(),
+        "source": None, "target": None, "config": None, "budget": None, "signature": None,
+        "validation_data": None, "passes": [], "artifacts": [], "verdict": None,
+    }
+
+
+_REQUIRED = ("schema", "schema_version", "created", "edgeq_version", "dependencies", "source", "target",
+             "config", "budget", "signature", "validation_data", "passes", "artifacts", "verdict")
+_ARTIFACT_REQUIRED = ("name", "path", "format", "precision", "role", "bytes", "sha256", "quantization", "details",
+                      "validations")
+_VALIDATION_REQUIRED = ("runner", "machine", "cpu_model", "features", "emulated", "metrics", "budget_check",
+                        "latency_ms", "latency_kind", "runtime")
+
+
+def validate_manifest(m: Any, where: str = MANIFEST_NAME) -> None:
+    """Structural check of a manifest dict; raises ManifestError naming the first problem."""
+    if not isinstance(m, dict):
+        raise ManifestError(f"{where}: top level must be an object")
+    if m.get("schema") != SCHEMA:
+        raise ManifestError(f"{where}: not an edgeq manifest (schema={m.get('schema')!r})")
+    if m.get("schema_version") != SCHEMA_VERSION:
+        raise ManifestError(f"{where}: schema_version {m.get('schema_version')} is not supported "
+                            f"(this edgeq reads {SCHEMA_VERSION})", "re-run edgeq export with this edgeq")
+    for k in _REQUIRED:
+        if k not in m:
+            raise ManifestError(f"{where}: missing key {k!r}")
+    names = set()
+    for i, a in enumerate(m["artifacts"]):
+        for k in _ARTIFACT_REQUIRED:
+            if k not in a:
+                raise ManifestError(f"{where}: artifacts[{i}] lacks {k!r}")
+        if a["role"] not in ROLES:
+            raise ManifestError(f"{where}: artifacts[{i}].role {a['role']!r} not in {ROLES}")
+        if a["name"] in names:
+            raise ManifestError(f"{where}: artifact name {a['name']!r} appears twice")
+        names.add(a["name"])
+        if Path(a["path"]).is_absolute() or ".." in Path(a["path"]).parts:
+            raise ManifestError(f"{where}: artifacts[{i}].path must be relative to the manifest's folder")
+        for j, v in enumerate(a["validations"]):
+            for k in _VALIDATION_REQUIRED:
+                if k not in v:
+                    raise ManifestError(f"{where}: artifacts[{i}].validations[{j}] lacks {k!r}")
+    for k in ("inputs", "reference"):
+        if k not in (m["validation_data"] or {}):
+            raise ManifestError(f"{where}: validation_data lacks {k!r}")
+
+
+def write_manifest(m: dict[str, Any], outdir: Path) -> Path:
+    validate_manifest(m)
+    p = outdir / MANIFEST_NAME
+    p.write_text(json.dumps(m, indent=2, sort_keys=False) + "\n")
+    return p
+
+
+def read_manifest(outdir: Path) -> dict[str, Any]:
+    p = outdir / MANIFEST_NAME if outdir.is_dir() else outdir
+    if not p.is_file():
+        raise ManifestError(f"no {MANIFEST_NAME} in {outdir}", "point at a folder written by `edgeq export`")
+    try:
+        m = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ManifestError(f"{p}: not valid JSON ({e})", "the manifest is corrupt; re-run edgeq export") from e
+    validate_manifest(m, str(p))
+    return m
+
+
+def verify_hashes(m: dict[str, Any], outdir: Path) -> None:
+    """Re-hash every artifact and the validation data; a mismatch means the folder changed after export."""
+    entries = [(a["path"], a["sha256"]) for a in m["artifacts"]]
+    vd = m["validation_data"]
+    entries += [(vd["inputs"]["path"], vd["inputs"]["sha256"]), (vd["reference"]["path"], vd["reference"]["sha256"])]
+    for rel, digest in entries:
+        p = outdir / rel
+        if not p.is_file():
+            raise ManifestError(f"{rel} is listed in {MANIFEST_NAME} but missing from {outdir}",
+                                "restore the file or re-run edgeq export")
+        actual = sha256_file(p)
+        if actual != digest:
+            raise ManifestError(f"{rel}: sha256 {actual[:12]}… does not match the manifest's {digest[:12]}…",
+                                "the artifact changed after export; re-run edgeq export or restore it")

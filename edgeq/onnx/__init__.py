@@ -1,0 +1,1 @@
+"""ONNX path: torch.onnx (dynamo) export, ONNX Runtime pre-processing and QDQ quantization."""

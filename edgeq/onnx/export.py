@@ -1,0 +1,63 @@
+"""ExportedProgram -> float ONNX (dynamo exporter), then ONNX Runtime's quantization pre-processing."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+from pathlib import Path
+
+from edgeq.capture import Captured
+from edgeq.errors import CaptureError, QuantizationError
+
+ONNX_2GB = 2 * 1024**3
+
+
+def export_float_onnx(captured: Captured, path: Path, opset: int = 18,
+                      output_names: list[str] | None = None) -> Path:
+    """Write the float ONNX model for ``captured`` to ``path`` (copying it for .onnx sources)."""
+    if captured.source.kind == "onnx":
+        assert captured.source.onnx_path is not None  # set by load_source for kind == "onnx"
+        shutil.copyfile(captured.source.onnx_path, path)
+        return path
+    import logging
+
+    import torch
+
+    # The exporter warns about every torchvision op it cannot register when torchvision is absent: noise.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    sink = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            program = torch.onnx.export(captured.exported, dynamo=True, opset_version=opset, verbose=False,
+                                        optimize=True, output_names=output_names)
+    except Exception as e:
+        raise CaptureError(f"torch.onnx.export failed: {type(e).__name__}: {str(e).strip().splitlines()[0][:300]}",
+                           "an operator may have no ONNX translation at this opset; try --opset 20, or "
+                           "export the .onnx yourself and pass it as MODEL") from e
+    program.save(str(path), external_data=False)
+    return path
+
+
+def preprocess(src: Path, dst: Path) -> tuple[Path, str]:
+    """ONNX Runtime's recommended pre-quantization step (shape inference + graph optimization).
+
+    Returns the path to use and a note. Symbolic shape inference can fail on exotic graphs; the
+    plain ONNX one is tried next, and as a last resort the model is quantized unprocessed (noted).
+    """
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    attempts = [dict(skip_symbolic_shape=False), dict(skip_symbolic_shape=True)]
+    last: Exception | None = None
+    for kwargs in attempts:
+        try:
+            sink = io.StringIO()
+            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                quant_pre_process(str(src), str(dst), **kwargs)
+            note = "quant_pre_process" + (" (symbolic shape inference skipped)" if kwargs["skip_symbolic_shape"] else "")
+            return dst, note
+        except Exception as e:  # noqa: BLE001  fall through to the next, more conservative attempt
+            last = e
+    if last is not None and src.stat().st_size > ONNX_2GB:
+        raise QuantizationError(f"pre-processing failed on a >2 GB model: {last}")
+    return src, f"quant_pre_process failed ({type(last).__name__}); quantized the exported graph as is"

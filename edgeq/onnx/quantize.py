@@ -1,0 +1,153 @@
+"""Static (QDQ) and dynamic INT8 quantization with ``onnxruntime.quantization``."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeq.config import QuantOptions
+from edgeq.data import Dataset
+from edgeq.errors import QuantizationError
+
+_CALIB = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy", "distribution": "Distribution"}
+_QTYPE = {"int8": "QInt8", "uint8": "QUInt8", "int16": "QInt16", "uint16": "QUInt16"}
+
+
+class DatasetReader:
+    """``CalibrationDataReader`` over a :class:`Dataset`, one sample per call, with a progress callback."""
+
+    def __init__(self, data: Dataset, on_sample: Callable[[], None] | None = None) -> None:
+        self._data = data
+        self._i = 0
+        self._on_sample = on_sample
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._i >= len(self._data):
+            return None
+        sample = self._data.sample(self._i)
+        self._i += 1
+        if self._on_sample:
+            self._on_sample()
+        return sample
+
+    def rewind(self) -> None:
+        self._i = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def _reader_class() -> type:
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(DatasetReader, CalibrationDataReader):  # ORT checks isinstance
+        pass
+
+    return Reader
+
+
+def quantize_onnx_static(src: Path, dst: Path, calib: Dataset, opts: QuantOptions,
+                         on_sample: Callable[[], None] | None = None) -> dict[str, Any]:
+    """QDQ static quantization. Returns the quantization details for the manifest."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    calib = calib.head(opts.max_calibration_samples)
+    reader = _reader_class()(calib, on_sample)
+    extra: dict[str, Any] = {
+        # Weights are symmetric INT8 (what ARM/x86 int8 GEMM kernels want); activations follow the type.
+        "WeightSymmetric": True,
+        "ActivationSymmetric": opts.activation_type in ("int8", "int16"),
+        "CalibMovingAverage": False,
+    }
+    if opts.calibration == "percentile":
+        extra["CalibPercentile"] = 99.999
+    assert opts.calibration and opts.activation_type and opts.weight_type  # resolved() fills these
+    try:
+        with _quiet():
+            quantize_static(
+                str(src), str(dst), reader,
+                quant_format=QuantFormat.QDQ,
+                per_channel=bool(opts.per_channel),
+                reduce_range=bool(opts.reduce_range),
+                activation_type=getattr(QuantType, _QTYPE[opts.activation_type]),
+                weight_type=getattr(QuantType, _QTYPE[opts.weight_type]),
+                nodes_to_exclude=list(opts.nodes_to_exclude) or None,
+                op_types_to_quantize=_op_types(src, opts.op_types_to_exclude),
+                calibrate_method=getattr(CalibrationMethod, _CALIB[opts.calibration]),
+                extra_options=extra,
+            )
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:
+        raise QuantizationError(f"onnxruntime static quantization failed: {type(e).__name__}: {str(e)[:300]}",
+                                "try --calibration minmax, or exclude the failing node with --exclude-node") from e
+    return {
+        "method": "static",
+        "format": "QDQ",
+        "calibration": opts.calibration,
+        "calibration_samples": len(calib),
+        "per_channel": bool(opts.per_channel),
+        "activation_type": opts.activation_type,
+        "weight_type": opts.weight_type,
+        "reduce_range": bool(opts.reduce_range),
+        "nodes_excluded": list(opts.nodes_to_exclude),
+        "op_types_excluded": list(opts.op_types_to_exclude),
+        "tool": "onnxruntime.quantization.quantize_static",
+    }
+
+
+def quantize_onnx_dynamic(src: Path, dst: Path, opts: QuantOptions) -> dict[str, Any]:
+    """Dynamic INT8: weights quantized offline, activations quantized per batch at run time."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    wtype = "int8" if opts.weight_type in (None, "int8", "int16") else "uint8"
+    try:
+        with _quiet():
+            quantize_dynamic(str(src), str(dst), per_channel=bool(opts.per_channel),
+                             reduce_range=bool(opts.reduce_range), weight_type=getattr(QuantType, _QTYPE[wtype]),
+                             nodes_to_exclude=list(opts.nodes_to_exclude) or None,
+                             op_types_to_quantize=_op_types(src, opts.op_types_to_exclude))
+    except Exception as e:
+        raise QuantizationError(f"onnxruntime dynamic quantization failed: {type(e).__name__}: {str(e)[:300]}") from e
+    return {
+        "method": "dynamic",
+        "format": "QOperator",
+        "calibration": None,
+        "calibration_samples": 0,
+        "per_channel": bool(opts.per_channel),
+        "activation_type": "uint8 (dynamic)",
+        "weight_type": wtype,
+        "reduce_range": bool(opts.reduce_range),
+        "nodes_excluded": list(opts.nodes_to_exclude),
+        "op_types_excluded": list(opts.op_types_to_exclude),
+        "tool": "onnxruntime.quantization.quantize_dynamic",
+    }
+
+
+def _op_types(src: Path, excluded: tuple[str, ...]) -> list[str] | None:
+    if not excluded:
+        return None
+    import onnx
+
+    model = onnx.load(str(src), load_external_data=False)
+    return sorted({n.op_type for n in model.graph.node} - set(excluded))
+
+
+@contextlib.contextmanager
+def _quiet():  # type: ignore[no-untyped-def]
+    """ORT's quantizer logs and prints at INFO; keep the terminal for edgeq's own progress."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.WARNING)
+    sink = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(sink):
+            yield
+    finally:
+        root.setLevel(level)

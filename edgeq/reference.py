@@ -1,0 +1,60 @@
+"""The float reference every artifact is compared with: torch eager for torch sources, ORT fp32 for .onnx."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edgeq.capture import Captured
+from edgeq.data import Dataset
+from edgeq.errors import RunnerError
+
+REF_BATCH = 64
+
+
+def output_names_for(captured: Captured) -> list[str]:
+    """Canonical output names: the ONNX model's own, else ``output`` / ``output_0..N``."""
+    if captured.source.kind == "onnx":
+        import onnx
+
+        assert captured.source.onnx_path is not None
+        model = onnx.load(str(captured.source.onnx_path), load_external_data=False)
+        return [o.name for o in model.graph.output]
+    n = len(captured.exported.graph_signature.user_outputs)
+    return ["output"] if n == 1 else [f"output_{i}" for i in range(n)]
+
+
+def reference_outputs(captured: Captured, data: Dataset, names: list[str]) -> tuple[dict[str, np.ndarray], str]:
+    """Run the float model on ``data``. Returns outputs keyed by ``names`` and what produced them."""
+    if captured.source.kind == "onnx":
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(captured.source.onnx_path), providers=["CPUExecutionProvider"])
+        dim0 = sess.get_inputs()[0].shape[0]
+        step = REF_BATCH if not isinstance(dim0, int) else max(1, dim0)
+        chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        for start in range(0, len(data), step):
+            feeds = {k: v[start:start + step] for k, v in data.inputs.items()}
+            for n, v in zip(names, sess.run(names, feeds), strict=True):
+                chunks[n].append(v)
+        return {n: np.concatenate(v) for n, v in chunks.items()}, f"onnxruntime {ort.__version__} (float .onnx source)"
+    import torch
+    from torch.utils._pytree import tree_flatten
+
+    module: Any = captured.source.module if captured.source.kind == "factory" else captured.exported.module()
+    step = REF_BATCH if captured.dynamic_batch else 1
+    chunks = {n: [] for n in names}
+    with torch.no_grad():
+        for start in range(0, len(data), step):
+            args = tuple(torch.from_numpy(np.ascontiguousarray(data.inputs[s.name][start:start + step]))
+                         for s in captured.signature)
+            try:
+                out, _ = tree_flatten(module(*args))
+            except Exception as e:
+                raise RunnerError(f"the float model failed on evaluation data: {type(e).__name__}: {e}") from e
+            if len(out) != len(names):
+                raise RunnerError(f"the float model returned {len(out)} outputs, expected {len(names)}")
+            for n, v in zip(names, out, strict=True):
+                chunks[n].append(v.detach().float().numpy() if v.dtype.is_floating_point else v.numpy())
+    return {n: np.concatenate(v) for n, v in chunks.items()}, f"torch {torch.__version__} eager (float)"

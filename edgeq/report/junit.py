@@ -1,0 +1,36 @@
+"""JUnit XML for CI systems: one test case per (artifact, runner), failed when over budget."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from edgeq.manifest import Artifact
+
+
+def write_junit(path: Path, artifacts: list[Artifact], suite: str, extra_failures: list[str] | None = None,
+                properties: dict[str, Any] | None = None) -> None:
+    cases = []
+    for a in artifacts:
+        for v in a.validations:
+            cases.append((f"{a.name} on {v.runner}" + (f" ({v.cpu_model})" if v.emulated else ""), v))
+    failures = sum(1 for _, v in cases if not v.budget_check["passed"]) + len(extra_failures or [])
+    ts = ET.Element("testsuite", name=suite, tests=str(len(cases) + len(extra_failures or [])),
+                    failures=str(failures), errors="0")
+    if properties:
+        props = ET.SubElement(ts, "properties")
+        for k, val in properties.items():
+            ET.SubElement(props, "property", name=str(k), value=str(val))
+    for name, v in cases:
+        tc = ET.SubElement(ts, "testcase", classname=f"edgeq.{suite}", name=name)
+        m = v.metrics
+        ET.SubElement(tc, "system-out").text = ", ".join(f"{k}={m[k]}" for k in sorted(m))
+        if not v.budget_check["passed"]:
+            f = ET.SubElement(tc, "failure", message="; ".join(v.budget_check["failures"]))
+            f.text = "\n".join(v.budget_check["failures"])
+    for i, msg in enumerate(extra_failures or []):
+        tc = ET.SubElement(ts, "testcase", classname=f"edgeq.{suite}", name=f"check {i}")
+        ET.SubElement(tc, "failure", message=msg).text = msg
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(ts).write(path, encoding="utf-8", xml_declaration=True)

@@ -1,0 +1,84 @@
+"""Markdown report and the terminal summary table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgeq.report.rows import fmt_bytes, fmt_latency, fmt_num, rows
+
+_HEAD = ("artifact", "bytes", "× float", "runner", "accuracy", "drop (pt)", "top-1 agree", "cos mean", "cos min",
+         "SQNR dB", "max |Δ|", "latency", "budget")
+
+
+def table(manifest: dict[str, Any]) -> list[tuple[str, ...]]:
+    out = []
+    for r in rows(manifest):
+        out.append((r.artifact, fmt_bytes(r.bytes), fmt_num(r.size_ratio, ".3f"), r.runner,
+                    fmt_num(r.accuracy), fmt_num(r.accuracy_drop_pts, ".2f"), fmt_num(r.top1),
+                    fmt_num(r.cosine_mean, ".5f"), fmt_num(r.cosine_min, ".5f"), fmt_num(r.sqnr_db, ".2f"),
+                    fmt_num(r.max_abs_diff, ".4g"), fmt_latency(r),
+                    "–" if r.passed is None else ("pass" if r.passed else "FAIL")))
+    return out
+
+
+def terminal_summary(manifest: dict[str, Any], outdir: str) -> str:
+    body = table(manifest)
+    widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(_HEAD)]
+    line = "  ".join(h.ljust(w) for h, w in zip(_HEAD, widths, strict=True))
+    lines = [line, "-" * len(line)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in body]
+    v = manifest["verdict"]
+    lines.append("")
+    for p in manifest["passes"]:
+        lines.append(f"pass {p['name']:<22} [{p['format']}] {p['summary']}")
+    for extra in _extra_sections(manifest):
+        lines.append(extra)
+    for f in v.get("host_passes_arm_fails", []):
+        lines.append(f"WARNING host passes but ARM fails: {f}")
+    lines.append(f"verdict: {'PASS' if v['passed'] else 'FAIL'}" + ("" if v["passed"] else f" ({len(v['failures'])} failure(s))"))
+    lines += [f"  - {f}" for f in v["failures"]]
+    lines.append(f"report: {outdir}/report.html")
+    return "\n".join(lines)
+
+
+def _extra_sections(manifest: dict[str, Any]) -> list[str]:
+    out = []
+    for a in manifest["artifacts"]:
+        d = a.get("details") or {}
+        deleg = d.get("delegation")
+        if deleg:
+            out.append(f"{a['name']}: {deleg.get('delegated_ops', 0)}/{deleg.get('total_ops', 0)} ops delegated to "
+                       f"{deleg.get('backend', 'XNNPACK')}" + (f"; left to portable kernels: "
+                       f"{', '.join(deleg.get('non_delegated', []))}" if deleg.get("non_delegated") else ""))
+    return out
+
+
+def render_markdown(manifest: dict[str, Any]) -> str:
+    v = manifest["verdict"]
+    t = manifest["target"]
+    src = manifest["source"]
+    vd = manifest["validation_data"]
+    b = manifest["budget"]
+    out = [f"# edgeq report — {'PASS' if v['passed'] else 'FAIL'}", ""]
+    out.append(f"- model: `{src['ref']}` ({src['kind']}, sha256 `{src['sha256'][:12]}`)")
+    out.append(f"- target: **{t['name']}** ({t['cpu']}, {t['isa']}, {t['abi']})")
+    out.append(f"- evaluation: {vd['samples']} samples from {vd['source']}; reference: {vd['reference']['kind']}")
+    out.append("- budget: " + ", ".join(f"{k}={val}" for k, val in b.items() if val is not None))
+    out.append(f"- edgeq {manifest['edgeq_version']}; " + ", ".join(f"{k} {val}" for k, val in manifest["dependencies"].items() if val))
+    out += ["", "## Artifacts", "", "| " + " | ".join(_HEAD) + " |", "|" + "---|" * len(_HEAD)]
+    out += ["| " + " | ".join(row) + " |" for row in table(manifest)]
+    out += ["", "Latency is the median of single-sample runs after warm-up. Emulated latency counts qemu's "
+            "instruction-level execution on the x86 host and is **not** device speed.", ""]
+    if manifest["passes"]:
+        out += ["## Passes (in order)", "", "| stage | pass | format | changed | what it did |", "|---|---|---|---|---|"]
+        out += [f"| {p['stage']} | {p['name']} | {p['format']} | {'yes' if p['changed'] else 'no'} | {p['summary']} |"
+                for p in manifest["passes"]]
+        out.append("")
+    extra = _extra_sections(manifest)
+    if extra:
+        out += ["## Delegation", ""] + [f"- {e}" for e in extra] + [""]
+    if v.get("host_passes_arm_fails"):
+        out += ["## ⚠ Host passes, ARM fails", ""] + [f"- {f}" for f in v["host_passes_arm_fails"]] + [""]
+    out += ["## Verdict", "", f"**{'PASS' if v['passed'] else 'FAIL'}**", ""]
+    out += [f"- {f}" for f in v["failures"]]
+    return "\n".join(out) + "\n"

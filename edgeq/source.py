@@ -1,0 +1,215 @@
+"""Model references: ``pkg.module:factory`` (or ``path/file.py:factory``), a ``.pt2`` ExportedProgram, or ``.onnx``.
+
+Loading is safe: ``.pt2`` goes through ``torch.export.load`` (no arbitrary pickle), ``.onnx`` through
+``onnx.load`` + the checker, and a factory is only imported and called because the user named it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from edgeq.errors import ArtifactError, ModelSourceError
+from edgeq.hashing import sha256_bytes, sha256_file
+from edgeq.signature import TensorSpec
+
+SourceKind = Literal["factory", "pt2", "onnx"]
+
+
+@dataclass
+class ModelSource:
+    """A resolved model. Exactly one of ``module`` / ``exported`` / ``onnx_path`` is set."""
+
+    ref: str
+    kind: SourceKind
+    sha256: str
+    input_names: list[str]
+    module: Any = None  # torch.nn.Module
+    exported: Any = None  # torch.export.ExportedProgram
+    onnx_path: Path | None = None
+    example_inputs: dict[str, np.ndarray] | None = None
+    declared_signature: list[TensorSpec] | None = None
+
+    @property
+    def is_torch(self) -> bool:
+        return self.kind in ("factory", "pt2")
+
+
+def load_source(ref: str) -> ModelSource:
+    """Resolve a model reference; raises :class:`ModelSourceError` / :class:`ArtifactError` with a hint."""
+    if ref.endswith(".onnx"):
+        return _load_onnx(Path(ref))
+    if ref.endswith(".pt2"):
+        return _load_pt2(Path(ref))
+    if ":" in ref:
+        return _load_factory(ref)
+    p = Path(ref)
+    if p.exists():
+        raise ModelSourceError(f"{ref}: unsupported model file type {p.suffix!r}",
+                               "pass a .pt2 (torch.export.save), an .onnx, or pkg.module:factory")
+    raise ModelSourceError(f"model not found: {ref}",
+                           "pass an existing .onnx / .pt2 file, or pkg.module:factory (note the colon)")
+
+
+def _load_onnx(path: Path) -> ModelSource:
+    import onnx
+
+    if not path.is_file():
+        raise ModelSourceError(f"model file not found: {path}", "check the path")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+        onnx.checker.check_model(model)
+    except Exception as e:  # onnx raises DecodeError, ValidationError, ...: all mean "unusable file"
+        raise ArtifactError(f"{path}: corrupt or truncated ONNX model ({type(e).__name__}: {str(e)[:200]})",
+                            "re-export the model; check the file was copied completely") from e
+    init_names = {i.name for i in model.graph.initializer}
+    specs = []
+    for vi in model.graph.input:
+        if vi.name in init_names:
+            continue
+        specs.append(_onnx_value_spec(vi))
+    return ModelSource(ref=str(path), kind="onnx", sha256=sha256_file(path),
+                       input_names=[s.name for s in specs], onnx_path=path, declared_signature=specs)
+
+
+def _onnx_value_spec(vi: Any) -> TensorSpec:
+    import onnx
+
+    tt = vi.type.tensor_type
+    dtype = str(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
+    dims: list[int | str] = []
+    for i, d in enumerate(tt.shape.dim):
+        if d.HasField("dim_value"):
+            dims.append(int(d.dim_value))
+        else:
+            dims.append(d.dim_param or ("batch" if i == 0 else f"d{i}"))
+    return TensorSpec(vi.name, dtype, tuple(dims))
+
+
+def _load_pt2(path: Path) -> ModelSource:
+    import torch
+
+    if not path.is_file():
+        raise ModelSourceError(f"model file not found: {path}", "check the path")
+    try:
+        ep = torch.export.load(str(path))
+    except Exception as e:
+        raise ArtifactError(f"{path}: not a loadable ExportedProgram ({type(e).__name__}: {str(e)[:200]})",
+                            "save it with torch.export.save(torch.export.export(model, args), path)") from e
+    specs: list[TensorSpec] = []
+    user_inputs = list(ep.graph_signature.user_inputs)
+    placeholders = {n.name: n for n in ep.graph.nodes if n.op == "placeholder"}
+    for name in user_inputs:
+        val = placeholders[name].meta.get("val")
+        if val is None or not hasattr(val, "shape"):
+            raise ModelSourceError(f"{path}: input {name!r} is not a tensor", "edgeq supports tensor inputs only")
+        dims: list[int | str] = [int(d) if isinstance(d, int) or str(d).isdigit() else str(d) for d in val.shape]
+        specs.append(TensorSpec(name, str(val.dtype).removeprefix("torch."), tuple(dims)))
+    return ModelSource(ref=str(path), kind="pt2", sha256=sha256_file(path), input_names=user_inputs,
+                       exported=ep, declared_signature=specs)
+
+
+def _import_factory(ref: str) -> Any:
+    mod_name, _, attr = ref.rpartition(":")
+    if not mod_name or not attr:
+        raise ModelSourceError(f"bad model reference {ref!r}", "use pkg.module:factory or path/to/file.py:factory")
+    try:
+        if mod_name.endswith(".py"):
+            file = Path(mod_name)
+            if not file.is_file():
+                raise ModelSourceError(f"model file not found: {file}")
+            spec = importlib.util.spec_from_file_location(f"edgeq_user_{file.stem}", file)
+            assert spec and spec.loader  # spec_from_file_location only fails for non-.py paths
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(mod_name)
+    except ModelSourceError:
+        raise
+    except ImportError as e:
+        raise ModelSourceError(f"cannot import {mod_name!r}: {e}",
+                               "check the module path and that its package is installed / on PYTHONPATH") from e
+    except Exception as e:
+        raise ModelSourceError(f"importing {mod_name!r} raised {type(e).__name__}: {e}") from e
+    try:
+        factory = getattr(module, attr)
+    except AttributeError as e:
+        raise ModelSourceError(f"{mod_name!r} has no attribute {attr!r}",
+                               f"define a function {attr}() returning an nn.Module") from e
+    if not callable(factory):
+        raise ModelSourceError(f"{ref} is not callable (it is a {type(factory).__name__})",
+                               "point at a function or class that returns an nn.Module")
+    return factory
+
+
+def _load_factory(ref: str) -> ModelSource:
+    import torch
+
+    factory = _import_factory(ref)
+    try:
+        produced = factory()
+    except Exception as e:
+        raise ModelSourceError(f"{ref}() raised {type(e).__name__}: {e}",
+                               "the factory must build the model with no arguments") from e
+    example: Any = None
+    if isinstance(produced, tuple) and len(produced) == 2 and isinstance(produced[0], torch.nn.Module):
+        produced, example = produced
+    if not isinstance(produced, torch.nn.Module):
+        raise ModelSourceError(f"{ref}() returned a {type(produced).__name__}, not a torch.nn.Module",
+                               "return an nn.Module, or a (module, example_inputs) pair")
+    module = produced.eval()
+    names = _forward_input_names(module)
+    example_np: dict[str, np.ndarray] | None = None
+    if example is not None:
+        example_np = _example_to_numpy(example, names, ref)
+        names = list(example_np)
+    h = _state_hash(module)
+    specs = None
+    if example_np is not None:
+        specs = [TensorSpec(k, str(v.dtype), ("batch", *v.shape[1:])) for k, v in example_np.items()]
+    return ModelSource(ref=ref, kind="factory", sha256=h, input_names=names, module=module,
+                       example_inputs=example_np, declared_signature=specs)
+
+
+def _forward_input_names(module: Any) -> list[str]:
+    params = inspect.signature(module.forward).parameters.values()
+    return [p.name for p in params
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty] or [
+        p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def _example_to_numpy(example: Any, names: list[str], ref: str) -> dict[str, np.ndarray]:
+    import torch
+
+    if isinstance(example, torch.Tensor):
+        example = (example,)
+    if isinstance(example, dict):
+        items = list(example.items())
+    elif isinstance(example, (tuple, list)):
+        if len(example) > len(names):
+            raise ModelSourceError(f"{ref}: {len(example)} example inputs for forward({', '.join(names)})")
+        items = list(zip(names, example, strict=False))
+    else:
+        raise ModelSourceError(f"{ref}: example_inputs must be a tensor, tuple or dict, got {type(example).__name__}")
+    out = {}
+    for k, v in items:
+        if not isinstance(v, torch.Tensor):
+            raise ModelSourceError(f"{ref}: example input {k!r} is a {type(v).__name__}, not a tensor")
+        out[k] = v.detach().cpu().numpy()
+    return out
+
+
+def _state_hash(module: Any) -> str:
+    parts = []
+    for k, v in module.state_dict().items():
+        parts.append(k.encode())
+        parts.append(v.detach().cpu().contiguous().numpy().tobytes())
+    return sha256_bytes(b"".join(parts))

@@ -1,0 +1,1 @@
+"""Validation: metrics against the float reference, runners that execute artifacts, budgets and verdicts."""

@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""edgeq device-side ONNX runner: numpy + onnxruntime only, no torch, no edgeq import.
+
+Usage: run_onnx.py MODEL.onnx INPUTS.npz OUTPUTS.npz [--batch N] [--warmup N] [--repeats N] [--threads N]
+
+Runs every sample of INPUTS.npz (arrays keyed by input name, first axis = samples; a ``labels`` key is
+ignored), writes OUTPUTS.npz (keyed by output name) and prints one JSON line with the latency of a
+single-sample run (median over --repeats after --warmup runs) and the runtime's version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+
+import numpy as np
+
+
+def run(model: str, inputs: str, outputs: str, batch: int = 32, warmup: int = 2, repeats: int = 10,
+        threads: int = 0) -> dict:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads > 0:
+        opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+    with np.load(inputs, allow_pickle=False) as z:
+        feeds = {i.name: z[i.name] for i in sess.get_inputs()}
+    n = next(iter(feeds.values())).shape[0]
+    dim0 = sess.get_inputs()[0].shape[0]
+    step = batch if not isinstance(dim0, int) else max(1, dim0)
+    names = [o.name for o in sess.get_outputs()]
+    chunks: dict[str, list[np.ndarray]] = {k: [] for k in names}
+    for start in range(0, n, step):
+        res = sess.run(names, {k: v[start:start + step] for k, v in feeds.items()})
+        for k, v in zip(names, res):
+            chunks[k].append(v)
+    np.savez(outputs, **{k: np.concatenate(v) for k, v in chunks.items()})
+    single = {k: np.ascontiguousarray(v[:1]) for k, v in feeds.items()}
+    for _ in range(warmup):
+        sess.run(names, single)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        sess.run(names, single)
+        times.append((time.perf_counter() - t0) * 1000.0)
+    times.sort()
+    return {
+        "latency_ms_median": times[len(times) // 2] if times else None,
+        "latency_ms_all": times,
+        "samples": int(n),
+        "runtime": f"onnxruntime {ort.__version__}",
+        "machine": platform.machine(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model")
+    ap.add_argument("inputs")
+    ap.add_argument("outputs")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=0)
+    a = ap.parse_args(argv)
+    info = run(a.model, a.inputs, a.outputs, a.batch, a.warmup, a.repeats, a.threads)
+    print("EDGEQ_RESULT " + json.dumps(info))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Output-fidelity metrics, all computed in float64.
+
+For every output: cosine similarity per sample (mean and min), SQNR in dB, max |Δ|. For the primary output
+(the first) when it looks like class scores (N, C>1): top-1 agreement with the reference and, with labels,
+task accuracy of both and the drop in percentage points.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from edgeq.config import Budget
+
+
+@dataclass(frozen=True)
+class Metrics:
+    samples: int
+    cosine_mean: float
+    cosine_min: float
+    sqnr_db: float
+    max_abs_diff: float
+    top1_agreement: float | None = None
+    accuracy: float | None = None  # task accuracy of the candidate, in [0, 1]
+    reference_accuracy: float | None = None
+
+    @property
+    def accuracy_drop_pts(self) -> float | None:
+        """Drop in percentage points: task accuracy when labels exist, else top-1 agreement's shortfall."""
+        if self.accuracy is not None and self.reference_accuracy is not None:
+            return 100.0 * (self.reference_accuracy - self.accuracy)
+        if self.top1_agreement is not None:
+            return 100.0 * (1.0 - self.top1_agreement)
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["accuracy_drop_pts"] = self.accuracy_drop_pts
+        return {k: _json_float(v) for k, v in d.items()}
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> Metrics:
+        keys = {f for f in Metrics.__dataclass_fields__}
+        return Metrics(**{k: (math.inf if v == "inf" else v) for k, v in d.items() if k in keys})
+
+
+def _json_float(v: Any) -> Any:
+    if isinstance(v, float) and math.isinf(v):
+        return "inf"
+    return v
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    return a.reshape(a.shape[0], -1) if a.ndim > 1 else a.reshape(-1, 1)
+
+
+def cosine_per_sample(ref: np.ndarray, out: np.ndarray) -> np.ndarray:
+    r, o = _flat(ref), _flat(out)
+    num = (r * o).sum(axis=1)
+    den = np.linalg.norm(r, axis=1) * np.linalg.norm(o, axis=1)
+    both_zero = (np.linalg.norm(r, axis=1) == 0) & (np.linalg.norm(o, axis=1) == 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    return np.where(both_zero, 1.0, cos)
+
+
+def sqnr_db(ref: np.ndarray, out: np.ndarray) -> float:
+    r = np.asarray(ref, dtype=np.float64)
+    noise = float(((r - np.asarray(out, dtype=np.float64)) ** 2).sum())
+    signal = float((r**2).sum())
+    if noise == 0.0:
+        return math.inf
+    if signal == 0.0:
+        return -math.inf
+    return 10.0 * math.log10(signal / noise)
+
+
+def looks_like_scores(a: np.ndarray) -> bool:
+    return a.ndim == 2 and a.shape[1] > 1
+
+
+def compare(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray],
+            labels: np.ndarray | None = None) -> Metrics:
+    """Compare candidate outputs with reference outputs (same names, same order of samples)."""
+    names = list(reference)
+    missing = [n for n in names if n not in candidate]
+    if missing:
+        from edgeq.errors import RunnerError
+
+        raise RunnerError(f"candidate outputs lack {missing}; got {sorted(candidate)}",
+                          "the artifact's outputs differ from the float model's")
+    for n in names:
+        if reference[n].shape != candidate[n].shape:
+            from edgeq.errors import RunnerError
+
+            raise RunnerError(f"output {n!r} has shape {candidate[n].shape}, the float model gives {reference[n].shape}",
+                              "the artifact does not compute the same function; re-export it")
+    ref_all = np.concatenate([_flat(reference[n]) for n in names], axis=1)
+    out_all = np.concatenate([_flat(candidate[n]) for n in names], axis=1)
+    cos = cosine_per_sample(ref_all, out_all)
+    primary_ref = np.asarray(reference[names[0]], dtype=np.float64)
+    primary_out = np.asarray(candidate[names[0]], dtype=np.float64)
+    top1 = acc = ref_acc = None
+    if looks_like_scores(primary_ref):
+        top_r = primary_ref.argmax(axis=1)
+        top_o = primary_out.argmax(axis=1)
+        top1 = float((top_r == top_o).mean())
+        if labels is not None and len(labels) == len(top_r):
+            acc = float((top_o == labels).mean())
+            ref_acc = float((top_r == labels).mean())
+    diff = np.abs(ref_all - out_all)
+    return Metrics(
+        samples=int(ref_all.shape[0]),
+        cosine_mean=float(cos.mean()),
+        cosine_min=float(cos.min()),
+        sqnr_db=sqnr_db(ref_all, out_all),
+        max_abs_diff=float(diff.max()) if diff.size else 0.0,
+        top1_agreement=top1,
+        accuracy=acc,
+        reference_accuracy=ref_acc,
+    )
+
+
+@dataclass(frozen=True)
+class BudgetCheck:
+    passed: bool
+    failures: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "failures": list(self.failures)}
+
+
+def check_budget(m: Metrics, budget: Budget) -> BudgetCheck:
+    """Each violated limit becomes a human-readable failure naming the measured value and the limit."""
+    failures = []
+    drop = m.accuracy_drop_pts
+    if budget.max_accuracy_drop is not None and drop is not None and drop > budget.max_accuracy_drop + 1e-9:
+        what = "accuracy" if m.accuracy is not None else "top-1 agreement"
+        failures.append(f"{what} drop {drop:.2f} pt > {budget.max_accuracy_drop:g} pt")
+    if budget.min_cosine is not None and m.cosine_mean < budget.min_cosine:
+        failures.append(f"mean cosine {m.cosine_mean:.5f} < {budget.min_cosine:g}")
+    if budget.min_sqnr is not None and m.sqnr_db < budget.min_sqnr:
+        failures.append(f"SQNR {m.sqnr_db:.2f} dB < {budget.min_sqnr:g} dB")
+    if (budget.min_top1_agreement is not None and m.top1_agreement is not None
+            and m.top1_agreement < budget.min_top1_agreement):
+        failures.append(f"top-1 agreement {m.top1_agreement:.4f} < {budget.min_top1_agreement:g}")
+    return BudgetCheck(not failures, tuple(failures))

@@ -1,0 +1,80 @@
+"""Validate artifacts in an output folder on one or more runners, and turn the results into a verdict."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeq.config import Budget
+from edgeq.manifest import Artifact, Validation
+from edgeq.progress import Progress
+from edgeq.validate.metrics import check_budget, compare
+from edgeq.validate.runners import get_runner
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def validate_artifacts(outdir: Path, artifacts: list[Artifact], inputs_rel: str, reference_rel: str,
+                       runner_specs: tuple[str, ...], target: Any, budget: Budget,
+                       progress: Progress) -> list[Artifact]:
+    """Run every validated artifact on every runner that supports its format; append Validation records."""
+    inputs_path = outdir / inputs_rel
+    reference = load_npz(outdir / reference_rel)
+    data = load_npz(inputs_path)
+    labels = data.get("labels")
+    runners = [get_runner(spec, target) for spec in runner_specs]
+    with tempfile.TemporaryDirectory(prefix="edgeq-run-") as tmp:
+        for art in artifacts:
+            if art.role == "auxiliary":
+                continue
+            for runner in runners:
+                if not runner.supports(art.format):
+                    continue
+                where = runner.describe()
+                progress.stage(f"validating {art.name} on {where['runner']}"
+                               + (f" ({where['cpu_model']})" if where.get("emulated") else ""))
+                result = runner.run(outdir / art.path, art.format, inputs_path, Path(tmp))
+                metrics = compare(reference, result.outputs, labels)
+                bc = check_budget(metrics, budget)
+                art.validations.append(Validation(
+                    runner=where["runner"], machine=where["machine"], cpu_model=where["cpu_model"],
+                    features=list(where.get("features", [])), emulated=bool(where.get("emulated")),
+                    metrics=metrics.to_dict(), budget_check=bc.to_dict(), latency_ms=result.latency_ms,
+                    latency_kind=result.latency_kind, runtime=result.runtime,
+                ))
+    return artifacts
+
+
+def verdict(artifacts: list[Artifact], pass_log: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pass when every validated artifact meets the budget on every runner and no pass reported a failure."""
+    failures: list[str] = []
+    validated = 0
+    for art in artifacts:
+        for v in art.validations:
+            validated += 1
+            where = v.runner + (f" ({v.cpu_model})" if v.emulated else "")
+            failures.extend(f"{art.name} on {where}: {f}" for f in v.budget_check["failures"])
+    for p in pass_log:
+        for f in p.get("failures", []):
+            failures.append(f"pass {p['name']}: {f}")
+    if validated == 0:
+        failures.append("no artifact was validated (no runner supports the produced formats)")
+    host_vs_arm = _host_pass_arm_fail(artifacts)
+    return {"passed": not failures, "failures": failures, "host_passes_arm_fails": host_vs_arm}
+
+
+def _host_pass_arm_fail(artifacts: list[Artifact]) -> list[str]:
+    """Artifacts that pass on the x86 host but fail on ARM kernels — the case emulation exists to catch."""
+    flagged = []
+    for art in artifacts:
+        host_ok = [v.budget_check["passed"] for v in art.validations if v.runner == "host"]
+        arm_bad = [v for v in art.validations if v.runner != "host" and not v.budget_check["passed"]]
+        if host_ok and all(host_ok) and arm_bad:
+            flagged.append(f"{art.name}: passes on host, fails on {', '.join(v.runner + ' ' + v.cpu_model for v in arm_bad)}")
+    return flagged

@@ -1,0 +1,78 @@
+"""The runner protocol and registry.
+
+``run(artifact, inputs.npz, workdir) -> RunResult`` — the host, emulator, SSH and adb runners differ only in
+how they ship files and start the device-side program. A runner spec is a string: ``host``, ``emulator``
+(the target's CPU model), ``ssh://user@host[:port][/workdir]``, ``adb[://serial]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from edgeq.errors import UsageError
+
+
+@dataclass
+class RunResult:
+    outputs: dict[str, np.ndarray]
+    latency_ms: float | None  # median single-sample latency
+    latency_kind: str  # "host", "emulated" (instruction-level under qemu: not device speed), "device"
+    runtime: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Runner(Protocol):
+    name: str
+
+    def supports(self, fmt: str) -> bool: ...
+
+    def describe(self) -> dict[str, Any]:
+        """Where it runs: runner, machine, cpu model, features — recorded in the manifest."""
+        ...
+
+    def run(self, artifact: Path, fmt: str, inputs: Path, workdir: Path) -> RunResult: ...
+
+
+RunnerFactory = Callable[[str, Any], Runner]  # (spec, target) -> Runner
+_REGISTRY: dict[str, RunnerFactory] = {}
+
+
+def register_runner(scheme: str) -> Callable[[RunnerFactory], RunnerFactory]:
+    def deco(factory: RunnerFactory) -> RunnerFactory:
+        if scheme in _REGISTRY:
+            raise ValueError(f"runner scheme {scheme!r} registered twice")
+        _REGISTRY[scheme] = factory
+        return factory
+
+    return deco
+
+
+def runner_names() -> list[str]:
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def get_runner(spec: str, target: Any) -> Runner:
+    """Build a runner from a spec string such as ``host`` or ``ssh://pi@raspberrypi.local``."""
+    _load_builtin()
+    scheme = spec.split("://", 1)[0]
+    factory = _REGISTRY.get(scheme)
+    if factory is None:
+        raise UsageError(f"unknown runner {spec!r}", f"use one of: {', '.join(sorted(_REGISTRY))}")
+    return factory(spec, target)
+
+
+def _load_builtin() -> None:
+    import importlib
+
+    for mod in ("host", "emulator", "ssh"):
+        try:
+            importlib.import_module(f"edgeq.validate.runners.{mod}")
+        except ModuleNotFoundError as e:
+            if e.name != f"edgeq.validate.runners.{mod}":
+                raise

@@ -1,0 +1,1 @@
+"""Small real models trained on data that ships with packages (no downloads): demo, tests and benchmarks."""

@@ -1,0 +1,51 @@
+"""Shared fixtures: real digits data on disk, the trained digits CNN, a cache dir per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# Trained weights and the emulator live in the user cache; tests share one per machine to stay fast,
+# unless the caller isolates them with EDGEQ_CACHE_DIR.
+os.environ.setdefault("ORT_LOGGING_LEVEL", "3")
+
+REPO = Path(__file__).resolve().parent.parent
+DIGITS_MODEL = "edgeq.zoo.digits:digits_cnn"
+
+
+@pytest.fixture(scope="session")
+def digits_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(calib.npz, eval.npz) from scikit-learn's load_digits, keyed `image` + `labels`."""
+    from edgeq.zoo.digits import write_digits_data
+
+    return write_digits_data(tmp_path_factory.mktemp("digits"))
+
+
+@pytest.fixture(scope="session")
+def digits_small(tmp_path_factory: pytest.TempPathFactory, digits_files: tuple[Path, Path]) -> tuple[Path, Path]:
+    """A 200-sample calibration set and a 150-sample eval set: enough signal, quick to run."""
+    calib, ev = digits_files
+    d = tmp_path_factory.mktemp("digits_small")
+    with np.load(calib) as z:
+        np.savez(d / "calib.npz", image=z["image"][:200], labels=z["labels"][:200])
+    with np.load(ev) as z:
+        np.savez(d / "eval.npz", image=z["image"][:150], labels=z["labels"][:150])
+    return d / "calib.npz", d / "eval.npz"
+
+
+@pytest.fixture(scope="session")
+def digits_export(tmp_path_factory: pytest.TempPathFactory, digits_small: tuple[Path, Path]):  # type: ignore[no-untyped-def]
+    """One ONNX export of the digits CNN shared by read-only tests (check, manifest, reports)."""
+    import edgeq
+
+    calib, ev = digits_small
+    out = tmp_path_factory.mktemp("exports") / "digits"
+    return edgeq.export(DIGITS_MODEL, calib=str(calib), eval=str(ev), output=out)
+
+
+def listing(folder: Path) -> list[str]:
+    """Everything under ``folder`` (to assert that a failed run wrote nothing)."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
