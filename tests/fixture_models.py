@@ -1,0 +1,55 @@
+"""Model factories used by tests through `path/to/fixture_models.py:NAME` references."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+NOT_CALLABLE = 42
+
+
+def not_a_module():  # type: ignore[no-untyped-def]
+    return {"weights": [1, 2, 3]}
+
+
+def raises():  # type: ignore[no-untyped-def]
+    raise RuntimeError("checkpoint missing")
+
+
+class Branchy(nn.Module):
+    """Data-dependent control flow: torch.export cannot capture it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 3)
+        self.b = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:
+            return self.a(x)
+        return self.b(x)
+
+
+def branchy():  # type: ignore[no-untyped-def]
+    return Branchy()
+
+
+class TwoInputs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.l = nn.Linear(6, 4)
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        return self.l(torch.cat([left, right], dim=1))
+
+
+def two_inputs_with_example():  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    return TwoInputs().eval(), (torch.randn(2, 3), torch.randn(2, 3))
+
+
+def slow_mlp():  # type: ignore[no-untyped-def]
+    """Big enough that calibration takes a few seconds (for the Ctrl-C test)."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 2048), nn.ReLU(), nn.Linear(2048, 2048), nn.ReLU(),
+                         nn.Linear(2048, 10)).eval()
