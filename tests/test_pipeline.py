@@ -12,10 +12,10 @@ import pytest
 import edgeq
 from edgeq.errors import (
     CaptureError,
+    DataError,
     OutputExistsError,
     SignatureMismatchError,
     TargetError,
-    DataError,
 )
 from edgeq.manifest import read_manifest, validate_manifest
 from tests.conftest import DIGITS_MODEL, listing
