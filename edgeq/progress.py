@@ -19,14 +19,14 @@ class Progress:
             print(f"[{time.perf_counter() - self._t0:6.1f}s] {text}", file=sys.stderr, flush=True)
 
     @contextmanager
-    def bar(self, total: int, desc: str) -> Iterator[Any]:
+    def bar(self, total: int, desc: str, unit: str = "sample") -> Iterator[Any]:
         """A tqdm bar; on a non-terminal stderr (CI logs) it stays quiet except for the stage line."""
         from tqdm import tqdm
 
         if not self.enabled:
             yield _NullBar()
             return
-        with tqdm(total=total, desc=f"  {desc}", unit="sample", file=sys.stderr, leave=False,
+        with tqdm(total=total, desc=f"  {desc}", unit=unit, file=sys.stderr, leave=False,
                   disable=None, dynamic_ncols=True) as t:
             yield t
 

@@ -29,25 +29,25 @@ def validate_artifacts(outdir: Path, artifacts: list[Artifact], inputs_rel: str,
     data = load_npz(inputs_path)
     labels = data.get("labels")
     runners = [get_runner(spec, target) for spec in runner_specs]
-    with tempfile.TemporaryDirectory(prefix="edgeq-run-") as tmp:
-        for art in artifacts:
-            if art.role == "auxiliary":
-                continue
-            for runner in runners:
-                if not runner.supports(art.format):
-                    continue
-                where = runner.describe()
-                progress.stage(f"validating {art.name} on {where['runner']}"
-                               + (f" ({where['cpu_model']})" if where.get("emulated") else ""))
-                result = runner.run(outdir / art.path, art.format, inputs_path, Path(tmp))
-                metrics = compare(reference, result.outputs, labels)
-                bc = check_budget(metrics, budget)
-                art.validations.append(Validation(
-                    runner=where["runner"], machine=where["machine"], cpu_model=where["cpu_model"],
-                    features=list(where.get("features", [])), emulated=bool(where.get("emulated")),
-                    metrics=metrics.to_dict(), budget_check=bc.to_dict(), latency_ms=result.latency_ms,
-                    latency_kind=result.latency_kind, runtime=result.runtime,
-                ))
+    jobs = [(art, runner) for art in artifacts if art.role != "auxiliary"
+            for runner in runners if runner.supports(art.format)]
+    n_samples = len(next(iter(reference.values())))
+    progress.stage(f"validating {len(jobs)} artifact/runner pair(s) on {n_samples} samples")
+    with tempfile.TemporaryDirectory(prefix="edgeq-run-") as tmp, progress.bar(len(jobs), "validation", unit="run") as bar:
+        for art, runner in jobs:
+            where = runner.describe()
+            bar.set_postfix_str(f"{art.name} on {where['runner']}"
+                                + (f" ({where['cpu_model']})" if where.get("emulated") else ""))
+            result = runner.run(outdir / art.path, art.format, inputs_path, Path(tmp))
+            bar.update(1)
+            metrics = compare(reference, result.outputs, labels)
+            bc = check_budget(metrics, budget)
+            art.validations.append(Validation(
+                runner=where["runner"], machine=where["machine"], cpu_model=where["cpu_model"],
+                features=list(where.get("features", [])), emulated=bool(where.get("emulated")),
+                metrics=metrics.to_dict(), budget_check=bc.to_dict(), latency_ms=result.latency_ms,
+                latency_kind=result.latency_kind, runtime=result.runtime,
+            ))
     return artifacts
 
 
