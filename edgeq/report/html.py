@@ -41,6 +41,21 @@ def _e(x: Any) -> str:
     return html.escape(str(x))
 
 
+# Features whose sections render from optional manifest keys, imported on first render (after this module).
+_SECTION_MODULES = ("edgeq.report.core_sections", "edgeq.search.report")
+
+
+def _load_section_modules() -> None:
+    import importlib
+
+    for mod in _SECTION_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
+
+
 def render_html(manifest: dict[str, Any]) -> str:
     v = manifest["verdict"]
     t = manifest["target"]
@@ -77,11 +92,12 @@ def render_html(manifest: dict[str, Any]) -> str:
     extra = _extra_sections(manifest)
     if extra:
         parts.append("<h2>Delegation</h2><ul>" + "".join(f"<li>{_e(x)}</li>" for x in extra) + "</ul>")
+    _load_section_modules()
     for _name, fn in _SECTIONS:
         frag = fn(manifest)
         if frag:
             parts.append(frag)
-    parts.append("<h2>Verdict</h2>" + (f"<p class='badge pass'>PASS</p>" if ok else "<p class='badge fail'>FAIL</p><ul>"
+    parts.append("<h2>Verdict</h2>" + ("<p class='badge pass'>PASS</p>" if ok else "<p class='badge fail'>FAIL</p><ul>"
                  + "".join(f"<li>{_e(f)}</li>" for f in v["failures"]) + "</ul>"))
     deps = ", ".join(f"{_e(k)} {_e(val)}" for k, val in manifest["dependencies"].items() if val)
     parts.append(f"<p class='muted'>edgeq {_e(manifest['edgeq_version'])} · {deps} · {_e(manifest['created'])}</p>")

@@ -1,0 +1,46 @@
+"""Report sections every export has: how each artifact was quantized, and the I/O signature apps must feed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgeq.report.html import _e, register_section
+
+_QUANT_KEYS = ("method", "format", "scheme", "calibration", "calibration_samples", "per_channel", "activation_type",
+               "weight_type", "reduce_range", "nodes_excluded", "op_types_excluded", "preprocessing", "tool")
+
+
+@register_section("quantization")
+def quantization_section(manifest: dict[str, Any]) -> str | None:
+    arts = [a for a in manifest["artifacts"] if a.get("quantization")]
+    if not arts:
+        return None
+    keys = [k for k in _QUANT_KEYS if any(k in a["quantization"] for a in arts)]
+    head = "".join(f"<th>{_e(k.replace('_', ' '))}</th>" for k in keys)
+    rows = []
+    for a in arts:
+        q = a["quantization"]
+        cells = []
+        for k in keys:
+            v = q.get(k)
+            if k == "tool" and isinstance(v, str):
+                v = v.rsplit(".", 1)[-1]
+            if isinstance(v, list):
+                v = ", ".join(map(str, v)) if v else "none"
+            cells.append(f"<td>{_e('–' if v is None else v)}</td>")
+        rows.append(f"<tr><td>{_e(a['name'])}</td>{''.join(cells)}</tr>")
+    return ("<h2>Quantization</h2><table><tr><th>artifact</th>" + head + "</tr>" + "".join(rows) + "</table>")
+
+
+@register_section("signature")
+def signature_section(manifest: dict[str, Any]) -> str | None:
+    sig = manifest.get("signature")
+    if not sig:
+        return None
+    rows = []
+    for kind in ("inputs", "outputs"):
+        for s in sig[kind]:
+            rows.append(f"<tr><td>{kind[:-1]}</td><td><code>{_e(s['name'])}</code></td><td>{_e(s['dtype'])}</td>"
+                        f"<td>{_e(s['shape'])}</td></tr>")
+    return ("<h2>I/O signature</h2><p class='muted'>What an app feeds and reads (also in edgeq.json → signature).</p>"
+            "<table><tr><th></th><th>name</th><th>dtype</th><th>shape</th></tr>" + "".join(rows) + "</table>")
