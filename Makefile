@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.edgeq-installed
 
-.PHONY: demo test test-fast bench lint system-deps venv clean
+.PHONY: demo test test-fast bench lint system-deps emulator venv clean
 
 venv: $(STAMP)
 
@@ -22,14 +22,21 @@ system-deps:
 demo: venv
 	$(VENV)/bin/edgeq demo
 
-test: venv system-deps
+# The ARM emulator (qemu-user + aarch64 sysroot + wheels) in the user cache; a no-op once set up.
+emulator: venv system-deps
+	@if [ "$$(id -u)" -ne 0 ] && ! command -v qemu-aarch64-static >/dev/null 2>&1; then \
+	  echo "edgeq: skipping the ARM emulator set-up: qemu-aarch64-static is missing and installing it needs root"; \
+	  echo "edgeq: run 'sudo apt-get install -y qemu-user-static' then 'make emulator' (emulator tests will skip)"; \
+	else $(VENV)/bin/edgeq emulator setup; fi
+
+test: venv system-deps emulator
 	$(PY) -m ruff check edgeq tests bench
 	$(PY) -m pytest -q tests
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow and not emulator" tests
 
-bench: venv system-deps
+bench: venv system-deps emulator
 	$(PY) -m bench.run
 
 lint: venv

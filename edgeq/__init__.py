@@ -10,12 +10,12 @@ Python API (the CLI is a thin layer over it)::
 """
 
 from edgeq.check import CheckResult, check
-from edgeq.config import Budget, PipelineConfig, QuantOptions, load_config
+from edgeq.config import Budget, PipelineConfig, QuantOptions, SearchOptions, load_config
 from edgeq.errors import EdgeqError
 from edgeq.pipeline import ExportResult
 from edgeq.pipeline import export as run_pipeline
 from edgeq.pipeline import export_model as export
 from edgeq.targets import Target, list_targets, load_target
 
-__all__ = ["Budget", "CheckResult", "EdgeqError", "ExportResult", "PipelineConfig", "QuantOptions", "Target",
+__all__ = ["Budget", "CheckResult", "EdgeqError", "ExportResult", "PipelineConfig", "QuantOptions", "SearchOptions", "Target",
            "check", "export", "list_targets", "load_config", "load_target", "run_pipeline"]

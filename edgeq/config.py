@@ -107,6 +107,44 @@ class QuantOptions:
 
 
 @dataclass(frozen=True)
+class SearchOptions:
+    """Budget-driven quantization search (ONNX). See :mod:`edgeq.search.search`.
+
+    ``mode``: ``"auto"`` searches when a budget was given explicitly and the first static INT8 model misses it,
+    ``"always"`` searches whenever a budget exists, ``"off"`` never searches.
+    ``max_size_ratio``: optional cap on the INT8 model's bytes as a share of the float model's.
+    """
+
+    mode: Literal["auto", "always", "off"] = "auto"
+    max_trials: int = 16
+    max_seconds: float = 300.0
+    max_size_ratio: float | None = None
+    calibrations: tuple[str, ...] = ("minmax", "percentile", "entropy")
+    sensitivity_samples: int = 16
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("auto", "always", "off"):
+            raise UsageError(f"search mode must be auto, always or off, got {self.mode!r}")
+        if self.max_trials < 1:
+            raise UsageError(f"--search-trials must be >= 1, got {self.max_trials}", "e.g. --search-trials 16")
+        if not (self.max_seconds > 0 and math.isfinite(self.max_seconds)):
+            raise UsageError(f"--search-time must be a positive number of seconds, got {self.max_seconds}",
+                             "e.g. --search-time 300")
+        if self.max_size_ratio is not None and not (0 < self.max_size_ratio <= 1):
+            raise UsageError(f"--max-size-ratio must be in (0, 1], got {self.max_size_ratio}", "e.g. 0.3")
+        for m in self.calibrations:
+            if m not in CALIBRATION_METHODS:
+                raise UsageError(f"unknown calibration method {m!r}", f"choose from {', '.join(CALIBRATION_METHODS)}")
+        if self.sensitivity_samples < 1:
+            raise UsageError("sensitivity_samples must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["calibrations"] = list(self.calibrations)
+        return d
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """One edgeq run. Build it from CLI flags, from ``edgeq.toml`` (:func:`load_config`) or in Python."""
 
@@ -122,8 +160,9 @@ class PipelineConfig:
     eval_fraction: float = 0.2
     max_eval_samples: int = 512
     seed: int = 0
-    validate_on: tuple[str, ...] = ("host",)
+    validate_on: tuple[str, ...] = ("auto",)  # "auto": host, + emulator for ARM targets once set up
     opset: int = 18
+    search: SearchOptions = field(default_factory=SearchOptions)
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
@@ -144,7 +183,8 @@ class PipelineConfig:
 
 
 def load_config(path: str | Path, **overrides: Any) -> PipelineConfig:
-    """Read an ``edgeq.toml``: top-level keys of :class:`PipelineConfig`, ``[quant]`` and ``[budget]`` tables."""
+    """Read an ``edgeq.toml``: top-level keys of :class:`PipelineConfig`, ``[quant]``, ``[budget]`` and
+    ``[search]`` tables."""
     p = Path(path)
     try:
         raw = tomllib.loads(p.read_text())
@@ -158,13 +198,16 @@ def load_config(path: str | Path, **overrides: Any) -> PipelineConfig:
         raise UsageError(f"{p}: unknown key(s) {', '.join(sorted(unknown))}", f"valid keys: {', '.join(sorted(known))}")
     quant = raw.pop("quant", {})
     budget = raw.pop("budget", {})
+    search = raw.pop("search", {})
     try:
         q = QuantOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in quant.items()})
         b = Budget(**budget)
+        srch = SearchOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in search.items()})
     except TypeError as e:
         raise UsageError(f"{p}: {e}") from e
     for key in ("formats", "validate_on"):
         if key in raw:
             raw[key] = tuple(raw[key])
     raw.update(overrides)
+    raw.setdefault("search", srch)
     return PipelineConfig(quant=q, budget=b, **raw)

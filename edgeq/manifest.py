@@ -11,6 +11,9 @@ Schema (version 1) — every key below is always present; ``null`` where not app
              validations[{runner, machine, cpu_model, features, emulated, metrics, budget_check,
                           latency_ms, latency_kind, runtime}]}]
   verdict{passed, failures[]}
+Optional top-level keys (present only when the feature ran): search{met, best, stopped, options, trials[], closest[]},
+  sensitivity[{rank, node, op_type, tensor, added_db, ...}] (ONNX), sensitivity_pte[...] (PT2E graph),
+  sweep{metric, pick, variants[]}
 """
 
 from __future__ import annotations
@@ -111,6 +114,7 @@ def new_manifest() -> dict[str, Any]:
 
 _REQUIRED = ("schema", "schema_version", "created", "edgeq_version", "dependencies", "source", "target",
              "config", "budget", "signature", "validation_data", "passes", "artifacts", "verdict")
+_OPTIONAL: dict[str, type] = {"search": dict, "sensitivity": list, "sensitivity_pte": list, "sweep": dict}
 _ARTIFACT_REQUIRED = ("name", "path", "format", "precision", "role", "bytes", "sha256", "quantization", "details",
                       "validations")
 _VALIDATION_REQUIRED = ("runner", "machine", "cpu_model", "features", "emulated", "metrics", "budget_check",
@@ -145,6 +149,9 @@ def validate_manifest(m: Any, where: str = MANIFEST_NAME) -> None:
             for k in _VALIDATION_REQUIRED:
                 if k not in v:
                     raise ManifestError(f"{where}: artifacts[{i}].validations[{j}] lacks {k!r}")
+    for k, kind in _OPTIONAL.items():
+        if k in m and m[k] is not None and not isinstance(m[k], kind):
+            raise ManifestError(f"{where}: optional key {k!r} must be a {kind.__name__}")
     for k in ("inputs", "reference"):
         if k not in (m["validation_data"] or {}):
             raise ManifestError(f"{where}: validation_data lacks {k!r}")

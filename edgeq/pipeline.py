@@ -64,8 +64,30 @@ class ExportResult:
         return self.output / "report.html"
 
 
-def resolve_runners(config: PipelineConfig, target: Target) -> tuple[str, ...]:
-    return config.validate_on
+AUTO_RUNNER = "auto"  # host, plus the emulator for ARM targets once `edgeq emulator setup` has run
+
+
+def resolve_runners(config: PipelineConfig, target: Target, progress: Progress | None = None) -> tuple[str, ...]:
+    """Expand ``auto`` and de-duplicate; explicitly requested runners must be usable (checked before slow work)."""
+    from edgeq.validate.runners import get_runner
+
+    specs: list[str] = []
+    for spec in config.validate_on:
+        if spec != AUTO_RUNNER:
+            runner = get_runner(spec, target)  # e.g. EmulatorError when the emulator is not set up
+            getattr(runner, "preflight", lambda: None)()  # e.g. an unreachable ssh device, before slow work
+            specs.append(spec)
+            continue
+        specs.append("host")
+        if target.is_arm and target.default_runner == "emulator" and target.cpu.qemu_model:
+            from edgeq.emulator.sysroot import is_ready
+
+            if is_ready():
+                specs.append("emulator")
+            elif progress is not None:
+                progress.stage(f"note: validating on the host only; run `edgeq emulator setup` to validate "
+                               f"{target.name} on emulated {target.cpu.name} kernels")
+    return tuple(dict.fromkeys(specs))
 
 
 def prepare_output(output: Path, force: bool) -> Path:
@@ -103,6 +125,11 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
     for fmt in config.formats:
         get_backend(fmt)  # fail on an unavailable format before any slow work
     budget = config.budget.merged_over(target.validation)
+    if config.search.mode != "off":
+        from edgeq.search.search import check_budget_consistency
+
+        check_budget_consistency(budget, config.search)  # contradictory budgets fail before any slow work
+    runners = resolve_runners(config, target, progress)
     progress.stage(f"loading model {config.model}")
     source = load_source(config.model)
     calib_all, ev = _load_data(config)
@@ -139,8 +166,13 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
                 if a not in artifacts:
                     artifacts.append(a)
 
-        runners = resolve_runners(config, target)
         validate_artifacts(tmp, artifacts, INPUTS_REL, REFERENCE_REL, runners, target, budget, progress)
+        from edgeq.search.integrate import pte_sensitivity_keys, run_export_search, should_search
+
+        search_keys = (run_export_search(config, budget, tmp, scratch, artifacts, calib, INPUTS_REL, REFERENCE_REL,
+                                         runners, target, progress)
+                       if should_search(config, budget, artifacts) else {})
+        search_keys.update(pte_sensitivity_keys(config, budget, artifacts, captured, calib, target, progress))
 
         m = new_manifest()
         m["source"] = {"ref": source.ref, "kind": source.kind, "sha256": source.sha256}
@@ -148,7 +180,8 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         m["config"] = {"formats": list(config.formats), "quant": config.quant.to_dict(),
                        "eval_fraction": config.eval_fraction, "seed": config.seed, "opset": config.opset,
                        "max_eval_samples": config.max_eval_samples, "validate_on": list(runners),
-                       "calib": str(config.calib), "eval": config.eval, "dynamic_batch": captured.dynamic_batch}
+                       "calib": str(config.calib), "eval": config.eval, "dynamic_batch": captured.dynamic_batch,
+                       "search": config.search.to_dict()}
         m["budget"] = budget.to_dict()
         m["signature"] = {"inputs": [s.to_dict() for s in captured.signature],
                           "outputs": [_output_spec(n, ref[n], captured.dynamic_batch).to_dict() for n in output_names]}
@@ -161,6 +194,7 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         m["passes"] = pass_log
         m["artifacts"] = [a.to_dict() for a in artifacts]
         m["verdict"] = verdict(artifacts, pass_log)
+        m.update(search_keys)  # optional keys: "search", "sensitivity", "sensitivity_pte"
         write_manifest(m, tmp)
         from edgeq.report import write_reports
 

@@ -112,15 +112,41 @@ def _dc_keys(cls: type) -> tuple[set[str], set[str]]:
     return req, opt
 
 
+_SIMPLE_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "str": (str,), "bool": (bool,), "float": (float, int),
+                                              "None": (type(None),)}
+
+
+def _type_ok(annotation: str, value: Any) -> bool:
+    """Check a TOML value against a dataclass field annotation written as a string (``int | None``,
+    ``tuple[str, ...]``). Unknown annotations are accepted; bool is not an int here (TOML has both)."""
+    for part in (p.strip() for p in annotation.split("|")):
+        if part.startswith("tuple["):
+            if isinstance(value, tuple) and all(isinstance(x, str) for x in value):
+                return True
+            continue
+        types = _SIMPLE_TYPES.get(part)
+        if types is None:
+            return True
+        if isinstance(value, bool) and bool not in types:
+            continue
+        if isinstance(value, types):
+            return True
+    return False
+
+
 def _build(cls: type, where: str, table: Any, convert: dict[str, Any] | None = None) -> Any:
     if not isinstance(table, dict):
         raise TargetError(f"{where}: expected a table, got {type(table).__name__}")
     req, opt = _dc_keys(cls)
     _check_keys(where, table, req, opt)
+    annotations = {f.name: f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "") for f in fields(cls)}
     kwargs = {}
     for k, v in table.items():
         if isinstance(v, list):
             v = tuple(v)
+        if not _type_ok(annotations.get(k, ""), v):
+            raise TargetError(f"{where}: key '{k}' must be {annotations[k]}, got {type(v).__name__} {v!r}",
+                              "see targets/raspberry-pi-4.toml for a complete example")
         if convert and k in convert:
             v = convert[k](v)
         kwargs[k] = v
@@ -162,6 +188,7 @@ def parse_target(text: str, path: str) -> Target:
             raise TargetError(f"{path}: '{k}' must be a positive integer (MB)")
     if cpu.arch not in ("aarch64", "x86_64"):
         raise TargetError(f"{path} [cpu]: arch must be aarch64 or x86_64, got {cpu.arch!r}")
+    _check_semantics(path, raw, cpu, et, passes)
     return Target(
         name=raw["name"], description=raw["description"], os=raw["os"], abi=raw["abi"], cpu=cpu,
         ram_mb=raw["ram_mb"], storage_mb=raw["storage_mb"], formats=tuple(raw["formats"]), onnx=onnx,
@@ -169,6 +196,41 @@ def parse_target(text: str, path: str) -> Target:
         default_runner=raw.get("default_runner", "host"), sources=tuple(raw.get("sources", ())),
         path=path, sha256=sha256_bytes(text.encode()),
     )
+
+
+KNOWN_OS = ("linux", "android", "ios")
+KNOWN_FORMATS = ("onnx", "pte")
+ARM_CPUINFO_KEYS = ("cpuinfo_implementer", "cpuinfo_part", "cpuinfo_variant", "cpuinfo_revision",
+                    "cpuinfo_architecture")
+
+
+def _check_semantics(path: str, raw: dict[str, Any], cpu: CpuSpec, et: ExecutorchSpec, passes: list[str]) -> None:
+    """Cross-field rules the per-key types cannot express."""
+    if raw["os"] not in KNOWN_OS:
+        raise TargetError(f"{path}: 'os' must be one of {', '.join(KNOWN_OS)}, got {raw['os']!r}")
+    formats = raw["formats"]
+    if not isinstance(formats, list) or not formats or any(f not in KNOWN_FORMATS for f in formats):
+        raise TargetError(f"{path}: 'formats' must be a non-empty list of {', '.join(KNOWN_FORMATS)}, got {formats!r}")
+    dup = sorted({p for p in passes if passes.count(p) > 1})
+    if dup:
+        raise TargetError(f"{path}: pass(es) listed twice: {', '.join(dup)}")
+    if cpu.cores < 1:
+        raise TargetError(f"{path} [cpu]: 'cores' must be >= 1")
+    if cpu.arch == "aarch64":
+        # The emulator synthesizes /proc/cpuinfo from these (ORT's aarch64 build reads it at import).
+        missing = [k for k in ("qemu_model", *ARM_CPUINFO_KEYS) if not getattr(cpu, k)]
+        if missing:
+            raise TargetError(f"{path} [cpu]: ARM targets need {', '.join(missing)}",
+                              "qemu_model is a `qemu-aarch64-static -cpu help` name; cpuinfo_* are the MIDR fields")
+        for k in ("cpuinfo_implementer", "cpuinfo_part", "cpuinfo_variant"):
+            v = getattr(cpu, k)
+            if not (isinstance(v, str) and v.startswith("0x") and all(c in "0123456789abcdef" for c in v[2:].lower())
+                    and len(v) > 2):
+                raise TargetError(f"{path} [cpu]: '{k}' must be a hex string like 0xd08, got {v!r}")
+    if et.segment_alignment is not None and (et.segment_alignment <= 0
+                                             or et.segment_alignment & (et.segment_alignment - 1)):
+        raise TargetError(f"{path} [executorch]: 'segment_alignment' must be a power of two, "
+                          f"got {et.segment_alignment}")
 
 
 def targets_dir() -> Path:

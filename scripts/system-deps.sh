@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages edgeq's emulator, C++ runner and SSH test use. Idempotent; needs root.
 set -euo pipefail
-pkgs=(qemu-user-static g++-aarch64-linux-gnu cmake openssh-server openssh-client)
+pkgs=(qemu-user-static g++ g++-aarch64-linux-gnu cmake openssh-server openssh-client)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

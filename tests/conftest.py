@@ -46,6 +46,42 @@ def digits_export(tmp_path_factory: pytest.TempPathFactory, digits_small: tuple[
     return edgeq.export(DIGITS_MODEL, calib=str(calib), eval=str(ev), output=out)
 
 
+def arm_formats() -> tuple[str, ...]:
+    """Formats the emulator/SSH tests cover: ONNX, plus .pte when the ExecuTorch backend is installed."""
+    from edgeq.formats import get_backend
+
+    try:
+        get_backend("pte")
+    except Exception:
+        return ("onnx",)
+    return ("onnx", "pte")
+
+
+@pytest.fixture(scope="session")
+def emulator_env():  # type: ignore[no-untyped-def]
+    """The ARM emulator (set up here when possible — `make test` does it first); skips when it cannot be."""
+    from edgeq.emulator import sysroot
+    from edgeq.targets import load_target
+
+    if not sysroot.is_ready():
+        if os.geteuid() != 0 and sysroot.find_qemu() is None:
+            pytest.skip("ARM emulator not set up and qemu missing (run `edgeq emulator setup` as root)")
+        sysroot.setup(load_target("raspberry-pi-4"))
+    return sysroot.load()
+
+
+@pytest.fixture(scope="session")
+def pi4_arm_export(tmp_path_factory: pytest.TempPathFactory, digits_small: tuple[Path, Path], emulator_env):  # type: ignore[no-untyped-def]
+    """The digits CNN for raspberry-pi-4, both formats, validated by default (auto) on host + emulated Cortex-A72.
+    Read-only: tests that add validations work on a copy."""
+    import edgeq
+
+    calib, ev = digits_small
+    return edgeq.export(DIGITS_MODEL, calib=str(calib), eval=str(ev), target="raspberry-pi-4",
+                        formats=arm_formats(), max_eval_samples=64,
+                        output=tmp_path_factory.mktemp("exports") / "pi4-arm")
+
+
 def listing(folder: Path) -> list[str]:
     """Everything under ``folder`` (to assert that a failed run wrote nothing)."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))

@@ -64,3 +64,21 @@ def test_shape_mismatch_is_an_error() -> None:
 def test_invalid_budget_values(kwargs) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(UsageError):
         Budget(**kwargs)
+
+
+def test_nearest_neighbour_agreement_for_embeddings() -> None:
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(50, 16))
+    m = compare({"emb": ref}, {"emb": ref + rng.normal(scale=1e-3, size=ref.shape)})
+    assert m.nn_agreement == 1.0
+    m = compare({"emb": ref}, {"emb": rng.normal(size=ref.shape)})
+    assert m.nn_agreement is not None and m.nn_agreement < 0.3
+
+
+def test_accuracy_budget_without_labels_is_a_note_not_a_failure() -> None:
+    ref = np.eye(4)
+    m = compare({"o": ref}, {"o": ref[[1, 0, 2, 3]]})  # two argmax flips, no labels
+    assert m.accuracy_drop_pts is None and m.top1_agreement == 0.5
+    bc = check_budget(m, Budget(max_accuracy_drop=1.0))
+    assert bc.passed and "no labels" in bc.notes[0]
+    assert not check_budget(m, Budget(min_top1_agreement=0.9)).passed

@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, default=Path("edgeq-demo"), help="output folder (default ./edgeq-demo)")
     p.add_argument("--target", default="x86-64", help="target profile (default x86-64)")
     p.add_argument("--format", default="onnx", help="onnx, pte or onnx,pte (default onnx)")
-    p.add_argument("--validate-on", default="host")
+    p.add_argument("--validate-on", default="auto")
     p.set_defaults(func=run)
 
 

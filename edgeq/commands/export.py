@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from edgeq.commands.common import add_budget_flags, add_quant_flags, budget_from, progress_from
-from edgeq.config import PipelineConfig, QuantOptions
+from edgeq.config import PipelineConfig, QuantOptions, SearchOptions
 
 HELP = """\
 MODEL is one of:
@@ -39,15 +39,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", default="onnx", metavar="FMT[,FMT]", help="onnx, pte, or onnx,pte (default onnx)")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", type=Path)
     p.add_argument("--force", action="store_true", help="replace OUTDIR if it exists")
-    p.add_argument("--validate-on", default="host", metavar="RUNNER[,RUNNER]",
-                   help="host, emulator, ssh://user@host[:port][/dir] (comma-separated; default host)")
+    p.add_argument("--validate-on", default="auto", metavar="RUNNER[,RUNNER]",
+                   help="host, emulator, ssh://user@host[:port][/dir] (comma-separated; default auto: host, plus "
+                        "the emulator for ARM targets once `edgeq emulator setup` has run)")
     p.add_argument("--eval-fraction", type=float, default=0.2, help="held-out share of --calib when no --eval")
     p.add_argument("--max-eval-samples", type=int, default=512)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--opset", type=int, default=18)
     add_quant_flags(p)
     add_budget_flags(p)
+    add_search_flags(p)
     p.set_defaults(func=run)
+
+
+def add_search_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "accuracy-aware search (ONNX static INT8)",
+        "By default the search runs when a budget flag is given and the first INT8 model misses it. Trials: "
+        "calibration methods, per-channel/per-tensor, fragile transformer patterns kept in float, the most "
+        "sensitive nodes at 16-bit or float. The smallest, then fastest, model inside the budget wins.")
+    m = g.add_mutually_exclusive_group()
+    m.add_argument("--search", dest="search_mode", action="store_const", const="always", default="auto",
+                   help="always search (with the budget from flags or the target profile)")
+    m.add_argument("--no-search", dest="search_mode", action="store_const", const="off",
+                   help="never search; quantize once with the given options")
+    g.add_argument("--search-trials", type=int, default=SearchOptions.max_trials, metavar="N",
+                   help=f"max trials (default {SearchOptions.max_trials})")
+    g.add_argument("--search-time", type=float, default=SearchOptions.max_seconds, metavar="SECONDS",
+                   help=f"time limit, checked between trials (default {SearchOptions.max_seconds:g})")
+    g.add_argument("--max-size-ratio", type=float, metavar="R",
+                   help="the INT8 model may be at most R × the float model's bytes (e.g. 0.3); without it, search "
+                        "trials larger than 0.75× float are rejected (they barely quantize anything)")
+
+
+def search_from(args: argparse.Namespace) -> SearchOptions:
+    return SearchOptions(mode=args.search_mode, max_trials=args.search_trials, max_seconds=args.search_time,
+                         max_size_ratio=args.max_size_ratio)
 
 
 def quant_from(args: argparse.Namespace) -> QuantOptions:
@@ -66,8 +93,26 @@ def run(args: argparse.Namespace) -> int:
         model=args.model, calib=args.calib, eval=args.eval, output=args.output, target=args.target,
         formats=tuple(f.strip() for f in args.format.split(",") if f.strip()), quant=quant_from(args),
         budget=budget_from(args), force=args.force, eval_fraction=args.eval_fraction,
-        max_eval_samples=args.max_eval_samples, seed=args.seed, opset=args.opset,
+        max_eval_samples=args.max_eval_samples, seed=args.seed, opset=args.opset, search=search_from(args),
         validate_on=tuple(s.strip() for s in args.validate_on.split(",") if s.strip()))
     result = export(cfg, progress_from(args))
     print(terminal_summary(result.manifest, str(result.output)), file=sys.stdout)
+    search = result.manifest.get("search")
+    if search:
+        print(search_summary(search), file=sys.stdout)
     return 0 if result.passed else 1
+
+
+def search_summary(s: dict) -> str:  # type: ignore[type-arg]
+    """One line on the search, plus the closest trials when the budget was not met."""
+    best = next((t for t in s["trials"] if t["index"] == s["best"]), None)
+    if s["met"] and best:
+        return (f"search: trial {best['index']} of {len(s['trials'])} meets the budget ({best['label']}; "
+                f"{s['seconds']:.1f} s)")
+    lines = [f"search: budget not met after {len(s['trials'])} trial(s) ({s['stopped']}); shipped the best found "
+             f"(trial {s['best']}); closest trials:"]
+    by_index = {t["index"]: t for t in s["trials"]}
+    for i in s["closest"]:
+        t = by_index[i]
+        lines.append(f"  trial {i} [{t['label']}]: {'; '.join(t['failures']) or t['error']}")
+    return "\n".join(lines)

@@ -1,9 +1,16 @@
-"""``edgeq targets``: list target profiles, or show one."""
+"""``edgeq targets``: list target profiles, or show one (summary, passes by stage, sources; raw TOML with --toml)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+from pathlib import Path
+from typing import Any
+
+# ARM feature flags that change which int8/fp16 kernels run; shown in the list so targets are comparable at a glance.
+KEY_FEATURES = (("asimddp", "dotprod"), ("i8mm", "i8mm"), ("asimdhp", "fp16"), ("sve2", "sve2"),
+                ("avx512_vnni", "vnni"), ("avx_vnni", "vnni"))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,39 +20,100 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("action", nargs="?", choices=("list", "show"), default="list")
     p.add_argument("name", nargs="?", help="target name or .toml path (for show)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--toml", action="store_true", help="with show: print the target file as written")
     p.set_defaults(func=run)
+
+
+def key_features(t: Any) -> str:
+    feats = set(t.cpu.features)
+    seen: list[str] = []
+    for flag, label in KEY_FEATURES:
+        if flag in feats and label not in seen:
+            seen.append(label)
+    return ",".join(seen) or "-"
+
+
+def list_rows() -> list[dict[str, Any]]:
+    from edgeq.targets import list_targets, load_target
+
+    rows = []
+    for name in list_targets():
+        t = load_target(name)
+        rows.append({"name": t.name, "abi": t.abi, "cpu": f"{t.cpu.name} ({t.cpu.isa})", "features": key_features(t),
+                     "qemu": t.cpu.qemu_model or "-", "ram_mb": t.ram_mb, "storage_mb": t.storage_mb,
+                     "scheme": f"{t.onnx.activation_type}/{t.onnx.weight_type}" + (" rr" if t.onnx.reduce_range else ""),
+                     "eps": ",".join(t.onnx.execution_providers), "gpu": t.gpu_delegate or "-",
+                     "formats": ",".join(t.formats), "description": t.description})
+    return rows
+
+
+def show_text(t: Any) -> str:
+    from edgeq.passes.registry import get_pass
+
+    c = t.cpu
+    lines = [f"{t.name}: {t.description}", f"  file       {t.path}  (sha256 {t.sha256[:12]})",
+             f"  os / abi   {t.os} / {t.abi}",
+             f"  cpu        {c.name}, {c.isa}, {c.cores} cores, qemu -cpu {c.qemu_model or '(not emulated)'}",
+             f"  features   {' '.join(c.features)}"]
+    if c.cpuinfo_part:
+        lines.append(f"  cpuinfo    implementer {c.cpuinfo_implementer} part {c.cpuinfo_part} variant "
+                     f"{c.cpuinfo_variant} revision {c.cpuinfo_revision}")
+    o = t.onnx
+    lines += [f"  budgets    RAM {t.ram_mb} MB, storage {t.storage_mb} MB",
+              f"  formats    {', '.join(t.formats)}",
+              f"  onnx       {o.quant_format} {o.activation_type}/{o.weight_type} "
+              f"{'per-channel' if o.per_channel else 'per-tensor'}{' reduce_range' if o.reduce_range else ''}, "
+              f"{o.calibration} calibration; EPs {', '.join(o.execution_providers)}",
+              f"             why: {o.reason}",
+              f"  executorch {t.executorch.partitioner}"
+              + (f", segment alignment {t.executorch.segment_alignment} B" if t.executorch.segment_alignment else ""),
+              f"  gpu        {t.gpu_delegate or '-'}",
+              "  validation " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(t.validation).items()
+                                          if v is not None),
+              "  passes (in order):"]
+    for name in t.passes:
+        spec = get_pass(name)
+        on = "" if spec.applies_to(t) else "  [declared, but does not apply to this target]"
+        lines.append(f"    {spec.stage:<10} {name:<22} [{','.join(spec.formats)}] {spec.description}{on}")
+    if t.sources:
+        lines.append("  sources:")
+        lines += [f"    - {s}" for s in t.sources]
+    return "\n".join(lines)
+
+
+def _target_file(t: Any) -> Path:
+    from edgeq.targets import targets_dir
+
+    p = Path(t.path)
+    return p if p.is_file() else targets_dir() / p.name
 
 
 def run(args: argparse.Namespace) -> int:
     from edgeq.errors import UsageError
-    from edgeq.targets import list_targets, load_target, targets_dir
+    from edgeq.targets import load_target
 
     if args.action == "show":
         if not args.name:
             raise UsageError("`edgeq targets show` needs a target name", "e.g. edgeq targets show raspberry-pi-5")
         t = load_target(args.name)
         if args.json:
-            import dataclasses
-
             print(json.dumps(dataclasses.asdict(t), indent=2, default=str))
+        elif args.toml:
+            print(_target_file(t).read_text(), end="")
         else:
-            print(f"# {t.path}\n")
-            print(open(t.path if t.path.startswith("/") else targets_dir() / (t.name + ".toml")).read()
-                  if not args.name.endswith(".toml") else open(args.name).read())
+            print(show_text(t))
         return 0
-    rows = []
-    for name in list_targets():
-        t = load_target(name)
-        rows.append((t.name, t.abi, f"{t.cpu.name} ({t.cpu.isa})", t.cpu.qemu_model or "-",
-                     f"{t.onnx.activation_type}/{t.onnx.weight_type}" + (" rr" if t.onnx.reduce_range else ""),
-                     ",".join(t.formats), t.description))
+    if args.name:
+        raise UsageError(f"`edgeq targets list` takes no name (got {args.name!r})", f"edgeq targets show {args.name}")
+    rows = list_rows()
     if args.json:
-        print(json.dumps([dict(zip(("name", "abi", "cpu", "qemu", "scheme", "formats", "description"), r, strict=True))
-                          for r in rows], indent=2))
+        print(json.dumps(rows, indent=2))
         return 0
-    head = ("name", "abi", "cpu", "qemu -cpu", "onnx act/wt", "formats", "description")
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head[:-1])]
-    print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=False)) + "  " + head[-1])
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+    cols = ("name", "abi", "cpu", "features", "qemu", "ram_mb", "storage_mb", "scheme", "eps", "gpu", "formats")
+    head = ("name", "abi", "cpu", "features", "qemu -cpu", "RAM MB", "disk MB", "onnx act/wt", "EPs", "gpu",
+            "formats")
+    table = [head] + [tuple(str(r[c]) for c in cols) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     return 0

@@ -67,6 +67,9 @@ def quantize_onnx_static(src: Path, dst: Path, calib: Dataset, opts: QuantOption
     }
     if opts.calibration == "percentile":
         extra["CalibPercentile"] = 99.999
+    if opts.int16_activation_nodes:
+        # Mixed precision: these nodes' outputs get 16-bit Q/DQ (ORT bumps the opset to 21 for 16-bit types).
+        extra["TensorQuantOverrides"] = _int16_overrides(src, opts)
     assert opts.calibration and opts.activation_type and opts.weight_type  # resolved() fills these
     try:
         with _quiet():
@@ -98,6 +101,7 @@ def quantize_onnx_static(src: Path, dst: Path, calib: Dataset, opts: QuantOption
         "reduce_range": bool(opts.reduce_range),
         "nodes_excluded": list(opts.nodes_to_exclude),
         "op_types_excluded": list(opts.op_types_to_exclude),
+        "int16_activation_nodes": list(opts.int16_activation_nodes),
         "tool": "onnxruntime.quantization.quantize_static",
     }
 
@@ -128,6 +132,16 @@ def quantize_onnx_dynamic(src: Path, dst: Path, opts: QuantOptions) -> dict[str,
         "op_types_excluded": list(opts.op_types_to_exclude),
         "tool": "onnxruntime.quantization.quantize_dynamic",
     }
+
+
+def _int16_overrides(src: Path, opts: QuantOptions) -> dict[str, list[dict[str, Any]]]:
+    import onnx
+    from onnxruntime.quantization import QuantType
+
+    qtype = QuantType.QUInt16 if opts.activation_type in ("uint8", "uint16") else QuantType.QInt16
+    wanted = set(opts.int16_activation_nodes)
+    model = onnx.load(str(src), load_external_data=False)
+    return {o: [{"quant_type": qtype}] for n in model.graph.node if n.name in wanted for o in n.output if o}
 
 
 def _op_types(src: Path, excluded: tuple[str, ...]) -> list[str] | None:

@@ -21,9 +21,8 @@ def quant_scheme(ctx: PassContext) -> PassResult:
     feats = set(target.cpu.features)
     if target.is_arm:
         want = dict(activation_type="int8", weight_type="int8", per_channel=True, reduce_range=False)
-        reason = ("ARM64: signed INT8 QDQ with symmetric per-channel weights feeds ONNX Runtime's NEON/"
-                  + ("SDOT" if "asimddp" in feats else "NEON") + (" + I8MM" if "i8mm" in feats else "")
-                  + " int8 GEMM kernels directly")
+        kernels = "NEON" + ("/SDOT" if "asimddp" in feats else " (no dot-product)") + ("/I8MM" if "i8mm" in feats else "")
+        reason = f"ARM64: signed INT8 QDQ with symmetric per-channel weights feeds ONNX Runtime's {kernels} int8 GEMM kernels"
     elif "avx512_vnni" in feats or "avx_vnni" in feats:
         want = dict(activation_type="uint8", weight_type="int8", per_channel=True, reduce_range=False)
         reason = "x86-64 with VNNI: U8S8 without reduce_range (VNNI accumulates without saturation)"

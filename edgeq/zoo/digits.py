@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeq.cache import cache_dir
+from edgeq.zoo.weights import load_or_train
 
 RECIPE_VERSION = 1
 INPUT_NAME = "image"
@@ -68,36 +69,28 @@ def _train(width: int, hidden: int, epochs: int, seed: int = 0):  # type: ignore
     key = hashlib.sha256(f"{RECIPE_VERSION}-{width}-{hidden}-{epochs}-{seed}-{torch.__version__}".encode()).hexdigest()[:16]
     path = cache_dir("models") / f"digits_cnn_w{width}_h{hidden}_{key}.pt"
     torch.manual_seed(seed)
-    model = _build(width, hidden)
-    if path.is_file():
-        try:
-            model.load_state_dict(torch.load(path, weights_only=True))
-            return model.eval()
-        except Exception:  # noqa: BLE001  a corrupt cache entry is simply retrained
-            path.unlink(missing_ok=True)
-    xtr, ytr, _, _ = digits_arrays()
-    x, y = torch.from_numpy(xtr), torch.from_numpy(ytr)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
-    g = torch.Generator().manual_seed(seed)
-    model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(x), generator=g)
-        for i in range(0, len(x), 64):
-            idx = perm[i:i + 64]
-            # light augmentation: random 1-pixel shifts make the model less brittle to quantization noise
-            xb = torch.roll(x[idx], shifts=(int(torch.randint(-1, 2, (1,), generator=g)),
-                                            int(torch.randint(-1, 2, (1,), generator=g))), dims=(2, 3))
-            loss = torch.nn.functional.cross_entropy(model(xb), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        sched.step()
-    model.eval()
-    tmp = path.with_suffix(".tmp")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(path)
-    return model
+
+    def train(model) -> None:  # type: ignore[no-untyped-def]
+        xtr, ytr, _, _ = digits_arrays()
+        x, y = torch.from_numpy(xtr), torch.from_numpy(ytr)
+        opt = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+        g = torch.Generator().manual_seed(seed)
+        model.train()
+        for _ in range(epochs):
+            perm = torch.randperm(len(x), generator=g)
+            for i in range(0, len(x), 64):
+                idx = perm[i:i + 64]
+                # light augmentation: random 1-pixel shifts make the model less brittle to quantization noise
+                xb = torch.roll(x[idx], shifts=(int(torch.randint(-1, 2, (1,), generator=g)),
+                                                int(torch.randint(-1, 2, (1,), generator=g))), dims=(2, 3))
+                loss = torch.nn.functional.cross_entropy(model(xb), y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            sched.step()
+
+    return load_or_train(_build(width, hidden), path, train)
 
 
 def digits_cnn():  # type: ignore[no-untyped-def]

@@ -37,7 +37,7 @@ def run(model: str, inputs: str, outputs: str, batch: int = 32, warmup: int = 2,
     chunks: dict[str, list[np.ndarray]] = {k: [] for k in names}
     for start in range(0, n, step):
         res = sess.run(names, {k: v[start:start + step] for k, v in feeds.items()})
-        for k, v in zip(names, res):
+        for k, v in zip(names, res):  # noqa: B905  (device Pythons may be 3.9: no strict=)
             chunks[k].append(v)
     np.savez(outputs, **{k: np.concatenate(v) for k, v in chunks.items()})
     single = {k: np.ascontiguousarray(v[:1]) for k, v in feeds.items()}

@@ -7,6 +7,7 @@ how they ship files and start the device-side program. A runner spec is a string
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edgeq.errors import UsageError
+from edgeq.errors import RunnerError, UsageError
+
+RESULT_PREFIX = "EDGEQ_RESULT "  # the last line every device-side program prints: "EDGEQ_RESULT {json}"
 
 
 @dataclass
@@ -70,9 +73,28 @@ def get_runner(spec: str, target: Any) -> Runner:
 def _load_builtin() -> None:
     import importlib
 
-    for mod in ("host", "emulator", "ssh"):
+    for mod in ("host", "host_cpp", "emulator", "ssh"):
         try:
             importlib.import_module(f"edgeq.validate.runners.{mod}")
         except ModuleNotFoundError as e:
             if e.name != f"edgeq.validate.runners.{mod}":
                 raise
+
+
+def tail_text(text: str | None, n: int = 8) -> str:
+    """The last ``n`` non-empty lines of a program's output, for an error message."""
+    lines = [ln for ln in (text or "").strip().splitlines() if ln.strip()]
+    return ("; stderr: " + " | ".join(lines[-n:])) if lines else ""
+
+
+def parse_result(stdout: str, where: str, err: type[Exception] = RunnerError) -> dict[str, Any]:
+    """The ``EDGEQ_RESULT {json}`` line a device-side program prints last."""
+    for line in reversed((stdout or "").splitlines()):
+        if line.startswith(RESULT_PREFIX):
+            try:
+                d = json.loads(line[len(RESULT_PREFIX):])
+            except json.JSONDecodeError as e:
+                raise err(f"{where}: malformed result line ({e})") from e  # type: ignore[call-arg]
+            if isinstance(d, dict):
+                return d
+    raise err(f"{where}: no {RESULT_PREFIX.strip()} line in its output" + tail_text(stdout))  # type: ignore[call-arg]

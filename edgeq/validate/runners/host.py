@@ -32,6 +32,7 @@ class HostRunner:
         self.target = target
 
     def supports(self, fmt: str) -> bool:
+        _load_format(fmt)
         return fmt in _FORMAT_RUNNERS
 
     def describe(self) -> dict[str, Any]:
@@ -39,11 +40,26 @@ class HostRunner:
                 "features": [], "emulated": False}
 
     def run(self, artifact: Path, fmt: str, inputs: Path, workdir: Path) -> RunResult:
+        _load_format(fmt)
         fn = _FORMAT_RUNNERS.get(fmt)
         if fn is None:
             raise RunnerError(f"the host runner cannot execute {fmt!r} artifacts",
                               f"supported: {', '.join(sorted(_FORMAT_RUNNERS))}")
         return fn(artifact, inputs, workdir)
+
+
+# Formats whose host execution lives with the format (imported lazily: executorch is heavy and optional).
+_LAZY_FORMATS = {"pte": "edgeq.executorch.runtime"}
+
+
+def _load_format(fmt: str) -> None:
+    if fmt in _FORMAT_RUNNERS or fmt not in _LAZY_FORMATS:
+        return
+    import contextlib
+    import importlib
+
+    with contextlib.suppress(ImportError):  # executorch not installed: the format is simply unsupported here
+        importlib.import_module(_LAZY_FORMATS[fmt])
 
 
 @register_host_format("onnx")

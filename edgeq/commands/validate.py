@@ -1,0 +1,117 @@
+"""``edgeq validate OUTDIR --on RUNNER``: re-validate an export folder on a runner and record it in the folder.
+
+Unlike ``edgeq check`` (which never writes), this adds the runner's results to ``edgeq.json`` and the reports —
+replacing earlier results of the same runner and CPU — and recomputes the verdict, so host and ARM results sit
+side by side. The folder is updated atomically: a hard-linked copy is rewritten and renamed into place, so an
+error or Ctrl-C leaves the original untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeq.commands.common import add_budget_flags, budget_from, progress_from
+from edgeq.config import Budget
+from edgeq.errors import UsageError
+from edgeq.manifest import MANIFEST_NAME, Artifact, read_manifest, verify_hashes, write_manifest
+from edgeq.progress import Progress
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="re-validate an export folder on a runner (emulator, ssh://...) and record it",
+                       description="Run the artifacts of OUTDIR on the given runner(s) — the host, the ARM emulator "
+                                   "with the target's CPU model, or a real board over SSH — compare with the stored "
+                                   "float reference and record the results in OUTDIR/edgeq.json and the reports. "
+                                   "Exit 0 on pass, 1 when the budget is exceeded, 2 on bad input, 3 on a runner "
+                                   "or device failure.")
+    p.add_argument("outdir", type=Path, metavar="OUTDIR")
+    p.add_argument("--on", required=True, metavar="RUNNER[,RUNNER]",
+                   help="host, emulator, or ssh://user@host[:port][/workdir] (comma-separated)")
+    add_budget_flags(p)
+    p.set_defaults(func=run)
+
+
+@dataclass
+class ValidateResult:
+    output: Path
+    manifest: dict[str, Any]
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.manifest["verdict"]["passed"])
+
+
+def validate(outdir: str | Path, runners: tuple[str, ...], budget: Budget | None = None,
+             progress: Progress | None = None) -> ValidateResult:
+    """Python API of ``edgeq validate``."""
+    from edgeq.check import _target_for
+    from edgeq.pipeline import commit_output
+    from edgeq.report import write_reports
+    from edgeq.validate.metrics import Metrics, check_budget
+    from edgeq.validate.orchestrate import validate_artifacts, verdict
+    from edgeq.validate.runners import get_runner
+
+    progress = progress or Progress(enabled=False)
+    out = Path(outdir)
+    if not runners:
+        raise UsageError("no runner given", "use --on emulator, --on host or --on ssh://user@host")
+    m = read_manifest(out)
+    verify_hashes(m, out)
+    eff = (budget or Budget()).merged_over(Budget(**m["budget"]))
+    target = _target_for(m)
+    for spec in runners:
+        runner = get_runner(spec, target)  # usable? (typed error before any work)
+        getattr(runner, "preflight", lambda: None)()
+    arts = [Artifact.from_dict(a) for a in m["artifacts"]]
+    fresh = [Artifact.from_dict({**a.to_dict(), "validations": []}) for a in arts]
+    vd = m["validation_data"]
+    validate_artifacts(out, fresh, vd["inputs"]["path"], vd["reference"]["path"], runners, target, eff, progress)
+    if not any(a.validations for a in fresh):
+        raise UsageError(f"no artifact in {out} can run on {', '.join(runners)}",
+                         f"formats here: {', '.join(sorted({a.format for a in arts}))}")
+    for old, new in zip(arts, fresh, strict=True):
+        replaced = {(v.runner, v.cpu_model) for v in new.validations}
+        kept = [v for v in old.validations if (v.runner, v.cpu_model) not in replaced]
+        for v in kept:  # a budget given now applies to the recorded results too
+            v.budget_check = check_budget(Metrics.from_dict(v.metrics), eff).to_dict()
+        old.validations = kept + new.validations
+    m["artifacts"] = [a.to_dict() for a in arts]
+    m["budget"] = eff.to_dict()
+    m["config"]["validate_on"] = list(dict.fromkeys([*m["config"].get("validate_on", []), *runners]))
+    m["verdict"] = verdict(arts, m["passes"])
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.edgeq-tmp-", dir=out.resolve().parent))
+    try:
+        shutil.rmtree(tmp)
+        shutil.copytree(out, tmp, copy_function=_link_or_copy)
+        for name in (MANIFEST_NAME, "report.md", "report.html"):
+            (tmp / name).unlink(missing_ok=True)  # hard links: never write through to the original
+        write_manifest(m, tmp)
+        write_reports(m, tmp)
+        commit_output(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ValidateResult(out, m)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgeq.report.markdown import terminal_summary
+
+    specs = tuple(s.strip() for s in args.on.split(",") if s.strip())
+    res = validate(args.outdir, specs, budget_from(args), progress_from(args))
+    print(terminal_summary(res.manifest, str(args.outdir)))
+    return 0 if res.passed else 1

@@ -1,0 +1,292 @@
+"""Static INT8 with torchao PT2E and ExecuTorch's XNNPACKQuantizer.
+
+``torch.export`` (static batch 1) → ``prepare_pt2e`` → calibrate → ``convert_pt2e``. Two things the documented
+flow does not do and edgeq must:
+
+* Never annotate integer or bool tensors. The XNNPACK annotators match ``add``/``mul``/``cat`` patterns by op,
+  not by dtype, so an integer index path (token ids, position ids computed from an attention mask) gets
+  observers; after conversion the index is a dequantized float and calibration or inference fails with
+  ``IndexError: tensors used as indices must be long``. A filter keeps every node with a non-float input or
+  output out of the annotation.
+* Keep tensors computed only from integer inputs (an additive attention bias ``(1 - mask) * -1e4``) and the
+  ops they feed in float: in INT8 their ±10⁴ range would wipe out the attention scores.
+* Refuse observers that calibration never reached (an unused branch, an empty slice): their scale would
+  silently fall back to a default instead of coming from data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from edgeq.config import QuantOptions
+from edgeq.data import Dataset
+from edgeq.errors import QuantizationError
+
+TOOL = "torchao.quantization.pt2e (prepare_pt2e/convert_pt2e) + executorch XNNPACKQuantizer"
+
+
+@dataclasses.dataclass(frozen=True)
+class PteQuantSettings:
+    """What the XNNPACK quantizer will do, resolved from the user's options and the target."""
+
+    mode: str  # "static" | "dynamic"
+    per_channel: bool
+    activation_observer: str  # "histogram" | "minmax"
+    ignored: tuple[str, ...] = ()  # user options XNNPACK cannot honour (reported, not silently dropped)
+
+
+def resolve_settings(quant: QuantOptions, target: Any) -> PteQuantSettings:
+    per_channel = quant.per_channel if quant.per_channel is not None else bool(target.executorch.per_channel)
+    # minmax maps to MinMaxObserver; the other methods to XNNPACK's default HistogramObserver, which picks the
+    # range that minimises the L2 quantization error (the closest PT2E has to percentile/entropy calibration).
+    observer = "minmax" if quant.calibration == "minmax" else "histogram"
+    ignored = []
+    if quant.activation_type not in (None, "int8"):
+        ignored.append(f"activation_type={quant.activation_type} (XNNPACK uses signed int8 activations)")
+    if quant.weight_type not in (None, "int8"):
+        ignored.append(f"weight_type={quant.weight_type} (XNNPACK uses symmetric int8 weights)")
+    if quant.reduce_range:
+        ignored.append("reduce_range (an x86 ONNX Runtime workaround; XNNPACK does not need it)")
+    return PteQuantSettings(quant.mode, per_channel, observer, tuple(ignored))
+
+
+def is_float_node(node: Any) -> bool:
+    """True when the node's output and every tensor input are floating point (safe to quantize)."""
+    import torch
+
+    def floating(v: Any) -> bool:
+        if isinstance(v, torch.Tensor):
+            return v.dtype.is_floating_point
+        if isinstance(v, (list, tuple)):
+            return all(floating(x) for x in v)
+        return True  # symbolic ints, None: not tensors
+
+    if not floating(node.meta.get("val")):
+        return False
+    for arg in node.all_input_nodes:
+        if arg.op == "get_attr":
+            continue  # weights; their dtype is checked by the annotator
+        if not floating(arg.meta.get("val")):
+            return False
+    return True
+
+
+def _float_valued(node: Any) -> bool:
+    import torch
+
+    v = node.meta.get("val")
+    return isinstance(v, torch.Tensor) and v.dtype.is_floating_point
+
+
+def mask_derived_nodes(model: Any) -> set[str]:
+    """Nodes computed only from integer/bool inputs and Python scalars — e.g. BERT's additive attention bias
+    ``(1 - mask) * -10000``. They are not activations: quantizing them (or the ``scores + bias`` add they feed)
+    to INT8 stretches the range to ±10⁴ and wipes out the attention scores. They and their consumers stay float.
+    """
+    import torch
+
+    derived: set[str] = set()
+    for n in model.graph.nodes:
+        if n.op == "placeholder":
+            v = n.meta.get("val")
+            if isinstance(v, torch.Tensor) and not v.dtype.is_floating_point:
+                derived.add(n.name)
+        elif n.op == "call_function":
+            inputs = n.all_input_nodes
+            if inputs and all(a.name in derived for a in inputs):
+                derived.add(n.name)
+    return derived
+
+
+def convert_float_scalars_to_attrs(model: Any) -> Any:
+    """XNNPACKQuantizer's scalar rewrite (``x + 1`` → ``x + tensor(1.0)``), restricted to float nodes.
+
+    The stock rewrite turns the scalar of *every* ``add``/``mul`` into a float tensor, so an integer index path
+    such as ``cumsum(mask) * mask + 1`` (position ids) silently becomes float and ``embedding`` then fails
+    with "tensors used as indices must be long". Integer arithmetic keeps its Python scalars here.
+    """
+    import torch
+    from torchao.quantization.pt2e.utils import get_new_attr_name_with_prefix
+
+    for n in model.graph.nodes:
+        if n.op != "call_function" or n.target not in (torch.ops.aten.add.Tensor, torch.ops.aten.mul.Tensor):
+            continue
+        if not is_float_node(n):
+            continue
+        new_args = []
+        for a in n.args:
+            if isinstance(a, torch.fx.Node) or not isinstance(a, (int, float)):
+                new_args.append(a)
+                continue
+            name = get_new_attr_name_with_prefix("_tensor_constant_")(model)
+            value = torch.tensor(float(a))
+            model.register_buffer(name, value)
+            with model.graph.inserting_before(n):
+                node = model.graph.create_node("get_attr", name, (), {})
+                node.meta["val"] = n.meta["val"].fake_mode.from_tensor(value, static_shapes=True)
+            new_args.append(node)
+        n.args = tuple(new_args)
+    model.recompile()
+    return model
+
+
+def make_quantizer(settings: PteQuantSettings) -> Any:
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+
+    class IntegerSafeXNNPACKQuantizer(XNNPACKQuantizer):  # type: ignore[misc]
+        """XNNPACKQuantizer that never turns integer tensors into quantized / float ones, and keeps ops fed by
+        mask-derived tensors in float."""
+
+        mask_derived: set[str] = set()
+        mask_derived_float: list[str] = []
+
+        def transform_for_annotation(self, model: Any) -> Any:
+            self.mask_derived = mask_derived_nodes(model)  # before scalars become tensor constants
+            self.mask_derived_float = [n.name for n in model.graph.nodes
+                                       if n.name in self.mask_derived and n.op == "call_function"
+                                       and _float_valued(n)]
+            return convert_float_scalars_to_attrs(model)
+
+        def annotate(self, model: Any) -> Any:
+            derived = self.mask_derived
+            self.set_filter_function(lambda n: is_float_node(n) and n.name not in derived
+                                     and not any(a.name in derived for a in n.all_input_nodes))
+            return super().annotate(model)
+
+    config = get_symmetric_quantization_config(is_per_channel=settings.per_channel,
+                                               is_dynamic=settings.mode == "dynamic")
+    if settings.mode == "static" and settings.activation_observer == "minmax":
+        from torchao.quantization.pt2e.observer import MinMaxObserver
+
+        act = dataclasses.replace(config.input_activation,
+                                  observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
+        config = dataclasses.replace(config, input_activation=act, output_activation=act)
+    return IntegerSafeXNNPACKQuantizer().set_global(config)
+
+
+def quantize_pt2e(exported: Any, calib: Dataset, signature: list[Any], opts: QuantOptions, target: Any,
+                  on_sample: Callable[[], None] | None = None) -> tuple[Any, dict[str, Any]]:
+    """Quantize a static-batch ExportedProgram. Returns (quantized ExportedProgram, manifest details)."""
+    import torch
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    settings = resolve_settings(opts, target)
+    quantizer = make_quantizer(settings)
+    n = min(len(calib), opts.max_calibration_samples)
+    try:
+        prepared = prepare_pt2e(exported.module(), quantizer)
+    except Exception as e:
+        raise QuantizationError(f"prepare_pt2e (XNNPACKQuantizer) failed: {type(e).__name__}: {str(e)[:300]}",
+                                "exclude the failing module or use --format onnx") from e
+    observers = _observers(prepared)
+    # Dynamic mode still needs one pass: the weight observers record their ranges when the graph runs.
+    passes = n if settings.mode == "static" else 1
+    if passes:
+        with torch.no_grad():
+            for i in range(passes):
+                args = sample_args(calib, signature, i)
+                try:
+                    prepared(*args)
+                except Exception as e:
+                    raise QuantizationError(
+                        f"calibration failed on sample {i}: {type(e).__name__}: {str(e)[:300]}",
+                        "an integer tensor may have been annotated for quantization; report the model to edgeq",
+                    ) from e
+                if on_sample and settings.mode == "static":
+                    on_sample()
+        _check_observers_reached(prepared, observers)
+    try:
+        converted = convert_pt2e(prepared)
+        example = sample_args(calib, signature, 0)
+        qep = torch.export.export(converted, example, strict=False)
+    except Exception as e:
+        raise QuantizationError(f"convert_pt2e failed: {type(e).__name__}: {str(e)[:300]}") from e
+    kept_float = _float_compute_nodes(converted)
+    info = {
+        "method": settings.mode,
+        "format": "PT2E Q/DQ (XNNPACK)",
+        "scheme": ("int8 symmetric per-channel weights" if settings.per_channel else "int8 symmetric per-tensor weights")
+                  + (", int8 activations" if settings.mode == "static" else ", dynamic int8 activations"),
+        "calibration": settings.activation_observer if settings.mode == "static" else None,
+        "calibration_samples": n if settings.mode == "static" else 0,
+        "samples": n if settings.mode == "static" else 0,
+        "per_channel": settings.per_channel,
+        "activation_type": "int8",
+        "weight_type": "int8",
+        "observers": len(observers),
+        "integer_nodes_not_quantized": kept_float["integer"],
+        "mask_derived_kept_float": list(getattr(quantizer, "mask_derived_float", []))[:50],
+        "ignored_options": list(settings.ignored),
+        "tool": TOOL,
+    }
+    return qep, info
+
+
+def sample_args(data: Dataset, signature: list[Any], i: int) -> tuple[Any, ...]:
+    """One sample as contiguous torch clones (numpy views can carry zero strides ExecuTorch rejects)."""
+    import torch
+
+    return tuple(torch.from_numpy(np.ascontiguousarray(data.inputs[s.name][i:i + 1]).copy()).contiguous().clone()
+                 for s in signature)
+
+
+def _observers(gm: Any) -> dict[str, Any]:
+    """observer module name -> the graph node it observes."""
+    from torchao.quantization.pt2e.observer import _is_activation_post_process
+
+    modules = dict(gm.named_modules())
+    out = {}
+    for node in gm.graph.nodes:
+        if node.op == "call_module" and _is_activation_post_process(modules.get(str(node.target))):
+            out[str(node.target)] = node.args[0] if node.args else node
+    return out
+
+
+def _check_observers_reached(gm: Any, observers: dict[str, Any]) -> None:
+    """An observer whose range is still empty never saw data: its scale would not come from calibration."""
+    import torch
+
+    modules = dict(gm.named_modules())
+    missed = []
+    for name, observed in observers.items():
+        obs = modules[name]
+        lo, hi = getattr(obs, "min_val", None), getattr(obs, "max_val", None)
+        if not isinstance(lo, torch.Tensor) or not isinstance(hi, torch.Tensor):
+            continue
+        if lo.numel() == 0 or not bool(torch.isfinite(lo).all()) or not bool(torch.isfinite(hi).all()):
+            missed.append((name, observed))
+    if missed:
+        name, node = missed[0]
+        where = _user_location(node)
+        raise QuantizationError(
+            f"calibration data never reached observer {name!r} on node {getattr(node, 'name', node)!r}{where}"
+            + (f" (and {len(missed) - 1} more)" if len(missed) > 1 else "")
+            + "; its scale would be a meaningless default, not a measured range",
+            "calibrate with samples that exercise every branch of the model, or remove the unused branch",
+        )
+
+
+def _user_location(node: Any) -> str:
+    stack = getattr(node, "meta", {}).get("nn_module_stack") or {}
+    if stack:
+        path, _ = list(stack.values())[-1]
+        return f" in module {path!r}" if path else ""
+    return ""
+
+
+def _float_compute_nodes(gm: Any) -> dict[str, list[str]]:
+    """Integer-valued compute nodes (index paths) that the filter kept out of quantization."""
+    names = []
+    for node in gm.graph.nodes:
+        if node.op == "call_function" and not is_float_node(node) and node.meta.get("val") is not None:
+            target = getattr(node.target, "__name__", str(node.target))
+            if "quantize" not in target:
+                names.append(node.name)
+    return {"integer": names[:50]}

@@ -1,0 +1,69 @@
+"""Small ONNX helpers shared by the graph passes (no pass is registered here)."""
+
+from __future__ import annotations
+
+import collections
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Graph passes check themselves on a few real samples: a rewrite that moves outputs beyond this is reverted.
+SELF_CHECK_SAMPLES = 4
+SELF_CHECK_RTOL = 1e-3
+
+
+def op_counts(model: Any) -> dict[str, int]:
+    c = collections.Counter(n.op_type for n in model.graph.node)
+    return dict(sorted(c.items()))
+
+
+def save_atomic(model: Any, path: Path) -> None:
+    """Write ``model`` next to ``path`` and rename it into place, so a failure never leaves half a file."""
+    import onnx
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".onnx", dir=path.parent)
+    os.close(fd)
+    try:
+        onnx.save(model, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; artifacts are ordinary readable files
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def run(path: Path | str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Run a model on the CPU EP, one sample at a time (works for fixed and dynamic batch alike)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    n = next(iter(feeds.values())).shape[0]
+    outs: list[list[np.ndarray]] = []
+    for i in range(n):
+        res = sess.run(None, {k: feeds[k][i:i + 1] for k in names})
+        outs.append(res)
+    return [np.concatenate([o[j] for o in outs]) for j in range(len(outs[0]))]
+
+
+def sample_feeds(ctx: Any, n: int = SELF_CHECK_SAMPLES) -> dict[str, np.ndarray] | None:
+    """A few calibration (or evaluation) samples as feeds, or None if the pass runs without data."""
+    ds = ctx.calib if ctx.calib is not None else ctx.eval
+    if ds is None or len(ds) == 0:
+        return None
+    return {k: np.ascontiguousarray(v[:n]) for k, v in ds.head(n).inputs.items()}
+
+
+def max_rel_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    """max |a-b| / max(1, max |a|) over all outputs: a scale-aware closeness measure."""
+    worst = 0.0
+    for x, y in zip(a, b, strict=True):
+        x64, y64 = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        scale = max(1.0, float(np.abs(x64).max(initial=0.0)))
+        worst = max(worst, float(np.abs(x64 - y64).max(initial=0.0)) / scale)
+    return worst

@@ -1,0 +1,42 @@
+"""Check that a .pte's data segments start on the target's page boundary (16 KB on Android 15+).
+
+Parses the extended header and the ``Program.segments`` table (see ``_pte_util``). A misaligned segment
+means the runtime must copy it instead of mapping it; delegate blobs left inline in the flatbuffer are
+never mappable. Either is a failed verdict on targets that ask for the layout.
+"""
+
+from __future__ import annotations
+
+from edgeq.passes._pte_util import read_layout
+from edgeq.passes.executorch_layout import segment_alignment
+from edgeq.passes.registry import PassContext, PassResult, register_pass
+
+NAME = "executorch-alignment"
+
+
+@register_pass(NAME, stage="artifact", formats=("pte",), applies_to=lambda t: t.os == "android",
+               description="verify .pte segment offsets are aligned to the target's page size (16 KB)")
+def executorch_alignment(ctx: PassContext) -> PassResult:
+    align = segment_alignment(ctx.target)
+    rows, failures = [], []
+    for a in ctx.artifacts:
+        if a.format != "pte":
+            continue
+        lay = read_layout(ctx.workdir / a.path)
+        bad = lay.misaligned(align)
+        row = {"artifact": a.name, "segment_base_offset": lay.segment_base_offset,
+               "segments": [{"offset": o, "size": s, "offset_mod_alignment": o % align} for o, s in lay.segments],
+               "delegate_segments": list(lay.delegate_segments), "inline_delegates": lay.inline_delegates,
+               "alignment": align, "aligned": not bad and lay.inline_delegates == 0}
+        a.details["pte_layout"] = row
+        rows.append(row)
+        for i, off in bad:
+            failures.append(f"{a.name}: segment {i} starts at byte {off}, not a multiple of {align} "
+                            f"(off by {off % align})")
+        if lay.inline_delegates:
+            failures.append(f"{a.name}: {lay.inline_delegates} delegate blob(s) stored inline in the flatbuffer "
+                            "(not extracted into segments, so they cannot be memory-mapped)")
+    summary = "; ".join(f"{r['artifact']}: {len(r['segments'])} segment(s) at "
+                        f"{[s['offset'] for s in r['segments']]}, {'all' if r['aligned'] else 'NOT'} "
+                        f"{align}-byte aligned" for r in rows) or "no .pte artifact"
+    return PassResult(NAME, changed=False, summary=summary, details={"artifacts": rows}, verdict_failures=failures)

@@ -1,0 +1,56 @@
+"""A float16 variant of the float model for targets with a GPU delegate (Android GPU, Apple Metal/ANE).
+
+Mobile GPUs compute in fp16 natively and the INT8 QDQ model gains nothing there, so a GPU path wants fp16
+weights: half the float size, no calibration. ONNX Runtime's converter keeps fragile ops in float32 and the
+model I/O stays float32 (same feeds as every other artifact). The variant is a ``candidate``: it is
+validated against the float reference like the INT8 model. If the fixed-shapes pass ran, the same static
+shapes are applied so the GPU/NNAPI/CoreML path sees the graph the INT8 model has.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from edgeq.manifest import Artifact
+from edgeq.onnx.fp16 import convert_fp16
+from edgeq.passes._onnx_util import save_atomic
+from edgeq.passes.registry import PassContext, PassResult, register_pass
+
+NAME = "fp16-variant"
+FP16_NAME = "model.fp16.onnx"
+
+
+@register_pass(NAME, stage="artifact", formats=("onnx",), applies_to=lambda t: bool(t.gpu_delegate),
+               description="float16 copy of the float model for the target's GPU delegate (validated as a candidate)")
+def fp16_variant(ctx: PassContext) -> PassResult:
+    import onnx
+
+    base = next((a for a in ctx.artifacts if a.format == "onnx" and a.precision == "fp32"), None)
+    if base is None:
+        return PassResult(NAME, changed=False, summary="no float ONNX artifact to convert")
+    dst = ctx.workdir / FP16_NAME
+    src = ctx.workdir / base.path
+    plan = ctx.notes.get("fixed_shapes")
+    with tempfile.TemporaryDirectory(prefix="edgeq-fp16-") as tmp:
+        if plan:
+            # Fix the float graph first: ORT's converter appends its Cast nodes out of topological order,
+            # which the shape fixer's checker rejects.
+            from edgeq.passes.fixed_shapes import apply_fixed_shapes
+
+            fixed = Path(tmp) / "model.fixed.onnx"
+            save_atomic(apply_fixed_shapes(onnx.load(str(src)), plan), fixed)
+            src = fixed
+        info: dict[str, Any] = convert_fp16(src, dst, keep_io_float32=True)
+    info["bytes_before"] = (ctx.workdir / base.path).stat().st_size
+    if plan:
+        info["fixed_shapes"] = plan
+    info["gpu_delegate"] = ctx.target.gpu_delegate
+    art = Artifact(name="onnx-fp16", path=FP16_NAME, format="onnx", precision="fp16", role="candidate",
+                   details={"fp16": info, "derived_from": base.name})
+    art.refresh(ctx.workdir)
+    return PassResult(NAME, changed=True, new_artifacts=[art], details=info,
+                      summary=f"{FP16_NAME}: {info['bytes_before'] / 1024:.1f} KB -> {art.bytes / 1024:.1f} KB "
+                              f"for the {ctx.target.gpu_delegate} delegate ({info['casts_added']} Cast nodes at the "
+                              "float32 edges)")

@@ -1,0 +1,122 @@
+"""Hook the search into ``edgeq export``: decide whether to search, swap in the winner, re-validate it.
+
+When it runs (ONNX static INT8 only; ``.pte`` artifacts are left as built):
+- ``SearchOptions.mode == "always"`` (``--search``): whenever a budget exists (flags or the target's defaults);
+- ``"auto"`` (default): when a budget flag was given explicitly and the first static INT8 model misses it on
+  the host;
+- ``"off"`` (``--no-search``): never.
+
+The winner replaces ``model.int8.onnx``; its quantization record names the trial, and it is validated again
+on every runner (host, emulator, ssh) so the verdict comes from the chosen model. The manifest gains the
+optional top-level keys ``search`` (options, every trial, the pick, the closest misses) and ``sensitivity``
+(the baseline model's per-node ranking).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgeq.config import Budget, PipelineConfig, QuantOptions
+from edgeq.data import Dataset
+from edgeq.manifest import Artifact
+from edgeq.progress import Progress
+
+ONNX_STATIC = "onnx-int8-static"
+
+
+def should_search(config: PipelineConfig, budget: Budget, artifacts: list[Artifact]) -> bool:
+    art = next((a for a in artifacts if a.name == ONNX_STATIC), None)
+    if art is None or config.search.mode == "off":
+        return False
+    if budget.is_empty() and config.search.max_size_ratio is None:
+        return False
+    if config.search.mode == "always":
+        return True
+    explicit = not config.budget.is_empty() or config.search.max_size_ratio is not None
+    missed = any(not v.budget_check["passed"] for v in art.validations if v.runner == "host")
+    if config.search.max_size_ratio is not None:
+        fp32 = next((a for a in artifacts if a.name == "onnx-fp32"), None)
+        if fp32 is not None and art.bytes > config.search.max_size_ratio * fp32.bytes:
+            missed = True
+    return explicit and missed
+
+
+def base_options(art: Artifact) -> QuantOptions:
+    """The settings the first model was actually built with (after the target's configure passes)."""
+    q = art.quantization or {}
+    return QuantOptions(mode="static", calibration=q.get("calibration"), per_channel=bool(q.get("per_channel")),
+                        activation_type=q.get("activation_type"), weight_type=q.get("weight_type"),
+                        reduce_range=bool(q.get("reduce_range")),
+                        nodes_to_exclude=tuple(q.get("nodes_excluded") or ()),
+                        op_types_to_exclude=tuple(q.get("op_types_excluded") or ()),
+                        max_calibration_samples=max(1, int(q.get("calibration_samples") or 256)))
+
+
+def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scratch: Path,
+                      artifacts: list[Artifact], calib: Dataset, inputs_rel: str, reference_rel: str,
+                      runners: tuple[str, ...], target: Any, progress: Progress) -> dict[str, Any]:
+    """Search, replace the ONNX INT8 artifact with the pick, re-validate it. Returns manifest keys to add."""
+    from edgeq.onnx.backend import _graph_stats
+    from edgeq.search.search import copy_best, search_onnx
+    from edgeq.validate.orchestrate import load_npz, validate_artifacts
+
+    art = next(a for a in artifacts if a.name == ONNX_STATIC)
+    prepped = next(p for p in (scratch / "model.prep.onnx", scratch / "model.pre_quant.onnx",
+                                workdir / "model.fp32.onnx") if p.is_file())
+    reference = load_npz(workdir / reference_rel)
+    labels = load_npz(workdir / inputs_rel).get("labels")
+    progress.stage(f"searching for a static INT8 model inside the budget (≤ {config.search.max_trials} trials, "
+                   f"≤ {config.search.max_seconds:g} s)")
+    result = search_onnx(prepped, calib, workdir / inputs_rel, reference, labels, base_options(art), budget,
+                         config.search, scratch / "search", progress)
+    if result.best is not None and result.best.path is not None:
+        copy_best(result, workdir / art.path)
+        best = result.best
+        art.quantization = {**(art.quantization or {}), "calibration": best.quant.calibration,
+                            "per_channel": bool(best.quant.per_channel),
+                            "nodes_excluded": list(best.quant.nodes_to_exclude),
+                            "int16_activation_nodes": list(best.quant.int16_activation_nodes),
+                            "search": {"trial": best.index, "stage": best.stage, "label": best.config.label(),
+                                       "met": result.met}}
+        art.details = _graph_stats(workdir / art.path)
+        art.refresh(workdir)
+        art.validations = []
+        validate_artifacts(workdir, [art], inputs_rel, reference_rel, runners, target, budget, progress)
+    if result.met:
+        progress.stage(f"search: trial {result.best.index} meets the budget ({result.best.config.label()}); "
+                       f"{len(result.trials)} trials in {result.seconds:.1f} s")
+    else:
+        progress.stage(f"search: budget not met after {len(result.trials)} trials ({result.stopped}); closest:")
+        for t in result.closest():
+            progress.stage(f"  trial {t.index} [{t.config.label()}]: {'; '.join(t.failures) or t.error}")
+    return {"search": result.to_dict(budget, config.search), "sensitivity": result.sensitivity}
+
+
+def pte_sensitivity_keys(config: PipelineConfig, budget: Budget, artifacts: list[Artifact], captured: Any,
+                         calib: Dataset, target: Any, progress: Progress) -> dict[str, Any]:
+    """``sensitivity_pte``: the PT2E node-by-node ranking, when a ``.pte`` INT8 artifact would be searched.
+
+    Same trigger as the ONNX search (``--search``, or an explicit budget the first model misses). The ``.pte``
+    model itself is not re-quantized: the PT2E/XNNPACK flow has no per-node exclusion edgeq could drive yet, so
+    the ranking tells the user which modules to keep in float.
+    """
+    art = next((a for a in artifacts if a.format == "pte" and a.role == "candidate"), None)
+    if art is None or captured is None or getattr(captured, "exported", None) is None or config.search.mode == "off":
+        return {}
+    if budget.is_empty():
+        return {}
+    missed = any(not v.budget_check["passed"] for v in art.validations)
+    if not (config.search.mode == "always" or (not config.budget.is_empty() and missed)):
+        return {}
+    from edgeq.search.pte_sensitivity import pte_sensitivity
+    from edgeq.search.sensitivity import sensitivity_table
+
+    progress.stage("ranking .pte (PT2E) nodes by added quantization error")
+    try:
+        ranking = pte_sensitivity(captured.exported, calib, captured.signature, config.quant, target,
+                                  max_samples=config.search.sensitivity_samples)
+    except Exception as e:  # noqa: BLE001  the ranking is a diagnostic; it must never sink the export
+        progress.stage(f"  .pte sensitivity unavailable: {type(e).__name__}: {str(e)[:200]}")
+        return {}
+    return {"sensitivity_pte": sensitivity_table(ranking)}

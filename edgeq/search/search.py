@@ -1,0 +1,354 @@
+"""Budget-driven search for the smallest, fastest static INT8 ONNX model that meets the accuracy budget.
+
+ONNX-only: trials are ``onnxruntime.quantization`` QDQ configurations of the pre-processed float graph.
+
+The search climbs a ladder of stages, each one more conservative (more float / more bits) than the last, and
+stops after the first stage in which some trial meets the budget — so the result is the least-protected model
+that passes, which is also the smallest and usually the fastest. Inside a stage the passing trial with the
+fewest bytes (then the lowest host latency) wins.
+
+1. ``baseline``     the target's default scheme (what plain quantization gives)
+2. ``calibration``  the other calibration methods (minmax / percentile / entropy), then per-channel flipped
+3. ``patterns``     known-fragile transformer patterns kept in float, cumulatively: attention-mask arithmetic,
+                    Softmax, GELU, LayerNorm, residual Adds (:mod:`edgeq.search.patterns`), each with its
+                    weight-free input producers
+4. ``sensitivity``  the top-k nodes by added error (:mod:`edgeq.search.sensitivity`) at 16-bit activations,
+                    then kept in float, k = 2, 4, 8, ... (on top of the best pattern set)
+
+Bounded by ``max_trials`` and ``max_seconds`` (checked between trials). When no trial meets the budget the
+result carries ``met=False``, the best-scoring trial (smallest total shortfall) and the closest trials.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from edgeq.config import Budget, QuantOptions, SearchOptions
+from edgeq.data import Dataset
+from edgeq.errors import EdgeqError, UsageError
+from edgeq.progress import Progress
+from edgeq.search.patterns import CATEGORIES, Neighbourhood, fragile_nodes
+from edgeq.validate.metrics import Metrics, check_budget, compare
+
+# 8-bit uniform quantization of a full-scale signal: SQNR = 6.02·8 + 1.76 dB. An output that passes through
+# INT8 tensors cannot be cleaner than this.
+INT8_SQNR_CEILING_DB = 6.02 * 8 + 1.76
+# Float32 -> INT8 weights is 4×; a size cap at or below this share of the float model needs ≥ 2/3 of the
+# weights in INT8, so the signal path is INT8-dominated and bounded by the ceiling above.
+INT8_DOMINATED_SIZE_RATIO = 0.5
+MIN_SIZE_RATIO = 0.25  # nothing INT8 is smaller than a quarter of float32
+# Without an explicit --max-size-ratio a trial must still be a quantized model worth shipping: one that keeps so
+# much in float that it is >= 3/4 of the float file "meets" any budget by not quantizing — that is the float model.
+DEFAULT_MAX_SIZE_RATIO = 0.75
+_CUMULATIVE = ("patterns", "sensitivity")  # stages ordered from least to most protected
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    calibration: str
+    per_channel: bool
+    exclude: tuple[str, ...] = ()  # pattern categories kept in float
+    float_top_k: int = 0  # most sensitive nodes kept in float
+    int16_top_k: int = 0  # most sensitive nodes' outputs at 16-bit activations
+
+    def label(self) -> str:
+        parts = [self.calibration, "per-channel" if self.per_channel else "per-tensor"]
+        if self.exclude:
+            parts.append("float:" + "+".join(self.exclude))
+        if self.float_top_k:
+            parts.append(f"float top-{self.float_top_k}")
+        if self.int16_top_k:
+            parts.append(f"int16 top-{self.int16_top_k}")
+        return ", ".join(parts)
+
+
+@dataclass
+class Trial:
+    index: int
+    stage: str
+    config: TrialConfig
+    quant: QuantOptions
+    path: Path | None = None
+    bytes: int = 0
+    latency_ms: float | None = None
+    metrics: Metrics | None = None
+    failures: tuple[str, ...] = ()
+    passed: bool = False
+    shortfall: float = math.inf
+    seconds: float = 0.0
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index, "stage": self.stage, "label": self.config.label(), "config": asdict(self.config),
+            "nodes_excluded": list(self.quant.nodes_to_exclude),
+            "int16_activation_nodes": list(self.quant.int16_activation_nodes),
+            "bytes": self.bytes, "latency_ms": self.latency_ms,
+            "metrics": self.metrics.to_dict() if self.metrics else None, "passed": self.passed,
+            "failures": list(self.failures), "shortfall": None if math.isinf(self.shortfall) else self.shortfall,
+            "seconds": round(self.seconds, 3), "error": self.error,
+        }
+
+
+@dataclass
+class SearchResult:
+    met: bool
+    best: Trial | None
+    trials: list[Trial]
+    float_bytes: int
+    float_latency_ms: float | None
+    seconds: float
+    stopped: str  # why the search ended
+    sensitivity: list[dict[str, Any]] = field(default_factory=list)
+    patterns: dict[str, list[str]] = field(default_factory=dict)
+
+    def closest(self, n: int = 3) -> list[Trial]:
+        ok = [t for t in self.trials if t.metrics is not None]
+        return sorted(ok, key=lambda t: (t.shortfall, t.bytes))[:n]
+
+    def to_dict(self, budget: Budget, options: SearchOptions) -> dict[str, Any]:
+        return {
+            "met": self.met, "best": self.best.index if self.best else None, "stopped": self.stopped,
+            "seconds": round(self.seconds, 2), "budget": budget.to_dict(), "options": options.to_dict(),
+            "float": {"bytes": self.float_bytes, "latency_ms": self.float_latency_ms},
+            "trials": [t.to_dict() for t in self.trials],
+            "closest": [t.index for t in self.closest()],
+            "patterns": self.patterns,
+        }
+
+
+def check_budget_consistency(budget: Budget, options: SearchOptions) -> None:
+    """Budgets that no model can meet together are a usage error, raised before any work.
+
+    - ``max_size_ratio`` below 0.25: INT8 weights are a quarter of float32; nothing edgeq makes is smaller.
+    - ``min_sqnr`` above the INT8 ceiling (≈49.9 dB) together with ``max_size_ratio`` ≤ 0.5: the size cap forces
+      most weights — hence the signal path — into INT8, whose quantization noise alone caps SQNR at ≈49.9 dB.
+    - ``min_cosine`` = 1 (exact) with any size cap < 1: only the float model reproduces outputs exactly.
+    """
+    cap = options.max_size_ratio
+    if cap is not None and cap < MIN_SIZE_RATIO:
+        raise UsageError(f"--max-size-ratio {cap:g} is below {MIN_SIZE_RATIO} (INT8 weights are 1/4 of float32)",
+                         "no INT8 model can be that small; use 0.25-0.35 for an all-INT8 model")
+    if cap is not None and cap <= INT8_DOMINATED_SIZE_RATIO and budget.min_sqnr is not None \
+            and budget.min_sqnr > INT8_SQNR_CEILING_DB:
+        raise UsageError(
+            f"--min-sqnr {budget.min_sqnr:g} dB contradicts --max-size-ratio {cap:g}: a model that small is mostly "
+            f"INT8, and 8-bit quantization caps SQNR at {INT8_SQNR_CEILING_DB:.1f} dB",
+            f"lower --min-sqnr to ≤ {INT8_SQNR_CEILING_DB:.0f} dB or raise --max-size-ratio above "
+            f"{INT8_DOMINATED_SIZE_RATIO}")
+    if cap is not None and cap < 1 and budget.min_cosine is not None and budget.min_cosine >= 1.0:
+        raise UsageError(f"--min-cosine {budget.min_cosine:g} (exact outputs) contradicts --max-size-ratio {cap:g}",
+                         "only the float model is exact; use e.g. --min-cosine 0.99")
+
+
+def shortfall(m: Metrics, budget: Budget) -> float:
+    """How far a trial is from the budget: the sum of each limit's relative shortfall (0 = met)."""
+    s = 0.0
+    if budget.min_cosine is not None:
+        s += max(0.0, budget.min_cosine - m.cosine_mean) / max(1e-6, 1.0 - budget.min_cosine)
+    if budget.min_sqnr is not None:
+        s += max(0.0, budget.min_sqnr - m.sqnr_db) / 10.0
+    drop = m.accuracy_drop_pts
+    if budget.max_accuracy_drop is not None and drop is not None:
+        s += max(0.0, drop - budget.max_accuracy_drop) / max(1.0, budget.max_accuracy_drop)
+    if budget.min_top1_agreement is not None and m.top1_agreement is not None:
+        s += max(0.0, budget.min_top1_agreement - m.top1_agreement) / max(1e-6, 1.0 - budget.min_top1_agreement)
+    return s
+
+
+class _Evaluator:
+    """Quantizes one trial and measures it on the evaluation set with the host runner."""
+
+    def __init__(self, prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict[str, Any],
+                 labels: Any, budget: Budget, workdir: Path, max_size_ratio: float | None) -> None:
+        from edgeq.validate.runners.host import HostRunner
+
+        self.prepped, self.calib, self.inputs_npz = prepped, calib, inputs_npz
+        self.reference, self.labels, self.budget, self.workdir = reference, labels, budget, workdir
+        self.runner = HostRunner()
+        self.max_size_ratio = max_size_ratio
+        self.float_bytes = prepped.stat().st_size
+        self.float_latency = self.runner.run(prepped, "onnx", inputs_npz, workdir).latency_ms
+
+    def run(self, trial: Trial) -> Trial:
+        from edgeq.onnx.quantize import quantize_onnx_static
+
+        t0 = time.perf_counter()
+        trial.path = self.workdir / f"trial{trial.index:02d}.onnx"
+        try:
+            quantize_onnx_static(self.prepped, trial.path, self.calib, trial.quant)
+            from edgeq.onnx.backend import _rename_outputs
+
+            _rename_outputs(trial.path, list(self.reference))
+            res = self.runner.run(trial.path, "onnx", self.inputs_npz, self.workdir)
+            trial.metrics = compare(self.reference, res.outputs, self.labels)
+            trial.latency_ms = res.latency_ms
+            trial.bytes = trial.path.stat().st_size
+            bc = check_budget(trial.metrics, self.budget)
+            failures = list(bc.failures)
+            ratio = trial.bytes / self.float_bytes
+            if self.max_size_ratio is not None and ratio > self.max_size_ratio + 1e-9:
+                failures.append(f"size {ratio:.3f}× float > {self.max_size_ratio:g}×")
+            trial.failures = tuple(failures)
+            trial.passed = not failures
+            trial.shortfall = shortfall(trial.metrics, self.budget) + (
+                max(0.0, ratio - self.max_size_ratio) * 10 if self.max_size_ratio is not None else 0.0)
+        except EdgeqError as e:  # one broken configuration must not end the search
+            trial.error = e.cause
+        trial.seconds = time.perf_counter() - t0
+        return trial
+
+
+def search_onnx(prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict[str, Any], labels: Any,
+                base: QuantOptions, budget: Budget, options: SearchOptions, workdir: Path,
+                progress: Progress | None = None,
+                on_trial: Callable[[Trial], None] | None = None) -> SearchResult:
+    """Run the ladder (see the module doc). ``base`` must be resolved (every field set)."""
+    progress = progress or Progress(enabled=False)
+    check_budget_consistency(budget, options)
+    if budget.is_empty() and options.max_size_ratio is None:
+        raise UsageError("the search needs a budget", "give --max-accuracy-drop, --min-cosine or --min-sqnr")
+    workdir.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    cap = options.max_size_ratio if options.max_size_ratio is not None else DEFAULT_MAX_SIZE_RATIO
+    ev = _Evaluator(prepped, calib, inputs_npz, reference, labels, budget, workdir, cap)
+    patterns = fragile_nodes(prepped)
+    trials: list[Trial] = []
+    sens_rows: list[dict[str, Any]] = []
+    state: dict[str, Any] = {"ranking": None, "baseline_ranking": None}
+    stopped = "ladder exhausted"
+
+    hood = Neighbourhood(prepped)
+
+    def make(stage: str, cfg: TrialConfig) -> Trial:
+        # a pattern node's inputs stay float too (ORT would otherwise quantize them at their producer's output):
+        # Softmax after an Add of a -1e4 mask constant is destroyed by the Add's INT8 output, not by Softmax
+        nodes: list[str] = list(dict.fromkeys(
+            m for c in cfg.exclude for n in patterns.get(c, []) for m in hood.with_light_input_producers(n)))
+        int16: list[str] = []
+        ranking = state["ranking"] or []
+        if cfg.float_top_k:
+            # the node's whole island (input producers, node, readers) skips Q/DQ on the node's tensors
+            for s in [s for s in ranking if s.node not in nodes][: cfg.float_top_k]:
+                nodes += hood.island(s.node)
+            nodes = list(dict.fromkeys(nodes))
+        if cfg.int16_top_k:
+            # 16-bit Q/DQ on the node's inputs and outputs (= the outputs of its input producers and itself)
+            for s in [s for s in ranking if s.node not in nodes][: cfg.int16_top_k]:
+                int16 += hood.with_input_producers(s.node)
+            int16 = [n for n in dict.fromkeys(int16) if n not in nodes]
+        q = replace(base, calibration=cfg.calibration, per_channel=cfg.per_channel,
+                    nodes_to_exclude=tuple(dict.fromkeys((*base.nodes_to_exclude, *nodes))),
+                    int16_activation_nodes=tuple(int16))
+        return Trial(len(trials) + 1, stage, cfg, q)
+
+    def best_of(pool: list[Trial]) -> Trial | None:
+        ok = [t for t in pool if t.metrics is not None]
+        passing = [t for t in ok if t.passed]
+        if passing:
+            # smallest first; sizes within 5 % of the smallest count as equal and the fastest of them wins
+            small = min(t.bytes for t in passing)
+            near = [t for t in passing if t.bytes <= small * 1.05]
+            return min(near, key=lambda t: (t.latency_ms or math.inf, t.bytes))
+        return min(ok, key=lambda t: (t.shortfall, t.bytes)) if ok else None
+
+    seen: set[TrialConfig] = set()
+    for stage, candidates in _ladder(base, patterns, state, lambda: best_of(trials), ev, calib, options):
+        stage_trials = []
+        for cfg in candidates:
+            if cfg in seen:
+                continue
+            if len(trials) >= options.max_trials:
+                stopped = f"trial limit ({options.max_trials}) reached"
+                break
+            if trials and time.perf_counter() - t_start > options.max_seconds:  # the baseline always runs
+                stopped = f"time limit ({options.max_seconds:g} s) reached"
+                break
+            seen.add(cfg)
+            trial = make(stage, cfg)
+            trials.append(trial)
+            stage_trials.append(trial)
+            progress.stage(f"search trial {trial.index}/{options.max_trials} [{stage}] {cfg.label()}")
+            ev.run(trial)
+            progress.stage("  -> " + _trial_line(trial, ev.float_bytes))
+            if on_trial:
+                on_trial(trial)
+            if trial.index == 1 and trial.path is not None and trial.metrics is not None:
+                state["baseline_ranking"] = _safe_sensitivity(prepped, trial.path, calib, options)
+            if trial.passed and stage in _CUMULATIVE:
+                break  # later candidates of this stage only add float / bits to a config that already passes
+        else:
+            if any(t.passed for t in stage_trials):
+                stopped = f"budget met in stage {stage!r}"
+                break
+            continue
+        if any(t.passed for t in stage_trials) and not stopped.endswith("reached"):
+            stopped = f"budget met in stage {stage!r}"
+        break
+    from edgeq.search.sensitivity import sensitivity_table
+
+    sens_rows = sensitivity_table(state.get("baseline_ranking") or [])
+    best = best_of(trials)
+    return SearchResult(met=bool(best and best.passed), best=best, trials=trials, float_bytes=ev.float_bytes,
+                        float_latency_ms=ev.float_latency, seconds=time.perf_counter() - t_start, stopped=stopped,
+                        sensitivity=sens_rows, patterns=patterns)
+
+
+def _trial_line(t: Trial, float_bytes: int) -> str:
+    if t.metrics is None:
+        return f"error: {t.error}"
+    m = t.metrics
+    lat = f"{t.latency_ms:.3f} ms" if t.latency_ms is not None else "–"
+    verdict = "meets the budget" if t.passed else "; ".join(t.failures)
+    return (f"cos {m.cosine_mean:.5f}, SQNR {m.sqnr_db:.1f} dB, {t.bytes / float_bytes:.3f}× float, {lat}: "
+            f"{verdict}")
+
+
+def _ladder(base: QuantOptions, patterns: dict[str, list[str]], state: dict[str, Any],
+            best: Callable[[], Trial | None], ev: _Evaluator, calib: Dataset,
+            options: SearchOptions) -> Iterator[tuple[str, list[TrialConfig]]]:
+    """Stages of candidate configs; later stages build on the best trial so far (generated lazily)."""
+    start = TrialConfig(str(base.calibration), bool(base.per_channel))
+    yield "baseline", [start]
+    methods = [m for m in options.calibrations if m != start.calibration]
+    yield "calibration", [replace(start, calibration=m) for m in methods]
+    b = best()
+    anchor = b.config if b else start
+    yield "calibration", [replace(anchor, per_channel=not anchor.per_channel)]
+    b = best()
+    anchor = b.config if b else start
+    present = [c for c in CATEGORIES if patterns.get(c)]
+    cumulative: list[TrialConfig] = []
+    for i in range(len(present)):
+        cumulative.append(replace(anchor, exclude=tuple(present[: i + 1])))
+    yield "patterns", cumulative
+    b = best()
+    if b is None or b.path is None:
+        return
+    state["ranking"] = _safe_sensitivity(ev.prepped, b.path, calib, options)
+    if not state["ranking"]:
+        return
+    anchor = b.config
+    ks = [k for k in (2, 4, 8, 16, 32) if k <= len(state["ranking"])]
+    yield "sensitivity", [c for k in ks for c in (replace(anchor, int16_top_k=k), replace(anchor, float_top_k=k))]
+
+
+def _safe_sensitivity(prepped: Path, qdq: Path, calib: Dataset, options: SearchOptions) -> list[Any]:
+    from edgeq.search.sensitivity import onnx_sensitivity
+
+    try:
+        return onnx_sensitivity(prepped, qdq, calib, max_samples=options.sensitivity_samples)
+    except Exception:  # noqa: BLE001  the debugger is best-effort: without it the ladder skips its stage
+        return []
+
+
+def copy_best(result: SearchResult, dst: Path) -> None:
+    if result.best is None or result.best.path is None:
+        raise EdgeqError("the search produced no usable model", "see the trial errors in the report")
+    shutil.copyfile(result.best.path, dst)

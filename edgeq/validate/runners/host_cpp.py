@@ -1,0 +1,112 @@
+"""The ``host-cpp`` runner: validate ``.pte`` files with the native C++ runner — no libtorch, no Python bindings.
+
+It runs the same program a Raspberry Pi or a phone would (``sample_apps/raspberry_pi_cpp``), built against the
+installed executorch wheel's C++ runtime. The helpers here (inputs.npz → tensor file, result parsing, outputs
+back to canonical names) are shared with the emulator runner, which runs the cross-built binary under qemu.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeq.errors import ArtifactError, RunnerError
+from edgeq.validate.runners.base import RunResult, parse_result, register_runner
+
+TIMEOUT_S = 600.0
+LOAD_FAILURE = "cannot load method"  # the runner's message for a corrupt/truncated .pte
+
+
+def write_inputs(inputs_npz: Path, dest: Path) -> int:
+    """Convert a validation ``inputs.npz`` (signature order; ``labels`` dropped) to the runner's tensor file."""
+    from edgeq.validate.device.tensor_io import write_tensors
+
+    with np.load(inputs_npz, allow_pickle=False) as z:
+        arrays = {k: np.ascontiguousarray(z[k]) for k in z.files if k != "labels"}
+    write_tensors(dest, arrays)
+    return int(next(iter(arrays.values())).shape[0])
+
+
+def read_outputs(path: Path, err: type[Exception] = RunnerError) -> dict[str, np.ndarray]:
+    """The runner's output file, renamed to edgeq's canonical output names (``output`` / ``output_i``)."""
+    from edgeq.validate.device.tensor_io import TensorFileError, read_tensors
+
+    if not path.is_file():
+        raise err(f"the C++ runner wrote no outputs ({path.name})")  # type: ignore[call-arg]
+    try:
+        raw = read_tensors(path)
+    except TensorFileError as e:
+        raise err(f"the C++ runner's outputs are unreadable: {e}") from e  # type: ignore[call-arg]
+    arrays = list(raw.values())
+    names = ["output"] if len(arrays) == 1 else [f"output_{i}" for i in range(len(arrays))]
+    return dict(zip(names, arrays, strict=True))
+
+
+def check_returncode(r: subprocess.CompletedProcess[str], artifact: Path, where: str,
+                     err: type[Exception] = RunnerError) -> None:
+    if r.returncode == 0:
+        return
+    stderr = (r.stderr or "").strip()
+    if LOAD_FAILURE in stderr:
+        raise ArtifactError(f"{artifact}: the ExecuTorch C++ runtime cannot load it ({where})",
+                            "the file is corrupt or truncated; re-run edgeq export")
+    lines = [ln for ln in stderr.splitlines() if "edgeq_runner" in ln or "error" in ln.lower()][-5:]
+    raise err(f"{where} failed on {artifact.name} (exit {r.returncode}): {' | '.join(lines)[:500]}",  # type: ignore[call-arg]
+              "the runner's message is above")
+
+
+class HostCppRunner:
+    name = "host-cpp"
+
+    def __init__(self, target: Any = None, timeout: float = TIMEOUT_S) -> None:
+        from edgeq.executorch.cpp_runner import build_runner
+
+        self.target = target
+        self.timeout = timeout
+        # Build (or find the cached build) now: a missing compiler fails before any slow export work.
+        self.binary = build_runner(_native_arch())
+
+    def supports(self, fmt: str) -> bool:
+        return fmt == "pte"
+
+    def describe(self) -> dict[str, Any]:
+        from edgeq.validate.runners.host import _host_cpu_name
+
+        return {"runner": "host-cpp", "machine": platform.machine(), "cpu_model": _host_cpu_name(),
+                "features": [], "emulated": False}
+
+    def run(self, artifact: Path, fmt: str, inputs: Path, workdir: Path) -> RunResult:
+        if fmt != "pte":
+            raise RunnerError(f"the host-cpp runner only executes .pte artifacts, not {fmt!r}",
+                              "use the host runner for .onnx")
+        from edgeq.executorch.runtime import check_pte_header
+
+        check_pte_header(artifact)
+        binary = self.binary
+        bin_in = workdir / f"{artifact.stem}.cpp.inputs.bin"
+        bin_out = workdir / f"{artifact.stem}.cpp.outputs.bin"
+        bin_out.unlink(missing_ok=True)
+        write_inputs(inputs, bin_in)
+        cmd = [str(binary), str(artifact), str(bin_in), str(bin_out), "--warmup", "3", "--repeats", "20"]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout)
+        except subprocess.TimeoutExpired as e:
+            raise RunnerError(f"the C++ runner timed out after {self.timeout:.0f} s on {artifact.name}") from e
+        check_returncode(r, artifact, "the C++ runner")
+        info = parse_result(r.stdout, "the C++ runner")
+        return RunResult(read_outputs(bin_out), info.get("latency_ms_median"), "host",
+                         info.get("runtime", "executorch-cpp"), {"load_ms": info.get("load_ms")})
+
+
+def _native_arch() -> str:
+    m = platform.machine()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(m.lower(), m)
+
+
+@register_runner("host-cpp")
+def _factory(spec: str, target: Any) -> HostCppRunner:
+    return HostCppRunner(target)

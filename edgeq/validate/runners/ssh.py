@@ -1,0 +1,330 @@
+"""The ``ssh`` runner: the same device-side program on a real board (Raspberry Pi or any Linux box) over SSH.
+
+Spec: ``ssh://user@host[:port][/workdir]`` (workdir default ``/tmp``). Per artifact: make a private folder on
+the device, copy the artifact + inputs + ``run_onnx.py`` (one tar stream over ssh: no scp/sftp needed), run it,
+fetch the outputs, remove the folder. Key-based auth only (``BatchMode``); every ssh call has a timeout.
+
+Options come from the environment (the spec stays a plain URL): ``EDGEQ_SSH_IDENTITY`` (private key file),
+``EDGEQ_SSH_KNOWN_HOSTS``, ``EDGEQ_SSH_CONFIG`` (an ssh_config file, ``ssh -F``), ``EDGEQ_SSH_TIMEOUT`` (seconds
+for one run, default 600), ``EDGEQ_SSH_REPEATS`` (timed runs, default 20). Latency on a device is real: the
+median of N single-sample runs after warm-up (``latency_kind="device"``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import shlex
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeq.errors import DeviceError, UsageError
+from edgeq.validate.runners.base import RunResult, register_runner
+from edgeq.validate.runners.emulator import DEVICE_DIR, load_outputs, parse_result
+
+INSTALL_HINT = ("on the device: sudo apt-get install -y python3 python3-pip && "
+                "python3 -m pip install onnxruntime numpy  (Raspberry Pi OS: add --break-system-packages or use a venv)")
+
+# Runs on the device with plain python3: what it is, and whether the ONNX runtime is there.
+_PROBE = r"""
+import json, platform, sys
+d = {"machine": platform.machine(), "python": platform.python_version(), "cpu": "", "features": []}
+try:
+    for line in open("/proc/cpuinfo"):
+        k, _, v = line.partition(":")
+        k, v = k.strip(), v.strip()
+        if k in ("model name", "Model", "Hardware") and not d["cpu"]:
+            d["cpu"] = v
+        elif k == "CPU part" and not d.get("part"):
+            d["part"] = v
+        elif k in ("Features", "flags") and not d["features"]:
+            d["features"] = v.split()
+except OSError:
+    pass
+for mod in ("numpy", "onnxruntime"):
+    try:
+        d[mod] = __import__(mod).__version__
+    except Exception as e:
+        d[mod] = None
+        d[mod + "_error"] = f"{type(e).__name__}: {e}"
+print("EDGEQ_RESULT " + json.dumps(d))
+"""
+
+# MIDR part numbers of the cores edgeq targets (for a readable cpu_model when cpuinfo has no model name).
+_ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
+              "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76",
+              "0xd0c": "Neoverse-N1", "0xd0d": "Cortex-A77", "0xd41": "Cortex-A78", "0xd44": "Cortex-X1",
+              "0xd46": "Cortex-A510", "0xd47": "Cortex-A710", "0xd48": "Cortex-X2"}
+
+_SPEC = re.compile(r"^ssh://(?:(?P<user>[^@/:]+)@)?(?P<host>\[[0-9a-fA-F:]+\]|[^@/:\[\]]+)(?::(?P<port>\d+))?"
+                   r"(?P<workdir>/.*)?$")
+
+
+@dataclass(frozen=True)
+class SshSpec:
+    user: str | None
+    host: str
+    port: int
+    workdir: str
+
+    @property
+    def name(self) -> str:
+        return f"ssh://{self.user + '@' if self.user else ''}{self.host}" + (f":{self.port}" if self.port != 22 else "")
+
+
+def parse_spec(spec: str) -> SshSpec:
+    m = _SPEC.match(spec)
+    if not m:
+        raise UsageError(f"bad ssh runner {spec!r}", "use ssh://user@host[:port][/workdir], e.g. ssh://pi@raspberrypi.local")
+    port = int(m["port"] or 22)
+    if not 0 < port < 65536:
+        raise UsageError(f"bad port {port} in {spec!r}", "ports are 1-65535")
+    return SshSpec(m["user"], m["host"].strip("[]"), port, (m["workdir"] or "/tmp").rstrip("/") or "/")
+
+
+class SshRunner:
+    name = "ssh"
+
+    def __init__(self, target: Any, spec: str, identity: str | None = None, known_hosts: str | None = None,
+                 ssh_config: str | None = None, timeout: float | None = None, connect_timeout: float = 10.0,
+                 repeats: int | None = None, warmup: int = 3) -> None:
+        self.target = target
+        self.spec = parse_spec(spec)
+        self.identity = identity or os.environ.get("EDGEQ_SSH_IDENTITY")
+        self.known_hosts = known_hosts or os.environ.get("EDGEQ_SSH_KNOWN_HOSTS")
+        self.ssh_config = ssh_config or os.environ.get("EDGEQ_SSH_CONFIG")
+        self.timeout = timeout or float(os.environ.get("EDGEQ_SSH_TIMEOUT", "600"))
+        self.connect_timeout = connect_timeout
+        self.repeats = repeats or int(os.environ.get("EDGEQ_SSH_REPEATS", "20"))
+        self.warmup = warmup
+        self._probe: dict[str, Any] | None = None
+
+    # --- protocol -------------------------------------------------------------------------------------------
+
+    def supports(self, fmt: str) -> bool:
+        from edgeq.validate.runners.emulator import _pte_runner_available
+
+        return fmt == "onnx" or (fmt == "pte" and _pte_runner_available())
+
+    def describe(self) -> dict[str, Any]:
+        p = self.probe()
+        cpu = p.get("cpu") or _ARM_PARTS.get(str(p.get("part", "")).lower(), p.get("part") or "unknown")
+        return {"runner": self.spec.name, "machine": p.get("machine", "unknown"), "cpu_model": cpu,
+                "features": list(p.get("features", [])), "emulated": False}
+
+    def run(self, artifact: Path, fmt: str, inputs: Path, workdir: Path) -> RunResult:
+        if fmt == "pte" and self.supports("pte"):
+            return self._run_pte(artifact, inputs, workdir)
+        if fmt != "onnx":
+            raise DeviceError(f"the ssh runner cannot execute {fmt!r} artifacts", "supported: onnx, pte")
+        self._require_onnxruntime()
+        rdir = self._mkdir()
+        q = shlex.quote(rdir)
+        try:
+            self._ssh(f"tar -x -f - -C {q}", stdin=_tar({"model.onnx": artifact, "inputs.npz": inputs,
+                                                         "run_onnx.py": DEVICE_DIR / "run_onnx.py"}),
+                      what="copying the artifact and inputs")
+            r = self._ssh(f"cd {q} && python3 run_onnx.py model.onnx inputs.npz outputs.npz "
+                          f"--warmup {self.warmup} --repeats {self.repeats}", what=f"running {artifact.name}",
+                          timeout=self.timeout, check=False)
+            info = self._result(r, "run_onnx.py", artifact)
+            blob = self._ssh(f"cat {q}/outputs.npz", what="fetching the outputs").stdout
+        finally:
+            self._cleanup(q)
+        with tempfile.NamedTemporaryFile(dir=workdir, suffix=".npz", delete=False) as f:
+            f.write(blob)
+        try:
+            outputs = load_outputs(Path(f.name), DeviceError)
+        finally:
+            os.unlink(f.name)
+        _check_rows(outputs, inputs, self.spec.name)
+        return RunResult(outputs, info.get("latency_ms_median"), "device",
+                         f"{info.get('runtime', 'onnxruntime')} {info.get('machine', '')} ({self.spec.name})".strip(),
+                         {"latency_ms_all": info.get("latency_ms_all"), "repeats": self.repeats,
+                          "warmup": self.warmup})
+
+    def _run_pte(self, artifact: Path, inputs: Path, workdir: Path) -> RunResult:
+        """Ship the C++ runner (cross-built for aarch64) with the ExecuTorch runtime libraries it links."""
+        from edgeq.emulator import load
+        from edgeq.executorch.cpp_runner import build_runner
+        from edgeq.executorch.runtime import output_names
+        from edgeq.validate.device.tensor_io import TensorFileError, read_tensors, write_tensors
+
+        machine = self.probe().get("machine")
+        if machine != "aarch64":
+            raise DeviceError(f"{self.spec.name} is {machine}; edgeq's .pte runner is cross-built for aarch64",
+                              "validate the .onnx artifact on this device, or use a 64-bit ARM OS")
+        env = load()  # the aarch64 ExecuTorch runtime the runner is built against (EmulatorError if missing)
+        binary = build_runner("aarch64", executorch_root=env.executorch_root)
+        libs = {f"lib/{p.name}": p for p in sorted((env.executorch_root / "lib").glob("*.so"))}
+        with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+            inp = Path(tmp, "inputs.bin")
+            with np.load(inputs, allow_pickle=False) as z:
+                write_tensors(inp, {k: z[k] for k in z.files if k != "labels"})
+            rdir = self._mkdir()
+            q = shlex.quote(rdir)
+            try:
+                self._ssh(f"tar -x -f - -C {q}", stdin=_tar({"model.pte": artifact, "inputs.bin": inp,
+                                                             "edgeq_runner": binary, **libs}),
+                          what="copying the artifact, inputs and the C++ runner")
+                # EDGEQ_DEVICE_LAUNCHER: an optional prefix set in the device's environment (e.g. taskset).
+                r = self._ssh(f"cd {q} && LD_LIBRARY_PATH={q}/lib ${{EDGEQ_DEVICE_LAUNCHER:-}} ./edgeq_runner "
+                              f"model.pte inputs.bin outputs.bin --warmup {self.warmup} --repeats {self.repeats}",
+                              what=f"running {artifact.name}", timeout=self.timeout, check=False)
+                info = self._result(r, "edgeq_runner", artifact)
+                blob = self._ssh(f"cat {q}/outputs.bin", what="fetching the outputs").stdout
+            finally:
+                self._cleanup(q)
+            out = Path(tmp, "outputs.bin")
+            out.write_bytes(blob)
+            try:
+                raw = list(read_tensors(out).values())
+            except TensorFileError as e:
+                raise DeviceError(f"{self.spec.name}: the runner's outputs are unreadable: {e}") from e
+        outputs = dict(zip(output_names(len(raw)), raw, strict=True))
+        _check_rows(outputs, inputs, self.spec.name)
+        return RunResult(outputs, info.get("latency_ms_median"), "device",
+                         f"{info.get('runtime', 'executorch-cpp')} aarch64 ({self.spec.name})",
+                         {"load_ms": info.get("load_ms"), "repeats": self.repeats, "warmup": self.warmup})
+
+    def _mkdir(self) -> str:
+        rdir = self._ssh(f"mkdir -p {shlex.quote(self.spec.workdir)} && "
+                         f"mktemp -d {shlex.quote(self.spec.workdir + '/edgeq-run.XXXXXX')}",
+                         what="making a work folder").stdout.decode().strip()
+        if not rdir.startswith("/"):
+            raise DeviceError(f"{self.spec.name}: mktemp on the device printed {rdir!r}",
+                              f"check that {self.spec.workdir} is writable on the device")
+        return rdir
+
+    def _result(self, r: subprocess.CompletedProcess[bytes], program: str, artifact: Path) -> dict[str, Any]:
+        if r.returncode != 0:
+            raise DeviceError(f"{self.spec.name}: {program} failed on {artifact.name} (exit {r.returncode})"
+                              + _tail(r.stderr.decode(errors="replace")), "the device's stderr is above")
+        return parse_result(r.stdout.decode(errors="replace"), f"{self.spec.name} {program}", DeviceError)
+
+    # --- device facts ---------------------------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """Reach the device before any slow work (called by export/validate for an explicit ssh runner)."""
+        self.probe()
+
+    def probe(self) -> dict[str, Any]:
+        """Connect once: machine, CPU, python, numpy/onnxruntime (typed errors with install hints)."""
+        if self._probe is not None:
+            return self._probe
+        r = self._ssh("python3 -", stdin=_PROBE.encode(), what="probing the device", check=False)
+        err = r.stderr.decode(errors="replace")
+        if r.returncode == 127 or ("python3" in err and "not found" in err):
+            raise DeviceError(f"{self.spec.name}: python3 is not installed on the device", INSTALL_HINT)
+        if r.returncode != 0:
+            raise DeviceError(f"{self.spec.name}: python3 failed on the device (exit {r.returncode})" + _tail(err),
+                              INSTALL_HINT)
+        self._probe = parse_result(r.stdout.decode(errors="replace"), f"{self.spec.name} probe", DeviceError)
+        return self._probe
+
+    def _require_onnxruntime(self) -> None:
+        p = self.probe()
+        missing = [m for m in ("numpy", "onnxruntime") if not p.get(m)]
+        if missing:
+            why = "; ".join(f"{m}: {p.get(m + '_error')}" for m in missing)
+            raise DeviceError(f"{self.spec.name}: {', '.join(missing)} missing for the device's python3 ({why})",
+                              INSTALL_HINT)
+
+    # --- ssh ------------------------------------------------------------------------------------------------
+
+    def ssh_argv(self, command: str) -> list[str]:
+        argv = ["ssh"]
+        if self.ssh_config:
+            argv += ["-F", self.ssh_config]
+        if self.identity:
+            argv += ["-i", self.identity, "-o", "IdentitiesOnly=yes"]
+        if self.known_hosts:
+            argv += ["-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes"]
+        argv += ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(self.connect_timeout)}",
+                 "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-o", "LogLevel=ERROR",
+                 "-p", str(self.spec.port)]
+        if self.spec.user:
+            argv += ["-l", self.spec.user]
+        return [*argv, "--", self.spec.host, command]
+
+    def _ssh(self, command: str, *, what: str, stdin: bytes | None = None, timeout: float | None = None,
+             check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        t = timeout or max(60.0, self.connect_timeout * 3)
+        try:
+            r = subprocess.run(self.ssh_argv(command), input=stdin if stdin is not None else b"",
+                               capture_output=True, timeout=t)
+        except FileNotFoundError as e:
+            raise DeviceError("the ssh client is not installed", "apt-get install -y openssh-client") from e
+        except subprocess.TimeoutExpired as e:
+            raise DeviceError(f"{self.spec.name}: {what} timed out after {t:.0f} s" + _tail(_s(e.stderr)),
+                              "raise EDGEQ_SSH_TIMEOUT for slow boards, or check the device") from None
+        if r.returncode == 255:  # ssh's own failure: connection or authentication
+            raise classify_ssh_error(self.spec, what, r.stderr.decode(errors="replace"))
+        if check and r.returncode != 0:
+            raise DeviceError(f"{self.spec.name}: {what} failed (exit {r.returncode})"
+                              + _tail(r.stderr.decode(errors="replace")))
+        return r
+
+    def _cleanup(self, quoted_dir: str) -> None:
+        # Best effort: the device may be gone; the folder is in its temp dir.
+        with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+            subprocess.run(self.ssh_argv(f"rm -rf {quoted_dir}"), capture_output=True, timeout=30, input=b"")
+
+
+def classify_ssh_error(spec: SshSpec, what: str, err: str) -> DeviceError:
+    low = err.lower()
+    where = f"{spec.name}: {what}"
+    if "permission denied" in low or "too many authentication failures" in low:
+        return DeviceError(f"{where}: authentication failed (key-based auth refused)" + _tail(err),
+                           f"install your public key on the device: ssh-copy-id -p {spec.port} "
+                           f"{spec.user + '@' if spec.user else ''}{spec.host}; or set EDGEQ_SSH_IDENTITY=KEYFILE")
+    if "host key verification failed" in low or "remote host identification has changed" in low:
+        return DeviceError(f"{where}: the device's host key is unknown or changed" + _tail(err),
+                           "connect once with ssh to accept it, or set EDGEQ_SSH_KNOWN_HOSTS")
+    if any(s in low for s in ("connection refused", "no route to host", "could not resolve", "name or service",
+                              "network is unreachable", "connection timed out", "operation timed out")):
+        return DeviceError(f"{where}: the device is unreachable" + _tail(err),
+                           f"check that it is on, that sshd listens on port {spec.port}, and the address")
+    return DeviceError(f"{where}: the connection to the device was lost" + _tail(err),
+                       "the device disconnected mid-run (reboot, power, network); nothing was recorded — retry")
+
+
+def _check_rows(outputs: dict[str, np.ndarray], inputs: Path, where: str) -> None:
+    """A device that returns outputs for a different number of samples is broken, not 'inaccurate'."""
+    with np.load(inputs, allow_pickle=False) as z:
+        n = next(z[k].shape[0] for k in z.files if k != "labels")
+    bad = {k: v.shape for k, v in outputs.items() if v.ndim == 0 or v.shape[0] != n}
+    if bad:
+        raise DeviceError(f"{where}: output shape mismatch from the device: {bad} for {n} input samples",
+                          "the device ran a different model or a truncated file; re-run")
+
+
+def _tar(files: dict[str, Path]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as t:
+        for arcname, path in files.items():
+            t.add(str(path), arcname=arcname, recursive=False)
+    return buf.getvalue()
+
+
+def _s(b: bytes | str | None) -> str:
+    return b.decode(errors="replace") if isinstance(b, bytes) else (b or "")
+
+
+def _tail(text: str | None, n: int = 6) -> str:
+    lines = [ln for ln in (text or "").strip().splitlines() if ln.strip()]
+    return ("; stderr: " + " | ".join(lines[-n:])) if lines else ""
+
+
+@register_runner("ssh")
+def _factory(spec: str, target: Any) -> SshRunner:
+    return SshRunner(target, spec)
+
