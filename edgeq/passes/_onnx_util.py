@@ -67,3 +67,15 @@ def max_rel_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
         scale = max(1.0, float(np.abs(x64).max(initial=0.0)))
         worst = max(worst, float(np.abs(x64 - y64).max(initial=0.0)) / scale)
     return worst
+
+
+def outputs_moved(ctx: Any, before: Path, after: Path, details: dict[str, Any]) -> float | None:
+    """A graph pass's self-check: the max relative output change from ``before`` to ``after`` on a few
+    calibration samples, recorded in ``details``. Returns the change when it exceeds the tolerance (the caller
+    reverts), else ``None``. Without sample data there is nothing to run, so nothing is reverted."""
+    feeds = sample_feeds(ctx)
+    if feeds is None:
+        return None
+    diff = max_rel_diff(run(before, feeds), run(after, feeds))
+    details["self_check_max_rel_diff"] = diff
+    return diff if diff > SELF_CHECK_RTOL else None

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgeq.passes._onnx_util import SELF_CHECK_RTOL, max_rel_diff, run, sample_feeds, save_atomic
+from edgeq.passes._onnx_util import outputs_moved, save_atomic
 from edgeq.passes.registry import PassContext, PassResult, register_pass
 
 NAME = "fixed-shapes"
@@ -120,14 +120,11 @@ def fixed_shapes(ctx: PassContext) -> PassResult:
                                                  for o in model.graph.output},
                                "applies_to": ["onnx-int8 (built from this graph)", "onnx-fp16 (same plan)"],
                                "not_applied_to": ["model.fp32.onnx (shipped as exported: the reference)"]}
-    feeds = sample_feeds(ctx)
-    if feeds is not None:
-        diff = max_rel_diff(run(ctx.model_path, feeds), run(out, feeds))
-        details["self_check_max_rel_diff"] = diff
-        if diff > SELF_CHECK_RTOL:
-            out.unlink()
-            return PassResult(NAME, changed=False, details=details,
-                              summary=f"fixed shapes reverted: outputs moved by {diff:.2e}")
+    moved = outputs_moved(ctx, ctx.model_path, out, details)
+    if moved is not None:
+        out.unlink()
+        return PassResult(NAME, changed=False, details=details,
+                          summary=f"fixed shapes reverted: outputs moved by {moved:.2e}")
     ctx.model_path = out
     ctx.notes["fixed_shapes"] = plan
     txt = "; ".join(f"{k}: {before[k]} -> {v}" for k, v in plan.items())

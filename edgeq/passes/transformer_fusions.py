@@ -15,7 +15,7 @@ import io
 import logging
 from typing import Any
 
-from edgeq.passes._onnx_util import SELF_CHECK_RTOL, max_rel_diff, op_counts, run, sample_feeds, save_atomic
+from edgeq.passes._onnx_util import SELF_CHECK_RTOL, op_counts, outputs_moved, save_atomic
 from edgeq.passes.registry import PassContext, PassResult, register_pass
 
 NAME = "transformer-fusions"
@@ -70,14 +70,11 @@ def transformer_fusions(ctx: PassContext) -> PassResult:
     details: dict[str, Any] = {"transformer": True, "fused": stats, "op_counts_before": before,
                                "op_counts_after": after, "nodes_before": sum(before.values()),
                                "nodes_after": sum(after.values())}
-    feeds = sample_feeds(ctx)
-    if feeds is not None:
-        diff = max_rel_diff(run(ctx.model_path, feeds), run(out, feeds))
-        details["self_check_max_rel_diff"] = diff
-        if diff > SELF_CHECK_RTOL:
-            out.unlink()
-            return PassResult(NAME, changed=False, details=details,
-                              summary=f"fusions reverted: outputs moved by {diff:.2e} (> {SELF_CHECK_RTOL:g})")
+    moved = outputs_moved(ctx, ctx.model_path, out, details)
+    if moved is not None:
+        out.unlink()
+        return PassResult(NAME, changed=False, details=details,
+                          summary=f"fusions reverted: outputs moved by {moved:.2e} (> {SELF_CHECK_RTOL:g})")
     ctx.model_path = out
     fused_txt = ", ".join(f"{k}×{v}" for k, v in sorted(stats.items()))
     return PassResult(NAME, changed=True, details=details,
