@@ -110,8 +110,8 @@ class QuantOptions:
 class SearchOptions:
     """Budget-driven quantization search (ONNX). See :mod:`edgeq.search.search`.
 
-    ``mode``: ``"auto"`` searches when a budget was given explicitly and the first static INT8 model misses it,
-    ``"always"`` searches whenever a budget exists, ``"off"`` never searches.
+    ``mode``: ``"auto"`` searches when the first static INT8 model misses the budget in force (flags, else the
+    target's defaults), ``"always"`` searches whenever a budget exists, ``"off"`` never searches.
     ``max_size_ratio``: optional cap on the INT8 model's bytes as a share of the float model's.
     """
 

@@ -269,8 +269,8 @@ def test_when_the_search_runs(searched) -> None:  # type: ignore[no-untyped-def]
     flags = Budget(min_cosine=0.99)
     assert should_search(cfg("auto", flags), flags, arts)
     assert not should_search(cfg("off", flags), flags, arts)
-    # a budget only from the target profile searches only with --search
-    assert not should_search(cfg("auto", Budget()), flags, arts)
+    # a budget that comes only from the target profile searches too when the first model misses it
+    assert should_search(cfg("auto", Budget()), flags, arts)
     assert should_search(cfg("always", Budget()), flags, arts)
     assert not should_search(cfg("always", Budget()), Budget(), arts)  # nothing to search for
     art.validations[0].budget_check = {"passed": True, "failures": []}

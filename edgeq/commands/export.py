@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def add_search_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group(
         "accuracy-aware search (ONNX static INT8)",
-        "By default the search runs when a budget flag is given and the first INT8 model misses it. Trials: "
+        "By default the search runs when the first INT8 model misses the budget (flags, else the target's). Trials: "
         "calibration methods, per-channel/per-tensor, fragile transformer patterns kept in float, the most "
         "sensitive nodes at 16-bit or float. The smallest, then fastest, model inside the budget wins.")
     m = g.add_mutually_exclusive_group()

@@ -33,13 +33,13 @@ def should_search(config: PipelineConfig, budget: Budget, artifacts: list[Artifa
         return False
     if config.search.mode == "always":
         return True
-    explicit = not config.budget.is_empty() or config.search.max_size_ratio is not None
+    # auto: the first model missed the budget in force (flags, else the target's defaults) on the host.
     missed = any(not v.budget_check["passed"] for v in art.validations if v.runner == "host")
     if config.search.max_size_ratio is not None:
         fp32 = next((a for a in artifacts if a.name == "onnx-fp32"), None)
         if fp32 is not None and art.bytes > config.search.max_size_ratio * fp32.bytes:
             missed = True
-    return explicit and missed
+    return missed
 
 
 def base_options(art: Artifact) -> QuantOptions:
