@@ -154,11 +154,17 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         pass_log: list[dict[str, Any]] = []
         artifacts: list[Artifact] = []
         notes: dict[str, Any] = {}
+        search_keys: dict[str, Any] = {}
         for fmt in config.formats:
             ctx = BuildContext(captured=captured, calib=calib, eval=ev, target=target, quant=config.quant,
                                workdir=tmp, scratch=scratch, progress=progress, output_names=output_names,
                                opset=config.opset, pass_log=pass_log, notes=notes)
-            artifacts += get_backend(fmt)(ctx)
+            built = get_backend(fmt)(ctx)
+            artifacts += built
+            if fmt == "onnx":
+                # The search may replace model.int8.onnx; it runs before the artifact passes so that what they
+                # derive (.ort, usability analysis, budget check) describes the model that ships.
+                search_keys.update(_search_onnx(config, budget, tmp, scratch, built, calib, target, progress))
             pctx = PassContext(target=target, fmt=fmt, workdir=tmp, quant=config.quant, calib=calib, eval=ev,
                                artifacts=artifacts, captured=captured, notes=notes)
             apply_stage("artifact", pctx, pass_log)
@@ -167,11 +173,8 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
                     artifacts.append(a)
 
         validate_artifacts(tmp, artifacts, INPUTS_REL, REFERENCE_REL, runners, target, budget, progress)
-        from edgeq.search.integrate import pte_sensitivity_keys, run_export_search, should_search
+        from edgeq.search.integrate import pte_sensitivity_keys
 
-        search_keys = (run_export_search(config, budget, tmp, scratch, artifacts, calib, INPUTS_REL, REFERENCE_REL,
-                                         runners, target, progress)
-                       if should_search(config, budget, artifacts) else {})
         search_keys.update(pte_sensitivity_keys(config, budget, artifacts, captured, calib, target, progress))
 
         m = new_manifest()
@@ -207,6 +210,28 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         shutil.rmtree(scratch, ignore_errors=True)
     progress.stage(f"wrote {config.output}")
     return ExportResult(config.output, m)
+
+
+def _search_onnx(config: PipelineConfig, budget: Budget, tmp: Path, scratch: Path, built: list[Artifact],
+                 calib: Dataset, target: Target, progress: Progress) -> dict[str, Any]:
+    """Host-check the INT8 ONNX model against the budget; search when it misses. Returns manifest keys.
+
+    The check's host validation is dropped afterwards: every artifact is validated once, on every runner,
+    after the artifact passes.
+    """
+    from edgeq.search.integrate import run_export_search, should_search
+
+    if config.search.mode == "off" or (budget.is_empty() and config.search.max_size_ratio is None):
+        return {}
+    candidates = [a for a in built if a.role == "candidate"]
+    validate_artifacts(tmp, candidates, INPUTS_REL, REFERENCE_REL, ("host",), target, budget, Progress(False))
+    keys: dict[str, Any] = {}
+    if should_search(config, budget, built):
+        keys = run_export_search(config, budget, tmp, scratch, built, calib, INPUTS_REL, REFERENCE_REL, (), target,
+                                 progress)
+    for a in candidates:
+        a.validations = []
+    return keys
 
 
 def _output_spec(name: str, arr: Any, dynamic: bool) -> TensorSpec:

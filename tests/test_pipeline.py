@@ -232,3 +232,24 @@ def test_manifest_schema_rejects_broken_manifests(digits_export) -> None:  # typ
         mutate(broken)
         with pytest.raises(ManifestError, match=message):
             validate_manifest(broken)
+
+
+def test_files_derived_by_target_passes_describe_the_searched_model(tmp_path: Path, digits_small) -> None:  # type: ignore[no-untyped-def]
+    """On a mobile target the search replaces model.int8.onnx before the artifact passes run, so the shipped .ort
+    is the searched model, not the first attempt."""
+    import onnxruntime as ort
+
+    calib, ev = digits_small
+    res = edgeq.export(DIGITS_MODEL, calib=str(calib), eval=str(ev), output=tmp_path / "android",
+                       target="android-arm64", validate_on=("host",), budget=edgeq.Budget(min_sqnr=80),
+                       search=edgeq.SearchOptions(max_trials=3))
+    search = res.manifest["search"]
+    assert len(search["trials"]) >= 2 and res.artifact("onnx-int8-static").quantization["search"]
+    out = res.output
+    with np.load(out / "validation/inputs.npz") as z:
+        x = z["image"][:1]
+    from_onnx = ort.InferenceSession(str(out / "model.int8.onnx")).run(None, {"image": x})[0]
+    from_ort = ort.InferenceSession(str(out / "model.int8.ort")).run(None, {"image": x})[0]
+    np.testing.assert_array_equal(from_onnx, from_ort)
+    (v,) = res.artifact("onnx-int8-static").validations  # validated once, after the search
+    assert v.runner == "host"

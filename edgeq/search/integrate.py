@@ -82,7 +82,8 @@ def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scr
         art.details = _graph_stats(workdir / art.path)
         art.refresh(workdir)
         art.validations = []
-        validate_artifacts(workdir, [art], inputs_rel, reference_rel, runners, target, budget, progress)
+        if runners:
+            validate_artifacts(workdir, [art], inputs_rel, reference_rel, runners, target, budget, progress)
     if result.met:
         progress.stage(f"search: trial {result.best.index} meets the budget ({result.best.config.label()}); "
                        f"{len(result.trials)} trials in {result.seconds:.1f} s")
