@@ -11,12 +11,11 @@ from __future__ import annotations
 import collections
 import contextlib
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from edgeq.errors import ArtifactError, QuantizationError
+from edgeq.onnx.io import save_atomic
 
 
 def _elem_types(model: Any) -> collections.Counter:
@@ -53,16 +52,7 @@ def convert_fp16(src: Path, dst: Path, keep_io_float32: bool = True) -> dict[str
     except Exception as e:
         raise QuantizationError(f"fp16 conversion failed: {type(e).__name__}: {str(e)[:300]}",
                                 "drop the fp16 variant (remove 'fp16-variant' from the target's passes)") from e
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".fp16-", suffix=".onnx", dir=dst.parent)
-    os.close(fd)
-    try:
-        onnx.save(fp16, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; artifacts are ordinary readable files
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_atomic(fp16, dst)
     after = _elem_types(fp16)
     return {
         "keep_io_float32": keep_io_float32,

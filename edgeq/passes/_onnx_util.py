@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import collections
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edgeq.onnx.io import save_atomic  # noqa: F401  (re-exported for the passes)
 
 # Graph passes check themselves on a few real samples: a rewrite that moves outputs beyond this is reverted.
 SELF_CHECK_SAMPLES = 4
@@ -18,21 +18,6 @@ SELF_CHECK_RTOL = 1e-3
 def op_counts(model: Any) -> dict[str, int]:
     c = collections.Counter(n.op_type for n in model.graph.node)
     return dict(sorted(c.items()))
-
-
-def save_atomic(model: Any, path: Path) -> None:
-    """Write ``model`` next to ``path`` and rename it into place, so a failure never leaves half a file."""
-    import onnx
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    try:
-        onnx.save(model, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; artifacts are ordinary readable files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def run(path: Path | str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
