@@ -18,8 +18,7 @@ def output_names_for(captured: Captured) -> list[str]:
     if captured.source.kind == "onnx":
         import onnx
 
-        assert captured.source.onnx_path is not None
-        model = onnx.load(str(captured.source.onnx_path), load_external_data=False)
+        model = onnx.load(str(captured.source.onnx_file()), load_external_data=False)
         return [o.name for o in model.graph.output]
     n = len(captured.exported.graph_signature.user_outputs)
     return ["output"] if n == 1 else [f"output_{i}" for i in range(n)]
@@ -30,7 +29,7 @@ def reference_outputs(captured: Captured, data: Dataset, names: list[str]) -> tu
     if captured.source.kind == "onnx":
         import onnxruntime as ort
 
-        sess = ort.InferenceSession(str(captured.source.onnx_path), providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(str(captured.source.onnx_file()), providers=["CPUExecutionProvider"])
         dim0 = sess.get_inputs()[0].shape[0]
         step = REF_BATCH if not isinstance(dim0, int) else max(1, dim0)
         chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}

@@ -41,6 +41,12 @@ class ModelSource:
     def is_torch(self) -> bool:
         return self.kind in ("factory", "pt2")
 
+    def onnx_file(self) -> Path:
+        """The source .onnx file; only ``.onnx`` sources have one."""
+        if self.onnx_path is None:
+            raise ModelSourceError(f"{self.ref} is a {self.kind} source, not an .onnx file")
+        return self.onnx_path
+
 
 def load_source(ref: str) -> ModelSource:
     """Resolve a model reference; raises :class:`ModelSourceError` / :class:`ArtifactError` with a hint."""
@@ -126,7 +132,8 @@ def _import_factory(ref: str) -> Any:
             if not file.is_file():
                 raise ModelSourceError(f"model file not found: {file}")
             spec = importlib.util.spec_from_file_location(f"edgeq_user_{file.stem}", file)
-            assert spec and spec.loader  # spec_from_file_location only fails for non-.py paths
+            if spec is None or spec.loader is None:
+                raise ModelSourceError(f"cannot load {file} as a Python module", "point at a .py file")
             module = importlib.util.module_from_spec(spec)
             sys.modules[spec.name] = module
             spec.loader.exec_module(module)

@@ -17,8 +17,7 @@ def export_float_onnx(captured: Captured, path: Path, opset: int = 18,
                       output_names: list[str] | None = None) -> Path:
     """Write the float ONNX model for ``captured`` to ``path`` (copying it for .onnx sources)."""
     if captured.source.kind == "onnx":
-        assert captured.source.onnx_path is not None  # set by load_source for kind == "onnx"
-        shutil.copyfile(captured.source.onnx_path, path)
+        shutil.copyfile(captured.source.onnx_file(), path)
         return path
     import logging
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
-from edgeq.errors import QuantizationError
+from edgeq.errors import QuantizationError, UsageError
 
 _CALIB = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy", "distribution": "Distribution"}
 _QTYPE = {"int8": "QInt8", "uint8": "QUInt8", "int16": "QInt16", "uint16": "QUInt16"}
@@ -70,7 +70,9 @@ def quantize_onnx_static(src: Path, dst: Path, calib: Dataset, opts: QuantOption
     if opts.int16_activation_nodes:
         # Mixed precision: these nodes' outputs get 16-bit Q/DQ (ORT bumps the opset to 21 for 16-bit types).
         extra["TensorQuantOverrides"] = _int16_overrides(src, opts)
-    assert opts.calibration and opts.activation_type and opts.weight_type  # resolved() fills these
+    if not (opts.calibration and opts.activation_type and opts.weight_type):
+        raise UsageError("quantize_onnx_static needs calibration, activation_type and weight_type set",
+                         "pass QuantOptions.resolved(target.quant_defaults())")
     try:
         with _quiet():
             quantize_static(

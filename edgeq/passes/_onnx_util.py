@@ -64,3 +64,12 @@ def outputs_moved(ctx: Any, before: Path, after: Path, details: dict[str, Any]) 
     diff = max_rel_diff(run(before, feeds), run(after, feeds))
     details["self_check_max_rel_diff"] = diff
     return diff if diff > SELF_CHECK_RTOL else None
+
+
+def graph_path(ctx: Any, pass_name: str) -> Path:
+    """The graph a pre/post-quant pass rewrites; a pass run without one is misconfigured."""
+    from edgeq.errors import PassError
+
+    if ctx.model_path is None:
+        raise PassError(f"{pass_name} rewrites a graph, but none was given", "it belongs to a graph stage")
+    return Path(ctx.model_path)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgeq.passes._onnx_util import outputs_moved, save_atomic
+from edgeq.passes._onnx_util import graph_path, outputs_moved, save_atomic
 from edgeq.passes.registry import PassContext, PassResult, register_pass
 
 NAME = "fixed-shapes"
@@ -102,7 +102,7 @@ def _fix_output_shapes_by_running(model: Any) -> None:
 def fixed_shapes(ctx: PassContext) -> PassResult:
     import onnx
 
-    assert ctx.model_path is not None
+    graph_path(ctx, NAME)
     model = onnx.load(str(ctx.model_path))
     before = input_shapes(model)
     ds = ctx.calib if ctx.calib is not None else ctx.eval

@@ -15,7 +15,7 @@ import io
 import logging
 from typing import Any
 
-from edgeq.passes._onnx_util import SELF_CHECK_RTOL, op_counts, outputs_moved, save_atomic
+from edgeq.passes._onnx_util import SELF_CHECK_RTOL, graph_path, op_counts, outputs_moved, save_atomic
 from edgeq.passes.registry import PassContext, PassResult, register_pass
 
 NAME = "transformer-fusions"
@@ -54,7 +54,7 @@ def fuse(model: Any) -> tuple[Any, dict[str, int]]:
 def transformer_fusions(ctx: PassContext) -> PassResult:
     import onnx
 
-    assert ctx.model_path is not None  # graph stages always carry the current model
+    graph_path(ctx, NAME)
     model = onnx.load(str(ctx.model_path))
     before = op_counts(model)
     if not looks_like_transformer(before):
