@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.edgeq-installed
 
-.PHONY: demo test test-fast bench lint system-deps emulator venv clean
+.PHONY: demo test test-fast bench lint typecheck system-deps emulator venv clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,9 @@ test-fast: venv
 
 bench: venv system-deps emulator
 	$(PY) -m bench.run
+
+typecheck: venv
+	$(PY) -m mypy
 
 lint: venv
 	$(PY) -m ruff check edgeq tests bench
