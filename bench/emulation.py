@@ -42,9 +42,9 @@ def _setup_from_empty() -> float | None:
 
 def run(workdir: Path) -> Table:
     import edgeq
+    from edgeq.backends.base import get_backend
     from edgeq.commands.validate import validate
     from edgeq.emulator import setup
-    from edgeq.formats import get_backend
     from edgeq.targets import load_target
     from edgeq.validate.metrics import compare
     from edgeq.validate.runners import get_runner

@@ -9,12 +9,12 @@ Python API (the CLI is a thin layer over it)::
     verdict = edgeq.check("out", budget=edgeq.Budget(min_cosine=0.99))
 """
 
+from edgeq.api import ExportResult
+from edgeq.api import export as run_pipeline
+from edgeq.api import export_model as export
 from edgeq.check import CheckResult, check
 from edgeq.config import Budget, PipelineConfig, QuantOptions, SearchOptions, load_config
 from edgeq.errors import EdgeqError
-from edgeq.pipeline import ExportResult
-from edgeq.pipeline import export as run_pipeline
-from edgeq.pipeline import export_model as export
 from edgeq.targets import Target, list_targets, load_target
 
 __all__ = ["Budget", "CheckResult", "EdgeqError", "ExportResult", "PipelineConfig", "QuantOptions", "SearchOptions", "Target",

@@ -174,7 +174,7 @@ def parse_target(text: str, path: str) -> Target:
     passes = raw["passes"]
     if not isinstance(passes, list) or not all(isinstance(p, str) for p in passes):
         raise TargetError(f"{path}: 'passes' must be a list of pass names")
-    from edgeq.passes import registry
+    from edgeq.pipeline import stage as registry
 
     unknown = [p for p in passes if p not in registry.pass_names()]
     if unknown:

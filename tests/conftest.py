@@ -48,7 +48,7 @@ def digits_export(tmp_path_factory: pytest.TempPathFactory, digits_small: tuple[
 
 def arm_formats() -> tuple[str, ...]:
     """Formats the emulator/SSH tests cover: ONNX, plus .pte when the ExecuTorch backend is installed."""
-    from edgeq.formats import get_backend
+    from edgeq.backends.base import get_backend
 
     try:
         get_backend("pte")

@@ -191,8 +191,8 @@ def test_not_set_up_is_a_typed_error_and_writes_nothing(empty_cache: Path, digit
 
 def test_auto_without_emulator_falls_back_to_host_with_a_note(empty_cache: Path, digits_small, tmp_path: Path,  # type: ignore[no-untyped-def]
                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeq.api import resolve_runners
     from edgeq.config import PipelineConfig
-    from edgeq.pipeline import resolve_runners
     from edgeq.progress import Progress
 
     calib, _ = digits_small

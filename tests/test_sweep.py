@@ -68,7 +68,7 @@ def test_sweep_refuses_an_existing_folder_and_leaves_it_alone(swept) -> None:  #
 def test_sweep_without_a_passing_variant_exits_1(tmp_path: Path, swept) -> None:  # type: ignore[no-untyped-def]
     from edgeq.config import Budget
     from edgeq.manifest import Artifact, read_manifest
-    from edgeq.search.sweep import sweep_table
+    from edgeq.sweep import sweep_table
 
     _, out, _ = swept
     m = read_manifest(out)

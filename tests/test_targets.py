@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edgeq.errors import TargetError
-from edgeq.passes.registry import get_pass
+from edgeq.pipeline.stage import get_pass
 from edgeq.targets import TARGETS_DIR, list_targets, load_target
 
 REQUIRED = {"raspberry-pi-4", "raspberry-pi-5", "raspberry-pi-zero-2w", "android-arm64", "android-arm64-i8mm",
@@ -128,9 +128,9 @@ def test_cli_list_and_show(tmp_path: Path) -> None:
 
 def test_duplicate_pass_name_is_an_error() -> None:
     from edgeq.errors import PassError
-    from edgeq.passes.registry import pass_names, register_pass
+    from edgeq.pipeline.stage import pass_names, register_pass
 
     assert "budget-check" in pass_names()  # load the bundled passes first
     with pytest.raises(PassError, match="'budget-check' is registered twice"):
         register_pass("budget-check", stage="artifact", formats=("onnx",), description="again")(lambda ctx: None)
-    assert get_pass("budget-check").fn.__module__ == "edgeq.passes.budget_check"
+    assert get_pass("budget-check").fn.__module__ == "edgeq.stages.budget_check"

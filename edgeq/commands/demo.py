@@ -23,9 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgeq.api import export
     from edgeq.cache import cache_dir
     from edgeq.config import Budget, PipelineConfig
-    from edgeq.pipeline import export
     from edgeq.report.markdown import terminal_summary
     from edgeq.zoo.digits import write_digits_data
 

@@ -86,7 +86,7 @@ def quant_from(args: argparse.Namespace) -> QuantOptions:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeq.pipeline import export
+    from edgeq.api import export
     from edgeq.report.markdown import terminal_summary
 
     cfg = PipelineConfig(

@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeq.search.sweep import run_sweep
+    from edgeq.sweep import run_sweep
 
     cfg = PipelineConfig(
         model=args.model, calib=args.calib, eval=args.eval, output=args.output, target=args.target,

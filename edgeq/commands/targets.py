@@ -48,7 +48,7 @@ def list_rows() -> list[dict[str, Any]]:
 
 
 def show_text(t: Any) -> str:
-    from edgeq.passes.registry import get_pass
+    from edgeq.pipeline.stage import get_pass
 
     c = t.cpu
     lines = [f"{t.name}: {t.description}", f"  file       {t.path}  (sha256 {t.sha256[:12]})",

@@ -50,8 +50,8 @@ class ValidateResult:
 def validate(outdir: str | Path, runners: tuple[str, ...], budget: Budget | None = None,
              progress: Progress | None = None) -> ValidateResult:
     """Python API of ``edgeq validate``."""
+    from edgeq.api import commit_output
     from edgeq.check import _target_for
-    from edgeq.pipeline import commit_output
     from edgeq.report import write_reports
     from edgeq.validate.metrics import Metrics, check_budget
     from edgeq.validate.orchestrate import validate_artifacts, verdict

@@ -4,6 +4,6 @@
 - :mod:`edgeq.search.sensitivity` — per-node ranking with ORT's ``qdq_loss_debug`` (ONNX)
 - :mod:`edgeq.search.pte_sensitivity` — per-node ranking of the PT2E graph (``.pte`` path)
 - :mod:`edgeq.search.search`      — the budget-driven trial ladder (ONNX static INT8)
-- :mod:`edgeq.search.integrate`   — how ``edgeq export`` runs it; :mod:`edgeq.search.sweep` — ``edgeq sweep``
+- :mod:`edgeq.search.integrate`   — how ``edgeq export`` runs it; :mod:`edgeq.sweep` — ``edgeq sweep``
 - :mod:`edgeq.search.report`, :mod:`edgeq.search.svg` — HTML report sections and charts
 """

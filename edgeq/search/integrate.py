@@ -57,7 +57,7 @@ def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scr
                       artifacts: list[Artifact], calib: Dataset, inputs_rel: str, reference_rel: str,
                       runners: tuple[str, ...], target: Any, progress: Progress) -> dict[str, Any]:
     """Search, replace the ONNX INT8 artifact with the pick, re-validate it. Returns manifest keys to add."""
-    from edgeq.onnx.backend import _graph_stats
+    from edgeq.backends.onnx import _graph_stats
     from edgeq.search.search import copy_best, search_onnx
     from edgeq.validate.orchestrate import load_npz, validate_artifacts
 

@@ -99,7 +99,7 @@ def android_export(tmp_path_factory: pytest.TempPathFactory, digits_small: tuple
 def make_ctx():  # type: ignore[no-untyped-def]
     """Factory: a PassContext for one bundled target, as the ONNX backend builds it."""
     from edgeq.config import QuantOptions
-    from edgeq.passes.registry import PassContext
+    from edgeq.pipeline.stage import PassContext
     from edgeq.targets import load_target
 
     def make(target: str, model_path: Path | None, calib, workdir: Path, fmt: str = "onnx"):  # type: ignore[no-untyped-def]
@@ -120,7 +120,7 @@ def pte_pair(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
     from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
 
     from edgeq.config import QuantOptions
-    from edgeq.passes.registry import PassContext, apply_stage
+    from edgeq.pipeline.stage import PassContext, apply_stage
     from edgeq.targets import load_target
 
     folder = tmp_path_factory.mktemp("pte")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from edgeq.passes.registry import PassContext, PassResult, register_pass
+from edgeq.pipeline.stage import PassContext, PassResult, register_pass
 
 
 @register_pass("quant-scheme", stage="configure", formats=("onnx",),

@@ -6,8 +6,8 @@ import numpy as np
 import onnx
 
 from edgeq.onnx.fp16 import convert_fp16
-from edgeq.passes._onnx_util import run
-from edgeq.passes.registry import get_pass
+from edgeq.onnx.graph_util import run
+from edgeq.pipeline.stage import get_pass
 from edgeq.targets import load_target
 
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgeq.passes._onnx_util import graph_path, outputs_moved, save_atomic
-from edgeq.passes.registry import PassContext, PassResult, register_pass
+from edgeq.onnx.graph_util import graph_path, outputs_moved, save_atomic
+from edgeq.pipeline.stage import PassContext, PassResult, register_pass
 
 NAME = "fixed-shapes"
 STATIC_SHAPE_EPS = ("NNAPI", "CoreML")

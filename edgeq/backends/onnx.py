@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import shutil
 
-from edgeq.formats import BuildContext, register_format
+from edgeq.backends.base import BuildContext, register_format
 from edgeq.manifest import Artifact
 from edgeq.onnx.export import export_float_onnx, preprocess
 from edgeq.onnx.quantize import quantize_onnx_dynamic, quantize_onnx_static
-from edgeq.passes.registry import PassContext, apply_stage
+from edgeq.pipeline.stage import PassContext, apply_stage
 
 FP32_NAME = "model.fp32.onnx"
 INT8_NAME = "model.int8.onnx"

@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import onnx
 
-from edgeq.passes._onnx_util import run
-from edgeq.passes.fixed_shapes import input_shapes
-from edgeq.passes.registry import get_pass, passes_for
+from edgeq.onnx.graph_util import run
+from edgeq.pipeline.stage import get_pass, passes_for
+from edgeq.stages.fixed_shapes import input_shapes
 from edgeq.targets import load_target
 
 

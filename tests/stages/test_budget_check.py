@@ -9,8 +9,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeq.manifest import Artifact
-from edgeq.passes.budget_check import MB, onnx_memory_estimate
-from edgeq.passes.registry import get_pass
+from edgeq.pipeline.stage import get_pass
+from edgeq.stages.budget_check import MB, onnx_memory_estimate
 from edgeq.targets import load_target
 from edgeq.validate.orchestrate import verdict
 
@@ -43,7 +43,7 @@ def test_over_budget_fails_with_numbers(tmp_path):  # type: ignore[no-untyped-de
     digest = art.sha256
     tight = dataclasses.replace(load_target("raspberry-pi-zero-2w"), storage_mb=4, ram_mb=5)
     from edgeq.config import QuantOptions
-    from edgeq.passes.registry import PassContext
+    from edgeq.pipeline.stage import PassContext
 
     ctx = PassContext(target=tight, fmt="onnx", workdir=tmp_path, quant=QuantOptions(), artifacts=[art])
     res = get_pass("budget-check").run(ctx)

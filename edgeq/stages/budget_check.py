@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgeq.passes.registry import PassContext, PassResult, register_pass
+from edgeq.pipeline.stage import PassContext, PassResult, register_pass
 
 NAME = "budget-check"
 MB = 1024 * 1024
@@ -94,7 +94,7 @@ def _tensor_proto_bytes(t: Any) -> int:
 
 
 def pte_memory_estimate(path: Path) -> dict[str, Any]:
-    from edgeq.passes._pte_util import read_layout
+    from edgeq.executorch.layout import read_layout
 
     lay = read_layout(path)
     return {"weights_bytes": lay.file_bytes, "peak_activation_bytes": max(lay.planned_memory_bytes, default=0),

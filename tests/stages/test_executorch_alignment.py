@@ -6,9 +6,9 @@ import pytest
 
 from edgeq.config import QuantOptions
 from edgeq.errors import ArtifactError
+from edgeq.executorch.layout import read_layout
 from edgeq.manifest import Artifact
-from edgeq.passes._pte_util import read_layout
-from edgeq.passes.registry import PassContext, get_pass
+from edgeq.pipeline.stage import PassContext, get_pass
 from edgeq.targets import load_target
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgeq.passes.mobile_usability import analyze
+from edgeq.stages.mobile_usability import analyze
 
 
 def test_nnapi_takes_the_fixed_int8_model(android_export):  # type: ignore[no-untyped-def]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeq.passes.ort_format import CONFIG_NAME, required_ops
-from edgeq.passes.registry import get_pass
+from edgeq.pipeline.stage import get_pass
+from edgeq.stages.ort_format import CONFIG_NAME, required_ops
 from edgeq.targets import load_target
 
 

@@ -6,8 +6,8 @@ import shutil
 
 import numpy as np
 
-from edgeq.passes._onnx_util import op_counts, run
-from edgeq.passes.registry import get_pass
+from edgeq.onnx.graph_util import op_counts, run
+from edgeq.pipeline.stage import get_pass
 
 
 def _ops(path):  # type: ignore[no-untyped-def]

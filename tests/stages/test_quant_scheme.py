@@ -8,7 +8,7 @@ import onnx
 from onnx import numpy_helper
 
 from edgeq.config import QuantOptions
-from edgeq.passes.registry import PassContext, get_pass
+from edgeq.pipeline.stage import PassContext, get_pass
 from edgeq.targets import load_target
 
 

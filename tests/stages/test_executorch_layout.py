@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeq.passes._pte_util import read_layout
-from edgeq.passes.registry import get_pass
+from edgeq.executorch.layout import read_layout
+from edgeq.pipeline.stage import get_pass
 from edgeq.targets import load_target
 
 

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from edgeq.manifest import Artifact
-from edgeq.passes.registry import PassContext, PassResult, register_pass
+from edgeq.pipeline.stage import PassContext, PassResult, register_pass
 
 NAME = "ort-format"
 CONFIG_NAME = "required_operators.config"

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from edgeq.passes.registry import PassContext, PassResult, register_pass
+from edgeq.pipeline.stage import PassContext, PassResult, register_pass
 from edgeq.report.html import register_section
 
 NAME = "mobile-usability"

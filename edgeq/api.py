@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeq.backends.base import BuildContext, get_backend
 from edgeq.capture import capture
 from edgeq.config import Budget, PipelineConfig
 from edgeq.data import Dataset, check_against_signature, load_dataset
 from edgeq.errors import OutputExistsError, UsageError
-from edgeq.formats import BuildContext, get_backend
 from edgeq.hashing import sha256_file
 from edgeq.manifest import Artifact, new_manifest, write_manifest
-from edgeq.passes.registry import PassContext, apply_stage
+from edgeq.pipeline.stage import PassContext, apply_stage
 from edgeq.progress import Progress
 from edgeq.reference import output_names_for, reference_outputs
 from edgeq.signature import TensorSpec

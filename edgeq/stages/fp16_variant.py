@@ -15,8 +15,8 @@ from typing import Any
 
 from edgeq.manifest import Artifact
 from edgeq.onnx.fp16 import convert_fp16
-from edgeq.passes._onnx_util import save_atomic
-from edgeq.passes.registry import PassContext, PassResult, register_pass
+from edgeq.onnx.graph_util import save_atomic
+from edgeq.pipeline.stage import PassContext, PassResult, register_pass
 
 NAME = "fp16-variant"
 FP16_NAME = "model.fp16.onnx"
@@ -37,7 +37,7 @@ def fp16_variant(ctx: PassContext) -> PassResult:
         if plan:
             # Fix the float graph first: ORT's converter appends its Cast nodes out of topological order,
             # which the shape fixer's checker rejects.
-            from edgeq.passes.fixed_shapes import apply_fixed_shapes
+            from edgeq.stages.fixed_shapes import apply_fixed_shapes
 
             fixed = Path(tmp) / "model.fixed.onnx"
             save_atomic(apply_fixed_shapes(onnx.load(str(src)), plan), fixed)

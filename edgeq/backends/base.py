@@ -35,7 +35,7 @@ class BuildContext:
 
 Backend = Callable[[BuildContext], list[Any]]  # returns list[edgeq.manifest.Artifact]
 _BACKENDS: dict[str, Backend] = {}
-_MODULES = {"onnx": "edgeq.onnx.backend", "pte": "edgeq.executorch.backend"}
+_MODULES = {"onnx": "edgeq.backends.onnx", "pte": "edgeq.backends.executorch"}
 
 
 def register_format(name: str) -> Callable[[Backend], Backend]:

@@ -103,11 +103,11 @@ def _load_all() -> None:
     if _LOADED:
         return
     _LOADED = True
-    import edgeq.passes as pkg
+    import edgeq.stages as pkg
 
     for info in pkgutil.iter_modules(pkg.__path__):
-        if info.name != "registry":
-            importlib.import_module(f"edgeq.passes.{info.name}")
+        if not info.name.startswith("_"):
+            importlib.import_module(f"edgeq.stages.{info.name}")
 
 
 def pass_names() -> list[str]:

@@ -55,12 +55,12 @@ def pick_variant(rows: list[dict[str, Any]]) -> str | None:
 
 def run_sweep(config: PipelineConfig, progress: Progress | None = None) -> dict[str, Any]:
     """Build, validate and report the grid; returns the manifest. ``manifest['verdict']['passed']`` = a pick exists."""
+    from edgeq.api import INPUTS_REL, REFERENCE_REL, commit_output, export, prepare_output
+    from edgeq.backends.onnx import _graph_stats, _rename_outputs
     from edgeq.data import load_dataset
-    from edgeq.onnx.backend import _graph_stats, _rename_outputs
     from edgeq.onnx.export import preprocess
     from edgeq.onnx.fp16 import convert_fp16
     from edgeq.onnx.quantize import quantize_onnx_dynamic, quantize_onnx_static
-    from edgeq.pipeline import INPUTS_REL, REFERENCE_REL, commit_output, export, prepare_output
     from edgeq.report import write_reports
     from edgeq.search.integrate import ONNX_STATIC, base_options
     from edgeq.search.patterns import Neighbourhood, fragile_nodes

@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from edgeq.backends.base import BuildContext, register_format
 from edgeq.errors import DataError, UsageError
 from edgeq.executorch.bundle import DEFAULT_CASES, derive_tolerances, write_bundle
 from edgeq.executorch.lower import lower_to_executorch
 from edgeq.executorch.quantize import quantize_pt2e, sample_args
-from edgeq.formats import BuildContext, register_format
 from edgeq.manifest import Artifact
-from edgeq.passes.registry import PassContext, apply_stage
+from edgeq.pipeline.stage import PassContext, apply_stage
 
 FP32_NAME = "model.fp32.pte"
 INT8_NAME = "model.int8.pte"

@@ -15,8 +15,8 @@ import io
 import logging
 from typing import Any
 
-from edgeq.passes._onnx_util import SELF_CHECK_RTOL, graph_path, op_counts, outputs_moved, save_atomic
-from edgeq.passes.registry import PassContext, PassResult, register_pass
+from edgeq.onnx.graph_util import SELF_CHECK_RTOL, graph_path, op_counts, outputs_moved, save_atomic
+from edgeq.pipeline.stage import PassContext, PassResult, register_pass
 
 NAME = "transformer-fusions"
 

@@ -1,15 +1,15 @@
 """Check that a .pte's data segments start on the target's page boundary (16 KB on Android 15+).
 
-Parses the extended header and the ``Program.segments`` table (see ``_pte_util``). A misaligned segment
+Parses the extended header and the ``Program.segments`` table (see ``edgeq.executorch.layout``). A misaligned segment
 means the runtime must copy it instead of mapping it; delegate blobs left inline in the flatbuffer are
 never mappable. Either is a failed verdict on targets that ask for the layout.
 """
 
 from __future__ import annotations
 
-from edgeq.passes._pte_util import read_layout
-from edgeq.passes.executorch_layout import segment_alignment
-from edgeq.passes.registry import PassContext, PassResult, register_pass
+from edgeq.executorch.layout import read_layout
+from edgeq.pipeline.stage import PassContext, PassResult, register_pass
+from edgeq.stages.executorch_layout import segment_alignment
 
 NAME = "executorch-alignment"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeq.passes.registry import PassContext, PassResult, register_pass
+from edgeq.pipeline.stage import PassContext, PassResult, register_pass
 
 NAME = "executorch-layout"
 ANDROID_PAGE = 16384  # bytes: Android 15 16 KB page size support (developer.android.com/guide/practices/page-sizes)
