@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeq.backends.base import BuildContext, get_backend
+from edgeq.backends.base import get_backend
 from edgeq.capture import capture
 from edgeq.config import Budget, PipelineConfig
 from edgeq.data import Dataset, check_against_signature, load_dataset
 from edgeq.errors import OutputExistsError, UsageError
 from edgeq.hashing import sha256_file
 from edgeq.manifest import Artifact, new_manifest, write_manifest
-from edgeq.pipeline.stage import PassContext, apply_stage
+from edgeq.pipeline.pipeline import Pipeline, build_format
+from edgeq.pipeline.state import BuildState
 from edgeq.progress import Progress
 from edgeq.reference import output_names_for, reference_outputs
 from edgeq.signature import TensorSpec
@@ -122,8 +123,8 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
     """Run the whole pipeline for one config. Raises an :class:`edgeq.errors.EdgeqError` on bad input."""
     progress = progress or Progress(enabled=False)
     target = load_target(config.target)
-    for fmt in config.formats:
-        get_backend(fmt)  # fail on an unavailable format before any slow work
+    backends = [get_backend(fmt) for fmt in config.formats]  # an unavailable format fails before slow work
+    pipeline = Pipeline.for_target(target)
     budget = config.budget.merged_over(target.validation)
     if config.search.mode != "off":
         from edgeq.search.search import check_budget_consistency
@@ -139,6 +140,11 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
     captured, calib = capture(source, calib_all)
     ev = check_against_signature(ev, captured.signature).head(config.max_eval_samples)
     output_names = output_names_for(captured)
+    states = [BuildState(target=target, fmt=b.name, workdir=config.output, quant=config.quant, calib=calib, eval=ev,
+                         captured=captured, output_names=tuple(output_names), opset=config.opset, progress=progress)
+              for b in backends]
+    for backend, state in zip(backends, states, strict=True):
+        backend.preflight(state)  # e.g. .pte refuses an ONNX source or node exclusions, before any slow work
 
     tmp = prepare_output(config.output, config.force)
     scratch = Path(tempfile.mkdtemp(prefix="edgeq-scratch-"))
@@ -153,24 +159,18 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
 
         pass_log: list[dict[str, Any]] = []
         artifacts: list[Artifact] = []
-        notes: dict[str, Any] = {}
         search_keys: dict[str, Any] = {}
-        for fmt in config.formats:
-            ctx = BuildContext(captured=captured, calib=calib, eval=ev, target=target, quant=config.quant,
-                               workdir=tmp, scratch=scratch, progress=progress, output_names=output_names,
-                               opset=config.opset, pass_log=pass_log, notes=notes)
-            built = get_backend(fmt)(ctx)
+        for backend, state in zip(backends, states, strict=True):
+            state = build_format(backend, pipeline, state.updated(workdir=tmp, scratch=scratch), pass_log)
+            built = list(state.artifacts)
             artifacts += built
-            if fmt == "onnx":
-                # The search may replace model.int8.onnx; it runs before the artifact passes so that what they
+            if backend.name == "onnx":
+                # The search may replace model.int8.onnx; it runs before the artifact stages so that what they
                 # derive (.ort, usability analysis, budget check) describes the model that ships.
                 search_keys.update(_search_onnx(config, budget, tmp, scratch, built, calib, target, progress))
-            pctx = PassContext(target=target, fmt=fmt, workdir=tmp, quant=config.quant, calib=calib, eval=ev,
-                               artifacts=artifacts, captured=captured, notes=notes)
-            apply_stage("artifact", pctx, pass_log)
-            for a in pctx.artifacts:
-                if a not in artifacts:
-                    artifacts.append(a)
+            # Emitters and Checks see every artifact built so far (each filters by format).
+            state = pipeline.run_phase("artifact", state.updated(artifacts=tuple(artifacts)), pass_log)
+            artifacts += [a for a in state.artifacts if a not in artifacts]
 
         validate_artifacts(tmp, artifacts, INPUTS_REL, REFERENCE_REL, runners, target, budget, progress)
         from edgeq.search.integrate import pte_sensitivity_keys

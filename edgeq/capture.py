@@ -87,12 +87,12 @@ def _export_module(source: ModelSource, signature: list[TensorSpec], calib: Data
     try:
         ep = torch.export.export(module, args, strict=False)
     except Exception as e:
-        raise _capture_error(e) from e
+        raise capture_error(e) from e
     fixed = [TensorSpec(s.name, s.dtype, (1, *s.shape[1:]), s.layout) for s in signature]
     return Captured(source, fixed, exported=ep, dynamic_batch=False)
 
 
-def _capture_error(e: Exception) -> CaptureError:
+def capture_error(e: Exception) -> CaptureError:
     text = str(e)
     first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
     # Point at the user's line: torch's messages carry "File ..., line N" frames and a user stack.

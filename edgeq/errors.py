@@ -62,6 +62,10 @@ class PassError(EdgeqError):
     """A graph pass is misconfigured or failed."""
 
 
+class PipelineError(PassError):
+    """A target's stage list is out of order or a stage's input is produced after it."""
+
+
 class RunnerError(EdgeqError):
     """A runner (host, emulator, ssh, adb) failed to execute an artifact."""
 

@@ -56,7 +56,7 @@ def pick_variant(rows: list[dict[str, Any]]) -> str | None:
 def run_sweep(config: PipelineConfig, progress: Progress | None = None) -> dict[str, Any]:
     """Build, validate and report the grid; returns the manifest. ``manifest['verdict']['passed']`` = a pick exists."""
     from edgeq.api import INPUTS_REL, REFERENCE_REL, commit_output, export, prepare_output
-    from edgeq.backends.onnx import _graph_stats, _rename_outputs
+    from edgeq.backends.onnx import graph_stats, rename_outputs
     from edgeq.data import load_dataset
     from edgeq.onnx.export import preprocess
     from edgeq.onnx.fp16 import convert_fp16
@@ -106,9 +106,9 @@ def run_sweep(config: PipelineConfig, progress: Progress | None = None) -> dict[
             except EdgeqError as e:  # one variant failing must not sink the sweep; it is listed as an error
                 progress.stage(f"  -> skipped: {e.cause}")
                 return
-            _rename_outputs(run / rel, names)
+            rename_outputs(run / rel, names)
             a = Artifact(name=name, path=rel, format="onnx", precision=precision, role="candidate",
-                         quantization=info, details=_graph_stats(run / rel))
+                         quantization=info, details=graph_stats(run / rel))
             a.refresh(run)
             new.append(a)
             have.add(name)

@@ -4,91 +4,22 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
-from edgeq.config import Budget, QuantOptions
-from edgeq.errors import TargetError
+from edgeq.config import Budget
+from edgeq.errors import PipelineError, TargetError
 from edgeq.hashing import sha256_bytes
+from edgeq.pipeline.stage import get_stage, stage_names, validate_order
+from edgeq.targetspec import CpuSpec, ExecutorchSpec, OnnxScheme, Target
 
 TARGETS_DIR = Path(__file__).resolve().parent.parent / "targets"
 
 
-@dataclass(frozen=True)
-class CpuSpec:
-    arch: str  # "aarch64" | "x86_64"
-    name: str  # marketing name, e.g. "Cortex-A72"
-    isa: str  # e.g. "ARMv8.0-A"
-    qemu_model: str | None  # qemu -cpu model for emulation (None: no emulation, e.g. x86 host)
-    features: tuple[str, ...]  # /proc/cpuinfo "Features" flags (ARM) or relevant x86 flags
-    cores: int
-    cpuinfo_implementer: str | None = None  # e.g. "0x41" (ARM)
-    cpuinfo_part: str | None = None  # e.g. "0xd08" (Cortex-A72)
-    cpuinfo_variant: str | None = None
-    cpuinfo_revision: str | None = None
-    cpuinfo_architecture: str | None = None
-
-
-@dataclass(frozen=True)
-class OnnxScheme:
-    quant_format: str  # "QDQ"
-    activation_type: str
-    weight_type: str
-    per_channel: bool
-    reduce_range: bool
-    calibration: str
-    execution_providers: tuple[str, ...]  # to check for usability, e.g. ("NNAPI",), ("CoreML",)
-    reason: str  # why this scheme on this ISA (recorded in the manifest)
-
-
-@dataclass(frozen=True)
-class ExecutorchSpec:
-    partitioner: str  # "xnnpack"
-    per_channel: bool = True
-    segment_alignment: int | None = None  # bytes, e.g. 16384 for Android 15+ 16 KB pages
-
-
-@dataclass(frozen=True)
-class Target:
-    name: str
-    description: str
-    os: str  # linux | android | ios
-    abi: str  # linux-aarch64 | android-arm64-v8a | ios-arm64 | linux-x86_64
-    cpu: CpuSpec
-    ram_mb: int
-    storage_mb: int
-    formats: tuple[str, ...]
-    onnx: OnnxScheme
-    executorch: ExecutorchSpec
-    passes: tuple[str, ...]
-    validation: Budget
-    gpu_delegate: str | None = None  # e.g. "vulkan", "metal", "gpu"; enables the fp16 variant
-    default_runner: str = "host"  # "emulator" for ARM targets once set up
-    sources: tuple[str, ...] = ()  # where the hardware facts come from
-    path: str = ""
-    sha256: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def is_arm(self) -> bool:
-        return self.cpu.arch == "aarch64"
-
-    def quant_defaults(self) -> QuantOptions:
-        return QuantOptions(calibration=self.onnx.calibration, per_channel=self.onnx.per_channel,  # type: ignore[arg-type]
-                            activation_type=self.onnx.activation_type,  # type: ignore[arg-type]
-                            weight_type=self.onnx.weight_type,  # type: ignore[arg-type]
-                            reduce_range=self.onnx.reduce_range)
-
-    def summary(self) -> dict[str, Any]:
-        return {"name": self.name, "abi": self.abi, "cpu": self.cpu.name, "isa": self.cpu.isa,
-                "qemu_model": self.cpu.qemu_model, "features": list(self.cpu.features), "ram_mb": self.ram_mb,
-                "storage_mb": self.storage_mb, "sha256": self.sha256, "path": self.path}
-
-
 # --- loading ---------------------------------------------------------------------------------------------
 
-_TOP_REQUIRED = {"name", "description", "os", "abi", "ram_mb", "storage_mb", "formats", "cpu", "onnx",
+_TOP_REQUIRED = {"name", "description", "os", "abi", "ram_mb", "storage_mb", "cpu", "onnx",
                  "executorch", "passes", "validation"}
 _TOP_OPTIONAL = {"gpu_delegate", "default_runner", "sources"}
 
@@ -174,12 +105,10 @@ def parse_target(text: str, path: str) -> Target:
     passes = raw["passes"]
     if not isinstance(passes, list) or not all(isinstance(p, str) for p in passes):
         raise TargetError(f"{path}: 'passes' must be a list of pass names")
-    from edgeq.pipeline import stage as registry
-
-    unknown = [p for p in passes if p not in registry.pass_names()]
+    unknown = [p for p in passes if p not in stage_names()]
     if unknown:
         raise TargetError(f"{path}: unknown pass(es) {', '.join(unknown)}",
-                          f"registered passes: {', '.join(registry.pass_names())}")
+                          f"registered stages: {', '.join(stage_names())}")
     for k in ("name", "description", "os", "abi"):
         if not isinstance(raw[k], str):
             raise TargetError(f"{path}: '{k}' must be a string")
@@ -191,7 +120,7 @@ def parse_target(text: str, path: str) -> Target:
     _check_semantics(path, raw, cpu, et, passes)
     return Target(
         name=raw["name"], description=raw["description"], os=raw["os"], abi=raw["abi"], cpu=cpu,
-        ram_mb=raw["ram_mb"], storage_mb=raw["storage_mb"], formats=tuple(raw["formats"]), onnx=onnx,
+        ram_mb=raw["ram_mb"], storage_mb=raw["storage_mb"], onnx=onnx,
         executorch=et, passes=tuple(passes), validation=budget, gpu_delegate=raw.get("gpu_delegate"),
         default_runner=raw.get("default_runner", "host"), sources=tuple(raw.get("sources", ())),
         path=path, sha256=sha256_bytes(text.encode()),
@@ -199,7 +128,7 @@ def parse_target(text: str, path: str) -> Target:
 
 
 KNOWN_OS = ("linux", "android", "ios")
-KNOWN_FORMATS = ("onnx", "pte")
+KNOWN_PARTITIONERS = ("xnnpack",)  # ExecuTorch partitioners edgeq lowers with (Vulkan/CoreML need other toolchains)
 ARM_CPUINFO_KEYS = ("cpuinfo_implementer", "cpuinfo_part", "cpuinfo_variant", "cpuinfo_revision",
                     "cpuinfo_architecture")
 
@@ -208,12 +137,16 @@ def _check_semantics(path: str, raw: dict[str, Any], cpu: CpuSpec, et: Executorc
     """Cross-field rules the per-key types cannot express."""
     if raw["os"] not in KNOWN_OS:
         raise TargetError(f"{path}: 'os' must be one of {', '.join(KNOWN_OS)}, got {raw['os']!r}")
-    formats = raw["formats"]
-    if not isinstance(formats, list) or not formats or any(f not in KNOWN_FORMATS for f in formats):
-        raise TargetError(f"{path}: 'formats' must be a non-empty list of {', '.join(KNOWN_FORMATS)}, got {formats!r}")
+    if et.partitioner not in KNOWN_PARTITIONERS:
+        raise TargetError(f"{path} [executorch]: unknown partitioner {et.partitioner!r}",
+                          f"edgeq lowers .pte files with: {', '.join(KNOWN_PARTITIONERS)}")
     dup = sorted({p for p in passes if passes.count(p) > 1})
     if dup:
         raise TargetError(f"{path}: pass(es) listed twice: {', '.join(dup)}")
+    try:
+        validate_order(tuple(get_stage(p) for p in passes), path)
+    except PipelineError as e:
+        raise TargetError(e.cause, e.hint) from e
     if cpu.cores < 1:
         raise TargetError(f"{path} [cpu]: 'cores' must be >= 1")
     if cpu.arch == "aarch64":

@@ -123,7 +123,7 @@ def test_options_reach_the_quantizer(tmp_path: Path, digits_small) -> None:  # t
     # ARM target: signed activations (S8S8), no reduce_range — and the reason is recorded.
     assert q["activation_type"] == "int8" and q["reduce_range"] is False
     scheme = next(p for p in res.manifest["passes"] if p["name"] == "quant-scheme")
-    assert "ARM64" in scheme["summary"] and scheme["details"]["user_overrides"] == ["per_channel"]
+    assert "ARM64" in scheme["summary"] and scheme["details"]["user_overrides"] == ["calibration", "per_channel"]
     model = onnx.load(str(res.output / "model.int8.onnx"))
     zp_types = {i.data_type for i in model.graph.initializer if i.name.endswith("zero_point")}
     # int8 activations/weights; int32 is the bias; no uint8 anywhere

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from edgeq.errors import TargetError
-from edgeq.pipeline.stage import get_pass
+from edgeq.pipeline.pipeline import Pipeline
+from edgeq.pipeline.stage import get_stage
 from edgeq.targets import TARGETS_DIR, list_targets, load_target
 
 REQUIRED = {"raspberry-pi-4", "raspberry-pi-5", "raspberry-pi-zero-2w", "android-arm64", "android-arm64-i8mm",
@@ -26,9 +27,7 @@ def test_bundled_targets_load_and_are_consistent() -> None:
         t = load_target(name)
         assert t.name == name and t.sources, name
         assert t.passes[0] == "quant-scheme" and t.passes[-1] == "budget-check", name
-        for p in t.passes:
-            spec = get_pass(p)
-            assert set(spec.formats) & set(t.formats), (name, p)
+        assert Pipeline.for_target(t).stages  # the order validates (phases, readers after writers)
         if t.is_arm:
             assert t.onnx.activation_type == "int8" and not t.onnx.reduce_range
             part = ARM_PARTS.get(t.cpu.name)
@@ -80,7 +79,9 @@ def _write(tmp_path: Path, text: str) -> Path:
     (lambda s: s.replace('per_channel = true', 'per_channel = "yes"'), "[onnx]: key 'per_channel' must be bool"),
     (lambda s: s.replace('"quant-scheme",', '"quant-scheme", "make-it-fast",'), "unknown pass(es) make-it-fast"),
     (lambda s: s.replace('"budget-check"]', '"budget-check", "budget-check"]'), "listed twice: budget-check"),
-    (lambda s: s.replace('formats = ["onnx", "pte"]', 'formats = ["tflite"]'), "'formats' must be"),
+    (lambda s: s.replace('partitioner = "xnnpack"', 'partitioner = "coreml"'), "unknown partitioner 'coreml'"),
+    (lambda s: s.replace('"quant-scheme",', '"budget-check", "quant-scheme",')
+     .replace(', "budget-check"]', ']'), "'quant-scheme' (configure) is listed after 'budget-check' (artifact)"),
     (lambda s: s.replace('os = "linux"', 'os = "windows"'), "'os' must be one of"),
     (lambda s: s.replace('[executorch]\npartitioner = "xnnpack"', '[executorch]\npartitioner = "xnnpack"\n'
                          'segment_alignment = 1000'), "power of two"),
@@ -128,9 +129,10 @@ def test_cli_list_and_show(tmp_path: Path) -> None:
 
 def test_duplicate_pass_name_is_an_error() -> None:
     from edgeq.errors import PassError
-    from edgeq.pipeline.stage import pass_names, register_pass
+    from edgeq.pipeline.stage import StageKind, register_stage, stage_names
 
-    assert "budget-check" in pass_names()  # load the bundled passes first
+    assert "budget-check" in stage_names()  # load the bundled stages first
     with pytest.raises(PassError, match="'budget-check' is registered twice"):
-        register_pass("budget-check", stage="artifact", formats=("onnx",), description="again")(lambda ctx: None)
-    assert get_pass("budget-check").fn.__module__ == "edgeq.stages.budget_check"
+        register_stage("budget-check", StageKind.CHECK, "artifact", formats=("onnx",),
+                       description="again")(lambda ctx: None)  # type: ignore[arg-type,return-value]
+    assert get_stage("budget-check").fn.__module__ == "edgeq.stages.budget_check"

@@ -1,56 +1,73 @@
-"""Format backends: each turns the captured model + calibration data into artifacts in the work folder.
+"""The format backend interface: every format (``onnx``, ``pte``; later ones plug in) implements the same four steps.
 
-A backend registers itself under a format name (``onnx``, ``pte``); the pipeline calls them in the order the
-user listed, sharing one capture and one calibration set.
+- ``capture``: the float model in the format (writes the fp32 baseline artifact, sets ``model_path``/``program``);
+- ``quantize(scheme)``: INT8 with the resolved scheme (calibrated on the shared calibration set);
+- ``emit``: write the quantized artifact(s) and add them to ``BuildState.artifacts``;
+- ``load_runner``: how this machine executes the format's artifacts (the host program for validation).
+
+:func:`edgeq.pipeline.pipeline.build_format` drives them and runs the target's Transform stages between them;
+the export API, the search and validation see only this interface.
 """
 
 from __future__ import annotations
 
 import importlib
+from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 from edgeq.config import QuantOptions
 from edgeq.errors import UsageError
-from edgeq.progress import Progress
+from edgeq.pipeline.state import BuildState
+from edgeq.validate.runners.base import RunResult
+
+HostProgram = Callable[[Path, Path, Path], RunResult]  # (artifact, inputs.npz, workdir) -> outputs + timing
 
 
-@dataclass
-class BuildContext:
-    captured: Any  # edgeq.capture.Captured
-    calib: Any  # edgeq.data.Dataset
-    eval: Any  # edgeq.data.Dataset
-    target: Any  # edgeq.targets.Target
-    quant: QuantOptions
-    workdir: Path  # the temporary output folder; artifacts are written here, paths recorded relative to it
-    scratch: Path  # intermediate files that are not shipped
-    progress: Progress
-    output_names: list[str]
-    opset: int = 18
-    pass_log: list[dict[str, Any]] = field(default_factory=list)
-    notes: dict[str, Any] = field(default_factory=dict)
+class FormatBackend(ABC):
+    name: ClassVar[str]
+
+    @abstractmethod
+    def preflight(self, state: BuildState) -> None:
+        """Refuse inputs this format cannot build (typed error) before any slow work."""
+
+    @abstractmethod
+    def capture(self, state: BuildState) -> BuildState: ...
+
+    def scheme(self, state: BuildState) -> QuantOptions:
+        """The quantization options in force after the configure stages: unset fields from the target."""
+        return state.quant.resolved(state.target.quant_defaults())
+
+    @abstractmethod
+    def quantize(self, state: BuildState, scheme: QuantOptions) -> BuildState: ...
+
+    @abstractmethod
+    def emit(self, state: BuildState) -> BuildState: ...
+
+    @abstractmethod
+    def load_runner(self) -> HostProgram: ...
 
 
-Backend = Callable[[BuildContext], list[Any]]  # returns list[edgeq.manifest.Artifact]
-_BACKENDS: dict[str, Backend] = {}
+_BACKENDS: dict[str, type[FormatBackend]] = {}
+# Imported on first use: each backend pulls in its toolchain (onnxruntime, or torch + executorch).
 _MODULES = {"onnx": "edgeq.backends.onnx", "pte": "edgeq.backends.executorch"}
 
 
-def register_format(name: str) -> Callable[[Backend], Backend]:
-    def deco(fn: Backend) -> Backend:
-        if name in _BACKENDS:
-            raise ValueError(f"format {name!r} registered twice")
-        _BACKENDS[name] = fn
-        return fn
-
-    return deco
+def register_format(cls: type[FormatBackend]) -> type[FormatBackend]:
+    if cls.name in _BACKENDS:
+        raise UsageError(f"format {cls.name!r} registered twice")
+    _BACKENDS[cls.name] = cls
+    return cls
 
 
-def get_backend(name: str) -> Backend:
+def get_backend(name: str) -> FormatBackend:
     if name not in _BACKENDS and name in _MODULES:
         importlib.import_module(_MODULES[name])
     if name not in _BACKENDS:
         raise UsageError(f"format {name!r} is not available", f"available: {', '.join(sorted(_MODULES))}")
-    return _BACKENDS[name]
+    return _BACKENDS[name]()
+
+
+def format_names() -> list[str]:
+    return sorted(_MODULES)

@@ -12,13 +12,17 @@ from typing import Any
 
 import numpy as np
 
-from edgeq.backends.base import BuildContext, register_format
+from edgeq.backends.base import FormatBackend, HostProgram, register_format
+from edgeq.capture import Captured, capture_error
+from edgeq.config import QuantOptions
+from edgeq.data import Dataset
 from edgeq.errors import DataError, UsageError
 from edgeq.executorch.bundle import DEFAULT_CASES, derive_tolerances, write_bundle
 from edgeq.executorch.lower import lower_to_executorch
 from edgeq.executorch.quantize import quantize_pt2e, sample_args
 from edgeq.manifest import Artifact
-from edgeq.pipeline.stage import PassContext, apply_stage
+from edgeq.pipeline.state import BuildState
+from edgeq.progress import Progress
 
 FP32_NAME = "model.fp32.pte"
 INT8_NAME = "model.int8.pte"
@@ -28,57 +32,98 @@ BUNDLE_NAME = "model.int8.bpte"
 SUPPORTED_INPUT_DTYPES = ("float32", "float16", "int64", "int32", "uint8", "int8", "bool")
 
 
-@register_format("pte")
-def build_pte(ctx: BuildContext) -> list[Artifact]:
-    _check_inputs(ctx)
-    pctx = PassContext(target=ctx.target, fmt="pte", workdir=ctx.workdir, quant=ctx.quant, calib=ctx.calib,
-                       eval=ctx.eval, captured=ctx.captured, notes=ctx.notes)
-    apply_stage("configure", pctx, ctx.pass_log)
-    quant = pctx.quant
-    backend_config = dict(pctx.notes.get("executorch_backend_config", {}))
+@register_format
+class ExecutorchBackend(FormatBackend):
+    name = "pte"
 
-    ctx.progress.stage("ExecuTorch: exporting with a static batch of 1")
-    static = static_export(ctx.captured, ctx.calib)
+    def preflight(self, state: BuildState) -> None:
+        _check_inputs(state)
+        q = state.quant
+        # PT2E's XNNPACK quantizer annotates the whole graph; edgeq has no per-node exclusion to drive it with,
+        # so an exclusion is refused rather than silently dropped.
+        excluded = [*q.nodes_to_exclude, *q.op_types_to_exclude, *q.int16_activation_nodes]
+        if excluded:
+            raise UsageError(f"--format pte cannot keep nodes in float or at 16 bits ({', '.join(excluded[:5])}"
+                             f"{', ...' if len(excluded) > 5 else ''}): the XNNPACK PT2E quantizer has no per-node "
+                             "exclusion edgeq can drive",
+                             "drop --exclude-node/--exclude-op-type for .pte (use --format onnx for mixed precision), "
+                             "or export the formats separately")
 
-    # Quantize first: calibration problems (unreached observers, integer paths) surface before the slow lowering.
-    n = min(len(ctx.calib), quant.max_calibration_samples)
-    label = f"calibrating on {n} samples" if quant.mode == "static" else "dynamic INT8 (no calibration)"
-    ctx.progress.stage(f"ExecuTorch: PT2E INT8 with the XNNPACK quantizer, {label}")
-    with ctx.progress.bar(n if quant.mode == "static" else 0, "calibration") as bar:
-        qep, qinfo = quantize_pt2e(static, ctx.calib, ctx.captured.signature, quant, ctx.target,
-                                   on_sample=lambda: bar.update(1))
+    def capture(self, state: BuildState) -> BuildState:
+        progress = state.progress or Progress(enabled=False)
+        progress.stage("ExecuTorch: exporting with a static batch of 1")
+        static = static_export(_captured(state), _calib(state))
+        progress.stage("ExecuTorch: lowering the float graph to XNNPACK")
+        prog, deleg = lower_to_executorch(static, state.executorch_backend_config.kwargs(),
+                                          state.target.executorch.partitioner)
+        (state.workdir / FP32_NAME).write_bytes(prog.buffer)
+        art = Artifact(name="pte-fp32", path=FP32_NAME, format="pte", precision="fp32", role="baseline",
+                       details={"delegation": deleg, "batch": 1,
+                                "backend_config": state.executorch_backend_config.kwargs()})
+        art.refresh(state.workdir)
+        return state.updated(program=static, float_program=static, artifacts=(*state.artifacts, art))
 
-    ctx.progress.stage("ExecuTorch: lowering the float graph to XNNPACK")
-    fp32_prog, fp32_deleg = lower_to_executorch(static, backend_config)
-    (ctx.workdir / FP32_NAME).write_bytes(fp32_prog.buffer)
-    ctx.progress.stage("ExecuTorch: lowering the INT8 graph to XNNPACK")
-    int8_prog, int8_deleg = lower_to_executorch(qep, backend_config)
-    int8_name = INT8_NAME if quant.mode == "static" else INT8_DYNAMIC_NAME
-    (ctx.workdir / int8_name).write_bytes(int8_prog.buffer)
-    qinfo["backend_config"] = backend_config
+    def scheme(self, state: BuildState) -> QuantOptions:
+        return state.quant  # the XNNPACK settings are resolved from the target's [executorch] table in quantize
 
-    ctx.progress.stage("ExecuTorch: bundling golden I/O (.bpte)")
-    bundle_info = _bundle(ctx, static, int8_prog, ctx.workdir / int8_name)
+    def quantize(self, state: BuildState, scheme: QuantOptions) -> BuildState:
+        progress = state.progress or Progress(enabled=False)
+        calib = _calib(state)
+        n = min(len(calib), scheme.max_calibration_samples)
+        label = f"calibrating on {n} samples" if scheme.mode == "static" else "dynamic INT8 (no calibration)"
+        progress.stage(f"ExecuTorch: PT2E INT8 with the XNNPACK quantizer, {label}")
+        with progress.bar(n if scheme.mode == "static" else 0, "calibration") as bar:
+            qep, qinfo = quantize_pt2e(state.program, calib, _captured(state).signature, scheme, state.target,
+                                       on_sample=lambda: bar.update(1))
+        return state.updated(program=qep, quant=scheme, quantization=qinfo)
 
-    precision = "int8-static" if quant.mode == "static" else "int8-dynamic"
-    arts = [
-        Artifact(name="pte-fp32", path=FP32_NAME, format="pte", precision="fp32", role="baseline",
-                 details={"delegation": fp32_deleg, "batch": 1, "backend_config": backend_config}),
-        Artifact(name=f"pte-{precision}", path=int8_name, format="pte", precision=precision, role="candidate",
-                 quantization=qinfo, details={"delegation": int8_deleg, "batch": 1, "backend_config": backend_config}),
-        Artifact(name="pte-bundled", path=BUNDLE_NAME, format="bpte", precision=precision, role="auxiliary",
-                 details={"bundled": bundle_info, "program": int8_name}),
-    ]
-    for a in arts:
-        a.refresh(ctx.workdir)
-    return arts
+    def emit(self, state: BuildState) -> BuildState:
+        progress = state.progress or Progress(enabled=False)
+        progress.stage("ExecuTorch: lowering the INT8 graph to XNNPACK")
+        backend_config = state.executorch_backend_config.kwargs()
+        int8_prog, int8_deleg = lower_to_executorch(state.program, backend_config, state.target.executorch.partitioner)
+        static = state.quant.mode == "static"
+        int8_name = INT8_NAME if static else INT8_DYNAMIC_NAME
+        (state.workdir / int8_name).write_bytes(int8_prog.buffer)
+        qinfo = {**(state.quantization or {}), "backend_config": backend_config}
+        progress.stage("ExecuTorch: bundling golden I/O (.bpte)")
+        bundle_info = _bundle(state, state.float_program, int8_prog, state.workdir / int8_name)
+        precision = "int8-static" if static else "int8-dynamic"
+        arts = [
+            Artifact(name=f"pte-{precision}", path=int8_name, format="pte", precision=precision, role="candidate",
+                     quantization=qinfo,
+                     details={"delegation": int8_deleg, "batch": 1, "backend_config": backend_config}),
+            Artifact(name="pte-bundled", path=BUNDLE_NAME, format="bpte", precision=precision, role="auxiliary",
+                     details={"bundled": bundle_info, "program": int8_name}),
+        ]
+        for a in arts:
+            a.refresh(state.workdir)
+        return state.updated(artifacts=(*state.artifacts, *arts))
+
+    def load_runner(self) -> HostProgram:
+        from edgeq.validate.runners.host import host_program
+
+        return host_program("pte")
 
 
-def _check_inputs(ctx: BuildContext) -> None:
-    if ctx.captured.source.kind == "onnx" or ctx.captured.exported is None:
-        raise UsageError(f"--format pte needs a PyTorch model; {ctx.captured.source.ref} is an ONNX file",
+def _captured(state: BuildState) -> Captured:
+    if state.captured is None:
+        raise UsageError("nothing captured to export", "capture the model first (edgeq.capture.capture)")
+    return state.captured
+
+
+def _calib(state: BuildState) -> Dataset:
+    if state.calib is None:
+        raise UsageError("the ExecuTorch backend needs calibration data", "pass --calib")
+    return state.calib
+
+
+def _check_inputs(state: BuildState) -> None:
+    captured = _captured(state)
+    if captured.source.kind == "onnx" or captured.exported is None:
+        raise UsageError(f"--format pte needs a PyTorch model; {captured.source.ref} is an ONNX file",
                          "pass the torch model (pkg.module:factory or a .pt2), or use --format onnx")
-    for spec in ctx.captured.signature:
+    for spec in captured.signature:
         if spec.dtype not in SUPPORTED_INPUT_DTYPES:
             raise DataError(f"input {spec.name!r} has dtype {spec.dtype}, which ExecuTorch .pte inputs do not support",
                             f"use one of {', '.join(SUPPORTED_INPUT_DTYPES)} (e.g. cast token ids to int64)")
@@ -88,8 +133,6 @@ def static_export(captured: Any, calib: Any) -> Any:
     """An ExportedProgram with batch 1: ExecuTorch memory planning and XNNPACK want static shapes."""
     import torch
 
-    from edgeq.capture import _capture_error
-
     if not captured.dynamic_batch:
         return captured.exported
     module = captured.source.module if captured.source.module is not None else captured.exported.module()
@@ -97,27 +140,28 @@ def static_export(captured: Any, calib: Any) -> Any:
     try:
         return torch.export.export(module, args, strict=False)
     except Exception as e:
-        raise _capture_error(e) from e
+        raise capture_error(e) from e
 
 
-def _bundle(ctx: BuildContext, static: Any, program: Any, pte: Path) -> dict[str, Any]:
+def _bundle(ctx: BuildState, static: Any, program: Any, pte: Path) -> dict[str, Any]:
     """Golden I/O from the float model on the first evaluation samples, with tolerances from the INT8 program."""
     import torch
     from torch.utils._pytree import tree_flatten
 
     from edgeq.executorch.runtime import run_pte
 
-    k = min(DEFAULT_CASES, len(ctx.eval))
+    ev, captured = ctx.eval if ctx.eval is not None else _calib(ctx), _captured(ctx)
+    k = min(DEFAULT_CASES, len(ev))
     float_module = static.module()
     cases, expected = [], []
     with torch.no_grad():
         for i in range(k):
-            args = sample_args(ctx.eval, ctx.captured.signature, i)
+            args = sample_args(ev, captured.signature, i)
             outs, _ = tree_flatten(float_module(*args))
             arrays = [o.detach().numpy().copy() for o in outs]
             cases.append((args, arrays))
             expected.append(arrays)
-    inputs = [np.ascontiguousarray(ctx.eval.inputs[s.name][:k]) for s in ctx.captured.signature]
+    inputs = [np.ascontiguousarray(ev.inputs[s.name][:k]) for s in captured.signature]
     got, _ = run_pte(pte, inputs, warmup=0, repeats=0)
     actual = [[got[name][i:i + 1] for name in got] for i in range(k)]
     tol = derive_tolerances(expected, actual)

@@ -1,72 +1,100 @@
-"""The ONNX format backend: float export -> target passes -> pre-processing -> QDQ static (or dynamic) INT8."""
+"""The ONNX format backend: float export (torch.onnx, dynamo) -> pre-processing -> QDQ static (or dynamic) INT8."""
 
 from __future__ import annotations
 
+import collections
 import shutil
+from pathlib import Path
+from typing import Any
 
-from edgeq.backends.base import BuildContext, register_format
+import onnx
+
+from edgeq.backends.base import FormatBackend, HostProgram, register_format
+from edgeq.config import QuantOptions
+from edgeq.errors import UsageError
 from edgeq.manifest import Artifact
 from edgeq.onnx.export import export_float_onnx, preprocess
 from edgeq.onnx.quantize import quantize_onnx_dynamic, quantize_onnx_static
-from edgeq.pipeline.stage import PassContext, apply_stage
+from edgeq.pipeline.state import BuildState
+from edgeq.progress import Progress
 
 FP32_NAME = "model.fp32.onnx"
 INT8_NAME = "model.int8.onnx"
 INT8_DYNAMIC_NAME = "model.int8-dynamic.onnx"
+PRE_QUANT_NAME = "model.pre_quant.onnx"
+PREP_NAME = "model.prep.onnx"
 
 
-@register_format("onnx")
-def build_onnx(ctx: BuildContext) -> list[Artifact]:
-    ctx.progress.stage("ONNX: exporting the float graph (torch.onnx, dynamo)")
-    fp32 = export_float_onnx(ctx.captured, ctx.workdir / FP32_NAME, ctx.opset, ctx.output_names)
-    _rename_outputs(fp32, ctx.output_names)
-
-    pctx = PassContext(target=ctx.target, fmt="onnx", workdir=ctx.workdir, quant=ctx.quant,
-                       calib=ctx.calib, eval=ctx.eval, captured=ctx.captured, notes=ctx.notes)
-    apply_stage("configure", pctx, ctx.pass_log)
-    quant = pctx.quant.resolved(ctx.target.quant_defaults())
-
-    # Graph passes work on a scratch copy; the shipped float model stays the plain export.
-    work = ctx.scratch / "model.pre_quant.onnx"
-    shutil.copyfile(fp32, work)
-    pctx.model_path = work
-    apply_stage("pre_quant", pctx, ctx.pass_log)
-
-    ctx.progress.stage("ONNX: pre-processing (onnxruntime quant_pre_process)")
-    prepped, prep_note = preprocess(pctx.model_path, ctx.scratch / "model.prep.onnx")
-
-    if quant.mode == "dynamic":
-        ctx.progress.stage("ONNX: dynamic INT8 quantization")
-        out = ctx.workdir / INT8_DYNAMIC_NAME
-        qinfo = quantize_onnx_dynamic(prepped, out, quant)
-        precision = "int8-dynamic"
-    else:
-        n = min(len(ctx.calib), quant.max_calibration_samples)
-        ctx.progress.stage(f"ONNX: calibrating on {n} samples ({quant.calibration}) and quantizing (QDQ)")
-        out = ctx.workdir / INT8_NAME
-        with ctx.progress.bar(n, "calibration") as bar:
-            qinfo = quantize_onnx_static(prepped, out, ctx.calib, quant, on_sample=lambda: bar.update(1))
-        precision = "int8-static"
-    qinfo["preprocessing"] = prep_note
-    pctx.model_path = out
-    apply_stage("post_quant", pctx, ctx.pass_log)
-    _rename_outputs(out, ctx.output_names)
-
-    arts = [
-        Artifact(name="onnx-fp32", path=FP32_NAME, format="onnx", precision="fp32", role="baseline"),
-        Artifact(name=f"onnx-{precision}", path=out.name, format="onnx", precision=precision, role="candidate",
-                 quantization=qinfo, details=_graph_stats(out)),
-    ]
-    arts[0].details = _graph_stats(fp32)
-    for a in arts:
-        a.refresh(ctx.workdir)
-    return arts
+def _scratch(state: BuildState) -> Path:
+    if state.scratch is None:
+        raise UsageError("the ONNX backend needs a scratch folder", "build through edgeq.export or build_format")
+    return state.scratch
 
 
-def _rename_outputs(path, names: list[str]) -> None:  # type: ignore[no-untyped-def]
+@register_format
+class OnnxBackend(FormatBackend):
+    name = "onnx"
+
+    def preflight(self, state: BuildState) -> None:
+        if state.captured is None:
+            raise UsageError("nothing captured to export", "capture the model first (edgeq.capture.capture)")
+
+    def capture(self, state: BuildState) -> BuildState:
+        progress = state.progress or Progress(enabled=False)
+        progress.stage("ONNX: exporting the float graph (torch.onnx, dynamo)")
+        if state.captured is None:
+            raise UsageError("nothing captured to export", "capture the model first (edgeq.capture.capture)")
+        fp32 = export_float_onnx(state.captured, state.workdir / FP32_NAME, state.opset, list(state.output_names))
+        rename_outputs(fp32, list(state.output_names))
+        art = Artifact(name="onnx-fp32", path=FP32_NAME, format="onnx", precision="fp32", role="baseline",
+                       details=graph_stats(fp32))
+        art.refresh(state.workdir)
+        # Graph stages work on a scratch copy; the shipped float model stays the plain export.
+        work = _scratch(state) / PRE_QUANT_NAME
+        shutil.copyfile(fp32, work)
+        return state.updated(model_path=work, artifacts=(*state.artifacts, art))
+
+    def quantize(self, state: BuildState, scheme: QuantOptions) -> BuildState:
+        progress = state.progress or Progress(enabled=False)
+        if state.model_path is None or state.calib is None:
+            raise UsageError("the ONNX backend quantizes after capture", "call capture() first")
+        progress.stage("ONNX: pre-processing (onnxruntime quant_pre_process)")
+        prepped, prep_note = preprocess(state.model_path, _scratch(state) / PREP_NAME)
+        if scheme.mode == "dynamic":
+            progress.stage("ONNX: dynamic INT8 quantization")
+            out = state.workdir / INT8_DYNAMIC_NAME
+            qinfo = quantize_onnx_dynamic(prepped, out, scheme)
+        else:
+            n = min(len(state.calib), scheme.max_calibration_samples)
+            progress.stage(f"ONNX: calibrating on {n} samples ({scheme.calibration}) and quantizing (QDQ)")
+            out = state.workdir / INT8_NAME
+            with progress.bar(n, "calibration") as bar:
+                qinfo = quantize_onnx_static(prepped, out, state.calib, scheme, on_sample=lambda: bar.update(1))
+        qinfo["preprocessing"] = prep_note
+        return state.updated(model_path=out, quant=scheme, quantization=qinfo)
+
+    def emit(self, state: BuildState) -> BuildState:
+        if state.model_path is None:
+            raise UsageError("the ONNX backend emits after quantize", "call quantize() first")
+        out = state.model_path
+        rename_outputs(out, list(state.output_names))
+        if out.parent != state.workdir:  # a post-quant stage rewrote it in scratch: ship the rewritten graph
+            shutil.copyfile(out, state.workdir / (INT8_NAME if state.quant.mode == "static" else INT8_DYNAMIC_NAME))
+            out = state.workdir / (INT8_NAME if state.quant.mode == "static" else INT8_DYNAMIC_NAME)
+        precision = "int8-static" if state.quant.mode == "static" else "int8-dynamic"
+        art = Artifact(name=f"onnx-{precision}", path=out.name, format="onnx", precision=precision, role="candidate",
+                       quantization=state.quantization, details=graph_stats(out))
+        art.refresh(state.workdir)
+        return state.updated(artifacts=(*state.artifacts, art))
+
+    def load_runner(self) -> HostProgram:
+        from edgeq.validate.runners.host import host_program
+
+        return host_program("onnx")
+
+
+def rename_outputs(path: Path, names: list[str]) -> None:
     """Give graph outputs edgeq's canonical names so every format and the reference agree."""
-    import onnx
-
     model = onnx.load(str(path))
     current = [o.name for o in model.graph.output]
     if current == names or len(current) != len(names):
@@ -87,11 +115,7 @@ def _rename_outputs(path, names: list[str]) -> None:  # type: ignore[no-untyped-
     onnx.save(model, str(path))
 
 
-def _graph_stats(path) -> dict:  # type: ignore[no-untyped-def]
-    import collections
-
-    import onnx
-
+def graph_stats(path: Path) -> dict[str, Any]:
     model = onnx.load(str(path), load_external_data=False)
     ops = collections.Counter(n.op_type for n in model.graph.node)
     return {"nodes": sum(ops.values()), "op_counts": dict(sorted(ops.items())),

@@ -43,12 +43,12 @@ def list_rows() -> list[dict[str, Any]]:
                      "qemu": t.cpu.qemu_model or "-", "ram_mb": t.ram_mb, "storage_mb": t.storage_mb,
                      "scheme": f"{t.onnx.activation_type}/{t.onnx.weight_type}" + (" rr" if t.onnx.reduce_range else ""),
                      "eps": ",".join(t.onnx.execution_providers), "gpu": t.gpu_delegate or "-",
-                     "formats": ",".join(t.formats), "description": t.description})
+                     "description": t.description})
     return rows
 
 
 def show_text(t: Any) -> str:
-    from edgeq.pipeline.stage import get_pass
+    from edgeq.pipeline.stage import get_stage
 
     c = t.cpu
     lines = [f"{t.name}: {t.description}", f"  file       {t.path}  (sha256 {t.sha256[:12]})",
@@ -60,8 +60,7 @@ def show_text(t: Any) -> str:
                      f"{c.cpuinfo_variant} revision {c.cpuinfo_revision}")
     o = t.onnx
     lines += [f"  budgets    RAM {t.ram_mb} MB, storage {t.storage_mb} MB",
-              f"  formats    {', '.join(t.formats)}",
-              f"  onnx       {o.quant_format} {o.activation_type}/{o.weight_type} "
+              f"  onnx       QDQ {o.activation_type}/{o.weight_type} "
               f"{'per-channel' if o.per_channel else 'per-tensor'}{' reduce_range' if o.reduce_range else ''}, "
               f"{o.calibration} calibration; EPs {', '.join(o.execution_providers)}",
               f"             why: {o.reason}",
@@ -72,9 +71,9 @@ def show_text(t: Any) -> str:
                                           if v is not None),
               "  passes (in order):"]
     for name in t.passes:
-        spec = get_pass(name)
+        spec = get_stage(name)
         on = "" if spec.applies_to(t) else "  [declared, but does not apply to this target]"
-        lines.append(f"    {spec.stage:<10} {name:<22} [{','.join(spec.formats)}] {spec.description}{on}")
+        lines.append(f"    {spec.phase:<10} {spec.kind:<9} {name:<22} [{','.join(spec.formats)}] {spec.description}{on}")
     if t.sources:
         lines.append("  sources:")
         lines += [f"    - {s}" for s in t.sources]
@@ -109,9 +108,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    cols = ("name", "abi", "cpu", "features", "qemu", "ram_mb", "storage_mb", "scheme", "eps", "gpu", "formats")
-    head = ("name", "abi", "cpu", "features", "qemu -cpu", "RAM MB", "disk MB", "onnx act/wt", "EPs", "gpu",
-            "formats")
+    cols = ("name", "abi", "cpu", "features", "qemu", "ram_mb", "storage_mb", "scheme", "eps", "gpu")
+    head = ("name", "abi", "cpu", "features", "qemu -cpu", "RAM MB", "disk MB", "onnx act/wt", "EPs", "gpu")
     table = [head] + [tuple(str(r[c]) for c in cols) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     for row in table:

@@ -15,13 +15,20 @@ from edgeq.errors import QuantizationError, UsageError
 _STRUCTURAL = {"getitem", "executorch_call_delegate"}
 
 
-def lower_to_executorch(exported: Any, backend_config: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
-    """``to_edge_transform_and_lower`` + ``to_executorch``. Returns (ExecutorchProgramManager, delegation report)."""
+def lower_to_executorch(exported: Any, backend_config: dict[str, Any] | None = None,
+                        partitioner: str = "xnnpack") -> tuple[Any, dict[str, Any]]:
+    """``to_edge_transform_and_lower`` + ``to_executorch``. Returns (ExecutorchProgramManager, delegation report).
+
+    ``partitioner`` is the target's ``[executorch] partitioner`` (targets.KNOWN_PARTITIONERS)."""
+    # executorch loads torch: imported on use so the ONNX-only paths never pay for it.
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
 
+    partitioners = {"xnnpack": XnnpackPartitioner}
+    if partitioner not in partitioners:
+        raise UsageError(f"unknown ExecuTorch partitioner {partitioner!r}", f"use one of {', '.join(partitioners)}")
     try:
-        edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
+        edge = to_edge_transform_and_lower(exported, partitioner=[partitioners[partitioner]()])
     except Exception as e:
         raise QuantizationError(f"lowering to ExecuTorch (XNNPACK) failed: {type(e).__name__}: {str(e)[:300]}",
                                 "the model uses an operator ExecuTorch's edge dialect rejects; try --format onnx") from e

@@ -14,8 +14,6 @@ from typing import Any
 import numpy as np
 
 from edgeq.errors import ArtifactError, RunnerError
-from edgeq.validate.runners.base import RunResult
-from edgeq.validate.runners.host import register_host_format
 
 WARMUP = 3
 REPEATS = 20
@@ -97,9 +95,3 @@ def run_pte(artifact: Path, inputs: list[np.ndarray], warmup: int = WARMUP,
     names = output_names(len(chunks[0]))
     outputs = {name: np.concatenate([c[k] for c in chunks]) for k, name in enumerate(names)}
     return outputs, (float(np.median(times)) if times else None)
-
-
-@register_host_format("pte")
-def _run_host(artifact: Path, inputs: Path, workdir: Path) -> RunResult:
-    outputs, latency = run_pte(artifact, load_inputs(inputs))
-    return RunResult(outputs, latency, "host", f"executorch {executorch_version()}")

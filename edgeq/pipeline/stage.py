@@ -1,12 +1,12 @@
-"""Pass registry. A pass is one small file that registers itself by name; a duplicate name is an error.
+"""Stages: the three kinds of work a target profile orders, registered by name (a duplicate name is an error).
 
-Stages, in pipeline order:
-  ``configure``  — choose options before anything is built (e.g. the quantization scheme per ISA);
-  ``pre_quant``  — rewrite the float ONNX graph before quantization (fusions, fixed shapes);
-  ``post_quant`` — rewrite the quantized graph;
-  ``artifact``   — derive files or analyses from finished artifacts (.ort, fp16, usability, budget, layout).
-A pass declares the formats it handles and which targets it applies to; a target lists the passes it wants,
-in order. The pipeline records each pass that ran, with what it changed, in the manifest.
+- ``Transform`` (model -> model, for a format): ``configure`` (options chosen before anything is built),
+  ``pre_quant`` (rewrite the float graph), ``post_quant`` (rewrite the quantized graph);
+- ``Emitter`` (model -> artifact files), in the ``artifact`` phase;
+- ``Check`` (artifacts -> findings, possibly verdict failures), in the ``artifact`` phase.
+
+Each stage declares the :class:`~edgeq.pipeline.state.BuildState` fields it reads and writes. Stages live one per
+file in :mod:`edgeq.stages`; :class:`edgeq.pipeline.pipeline.Pipeline` orders and runs them.
 """
 
 from __future__ import annotations
@@ -15,84 +15,111 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Literal
 
-from edgeq.errors import PassError
+from edgeq.errors import EdgeqError, PassError, PipelineError
+from edgeq.pipeline.state import STATE_FIELDS, BuildState
 
-Stage = Literal["configure", "pre_quant", "post_quant", "artifact"]
-STAGES: tuple[Stage, ...] = ("configure", "pre_quant", "post_quant", "artifact")
+if TYPE_CHECKING:
+    from edgeq.targetspec import Target
 
-
-@dataclass
-class PassContext:
-    """What a pass may read and change. ``model_path`` is the current graph for graph stages."""
-
-    target: Any  # edgeq.targets.Target
-    fmt: str
-    workdir: Path
-    quant: Any  # edgeq.config.QuantOptions — configure passes return a replacement via PassResult.quant
-    model_path: Path | None = None
-    calib: Any = None  # edgeq.data.Dataset
-    eval: Any = None  # edgeq.data.Dataset
-    artifacts: list[Any] = field(default_factory=list)  # edgeq.manifest.Artifact, for the artifact stage
-    captured: Any = None  # edgeq.capture.Captured
-    notes: dict[str, Any] = field(default_factory=dict)  # shared scratch between passes of one run
+Phase = Literal["configure", "pre_quant", "post_quant", "artifact"]
+PHASES: tuple[Phase, ...] = ("configure", "pre_quant", "post_quant", "artifact")
 
 
-@dataclass
-class PassResult:
+class StageKind(StrEnum):
+    TRANSFORM = "transform"
+    EMITTER = "emitter"
+    CHECK = "check"
+
+
+KIND_PHASES: dict[StageKind, tuple[Phase, ...]] = {
+    StageKind.TRANSFORM: ("configure", "pre_quant", "post_quant"),
+    StageKind.EMITTER: ("artifact",),
+    StageKind.CHECK: ("artifact",),
+}
+# What each kind may write: a Check reports findings and never changes the build.
+KIND_WRITES: dict[StageKind, frozenset[str]] = {
+    StageKind.TRANSFORM: frozenset({"model_path", "quant", "fixed_shapes", "executorch_backend_config"}),
+    StageKind.EMITTER: frozenset({"artifacts"}),
+    StageKind.CHECK: frozenset(),
+}
+
+
+@dataclass(frozen=True)
+class StageResult:
     name: str
     changed: bool
     summary: str  # one line for the terminal and the report
     details: dict[str, Any] = field(default_factory=dict)
-    quant: Any = None  # new QuantOptions (configure stage)
-    new_artifacts: list[Any] = field(default_factory=list)
-    verdict_failures: list[str] = field(default_factory=list)  # e.g. over the storage budget
+    state: BuildState | None = None  # the updated state (None: unchanged)
+    verdict_failures: tuple[str, ...] = ()  # e.g. over the storage budget
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "changed": self.changed, "summary": self.summary, "details": self.details,
                 "failures": list(self.verdict_failures)}
 
 
-PassFn = Callable[[PassContext], PassResult]
+StageFn = Callable[[BuildState], StageResult]
+
+
+def _always(target: Target) -> bool:
+    return True
 
 
 @dataclass(frozen=True)
-class PassSpec:
+class StageSpec:
     name: str
-    stage: Stage
+    kind: StageKind
+    phase: Phase
     formats: tuple[str, ...]
+    reads: frozenset[str]
+    writes: frozenset[str]
     description: str
-    fn: PassFn
-    applies_to: Callable[[Any], bool] = lambda target: True
+    fn: StageFn
+    applies_to: Callable[[Target], bool] = _always
 
-    def run(self, ctx: PassContext) -> PassResult:
+    def run(self, state: BuildState) -> StageResult:
+        """Run on ``state``; a stage that writes an undeclared field is a bug and fails loudly."""
         try:
-            return self.fn(ctx)
-        except PassError:
+            result = self.fn(state)
+        except EdgeqError:
             raise
-        except KeyboardInterrupt:
-            raise
-        except Exception as e:
-            raise PassError(f"pass {self.name!r} failed: {type(e).__name__}: {str(e)[:300]}",
+        except Exception as e:  # noqa: BLE001  re-raised as a typed error naming the stage
+            raise PassError(f"stage {self.name!r} failed: {type(e).__name__}: {str(e)[:300]}",
                             f"remove {self.name!r} from the target's pass list to skip it") from e
+        if result.state is not None:
+            extra = result.state.changed_fields(state) - self.writes
+            if extra:
+                raise PassError(f"stage {self.name!r} changed {', '.join(sorted(extra))}, which it does not declare "
+                                f"in writes={sorted(self.writes)}", "declare the field or stop writing it")
+        return result
 
 
-_REGISTRY: dict[str, PassSpec] = {}
+_REGISTRY: dict[str, StageSpec] = {}
 _LOADED = False
 
 
-def register_pass(name: str, stage: Stage, formats: tuple[str, ...], description: str,
-                  applies_to: Callable[[Any], bool] | None = None) -> Callable[[PassFn], PassFn]:
-    if stage not in STAGES:
-        raise ValueError(f"unknown pass stage {stage!r}")
+def register_stage(name: str, kind: StageKind, phase: Phase, formats: tuple[str, ...], description: str,
+                   reads: tuple[str, ...] = (), writes: tuple[str, ...] = (),
+                   applies_to: Callable[[Target], bool] | None = None) -> Callable[[StageFn], StageFn]:
+    """Register ``fn`` as a stage. Kind, phase and the declared fields are checked here, at import time."""
+    if phase not in KIND_PHASES[kind]:
+        raise PassError(f"stage {name!r}: a {kind} runs in {', '.join(KIND_PHASES[kind])}, not {phase!r}")
+    unknown = sorted((set(reads) | set(writes)) - STATE_FIELDS)
+    if unknown:
+        raise PassError(f"stage {name!r}: unknown BuildState field(s) {', '.join(unknown)}")
+    forbidden = sorted(set(writes) - KIND_WRITES[kind])
+    if forbidden:
+        raise PassError(f"stage {name!r}: a {kind} may not write {', '.join(forbidden)}")
 
-    def deco(fn: PassFn) -> PassFn:
+    def deco(fn: StageFn) -> StageFn:
         if name in _REGISTRY:
-            raise PassError(f"pass name {name!r} is registered twice "
+            raise PassError(f"stage name {name!r} is registered twice "
                             f"({_REGISTRY[name].fn.__module__} and {fn.__module__})")
-        _REGISTRY[name] = PassSpec(name, stage, formats, description, fn, applies_to or (lambda t: True))
+        _REGISTRY[name] = StageSpec(name, kind, phase, formats, frozenset(reads), frozenset(writes), description, fn,
+                                    applies_to or _always)
         return fn
 
     return deco
@@ -103,43 +130,41 @@ def _load_all() -> None:
     if _LOADED:
         return
     _LOADED = True
-    import edgeq.stages as pkg
-
+    # The stages package is imported by name: it sits above this module, which must not import it statically.
+    pkg = importlib.import_module("edgeq.stages")
     for info in pkgutil.iter_modules(pkg.__path__):
         if not info.name.startswith("_"):
             importlib.import_module(f"edgeq.stages.{info.name}")
 
 
-def pass_names() -> list[str]:
+def stage_names() -> list[str]:
     _load_all()
     return sorted(_REGISTRY)
 
 
-def get_pass(name: str) -> PassSpec:
+def get_stage(name: str) -> StageSpec:
     _load_all()
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise PassError(f"unknown pass {name!r}", f"registered: {', '.join(sorted(_REGISTRY))}") from None
+        raise PassError(f"unknown stage {name!r}", f"registered: {', '.join(sorted(_REGISTRY))}") from None
 
 
-def passes_for(target: Any, stage: Stage, fmt: str) -> list[PassSpec]:
-    """The target's passes for one stage and format, in the target's order."""
-    _load_all()
-    out = []
-    for name in target.passes:
-        spec = get_pass(name)
-        if spec.stage == stage and fmt in spec.formats and spec.applies_to(target):
-            out.append(spec)
-    return out
-
-
-def apply_stage(stage: Stage, ctx: PassContext, log: list[dict[str, Any]]) -> PassContext:
-    """Run the target's passes of one stage in order; configure passes may replace ``ctx.quant``."""
-    for spec in passes_for(ctx.target, stage, ctx.fmt):
-        result = spec.run(ctx)
-        if result.quant is not None:
-            ctx.quant = result.quant
-        ctx.artifacts.extend(result.new_artifacts)
-        log.append({"stage": stage, "format": ctx.fmt, **result.to_dict()})
-    return ctx
+def validate_order(specs: tuple[StageSpec, ...], where: str) -> None:
+    """The one order check: names listed once, phases never backwards, readers after the writers they need."""
+    seen: set[str] = set()
+    for i, spec in enumerate(specs):
+        if spec.name in seen:
+            raise PipelineError(f"{where}: stage {spec.name!r} is listed twice", "list each stage once")
+        seen.add(spec.name)
+        if i and PHASES.index(spec.phase) < PHASES.index(specs[i - 1].phase):
+            prev = specs[i - 1]
+            raise PipelineError(f"{where}: stage {spec.name!r} ({spec.phase}) is listed after {prev.name!r} "
+                                f"({prev.phase})", f"phases run in the order {' < '.join(PHASES)}")
+        # A field a stage both reads and writes (model_path) is a chain of rewrites: either order is valid.
+        consumed = spec.reads - spec.writes
+        later = [w for w in specs[i + 1:] if w.writes & consumed and set(w.formats) & set(spec.formats)]
+        if later:
+            fields = sorted(later[0].writes & consumed)
+            raise PipelineError(f"{where}: stage {spec.name!r} reads {', '.join(fields)}, which {later[0].name!r} "
+                                "writes, but is listed before it", f"move {spec.name!r} after {later[0].name!r}")

@@ -57,7 +57,7 @@ def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scr
                       artifacts: list[Artifact], calib: Dataset, inputs_rel: str, reference_rel: str,
                       runners: tuple[str, ...], target: Any, progress: Progress) -> dict[str, Any]:
     """Search, replace the ONNX INT8 artifact with the pick, re-validate it. Returns manifest keys to add."""
-    from edgeq.backends.onnx import _graph_stats
+    from edgeq.backends.onnx import graph_stats
     from edgeq.search.search import copy_best, search_onnx
     from edgeq.validate.orchestrate import load_npz, validate_artifacts
 
@@ -79,7 +79,7 @@ def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scr
                             "int16_activation_nodes": list(best.quant.int16_activation_nodes),
                             "search": {"trial": best.index, "stage": best.stage, "label": best.config.label(),
                                        "met": result.met}}
-        art.details = _graph_stats(workdir / art.path)
+        art.details = graph_stats(workdir / art.path)
         art.refresh(workdir)
         art.validations = []
         if runners:

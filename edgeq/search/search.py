@@ -183,9 +183,9 @@ class _Evaluator:
         trial.path = self.workdir / f"trial{trial.index:02d}.onnx"
         try:
             quantize_onnx_static(self.prepped, trial.path, self.calib, trial.quant)
-            from edgeq.backends.onnx import _rename_outputs
+            from edgeq.backends.onnx import rename_outputs
 
-            _rename_outputs(trial.path, list(self.reference))
+            rename_outputs(trial.path, list(self.reference))
             res = self.runner.run(trial.path, "onnx", self.inputs_npz, self.workdir)
             trial.metrics = compare(self.reference, res.outputs, self.labels)
             trial.latency_ms = res.latency_ms

@@ -14,7 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgeq.pipeline.stage import PassContext, PassResult, register_pass
+from edgeq.pipeline.stage import StageKind, StageResult, register_stage
+from edgeq.pipeline.state import BuildState
 
 NAME = "budget-check"
 MB = 1024 * 1024
@@ -124,9 +125,9 @@ def check_artifact(art: Any, outdir: Path, storage_mb: int, ram_mb: int) -> tupl
     return row, failures
 
 
-@register_pass(NAME, stage="artifact", formats=("onnx", "pte"),
+@register_stage(NAME, StageKind.CHECK, "artifact", formats=("onnx", "pte"), reads=("artifacts",),
                description="artifact bytes vs storage_mb; weights + peak activation estimate vs ram_mb")
-def budget_check(ctx: PassContext) -> PassResult:
+def budget_check(ctx: BuildState) -> StageResult:
     t = ctx.target
     rows, failures = [], []
     for art in ctx.artifacts:
@@ -142,6 +143,6 @@ def budget_check(ctx: PassContext) -> PassResult:
     summary = (f"{len(rows)} artifact(s): largest {largest / MB:.2f} MB of {t.storage_mb} MB storage, "
                f"RAM estimate up to {worst_ram / MB:.2f} MB of {t.ram_mb} MB"
                + ("" if not failures else f" — {len(failures)} over budget"))
-    return PassResult(NAME, changed=False, summary=summary, details={"artifacts": rows, "storage_mb": t.storage_mb,
+    return StageResult(NAME, changed=False, summary=summary, details={"artifacts": rows, "storage_mb": t.storage_mb,
                                                                       "ram_mb": t.ram_mb},
-                      verdict_failures=failures)
+                      verdict_failures=tuple(failures))

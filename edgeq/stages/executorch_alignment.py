@@ -8,16 +8,19 @@ never mappable. Either is a failed verdict on targets that ask for the layout.
 from __future__ import annotations
 
 from edgeq.executorch.layout import read_layout
-from edgeq.pipeline.stage import PassContext, PassResult, register_pass
+from edgeq.pipeline.stage import StageKind, StageResult, register_stage
+from edgeq.pipeline.state import BuildState
 from edgeq.stages.executorch_layout import segment_alignment
 
 NAME = "executorch-alignment"
 
 
-@register_pass(NAME, stage="artifact", formats=("pte",), applies_to=lambda t: t.os == "android",
+@register_stage(NAME, StageKind.CHECK, "artifact", formats=("pte",), applies_to=lambda t: t.os == "android",
+                reads=("artifacts", "executorch_backend_config"),
                description="verify .pte segment offsets are aligned to the target's page size (16 KB)")
-def executorch_alignment(ctx: PassContext) -> PassResult:
-    align = segment_alignment(ctx.target)
+def executorch_alignment(ctx: BuildState) -> StageResult:
+    # Check against the alignment the build used (the layout stage's choice), else the target's page size.
+    align = ctx.executorch_backend_config.segment_alignment or segment_alignment(ctx.target)
     rows, failures = [], []
     for a in ctx.artifacts:
         if a.format != "pte":
@@ -39,4 +42,4 @@ def executorch_alignment(ctx: PassContext) -> PassResult:
     summary = "; ".join(f"{r['artifact']}: {len(r['segments'])} segment(s) at "
                         f"{[s['offset'] for s in r['segments']]}, {'all' if r['aligned'] else 'NOT'} "
                         f"{align}-byte aligned" for r in rows) or "no .pte artifact"
-    return PassResult(NAME, changed=False, summary=summary, details={"artifacts": rows}, verdict_failures=failures)
+    return StageResult(NAME, changed=False, summary=summary, details={"artifacts": rows}, verdict_failures=tuple(failures))

@@ -8,7 +8,7 @@ input, and CoreML runs dynamic shapes slowly, so without this ORT Mobile leaves 
 Which artifacts are fixed: the pass runs at ``pre_quant``, so the quantized model — the one an app ships — is
 built from the fixed graph and is fixed too. The float baseline ``model.fp32.onnx`` is the plain export and
 stays dynamic on purpose: it is the reference for validation and a starting point for other targets. The
-fp16 variant applies the same fix (recorded in ``ctx.notes["fixed_shapes"]``), as it is shipped to GPUs.
+fp16 variant applies the same fix (recorded in ``BuildState.fixed_shapes``), as it is shipped to GPUs.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from edgeq.onnx.graph_util import graph_path, outputs_moved, save_atomic
-from edgeq.pipeline.stage import PassContext, PassResult, register_pass
+from edgeq.pipeline.stage import StageKind, StageResult, register_stage
+from edgeq.pipeline.state import BuildState
 
 NAME = "fixed-shapes"
 STATIC_SHAPE_EPS = ("NNAPI", "CoreML")
@@ -97,22 +98,23 @@ def _fix_output_shapes_by_running(model: Any) -> None:
             shape.dim.add().dim_value = int(n)
 
 
-@register_pass(NAME, stage="pre_quant", formats=("onnx",), applies_to=needs_static_shapes,
+@register_stage(NAME, StageKind.TRANSFORM, "pre_quant", formats=("onnx",), applies_to=needs_static_shapes,
+                reads=("model_path", "calib", "eval"), writes=("model_path", "fixed_shapes"),
                description="fix dynamic input dims (batch 1) for NNAPI/CoreML; the shipped INT8 model inherits them")
-def fixed_shapes(ctx: PassContext) -> PassResult:
+def fixed_shapes(ctx: BuildState) -> StageResult:
     import onnx
 
-    graph_path(ctx, NAME)
-    model = onnx.load(str(ctx.model_path))
+    src = graph_path(ctx, NAME)
+    model = onnx.load(str(src))
     before = input_shapes(model)
     ds = ctx.calib if ctx.calib is not None else ctx.eval
     sample_shapes = {k: tuple(v.shape) for k, v in ds.inputs.items()} if ds is not None else {}
     plan = plan_fixed_shapes(model, sample_shapes)
     if not plan:
-        return PassResult(NAME, changed=False, summary="all input shapes already static",
+        return StageResult(NAME, changed=False, summary="all input shapes already static",
                           details={"inputs": before})
     apply_fixed_shapes(model, plan)
-    out: Path = ctx.model_path.with_name(ctx.model_path.stem + ".fixed.onnx")
+    out: Path = src.with_name(src.stem + ".fixed.onnx")
     save_atomic(model, out)
     details: dict[str, Any] = {"inputs_before": before, "inputs_after": input_shapes(model),
                                "outputs_after": {o.name: [d.dim_value if d.HasField("dim_value") else d.dim_param
@@ -120,12 +122,11 @@ def fixed_shapes(ctx: PassContext) -> PassResult:
                                                  for o in model.graph.output},
                                "applies_to": ["onnx-int8 (built from this graph)", "onnx-fp16 (same plan)"],
                                "not_applied_to": ["model.fp32.onnx (shipped as exported: the reference)"]}
-    moved = outputs_moved(ctx, ctx.model_path, out, details)
+    moved = outputs_moved(ctx, src, out, details)
     if moved is not None:
         out.unlink()
-        return PassResult(NAME, changed=False, details=details,
+        return StageResult(NAME, changed=False, details=details,
                           summary=f"fixed shapes reverted: outputs moved by {moved:.2e}")
-    ctx.model_path = out
-    ctx.notes["fixed_shapes"] = plan
     txt = "; ".join(f"{k}: {before[k]} -> {v}" for k, v in plan.items())
-    return PassResult(NAME, changed=True, summary=f"static input shapes {txt}", details=details)
+    return StageResult(NAME, changed=True, summary=f"static input shapes {txt}", details=details,
+                       state=ctx.updated(model_path=out, fixed_shapes=plan))

@@ -16,23 +16,25 @@ from typing import Any
 from edgeq.manifest import Artifact
 from edgeq.onnx.fp16 import convert_fp16
 from edgeq.onnx.graph_util import save_atomic
-from edgeq.pipeline.stage import PassContext, PassResult, register_pass
+from edgeq.pipeline.stage import StageKind, StageResult, register_stage
+from edgeq.pipeline.state import BuildState
 
 NAME = "fp16-variant"
 FP16_NAME = "model.fp16.onnx"
 
 
-@register_pass(NAME, stage="artifact", formats=("onnx",), applies_to=lambda t: bool(t.gpu_delegate),
+@register_stage(NAME, StageKind.EMITTER, "artifact", formats=("onnx",), applies_to=lambda t: bool(t.gpu_delegate),
+                reads=("artifacts", "fixed_shapes"), writes=("artifacts",),
                description="float16 copy of the float model for the target's GPU delegate (validated as a candidate)")
-def fp16_variant(ctx: PassContext) -> PassResult:
+def fp16_variant(ctx: BuildState) -> StageResult:
     import onnx
 
     base = next((a for a in ctx.artifacts if a.format == "onnx" and a.precision == "fp32"), None)
     if base is None:
-        return PassResult(NAME, changed=False, summary="no float ONNX artifact to convert")
+        return StageResult(NAME, changed=False, summary="no float ONNX artifact to convert")
     dst = ctx.workdir / FP16_NAME
     src = ctx.workdir / base.path
-    plan = ctx.notes.get("fixed_shapes")
+    plan = ctx.fixed_shapes
     with tempfile.TemporaryDirectory(prefix="edgeq-fp16-") as tmp:
         if plan:
             # Fix the float graph first: ORT's converter appends its Cast nodes out of topological order,
@@ -50,7 +52,7 @@ def fp16_variant(ctx: PassContext) -> PassResult:
     art = Artifact(name="onnx-fp16", path=FP16_NAME, format="onnx", precision="fp16", role="candidate",
                    details={"fp16": info, "derived_from": base.name})
     art.refresh(ctx.workdir)
-    return PassResult(NAME, changed=True, new_artifacts=[art], details=info,
+    return StageResult(NAME, changed=True, state=ctx.updated(artifacts=(*ctx.artifacts, art)), details=info,
                       summary=f"{FP16_NAME}: {info['bytes_before'] / 1024:.1f} KB -> {art.bytes / 1024:.1f} KB "
                               f"for the {ctx.target.gpu_delegate} delegate ({info['casts_added']} Cast nodes at the "
                               "float32 edges)")

@@ -17,7 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from edgeq.pipeline.stage import PassContext, PassResult, register_pass
+from edgeq.pipeline.stage import StageKind, StageResult, register_stage
+from edgeq.pipeline.state import BuildState
 from edgeq.report.html import register_section
 
 NAME = "mobile-usability"
@@ -83,9 +84,9 @@ def _is_mobile(target: Any) -> bool:
     return any(ep in MOBILE_EPS for ep in target.onnx.execution_providers)
 
 
-@register_pass(NAME, stage="artifact", formats=("onnx",), applies_to=_is_mobile,
+@register_stage(NAME, StageKind.CHECK, "artifact", formats=("onnx",), applies_to=_is_mobile, reads=("artifacts",),
                description="NNAPI/CoreML partitions, coverage and blocking nodes (ORT mobile usability checker)")
-def mobile_usability(ctx: PassContext) -> PassResult:
+def mobile_usability(ctx: BuildState) -> StageResult:
     eps = tuple(ep for ep in ctx.target.onnx.execution_providers if ep in MOBILE_EPS)
     per_art: dict[str, Any] = {}
     for a in ctx.artifacts:
@@ -102,7 +103,7 @@ def mobile_usability(ctx: PassContext) -> PassResult:
                          f"partition(s), {r['suitability']}"
                          + (f" (blocked: {', '.join(f'{op}×{n}' for op, n in blocked.most_common(4))})"
                             if blocked else ""))
-    return PassResult(NAME, changed=False, details={"artifacts": per_art},
+    return StageResult(NAME, changed=False, details={"artifacts": per_art},
                       summary="; ".join(parts) or "no ONNX candidate to analyze")
 
 

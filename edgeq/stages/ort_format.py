@@ -18,8 +18,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from edgeq.errors import ArtifactError
 from edgeq.manifest import Artifact
-from edgeq.pipeline.stage import PassContext, PassResult, register_pass
+from edgeq.pipeline.stage import StageKind, StageResult, register_stage
+from edgeq.pipeline.state import BuildState
 
 NAME = "ort-format"
 CONFIG_NAME = "required_operators.config"
@@ -44,12 +46,12 @@ def convert_to_ort(models: list[Path], outdir: Path, arm: bool) -> tuple[list[Pa
         for m in models:
             ort_file = dst / (m.stem + ".ort")
             if not ort_file.is_file():
-                raise RuntimeError(f"converter produced no {ort_file.name}: {sink.getvalue()[-300:]}")
+                raise ArtifactError(f"ONNX Runtime's ORT-format converter produced no {ort_file.name}: {sink.getvalue()[-300:]}")
             shutil.move(str(ort_file), outdir / ort_file.name)
             produced.append(outdir / ort_file.name)
         config = dst / CONFIG_NAME
         if not config.is_file():
-            raise RuntimeError(f"converter produced no {CONFIG_NAME}")
+            raise ArtifactError(f"ONNX Runtime's ORT-format converter produced no {CONFIG_NAME}")
         # The tool records the absolute paths it converted; name the shipped files instead of a temp folder.
         text = config.read_text().replace(str(dst) + "/", "")
         (outdir / CONFIG_NAME).write_text(text)
@@ -68,15 +70,15 @@ def required_ops(config: Path) -> list[str]:
     return out
 
 
-@register_pass(NAME, stage="artifact", formats=("onnx",),
+@register_stage(NAME, StageKind.EMITTER, "artifact", formats=("onnx",), reads=("artifacts",), writes=("artifacts",),
                description=".ort models + required_operators.config for an ONNX Runtime reduced build")
-def ort_format(ctx: PassContext) -> PassResult:
+def ort_format(ctx: BuildState) -> StageResult:
     # INT8 candidates only: ORT's CPU optimizer casts an fp16 graph's weights back to fp32 (no fp16 CPU kernels),
     # so an fp16 .ort is twice the .onnx and buys nothing; the fp16 variant is for GPU delegates.
     sources = [a for a in ctx.artifacts if a.format == "onnx" and a.role == "candidate"
                and a.precision.startswith("int8")]
     if not sources:
-        return PassResult(NAME, changed=False, summary="no INT8 ONNX candidate to convert")
+        return StageResult(NAME, changed=False, summary="no INT8 ONNX candidate to convert")
     # Convert in a scratch folder inside the output, then move: never a half-written .ort in the output.
     stage_dir = Path(tempfile.mkdtemp(prefix=".ort-", dir=ctx.workdir))
     try:
@@ -96,7 +98,7 @@ def ort_format(ctx: PassContext) -> PassResult:
                    role="auxiliary", details={"operators": ops, "for": [a.name for a in new]})
     cfg.refresh(ctx.workdir)
     sizes = ", ".join(f"{a.path} {a.bytes / 1024:.1f} KB" for a in new)
-    return PassResult(NAME, changed=True, new_artifacts=[*new, cfg],
+    return StageResult(NAME, changed=True, state=ctx.updated(artifacts=(*ctx.artifacts, *new, cfg)),
                       details={"models": [a.path for a in new], "required_operators": ops,
                                "qdq_int8_fusions": ctx.target.is_arm},
                       summary=f"{sizes}; {CONFIG_NAME} lists {len(ops)} operator(s)")

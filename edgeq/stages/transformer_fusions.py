@@ -16,7 +16,8 @@ import logging
 from typing import Any
 
 from edgeq.onnx.graph_util import SELF_CHECK_RTOL, graph_path, op_counts, outputs_moved, save_atomic
-from edgeq.pipeline.stage import PassContext, PassResult, register_pass
+from edgeq.pipeline.stage import StageKind, StageResult, register_stage
+from edgeq.pipeline.state import BuildState
 
 NAME = "transformer-fusions"
 
@@ -49,33 +50,33 @@ def fuse(model: Any) -> tuple[Any, dict[str, int]]:
     return fused, stats
 
 
-@register_pass(NAME, stage="pre_quant", formats=("onnx",),
+@register_stage(NAME, StageKind.TRANSFORM, "pre_quant", formats=("onnx",), reads=("model_path", "calib", "eval"),
+                writes=("model_path",),
                description="Attention/SkipLayerNorm/GELU fusions (onnxruntime.transformers) on transformer graphs")
-def transformer_fusions(ctx: PassContext) -> PassResult:
+def transformer_fusions(ctx: BuildState) -> StageResult:
     import onnx
 
-    graph_path(ctx, NAME)
-    model = onnx.load(str(ctx.model_path))
+    src = graph_path(ctx, NAME)
+    model = onnx.load(str(src))
     before = op_counts(model)
     if not looks_like_transformer(before):
-        return PassResult(NAME, changed=False, summary="not a transformer graph (no attention + layer norm): skipped",
+        return StageResult(NAME, changed=False, summary="not a transformer graph (no attention + layer norm): skipped",
                           details={"transformer": False})
     fused, stats = fuse(model)
     after = op_counts(fused)
     if not stats or after == before:
-        return PassResult(NAME, changed=False, summary="transformer graph, but no fusion pattern matched",
+        return StageResult(NAME, changed=False, summary="transformer graph, but no fusion pattern matched",
                           details={"transformer": True, "op_counts_before": before})
-    out = ctx.model_path.with_name(ctx.model_path.stem + ".fused.onnx")
+    out = src.with_name(src.stem + ".fused.onnx")
     save_atomic(fused, out)
     details: dict[str, Any] = {"transformer": True, "fused": stats, "op_counts_before": before,
                                "op_counts_after": after, "nodes_before": sum(before.values()),
                                "nodes_after": sum(after.values())}
-    moved = outputs_moved(ctx, ctx.model_path, out, details)
+    moved = outputs_moved(ctx, src, out, details)
     if moved is not None:
         out.unlink()
-        return PassResult(NAME, changed=False, details=details,
+        return StageResult(NAME, changed=False, details=details,
                           summary=f"fusions reverted: outputs moved by {moved:.2e} (> {SELF_CHECK_RTOL:g})")
-    ctx.model_path = out
     fused_txt = ", ".join(f"{k}×{v}" for k, v in sorted(stats.items()))
-    return PassResult(NAME, changed=True, details=details,
+    return StageResult(NAME, changed=True, details=details, state=ctx.updated(model_path=out),
                       summary=f"fused {fused_txt}; {details['nodes_before']} -> {details['nodes_after']} nodes")

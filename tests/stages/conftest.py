@@ -99,11 +99,11 @@ def android_export(tmp_path_factory: pytest.TempPathFactory, digits_small: tuple
 def make_ctx():  # type: ignore[no-untyped-def]
     """Factory: a PassContext for one bundled target, as the ONNX backend builds it."""
     from edgeq.config import QuantOptions
-    from edgeq.pipeline.stage import PassContext
+    from edgeq.pipeline.state import BuildState
     from edgeq.targets import load_target
 
     def make(target: str, model_path: Path | None, calib, workdir: Path, fmt: str = "onnx"):  # type: ignore[no-untyped-def]
-        return PassContext(target=load_target(target), fmt=fmt, workdir=workdir, quant=QuantOptions(),
+        return BuildState(target=load_target(target), fmt=fmt, workdir=workdir, quant=QuantOptions(),
                            model_path=model_path, calib=calib)
 
     return make
@@ -120,14 +120,16 @@ def pte_pair(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
     from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
 
     from edgeq.config import QuantOptions
-    from edgeq.pipeline.stage import PassContext, apply_stage
+    from edgeq.pipeline.pipeline import Pipeline
+    from edgeq.pipeline.state import BuildState
     from edgeq.targets import load_target
 
     folder = tmp_path_factory.mktemp("pte")
-    ctx = PassContext(target=load_target("android-arm64"), fmt="pte", workdir=folder, quant=QuantOptions())
+    target = load_target("android-arm64")
+    state = BuildState(target=target, fmt="pte", workdir=folder, quant=QuantOptions())
     log: list = []
-    apply_stage("configure", ctx, log)  # what the ExecuTorch backend does before serializing
-    kwargs = ctx.notes["executorch_backend_config"]
+    state = Pipeline.for_target(target).run_phase("configure", state, log)  # what build_format does before capture
+    kwargs = state.executorch_backend_config.kwargs()
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10)).eval()

@@ -9,7 +9,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeq.manifest import Artifact
-from edgeq.pipeline.stage import get_pass
+from edgeq.pipeline.stage import get_stage
 from edgeq.stages.budget_check import MB, onnx_memory_estimate
 from edgeq.targets import load_target
 from edgeq.validate.orchestrate import verdict
@@ -43,10 +43,10 @@ def test_over_budget_fails_with_numbers(tmp_path):  # type: ignore[no-untyped-de
     digest = art.sha256
     tight = dataclasses.replace(load_target("raspberry-pi-zero-2w"), storage_mb=4, ram_mb=5)
     from edgeq.config import QuantOptions
-    from edgeq.pipeline.stage import PassContext
+    from edgeq.pipeline.state import BuildState
 
-    ctx = PassContext(target=tight, fmt="onnx", workdir=tmp_path, quant=QuantOptions(), artifacts=[art])
-    res = get_pass("budget-check").run(ctx)
+    ctx = BuildState(target=tight, fmt="onnx", workdir=tmp_path, quant=QuantOptions(), artifacts=(art,))
+    res = get_stage("budget-check").run(ctx)
     assert len(res.verdict_failures) == 2
     storage, ram = res.verdict_failures
     assert "8.00 MB, over the target's storage budget of 4 MB" in storage

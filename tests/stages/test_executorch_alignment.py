@@ -8,22 +8,23 @@ from edgeq.config import QuantOptions
 from edgeq.errors import ArtifactError
 from edgeq.executorch.layout import read_layout
 from edgeq.manifest import Artifact
-from edgeq.pipeline.stage import PassContext, get_pass
+from edgeq.pipeline.stage import get_stage
+from edgeq.pipeline.state import BuildState
 from edgeq.targets import load_target
 
 
 def _check(folder, name):  # type: ignore[no-untyped-def]
     art = Artifact(name=f"pte-{name}", path=name, format="pte", precision="fp32", role="candidate")
     art.refresh(folder)
-    ctx = PassContext(target=load_target("android-arm64"), fmt="pte", workdir=folder, quant=QuantOptions(),
-                      artifacts=[art])
-    return get_pass("executorch-alignment").run(ctx), art
+    ctx = BuildState(target=load_target("android-arm64"), fmt="pte", workdir=folder, quant=QuantOptions(),
+                      artifacts=(art,))
+    return get_stage("executorch-alignment").run(ctx), art
 
 
 def test_aligned_file_passes(pte_pair):  # type: ignore[no-untyped-def]
     folder, _, layout, *_ = pte_pair
     res, art = _check(folder, layout.name)
-    assert res.verdict_failures == []
+    assert res.verdict_failures == ()
     row = art.details["pte_layout"]
     assert row["aligned"] and row["alignment"] == 16384
     assert all(s["offset"] % 16384 == 0 for s in row["segments"]) and row["delegate_segments"]

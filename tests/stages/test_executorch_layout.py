@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeq.executorch.layout import read_layout
-from edgeq.pipeline.stage import get_pass
+from edgeq.pipeline.stage import get_stage
 from edgeq.targets import load_target
 
 
@@ -13,7 +13,7 @@ def test_configure_sets_backend_config(pte_pair):  # type: ignore[no-untyped-def
     *_, kwargs, log = pte_pair
     assert kwargs == {"extract_delegate_segments": True, "segment_alignment": 16384}
     assert [p["name"] for p in log] == ["executorch-layout"] and log[0]["stage"] == "configure"
-    spec = get_pass("executorch-layout")
+    spec = get_stage("executorch-layout")
     assert spec.formats == ("pte",)
     assert spec.applies_to(load_target("android-arm64-i8mm")) and not spec.applies_to(load_target("ios-arm64"))
     assert not spec.applies_to(load_target("raspberry-pi-5"))

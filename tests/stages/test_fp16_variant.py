@@ -7,7 +7,7 @@ import onnx
 
 from edgeq.onnx.fp16 import convert_fp16
 from edgeq.onnx.graph_util import run
-from edgeq.pipeline.stage import get_pass
+from edgeq.pipeline.stage import get_stage
 from edgeq.targets import load_target
 
 
@@ -42,7 +42,7 @@ def test_in_export_is_a_validated_candidate(android_export):  # type: ignore[no-
 
 
 def test_only_with_gpu_delegate():  # type: ignore[no-untyped-def]
-    spec = get_pass("fp16-variant")
-    assert spec.stage == "artifact"
+    spec = get_stage("fp16-variant")
+    assert spec.phase == "artifact"
     assert spec.applies_to(load_target("android-arm64")) and spec.applies_to(load_target("ios-arm64"))
     assert not spec.applies_to(load_target("raspberry-pi-4"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeq.pipeline.stage import get_pass
+from edgeq.pipeline.stage import get_stage
 from edgeq.stages.ort_format import CONFIG_NAME, required_ops
 from edgeq.targets import load_target
 
@@ -38,7 +38,7 @@ def test_ort_and_config_in_export(android_export):  # type: ignore[no-untyped-de
 
 
 def test_declared_for_mobile_targets_only():  # type: ignore[no-untyped-def]
-    spec = get_pass("ort-format")
-    assert spec.stage == "artifact" and spec.formats == ("onnx",)
+    spec = get_stage("ort-format")
+    assert spec.phase == "artifact" and spec.formats == ("onnx",)
     assert "ort-format" in load_target("android-arm64").passes and "ort-format" in load_target("ios-arm64").passes
     assert "ort-format" not in load_target("raspberry-pi-5").passes

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 
 from edgeq.onnx.graph_util import op_counts, run
-from edgeq.pipeline.stage import get_pass
+from edgeq.pipeline.stage import get_stage
 
 
 def _ops(path):  # type: ignore[no-untyped-def]
@@ -21,10 +21,12 @@ def test_fuses_transformer_and_keeps_outputs(encoder_fp32, make_ctx, tmp_path): 
     work = tmp_path / "model.pre_quant.onnx"
     shutil.copyfile(src, work)
     ctx = make_ctx("raspberry-pi-5", work, calib, tmp_path)
-    spec = get_pass("transformer-fusions")
-    assert spec.stage == "pre_quant" and spec.formats == ("onnx",)
+    spec = get_stage("transformer-fusions")
+    assert spec.phase == "pre_quant" and spec.kind == "transform" and spec.formats == ("onnx",)
 
     result = spec.run(ctx)
+    assert result.state is not None
+    ctx = result.state
 
     assert result.changed, result.summary
     assert ctx.model_path != work and ctx.model_path.is_file()
@@ -41,6 +43,6 @@ def test_fuses_transformer_and_keeps_outputs(encoder_fp32, make_ctx, tmp_path): 
 def test_skips_a_cnn(digits_fp32, make_ctx, tmp_path):  # type: ignore[no-untyped-def]
     src, calib = digits_fp32
     ctx = make_ctx("raspberry-pi-5", src, calib, tmp_path)
-    result = get_pass("transformer-fusions").run(ctx)
+    result = get_stage("transformer-fusions").run(ctx)
     assert not result.changed and result.details == {"transformer": False}
     assert ctx.model_path == src

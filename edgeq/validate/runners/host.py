@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,18 +12,6 @@ import numpy as np
 
 from edgeq.errors import ArtifactError, RunnerError
 from edgeq.validate.runners.base import RunResult, register_runner
-
-_FORMAT_RUNNERS: dict[str, Any] = {}
-
-
-def register_host_format(fmt: str):  # type: ignore[no-untyped-def]
-    """Formats plug their host execution in here (the ExecuTorch path adds ``pte``)."""
-
-    def deco(fn):  # type: ignore[no-untyped-def]
-        _FORMAT_RUNNERS[fmt] = fn
-        return fn
-
-    return deco
 
 
 class HostRunner:
@@ -32,37 +21,16 @@ class HostRunner:
         self.target = target
 
     def supports(self, fmt: str) -> bool:
-        _load_format(fmt)
-        return fmt in _FORMAT_RUNNERS
+        return fmt in _HOST_PROGRAMS and (fmt != "pte" or _executorch_available())
 
     def describe(self) -> dict[str, Any]:
         return {"runner": "host", "machine": platform.machine(), "cpu_model": _host_cpu_name(),
                 "features": [], "emulated": False}
 
     def run(self, artifact: Path, fmt: str, inputs: Path, workdir: Path) -> RunResult:
-        _load_format(fmt)
-        fn = _FORMAT_RUNNERS.get(fmt)
-        if fn is None:
-            raise RunnerError(f"the host runner cannot execute {fmt!r} artifacts",
-                              f"supported: {', '.join(sorted(_FORMAT_RUNNERS))}")
-        return fn(artifact, inputs, workdir)
+        return host_program(fmt)(artifact, inputs, workdir)
 
 
-# Formats whose host execution lives with the format (imported lazily: executorch is heavy and optional).
-_LAZY_FORMATS = {"pte": "edgeq.executorch.runtime"}
-
-
-def _load_format(fmt: str) -> None:
-    if fmt in _FORMAT_RUNNERS or fmt not in _LAZY_FORMATS:
-        return
-    import contextlib
-    import importlib
-
-    with contextlib.suppress(ImportError):  # executorch not installed: the format is simply unsupported here
-        importlib.import_module(_LAZY_FORMATS[fmt])
-
-
-@register_host_format("onnx")
 def _run_onnx(artifact: Path, inputs: Path, workdir: Path) -> RunResult:
     from edgeq.validate.device import run_onnx
 
@@ -78,6 +46,31 @@ def _run_onnx(artifact: Path, inputs: Path, workdir: Path) -> RunResult:
     with np.load(out, allow_pickle=False) as z:
         outputs = {k: z[k] for k in z.files}
     return RunResult(outputs, info["latency_ms_median"], "host", info["runtime"])
+
+
+def _run_pte(artifact: Path, inputs: Path, workdir: Path) -> RunResult:
+    # executorch is heavy (it loads torch): imported only when a .pte is run.
+    from edgeq.executorch.runtime import executorch_version, load_inputs, run_pte
+
+    outputs, latency = run_pte(artifact, load_inputs(inputs))
+    return RunResult(outputs, latency, "host", f"executorch {executorch_version()}")
+
+
+_HOST_PROGRAMS: dict[str, Callable[[Path, Path, Path], RunResult]] = {"onnx": _run_onnx, "pte": _run_pte}
+
+
+def _executorch_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("executorch") is not None
+
+
+def host_program(fmt: str) -> Callable[[Path, Path, Path], RunResult]:
+    """The program that runs ``fmt`` artifacts on this machine: ``(artifact, inputs.npz, workdir) -> RunResult``."""
+    if fmt not in _HOST_PROGRAMS or not HostRunner().supports(fmt):
+        raise RunnerError(f"the host runner cannot execute {fmt!r} artifacts",
+                          f"supported: {', '.join(f for f in sorted(_HOST_PROGRAMS) if HostRunner().supports(f))}")
+    return _HOST_PROGRAMS[fmt]
 
 
 def _host_cpu_name() -> str:

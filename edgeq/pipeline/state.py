@@ -1,0 +1,71 @@
+"""``BuildState``: the typed, frozen record every stage reads and extends (replaces the untyped ``notes``).
+
+A stage never mutates the state it is given; it returns ``state.updated(field=...)`` and declares the fields
+it writes, so the pipeline can check that it wrote nothing else and order stages by what they read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgeq.config import QuantOptions
+
+if TYPE_CHECKING:  # type-only: capture/data/targets import torch and onnx helpers lazily
+    from edgeq.capture import Captured
+    from edgeq.data import Dataset
+    from edgeq.manifest import Artifact
+    from edgeq.progress import Progress
+    from edgeq.targetspec import Target
+
+
+@dataclass(frozen=True)
+class EtBackendConfig:
+    """``executorch.exir.ExecutorchBackendConfig`` options a stage chose (``None``/False = ExecuTorch default)."""
+
+    extract_delegate_segments: bool = False
+    segment_alignment: int | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.extract_delegate_segments:
+            out["extract_delegate_segments"] = True
+        if self.segment_alignment is not None:
+            out["segment_alignment"] = self.segment_alignment
+        return out
+
+
+@dataclass(frozen=True)
+class BuildState:
+    """One format's build: inputs every stage may read, and the fields stages write (see ``STATE_FIELDS``)."""
+
+    target: Target
+    fmt: str
+    workdir: Path  # the temporary output folder: artifact paths are relative to it
+    quant: QuantOptions
+    scratch: Path | None = None  # intermediate files that are not shipped
+    calib: Dataset | None = None
+    eval: Dataset | None = None
+    captured: Captured | None = None
+    output_names: tuple[str, ...] = ()
+    opset: int = 18
+    progress: Progress | None = None
+    model_path: Path | None = None  # the graph a Transform rewrites (ONNX)
+    # In-memory models a backend carries between its steps (torch ExportedPrograms: third-party, hence Any).
+    program: Any = None
+    float_program: Any = None
+    artifacts: tuple[Artifact, ...] = ()
+    fixed_shapes: dict[str, list[int]] | None = None  # the plan fixed-shapes applied; fp16-variant re-applies it
+    executorch_backend_config: EtBackendConfig = field(default_factory=EtBackendConfig)
+    quantization: dict[str, Any] | None = None  # what the backend's quantizer recorded
+
+    def updated(self, **changes: Any) -> BuildState:
+        return replace(self, **changes)
+
+    def changed_fields(self, other: BuildState) -> set[str]:
+        return {f.name for f in fields(self) if getattr(self, f.name) is not getattr(other, f.name)
+                and getattr(self, f.name) != getattr(other, f.name)}
+
+
+STATE_FIELDS: frozenset[str] = frozenset(f.name for f in fields(BuildState))
