@@ -16,9 +16,9 @@ from typing import Any
 
 from edgeq.backends.base import get_backend
 from edgeq.capture import capture
-from edgeq.config import Budget, PipelineConfig
+from edgeq.config import Budget, PipelineConfig, config_to_dict
 from edgeq.data import Dataset, check_against_signature, load_dataset
-from edgeq.errors import OutputExistsError, UsageError
+from edgeq.errors import OutputExistsError, TargetError, UsageError
 from edgeq.hashing import sha256_file
 from edgeq.manifest import Artifact, new_manifest, write_manifest
 from edgeq.pipeline.pipeline import Pipeline, build_format
@@ -123,6 +123,11 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
     """Run the whole pipeline for one config. Raises an :class:`edgeq.errors.EdgeqError` on bad input."""
     progress = progress or Progress(enabled=False)
     target = load_target(config.target)
+    if config.target_sha256 is not None and target.sha256 != config.target_sha256:
+        raise TargetError(f"target profile {target.path} changed since the recorded export "
+                          f"(sha256 {target.sha256[:12]}… vs {config.target_sha256[:12]}…)",
+                          "restore the profile to rebuild the same artifacts, or export with the new one without "
+                          "the recorded configuration")
     backends = [get_backend(fmt) for fmt in config.formats]  # an unavailable format fails before slow work
     pipeline = Pipeline.for_target(target)
     budget = config.budget.merged_over(target.validation)
@@ -160,8 +165,10 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         pass_log: list[dict[str, Any]] = []
         artifacts: list[Artifact] = []
         search_keys: dict[str, Any] = {}
+        resolved_quant: dict[str, Any] = {}
         for backend, state in zip(backends, states, strict=True):
             state = build_format(backend, pipeline, state.updated(workdir=tmp, scratch=scratch), pass_log)
+            resolved_quant[backend.name] = state.quant.to_dict()  # after the target's scheme and the user's options
             built = list(state.artifacts)
             artifacts += built
             if backend.name == "onnx":
@@ -180,7 +187,8 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         m = new_manifest()
         m["source"] = {"ref": source.ref, "kind": source.kind, "sha256": source.sha256}
         m["target"] = target.summary()
-        m["config"] = {"formats": list(config.formats), "quant": config.quant.to_dict(),
+        m["config"] = {"recorded": config_to_dict(config), "resolved_quant": resolved_quant,
+                       "formats": list(config.formats), "quant": config.quant.to_dict(),
                        "eval_fraction": config.eval_fraction, "seed": config.seed, "opset": config.opset,
                        "max_eval_samples": config.max_eval_samples, "validate_on": list(runners),
                        "calib": str(config.calib), "eval": config.eval, "dynamic_batch": captured.dynamic_batch,

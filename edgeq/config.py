@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -164,6 +165,9 @@ class PipelineConfig:
     opset: int = 18
     search: SearchOptions = field(default_factory=SearchOptions)
     version: int = CONFIG_VERSION
+    # Set when the config comes from a manifest: the export refuses a target profile that changed since, as
+    # it would not rebuild the same bytes.
+    target_sha256: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output", Path(self.output))
@@ -182,20 +186,39 @@ class PipelineConfig:
             raise UsageError(f"config version {self.version} is not supported (this edgeq reads {CONFIG_VERSION})")
 
 
-def load_config(path: str | Path, **overrides: Any) -> PipelineConfig:
-    """Read an ``edgeq.toml``: top-level keys of :class:`PipelineConfig`, ``[quant]``, ``[budget]`` and
-    ``[search]`` tables."""
-    p = Path(path)
-    try:
-        raw = tomllib.loads(p.read_text())
-    except FileNotFoundError as e:
-        raise UsageError(f"config file not found: {p}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"{p} is not valid TOML: {e}") from e
+# Not part of a rebuildable configuration: where the output goes and whether to replace it.
+_NOT_RECORDED = ("output", "force", "target_sha256")
+MANIFEST_FILE = "edgeq.json"
+
+
+def config_to_dict(config: PipelineConfig) -> dict[str, Any]:
+    """Every option of a run that affects the artifacts' bytes (all but output/force), JSON-ready.
+
+    Paths that exist are made absolute so the record rebuilds from any working directory.
+    """
+    d: dict[str, Any] = {}
+    for f in fields(PipelineConfig):
+        if f.name in _NOT_RECORDED:
+            continue
+        v = getattr(config, f.name)
+        if isinstance(v, QuantOptions | SearchOptions | Budget):
+            v = v.to_dict()
+        elif isinstance(v, tuple):
+            v = list(v)
+        elif f.name in ("model", "calib", "eval", "target") and isinstance(v, str) and Path(v).exists():
+            v = str(Path(v).resolve())
+        d[f.name] = v
+    return d
+
+
+def config_from_dict(raw: dict[str, Any], where: str, **overrides: Any) -> PipelineConfig:
+    """The inverse of :func:`config_to_dict` (also reads edgeq.toml's tables); ``overrides`` win."""
+    raw = dict(raw)
     known = {f.name for f in fields(PipelineConfig)}
     unknown = set(raw) - known
     if unknown:
-        raise UsageError(f"{p}: unknown key(s) {', '.join(sorted(unknown))}", f"valid keys: {', '.join(sorted(known))}")
+        raise UsageError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}",
+                         f"valid keys: {', '.join(sorted(known))}")
     quant = raw.pop("quant", {})
     budget = raw.pop("budget", {})
     search = raw.pop("search", {})
@@ -204,10 +227,50 @@ def load_config(path: str | Path, **overrides: Any) -> PipelineConfig:
         b = Budget(**budget)
         srch = SearchOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in search.items()})
     except TypeError as e:
-        raise UsageError(f"{p}: {e}") from e
+        raise UsageError(f"{where}: {e}") from e
     for key in ("formats", "validate_on"):
         if key in raw:
             raw[key] = tuple(raw[key])
     raw.update(overrides)
     raw.setdefault("search", srch)
-    return PipelineConfig(quant=q, budget=b, **raw)
+    raw.setdefault("quant", q)
+    raw.setdefault("budget", b)
+    try:
+        return PipelineConfig(**raw)
+    except TypeError as e:
+        raise UsageError(f"{where}: {e}", "model, calib and output are required") from e
+
+
+def load_config(path: str | Path, **overrides: Any) -> PipelineConfig:
+    """Read a run's configuration: an ``edgeq.toml`` (top-level keys of :class:`PipelineConfig`, ``[quant]``,
+    ``[budget]`` and ``[search]`` tables), or a manifest ``edgeq.json`` (or its folder) written by
+    ``edgeq export``, whose recorded configuration rebuilds the same artifacts. ``overrides`` (e.g.
+    ``output=...``) win over the file."""
+    p = Path(path)
+    if p.is_dir() and (p / MANIFEST_FILE).is_file():
+        p = p / MANIFEST_FILE
+    if p.suffix == ".json":
+        return _from_manifest(p, overrides)
+    try:
+        raw = tomllib.loads(p.read_text())
+    except FileNotFoundError as e:
+        raise UsageError(f"config file not found: {p}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise UsageError(f"{p} is not valid TOML: {e}") from e
+    return config_from_dict(raw, str(p), **overrides)
+
+
+def _from_manifest(p: Path, overrides: dict[str, Any]) -> PipelineConfig:
+    try:
+        m = json.loads(p.read_text())
+    except FileNotFoundError as e:
+        raise UsageError(f"manifest not found: {p}") from e
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{p} is not valid JSON: {e}") from e
+    rec = m.get("config", {}).get("recorded") if isinstance(m, dict) and isinstance(m.get("config"), dict) else None
+    if not isinstance(rec, dict):
+        raise UsageError(f"{p} records no rebuildable configuration (config.recorded)",
+                         "it was written by an older edgeq; re-run edgeq export to get one")
+    target = m.get("target") if isinstance(m.get("target"), dict) else {}
+    overrides.setdefault("target_sha256", target.get("sha256"))
+    return config_from_dict(rec, f"{p} config.recorded", **overrides)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from edgeq.commands.common import add_budget_flags, add_quant_flags, budget_from, progress_from
 from edgeq.config import PipelineConfig, QuantOptions, SearchOptions
+from edgeq.errors import UsageError
 
 HELP = """\
 MODEL is one of:
@@ -31,8 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Quantize a PyTorch/ONNX model to INT8 artifacts for a target and validate them "
                                    "against the float model.", epilog=HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument("--calib", required=True, metavar="DATA", help="calibration data (.npz or folder)")
+    p.add_argument("model", metavar="MODEL", nargs="?",
+                   help="pkg.module:factory, a .pt2 or an .onnx file (not with --config)")
+    p.add_argument("--calib", metavar="DATA", help="calibration data (.npz or folder); required unless --config")
+    p.add_argument("--config", metavar="FILE", type=Path,
+                   help="take every option from FILE: an edgeq.toml, or an earlier export's edgeq.json (or its "
+                        "folder), which rebuilds byte-identical artifacts into -o; only -o/--force may be added")
     p.add_argument("--eval", metavar="DATA", help="evaluation data; default: a held-out split of --calib")
     p.add_argument("--target", default="x86-64", metavar="NAME|FILE.toml",
                    help="target profile (default x86-64; see `edgeq targets`)")
@@ -86,10 +91,13 @@ def quant_from(args: argparse.Namespace) -> QuantOptions:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.config is None and (args.model is None or args.calib is None):
+        raise UsageError("export needs MODEL and --calib (or --config FILE)",
+                         "e.g. edgeq export pkg.mod:factory --calib calib.npz -o out/")
     from edgeq.api import export
     from edgeq.report.markdown import terminal_summary
 
-    cfg = PipelineConfig(
+    cfg = config_from_args(args) if args.config is not None else PipelineConfig(
         model=args.model, calib=args.calib, eval=args.eval, output=args.output, target=args.target,
         formats=tuple(f.strip() for f in args.format.split(",") if f.strip()), quant=quant_from(args),
         budget=budget_from(args), force=args.force, eval_fraction=args.eval_fraction,
@@ -101,6 +109,26 @@ def run(args: argparse.Namespace) -> int:
     if search:
         print(search_summary(search), file=sys.stdout)
     return 0 if result.passed else 1
+
+
+def config_from_args(args: argparse.Namespace) -> PipelineConfig:
+    """``--config FILE``: the file decides everything but -o/--force; any other flag is an error, not ignored."""
+    from edgeq.config import load_config
+
+    defaults = vars(_defaults_parser().parse_args(["-o", "x"]))
+    given = sorted(k for k, v in vars(args).items()
+                   if k in defaults and k not in ("output", "force", "config") and v != defaults[k])
+    if given:
+        flags = ", ".join("--" + k.replace("_", "-") if k != "model" else "MODEL" for k in given)
+        raise UsageError(f"--config takes every option from {args.config}; also given: {flags}",
+                         "drop those flags, or edit the config file")
+    return load_config(args.config, output=args.output, force=args.force)
+
+
+def _defaults_parser() -> argparse.ArgumentParser:
+    sub = argparse.ArgumentParser().add_subparsers()
+    register(sub)
+    return sub.choices["export"]
 
 
 def search_summary(s: dict) -> str:  # type: ignore[type-arg]

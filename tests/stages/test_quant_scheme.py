@@ -9,6 +9,7 @@ import onnx
 from onnx import numpy_helper
 
 from edgeq.config import QuantOptions
+from edgeq.hashing import sha256_bytes
 from edgeq.pipeline.stage import get_stage
 from edgeq.pipeline.state import BuildState
 from edgeq.targets import load_target
@@ -55,3 +56,31 @@ def test_scheme_reaches_the_shipped_model(android_export) -> None:  # type: igno
     assert zps and all(z.dtype.name == "int8" for z in zps)
     logged = android_export.manifest["passes"][0]
     assert logged["name"] == "quant-scheme" and logged["stage"] == "configure"
+
+
+def _zero_point_types(path: Path) -> set[int]:
+    model = onnx.load(str(path))
+    return {i.data_type for i in model.graph.initializer if i.name.endswith("zero_point")}
+
+
+def test_editing_the_toml_scheme_changes_the_artifact(digits_export, digits_small, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """x86-64.toml says U8S8; a copy that says S8S8 ships int8 activation zero points instead. Nothing in code."""
+    import edgeq
+    from edgeq.targets import targets_dir
+    from tests.conftest import DIGITS_MODEL
+
+    text = (targets_dir() / "x86-64.toml").read_text()
+    assert 'activation_type = "uint8"' in text
+    edited = tmp_path / "x86-s8s8.toml"
+    edited.write_text(text.replace('activation_type = "uint8"', 'activation_type = "int8"')
+                      .replace('name = "x86-64"', 'name = "x86-s8s8"'))
+    calib, ev = digits_small
+    res = edgeq.export(DIGITS_MODEL, calib=str(calib), eval=str(ev), target=str(edited), validate_on=("host",),
+                       max_eval_samples=32, output=tmp_path / "out")
+    before = _zero_point_types(digits_export.output / "model.int8.onnx")
+    after = _zero_point_types(res.output / "model.int8.onnx")
+    assert onnx.TensorProto.UINT8 in before
+    assert onnx.TensorProto.UINT8 not in after and onnx.TensorProto.INT8 in after
+    assert res.artifact("onnx-int8-static").quantization["activation_type"] == "int8"
+    assert sha256_bytes((digits_export.output / "model.int8.onnx").read_bytes()) != res.artifact(
+        "onnx-int8-static").sha256
