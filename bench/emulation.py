@@ -25,7 +25,7 @@ TARGETS = ("raspberry-pi-4", "raspberry-pi-5")
 
 def _setup_from_empty() -> float | None:
     """`edgeq emulator setup` into an empty cache, downloads included (pip's own cache disabled)."""
-    from edgeq.emulator.sysroot import find_qemu
+    from edgeq.emulator.env import find_qemu
 
     if find_qemu() is None:
         return None

@@ -19,9 +19,9 @@ def plain_quantize_static(fp32: Path, dst: Path, calib_npz: Path, n: int = 256) 
     from onnxruntime.quantization import quantize_static
 
     from edgeq.data import load_dataset
-    from edgeq.onnx.quantize import _reader_class
+    from edgeq.onnx.quantize import reader_class
 
-    quantize_static(str(fp32), str(dst), _reader_class()(load_dataset(calib_npz).head(n)))
+    quantize_static(str(fp32), str(dst), reader_class()(load_dataset(calib_npz).head(n)))
 
 
 def run(workdir: Path) -> Table:

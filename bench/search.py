@@ -41,10 +41,10 @@ def _run(path: Path, inputs: Path, work: Path) -> tuple[dict[str, np.ndarray], f
 def _plain(prepped: Path, out: Path, calib: Any) -> None:
     from onnxruntime.quantization import quantize_static
 
-    from edgeq.onnx.quantize import _quiet, _reader_class
+    from edgeq.onnx.quantize import quiet_stdout, reader_class
 
-    with _quiet():
-        quantize_static(str(prepped), str(out), _reader_class()(calib))
+    with quiet_stdout():
+        quantize_static(str(prepped), str(out), reader_class()(calib))
 
 
 def _case(t: Table, name: str, model: str, calib: Path, ev: Path, budget: Any, work: Path, embed: bool) -> None:

@@ -38,7 +38,7 @@ def check(outdir: str | Path, budget: Budget | None = None, runners: tuple[str, 
     verify_hashes(m, out)
     stored = Budget(**m["budget"])
     eff = (budget or Budget()).merged_over(stored)
-    target = _target_for(m)
+    target = target_for(m)
     specs = runners or tuple(m["config"].get("validate_on") or ("host",))
     arts = [Artifact.from_dict(a) for a in m["artifacts"]]
     for a in arts:
@@ -50,7 +50,7 @@ def check(outdir: str | Path, budget: Budget | None = None, runners: tuple[str, 
     return CheckResult(out, v["passed"], v["failures"], arts, eff, m, v["host_passes_arm_fails"])
 
 
-def _target_for(m: dict[str, Any]) -> Any:
+def target_for(m: dict[str, Any]) -> Any:
     t = m["target"]
     try:
         return load_target(t["path"] if t.get("path", "").endswith(".toml") and Path(t["path"]).is_file() else t["name"])

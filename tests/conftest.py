@@ -61,10 +61,11 @@ def arm_formats() -> tuple[str, ...]:
 def emulator_env():  # type: ignore[no-untyped-def]
     """The ARM emulator (set up here when possible — `make test` does it first); skips when it cannot be."""
     from edgeq.emulator import sysroot
+    from edgeq.emulator.env import find_qemu
     from edgeq.targets import load_target
 
     if not sysroot.is_ready():
-        if os.geteuid() != 0 and sysroot.find_qemu() is None:
+        if os.geteuid() != 0 and find_qemu() is None:
             pytest.skip("ARM emulator not set up and qemu missing (run `edgeq emulator setup` as root)")
         sysroot.setup(load_target("raspberry-pi-4"))
     return sysroot.load()

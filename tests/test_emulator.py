@@ -29,11 +29,9 @@ def env(emulator_env):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An emulator cache with nothing in it (the rest of the user cache — trained weights — stays shared)."""
-    from edgeq.emulator import sysroot
-
     root = tmp_path / "emulator"
     root.mkdir()
-    monkeypatch.setattr(sysroot, "root", lambda: root)
+    monkeypatch.setenv("EDGEQ_EMULATOR_DIR", str(root))
     return root
 
 

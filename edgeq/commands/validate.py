@@ -51,7 +51,7 @@ def validate(outdir: str | Path, runners: tuple[str, ...], budget: Budget | None
              progress: Progress | None = None) -> ValidateResult:
     """Python API of ``edgeq validate``."""
     from edgeq.api import commit_output
-    from edgeq.check import _target_for
+    from edgeq.check import target_for
     from edgeq.report import write_reports
     from edgeq.validate.metrics import Metrics, check_budget
     from edgeq.validate.orchestrate import validate_artifacts, verdict
@@ -64,7 +64,7 @@ def validate(outdir: str | Path, runners: tuple[str, ...], budget: Budget | None
     m = read_manifest(out)
     verify_hashes(m, out)
     eff = (budget or Budget()).merged_over(Budget(**m["budget"]))
-    target = _target_for(m)
+    target = target_for(m)
     for spec in runners:
         runner = get_runner(spec, target)  # usable? (typed error before any work)
         getattr(runner, "preflight", lambda: None)()

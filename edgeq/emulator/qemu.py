@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeq.emulator.cpuinfo import synthesise
-from edgeq.emulator.sysroot import EmulatorEnv, root
+from edgeq.emulator.env import EmulatorEnv, root
 from edgeq.errors import EmulatorError, TargetError
 from edgeq.hashing import sha256_bytes
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,7 @@ class DatasetReader:
         return len(self._data)
 
 
-def _reader_class() -> type:
+def reader_class() -> type:
     from onnxruntime.quantization import CalibrationDataReader
 
     class Reader(DatasetReader, CalibrationDataReader):  # ORT checks isinstance
@@ -58,7 +57,7 @@ def quantize_onnx_static(src: Path, dst: Path, calib: Dataset, opts: QuantOption
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     calib = calib.head(opts.max_calibration_samples)
-    reader = _reader_class()(calib, on_sample)
+    reader = reader_class()(calib, on_sample)
     extra: dict[str, Any] = {
         # Weights are symmetric INT8 (what ARM/x86 int8 GEMM kernels want); activations follow the type.
         "WeightSymmetric": True,
@@ -74,7 +73,7 @@ def quantize_onnx_static(src: Path, dst: Path, calib: Dataset, opts: QuantOption
         raise UsageError("quantize_onnx_static needs calibration, activation_type and weight_type set",
                          "pass QuantOptions.resolved(target.quant_defaults())")
     try:
-        with _quiet():
+        with quiet_stdout():
             quantize_static(
                 str(src), str(dst), reader,
                 quant_format=QuantFormat.QDQ,
@@ -114,7 +113,7 @@ def quantize_onnx_dynamic(src: Path, dst: Path, opts: QuantOptions) -> dict[str,
 
     wtype = "int8" if opts.weight_type in (None, "int8", "int16") else "uint8"
     try:
-        with _quiet():
+        with quiet_stdout():
             quantize_dynamic(str(src), str(dst), per_channel=bool(opts.per_channel),
                              reduce_range=bool(opts.reduce_range), weight_type=getattr(QuantType, _QTYPE[wtype]),
                              nodes_to_exclude=list(opts.nodes_to_exclude) or None,
@@ -156,14 +155,9 @@ def _op_types(src: Path, excluded: tuple[str, ...]) -> list[str] | None:
 
 
 @contextlib.contextmanager
-def _quiet():  # type: ignore[no-untyped-def]
-    """ORT's quantizer logs and prints at INFO; keep the terminal for edgeq's own progress."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.WARNING)
+def quiet_stdout() -> Iterator[None]:
+    """ORT's quantizer prints progress to stdout; keep the terminal for edgeq's own progress. Its log records
+    go through ``logging`` untouched: library code leaves the application's logging configuration alone."""
     sink = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(sink):
-            yield
-    finally:
-        root.setLevel(level)
+    with contextlib.redirect_stdout(sink):
+        yield

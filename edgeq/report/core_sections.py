@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeq.report.html import _e, register_section
+from edgeq.report.html import esc, register_section
 
 _QUANT_KEYS = ("method", "format", "scheme", "calibration", "calibration_samples", "per_channel", "activation_type",
                "weight_type", "reduce_range", "nodes_excluded", "op_types_excluded", "preprocessing", "tool")
@@ -16,7 +16,7 @@ def quantization_section(manifest: dict[str, Any]) -> str | None:
     if not arts:
         return None
     keys = [k for k in _QUANT_KEYS if any(k in a["quantization"] for a in arts)]
-    head = "".join(f"<th>{_e(k.replace('_', ' '))}</th>" for k in keys)
+    head = "".join(f"<th>{esc(k.replace('_', ' '))}</th>" for k in keys)
     rows = []
     for a in arts:
         q = a["quantization"]
@@ -27,8 +27,8 @@ def quantization_section(manifest: dict[str, Any]) -> str | None:
                 v = v.rsplit(".", 1)[-1]
             if isinstance(v, list):
                 v = ", ".join(map(str, v)) if v else "none"
-            cells.append(f"<td>{_e('–' if v is None else v)}</td>")
-        rows.append(f"<tr><td>{_e(a['name'])}</td>{''.join(cells)}</tr>")
+            cells.append(f"<td>{esc('–' if v is None else v)}</td>")
+        rows.append(f"<tr><td>{esc(a['name'])}</td>{''.join(cells)}</tr>")
     return ("<h2>Quantization</h2><table><tr><th>artifact</th>" + head + "</tr>" + "".join(rows) + "</table>")
 
 
@@ -40,7 +40,7 @@ def signature_section(manifest: dict[str, Any]) -> str | None:
     rows = []
     for kind in ("inputs", "outputs"):
         for s in sig[kind]:
-            rows.append(f"<tr><td>{kind[:-1]}</td><td><code>{_e(s['name'])}</code></td><td>{_e(s['dtype'])}</td>"
-                        f"<td>{_e(s['shape'])}</td></tr>")
+            rows.append(f"<tr><td>{kind[:-1]}</td><td><code>{esc(s['name'])}</code></td><td>{esc(s['dtype'])}</td>"
+                        f"<td>{esc(s['shape'])}</td></tr>")
     return ("<h2>I/O signature</h2><p class='muted'>What an app feeds and reads (also in edgeq.json → signature).</p>"
             "<table><tr><th></th><th>name</th><th>dtype</th><th>shape</th></tr>" + "".join(rows) + "</table>")

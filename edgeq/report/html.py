@@ -10,7 +10,7 @@ import html
 from collections.abc import Callable
 from typing import Any
 
-from edgeq.report.markdown import _HEAD, _extra_sections, table
+from edgeq.report.markdown import HEAD_CSS, extra_sections, table
 
 Section = Callable[[dict[str, Any]], str | None]  # manifest -> HTML fragment (or None to skip)
 _SECTIONS: list[tuple[str, Section]] = []
@@ -37,7 +37,7 @@ th{background:#f6f8fa} td.num{text-align:right;font-variant-numeric:tabular-nums
 """
 
 
-def _e(x: Any) -> str:
+def esc(x: Any) -> str:
     return html.escape(str(x))
 
 
@@ -62,23 +62,23 @@ def render_html(manifest: dict[str, Any]) -> str:
     src = manifest["source"]
     vd = manifest["validation_data"]
     ok = v["passed"]
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>edgeq report — {_e(src['ref'])}</title>",
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>edgeq report — {esc(src['ref'])}</title>",
              f"<style>{_CSS}</style></head><body>",
              f"<h1>edgeq report <span class='badge {'pass' if ok else 'fail'}'>{'PASS' if ok else 'FAIL'}</span></h1>",
-             f"<p>Model <code>{_e(src['ref'])}</code> ({_e(src['kind'])}) → target <b>{_e(t['name'])}</b> "
-             f"({_e(t['cpu'])}, {_e(t['isa'])}, {_e(t['abi'])}).<br>Evaluated on {vd['samples']} samples from "
-             f"{_e(vd['source'])}; reference: {_e(vd['reference']['kind'])}.<br>Budget: "
-             + ", ".join(f"{_e(k)} = {_e(val)}" for k, val in manifest["budget"].items() if val is not None)
+             f"<p>Model <code>{esc(src['ref'])}</code> ({esc(src['kind'])}) → target <b>{esc(t['name'])}</b> "
+             f"({esc(t['cpu'])}, {esc(t['isa'])}, {esc(t['abi'])}).<br>Evaluated on {vd['samples']} samples from "
+             f"{esc(vd['source'])}; reference: {esc(vd['reference']['kind'])}.<br>Budget: "
+             + ", ".join(f"{esc(k)} = {esc(val)}" for k, val in manifest["budget"].items() if val is not None)
              + "</p>"]
     if v.get("host_passes_arm_fails"):
         parts.append("<div class='warn'><b>Host passes, ARM fails.</b> The x86 host verdict would have shipped a model "
                      "that fails on the device's kernels:<ul>"
-                     + "".join(f"<li>{_e(f)}</li>" for f in v["host_passes_arm_fails"]) + "</ul></div>")
-    parts.append("<h2>Artifacts</h2><table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in _HEAD) + "</tr>")
+                     + "".join(f"<li>{esc(f)}</li>" for f in v["host_passes_arm_fails"]) + "</ul></div>")
+    parts.append("<h2>Artifacts</h2><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in HEAD_CSS) + "</tr>")
     for row in table(manifest):
         bad = row[-1] == "FAIL"
         parts.append(f"<tr class='{'bad' if bad else ''}'>" + "".join(
-            f"<td class='{'num' if i not in (0, 3, 12) else ''}'>{_e(c)}</td>" for i, c in enumerate(row)) + "</tr>")
+            f"<td class='{'num' if i not in (0, 3, 12) else ''}'>{esc(c)}</td>" for i, c in enumerate(row)) + "</tr>")
     parts.append("</table><p class='muted'>Size and latency ratios are against the float artifact of the same format "
                  "on the same runner. Latency: median single-sample run after warm-up. <b>Emulated</b> latency is qemu "
                  "executing ARM instructions on an x86 host — it proves the kernels and numerics, never device speed.</p>")
@@ -86,20 +86,20 @@ def render_html(manifest: dict[str, Any]) -> str:
         parts.append("<h2>Passes (in order)</h2><table><tr><th>stage</th><th>pass</th><th>format</th><th>changed</th>"
                      "<th>what it did</th></tr>")
         for p in manifest["passes"]:
-            parts.append(f"<tr><td>{_e(p['stage'])}</td><td>{_e(p['name'])}</td><td>{_e(p['format'])}</td>"
-                         f"<td>{'yes' if p['changed'] else 'no'}</td><td>{_e(p['summary'])}</td></tr>")
+            parts.append(f"<tr><td>{esc(p['stage'])}</td><td>{esc(p['name'])}</td><td>{esc(p['format'])}</td>"
+                         f"<td>{'yes' if p['changed'] else 'no'}</td><td>{esc(p['summary'])}</td></tr>")
         parts.append("</table>")
-    extra = _extra_sections(manifest)
+    extra = extra_sections(manifest)
     if extra:
-        parts.append("<h2>Delegation</h2><ul>" + "".join(f"<li>{_e(x)}</li>" for x in extra) + "</ul>")
+        parts.append("<h2>Delegation</h2><ul>" + "".join(f"<li>{esc(x)}</li>" for x in extra) + "</ul>")
     _load_section_modules()
     for _name, fn in _SECTIONS:
         frag = fn(manifest)
         if frag:
             parts.append(frag)
     parts.append("<h2>Verdict</h2>" + ("<p class='badge pass'>PASS</p>" if ok else "<p class='badge fail'>FAIL</p><ul>"
-                 + "".join(f"<li>{_e(f)}</li>" for f in v["failures"]) + "</ul>"))
-    deps = ", ".join(f"{_e(k)} {_e(val)}" for k, val in manifest["dependencies"].items() if val)
-    parts.append(f"<p class='muted'>edgeq {_e(manifest['edgeq_version'])} · {deps} · {_e(manifest['created'])}</p>")
+                 + "".join(f"<li>{esc(f)}</li>" for f in v["failures"]) + "</ul>"))
+    deps = ", ".join(f"{esc(k)} {esc(val)}" for k, val in manifest["dependencies"].items() if val)
+    parts.append(f"<p class='muted'>edgeq {esc(manifest['edgeq_version'])} · {deps} · {esc(manifest['created'])}</p>")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -6,7 +6,7 @@ from typing import Any
 
 from edgeq.report.rows import fmt_bytes, fmt_latency, fmt_num, rows
 
-_HEAD = ("artifact", "bytes", "× float", "runner", "accuracy", "drop (pt)", "top-1 agree", "cos mean", "cos min",
+HEAD_CSS = ("artifact", "bytes", "× float", "runner", "accuracy", "drop (pt)", "top-1 agree", "cos mean", "cos min",
          "SQNR dB", "max |Δ|", "latency", "budget")
 
 
@@ -23,15 +23,15 @@ def table(manifest: dict[str, Any]) -> list[tuple[str, ...]]:
 
 def terminal_summary(manifest: dict[str, Any], outdir: str) -> str:
     body = table(manifest)
-    widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(_HEAD)]
-    line = "  ".join(h.ljust(w) for h, w in zip(_HEAD, widths, strict=True))
+    widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(HEAD_CSS)]
+    line = "  ".join(h.ljust(w) for h, w in zip(HEAD_CSS, widths, strict=True))
     lines = [line, "-" * len(line)]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in body]
     v = manifest["verdict"]
     lines.append("")
     for p in manifest["passes"]:
         lines.append(f"pass {p['name']:<22} [{p['format']}] {p['summary']}")
-    for extra in _extra_sections(manifest):
+    for extra in extra_sections(manifest):
         lines.append(extra)
     for f in v.get("host_passes_arm_fails", []):
         lines.append(f"WARNING host passes but ARM fails: {f}")
@@ -41,7 +41,7 @@ def terminal_summary(manifest: dict[str, Any], outdir: str) -> str:
     return "\n".join(lines)
 
 
-def _extra_sections(manifest: dict[str, Any]) -> list[str]:
+def extra_sections(manifest: dict[str, Any]) -> list[str]:
     out = []
     for a in manifest["artifacts"]:
         d = a.get("details") or {}
@@ -65,7 +65,7 @@ def render_markdown(manifest: dict[str, Any]) -> str:
     out.append(f"- evaluation: {vd['samples']} samples from {vd['source']}; reference: {vd['reference']['kind']}")
     out.append("- budget: " + ", ".join(f"{k}={val}" for k, val in b.items() if val is not None))
     out.append(f"- edgeq {manifest['edgeq_version']}; " + ", ".join(f"{k} {val}" for k, val in manifest["dependencies"].items() if val))
-    out += ["", "## Artifacts", "", "| " + " | ".join(_HEAD) + " |", "|" + "---|" * len(_HEAD)]
+    out += ["", "## Artifacts", "", "| " + " | ".join(HEAD_CSS) + " |", "|" + "---|" * len(HEAD_CSS)]
     out += ["| " + " | ".join(row) + " |" for row in table(manifest)]
     out += ["", "Latency is the median of single-sample runs after warm-up. Emulated latency counts qemu's "
             "instruction-level execution on the x86 host and is **not** device speed.", ""]
@@ -74,7 +74,7 @@ def render_markdown(manifest: dict[str, Any]) -> str:
         out += [f"| {p['stage']} | {p['name']} | {p['format']} | {'yes' if p['changed'] else 'no'} | {p['summary']} |"
                 for p in manifest["passes"]]
         out.append("")
-    extra = _extra_sections(manifest)
+    extra = extra_sections(manifest)
     if extra:
         out += ["## Delegation", ""] + [f"- {e}" for e in extra] + [""]
     if v.get("host_passes_arm_fails"):

@@ -17,7 +17,7 @@ from typing import Any
 
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
-from edgeq.search.sensitivity import NodeSensitivity, _nsr
+from edgeq.search.sensitivity import NodeSensitivity, nsr
 
 
 def pte_sensitivity(exported: Any, calib: Dataset, signature: list[Any], opts: QuantOptions, target: Any,
@@ -78,7 +78,7 @@ def pte_sensitivity(exported: Any, calib: Dataset, signature: list[Any], opts: Q
         ins = [sqnr[a.name] for a in n.all_input_nodes if a.name in sqnr]
         in_db = min(ins) if ins else math.inf
         out_db = sqnr[n.name]
-        added = max(0.0, _nsr(out_db) - _nsr(in_db)) if ins else _nsr(out_db)
+        added = max(0.0, nsr(out_db) - nsr(in_db)) if ins else nsr(out_db)
         result.append(NodeSensitivity(n.name, kinds.get(n.name, "?"), n.name, math.nan, out_db, in_db, added))
     result.sort(key=lambda s: -s.added_nsr)
     return result

@@ -46,7 +46,7 @@ class NodeSensitivity:
         return {k: (_finite(v) if isinstance(v, float) else v) for k, v in d.items()}
 
 
-def _nsr(db: float) -> float:
+def nsr(db: float) -> float:
     return 0.0 if math.isinf(db) and db > 0 else 10.0 ** (-db / 10.0)
 
 
@@ -76,15 +76,15 @@ def onnx_sensitivity(float_model: Path, qdq_model: Path, data: Dataset, max_samp
         modify_model_output_intermediate_tensors,
     )
 
-    from edgeq.onnx.quantize import _quiet, _reader_class
+    from edgeq.onnx.quantize import quiet_stdout, reader_class
 
     data = data.head(max_samples)
-    with tempfile.TemporaryDirectory(prefix="edgeq-sens-") as tmp, _quiet():
+    with tempfile.TemporaryDirectory(prefix="edgeq-sens-") as tmp, quiet_stdout():
         aug_f, aug_q = Path(tmp, "float.aug.onnx"), Path(tmp, "qdq.aug.onnx")
         modify_model_output_intermediate_tensors(str(float_model), str(aug_f))
         modify_model_output_intermediate_tensors(str(qdq_model), str(aug_q))
-        float_acts = collect_activations(str(aug_f), _reader_class()(data))
-        qdq_acts = collect_activations(str(aug_q), _reader_class()(data))
+        float_acts = collect_activations(str(aug_f), reader_class()(data))
+        qdq_acts = collect_activations(str(aug_q), reader_class()(data))
         matching = {k: v for k, v in create_activation_matching(qdq_acts, float_acts).items() if "float" in v}
         act_err = compute_activation_error(matching)
         w_err = compute_weight_error(_weight_matching(float_model, qdq_model),
@@ -101,7 +101,7 @@ def onnx_sensitivity(float_model: Path, qdq_model: Path, data: Dataset, max_samp
         qdq_db, x_db = float(act_err[t]["qdq_err"]), float(xmodel.get(t, math.inf))
         ins = [float(xmodel[i]) for i in n.input if i in xmodel]
         in_db = min(ins) if ins else math.inf
-        added = max(_nsr(qdq_db), _nsr(x_db) - _nsr(in_db))
+        added = max(nsr(qdq_db), nsr(x_db) - nsr(in_db))
         wts = [float(w_err[i]) for i in n.input if i in w_err]
         result.append(NodeSensitivity(n.name, n.op_type, t, qdq_db, x_db, in_db, added,
                                       min(wts) if wts else None))

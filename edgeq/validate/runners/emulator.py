@@ -34,7 +34,7 @@ class EmulatorRunner:
         if fmt == "onnx":
             return True
         if fmt == "pte":
-            return _pte_runner_available()
+            return pte_runner_available()
         return False
 
     def describe(self) -> dict[str, Any]:
@@ -44,10 +44,10 @@ class EmulatorRunner:
     def run(self, artifact: Path, fmt: str, inputs: Path, workdir: Path) -> RunResult:
         if fmt == "onnx":
             return self._run_onnx(artifact, inputs, workdir)
-        if fmt == "pte" and _pte_runner_available():
+        if fmt == "pte" and pte_runner_available():
             return self._run_pte(artifact, inputs, workdir)
         raise EmulatorError(f"the emulator runner cannot execute {fmt!r} artifacts",
-                            "supported: onnx" + (", pte" if _pte_runner_available() else ""))
+                            "supported: onnx" + (", pte" if pte_runner_available() else ""))
 
     # --- ONNX ----------------------------------------------------------------------------------------------
 
@@ -112,7 +112,7 @@ class EmulatorRunner:
                          {"load_ms": info.get("load_ms")})
 
 
-def _pte_runner_available() -> bool:
+def pte_runner_available() -> bool:
     """The .pte path needs the C++ runner sources and their builder (the ExecuTorch feature)."""
     import importlib.util
 

@@ -24,7 +24,7 @@ class HostRunner:
         return fmt in _HOST_PROGRAMS and (fmt != "pte" or _executorch_available())
 
     def describe(self) -> dict[str, Any]:
-        return {"runner": "host", "machine": platform.machine(), "cpu_model": _host_cpu_name(),
+        return {"runner": "host", "machine": platform.machine(), "cpu_model": host_cpu_name(),
                 "features": [], "emulated": False}
 
     def run(self, artifact: Path, fmt: str, inputs: Path, workdir: Path) -> RunResult:
@@ -73,7 +73,7 @@ def host_program(fmt: str) -> Callable[[Path, Path, Path], RunResult]:
     return _HOST_PROGRAMS[fmt]
 
 
-def _host_cpu_name() -> str:
+def host_cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -74,9 +74,9 @@ class HostCppRunner:
         return fmt == "pte"
 
     def describe(self) -> dict[str, Any]:
-        from edgeq.validate.runners.host import _host_cpu_name
+        from edgeq.validate.runners.host import host_cpu_name
 
-        return {"runner": "host-cpp", "machine": platform.machine(), "cpu_model": _host_cpu_name(),
+        return {"runner": "host-cpp", "machine": platform.machine(), "cpu_model": host_cpu_name(),
                 "features": [], "emulated": False}
 
     def run(self, artifact: Path, fmt: str, inputs: Path, workdir: Path) -> RunResult:

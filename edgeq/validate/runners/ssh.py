@@ -110,9 +110,9 @@ class SshRunner:
     # --- protocol -------------------------------------------------------------------------------------------
 
     def supports(self, fmt: str) -> bool:
-        from edgeq.validate.runners.emulator import _pte_runner_available
+        from edgeq.validate.runners.emulator import pte_runner_available
 
-        return fmt == "onnx" or (fmt == "pte" and _pte_runner_available())
+        return fmt == "onnx" or (fmt == "pte" and pte_runner_available())
 
     def describe(self) -> dict[str, Any]:
         p = self.probe()
