@@ -192,6 +192,7 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
                        "eval_fraction": config.eval_fraction, "seed": config.seed, "opset": config.opset,
                        "max_eval_samples": config.max_eval_samples, "validate_on": list(runners),
                        "calib": str(config.calib), "eval": config.eval, "dynamic_batch": captured.dynamic_batch,
+                       "static_batch_reason": captured.static_batch_reason,
                        "search": config.search.to_dict()}
         m["budget"] = budget.to_dict()
         m["signature"] = {"inputs": [s.to_dict() for s in captured.signature],

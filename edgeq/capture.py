@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,8 @@ from edgeq.data import Dataset, check_against_signature
 from edgeq.errors import CaptureError, SignatureMismatchError
 from edgeq.signature import TensorSpec
 from edgeq.source import ModelSource
+
+_log = logging.getLogger(__name__)
 
 EXAMPLE_BATCH = 2  # torch.export specialises a size-1 dim to a constant, so a dynamic batch needs >= 2
 
@@ -25,6 +28,7 @@ class Captured:
     exported: Any = None  # torch.export.ExportedProgram (None for .onnx sources)
     dynamic_batch: bool = False
     output_names: list[str] | None = None
+    static_batch_reason: str | None = None  # why a dynamic batch could not be exported (recorded in the manifest)
 
     def example_inputs(self, data: Dataset, batch: int = 1) -> tuple[Any, ...]:
         """Contiguous torch clones of the first ``batch`` samples, in signature order.
@@ -81,15 +85,18 @@ def _export_module(source: ModelSource, signature: list[TensorSpec], calib: Data
         try:
             ep = torch.export.export(module, args, dynamic_shapes=dynamic, strict=False)
             return Captured(source, signature, exported=ep, dynamic_batch=True)
-        except Exception:  # noqa: BLE001  a model that pins its batch size still exports with static shapes
-            pass
+        except Exception as e:  # noqa: BLE001  a model that pins its batch size still exports with static shapes
+            reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}"
+            _log.info("dynamic-batch export failed (%s); exporting with a static batch of 1", reason)
+    else:
+        reason = f"only {batch} calibration sample(s): no second batch size to export with"
     args = base.example_inputs(calib, 1)
     try:
         ep = torch.export.export(module, args, strict=False)
     except Exception as e:
         raise capture_error(e) from e
     fixed = [TensorSpec(s.name, s.dtype, (1, *s.shape[1:]), s.layout) for s in signature]
-    return Captured(source, fixed, exported=ep, dynamic_batch=False)
+    return Captured(source, fixed, exported=ep, dynamic_batch=False, static_batch_reason=reason)
 
 
 def capture_error(e: Exception) -> CaptureError:

@@ -120,7 +120,9 @@ def run_sweep(config: PipelineConfig, progress: Progress | None = None) -> dict[
             add(name, "int8-static", lambda p, q=q: quantize_onnx_static(prepped, p, calib, q))
         try:
             ranking = onnx_sensitivity(prepped, run / static.path, calib, max_samples=config.search.sensitivity_samples)
-        except Exception:  # noqa: BLE001  no ranking -> no mixed-precision variant
+        except Exception as e:  # noqa: BLE001  no ranking -> no mixed-precision variant, said out loud
+            progress.stage(f"note: no onnx-mixed-int16 variant: the sensitivity analysis failed "
+                           f"({type(e).__name__}: {str(e)[:200]})")
             ranking = []
         if ranking:
             hood = Neighbourhood(prepped)

@@ -344,7 +344,11 @@ def _safe_sensitivity(prepped: Path, qdq: Path, calib: Dataset, options: SearchO
 
     try:
         return onnx_sensitivity(prepped, qdq, calib, max_samples=options.sensitivity_samples)
-    except Exception:  # noqa: BLE001  the debugger is best-effort: without it the ladder skips its stage
+    except Exception as e:  # noqa: BLE001  the debugger is best-effort: without it the ladder skips its stage
+        import logging
+
+        logging.getLogger(__name__).warning("ONNX sensitivity analysis failed (%s: %s); the search skips its "
+                                            "sensitivity stage", type(e).__name__, str(e)[:300])
         return []
 
 
