@@ -31,6 +31,7 @@ emulator: venv system-deps
 
 test: venv system-deps emulator
 	$(PY) -m ruff check edgeq tests bench
+	$(PY) -m mypy
 	$(PY) -m pytest -q tests
 
 test-fast: venv

@@ -15,7 +15,8 @@ from edgeq.api import export_model as export
 from edgeq.check import CheckResult, check
 from edgeq.config import Budget, PipelineConfig, QuantOptions, SearchOptions, load_config
 from edgeq.errors import EdgeqError
-from edgeq.targets import Target, list_targets, load_target
+from edgeq.targets import list_targets, load_target
+from edgeq.targetspec import Target
 
 __all__ = ["Budget", "CheckResult", "EdgeqError", "ExportResult", "PipelineConfig", "QuantOptions", "SearchOptions", "Target",
            "check", "export", "list_targets", "load_config", "load_target", "run_pipeline"]

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from edgeq.backends.base import get_backend
 from edgeq.capture import capture
@@ -27,7 +27,8 @@ from edgeq.progress import Progress
 from edgeq.reference import output_names_for, reference_outputs
 from edgeq.signature import TensorSpec
 from edgeq.source import load_source
-from edgeq.targets import Target, load_target
+from edgeq.targets import load_target
+from edgeq.targetspec import Target
 from edgeq.validate.orchestrate import validate_artifacts, verdict
 
 VALIDATION_DIR = "validation"
@@ -160,7 +161,7 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         ref, ref_kind = reference_outputs(captured, ev, output_names)
         import numpy as np
 
-        np.savez(tmp / REFERENCE_REL, **ref)
+        np.savez(tmp / REFERENCE_REL, **cast("dict[str, Any]", ref))  # numpy types **kwds as if allow_pickle were among them
 
         pass_log: list[dict[str, Any]] = []
         artifacts: list[Artifact] = []

@@ -120,7 +120,7 @@ class SearchOptions:
     max_trials: int = 16
     max_seconds: float = 300.0
     max_size_ratio: float | None = None
-    calibrations: tuple[str, ...] = ("minmax", "percentile", "entropy")
+    calibrations: tuple[CalibrationMethod, ...] = ("minmax", "percentile", "entropy")
     sensitivity_samples: int = 16
 
     def __post_init__(self) -> None:
@@ -223,9 +223,11 @@ def config_from_dict(raw: dict[str, Any], where: str, **overrides: Any) -> Pipel
     budget = raw.pop("budget", {})
     search = raw.pop("search", {})
     try:
-        q = QuantOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in quant.items()})
+        qkw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in quant.items()}
+        skw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in search.items()}
+        q = QuantOptions(**qkw)
         b = Budget(**budget)
-        srch = SearchOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in search.items()})
+        srch = SearchOptions(**skw)
     except TypeError as e:
         raise UsageError(f"{where}: {e}") from e
     for key in ("formats", "validate_on"):

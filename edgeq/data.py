@@ -11,6 +11,7 @@ import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -86,7 +87,7 @@ class Dataset:
         arrays = dict(self.inputs)
         if self.labels is not None:
             arrays[LABELS_KEY] = self.labels
-        np.savez(path, **arrays)
+        np.savez(path, **cast("dict[str, Any]", arrays))  # numpy types **kwds as if allow_pickle were among them
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -104,7 +105,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
 def _read_npy(path: Path) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False)
+        return np.asarray(np.load(path, allow_pickle=False))
     except ValueError as e:
         raise DataError(f"{path}: not a plain numeric .npy ({e})") from e
     except (OSError, EOFError) as e:

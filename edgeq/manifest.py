@@ -169,7 +169,7 @@ def read_manifest(outdir: Path) -> dict[str, Any]:
     if not p.is_file():
         raise ManifestError(f"no {MANIFEST_NAME} in {outdir}", "point at a folder written by `edgeq export`")
     try:
-        m = json.loads(p.read_text())
+        m: dict[str, Any] = json.loads(p.read_text())
     except json.JSONDecodeError as e:
         raise ManifestError(f"{p}: not valid JSON ({e})", "the manifest is corrupt; re-run edgeq export") from e
     validate_manifest(m, str(p))

@@ -36,7 +36,8 @@ def _check_keys(where: str, table: dict[str, Any], required: set[str], optional:
 
 
 def _dc_keys(cls: type) -> tuple[set[str], set[str]]:
-    req, opt = set(), set()
+    req: set[str] = set()
+    opt: set[str] = set()
     for f in fields(cls):
         has_default = f.default is not MISSING or f.default_factory is not MISSING
         (opt if has_default else req).add(f.name)

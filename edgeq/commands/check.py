@@ -8,7 +8,7 @@ from pathlib import Path
 from edgeq.commands.common import add_budget_flags, budget_from, progress_from
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("check", help="re-validate an export folder against a budget (CI gate)",
                        description="Re-hash the artifacts listed in OUTDIR/edgeq.json, re-run them on the stored "
                                    "validation inputs and compare with the stored float reference. Exit 0 on pass, "

@@ -10,7 +10,7 @@ from pathlib import Path
 from edgeq.commands.common import progress_from
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="train the digits CNN, export static INT8, validate, report",
                        description="Train (or load from the cache) a small CNN on scikit-learn's load_digits — real "
                                    "8x8 handwritten digits that ship with scikit-learn — then export it to INT8 "

@@ -10,7 +10,7 @@ from edgeq.commands.common import progress_from
 DEFAULT_SMOKE_TARGET = "raspberry-pi-4"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("emulator", help="set up / inspect the ARM emulator (qemu-user + aarch64 sysroot)",
                        description="Validation on the ARM kernels a device runs, without the device: qemu-user "
                                    "with the target's CPU model, an aarch64 python3.11 sysroot from Debian arm64 "

@@ -27,7 +27,7 @@ folder and renamed into place, so a failure or Ctrl-C leaves nothing behind.
 """
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("export", help="quantize a model to INT8 artifacts and validate them",
                        description="Quantize a PyTorch/ONNX model to INT8 artifacts for a target and validate them "
                                    "against the float model.", epilog=HELP,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("inspect", help="show a model's inputs (names, dtypes, shapes) so you can build DATA",
                        description="Resolve MODEL and print the input names, dtypes and shapes the calibration "
                                    ".npz must use.")

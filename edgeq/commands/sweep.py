@@ -22,7 +22,7 @@ example:
 """
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("sweep", help="evaluate a grid of precision variants and plot the trade-off",
                        description="Build float, fp16, dynamic INT8, static INT8 variants and mixed precision of an "
                                    "ONNX model, validate each, plot accuracy vs size and latency.",

@@ -13,7 +13,7 @@ KEY_FEATURES = (("asimddp", "dotprod"), ("i8mm", "i8mm"), ("asimdhp", "fp16"), (
                 ("avx512_vnni", "vnni"), ("avx_vnni", "vnni"))
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("targets", help="list target profiles; `targets show NAME` prints one",
                        description="Target profiles are TOML files in targets/ (or your own file passed as "
                                    "--target path.toml). They pick the quantization scheme, passes and budget.")

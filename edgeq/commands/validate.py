@@ -23,7 +23,7 @@ from edgeq.manifest import MANIFEST_NAME, Artifact, read_manifest, verify_hashes
 from edgeq.progress import Progress
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("validate", help="re-validate an export folder on a runner (emulator, ssh://...) and record it",
                        description="Run the artifacts of OUTDIR on the given runner(s) — the host, the ARM emulator "
                                    "with the target's CPU model, or a real board over SSH — compare with the stored "

@@ -5,6 +5,7 @@
 ``/proc/cpuinfo`` for the target's CPU.
 """
 
-from edgeq.emulator.sysroot import EmulatorEnv, load, setup, status
+from edgeq.emulator.env import EmulatorEnv
+from edgeq.emulator.sysroot import load, setup, status
 
 __all__ = ["EmulatorEnv", "load", "setup", "status"]

@@ -114,7 +114,7 @@ def fetch_debs(progress: Progress) -> list[dict[str, Any]]:
     run_tool([apt_get(), *opts, "-qq", "update"], "apt-get update (arm64 index)", TIMEOUT_APT, hint)
     r = run_tool([apt_get(), *opts, "--print-uris", "download", *DEB_PACKAGES], "apt-get --print-uris download",
              TIMEOUT_APT, hint)
-    entries = []
+    entries: list[dict[str, Any]] = []
     for line in r.stdout.splitlines():
         parts = line.split()
         if len(parts) == 4 and parts[3].startswith("SHA256:"):
@@ -165,11 +165,11 @@ def fetch_wheels(progress: Progress) -> list[dict[str, Any]]:
                 os.replace(p, d / p.name)
     out = []
     for w in WHEELS:
-        p = wheel_file(w)
-        if p is None:
+        found = wheel_file(w)
+        if found is None:
             raise EmulatorError(f"{w.name}=={w.version}: no aarch64 wheel with the pinned sha256 was downloaded",
                                 "the pin in edgeq/emulator/sysroot.py and PyPI disagree")
-        out.append({"file": p.name, "sha256": w.sha256})
+        out.append({"file": found.name, "sha256": w.sha256})
     return out
 
 

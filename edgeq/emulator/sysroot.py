@@ -238,7 +238,7 @@ def _setup_locked(target: Any, progress: Progress, force: bool, qemu: str, t0: f
 
 
 def _wheel_name(wheels: list[dict[str, Any]], w: Wheel) -> str:
-    return next(x["file"] for x in wheels if x["sha256"] == w.sha256)
+    return str(next(x["file"] for x in wheels if x["sha256"] == w.sha256))
 
 
 def _smoke(env: EmulatorEnv, target: Any, progress: Progress, write: bool = True) -> None:

@@ -34,6 +34,8 @@ def export_float_onnx(captured: Captured, path: Path, opset: int = 18,
         raise CaptureError(f"torch.onnx.export failed: {type(e).__name__}: {str(e).strip().splitlines()[0][:300]}",
                            "an operator may have no ONNX translation at this opset; try --opset 20, or "
                            "export the .onnx yourself and pass it as MODEL") from e
+    if program is None:  # dynamo=True always returns a program; None would mean the exporter changed contract
+        raise CaptureError("torch.onnx.export returned no program", "report the torch version to edgeq")
     program.save(str(path), external_data=False)
     _strip_node_metadata(path)
     return path

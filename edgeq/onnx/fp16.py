@@ -18,10 +18,10 @@ from edgeq.errors import ArtifactError, QuantizationError
 from edgeq.onnx.io import save_atomic
 
 
-def _elem_types(model: Any) -> collections.Counter:
+def _elem_types(model: Any) -> collections.Counter[str]:
     import onnx
 
-    c: collections.Counter = collections.Counter()
+    c: collections.Counter[str] = collections.Counter()
     for init in model.graph.initializer:
         c[onnx.TensorProto.DataType.Name(init.data_type).lower()] += 1
     return c

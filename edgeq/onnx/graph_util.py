@@ -8,8 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from edgeq.onnx.io import save_atomic  # noqa: F401  (re-exported for the passes)
-
 # Graph passes check themselves on a few real samples: a rewrite that moves outputs beyond this is reverted.
 SELF_CHECK_SAMPLES = 4
 SELF_CHECK_RTOL = 1e-3

@@ -45,7 +45,7 @@ class DatasetReader:
 def reader_class() -> type:
     from onnxruntime.quantization import CalibrationDataReader
 
-    class Reader(DatasetReader, CalibrationDataReader):  # ORT checks isinstance
+    class Reader(DatasetReader, CalibrationDataReader):  # type: ignore[misc]  # untyped ORT base; ORT checks isinstance
         pass
 
     return Reader

@@ -11,7 +11,7 @@ HEAD_CSS = ("artifact", "bytes", "× float", "runner", "accuracy", "drop (pt)", 
 
 
 def table(manifest: dict[str, Any]) -> list[tuple[str, ...]]:
-    out = []
+    out: list[tuple[str, ...]] = []
     for r in rows(manifest):
         out.append((r.artifact, fmt_bytes(r.bytes), fmt_num(r.size_ratio, ".3f"), r.runner,
                     fmt_num(r.accuracy), fmt_num(r.accuracy_drop_pts, ".2f"), fmt_num(r.top1),

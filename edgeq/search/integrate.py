@@ -84,7 +84,7 @@ def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scr
         art.validations = []
         if runners:
             validate_artifacts(workdir, [art], inputs_rel, reference_rel, runners, target, budget, progress)
-    if result.met:
+    if result.met and result.best is not None:
         progress.stage(f"search: trial {result.best.index} meets the budget ({result.best.config.label()}); "
                        f"{len(result.trials)} trials in {result.seconds:.1f} s")
     else:

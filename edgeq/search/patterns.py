@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 CATEGORIES: tuple[str, ...] = ("mask_arithmetic", "softmax", "layernorm", "gelu", "residual_add")
 
@@ -26,7 +27,7 @@ def fragile_nodes(model_path: str | Path) -> dict[str, list[str]]:
     model = onnx.load(str(model_path), load_external_data=False)
     g = model.graph
     consts = {i.name for i in g.initializer} | {o for n in g.node if n.op_type == "Constant" for o in n.output}
-    consumers: dict[str, list] = defaultdict(list)
+    consumers: dict[str, list[Any]] = defaultdict(list)
     producer = {}
     for n in g.node:
         for x in n.input:
@@ -74,7 +75,7 @@ def _near_reduce_mean(n, producer, consumers) -> bool:  # type: ignore[no-untype
     return n.op_type == "ReduceMean" or any(m is not None and m.op_type == "ReduceMean" for m in around)
 
 
-def _erf_ring(erf, producer, consumers) -> list:  # type: ignore[no-untyped-def]
+def _erf_ring(erf: Any, producer: dict[str, Any], consumers: dict[str, list[Any]]) -> list[Any]:
     """GELU(x) = x * 0.5 * (1 + erf(x / sqrt 2)): the Div before Erf and the Add/Mul chain after it."""
     ring = []
     pre = producer.get(erf.input[0])

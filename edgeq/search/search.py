@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from edgeq.config import Budget, QuantOptions, SearchOptions
+from edgeq.config import Budget, CalibrationMethod, QuantOptions, SearchOptions
 from edgeq.data import Dataset
 from edgeq.errors import EdgeqError, UsageError
 from edgeq.progress import Progress
@@ -51,7 +51,7 @@ _CUMULATIVE = ("patterns", "sensitivity")  # stages ordered from least to most p
 
 @dataclass(frozen=True)
 class TrialConfig:
-    calibration: str
+    calibration: CalibrationMethod
     per_channel: bool
     exclude: tuple[str, ...] = ()  # pattern categories kept in float
     float_top_k: int = 0  # most sensitive nodes kept in float
@@ -314,7 +314,7 @@ def _ladder(base: QuantOptions, patterns: dict[str, list[str]], state: dict[str,
             best: Callable[[], Trial | None], ev: _Evaluator, calib: Dataset,
             options: SearchOptions) -> Iterator[tuple[str, list[TrialConfig]]]:
     """Stages of candidate configs; later stages build on the best trial so far (generated lazily)."""
-    start = TrialConfig(str(base.calibration), bool(base.per_channel))
+    start = TrialConfig(base.calibration or "minmax", bool(base.per_channel))
     yield "baseline", [start]
     methods = [m for m in options.calibrations if m != start.calibration]
     yield "calibration", [replace(start, calibration=m) for m in methods]

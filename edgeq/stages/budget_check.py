@@ -42,8 +42,8 @@ def onnx_memory_estimate(path: Path) -> dict[str, Any]:
     sizes: dict[str, int | None] = {}
     for vi in [*inferred.graph.input, *inferred.graph.output, *inferred.graph.value_info]:
         tt = vi.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
-        if not tt.HasField("shape") or any(d is None for d in dims):
+        dims = [int(d.dim_value) for d in tt.shape.dim if d.HasField("dim_value")]
+        if not tt.HasField("shape") or len(dims) != len(tt.shape.dim):
             sizes[vi.name] = None
             continue
         n = 1

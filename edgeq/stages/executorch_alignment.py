@@ -7,6 +7,8 @@ never mappable. Either is a failed verdict on targets that ask for the layout.
 
 from __future__ import annotations
 
+from typing import Any
+
 from edgeq.executorch.layout import read_layout
 from edgeq.pipeline.stage import StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
@@ -21,7 +23,8 @@ NAME = "executorch-alignment"
 def executorch_alignment(ctx: BuildState) -> StageResult:
     # Check against the alignment the build used (the layout stage's choice), else the target's page size.
     align = ctx.executorch_backend_config.segment_alignment or segment_alignment(ctx.target)
-    rows, failures = [], []
+    rows: list[dict[str, Any]] = []
+    failures: list[str] = []
     for a in ctx.artifacts:
         if a.format != "pte":
             continue

@@ -16,7 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgeq.onnx.graph_util import graph_path, outputs_moved, save_atomic
+from edgeq.onnx.graph_util import graph_path, outputs_moved
+from edgeq.onnx.io import save_atomic
 from edgeq.pipeline.stage import StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from edgeq.manifest import Artifact
 from edgeq.onnx.fp16 import convert_fp16
-from edgeq.onnx.graph_util import save_atomic
+from edgeq.onnx.io import save_atomic
 from edgeq.pipeline.stage import StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
 

@@ -15,7 +15,8 @@ import io
 import logging
 from typing import Any
 
-from edgeq.onnx.graph_util import SELF_CHECK_RTOL, graph_path, op_counts, outputs_moved, save_atomic
+from edgeq.onnx.graph_util import SELF_CHECK_RTOL, graph_path, op_counts, outputs_moved
+from edgeq.onnx.io import save_atomic
 from edgeq.pipeline.stage import StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
 

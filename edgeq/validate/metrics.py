@@ -44,7 +44,8 @@ class Metrics:
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Metrics:
         keys = {f for f in Metrics.__dataclass_fields__}
-        return Metrics(**{k: (math.inf if v == "inf" else v) for k, v in d.items() if k in keys})
+        kwargs: dict[str, Any] = {k: (math.inf if v == "inf" else v) for k, v in d.items() if k in keys}
+        return Metrics(**kwargs)
 
 
 def _json_float(v: Any) -> Any:
@@ -94,7 +95,7 @@ def nn_agreement(ref: np.ndarray, out: np.ndarray) -> float | None:
         u = x / np.where(n > 0, n, 1.0)
         sim = u @ u.T
         np.fill_diagonal(sim, -np.inf)
-        return sim.argmax(axis=1)
+        return np.asarray(sim.argmax(axis=1))
 
     return float((nearest(r) == nearest(o)).mean())
 

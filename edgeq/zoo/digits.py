@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,8 +38,10 @@ def write_digits_data(folder: Path) -> tuple[Path, Path]:
     xtr, ytr, xte, yte = digits_arrays()
     folder.mkdir(parents=True, exist_ok=True)
     calib, ev = folder / "digits_calib.npz", folder / "digits_eval.npz"
-    np.savez(calib, **{INPUT_NAME: xtr, "labels": ytr})
-    np.savez(ev, **{INPUT_NAME: xte, "labels": yte})
+    splits: dict[str, Any] = {INPUT_NAME: xtr, "labels": ytr}  # Any: numpy types **kwds as if allow_pickle
+    np.savez(calib, **splits)
+    splits = {INPUT_NAME: xte, "labels": yte}
+    np.savez(ev, **splits)
     return calib, ev
 
 

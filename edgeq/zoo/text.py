@@ -24,6 +24,7 @@ import hashlib
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -134,7 +135,7 @@ def write_text_data(folder: Path, model: str = "encoder", n_calib: int = 128,
             arrays = {"input_ids": np.ascontiguousarray(win[pick, :SEQ_LEN]),
                       "labels": np.ascontiguousarray(win[pick, SEQ_LEN])}
         path = folder / f"text_{model}_{'calib' if split == 'train' else 'eval'}.npz"
-        np.savez(path, **arrays)
+        np.savez(path, **cast("dict[str, Any]", arrays))  # numpy types **kwds as if allow_pickle were among them
         paths.append(path)
     return paths[0], paths[1]
 
@@ -205,6 +206,8 @@ def _modules():  # type: ignore[no-untyped-def]
 
     class TextDecoder(nn.Module):
         """GPT-style causal LM: input_ids -> next-token logits at every position."""
+
+        causal_bias: torch.Tensor  # a buffer: typed here, registered in __init__
 
         def __init__(self, vocab: int = VOCAB_SIZE, d: int = 64, heads: int = 4, ff: int = 256,
                      layers: int = 2) -> None:

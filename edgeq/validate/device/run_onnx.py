@@ -15,12 +15,13 @@ import json
 import platform
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
 
 def run(model: str, inputs: str, outputs: str, batch: int = 32, warmup: int = 2, repeats: int = 10,
-        threads: int = 0) -> dict:
+        threads: int = 0) -> dict[str, Any]:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -39,7 +40,8 @@ def run(model: str, inputs: str, outputs: str, batch: int = 32, warmup: int = 2,
         res = sess.run(names, {k: v[start:start + step] for k, v in feeds.items()})
         for k, v in zip(names, res):  # noqa: B905  (device Pythons may be 3.9: no strict=)
             chunks[k].append(v)
-    np.savez(outputs, **{k: np.concatenate(v) for k, v in chunks.items()})
+    merged: dict[str, Any] = {k: np.concatenate(v) for k, v in chunks.items()}  # numpy types **kwds as bool
+    np.savez(outputs, **merged)
     single = {k: np.ascontiguousarray(v[:1]) for k, v in feeds.items()}
     for _ in range(warmup):
         sess.run(names, single)

@@ -94,7 +94,7 @@ def parse_result(stdout: str, where: str, err: type[Exception] = RunnerError) ->
             try:
                 d = json.loads(line[len(RESULT_PREFIX):])
             except json.JSONDecodeError as e:
-                raise err(f"{where}: malformed result line ({e})") from e  # type: ignore[call-arg]
+                raise err(f"{where}: malformed result line ({e})") from e
             if isinstance(d, dict):
                 return d
-    raise err(f"{where}: no {RESULT_PREFIX.strip()} line in its output" + tail_text(stdout))  # type: ignore[call-arg]
+    raise err(f"{where}: no {RESULT_PREFIX.strip()} line in its output" + tail_text(stdout))

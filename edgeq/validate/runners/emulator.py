@@ -124,12 +124,12 @@ def pte_runner_available() -> bool:
 
 def load_outputs(path: Path, err: type[Exception]) -> dict[str, np.ndarray]:
     if not path.is_file():
-        raise err(f"the device-side runner wrote no outputs ({path.name})")  # type: ignore[call-arg]
+        raise err(f"the device-side runner wrote no outputs ({path.name})")
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except Exception as e:  # a truncated or foreign file: typed, not a traceback
-        raise err(f"outputs {path.name} are unreadable: {type(e).__name__}: {e}") from e  # type: ignore[call-arg]
+        raise err(f"outputs {path.name} are unreadable: {type(e).__name__}: {e}") from e
 
 
 def _tail(text: str | None, n: int = 8) -> str:

@@ -36,11 +36,11 @@ def read_outputs(path: Path, err: type[Exception] = RunnerError) -> dict[str, np
     from edgeq.validate.device.tensor_io import TensorFileError, read_tensors
 
     if not path.is_file():
-        raise err(f"the C++ runner wrote no outputs ({path.name})")  # type: ignore[call-arg]
+        raise err(f"the C++ runner wrote no outputs ({path.name})")
     try:
         raw = read_tensors(path)
     except TensorFileError as e:
-        raise err(f"the C++ runner's outputs are unreadable: {e}") from e  # type: ignore[call-arg]
+        raise err(f"the C++ runner's outputs are unreadable: {e}") from e
     arrays = list(raw.values())
     names = ["output"] if len(arrays) == 1 else [f"output_{i}" for i in range(len(arrays))]
     return dict(zip(names, arrays, strict=True))
@@ -55,7 +55,7 @@ def check_returncode(r: subprocess.CompletedProcess[str], artifact: Path, where:
         raise ArtifactError(f"{artifact}: the ExecuTorch C++ runtime cannot load it ({where})",
                             "the file is corrupt or truncated; re-run edgeq export")
     lines = [ln for ln in stderr.splitlines() if "edgeq_runner" in ln or "error" in ln.lower()][-5:]
-    raise err(f"{where} failed on {artifact.name} (exit {r.returncode}): {' | '.join(lines)[:500]}",  # type: ignore[call-arg]
+    raise err(f"{where} failed on {artifact.name} (exit {r.returncode}): {' | '.join(lines)[:500]}",
               "the runner's message is above")
 
 

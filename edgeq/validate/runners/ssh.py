@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from edgeq.errors import DeviceError, UsageError
-from edgeq.validate.runners.base import RunResult, register_runner
-from edgeq.validate.runners.emulator import DEVICE_DIR, load_outputs, parse_result
+from edgeq.validate.runners.base import RunResult, parse_result, register_runner
+from edgeq.validate.runners.emulator import DEVICE_DIR, load_outputs
 
 INSTALL_HINT = ("on the device: sudo apt-get install -y python3 python3-pip && "
                 "python3 -m pip install onnxruntime numpy  (Raspberry Pi OS: add --break-system-packages or use a venv)")
