@@ -3,10 +3,12 @@
 Schema (version 1) — every key below is always present; ``null`` where not applicable:
   schema, schema_version, created, edgeq_version, dependencies{name: version}
   source{ref, kind, sha256}; target{name, abi, cpu, isa, qemu_model, features, ram_mb, storage_mb, sha256, path}
-  config{formats, quant, eval_fraction, seed, ...}; budget{max_accuracy_drop, min_cosine, min_sqnr, min_top1_agreement}
+  config{recorded{every PipelineConfig option but output/force: rebuilds the artifacts, see edgeq.load_config},
+         resolved_quant{format: QuantOptions}, formats, quant, eval_fraction, seed, ...}
+  budget{max_accuracy_drop, min_cosine, min_sqnr, min_top1_agreement}
   signature{inputs[TensorSpec], outputs[TensorSpec]}
   validation_data{inputs{path, sha256}, reference{path, sha256, kind}, samples, has_labels, source}
-  passes[{stage, name, format, changed, summary, details, failures}]
+  passes[{stage, kind, name, format, changed, summary, details, failures}]
   artifacts[{name, path, format, precision, role, bytes, sha256, quantization, details,
              validations[{runner, machine, cpu_model, features, emulated, metrics, budget_check,
                           latency_ms, latency_kind, runtime}]}]

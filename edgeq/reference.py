@@ -9,6 +9,7 @@ import numpy as np
 from edgeq.capture import Captured
 from edgeq.data import Dataset
 from edgeq.errors import RunnerError
+from edgeq.validate.tensor_files import canonical_output_names
 
 REF_BATCH = 64
 
@@ -20,8 +21,7 @@ def output_names_for(captured: Captured) -> list[str]:
 
         model = onnx.load(str(captured.source.onnx_file()), load_external_data=False)
         return [o.name for o in model.graph.output]
-    n = len(captured.exported.graph_signature.user_outputs)
-    return ["output"] if n == 1 else [f"output_{i}" for i in range(n)]
+    return canonical_output_names(len(captured.exported.graph_signature.user_outputs))
 
 
 def reference_outputs(captured: Captured, data: Dataset, names: list[str]) -> tuple[dict[str, np.ndarray], str]:

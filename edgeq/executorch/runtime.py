@@ -14,15 +14,11 @@ from typing import Any
 import numpy as np
 
 from edgeq.errors import ArtifactError, RunnerError
+from edgeq.validate.tensor_files import canonical_output_names
 
 WARMUP = 3
 REPEATS = 20
 _MAGIC_OFFSET, _MAGIC = 4, b"ET"  # flatbuffer file identifier "ET12" at byte 4 of every .pte
-
-
-def output_names(n: int) -> list[str]:
-    """edgeq's canonical output names for torch sources (edgeq.reference.output_names_for)."""
-    return ["output"] if n == 1 else [f"output_{i}" for i in range(n)]
 
 
 def executorch_version() -> str:
@@ -92,6 +88,6 @@ def run_pte(artifact: Path, inputs: list[np.ndarray], warmup: int = WARMUP,
     except Exception as e:
         raise RunnerError(f"the ExecuTorch runtime failed on {artifact.name}: {type(e).__name__}: {str(e)[:300]}",
                           "check that the evaluation data matches the model's input dtypes and shapes") from e
-    names = output_names(len(chunks[0]))
+    names = canonical_output_names(len(chunks[0]))
     outputs = {name: np.concatenate([c[k] for c in chunks]) for k, name in enumerate(names)}
     return outputs, (float(np.median(times)) if times else None)

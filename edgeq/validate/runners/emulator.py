@@ -10,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from edgeq.errors import ArtifactError, EmulatorError
 from edgeq.validate.runners.base import RunResult, parse_result, register_runner
+from edgeq.validate.tensor_files import read_output_npz, read_output_tensors, write_input_tensors
 
 DEVICE_DIR = Path(__file__).resolve().parent.parent / "device"
 
@@ -68,7 +67,7 @@ class EmulatorRunner:
             raise EmulatorError(f"run_onnx.py failed under qemu -cpu {self.cpu_model} (exit {r.returncode})"
                                 + _tail(err), "the runner's stderr is above")
         info = parse_result(r.stdout, f"run_onnx.py under qemu -cpu {self.cpu_model}", EmulatorError)
-        outputs = load_outputs(out, EmulatorError)
+        outputs = read_output_npz(out, EmulatorError, f"run_onnx.py under qemu -cpu {self.cpu_model}")
         return RunResult(outputs, info.get("latency_ms_median"), "emulated",
                          f"{info.get('runtime', 'onnxruntime')} aarch64 (qemu {self.cpu_model})",
                          {"latency_ms_all": info.get("latency_ms_all"), "machine": info.get("machine")})
@@ -79,15 +78,12 @@ class EmulatorRunner:
         """The C++ runner, cross-built against the aarch64 wheel's runtime, on the emulated CPU."""
         from edgeq.emulator import qemu
         from edgeq.executorch.cpp_runner import build_runner
-        from edgeq.executorch.runtime import output_names
-        from edgeq.validate.device.tensor_io import TensorFileError, read_tensors, write_tensors
 
         binary = build_runner("aarch64", executorch_root=self.env.executorch_root)
         stem = f"{artifact.stem}.{self.cpu_model}"
         inp, out = workdir / f"{stem}.inputs.bin", workdir / f"{stem}.outputs.bin"
         out.unlink(missing_ok=True)
-        with np.load(inputs, allow_pickle=False) as z:
-            write_tensors(inp, {k: z[k] for k in z.files if k != "labels"})
+        write_input_tensors(inputs, inp)
         r = qemu.run(self.env, self.target, [str(binary), str(artifact), str(inp), str(out), "--warmup", "1",
                                              "--repeats", "5"],
                      timeout=self.timeout, check=False,
@@ -100,13 +96,7 @@ class EmulatorRunner:
             raise EmulatorError(f"edgeq_runner failed under qemu -cpu {self.cpu_model} (exit {r.returncode})"
                                 + _tail(err), "the runner's stderr is above")
         info = parse_result(r.stdout, f"edgeq_runner under qemu -cpu {self.cpu_model}", EmulatorError)
-        if not out.is_file():
-            raise EmulatorError(f"edgeq_runner under qemu -cpu {self.cpu_model} wrote no outputs")
-        try:
-            raw = list(read_tensors(out).values())
-        except TensorFileError as e:
-            raise EmulatorError(f"edgeq_runner's outputs are unreadable: {e}") from e
-        outputs = dict(zip(output_names(len(raw)), raw, strict=True))
+        outputs = read_output_tensors(out, EmulatorError, f"edgeq_runner under qemu -cpu {self.cpu_model}")
         return RunResult(outputs, info.get("latency_ms_median"), "emulated",
                          f"{info.get('runtime', 'executorch-cpp')} aarch64 (qemu {self.cpu_model})",
                          {"load_ms": info.get("load_ms")})
@@ -120,16 +110,6 @@ def pte_runner_available() -> bool:
         return importlib.util.find_spec("edgeq.executorch.cpp_runner") is not None
     except ImportError:
         return False
-
-
-def load_outputs(path: Path, err: type[Exception]) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise err(f"the device-side runner wrote no outputs ({path.name})")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except Exception as e:  # a truncated or foreign file: typed, not a traceback
-        raise err(f"outputs {path.name} are unreadable: {type(e).__name__}: {e}") from e
 
 
 def _tail(text: str | None, n: int = 8) -> str:

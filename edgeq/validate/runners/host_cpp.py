@@ -1,8 +1,8 @@
 """The ``host-cpp`` runner: validate ``.pte`` files with the native C++ runner — no libtorch, no Python bindings.
 
 It runs the same program a Raspberry Pi or a phone would (``sample_apps/raspberry_pi_cpp``), built against the
-installed executorch wheel's C++ runtime. The helpers here (inputs.npz → tensor file, result parsing, outputs
-back to canonical names) are shared with the emulator runner, which runs the cross-built binary under qemu.
+installed executorch wheel's C++ runtime. Tensor files and output names come from ``validate/tensor_files.py``,
+shared with the emulator and ssh runners, which run the cross-built binary under qemu or on a device.
 """
 
 from __future__ import annotations
@@ -12,38 +12,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from edgeq.errors import ArtifactError, RunnerError
 from edgeq.validate.runners.base import RunResult, parse_result, register_runner
+from edgeq.validate.tensor_files import read_output_tensors, write_input_tensors
 
 TIMEOUT_S = 600.0
 LOAD_FAILURE = "cannot load method"  # the runner's message for a corrupt/truncated .pte
-
-
-def write_inputs(inputs_npz: Path, dest: Path) -> int:
-    """Convert a validation ``inputs.npz`` (signature order; ``labels`` dropped) to the runner's tensor file."""
-    from edgeq.validate.device.tensor_io import write_tensors
-
-    with np.load(inputs_npz, allow_pickle=False) as z:
-        arrays = {k: np.ascontiguousarray(z[k]) for k in z.files if k != "labels"}
-    write_tensors(dest, arrays)
-    return int(next(iter(arrays.values())).shape[0])
-
-
-def read_outputs(path: Path, err: type[Exception] = RunnerError) -> dict[str, np.ndarray]:
-    """The runner's output file, renamed to edgeq's canonical output names (``output`` / ``output_i``)."""
-    from edgeq.validate.device.tensor_io import TensorFileError, read_tensors
-
-    if not path.is_file():
-        raise err(f"the C++ runner wrote no outputs ({path.name})")
-    try:
-        raw = read_tensors(path)
-    except TensorFileError as e:
-        raise err(f"the C++ runner's outputs are unreadable: {e}") from e
-    arrays = list(raw.values())
-    names = ["output"] if len(arrays) == 1 else [f"output_{i}" for i in range(len(arrays))]
-    return dict(zip(names, arrays, strict=True))
 
 
 def check_returncode(r: subprocess.CompletedProcess[str], artifact: Path, where: str,
@@ -90,7 +64,7 @@ class HostCppRunner:
         bin_in = workdir / f"{artifact.stem}.cpp.inputs.bin"
         bin_out = workdir / f"{artifact.stem}.cpp.outputs.bin"
         bin_out.unlink(missing_ok=True)
-        write_inputs(inputs, bin_in)
+        write_input_tensors(inputs, bin_in)
         cmd = [str(binary), str(artifact), str(bin_in), str(bin_out), "--warmup", "3", "--repeats", "20"]
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout)
@@ -98,7 +72,7 @@ class HostCppRunner:
             raise RunnerError(f"the C++ runner timed out after {self.timeout:.0f} s on {artifact.name}") from e
         check_returncode(r, artifact, "the C++ runner")
         info = parse_result(r.stdout, "the C++ runner")
-        return RunResult(read_outputs(bin_out), info.get("latency_ms_median"), "host",
+        return RunResult(read_output_tensors(bin_out, RunnerError, "the C++ runner"), info.get("latency_ms_median"), "host",
                          info.get("runtime", "executorch-cpp"), {"load_ms": info.get("load_ms")})
 
 

@@ -28,7 +28,8 @@ import numpy as np
 
 from edgeq.errors import DeviceError, UsageError
 from edgeq.validate.runners.base import RunResult, parse_result, register_runner
-from edgeq.validate.runners.emulator import DEVICE_DIR, load_outputs
+from edgeq.validate.runners.emulator import DEVICE_DIR
+from edgeq.validate.tensor_files import read_output_npz, read_output_tensors, write_input_tensors
 
 INSTALL_HINT = ("on the device: sudo apt-get install -y python3 python3-pip && "
                 "python3 -m pip install onnxruntime numpy  (Raspberry Pi OS: add --break-system-packages or use a venv)")
@@ -142,7 +143,7 @@ class SshRunner:
         with tempfile.NamedTemporaryFile(dir=workdir, suffix=".npz", delete=False) as f:
             f.write(blob)
         try:
-            outputs = load_outputs(Path(f.name), DeviceError)
+            outputs = read_output_npz(Path(f.name), DeviceError, f"{self.spec.name} run_onnx.py")
         finally:
             os.unlink(f.name)
         _check_rows(outputs, inputs, self.spec.name)
@@ -155,8 +156,6 @@ class SshRunner:
         """Ship the C++ runner (cross-built for aarch64) with the ExecuTorch runtime libraries it links."""
         from edgeq.emulator import load
         from edgeq.executorch.cpp_runner import build_runner
-        from edgeq.executorch.runtime import output_names
-        from edgeq.validate.device.tensor_io import TensorFileError, read_tensors, write_tensors
 
         machine = self.probe().get("machine")
         if machine != "aarch64":
@@ -167,8 +166,7 @@ class SshRunner:
         libs = {f"lib/{p.name}": p for p in sorted((env.executorch_root / "lib").glob("*.so"))}
         with tempfile.TemporaryDirectory(dir=workdir) as tmp:
             inp = Path(tmp, "inputs.bin")
-            with np.load(inputs, allow_pickle=False) as z:
-                write_tensors(inp, {k: z[k] for k in z.files if k != "labels"})
+            write_input_tensors(inputs, inp)
             rdir = self._mkdir()
             q = shlex.quote(rdir)
             try:
@@ -185,11 +183,7 @@ class SshRunner:
                 self._cleanup(q)
             out = Path(tmp, "outputs.bin")
             out.write_bytes(blob)
-            try:
-                raw = list(read_tensors(out).values())
-            except TensorFileError as e:
-                raise DeviceError(f"{self.spec.name}: the runner's outputs are unreadable: {e}") from e
-        outputs = dict(zip(output_names(len(raw)), raw, strict=True))
+            outputs = read_output_tensors(out, DeviceError, f"{self.spec.name} edgeq_runner")
         _check_rows(outputs, inputs, self.spec.name)
         return RunResult(outputs, info.get("latency_ms_median"), "device",
                          f"{info.get('runtime', 'executorch-cpp')} aarch64 ({self.spec.name})",
