@@ -24,12 +24,21 @@ _TOP_REQUIRED = {"name", "description", "os", "abi", "ram_mb", "storage_mb", "cp
 _TOP_OPTIONAL = {"gpu_delegate", "default_runner", "sources"}
 
 
+# Keys older profiles carried that decided nothing; named so a user file gets a precise fix, not "unknown key".
+REMOVED_KEYS = {"formats": "choose formats per export (--format onnx,pte / PipelineConfig.formats)",
+                "quant_format": "edgeq always writes QDQ ONNX models (the [onnx] table sets its types)"}
+
+
 def _check_keys(where: str, table: dict[str, Any], required: set[str], optional: set[str]) -> None:
     missing = sorted(required - set(table))
     if missing:
         raise TargetError(f"{where}: missing key(s) {', '.join(missing)}",
                           "see targets/raspberry-pi-4.toml for a complete example")
     unknown = sorted(set(table) - required - optional)
+    removed = [k for k in unknown if k in REMOVED_KEYS]
+    if removed:
+        raise TargetError(f"{where}: key '{removed[0]}' is no longer part of a target profile",
+                          f"delete it: {REMOVED_KEYS[removed[0]]}")
     if unknown:
         raise TargetError(f"{where}: unknown key(s) {', '.join(unknown)}",
                           f"valid keys here: {', '.join(sorted(required | optional))}")

@@ -27,7 +27,6 @@ os = "linux"
 abi = "linux-x86_64"
 ram_mb = 8192
 storage_mb = 65536
-formats = ["onnx"]
 passes = ["quant-scheme"]
 
 [cpu]
@@ -39,7 +38,6 @@ features = ["avx2"]
 cores = 2
 
 [onnx]
-quant_format = "QDQ"
 activation_type = "uint8"
 weight_type = "int8"
 per_channel = true

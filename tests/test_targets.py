@@ -80,6 +80,8 @@ def _write(tmp_path: Path, text: str) -> Path:
     (lambda s: s.replace('"quant-scheme",', '"quant-scheme", "make-it-fast",'), "unknown pass(es) make-it-fast"),
     (lambda s: s.replace('"budget-check"]', '"budget-check", "budget-check"]'), "listed twice: budget-check"),
     (lambda s: s.replace('partitioner = "xnnpack"', 'partitioner = "coreml"'), "unknown partitioner 'coreml'"),
+    (lambda s: s.replace('[onnx]\n', '[onnx]\nquant_format = "QDQ"\n'), "key 'quant_format' is no longer part"),
+    (lambda s: s.replace('storage_mb = ', 'formats = ["onnx"]\nstorage_mb = '), "key 'formats' is no longer part"),
     (lambda s: s.replace('"quant-scheme",', '"budget-check", "quant-scheme",')
      .replace(', "budget-check"]', ']'), "'quant-scheme' (configure) is listed after 'budget-check' (artifact)"),
     (lambda s: s.replace('os = "linux"', 'os = "windows"'), "'os' must be one of"),
