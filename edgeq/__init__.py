@@ -9,6 +9,9 @@ Python API (the CLI is a thin layer over it)::
     verdict = edgeq.check("out", budget=edgeq.Budget(min_cosine=0.99))
 """
 
+# The one place the version is written: pyproject.toml reads it (setuptools dynamic version).
+__version__ = "0.1.0"
+
 from edgeq.check import CheckResult, check
 from edgeq.config import Budget, PipelineConfig, QuantOptions, SearchOptions, load_config
 from edgeq.errors import EdgeqError
@@ -18,4 +21,4 @@ from edgeq.pipeline import export_model as export
 from edgeq.targets import Target, list_targets, load_target
 
 __all__ = ["Budget", "CheckResult", "EdgeqError", "ExportResult", "PipelineConfig", "QuantOptions", "SearchOptions", "Target",
-           "check", "export", "list_targets", "load_config", "load_target", "run_pipeline"]
+           "__version__", "check", "export", "list_targets", "load_config", "load_target", "run_pipeline"]

@@ -94,10 +94,9 @@ def dependency_versions() -> dict[str, str | None]:
 
 
 def edgeq_version() -> str:
-    try:
-        return metadata.version("edgeq")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
+    from edgeq import __version__
+
+    return __version__
 
 
 def new_manifest() -> dict[str, Any]:

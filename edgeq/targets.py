@@ -12,8 +12,6 @@ from edgeq.config import Budget, QuantOptions
 from edgeq.errors import TargetError
 from edgeq.hashing import sha256_bytes
 
-TARGETS_DIR = Path(__file__).resolve().parent.parent / "targets"
-
 
 @dataclass(frozen=True)
 class CpuSpec:
@@ -234,7 +232,11 @@ def _check_semantics(path: str, raw: dict[str, Any], cpu: CpuSpec, et: Executorc
 
 
 def targets_dir() -> Path:
-    return Path(os.environ.get("EDGEQ_TARGETS_DIR", TARGETS_DIR))
+    """The bundled profiles (package data, ``edgeq/profiles``), or ``$EDGEQ_TARGETS_DIR`` when set."""
+    from edgeq.resources import profiles_dir
+
+    env = os.environ.get("EDGEQ_TARGETS_DIR")
+    return Path(env) if env else profiles_dir()
 
 
 def list_targets() -> list[str]:
