@@ -138,6 +138,7 @@ def _import_factory(ref: str) -> Any:
             sys.modules[spec.name] = module
             spec.loader.exec_module(module)
         else:
+            _cwd_on_path()
             module = importlib.import_module(mod_name)
     except ModelSourceError:
         raise
@@ -155,6 +156,16 @@ def _import_factory(ref: str) -> Any:
         raise ModelSourceError(f"{ref} is not callable (it is a {type(factory).__name__})",
                                "point at a function or class that returns an nn.Module")
     return factory
+
+
+def _cwd_on_path() -> None:
+    """Resolve ``pkg.module`` from the current directory first, as ``python -m`` does; the ``edgeq`` console
+    script otherwise only sees installed packages."""
+    import os
+
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
 
 
 def _load_factory(ref: str) -> ModelSource:

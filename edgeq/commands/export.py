@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from edgeq.commands.common import add_budget_flags, add_quant_flags, budget_from, progress_from
@@ -86,8 +85,10 @@ def quant_from(args: argparse.Namespace) -> QuantOptions:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgeq.console import emit_json, human
     from edgeq.pipeline import export
     from edgeq.report.markdown import terminal_summary
+    from edgeq.report.terminal import json_result
 
     cfg = PipelineConfig(
         model=args.model, calib=args.calib, eval=args.eval, output=args.output, target=args.target,
@@ -96,10 +97,13 @@ def run(args: argparse.Namespace) -> int:
         max_eval_samples=args.max_eval_samples, seed=args.seed, opset=args.opset, search=search_from(args),
         validate_on=tuple(s.strip() for s in args.validate_on.split(",") if s.strip()))
     result = export(cfg, progress_from(args))
-    print(terminal_summary(result.manifest, str(result.output)), file=sys.stdout)
+    out = human(args)
+    print(terminal_summary(result.manifest, str(result.output)), file=out)
     search = result.manifest.get("search")
     if search:
-        print(search_summary(search), file=sys.stdout)
+        print(search_summary(search), file=out)
+    if args.json:
+        emit_json({"command": "export", **json_result(result.manifest, str(result.output))})
     return 0 if result.passed else 1
 
 

@@ -22,23 +22,31 @@ def table(manifest: dict[str, Any]) -> list[tuple[str, ...]]:
 
 
 def terminal_summary(manifest: dict[str, Any], outdir: str) -> str:
-    body = table(manifest)
-    widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(_HEAD)]
-    line = "  ".join(h.ljust(w) for h, w in zip(_HEAD, widths, strict=True))
-    lines = [line, "-" * len(line)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in body]
+    """Fits 100 columns (lower-priority metric columns are dropped; report.md has them all)."""
+    from edgeq.report.terminal import all_warnings, fitted_table, verdict_line
+
+    lines = fitted_table(manifest)
     v = manifest["verdict"]
     lines.append("")
     for p in manifest["passes"]:
-        lines.append(f"pass {p['name']:<22} [{p['format']}] {p['summary']}")
+        lines.append(_clip(f"pass {p['name']:<22} [{p['format']}] {p['summary']}"))
     for extra in _extra_sections(manifest):
         lines.append(extra)
     for f in v.get("host_passes_arm_fails", []):
-        lines.append(f"WARNING host passes but ARM fails: {f}")
-    lines.append(f"verdict: {'PASS' if v['passed'] else 'FAIL'}" + ("" if v["passed"] else f" ({len(v['failures'])} failure(s))"))
+        lines.append(_clip(f"WARNING host passes but ARM fails: {f}"))
+    for w in all_warnings(manifest):
+        lines.append(_clip(f"WARNING {w}"))
     lines += [f"  - {f}" for f in v["failures"]]
     lines.append(f"report: {outdir}/report.html")
+    lines.append(verdict_line(manifest))
     return "\n".join(lines)
+
+
+def _clip(line: str, width: int = 100) -> str:
+    """Pass summaries can be long prose: wrap them under their name instead of running past the width."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(line, width, subsequent_indent=" " * 5, break_on_hyphens=False)) or line
 
 
 def _extra_sections(manifest: dict[str, Any]) -> list[str]:
