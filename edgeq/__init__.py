@@ -9,9 +9,7 @@ Python API (the CLI is a thin layer over it)::
     verdict = edgeq.check("out", budget=edgeq.Budget(min_cosine=0.99))
 """
 
-# The one place the version is written: pyproject.toml reads it (setuptools dynamic version).
-__version__ = "0.1.0"
-
+from edgeq._version import __version__
 from edgeq.check import CheckResult, check
 from edgeq.config import Budget, PipelineConfig, QuantOptions, SearchOptions, load_config
 from edgeq.errors import EdgeqError

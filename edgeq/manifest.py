@@ -94,7 +94,7 @@ def dependency_versions() -> dict[str, str | None]:
 
 
 def edgeq_version() -> str:
-    from edgeq import __version__
+    from edgeq._version import __version__
 
     return __version__
 

@@ -34,6 +34,9 @@ table{border-collapse:collapse;margin:1rem 0;font-size:.9rem} th,td{border:1px s
 th{background:#f6f8fa} td.num{text-align:right;font-variant-numeric:tabular-nums} tr.bad td{background:#ffebe9}
 .warn{background:#fff8c5;border:1px solid #d4a72c;padding:.6rem;border-radius:.4rem}
 .muted{color:#57606a;font-size:.85rem} code{background:#f6f8fa;padding:0 .2rem}
+.tw{overflow-x:auto;max-width:100%} td{overflow-wrap:anywhere} .plots{display:flex;flex-wrap:wrap;gap:1rem}
+figure{margin:0;flex:1 1 560px;max-width:640px;min-width:0} .legend{font-size:.8rem;color:#57606a;margin:.2rem 0 0 1.2rem;padding:0}
+.legend li{margin:.1rem 0} svg{display:block}
 """
 
 
@@ -42,7 +45,7 @@ def _e(x: Any) -> str:
 
 
 # Features whose sections render from optional manifest keys, imported on first render (after this module).
-_SECTION_MODULES = ("edgeq.report.core_sections", "edgeq.search.report", "edgeq.executorch.report")
+_SECTION_MODULES = ("edgeq.report.plot_sections", "edgeq.report.core_sections", "edgeq.search.report", "edgeq.executorch.report")
 
 
 def _load_section_modules() -> None:
@@ -102,4 +105,5 @@ def render_html(manifest: dict[str, Any]) -> str:
     deps = ", ".join(f"{_e(k)} {_e(val)}" for k, val in manifest["dependencies"].items() if val)
     parts.append(f"<p class='muted'>edgeq {_e(manifest['edgeq_version'])} · {deps} · {_e(manifest['created'])}</p>")
     parts.append("</body></html>")
-    return "\n".join(parts)
+    # Wide tables scroll inside their own box instead of widening the page.
+    return "\n".join(parts).replace("<table", "<div class='tw'><table").replace("</table>", "</table></div>")
