@@ -118,7 +118,8 @@ def apply_config(path: Path, command: str, subparsers: dict[str, argparse.Argume
         merged[key] = value
     for key, value in merged.items():
         action = actions[key]
-        action.default = _convert(path, key, action, value)
+        # set_defaults reaches every action sharing the dest (--per-channel / --per-tensor)
+        sub.set_defaults(**{action.dest: _convert(path, key, action, value)})
         action.required = False
         if not action.option_strings:
             action.nargs = "?"  # a positional given in the file may be left out on the command line

@@ -34,8 +34,8 @@ table{border-collapse:collapse;margin:1rem 0;font-size:.9rem} th,td{border:1px s
 th{background:#f6f8fa} td.num{text-align:right;font-variant-numeric:tabular-nums} tr.bad td{background:#ffebe9}
 .warn{background:#fff8c5;border:1px solid #d4a72c;padding:.6rem;border-radius:.4rem}
 .muted{color:#57606a;font-size:.85rem} code{background:#f6f8fa;padding:0 .2rem}
-.tw{overflow-x:auto;max-width:100%} td{overflow-wrap:anywhere} .plots{display:flex;flex-wrap:wrap;gap:1rem}
-figure{margin:0;flex:1 1 560px;max-width:640px;min-width:0} .legend{font-size:.8rem;color:#57606a;margin:.2rem 0 0 1.2rem;padding:0}
+.tw{overflow-x:auto;max-width:100%} td{overflow-wrap:break-word} .plots{display:flex;flex-wrap:wrap;gap:1rem}
+figure{margin:0;flex:1 1 560px;max-width:640px;min-width:0} .legend{font-size:.8rem;color:#57606a;margin:.2rem 0 0 .5rem;padding:0;list-style:none}
 .legend li{margin:.1rem 0} svg{display:block}
 """
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgeq.report.html import _e, register_section
-from edgeq.report.plots import BudgetLine, Point, hbars, legend, scatter
+from edgeq.report.plots import BudgetLine, Point, fmt_bytes_axis, hbars, legend, scatter
 from edgeq.report.terminal import all_warnings, margins
 
 
@@ -81,7 +81,7 @@ def tradeoff_section(m: dict[str, Any]) -> str | None:
              "<p class='muted'>Blue: float; green: quantized artifacts; grey: search trials. The dashed red line is "
              "the budget, the shaded side fails it. Emulated latency is qemu time (it proves the kernels, not the "
              "device's speed).</p><div class='plots'>",
-             f"<figure>{scatter(by_size, 'artifact size, bytes (log)', axis.label, f'{axis.label} vs size', axis.budget, log_x=True)}"
+             f"<figure>{scatter(by_size, 'artifact size (log scale)', axis.label, f'{axis.label} vs size', axis.budget, log_x=True, x_fmt=fmt_bytes_axis)}"
              f"{legend(by_size)}</figure>"]
     if by_latency:
         parts.append(f"<figure>{scatter(by_latency, 'median latency, ms', axis.label, f'{axis.label} vs latency', axis.budget)}"
