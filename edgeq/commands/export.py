@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from edgeq.commands.common import add_budget_flags, add_quant_flags, budget_from, progress_from
 from edgeq.config import PipelineConfig, QuantOptions, SearchOptions
@@ -16,7 +17,8 @@ MODEL is one of:
   model.onnx              an existing float ONNX model (capture is skipped)
 
 DATA (--calib, --eval) is an .npz keyed by the model's input names (first axis = samples) plus an optional
-`labels` array of class ids, or a folder of NAME.npy files / .npz shards. Loaded without pickle.
+`labels` array of class ids, a folder of NAME.npy files / .npz shards (loaded without pickle), or a folder of
+images (DATA/*.png, or DATA/CLASS/*.png for labels) for a one-input model, preprocessed by the image flags.
 Without --eval a held-out split of --calib is used for evaluation.
 
 OUTDIR receives model.fp32.onnx, model.int8.onnx, (model.fp32.pte, model.int8.pte, model.int8.bpte),
@@ -48,7 +50,51 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_quant_flags(p)
     add_budget_flags(p)
     add_search_flags(p)
+    add_image_flags(p)
     p.set_defaults(func=run)
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from e
+
+
+def _crop(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(v) for v in text.lower().split("x")]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}") from e
+    if len(parts) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}")
+    return (parts[0], parts[-1])
+
+
+def add_image_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "image folders (DATA = a folder of images, or one sub-folder per class -> labels)",
+        "Decode, --resize the shorter side, centre --crop, scale to [0,1], (x - mean) / std, --layout, "
+        "--image-dtype. Recorded in edgeq.json (signature.inputs[].preprocessing) so apps do the same. "
+        "ImageNet-style: --resize 256 --crop 224 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225")
+    g.add_argument("--resize", type=int, metavar="PX", help="resize the shorter side to PX (bilinear)")
+    g.add_argument("--crop", type=_crop, metavar="N|HxW", help="centre crop")
+    g.add_argument("--mean", type=_floats, metavar="M[,M,M]", help="per-channel mean after scaling to [0,1]")
+    g.add_argument("--std", type=_floats, metavar="S[,S,S]", help="per-channel std after scaling to [0,1]")
+    g.add_argument("--layout", choices=("NCHW", "NHWC"), help="tensor layout (default NCHW)")
+    g.add_argument("--image-dtype", choices=("float32", "uint8"),
+                   help="float32 (default) or raw uint8 pixels (no scaling or normalisation)")
+    g.add_argument("--grayscale", action="store_true", help="decode as one channel instead of RGB")
+
+
+def preprocess_from(args: argparse.Namespace) -> Any:
+    from edgeq.imagefolder import Preprocess
+
+    given = {k: v for k, v in (("resize", args.resize), ("crop", args.crop), ("mean", args.mean),
+                               ("std", args.std), ("layout", args.layout), ("dtype", args.image_dtype)) if v is not None}
+    if args.grayscale:
+        given["channels"] = 1
+    return Preprocess(**given) if given else None
 
 
 def add_search_flags(p: argparse.ArgumentParser) -> None:
@@ -95,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
         formats=tuple(f.strip() for f in args.format.split(",") if f.strip()), quant=quant_from(args),
         budget=budget_from(args), force=args.force, eval_fraction=args.eval_fraction,
         max_eval_samples=args.max_eval_samples, seed=args.seed, opset=args.opset, search=search_from(args),
-        validate_on=tuple(s.strip() for s in args.validate_on.split(",") if s.strip()))
+        validate_on=tuple(s.strip() for s in args.validate_on.split(",") if s.strip()),
+        preprocess=preprocess_from(args))
     result = export(cfg, progress_from(args))
     out = human(args)
     print(terminal_summary(result.manifest, str(result.output)), file=out)
