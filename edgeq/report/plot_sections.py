@@ -98,7 +98,9 @@ def agreement_section(m: dict[str, Any]) -> str | None:
     cands = [(a, v) for a in m["artifacts"] if a.get("role") != "baseline" for v in a.get("validations") or []]
     if not cands:
         return None
-    if not all(isinstance(v["metrics"].get(key), int | float) for _, v in cands):
+    # argmax agreement means something for classifiers (labels or a top-1 budget); embeddings compare by cosine
+    classifier = b.get("min_top1_agreement") is not None or bool(m.get("validation_data", {}).get("has_labels"))
+    if not classifier or not all(isinstance(v["metrics"].get(key), int | float) for _, v in cands):
         key = "cosine_mean"
     for a, v in cands:
         labels.append(f"{a['name']} · {_runner(v)}")
