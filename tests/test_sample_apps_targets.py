@@ -51,3 +51,60 @@ def test_pi_app_runs_every_targets_export(target: str, tiny_data: tuple[Path, Pa
                        timeout=300)
     assert r.returncode == 0, r.stderr
     assert f"on {res.manifest['validation_data']['samples']} samples" in r.stdout
+
+
+def _fields(source: Path) -> list[str]:
+    """The `// edgeq.json: a.b[].c` lines each mobile app declares next to the code that reads them."""
+    return [line.split("edgeq.json:", 1)[1].strip() for line in source.read_text().splitlines()
+            if line.strip().startswith("// edgeq.json:")]
+
+
+def _resolve(node: object, path: list[str], where: str) -> None:
+    if not path:
+        return
+    head, rest = path[0], path[1:]
+    key = head.removesuffix("[]")
+    assert isinstance(node, dict) and key in node, f"{where}: no {key!r}"
+    value = node[key]
+    if head.endswith("[]"):
+        assert isinstance(value, list) and value, f"{where}.{key}: not a non-empty list"
+        items = value
+        if key == "artifacts":  # the apps read the INT8 candidates they pick, per format
+            items = [a for a in value if a["role"] == "candidate" and a["format"] in ("onnx", "pte")]
+            assert {a["format"] for a in items} == {"onnx", "pte"}
+        for item in items:
+            _resolve(item, rest, f"{where}.{key}[{item.get('name', '')}]")
+    else:
+        _resolve(value, rest, f"{where}.{key}")
+
+
+@pytest.mark.parametrize("app, source", [
+    ("android", "app/src/main/java/dev/edgeq/sample/EdgeqManifest.kt"),
+    ("ios", "EdgeqSample/Sources/EdgeqSample/EdgeqManifest.swift"),
+])
+def test_mobile_apps_read_fields_that_a_real_export_has(app: str, source: str, android_export: Path) -> None:
+    fields = _fields(sample_app_dir(app) / source)
+    assert len(fields) >= 10
+    m = json.loads((android_export / "edgeq.json").read_text())
+    for f in fields:
+        _resolve(m, f.split("."), "edgeq.json")
+    pte = next(a for a in m["artifacts"] if a["format"] == "pte" and a["role"] == "candidate")
+    assert pte["details"]["io"]["inputs"][0]["preprocessing"]["layout"] == "NCHW"
+
+
+@pytest.fixture(scope="module")
+def android_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """android-arm64, ONNX + .pte, from image folders (so preprocessing is recorded)."""
+    from tests.test_imagefolder import _digit_folders
+
+    import edgeq
+    from edgeq.config import SearchOptions
+    from edgeq.imagefolder import Preprocess
+
+    d = tmp_path_factory.mktemp("android")
+    out = d / "out"
+    edgeq.export(f"{FIX}:tiny_cnn", calib=str(_digit_folders(d / "calib", 4)), eval=str(_digit_folders(d / "ev", 3, 4)),
+                 output=out, target="android-arm64", formats=("onnx", "pte"), validate_on=("host",),
+                 search=SearchOptions(mode="off"), preprocess=Preprocess(channels=1, mean=(0.5,), std=(0.5,)),
+                 budget=edgeq.Budget(max_accuracy_drop=100.0, min_cosine=0.0))
+    return out
