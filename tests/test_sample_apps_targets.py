@@ -95,11 +95,10 @@ def test_mobile_apps_read_fields_that_a_real_export_has(app: str, source: str, a
 @pytest.fixture(scope="module")
 def android_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """android-arm64, ONNX + .pte, from image folders (so preprocessing is recorded)."""
-    from tests.test_imagefolder import _digit_folders
-
     import edgeq
     from edgeq.config import SearchOptions
     from edgeq.imagefolder import Preprocess
+    from tests.test_imagefolder import _digit_folders
 
     d = tmp_path_factory.mktemp("android")
     out = d / "out"
