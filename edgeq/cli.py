@@ -88,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edgeq: error: {e.cause}", file=sys.stderr)
         if e.hint:
             print(f"edgeq: hint: {e.hint}", file=sys.stderr)
+        if "--json" in (sys.argv[1:] if argv is None else argv):  # scripts parse stdout even on failure
+            from edgeq.console import emit_json
+
+            emit_json({"error": {"type": type(e).__name__, "cause": e.cause, "hint": e.hint,
+                                 "exit_code": e.exit_code}})
         return e.exit_code
     except KeyboardInterrupt:
         print("edgeq: interrupted; nothing was written", file=sys.stderr)

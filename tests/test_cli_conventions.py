@@ -96,3 +96,9 @@ def test_module_factory_resolved_from_the_cwd(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert "['input']" in r.stdout
     assert load_source  # imported at module level too: the in-process path is covered by test_source
+
+
+def test_json_errors_are_json_on_stdout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--json", "targets", "show", "pi9"]) == 2
+    err = json.loads(capsys.readouterr().out)["error"]
+    assert err["type"] == "TargetError" and "unknown target" in err["cause"] and err["exit_code"] == 2
