@@ -23,6 +23,13 @@ def test_global_flags_before_or_after_the_subcommand(argv: list[str]) -> None:
     assert (a.command, a.verbose, a.json, a.quiet) == ("targets", 1, True, True)
 
 
+@pytest.mark.parametrize("argv", [["--json", "emulator", "status"], ["emulator", "status", "--json"],
+                                  ["emulator", "--json", "status"]])
+def test_global_flags_reach_nested_subcommands(argv: list[str]) -> None:
+    assert parse_args(argv).json is True
+    assert parse_args(argv[:0] + ["emulator", "status"]).json is False
+
+
 def test_defaults_without_global_flags() -> None:
     a = parse_args(["targets"])
     assert (a.verbose, a.json, a.quiet, a.config) == (0, False, False, None)

@@ -37,6 +37,13 @@ def add_global_flags(p: argparse.ArgumentParser, *, on_subcommand: bool) -> None
     for flags, kw in specs:
         if not taken.intersection(flags):  # a subcommand that already defines the flag keeps its own
             g.add_argument(*flags, **kw)
+    if on_subcommand:
+        for a in p._actions:
+            if a.dest in GLOBAL_DESTS:  # its own copy must not reset the flag given before the subcommand
+                a.default = argparse.SUPPRESS
+            if isinstance(a, argparse._SubParsersAction):  # e.g. `edgeq emulator status`
+                for nested in a.choices.values():
+                    add_global_flags(nested, on_subcommand=True)
 
 
 def _flag_actions(p: argparse.ArgumentParser) -> dict[str, argparse.Action]:
