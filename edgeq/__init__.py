@@ -9,6 +9,7 @@ Python API (the CLI is a thin layer over it)::
     verdict = edgeq.check("out", budget=edgeq.Budget(min_cosine=0.99))
 """
 
+from edgeq._version import __version__
 from edgeq.api import ExportResult
 from edgeq.api import export as run_pipeline
 from edgeq.api import export_model as export
@@ -19,4 +20,4 @@ from edgeq.targets import list_targets, load_target
 from edgeq.targetspec import Target
 
 __all__ = ["Budget", "CheckResult", "EdgeqError", "ExportResult", "PipelineConfig", "QuantOptions", "SearchOptions", "Target",
-           "check", "export", "list_targets", "load_config", "load_target", "run_pipeline"]
+           "__version__", "check", "export", "list_targets", "load_config", "load_target", "run_pipeline"]

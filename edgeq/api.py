@@ -114,9 +114,9 @@ def commit_output(tmp: Path, output: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_data(config: PipelineConfig) -> tuple[Dataset, Dataset | None]:
-    calib = load_dataset(config.calib)
-    ev = load_dataset(config.eval) if config.eval else None
+def _load_data(config: PipelineConfig, input_names: list[str]) -> tuple[Dataset, Dataset | None]:
+    calib = load_dataset(config.calib, config.preprocess, input_names)
+    ev = load_dataset(config.eval, config.preprocess, input_names) if config.eval else None
     return calib, ev
 
 
@@ -139,7 +139,7 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
     runners = resolve_runners(config, target, progress)
     progress.stage(f"loading model {config.model}")
     source = load_source(config.model)
-    calib_all, ev = _load_data(config)
+    calib_all, ev = _load_data(config, source.input_names)
     if ev is None:
         calib_all, ev = calib_all.split(config.eval_fraction, config.seed)
     progress.stage(f"capturing with torch.export ({len(calib_all)} calibration / {len(ev)} evaluation samples)")
@@ -198,6 +198,11 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         m["budget"] = budget.to_dict()
         m["signature"] = {"inputs": [s.to_dict() for s in captured.signature],
                           "outputs": [_output_spec(n, ref[n], captured.dynamic_batch).to_dict() for n in output_names]}
+        if config.preprocess is not None:  # image-folder data: apps must preprocess exactly this way
+            m["config"]["preprocess"] = config.preprocess.to_dict()
+            for spec in m["signature"]["inputs"]:
+                spec["preprocessing"] = config.preprocess.to_dict()
+                spec["layout"] = config.preprocess.layout
         m["validation_data"] = {
             "inputs": {"path": INPUTS_REL, "sha256": sha256_file(tmp / INPUTS_REL)},
             "reference": {"path": REFERENCE_REL, "sha256": sha256_file(tmp / REFERENCE_REL), "kind": ref_kind},

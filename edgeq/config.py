@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edgeq.errors import UsageError
+from edgeq.imagefolder import Preprocess
 
 CONFIG_VERSION = 1
 
@@ -164,6 +165,7 @@ class PipelineConfig:
     validate_on: tuple[str, ...] = ("auto",)  # "auto": host, + emulator for ARM targets once set up
     opset: int = 18
     search: SearchOptions = field(default_factory=SearchOptions)
+    preprocess: Preprocess | None = None  # for image-folder DATA (edgeq.imagefolder)
     version: int = CONFIG_VERSION
     # Set when the config comes from a manifest: the export refuses a target profile that changed since, as
     # it would not rebuild the same bytes.

@@ -112,11 +112,20 @@ def _read_npy(path: Path) -> np.ndarray:
         raise DataError(f"{path}: unreadable .npy ({e})") from e
 
 
-def load_dataset(path: str | Path) -> Dataset:
-    """Load an ``.npz`` file or a directory of ``.npy`` / ``.npz`` files."""
+def load_dataset(path: str | Path, preprocess: Any = None, input_names: list[str] | None = None) -> Dataset:
+    """Load an ``.npz`` file, a directory of ``.npy`` / ``.npz`` files, or a folder of images (see
+    :mod:`edgeq.imagefolder`; ``preprocess`` is its :class:`~edgeq.imagefolder.Preprocess`)."""
     p = Path(path)
     if not p.exists():
         raise DataError(f"data not found: {p}", "pass an .npz file or a directory of .npy/.npz files")
+    from edgeq.imagefolder import Preprocess, is_image_folder, load_image_folder
+
+    if is_image_folder(p):
+        if not input_names or len(input_names) != 1:
+            raise DataError(f"{p}: a folder of images feeds a model with one input; this one takes {input_names}",
+                            "write an .npz keyed by input name instead")
+        inputs, labels, _classes = load_image_folder(p, preprocess or Preprocess(), input_names[0])
+        return Dataset(inputs, labels, str(p))
     if p.is_file():
         if p.suffix != ".npz":
             raise DataError(f"{p}: unsupported data file type {p.suffix!r}",

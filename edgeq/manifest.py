@@ -9,7 +9,8 @@ Schema (version 1) — every key below is always present; ``null`` where not app
   signature{inputs[TensorSpec], outputs[TensorSpec]}
   validation_data{inputs{path, sha256}, reference{path, sha256, kind}, samples, has_labels, source}
   passes[{stage, kind, name, format, changed, summary, details, failures}]
-  artifacts[{name, path, format, precision, role, bytes, sha256, quantization, details,
+  artifacts[{name, path, format, precision, role, bytes, sha256, quantization,
+             details{io{inputs[{name, dtype, shape, batch, layout, preprocessing}], outputs[...]} for .onnx/.pte, ...},
              validations[{runner, machine, cpu_model, features, emulated, metrics, budget_check,
                           latency_ms, latency_kind, runtime}]}]
   verdict{passed, failures[]}
@@ -96,10 +97,9 @@ def dependency_versions() -> dict[str, str | None]:
 
 
 def edgeq_version() -> str:
-    try:
-        return metadata.version("edgeq")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
+    from edgeq._version import __version__
+
+    return __version__
 
 
 def new_manifest() -> dict[str, Any]:
@@ -160,6 +160,9 @@ def validate_manifest(m: Any, where: str = MANIFEST_NAME) -> None:
 
 
 def write_manifest(m: dict[str, Any], outdir: Path) -> Path:
+    from edgeq.artifact_io import annotate_io
+
+    annotate_io(m, outdir)  # what each shipped file accepts (apps read it; the batch may be fixed at 1)
     validate_manifest(m)
     p = outdir / MANIFEST_NAME
     p.write_text(json.dumps(m, indent=2, sort_keys=False) + "\n")

@@ -1,4 +1,5 @@
-"""Model references: ``pkg.module:factory`` (or ``path/file.py:factory``), a ``.pt2`` ExportedProgram, or ``.onnx``.
+"""Model references: ``pkg.module:factory`` (or ``path/file.py:factory``), a ``.pt2`` ExportedProgram, ``.onnx``,
+or a local Hugging Face model directory (``config.json`` + ``model.safetensors``, see :mod:`edgeq.hfdir`).
 
 Loading is safe: ``.pt2`` goes through ``torch.export.load`` (no arbitrary pickle), ``.onnx`` through
 ``onnx.load`` + the checker, and a factory is only imported and called because the user named it.
@@ -54,9 +55,13 @@ def load_source(ref: str) -> ModelSource:
         return _load_onnx(Path(ref))
     if ref.endswith(".pt2"):
         return _load_pt2(Path(ref))
+    p = Path(ref)
+    from edgeq.hfdir import is_hf_dir
+
+    if is_hf_dir(p):
+        return _load_hf_dir(p)
     if ":" in ref:
         return _load_factory(ref)
-    p = Path(ref)
     if p.exists():
         raise ModelSourceError(f"{ref}: unsupported model file type {p.suffix!r}",
                                "pass a .pt2 (torch.export.save), an .onnx, or pkg.module:factory")
@@ -138,6 +143,7 @@ def _import_factory(ref: str) -> Any:
             sys.modules[spec.name] = module
             spec.loader.exec_module(module)
         else:
+            _cwd_on_path()
             module = importlib.import_module(mod_name)
     except ModelSourceError:
         raise
@@ -155,6 +161,16 @@ def _import_factory(ref: str) -> Any:
         raise ModelSourceError(f"{ref} is not callable (it is a {type(factory).__name__})",
                                "point at a function or class that returns an nn.Module")
     return factory
+
+
+def _cwd_on_path() -> None:
+    """Resolve ``pkg.module`` from the current directory first, as ``python -m`` does; the ``edgeq`` console
+    script otherwise only sees installed packages."""
+    import os
+
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
 
 
 def _load_factory(ref: str) -> ModelSource:
@@ -184,6 +200,16 @@ def _load_factory(ref: str) -> ModelSource:
         specs = [TensorSpec(k, str(v.dtype), ("batch", *v.shape[1:])) for k, v in example_np.items()]
     return ModelSource(ref=ref, kind="factory", sha256=h, input_names=names, module=module,
                        example_inputs=example_np, declared_signature=specs)
+
+
+def _load_hf_dir(p: Path) -> ModelSource:
+    from edgeq.hfdir import load_hf_dir
+
+    module, example = load_hf_dir(p)
+    example_np = _example_to_numpy(example, _forward_input_names(module), str(p))
+    specs = [TensorSpec(k, str(v.dtype), ("batch", *v.shape[1:])) for k, v in example_np.items()]
+    return ModelSource(ref=str(p), kind="factory", sha256=_state_hash(module), input_names=list(example_np),
+                       module=module, example_inputs=example_np, declared_signature=specs)
 
 
 def _forward_input_names(module: Any) -> list[str]:

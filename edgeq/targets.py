@@ -14,9 +14,6 @@ from edgeq.hashing import sha256_bytes
 from edgeq.pipeline.stage import get_stage, stage_names, validate_order
 from edgeq.targetspec import CpuSpec, ExecutorchSpec, OnnxScheme, Target
 
-TARGETS_DIR = Path(__file__).resolve().parent.parent / "targets"
-
-
 # --- loading ---------------------------------------------------------------------------------------------
 
 _TOP_REQUIRED = {"name", "description", "os", "abi", "ram_mb", "storage_mb", "cpu", "onnx",
@@ -177,7 +174,11 @@ def _check_semantics(path: str, raw: dict[str, Any], cpu: CpuSpec, et: Executorc
 
 
 def targets_dir() -> Path:
-    return Path(os.environ.get("EDGEQ_TARGETS_DIR", TARGETS_DIR))
+    """The bundled profiles (package data, ``edgeq/profiles``), or ``$EDGEQ_TARGETS_DIR`` when set."""
+    from edgeq.resources import profiles_dir
+
+    env = os.environ.get("EDGEQ_TARGETS_DIR")
+    return Path(env) if env else profiles_dir()
 
 
 def list_targets() -> list[str]:

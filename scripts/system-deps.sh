@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages edgeq's emulator, C++ runner and SSH test use. Idempotent; needs root.
 set -euo pipefail
-pkgs=(qemu-user-static g++ g++-aarch64-linux-gnu cmake openssh-server openssh-client)
+# chromium: the report test renders report.html headless (screenshot, console errors, overflow at 1280 px).
+pkgs=(qemu-user-static g++ g++-aarch64-linux-gnu cmake openssh-server openssh-client chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

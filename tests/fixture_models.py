@@ -53,3 +53,19 @@ def slow_mlp():  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 2048), nn.ReLU(), nn.Linear(2048, 2048), nn.ReLU(),
                          nn.Linear(2048, 10)).eval()
+
+
+class TinyCnn(nn.Module):
+    """A 4-channel conv + linear on 8×8 digits: exports and quantizes in seconds (per-target app tests)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 64, 10))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.body(image)
+
+
+def tiny_cnn():  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    return TinyCnn().eval()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-APP = Path(__file__).resolve().parent.parent / "sample_apps/raspberry_pi_python/edgeq_app.py"
+APP = Path(__file__).resolve().parent.parent / "edgeq/sample_apps/raspberry_pi_python/edgeq_app.py"
 
 
 def run_app(*args: str) -> subprocess.CompletedProcess[str]:

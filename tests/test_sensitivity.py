@@ -24,7 +24,7 @@ def test_pte_sensitivity_ranks_pt2e_nodes(digits_small) -> None:  # type: ignore
     model = digits_cnn()
     ep = torch.export.export(model, (torch.from_numpy(calib.inputs["image"][:1].copy()),))
     sig = [TensorSpec("image", "float32", (1, 1, 8, 8))]
-    ranking = pte_sensitivity(ep, calib, sig, QuantOptions(), load_target(str(REPO / "targets/raspberry-pi-5.toml")),
+    ranking = pte_sensitivity(ep, calib, sig, QuantOptions(), load_target(str(REPO / "edgeq/profiles/raspberry-pi-5.toml")),
                               calib_samples=32, max_samples=4)
     names = {n.name for n in ep.graph_module.graph.nodes}
     assert len(ranking) >= 5 and all(r.node in names for r in ranking)

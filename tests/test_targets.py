@@ -12,13 +12,13 @@ import pytest
 from edgeq.errors import TargetError
 from edgeq.pipeline.pipeline import Pipeline
 from edgeq.pipeline.stage import get_stage
-from edgeq.targets import TARGETS_DIR, list_targets, load_target
+from edgeq.targets import list_targets, load_target, targets_dir
 
 REQUIRED = {"raspberry-pi-4", "raspberry-pi-5", "raspberry-pi-zero-2w", "android-arm64", "android-arm64-i8mm",
             "ios-arm64", "x86-64"}
 # MIDR part numbers (Linux arch/arm64/include/asm/cputype.h) for the cores the targets name or stand in for.
 ARM_PARTS = {"Cortex-A53": "0xd03", "Cortex-A72": "0xd08", "Cortex-A76": "0xd0b", "Cortex-A710": "0xd47"}
-PI4 = (TARGETS_DIR / "raspberry-pi-4.toml").read_text()
+PI4 = (targets_dir() / "raspberry-pi-4.toml").read_text()
 
 
 def test_bundled_targets_load_and_are_consistent() -> None:
@@ -122,7 +122,7 @@ def test_cli_list_and_show(tmp_path: Path) -> None:
     r = _cli("targets", "show", "raspberry-pi-zero-2w")
     assert r.returncode == 0 and "Cortex-A53" in r.stdout and "budget-check" in r.stdout and "sources:" in r.stdout
     r = _cli("targets", "show", "android-arm64", "--toml")
-    assert r.returncode == 0 and r.stdout == (TARGETS_DIR / "android-arm64.toml").read_text()
+    assert r.returncode == 0 and r.stdout == (targets_dir() / "android-arm64.toml").read_text()
     r = _cli("targets", "show", str(_write(tmp_path, PI4.replace("cores = 4", "cores = 0"))))
     assert r.returncode == 2 and "'cores' must be >= 1" in r.stderr
     r = _cli("targets", "show", "nope")

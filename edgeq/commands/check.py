@@ -23,8 +23,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edgeq.check import check
+    from edgeq.console import emit_json, human
     from edgeq.report.junit import write_junit
     from edgeq.report.markdown import terminal_summary
+    from edgeq.report.terminal import json_result
 
     runners = tuple(s.strip() for s in args.on.split(",")) if args.on else None
     res = check(args.outdir, budget_from(args), runners, progress_from(args))
@@ -32,9 +34,12 @@ def run(args: argparse.Namespace) -> int:
     m["artifacts"] = [a.to_dict() for a in res.artifacts]
     m["budget"] = res.budget.to_dict()
     m["verdict"] = {"passed": res.passed, "failures": res.failures, "host_passes_arm_fails": res.host_passes_arm_fails}
-    print(terminal_summary(m, str(args.outdir)))
+    print(terminal_summary(m, str(args.outdir)), file=human(args))
     if args.junit:
         write_junit(args.junit, res.artifacts, suite=f"edgeq-check-{args.outdir.name}",
                     extra_failures=[f for f in res.failures if f.startswith("pass ") or f.startswith("no artifact")],
                     properties={"target": m["target"]["name"], "model": m["source"]["ref"]})
+    if args.json:
+        emit_json({"command": "check", **json_result(m, str(args.outdir)),
+                   "junit": str(args.junit) if args.junit else None})
     return 0 if res.passed else 1

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+from typing import Any
 
 from edgeq.commands.common import add_budget_flags, add_quant_flags, budget_from, progress_from
 from edgeq.config import PipelineConfig, QuantOptions, SearchOptions
@@ -18,7 +18,8 @@ MODEL is one of:
   model.onnx              an existing float ONNX model (capture is skipped)
 
 DATA (--calib, --eval) is an .npz keyed by the model's input names (first axis = samples) plus an optional
-`labels` array of class ids, or a folder of NAME.npy files / .npz shards. Loaded without pickle.
+`labels` array of class ids, a folder of NAME.npy files / .npz shards (loaded without pickle), or a folder of
+images (DATA/*.png, or DATA/CLASS/*.png for labels) for a one-input model, preprocessed by the image flags.
 Without --eval a held-out split of --calib is used for evaluation.
 
 OUTDIR receives model.fp32.onnx, model.int8.onnx, (model.fp32.pte, model.int8.pte, model.int8.bpte),
@@ -35,9 +36,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("model", metavar="MODEL", nargs="?",
                    help="pkg.module:factory, a .pt2 or an .onnx file (not with --config)")
     p.add_argument("--calib", metavar="DATA", help="calibration data (.npz or folder); required unless --config")
-    p.add_argument("--config", metavar="FILE", type=Path,
-                   help="take every option from FILE: an edgeq.toml, or an earlier export's edgeq.json (or its "
-                        "folder), which rebuilds byte-identical artifacts into -o; only -o/--force may be added")
     p.add_argument("--eval", metavar="DATA", help="evaluation data; default: a held-out split of --calib")
     p.add_argument("--target", default="x86-64", metavar="NAME|FILE.toml",
                    help="target profile (default x86-64; see `edgeq targets`)")
@@ -54,7 +52,51 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_quant_flags(p)
     add_budget_flags(p)
     add_search_flags(p)
+    add_image_flags(p)
     p.set_defaults(func=run)
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from e
+
+
+def _crop(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(v) for v in text.lower().split("x")]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}") from e
+    if len(parts) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}")
+    return (parts[0], parts[-1])
+
+
+def add_image_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "image folders (DATA = a folder of images, or one sub-folder per class -> labels)",
+        "Decode, --resize the shorter side, centre --crop, scale to [0,1], (x - mean) / std, --layout, "
+        "--image-dtype. Recorded in edgeq.json (signature.inputs[].preprocessing) so apps do the same. "
+        "ImageNet-style: --resize 256 --crop 224 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225")
+    g.add_argument("--resize", type=int, metavar="PX", help="resize the shorter side to PX (bilinear)")
+    g.add_argument("--crop", type=_crop, metavar="N|HxW", help="centre crop")
+    g.add_argument("--mean", type=_floats, metavar="M[,M,M]", help="per-channel mean after scaling to [0,1]")
+    g.add_argument("--std", type=_floats, metavar="S[,S,S]", help="per-channel std after scaling to [0,1]")
+    g.add_argument("--layout", choices=("NCHW", "NHWC"), help="tensor layout (default NCHW)")
+    g.add_argument("--image-dtype", choices=("float32", "uint8"),
+                   help="float32 (default) or raw uint8 pixels (no scaling or normalisation)")
+    g.add_argument("--grayscale", action="store_true", help="decode as one channel instead of RGB")
+
+
+def preprocess_from(args: argparse.Namespace) -> Any:
+    from edgeq.imagefolder import Preprocess
+
+    given = {k: v for k, v in (("resize", args.resize), ("crop", args.crop), ("mean", args.mean),
+                               ("std", args.std), ("layout", args.layout), ("dtype", args.image_dtype)) if v is not None}
+    if args.grayscale:
+        given["channels"] = 1
+    return Preprocess(**given) if given else None
 
 
 def add_search_flags(p: argparse.ArgumentParser) -> None:
@@ -91,28 +133,41 @@ def quant_from(args: argparse.Namespace) -> QuantOptions:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.config is None and (args.model is None or args.calib is None):
+    rebuild = args.config is not None and is_manifest_config(args.config)
+    if not rebuild and (args.model is None or args.calib is None):
         raise UsageError("export needs MODEL and --calib (or --config FILE)",
                          "e.g. edgeq export pkg.mod:factory --calib calib.npz -o out/")
     from edgeq.api import export
+    from edgeq.console import emit_json, human
     from edgeq.report.markdown import terminal_summary
+    from edgeq.report.terminal import json_result
 
-    cfg = config_from_args(args) if args.config is not None else PipelineConfig(
+    cfg = config_from_args(args) if rebuild else PipelineConfig(
         model=args.model, calib=args.calib, eval=args.eval, output=args.output, target=args.target,
         formats=tuple(f.strip() for f in args.format.split(",") if f.strip()), quant=quant_from(args),
         budget=budget_from(args), force=args.force, eval_fraction=args.eval_fraction,
         max_eval_samples=args.max_eval_samples, seed=args.seed, opset=args.opset, search=search_from(args),
-        validate_on=tuple(s.strip() for s in args.validate_on.split(",") if s.strip()))
+        validate_on=tuple(s.strip() for s in args.validate_on.split(",") if s.strip()),
+        preprocess=preprocess_from(args))
     result = export(cfg, progress_from(args))
-    print(terminal_summary(result.manifest, str(result.output)), file=sys.stdout)
+    out = human(args)
+    print(terminal_summary(result.manifest, str(result.output)), file=out)
     search = result.manifest.get("search")
     if search:
-        print(search_summary(search), file=sys.stdout)
+        print(search_summary(search), file=out)
+    if args.json:
+        emit_json({"command": "export", **json_result(result.manifest, str(result.output))})
     return 0 if result.passed else 1
 
 
+def is_manifest_config(path: Path) -> bool:
+    """``--config OUT/edgeq.json`` (or the OUT folder) rebuilds that export; ``--config edgeq.toml`` only supplies
+    flag defaults (applied by the CLI parser before this command runs)."""
+    return path.suffix == ".json" or path.is_dir()
+
+
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
-    """``--config FILE``: the file decides everything but -o/--force; any other flag is an error, not ignored."""
+    """``--config edgeq.json``: the manifest decides everything but -o/--force; other flags are an error."""
     from edgeq.config import load_config
 
     defaults = vars(_defaults_parser().parse_args(["-o", "x"]))

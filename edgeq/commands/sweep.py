@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from edgeq.commands.common import add_budget_flags, budget_from, progress_from
@@ -43,6 +42,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgeq.console import emit_json, human
     from edgeq.sweep import run_sweep
 
     cfg = PipelineConfig(
@@ -52,13 +52,18 @@ def run(args: argparse.Namespace) -> int:
         validate_on=tuple(s.strip() for s in args.validate_on.split(",") if s.strip()))
     m = run_sweep(cfg, progress_from(args))
     s = m["sweep"]
-    print(f"{'variant':34} {'bytes':>9} {'× float':>8} {'latency ms':>11} {s['metric']:>12}  budget")
+    out = human(args)
+    print(f"{'variant':34} {'bytes':>9} {'× float':>8} {'latency ms':>11} {s['metric']:>12}  budget", file=out)
     for r in s["variants"]:
         y = r["metrics"][s["metric"]]
         lat = f"{r['latency_ms']:.3f}" if r["latency_ms"] is not None else "–"
         star = " *" if r["name"] == s["pick"] else ""
         print(f"{r['name']:34} {r['bytes']:>9} {r['size_ratio'] or 0:>8.3f} {lat:>11} {y:>12.5f}  "
-              f"{'pass' if r['passed'] else 'FAIL'}{star}")
-    print(f"pick: {s['pick']}" if s["pick"] else "pick: none — no variant meets the budget")
-    print(f"report: {args.output}/report.html", file=sys.stdout)
+              f"{'pass' if r['passed'] else 'FAIL'}{star}", file=out)
+    print(f"pick: {s['pick']}" if s["pick"] else "pick: none — no variant meets the budget", file=out)
+    print(f"report: {args.output}/report.html", file=out)
+    if args.json:
+        emit_json({"command": "sweep", "passed": bool(s["pick"]), "pick": s["pick"], "metric": s["metric"],
+                   "variants": s["variants"], "budget": m.get("budget"), "output": str(args.output),
+                   "report": f"{args.output}/report.html"})
     return 0 if s["pick"] else 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +14,10 @@ KEY_FEATURES = (("asimddp", "dotprod"), ("i8mm", "i8mm"), ("asimdhp", "fp16"), (
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("targets", help="list target profiles; `targets show NAME` prints one",
-                       description="Target profiles are TOML files in targets/ (or your own file passed as "
+                       description="Target profiles are TOML files shipped in the package (edgeq/profiles/) (or your own file passed as "
                                    "--target path.toml). They pick the quantization scheme, passes and budget.")
     p.add_argument("action", nargs="?", choices=("list", "show"), default="list")
     p.add_argument("name", nargs="?", help="target name or .toml path (for show)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--toml", action="store_true", help="with show: print the target file as written")
     p.set_defaults(func=run)
 
@@ -39,7 +37,7 @@ def list_rows() -> list[dict[str, Any]]:
     rows = []
     for name in list_targets():
         t = load_target(name)
-        rows.append({"name": t.name, "abi": t.abi, "cpu": f"{t.cpu.name} ({t.cpu.isa})", "features": key_features(t),
+        rows.append({"name": t.name, "abi": t.abi, "cpu": f"{t.cpu.name} ({t.cpu.isa})", "os": t.os, "isa": t.cpu.isa, "features": key_features(t),
                      "qemu": t.cpu.qemu_model or "-", "ram_mb": t.ram_mb, "storage_mb": t.storage_mb,
                      "scheme": f"{t.onnx.activation_type}/{t.onnx.weight_type}" + (" rr" if t.onnx.reduce_range else ""),
                      "eps": ",".join(t.onnx.execution_providers), "gpu": t.gpu_delegate or "-",
@@ -88,6 +86,7 @@ def _target_file(t: Any) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgeq.console import emit_json
     from edgeq.errors import UsageError
     from edgeq.targets import load_target
 
@@ -96,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("`edgeq targets show` needs a target name", "e.g. edgeq targets show raspberry-pi-5")
         t = load_target(args.name)
         if args.json:
-            print(json.dumps(dataclasses.asdict(t), indent=2, default=str))
+            emit_json(dataclasses.asdict(t))
         elif args.toml:
             print(_target_file(t).read_text(), end="")
         else:
@@ -106,12 +105,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"`edgeq targets list` takes no name (got {args.name!r})", f"edgeq targets show {args.name}")
     rows = list_rows()
     if args.json:
-        print(json.dumps(rows, indent=2))
+        emit_json(rows)
         return 0
-    cols = ("name", "abi", "cpu", "features", "qemu", "ram_mb", "storage_mb", "scheme", "eps", "gpu")
-    head = ("name", "abi", "cpu", "features", "qemu -cpu", "RAM MB", "disk MB", "onnx act/wt", "EPs", "gpu")
+    # Fits 100 columns: EPs, GPU delegate, storage and the description are in `targets show` and --json.
+    cols = ("name", "os", "isa", "qemu", "features", "ram_mb", "scheme")
+    head = ("name", "os", "ISA", "qemu -cpu", "int8 kernels", "RAM MB", "act/wt")
     table = [head] + [tuple(str(r[c]) for c in cols) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print("\n`edgeq targets show NAME` for one target's EPs, GPU delegate, CPU, formats, passes and sources")
     return 0

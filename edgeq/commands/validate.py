@@ -109,9 +109,13 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgeq.console import emit_json, human
     from edgeq.report.markdown import terminal_summary
+    from edgeq.report.terminal import json_result
 
     specs = tuple(s.strip() for s in args.on.split(",") if s.strip())
     res = validate(args.outdir, specs, budget_from(args), progress_from(args))
-    print(terminal_summary(res.manifest, str(args.outdir)))
+    print(terminal_summary(res.manifest, str(args.outdir)), file=human(args))
+    if args.json:
+        emit_json({"command": "validate", **json_result(res.manifest, str(args.outdir))})
     return 0 if res.passed else 1

@@ -21,11 +21,17 @@ from pathlib import Path
 from edgeq.cache import cache_dir
 from edgeq.errors import RunnerError, UsageError
 
-SOURCE_DIR = Path(__file__).resolve().parent.parent.parent / "sample_apps" / "raspberry_pi_cpp"
 SOURCES = ("CMakeLists.txt", "edgeq_runner.cpp", "toolchain-aarch64.cmake")
 BINARY = "edgeq_runner"
 ARCHES = ("x86_64", "aarch64")
 BUILD_TIMEOUT_S = 900
+
+
+def source_dir() -> Path:
+    """The runner sources, shipped as package data (``edgeq/sample_apps/raspberry_pi_cpp``)."""
+    from edgeq.resources import sample_app_dir
+
+    return sample_app_dir("raspberry_pi_cpp")
 
 
 def installed_executorch_root() -> Path:
@@ -46,7 +52,7 @@ def executorch_version(root: Path) -> str:
 def source_hash() -> str:
     h = hashlib.sha256()
     for name in SOURCES:
-        h.update(name.encode() + b"\0" + (SOURCE_DIR / name).read_bytes())
+        h.update(name.encode() + b"\0" + (source_dir() / name).read_bytes())
     return h.hexdigest()
 
 
@@ -90,10 +96,10 @@ def _build(arch: str, cmake_dir: Path, binary: Path) -> None:
     _tool("aarch64-linux-gnu-g++" if arch == "aarch64" else "c++", deps)
     with tempfile.TemporaryDirectory(prefix="edgeq-runner-build-") as tmp:
         build = Path(tmp) / "build"
-        configure = [cmake, "-S", str(SOURCE_DIR), "-B", str(build), f"-Dexecutorch_DIR={cmake_dir}",
+        configure = [cmake, "-S", str(source_dir()), "-B", str(build), f"-Dexecutorch_DIR={cmake_dir}",
                      "-DCMAKE_BUILD_TYPE=Release"]
         if arch == "aarch64":
-            configure.append(f"-DCMAKE_TOOLCHAIN_FILE={SOURCE_DIR / 'toolchain-aarch64.cmake'}")
+            configure.append(f"-DCMAKE_TOOLCHAIN_FILE={source_dir() / 'toolchain-aarch64.cmake'}")
         for cmd in (configure, [cmake, "--build", str(build), "-j", str(min(2, os.cpu_count() or 1))]):
             try:
                 r = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)

@@ -10,7 +10,7 @@ import html
 from collections.abc import Callable
 from typing import Any
 
-from edgeq.report.markdown import HEAD_CSS, extra_sections, table
+from edgeq.report.markdown import TABLE_HEAD, extra_sections, table
 
 Section = Callable[[dict[str, Any]], str | None]  # manifest -> HTML fragment (or None to skip)
 _SECTIONS: list[tuple[str, Section]] = []
@@ -34,6 +34,9 @@ table{border-collapse:collapse;margin:1rem 0;font-size:.9rem} th,td{border:1px s
 th{background:#f6f8fa} td.num{text-align:right;font-variant-numeric:tabular-nums} tr.bad td{background:#ffebe9}
 .warn{background:#fff8c5;border:1px solid #d4a72c;padding:.6rem;border-radius:.4rem}
 .muted{color:#57606a;font-size:.85rem} code{background:#f6f8fa;padding:0 .2rem}
+.tw{overflow-x:auto;max-width:100%} td{overflow-wrap:break-word} .plots{display:flex;flex-wrap:wrap;gap:1rem}
+figure{margin:0;flex:1 1 560px;max-width:640px;min-width:0} .legend{font-size:.8rem;color:#57606a;margin:.2rem 0 0 .5rem;padding:0;list-style:none}
+.legend li{margin:.1rem 0} svg{display:block}
 """
 
 
@@ -42,7 +45,7 @@ def esc(x: Any) -> str:
 
 
 # Features whose sections render from optional manifest keys, imported on first render (after this module).
-_SECTION_MODULES = ("edgeq.report.core_sections", "edgeq.search.report", "edgeq.executorch.report")
+_SECTION_MODULES = ("edgeq.report.plot_sections", "edgeq.report.core_sections", "edgeq.search.report", "edgeq.executorch.report")
 
 
 def _load_section_modules() -> None:
@@ -74,7 +77,7 @@ def render_html(manifest: dict[str, Any]) -> str:
         parts.append("<div class='warn'><b>Host passes, ARM fails.</b> The x86 host verdict would have shipped a model "
                      "that fails on the device's kernels:<ul>"
                      + "".join(f"<li>{esc(f)}</li>" for f in v["host_passes_arm_fails"]) + "</ul></div>")
-    parts.append("<h2>Artifacts</h2><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in HEAD_CSS) + "</tr>")
+    parts.append("<h2>Artifacts</h2><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in TABLE_HEAD) + "</tr>")
     for row in table(manifest):
         bad = row[-1] == "FAIL"
         parts.append(f"<tr class='{'bad' if bad else ''}'>" + "".join(
@@ -102,4 +105,5 @@ def render_html(manifest: dict[str, Any]) -> str:
     deps = ", ".join(f"{esc(k)} {esc(val)}" for k, val in manifest["dependencies"].items() if val)
     parts.append(f"<p class='muted'>edgeq {esc(manifest['edgeq_version'])} · {deps} · {esc(manifest['created'])}</p>")
     parts.append("</body></html>")
-    return "\n".join(parts)
+    # Wide tables scroll inside their own box instead of widening the page.
+    return "\n".join(parts).replace("<table", "<div class='tw'><table").replace("</table>", "</table></div>")

@@ -6,7 +6,7 @@ from typing import Any
 
 from edgeq.report.rows import fmt_bytes, fmt_latency, fmt_num, rows
 
-HEAD_CSS = ("artifact", "bytes", "× float", "runner", "accuracy", "drop (pt)", "top-1 agree", "cos mean", "cos min",
+TABLE_HEAD = ("artifact", "bytes", "× float", "runner", "accuracy", "drop (pt)", "top-1 agree", "cos mean", "cos min",
          "SQNR dB", "max |Δ|", "latency", "budget")
 
 
@@ -22,23 +22,31 @@ def table(manifest: dict[str, Any]) -> list[tuple[str, ...]]:
 
 
 def terminal_summary(manifest: dict[str, Any], outdir: str) -> str:
-    body = table(manifest)
-    widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(HEAD_CSS)]
-    line = "  ".join(h.ljust(w) for h, w in zip(HEAD_CSS, widths, strict=True))
-    lines = [line, "-" * len(line)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in body]
+    """Fits 100 columns (lower-priority metric columns are dropped; report.md has them all)."""
+    from edgeq.report.terminal import all_warnings, fitted_table, verdict_line
+
+    lines = fitted_table(manifest)
     v = manifest["verdict"]
     lines.append("")
     for p in manifest["passes"]:
-        lines.append(f"pass {p['name']:<22} [{p['format']}] {p['summary']}")
+        lines.append(_clip(f"pass {p['name']:<22} [{p['format']}] {p['summary']}"))
     for extra in extra_sections(manifest):
         lines.append(extra)
     for f in v.get("host_passes_arm_fails", []):
-        lines.append(f"WARNING host passes but ARM fails: {f}")
-    lines.append(f"verdict: {'PASS' if v['passed'] else 'FAIL'}" + ("" if v["passed"] else f" ({len(v['failures'])} failure(s))"))
+        lines.append(_clip(f"WARNING host passes but ARM fails: {f}"))
+    for w in all_warnings(manifest):
+        lines.append(_clip(f"WARNING {w}"))
     lines += [f"  - {f}" for f in v["failures"]]
     lines.append(f"report: {outdir}/report.html")
+    lines.append(verdict_line(manifest))
     return "\n".join(lines)
+
+
+def _clip(line: str, width: int = 100) -> str:
+    """Pass summaries can be long prose: wrap them under their name instead of running past the width."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(line, width, subsequent_indent=" " * 5, break_on_hyphens=False)) or line
 
 
 def extra_sections(manifest: dict[str, Any]) -> list[str]:
@@ -65,7 +73,7 @@ def render_markdown(manifest: dict[str, Any]) -> str:
     out.append(f"- evaluation: {vd['samples']} samples from {vd['source']}; reference: {vd['reference']['kind']}")
     out.append("- budget: " + ", ".join(f"{k}={val}" for k, val in b.items() if val is not None))
     out.append(f"- edgeq {manifest['edgeq_version']}; " + ", ".join(f"{k} {val}" for k, val in manifest["dependencies"].items() if val))
-    out += ["", "## Artifacts", "", "| " + " | ".join(HEAD_CSS) + " |", "|" + "---|" * len(HEAD_CSS)]
+    out += ["", "## Artifacts", "", "| " + " | ".join(TABLE_HEAD) + " |", "|" + "---|" * len(TABLE_HEAD)]
     out += ["| " + " | ".join(row) + " |" for row in table(manifest)]
     out += ["", "Latency is the median of single-sample runs after warm-up. Emulated latency counts qemu's "
             "instruction-level execution on the x86 host and is **not** device speed.", ""]

@@ -7,6 +7,7 @@ Latency is qemu's instruction-level time: reported with ``latency_kind="emulated
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from edgeq.errors import ArtifactError, EmulatorError
 from edgeq.validate.runners.base import RunResult, parse_result, register_runner
 from edgeq.validate.tensor_files import read_output_npz, read_output_tensors, write_input_tensors
 
-DEVICE_DIR = Path(__file__).resolve().parent.parent / "device"
+DEVICE_DIR = Path(str(files("edgeq.validate").joinpath("device")))  # package data, also inside a wheel
 
 
 class EmulatorRunner:

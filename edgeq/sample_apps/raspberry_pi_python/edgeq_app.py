@@ -4,7 +4,8 @@
 Depends on numpy + onnxruntime only (``pip install numpy onnxruntime`` on a Raspberry Pi). It:
   1. reads ``edgeq.json`` and refuses a folder whose verdict failed (unless --allow-failed),
   2. picks the INT8 ONNX artifact and checks its sha256 (a copy gone wrong is caught before it runs),
-  3. feeds inputs as the manifest's I/O signature describes them and prints the top-1 class per sample.
+  3. feeds inputs as the artifact's own I/O in the manifest describes them (``details.io``: names, dtypes, shapes
+     — the batch is fixed at 1 on NNAPI/CoreML targets such as android-arm64) and prints the top-1 per sample.
 
 Usage:
   python3 edgeq_app.py EXPORT_DIR                 # runs the export's own validation inputs, reports accuracy
@@ -59,23 +60,38 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    inputs = manifest["signature"]["inputs"]
+    # What this file accepts (names, dtypes, shapes; batch fixed at 1 on NNAPI/CoreML targets), not the source
+    # model's signature: older manifests without details.io fall back to the signature.
+    inputs = (art.get("details") or {}).get("io", {}).get("inputs") or manifest["signature"]["inputs"]
     labels = None
     if args.npy:
         if len(inputs) != 1:
             print(f"edgeq_app: --npy feeds one input; the model takes {[i['name'] for i in inputs]}", file=sys.stderr)
             return 2
-        feeds = {inputs[0]["name"]: np.load(args.npy, allow_pickle=False).astype(inputs[0]["dtype"])}
+        feeds = {inputs[0]["name"]: np.load(args.npy, allow_pickle=False)}
     else:
         with np.load(args.export_dir / manifest["validation_data"]["inputs"]["path"], allow_pickle=False) as z:
             feeds = {i["name"]: z[i["name"]] for i in inputs}
             labels = z["labels"] if "labels" in z.files else None
+    for spec in inputs:
+        x = feeds[spec["name"]]
+        want = [d if isinstance(d, int) else None for d in spec["shape"][1:]]
+        if x.ndim != len(spec["shape"]) or any(w is not None and w != g for w, g in zip(want, x.shape[1:])):
+            print(f"edgeq_app: input {spec['name']!r} has shape {list(x.shape)}; {art['name']} takes "
+                  f"{spec['shape']} (first axis = samples)", file=sys.stderr)
+            return 2
+        feeds[spec["name"]] = x.astype(spec["dtype"], copy=False)
     n = len(next(iter(feeds.values())))
-    fixed_batch = inputs[0]["shape"][0] == 1
+    batch = inputs[0]["shape"][0]
+    step = batch if isinstance(batch, int) and batch > 0 else 64
     outs = []
-    for start in range(0, n, 1 if fixed_batch else 64):
-        step = 1 if fixed_batch else 64
-        outs.append(sess.run(None, {k: v[start:start + step] for k, v in feeds.items()})[0])
+    for start in range(0, n, step):
+        chunk = {k: v[start:start + step] for k, v in feeds.items()}
+        short = step - len(next(iter(chunk.values())))
+        if short and isinstance(batch, int):  # a fixed batch > 1: pad the last chunk, drop the padding after
+            chunk = {k: np.concatenate([v, np.repeat(v[-1:], short, axis=0)]) for k, v in chunk.items()}
+        out = sess.run(None, chunk)[0]
+        outs.append(out[:step - short] if short and isinstance(batch, int) else out)
     scores = np.concatenate(outs)
     top1 = scores.reshape(n, -1).argmax(axis=1)
     print(f"{art['name']} ({art['bytes']} bytes, {art['precision']}) on {n} samples")

@@ -1,0 +1,72 @@
+"""Terminal conventions: third-party warnings and log records go to a log file (and to stderr with ``-v``),
+``--json`` results go to stdout alone, human summaries to stdout (or stderr under ``--json``)."""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+LOG_NAME = "last-run.log"
+
+
+class _Counter(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+def log_path() -> Path:
+    from edgeq.cache import cache_dir
+
+    return cache_dir("logs") / LOG_NAME
+
+
+def configure_output(args: argparse.Namespace) -> None:
+    """Capture warnings (torch.export, onnxruntime.quantization, ...) in the log; show them only with ``-v``."""
+    verbose = int(getattr(args, "verbose", 0) or 0)
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if getattr(h, "_edgeq", False):
+            root.removeHandler(h)
+    path = log_path()
+    file_handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    counter = _Counter()
+    handlers: list[logging.Handler] = [file_handler, counter]
+    if verbose:
+        stream = logging.StreamHandler(sys.stderr)
+        stream.setLevel(logging.INFO if verbose > 1 else logging.WARNING)
+        stream.setFormatter(logging.Formatter("edgeq: %(levelname)s %(name)s: %(message)s"))
+        handlers.append(stream)
+    for h in handlers:
+        h._edgeq = True  # type: ignore[attr-defined]
+        root.addHandler(h)
+    root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.captureWarnings(True)
+    warnings.simplefilter("default")
+    if not verbose and not getattr(args, "quiet", False):
+        atexit.register(_say_where, counter, path)
+
+
+def _say_where(counter: _Counter, path: Path) -> None:
+    if counter.count:
+        print(f"edgeq: {counter.count} warning(s) from the libraries were written to {path} (-v shows them)",
+              file=sys.stderr)
+
+
+def human(args: argparse.Namespace) -> Any:
+    """Where human-readable summaries go: stdout, or stderr when stdout carries the ``--json`` result."""
+    return sys.stderr if getattr(args, "json", False) else sys.stdout
+
+
+def emit_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str), file=sys.stdout, flush=True)

@@ -1,0 +1,102 @@
+"""A local Hugging Face model directory as MODEL (``config.json`` + ``model.safetensors``), read offline.
+
+Text models (a tokenizer in the folder) take ``input_ids`` and ``attention_mask`` (int64, ``[batch, seq_len]``;
+the example is the tokenizer's encoding of real sentences padded to ``seq_len``); with a sentence-transformers
+``1_Pooling`` config the output is the mean-pooled ``embedding``, else ``last_hidden_state`` (``logits`` for
+``*ForSequenceClassification`` / ``*ForImageClassification`` architectures). Vision models take ``pixel_values``
+``[batch, channels, image_size, image_size]`` from the config. Only safetensors weights are loaded (no pickle).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgeq.errors import ModelSourceError
+
+SEQ_LEN = 32
+EXAMPLE_TEXT = ("edgeq quantizes a model for a phone.", "The ARM kernels decide whether it is accurate enough.")
+
+
+def is_hf_dir(p: Path) -> bool:
+    return p.is_dir() and (p / "config.json").is_file()
+
+
+def _read_json(p: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads(p.read_text()))
+    except (OSError, ValueError) as e:
+        raise ModelSourceError(f"{p}: unreadable JSON ({e})", "is this a Hugging Face model directory?") from e
+
+
+def load_hf_dir(p: Path) -> tuple[Any, dict[str, Any]]:
+    """(an nn.Module with named tensor inputs and one tensor output, example inputs as torch tensors)."""
+    if not (p / "model.safetensors").is_file():
+        raise ModelSourceError(f"{p}: no model.safetensors",
+                               "save the model with save_pretrained(..., safe_serialization=True); pickled "
+                               "pytorch_model.bin weights are not loaded")
+    try:
+        import transformers
+    except ImportError as e:
+        raise ModelSourceError(f"{p} is a Hugging Face model directory, but transformers is not installed",
+                               "pip install transformers") from e
+    cfg = _read_json(p / "config.json")
+    arch = (cfg.get("architectures") or [""])[0]
+    if arch.endswith("ForSequenceClassification"):
+        auto: Any = transformers.AutoModelForSequenceClassification
+    elif arch.endswith("ForImageClassification"):
+        auto = transformers.AutoModelForImageClassification
+    else:
+        auto = transformers.AutoModel
+    try:
+        hf = auto.from_pretrained(str(p), local_files_only=True, use_safetensors=True).eval()
+    except Exception as e:  # transformers raises OSError/ValueError/KeyError for broken folders
+        raise ModelSourceError(f"{p}: transformers could not load it ({type(e).__name__}: {str(e)[:200]})",
+                               "check config.json and the weights belong together") from e
+    is_text = (p / "tokenizer.json").is_file() or (p / "tokenizer_config.json").is_file()
+    pooling = p / "1_Pooling" / "config.json"
+    mean_pool = pooling.is_file() and bool(_read_json(pooling).get("pooling_mode_mean_tokens"))
+    if is_text:
+        tok = transformers.AutoTokenizer.from_pretrained(str(p), local_files_only=True)
+        enc = tok(list(EXAMPLE_TEXT), padding="max_length", truncation=True, max_length=SEQ_LEN,
+                  return_tensors="pt")
+        example = {"input_ids": enc["input_ids"].to(torch.int64).clone(),
+                   "attention_mask": enc["attention_mask"].to(torch.int64).clone()}
+        return _TextWrapper(hf, mean_pool), example
+    size = int(cfg.get("image_size") or 224)
+    channels = int(cfg.get("num_channels") or 3)
+    torch.manual_seed(0)
+    return _VisionWrapper(hf), {"pixel_values": torch.randn(1, channels, size, size)}
+
+
+def _output(out: Any) -> Any:
+    for key in ("logits", "last_hidden_state"):
+        v = getattr(out, key, None)
+        if v is not None:
+            return v
+    return out[0]
+
+
+class _TextWrapper(torch.nn.Module):
+    def __init__(self, hf: Any, mean_pool: bool) -> None:
+        super().__init__()
+        self.hf, self.mean_pool = hf, mean_pool
+
+    def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+        out = _output(self.hf(input_ids=input_ids, attention_mask=attention_mask))
+        if not self.mean_pool:
+            return out
+        m = attention_mask.unsqueeze(-1).to(out.dtype)
+        return (out * m).sum(1) / m.sum(1).clamp(min=1e-9)
+
+
+class _VisionWrapper(torch.nn.Module):
+    def __init__(self, hf: Any) -> None:
+        super().__init__()
+        self.hf = hf
+
+    def forward(self, pixel_values: Any) -> Any:
+        return _output(self.hf(pixel_values=pixel_values))
