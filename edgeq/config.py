@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from edgeq.compress.spec import CompressOptions, TrainOptions, parse_spec
 from edgeq.errors import UsageError
 
 CONFIG_VERSION = 1
@@ -163,6 +164,7 @@ class PipelineConfig:
     validate_on: tuple[str, ...] = ("auto",)  # "auto": host, + emulator for ARM targets once set up
     opset: int = 18
     search: SearchOptions = field(default_factory=SearchOptions)
+    compress: CompressOptions = field(default_factory=CompressOptions)  # --compress / [compress]: before capture
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
@@ -199,6 +201,7 @@ def load_config(path: str | Path, **overrides: Any) -> PipelineConfig:
     quant = raw.pop("quant", {})
     budget = raw.pop("budget", {})
     search = raw.pop("search", {})
+    compress = _compress_table(raw.pop("compress", {}), p)
     try:
         q = QuantOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in quant.items()})
         b = Budget(**budget)
@@ -210,4 +213,17 @@ def load_config(path: str | Path, **overrides: Any) -> PipelineConfig:
             raw[key] = tuple(raw[key])
     raw.update(overrides)
     raw.setdefault("search", srch)
+    raw.setdefault("compress", compress)
     return PipelineConfig(quant=q, budget=b, **raw)
+
+
+def _compress_table(table: dict[str, Any], p: Path) -> CompressOptions:
+    """``[compress]``: ``methods = "prune:0.3,qat"`` plus the fine-tune keys of :class:`TrainOptions`."""
+    table = dict(table)
+    spec = table.pop("methods", "")
+    known = {f.name for f in fields(TrainOptions)}
+    unknown = set(table) - known
+    if unknown:
+        raise UsageError(f"{p}: unknown [compress] key(s) {', '.join(sorted(unknown))}",
+                         f"valid: methods, {', '.join(sorted(known))}")
+    return CompressOptions(parse_spec(str(spec)), TrainOptions(**table))

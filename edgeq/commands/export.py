@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from edgeq.commands.common import add_budget_flags, add_quant_flags, budget_from, progress_from
+from edgeq.commands.compress_flags import add_compress_flags, compress_from
 from edgeq.config import PipelineConfig, QuantOptions, SearchOptions
 
 HELP = """\
@@ -49,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_quant_flags(p)
     add_budget_flags(p)
     add_search_flags(p)
+    add_compress_flags(p)
     p.set_defaults(func=run)
 
 
@@ -94,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         formats=tuple(f.strip() for f in args.format.split(",") if f.strip()), quant=quant_from(args),
         budget=budget_from(args), force=args.force, eval_fraction=args.eval_fraction,
         max_eval_samples=args.max_eval_samples, seed=args.seed, opset=args.opset, search=search_from(args),
-        validate_on=tuple(s.strip() for s in args.validate_on.split(",") if s.strip()))
+        compress=compress_from(args), validate_on=tuple(s.strip() for s in args.validate_on.split(",") if s.strip()))
     result = export(cfg, progress_from(args))
     print(terminal_summary(result.manifest, str(result.output)), file=sys.stdout)
     search = result.manifest.get("search")
