@@ -135,7 +135,7 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
     calib_all, ev = _load_data(config)
     if ev is None:
         calib_all, ev = calib_all.split(config.eval_fraction, config.seed)
-    float_source, compression = source, {}
+    float_source, compression = source, dict[str, Any]()
     if config.compress.enabled:
         from edgeq.compress.hook import compress_source
 
