@@ -26,11 +26,14 @@ def add_compress_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--train-batch", type=int, default=TrainOptions.batch_size, metavar="N")
     g.add_argument("--train-lr", type=float, default=TrainOptions.lr, metavar="LR",
                    help=f"AdamW peak learning rate, cosine-annealed (default {TrainOptions.lr:g})")
+    g.add_argument("--distill-loss", choices=("auto", "kl", "mse"), default="auto",
+                   help="distillation loss: kl on class scores, mse for embeddings (default auto: kl for 2-D outputs)")
     g.add_argument("--train-fn", metavar="PKG.MOD:FN",
                    help="your own fine-tune, called as FN(model, step_budget) instead of the built-in loop")
 
 
 def compress_from(args: argparse.Namespace) -> CompressOptions:
     train = TrainOptions(data=args.train_data, steps=args.train_steps, batch_size=args.train_batch, lr=args.train_lr,
-                         fn=args.train_fn, seed=args.seed)
+                         fn=args.train_fn, seed=args.seed,
+                         distill=args.distill_loss)
     return CompressOptions(parse_spec(args.compress or ""), train)

@@ -188,6 +188,8 @@ class TrainOptions:
     temperature: float = 2.0
     fn: str | None = None
     seed: int = 0
+    distill: str = "auto"  # kl (class scores) | mse (embeddings) | auto: kl for 2-D outputs
+
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -198,6 +200,9 @@ class TrainOptions:
             raise UsageError(f"--train-lr must be a positive number, got {self.lr}", "e.g. 1e-3")
         if not (self.temperature > 0):
             raise UsageError(f"distillation temperature must be > 0, got {self.temperature}")
+        if self.distill not in ("auto", "kl", "mse"):
+            raise UsageError(f"--distill-loss must be auto, kl or mse, got {self.distill!r}",
+                             "kl for classifiers, mse for embedding models")
         if self.fn is not None and ":" not in self.fn:
             raise UsageError(f"--train-fn {self.fn!r} is not pkg.module:function", "e.g. --train-fn mypkg.train:step")
 

@@ -3,7 +3,7 @@
 Loss = T²·KL(teacher ‖ student) at temperature T on logits (or MSE for outputs that are not class scores), plus
 cross-entropy when the training data has labels. ``--train-fn pkg.mod:fn`` replaces the loop with the user's
 ``fn(model, step_budget) -> None``. Runs are reproducible for a given ``--seed``: one seeded generator draws the
-batches, torch's global seed is set, and deterministic algorithms are forced for the duration.
+batches, torch's global seed is set, deterministic algorithms are forced and torch runs one thread for the duration.
 """
 
 from __future__ import annotations
@@ -82,20 +82,26 @@ def deterministic(seed: int) -> Iterator[None]:
     import torch
 
     was = torch.are_deterministic_algorithms_enabled()
+    threads = torch.get_num_threads()
     rng = torch.get_rng_state()
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
+    # One thread: CPU reductions then sum in a fixed order whatever the machine's core count, and small-batch
+    # training does not stall on thread hand-offs when other processes share the cores.
+    torch.set_num_threads(1)
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(was)
+        torch.set_num_threads(threads)
         torch.set_rng_state(rng)
 
 
-def distill_loss(student: Any, teacher: Any, labels: Any, temperature: float) -> Any:
+def distill_loss(student: Any, teacher: Any, labels: Any, temperature: float, kind: str = "auto") -> Any:
+    """``kl`` for class scores, ``mse`` for embeddings / regression; ``auto``: KL for 2-D (batch, classes) outputs."""
     import torch.nn.functional as F  # noqa: N812
 
-    if student.dim() == 2 and student.shape[-1] > 1:
+    if kind == "kl" or (kind == "auto" and student.dim() == 2 and student.shape[-1] > 1):
         t = temperature
         loss = F.kl_div(F.log_softmax(student / t, -1), F.log_softmax(teacher / t, -1), reduction="batchmean",
                         log_target=True) * (t * t)
@@ -167,7 +173,8 @@ class Trainer:
                     idx = torch.randint(0, n, (bs,), generator=gen)
                     inputs, labels = self.data.batch(idx)
                     target = self.teacher_logits(inputs)
-                    loss = distill_loss(first_tensor(model(*inputs)), target, labels, self.options.temperature)
+                    loss = distill_loss(first_tensor(model(*inputs)), target, labels, self.options.temperature,
+                                        self.options.distill)
                     if not torch.isfinite(loss):
                         raise UsageError(f"fine-tuning diverged at step {step} (loss {loss.item()})",
                                          "lower --train-lr or check the training data")
@@ -195,7 +202,7 @@ class Trainer:
         with torch.no_grad():
             s = first_tensor(model(*inputs))
             t = self.teacher_logits(inputs)
-        if s.dim() == 2 and s.shape[-1] > 1:
+        if s.dim() == 2 and s.shape[-1] > 1 and self.options.distill != "mse":
             return float((s.argmax(-1) == t.argmax(-1)).float().mean())
         return float(torch.nn.functional.cosine_similarity(s.flatten(1), t.flatten(1)).mean())
 
@@ -208,4 +215,4 @@ class Trainer:
         model.eval()
         with torch.no_grad():
             return float(distill_loss(first_tensor(model(*inputs)), self.teacher_logits(inputs), None,
-                                      self.options.temperature))
+                                      self.options.temperature, self.options.distill))

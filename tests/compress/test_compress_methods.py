@@ -78,6 +78,7 @@ def test_distillation_without_labels_and_user_train_fn(digits_train: Dataset, tm
     assert rec["steps"][0]["fine_tune"]["train_fn"] == f"{mod}:step"
 
 
+@pytest.mark.slow  # imports ExecuTorch's quantizer and traces twice: ~15 s idle, minutes on a loaded host
 def test_qat_trains_under_fake_quant_and_records_ranges(digits_train: Dataset) -> None:
     m = tiny_cnn()
     before = {k: v.clone() for k, v in m.state_dict().items()}
