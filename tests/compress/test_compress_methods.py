@@ -95,3 +95,17 @@ def test_unknown_input_names_fail_clearly(digits_train: Dataset) -> None:
 
     with pytest.raises(DataError, match="lacks input"):
         compress_model(mlp(), CompressOptions.from_spec("sparse:0.5", steps=1), digits_train, ["pixels"])
+
+
+def test_distill_loss_kinds() -> None:
+    from edgeq.compress.train import distill_loss
+    from edgeq.errors import UsageError
+
+    s, t = torch.zeros(4, 3), torch.tensor([[9.0, 0, 0]] * 4)
+    kl = distill_loss(s, t, None, 1.0, "kl")
+    mse = distill_loss(s, t, None, 1.0, "mse")
+    assert kl > 0 and torch.isclose(mse, torch.tensor(27.0))
+    assert torch.isclose(distill_loss(s, t, None, 1.0, "auto"), kl)
+    assert distill_loss(s, t, torch.zeros(4, dtype=torch.long), 1.0, "kl") > kl  # + cross-entropy with labels
+    with pytest.raises(UsageError, match="distill-loss"):
+        CompressOptions.from_spec("prune", distill="cosine")
