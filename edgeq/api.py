@@ -142,6 +142,11 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
     calib_all, ev = _load_data(config, source.input_names)
     if ev is None:
         calib_all, ev = calib_all.split(config.eval_fraction, config.seed)
+    float_source, compression = source, dict[str, Any]()
+    if config.compress.enabled:
+        from edgeq.compress.hook import compress_source
+
+        source, compression = compress_source(source, config.compress, calib_all, ev, target, progress)
     progress.stage(f"capturing with torch.export ({len(calib_all)} calibration / {len(ev)} evaluation samples)")
     captured, calib = capture(source, calib_all)
     ev = check_against_signature(ev, captured.signature).head(config.max_eval_samples)
@@ -158,7 +163,8 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         (tmp / VALIDATION_DIR).mkdir()
         ev.to_npz(tmp / INPUTS_REL)
         progress.stage("computing float reference outputs")
-        ref, ref_kind = reference_outputs(captured, ev, output_names)
+        # The uncompressed model is the reference, so the verdict covers compression + quantization together.
+        ref, ref_kind = reference_outputs(dataclasses.replace(captured, source=float_source), ev, output_names)
         import numpy as np
 
         np.savez(tmp / REFERENCE_REL, **cast("dict[str, Any]", ref))  # numpy types **kwds as if allow_pickle were among them
@@ -194,7 +200,7 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
                        "max_eval_samples": config.max_eval_samples, "validate_on": list(runners),
                        "calib": str(config.calib), "eval": config.eval, "dynamic_batch": captured.dynamic_batch,
                        "static_batch_reason": captured.static_batch_reason,
-                       "search": config.search.to_dict()}
+                       "search": config.search.to_dict(), "compress": config.compress.to_dict()}
         m["budget"] = budget.to_dict()
         m["signature"] = {"inputs": [s.to_dict() for s in captured.signature],
                           "outputs": [_output_spec(n, ref[n], captured.dynamic_batch).to_dict() for n in output_names]}
@@ -213,6 +219,10 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         m["artifacts"] = [a.to_dict() for a in artifacts]
         m["verdict"] = verdict(artifacts, pass_log)
         m.update(search_keys)  # optional keys: "search", "sensitivity", "sensitivity_pte"
+        if compression:
+            from edgeq.compress.hook import effect_summary
+
+            m["compression"] = {**compression, "artifacts": effect_summary(tmp, artifacts)}
         write_manifest(m, tmp)
         from edgeq.report import write_reports
 
@@ -263,6 +273,10 @@ def export_model(model: str, calib: str, output: str | Path, **kwargs: Any) -> E
     progress = kwargs.pop("progress", None)
     if isinstance(kwargs.get("budget"), dict):
         kwargs["budget"] = Budget(**kwargs["budget"])
+    if isinstance(kwargs.get("compress"), str):  # the --compress spelling, e.g. "prune:0.3,qat"
+        from edgeq.compress.spec import CompressOptions
+
+        kwargs["compress"] = CompressOptions.from_spec(kwargs["compress"], seed=kwargs.get("seed", 0))
     if isinstance(kwargs.get("formats"), str):
         kwargs["formats"] = tuple(kwargs["formats"].split(","))
     return export(PipelineConfig(model=model, calib=str(calib), output=Path(output), **kwargs), progress)

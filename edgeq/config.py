@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from edgeq.compress.spec import CompressOptions, TrainOptions, parse_spec
 from edgeq.errors import UsageError
 from edgeq.imagefolder import Preprocess
 
@@ -166,6 +167,7 @@ class PipelineConfig:
     opset: int = 18
     search: SearchOptions = field(default_factory=SearchOptions)
     preprocess: Preprocess | None = None  # for image-folder DATA (edgeq.imagefolder)
+    compress: CompressOptions = field(default_factory=CompressOptions)  # --compress / [compress]: before capture
     version: int = CONFIG_VERSION
     # Set when the config comes from a manifest: the export refuses a target profile that changed since, as
     # it would not rebuild the same bytes.
@@ -203,8 +205,10 @@ def config_to_dict(config: PipelineConfig) -> dict[str, Any]:
         if f.name in _NOT_RECORDED:
             continue
         v = getattr(config, f.name)
-        if isinstance(v, QuantOptions | SearchOptions | Budget):
+        if isinstance(v, QuantOptions | SearchOptions | Budget | CompressOptions):
             v = v.to_dict()
+        elif isinstance(v, Preprocess):
+            v = asdict(v)
         elif isinstance(v, tuple):
             v = list(v)
         elif f.name in ("model", "calib", "eval", "target") and isinstance(v, str) and Path(v).exists():
@@ -224,6 +228,11 @@ def config_from_dict(raw: dict[str, Any], where: str, **overrides: Any) -> Pipel
     quant = raw.pop("quant", {})
     budget = raw.pop("budget", {})
     search = raw.pop("search", {})
+    compress = _compress_from(raw.pop("compress", {}), where)
+    preprocess = raw.pop("preprocess", None)
+    if isinstance(preprocess, dict):
+        pkw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in preprocess.items()}
+        preprocess = Preprocess(**pkw)
     try:
         qkw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in quant.items()}
         skw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in search.items()}
@@ -237,6 +246,8 @@ def config_from_dict(raw: dict[str, Any], where: str, **overrides: Any) -> Pipel
             raw[key] = tuple(raw[key])
     raw.update(overrides)
     raw.setdefault("search", srch)
+    raw.setdefault("compress", compress)
+    raw.setdefault("preprocess", preprocess)
     raw.setdefault("quant", q)
     raw.setdefault("budget", b)
     try:
@@ -278,3 +289,25 @@ def _from_manifest(p: Path, overrides: dict[str, Any]) -> PipelineConfig:
     target = m.get("target") if isinstance(m.get("target"), dict) else {}
     overrides.setdefault("target_sha256", target.get("sha256"))
     return config_from_dict(rec, f"{p} config.recorded", **overrides)
+
+
+def _compress_from(raw: Any, where: str) -> CompressOptions:
+    """``[compress]`` in edgeq.toml (``methods = "prune:0.3,qat"`` plus :class:`TrainOptions` keys), or the
+    manifest's recorded ``{"spec": ..., "train": {...}}``."""
+    if isinstance(raw, CompressOptions):
+        return raw
+    if not isinstance(raw, dict):
+        raise UsageError(f"{where}: compress must be a table", 'e.g. [compress] methods = "prune:0.3"')
+    table = dict(raw)
+    spec = table.pop("methods", None)
+    if "spec" in table:  # the manifest's form (CompressOptions.to_dict)
+        spec = table.pop("spec")
+        table.pop("version", None)
+        table.pop("methods", None)
+        table = dict(table.pop("train", {}))
+    known = {f.name for f in fields(TrainOptions)}
+    unknown = set(table) - known
+    if unknown:
+        raise UsageError(f"{where}: unknown compress key(s) {', '.join(sorted(unknown))}",
+                         f"valid: methods, {', '.join(sorted(known))}")
+    return CompressOptions(parse_spec(str(spec or "")), TrainOptions(**table))

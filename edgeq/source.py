@@ -127,7 +127,7 @@ def _load_pt2(path: Path) -> ModelSource:
                        exported=ep, declared_signature=specs)
 
 
-def _import_factory(ref: str) -> Any:
+def import_factory(ref: str) -> Any:
     mod_name, _, attr = ref.rpartition(":")
     if not mod_name or not attr:
         raise ModelSourceError(f"bad model reference {ref!r}", "use pkg.module:factory or path/to/file.py:factory")
@@ -176,7 +176,7 @@ def _cwd_on_path() -> None:
 def _load_factory(ref: str) -> ModelSource:
     import torch
 
-    factory = _import_factory(ref)
+    factory = import_factory(ref)
     try:
         produced = factory()
     except Exception as e:
@@ -194,7 +194,7 @@ def _load_factory(ref: str) -> ModelSource:
     if example is not None:
         example_np = _example_to_numpy(example, names, ref)
         names = list(example_np)
-    h = _state_hash(module)
+    h = state_hash(module)
     specs = None
     if example_np is not None:
         specs = [TensorSpec(k, str(v.dtype), ("batch", *v.shape[1:])) for k, v in example_np.items()]
@@ -208,7 +208,7 @@ def _load_hf_dir(p: Path) -> ModelSource:
     module, example = load_hf_dir(p)
     example_np = _example_to_numpy(example, _forward_input_names(module), str(p))
     specs = [TensorSpec(k, str(v.dtype), ("batch", *v.shape[1:])) for k, v in example_np.items()]
-    return ModelSource(ref=str(p), kind="factory", sha256=_state_hash(module), input_names=list(example_np),
+    return ModelSource(ref=str(p), kind="factory", sha256=state_hash(module), input_names=list(example_np),
                        module=module, example_inputs=example_np, declared_signature=specs)
 
 
@@ -240,7 +240,7 @@ def _example_to_numpy(example: Any, names: list[str], ref: str) -> dict[str, np.
     return out
 
 
-def _state_hash(module: Any) -> str:
+def state_hash(module: Any) -> str:
     parts = []
     for k, v in module.state_dict().items():
         parts.append(k.encode())

@@ -16,7 +16,7 @@ ROOT = Path(edgeq.__file__).resolve().parent
 # Top to bottom. A module belongs to the first layer with a matching prefix; the rest is "runtime".
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("cli", ("edgeq.cli", "edgeq.commands", "edgeq.__main__", "edgeq.pytest_plugin")),
-    ("api", ("edgeq", "edgeq.api", "edgeq.check", "edgeq.sweep", "edgeq.zoo")),
+    ("api", ("edgeq", "edgeq.api", "edgeq.check", "edgeq.sweep", "edgeq.compress.sweep", "edgeq.zoo")),
     ("pipeline", ("edgeq.pipeline.pipeline",)),
     ("stages/search", ("edgeq.stages", "edgeq.search")),
     ("backends", ("edgeq.backends",)),

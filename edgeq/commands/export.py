@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeq.commands.common import add_budget_flags, add_quant_flags, budget_from, progress_from
+from edgeq.commands.compress_flags import add_compress_flags, compress_from
 from edgeq.config import PipelineConfig, QuantOptions, SearchOptions
 from edgeq.errors import UsageError
 
@@ -53,6 +54,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_budget_flags(p)
     add_search_flags(p)
     add_image_flags(p)
+    add_compress_flags(p)
     p.set_defaults(func=run)
 
 
@@ -148,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         budget=budget_from(args), force=args.force, eval_fraction=args.eval_fraction,
         max_eval_samples=args.max_eval_samples, seed=args.seed, opset=args.opset, search=search_from(args),
         validate_on=tuple(s.strip() for s in args.validate_on.split(",") if s.strip()),
-        preprocess=preprocess_from(args))
+        preprocess=preprocess_from(args), compress=compress_from(args))
     result = export(cfg, progress_from(args))
     out = human(args)
     print(terminal_summary(result.manifest, str(result.output)), file=out)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from edgeq.commands.common import add_budget_flags, budget_from, progress_from
+from edgeq.commands.compress_flags import add_compress_flags, compress_from
 from edgeq.config import PipelineConfig, QuantOptions
 
 EPILOG = """\
@@ -18,6 +19,10 @@ Exit 0 when some variant meets the budget, 1 when none does.
 
 example:
   edgeq sweep edgeq.zoo.text:text_encoder --calib calib.npz --eval eval.npz --min-cosine 0.995 -o sweep/
+
+With --methods, the sweep runs compression ladders instead (see README "Compression beyond PTQ"):
+  edgeq sweep edgeq.zoo.digits:digits_wide_cnn --calib calib.npz --eval eval.npz --format onnx,pte \\
+      --methods prune:0.3:0.5:0.7,lowrank:0.95:0.9,cluster:256:16 --max-accuracy-drop 1 --min-cosine 0 -o sweep/
 """
 
 
@@ -38,6 +43,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--calib-samples", type=int, default=256, metavar="N")
     p.add_argument("--seed", type=int, default=0)
     add_budget_flags(p)
+    g = p.add_argument_group("compression sweep (instead of the precision grid)")
+    g.add_argument("--methods", metavar="METHOD[:LEVEL:LEVEL...][,...]",
+                   help="sweep compression methods x levels, e.g. prune:0.1:0.2:0.3,lowrank,cluster:256:16 (a bare "
+                        "name climbs its default ladder); each ladder stops once a level leaves the budget")
+    g.add_argument("--format", default="onnx", metavar="FMT[,FMT]", help="formats each trial exports (--methods)")
+    g.add_argument("--workers", type=int, default=2, metavar="N", help="parallel trial processes (default 2)")
+    add_compress_flags(p)
     p.set_defaults(func=run)
 
 
@@ -50,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         formats=("onnx",), quant=QuantOptions(max_calibration_samples=args.calib_samples), budget=budget_from(args),
         force=args.force, eval_fraction=args.eval_fraction, max_eval_samples=args.max_eval_samples, seed=args.seed,
         validate_on=tuple(s.strip() for s in args.validate_on.split(",") if s.strip()))
+    if args.methods:
+        return run_methods(args, cfg)
     m = run_sweep(cfg, progress_from(args))
     s = m["sweep"]
     out = human(args)
@@ -66,4 +80,30 @@ def run(args: argparse.Namespace) -> int:
         emit_json({"command": "sweep", "passed": bool(s["pick"]), "pick": s["pick"], "metric": s["metric"],
                    "variants": s["variants"], "budget": m.get("budget"), "output": str(args.output),
                    "report": f"{args.output}/report.html"})
+    return 0 if s["pick"] else 1
+
+
+def run_methods(args: argparse.Namespace, cfg: PipelineConfig) -> int:
+    """``--methods``: compression ladders (edgeq.compress.sweep) instead of the precision grid."""
+    import dataclasses
+
+    from edgeq.compress.sweep import parse_ladders, run_compress_sweep
+
+    if args.compress:
+        from edgeq.errors import UsageError
+
+        raise UsageError("--compress and --methods exclude each other", "list the methods to sweep in --methods")
+    ladders = parse_ladders(args.methods)
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    cfg = dataclasses.replace(cfg, formats=formats, compress=compress_from(args))
+    s = run_compress_sweep(cfg, ladders, args.workers, progress_from(args))
+    metric = s["metric"]
+    print(f"{'variant':16} {'bytes':>9} {'latency ms':>11} {metric:>14}  budget")
+    for r in s["variants"]:
+        lat = f"{r['latency_ms']:.3f}" if r["latency_ms"] is not None else "–"
+        val = f"{r[metric]:.4f}" if r.get(metric) is not None else "–"
+        star = " *" if r["name"] == s["pick"] else ""
+        print(f"{r['name']:16} {r['bytes'] or 0:>9} {lat:>11} {val:>14}  {'pass' if r['passed'] else 'FAIL'}{star}")
+    print(f"pick: {s['pick']}" if s["pick"] else "pick: none — no variant meets the budget")
+    print(f"report: {args.output}/report.html")
     return 0 if s["pick"] else 1

@@ -1,0 +1,54 @@
+"""Run the ``--compress`` methods in order on the float torch model, before capture, and record their effect."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from edgeq.compress.registry import CompressContext, get_method, param_count
+from edgeq.compress.spec import CompressOptions
+from edgeq.compress.train import Trainer, load_train_set
+from edgeq.data import Dataset
+from edgeq.errors import UsageError
+from edgeq.progress import Progress
+
+EXAMPLE_BATCH = 2  # a dynamic batch in torch.export needs >= 2
+
+
+def compress_model(model: Any, options: CompressOptions, calib: Dataset, input_names: list[str],
+                   target: Any = None, progress: Progress | None = None) -> tuple[Any, dict[str, Any]]:
+    """Apply ``options.methods`` in order to ``model`` (a float nn.Module). Returns the model and a manifest record.
+
+    Fine-tuning uses ``--train-data`` (else the calibration data) and distils from the unmodified model.
+    """
+    import torch
+
+    progress = progress or Progress(enabled=False)
+    if not options.enabled:
+        return model, {}
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError("--compress needs a PyTorch model (pkg.module:factory)",
+                         "an .onnx or .pt2 source has no trainable module; pass the factory instead")
+    data = load_train_set(options.train.data, calib, input_names)
+    if len(data) < EXAMPLE_BATCH:
+        raise UsageError(f"{data.source}: {len(data)} training sample(s); compression needs at least {EXAMPLE_BATCH}")
+    example, _ = data.batch(torch.arange(EXAMPLE_BATCH))
+    example = tuple(t.clone().contiguous() for t in example)
+    model = model.eval()
+    trainer = Trainer.create(model, data, options.train, progress)
+    record: dict[str, Any] = {**options.to_dict(), "train_data": data.source, "train_samples": len(data),
+                              "has_labels": data.labels is not None, "params_float": param_count(model),
+                              "steps": []}
+    steps = options.train.steps
+    for cfg in options.methods:
+        t0 = time.perf_counter()
+        progress.stage(f"compress: {cfg.name} (level {cfg.level:g})")
+        ctx = CompressContext(trainer=trainer, example=example, progress=progress, steps=steps, target=target)
+        model, rec = get_method(cfg.name)(model, cfg, ctx)
+        model.eval()
+        rec = {"method": cfg.name, "level": cfg.level, **rec, "params": param_count(model),
+               "teacher_agreement": round(trainer.agreement(model), 5),
+               "seconds": round(time.perf_counter() - t0, 2)}
+        record["steps"].append(rec)
+    record["params_compressed"] = param_count(model)
+    return model, record

@@ -1,0 +1,54 @@
+"""One compression method per module, registered by name; the config's ``name`` selects the method."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from edgeq.compress.train import Trainer
+from edgeq.progress import Progress
+
+
+@dataclass
+class CompressContext:
+    """What a method needs besides the model: the fine-tuner, example inputs, the target, progress."""
+
+    trainer: Trainer
+    example: tuple[Any, ...]
+    progress: Progress
+    steps: int  # fine-tune budget for this method
+    target: Any = None  # edgeq.targets.Target (QAT uses its quantizer settings)
+
+
+# apply(model, config, ctx) -> (model, record). The model may be changed in place or replaced.
+Method = Callable[[Any, Any, CompressContext], tuple[Any, dict[str, Any]]]
+_METHODS: dict[str, Method] = {}
+
+
+def register(name: str) -> Callable[[Method], Method]:
+    def deco(fn: Method) -> Method:
+        if name in _METHODS:
+            raise ValueError(f"compression method {name!r} registered twice")
+        _METHODS[name] = fn
+        return fn
+    return deco
+
+
+def get_method(name: str) -> Method:
+    import importlib
+
+    if name not in _METHODS:
+        importlib.import_module(f"edgeq.compress.{name}")
+    return _METHODS[name]
+
+
+def param_count(model: Any) -> int:
+    return sum(int(p.numel()) for p in model.parameters())
+
+
+def weight_layers(model: Any) -> list[tuple[str, Any]]:
+    """(path, module) of every Linear and Conv2d: the layers the weight-level methods act on."""
+    from torch import nn
+
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
