@@ -7,9 +7,7 @@ error or Ctrl-C never leaves a partial output folder behind.
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,10 +15,11 @@ from typing import Any
 from edgeq.capture import capture
 from edgeq.config import Budget, PipelineConfig
 from edgeq.data import Dataset, check_against_signature, load_dataset
-from edgeq.errors import OutputExistsError, UsageError
+from edgeq.errors import UsageError
 from edgeq.formats import BuildContext, get_backend
 from edgeq.hashing import sha256_file
 from edgeq.manifest import Artifact, new_manifest, write_manifest
+from edgeq.outdir import commit_output, discard_output, make_scratch, prepare_output
 from edgeq.passes.registry import PassContext, apply_stage
 from edgeq.progress import Progress
 from edgeq.reference import output_names_for, reference_outputs
@@ -90,28 +89,6 @@ def resolve_runners(config: PipelineConfig, target: Target, progress: Progress |
     return tuple(dict.fromkeys(specs))
 
 
-def prepare_output(output: Path, force: bool) -> Path:
-    """Refuse an existing output unless forced; return a fresh temporary sibling to build into."""
-    if output.exists() and not force:
-        raise OutputExistsError(f"output folder {output} already exists", "pass --force to replace it, or pick another -o")
-    if output.exists() and not output.is_dir():
-        raise OutputExistsError(f"{output} exists and is not a folder", "pick another -o")
-    parent = output.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{output.name}.edgeq-tmp-", dir=parent))
-
-
-def commit_output(tmp: Path, output: Path) -> None:
-    """Atomically put ``tmp`` in place of ``output`` (rename; the old folder is removed only afterwards)."""
-    old = None
-    if output.exists():
-        old = output.resolve().parent / f".{output.name}.edgeq-old-{os.getpid()}"
-        os.rename(output, old)
-    os.rename(tmp, output)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _load_data(config: PipelineConfig) -> tuple[Dataset, Dataset | None]:
     calib = load_dataset(config.calib)
     ev = load_dataset(config.eval) if config.eval else None
@@ -141,7 +118,7 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
     output_names = output_names_for(captured)
 
     tmp = prepare_output(config.output, config.force)
-    scratch = Path(tempfile.mkdtemp(prefix="edgeq-scratch-"))
+    scratch = make_scratch()
     try:
         (tmp / VALIDATION_DIR).mkdir()
         ev.to_npz(tmp / INPUTS_REL)
@@ -204,7 +181,7 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         write_reports(m, tmp)
         commit_output(tmp, config.output)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        discard_output(tmp, config.output)
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

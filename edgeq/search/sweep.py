@@ -60,6 +60,7 @@ def run_sweep(config: PipelineConfig, progress: Progress | None = None) -> dict[
     from edgeq.onnx.export import preprocess
     from edgeq.onnx.fp16 import convert_fp16
     from edgeq.onnx.quantize import quantize_onnx_dynamic, quantize_onnx_static
+    from edgeq.outdir import discard_output
     from edgeq.pipeline import INPUTS_REL, REFERENCE_REL, commit_output, export, prepare_output
     from edgeq.report import write_reports
     from edgeq.search.integrate import ONNX_STATIC, base_options
@@ -145,7 +146,7 @@ def run_sweep(config: PipelineConfig, progress: Progress | None = None) -> dict[
         commit_output(run, config.output)
         del result
     finally:
-        shutil.rmtree(holder, ignore_errors=True)
+        discard_output(holder, config.output)  # also releases OUTDIR's lock
         shutil.rmtree(scratch, ignore_errors=True)
     progress.stage(f"wrote {config.output}")
     return m
