@@ -108,7 +108,7 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         check_budget_consistency(budget, config.search)  # contradictory budgets fail before any slow work
     runners = resolve_runners(config, target, progress)
     progress.stage(f"loading model {config.model}")
-    source = load_source(config.model)
+    source = load_source(config.model, config.trust_pickle)
     calib_all, ev = _load_data(config)
     if ev is None:
         calib_all, ev = calib_all.split(config.eval_fraction, config.seed)

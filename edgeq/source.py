@@ -1,6 +1,6 @@
 """Model references: ``pkg.module:factory`` (or ``path/file.py:factory``), a ``.pt2`` ExportedProgram, or ``.onnx``.
 
-Loading is safe: ``.pt2`` goes through ``torch.export.load`` (no arbitrary pickle), ``.onnx`` through
+Loading is safe: ``.pt2`` members are inspected and loaded without pickle (``edgeq.pt2safe``), ``.onnx`` through
 ``onnx.load`` + the checker, and a factory is only imported and called because the user named it.
 """
 
@@ -48,12 +48,12 @@ class ModelSource:
         return self.onnx_path
 
 
-def load_source(ref: str) -> ModelSource:
+def load_source(ref: str, trust_pickle: bool = False) -> ModelSource:
     """Resolve a model reference; raises :class:`ModelSourceError` / :class:`ArtifactError` with a hint."""
     if ref.endswith(".onnx"):
         return _load_onnx(Path(ref))
     if ref.endswith(".pt2"):
-        return _load_pt2(Path(ref))
+        return _load_pt2(Path(ref), trust_pickle)
     if ":" in ref:
         return _load_factory(ref)
     p = Path(ref)
@@ -99,16 +99,10 @@ def _onnx_value_spec(vi: Any) -> TensorSpec:
     return TensorSpec(vi.name, dtype, tuple(dims))
 
 
-def _load_pt2(path: Path) -> ModelSource:
-    import torch
+def _load_pt2(path: Path, trust_pickle: bool = False) -> ModelSource:
+    from edgeq.pt2safe import load_exported_program
 
-    if not path.is_file():
-        raise ModelSourceError(f"model file not found: {path}", "check the path")
-    try:
-        ep = torch.export.load(str(path))
-    except Exception as e:
-        raise ArtifactError(f"{path}: not a loadable ExportedProgram ({type(e).__name__}: {str(e)[:200]})",
-                            "save it with torch.export.save(torch.export.export(model, args), path)") from e
+    ep = load_exported_program(path, trust_pickle)
     specs: list[TensorSpec] = []
     user_inputs = list(ep.graph_signature.user_inputs)
     placeholders = {n.name: n for n in ep.graph.nodes if n.op == "placeholder"}

@@ -35,16 +35,21 @@ def export_float_onnx(captured: Captured, path: Path, opset: int = 18,
                            "an operator may have no ONNX translation at this opset; try --opset 20, or "
                            "export the .onnx yourself and pass it as MODEL") from e
     program.save(str(path), external_data=False)
-    _strip_node_metadata(path)
+    _strip_node_metadata(path, opset)
     return path
 
 
-def _strip_node_metadata(path: Path) -> None:
+def _strip_node_metadata(path: Path, opset: int | None = None) -> None:
     """Drop the exporter's per-node metadata (stack traces, FX names): it can be ~25 % of a small INT8 file and
     means nothing on a device. The quantizer copies it onto every node it creates, so strip it at the source."""
     import onnx
 
     model = onnx.load(str(path))
+    got = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is not None and got != opset:
+        path.unlink(missing_ok=True)
+        raise CaptureError(f"--opset {opset} was requested but the exporter produced opset {got}",
+                           f"use --opset {got} (the exporter cannot convert this model to {opset})")
     changed = False
     for graph in [model.graph, *[f for f in model.functions]]:
         for node in graph.node:
