@@ -35,7 +35,9 @@ def terminal_summary(manifest: dict[str, Any], outdir: str) -> str:
         lines.append(extra)
     for f in v.get("host_passes_arm_fails", []):
         lines.append(f"WARNING host passes but ARM fails: {f}")
-    lines.append(f"verdict: {'PASS' if v['passed'] else 'FAIL'}" + ("" if v["passed"] else f" ({len(v['failures'])} failure(s))"))
+    how = "; ".join(v.get("notes") or [])
+    lines.append(f"verdict: {'PASS' if v['passed'] else 'FAIL'}" + ("" if v["passed"] else f" ({len(v['failures'])} failure(s))")
+                 + (f" [{how}]" if how else ""))
     lines += [f"  - {f}" for f in v["failures"]]
     lines.append(f"report: {outdir}/report.html")
     return "\n".join(lines)

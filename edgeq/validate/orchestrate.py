@@ -11,7 +11,7 @@ import numpy as np
 from edgeq.config import Budget
 from edgeq.manifest import Artifact, Validation
 from edgeq.progress import Progress
-from edgeq.validate.metrics import check_budget, compare
+from edgeq.validate.metrics import ACCURACY_FALLBACK, check_budget, compare
 from edgeq.validate.runners import get_runner
 
 
@@ -52,21 +52,28 @@ def validate_artifacts(outdir: Path, artifacts: list[Artifact], inputs_rel: str,
 
 
 def verdict(artifacts: list[Artifact], pass_log: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pass when every validated artifact meets the budget on every runner and no pass reported a failure."""
+    """Pass when every validated artifact meets the budget on every runner and no pass reported a failure.
+
+    The one verdict function: export, check, validate and sweep all call it. ``notes`` says how a limit was
+    checked when not as asked (no labels) or that it could not be; the verdict line prints them."""
     failures: list[str] = []
+    notes: list[str] = []
     validated = 0
     for art in artifacts:
         for v in art.validations:
             validated += 1
             where = v.runner + (f" ({v.cpu_model})" if v.emulated else "")
             failures.extend(f"{art.name} on {where}: {f}" for f in v.budget_check["failures"])
+            notes.extend(ACCURACY_FALLBACK if n.startswith(ACCURACY_FALLBACK) else n.split(" (", 1)[0]
+                         for n in v.budget_check.get("notes", []))
     for p in pass_log:
         for f in p.get("failures", []):
             failures.append(f"pass {p['name']}: {f}")
     if validated == 0:
         failures.append("no artifact was validated (no runner supports the produced formats)")
     host_vs_arm = _host_pass_arm_fail(artifacts)
-    return {"passed": not failures, "failures": failures, "host_passes_arm_fails": host_vs_arm}
+    return {"passed": not failures, "failures": failures, "host_passes_arm_fails": host_vs_arm,
+            "notes": list(dict.fromkeys(notes))}
 
 
 def _host_pass_arm_fail(artifacts: list[Artifact]) -> list[str]:
