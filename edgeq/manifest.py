@@ -114,7 +114,8 @@ def new_manifest() -> dict[str, Any]:
 
 _REQUIRED = ("schema", "schema_version", "created", "edgeq_version", "dependencies", "source", "target",
              "config", "budget", "signature", "validation_data", "passes", "artifacts", "verdict")
-_OPTIONAL: dict[str, type] = {"search": dict, "sensitivity": list, "sensitivity_pte": list, "sweep": dict}
+_OPTIONAL: dict[str, type] = {"search": dict, "sensitivity": list, "sensitivity_pte": list, "sweep": dict,
+                              "files": list}  # files: every other file of the folder, hashed (edgeq.integrity)
 _ARTIFACT_REQUIRED = ("name", "path", "format", "precision", "role", "bytes", "sha256", "quantization", "details",
                       "validations")
 _VALIDATION_REQUIRED = ("runner", "machine", "cpu_model", "features", "emulated", "metrics", "budget_check",
@@ -177,16 +178,7 @@ def read_manifest(outdir: Path) -> dict[str, Any]:
 
 
 def verify_hashes(m: dict[str, Any], outdir: Path) -> None:
-    """Re-hash every artifact and the validation data; a mismatch means the folder changed after export."""
-    entries = [(a["path"], a["sha256"]) for a in m["artifacts"]]
-    vd = m["validation_data"]
-    entries += [(vd["inputs"]["path"], vd["inputs"]["sha256"]), (vd["reference"]["path"], vd["reference"]["sha256"])]
-    for rel, digest in entries:
-        p = outdir / rel
-        if not p.is_file():
-            raise ManifestError(f"{rel} is listed in {MANIFEST_NAME} but missing from {outdir}",
-                                "restore the file or re-run edgeq export")
-        actual = sha256_file(p)
-        if actual != digest:
-            raise ManifestError(f"{rel}: sha256 {actual[:12]}… does not match the manifest's {digest[:12]}…",
-                                "the artifact changed after export; re-run edgeq export or restore it")
+    """Confine and re-hash every file of the folder; a missing, changed, unlisted or symlinked file is an error."""
+    from edgeq.integrity import audit
+
+    audit(m, outdir)

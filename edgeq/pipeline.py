@@ -18,6 +18,7 @@ from edgeq.data import Dataset, check_against_signature, load_dataset
 from edgeq.errors import UsageError
 from edgeq.formats import BuildContext, get_backend
 from edgeq.hashing import sha256_file
+from edgeq.integrity import seal
 from edgeq.manifest import Artifact, new_manifest, write_manifest
 from edgeq.outdir import commit_output, discard_output, make_scratch, prepare_output
 from edgeq.passes.registry import PassContext, apply_stage
@@ -179,6 +180,7 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         from edgeq.report import write_reports
 
         write_reports(m, tmp)
+        write_manifest(seal(m, tmp), tmp)  # hash the reports and any other file, so check can trust them
         commit_output(tmp, config.output)
     except BaseException:
         discard_output(tmp, config.output)

@@ -22,8 +22,11 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
 
 def validate_artifacts(outdir: Path, artifacts: list[Artifact], inputs_rel: str, reference_rel: str,
                        runner_specs: tuple[str, ...], target: Any, budget: Budget,
-                       progress: Progress) -> list[Artifact]:
-    """Run every validated artifact on every runner that supports its format; append Validation records."""
+                       progress: Progress, isolate: bool = False) -> list[Artifact]:
+    """Run every validated artifact on every runner that supports its format; append Validation records.
+
+    ``isolate``: host runs happen in a child process, so a native crash on an untrusted file (``check``) is a
+    typed error instead of the end of edgeq."""
     inputs_path = outdir / inputs_rel
     reference = load_npz(outdir / reference_rel)
     data = load_npz(inputs_path)
@@ -38,7 +41,12 @@ def validate_artifacts(outdir: Path, artifacts: list[Artifact], inputs_rel: str,
             where = runner.describe()
             bar.set_postfix_str(f"{art.name} on {where['runner']}"
                                 + (f" ({where['cpu_model']})" if where.get("emulated") else ""))
-            result = runner.run(outdir / art.path, art.format, inputs_path, Path(tmp))
+            if isolate and where["runner"] == "host":
+                from edgeq.validate.isolated import run_isolated
+
+                result = run_isolated(outdir / art.path, art.format, inputs_path, Path(tmp))
+            else:
+                result = runner.run(outdir / art.path, art.format, inputs_path, Path(tmp))
             bar.update(1)
             metrics = compare(reference, result.outputs, labels)
             bc = check_budget(metrics, budget)

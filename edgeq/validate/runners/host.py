@@ -62,6 +62,7 @@ def _load_format(fmt: str) -> None:
         importlib.import_module(_LAZY_FORMATS[fmt])
 
 
+@register_host_format("ort")  # ORT-format flatbuffers: the same InferenceSession loads them
 @register_host_format("onnx")
 def _run_onnx(artifact: Path, inputs: Path, workdir: Path) -> RunResult:
     from edgeq.validate.device import run_onnx
