@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq import errors
 from edgeq.errors import ArtifactError, EdgeqError, RunnerError
 from edgeq.validate.runners.base import RunResult
 
@@ -35,14 +34,24 @@ def run_isolated(artifact: Path, fmt: str, inputs: Path, workdir: Path) -> RunRe
     info = json.loads(result.read_text()) if result.is_file() else {}
     if proc.returncode != 0 or "error" in info:
         err = info.get("error") or {}
-        cls = getattr(errors, str(err.get("type")), None)
-        if isinstance(cls, type) and issubclass(cls, EdgeqError):
+        cls = _error_class(str(err.get("type")))
+        if cls is not None:
             raise cls(str(err.get("cause")), str(err.get("hint") or ""))
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
         raise RunnerError(f"{artifact.name}: the host runtime failed (exit {proc.returncode}): {tail}")
     with np.load(info["outputs"], allow_pickle=False) as z:
         outputs = {k: z[k] for k in z.files}
     return RunResult(outputs, info["latency_ms"], info["latency_kind"], info["runtime"])
+
+
+def _error_class(name: str) -> type[EdgeqError] | None:
+    queue: list[type[EdgeqError]] = [EdgeqError]
+    while queue:
+        cls = queue.pop()
+        if cls.__name__ == name:
+            return cls
+        queue += cls.__subclasses__()
+    return None
 
 
 def _child(fmt: str, artifact: str, inputs: str, workdir: str, result: str) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from edgeq.config import Budget
+from edgeq.data import check_labels
 from edgeq.manifest import Artifact, Validation
 from edgeq.progress import Progress
 from edgeq.validate.metrics import ACCURACY_FALLBACK, check_budget, compare
@@ -31,6 +32,10 @@ def validate_artifacts(outdir: Path, artifacts: list[Artifact], inputs_rel: str,
     reference = load_npz(outdir / reference_rel)
     data = load_npz(inputs_path)
     labels = data.get("labels")
+    if labels is not None:
+        primary = next(iter(reference.values()))
+        classes = int(primary.shape[1]) if primary.ndim == 2 and primary.shape[1] > 1 else None
+        labels = check_labels(labels, str(inputs_path), classes)  # within the model's classes, before any run
     runners = [get_runner(spec, target) for spec in runner_specs]
     jobs = [(art, runner) for art in artifacts if art.role != "auxiliary"
             for runner in runners if runner.supports(art.format)]
