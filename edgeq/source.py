@@ -71,7 +71,15 @@ def _load_onnx(path: Path) -> ModelSource:
         raise ModelSourceError(f"model file not found: {path}", "check the path")
     try:
         model = onnx.load(str(path), load_external_data=False)
-        onnx.checker.check_model(model)
+    except Exception as e:  # onnx raises DecodeError, ...: all mean "unusable file"
+        raise ArtifactError(f"{path}: corrupt or truncated ONNX model ({type(e).__name__}: {str(e)[:200]})",
+                            "re-export the model; check the file was copied completely") from e
+    from edgeq.external_data import check_external_data
+
+    check_external_data(model, path)  # confined to the model's folder before anything reads it
+    try:
+        # by path: the checker then resolves external data next to the model, not in the cwd
+        onnx.checker.check_model(str(path.absolute()))
     except Exception as e:  # onnx raises DecodeError, ValidationError, ...: all mean "unusable file"
         raise ArtifactError(f"{path}: corrupt or truncated ONNX model ({type(e).__name__}: {str(e)[:200]})",
                             "re-export the model; check the file was copied completely") from e
@@ -82,7 +90,7 @@ def _load_onnx(path: Path) -> ModelSource:
             continue
         specs.append(_onnx_value_spec(vi))
     return ModelSource(ref=str(path), kind="onnx", sha256=sha256_file(path),
-                       input_names=[s.name for s in specs], onnx_path=path, declared_signature=specs)
+                       input_names=[s.name for s in specs], onnx_path=path.absolute(), declared_signature=specs)
 
 
 def _onnx_value_spec(vi: Any) -> TensorSpec:

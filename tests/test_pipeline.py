@@ -210,6 +210,7 @@ def test_force_replaces_atomically(tmp_path: Path, digits_small) -> None:  # typ
     calib, ev = digits_small
     out = tmp_path / "out"
     out.mkdir()
+    (out / "edgeq.json").write_text(json.dumps({"schema": "edgeq.manifest"}))  # --force replaces edgeq folders only
     (out / "stale.txt").write_text("old")
     edgeq.export(DIGITS_MODEL, calib=str(calib), eval=str(ev), output=out, force=True, max_eval_samples=20)
     assert not (out / "stale.txt").exists() and (out / "edgeq.json").is_file()

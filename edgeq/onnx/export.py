@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import shutil
 from pathlib import Path
 
 from edgeq.capture import Captured
@@ -17,7 +16,9 @@ def export_float_onnx(captured: Captured, path: Path, opset: int = 18,
                       output_names: list[str] | None = None) -> Path:
     """Write the float ONNX model for ``captured`` to ``path`` (copying it for .onnx sources)."""
     if captured.source.kind == "onnx":
-        shutil.copyfile(captured.source.onnx_file(), path)
+        from edgeq.external_data import write_self_contained
+
+        write_self_contained(captured.source.onnx_file(), path)  # external data, confined, pulled inside
         return path
     import logging
 
