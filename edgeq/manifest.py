@@ -122,8 +122,19 @@ _VALIDATION_REQUIRED = ("runner", "machine", "cpu_model", "features", "emulated"
                         "latency_ms", "latency_kind", "runtime")
 
 
+def _need(cond: bool, where: str, what: str) -> None:
+    if not cond:
+        raise ManifestError(f"{where}: {what}", "the manifest is malformed or was edited; re-run edgeq export")
+
+
+def _file_entry(e: Any, where: str) -> None:
+    _need(isinstance(e, dict), where, "must be an object")
+    for k in ("path", "sha256"):
+        _need(isinstance(e.get(k), str), where, f"{k!r} must be a string")
+
+
 def validate_manifest(m: Any, where: str = MANIFEST_NAME) -> None:
-    """Structural check of a manifest dict; raises ManifestError naming the first problem."""
+    """Structural and type check of a manifest dict; raises ManifestError naming the first problem."""
     if not isinstance(m, dict):
         raise ManifestError(f"{where}: top level must be an object")
     if m.get("schema") != SCHEMA:
@@ -134,11 +145,22 @@ def validate_manifest(m: Any, where: str = MANIFEST_NAME) -> None:
     for k in _REQUIRED:
         if k not in m:
             raise ManifestError(f"{where}: missing key {k!r}")
+    for k in ("config", "budget", "validation_data", "target", "source", "signature"):
+        _need(isinstance(m[k], dict), where, f"{k!r} must be an object")
+    _need(isinstance(m["artifacts"], list), where, "'artifacts' must be a list")
+    _need(isinstance(m["passes"], list) and all(isinstance(p, dict) for p in m["passes"]), where,
+          "'passes' must be a list of objects")
     names = set()
     for i, a in enumerate(m["artifacts"]):
+        _need(isinstance(a, dict), f"{where}: artifacts[{i}]", "must be an object")
         for k in _ARTIFACT_REQUIRED:
             if k not in a:
                 raise ManifestError(f"{where}: artifacts[{i}] lacks {k!r}")
+        for k in ("name", "path", "format", "precision", "role", "sha256"):
+            _need(isinstance(a[k], str), f"{where}: artifacts[{i}]", f"{k!r} must be a string")
+        _need(isinstance(a["details"], dict) and isinstance(a["validations"], list)
+              and (a["quantization"] is None or isinstance(a["quantization"], dict)), f"{where}: artifacts[{i}]",
+              "details/quantization must be objects, validations a list")
         if a["role"] not in ROLES:
             raise ManifestError(f"{where}: artifacts[{i}].role {a['role']!r} not in {ROLES}")
         if a["name"] in names:
@@ -147,6 +169,7 @@ def validate_manifest(m: Any, where: str = MANIFEST_NAME) -> None:
         if Path(a["path"]).is_absolute() or ".." in Path(a["path"]).parts:
             raise ManifestError(f"{where}: artifacts[{i}].path must be relative to the manifest's folder")
         for j, v in enumerate(a["validations"]):
+            _need(isinstance(v, dict), f"{where}: artifacts[{i}].validations[{j}]", "must be an object")
             for k in _VALIDATION_REQUIRED:
                 if k not in v:
                     raise ManifestError(f"{where}: artifacts[{i}].validations[{j}] lacks {k!r}")
@@ -154,8 +177,11 @@ def validate_manifest(m: Any, where: str = MANIFEST_NAME) -> None:
         if k in m and m[k] is not None and not isinstance(m[k], kind):
             raise ManifestError(f"{where}: optional key {k!r} must be a {kind.__name__}")
     for k in ("inputs", "reference"):
-        if k not in (m["validation_data"] or {}):
+        if k not in m["validation_data"]:
             raise ManifestError(f"{where}: validation_data lacks {k!r}")
+        _file_entry(m["validation_data"][k], f"{where}: validation_data.{k}")
+    for i, f in enumerate(m.get("files") or []):
+        _file_entry(f, f"{where}: files[{i}]")
 
 
 def write_manifest(m: dict[str, Any], outdir: Path) -> Path:
