@@ -25,10 +25,10 @@ _PRELOAD = {"pte": ("torch", "executorch.runtime"), "onnx": ("onnxruntime",), "o
 
 
 def run_isolated(artifact: Path, fmt: str, inputs: Path, workdir: Path) -> RunResult:
-    from edgeq.validate.runners.host import _load_format
-
     import contextlib
     import importlib
+
+    from edgeq.validate.runners.host import _load_format
 
     _load_format(fmt)
     for mod in _PRELOAD.get(fmt, ()):
