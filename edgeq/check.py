@@ -82,6 +82,21 @@ def _recompute_artifacts(m: dict[str, Any], out: Path) -> tuple[list[Artifact], 
     return arts, findings
 
 
+def _gating_passes(m: dict[str, Any], arts: list[Artifact], out: Path, tgt: Target) -> list[dict[str, Any]]:
+    """The recorded passes, with the budget-check recomputed from the bytes and this target (its recorded
+    failures could have been deleted from the manifest)."""
+    from edgeq.passes.budget_check import NAME, check_artifact
+
+    kept = [p for p in m["passes"] if p.get("name") != NAME]
+    if NAME in tgt.passes:
+        failures: list[str] = []
+        for a in arts:
+            if a.format in ("onnx", "ort", "pte"):
+                failures += check_artifact(a, out, tgt.storage_mb, tgt.ram_mb)[1]
+        kept.append({"name": NAME, "failures": failures})
+    return kept
+
+
 def check(outdir: str | Path, budget: Budget | None = None, runners: tuple[str, ...] | None = None,
           progress: Progress | None = None, target: str | None = None) -> CheckResult:
     progress = progress or Progress(enabled=False)
@@ -108,7 +123,7 @@ def check(outdir: str | Path, budget: Budget | None = None, runners: tuple[str, 
     vd = m["validation_data"]
     validate_artifacts(out, arts, vd["inputs"]["path"], vd["reference"]["path"], specs, tgt, eff, progress,
                        isolate=True)
-    v = verdict(arts, m["passes"])
+    v = verdict(arts, _gating_passes(m, arts, out, tgt))
     failures = list(v["failures"])
     for a in arts:
         for val in a.validations:

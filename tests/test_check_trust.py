@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -142,3 +143,19 @@ def test_an_artifact_whose_bytes_are_not_its_format_is_refused(folder: Path) -> 
     edit(folder, lambda m: art(m, "onnx-int8-static").__setitem__("sha256", sha256_file(p)))
     with pytest.raises(ManifestError, match="not a readable onnx file"):
         edgeq.check(folder)
+
+
+def test_deleting_a_recorded_storage_failure_does_not_help(folder: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The storage/RAM budget-check is recomputed from the bytes for the target, not read from the manifest."""
+    import edgeq.passes.budget_check as bc
+
+    monkeypatch.setattr(bc, "MB", 1)  # a 1-"MB" storage budget = 1 byte: every artifact is over it
+    tiny = tmp_path / "tiny.toml"
+    from edgeq.targets import targets_dir
+
+    text = re.sub(r"storage_mb\s*=\s*\d+", "storage_mb = 1", (targets_dir() / "android-arm64.toml").read_text())
+    tiny.write_text(text)
+    edit(folder, lambda m: m.__setitem__("passes", [p for p in m["passes"] if p["name"] != "budget-check"]))
+    res = edgeq.check(folder, target=str(tiny))
+    assert not res.passed and any("pass budget-check" in f and "storage budget of 1 MB" in f for f in res.failures)
