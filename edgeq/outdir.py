@@ -79,8 +79,8 @@ def _pid_alive(pid: int) -> bool:
 
 def _owner_pid(name: str, mark: str) -> int | None:
     tail = name.split(mark, 1)[1] if mark in name else ""
-    head = tail.split("-", 1)[0]
-    return int(head) if head.isdigit() else None
+    head, sep, _ = tail.partition("-")
+    return int(head) if sep and head.isdigit() else None  # only names we made: MARK + PID + "-" + random
 
 
 def cleanup_scratch() -> list[Path]:
