@@ -101,8 +101,11 @@ def audit(m: dict[str, Any], outdir: Path) -> None:
                                 _HINT)
     unlisted = [rel for rel in _walk(outdir) if rel != MANIFEST_NAME and rel not in seen]
     if unlisted:
+        old = FILES_KEY not in m
         raise ManifestError(f"{len(unlisted)} file(s) in {outdir} are not listed in {MANIFEST_NAME}: "
-                            f"{', '.join(unlisted[:5])}", "nothing may be added to an export folder; " + _HINT)
+                            f"{', '.join(unlisted[:5])}",
+                            "this folder was written by an edgeq without file hashes; re-export it" if old else
+                            "nothing may be added to an export folder; " + _HINT)
 
 
 def sniff_format(path: Path) -> str:
