@@ -98,9 +98,14 @@ def _gating_passes(m: dict[str, Any], arts: list[Artifact], out: Path, tgt: Targ
 
 
 def check(outdir: str | Path, budget: Budget | None = None, runners: tuple[str, ...] | None = None,
-          progress: Progress | None = None, target: str | None = None) -> CheckResult:
+          progress: Progress | None = None, target: str | None = None,
+          public_key: str | Path | None = None) -> CheckResult:
     progress = progress or Progress(enabled=False)
     out = Path(outdir)
+    if public_key is not None:
+        from edgeq.signing import verify_folder
+
+        verify_folder(out, Path(public_key))  # provenance first: the manifest below is then the signed one
     m = read_manifest(out)
     audit(m, out)
     arts, findings = _recompute_artifacts(m, out)

@@ -13,7 +13,7 @@ import sys
 
 from edgeq.errors import EdgeqError
 
-COMMANDS = ("export", "check", "validate", "demo", "targets", "inspect", "emulator", "sweep")
+COMMANDS = ("export", "check", "validate", "demo", "targets", "inspect", "emulator", "sweep", "sign")
 
 EPILOG = """\
 examples:

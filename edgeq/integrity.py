@@ -18,6 +18,7 @@ from edgeq.errors import ManifestError
 from edgeq.hashing import sha256_file
 
 MANIFEST_NAME = "edgeq.json"
+SIGNATURE_NAME = "edgeq.json.sig"  # signs the manifest, so it cannot be listed in it (edgeq.signing)
 FILES_KEY = "files"
 RUNNABLE = ("onnx", "pte")  # formats a runner executes: never skipped by check, whatever the manifest says
 _REL = re.compile(r"^[A-Za-z0-9_.+-]+(/[A-Za-z0-9_.+-]+)*$")
@@ -38,7 +39,7 @@ def seal(m: dict[str, Any], outdir: Path) -> dict[str, Any]:
     listed = {p for p, _ in described_paths({**m, FILES_KEY: []})}
     extra = []
     for rel in sorted(_walk(outdir)):
-        if rel != MANIFEST_NAME and rel not in listed:
+        if rel not in (MANIFEST_NAME, SIGNATURE_NAME) and rel not in listed:
             p = outdir / rel
             extra.append({"path": rel, "bytes": p.stat().st_size, "sha256": sha256_file(p)})
     m[FILES_KEY] = extra
@@ -99,7 +100,7 @@ def audit(m: dict[str, Any], outdir: Path) -> None:
         if not isinstance(digest, str) or actual != digest:
             raise ManifestError(f"{rel}: sha256 {actual[:12]}… does not match the manifest's {str(digest)[:12]}…",
                                 _HINT)
-    unlisted = [rel for rel in _walk(outdir) if rel != MANIFEST_NAME and rel not in seen]
+    unlisted = [rel for rel in _walk(outdir) if rel not in (MANIFEST_NAME, SIGNATURE_NAME) and rel not in seen]
     if unlisted:
         old = FILES_KEY not in m
         raise ManifestError(f"{len(unlisted)} file(s) in {outdir} are not listed in {MANIFEST_NAME}: "

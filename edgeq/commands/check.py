@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="target profile for the budget and runners (default: the packaged profile the manifest "
                         "names; a target file is only read from this flag)")
     p.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML for CI test reports")
+    p.add_argument("--public-key", type=Path, metavar="PEM",
+                   help="require OUTDIR/edgeq.json.sig to be a valid ed25519 signature by this key (`edgeq sign`)")
     add_budget_flags(p)
     p.set_defaults(func=run)
 
@@ -35,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from edgeq.report.markdown import terminal_summary
 
     runners = tuple(s.strip() for s in args.on.split(",")) if args.on else None
-    res = check(args.outdir, budget_from(args), runners, progress_from(args), target=args.target)
+    res = check(args.outdir, budget_from(args), runners, progress_from(args), target=args.target,
+                public_key=args.public_key)
     m = dict(res.manifest)
     m["artifacts"] = [a.to_dict() for a in res.artifacts]
     m["budget"] = res.budget.to_dict()
