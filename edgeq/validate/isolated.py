@@ -38,6 +38,9 @@ def run_isolated(artifact: Path, fmt: str, inputs: Path, workdir: Path) -> RunRe
     result.unlink(missing_ok=True)
     pid = os.fork()
     if pid == 0:  # the child: never returns, never runs the parent's cleanup
+        import faulthandler
+
+        faulthandler.disable()  # a crash here is expected and reported by the parent; no stack dump
         code = _OTHER
         try:
             code = _child(fmt, artifact, inputs, workdir, result)
