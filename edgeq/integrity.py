@@ -20,7 +20,7 @@ from edgeq.hashing import sha256_file
 MANIFEST_NAME = "edgeq.json"
 SIGNATURE_NAME = "edgeq.json.sig"  # signs the manifest, so it cannot be listed in it (edgeq.signing)
 FILES_KEY = "files"
-RUNNABLE = ("onnx", "pte")  # formats a runner executes: never skipped by check, whatever the manifest says
+RUNNABLE = ("onnx", "ort", "pte")  # formats a runner executes: never skipped by check, whatever the manifest says
 _REL = re.compile(r"^[A-Za-z0-9_.+-]+(/[A-Za-z0-9_.+-]+)*$")
 _HINT = "the folder changed after export; re-run edgeq export (or restore the original folder)"
 

@@ -159,3 +159,17 @@ def test_deleting_a_recorded_storage_failure_does_not_help(folder: Path, tmp_pat
     edit(folder, lambda m: m.__setitem__("passes", [p for p in m["passes"] if p["name"] != "budget-check"]))
     res = edgeq.check(folder, target=str(tiny))
     assert not res.passed and any("pass budget-check" in f and "storage budget of 1 MB" in f for f in res.failures)
+
+
+def test_runnable_artifacts_marked_auxiliary_are_promoted(tmp_path: Path) -> None:
+    """.ort / .onnx / .pte bytes are always validated; the manifest's 'auxiliary' is reported, not obeyed."""
+    from edgeq.check import _recompute_artifacts
+
+    (tmp_path / "m.ort").write_bytes(b"\x18\0\0\0ORTM" + b"\0" * 32)
+    (tmp_path / "ops.config").write_text("# ops\n")
+    base = {"precision": "int8", "bytes": 0, "sha256": "", "quantization": None, "details": {}, "validations": []}
+    m = {"artifacts": [{**base, "name": "ort-int8", "path": "m.ort", "format": "ort", "role": "auxiliary"},
+                       {**base, "name": "cfg", "path": "ops.config", "format": "config", "role": "auxiliary"}]}
+    arts, findings = _recompute_artifacts(m, tmp_path)
+    assert [(a.format, a.role) for a in arts] == [("ort", "candidate"), ("config", "auxiliary")]
+    assert findings == ["ort-int8: the manifest marks a runnable ort model 'auxiliary'; validated anyway"]
