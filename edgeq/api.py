@@ -7,9 +7,7 @@ error or Ctrl-C never leaves a partial output folder behind.
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -18,9 +16,11 @@ from edgeq.backends.base import get_backend
 from edgeq.capture import capture
 from edgeq.config import Budget, PipelineConfig, config_to_dict
 from edgeq.data import Dataset, check_against_signature, load_dataset
-from edgeq.errors import OutputExistsError, TargetError, UsageError
+from edgeq.errors import TargetError, UsageError
 from edgeq.hashing import sha256_file
+from edgeq.integrity import seal
 from edgeq.manifest import Artifact, new_manifest, write_manifest
+from edgeq.outdir import commit_output, discard_output, make_scratch, prepare_output
 from edgeq.pipeline.pipeline import Pipeline, build_format
 from edgeq.pipeline.state import BuildState
 from edgeq.progress import Progress
@@ -92,28 +92,6 @@ def resolve_runners(config: PipelineConfig, target: Target, progress: Progress |
     return tuple(dict.fromkeys(specs))
 
 
-def prepare_output(output: Path, force: bool) -> Path:
-    """Refuse an existing output unless forced; return a fresh temporary sibling to build into."""
-    if output.exists() and not force:
-        raise OutputExistsError(f"output folder {output} already exists", "pass --force to replace it, or pick another -o")
-    if output.exists() and not output.is_dir():
-        raise OutputExistsError(f"{output} exists and is not a folder", "pick another -o")
-    parent = output.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{output.name}.edgeq-tmp-", dir=parent))
-
-
-def commit_output(tmp: Path, output: Path) -> None:
-    """Atomically put ``tmp`` in place of ``output`` (rename; the old folder is removed only afterwards)."""
-    old = None
-    if output.exists():
-        old = output.resolve().parent / f".{output.name}.edgeq-old-{os.getpid()}"
-        os.rename(output, old)
-    os.rename(tmp, output)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _load_data(config: PipelineConfig, input_names: list[str]) -> tuple[Dataset, Dataset | None]:
     calib = load_dataset(config.calib, config.preprocess, input_names)
     ev = load_dataset(config.eval, config.preprocess, input_names) if config.eval else None
@@ -138,7 +116,7 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         check_budget_consistency(budget, config.search)  # contradictory budgets fail before any slow work
     runners = resolve_runners(config, target, progress)
     progress.stage(f"loading model {config.model}")
-    source = load_source(config.model)
+    source = load_source(config.model, config.trust_pickle)
     calib_all, ev = _load_data(config, source.input_names)
     if ev is None:
         calib_all, ev = calib_all.split(config.eval_fraction, config.seed)
@@ -158,7 +136,7 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         backend.preflight(state)  # e.g. .pte refuses an ONNX source or node exclusions, before any slow work
 
     tmp = prepare_output(config.output, config.force)
-    scratch = Path(tempfile.mkdtemp(prefix="edgeq-scratch-"))
+    scratch = make_scratch()
     try:
         (tmp / VALIDATION_DIR).mkdir()
         ev.to_npz(tmp / INPUTS_REL)
@@ -227,9 +205,10 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         from edgeq.report import write_reports
 
         write_reports(m, tmp)
+        write_manifest(seal(m, tmp), tmp)  # hash the reports and any other file, so check can trust them
         commit_output(tmp, config.output)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        discard_output(tmp, config.output)
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

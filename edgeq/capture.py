@@ -78,6 +78,7 @@ def _export_module(source: ModelSource, signature: list[TensorSpec], calib: Data
     module = source.module
     batch = min(EXAMPLE_BATCH, len(calib))
     base = Captured(source, signature)
+    _eager_probe(module, base.example_inputs(calib, 1), signature, calib.source)
     args = base.example_inputs(calib, batch)
     if batch >= 2:
         dim = torch.export.Dim("batch", min=1, max=1 << 16)
@@ -97,6 +98,23 @@ def _export_module(source: ModelSource, signature: list[TensorSpec], calib: Data
         raise capture_error(e) from e
     fixed = [TensorSpec(s.name, s.dtype, (1, *s.shape[1:]), s.layout) for s in signature]
     return Captured(source, fixed, exported=ep, dynamic_batch=False, static_batch_reason=reason)
+
+
+def _eager_probe(module: Any, args: tuple[Any, ...], signature: list[TensorSpec], source: str) -> None:
+    """Run one sample eagerly first: a shape or dtype that does not fit the model is a data error, and saying so
+    beats a torch.export trace about guards."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            module(*args)
+    except (RuntimeError, TypeError, ValueError, IndexError) as e:
+        got = ", ".join(f"{s.name}: {str(a.dtype).removeprefix('torch.')} per-sample shape {tuple(a.shape[1:])}"
+                        for s, a in zip(signature, args, strict=True))
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise SignatureMismatchError(f"{source}: the model cannot run on this data ({got}): {first}",
+                                     "the shape or dtype of an input does not match what the model expects; check "
+                                     "the per-sample shape (first axis = samples) and the dtype") from e
 
 
 def capture_error(e: Exception) -> CaptureError:

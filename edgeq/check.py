@@ -1,22 +1,37 @@
-"""``check``: re-validate an output folder from its manifest — the CI gate.
+"""``check``: re-validate an output folder — the CI gate. It trusts the files and the command line, not the manifest.
 
-Re-hashes every artifact and the validation data, re-runs each validated artifact on the requested runners
-(default: the ones recorded at export), compares with the stored float reference and applies the budget
-(the manifest's, overridden by any budget given here). Nothing in the folder is modified.
+- Every file is confined to the folder, re-hashed, and a missing or an unlisted file fails (``edgeq.integrity``).
+- Each artifact's format is recomputed from its bytes; every runnable one (.onnx, .ort, .pte) is validated, whatever
+  role or format the manifest claims. Differences are reported.
+- The budget comes from the CLI flags over the target profile. The target is a packaged profile named by the
+  manifest or a file given on the command line, never a path from the manifest. The manifest's budget is shown
+  and a difference is reported; it is not obeyed.
+- Runners come from ``--on`` or the default (host, plus the emulator for ARM targets once set up); ``check``
+  never connects to a host named in the manifest. Host runs happen in a subprocess, so a runtime that crashes on
+  a hostile file becomes a typed error.
+- The stored float reference must match the float baseline artifact, so a regenerated reference is caught.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgeq.config import Budget
-from edgeq.errors import TargetError
-from edgeq.manifest import Artifact, read_manifest, verify_hashes
+from edgeq.errors import ManifestError, TargetError
+from edgeq.integrity import RUNNABLE, audit, sniff_format
+from edgeq.manifest import Artifact, read_manifest
 from edgeq.progress import Progress
-from edgeq.targets import load_target
+from edgeq.targets import list_targets, load_target, parse_target, targets_dir
+from edgeq.targetspec import Target
 from edgeq.validate.orchestrate import validate_artifacts, verdict
+
+# A float baseline must reproduce the stored reference this closely (measured fp32 ORT vs torch: cosine 1.0000,
+# SQNR > 100 dB on the digits CNN); anything lower means the reference is not this model's.
+REFERENCE_MIN_COSINE = 0.999
+_TARGET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
 @dataclass
@@ -28,31 +43,111 @@ class CheckResult:
     budget: Budget
     manifest: dict[str, Any]
     host_passes_arm_fails: list[str]
+    findings: list[str] = field(default_factory=list)  # manifest claims that the files or the CLI overrode
+    notes: list[str] = field(default_factory=list)
+
+
+def packaged_target(name: Any) -> Target:
+    """A target profile shipped with edgeq, by name; a name from a manifest never reaches the file system."""
+    if not isinstance(name, str) or not _TARGET_NAME.match(name) or name not in list_targets():
+        raise TargetError(f"the manifest names target {name!r}, which is not a packaged profile",
+                          "pass --target NAME or --target FILE.toml to check against a profile you choose")
+    f = targets_dir() / f"{name}.toml"
+    return parse_target(f.read_text(), f"targets/{f.name}")
+
+
+def default_runners(target: Target) -> tuple[str, ...]:
+    specs = ["host"]
+    if target.is_arm and target.default_runner == "emulator" and target.cpu.qemu_model:
+        from edgeq.emulator.sysroot import is_ready
+
+        if is_ready():
+            specs.append("emulator")
+    return tuple(specs)
+
+
+def _recompute_artifacts(m: dict[str, Any], out: Path) -> tuple[list[Artifact], list[str]]:
+    arts, findings = [], []
+    for d in m["artifacts"]:
+        a = Artifact.from_dict({**d, "validations": []})
+        fmt = sniff_format(out / a.path)
+        if (fmt in RUNNABLE or a.format in RUNNABLE) and fmt != a.format:
+            findings.append(f"{a.name}: the manifest says format {a.format!r}, the bytes are {fmt!r}")
+            if fmt == "unknown":
+                raise ManifestError(f"{a.path}: not a readable {a.format} file", "re-run edgeq export")
+            a.format = fmt
+        if fmt in RUNNABLE and a.role == "auxiliary":
+            findings.append(f"{a.name}: the manifest marks a runnable {fmt} model 'auxiliary'; validated anyway")
+            a.role = "candidate"
+        arts.append(a)
+    return arts, findings
+
+
+def _gating_passes(m: dict[str, Any], arts: list[Artifact], out: Path, tgt: Target) -> list[dict[str, Any]]:
+    """The recorded passes, with the budget-check recomputed from the bytes and this target (its recorded
+    failures could have been deleted from the manifest)."""
+    from edgeq.stages.budget_check import NAME, check_artifact
+
+    kept = [p for p in m["passes"] if p.get("name") != NAME]
+    if NAME in tgt.passes:
+        failures: list[str] = []
+        for a in arts:
+            if a.format in ("onnx", "ort", "pte"):
+                failures += check_artifact(a, out, tgt.storage_mb, tgt.ram_mb)[1]
+        kept.append({"name": NAME, "failures": failures})
+    return kept
 
 
 def check(outdir: str | Path, budget: Budget | None = None, runners: tuple[str, ...] | None = None,
-          progress: Progress | None = None) -> CheckResult:
+          progress: Progress | None = None, target: str | None = None,
+          public_key: str | Path | None = None) -> CheckResult:
     progress = progress or Progress(enabled=False)
     out = Path(outdir)
+    if public_key is not None:
+        from edgeq.signing import verify_folder
+
+        verify_folder(out, Path(public_key))  # provenance first: the manifest below is then the signed one
     m = read_manifest(out)
-    verify_hashes(m, out)
-    stored = Budget(**m["budget"])
-    eff = (budget or Budget()).merged_over(stored)
-    target = target_for(m)
-    specs = runners or tuple(m["config"].get("validate_on") or ("host",))
-    arts = [Artifact.from_dict(a) for a in m["artifacts"]]
-    for a in arts:
-        a.validations = []
+    audit(m, out)
+    arts, findings = _recompute_artifacts(m, out)
+    tgt = load_target(target) if target else packaged_target((m.get("target") or {}).get("name"))
+    eff = (budget or Budget()).merged_over(tgt.validation)
+    try:
+        stored = Budget(**m["budget"])
+    except TypeError as e:
+        raise ManifestError(f"edgeq.json: budget is malformed ({e})") from e
+    if stored != eff:
+        diff = ", ".join(f"{k} {getattr(stored, k)} -> {getattr(eff, k)}" for k in eff.to_dict()
+                         if getattr(stored, k) != getattr(eff, k))
+        findings.append(f"budget differs from the manifest's ({diff}); enforced: the command line over the "
+                        f"{tgt.name} profile")
+    recorded = [s for s in (m.get("config") or {}).get("validate_on") or [] if isinstance(s, str)]
+    remote = [s for s in recorded if "://" in s]
+    if remote and not runners:
+        findings.append(f"not contacting runner(s) named in the manifest: {', '.join(remote)} (use --on)")
+    specs = runners or default_runners(tgt)
     vd = m["validation_data"]
-    validate_artifacts(out, arts, vd["inputs"]["path"], vd["reference"]["path"], specs, target, eff, progress)
-    # Passes that gate (budget-check) are static facts of the files; keep their recorded failures.
-    v = verdict(arts, m["passes"])
-    return CheckResult(out, v["passed"], v["failures"], arts, eff, m, v["host_passes_arm_fails"])
+    validate_artifacts(out, arts, vd["inputs"]["path"], vd["reference"]["path"], specs, tgt, eff, progress,
+                       isolate=True)
+    v = verdict(arts, _gating_passes(m, arts, out, tgt))
+    failures = list(v["failures"])
+    for a in arts:
+        for val in a.validations:
+            if a.role == "baseline" and a.precision == "fp32" and val.metrics["cosine_min"] < REFERENCE_MIN_COSINE:
+                failures.append(f"{a.name} on {val.runner}: the stored float reference does not match the float "
+                                f"model (min cosine {val.metrics['cosine_min']:.4f}); reference or model replaced")
+    return CheckResult(out, not failures, failures, arts, eff, replace_budget(m, eff), v["host_passes_arm_fails"],
+                       findings, list(v.get("notes", [])))
+
+
+def replace_budget(m: dict[str, Any], eff: Budget) -> dict[str, Any]:
+    return {**m, "budget_in_manifest": m["budget"], "budget": eff.to_dict()}
 
 
 def target_for(m: dict[str, Any]) -> Any:
-    t = m["target"]
+    """The target for ``validate``: a packaged profile by the manifest's name (never a path from the manifest)."""
     try:
-        return load_target(t["path"] if t.get("path", "").endswith(".toml") and Path(t["path"]).is_file() else t["name"])
-    except TargetError:
-        return load_target(t["name"])
+        return packaged_target((m.get("target") or {}).get("name"))
+    except TargetError as e:
+        raise TargetError(e.cause, "re-export with a packaged target, or use `edgeq check --target FILE.toml`") from e
+

@@ -1,12 +1,14 @@
 """The ``edgeq`` command: a thin layer over the Python API. Each subcommand lives in ``edgeq/commands/``.
 
-Exit codes: 0 pass · 1 budget exceeded · 2 usage or input error · 3 runner/tool failure · 130 interrupted.
+Exit codes: 0 pass · 1 budget exceeded (never anything else) · 2 usage or input error · 3 runner/tool failure or an
+internal error (traceback in a log file) · 130 interrupted (Ctrl-C) · 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from edgeq.commands.globalopts import add_global_flags, apply_config
 from edgeq.console import configure_output
 from edgeq.errors import EdgeqError
 
-COMMANDS = ("export", "check", "validate", "demo", "targets", "inspect", "emulator", "sweep")
+COMMANDS = ("export", "check", "validate", "demo", "targets", "inspect", "emulator", "sweep", "sign")
 
 EPILOG = """\
 examples:
@@ -29,7 +31,8 @@ global options (-v, -q, --json, --config FILE.toml) go before or after the subco
 key is a long flag without its dashes: calib = "calib.npz", max-accuracy-drop = 1.0, format = ["onnx", "pte"];
 a [export] / [check] table holds keys for one subcommand; the command line overrides the file.
 
-exit codes: 0 pass, 1 budget exceeded, 2 usage/input error, 3 runner failure, 130 interrupted
+exit codes: 0 pass, 1 budget exceeded, 2 usage/input error, 3 runner failure or internal error,
+            130 interrupted (Ctrl-C), 143 terminated (SIGTERM)
 """
 
 
@@ -83,6 +86,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from edgeq.outdir import Terminated, cleanup_scratch, install_signal_handlers
+
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args: argparse.Namespace | None = None
+    install_signal_handlers()
+    cleanup_scratch()  # scratch folders of runs that were killed (SIGKILL, power loss)
     try:
         args = parse_args(argv)
         return int(args.func(args) or 0)
@@ -90,15 +99,43 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edgeq: error: {e.cause}", file=sys.stderr)
         if e.hint:
             print(f"edgeq: hint: {e.hint}", file=sys.stderr)
-        if "--json" in (sys.argv[1:] if argv is None else argv):  # scripts parse stdout even on failure
+        if "--json" in raw:  # scripts parse stdout even on failure
             from edgeq.console import emit_json
 
             emit_json({"error": {"type": type(e).__name__, "cause": e.cause, "hint": e.hint,
                                  "exit_code": e.exit_code}})
         return e.exit_code
+    except Terminated as e:
+        print("edgeq: terminated; nothing was written", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("edgeq: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - the last line of defence: exit 3, never 1 ("budget exceeded")
+        verbose = bool(getattr(args, "verbose", 0)) if args is not None else any(a in ("-v", "--verbose", "-vv")
+                                                                                  for a in raw)
+        return _internal_error(e, verbose)
+
+
+def _internal_error(e: Exception, verbose: bool) -> int:
+    """One line on stderr, the traceback in a log file (and on stderr with -v); exit 3."""
+    import time
+    import traceback
+
+    from edgeq.cache import cache_dir
+
+    text = "".join(traceback.format_exception(e))
+    first = (str(e).splitlines() or [""])[0][:300]
+    print(f"edgeq: internal error: {type(e).__name__}: {first}", file=sys.stderr)
+    try:
+        log = cache_dir("logs") / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+        log.write_text(f"edgeq {' '.join(sys.argv[1:])}\n{text}")
+        print(f"edgeq: the traceback is in {log}; please include it in a bug report", file=sys.stderr)
+    except OSError:
+        verbose = True  # no log file: the traceback must go somewhere
+    if verbose:
+        print(text, file=sys.stderr, end="")
+    return 3
 
 
 if __name__ == "__main__":

@@ -147,6 +147,11 @@ class SearchOptions:
         return d
 
 
+# torch.onnx's dynamo exporter writes opset 18 natively; lower versions are not honoured. The upper bound is what
+# onnxruntime 1.2x executes.
+MIN_OPSET, MAX_OPSET = 18, 23
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     """One edgeq run. Build it from CLI flags, from ``edgeq.toml`` (:func:`load_config`) or in Python."""
@@ -168,6 +173,7 @@ class PipelineConfig:
     search: SearchOptions = field(default_factory=SearchOptions)
     preprocess: Preprocess | None = None  # for image-folder DATA (edgeq.imagefolder)
     compress: CompressOptions = field(default_factory=CompressOptions)  # --compress / [compress]: before capture
+    trust_pickle: bool = False  # allow pickle-backed .pt2 members (runs code from the file)
     version: int = CONFIG_VERSION
     # Set when the config comes from a manifest: the export refuses a target profile that changed since, as
     # it would not rebuild the same bytes.
@@ -175,6 +181,9 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output", Path(self.output))
+        if not (MIN_OPSET <= self.opset <= MAX_OPSET):
+            raise UsageError(f"--opset {self.opset} is not supported", f"the exporter writes opsets {MIN_OPSET}.."
+                             f"{MAX_OPSET} (QDQ INT8 and the dynamo exporter need >= {MIN_OPSET})")
         if not self.formats:
             raise UsageError("no output format given", "use --format onnx, pte or onnx,pte")
         for fmt in self.formats:

@@ -11,7 +11,7 @@ import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import IO, Any, cast
 
 import numpy as np
 
@@ -90,8 +90,38 @@ class Dataset:
         np.savez(path, **cast("dict[str, Any]", arrays))  # numpy types **kwds as if allow_pickle were among them
 
 
+def _check_npy_header(f: IO[bytes], available: int, where: str) -> None:
+    """Parse a .npy header (numpy's own parser: literal_eval, no pickle) and refuse it before any allocation
+    when it declares more bytes than the file holds (a header bomb) or an object dtype (pickle)."""
+    from numpy.lib import format as npformat
+
+    try:
+        version = npformat.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = npformat.read_array_header_1_0(f)
+        elif version in ((2, 0), (3, 0)):
+            shape, _, dtype = npformat.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, SyntaxError, EOFError, OSError) as e:
+        raise DataError(f"{where}: not a valid .npy array ({str(e)[:200]})", "re-create it with numpy.save") from e
+    if dtype.hasobject:
+        raise DataError(f"{where}: holds Python objects (pickle), which edgeq refuses to load",
+                        "save plain numeric arrays")
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    have = available - f.tell()
+    if need > have:
+        raise DataError(f"{where}: the header declares shape {tuple(shape)} {dtype} ({need} bytes) but only "
+                        f"{have} bytes follow", "the file is truncated or crafted; re-create it with numpy.save")
+
+
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if info.filename.endswith(".npy"):
+                    with zf.open(info) as member:
+                        _check_npy_header(member, info.file_size, f"{path}[{info.filename}]")
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except ValueError as e:
@@ -99,17 +129,40 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             raise DataError(f"{path}: contains pickled objects, which edgeq refuses to load",
                             "save plain numeric arrays (np.savez with numeric dtypes)") from e
         raise DataError(f"{path}: not a readable .npz file ({e})") from e
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise DataError(f"{path}: not a readable .npz file ({e})", "re-create it with numpy.savez") from e
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as e:
+        raise DataError(f"{path}: not a readable .npz file ({str(e)[:200]})", "re-create it with numpy.savez") from e
 
 
 def _read_npy(path: Path) -> np.ndarray:
     try:
+        with path.open("rb") as f:
+            _check_npy_header(f, path.stat().st_size, str(path))
         return np.asarray(np.load(path, allow_pickle=False))
     except ValueError as e:
         raise DataError(f"{path}: not a plain numeric .npy ({e})") from e
     except (OSError, EOFError) as e:
         raise DataError(f"{path}: unreadable .npy ({e})") from e
+
+
+def check_labels(labels: np.ndarray, source: str, n_classes: int | None = None) -> np.ndarray:
+    """Labels are class ids: a 1-D integer array (an (N, 1) column is flattened), no negatives, and below the
+    model's number of output classes when known. Returns them as int64."""
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels.reshape(-1)
+    if labels.ndim != 1:
+        raise DataError(f"{source}: labels has shape {labels.shape}; expected one class id per sample",
+                        "store labels as a 1-D integer array (not one-hot)")
+    if labels.dtype.kind not in "iu":
+        raise DataError(f"{source}: labels has dtype {labels.dtype}; class ids must be integers",
+                        "save labels as int64 class ids (e.g. y.astype(np.int64)); NaN or fractional labels "
+                        "would make the accuracy meaningless")
+    if labels.size and int(labels.min()) < 0:
+        raise DataError(f"{source}: labels holds {int((labels < 0).sum())} negative class id(s) "
+                        f"(min {int(labels.min())})", "class ids start at 0")
+    if n_classes is not None and labels.size and int(labels.max()) >= n_classes:
+        raise DataError(f"{source}: labels holds class id {int(labels.max())} but the model has {n_classes} "
+                        f"output classes (ids 0..{n_classes - 1})", "check that the labels belong to this model")
+    return labels.astype(np.int64)
 
 
 def load_dataset(path: str | Path, preprocess: Any = None, input_names: list[str] | None = None) -> Dataset:
@@ -125,7 +178,7 @@ def load_dataset(path: str | Path, preprocess: Any = None, input_names: list[str
             raise DataError(f"{p}: a folder of images feeds a model with one input; this one takes {input_names}",
                             "write an .npz keyed by input name instead")
         inputs, labels, _classes = load_image_folder(p, preprocess or Preprocess(), input_names[0])
-        return Dataset(inputs, labels, str(p))
+        return Dataset(inputs, None if labels is None else check_labels(labels, str(p)), str(p))
     if p.is_file():
         if p.suffix != ".npz":
             raise DataError(f"{p}: unsupported data file type {p.suffix!r}",
@@ -149,7 +202,7 @@ def load_dataset(path: str | Path, preprocess: Any = None, input_names: list[str
             raise DataError(f"{p}: directory holds no .npy or .npz files")
     labels = arrays.pop(LABELS_KEY, None)
     if labels is not None:
-        labels = labels.reshape(-1).astype(np.int64)
+        labels = check_labels(labels, str(p))
     return Dataset(arrays, labels, str(p))
 
 

@@ -116,15 +116,27 @@ def new_manifest() -> dict[str, Any]:
 
 _REQUIRED = ("schema", "schema_version", "created", "edgeq_version", "dependencies", "source", "target",
              "config", "budget", "signature", "validation_data", "passes", "artifacts", "verdict")
-_OPTIONAL: dict[str, type] = {"search": dict, "sensitivity": list, "sensitivity_pte": list, "sweep": dict}
+_OPTIONAL: dict[str, type] = {"search": dict, "sensitivity": list, "sensitivity_pte": list, "sweep": dict,
+                              "files": list}  # files: every other file of the folder, hashed (edgeq.integrity)
 _ARTIFACT_REQUIRED = ("name", "path", "format", "precision", "role", "bytes", "sha256", "quantization", "details",
                       "validations")
 _VALIDATION_REQUIRED = ("runner", "machine", "cpu_model", "features", "emulated", "metrics", "budget_check",
                         "latency_ms", "latency_kind", "runtime")
 
 
+def _need(cond: bool, where: str, what: str) -> None:
+    if not cond:
+        raise ManifestError(f"{where}: {what}", "the manifest is malformed or was edited; re-run edgeq export")
+
+
+def _file_entry(e: Any, where: str) -> None:
+    _need(isinstance(e, dict), where, "must be an object")
+    for k in ("path", "sha256"):
+        _need(isinstance(e.get(k), str), where, f"{k!r} must be a string")
+
+
 def validate_manifest(m: Any, where: str = MANIFEST_NAME) -> None:
-    """Structural check of a manifest dict; raises ManifestError naming the first problem."""
+    """Structural and type check of a manifest dict; raises ManifestError naming the first problem."""
     if not isinstance(m, dict):
         raise ManifestError(f"{where}: top level must be an object")
     if m.get("schema") != SCHEMA:
@@ -135,11 +147,22 @@ def validate_manifest(m: Any, where: str = MANIFEST_NAME) -> None:
     for k in _REQUIRED:
         if k not in m:
             raise ManifestError(f"{where}: missing key {k!r}")
+    for k in ("config", "budget", "validation_data", "target", "source", "signature"):
+        _need(isinstance(m[k], dict), where, f"{k!r} must be an object")
+    _need(isinstance(m["artifacts"], list), where, "'artifacts' must be a list")
+    _need(isinstance(m["passes"], list) and all(isinstance(p, dict) for p in m["passes"]), where,
+          "'passes' must be a list of objects")
     names = set()
     for i, a in enumerate(m["artifacts"]):
+        _need(isinstance(a, dict), f"{where}: artifacts[{i}]", "must be an object")
         for k in _ARTIFACT_REQUIRED:
             if k not in a:
                 raise ManifestError(f"{where}: artifacts[{i}] lacks {k!r}")
+        for k in ("name", "path", "format", "precision", "role", "sha256"):
+            _need(isinstance(a[k], str), f"{where}: artifacts[{i}]", f"{k!r} must be a string")
+        _need(isinstance(a["details"], dict) and isinstance(a["validations"], list)
+              and (a["quantization"] is None or isinstance(a["quantization"], dict)), f"{where}: artifacts[{i}]",
+              "details/quantization must be objects, validations a list")
         if a["role"] not in ROLES:
             raise ManifestError(f"{where}: artifacts[{i}].role {a['role']!r} not in {ROLES}")
         if a["name"] in names:
@@ -148,6 +171,7 @@ def validate_manifest(m: Any, where: str = MANIFEST_NAME) -> None:
         if Path(a["path"]).is_absolute() or ".." in Path(a["path"]).parts:
             raise ManifestError(f"{where}: artifacts[{i}].path must be relative to the manifest's folder")
         for j, v in enumerate(a["validations"]):
+            _need(isinstance(v, dict), f"{where}: artifacts[{i}].validations[{j}]", "must be an object")
             for k in _VALIDATION_REQUIRED:
                 if k not in v:
                     raise ManifestError(f"{where}: artifacts[{i}].validations[{j}] lacks {k!r}")
@@ -155,8 +179,11 @@ def validate_manifest(m: Any, where: str = MANIFEST_NAME) -> None:
         if k in m and m[k] is not None and not isinstance(m[k], kind):
             raise ManifestError(f"{where}: optional key {k!r} must be a {kind.__name__}")
     for k in ("inputs", "reference"):
-        if k not in (m["validation_data"] or {}):
+        if k not in m["validation_data"]:
             raise ManifestError(f"{where}: validation_data lacks {k!r}")
+        _file_entry(m["validation_data"][k], f"{where}: validation_data.{k}")
+    for i, f in enumerate(m.get("files") or []):
+        _file_entry(f, f"{where}: files[{i}]")
 
 
 def write_manifest(m: dict[str, Any], outdir: Path) -> Path:
@@ -182,16 +209,7 @@ def read_manifest(outdir: Path) -> dict[str, Any]:
 
 
 def verify_hashes(m: dict[str, Any], outdir: Path) -> None:
-    """Re-hash every artifact and the validation data; a mismatch means the folder changed after export."""
-    entries = [(a["path"], a["sha256"]) for a in m["artifacts"]]
-    vd = m["validation_data"]
-    entries += [(vd["inputs"]["path"], vd["inputs"]["sha256"]), (vd["reference"]["path"], vd["reference"]["sha256"])]
-    for rel, digest in entries:
-        p = outdir / rel
-        if not p.is_file():
-            raise ManifestError(f"{rel} is listed in {MANIFEST_NAME} but missing from {outdir}",
-                                "restore the file or re-run edgeq export")
-        actual = sha256_file(p)
-        if actual != digest:
-            raise ManifestError(f"{rel}: sha256 {actual[:12]}… does not match the manifest's {digest[:12]}…",
-                                "the artifact changed after export; re-run edgeq export or restore it")
+    """Confine and re-hash every file of the folder; a missing, changed, unlisted or symlinked file is an error."""
+    from edgeq.integrity import audit
+
+    audit(m, outdir)

@@ -15,6 +15,9 @@ class Progress:
         self._t0 = time.perf_counter()
 
     def stage(self, text: str) -> None:
+        from edgeq.outdir import checkpoint
+
+        checkpoint(text)  # a no-op unless a test asked the run to pause here
         if self.enabled:
             print(f"[{time.perf_counter() - self._t0:6.1f}s] {text}", file=sys.stderr, flush=True)
 

@@ -1,7 +1,7 @@
 """Model references: ``pkg.module:factory`` (or ``path/file.py:factory``), a ``.pt2`` ExportedProgram, ``.onnx``,
 or a local Hugging Face model directory (``config.json`` + ``model.safetensors``, see :mod:`edgeq.hfdir`).
 
-Loading is safe: ``.pt2`` goes through ``torch.export.load`` (no arbitrary pickle), ``.onnx`` through
+Loading is safe: ``.pt2`` members are inspected and loaded without pickle (``edgeq.pt2safe``), ``.onnx`` through
 ``onnx.load`` + the checker, and a factory is only imported and called because the user named it.
 """
 
@@ -49,12 +49,12 @@ class ModelSource:
         return self.onnx_path
 
 
-def load_source(ref: str) -> ModelSource:
+def load_source(ref: str, trust_pickle: bool = False) -> ModelSource:
     """Resolve a model reference; raises :class:`ModelSourceError` / :class:`ArtifactError` with a hint."""
     if ref.endswith(".onnx"):
         return _load_onnx(Path(ref))
     if ref.endswith(".pt2"):
-        return _load_pt2(Path(ref))
+        return _load_pt2(Path(ref), trust_pickle)
     p = Path(ref)
     from edgeq.hfdir import is_hf_dir
 
@@ -76,7 +76,15 @@ def _load_onnx(path: Path) -> ModelSource:
         raise ModelSourceError(f"model file not found: {path}", "check the path")
     try:
         model = onnx.load(str(path), load_external_data=False)
-        onnx.checker.check_model(model)
+    except Exception as e:  # onnx raises DecodeError, ...: all mean "unusable file"
+        raise ArtifactError(f"{path}: corrupt or truncated ONNX model ({type(e).__name__}: {str(e)[:200]})",
+                            "re-export the model; check the file was copied completely") from e
+    from edgeq.external_data import check_external_data
+
+    check_external_data(model, path)  # confined to the model's folder before anything reads it
+    try:
+        # by path: the checker then resolves external data next to the model, not in the cwd
+        onnx.checker.check_model(str(path.absolute()))
     except Exception as e:  # onnx raises DecodeError, ValidationError, ...: all mean "unusable file"
         raise ArtifactError(f"{path}: corrupt or truncated ONNX model ({type(e).__name__}: {str(e)[:200]})",
                             "re-export the model; check the file was copied completely") from e
@@ -87,7 +95,7 @@ def _load_onnx(path: Path) -> ModelSource:
             continue
         specs.append(_onnx_value_spec(vi))
     return ModelSource(ref=str(path), kind="onnx", sha256=sha256_file(path),
-                       input_names=[s.name for s in specs], onnx_path=path, declared_signature=specs)
+                       input_names=[s.name for s in specs], onnx_path=path.absolute(), declared_signature=specs)
 
 
 def _onnx_value_spec(vi: Any) -> TensorSpec:
@@ -104,16 +112,10 @@ def _onnx_value_spec(vi: Any) -> TensorSpec:
     return TensorSpec(vi.name, dtype, tuple(dims))
 
 
-def _load_pt2(path: Path) -> ModelSource:
-    import torch
+def _load_pt2(path: Path, trust_pickle: bool = False) -> ModelSource:
+    from edgeq.pt2safe import load_exported_program
 
-    if not path.is_file():
-        raise ModelSourceError(f"model file not found: {path}", "check the path")
-    try:
-        ep = torch.export.load(str(path))
-    except Exception as e:
-        raise ArtifactError(f"{path}: not a loadable ExportedProgram ({type(e).__name__}: {str(e)[:200]})",
-                            "save it with torch.export.save(torch.export.export(model, args), path)") from e
+    ep = load_exported_program(path, trust_pickle)
     specs: list[TensorSpec] = []
     user_inputs = list(ep.graph_signature.user_inputs)
     placeholders = {n.name: n for n in ep.graph.nodes if n.op == "placeholder"}

@@ -5,7 +5,8 @@ calibration method and the other weight granularity, static INT8 with the fragil
 and mixed precision (the 8 most sensitive nodes' inputs and outputs at 16-bit activations). Every variant is an artifact in the
 output folder's manifest with its own validations on every runner; the manifest's optional ``sweep`` key holds
 the host-measured table, the Pareto fronts (accuracy vs bytes, accuracy vs latency) and the pick: the
-smallest (then fastest) variant inside the budget. The verdict passes when such a pick exists.
+smallest (then fastest) variant inside the budget. The verdict is ``verdict()`` over every variant, as ``edgeq
+check`` computes it on the folder: it passes only when every variant meets the budget (and a pick exists).
 
 The folder is built in a temporary sibling and renamed into place, like ``edgeq export``.
 """
@@ -54,19 +55,21 @@ def pick_variant(rows: list[dict[str, Any]]) -> str | None:
 
 
 def run_sweep(config: PipelineConfig, progress: Progress | None = None) -> dict[str, Any]:
-    """Build, validate and report the grid; returns the manifest. ``manifest['verdict']['passed']`` = a pick exists."""
-    from edgeq.api import INPUTS_REL, REFERENCE_REL, commit_output, export, prepare_output
+    """Build, validate and report the grid; returns the manifest (``verdict``: every variant inside the budget)."""
+    from edgeq.api import INPUTS_REL, REFERENCE_REL, export
     from edgeq.backends.onnx import graph_stats, rename_outputs
     from edgeq.data import load_dataset
+    from edgeq.integrity import seal
     from edgeq.onnx.export import preprocess
     from edgeq.onnx.fp16 import convert_fp16
     from edgeq.onnx.quantize import quantize_onnx_dynamic, quantize_onnx_static
+    from edgeq.outdir import commit_output, discard_output, prepare_output
     from edgeq.report import write_reports
     from edgeq.search.integrate import ONNX_STATIC, base_options
     from edgeq.search.patterns import Neighbourhood, fragile_nodes
     from edgeq.search.sensitivity import onnx_sensitivity
     from edgeq.targets import load_target
-    from edgeq.validate.orchestrate import validate_artifacts
+    from edgeq.validate.orchestrate import validate_artifacts, verdict
 
     progress = progress or Progress(enabled=False)
     load_target(config.target)  # a bad target fails before anything is written
@@ -139,15 +142,18 @@ def run_sweep(config: PipelineConfig, progress: Progress | None = None) -> dict[
 
             m["sensitivity"] = sensitivity_table(ranking)
         pick = m["sweep"]["pick"]
-        m["verdict"] = {"passed": pick is not None,
-                        "failures": [] if pick else ["no variant of the sweep meets the budget on the host"],
-                        "host_passes_arm_fails": m["verdict"].get("host_passes_arm_fails", [])}
+        # The one verdict function, over every variant: what `edgeq check` will say about this folder.
+        m["verdict"] = verdict(arts, m["passes"])
+        if pick is None:
+            m["verdict"]["failures"].append("no variant of the sweep meets the budget on the host")
+            m["verdict"]["passed"] = False
         write_manifest(m, run)
         write_reports(m, run)
+        write_manifest(seal(m, run), run)
         commit_output(run, config.output)
         del result
     finally:
-        shutil.rmtree(holder, ignore_errors=True)
+        discard_output(holder, config.output)  # also releases OUTDIR's lock
         shutil.rmtree(scratch, ignore_errors=True)
     progress.stage(f"wrote {config.output}")
     return m

@@ -7,7 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -86,22 +86,34 @@ def test_usage_and_input_errors_exit_2(tmp_path: Path, args: list[str], message:
     assert listing(tmp_path) == before
 
 
+def interrupt_at(stage: str, sig: int, cwd: Path, *args: str) -> tuple[int, str, int]:
+    """Start `edgeq ARGS`, wait until it pauses at `stage` (the EDGEQ_TEST_PAUSE_AT hook: the temporary OUTDIR
+    and the scratch folder exist by then), send `sig`, and return (exit code, stderr, pid). No sleeps, no races."""
+    from edgeq.outdir import PAUSE_ENV, PAUSE_MARKER
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **{PAUSE_ENV: stage})
+    proc = subprocess.Popen([sys.executable, "-m", "edgeq.cli", *args], cwd=cwd, env=env,
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith(PAUSE_MARKER):
+            break
+    else:
+        proc.wait(timeout=60)
+        raise AssertionError(f"the run never reached {stage!r}:\n{''.join(seen)}")
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, "".join(seen) + err, proc.pid
+
+
 def test_ctrl_c_leaves_no_partial_output(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "c.npz", input=rng.random((3000, 1, 8, 8), dtype=np.float32))
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "edgeq.cli", "export", f"{FIX}:slow_mlp", "--calib", "c.npz",
-                             "--calib-samples", "3000", "-o", "out"], cwd=tmp_path, env=env,
-                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    # Interrupt once the run is inside calibration (the temporary output folder exists by then).
-    deadline = time.time() + 240
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if "calibrating" in line or time.time() > deadline:
-            break
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert "interrupted" in err
+    np.savez(tmp_path / "c.npz", input=rng.random((40, 1, 8, 8), dtype=np.float32))
+    code, err, pid = interrupt_at("computing float reference outputs", signal.SIGINT, tmp_path,
+                             "export", f"{FIX}:slow_mlp", "--calib", "c.npz", "-o", "out")
+    assert code == 130, err
+    assert "interrupted" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npz"]
+    assert not list(Path(tempfile.gettempdir()).glob(f"edgeq-scratch-{pid}-*"))

@@ -62,3 +62,12 @@ def test_load_config(tmp_path: Path) -> None:
     p.write_text('model = "m:f"\ncalib = "c"\noutput = "o"\n[budget]\nmax_acc = 1\n')
     with pytest.raises(UsageError, match="max_acc"):
         load_config(p)
+
+
+@pytest.mark.parametrize("opset", [1, 17, 99])
+def test_opset_outside_the_exporters_range_is_refused(opset: int) -> None:
+    from edgeq.config import PipelineConfig
+    from edgeq.errors import UsageError
+
+    with pytest.raises(UsageError, match=f"--opset {opset} is not supported"):
+        PipelineConfig(model="m:f", calib="c.npz", output=Path("o"), opset=opset)

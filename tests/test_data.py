@@ -60,7 +60,7 @@ def test_sample_is_contiguous_copy_without_zero_strides() -> None:
         (lambda p: np.savez(p, x=np.array([[1.0, np.nan]], np.float32)), "NaN/Inf"),
         (lambda p: np.savez(p, x=np.array([[1.0, np.inf]], np.float32)), "NaN/Inf"),
         (lambda p: np.savez(p, x=np.zeros((3, 2), np.float32), y=np.zeros((4, 2), np.float32)), "sample counts"),
-        (lambda p: np.savez(p, x=np.zeros((3, 2), np.float32), labels=np.zeros(2)), "2 labels for 3 samples"),
+        (lambda p: np.savez(p, x=np.zeros((3, 2), np.float32), labels=np.zeros(2, np.int64)), "2 labels for 3 samples"),
         (lambda p: np.savez(p, x=np.array([["a"], ["b"]])), "unsupported dtype"),
         (lambda p: np.savez(p, x=np.array([{"a": 1}], dtype=object)), "pickle"),
         (lambda p: Path(p).write_bytes(b"PK\x03\x04 truncated"), "not a readable .npz"),

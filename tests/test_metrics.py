@@ -75,10 +75,28 @@ def test_nearest_neighbour_agreement_for_embeddings() -> None:
     assert m.nn_agreement is not None and m.nn_agreement < 0.3
 
 
-def test_accuracy_budget_without_labels_is_a_note_not_a_failure() -> None:
+def test_accuracy_budget_without_labels_falls_back_to_top1_agreement_and_says_so() -> None:
     ref = np.eye(4)
     m = compare({"o": ref}, {"o": ref[[1, 0, 2, 3]]})  # two argmax flips, no labels
     assert m.accuracy_drop_pts is None and m.top1_agreement == 0.5
     bc = check_budget(m, Budget(max_accuracy_drop=1.0))
-    assert bc.passed and "no labels" in bc.notes[0]
+    assert not bc.passed and "top-1 disagreement 50.00 pt > 1 pt" in bc.failures[0]
+    assert "no labels" in bc.notes[0]
+    ok = compare({"o": ref}, {"o": ref * 0.9})
+    bc = check_budget(ok, Budget(max_accuracy_drop=1.0))
+    assert bc.passed and "checked as top-1 agreement" in bc.notes[0]
     assert not check_budget(m, Budget(min_top1_agreement=0.9)).passed
+
+
+def test_accuracy_budget_that_cannot_be_checked_is_named_in_the_verdict() -> None:
+    from edgeq.manifest import Artifact, Validation
+    from edgeq.validate.orchestrate import verdict
+
+    ref = np.linspace(0, 1, 12).reshape(12, 1)  # one output per sample: no class scores, no labels
+    m = compare({"o": ref}, {"o": ref})
+    bc = check_budget(m, Budget(max_accuracy_drop=1.0))
+    assert bc.passed and bc.notes[0].startswith("not checked")
+    art = Artifact("a", "a.onnx", "onnx", "int8-static", "candidate",
+                   validations=[Validation("host", "x86_64", "cpu", [], False, m.to_dict(), bc.to_dict(), None,
+                                           "host", "ort")])
+    assert verdict([art], [])["notes"] == ["not checked: accuracy drop"]

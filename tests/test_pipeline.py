@@ -117,7 +117,8 @@ def test_options_reach_the_quantizer(tmp_path: Path, digits_small) -> None:  # t
     res = edgeq.export(DIGITS_MODEL, calib=str(calib), eval=str(ev), output=tmp_path / "opts",
                        target="raspberry-pi-5",
                        quant=edgeq.QuantOptions(calibration="percentile", per_channel=False,
-                                                max_calibration_samples=50))
+                                                max_calibration_samples=50),
+                       search=edgeq.SearchOptions(mode="off"))  # the search may replace the user's options
     q = res.artifact("onnx-int8-static").quantization
     assert q["calibration"] == "percentile" and q["per_channel"] is False and q["calibration_samples"] == 50
     # ARM target: signed activations (S8S8), no reduce_range — and the reason is recorded.
@@ -209,6 +210,7 @@ def test_force_replaces_atomically(tmp_path: Path, digits_small) -> None:  # typ
     calib, ev = digits_small
     out = tmp_path / "out"
     out.mkdir()
+    (out / "edgeq.json").write_text(json.dumps({"schema": "edgeq.manifest"}))  # --force replaces edgeq folders only
     (out / "stale.txt").write_text("old")
     edgeq.export(DIGITS_MODEL, calib=str(calib), eval=str(ev), output=out, force=True, max_eval_samples=20)
     assert not (out / "stale.txt").exists() and (out / "edgeq.json").is_file()
@@ -242,7 +244,8 @@ def test_files_derived_by_target_passes_describe_the_searched_model(tmp_path: Pa
     calib, ev = digits_small
     res = edgeq.export(DIGITS_MODEL, calib=str(calib), eval=str(ev), output=tmp_path / "android",
                        target="android-arm64", validate_on=("host",), budget=edgeq.Budget(min_sqnr=80),
-                       search=edgeq.SearchOptions(max_trials=3))
+                       # 80 dB is out of INT8's reach, so the search always runs; no time limit can cut it short.
+                       search=edgeq.SearchOptions(mode="always", max_trials=3, max_seconds=1e9))
     search = res.manifest["search"]
     assert len(search["trials"]) >= 2 and res.artifact("onnx-int8-static").quantization["search"]
     out = res.output

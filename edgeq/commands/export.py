@@ -49,7 +49,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--eval-fraction", type=float, default=0.2, help="held-out share of --calib when no --eval")
     p.add_argument("--max-eval-samples", type=int, default=512)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset of the float and INT8 models, 18..23 (default 18)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="load a .pt2 whose members need pickle (weights, constants, sample inputs). Pickle runs any "
+                        "code in the file: only for files you made yourself")
     add_quant_flags(p)
     add_budget_flags(p)
     add_search_flags(p)
@@ -149,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         formats=tuple(f.strip() for f in args.format.split(",") if f.strip()), quant=quant_from(args),
         budget=budget_from(args), force=args.force, eval_fraction=args.eval_fraction,
         max_eval_samples=args.max_eval_samples, seed=args.seed, opset=args.opset, search=search_from(args),
-        validate_on=tuple(s.strip() for s in args.validate_on.split(",") if s.strip()),
+        trust_pickle=args.trust_pickle, validate_on=tuple(s.strip() for s in args.validate_on.split(",") if s.strip()),
         preprocess=preprocess_from(args), compress=compress_from(args))
     result = export(cfg, progress_from(args))
     out = human(args)

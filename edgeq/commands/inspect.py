@@ -10,13 +10,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        description="Resolve MODEL and print the input names, dtypes and shapes the calibration "
                                    ".npz must use.")
     p.add_argument("model", metavar="MODEL")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="load a .pt2 whose members need pickle (runs any code in the file; only for your own files)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from edgeq.source import load_source
 
-    src = load_source(args.model)
+    src = load_source(args.model, args.trust_pickle)
     print(f"model: {src.ref} ({src.kind}, sha256 {src.sha256[:12]})")
     if src.declared_signature:
         for s in src.declared_signature:

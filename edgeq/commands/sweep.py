@@ -75,12 +75,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"{r['name']:34} {r['bytes']:>9} {r['size_ratio'] or 0:>8.3f} {lat:>11} {y:>12.5f}  "
               f"{'pass' if r['passed'] else 'FAIL'}{star}", file=out)
     print(f"pick: {s['pick']}" if s["pick"] else "pick: none — no variant meets the budget", file=out)
+    v = m["verdict"]
+    # The folder's verdict, as `edgeq check` computes it: every variant in it must meet the budget.
+    print(f"verdict: {'PASS' if v['passed'] else 'FAIL'}"
+          + ("" if v["passed"] else f" ({len(v['failures'])} variant/runner result(s) over budget; `edgeq check` "
+                                    "on this folder agrees)"), file=out)
     print(f"report: {args.output}/report.html", file=out)
     if args.json:
-        emit_json({"command": "sweep", "passed": bool(s["pick"]), "pick": s["pick"], "metric": s["metric"],
+        emit_json({"command": "sweep", "passed": bool(v["passed"]), "pick": s["pick"], "metric": s["metric"],
                    "variants": s["variants"], "budget": m.get("budget"), "output": str(args.output),
                    "report": f"{args.output}/report.html"})
-    return 0 if s["pick"] else 1
+    return 0 if v["passed"] else 1
 
 
 def run_methods(args: argparse.Namespace, cfg: PipelineConfig) -> int:

@@ -50,8 +50,9 @@ class ValidateResult:
 def validate(outdir: str | Path, runners: tuple[str, ...], budget: Budget | None = None,
              progress: Progress | None = None) -> ValidateResult:
     """Python API of ``edgeq validate``."""
-    from edgeq.api import commit_output
     from edgeq.check import target_for
+    from edgeq.integrity import seal
+    from edgeq.outdir import commit_output
     from edgeq.report import write_reports
     from edgeq.validate.metrics import Metrics, check_budget
     from edgeq.validate.orchestrate import validate_artifacts, verdict
@@ -94,6 +95,7 @@ def validate(outdir: str | Path, runners: tuple[str, ...], budget: Budget | None
             (tmp / name).unlink(missing_ok=True)  # hard links: never write through to the original
         write_manifest(m, tmp)
         write_reports(m, tmp)
+        write_manifest(seal(m, tmp), tmp)
         commit_output(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -123,8 +123,8 @@ def pareto(rows: list[dict[str, Any]], metric: str) -> list[str]:
 def run_compress_sweep(base: PipelineConfig, ladders: dict[str, tuple[MethodConfig, ...]], workers: int = 2,
                        progress: Progress | None = None) -> dict[str, Any]:
     """Run the baseline and every ladder; write OUTDIR/{sweep.json, report.html, trials/}; return the summary."""
-    from edgeq.api import commit_output, prepare_output
     from edgeq.compress.sweep_report import write_sweep_report
+    from edgeq.outdir import commit_output, prepare_output
 
     progress = progress or Progress(enabled=False)
     if not ladders:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import shutil
 from pathlib import Path
 
 from edgeq.capture import Captured
@@ -17,7 +16,9 @@ def export_float_onnx(captured: Captured, path: Path, opset: int = 18,
                       output_names: list[str] | None = None) -> Path:
     """Write the float ONNX model for ``captured`` to ``path`` (copying it for .onnx sources)."""
     if captured.source.kind == "onnx":
-        shutil.copyfile(captured.source.onnx_file(), path)
+        from edgeq.external_data import write_self_contained
+
+        write_self_contained(captured.source.onnx_file(), path)  # external data, confined, pulled inside
         return path
     import logging
 
@@ -37,16 +38,21 @@ def export_float_onnx(captured: Captured, path: Path, opset: int = 18,
     if program is None:  # dynamo=True always returns a program; None would mean the exporter changed contract
         raise CaptureError("torch.onnx.export returned no program", "report the torch version to edgeq")
     program.save(str(path), external_data=False)
-    _strip_node_metadata(path)
+    _strip_node_metadata(path, opset)
     return path
 
 
-def _strip_node_metadata(path: Path) -> None:
+def _strip_node_metadata(path: Path, opset: int | None = None) -> None:
     """Drop the exporter's per-node metadata (stack traces, FX names): it can be ~25 % of a small INT8 file and
     means nothing on a device. The quantizer copies it onto every node it creates, so strip it at the source."""
     import onnx
 
     model = onnx.load(str(path))
+    got = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is not None and got != opset:
+        path.unlink(missing_ok=True)
+        raise CaptureError(f"--opset {opset} was requested but the exporter produced opset {got}",
+                           f"use --opset {got} (the exporter cannot convert this model to {opset})")
     changed = False
     for graph in [model.graph, *[f for f in model.functions]]:
         for node in graph.node:

@@ -65,7 +65,8 @@ def _fmt(x: float, unit: str) -> str:
 def verdict_line(manifest: dict[str, Any]) -> str:
     """``verdict: PASS · accuracy drop 0.44 pt <= 1 pt (margin 0.56 pt; worst of 2 artifact×runner) · ...``"""
     v = manifest["verdict"]
-    head = "verdict: " + ("PASS" if v["passed"] else "FAIL")
+    notes = "; ".join(v.get("notes") or [])  # e.g. how a budget was checked without labels
+    head = "verdict: " + ("PASS" if v["passed"] else "FAIL") + (f" [{notes}]" if notes else "")
     ms = margins(manifest)
     if not ms:
         return head + " · no budget limit could be checked on a quantized artifact"

@@ -144,6 +144,10 @@ def compare(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray],
     )
 
 
+ACCURACY_FALLBACK = "no labels: accuracy drop checked as top-1 agreement with the float model"
+NOT_CHECKED = "not checked"
+
+
 @dataclass(frozen=True)
 class BudgetCheck:
     passed: bool
@@ -159,10 +163,17 @@ def check_budget(m: Metrics, budget: Budget) -> BudgetCheck:
     failures = []
     notes = []
     drop = m.accuracy_drop_pts
-    if budget.max_accuracy_drop is not None and drop is None:
-        notes.append("accuracy drop not checked: the evaluation data has no labels (use --min-top1-agreement "
-                     "for classifiers, --min-cosine for embeddings)")
-    if budget.max_accuracy_drop is not None and drop is not None and drop > budget.max_accuracy_drop + 1e-9:
+    if budget.max_accuracy_drop is not None and drop is None and m.top1_agreement is not None:
+        # No labels: the float model's argmax stands in for them, so the drop is bounded by the disagreement.
+        drop = 100.0 * (1.0 - m.top1_agreement)
+        notes.append(f"{ACCURACY_FALLBACK}: top-1 disagreement {drop:.2f} pt checked against "
+                     f"--max-accuracy-drop {budget.max_accuracy_drop:g}")
+        if drop > budget.max_accuracy_drop + 1e-9:
+            failures.append(f"top-1 disagreement {drop:.2f} pt > {budget.max_accuracy_drop:g} pt ({ACCURACY_FALLBACK})")
+    elif budget.max_accuracy_drop is not None and drop is None:
+        notes.append(f"{NOT_CHECKED}: accuracy drop (no labels and the outputs are not class scores; use "
+                     "--min-cosine for embeddings)")
+    elif budget.max_accuracy_drop is not None and drop is not None and drop > budget.max_accuracy_drop + 1e-9:
         failures.append(f"accuracy drop {drop:.2f} pt > {budget.max_accuracy_drop:g} pt")
     if budget.min_cosine is not None and m.cosine_mean < budget.min_cosine:
         failures.append(f"mean cosine {m.cosine_mean:.5f} < {budget.min_cosine:g}")

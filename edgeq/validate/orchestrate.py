@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 
 from edgeq.config import Budget
+from edgeq.data import check_labels
 from edgeq.manifest import Artifact, Validation
 from edgeq.progress import Progress
-from edgeq.validate.metrics import check_budget, compare
+from edgeq.validate.metrics import ACCURACY_FALLBACK, check_budget, compare
 from edgeq.validate.runners import get_runner
 
 
@@ -22,12 +23,19 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
 
 def validate_artifacts(outdir: Path, artifacts: list[Artifact], inputs_rel: str, reference_rel: str,
                        runner_specs: tuple[str, ...], target: Any, budget: Budget,
-                       progress: Progress) -> list[Artifact]:
-    """Run every validated artifact on every runner that supports its format; append Validation records."""
+                       progress: Progress, isolate: bool = False) -> list[Artifact]:
+    """Run every validated artifact on every runner that supports its format; append Validation records.
+
+    ``isolate``: host runs happen in a child process, so a native crash on an untrusted file (``check``) is a
+    typed error instead of the end of edgeq."""
     inputs_path = outdir / inputs_rel
     reference = load_npz(outdir / reference_rel)
     data = load_npz(inputs_path)
     labels = data.get("labels")
+    if labels is not None:
+        primary = next(iter(reference.values()))
+        classes = int(primary.shape[1]) if primary.ndim == 2 and primary.shape[1] > 1 else None
+        labels = check_labels(labels, str(inputs_path), classes)  # within the model's classes, before any run
     runners = [get_runner(spec, target) for spec in runner_specs]
     jobs = [(art, runner) for art in artifacts if art.role != "auxiliary"
             for runner in runners if runner.supports(art.format)]
@@ -38,7 +46,12 @@ def validate_artifacts(outdir: Path, artifacts: list[Artifact], inputs_rel: str,
             where = runner.describe()
             bar.set_postfix_str(f"{art.name} on {where['runner']}"
                                 + (f" ({where['cpu_model']})" if where.get("emulated") else ""))
-            result = runner.run(outdir / art.path, art.format, inputs_path, Path(tmp))
+            if isolate and where["runner"] == "host":
+                from edgeq.validate.isolated import run_isolated
+
+                result = run_isolated(outdir / art.path, art.format, inputs_path, Path(tmp))
+            else:
+                result = runner.run(outdir / art.path, art.format, inputs_path, Path(tmp))
             bar.update(1)
             metrics = compare(reference, result.outputs, labels)
             bc = check_budget(metrics, budget)
@@ -52,21 +65,28 @@ def validate_artifacts(outdir: Path, artifacts: list[Artifact], inputs_rel: str,
 
 
 def verdict(artifacts: list[Artifact], pass_log: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pass when every validated artifact meets the budget on every runner and no pass reported a failure."""
+    """Pass when every validated artifact meets the budget on every runner and no pass reported a failure.
+
+    The one verdict function: export, check, validate and sweep all call it. ``notes`` says how a limit was
+    checked when not as asked (no labels) or that it could not be; the verdict line prints them."""
     failures: list[str] = []
+    notes: list[str] = []
     validated = 0
     for art in artifacts:
         for v in art.validations:
             validated += 1
             where = v.runner + (f" ({v.cpu_model})" if v.emulated else "")
             failures.extend(f"{art.name} on {where}: {f}" for f in v.budget_check["failures"])
+            notes.extend(ACCURACY_FALLBACK if n.startswith(ACCURACY_FALLBACK) else n.split(" (", 1)[0]
+                         for n in v.budget_check.get("notes", []))
     for p in pass_log:
         for f in p.get("failures", []):
             failures.append(f"pass {p['name']}: {f}")
     if validated == 0:
         failures.append("no artifact was validated (no runner supports the produced formats)")
     host_vs_arm = _host_pass_arm_fail(artifacts)
-    return {"passed": not failures, "failures": failures, "host_passes_arm_fails": host_vs_arm}
+    return {"passed": not failures, "failures": failures, "host_passes_arm_fails": host_vs_arm,
+            "notes": list(dict.fromkeys(notes))}
 
 
 def _host_pass_arm_fail(artifacts: list[Artifact]) -> list[str]:

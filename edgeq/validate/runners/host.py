@@ -56,7 +56,9 @@ def _run_pte(artifact: Path, inputs: Path, workdir: Path) -> RunResult:
     return RunResult(outputs, latency, "host", f"executorch {executorch_version()}")
 
 
-_HOST_PROGRAMS: dict[str, Callable[[Path, Path, Path], RunResult]] = {"onnx": _run_onnx, "pte": _run_pte}
+# ORT-format flatbuffers (.ort) load into the same InferenceSession as .onnx.
+_HOST_PROGRAMS: dict[str, Callable[[Path, Path, Path], RunResult]] = {"onnx": _run_onnx, "ort": _run_onnx,
+                                                                      "pte": _run_pte}
 
 
 def _executorch_available() -> bool:

@@ -1,0 +1,95 @@
+"""Run one artifact on the host runner in a forked child: a native crash (SIGSEGV/SIGABRT inside onnxruntime or
+the ExecuTorch runtime on a corrupt or hostile file) becomes an :class:`ArtifactError`, not the end of edgeq.
+
+The runtime is imported once in this process (import only, no inference, so no thread pool is running when we
+fork) and each artifact runs in a fork of it: isolation without paying the runtime's import (seconds for
+ExecuTorch) per artifact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from edgeq.errors import ArtifactError, EdgeqError, RunnerError
+from edgeq.validate.runners.base import RunResult
+
+_OK, _TYPED, _OTHER = 0, 2, 4
+# Runtimes imported once before forking (their runners import them lazily, which each child would repeat).
+_PRELOAD = {"pte": ("torch", "executorch.runtime"), "onnx": ("onnxruntime",), "ort": ("onnxruntime",)}
+
+
+def run_isolated(artifact: Path, fmt: str, inputs: Path, workdir: Path) -> RunResult:
+    import contextlib
+    import importlib
+
+    for mod in _PRELOAD.get(fmt, ()):
+        with contextlib.suppress(ImportError):  # not installed: the child reports it as a typed error
+            importlib.import_module(mod)
+    result = workdir / f"{artifact.name}.isolated.json"
+    result.unlink(missing_ok=True)
+    pid = os.fork()
+    if pid == 0:  # the child: never returns, never runs the parent's cleanup
+        import faulthandler
+
+        faulthandler.disable()  # a crash here is expected and reported by the parent; no stack dump
+        code = _OTHER
+        try:
+            code = _child(fmt, artifact, inputs, workdir, result)
+        except BaseException:  # noqa: BLE001 - report everything to the parent, then leave
+            try:
+                result.write_text(json.dumps({"error": {"type": "", "cause": traceback.format_exc(limit=3)}}))
+            finally:
+                os._exit(_OTHER)
+        os._exit(code)
+    try:
+        _, status = os.waitpid(pid, 0)
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    if os.WIFSIGNALED(status):
+        name = signal.Signals(os.WTERMSIG(status)).name
+        raise ArtifactError(f"{artifact.name}: the {fmt} runtime crashed ({name}) loading or running it",
+                            "the file is corrupt or was tampered with; re-run edgeq export")
+    info = json.loads(result.read_text()) if result.is_file() else {}
+    if os.WEXITSTATUS(status) != _OK or "error" in info:
+        err = info.get("error") or {}
+        cls = _error_class(str(err.get("type")))
+        if cls is not None:
+            raise cls(str(err.get("cause")), str(err.get("hint") or ""))
+        last = (str(err.get("cause") or "no output").strip().splitlines() or [""])[-1][:300]
+        raise RunnerError(f"{artifact.name}: the host runtime failed: {last}")
+    with np.load(info["outputs"], allow_pickle=False) as z:
+        outputs = {k: z[k] for k in z.files}
+    return RunResult(outputs, info["latency_ms"], info["latency_kind"], info["runtime"])
+
+
+def _error_class(name: str) -> type[EdgeqError] | None:
+    queue: list[type[EdgeqError]] = [EdgeqError]
+    while queue:
+        cls = queue.pop()
+        if cls.__name__ == name:
+            return cls
+        queue += cls.__subclasses__()
+    return None
+
+
+def _child(fmt: str, artifact: Path, inputs: Path, workdir: Path, result: Path) -> int:
+    from edgeq.validate.runners.host import HostRunner
+
+    try:
+        res = HostRunner().run(artifact, fmt, inputs, workdir)
+    except EdgeqError as e:
+        result.write_text(json.dumps({"error": {"type": type(e).__name__, "cause": e.cause, "hint": e.hint}}))
+        return _TYPED
+    out = workdir / f"{artifact.name}.isolated.npz"
+    np.savez(out, **res.outputs)  # type: ignore[arg-type]
+    result.write_text(json.dumps({"outputs": str(out), "latency_ms": res.latency_ms,
+                                  "latency_kind": res.latency_kind, "runtime": res.runtime}))
+    return _OK
