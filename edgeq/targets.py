@@ -40,6 +40,11 @@ class OnnxScheme:
     calibration: str
     execution_providers: tuple[str, ...]  # to check for usability, e.g. ("NNAPI",), ("CoreML",)
     reason: str  # why this scheme on this ISA (recorded in the manifest)
+    # Optional second scheme, used when the CPU running the model has any of these flags (x86-64: VNNI).
+    if_host_has: tuple[str, ...] = ()
+    if_host_activation_type: str | None = None
+    if_host_reduce_range: bool | None = None
+    if_host_reason: str | None = None
 
 
 @dataclass(frozen=True)

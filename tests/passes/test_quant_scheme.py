@@ -1,4 +1,4 @@
-"""quant-scheme: S8S8 per-channel on ARM64, U8S8 + reduce_range on x86 without VNNI; user choices win."""
+"""quant-scheme: S8S8 per-channel on ARM64, U8S8 + reduce_range on x86 without VNNI, S8S8 with it; user choices win."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ def _run(target, quant=None):  # type: ignore[no-untyped-def]
     return get_pass("quant-scheme").run(ctx)
 
 
-def test_scheme_per_isa() -> None:
+def test_scheme_per_isa(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("edgeq.passes.quant_scheme.host_features", lambda: frozenset({"avx2"}))
     arm = _run(load_target("raspberry-pi-4"))
     assert arm.details["chosen"] == {"activation_type": "int8", "weight_type": "int8", "per_channel": True,
                                      "reduce_range": False}
@@ -29,6 +30,28 @@ def test_scheme_per_isa() -> None:
     t = load_target("x86-64")
     vnni = dataclasses.replace(t, cpu=dataclasses.replace(t.cpu, features=("avx2", "avx512_vnni")))
     assert _run(vnni).details["chosen"]["reduce_range"] is False
+
+
+def test_x86_scheme_follows_the_host_vnni(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """x86-64 names both schemes in its TOML; the host's VNNI flag picks S8S8 without reduce_range."""
+    t = load_target("x86-64")
+    assert t.onnx.if_host_has and t.onnx.if_host_activation_type == "int8"
+    monkeypatch.setattr("edgeq.passes.quant_scheme.host_arch", lambda: "x86_64")
+    monkeypatch.setattr("edgeq.passes.quant_scheme.host_features", lambda: frozenset({"avx2", "avx512_vnni"}))
+    res = _run(t)
+    assert res.details["chosen"] == {"activation_type": "int8", "weight_type": "int8", "per_channel": True,
+                                     "reduce_range": False}
+    assert res.details["host_condition"] == {"if_host_has": ["avx512_vnni", "avx_vnni"], "host_arch": "x86_64",
+                                             "host_has": ["avx512_vnni"], "met": True}
+    assert "VNNI" in res.summary
+    monkeypatch.setattr("edgeq.passes.quant_scheme.host_features", lambda: frozenset({"avx2"}))
+    res = _run(t)
+    assert res.details["chosen"]["activation_type"] == "uint8" and res.details["chosen"]["reduce_range"] is True
+    assert res.details["host_condition"]["met"] is False
+    # An ARM machine exporting for the x86-64 target must not read its own flags as x86 ones.
+    monkeypatch.setattr("edgeq.passes.quant_scheme.host_arch", lambda: "aarch64")
+    monkeypatch.setattr("edgeq.passes.quant_scheme.host_features", lambda: frozenset({"avx512_vnni"}))
+    assert _run(t).details["chosen"]["reduce_range"] is True
 
 
 def test_user_choice_wins() -> None:
