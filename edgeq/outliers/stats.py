@@ -46,12 +46,14 @@ def linear_input_stats(model: Any, calib: Mapping[str, np.ndarray], max_samples:
     gen = torch.Generator().manual_seed(seed)
     by_layer: dict[str, tuple[int, Any]] = {}
     groups: dict[tuple[str, ...], InputStats] = {}
-    seen_in_pass: dict[int, list[str]] = {}
+    # id -> (the tensor, readers). Holding the tensor keeps its id from being reused by a later tensor of the
+    # same forward pass, which would merge unrelated layers into one group.
+    seen_in_pass: dict[int, tuple[Any, list[str]]] = {}
 
     def hook(name: str) -> Any:
         def pre(_mod: Any, args: tuple[Any, ...]) -> None:
             x = args[0]
-            seen_in_pass.setdefault(id(x), []).append(name)
+            seen_in_pass.setdefault(id(x), (x, []))[1].append(name)
             by_layer[name] = (id(x), x.detach().reshape(-1, x.shape[-1]))
         return pre
 
@@ -63,7 +65,7 @@ def linear_input_stats(model: Any, calib: Mapping[str, np.ndarray], max_samples:
                 seen_in_pass.clear()
                 by_layer.clear()
                 model(*args)
-                for names in seen_in_pass.values():
+                for _, names in seen_in_pass.values():
                     key = tuple(names)
                     flat = by_layer[names[0]][1]
                     amax = flat.abs().amax(0)

@@ -35,6 +35,8 @@ def terminal_summary(manifest: dict[str, Any], outdir: str) -> str:
         lines.append(extra)
     for f in v.get("host_passes_arm_fails", []):
         lines.append(f"WARNING host passes but ARM fails: {f}")
+    for f in v.get("int8_regressions", []):
+        lines.append(f"WARNING INT8 not an improvement: {f}")
     lines.append(f"verdict: {'PASS' if v['passed'] else 'FAIL'}" + ("" if v["passed"] else f" ({len(v['failures'])} failure(s))"))
     lines += [f"  - {f}" for f in v["failures"]]
     lines.append(f"report: {outdir}/report.html")
@@ -79,6 +81,8 @@ def render_markdown(manifest: dict[str, Any]) -> str:
         out += ["## Delegation", ""] + [f"- {e}" for e in extra] + [""]
     if v.get("host_passes_arm_fails"):
         out += ["## ⚠ Host passes, ARM fails", ""] + [f"- {f}" for f in v["host_passes_arm_fails"]] + [""]
+    if v.get("int8_regressions"):
+        out += ["## ⚠ INT8 larger or slower than float", ""] + [f"- {f}" for f in v["int8_regressions"]] + [""]
     out += ["## Verdict", "", f"**{'PASS' if v['passed'] else 'FAIL'}**", ""]
     out += [f"- {f}" for f in v["failures"]]
     return "\n".join(out) + "\n"
