@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.table import Table
 
-SECTIONS = ("bench.onnx_slice", "bench.executorch", "bench.emulation", "bench.search")
+SECTIONS = ("bench.onnx_slice", "bench.executorch", "bench.emulation", "bench.search", "bench.real_quant")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,7 @@ class SmoothQuantConfig:
     strength is chosen for — ``per_tensor`` (static QDQ, ORT's dynamic MatMul) or ``per_token`` (XNNPACK's
     dynamically quantized linear); ``per_tensor`` is the stricter choice when one model feeds both formats."""
 
-    alphas: tuple[float, ...] = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8)
+    alphas: tuple[float, ...] = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9)
     activation: str = "per_tensor"
     calibration_samples: int = 64
     min_gain: float = 0.05  # apply only when the simulated error drops by at least 5 %
