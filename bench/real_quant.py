@@ -25,8 +25,8 @@ import numpy as np
 from bench.table import Table
 
 TITLE = "Quantization on real pretrained models (edgeq vs plain ORT static / dynamic / PT2E + XNNPACK)"
-N_CALIB = {"minilm": 128, "efficientnet_lite0": 64}
-N_EVAL = {"minilm": 200, "efficientnet_lite0": 300}
+N_CALIB = {"minilm": 64, "efficientnet_lite0": 32}
+N_EVAL = {"minilm": 120, "efficientnet_lite0": 200}
 
 
 @dataclass
