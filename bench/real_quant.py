@@ -135,7 +135,10 @@ def ort_static_plain(src: Path, dst: Path, calib: dict[str, np.ndarray], **kw: A
         pass
 
     prep = dst.with_suffix(".prep.onnx")
-    quant_pre_process(str(src), str(prep))
+    try:
+        quant_pre_process(str(src), str(prep))
+    except Exception:  # noqa: BLE001  ORT's symbolic shape inference crashes on some exporter graphs (Expand)
+        quant_pre_process(str(src), str(prep), skip_symbolic_shape=True)
     quantize_static(str(prep), str(dst), R(calib), quant_format=QuantFormat.QDQ, per_channel=True, **kw)
 
 
