@@ -16,8 +16,8 @@ from pathlib import Path
 
 from bench.table import Table
 
-SECTIONS = ("bench.onnx_slice", "bench.executorch", "bench.emulation", "bench.search", "bench.compress",
-            "bench.compress_encoder")
+SECTIONS = ("bench.onnx_slice", "bench.executorch", "bench.emulation", "bench.search", "bench.real_quant",
+            "bench.compress", "bench.compress_encoder")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -165,9 +165,10 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
             artifacts += [a for a in state.artifacts if a not in artifacts]
 
         validate_artifacts(tmp, artifacts, INPUTS_REL, REFERENCE_REL, runners, target, budget, progress)
-        from edgeq.search.integrate import pte_sensitivity_keys
+        from edgeq.search.integrate import run_pte_search
 
-        search_keys.update(pte_sensitivity_keys(config, budget, artifacts, captured, calib, target, progress))
+        search_keys.update(run_pte_search(config, budget, tmp, artifacts, captured, calib, ev, INPUTS_REL, REFERENCE_REL,
+                                          runners, target, progress))
 
         m = new_manifest()
         m["source"] = {"ref": source.ref, "kind": source.kind, "sha256": source.sha256}

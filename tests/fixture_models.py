@@ -69,3 +69,20 @@ class TinyCnn(nn.Module):
 def tiny_cnn():  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
     return TinyCnn().eval()
+class OutlierMLP(nn.Module):
+    """Input channel 0 is ~1000x the others (a planted activation outlier): one static INT8 scale for the input
+    rounds every other channel to zero, so the first INT8 model misses a tight cosine budget by a wide margin."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc1, self.fc2 = nn.Linear(16, 64), nn.Linear(64, 8)
+        with torch.no_grad():
+            self.fc1.weight[:, 0] *= 1e-3  # the outlier channel contributes like the others
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def outlier_mlp():  # type: ignore[no-untyped-def]
+    return OutlierMLP()

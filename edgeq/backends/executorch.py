@@ -39,15 +39,15 @@ class ExecutorchBackend(FormatBackend):
     def preflight(self, state: BuildState) -> None:
         _check_inputs(state)
         q = state.quant
-        # PT2E's XNNPACK quantizer annotates the whole graph; edgeq has no per-node exclusion to drive it with,
-        # so an exclusion is refused rather than silently dropped.
-        excluded = [*q.nodes_to_exclude, *q.op_types_to_exclude, *q.int16_activation_nodes]
-        if excluded:
-            raise UsageError(f"--format pte cannot keep nodes in float or at 16 bits ({', '.join(excluded[:5])}"
-                             f"{', ...' if len(excluded) > 5 else ''}): the XNNPACK PT2E quantizer has no per-node "
-                             "exclusion edgeq can drive",
-                             "drop --exclude-node/--exclude-op-type for .pte (use --format onnx for mixed precision), "
-                             "or export the formats separately")
+        # Node and op-type exclusions are honoured by the PT2E quantizer (module paths, FX node names, aten ops;
+        # names the graph lacks are refused there). 16-bit activations have no XNNPACK PT2E scheme edgeq can drive,
+        # so they are refused rather than silently dropped.
+        if q.int16_activation_nodes:
+            nodes = q.int16_activation_nodes
+            raise UsageError(f"--format pte cannot keep nodes at 16 bits ({', '.join(nodes[:5])}"
+                             f"{', ...' if len(nodes) > 5 else ''}): XNNPACK's PT2E quantizer has no 16-bit "
+                             "activation scheme",
+                             "use --format onnx for W8A16 mixed precision, or export the formats separately")
 
     def capture(self, state: BuildState) -> BuildState:
         progress = state.progress or Progress(enabled=False)

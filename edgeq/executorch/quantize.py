@@ -24,7 +24,7 @@ import numpy as np
 
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
-from edgeq.errors import QuantizationError
+from edgeq.errors import QuantizationError, UsageError
 
 TOOL = "torchao.quantization.pt2e (prepare_pt2e/convert_pt2e) + executorch XNNPACKQuantizer"
 
@@ -37,6 +37,10 @@ class PteQuantSettings:
     per_channel: bool
     activation_observer: str  # "histogram" | "minmax"
     ignored: tuple[str, ...] = ()  # user options XNNPACK cannot honour (reported, not silently dropped)
+    # Kept in float: FX node names, module paths (everything under them) and aten op names (``linear``).
+    exclude_nodes: tuple[str, ...] = ()
+    exclude_modules: tuple[str, ...] = ()
+    exclude_ops: tuple[str, ...] = ()
 
 
 def resolve_settings(quant: QuantOptions, target: Any) -> PteQuantSettings:
@@ -134,6 +138,50 @@ def convert_float_scalars_to_attrs(model: Any) -> Any:
     return model
 
 
+def _op_short(node: Any) -> str:
+    """``aten.linear.default`` -> ``linear``."""
+    name = getattr(node.target, "__name__", str(node.target))
+    return name.split(".")[0]
+
+
+def _module_paths(node: Any) -> list[str]:
+    stack = node.meta.get("nn_module_stack") or {}
+    return [str(path) for path, _ in stack.values() if path]
+
+
+def resolve_exclusions(gm: Any, quant: QuantOptions) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """Map ``--exclude-node`` / ``--exclude-op-type`` onto the PT2E graph, or refuse names it does not have.
+
+    A node name may be an FX node (``linear_3``) or a module path (``bert.encoder.layer.0.output.dense``: every
+    node inside it). An op type is an aten op name (``linear``, ``conv2d``). ONNX node names do not exist in the
+    torch graph; silently ignoring them would ship a ``.pte`` that quantizes what the user asked to keep float.
+    """
+    nodes = [n for n in gm.graph.nodes if n.op == "call_function"]
+    names = {n.name for n in nodes}
+    modules = {p for n in nodes for p in _module_paths(n)}
+    ops = {_op_short(n) for n in nodes}
+    ex_nodes = tuple(x for x in quant.nodes_to_exclude if x in names)
+    ex_modules = tuple(x for x in quant.nodes_to_exclude if x in modules and x not in names)
+    unknown = [x for x in quant.nodes_to_exclude if x not in names and x not in modules]
+    bad_ops = [x for x in quant.op_types_to_exclude if x not in ops]
+    if unknown or bad_ops:
+        what = ", ".join([*(repr(u) for u in unknown[:5]), *(f"op type {b!r}" for b in bad_ops[:5])])
+        sample_mod = sorted(modules)[:3]
+        raise UsageError(
+            f"the .pte (PT2E) graph has no {what} to keep in float",
+            "for --format pte name a module path (e.g. " + ", ".join(sample_mod or ["<none>"])
+            + f"), an FX node name or an aten op type ({', '.join(sorted(ops)[:6])}, ...); ONNX node names "
+            "only apply to --format onnx, so export the formats separately",
+        )
+    return ex_nodes, ex_modules, tuple(quant.op_types_to_exclude)
+
+
+def _excluded(node: Any, settings: PteQuantSettings) -> bool:
+    if node.name in settings.exclude_nodes or _op_short(node) in settings.exclude_ops:
+        return True
+    return any(p == m or p.startswith(m + ".") for p in _module_paths(node) for m in settings.exclude_modules)
+
+
 def make_quantizer(settings: PteQuantSettings) -> Any:
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
@@ -157,7 +205,8 @@ def make_quantizer(settings: PteQuantSettings) -> Any:
         def annotate(self, model: Any) -> Any:
             derived = self.mask_derived
             self.set_filter_function(lambda n: is_float_node(n) and n.name not in derived
-                                     and not any(a.name in derived for a in n.all_input_nodes))
+                                     and not any(a.name in derived for a in n.all_input_nodes)
+                                     and not _excluded(n, settings))
             return super().annotate(model)
 
     config = get_symmetric_quantization_config(is_per_channel=settings.per_channel,
@@ -178,6 +227,10 @@ def quantize_pt2e(exported: Any, calib: Dataset, signature: list[Any], opts: Qua
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     settings = resolve_settings(opts, target)
+    if opts.nodes_to_exclude or opts.op_types_to_exclude:
+        ex_nodes, ex_modules, ex_ops = resolve_exclusions(exported.module(), opts)
+        settings = dataclasses.replace(settings, exclude_nodes=ex_nodes, exclude_modules=ex_modules,
+                                       exclude_ops=ex_ops)
     quantizer = make_quantizer(settings)
     n = min(len(calib), opts.max_calibration_samples)
     try:
@@ -224,6 +277,8 @@ def quantize_pt2e(exported: Any, calib: Dataset, signature: list[Any], opts: Qua
         "integer_nodes_not_quantized": kept_float["integer"],
         "mask_derived_kept_float": list(getattr(quantizer, "mask_derived_float", []))[:50],
         "ignored_options": list(settings.ignored),
+        "nodes_excluded": [*settings.exclude_nodes, *settings.exclude_modules],
+        "op_types_excluded": list(settings.exclude_ops),
         "tool": TOOL,
     }
     return qep, info

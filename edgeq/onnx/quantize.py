@@ -161,3 +161,18 @@ def quiet_stdout() -> Iterator[None]:
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink):
         yield
+
+
+def activation_matmuls(src: Path) -> list[str]:
+    """MatMul nodes with no weight input (attention ``Q K^T`` and ``P V``).
+
+    Dynamic INT8 quantizes both of their inputs with one per-tensor scale each, and the softmax output's range is
+    set by its rare peaks; they hold no weights, so keeping them float costs no size and little time.
+    """
+    import onnx
+
+    model = onnx.load(str(src), load_external_data=False)
+    inits = {t.name for t in model.graph.initializer}
+    consts = {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    return [n.name for n in model.graph.node
+            if n.op_type == "MatMul" and not any(i in inits or i in consts for i in n.input)]

@@ -78,6 +78,9 @@ def render_html(manifest: dict[str, Any]) -> str:
         parts.append("<div class='warn'><b>Host passes, ARM fails.</b> The x86 host verdict would have shipped a model "
                      "that fails on the device's kernels:<ul>"
                      + "".join(f"<li>{esc(f)}</li>" for f in v["host_passes_arm_fails"]) + "</ul></div>")
+    if v.get("int8_regressions"):
+        parts.append("<div class='warn'><b>INT8 larger or slower than float.</b><ul>"
+                     + "".join(f"<li>{esc(f)}</li>" for f in v["int8_regressions"]) + "</ul></div>")
     parts.append("<h2>Artifacts</h2><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in TABLE_HEAD) + "</tr>")
     for row in table(manifest):
         bad = row[-1] == "FAIL"

@@ -87,6 +87,8 @@ def render_markdown(manifest: dict[str, Any]) -> str:
         out += ["## Delegation", ""] + [f"- {e}" for e in extra] + [""]
     if v.get("host_passes_arm_fails"):
         out += ["## ⚠ Host passes, ARM fails", ""] + [f"- {f}" for f in v["host_passes_arm_fails"]] + [""]
+    if v.get("int8_regressions"):
+        out += ["## ⚠ INT8 larger or slower than float", ""] + [f"- {f}" for f in v["int8_regressions"]] + [""]
     out += ["## Verdict", "", f"**{'PASS' if v['passed'] else 'FAIL'}**", ""]
     out += [f"- {f}" for f in v["failures"]]
     return "\n".join(out) + "\n"

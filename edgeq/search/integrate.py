@@ -14,6 +14,8 @@ optional top-level keys ``search`` (options, every trial, the pick, the closest 
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +123,66 @@ def pte_sensitivity_keys(config: PipelineConfig, budget: Budget, artifacts: list
         progress.stage(f"  .pte sensitivity unavailable: {type(e).__name__}: {str(e)[:200]}")
         return {}
     return {"sensitivity_pte": sensitivity_table(ranking)}
+
+
+def run_pte_search(config: PipelineConfig, budget: Budget, workdir: Path, artifacts: list[Artifact], captured: Any,
+                   calib: Dataset, ev: Dataset, inputs_rel: str, reference_rel: str, runners: tuple[str, ...],
+                   target: Any, progress: Progress) -> dict[str, Any]:
+    """The ``.pte`` half of the search: rank PT2E nodes, try the moves, ship the first model inside the budget.
+
+    Same trigger and budget as the ONNX search. Returns manifest keys ``sensitivity_pte`` and ``search_pte``.
+    The winner replaces the INT8 ``.pte`` (and its ``.bpte`` bundle) and is validated again on every runner; when
+    no move meets the budget the first model stays, its failing verdict stands and the closest trials are listed.
+    """
+    keys = pte_sensitivity_keys(config, budget, artifacts, captured, calib, target, progress)
+    art = next((a for a in artifacts if a.format == "pte" and a.role == "candidate"), None)
+    if not keys or art is None or all(v.budget_check["passed"] for v in art.validations):
+        return keys
+    import shutil
+    from types import SimpleNamespace
+
+    from edgeq.executorch.backend import _bundle, static_export
+    from edgeq.search.pte_search import closest, search_pte
+    from edgeq.search.sensitivity import NodeSensitivity
+    from edgeq.validate.orchestrate import load_npz, validate_artifacts
+
+    ranking = [NodeSensitivity(r["node"], r["op_type"], r["tensor"], float("nan"), float(r["xmodel_sqnr_db"] or 0.0),
+                               float(r["input_sqnr_db"] or 0.0), float(r["added_nsr"] or 0.0))
+               for r in keys.get("sensitivity_pte", [])]
+    static = static_export(captured, calib)
+    data = load_npz(workdir / inputs_rel)
+    eval_inputs = [data[s.name] for s in captured.signature]
+    progress.stage(f"searching for a .pte INT8 model inside the budget (≤ 3 trials; first model: {art.name})")
+    t0 = time.perf_counter()
+    trials = search_pte(static, calib, captured.signature, eval_inputs, load_npz(workdir / reference_rel),
+                        data.get("labels"), dataclasses.replace(config.quant, mode="static"), budget, target, ranking,
+                        workdir.parent / f".{workdir.name}-pte-search", progress)
+    winner = next((t for t in trials if t.passed), None)
+    if winner is not None and winner.path is not None:
+        shutil.copyfile(winner.path, workdir / art.path)
+        art.quantization = {**(art.quantization or {}), "method": winner.quant.mode,
+                            "nodes_excluded": list(winner.quant.nodes_to_exclude),
+                            "search": {"trial": winner.index, "label": winner.label, "met": True}}
+        art.refresh(workdir)
+        art.validations = []
+        validate_artifacts(workdir, [art], inputs_rel, reference_rel, runners, target, budget, progress)
+        from edgeq.executorch.lower import lower_to_executorch
+        from edgeq.executorch.quantize import quantize_pt2e
+
+        bundle = next((a for a in artifacts if a.format == "bpte"), None)
+        if bundle is not None:  # the golden-I/O bundle must carry the shipped program, not the first one
+            qep, _ = quantize_pt2e(static, calib, captured.signature, winner.quant, target)
+            program, _ = lower_to_executorch(qep)
+            ctx = SimpleNamespace(eval=ev, captured=captured, workdir=workdir)
+            bundle.details["bundled"] = _bundle(ctx, static, program, workdir / art.path)
+            bundle.refresh(workdir)
+        progress.stage(f"search (.pte): trial {winner.index} meets the budget ({winner.label})")
+    else:
+        progress.stage(f"search (.pte): budget not met after {len(trials)} trials; closest:")
+        for t in closest(trials):
+            progress.stage(f"  trial {t.index} [{t.label}]: {'; '.join(t.failures) or t.error}")
+    shutil.rmtree(workdir.parent / f".{workdir.name}-pte-search", ignore_errors=True)
+    keys["search_pte"] = {"met": winner is not None, "seconds": round(time.perf_counter() - t0, 1),
+                          "trials": [t.to_dict() for t in trials],
+                          "closest": [t.index for t in closest(trials)]}
+    return keys

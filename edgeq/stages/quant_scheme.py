@@ -4,28 +4,57 @@ The scheme is data, not code: ``activation_type``/``weight_type`` (S8S8 on ARM64
 int8 GEMM kernels; U8S8 with ``reduce_range`` on x86-64 without VNNI, where pmaddubsw saturates), ``per_channel``,
 ``reduce_range`` and ``calibration`` come from the target TOML, with its ``reason``. Explicit user options
 (CLI flags, ``edgeq.toml``, Python) win over the profile; only unset fields are filled.
+
+A profile may also name a second scheme and the host CPU flags that select it (``if_host_*``): the x86-64 target,
+whose model runs on the machine doing the export, picks S8S8 without reduce_range when that machine has VNNI. The
+flags checked and the outcome are recorded in the manifest's pass log.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any, cast
 
+from edgeq.hostcpu import host_arch, host_features
 from edgeq.pipeline.stage import StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
+from edgeq.targetspec import Target
 
 NAME = "quant-scheme"
 SCHEME_FIELDS = ("activation_type", "weight_type", "per_channel", "reduce_range", "calibration")
 
 
+def host_condition(target: Target) -> bool:
+    """True when the target names host flags for its second scheme and this machine (same arch) has one."""
+    flags = target.onnx.if_host_has
+    return bool(flags) and host_arch() == target.cpu.arch and bool(set(flags) & host_features())
+
+
+def _condition_record(target: Target) -> dict[str, Any] | None:
+    flags = target.onnx.if_host_has
+    if not flags:
+        return None
+    return {"if_host_has": list(flags), "host_arch": host_arch(),
+            "host_has": sorted(set(flags) & host_features()), "met": host_condition(target)}
+
+
 @register_stage(NAME, StageKind.TRANSFORM, "configure", formats=("onnx",), reads=("quant",), writes=("quant",),
                 description="fill the quantization options from the target's [onnx] scheme (user options win)")
 def quant_scheme(ctx: BuildState) -> StageResult:
-    defaults = ctx.target.quant_defaults()
+    target = ctx.target
+    defaults = target.quant_defaults()
+    reason = target.onnx.reason
+    if host_condition(target):
+        o = target.onnx
+        defaults = replace(defaults, activation_type=cast(Any, o.if_host_activation_type or defaults.activation_type),
+                           reduce_range=defaults.reduce_range if o.if_host_reduce_range is None
+                           else o.if_host_reduce_range)
+        reason = o.if_host_reason or f"host CPU has {'/'.join(o.if_host_has)}"
     q = ctx.quant
     updates = {k: getattr(defaults, k) for k in SCHEME_FIELDS if getattr(q, k) is None}
     new_q = replace(q, **updates)
-    reason = ctx.target.onnx.reason
     return StageResult(NAME, changed=bool(updates), summary=reason, state=ctx.updated(quant=new_q),
                        details={"chosen": {k: getattr(new_q, k) for k in SCHEME_FIELDS},
+                                "host_condition": _condition_record(target),
                                 "user_overrides": sorted(set(SCHEME_FIELDS) - set(updates)), "reason": reason,
-                                "source": ctx.target.path or ctx.target.name})
+                                "source": target.path or target.name})

@@ -85,8 +85,10 @@ def verdict(artifacts: list[Artifact], pass_log: list[dict[str, Any]]) -> dict[s
     if validated == 0:
         failures.append("no artifact was validated (no runner supports the produced formats)")
     host_vs_arm = _host_pass_arm_fail(artifacts)
+    from edgeq.validate.regressions import int8_regressions
+
     return {"passed": not failures, "failures": failures, "host_passes_arm_fails": host_vs_arm,
-            "notes": list(dict.fromkeys(notes))}
+            "notes": list(dict.fromkeys(notes)), "int8_regressions": int8_regressions(artifacts)}
 
 
 def _host_pass_arm_fail(artifacts: list[Artifact]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Both formats behind one backend interface; .pte refuses node exclusions instead of ignoring them."""
+"""Both formats behind one backend interface; .pte refuses 16-bit nodes instead of ignoring them."""
 
 from __future__ import annotations
 
@@ -22,12 +22,12 @@ def test_every_format_implements_the_interface() -> None:
         get_backend("tflite")
 
 
-def test_pte_refuses_exclusions_before_any_work(tmp_path: Path, digits_small: tuple[Path, Path]) -> None:
+def test_pte_refuses_16_bit_nodes_before_any_work(tmp_path: Path, digits_small: tuple[Path, Path]) -> None:
     calib, ev = digits_small
-    quant = edgeq.QuantOptions(nodes_to_exclude=("conv1",), op_types_to_exclude=("Gemm",))
+    quant = edgeq.QuantOptions(int16_activation_nodes=("/conv1/Conv", "/fc/Gemm"))
     before = listing(tmp_path)
-    with pytest.raises(UsageError, match="--format pte cannot keep nodes in float") as e:
+    with pytest.raises(UsageError, match="--format pte cannot keep nodes at 16 bits") as e:
         edgeq.export(DIGITS_MODEL, calib=str(calib), eval=str(ev), formats="onnx,pte", quant=quant,
                      output=tmp_path / "out")
-    assert "conv1, Gemm" in e.value.cause and "--format onnx" in e.value.hint
+    assert "/conv1/Conv, /fc/Gemm" in e.value.cause and "--format onnx" in e.value.hint
     assert listing(tmp_path) == before  # refused before the ONNX build started: nothing written

@@ -9,7 +9,6 @@ import onnx
 from onnx import numpy_helper
 
 from edgeq.config import QuantOptions
-from edgeq.hashing import sha256_bytes
 from edgeq.pipeline.stage import get_stage
 from edgeq.pipeline.state import BuildState
 from edgeq.targets import load_target
@@ -20,7 +19,8 @@ def _run(target, quant=None):  # type: ignore[no-untyped-def]
     return get_stage("quant-scheme").run(ctx)
 
 
-def test_scheme_per_isa() -> None:
+def test_scheme_per_isa(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("edgeq.stages.quant_scheme.host_features", lambda: frozenset({"avx2"}))  # no VNNI
     arm = _run(load_target("raspberry-pi-4"))
     assert arm.details["chosen"] == {"activation_type": "int8", "weight_type": "int8", "per_channel": True,
                                      "reduce_range": False, "calibration": "minmax"}
@@ -31,8 +31,9 @@ def test_scheme_per_isa() -> None:
     assert x86.details["chosen"]["activation_type"] == "uint8" and x86.details["chosen"]["reduce_range"] is True
 
 
-def test_the_toml_decides_not_code() -> None:
+def test_the_toml_decides_not_code(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """No per-ISA override in code: a VNNI CPU keeps the TOML's reduce_range until the TOML says otherwise."""
+    monkeypatch.setattr("edgeq.stages.quant_scheme.host_features", lambda: frozenset({"avx2"}))
     t = load_target("x86-64")
     vnni = dataclasses.replace(t, cpu=dataclasses.replace(t.cpu, features=("avx2", "avx512_vnni")))
     assert _run(vnni).details["chosen"]["reduce_range"] is True
@@ -63,24 +64,49 @@ def _zero_point_types(path: Path) -> set[int]:
     return {i.data_type for i in model.graph.initializer if i.name.endswith("zero_point")}
 
 
-def test_editing_the_toml_scheme_changes_the_artifact(digits_export, digits_small, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """x86-64.toml says U8S8; a copy that says S8S8 ships int8 activation zero points instead. Nothing in code."""
+def test_editing_the_toml_scheme_changes_the_artifact(digits_small, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A copy of x86-64.toml that says U8S8 ships uint8 zero points; the same copy edited to S8S8 ships int8 ones.
+    Nothing in code decides (the host-VNNI alternative is removed from both copies so the host cannot)."""
     import edgeq
     from edgeq.targets import targets_dir
     from tests.conftest import DIGITS_MODEL
 
     text = (targets_dir() / "x86-64.toml").read_text()
     assert 'activation_type = "uint8"' in text
-    edited = tmp_path / "x86-s8s8.toml"
-    edited.write_text(text.replace('activation_type = "uint8"', 'activation_type = "int8"')
-                      .replace('name = "x86-64"', 'name = "x86-s8s8"'))
+    plain = "\n".join(line for line in text.splitlines() if not line.startswith("if_host_"))
+    u8 = tmp_path / "x86-u8s8.toml"
+    u8.write_text(plain.replace('name = "x86-64"', 'name = "x86-u8s8"'))
+    s8 = tmp_path / "x86-s8s8.toml"
+    s8.write_text(plain.replace('activation_type = "uint8"', 'activation_type = "int8"')
+                  .replace('name = "x86-64"', 'name = "x86-s8s8"'))
     calib, ev = digits_small
-    res = edgeq.export(DIGITS_MODEL, calib=str(calib), eval=str(ev), target=str(edited), validate_on=("host",),
-                       max_eval_samples=32, output=tmp_path / "out")
-    before = _zero_point_types(digits_export.output / "model.int8.onnx")
-    after = _zero_point_types(res.output / "model.int8.onnx")
-    assert onnx.TensorProto.UINT8 in before
-    assert onnx.TensorProto.UINT8 not in after and onnx.TensorProto.INT8 in after
-    assert res.artifact("onnx-int8-static").quantization["activation_type"] == "int8"
-    assert sha256_bytes((digits_export.output / "model.int8.onnx").read_bytes()) != res.artifact(
-        "onnx-int8-static").sha256
+    kw = {"calib": str(calib), "eval": str(ev), "validate_on": ("host",), "max_eval_samples": 32,
+          "search": edgeq.SearchOptions(mode="off")}
+    before = edgeq.export(DIGITS_MODEL, target=str(u8), output=tmp_path / "u8", **kw)
+    after = edgeq.export(DIGITS_MODEL, target=str(s8), output=tmp_path / "s8", **kw)
+    assert onnx.TensorProto.UINT8 in _zero_point_types(before.output / "model.int8.onnx")
+    zps = _zero_point_types(after.output / "model.int8.onnx")
+    assert onnx.TensorProto.UINT8 not in zps and onnx.TensorProto.INT8 in zps
+    assert after.artifact("onnx-int8-static").quantization["activation_type"] == "int8"
+    assert before.artifact("onnx-int8-static").sha256 != after.artifact("onnx-int8-static").sha256
+
+
+def test_x86_scheme_follows_the_host_vnni(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """x86-64 names both schemes in its TOML; the host's VNNI flag picks S8S8 without reduce_range."""
+    t = load_target("x86-64")
+    assert t.onnx.if_host_has and t.onnx.if_host_activation_type == "int8"
+    monkeypatch.setattr("edgeq.stages.quant_scheme.host_arch", lambda: "x86_64")
+    monkeypatch.setattr("edgeq.stages.quant_scheme.host_features", lambda: frozenset({"avx2", "avx512_vnni"}))
+    res = _run(t)
+    assert res.details["chosen"]["activation_type"] == "int8" and res.details["chosen"]["reduce_range"] is False
+    assert res.details["host_condition"] == {"if_host_has": ["avx512_vnni", "avx_vnni"], "host_arch": "x86_64",
+                                             "host_has": ["avx512_vnni"], "met": True}
+    assert "VNNI" in res.summary
+    monkeypatch.setattr("edgeq.stages.quant_scheme.host_features", lambda: frozenset({"avx2"}))
+    res = _run(t)
+    assert res.details["chosen"]["activation_type"] == "uint8" and res.details["chosen"]["reduce_range"] is True
+    assert res.details["host_condition"]["met"] is False
+    # An ARM machine exporting for the x86-64 target must not read its own flags as x86 ones.
+    monkeypatch.setattr("edgeq.stages.quant_scheme.host_arch", lambda: "aarch64")
+    monkeypatch.setattr("edgeq.stages.quant_scheme.host_features", lambda: frozenset({"avx512_vnni"}))
+    assert _run(t).details["chosen"]["reduce_range"] is True

@@ -1,0 +1,53 @@
+"""Outlier-aware post-training quantization, applied once in torch before capture so every format gets it.
+
+Each method is a pure ``model -> model`` function with a frozen config (the pipeline wraps them as Transform
+stages): :func:`smooth_quant` (activation outliers -> weights, per input tensor), :func:`correct_bias`
+(the mean shift of INT8 weight rounding, for convolution nets), :func:`quantize_embeddings` (INT8 tables).
+:func:`prepare_for_int8` applies what fits the model and returns a log for the manifest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgeq.outliers.bias_correction import BiasCorrectionConfig, correct_bias
+from edgeq.outliers.embedding import EmbeddingQuantConfig, quantize_embeddings
+from edgeq.outliers.smoothquant import SmoothQuantConfig, smooth_quant
+
+__all__ = ["EmbeddingQuantConfig", "BiasCorrectionConfig", "OutlierConfig", "SmoothQuantConfig", "correct_bias",
+           "prepare_for_int8", "quantize_embeddings", "smooth_quant"]
+
+
+@dataclass(frozen=True)
+class OutlierConfig:
+    """Which outlier-aware methods :func:`prepare_for_int8` may apply (each only where the model has the pattern)."""
+
+    smoothquant: SmoothQuantConfig | None = field(default_factory=SmoothQuantConfig)
+    bias_correction: BiasCorrectionConfig | None = field(default_factory=BiasCorrectionConfig)
+    embeddings: EmbeddingQuantConfig | None = field(default_factory=EmbeddingQuantConfig)
+    version: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def prepare_for_int8(model: Any, calib: Mapping[str, np.ndarray], cfg: OutlierConfig = OutlierConfig(),
+                     log: dict[str, Any] | None = None) -> Any:
+    """Apply the configured methods to ``model`` (in place, eval mode) and return it.
+
+    ``calib``: forward-argument name -> calibration array (sample axis first). ``log`` (optional) receives one
+    key per method that ran, with what it changed.
+    """
+    model = model.eval()
+    record: dict[str, Any] = {} if log is None else log
+    if cfg.bias_correction is not None:
+        model, record["bias_correction"] = correct_bias(model, calib, cfg.bias_correction)
+    if cfg.smoothquant is not None:
+        model, record["smoothquant"] = smooth_quant(model, calib, cfg.smoothquant)
+    if cfg.embeddings is not None:
+        model, record["embeddings"] = quantize_embeddings(model, cfg.embeddings)
+    return model

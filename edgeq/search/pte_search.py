@@ -1,0 +1,101 @@
+"""The accuracy-aware search for ``.pte``: the same budget as ONNX, moves ordered by the sensitivity pass.
+
+Moves (each one PT2E quantization of the static-batch program with the XNNPACK quantizer, lowered, run on the
+ExecuTorch runtime over the evaluation inputs and checked against the float reference):
+
+1. ``dynamic`` — dynamically quantized linears (XNNPACK's qd8 kernels: one INT8 scale per row = per token), for
+   graphs whose most sensitive nodes are linears (transformers' outlier activations);
+2. ``keep-float top-k`` — static INT8 with the k nodes that add the most error kept in float, k = 4 then 16 (float
+   fallback is the last resort: it costs size and speed).
+
+When the ranking's top nodes are not linears the float fallback goes first and the dynamic move is dropped
+(it does not touch convolutions). The first candidate inside the budget replaces the INT8 ``.pte``; if none
+is, the shipped ``.pte`` stays the first model (whose verdict already fails) and every trial's distance to the
+budget is recorded, closest first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeq.config import Budget, QuantOptions
+from edgeq.data import Dataset
+from edgeq.progress import Progress
+from edgeq.search.sensitivity import NodeSensitivity
+
+
+@dataclass
+class PteTrial:
+    index: int
+    label: str
+    quant: QuantOptions
+    metrics: dict[str, Any] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    passed: bool = False
+    bytes: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    path: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "label": self.label, "mode": self.quant.mode,
+                "nodes_excluded": list(self.quant.nodes_to_exclude), "metrics": self.metrics,
+                "failures": self.failures, "passed": self.passed, "bytes": self.bytes,
+                "seconds": round(self.seconds, 2), "error": self.error}
+
+
+def plan_moves(base: QuantOptions, ranking: list[NodeSensitivity], max_trials: int) -> list[tuple[str, QuantOptions]]:
+    """Candidate settings, most promising first (see the module docstring)."""
+    top = [s.node for s in ranking if s.added_nsr > 0]
+    linear_first = bool(top) and sum(s.op_type == "linear" for s in ranking[:4]) >= 2
+    dynamic = ("dynamic per-token linears", dataclasses.replace(base, mode="dynamic"))
+    fallback = [(f"static, top-{k} sensitive nodes float",
+                 dataclasses.replace(base, nodes_to_exclude=tuple(dict.fromkeys((*base.nodes_to_exclude, *top[:k])))))
+                for k in (4, 16) if len(top) >= min(k, 1)]
+    moves = [dynamic, *fallback] if linear_first else fallback
+    return moves[:max_trials]
+
+
+def search_pte(static: Any, calib: Dataset, signature: list[Any], eval_inputs: list[Any],
+               reference: dict[str, Any], labels: Any, base: QuantOptions, budget: Budget, target: Any,
+               ranking: list[NodeSensitivity], scratch: Path, progress: Progress,
+               max_trials: int = 3) -> list[PteTrial]:
+    """Run the planned moves until one meets ``budget``; returns every trial (the last one passed, if any)."""
+    from edgeq.errors import EdgeqError
+    from edgeq.executorch.lower import lower_to_executorch
+    from edgeq.executorch.quantize import quantize_pt2e
+    from edgeq.executorch.runtime import run_pte
+    from edgeq.validate.metrics import check_budget, compare
+
+    scratch.mkdir(parents=True, exist_ok=True)
+    trials: list[PteTrial] = []
+    for i, (label, q) in enumerate(plan_moves(base, ranking, max_trials), start=1):
+        t = PteTrial(i, label, q)
+        t0 = time.perf_counter()
+        progress.stage(f"  .pte trial {i}: {label}")
+        try:
+            qep, _ = quantize_pt2e(static, calib, signature, q, target)
+            program, _ = lower_to_executorch(qep)
+            t.path = scratch / f"trial{i}.pte"
+            t.path.write_bytes(program.buffer)
+            t.bytes = t.path.stat().st_size
+            outs, _ = run_pte(t.path, eval_inputs, warmup=0, repeats=0)
+            m = compare(reference, outs, labels)
+            bc = check_budget(m, budget)
+            t.metrics, t.failures, t.passed = m.to_dict(), list(bc.failures), bool(bc.passed)
+        except EdgeqError as e:
+            t.error = f"{type(e).__name__}: {e.cause[:200]}"
+        t.seconds = time.perf_counter() - t0
+        trials.append(t)
+        if t.passed:
+            break
+    return trials
+
+
+def closest(trials: list[PteTrial]) -> list[PteTrial]:
+    """Failed trials, fewest budget failures first (errors last)."""
+    return sorted((t for t in trials if not t.passed), key=lambda t: (t.error is not None, len(t.failures)))

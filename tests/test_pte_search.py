@@ -1,0 +1,45 @@
+"""The search runs for ``.pte`` too: the first INT8 program misses the budget, a later move meets it and ships."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edgeq
+
+FIX = Path(__file__).resolve().parent / "fixture_models.py"
+
+
+@pytest.fixture(scope="module")
+def outlier_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(48, 16)).astype(np.float32)
+    x[:, 0] *= 1000.0
+    p = tmp_path_factory.mktemp("outlier") / "x.npz"
+    np.savez(p, x=x)
+    return p
+
+
+def test_pte_search_replaces_a_first_model_that_misses(tmp_path: Path, outlier_data: Path) -> None:
+    res = edgeq.export(f"{FIX}:outlier_mlp", calib=str(outlier_data), output=tmp_path / "out", formats=("pte",),
+                       budget={"min_cosine": 0.999})
+    s = res.manifest["search_pte"]
+    trials = s["trials"]
+    assert s["met"] and trials[-1]["passed"] and len(trials) >= 2
+    assert not trials[0]["passed"] and trials[0]["failures"]  # the first move did not meet it either
+    assert res.manifest["sensitivity_pte"][0]["op_type"] == "linear"
+    art = res.artifact("pte-int8-static")
+    assert art.quantization["search"]["trial"] == trials[-1]["index"]
+    assert art.quantization["nodes_excluded"]  # the winner keeps the sensitive linear(s) in float
+    assert res.passed and all(v.budget_check["passed"] for v in art.validations)
+
+
+def test_pte_search_reports_the_closest_when_nothing_meets(tmp_path: Path, outlier_data: Path) -> None:
+    res = edgeq.export(f"{FIX}:outlier_mlp", calib=str(outlier_data), output=tmp_path / "out", formats=("pte",),
+                       budget={"min_sqnr": 400.0})  # beyond even float32 kernel differences
+    s = res.manifest["search_pte"]
+    assert not s["met"] and s["closest"] and not res.passed
+    art = res.artifact("pte-int8-static")
+    assert "search" not in (art.quantization or {})  # the first model stays: no rejected trial ships
