@@ -87,7 +87,7 @@ class ExecutorchBackend(FormatBackend):
         (state.workdir / int8_name).write_bytes(int8_prog.buffer)
         qinfo = {**(state.quantization or {}), "backend_config": backend_config}
         progress.stage("ExecuTorch: bundling golden I/O (.bpte)")
-        bundle_info = _bundle(state, state.float_program, int8_prog, state.workdir / int8_name)
+        bundle_info = bundle_program(state, state.float_program, int8_prog, state.workdir / int8_name)
         precision = "int8-static" if static else "int8-dynamic"
         arts = [
             Artifact(name=f"pte-{precision}", path=int8_name, format="pte", precision=precision, role="candidate",
@@ -143,7 +143,7 @@ def static_export(captured: Any, calib: Any) -> Any:
         raise capture_error(e) from e
 
 
-def _bundle(ctx: BuildState, static: Any, program: Any, pte: Path) -> dict[str, Any]:
+def bundle_program(ctx: BuildState, static: Any, program: Any, pte: Path) -> dict[str, Any]:
     """Golden I/O from the float model on the first evaluation samples, with tolerances from the INT8 program."""
     import torch
     from torch.utils._pytree import tree_flatten

@@ -139,9 +139,9 @@ def run_pte_search(config: PipelineConfig, budget: Budget, workdir: Path, artifa
     if not keys or art is None or all(v.budget_check["passed"] for v in art.validations):
         return keys
     import shutil
-    from types import SimpleNamespace
 
-    from edgeq.executorch.backend import _bundle, static_export
+    from edgeq.backends.executorch import bundle_program, static_export
+    from edgeq.pipeline.state import BuildState
     from edgeq.search.pte_search import closest, search_pte
     from edgeq.search.sensitivity import NodeSensitivity
     from edgeq.validate.orchestrate import load_npz, validate_artifacts
@@ -172,9 +172,10 @@ def run_pte_search(config: PipelineConfig, budget: Budget, workdir: Path, artifa
         bundle = next((a for a in artifacts if a.format == "bpte"), None)
         if bundle is not None:  # the golden-I/O bundle must carry the shipped program, not the first one
             qep, _ = quantize_pt2e(static, calib, captured.signature, winner.quant, target)
-            program, _ = lower_to_executorch(qep)
-            ctx = SimpleNamespace(eval=ev, captured=captured, workdir=workdir)
-            bundle.details["bundled"] = _bundle(ctx, static, program, workdir / art.path)
+            program, _ = lower_to_executorch(qep, None, target.executorch.partitioner)
+            ctx = BuildState(target=target, fmt="pte", workdir=workdir, quant=winner.quant, calib=calib, eval=ev,
+                             captured=captured)
+            bundle.details["bundled"] = bundle_program(ctx, static, program, workdir / art.path)
             bundle.refresh(workdir)
         progress.stage(f"search (.pte): trial {winner.index} meets the budget ({winner.label})")
     else:
