@@ -16,7 +16,7 @@ from edgeq.commands.globalopts import add_global_flags, apply_config
 from edgeq.console import configure_output
 from edgeq.errors import EdgeqError
 
-COMMANDS = ("export", "check", "validate", "demo", "targets", "inspect", "emulator", "sweep", "sign")
+COMMANDS = ("export", "check", "validate", "demo", "targets", "inspect", "emulator", "sweep", "sign", "generate")
 
 EPILOG = """\
 examples:

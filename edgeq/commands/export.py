@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from edgeq.commands import text_generation
 from edgeq.commands.common import add_budget_flags, add_quant_flags, budget_from, progress_from
 from edgeq.commands.compress_flags import add_compress_flags, compress_from
 from edgeq.config import PipelineConfig, QuantOptions, SearchOptions
@@ -35,8 +36,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                                    "against the float model.", epilog=HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL", nargs="?",
-                   help="pkg.module:factory, a .pt2 or an .onnx file (not with --config)")
-    p.add_argument("--calib", metavar="DATA", help="calibration data (.npz or folder); required unless --config")
+                   help="pkg.module:factory, a .pt2, an .onnx file, or a causal LM (HF folder / .gguf) "
+                        "(not with --config edgeq.json)")
+    p.add_argument("--calib", metavar="DATA",
+                   help="calibration data (.npz or folder); LMs use --calib-text; not with --config edgeq.json")
     p.add_argument("--eval", metavar="DATA", help="evaluation data; default: a held-out split of --calib")
     p.add_argument("--target", default="x86-64", metavar="NAME|FILE.toml",
                    help="target profile (default x86-64; see `edgeq targets`)")
@@ -58,6 +61,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_search_flags(p)
     add_image_flags(p)
     add_compress_flags(p)
+    text_generation.add_flags(p)
     p.set_defaults(func=run)
 
 
@@ -139,9 +143,11 @@ def quant_from(args: argparse.Namespace) -> QuantOptions:
 
 def run(args: argparse.Namespace) -> int:
     rebuild = args.config is not None and is_manifest_config(args.config)
+    if not rebuild and args.model is not None and text_generation.wants_llm(args):
+        return text_generation.run(args)
     if not rebuild and (args.model is None or args.calib is None):
-        raise UsageError("export needs MODEL and --calib (or --config FILE)",
-                         "e.g. edgeq export pkg.mod:factory --calib calib.npz -o out/")
+        raise UsageError("export needs MODEL and --calib (or --config OUTDIR/edgeq.json)",
+                         "e.g. edgeq export pkg.mod:factory --calib calib.npz -o out/; for LMs use --calib-text")
     from edgeq.api import export
     from edgeq.console import emit_json, human
     from edgeq.report.markdown import terminal_summary

@@ -1,0 +1,130 @@
+"""``export_llm``: load the LM, tokenize the texts, search each format's variants against the perplexity budget,
+measure the shipped ones (perplexity, agreement, tokens/s) and write OUTDIR atomically with edgeq.json."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeq.errors import OutputExistsError, UsageError
+from edgeq.llm import measure
+from edgeq.llm.config import FORMATS, LlmConfig, Variant
+from edgeq.llm.metrics import WindowScores, compare, greedy, score
+from edgeq.llm.runners import TorchLM, open_runner
+from edgeq.llm.search import is_eight_bit, ladder
+from edgeq.llm.source import LoadedLM, float_bytes, load_lm, save_hf_folder
+from edgeq.llm.text import calib_eval_windows
+from edgeq.progress import Progress
+
+
+@dataclass
+class LlmResult:
+    output: Path
+    manifest: dict[str, Any]
+    passed: bool
+
+
+def check_config(cfg: LlmConfig) -> None:
+    bad = [f for f in cfg.formats if f not in FORMATS]
+    if bad or not cfg.formats:
+        raise UsageError(f"unknown format(s) {bad or cfg.formats} for text generation", "use onnx, pte or onnx,pte")
+    if not 2 <= cfg.seq_len < cfg.max_context:
+        raise UsageError(f"--seq-len {cfg.seq_len} must be >= 2 and below --max-context {cfg.max_context}")
+    if cfg.max_ppl_increase < 0:
+        raise UsageError("--max-ppl-increase must be >= 0 (a percentage over float perplexity)")
+    if cfg.output.exists() and not cfg.force:
+        raise OutputExistsError(f"{cfg.output} exists", "pass --force to replace it")
+
+
+def export_llm(cfg: LlmConfig, progress: Progress | None = None) -> LlmResult:
+    check_config(cfg)
+    pr = progress or Progress(False)
+    pr.stage(f"loading the language model {cfg.model}")
+    lm = load_lm(cfg.model)
+    if cfg.max_context > int(getattr(lm.model.config, "max_position_embeddings", cfg.max_context)):
+        raise UsageError(f"--max-context {cfg.max_context} exceeds the model's context "
+                         f"({lm.model.config.max_position_embeddings})")
+    calib, evalw = calib_eval_windows(lm.tokenizer, cfg.calib_text, cfg.eval_text, cfg.seq_len, cfg.calib_windows,
+                                      cfg.eval_windows)
+    pr.stage(f"text: {len(calib)} calibration and {len(evalw)} evaluation windows of {cfg.seq_len} tokens")
+    cfg.output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{cfg.output.name}.", dir=cfg.output.parent))
+    try:
+        manifest, passed = _run(cfg, lm, calib, evalw, tmp, pr)
+        if cfg.output.exists():
+            shutil.rmtree(cfg.output)
+        tmp.rename(cfg.output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return LlmResult(cfg.output, manifest, passed)
+
+
+def _run(cfg: LlmConfig, lm: LoadedLM, calib: np.ndarray, evalw: np.ndarray, out: Path,
+         pr: Progress) -> tuple[dict[str, Any], bool]:
+    ref = TorchLM(lm.model, cfg.max_context)
+    with pr.bar(len(calib) + len(evalw), "float perplexity", unit="window") as bar:
+        base_c, base_e = score(ref, calib, bar=bar), score(ref, evalw, bar=bar)
+    prompts = [w[: min(16, cfg.seq_len)] for w in evalw[: cfg.greedy_prompts]]
+    ref_greedy = [greedy(ref, p, cfg.greedy_tokens) for p in prompts]
+    fbytes = float_bytes(lm.model)
+    pr.stage(f"float: perplexity {base_e.ppl:.3f} (eval), {fbytes / 1e6:.1f} MB of weights")
+    work = out / ".work"
+    hf = save_hf_folder(lm, work / "hf") if "onnx" in cfg.formats else None
+    tok_dir = out / "tokenizer"
+    lm.tokenizer.save_pretrained(str(tok_dir))
+    limit = 1 + cfg.max_ppl_increase / 100
+    ctx = measure.Context(cfg, lm, hf, work, fbytes, base_c, base_e, ref_greedy, prompts, limit, calib, evalw)
+    formats, artifacts = {}, []
+    for fmt in cfg.formats:
+        trials, ship = _search_format(ctx, fmt, pr)
+        formats[fmt] = {"trials": trials, "pick": ship[0][0].name if ship else None,
+                        "met": bool(ship) and trials[[t["name"] for t in trials].index(ship[0][0].name)]["passed"]}
+        for rank, (v, path) in enumerate(ship):
+            artifacts.append(measure.finalize(ctx, v, path, out, pick=rank == 0, progress=pr))
+    shutil.rmtree(work, ignore_errors=True)
+    manifest = measure.write(ctx, out, artifacts, formats, calib, evalw)
+    return manifest, bool(manifest["verdict"]["passed"])
+
+
+def _search_format(ctx: measure.Context, fmt: str, pr: Progress) -> tuple[list[dict[str, Any]], list[tuple[Variant, Path]]]:
+    cands = ctx.cfg.variants and tuple(v for v in ctx.cfg.variants if v.format == fmt) or ladder(fmt)
+    trials: list[dict[str, Any]] = []
+    pick: tuple[Variant, Path] | None = None
+    eight: tuple[Variant, Path] | None = None
+    for v in cands:
+        if pick is not None and not is_eight_bit(v):
+            continue  # smaller rungs already failed or a pick exists; only the 8-bit reference remains
+        if pick is not None and eight is not None:
+            break
+        pr.stage(f"{fmt}: building {v.name}")
+        t0 = time.perf_counter()
+        path = measure.build(ctx, v)
+        build_s = time.perf_counter() - t0
+        runner = open_runner(path, fmt)
+        with pr.bar(len(ctx.calib_scores.nll), f"{v.name} perplexity (calibration text)", unit="window") as bar:
+            got: WindowScores = score(runner, ctx.calib_windows, bar=bar)
+        m = compare(ctx.calib_scores, got)
+        size = measure.artifact_bytes(path, fmt)
+        ok = m["ppl_ratio"] <= ctx.limit
+        trials.append({"name": v.name, "variant": v.to_dict(), "bytes": size, "size_ratio": round(size / ctx.fbytes, 4),
+                       "calib": m, "passed": ok, "build_s": round(build_s, 1)})
+        pr.stage(f"{fmt}: {v.name}: PPL x{m['ppl_ratio']:.3f} (limit x{ctx.limit:.3f}), {size / 1e6:.1f} MB "
+                 f"({size / ctx.fbytes:.2f}x float) -> {'inside' if ok else 'outside'} the budget")
+        if ok and pick is None:
+            pick = (v, path)
+            if is_eight_bit(v):
+                eight = pick
+        elif is_eight_bit(v) and eight is None:
+            eight = (v, path)
+    ship = [p for p in (pick, eight) if p is not None]
+    if pick is None and eight is not None:
+        ship = [eight]  # nothing met the budget: ship the most accurate rung, verdict fails
+    seen: set[str] = set()
+    return trials, [s for s in ship if not (s[0].name in seen or seen.add(s[0].name))]  # type: ignore[func-returns-value]

@@ -1,0 +1,71 @@
+"""Frozen configs for the LLM flow: the run (LlmConfig) and one quantization variant (Variant)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMATS = ("onnx", "pte")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One weight-quantization recipe. ``bits`` is the body's weight width; ``keep8`` names layer groups kept at
+    8 bits (``lm_head``: the output projection; ``mixed``: llama.cpp's sensitive layers, ONNX only)."""
+
+    format: str
+    bits: int  # 4 or 8 (32: the float export)
+    group: int = 32  # block/group size along the input axis; 0 = per output channel
+    symmetric: bool = True
+    activations: str = "weight-only"  # weight-only | dynamic-int8 (ExecuTorch 8da4w/8da8w)
+    keep8: tuple[str, ...] = ()
+    embedding_bits: int = 8  # 0 keeps the embedding table float
+    algo: str = "default"  # ONNX: default (RTN) | k_quant
+
+    @property
+    def name(self) -> str:
+        if self.bits == 32:
+            return f"{self.format}-fp32"
+        act = "8da" if self.activations == "dynamic-int8" else "w"
+        grp = f"g{self.group}" if self.group else "pc"
+        keep = "".join(f"-{k}8" for k in self.keep8)
+        sym = "" if self.symmetric else "-asym"
+        algo = "" if self.algo == "default" else f"-{self.algo}"
+        emb = f"-emb{self.embedding_bits}" if self.embedding_bits else "-embf"
+        return f"{self.format}-{act}{self.bits}{grp}{sym}{algo}{keep}{emb}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["name"] = self.name
+        d["keep8"] = list(self.keep8)
+        return d
+
+
+@dataclass(frozen=True)
+class LlmConfig:
+    """One ``edgeq export --task text-generation`` run."""
+
+    model: str
+    output: Path
+    calib_text: Path
+    eval_text: Path | None = None  # None: the tail of --calib-text, disjoint from the calibration windows
+    formats: tuple[str, ...] = FORMATS
+    seq_len: int = 128
+    max_context: int = 512  # the static KV cache length of the .pte; the ONNX model is dynamic
+    calib_windows: int = 8
+    eval_windows: int = 16
+    max_ppl_increase: float = 10.0  # percent over float perplexity
+    greedy_prompts: int = 4
+    greedy_tokens: int = 32
+    variants: tuple[Variant, ...] = field(default_factory=tuple)  # empty: the default search ladder per format
+    force: bool = False
+    version: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["output"] = str(self.output)
+        d["calib_text"] = str(self.calib_text)
+        d["eval_text"] = None if self.eval_text is None else str(self.eval_text)
+        d["variants"] = [v.to_dict() for v in self.variants]
+        return d

@@ -1,0 +1,134 @@
+"""Build one variant, measure a shipped artifact on the eval text (perplexity, agreement, greedy agreement,
+token-by-token decoding, tokens/s) and write the manifest in the shape of the other validations."""
+
+from __future__ import annotations
+
+import platform
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeq.hashing import sha256_file
+from edgeq.llm.config import LlmConfig, Variant
+from edgeq.llm.metrics import WindowScores, compare, greedy, greedy_agreement, score, speed
+from edgeq.llm.runners import open_runner
+from edgeq.llm.source import LoadedLM
+from edgeq.manifest import new_manifest, write_manifest
+from edgeq.progress import Progress
+
+STEPWISE_WINDOWS = 2  # windows decoded one token at a time to prove the KV cache matches the full pass
+
+
+@dataclass
+class Context:
+    cfg: LlmConfig
+    lm: LoadedLM
+    hf_folder: Path | None
+    work: Path
+    fbytes: int
+    calib_scores: WindowScores
+    eval_scores: WindowScores
+    ref_greedy: list[np.ndarray]
+    prompts: list[np.ndarray]
+    limit: float
+    calib_windows: np.ndarray
+    eval_windows: np.ndarray
+
+
+def build(ctx: Context, v: Variant) -> Path:
+    if v.format == "onnx":
+        from edgeq.llm.onnx_export import build_onnx
+
+        if ctx.hf_folder is None:
+            raise ValueError("the HF folder is written whenever onnx is among the formats")
+        return build_onnx(ctx.hf_folder, ctx.work / v.name, v, ctx.work / "cache")
+    from edgeq.llm.pte_export import build_pte
+
+    return build_pte(ctx.lm.model, ctx.lm.tokenizer, ctx.work / f"{v.name}.pte", v, ctx.cfg.max_context)
+
+
+def artifact_bytes(path: Path, fmt: str) -> int:
+    if fmt == "onnx":
+        from edgeq.llm.onnx_export import folder_bytes
+
+        return folder_bytes(path)
+    return path.stat().st_size
+
+
+def finalize(ctx: Context, v: Variant, path: Path, out: Path, pick: bool, progress: Progress) -> dict[str, Any]:
+    """Move the artifact into OUT, measure it on the eval windows and return its manifest entry."""
+    if v.format == "onnx":
+        dest = out / "onnx" / v.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(path), dest)
+        main = dest / "model.onnx"
+    else:
+        dest = out / "pte" / f"{v.name}.pte"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(path), dest)
+        main = dest
+    runner = open_runner(dest, v.format)
+    with progress.bar(len(ctx.eval_windows), f"{v.name} perplexity (eval text)", unit="window") as bar:
+        got = score(runner, ctx.eval_windows, bar=bar)
+    metrics: dict[str, Any] = compare(ctx.eval_scores, got)
+    metrics["greedy_agreement"] = round(greedy_agreement(
+        ctx.ref_greedy, [greedy(runner, p, ctx.cfg.greedy_tokens) for p in ctx.prompts]), 4)
+    metrics["greedy_tokens"] = ctx.cfg.greedy_tokens
+    k = min(STEPWISE_WINDOWS, len(ctx.eval_windows))
+    full = WindowScores(got.nll[:k], got.argmax[:k])
+    step = score(runner, ctx.eval_windows[:k], stepwise=True)
+    metrics["stepwise_ppl"] = round(step.ppl, 4)
+    metrics["stepwise_vs_full_ppl_rel_diff"] = float(f"{abs(step.ppl / full.ppl - 1):.2e}")
+    metrics.update(speed(runner, ctx.eval_windows[0]))
+    size = artifact_bytes(dest, v.format)
+    metrics["size_ratio"] = round(size / ctx.fbytes, 4)
+    ok = metrics["ppl_ratio"] <= ctx.limit
+    progress.stage(f"{v.name}: eval PPL x{metrics['ppl_ratio']:.3f}, top-1 agreement {metrics['top1_agreement']:.1%}, "
+                   f"{metrics['decode_tokens_per_s']:.0f} decode tokens/s on the host")
+    validation = {"runner": "host", "machine": platform.machine(), "cpu_model": platform.processor() or "host",
+                  "features": [], "emulated": False, "metrics": metrics,
+                  "budget_check": {"max_ppl_increase_pct": ctx.cfg.max_ppl_increase, "ppl_ratio": metrics["ppl_ratio"],
+                                   "passed": ok, "failures": [] if ok else [
+                                       f"perplexity x{metrics['ppl_ratio']:.4f} > x{ctx.limit:.4f}"]},
+                  "latency_ms": metrics["decode_ms_per_token"], "latency_kind": "decode-token-median",
+                  "runtime": "onnxruntime" if v.format == "onnx" else "executorch-pybind"}
+    rel = main.relative_to(out)
+    return {"name": v.name, "path": str(rel), "format": v.format, "precision": f"int{v.bits}-weights",
+            "role": "candidate", "bytes": size, "sha256": sha256_file(main),
+            "quantization": v.to_dict(), "details": {"pick": pick, "folder": str(dest.relative_to(out)),
+                                                     "task": "text-generation"},
+            "validations": [validation]}
+
+
+def write(ctx: Context, out: Path, artifacts: list[dict[str, Any]], formats: dict[str, Any], calib: np.ndarray,
+          evalw: np.ndarray) -> dict[str, Any]:
+    vd = out / "validation"
+    vd.mkdir(parents=True, exist_ok=True)
+    np.savez(vd / "inputs.npz", eval_windows=evalw)
+    np.savez(vd / "reference.npz", nll=ctx.eval_scores.nll, argmax=ctx.eval_scores.argmax)
+    m = new_manifest()
+    m["source"] = {"ref": ctx.cfg.model, "kind": ctx.lm.kind, "sha256": None}
+    m["config"] = ctx.cfg.to_dict()
+    m["budget"] = {"max_ppl_increase_pct": ctx.cfg.max_ppl_increase}
+    m["signature"] = {"task": "text-generation",
+                      "pte": {"inputs": ["tokens int64 [1, T]", "input_pos int64 [1]"], "outputs": ["logits [1, T, V]"]},
+                      "onnx": {"inputs": ["input_ids", "attention_mask", "past_key_values.N.key/.value"],
+                               "outputs": ["logits", "present.N.key/.value"]}}
+    m["validation_data"] = {
+        "inputs": {"path": "validation/inputs.npz", "sha256": sha256_file(vd / "inputs.npz")},
+        "reference": {"path": "validation/reference.npz", "sha256": sha256_file(vd / "reference.npz"),
+                      "kind": "float per-token nll and argmax"},
+        "samples": int(len(evalw)), "has_labels": False, "source": str(ctx.cfg.eval_text or ctx.cfg.calib_text)}
+    m["artifacts"] = artifacts
+    failures = [f"{fmt}: no variant inside x{ctx.limit:.3f} float perplexity" for fmt, f in formats.items()
+                if not f["met"]]
+    m["verdict"] = {"passed": not failures, "failures": failures}
+    m["llm"] = {"float": {"ppl_eval": round(ctx.eval_scores.ppl, 4), "ppl_calib": round(ctx.calib_scores.ppl, 4),
+                          "bytes": ctx.fbytes},
+                "seq_len": ctx.cfg.seq_len, "calib_windows": int(len(calib)), "eval_windows": int(len(evalw)),
+                "max_context": ctx.cfg.max_context, "formats": formats, "tokenizer": "tokenizer"}
+    write_manifest(m, out)
+    return m

@@ -1,0 +1,110 @@
+"""The .pte LM in ExecuTorch's LLM convention, built with ExecuTorch's own LLM export pieces:
+transformers' static-cache wrapper gives forward(tokens [1, T], input_pos [1]) -> logits with the KV cache as
+program buffers; torchao quantizes linears (8da4w / 8da8w, ExecuTorch's llama recipe), ExecuTorch's llama source
+transform quantizes the embedding table; LLMEdgeManager exports, lowers to XNNPACK and adds the metadata methods
+the ExecuTorch LLM runner reads (get_max_seq_len, get_max_context_len, get_bos_id, get_eos_ids, get_vocab_size,
+use_kv_cache)."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Any
+
+from edgeq.errors import CaptureError, UsageError
+from edgeq.llm.config import Variant
+
+
+def _wrapper(model: Any, max_context: int) -> Any:
+    import torch
+    from transformers.integrations.executorch import TorchExportableModuleWithStaticCache
+
+    class EtLlm(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            model.generation_config.cache_implementation = "static"
+            model.generation_config.use_cache = True
+            self.inner = TorchExportableModuleWithStaticCache(model, batch_size=1, max_cache_len=max_context)
+
+        def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
+            return self.inner(input_ids=tokens, cache_position=input_pos)  # type: ignore[no-any-return]
+
+    return EtLlm().eval()
+
+
+def quantize_linears(model: Any, v: Variant) -> None:
+    import torch
+    from torchao.quantization import (
+        Int8DynamicActivationIntxWeightConfig,
+        IntxWeightOnlyConfig,
+        quantize_,
+    )
+    from torchao.quantization.granularity import PerAxis, PerGroup
+
+    if v.bits not in (4, 8):
+        raise UsageError(f".pte weights must be 4 or 8 bits (got {v.bits})")
+
+    def config(bits: int, group: int) -> Any:
+        gran = PerGroup(group) if group else PerAxis(0)
+        dtype = torch.int4 if bits == 4 else torch.int8  # type: ignore[attr-defined]
+        # HQQ scale search for 4-bit, as ExecuTorch's llama recipe does by default (plain min/max loses more)
+        algo = "hqq_scale_only" if bits == 4 else "affine"
+        if v.activations == "dynamic-int8":
+            return Int8DynamicActivationIntxWeightConfig(weight_dtype=dtype, weight_granularity=gran,
+                                                         intx_choose_qparams_algorithm=algo)
+        return IntxWeightOnlyConfig(weight_dtype=dtype, granularity=gran, intx_choose_qparams_algorithm=algo)
+
+    head = model.get_output_embeddings()
+
+    def body(m: Any, fqn: str) -> bool:
+        if not isinstance(m, torch.nn.Linear) or (m is head and "lm_head" in v.keep8):
+            return False
+        return v.group == 0 or m.in_features % v.group == 0
+
+    if "lm_head" in v.keep8 and head is not None:
+        quantize_(model, config(8, 0), filter_fn=lambda m, fqn: m is head)
+    quantize_(model, config(v.bits, v.group), filter_fn=body)
+
+
+def build_pte(model: Any, tokenizer: Any, out: Path, v: Variant, max_context: int) -> Path:
+    """Quantize a deep copy of MODEL per V and write OUT (.pte)."""
+    import torch
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.extension.llm.export.builder import LLMEdgeManager
+
+    m = copy.deepcopy(model)
+    if m.config.tie_word_embeddings and v.bits != 32:
+        # the quantized head and the quantized embedding table are different tensors, so untie them first
+        head = m.get_output_embeddings()
+        head.weight = torch.nn.Parameter(head.weight.detach().clone())
+    if v.bits != 32:
+        quantize_linears(m, v)
+    if v.embedding_bits:
+        from executorch.examples.models.llama.source_transformation.quantize import (
+            get_quant_embedding_transform,
+        )
+
+        m = get_quant_embedding_transform(f"{v.embedding_bits},0")(m)
+    wrapped = _wrapper(m, max_context)
+    eos = tokenizer.eos_token_id
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else m.config.bos_token_id
+    meta = {"get_max_context_len": max_context, "get_vocab_size": int(m.config.vocab_size), "use_kv_cache": True,
+            "get_bos_id": int(bos if bos is not None else 0),
+            "get_eos_ids": [int(eos)] if eos is not None else [], "enable_dynamic_shape": True}
+    token_dim = torch.export.Dim("token_dim", max=max_context - 1)
+    logging.getLogger("root").setLevel(logging.WARNING)
+    try:
+        mgr = LLMEdgeManager(model=wrapped, modelname=out.stem, max_seq_len=max_context, use_kv_cache=True,
+                             example_inputs=(torch.tensor([[1, 2, 3]], dtype=torch.long),
+                                             torch.tensor([0], dtype=torch.long)),
+                             enable_dynamic_shape=True, dynamic_shapes=({1: token_dim}, None), metadata=meta)
+        mgr.export()
+        mgr.to_edge_transform_and_lower([XnnpackPartitioner()]).to_executorch()
+        data = mgr.export_program.buffer
+    except Exception as e:  # torch.export / ExecuTorch lowering raise many types
+        raise CaptureError(f"ExecuTorch export of {v.name} failed: {type(e).__name__}: {e}",
+                           "the static-cache wrapper supports transformers' Llama/Qwen2/Phi/GPT-2 families") from e
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    return out
