@@ -199,8 +199,8 @@ class PipelineConfig:
             raise UsageError(f"config version {self.version} is not supported (this edgeq reads {CONFIG_VERSION})")
 
 
-# Not part of a rebuildable configuration: where the output goes and whether to replace it.
-_NOT_RECORDED = ("output", "force", "target_sha256")
+# Not recorded: where the run writes, and trust_pickle (a manifest must never switch on unpickling for a rebuild).
+_NOT_RECORDED = ("output", "force", "target_sha256", "trust_pickle")
 MANIFEST_FILE = "edgeq.json"
 
 
@@ -295,6 +295,9 @@ def _from_manifest(p: Path, overrides: dict[str, Any]) -> PipelineConfig:
     if not isinstance(rec, dict):
         raise UsageError(f"{p} records no rebuildable configuration (config.recorded)",
                          "it was written by an older edgeq; re-run edgeq export to get one")
+    if "trust_pickle" in rec:
+        raise UsageError(f"{p}: config.recorded sets trust_pickle, which a manifest may never do",
+                         "pass --trust-pickle yourself to export a pickle-backed .pt2")
     target = m.get("target") if isinstance(m.get("target"), dict) else {}
     overrides.setdefault("target_sha256", target.get("sha256"))
     return config_from_dict(rec, f"{p} config.recorded", **overrides)

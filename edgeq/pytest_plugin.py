@@ -20,12 +20,14 @@ _BUDGET_OPTS = (("max_accuracy_drop", "PTS"), ("min_cosine", "C"), ("min_sqnr", 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("edgeq", "edgeq: re-check INT8 export folders (the CI gate as tests)")
     g.addoption("--edgeq-check", action="append", default=[], metavar="OUTDIR",
-                help="add a test that re-validates this edgeq export folder against its budget (repeatable)")
+                help="add a test that re-validates this edgeq export folder (repeatable); the budget comes from the "
+                     "--edgeq-* flags over the target profile, never from the folder's manifest")
     g.addoption("--edgeq-on", default=None, metavar="RUNNER[,RUNNER]",
-                help="runners for --edgeq-check (default: those recorded at export), e.g. host,emulator")
+                help="runners for --edgeq-check (default: host, plus the emulator for ARM targets once set up), "
+                     "e.g. host,emulator")
     for dest, metavar in _BUDGET_OPTS:
         g.addoption(f"--edgeq-{dest.replace('_', '-')}", dest=f"edgeq_{dest}", type=float, default=None,
-                    metavar=metavar, help=f"override the recorded budget's {dest.replace('_', ' ')}")
+                    metavar=metavar, help=f"budget: {dest.replace('_', ' ')} (over the target profile's default)")
 
 
 class EdgeqCheckFailed(Exception):

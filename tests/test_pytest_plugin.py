@@ -57,7 +57,9 @@ def test_plugin_passes_a_passing_folder_and_the_fixture(digits_export, digits_sm
 
 
 def test_plugin_fails_a_failing_folder_cleanly(failing_export: Path, tmp_path: Path) -> None:
-    r = _pytest(tmp_path, "--edgeq-check", str(failing_export), "--edgeq-check", str(tmp_path / "nope"))
+    # The budget comes from the command line (a manifest's own budget is never obeyed by the gate).
+    r = _pytest(tmp_path, "--edgeq-check", str(failing_export), "--edgeq-check", str(tmp_path / "nope"),
+                "--edgeq-min-sqnr", "90")
     assert r.returncode == 1, r.stdout + r.stderr
     assert "2 failed" in r.stdout
     assert "edgeq check failed" in r.stdout and "SQNR" in r.stdout and "< 90 dB" in r.stdout

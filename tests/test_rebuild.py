@@ -26,11 +26,14 @@ def both_formats(tmp_path_factory: pytest.TempPathFactory, digits_small: tuple[P
 def test_manifest_records_every_option(both_formats: edgeq.ExportResult) -> None:
     rec = both_formats.manifest["config"]["recorded"]
     fields = {"model", "calib", "eval", "target", "formats", "quant", "budget", "eval_fraction", "max_eval_samples",
-              "seed", "validate_on", "opset", "search", "version"}
+              "seed", "validate_on", "opset", "search", "version", "preprocess", "compress"}
     assert set(rec) == fields
     assert rec["quant"]["calibration"] == "percentile" and Path(rec["calib"]).is_absolute()
     resolved = both_formats.manifest["config"]["resolved_quant"]["onnx"]
-    assert resolved["activation_type"] == "uint8" and resolved["reduce_range"] is True  # from x86-64.toml
+    # from x86-64.toml: U8S8 + reduce_range, or S8S8 on a VNNI host (the TOML names both); the stage's choice
+    chosen = next(p for p in both_formats.manifest["passes"] if p["name"] == "quant-scheme")["details"]["chosen"]
+    assert (resolved["activation_type"], resolved["reduce_range"]) == (chosen["activation_type"], chosen["reduce_range"])
+    assert "trust_pickle" not in rec  # a manifest must never switch pickle loading on for a rebuild
 
 
 def test_rebuild_from_manifest_is_byte_identical(both_formats: edgeq.ExportResult, tmp_path: Path) -> None:
