@@ -45,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
     from edgeq.llm.api import export_llm
     from edgeq.llm.config import LlmConfig
 
+    if args.target != "x86-64":
+        raise UsageError(f"--target {args.target} is not applied to text-generation exports yet",
+                         "LM artifacts are built for and measured on this host's CPU runtimes; drop --target")
     if args.calib_text is None:
         raise UsageError("text generation needs --calib-text FILE (plain UTF-8 text)",
                          "e.g. --calib-text calib.txt --eval-text eval.txt")

@@ -4,7 +4,6 @@ measure the shipped ones (perplexity, agreement, tokens/s) and write OUTDIR atom
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,15 +52,18 @@ def export_llm(cfg: LlmConfig, progress: Progress | None = None) -> LlmResult:
     calib, evalw = calib_eval_windows(lm.tokenizer, cfg.calib_text, cfg.eval_text, cfg.seq_len, cfg.calib_windows,
                                       cfg.eval_windows)
     pr.stage(f"text: {len(calib)} calibration and {len(evalw)} evaluation windows of {cfg.seq_len} tokens")
-    cfg.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{cfg.output.name}.", dir=cfg.output.parent))
+    from edgeq.integrity import seal
+    from edgeq.manifest import write_manifest
+    from edgeq.outdir import commit_output, discard_output, prepare_output
+
+    # The same output rules as every export: a lock, --force only over an edgeq folder, no partial folder left.
+    tmp = prepare_output(cfg.output, cfg.force)
     try:
         manifest, passed = _run(cfg, lm, calib, evalw, tmp, pr)
-        if cfg.output.exists():
-            shutil.rmtree(cfg.output)
-        tmp.rename(cfg.output)
+        write_manifest(seal(manifest, tmp), tmp)  # every file hashed, so `edgeq check` can trust the folder
+        commit_output(tmp, cfg.output)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        discard_output(tmp, cfg.output)
         raise
     return LlmResult(cfg.output, manifest, passed)
 

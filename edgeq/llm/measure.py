@@ -18,6 +18,7 @@ from edgeq.llm.runners import open_runner
 from edgeq.llm.source import LoadedLM
 from edgeq.manifest import new_manifest, write_manifest
 from edgeq.progress import Progress
+from edgeq.targets import load_target
 
 STEPWISE_WINDOWS = 2  # windows decoded one token at a time to prove the KV cache matches the full pass
 
@@ -111,6 +112,8 @@ def write(ctx: Context, out: Path, artifacts: list[dict[str, Any]], formats: dic
     np.savez(vd / "reference.npz", nll=ctx.eval_scores.nll, argmax=ctx.eval_scores.argmax)
     m = new_manifest()
     m["source"] = {"ref": ctx.cfg.model, "kind": ctx.lm.kind, "sha256": None}
+    # LM artifacts are built for and measured on this host's CPU runtimes (ARM targets are not applied yet).
+    m["target"] = load_target("x86-64").summary()
     m["config"] = ctx.cfg.to_dict()
     m["budget"] = {"max_ppl_increase_pct": ctx.cfg.max_ppl_increase}
     m["signature"] = {"task": "text-generation",
