@@ -64,7 +64,11 @@ def test_npz_files(tmp_path_factory: pytest.TempPathFactory, dtype: str, shape: 
     if truncate:
         raw = (d / "d.npz").read_bytes()
         (d / "d.npz").write_bytes(raw[: max(0, len(raw) - truncate)])
-    OUTCOMES["npz " + outcome(lambda: load_dataset(d / "d.npz"))] += 1
+    loaded: list[Any] = []
+    OUTCOMES["npz " + outcome(lambda: loaded.append(load_dataset(d / "d.npz")))] += 1
+    for ds in loaded:  # whatever is accepted is plain numbers, and labels are int64 class ids
+        assert all(a.dtype.kind not in "OUV" for a in ds.inputs.values())
+        assert ds.labels is None or (ds.labels.dtype == np.int64 and (ds.labels >= 0).all())
 
 
 def _target_text() -> dict[str, Any]:
@@ -84,7 +88,10 @@ def test_target_toml(section: str, key: str, value: Any, drop: bool, garbage: by
     else:
         table[name] = value
     text = _dumps(raw) + garbage.decode("latin-1")
-    OUTCOMES["toml " + outcome(lambda: parse_target(text, "fuzz.toml"))] += 1
+    parsed: list[Any] = []
+    OUTCOMES["toml " + outcome(lambda: parsed.append(parse_target(text, "fuzz.toml")))] += 1
+    for t in parsed:  # an accepted profile is fully typed: the fuzzed value survived only where it is valid
+        assert isinstance(t.name, str) and isinstance(t.ram_mb, int) and isinstance(t.passes, tuple)
 
 
 def _dumps(d: dict[str, Any], prefix: str = "") -> str:
@@ -146,7 +153,13 @@ def test_manifest_fields(sealed: tuple[Path, dict[str, Any]], where: list[Any], 
         validate_manifest(m)
         audit(m, out)
 
-    OUTCOMES["manifest " + outcome(run)] += 1
+    if outcome(run) == "ok":
+        OUTCOMES["manifest ok"] += 1
+        root = out.resolve()  # an accepted manifest only names files inside its folder
+        paths = [a["path"] for a in m["artifacts"]] + [m["validation_data"][k]["path"] for k in ("inputs", "reference")]
+        assert all((out / p).resolve().is_relative_to(root) for p in paths)
+    else:
+        OUTCOMES["manifest handled"] += 1
 
 
 def test_zz_report_counts() -> None:
