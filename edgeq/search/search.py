@@ -268,38 +268,41 @@ def search_onnx(prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict
         return min(ok, key=lambda t: (t.shortfall, t.bytes)) if ok else None
 
     seen: set[TrialConfig] = set()
-    for stage, candidates in _ladder(base, patterns, state, lambda: best_of(trials), ev, calib, options):
-        stage_trials = []
-        for cfg in candidates:
-            if cfg in seen:
+    # A bar with an ETA over the trial limit (the search usually stops earlier, at the first passing stage).
+    with progress.bar(options.max_trials, "search trials", unit="trial") as bar:
+        for stage, candidates in _ladder(base, patterns, state, lambda: best_of(trials), ev, calib, options):
+            stage_trials = []
+            for cfg in candidates:
+                if cfg in seen:
+                    continue
+                if len(trials) >= options.max_trials:
+                    stopped = f"trial limit ({options.max_trials}) reached"
+                    break
+                if trials and time.perf_counter() - t_start > options.max_seconds:  # the baseline always runs
+                    stopped = f"time limit ({options.max_seconds:g} s) reached"
+                    break
+                seen.add(cfg)
+                trial = make(stage, cfg)
+                trials.append(trial)
+                stage_trials.append(trial)
+                progress.stage(f"search trial {trial.index}/{options.max_trials} [{stage}] {cfg.label()}")
+                ev.run(trial)
+                bar.update(1)
+                progress.stage("  -> " + _trial_line(trial, ev.float_bytes))
+                if on_trial:
+                    on_trial(trial)
+                if trial.index == 1 and trial.path is not None and trial.metrics is not None:
+                    state["baseline_ranking"] = _safe_sensitivity(prepped, trial.path, calib, options)
+                if trial.passed and stage in _CUMULATIVE:
+                    break  # later candidates of this stage only add float / bits to a config that already passes
+            else:
+                if any(t.passed for t in stage_trials):
+                    stopped = f"budget met in stage {stage!r}"
+                    break
                 continue
-            if len(trials) >= options.max_trials:
-                stopped = f"trial limit ({options.max_trials}) reached"
-                break
-            if trials and time.perf_counter() - t_start > options.max_seconds:  # the baseline always runs
-                stopped = f"time limit ({options.max_seconds:g} s) reached"
-                break
-            seen.add(cfg)
-            trial = make(stage, cfg)
-            trials.append(trial)
-            stage_trials.append(trial)
-            progress.stage(f"search trial {trial.index}/{options.max_trials} [{stage}] {cfg.label()}")
-            ev.run(trial)
-            progress.stage("  -> " + _trial_line(trial, ev.float_bytes))
-            if on_trial:
-                on_trial(trial)
-            if trial.index == 1 and trial.path is not None and trial.metrics is not None:
-                state["baseline_ranking"] = _safe_sensitivity(prepped, trial.path, calib, options)
-            if trial.passed and stage in _CUMULATIVE:
-                break  # later candidates of this stage only add float / bits to a config that already passes
-        else:
-            if any(t.passed for t in stage_trials):
+            if any(t.passed for t in stage_trials) and not stopped.endswith("reached"):
                 stopped = f"budget met in stage {stage!r}"
-                break
-            continue
-        if any(t.passed for t in stage_trials) and not stopped.endswith("reached"):
-            stopped = f"budget met in stage {stage!r}"
-        break
+            break
     from edgeq.search.sensitivity import sensitivity_table
 
     sens_rows = sensitivity_table(state.get("baseline_ranking") or [])
