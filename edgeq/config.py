@@ -12,6 +12,7 @@ from typing import Any, Literal
 from edgeq.compress.spec import CompressOptions, TrainOptions, parse_spec
 from edgeq.errors import UsageError
 from edgeq.imagefolder import Preprocess
+from edgeq.manifest import MANIFEST_NAME
 
 CONFIG_VERSION = 1
 
@@ -201,7 +202,6 @@ class PipelineConfig:
 
 # Not recorded: where the run writes, and trust_pickle (a manifest must never switch on unpickling for a rebuild).
 _NOT_RECORDED = ("output", "force", "target_sha256", "trust_pickle")
-MANIFEST_FILE = "edgeq.json"
 
 
 def config_to_dict(config: PipelineConfig) -> dict[str, Any]:
@@ -271,8 +271,8 @@ def load_config(path: str | Path, **overrides: Any) -> PipelineConfig:
     ``edgeq export``, whose recorded configuration rebuilds the same artifacts. ``overrides`` (e.g.
     ``output=...``) win over the file."""
     p = Path(path)
-    if p.is_dir() and (p / MANIFEST_FILE).is_file():
-        p = p / MANIFEST_FILE
+    if p.is_dir() and (p / MANIFEST_NAME).is_file():
+        p = p / MANIFEST_NAME
     if p.suffix == ".json":
         return _from_manifest(p, overrides)
     try:

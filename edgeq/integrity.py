@@ -16,8 +16,8 @@ from typing import Any
 
 from edgeq.errors import ManifestError
 from edgeq.hashing import sha256_file
+from edgeq.manifest import MANIFEST_NAME
 
-MANIFEST_NAME = "edgeq.json"
 SIGNATURE_NAME = "edgeq.json.sig"  # signs the manifest, so it cannot be listed in it (edgeq.signing)
 FILES_KEY = "files"
 RUNNABLE = ("onnx", "ort", "pte")  # formats a runner executes: never skipped by check, whatever the manifest says

@@ -206,10 +206,3 @@ def read_manifest(outdir: Path) -> dict[str, Any]:
         raise ManifestError(f"{p}: not valid JSON ({e})", "the manifest is corrupt; re-run edgeq export") from e
     validate_manifest(m, str(p))
     return m
-
-
-def verify_hashes(m: dict[str, Any], outdir: Path) -> None:
-    """Confine and re-hash every file of the folder; a missing, changed, unlisted or symlinked file is an error."""
-    from edgeq.integrity import audit
-
-    audit(m, outdir)

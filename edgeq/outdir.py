@@ -22,11 +22,11 @@ from types import FrameType
 from typing import IO
 
 from edgeq.errors import OutputExistsError
+from edgeq.manifest import MANIFEST_NAME
 
 TMP_MARK = ".edgeq-tmp-"
 OLD_MARK = ".edgeq-old-"
 SCRATCH_PREFIX = "edgeq-scratch-"
-MANIFEST_NAME = "edgeq.json"  # duplicated from edgeq.manifest to keep this module free of heavy imports
 MANIFEST_SCHEMA = "edgeq.manifest"
 
 # Test hook: when EDGEQ_TEST_PAUSE_AT is a substring of a progress stage, the run prints PAUSE_MARKER on stderr

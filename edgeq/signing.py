@@ -11,9 +11,8 @@ import base64
 from pathlib import Path
 
 from edgeq.errors import ManifestError, UsageError
-
-SIGNATURE_NAME = "edgeq.json.sig"
-MANIFEST_NAME = "edgeq.json"
+from edgeq.integrity import SIGNATURE_NAME
+from edgeq.manifest import MANIFEST_NAME
 
 
 def _read_key(path: Path, private: bool) -> object:

@@ -19,7 +19,8 @@ from typing import Any
 from edgeq.commands.common import add_budget_flags, budget_from, progress_from
 from edgeq.config import Budget
 from edgeq.errors import UsageError
-from edgeq.manifest import MANIFEST_NAME, Artifact, read_manifest, verify_hashes, write_manifest
+from edgeq.integrity import audit
+from edgeq.manifest import MANIFEST_NAME, Artifact, read_manifest, write_manifest
 from edgeq.progress import Progress
 
 
@@ -63,7 +64,7 @@ def validate(outdir: str | Path, runners: tuple[str, ...], budget: Budget | None
     if not runners:
         raise UsageError("no runner given", "use --on emulator, --on host or --on ssh://user@host")
     m = read_manifest(out)
-    verify_hashes(m, out)
+    audit(m, out)  # confine and re-hash every file before trusting the folder
     eff = (budget or Budget()).merged_over(Budget(**m["budget"]))
     target = target_for(m)
     for spec in runners:
