@@ -497,7 +497,12 @@ HostTensor images_to_tensor(const std::vector<std::string>& files, const Manifes
   t.shape = shape;
   t.shape[0] = static_cast<int64_t>(files.size());
   for (const auto& f : files) {
-    const Image im = prepare_pixels(read_pnm(f), p, f);
+    Image im;
+    try {
+      im = prepare_pixels(read_pnm(f), p, f);
+    } catch (const std::runtime_error& e) {  // an unreadable or too small image: the user's input, exit 2
+      throw InputError(e.what());
+    }
     if (im.height != h || im.width != w)
       throw InputError(f + " is " + std::to_string(im.width) + "x" + std::to_string(im.height) +
                        " after the recorded resize/crop, but input '" + in.name + "' takes " + std::to_string(w) +
