@@ -78,6 +78,23 @@ def int8_pte(m: dict) -> dict:  # type: ignore[type-arg]
     return next(a for a in m["artifacts"] if a["format"] == "pte" and a["role"] == "candidate")
 
 
+def result(stdout: str) -> dict:  # type: ignore[type-arg]
+    line = [ln for ln in stdout.splitlines() if ln.startswith("EDGEQ_RESULT ")][-1]
+    return json.loads(line.removeprefix("EDGEQ_RESULT "))  # type: ignore[no-any-return]
+
+
+def assert_self_check(export: Path, stdout: str, runner: str = "host") -> None:
+    """With no inputs the app runs the export's validation data and compares with its float reference on the
+    device: the numbers are the ones edgeq recorded for the artifact."""
+    m = json.loads((export / "edgeq.json").read_text())
+    recorded = next(v for v in int8_pte(m)["validations"] if v["runner"] == runner)["metrics"]
+    ref = result(stdout)["reference"]
+    assert ref["top1_agreement"] == pytest.approx(recorded["top1_agreement"], abs=1e-6)
+    assert ref["cosine_min"] == pytest.approx(recorded["cosine_min"], abs=1e-4)
+    assert ref["max_abs_diff"] == pytest.approx(recorded["max_abs_diff"], rel=0.05, abs=1e-4)
+    assert f"accuracy: {recorded['accuracy']:.4f}" in stdout and "edgeq.json recorded on host" in stdout
+
+
 def assert_reproduces_manifest(export: Path, outputs: dict[str, np.ndarray], runner: str = "host") -> None:
     """The app's outputs give the metrics the manifest recorded for this artifact (same reference, same labels)."""
     from edgeq.validate.metrics import compare
@@ -119,6 +136,16 @@ def test_cpp_app_runs_every_targets_export(target: str, app: Path, export_for: C
     assert_reproduces_manifest(export, out)
     py = get_runner("host", None).run(export / int8_pte(m)["path"], "pte", export / "validation/inputs.npz", tmp_path)
     np.testing.assert_allclose(out["output"], py.outputs["output"], atol=1e-5)
+
+    # No inputs: the export's own validation data (validation/inputs.npz, read by the app itself) and the on-device
+    # comparison with the recorded float reference; an .npz given with --inputs is read the same way.
+    r = run([str(app), str(export)])
+    assert r.returncode == 0, r.stderr
+    assert_self_check(export, r.stdout)
+    r = run([str(app), str(export / "edgeq.json"), "--inputs", str(export / "validation/inputs.npz"),
+             "--outputs", str(tmp_path / "npz.bin")])
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(read_tensors(tmp_path / "npz.bin")["output"], out["output"])
 
     # Images: the evaluation PNGs as PGM files, preprocessed by the app from the recorded spec, feed the model
     # exactly the tensors edgeq validated on (same order: class folders sorted, files sorted).
@@ -236,11 +263,11 @@ def test_cpp_app_on_emulated_arm(target: str, app: Path, export_for: Callable[[s
     arm = build_runner("aarch64", executorch_root=emulator_env.executorch_root)
     export = export_for(target)
     inp = inputs_bin(export, tmp_path / "in.bin")
-    r = qemu.run(emulator_env, load_target(target), [str(arm), str(export), "--inputs", str(inp),
-                                                     "--outputs", str(tmp_path / "arm.bin")],
+    r = qemu.run(emulator_env, load_target(target), [str(arm), str(export), "--outputs", str(tmp_path / "arm.bin")],
                  check=False, extra_env={"LD_LIBRARY_PATH": str(emulator_env.executorch_root / "lib")})
     assert r.returncode == 0, r.stderr
-    assert "batch 1" in r.stdout and "accuracy: " in r.stdout
+    assert "batch 1" in r.stdout
+    assert_self_check(export, r.stdout)  # the ARM kernels reproduce the host-recorded metrics on this model
     arm_out = read_tensors(tmp_path / "arm.bin")
     assert_reproduces_manifest(export, arm_out)
     host = run([str(app), str(export), "--inputs", str(inp), "--outputs", str(tmp_path / "host.bin")])

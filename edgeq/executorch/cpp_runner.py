@@ -21,7 +21,7 @@ from pathlib import Path
 from edgeq.cache import cache_dir
 from edgeq.errors import RunnerError, UsageError
 
-SOURCES = ("CMakeLists.txt", "edgeq_runner.cpp", "edgeq_json.h", "edgeq_image.h", "edgeq_sha256.h",
+SOURCES = ("CMakeLists.txt", "edgeq_runner.cpp", "edgeq_json.h", "edgeq_image.h", "edgeq_npz.h", "edgeq_sha256.h",
            "toolchain-aarch64.cmake")
 BINARY = "edgeq_runner"
 ARCHES = ("x86_64", "aarch64")

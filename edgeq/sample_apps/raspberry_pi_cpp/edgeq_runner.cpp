@@ -18,10 +18,12 @@
 
 #include "edgeq_image.h"
 #include "edgeq_json.h"
+#include "edgeq_npz.h"
 #include "edgeq_sha256.h"
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -515,12 +517,34 @@ HostTensor images_to_tensor(const std::vector<std::string>& files, const Manifes
 
 // Tensor-file inputs matched by name (a `labels` tensor, as edgeq stores with its validation data, is not an
 // input: it gives an accuracy line).
+// An .npz of the export (np.savez) as tensors; dtypes by numpy's descr.
+std::vector<HostTensor> npz_tensors(const std::string& path) {
+  static const std::pair<const char*, uint32_t> kDescr[] = {{"<f4", 0}, {"<i8", 1}, {"<i4", 2}, {"|u1", 3},
+                                                           {"|i1", 4}, {"|b1", 5}, {"<f2", 6}, {"<f8", 7}};
+  std::vector<HostTensor> out;
+  for (auto& kv : edgeq::read_npz(path)) {
+    HostTensor t;
+    t.name = kv.first;
+    t.shape = kv.second.shape;
+    t.data = std::move(kv.second.data);
+    bool known = false;
+    for (const auto& d : kDescr)
+      if (kv.second.descr == d.first) t.dtype = d.second, known = true;
+    if (!known) throw InputError(path + ": array '" + t.name + "' has unsupported dtype " + kv.second.descr);
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
 std::vector<HostTensor> file_to_inputs(const std::string& path, const std::vector<ManifestInput>& specs,
                                        const std::vector<std::vector<int64_t>>& shapes, const Program& prog,
                                        HostTensor* labels) {
+  const bool npz = path.size() > 4 && path.compare(path.size() - 4, 4, ".npz") == 0;
   std::vector<HostTensor> loaded;
   try {
-    loaded = read_tensors(path);
+    loaded = npz ? npz_tensors(path) : read_tensors(path);
+  } catch (const InputError&) {
+    throw;
   } catch (const std::exception& e) {
     throw InputError(e.what());
   }
@@ -550,6 +574,65 @@ std::vector<HostTensor> file_to_inputs(const std::string& path, const std::vecto
   return out;
 }
 
+// A file the manifest lists ({path, sha256}), checked like the artifact: a stale copy is caught before use.
+std::string export_file(const std::string& dir, const json::Value& entry, const std::string& what) {
+  const std::string rel = entry.at("path", what).str(what + ".path");
+  if (rel.empty() || rel[0] == '/' || rel.find("..") != std::string::npos)
+    throw InputError(what + " path '" + rel + "' is outside the export folder");
+  const std::string path = dir + "/" + rel;
+  if (sha256_file(path) != entry.at("sha256", what).str(what + ".sha256"))
+    throw InputError(path + " does not match edgeq.json (sha256); re-copy the export folder");
+  return path;
+}
+
+struct RefComparison {
+  double cosine_min = 1, top1 = -1, max_abs_diff = 0;
+};
+
+// edgeq.validate.metrics.compare's cosine (per sample, over all outputs), top-1 agreement (first output, when it
+// looks like scores: [N, K>1]) and max |diff|, for the outputs the reference names.
+RefComparison compare_to_reference(const std::vector<HostTensor>& ref, const std::vector<HostTensor>& outputs) {
+  std::vector<std::pair<const HostTensor*, const HostTensor*>> pairs;
+  for (const auto& o : outputs)
+    for (const auto& r : ref)
+      if (r.name == o.name) {
+        if (r.shape != o.shape || r.dtype != 0 || o.dtype != 0)
+          throw std::runtime_error("output '" + o.name + "' is " + shape_str(o.shape) + ", the reference " +
+                                   shape_str(r.shape) + " (or not float32)");
+        pairs.emplace_back(&r, &o);
+      }
+  if (pairs.empty()) throw std::runtime_error("the reference outputs share no name with the program's outputs");
+  RefComparison c;
+  const int64_t n = pairs[0].first->shape[0];
+  for (int64_t s = 0; s < n; ++s) {
+    double dot = 0, rr = 0, oo = 0;
+    for (const auto& p : pairs) {
+      const size_t per = p.first->data.size() / 4 / static_cast<size_t>(n);
+      const float* r = reinterpret_cast<const float*>(p.first->data.data()) + s * per;
+      const float* o = reinterpret_cast<const float*>(p.second->data.data()) + s * per;
+      for (size_t k = 0; k < per; ++k) {
+        dot += double(r[k]) * o[k], rr += double(r[k]) * r[k], oo += double(o[k]) * o[k];
+        c.max_abs_diff = std::max(c.max_abs_diff, std::abs(double(r[k]) - o[k]));
+      }
+    }
+    const double cos = rr == 0 && oo == 0 ? 1.0 : (rr > 0 && oo > 0 ? dot / (std::sqrt(rr) * std::sqrt(oo)) : 0.0);
+    c.cosine_min = std::min(c.cosine_min, cos);
+  }
+  const HostTensor& r0 = *pairs[0].first;
+  const HostTensor& o0 = *pairs[0].second;
+  if (r0.shape.size() == 2 && r0.shape[1] > 1) {
+    const int64_t k = r0.shape[1];
+    const float* r = reinterpret_cast<const float*>(r0.data.data());
+    const float* o = reinterpret_cast<const float*>(o0.data.data());
+    int64_t same = 0;
+    for (int64_t s = 0; s < n; ++s)
+      same += (std::max_element(r + s * k, r + (s + 1) * k) - (r + s * k)) ==
+              (std::max_element(o + s * k, o + (s + 1) * k) - (o + s * k));
+    c.top1 = static_cast<double>(same) / n;
+  }
+  return c;
+}
+
 bool is_dir(const std::string& p) {
   struct stat st {};
   return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
@@ -557,7 +640,7 @@ bool is_dir(const std::string& p) {
 
 void app_usage(const char* argv0) {
   std::fprintf(stderr,
-               "usage: %s EXPORT_DIR [--artifact NAME] (--image F.ppm [G.pgm ...] | --inputs IN.bin)\n"
+               "usage: %s EXPORT_DIR [--artifact NAME] [--image F.ppm [G.pgm ...] | --inputs IN.bin|IN.npz]\n"
                "       [--outputs OUT.bin] [--dump-inputs IN.bin] [--allow-failed] [--warmup N] [--repeats N]\n",
                argv0);
 }
@@ -587,9 +670,9 @@ int app_main(int argc, char** argv) {
       else if (a == "--repeats") repeats = parse_int(value().c_str(), "--repeats");
       else throw InputError("unknown argument '" + a + "'");
     }
-    if (images.empty() == inputs_path.empty()) {
+    if (!images.empty() && !inputs_path.empty()) {
       app_usage(argv[0]);
-      throw InputError("give the samples: --image FILE (PPM/PGM, repeatable) or --inputs FILE.bin");
+      throw InputError("give --image or --inputs, not both");
     }
     std::string manifest_path = dir;
     if (is_dir(dir)) manifest_path = dir + "/edgeq.json";
@@ -638,12 +721,19 @@ int app_main(int argc, char** argv) {
 
     std::vector<HostTensor> inputs;
     HostTensor labels;
+    const json::Value* vdata = m.find("validation_data");
+    const bool own_data = images.empty() && inputs_path.empty();
     if (!images.empty()) {
       if (specs.size() != 1)
         throw InputError("--image feeds one input; " + name + " takes " + std::to_string(specs.size()));
       inputs.push_back(images_to_tensor(images, specs[0], shapes[0], *prog.inputs[0].dtype));
-    } else {
+    } else if (!inputs_path.empty()) {
       inputs = file_to_inputs(inputs_path, specs, shapes, prog, &labels);
+    } else {  // the export's own validation samples, as the Python app does
+      if (!vdata || !vdata->is_object())
+        throw InputError("edgeq.json has no validation_data; give --image FILE or --inputs FILE.bin");
+      inputs = file_to_inputs(export_file(dir, vdata->at("inputs", "validation_data"), "validation inputs"), specs,
+                              shapes, prog, &labels);
     }
     const int64_t n = check_rows(inputs);
     if (!dump_path.empty()) write_tensors(dump_path, inputs);
@@ -683,6 +773,26 @@ int app_main(int argc, char** argv) {
       int64_t hit = 0;
       for (int64_t s = 0; s < n; ++s) hit += top1[s] == lab[s];
       std::printf("accuracy: %.4f\n", static_cast<double>(hit) / n);
+    }
+    if (own_data && vdata->find("reference")) {
+      // On the device itself: does this program reproduce what edgeq measured? Same reference, same metrics.
+      const auto ref = npz_tensors(export_file(dir, vdata->at("reference", "validation_data"), "reference outputs"));
+      const auto cmp = compare_to_reference(ref, outputs);
+      std::printf("vs the float reference: cosine min %.6f", cmp.cosine_min);
+      if (cmp.top1 >= 0) std::printf(", top-1 agreement %.4f", cmp.top1);
+      std::printf(", max |diff| %.6g\n", cmp.max_abs_diff);
+      if (const auto* vals = art.find("validations"); vals && vals->is_array())
+        for (const auto& v : vals->array) {  // what edgeq measured for this file, per runner, to compare with
+          const auto* runner = v.find("runner");
+          const auto* metrics = v.find("metrics");
+          const auto* cos = metrics ? metrics->find("cosine_min") : nullptr;
+          if (runner && runner->is_string() && cos && cos->type == json::Value::Type::Number)
+            std::printf("  edgeq.json recorded on %s: cosine min %.6f\n", runner->string.c_str(), cos->number);
+        }
+      char buf[160];
+      std::snprintf(buf, sizeof buf, ", \"reference\": {\"cosine_min\": %.9f, \"top1_agreement\": %s, \"max_abs_diff\": %.9g}",
+                    cmp.cosine_min, cmp.top1 >= 0 ? std::to_string(cmp.top1).c_str() : "null", cmp.max_abs_diff);
+      extra += buf;
     }
     const auto t = runner.time(warmup, repeats);
     print_result(t.first, t.second, prog.load_ms, n, repeats, warmup, outputs.size(), extra);
