@@ -783,11 +783,11 @@ int app_main(int argc, char** argv) {
       std::printf(", max |diff| %.6g\n", cmp.max_abs_diff);
       if (const auto* vals = art.find("validations"); vals && vals->is_array())
         for (const auto& v : vals->array) {  // what edgeq measured for this file, per runner, to compare with
-          const auto* runner = v.find("runner");
+          const auto* who = v.find("runner");
           const auto* metrics = v.find("metrics");
           const auto* cos = metrics ? metrics->find("cosine_min") : nullptr;
-          if (runner && runner->is_string() && cos && cos->type == json::Value::Type::Number)
-            std::printf("  edgeq.json recorded on %s: cosine min %.6f\n", runner->string.c_str(), cos->number);
+          if (who && who->is_string() && cos && cos->type == json::Value::Type::Number)
+            std::printf("  edgeq.json recorded on %s: cosine min %.6f\n", who->string.c_str(), cos->number);
         }
       char buf[160];
       std::snprintf(buf, sizeof buf, ", \"reference\": {\"cosine_min\": %.9f, \"top1_agreement\": %s, \"max_abs_diff\": %.9g}",
