@@ -212,6 +212,13 @@ def test_tampered_failed_and_wrong_artifacts_are_refused(app: Path, export_for: 
     r = run([str(app), str(failed), "--inputs", str(inp), "--allow-failed", "--artifact", "pte-fp32"])
     assert r.returncode == 0 and r.stdout.startswith("pte-fp32 (")
 
+    broken = tmp_path / "broken"
+    shutil.copytree(src, broken)
+    text = (broken / "edgeq.json").read_text()
+    (broken / "edgeq.json").write_text(text[: len(text) // 2])  # a copy cut short
+    r = run([str(app), str(broken)])
+    assert r.returncode == 2 and "edgeq.json: invalid JSON at line" in r.stderr
+
     r = run([str(app), str(src), "--inputs", str(inp), "--artifact", "nope"])
     assert r.returncode == 2 and "no artifact named 'nope'; .pte artifacts: pte-fp32, pte-int8-static" in r.stderr
     r = run([str(app), str(src), "--image", str(tmp_path / "in.bin")])
