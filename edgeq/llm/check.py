@@ -187,6 +187,11 @@ def check_lm(m: dict[str, Any], out: Path, arts: list[Any], max_ppl_increase: fl
     """Re-measure every runnable artifact of an LM folder; ARTS carry the formats recomputed from the bytes."""
     pct, source, findings = _budget(m, max_ppl_increase)
     windows, ref = _load_windows(out, m)
+    # Artifacts first, each in a fork of this process: forking after torch ran the float model (thread pools up)
+    # could hang the child's OpenMP.
+    runnable = [a for a in arts if a.format in ("onnx", "pte")]
+    scores = [score_isolated(out / a.path if a.format == "pte" else (out / a.path).parent, a.format, windows, workdir)
+              for a in runnable]
     failures: list[str] = []
     float_source = "stored reference"
     if float_model is not None:
@@ -205,13 +210,8 @@ def check_lm(m: dict[str, Any], out: Path, arts: list[Any], max_ppl_increase: fl
         findings.append(f"the manifest claims float PPL {claimed}, the reference gives {ref.ppl:.4f}")
     limit = 1 + pct / 100
     results = []
-    for a in arts:
-        if a.format not in ("onnx", "pte"):
-            continue
-        path = out / a.path
-        runner_path = path.parent if a.format == "onnx" else path
-        got = score_isolated(runner_path, a.format, windows, workdir)
-        met: dict[str, Any] = compare(ref, got)
+    for a, got_a in zip(runnable, scores, strict=True):
+        met: dict[str, Any] = compare(ref, got_a)
         fails = []
         if met["ppl_ratio"] > limit:
             fails.append(f"perplexity x{met['ppl_ratio']:.4f} > x{limit:.4f} (budget {pct:g} %)")
