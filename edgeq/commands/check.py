@@ -17,7 +17,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        description="Re-hash every file in OUTDIR (a missing, changed, unlisted or symlinked file "
                                    "fails), recompute each artifact's format from its bytes, re-run every runnable "
                                    "artifact on the stored validation inputs and compare with the stored float "
-                                   "reference. The budget is the flags below over the target profile; the "
+                                   "reference (for a text-generation folder: perplexity on the stored token "
+                                   "windows against the stored float NLL, see --max-ppl-increase / --float-model). "
+                                   "The budget is the flags below over the target profile; the "
                                    "manifest's budget is shown, never obeyed. Exit 0 on pass, 1 when the budget is "
                                    "exceeded, 2 on a usage or input error (including a tampered folder), 3 when a "
                                    "runner fails.")
