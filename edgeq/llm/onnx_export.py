@@ -83,8 +83,11 @@ def check_architecture(arch: str) -> str:
 @contextlib.contextmanager
 def _position_ids_input(builder: Any) -> Iterator[None]:
     """Make the builder keep ``position_ids`` (see the module docstring); restored afterwards."""
-    cls = builder.Model
-    old = cls.__dict__["is_fused_rope_supported"]
+    cls: Any = getattr(builder, "Model", None)
+    old = getattr(cls, "__dict__", {}).get("is_fused_rope_supported")
+    if old is None:
+        raise CaptureError("this onnxruntime-genai builder has no Model.is_fused_rope_supported hook, so edgeq "
+                           "cannot keep the position_ids input", "pin onnxruntime-genai==0.18.0 (tested)")
     cls.is_fused_rope_supported = lambda self: False
     try:
         yield
@@ -113,6 +116,8 @@ def build_onnx(hf_folder: Path, out: Path, v: Variant, cache_dir: Path) -> Path:
             kv = builder.parse_extra_options("", str(hf_folder), str(out), precision, "cpu", str(cache_dir),
                                              [f"{k}={val}" for k, val in opts.items()])
             builder.create_model("", str(hf_folder), str(out), precision, "cpu", str(cache_dir), **kv)
+    except CaptureError:
+        raise
     except Exception as e:  # the builder raises NotImplementedError/ValueError/KeyError for unsupported models
         raise CaptureError(f"onnxruntime-genai's builder failed on {hf_folder} ({v.name}): {e}",
                            f"supported architectures: {', '.join(SUPPORTED_ARCHITECTURES)}") from e
