@@ -2,7 +2,7 @@
 ``lm_head`` int8 (RTN), built twice by onnxruntime-genai's builder — edgeq's build (unfused RoPE, separate Q/K/V,
 ``position_ids`` input) and the builder's CPU default (RoPE fused into GroupQueryAttention, no ``position_ids``) —
 then perplexity on the same 4 windows of 128 tokens (second half of ``pydoc_data.topics``), bytes, and decode
-ms/token on one thread (3 runs each; a shared host, so only the comparison means anything).
+ms/token on one thread (8 interleaved rounds; a shared host, so only the comparison means anything).
 
     python -m bench.llm_position_ids OUT
 """
@@ -13,6 +13,8 @@ import argparse
 import contextlib
 import io
 from pathlib import Path
+
+import numpy as np
 
 
 def main() -> int:
@@ -45,6 +47,7 @@ def main() -> int:
     base = score(TorchLM(lm.model, 512), wins)
     print(f"float PPL {base.ppl:.4f}")
     v = Variant("onnx", 4, 32, embedding_bits=4, keep8=("lm_head",))
+    runners = {}
     for mode in ("position_ids (edgeq)", "fused RoPE (builder default)"):
         out = d / ("unfused" if mode.startswith("position") else "fused")
         if mode.startswith("position"):
@@ -56,11 +59,17 @@ def main() -> int:
                 kv = builder.parse_extra_options("", str(hf), str(out), prec, "cpu", str(d / "cache"),
                                                  [f"{k}={x}" for k, x in opts.items()])
                 builder.create_model("", str(hf), str(out), prec, "cpu", str(d / "cache"), **kv)
-        r = OnnxLM(out, threads=1)
+        r = runners[mode] = OnnxLM(out, threads=1)
         m = compare(base, score(r, wins))
-        ms = [speed(r, wins[0][:64])["decode_ms_per_token"] for _ in range(3)]
         print(f"{mode}: inputs {[i.name for i in r.sess.get_inputs()][:3]}, PPL {m['ppl']} (x{m['ppl_ratio']}), "
-              f"top-1 {m['top1_agreement']:.2%}, {oe.folder_bytes(out)} bytes, decode ms/token {ms}")
+              f"top-1 {m['top1_agreement']:.2%}, {oe.folder_bytes(out)} bytes")
+    # A/B interleaved, alternating which goes first: the host's load drifts more than the two builds differ
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    for i in range(8):
+        for mode in (list(runners) if i % 2 == 0 else list(runners)[::-1]):
+            times[mode].append(speed(runners[mode], wins[0][:64])["decode_ms_per_token"])
+    for mode, t in times.items():
+        print(f"{mode}: decode ms/token median {float(np.median(t)):.1f}, rounds {t}")
     return 0
 
 
