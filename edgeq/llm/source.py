@@ -95,9 +95,6 @@ def _drop_gguf_quantizer(model: Any) -> None:
     # transformers dequantizes GGUF blocks to float on load but keeps a quantizer that forbids save_pretrained;
     # the float weights are what we export, so the marker goes.
     model.hf_quantizer = None
-    if getattr(model, "is_quantized", False):
-        # transformers 5 also flags the model itself, and then refuses .float() ("not supported for quantized model")
-        model.is_quantized = False
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     if not model.config.architectures:
