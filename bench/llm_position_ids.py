@@ -39,9 +39,11 @@ def main() -> int:
 
     text = "\n\n".join(topics[k] for k in sorted(topics))
     (d / "eval.txt").write_text(text[len(text) // 2:])
-    lm = load_lm(str(gguf_path()))
     hf = d / "hf"
-    if not (hf / "config.json").is_file():
+    if (hf / "config.json").is_file():  # a re-run starts from the float folder the first run wrote
+        lm = load_lm(str(hf))
+    else:
+        lm = load_lm(str(gguf_path()))
         save_hf_folder(lm, hf)
     _, wins = calib_eval_windows(lm.tokenizer, d / "eval.txt", d / "eval.txt", 128, 1, 4)
     base = score(TorchLM(lm.model, 512), wins)
