@@ -23,7 +23,7 @@ SEED = 0
 
 def _export(calib: Path, ev: Path, out: Path, compress: str | None, steps: int) -> dict[str, Any]:
     from edgeq.api import export
-    from edgeq.compress.spec import CompressOptions, TrainOptions
+    from edgeq.compress.spec import CompressOptions
     from edgeq.config import Budget, PipelineConfig, QuantOptions, SearchOptions
     from edgeq.progress import Progress
 

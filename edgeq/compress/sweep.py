@@ -27,7 +27,7 @@ DEFAULT_LADDERS: dict[str, tuple[str, ...]] = {
     "sparse": ("0.3", "0.5", "0.7"),
     "lowrank": ("0.99", "0.95", "0.9", "0.8"),
     "cluster": ("256", "64", "16"),
-    "qat": ("",),
+    "qat": ("8", "4"),  # INT8 weights, then 4-bit
 }
 
 
