@@ -171,7 +171,8 @@ def apply(model: Any, cfg: QatConfig, ctx: CompressContext) -> tuple[Any, dict[s
     return model, {"quantizer": f"XNNPACKQuantizer (symmetric, QAT, {cfg.bits}-bit {grid} weights, INT8 activations)",
                    "bits": cfg.bits, "per_channel": per_channel,
                    "fake_quant_modules": len(ranges), "ranges": ranges, "tensors_trained": len(copied),
-                   "activation_ranges": len(graph.activation_ranges),
+                   # FX node -> [scale, zero point]: what both formats ship for that activation
+                   "activation_ranges": {k: [v[0], v[1]] for k, v in graph.activation_ranges.items()},
                    "fine_tune": tune,
                    "note": f"{graph.describe()}; both formats ship these ranges (.pte: convert_pt2e of the QAT "
                            "graph; ONNX: QDQ with the QAT activation scales / zero points)"}

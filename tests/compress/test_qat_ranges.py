@@ -7,6 +7,10 @@ sees, not from a number written down elsewhere.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -65,3 +69,26 @@ def test_qat4_recovers_at_least_half_of_what_ptq_loses(digits: tuple[Dataset, np
     assert not ptq_graph.trained and qat_graph.trained
     assert gap >= 0.01, f"PTQ lost only {gap:.4f}: not a case where PTQ misses a 1 pt budget"
     assert acc_qat >= acc_ptq + gap / 2, (acc_float, acc_ptq, acc_qat)
+
+
+@pytest.mark.slow  # one export of both formats: ~30 s idle
+def test_export_ships_the_qat_ranges_in_both_formats(tmp_path: Path, digits_npz: Path) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    tiny = Path(__file__).resolve().parent / "tiny_models.py"
+    r = subprocess.run([sys.executable, "-m", "edgeq.cli", "export", f"{tiny}:tiny_cnn", "--calib", str(digits_npz),
+                        "--format", "onnx,pte", "--compress", "qat", "--train-steps", "3", "--train-batch", "16",
+                        "--calib-samples", "32", "--min-cosine", "0.5", "--max-accuracy-drop", "100",
+                        "-o", str(tmp_path / "o")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads((tmp_path / "o" / "edgeq.json").read_text())
+    ranges = m["compression"]["steps"][0]["activation_ranges"]
+    cands = {a["format"]: a for a in m["artifacts"] if a["role"] == "candidate"}
+    assert {f: a["quantization"]["ranges"]["source"] for f, a in cands.items()} == {"onnx": "qat", "pte": "qat"}
+    pinned = cands["onnx"]["quantization"]["fixed_ranges"]
+    assert pinned and set(pinned) <= set(ranges)
+    inits = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(tmp_path / "o" / "model.int8.onnx")).graph.initializer}
+    for name in pinned:  # the shipped QDQ scale / zero point are QAT's, not a re-calibration
+        assert float(inits[f"{name}_scale"]) == pytest.approx(ranges[name][0], rel=1e-6)
+        assert int(inits[f"{name}_zero_point"]) == ranges[name][1]
