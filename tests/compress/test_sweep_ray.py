@@ -40,18 +40,21 @@ def test_unreachable_cluster_is_a_usage_error() -> None:
 
 
 @pytest.fixture(scope="module")
-def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def ray_address() -> Iterator[str]:
     ray = pytest.importorskip("ray")
     import logging
+    import shutil
+    import tempfile
 
-    tmp = tmp_path_factory.mktemp("ray")
     # A short temp dir: Ray's socket paths must stay under the 107-byte AF_UNIX limit.
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     ctx = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-                   _temp_dir=str(Path("/tmp") / f"ray-{tmp.name}"))
+                   _temp_dir=temp)
     try:
         yield str(ctx.address_info["gcs_address"])
     finally:
         ray.shutdown()  # stops the processes this init started, nothing else
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _cli_sweep(out: Path, digits_npz: Path, *extra: str) -> dict:
