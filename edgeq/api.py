@@ -124,7 +124,8 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
     if config.compress.enabled:
         from edgeq.compress.hook import compress_source
 
-        source, compression = compress_source(source, config.compress, calib_all, ev, target, progress)
+        source, compression = compress_source(source, config.compress, calib_all, ev, target, progress,
+                                              per_channel=config.quant.per_channel)
     progress.stage(f"capturing with torch.export ({len(calib_all)} calibration / {len(ev)} evaluation samples)")
     captured, calib = capture(source, calib_all)
     ev = check_against_signature(ev, captured.signature).head(config.max_eval_samples)
@@ -159,7 +160,8 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
             if backend.name == "onnx":
                 # The search may replace model.int8.onnx; it runs before the artifact stages so that what they
                 # derive (.ort, usability analysis, budget check) describes the model that ships.
-                search_keys.update(_search_onnx(config, budget, tmp, scratch, built, calib, target, progress))
+                search_keys.update(_search_onnx(config, budget, tmp, scratch, built, calib, target, progress,
+                                                qat=source.qat is not None))
             # Emitters and Checks see every artifact built so far (each filters by format).
             state = pipeline.run_phase("artifact", state.updated(artifacts=tuple(artifacts)), pass_log)
             artifacts += [a for a in state.artifacts if a not in artifacts]
@@ -167,7 +169,8 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         validate_artifacts(tmp, artifacts, INPUTS_REL, REFERENCE_REL, runners, target, budget, progress)
         from edgeq.search.integrate import run_pte_search
 
-        search_keys.update(run_pte_search(config, budget, tmp, artifacts, captured, calib, ev, INPUTS_REL, REFERENCE_REL,
+        if source.qat is None:  # QAT ships its trained ranges; a re-calibrating search would discard them
+            search_keys.update(run_pte_search(config, budget, tmp, artifacts, captured, calib, ev, INPUTS_REL, REFERENCE_REL,
                                           runners, target, progress))
 
         m = new_manifest()
@@ -218,7 +221,7 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
 
 
 def _search_onnx(config: PipelineConfig, budget: Budget, tmp: Path, scratch: Path, built: list[Artifact],
-                 calib: Dataset, target: Target, progress: Progress) -> dict[str, Any]:
+                 calib: Dataset, target: Target, progress: Progress, qat: bool = False) -> dict[str, Any]:
     """Host-check the INT8 ONNX model against the budget; search when it misses. Returns manifest keys.
 
     The check's host validation is dropped afterwards: every artifact is validated once, on every runner,
@@ -227,6 +230,9 @@ def _search_onnx(config: PipelineConfig, budget: Budget, tmp: Path, scratch: Pat
     from edgeq.search.integrate import run_export_search, should_search
 
     if config.search.mode == "off" or (budget.is_empty() and config.search.max_size_ratio is None):
+        return {}
+    if qat:  # the search re-calibrates; QAT's point is to ship the trained ranges, so the verdict stands as is
+        progress.stage("search: not run (--compress qat ships the QAT-trained ranges)")
         return {}
     candidates = [a for a in built if a.role == "candidate"]
     validate_artifacts(tmp, candidates, INPUTS_REL, REFERENCE_REL, ("host",), target, budget, Progress(False))
