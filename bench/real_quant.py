@@ -4,7 +4,10 @@ For every real model in :mod:`bench.real_models` and every method, one row: cosi
 nearest-neighbour agreement (encoders) or top-1 agreement (classifiers), size x float, latency x float (median
 batch-1 latency on this host), build time. Plain baselines: onnxruntime ``quantize_static`` (QDQ, per-channel,
 MinMax, its default U8S8), ``quantize_dynamic`` (its defaults), PT2E + XNNPACK static per-channel (edgeq's
-integer-safe XNNPACKQuantizer; the stock one crashes on BERT's index path). Run with
+integer-safe XNNPACKQuantizer; the stock one crashes on BERT's index path — with the stock ReLU6 annotation,
+i.e. the clamp not fused into the conv before it). edgeq rows: ``prepare_for_int8`` (cross-layer equalization,
+bias correction, SmoothQuant, INT8 embeddings where the model has the pattern), then ORT static S8S8 per-channel
+(CNNs) / dynamic (encoders), and PT2E with ReLU6 fused into convs. Run with
 ``python -m bench.run --only real_quant`` (part of ``make bench``) or ``python -m bench.real_quant``.
 """
 
@@ -25,7 +28,7 @@ import numpy as np
 from bench.table import Table
 
 TITLE = "Quantization on real pretrained models (edgeq vs plain ORT static / dynamic / PT2E + XNNPACK)"
-N_CALIB = {"minilm": 64, "efficientnet_lite0": 32}
+N_CALIB = {"minilm": 64, "efficientnet_lite0": 64}
 N_EVAL = {"minilm": 120, "efficientnet_lite0": 200}
 
 
@@ -151,8 +154,12 @@ def ort_dynamic_plain(src: Path, dst: Path) -> None:
 # -- ExecuTorch ---------------------------------------------------------------------------------------------------
 
 def pte_build(model: Any, example: dict[str, np.ndarray], calib: dict[str, np.ndarray], path: Path,
-              mode: str) -> None:
+              mode: str, stock_clamps: bool = False) -> None:
+    """``stock_clamps``: annotate as the stock XNNPACKQuantizer does (ReLU6 not fused into the conv before it),
+    for the plain PT2E baseline row."""
     import torch
+
+    from edgeq.executorch import quantize as eq
 
     from edgeq.config import QuantOptions
     from edgeq.data import Dataset
@@ -164,7 +171,13 @@ def pte_build(model: Any, example: dict[str, np.ndarray], calib: dict[str, np.nd
     ep = torch.export.export(model, args, strict=False)
     sig = [TensorSpec(k, str(v.dtype), tuple(v.shape)) for k, v in example.items()]
     opts = QuantOptions(mode=mode, per_channel=True, max_calibration_samples=len(next(iter(calib.values()))))
-    qep, _ = quantize_pt2e(ep, Dataset(dict(calib)), sig, opts, None)
+    fuse = eq.annotate_clamp_fusions
+    if stock_clamps:
+        eq.annotate_clamp_fusions = lambda *_a, **_k: 0  # type: ignore[assignment]
+    try:
+        qep, _ = quantize_pt2e(ep, Dataset(dict(calib)), sig, opts, None)
+    finally:
+        eq.annotate_clamp_fusions = fuse  # type: ignore[assignment]
     program, _ = lower_to_executorch(qep)
     path.write_bytes(program.buffer)
 
@@ -237,7 +250,7 @@ def run(workdir: Path, names: tuple[str, ...] = ("minilm", "efficientnet_lite0")
             base = (d.joinpath("fp32.pte").stat().st_size, fl)
             rec.row("pte", "float (XNNPACK)", d / "fp32.pte", base, 0, pte_run)
             t0 = time.perf_counter()
-            pte_build(model, example, case.calib, d / "pt2e_static.pte", "static")
+            pte_build(model, example, case.calib, d / "pt2e_static.pte", "static", stock_clamps=True)
             rec.row("pte", "plain PT2E + XNNPACK static", d / "pt2e_static.pte", base, time.perf_counter() - t0,
                     pte_run)
             edgeq_pte(case, d, base, rec)
