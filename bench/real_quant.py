@@ -159,10 +159,9 @@ def pte_build(model: Any, example: dict[str, np.ndarray], calib: dict[str, np.nd
     for the plain PT2E baseline row."""
     import torch
 
-    from edgeq.executorch import quantize as eq
-
     from edgeq.config import QuantOptions
     from edgeq.data import Dataset
+    from edgeq.executorch import quantize as eq
     from edgeq.executorch.lower import lower_to_executorch
     from edgeq.executorch.quantize import quantize_pt2e
     from edgeq.signature import TensorSpec

@@ -119,6 +119,13 @@ def _gptq_rows(w: Any, h: Any, damp: float) -> Any:
     return q
 
 
+def _h_error(d: Any, h: Any) -> float:
+    """``sum_g tr(d_g H_g d_gᵀ)``: the expected squared output error of the weight change ``d``."""
+    import torch
+
+    return float(torch.einsum("grd,gde,gre->", d, h, d))
+
+
 def round_weights(model: Any, calib: Mapping[str, np.ndarray],
                   cfg: WeightRoundingConfig = WeightRoundingConfig()) -> tuple[Any, list[dict[str, Any]]]:
     """Fold BN, then replace each conv's weights by their GPTQ-rounded INT8-grid values. Returns (model, log)."""
@@ -135,7 +142,7 @@ def round_weights(model: Any, calib: Mapping[str, np.ndarray],
             folded = fold_batchnorm(model, first)
         except Exception as e:  # noqa: BLE001  tracing is best effort: an untraceable model is left unchanged
             return model, [{"skipped": f"torch.export failed: {type(e).__name__}: {str(e)[:200]}"}]
-    layers = {n: m for n, m in model.named_modules() if isinstance(m, kinds)}
+    layers: dict[str, Any] = {n: m for n, m in model.named_modules() if isinstance(m, kinds)}
     hs: dict[str, Any] = {}
     counts: dict[str, int] = {}
     gen = torch.Generator().manual_seed(0)
@@ -148,7 +155,11 @@ def round_weights(model: Any, calib: Mapping[str, np.ndarray],
                     return
                 # the module's own zero padding only; padding done outside (TF "same") is left out: border
                 # receptive fields are under-weighted in H, which only re-weights the rounding objective
-                cols = torch.nn.functional.unfold(x, m.kernel_size, m.dilation, m.padding, m.stride)
+                pad: Any = m.padding
+                if isinstance(pad, str):  # "valid" -> 0, "same" (stride 1) -> half the dilated kernel
+                    dk = zip(m.dilation, m.kernel_size, strict=True)
+                    pad = 0 if pad == "valid" else tuple(d * (k - 1) // 2 for d, k in dk)
+                cols = torch.nn.functional.unfold(x, m.kernel_size, m.dilation, pad, m.stride)
                 k = m.kernel_size[0] * m.kernel_size[1]
                 g = m.groups
                 cols = cols.reshape(x.shape[0], g, (x.shape[1] // g) * k, -1).permute(1, 0, 3, 2)
@@ -181,12 +192,8 @@ def round_weights(model: Any, calib: Mapping[str, np.ndarray],
             wg = w.reshape(g, w.shape[0] // g, -1)  # [groups, out per group, D]
             q = _gptq_rows(wg, h, cfg.damp)
 
-            def err(a: Any) -> float:
-                d = (a - wg)
-                return float(torch.einsum("grd,gde,gre->", d, h, d))
-
             rtn = _grid(wg, (wg.abs().amax(2, keepdim=True) / 127.0).clamp(min=1e-12))
-            e_rtn, e_q = err(rtn), err(q)
+            e_rtn, e_q = _h_error(rtn - wg, h), _h_error(q - wg, h)
             if e_q >= e_rtn:
                 continue
             m.weight.copy_(q.reshape(w.shape).to(m.weight.dtype))
