@@ -81,14 +81,15 @@ _TRANSPARENT = {"pad", "constant_pad_nd", "adaptive_avg_pool2d", "avg_pool2d", "
                 "dropout_", "view", "reshape", "flatten", "squeeze", "contiguous", "clone"}
 
 
-def _op(node: Any) -> str:
+def op_name(node: Any) -> str:
+    """`aten.conv2d.default` -> `conv2d` (the op name without namespace or overload)."""
     return str(getattr(node.target, "__name__", node.target)).split(".")[0]
 
 
 def _zero_pad(node: Any) -> bool:
     """``aten.pad(x, pad, "constant", 0)`` / ``aten.constant_pad_nd(x, pad, 0)``."""
     args = list(node.args) + [None] * 4
-    if _op(node) == "constant_pad_nd":
+    if op_name(node) == "constant_pad_nd":
         return float(args[2] or 0.0) == 0.0
     return args[2] in (None, "constant") and float(args[3] or 0.0) == 0.0
 
@@ -115,36 +116,36 @@ def find_pairs(model: Any, example: tuple[Any, ...]) -> list[Pair]:
 
     pairs = []
     for node in ep.graph.nodes:
-        if node.op != "call_function" or _op(node) != "conv2d":
+        if node.op != "call_function" or op_name(node) != "conv2d":
             continue
         prod = owner(node.args[1], (torch.nn.Conv2d,))
         if prod is None:
             continue
         cur, bn = single_user(node), None
-        if cur is not None and _op(cur) == "batch_norm":
+        if cur is not None and op_name(cur) == "batch_norm":
             bn = owner(cur.args[1], (torch.nn.BatchNorm2d,))
             if bn is None:
                 continue
             cur = single_user(cur)
         if cur is None:
             continue
-        if _op(cur) in ("relu", "relu_"):
+        if op_name(cur) in ("relu", "relu_"):
             clamp = None
-        elif _op(cur) in ("relu6", "relu6_"):
+        elif op_name(cur) in ("relu6", "relu6_"):
             clamp = 6.0
-        elif _op(cur) in ("hardtanh", "hardtanh_") and float(cur.args[1] if len(cur.args) > 1 else -1.0) == 0.0:
+        elif op_name(cur) in ("hardtanh", "hardtanh_") and float(cur.args[1] if len(cur.args) > 1 else -1.0) == 0.0:
             clamp = float(cur.args[2]) if len(cur.args) > 2 else 1.0
         else:
             continue  # identity / other activations: not positively homogeneous or not worth it
         cur = single_user(cur)
-        while cur is not None and _op(cur) in _TRANSPARENT:
-            if _op(cur) in ("pad", "constant_pad_nd") and not _zero_pad(cur):
+        while cur is not None and op_name(cur) in _TRANSPARENT:
+            if op_name(cur) in ("pad", "constant_pad_nd") and not _zero_pad(cur):
                 cur = None  # non-zero / reflect padding does not commute with per-channel scaling
                 break
             cur = single_user(cur)
-        if cur is None or _op(cur) not in ("conv2d", "linear"):
+        if cur is None or op_name(cur) not in ("conv2d", "linear"):
             continue
-        kinds: tuple[type, ...] = (torch.nn.Conv2d,) if _op(cur) == "conv2d" else (torch.nn.Linear,)
+        kinds: tuple[type, ...] = (torch.nn.Conv2d,) if op_name(cur) == "conv2d" else (torch.nn.Linear,)
         cons = owner(cur.args[1], kinds)
         if cons is None:
             continue

@@ -52,18 +52,18 @@ def fold_batchnorm(model: Any, example: tuple[Any, ...]) -> list[str]:
     """Fold every ``conv2d -> batch_norm`` (BN the conv's only user) into the conv; the BN becomes Identity."""
     import torch
 
-    from edgeq.outliers.cle import _op
+    from edgeq.outliers.cle import op_name
 
     ep = torch.export.export(model, example, strict=False)
     params = dict(ep.graph_signature.inputs_to_parameters)
     modules = dict(model.named_modules())
     folded = []
     for node in ep.graph.nodes:
-        if node.op != "call_function" or _op(node) != "conv2d" or len(node.users) != 1:
+        if node.op != "call_function" or op_name(node) != "conv2d" or len(node.users) != 1:
             continue
         bn_node = next(iter(node.users))
         w_arg, bn_w = node.args[1], bn_node.args[1] if len(bn_node.args) > 1 else None
-        if _op(bn_node) != "batch_norm" or not isinstance(w_arg, torch.fx.Node) or not isinstance(bn_w, torch.fx.Node):
+        if op_name(bn_node) != "batch_norm" or not isinstance(w_arg, torch.fx.Node) or not isinstance(bn_w, torch.fx.Node):
             continue
         conv_name = params.get(w_arg.name, "").rpartition(".")[0]
         bn_name = params.get(bn_w.name, "").rpartition(".")[0]
