@@ -10,6 +10,11 @@ flow does not do and edgeq must:
   output out of the annotation.
 * Keep tensors computed only from integer inputs (an additive attention bias ``(1 - mask) * -1e4``) and the
   ops they feed in float: in INT8 their ±10⁴ range would wipe out the attention scores.
+* Fuse ReLU6 (``hardtanh``) into the preceding conv / linear / add like ReLU. The stock annotator only knows
+  ``relu``: after ``conv -> hardtanh(0, 6)`` it observes the *pre-clamp* conv output (often [-40, 20]) and the
+  clamp shares that scale, so the [0, 6] that reaches the next layer gets a few dozen of the 256 levels. On
+  EfficientNet-Lite0 that alone took top-1 agreement with float from 85 % to 49 %. XNNPACK fuses the clamp into
+  the conv's output min/max, so the quantized output may start after it (as ONNX Runtime's QDQ does for Clip).
 * Refuse observers that calibration never reached (an unused branch, an empty slice): their scale would
   silently fall back to a default instead of coming from data.
 """
@@ -182,6 +187,62 @@ def _excluded(node: Any, settings: PteQuantSettings) -> bool:
     return any(p == m or p.startswith(m + ".") for p in _module_paths(node) for m in settings.exclude_modules)
 
 
+def is_clamp_node(node: Any) -> bool:
+    """``relu6`` / ``hardtanh`` (clamps): fusable into XNNPACK's conv / linear output min / max."""
+    import torch
+
+    return bool(node.op == "call_function"
+                and node.target in (torch.ops.aten.hardtanh.default, torch.ops.aten.hardtanh_.default,
+                                    torch.ops.aten.relu6.default, torch.ops.aten.relu6_.default))
+
+
+def annotate_clamp_fusions(gm: Any, config: Any, filter_fn: Callable[[Any], bool]) -> int:
+    """Annotate ``conv2d|linear -> hardtanh`` like the stock ``conv -> relu`` pattern: the producer's input and
+    weights (and bias) are quantized, its output is not, the clamp's output carries the activation observer.
+    Returns how many patterns were annotated (the caller runs this before the stock patterns)."""
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils import (
+        _is_annotated,
+        _mark_nodes_as_annotated,
+    )
+    from torchao.quantization.pt2e.quantizer import (
+        QuantizationAnnotation,
+        get_bias_qspec,
+        get_input_act_qspec,
+        get_output_act_qspec,
+        get_weight_qspec,
+    )
+    from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
+
+    producers = (torch.ops.aten.conv2d.default, torch.ops.aten.linear.default)
+    count = 0
+    for clamp in gm.graph.nodes:
+        if not is_clamp_node(clamp):
+            continue
+        prod = clamp.args[0]
+        if not isinstance(prod, torch.fx.Node) or prod.op != "call_function" or prod.target not in producers:
+            continue
+        if len(prod.users) > 1 or not isinstance(prod.args[0], torch.fx.Node):
+            continue  # the unclamped output is also used elsewhere: it must stay quantizable on its own
+        weight = prod.args[1]
+        if not isinstance(weight, torch.fx.Node):
+            continue
+        partition = [clamp, prod, weight]
+        qmap = {prod.args[0]: get_input_act_qspec(config), weight: get_weight_qspec(config)}
+        bias = prod.args[2] if len(prod.args) > 2 else None
+        if isinstance(bias, torch.fx.Node):
+            qmap[bias] = get_bias_qspec(config)
+            partition.append(bias)
+        if _is_annotated(partition) or any(not filter_fn(n) for n in partition):
+            continue
+        prod.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(input_qspec_map=qmap, _annotated=True)
+        clamp.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(output_qspec=get_output_act_qspec(config),
+                                                              _annotated=True)
+        _mark_nodes_as_annotated(partition)
+        count += 1
+    return count
+
+
 def make_quantizer(settings: PteQuantSettings) -> Any:
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
@@ -194,6 +255,7 @@ def make_quantizer(settings: PteQuantSettings) -> Any:
 
         mask_derived: set[str] = set()
         mask_derived_float: list[str] = []
+        clamp_fusions: int = 0
 
         def transform_for_annotation(self, model: Any) -> Any:
             self.mask_derived = mask_derived_nodes(model)  # before scalars become tensor constants
@@ -204,9 +266,14 @@ def make_quantizer(settings: PteQuantSettings) -> Any:
 
         def annotate(self, model: Any) -> Any:
             derived = self.mask_derived
-            self.set_filter_function(lambda n: is_float_node(n) and n.name not in derived
-                                     and not any(a.name in derived for a in n.all_input_nodes)
-                                     and not _excluded(n, settings))
+
+            def keep(n: Any) -> bool:
+                return (is_float_node(n) and n.name not in derived
+                        and not any(a.name in derived for a in n.all_input_nodes) and not _excluded(n, settings))
+
+            self.set_filter_function(keep)
+            if settings.mode == "static":  # dynamic mode quantizes weights / linear inputs only: no output clamp
+                self.clamp_fusions = annotate_clamp_fusions(model, self.global_config, keep)
             return super().annotate(model)
 
     config = get_symmetric_quantization_config(is_per_channel=settings.per_channel,
@@ -277,6 +344,7 @@ def quantize_pt2e(exported: Any, calib: Dataset, signature: list[Any], opts: Qua
         "observers": len(observers),
         "integer_nodes_not_quantized": kept_float["integer"],
         "mask_derived_kept_float": list(getattr(quantizer, "mask_derived_float", []))[:50],
+        "clamp_fusions": int(getattr(quantizer, "clamp_fusions", 0)),
         "ignored_options": list(settings.ignored),
         "nodes_excluded": [*settings.exclude_nodes, *settings.exclude_modules],
         "op_types_excluded": list(settings.exclude_ops),

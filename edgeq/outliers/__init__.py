@@ -1,7 +1,9 @@
 """Outlier-aware post-training quantization, applied once in torch before capture so every format gets it.
 
 Each method is a pure ``model -> model`` function with a frozen config (the pipeline wraps them as Transform
-stages): :func:`smooth_quant` (activation outliers -> weights, per input tensor), :func:`correct_bias`
+stages): :func:`equalize` (clamp-aware cross-layer equalization of ``conv -> ReLU/ReLU6 -> conv`` pairs),
+:func:`round_weights` (GPTQ-style data-aware rounding of conv weights onto the
+per-channel INT8 grid both exporters use), :func:`smooth_quant` (activation outliers -> weights, per input tensor), :func:`correct_bias`
 (the mean shift of INT8 weight rounding, for convolution nets), :func:`quantize_embeddings` (INT8 tables).
 :func:`prepare_for_int8` applies what fits the model and returns a log for the manifest.
 """
@@ -15,21 +17,26 @@ from typing import Any
 import numpy as np
 
 from edgeq.outliers.bias_correction import BiasCorrectionConfig, correct_bias
+from edgeq.outliers.cle import CLEConfig, equalize
 from edgeq.outliers.embedding import EmbeddingQuantConfig, quantize_embeddings
 from edgeq.outliers.smoothquant import SmoothQuantConfig, smooth_quant
+from edgeq.outliers.weight_rounding import WeightRoundingConfig, round_weights
 
-__all__ = ["EmbeddingQuantConfig", "BiasCorrectionConfig", "OutlierConfig", "SmoothQuantConfig", "correct_bias",
-           "prepare_for_int8", "quantize_embeddings", "smooth_quant"]
+__all__ = ["BiasCorrectionConfig", "CLEConfig", "EmbeddingQuantConfig", "OutlierConfig", "SmoothQuantConfig",
+           "WeightRoundingConfig", "correct_bias", "equalize", "prepare_for_int8", "quantize_embeddings",
+           "round_weights", "smooth_quant"]
 
 
 @dataclass(frozen=True)
 class OutlierConfig:
     """Which outlier-aware methods :func:`prepare_for_int8` may apply (each only where the model has the pattern)."""
 
+    cle: CLEConfig | None = field(default_factory=CLEConfig)
+    weight_rounding: WeightRoundingConfig | None = field(default_factory=WeightRoundingConfig)
     smoothquant: SmoothQuantConfig | None = field(default_factory=SmoothQuantConfig)
     bias_correction: BiasCorrectionConfig | None = field(default_factory=BiasCorrectionConfig)
     embeddings: EmbeddingQuantConfig | None = field(default_factory=EmbeddingQuantConfig)
-    version: int = 1
+    version: int = 2  # 2: cross-layer equalization (cle) and conv weight rounding added
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -44,6 +51,11 @@ def prepare_for_int8(model: Any, calib: Mapping[str, np.ndarray], cfg: OutlierCo
     """
     model = model.eval()
     record: dict[str, Any] = {} if log is None else log
+    if cfg.cle is not None:  # first: bias correction must see the weights that will be rounded
+        model, record["cle"] = equalize(model, calib, cfg.cle)
+    if cfg.weight_rounding is not None:  # after CLE (it rescales weights), before bias correction (which then
+        # finds the conv weights already on the INT8 grid: no rounding shift left to correct)
+        model, record["weight_rounding"] = round_weights(model, calib, cfg.weight_rounding)
     if cfg.bias_correction is not None:
         model, record["bias_correction"] = correct_bias(model, calib, cfg.bias_correction)
     if cfg.smoothquant is not None:

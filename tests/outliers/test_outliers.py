@@ -172,5 +172,7 @@ def test_bias_correction_removes_the_mean_shift_of_weight_rounding() -> None:
 def test_prepare_for_int8_logs_each_method() -> None:
     log: dict[str, object] = {}
     prepare_for_int8(Tiny().eval(), _ids(), OutlierConfig(), log=log)
-    assert set(log) == {"bias_correction", "smoothquant", "embeddings"}
+    assert set(log) == {"cle", "weight_rounding", "bias_correction", "smoothquant", "embeddings"}
     assert log["bias_correction"] == []  # no convolutions: nothing to correct
+    assert log["cle"] == []  # no conv -> activation -> conv pairs: nothing to equalize
+    assert log["weight_rounding"] == []  # no convolutions (Linear rounding is opt-in)
