@@ -74,5 +74,9 @@ def summary(m: dict, out: str) -> str:  # type: ignore[type-arg]
         lines.append(f"  {a['name']:<{w}} {v['ppl_ratio']:>7.3f} {v['top1_agreement']:>7.1%} "
                      f"{v['greedy_agreement']:>7.1%} {v['size_ratio']:>7.3f} {v['decode_tokens_per_s']:>12.1f}"
                      + ("  <- pick" if a["details"]["pick"] else ""))
+        for e in a["validations"][1:]:
+            if e.get("emulated"):
+                lines.append(f"  {'':<{w}} decode {e['metrics']['decode_tokens_per_s']:.2f} tok/s on emulated "
+                             f"{e['cpu_model']} ({e.get('target', '')}; qemu, not device speed)")
     lines.append("verdict: " + ("PASS" if m["verdict"]["passed"] else "FAIL: " + "; ".join(m["verdict"]["failures"])))
     return "\n".join(lines)
