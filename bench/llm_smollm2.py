@@ -43,7 +43,7 @@ def catalog() -> dict[str, Any]:
     from edgeq.llm.config import Variant
     from edgeq.llm.search import ladder
 
-    extra = (Variant("pte", 8, 0, activations="weight-only"), Variant("onnx", 8, 32, embedding_bits=0),
+    extra = (Variant("onnx", 8, 32, embedding_bits=0),
              Variant("onnx", 8, 128, embedding_bits=0), Variant("onnx", 8, 128, embedding_bits=0, accuracy_level=1))
     return {v.name: v for v in (*ladder("onnx"), *ladder("pte"), *extra)}
 

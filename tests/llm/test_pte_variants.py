@@ -31,3 +31,17 @@ def test_ends_and_lm_head_stay_8_bit_per_channel() -> None:
         want = (torch.int8, 64) if i in (0, 3) else (torch.int4, 32)  # type: ignore[attr-defined]
         assert scheme(layer.self_attn.q_proj) == want, i
     assert scheme(m.lm_head) == (torch.int8, 64)
+
+
+def test_weight_only_int8_pte_is_refused() -> None:
+    torch = pytest.importorskip("torch")
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from edgeq.errors import UsageError
+    from edgeq.llm.config import Variant
+    from edgeq.llm.pte_export import quantize_linears
+
+    cfg = LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=16)
+    with torch.no_grad(), pytest.raises(UsageError, match="dynamic-int8"):
+        quantize_linears(LlamaForCausalLM(cfg).eval(), Variant("pte", 8, 0, activations="weight-only"))
