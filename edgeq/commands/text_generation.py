@@ -27,6 +27,9 @@ def add_flags(p: argparse.ArgumentParser) -> None:
                    help="KV-cache length of the .pte, i.e. prompt + generated tokens (default 512)")
     g.add_argument("--calib-windows", type=int, default=8, help="windows used by the search (default 8)")
     g.add_argument("--eval-windows", type=int, default=16, help="windows used for the reported metrics (default 16)")
+    g.add_argument("--emulate", default="", metavar="TARGET[,TARGET]",
+                   help="also measure the shipped artifacts' decode tokens/s on these ARM targets' emulated CPUs "
+                        "(qemu; recorded as emulation, not device speed; needs `edgeq emulator setup`)")
     g.add_argument("--max-ppl-increase", type=float, default=10.0, metavar="PCT",
                    help="budget: perplexity may rise at most PCT %% over float (default 10)")
 
@@ -54,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = LlmConfig(model=args.model, output=args.output, calib_text=args.calib_text, eval_text=args.eval_text,
                     formats=tuple(f.strip() for f in args.format.split(",") if f.strip()), seq_len=args.seq_len,
                     max_context=args.max_context, calib_windows=args.calib_windows, eval_windows=args.eval_windows,
-                    max_ppl_increase=args.max_ppl_increase, force=args.force)
+                    max_ppl_increase=args.max_ppl_increase, force=args.force,
+                    emulate=tuple(t.strip() for t in args.emulate.split(",") if t.strip()))
     result = export_llm(cfg, progress_from(args))
     print(summary(result.manifest, str(result.output)), file=sys.stdout)
     return 0 if result.passed else 1
@@ -70,5 +74,9 @@ def summary(m: dict, out: str) -> str:  # type: ignore[type-arg]
         lines.append(f"  {a['name']:<{w}} {v['ppl_ratio']:>7.3f} {v['top1_agreement']:>7.1%} "
                      f"{v['greedy_agreement']:>7.1%} {v['size_ratio']:>7.3f} {v['decode_tokens_per_s']:>12.1f}"
                      + ("  <- pick" if a["details"]["pick"] else ""))
+        for e in a["validations"][1:]:
+            if e.get("emulated"):
+                lines.append(f"  {'':<{w}} decode {e['metrics']['decode_tokens_per_s']:.2f} tok/s on emulated "
+                             f"{e['cpu_model']} ({e.get('target', '')}; qemu, not device speed)")
     lines.append("verdict: " + ("PASS" if m["verdict"]["passed"] else "FAIL: " + "; ".join(m["verdict"]["failures"])))
     return "\n".join(lines)

@@ -37,6 +37,11 @@ def check_config(cfg: LlmConfig) -> None:
         raise UsageError(f"--seq-len {cfg.seq_len} must be >= 2 and below --max-context {cfg.max_context}")
     if cfg.max_ppl_increase < 0:
         raise UsageError("--max-ppl-increase must be >= 0 (a percentage over float perplexity)")
+    for name in cfg.emulate:  # fail before a long export, not after it
+        from edgeq.emulator.qemu import cpu_model
+        from edgeq.targets import load_target
+
+        cpu_model(load_target(name))  # typed error for an unknown or non-ARM target
     if cfg.output.exists() and not cfg.force:
         raise OutputExistsError(f"{cfg.output} exists", "pass --force to replace it")
 

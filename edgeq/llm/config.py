@@ -12,7 +12,9 @@ FORMATS = ("onnx", "pte")
 @dataclass(frozen=True)
 class Variant:
     """One weight-quantization recipe. ``bits`` is the body's weight width; ``keep8`` names layer groups kept at
-    8 bits (``lm_head``: the output projection; ``mixed``: llama.cpp's sensitive layers, ONNX only)."""
+    8 bits (``lm_head``: the output projection; ``mixed``: llama.cpp's sensitive layers, ONNX only; ``ends``: the
+    first and last decoder blocks, .pte only). ``accuracy_level`` is MatMulNBits' activation math (ONNX only):
+    4 = int8 activations (the fast ARM/x86 path), 1 = float32 activations (weight-only int8/int4 math)."""
 
     format: str
     bits: int  # 4 or 8 (32: the float export)
@@ -22,6 +24,7 @@ class Variant:
     keep8: tuple[str, ...] = ()
     embedding_bits: int = 8  # 0 keeps the embedding table float
     algo: str = "default"  # ONNX: default (RTN) | k_quant
+    accuracy_level: int = 4  # ONNX MatMulNBits: 4 = int8 activation math, 1 = float32
 
     @property
     def name(self) -> str:
@@ -33,7 +36,8 @@ class Variant:
         sym = "" if self.symmetric else "-asym"
         algo = "" if self.algo == "default" else f"-{self.algo}"
         emb = f"-emb{self.embedding_bits}" if self.embedding_bits else "-embf"
-        return f"{self.format}-{act}{self.bits}{grp}{sym}{algo}{keep}{emb}"
+        acc = "" if self.accuracy_level == 4 else f"-acc{self.accuracy_level}"
+        return f"{self.format}-{act}{self.bits}{grp}{sym}{algo}{keep}{acc}{emb}"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -59,6 +63,9 @@ class LlmConfig:
     greedy_prompts: int = 4
     greedy_tokens: int = 32
     variants: tuple[Variant, ...] = field(default_factory=tuple)  # empty: the default search ladder per format
+    # ARM targets whose CPU is emulated (qemu) to measure the shipped artifacts' decode tokens/s: emulation,
+    # not device speed
+    emulate: tuple[str, ...] = ()
     force: bool = False
     version: int = 1
 

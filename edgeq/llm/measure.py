@@ -96,12 +96,21 @@ def finalize(ctx: Context, v: Variant, path: Path, out: Path, pick: bool, progre
                                        f"perplexity x{metrics['ppl_ratio']:.4f} > x{ctx.limit:.4f}"]},
                   "latency_ms": metrics["decode_ms_per_token"], "latency_kind": "decode-token-median",
                   "runtime": "onnxruntime" if v.format == "onnx" else "executorch-pybind"}
+    validations = [validation]
+    for target in ctx.cfg.emulate:
+        from edgeq.llm.emulate import emulated_speed
+
+        progress.stage(f"{v.name}: decode speed on emulated {target} (qemu; not device speed)")
+        emu = emulated_speed(dest, v.format, target, ctx.prompts[0], ctx.work / "emulator")
+        # speed only: perplexity and agreement are gated on the host run above
+        emu["budget_check"] = {"passed": True, "failures": [], "scope": "speed only, not gated"}
+        validations.append(emu)
     rel = main.relative_to(out)
     return {"name": v.name, "path": str(rel), "format": v.format, "precision": f"int{v.bits}-weights",
             "role": "candidate", "bytes": size, "sha256": sha256_file(main),
             "quantization": v.to_dict(), "details": {"pick": pick, "folder": str(dest.relative_to(out)),
                                                      "task": "text-generation"},
-            "validations": [validation]}
+            "validations": validations}
 
 
 def write(ctx: Context, out: Path, artifacts: list[dict[str, Any]], formats: dict[str, Any], calib: np.ndarray,

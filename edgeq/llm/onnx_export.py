@@ -41,6 +41,9 @@ def builder_options(v: Variant) -> tuple[str, dict[str, str]]:
     if v.embedding_bits not in (0, v.bits):
         raise UsageError(f"the ONNX embedding table is quantized with the body's width ({v.bits} bits) or kept float",
                          f"use embedding_bits={v.bits} or 0")
+    if v.accuracy_level not in (0, 1, 2, 3, 4):
+        raise UsageError(f"MatMulNBits accuracy_level must be 0-4 (got {v.accuracy_level})",
+                         "4 = int8 activation math, 1 = float32")
     if v.group not in (16, 32, 64, 128, 256):
         raise UsageError(f"MatMulNBits block size must be 16, 32, 64, 128 or 256 (got {v.group})")
     opts = {
@@ -48,8 +51,9 @@ def builder_options(v: Variant) -> tuple[str, dict[str, str]]:
         "fuse_qkv": "false",
         "block_size": str(v.group),
         "is_symmetric": "true" if v.symmetric else "false",
-        # 4 = int8 activations in the MatMulNBits kernel: the fast path on ARM (sdot/i8mm) and x86 (VNNI).
-        "accuracy_level": "4",
+        # 4 = int8 activations in the MatMulNBits kernel: the fast path on ARM (sdot/i8mm) and x86 (VNNI);
+        # 1 = float32 activations (weight-only math: more accurate, slower decode)
+        "accuracy_level": str(v.accuracy_level),
         "op_types_to_quantize": "MatMul/Gather" if v.embedding_bits else "MatMul",
     }
     if v.algo != "default":

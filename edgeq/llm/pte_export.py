@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,11 @@ def quantize_linears(model: Any, v: Variant) -> None:
 
     if v.bits not in (4, 8):
         raise UsageError(f".pte weights must be 4 or 8 bits (got {v.bits})")
+    if v.bits == 8 and v.activations == "weight-only":
+        # measured with ExecuTorch 1.5.1: the program builds, but its logits are far off float (max |diff| ~1500
+        # on a tiny Llama whose logits are ~1), so it is refused rather than shipped
+        raise UsageError("8-bit weight-only linears give wrong logits in this ExecuTorch/XNNPACK .pte",
+                         "use activations='dynamic-int8' (8da8w: int8 per-token activations, XNNPACK)")
 
     def config(bits: int, group: int) -> Any:
         gran = PerGroup(group) if group else PerAxis(0)
@@ -56,14 +62,25 @@ def quantize_linears(model: Any, v: Variant) -> None:
         return IntxWeightOnlyConfig(weight_dtype=dtype, granularity=gran, intx_choose_qparams_algorithm=algo)
 
     head = model.get_output_embeddings()
+    last = int(model.config.num_hidden_layers) - 1
+
+    def kept8(m: Any, fqn: str) -> bool:
+        """Layers V keeps at 8 bits (per channel): the output projection, and the first and last decoder
+        blocks, which quantization hurts most in small LMs (the llama.cpp k-quant mixes keep them wider too)."""
+        if not isinstance(m, torch.nn.Linear):
+            return False
+        if m is head:
+            return "lm_head" in v.keep8
+        block = re.search(r"(?:^|\.)(?:layers|h)\.(\d+)\.", fqn)
+        return "ends" in v.keep8 and block is not None and int(block.group(1)) in (0, last)
 
     def body(m: Any, fqn: str) -> bool:
-        if not isinstance(m, torch.nn.Linear) or (m is head and "lm_head" in v.keep8):
+        if not isinstance(m, torch.nn.Linear) or kept8(m, fqn):
             return False
         return v.group == 0 or m.in_features % v.group == 0
 
-    if "lm_head" in v.keep8 and head is not None:
-        quantize_(model, config(8, 0), filter_fn=lambda m, fqn: m is head)
+    if v.keep8:
+        quantize_(model, config(8, 0), filter_fn=kept8)
     quantize_(model, config(v.bits, v.group), filter_fn=body)
 
 

@@ -76,8 +76,10 @@ class OnnxLM:
         self._len = 0
 
     def forward(self, ids: np.ndarray, start: int) -> np.ndarray:
-        if start != self._len:
+        if start > self._len:
             raise RunnerError(f"the ONNX cache holds {self._len} positions; cannot continue at {start}")
+        if start < self._len:  # rewind: drop the cached positions >= start (as the .pte overwrites them)
+            self._past = {n: p[:, :, :start] for n, p in self._past.items()}
         t = len(ids)
         feeds: dict[str, np.ndarray] = {"input_ids": np.asarray(ids, dtype=np.int64)[None],
                                         "attention_mask": np.ones((1, start + t), dtype=np.int64)}

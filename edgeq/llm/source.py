@@ -97,6 +97,12 @@ def _drop_gguf_quantizer(model: Any) -> None:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
+    # transformers >= 5 also flags the model (and each submodule's config) quantized, which forbids .float();
+    # clear them as its own remove_quantization_config does
+    model.is_quantized = False
+    for module in model.modules():
+        if getattr(getattr(module, "config", None), "_is_quantized", False):
+            module.config._is_quantized = False
     if not model.config.architectures:
         model.config.architectures = [type(model).__name__]
 
