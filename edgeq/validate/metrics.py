@@ -182,4 +182,10 @@ def check_budget(m: Metrics, budget: Budget) -> BudgetCheck:
     if (budget.min_top1_agreement is not None and m.top1_agreement is not None
             and m.top1_agreement < budget.min_top1_agreement):
         failures.append(f"top-1 agreement {m.top1_agreement:.4f} < {budget.min_top1_agreement:g}")
+    if budget.min_nn_agreement is not None:
+        if m.nn_agreement is None:
+            failures.append(f"nearest-neighbour agreement not measurable (needs >= 3 evaluation samples of a 2-D "
+                            f"output) but --min-nn-agreement {budget.min_nn_agreement:g} was asked for")
+        elif m.nn_agreement < budget.min_nn_agreement:
+            failures.append(f"nearest-neighbour agreement {m.nn_agreement:.4f} < {budget.min_nn_agreement:g}")
     return BudgetCheck(not failures, tuple(failures), tuple(notes))
