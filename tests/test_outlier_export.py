@@ -67,6 +67,7 @@ def test_sensitivity_pass_ranks_the_linears_and_prepare_keeps_the_source() -> No
     assert linear_sensitivity(prepared.module, {"input_ids": ids})[0].module == ranking[0]["module"]
 
 
+@pytest.mark.slow
 def test_export_onnx_applies_records_and_searches_the_moves(data: tuple[Path, Path], tmp_path: Path) -> None:
     import onnx
 
@@ -93,15 +94,33 @@ def test_export_onnx_applies_records_and_searches_the_moves(data: tuple[Path, Pa
     assert not res.passed and m["search"]["closest"]
 
 
-def test_outliers_off_builds_from_the_plain_model(data: tuple[Path, Path], tmp_path: Path) -> None:
+def test_outliers_on_and_off(data: tuple[Path, Path], tmp_path: Path) -> None:
+    """on: the INT8 ONNX model is built from the prepared copy (an int8 token table), the float one from the
+    user's model, the reference too (outputs of the shipped float model match it); off: nothing prepared."""
+    import onnx
+
     from edgeq.api import export
+    from edgeq.onnx.mixed import read_module_map
 
     calib, ev = data
-    cfg = PipelineConfig(model=MODEL, calib=str(calib), eval=str(ev), output=tmp_path / "out", outliers="off",
-                         budget=Budget(min_cosine=0.9), search=SearchOptions(mode="off"))
-    res = export(cfg)
-    assert "outliers" not in res.manifest
-    art = res.artifact("onnx-int8-static")
+    on = export(PipelineConfig(model=MODEL, calib=str(calib), eval=str(ev), output=tmp_path / "on", outliers="on",
+                               search=SearchOptions(mode="off")))
+    assert {"smoothquant", "embeddings"} <= set(on.manifest["outliers"]["applied"])
+    q = on.artifact("onnx-int8-static")
+    assert q.quantization is not None and q.quantization["outlier_prepared"] is True
+    int8 = onnx.load(str(tmp_path / "on" / q.path))
+    fp32_path = tmp_path / "on" / "model.fp32.onnx"
+    fp32 = onnx.load(str(fp32_path))
+    has_int8_table = [any(t.data_type == onnx.TensorProto.INT8 and 1200 in t.dims for t in g.graph.initializer)
+                      for g in (int8, fp32)]
+    assert has_int8_table == [True, False]
+    fp = on.artifact("onnx-fp32").validations[0].metrics
+    assert fp["cosine_mean"] > 0.99999  # the float artifact is the reference's model, not the prepared one
+    assert read_module_map(fp32_path)  # node -> module map for mixed precision by torch module
+    off = export(PipelineConfig(model=MODEL, calib=str(calib), eval=str(ev), output=tmp_path / "off",
+                                outliers="off", budget=Budget(min_cosine=0.9), search=SearchOptions(mode="off")))
+    assert "outliers" not in off.manifest
+    art = off.artifact("onnx-int8-static")
     assert art.quantization is not None and art.quantization["outlier_prepared"] is False
 
 

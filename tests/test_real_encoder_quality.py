@@ -32,6 +32,7 @@ def test_minilm_int8_onnx_keeps_embeddings(tmp_path) -> None:  # type: ignore[no
     assert not set(map(tuple, ei.tolist())) & set(map(tuple, ci.tolist()))  # held out
     calib, ev = {"input_ids": ci, "attention_mask": cm}, {"input_ids": ei, "attention_mask": em}
     model, example = rm.minilm_encoder()
+    example = rm.example_arrays(example)
     ref = torch_outputs(model, ev)
     fp = export_onnx(model, example, tmp_path / "fp32.onnx")
 

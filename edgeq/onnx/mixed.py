@@ -19,7 +19,8 @@ _SCOPES = "pkg.torch.onnx.name_scopes"
 
 
 def module_map_of_nodes(model: Any) -> dict[str, str]:
-    """``{MatMul/Gemm node name: innermost module path}`` from the exporter's per-node name scopes."""
+    """``{MatMul/Gemm node name: innermost module path}`` from the exporter's per-node name scopes (whose last
+    entry is the FX node the ONNX node came from, the one before it the module that ran it)."""
     import ast
 
     out: dict[str, str] = {}
@@ -32,8 +33,9 @@ def module_map_of_nodes(model: Any) -> dict[str, str]:
                     scopes = ast.literal_eval(p.value)
                 except (ValueError, SyntaxError):
                     continue
-                if isinstance(scopes, list) and scopes and isinstance(scopes[-1], str) and scopes[-1]:
-                    out[node.name] = scopes[-1]
+                # ['', <module path>, ..., <innermost module path>, <FX node name>]
+                if isinstance(scopes, list) and len(scopes) >= 2 and isinstance(scopes[-2], str) and scopes[-2]:
+                    out[node.name] = scopes[-2]
     return out
 
 

@@ -108,8 +108,11 @@ def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scr
                        f"{len(result.trials)} trials in {result.seconds:.1f} s")
     else:
         progress.stage(f"search: budget not met after {len(result.trials)} trials ({result.stopped}); closest:")
+        from edgeq.validate.metrics import distance_line
+
         for t in result.closest():
-            progress.stage(f"  trial {t.index} [{t.config.label()}]: {'; '.join(t.failures) or t.error}")
+            progress.stage(f"  trial {t.index} [{t.config.label()}]: {'; '.join(t.failures) or t.error}"
+                           + (f" (distance to the budget: {distance_line(t.distance)})" if t.distance else ""))
     return {"search": result.to_dict(budget, config.search), "sensitivity": result.sensitivity}
 
 
@@ -212,8 +215,11 @@ def run_pte_search(config: PipelineConfig, budget: Budget, workdir: Path, artifa
         progress.stage(f"search (.pte): trial {winner.index} meets the budget ({winner.label})")
     else:
         progress.stage(f"search (.pte): budget not met after {len(trials)} trials; closest:")
+        from edgeq.validate.metrics import distance_line
+
         for t in closest(trials):
-            progress.stage(f"  trial {t.index} [{t.label}]: {'; '.join(t.failures) or t.error}")
+            progress.stage(f"  trial {t.index} [{t.label}]: {'; '.join(t.failures) or t.error}"
+                           + (f" (distance to the budget: {distance_line(t.distance)})" if t.distance else ""))
     shutil.rmtree(workdir.parent / f".{workdir.name}-pte-search", ignore_errors=True)
     keys["search_pte"] = {"met": winner is not None, "seconds": round(time.perf_counter() - t0, 1),
                           "trials": [t.to_dict() for t in trials],

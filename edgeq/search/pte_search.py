@@ -44,12 +44,13 @@ class PteTrial:
     seconds: float = 0.0
     error: str | None = None
     path: Path | None = None
+    distance: dict[str, float] = field(default_factory=dict)  # per budget limit, negative = missed (+ size_ratio)
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "label": self.label, "mode": self.quant.mode,
                 "nodes_excluded": list(self.quant.nodes_to_exclude), "metrics": self.metrics,
                 "failures": self.failures, "passed": self.passed, "bytes": self.bytes,
-                "seconds": round(self.seconds, 2), "error": self.error}
+                "seconds": round(self.seconds, 2), "error": self.error, "distance": self.distance}
 
 
 def plan_moves(base: QuantOptions, ranking: list[NodeSensitivity], max_trials: int,
@@ -81,7 +82,7 @@ def search_pte(static: Any, calib: Dataset, signature: list[Any], eval_inputs: l
     from edgeq.executorch.lower import lower_to_executorch
     from edgeq.executorch.quantize import quantize_pt2e
     from edgeq.executorch.runtime import run_pte
-    from edgeq.validate.metrics import check_budget, compare
+    from edgeq.validate.metrics import budget_distance, check_budget, compare
 
     scratch.mkdir(parents=True, exist_ok=True)
     trials: list[PteTrial] = []
@@ -99,8 +100,11 @@ def search_pte(static: Any, calib: Dataset, signature: list[Any], eval_inputs: l
             m = compare(reference, outs, labels)
             bc = check_budget(m, budget)
             t.metrics, t.failures = m.to_dict(), list(bc.failures)
-            if float_bytes and max_size_ratio is not None and t.bytes > max_size_ratio * float_bytes + 1e-9:
-                t.failures.append(f"size {t.bytes / float_bytes:.3f}× float > {max_size_ratio:g}×")
+            t.distance = budget_distance(m, budget)
+            if float_bytes and max_size_ratio is not None:
+                t.distance["size_ratio"] = round(max_size_ratio - t.bytes / float_bytes, 6)
+                if t.bytes > max_size_ratio * float_bytes + 1e-9:
+                    t.failures.append(f"size {t.bytes / float_bytes:.3f}× float > {max_size_ratio:g}×")
             t.passed = not t.failures
         except EdgeqError as e:
             t.error = f"{type(e).__name__}: {e.cause[:200]}"

@@ -45,7 +45,7 @@ from edgeq.data import Dataset
 from edgeq.errors import EdgeqError, UsageError
 from edgeq.progress import Progress
 from edgeq.search.patterns import CATEGORIES, Neighbourhood, fragile_nodes
-from edgeq.validate.metrics import Metrics, check_budget, compare
+from edgeq.validate.metrics import Metrics, budget_distance, check_budget, compare
 
 # 8-bit uniform quantization of a full-scale signal: SQNR = 6.02·8 + 1.76 dB. An output that passes through
 # INT8 tensors cannot be cleaner than this.
@@ -107,6 +107,7 @@ class Trial:
     error: str | None = None
     fp16_nodes: tuple[str, ...] = ()  # kept-float linears' MatMul/Gemm nodes, weights stored as float16
     fp16_modules: tuple[str, ...] = ()  # the torch modules they come from
+    distance: dict[str, float] = field(default_factory=dict)  # per budget limit, negative = missed (+ size_ratio)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -118,6 +119,7 @@ class Trial:
             "bytes": self.bytes, "latency_ms": self.latency_ms,
             "metrics": self.metrics.to_dict() if self.metrics else None, "passed": self.passed,
             "failures": list(self.failures), "shortfall": None if math.isinf(self.shortfall) else self.shortfall,
+            "distance": self.distance,
             "seconds": round(self.seconds, 3), "error": self.error,
         }
 
@@ -233,6 +235,9 @@ class _Evaluator:
                 failures.append(f"size {ratio:.3f}× float > {self.max_size_ratio:g}×")
             trial.failures = tuple(failures)
             trial.passed = not failures
+            trial.distance = budget_distance(trial.metrics, self.budget)
+            if self.max_size_ratio is not None:
+                trial.distance["size_ratio"] = round(self.max_size_ratio - ratio, 6)
             trial.shortfall = shortfall(trial.metrics, self.budget) + (
                 max(0.0, ratio - self.max_size_ratio) * 10 if self.max_size_ratio is not None else 0.0)
         except EdgeqError as e:  # one broken configuration must not end the search
