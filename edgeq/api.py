@@ -230,7 +230,10 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
 
 
 def _linear_ranking(outliers: dict[str, Any]) -> list[str]:
-    """Linear modules, most sensitive first (the preparation's sensitivity pass), for mixed-precision moves."""
+    """Linear modules, most sensitive first (the preparation's sensitivity pass), for the search's linear moves;
+    empty for convolution-dominated models (their moves are the static ones)."""
+    if not outliers.get("linear_dominated"):
+        return []
     return [r["module"] for r in outliers.get("linear_sensitivity", []) if r.get("share", 0.0) > 0]
 
 

@@ -88,10 +88,23 @@ def prepare_source(source: ModelSource, calib: Dataset, progress: Progress,
         "embeddings": log.get("embeddings", []),
         "bias_correction": log.get("bias_correction", []),
         "linear_sensitivity": [s.to_dict() for s in ranking],
+        "linear_dominated": linear_dominated(module),
         "prepared_sha256": state_hash(module),
         "seconds": {"prepare": round(prep_s, 2), "sensitivity": round(time.perf_counter() - t1, 2)},
     }
     return dataclasses.replace(source, module=module.eval()), record
+
+
+def linear_dominated(model: Any) -> bool:
+    """Linear weights outnumber convolution weights (transformers, MLPs; not a CNN with a classifier head):
+    the search's linear moves (dynamic per-token linears, sensitive linears kept float) are then the ones with
+    the largest expected gain."""
+    import torch
+
+    lin = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    conv = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Conv1d | torch.nn.Conv2d
+                                                                            | torch.nn.Conv3d))
+    return bool(lin > 0 and lin >= conv)
 
 
 def _changed(method: str, entries: Any) -> bool:

@@ -117,7 +117,7 @@ def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scr
 
 
 def pte_sensitivity_keys(config: PipelineConfig, budget: Budget, artifacts: list[Artifact], captured: Any,
-                         calib: Dataset, target: Any, progress: Progress) -> dict[str, Any]:
+                         calib: Dataset, target: Any, progress: Progress, skip_ranking: bool = False) -> dict[str, Any]:
     """``sensitivity_pte``: the PT2E node-by-node ranking, when a ``.pte`` INT8 artifact would be searched.
 
     Same trigger as the ONNX search (``--search``, or an explicit budget the first model misses). The ``.pte``
@@ -132,6 +132,8 @@ def pte_sensitivity_keys(config: PipelineConfig, budget: Budget, artifacts: list
     missed = any(not v.budget_check["passed"] for v in art.validations)
     if not (config.search.mode == "always" or (not config.budget.is_empty() and missed)):
         return {}
+    if skip_ranking:  # the torch-side Linear ranking (edgeq.prepare) orders the moves; no PT2E debugger pass
+        return {"sensitivity_pte": []}
     from edgeq.search.pte_sensitivity import pte_sensitivity
     from edgeq.search.sensitivity import sensitivity_table
 
@@ -154,7 +156,8 @@ def run_pte_search(config: PipelineConfig, budget: Budget, workdir: Path, artifa
     The winner replaces the INT8 ``.pte`` (and its ``.bpte`` bundle) and is validated again on every runner; when
     no move meets the budget the first model stays, its failing verdict stands and the closest trials are listed.
     """
-    keys = pte_sensitivity_keys(config, budget, artifacts, captured, calib, target, progress)
+    keys = pte_sensitivity_keys(config, budget, artifacts, captured, calib, target, progress,
+                                skip_ranking=bool(linear_ranking))
     art = next((a for a in artifacts if a.format == "pte" and a.role == "candidate"), None)
     if not keys or art is None or all(v.budget_check["passed"] for v in art.validations):
         return keys

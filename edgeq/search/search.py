@@ -348,7 +348,9 @@ def search_onnx(prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict
                 progress.stage("  -> " + _trial_line(trial, ev.float_bytes))
                 if on_trial:
                     on_trial(trial)
-                if trial.index == 1 and trial.path is not None and trial.metrics is not None:
+                # linear-dominated: the torch-side ranking (edgeq.prepare) orders the first moves; the ONNX node
+                # ranking (a debugger pass over the whole graph) is computed only if the static stages need it
+                if trial.index == 1 and trial.path is not None and trial.metrics is not None and not linear_first:
                     state["baseline_ranking"] = _safe_sensitivity(prepped, trial.path, calib, options)
                 if trial.passed and stage in _CUMULATIVE:
                     break  # later candidates of this stage only add float / bits to a config that already passes
