@@ -129,7 +129,7 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
     prepared_source = None
     from edgeq.prepare import prepare_source, should_prepare
 
-    if should_prepare(config, budget, source):
+    if should_prepare(config, source):
         prepared_source, outliers = prepare_source(source, calib_all, progress, explicit=config.outliers == "on")
     progress.stage(f"capturing with torch.export ({len(calib_all)} calibration / {len(ev)} evaluation samples)")
     captured, calib = capture(source, calib_all)

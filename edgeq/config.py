@@ -192,8 +192,8 @@ class PipelineConfig:
     preprocess: Preprocess | None = None  # for image-folder DATA (edgeq.imagefolder)
     compress: CompressOptions = field(default_factory=CompressOptions)  # --compress / [compress]: before capture
     trust_pickle: bool = False  # allow pickle-backed .pt2 members (runs code from the file)
-    # Outlier-aware PTQ in torch before capture (edgeq.prepare): "auto" = for PyTorch models when a budget is in
-    # force and the search may run, "on" = always for PyTorch models, "off" = never.
+    # Outlier-aware PTQ in torch before capture (edgeq.prepare): "auto" = for PyTorch models given an explicit
+    # budget when the search may run, "on" = always for PyTorch models, "off" = never.
     outliers: OutlierMode = "auto"
     version: int = CONFIG_VERSION
     # Set when the config comes from a manifest: the export refuses a target profile that changed since, as

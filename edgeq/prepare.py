@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeq.config import Budget, PipelineConfig
+from edgeq.config import PipelineConfig
 from edgeq.data import Dataset
 from edgeq.errors import UsageError
 from edgeq.progress import Progress
@@ -44,14 +44,16 @@ class LinearSensitivity:
         return {"module": self.module, "share": round(self.share, 5), "params": self.params}
 
 
-def should_prepare(config: PipelineConfig, budget: Budget, source: ModelSource) -> bool:
-    """``on``: every PyTorch module. ``auto``: a PyTorch module whose export has an accuracy budget in force and
-    may search (the preparation is what lets a real transformer or a depthwise CNN meet one)."""
+def should_prepare(config: PipelineConfig, source: ModelSource) -> bool:
+    """``on``: every PyTorch module. ``auto``: a PyTorch module whose export was given an explicit budget (flags,
+    ``--max-size-ratio``) and may search — the preparation is what lets a real transformer or a depthwise CNN meet
+    one. The target's default budget alone does not trigger it: plain exports stay plain (and fast)."""
     if config.outliers == "off" or source.kind != "factory" or source.module is None:
         return False
     if config.outliers == "on":
         return True
-    return config.search.mode != "off" and not budget.is_empty()
+    explicit = not config.budget.is_empty() or config.search.max_size_ratio is not None
+    return config.search.mode != "off" and explicit
 
 
 def input_names(source: ModelSource) -> list[str]:

@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "code in the file: only for files you made yourself")
     p.add_argument("--outliers", choices=("auto", "on", "off"), default="auto",
                    help="outlier-aware PTQ in torch before capture (SmoothQuant, INT8 embedding tables, bias "
-                        "correction) for the INT8 models of every format; auto: PyTorch models with a budget "
+                        "correction) for the INT8 models of every format; auto: PyTorch models given budget flags "
                         "(default auto)")
     add_quant_flags(p)
     add_budget_flags(p)

@@ -63,8 +63,10 @@ def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scr
 
     ``linear_ranking``: torch Linear modules, most sensitive first (edgeq.prepare), for the mixed-precision moves.
     """
+    import shutil
+
     from edgeq.backends.onnx import graph_stats
-    from edgeq.search.search import copy_best, search_onnx
+    from edgeq.search.search import search_onnx
     from edgeq.validate.orchestrate import load_npz, validate_artifacts
 
     art = next(a for a in artifacts if a.name == ONNX_STATIC)
@@ -78,14 +80,19 @@ def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scr
     result = search_onnx(prepped, calib, workdir / inputs_rel, reference, labels, base_options(art), budget,
                          config.search, scratch / "search", progress,
                          float_model=float_model if float_model.is_file() else None, linear_ranking=linear_ranking)
-    if result.best is not None and result.best.path is not None:
-        best = result.best
+    best = result.best
+    if best is not None and not result.met and best.config.dynamic:
+        # nothing met the budget: the closest *static* trial stands in for the static model that was asked for
+        # (the closest overall, dynamic or not, is listed in search.closest with its distances)
+        static = [t for t in result.trials if not t.config.dynamic and t.metrics is not None and t.path is not None]
+        best = min(static, key=lambda t: (t.shortfall, t.bytes)) if static else None
+    if best is not None and best.path is not None:
         if best.config.dynamic:  # the pick is a dynamic INT8 model: ship it under its own name
             from edgeq.backends.onnx import INT8_DYNAMIC_NAME
 
             (workdir / art.path).unlink(missing_ok=True)
             art.name, art.path, art.precision = "onnx-int8-dynamic", INT8_DYNAMIC_NAME, "int8-dynamic"
-        copy_best(result, workdir / art.path)
+        shutil.copyfile(best.path, workdir / art.path)
         art.quantization = {**(art.quantization or {}), "calibration": best.quant.calibration,
                             "per_channel": bool(best.quant.per_channel),
                             "nodes_excluded": list(best.quant.nodes_to_exclude),
