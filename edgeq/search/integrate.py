@@ -182,10 +182,9 @@ def run_pte_search(config: PipelineConfig, budget: Budget, workdir: Path, artifa
     static = static_export(captured, calib)
     data = load_npz(workdir / inputs_rel)
     eval_inputs = [data[s.name] for s in captured.signature]
-    from edgeq.search.search import DEFAULT_MAX_SIZE_RATIO
-
     fp32 = next((a for a in artifacts if a.format == "pte" and a.role == "baseline"), None)
-    cap = config.search.max_size_ratio if config.search.max_size_ratio is not None else DEFAULT_MAX_SIZE_RATIO
+    # only an explicit --max-size-ratio: a small program's fixed flatbuffer overhead would fail a default cap
+    cap = config.search.max_size_ratio
     progress.stage(f"searching for a .pte INT8 model inside the budget (first model: {art.name})")
     t0 = time.perf_counter()
     trials = search_pte(static, calib, captured.signature, eval_inputs, load_npz(workdir / reference_rel),

@@ -12,8 +12,8 @@ ExecuTorch runtime over the evaluation inputs and checked against the float refe
    fallback is the last resort: it costs size and speed).
 
 When neither ranking points at linears the float fallback goes first and the dynamic moves are dropped
-(they do not touch convolutions). Every trial is checked against the accuracy budget and the size cap
-(``--max-size-ratio``, else 0.75× the float ``.pte``). The first candidate inside the budget replaces the INT8 ``.pte``; if none
+(they do not touch convolutions). Every trial is checked against the accuracy budget and, when given, ``--max-size-ratio``
+(to the float ``.pte``). The first candidate inside the budget replaces the INT8 ``.pte``; if none
 is, the shipped ``.pte`` stays the first model (whose verdict already fails) and every trial's distance to the
 budget is recorded, closest first.
 """
