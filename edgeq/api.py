@@ -124,12 +124,14 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
     if config.compress.enabled:
         from edgeq.compress.hook import compress_source
 
-        source, compression = compress_source(source, config.compress, calib_all, ev, target, progress)
+        source, compression = compress_source(source, config.compress, calib_all, ev, target, progress,
+                                              per_channel=config.quant.per_channel)
     outliers: dict[str, Any] = {}
     prepared_source = None
     from edgeq.prepare import prepare_source, should_prepare
 
-    if should_prepare(config, source):
+    # not on a QAT model: it ships its trained ranges, which a re-scaled copy would no longer match
+    if should_prepare(config, source) and source.qat is None:
         prepared_source, outliers = prepare_source(source, calib_all, progress, explicit=config.outliers == "on")
     progress.stage(f"capturing with torch.export ({len(calib_all)} calibration / {len(ev)} evaluation samples)")
     captured, calib = capture(source, calib_all)
@@ -169,7 +171,7 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
                 # The search may replace model.int8.onnx; it runs before the artifact stages so that what they
                 # derive (.ort, usability analysis, budget check) describes the model that ships.
                 search_keys.update(_search_onnx(config, budget, tmp, scratch, built, calib, target, progress,
-                                                _linear_ranking(outliers)))
+                                                qat=source.qat is not None, linear_ranking=_linear_ranking(outliers)))
             # Emitters and Checks see every artifact built so far (each filters by format).
             state = pipeline.run_phase("artifact", state.updated(artifacts=tuple(artifacts)), pass_log)
             artifacts += [a for a in state.artifacts if a not in artifacts]
@@ -177,8 +179,9 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         validate_artifacts(tmp, artifacts, INPUTS_REL, REFERENCE_REL, runners, target, budget, progress)
         from edgeq.search.integrate import run_pte_search
 
-        search_keys.update(run_pte_search(config, budget, tmp, artifacts, quant_captured, calib, ev, INPUTS_REL,
-                                          REFERENCE_REL, runners, target, progress, _linear_ranking(outliers)))
+        if source.qat is None:  # QAT ships its trained ranges; a re-calibrating search would discard them
+            search_keys.update(run_pte_search(config, budget, tmp, artifacts, quant_captured, calib, ev, INPUTS_REL,
+                                              REFERENCE_REL, runners, target, progress, _linear_ranking(outliers)))
 
         m = new_manifest()
         m["source"] = {"ref": source.ref, "kind": source.kind, "sha256": source.sha256}
@@ -238,7 +241,7 @@ def _linear_ranking(outliers: dict[str, Any]) -> list[str]:
 
 
 def _search_onnx(config: PipelineConfig, budget: Budget, tmp: Path, scratch: Path, built: list[Artifact],
-                 calib: Dataset, target: Target, progress: Progress,
+                 calib: Dataset, target: Target, progress: Progress, qat: bool = False,
                  linear_ranking: list[str] | None = None) -> dict[str, Any]:
     """Host-check the INT8 ONNX model against the budget; search when it misses. Returns manifest keys.
 
@@ -248,6 +251,9 @@ def _search_onnx(config: PipelineConfig, budget: Budget, tmp: Path, scratch: Pat
     from edgeq.search.integrate import run_export_search, should_search
 
     if config.search.mode == "off" or (budget.is_empty() and config.search.max_size_ratio is None):
+        return {}
+    if qat:  # the search re-calibrates; QAT's point is to ship the trained ranges, so the verdict stands as is
+        progress.stage("search: not run (--compress qat ships the QAT-trained ranges)")
         return {}
     candidates = [a for a in built if a.role == "candidate"]
     validate_artifacts(tmp, candidates, INPUTS_REL, REFERENCE_REL, ("host",), target, budget, Progress(False))

@@ -10,19 +10,24 @@
   never connects to a host named in the manifest. Host runs happen in a subprocess, so a runtime that crashes on
   a hostile file becomes a typed error.
 - The stored float reference must match the float baseline artifact, so a regenerated reference is caught.
+- A text-generation folder (its reference file holds per-token NLL) is re-measured by ``edgeq.llm.check``:
+  perplexity of every runnable artifact on the stored windows against the stored float NLL, gated on
+  ``--max-ppl-increase`` (the command line over the budget recorded at export).
 """
 
 from __future__ import annotations
 
+import platform
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgeq.config import Budget
-from edgeq.errors import ManifestError, TargetError
+from edgeq.errors import ManifestError, TargetError, UsageError
 from edgeq.integrity import RUNNABLE, audit, sniff_format
-from edgeq.manifest import Artifact, read_manifest
+from edgeq.llm.check import LmCheck
+from edgeq.manifest import Artifact, Validation, read_manifest
 from edgeq.progress import Progress
 from edgeq.targets import list_targets, load_target, parse_target, targets_dir
 from edgeq.targetspec import Target
@@ -45,6 +50,7 @@ class CheckResult:
     host_passes_arm_fails: list[str]
     findings: list[str] = field(default_factory=list)  # manifest claims that the files or the CLI overrode
     notes: list[str] = field(default_factory=list)
+    llm: LmCheck | None = None  # set for text-generation folders (then ``budget`` is empty)
 
 
 def packaged_target(name: Any) -> Target:
@@ -100,7 +106,8 @@ def _gating_passes(m: dict[str, Any], arts: list[Artifact], out: Path, tgt: Targ
 
 def check(outdir: str | Path, budget: Budget | None = None, runners: tuple[str, ...] | None = None,
           progress: Progress | None = None, target: str | None = None,
-          public_key: str | Path | None = None) -> CheckResult:
+          public_key: str | Path | None = None, max_ppl_increase: float | None = None,
+          float_model: str | None = None) -> CheckResult:
     progress = progress or Progress(enabled=False)
     out = Path(outdir)
     if public_key is not None:
@@ -110,6 +117,13 @@ def check(outdir: str | Path, budget: Budget | None = None, runners: tuple[str, 
     m = read_manifest(out)
     audit(m, out)
     arts, findings = _recompute_artifacts(m, out)
+    from edgeq.llm.check import is_text_generation
+
+    if is_text_generation(m, out):
+        return _check_lm(m, out, arts, findings, runners, budget, max_ppl_increase, float_model, progress)
+    if max_ppl_increase is not None or float_model is not None:
+        raise UsageError("--max-ppl-increase and --float-model apply to text-generation folders only",
+                         f"{out} holds a tensor-model export; use --max-accuracy-drop / --min-cosine ...")
     tgt = load_target(target) if target else packaged_target((m.get("target") or {}).get("name"))
     eff = (budget or Budget()).merged_over(tgt.validation)
     try:
@@ -150,6 +164,39 @@ def check(outdir: str | Path, budget: Budget | None = None, runners: tuple[str, 
                                 f"model (min cosine {val.metrics['cosine_min']:.4f}); reference or model replaced")
     return CheckResult(out, not failures, failures, arts, eff, replace_budget(m, eff), v["host_passes_arm_fails"],
                        findings, list(v.get("notes", [])))
+
+
+def _check_lm(m: dict[str, Any], out: Path, arts: list[Artifact], findings: list[str],
+              runners: tuple[str, ...] | None, budget: Budget | None, max_ppl_increase: float | None,
+              float_model: str | None, progress: Progress) -> CheckResult:
+    import tempfile
+
+    from edgeq.llm.check import check_lm
+
+    if runners and set(runners) != {"host"}:
+        raise UsageError(f"--on {','.join(runners)}: language models are checked on the host runtimes only",
+                         "drop --on (LM artifacts are built for and measured on the host CPU)")
+    if budget is not None and not budget.is_empty():
+        raise UsageError("--max-accuracy-drop / --min-cosine / --min-sqnr / --min-top1-agreement do not apply to "
+                         "a text-generation folder", "use --max-ppl-increase PCT")
+    progress.stage(f"re-measuring perplexity of {sum(a.format in ('onnx', 'pte') for a in arts)} language "
+                   "model artifact(s) on the stored windows")
+    with tempfile.TemporaryDirectory(prefix="edgeq-check-lm-") as tmp:
+        res = check_lm(m, out, arts, max_ppl_increase, float_model, Path(tmp))
+    by_name = {r.name: r for r in res.artifacts}
+    for a in arts:
+        r = by_name.get(a.name)
+        if r is not None:
+            a.validations = [Validation(
+                runner="host", machine=platform.machine(), cpu_model=platform.processor() or "host", features=[],
+                emulated=False, metrics=dict(r.metrics), latency_ms=None, latency_kind="none",
+                runtime="onnxruntime" if r.format == "onnx" else "executorch-pybind",
+                budget_check={"max_ppl_increase_pct": res.max_ppl_increase_pct, "ppl_ratio": r.metrics["ppl_ratio"],
+                              "passed": r.passed, "failures": list(r.failures)})]
+    m2 = {**m, "budget_in_manifest": m.get("budget"),
+          "budget": {"max_ppl_increase_pct": res.max_ppl_increase_pct, "source": res.budget_source}}
+    return CheckResult(out, not res.failures, list(res.failures), arts, Budget(), m2, [],
+                       findings + list(res.findings), [], llm=res)
 
 
 def replace_budget(m: dict[str, Any], eff: Budget) -> dict[str, Any]:

@@ -37,6 +37,9 @@ class ModelSource:
     onnx_path: Path | None = None
     example_inputs: dict[str, np.ndarray] | None = None
     declared_signature: list[TensorSpec] | None = None
+    # edgeq.compress.qat.QatGraph after --compress ...,qat: the trained fake-quant graph whose ranges both format
+    # backends ship (instead of re-calibrating). Any: compress sits above this module.
+    qat: Any = None
 
     @property
     def is_torch(self) -> bool:

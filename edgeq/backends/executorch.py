@@ -19,7 +19,7 @@ from edgeq.data import Dataset
 from edgeq.errors import DataError, UsageError
 from edgeq.executorch.bundle import DEFAULT_CASES, derive_tolerances, write_bundle
 from edgeq.executorch.lower import lower_to_executorch
-from edgeq.executorch.quantize import quantize_pt2e, sample_args
+from edgeq.executorch.quantize import convert_qat, quantize_pt2e, sample_args
 from edgeq.manifest import Artifact
 from edgeq.pipeline.state import BuildState
 from edgeq.progress import Progress
@@ -71,6 +71,14 @@ class ExecutorchBackend(FormatBackend):
     def quantize(self, state: BuildState, scheme: QuantOptions) -> BuildState:
         progress = state.progress or Progress(enabled=False)
         calib = _calib(state)
+        qat = _captured(state).source.qat
+        if qat is not None:
+            if scheme.mode == "dynamic":
+                raise UsageError("--compress qat trains static INT8 activation ranges; --dynamic would discard them",
+                                 "drop --dynamic (or drop qat from --compress)")
+            progress.stage(f"ExecuTorch: convert_pt2e on the QAT graph ({qat.describe()})")
+            qep, qinfo = convert_qat(qat, calib, _captured(state).signature)
+            return state.updated(program=qep, quant=scheme, quantization=qinfo)
         n = min(len(calib), scheme.max_calibration_samples)
         label = f"calibrating on {n} samples" if scheme.mode == "static" else "dynamic INT8 (no calibration)"
         progress.stage(f"ExecuTorch: PT2E INT8 with the XNNPACK quantizer, {label}")

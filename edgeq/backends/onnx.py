@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import shutil
 from pathlib import Path
 from typing import Any
@@ -66,16 +67,36 @@ class OnnxBackend(FormatBackend):
             raise UsageError("the ONNX backend quantizes after capture", "call capture() first")
         progress.stage("ONNX: pre-processing (onnxruntime quant_pre_process)")
         prepped, prep_note = preprocess(state.model_path, _scratch(state) / PREP_NAME)
+        qat = state.captured.source.qat if state.captured is not None else None
+        if qat is not None and scheme.mode == "dynamic":
+            raise UsageError("--compress qat trains static INT8 activation ranges; --dynamic would discard them",
+                             "drop --dynamic (or drop qat from --compress)")
         if scheme.mode == "dynamic":
             progress.stage("ONNX: dynamic INT8 quantization")
             out = state.workdir / INT8_DYNAMIC_NAME
             qinfo = quantize_onnx_dynamic(prepped, out, scheme)
+        elif qat is not None:
+            # QAT: the trained activation ranges replace calibration; the weights are the QAT-trained ones on the
+            # same symmetric grid (per-channel / per-tensor and bits as trained). INT8 activations like XNNPACK's.
+            scheme = dataclasses.replace(scheme, per_channel=qat.per_channel, activation_type="int8",
+                                         reduce_range=False)
+            n = min(len(state.calib), scheme.max_calibration_samples)
+            progress.stage(f"ONNX: QDQ with the QAT ranges ({qat.describe()})")
+            out = state.workdir / INT8_NAME
+            with progress.bar(n, "calibration (tensors without a QAT range)") as bar:
+                qinfo = quantize_onnx_static(prepped, out, state.calib, scheme, on_sample=lambda: bar.update(1),
+                                             fixed_ranges=qat.activation_ranges, weight_bits=qat.bits)
+            qinfo["ranges"] = {"source": "qat", "description": qat.describe(),
+                               "activation_ranges_from_qat": len(qinfo["fixed_ranges"]),
+                               "qat_activation_ranges": len(qat.activation_ranges),
+                               "weights": "symmetric min/max of the QAT-trained weights (the QAT weight grid)"}
         else:
             n = min(len(state.calib), scheme.max_calibration_samples)
             progress.stage(f"ONNX: calibrating on {n} samples ({scheme.calibration}) and quantizing (QDQ)")
             out = state.workdir / INT8_NAME
             with progress.bar(n, "calibration") as bar:
                 qinfo = quantize_onnx_static(prepped, out, state.calib, scheme, on_sample=lambda: bar.update(1))
+            qinfo["ranges"] = {"source": "calibration"}
         qinfo["preprocessing"] = prep_note
         qinfo["outlier_prepared"] = state.float_captured is not None  # built from edgeq.prepare's copy
         return state.updated(model_path=out, quant=scheme, quantization=qinfo)

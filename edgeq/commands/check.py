@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgeq.commands.common import add_budget_flags, budget_from, progress_from
+
+if TYPE_CHECKING:
+    from edgeq.check import CheckResult
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -13,7 +17,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        description="Re-hash every file in OUTDIR (a missing, changed, unlisted or symlinked file "
                                    "fails), recompute each artifact's format from its bytes, re-run every runnable "
                                    "artifact on the stored validation inputs and compare with the stored float "
-                                   "reference. The budget is the flags below over the target profile; the "
+                                   "reference (for a text-generation folder: perplexity on the stored token "
+                                   "windows against the stored float NLL, see --max-ppl-increase / --float-model). "
+                                   "The budget is the flags below over the target profile; the "
                                    "manifest's budget is shown, never obeyed. Exit 0 on pass, 1 when the budget is "
                                    "exceeded, 2 on a usage or input error (including a tampered folder), 3 when a "
                                    "runner fails.")
@@ -28,6 +34,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--public-key", type=Path, metavar="PEM",
                    help="require OUTDIR/edgeq.json.sig to be a valid ed25519 signature by this key (`edgeq sign`)")
     add_budget_flags(p)
+    g = p.add_argument_group("text-generation folders (perplexity re-measured from the stored windows)")
+    g.add_argument("--max-ppl-increase", type=float, metavar="PCT",
+                   help="budget: perplexity may rise at most PCT %% over float (default: the one recorded at export)")
+    g.add_argument("--float-model", metavar="MODEL",
+                   help="the float model (HF folder, .gguf or pkg.module:factory): recompute float perplexity on "
+                        "the stored windows instead of trusting the stored reference")
     p.set_defaults(func=run)
 
 
@@ -40,15 +52,18 @@ def run(args: argparse.Namespace) -> int:
 
     runners = tuple(s.strip() for s in args.on.split(",")) if args.on else None
     res = check(args.outdir, budget_from(args), runners, progress_from(args), target=args.target,
-                public_key=args.public_key)
+                public_key=args.public_key, max_ppl_increase=args.max_ppl_increase, float_model=args.float_model)
     m = dict(res.manifest)
     m["artifacts"] = [a.to_dict() for a in res.artifacts]
-    m["budget"] = res.budget.to_dict()
+    m["budget"] = res.budget.to_dict() if res.llm is None else res.manifest["budget"]
     m["verdict"] = {"passed": res.passed, "failures": res.failures, "host_passes_arm_fails": res.host_passes_arm_fails,
                     "notes": res.notes}
     for f in res.findings:
         print(f"note: {f}", file=human(args))
-    print(terminal_summary(m, str(args.outdir)), file=human(args))
+    if res.llm is not None:
+        print(lm_summary(res, str(args.outdir)), file=human(args))
+    else:
+        print(terminal_summary(m, str(args.outdir)), file=human(args))
     if args.junit:
         write_junit(args.junit, res.artifacts, suite=f"edgeq-check-{args.outdir.name}",
                     extra_failures=[f for f in res.failures if f.startswith("pass ") or f.startswith("no artifact")],
@@ -57,3 +72,18 @@ def run(args: argparse.Namespace) -> int:
         emit_json({"command": "check", **json_result(m, str(args.outdir)),
                    "junit": str(args.junit) if args.junit else None})
     return 0 if res.passed else 1
+
+
+def lm_summary(res: CheckResult, out: str) -> str:
+    """The re-measured perplexity table of a text-generation folder."""
+    lm = res.llm
+    if lm is None:
+        return ""
+    w = max([8] + [len(a.name) for a in lm.artifacts])
+    lines = [f"{out}: float perplexity {lm.float_ppl:.4f} ({lm.float_source}); budget +{lm.max_ppl_increase_pct:g} % "
+             f"({lm.budget_source})", f"  {'artifact':<{w}} {'PPL':>9} {'PPL x':>7} {'top-1':>7}  verdict"]
+    for a in lm.artifacts:
+        lines.append(f"  {a.name:<{w}} {a.metrics['ppl']:>9.4f} {a.metrics['ppl_ratio']:>7.4f} "
+                     f"{a.metrics['top1_agreement']:>7.1%}  {'pass' if a.passed else 'FAIL'}")
+    lines.append("verdict: " + ("PASS" if res.passed else "FAIL: " + "; ".join(res.failures)))
+    return "\n".join(lines)

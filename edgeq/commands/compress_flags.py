@@ -11,7 +11,8 @@ COMPRESS_HELP = (
     "prune:R removes R of the conv channels / linear rows (structured: smaller and faster everywhere); "
     "sparse:R zeroes R of each layer's weights (smaller download only: dense runtimes do not get faster); "
     "lowrank:E factorises Linear / 1x1 Conv by SVD keeping energy E; cluster:K snaps each layer to K shared "
-    "values (palette; runtimes get dequantized weights); qat trains under INT8 fake quantization (last). "
+    "values (palette; runtimes get dequantized weights); qat trains under INT8 fake quantization, qat:4 with "
+    "4-bit weights (last; both formats ship the trained ranges; --train-steps 0 = calibrate only, i.e. PTQ). "
     "Each is fine-tuned by distillation from the float model, which stays the validation reference.")
 
 

@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "name climbs its default ladder); each ladder stops once a level leaves the budget")
     g.add_argument("--format", default="onnx", metavar="FMT[,FMT]", help="formats each trial exports (--methods)")
     g.add_argument("--workers", type=int, default=2, metavar="N", help="parallel trial processes (default 2)")
+    g.add_argument("--ray", metavar="ADDRESS", default=None,
+                   help="run the trials as Ray tasks on this cluster (host:port from `ray start --head`, or auto); "
+                        "needs pip install 'edgeq[ray]'")
     add_compress_flags(p)
     p.set_defaults(func=run)
 
@@ -101,7 +104,7 @@ def run_methods(args: argparse.Namespace, cfg: PipelineConfig) -> int:
     ladders = parse_ladders(args.methods)
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     cfg = dataclasses.replace(cfg, formats=formats, compress=compress_from(args))
-    s = run_compress_sweep(cfg, ladders, args.workers, progress_from(args))
+    s = run_compress_sweep(cfg, ladders, args.workers, progress_from(args), ray_address=args.ray)
     metric = s["metric"]
     print(f"{'variant':16} {'bytes':>9} {'latency ms':>11} {metric:>14}  budget")
     for r in s["variants"]:

@@ -16,8 +16,11 @@ EXAMPLE_BATCH = 2  # a dynamic batch in torch.export needs >= 2
 
 
 def compress_model(model: Any, options: CompressOptions, calib: Dataset, input_names: list[str],
-                   target: Any = None, progress: Progress | None = None) -> tuple[Any, dict[str, Any]]:
+                   target: Any = None, progress: Progress | None = None, *, per_channel: bool | None = None,
+                   handoff: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
     """Apply ``options.methods`` in order to ``model`` (a float nn.Module). Returns the model and a manifest record.
+
+    ``handoff`` (optional) receives in-memory results for the backends, e.g. ``handoff["qat"]``: a QatGraph.
 
     Fine-tuning uses ``--train-data`` (else the calibration data) and distils from the unmodified model.
     """
@@ -43,7 +46,8 @@ def compress_model(model: Any, options: CompressOptions, calib: Dataset, input_n
     for cfg in options.methods:
         t0 = time.perf_counter()
         progress.stage(f"compress: {cfg.name} (level {cfg.level:g})")
-        ctx = CompressContext(trainer=trainer, example=example, progress=progress, steps=steps, target=target)
+        ctx = CompressContext(trainer=trainer, example=example, progress=progress, steps=steps, target=target,
+                              per_channel=per_channel, handoff=handoff)
         model, rec = get_method(cfg.name)(model, cfg, ctx)
         model.eval()
         rec = {"method": cfg.name, "level": cfg.level, **rec, "params": param_count(model),

@@ -22,8 +22,10 @@ from edgeq.source import ModelSource, state_hash
 
 
 def compress_source(source: ModelSource, options: CompressOptions, calib: Dataset, ev: Dataset, target: Any,
-                    progress: Progress) -> tuple[ModelSource, dict[str, Any]]:
-    """A new source holding the compressed module (``source`` itself is untouched) and the compression record."""
+                    progress: Progress, per_channel: bool | None = None) -> tuple[ModelSource, dict[str, Any]]:
+    """A new source holding the compressed module (``source`` itself is untouched) and the compression record.
+
+    After QAT the source also carries the trained fake-quant graph (``source.qat``) for the backends to reuse."""
     import copy
 
     from edgeq.compress.apply import compress_model
@@ -32,10 +34,12 @@ def compress_source(source: ModelSource, options: CompressOptions, calib: Datase
         raise UsageError(f"--compress needs a PyTorch factory model, got a {source.kind} source ({source.ref})",
                          "pass pkg.module:factory so edgeq can fine-tune the module")
     names = [s.name for s in source.declared_signature] if source.declared_signature else list(source.input_names)
-    module, record = compress_model(copy.deepcopy(source.module), options, calib, names, target, progress)
+    handoff: dict[str, Any] = {}
+    module, record = compress_model(copy.deepcopy(source.module), options, calib, names, target, progress,
+                                    per_channel=per_channel, handoff=handoff)
     record["float_eval"] = _float_effect(source.module, module, ev, names)
     record["compressed_sha256"] = state_hash(module)
-    return dataclasses.replace(source, module=module.eval()), record
+    return dataclasses.replace(source, module=module.eval(), qat=handoff.get("qat")), record
 
 
 def _float_effect(original: Any, compressed: Any, ev: Dataset, names: list[str]) -> dict[str, Any]:

@@ -2,31 +2,63 @@
 config: fake-quant on weights and activations, conv+BatchNorm folding simulated), distillation fine-tune from the
 float model, then the trained weights go back into the eager model.
 
-The fake-quant ranges learnt in training are recorded (scale / zero point per quantized tensor). The format
-backends then quantize the QAT-trained weights with their own calibration, so the shipped ranges are re-measured on
-the calibration data rather than copied: the weights have learnt to live on an INT8 grid, which is where QAT's gain
-comes from, and the record says which ranges were used.
+The trained fake-quant graph is handed to the format backends (:class:`QatGraph`), so both ship the ranges QAT
+learnt instead of re-calibrating: ``.pte`` runs ``convert_pt2e`` on this graph and lowers it to XNNPACK; ONNX
+quantizes the QAT-trained weights to QDQ with every activation scale / zero point that exists in the ONNX graph
+overridden by the QAT observer's (weights: symmetric min/max of the trained weights, the same formula the QAT
+weight fake-quant uses).
+
+``qat:4`` trains 4-bit weights (symmetric grid [-8, 7], per channel or per tensor) with INT8 activations.
+With ``--train-steps 0`` the same quantizer is only calibrated (observers on, fake quant off): post-training
+quantization with the QAT scheme, the baseline QAT is measured against.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from edgeq.compress.registry import CompressContext, register
 from edgeq.compress.spec import QatConfig
 from edgeq.errors import QuantizationError
 
+HANDOFF_KEY = "qat"
+CALIBRATION_BATCHES = 16  # --train-steps 0: observer passes over the training data (batch = --train-batch)
 
-def qat_quantizer(per_channel: bool) -> Any:
+
+@dataclass(frozen=True)
+class QatGraph:
+    """What the backends reuse: the trained PT2E graph (dynamic batch, eval mode) and its activation ranges."""
+
+    prepared: Any  # torch.fx.GraphModule with fake-quant modules
+    bits: int
+    per_channel: bool
+    trained: bool  # False: --train-steps 0, ranges from calibration only (PTQ with the QAT scheme)
+    # FX node name -> (scale, zero point) of its per-tensor INT8 activation fake-quant
+    activation_ranges: dict[str, tuple[float, int]] = field(default_factory=dict)
+
+    @property
+    def weight_qrange(self) -> tuple[int, int]:
+        return (-8, 7) if self.bits == 4 else (-127, 127)
+
+    def describe(self) -> str:
+        grid = "per-channel" if self.per_channel else "per-tensor"
+        how = "QAT-trained" if self.trained else "calibrated (no fine-tune)"
+        return f"{self.bits}-bit {grid} symmetric weights, INT8 activations, {how} fake-quant ranges"
+
+
+def qat_quantizer(per_channel: bool, bits: int = 8) -> Any:
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
     )
 
-    return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel, is_qat=True))
+    lo, hi = (-8, 7) if bits == 4 else (-127, 127)
+    return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(
+        is_per_channel=per_channel, is_qat=True, weight_qmin=lo, weight_qmax=hi))
 
 
-def prepare(model: Any, example: tuple[Any, ...], per_channel: bool) -> Any:
+def prepare(model: Any, example: tuple[Any, ...], per_channel: bool, bits: int = 8) -> Any:
     """Export with a dynamic batch and insert fake-quant modules (the model's weights are shared, not copied)."""
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
@@ -34,7 +66,7 @@ def prepare(model: Any, example: tuple[Any, ...], per_channel: bool) -> Any:
     dim = torch.export.Dim("batch", min=1, max=1 << 16)
     try:
         gm = torch.export.export(model, example, dynamic_shapes=tuple({0: dim} for _ in example), strict=False).module()
-        return prepare_qat_pt2e(gm, qat_quantizer(per_channel))
+        return prepare_qat_pt2e(gm, qat_quantizer(per_channel, bits))
     except Exception as e:
         raise QuantizationError(f"qat: prepare_qat_pt2e failed: {type(e).__name__}: {str(e)[:300]}",
                                 "QAT needs a model torch.export can capture with a dynamic batch") from e
@@ -44,15 +76,35 @@ def fake_quant_ranges(prepared: Any) -> dict[str, dict[str, Any]]:
     """scale / zero point of every fake-quant module after training (per-tensor ones; per-channel summarised)."""
     out: dict[str, dict[str, Any]] = {}
     for name, mod in prepared.named_modules():
-        scale = getattr(mod, "scale", None)
-        zp = getattr(mod, "zero_point", None)
-        if scale is None or zp is None or not hasattr(mod, "fake_quant_enabled"):
+        if not hasattr(mod, "fake_quant_enabled") or not hasattr(mod, "calculate_qparams"):
             continue
+        scale, zp = mod.calculate_qparams()
         s = scale.detach().flatten()
         if s.numel() == 1:
             out[name] = {"scale": float(s.item()), "zero_point": int(zp.flatten()[0].item())}
         else:
             out[name] = {"channels": int(s.numel()), "scale_min": float(s.min()), "scale_max": float(s.max())}
+    return out
+
+
+def activation_ranges(prepared: Any) -> dict[str, tuple[float, int]]:
+    """Observed FX node name -> (scale, zero point) for each per-tensor activation fake-quant (weights excluded:
+    a weight's fake-quant observes a ``get_attr`` node)."""
+    modules = dict(prepared.named_modules())
+    out: dict[str, tuple[float, int]] = {}
+    for node in prepared.graph.nodes:
+        if node.op != "call_module" or not node.args:
+            continue
+        mod = modules.get(str(node.target))
+        if mod is None or not hasattr(mod, "fake_quant_enabled"):
+            continue
+        src = node.args[0]
+        # calculate_qparams: what convert_pt2e puts in the .pte (the fused fake-quant only refreshes its
+        # ``scale`` buffer while fake quantization is on, so after a calibration-only pass it is stale)
+        scale, zp = mod.calculate_qparams()
+        if getattr(src, "op", None) == "get_attr" or scale.numel() != 1:
+            continue
+        out[str(src.name)] = (float(scale.item()), int(zp.item()))
     return out
 
 
@@ -62,14 +114,47 @@ def _set_mode(gm: Any, train: bool) -> None:
     (move_exported_model_to_train if train else move_exported_model_to_eval)(gm)
 
 
+def calibrate(prepared: Any, ctx: CompressContext) -> int:
+    """PTQ with the QAT scheme: observers see the training data, fake quantization stays off meanwhile."""
+    import torch
+    from torchao.quantization.pt2e.fake_quantize import disable_fake_quant, enable_fake_quant
+
+    data = ctx.trainer.data
+    bs = max(1, ctx.trainer.options.batch_size)
+    n = min(len(data), CALIBRATION_BATCHES * bs)
+    _set_mode(prepared, False)
+    prepared.apply(disable_fake_quant)
+    with torch.no_grad():
+        for i in range(0, n, bs):
+            inputs, _ = data.batch(torch.arange(i, min(n, i + bs)))
+            prepared(*inputs)
+    prepared.apply(enable_fake_quant)
+    return n
+
+
+def resolve_per_channel(cfg: QatConfig, ctx: CompressContext) -> bool:
+    if cfg.per_channel is not None:
+        return cfg.per_channel
+    if ctx.per_channel is not None:
+        return ctx.per_channel
+    target = ctx.target
+    return bool(target.executorch.per_channel) if target is not None else True
+
+
 @register("qat")
 def apply(model: Any, cfg: QatConfig, ctx: CompressContext) -> tuple[Any, dict[str, Any]]:
     import torch
 
     model.eval()
-    prepared = prepare(model, ctx.example, cfg.per_channel)
-    ctx.progress.stage("qat: fine-tuning with fake-quantized weights and activations")
-    tune = ctx.trainer.fine_tune(prepared, ctx.steps, "qat fine-tune", train_mode=_set_mode)
+    per_channel = resolve_per_channel(cfg, ctx)
+    prepared = prepare(model, ctx.example, per_channel, cfg.bits)
+    if ctx.steps > 0:
+        ctx.progress.stage(f"qat: fine-tuning with fake-quantized {cfg.bits}-bit weights and INT8 activations")
+        tune = ctx.trainer.fine_tune(prepared, ctx.steps, "qat fine-tune", train_mode=_set_mode)
+    else:
+        ctx.progress.stage("qat: --train-steps 0, calibrating the QAT quantizer only (post-training quantization)")
+        tune = {"steps": 0, "calibration_samples": calibrate(prepared, ctx)}
+    _set_mode(prepared, False)
     trained = prepared.state_dict()
     own = model.state_dict()
     copied = [k for k in own if k in trained and trained[k].shape == own[k].shape]
@@ -78,10 +163,16 @@ def apply(model: Any, cfg: QatConfig, ctx: CompressContext) -> tuple[Any, dict[s
                                 "this torch/torchao version renames parameters on export; please report it")
     with torch.no_grad():
         model.load_state_dict({k: trained[k] for k in copied}, strict=False)
+    graph = QatGraph(prepared, cfg.bits, per_channel, ctx.steps > 0, activation_ranges(prepared))
+    if ctx.handoff is not None:
+        ctx.handoff[HANDOFF_KEY] = graph
     ranges = fake_quant_ranges(prepared)
-    return model, {"quantizer": "XNNPACKQuantizer (symmetric, QAT, per-channel weights)" if cfg.per_channel
-                   else "XNNPACKQuantizer (symmetric, QAT, per-tensor weights)",
+    grid = "per-channel" if per_channel else "per-tensor"
+    return model, {"quantizer": f"XNNPACKQuantizer (symmetric, QAT, {cfg.bits}-bit {grid} weights, INT8 activations)",
+                   "bits": cfg.bits, "per_channel": per_channel,
                    "fake_quant_modules": len(ranges), "ranges": ranges, "tensors_trained": len(copied),
+                   # FX node -> [scale, zero point]: what both formats ship for that activation
+                   "activation_ranges": {k: [v[0], v[1]] for k, v in graph.activation_ranges.items()},
                    "fine_tune": tune,
-                   "note": "weights trained under INT8 fake quantization; each format re-calibrates activation "
-                           "ranges on the calibration data"}
+                   "note": f"{graph.describe()}; both formats ship these ranges (.pte: convert_pt2e of the QAT "
+                           "graph; ONNX: QDQ with the QAT activation scales / zero points)"}

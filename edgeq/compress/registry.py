@@ -19,6 +19,9 @@ class CompressContext:
     progress: Progress
     steps: int  # fine-tune budget for this method
     target: Any = None  # edgeq.targets.Target (QAT uses its quantizer settings)
+    per_channel: bool | None = None  # --per-channel / --per-tensor (None: the target's setting)
+    # In-memory results a method leaves for the format backends (QAT: its trained fake-quant graph).
+    handoff: dict[str, Any] | None = None
 
 
 # apply(model, config, ctx) -> (model, record). The model may be changed in place or replaced.

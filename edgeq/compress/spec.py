@@ -1,6 +1,6 @@
 """Compression methods as frozen configs, and the ``--compress`` spelling that builds them.
 
-``prune:0.3,qat,lowrank:0.9,cluster:16,sparse:0.5`` → a tuple of configs applied in the order given. The config
+``prune:0.3,qat,lowrank:0.9,cluster:16,sparse:0.5`` (``qat:4``: 4-bit weights) → a tuple of configs applied in the order given. The config
 type selects the transform (torchao's ``quantize_(model, config)`` style); each method module registers its
 ``apply`` for its config type in :mod:`edgeq.compress.registry`.
 """
@@ -88,16 +88,30 @@ class ClusterConfig:
         return float(self.clusters)
 
 
+QAT_BITS = (4, 8)
+
+
 @dataclass(frozen=True)
 class QatConfig:
-    """Quantization-aware training with torchao PT2E (``prepare_qat_pt2e``) and the XNNPACK quantizer."""
+    """Quantization-aware training with torchao PT2E (``prepare_qat_pt2e``) and the XNNPACK quantizer.
 
-    per_channel: bool = True
+    ``bits``: weight bits (8, or 4: symmetric int4 weight grid [-8, 7]); activations are INT8 either way.
+    ``per_channel``: ``None`` follows ``--per-channel/--per-tensor``, else the target's ExecuTorch setting.
+    The trained fake-quant ranges are what both formats ship (``convert_pt2e`` for ``.pte``, QDQ for ONNX).
+    """
+
+    bits: int = 8
+    per_channel: bool | None = None
     name: str = "qat"
+
+    def __post_init__(self) -> None:
+        if self.bits not in QAT_BITS:
+            raise UsageError(f"qat weight bits must be 4 or 8, got {self.bits}",
+                             "qat (INT8 weights) or qat:4 (4-bit weights, INT8 activations)")
 
     @property
     def level(self) -> float:
-        return 1.0
+        return float(self.bits)
 
 
 MethodConfig = PruneConfig | SparseConfig | LowRankConfig | ClusterConfig | QatConfig
@@ -108,8 +122,9 @@ _METHODS: dict[str, tuple[type, str | None]] = {
     "sparse": (SparseConfig, "ratio"),
     "lowrank": (LowRankConfig, "energy"),
     "cluster": (ClusterConfig, "clusters"),
-    "qat": (QatConfig, None),
+    "qat": (QatConfig, "bits"),
 }
+_INT_ARGS = ("clusters", "bits")
 
 
 def method_names() -> tuple[str, ...]:
@@ -133,9 +148,9 @@ def parse_item(item: str) -> MethodConfig:
     if not sep:
         return cls()  # type: ignore[no-any-return]
     try:
-        num: float | int = int(value) if arg == "clusters" else float(value)
+        num: float | int = int(value) if arg in _INT_ARGS else float(value)
     except ValueError as e:
-        kind = "an integer" if arg == "clusters" else "a number"
+        kind = "an integer" if arg in _INT_ARGS else "a number"
         raise UsageError(f"--compress: {text!r}: {value!r} is not {kind}", f"e.g. {name}:{cls().level:g}") from e
     if isinstance(num, float) and not math.isfinite(num):
         raise UsageError(f"--compress: {text!r}: value must be finite")
@@ -169,7 +184,8 @@ def format_spec(methods: tuple[MethodConfig, ...]) -> str:
     out = []
     for m in methods:
         _, arg = _METHODS[m.name]
-        out.append(m.name if arg is None else f"{m.name}:{getattr(m, arg):g}")
+        default = isinstance(m, QatConfig) and m.bits == QatConfig().bits  # plain ``qat`` stays ``qat``
+        out.append(m.name if arg is None or default else f"{m.name}:{getattr(m, arg):g}")
     return ",".join(out)
 
 

@@ -2,7 +2,7 @@
 
 Each method climbs its ladder from the mildest level (prune 10 → 20 → 30 % …) and stops once a level leaves the
 budget; every level is a full ``edgeq export`` (fine-tune, both formats, validation on every runner) in
-``OUTDIR/trials/<method>-<level>``. Ladders run in parallel local processes. The INT8-only export is the baseline.
+``OUTDIR/trials/<method>-<level>``. Ladders run in parallel local processes, or as Ray tasks (``--ray ADDRESS``). The INT8-only export is the baseline.
 The pick is the smallest, then fastest, variant whose verdict passed; the report plots accuracy against bytes and
 latency with the Pareto front and the budget drawn.
 """
@@ -27,7 +27,7 @@ DEFAULT_LADDERS: dict[str, tuple[str, ...]] = {
     "sparse": ("0.3", "0.5", "0.7"),
     "lowrank": ("0.99", "0.95", "0.9", "0.8"),
     "cluster": ("256", "64", "16"),
-    "qat": ("",),
+    "qat": ("8", "4"),  # INT8 weights, then 4-bit
 }
 
 
@@ -120,9 +120,82 @@ def pareto(rows: list[dict[str, Any]], metric: str) -> list[str]:
     return front
 
 
+def _run_job(base: PipelineConfig, name: str, ladder: tuple[MethodConfig, ...], trials: Path) -> list[dict[str, Any]]:
+    """One unit of parallel work: the INT8 baseline, or one method's whole ladder (climbed in order)."""
+    return [_run_one(base, None, trials)] if name == "int8" else _run_ladder(base, ladder, trials)
+
+
+def _run_local(base: PipelineConfig, jobs: list[tuple[str, tuple[MethodConfig, ...]]], trials: Path, workers: int,
+               progress: Progress) -> list[dict[str, Any]]:
+    ctx = multiprocessing.get_context("spawn")  # torch and fork do not mix
+    rows: list[dict[str, Any]] = []
+    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx) as pool:
+        futures: dict[str, Future[list[dict[str, Any]]]] = {
+            name: pool.submit(_run_job, base, name, lad, trials) for name, lad in jobs}
+        for name, fut in futures.items():
+            rows += fut.result()
+            progress.stage(f"sweep: {name} done")
+    return rows
+
+
+def connect_ray(address: str) -> Any:
+    """Connect this process to the Ray cluster at ``address`` (``host:port``, ``ray://host:port`` or ``auto``).
+
+    A driver that already called ``ray.init`` keeps its connection. Errors say whether Ray is missing or the
+    cluster cannot be reached, instead of Ray's own minute-long retry loop.
+    """
+    try:
+        import ray
+    except ImportError as e:
+        raise UsageError("--ray needs the Ray package, which is not installed",
+                         "pip install 'edgeq[ray]' (or drop --ray to run trials in local processes)") from e
+    if ray.is_initialized():
+        return ray
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if address != "auto":
+        if not sep or not port.isdigit():
+            raise UsageError(f"--ray {address!r} is not host:port", "e.g. --ray 127.0.0.1:6379 (see `ray start --head`)")
+        import socket
+
+        try:
+            socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+        except OSError as e:
+            raise UsageError(f"--ray {address}: no Ray cluster answers there ({e.strerror or e})",
+                             "start one with `ray start --head` and pass the address it prints, or drop --ray") from e
+    import logging
+
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+    except Exception as e:  # ConnectionError, RuntimeError ...: all mean "no usable cluster"
+        raise UsageError(f"--ray {address}: cannot join the Ray cluster ({type(e).__name__}: {str(e)[:200]})",
+                         "check the address printed by `ray start --head` and that the Ray versions match") from e
+    return ray
+
+
+def _run_on_ray(address: str, base: PipelineConfig, jobs: list[tuple[str, tuple[MethodConfig, ...]]], trials: Path,
+                progress: Progress) -> list[dict[str, Any]]:
+    """The same jobs as Ray tasks (one CPU each). Trial folders are written by the workers, so OUTDIR must be
+    on a filesystem they share with this machine (always true for a local Ray instance)."""
+    ray = connect_ray(address)
+    task = ray.remote(num_cpus=1)(_run_job)
+    refs = {name: task.remote(base, name, lad, trials) for name, lad in jobs}
+    rows: list[dict[str, Any]] = []
+    for name, ref in refs.items():
+        try:
+            rows += ray.get(ref)
+        except Exception as e:  # a worker crash surfaces as RayTaskError / WorkerCrashedError
+            raise EdgeqError(f"sweep: Ray task {name!r} failed: {type(e).__name__}: {str(e)[:300]}",
+                             "run the same sweep without --ray to see the trial's own error") from e
+        progress.stage(f"sweep: {name} done (Ray)")
+    return rows
+
+
 def run_compress_sweep(base: PipelineConfig, ladders: dict[str, tuple[MethodConfig, ...]], workers: int = 2,
-                       progress: Progress | None = None) -> dict[str, Any]:
-    """Run the baseline and every ladder; write OUTDIR/{sweep.json, report.html, trials/}; return the summary."""
+                       progress: Progress | None = None, ray_address: str | None = None) -> dict[str, Any]:
+    """Run the baseline and every ladder; write OUTDIR/{sweep.json, report.html, trials/}; return the summary.
+
+    ``ray_address``: run the jobs as Ray tasks on that cluster instead of ``workers`` local processes."""
     from edgeq.compress.sweep_report import write_sweep_report
     from edgeq.outdir import commit_output, prepare_output
 
@@ -135,21 +208,16 @@ def run_compress_sweep(base: PipelineConfig, ladders: dict[str, tuple[MethodConf
     try:
         trials = tmp / "trials"
         trials.mkdir()
-        ctx = multiprocessing.get_context("spawn")  # torch and fork do not mix
-        jobs = [("int8", ())] + [(m, lad) for m, lad in ladders.items()]
-        progress.stage(f"sweep: INT8 baseline + {len(ladders)} ladder(s) in {max(1, workers)} process(es)")
-        rows: list[dict[str, Any]] = []
-        with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx) as pool:
-            futures: dict[str, Future[Any]] = {}
-            for name, lad in jobs:
-                futures[name] = (pool.submit(_run_one, base, None, trials) if name == "int8"
-                                 else pool.submit(_run_ladder, base, lad, trials))
-            for name, fut in futures.items():
-                res = fut.result()
-                rows += res if isinstance(res, list) else [res]
-                progress.stage(f"sweep: {name} done")
+        jobs: list[tuple[str, tuple[MethodConfig, ...]]] = [("int8", ())] + list(ladders.items())
+        if ray_address:
+            progress.stage(f"sweep: INT8 baseline + {len(ladders)} ladder(s) as Ray tasks on {ray_address}")
+            rows = _run_on_ray(ray_address, base, jobs, trials, progress)
+        else:
+            progress.stage(f"sweep: INT8 baseline + {len(ladders)} ladder(s) in {max(1, workers)} process(es)")
+            rows = _run_local(base, jobs, trials, workers, progress)
         metric = "accuracy" if any(r.get("accuracy") is not None for r in rows) else "top1_agreement"
         summary = {"metric": metric, "pick": pick(rows), "pareto": pareto(rows, metric), "variants": rows,
+                   "executor": f"ray {ray_address}" if ray_address else f"{max(1, workers)} local process(es)",
                    "ladders": {m: [c.level for c in lad] for m, lad in ladders.items()},
                    "budget": base.budget.to_dict(), "formats": list(base.formats),
                    "compress_train": dataclasses.asdict(base.compress.train)}

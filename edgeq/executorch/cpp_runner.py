@@ -21,7 +21,8 @@ from pathlib import Path
 from edgeq.cache import cache_dir
 from edgeq.errors import RunnerError, UsageError
 
-SOURCES = ("CMakeLists.txt", "edgeq_runner.cpp", "toolchain-aarch64.cmake")
+SOURCES = ("CMakeLists.txt", "edgeq_runner.cpp", "edgeq_json.h", "edgeq_image.h", "edgeq_npz.h", "edgeq_sha256.h",
+           "toolchain-aarch64.cmake")
 BINARY = "edgeq_runner"
 ARCHES = ("x86_64", "aarch64")
 BUILD_TIMEOUT_S = 900

@@ -269,6 +269,7 @@ def quantize_pt2e(exported: Any, calib: Dataset, signature: list[Any], opts: Qua
                   + (", int8 activations" if settings.mode == "static" else ", dynamic int8 activations"),
         "calibration": settings.activation_observer if settings.mode == "static" else None,
         "calibration_samples": n if settings.mode == "static" else 0,
+        "ranges": {"source": "calibration" if settings.mode == "static" else "dynamic (per batch at run time)"},
         "samples": n if settings.mode == "static" else 0,
         "per_channel": settings.per_channel,
         "activation_type": "int8",
@@ -282,6 +283,46 @@ def quantize_pt2e(exported: Any, calib: Dataset, signature: list[Any], opts: Qua
         "tool": TOOL,
     }
     return qep, info
+
+
+def convert_qat(qat: Any, calib: Dataset, signature: list[Any]) -> tuple[Any, dict[str, Any]]:
+    """``convert_pt2e`` on the QAT-trained graph (``edgeq.compress.qat.QatGraph``): the shipped scales are the
+    ones QAT learnt, not a re-calibration. Re-exported with a static batch of 1 for ExecuTorch."""
+    import copy
+
+    import torch
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    try:
+        converted = convert_pt2e(copy.deepcopy(qat.prepared))  # the graph stays reusable (search, rebuilds)
+        qep = torch.export.export(converted, sample_args(calib, signature, 0), strict=False)
+    except Exception as e:
+        raise QuantizationError(f"convert_pt2e of the QAT graph failed: {type(e).__name__}: {str(e)[:300]}",
+                                "export without qat in --compress and report the model to edgeq") from e
+    grid = "per-channel" if qat.per_channel else "per-tensor"
+    info = {
+        "method": "static",
+        "format": "PT2E Q/DQ (XNNPACK)",
+        "scheme": f"{'int4' if qat.bits == 4 else 'int8'} symmetric {grid} weights, int8 activations",
+        "calibration": None,
+        "calibration_samples": 0,
+        "samples": 0,
+        "per_channel": qat.per_channel,
+        "activation_type": "int8",
+        "weight_type": "int4" if qat.bits == 4 else "int8",
+        "weight_qrange": list(qat.weight_qrange),
+        "ranges": {"source": "qat", "description": qat.describe(),
+                   "activation_ranges_from_qat": len(qat.activation_ranges),
+                   "weights": "QAT weight fake-quant scales (convert_pt2e)"},
+        "observers": len(_fake_quants(qat.prepared)),
+        "integer_nodes_not_quantized": _float_compute_nodes(converted)["integer"],
+        "tool": "torchao.quantization.pt2e convert_pt2e on the prepare_qat_pt2e graph (executorch XNNPACKQuantizer)",
+    }
+    return qep, info
+
+
+def _fake_quants(gm: Any) -> list[str]:
+    return [n for n, m in gm.named_modules() if hasattr(m, "fake_quant_enabled")]
 
 
 def sample_args(data: Dataset, signature: list[Any], i: int) -> tuple[Any, ...]:

@@ -46,6 +46,11 @@ def export_llm(cfg: LlmConfig, progress: Progress | None = None) -> LlmResult:
     pr = progress or Progress(False)
     pr.stage(f"loading the language model {cfg.model}")
     lm = load_lm(cfg.model)
+    if "onnx" in cfg.formats:
+        from edgeq.llm.onnx_export import check_architecture
+
+        # before minutes of float scoring: a family the ONNX builder cannot write fails now, by name
+        check_architecture(str((lm.model.config.architectures or [type(lm.model).__name__])[0]))
     if cfg.max_context > int(getattr(lm.model.config, "max_position_embeddings", cfg.max_context)):
         raise UsageError(f"--max-context {cfg.max_context} exceeds the model's context "
                          f"({lm.model.config.max_position_embeddings})")

@@ -118,7 +118,7 @@ def write(ctx: Context, out: Path, artifacts: list[dict[str, Any]], formats: dic
     m["budget"] = {"max_ppl_increase_pct": ctx.cfg.max_ppl_increase}
     m["signature"] = {"task": "text-generation",
                       "pte": {"inputs": ["tokens int64 [1, T]", "input_pos int64 [1]"], "outputs": ["logits [1, T, V]"]},
-                      "onnx": {"inputs": ["input_ids", "attention_mask", "past_key_values.N.key/.value"],
+                      "onnx": {"inputs": ["input_ids", "attention_mask", "position_ids", "past_key_values.N.key/.value"],
                                "outputs": ["logits", "present.N.key/.value"]}}
     m["validation_data"] = {
         "inputs": {"path": "validation/inputs.npz", "sha256": sha256_file(vd / "inputs.npz")},

@@ -21,7 +21,7 @@ class LoadedLM:
 
 
 def is_causal_lm_folder(ref: str) -> bool:
-    """True when REF is a folder whose config.json names a ``...ForCausalLM`` architecture (the auto-detection)."""
+    """True when REF is a folder whose config.json names a causal-LM architecture (the auto-detection)."""
     cfg = Path(ref) / "config.json"
     if not cfg.is_file():
         return False
@@ -29,7 +29,8 @@ def is_causal_lm_folder(ref: str) -> bool:
         archs = json.loads(cfg.read_text()).get("architectures") or []
     except (OSError, ValueError):
         return False
-    return any(str(a).endswith("ForCausalLM") for a in archs)
+    # transformers names causal LMs ...ForCausalLM, except the older GPT-2-style heads (GPT2LMHeadModel)
+    return any(str(a).endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
 
 
 def looks_like_lm(ref: str) -> bool:

@@ -15,7 +15,7 @@ from edgeq.data import Dataset
 from edgeq.errors import QuantizationError, UsageError
 
 _CALIB = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy", "distribution": "Distribution"}
-_QTYPE = {"int8": "QInt8", "uint8": "QUInt8", "int16": "QInt16", "uint16": "QUInt16"}
+_QTYPE = {"int8": "QInt8", "uint8": "QUInt8", "int16": "QInt16", "uint16": "QUInt16", "int4": "QInt4"}
 
 
 class DatasetReader:
@@ -52,8 +52,14 @@ def reader_class() -> type:
 
 
 def quantize_onnx_static(src: Path, dst: Path, calib: Dataset, opts: QuantOptions,
-                         on_sample: Callable[[], None] | None = None) -> dict[str, Any]:
-    """QDQ static quantization. Returns the quantization details for the manifest."""
+                         on_sample: Callable[[], None] | None = None, *,
+                         fixed_ranges: dict[str, tuple[float, int]] | None = None,
+                         weight_bits: int = 8) -> dict[str, Any]:
+    """QDQ static quantization. Returns the quantization details for the manifest.
+
+    ``fixed_ranges``: tensor name -> (scale, INT8 zero point) that replace the calibrated range of that tensor
+    (QAT's trained activation ranges); ``weight_bits`` 4 stores the weights as QDQ int4 (symmetric [-8, 7]).
+    """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     calib = calib.head(opts.max_calibration_samples)
@@ -69,6 +75,10 @@ def quantize_onnx_static(src: Path, dst: Path, calib: Dataset, opts: QuantOption
     if opts.int16_activation_nodes:
         # Mixed precision: these nodes' outputs get 16-bit Q/DQ (ORT bumps the opset to 21 for 16-bit types).
         extra["TensorQuantOverrides"] = _int16_overrides(src, opts)
+    fixed = fixed_range_overrides(src, fixed_ranges or {})
+    if fixed:
+        extra["TensorQuantOverrides"] = {**extra.get("TensorQuantOverrides", {}), **fixed}
+    weight_type = "int4" if weight_bits == 4 else opts.weight_type
     if not (opts.calibration and opts.activation_type and opts.weight_type):
         raise UsageError("quantize_onnx_static needs calibration, activation_type and weight_type set",
                          "pass QuantOptions.resolved(target.quant_defaults())")
@@ -80,7 +90,7 @@ def quantize_onnx_static(src: Path, dst: Path, calib: Dataset, opts: QuantOption
                 per_channel=bool(opts.per_channel),
                 reduce_range=bool(opts.reduce_range),
                 activation_type=getattr(QuantType, _QTYPE[opts.activation_type]),
-                weight_type=getattr(QuantType, _QTYPE[opts.weight_type]),
+                weight_type=getattr(QuantType, _QTYPE[weight_type or "int8"]),
                 nodes_to_exclude=list(opts.nodes_to_exclude) or None,
                 op_types_to_quantize=_op_types(src, opts.op_types_to_exclude),
                 calibrate_method=getattr(CalibrationMethod, _CALIB[opts.calibration]),
@@ -98,13 +108,34 @@ def quantize_onnx_static(src: Path, dst: Path, calib: Dataset, opts: QuantOption
         "calibration_samples": len(calib),
         "per_channel": bool(opts.per_channel),
         "activation_type": opts.activation_type,
-        "weight_type": opts.weight_type,
+        "weight_type": weight_type,
         "reduce_range": bool(opts.reduce_range),
         "nodes_excluded": list(opts.nodes_to_exclude),
         "op_types_excluded": list(opts.op_types_to_exclude),
         "int16_activation_nodes": list(opts.int16_activation_nodes),
+        "fixed_ranges": sorted(fixed),
         "tool": "onnxruntime.quantization.quantize_static",
     }
+
+
+def fixed_range_overrides(src: Path, ranges: dict[str, tuple[float, int]]) -> dict[str, list[dict[str, Any]]]:
+    """ORT ``TensorQuantOverrides`` pinning scale and zero point of every named tensor the ONNX graph has.
+
+    Names are torch.export FX node names; the dynamo ONNX exporter names a node's output after its FX node, so
+    the shared ones (``relu``, ``linear_1``, the inputs) match. Tensors the ONNX graph lacks (e.g. the conv
+    output ahead of a BatchNorm the exporter folded) have no ONNX counterpart and are skipped; ORT calibrates
+    the rest.
+    """
+    if not ranges:
+        return {}
+    import onnx
+    from onnxruntime.quantization import QuantType
+
+    model = onnx.load(str(src), load_external_data=False)
+    names = {i.name for i in model.graph.input} | {o for n in model.graph.node for o in n.output}
+    return {name: [{"quant_type": QuantType.QInt8, "scale": np.array(scale, dtype=np.float32),
+                    "zero_point": np.array(zp, dtype=np.int8)}]
+            for name, (scale, zp) in ranges.items() if name in names}
 
 
 def quantize_onnx_dynamic(src: Path, dst: Path, opts: QuantOptions) -> dict[str, Any]:

@@ -4,17 +4,14 @@ as a line with the failing side shaded, and every chart scales down to its conta
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from edgeq.report.html import esc
+
 Box = tuple[float, float, float, float]  # left, top, right, bottom in SVG px
 CHAR_W = 6.4  # px per character at the 11 px font used below (a generous estimate: no clipped labels)
-
-
-def _e(x: object) -> str:
-    return html.escape(str(x))
 
 
 @dataclass(frozen=True)
@@ -38,8 +35,8 @@ _COLOURS = {"float": "#0969da", "artifact": "#1a7f37", "trial": "#8c959f"}
 def _svg_open(width: int, height: int, title: str) -> str:
     return (f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='{width}' "
             f"height='{height}' style='max-width:100%;height:auto;font:11px system-ui,sans-serif' role='img' "
-            f"aria-label='{_e(title)}'><title>{_e(title)}</title>"
-            f"<text x='4' y='14' font-weight='600'>{_e(title)}</text>")
+            f"aria-label='{esc(title)}'><title>{esc(title)}</title>"
+            f"<text x='4' y='14' font-weight='600'>{esc(title)}</text>")
 
 
 def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
@@ -89,9 +86,9 @@ def scatter(points: Sequence[Point], x_label: str, y_label: str, title: str, bud
         out.append(f"<rect class='fail-zone' x='{ml}' y='{top:.1f}' width='{pw}' height='{max(0.0, bottom - top):.1f}' "
                    "fill='#cf222e' opacity='.07'/>")
         out.append(f"<line class='budget-line' x1='{ml}' y1='{by:.1f}' x2='{ml + pw}' y2='{by:.1f}' stroke='#cf222e' "
-                   f"stroke-width='1.5' stroke-dasharray='6 4'><title>{_e(budget.label)}</title></line>")
+                   f"stroke-width='1.5' stroke-dasharray='6 4'><title>{esc(budget.label)}</title></line>")
         ty = by - 5 if budget.higher_is_better else by + 13
-        out.append(f"<text x='{ml + pw - 4}' y='{ty:.1f}' text-anchor='end' fill='#cf222e'>{_e(budget.label)}</text>")
+        out.append(f"<text x='{ml + pw - 4}' y='{ty:.1f}' text-anchor='end' fill='#cf222e'>{esc(budget.label)}</text>")
         obstacles.append((ml + pw - 4 - CHAR_W * len(budget.label), ty - 12, ml + pw - 4, ty + 4))
     out.append(f"<line x1='{ml}' y1='{mt + ph}' x2='{ml + pw}' y2='{mt + ph}' stroke='#57606a'/>"
                f"<line x1='{ml}' y1='{mt}' x2='{ml}' y2='{mt + ph}' stroke='#57606a'/>")
@@ -108,18 +105,18 @@ def scatter(points: Sequence[Point], x_label: str, y_label: str, title: str, bud
     for t in _nice_ticks(y0, y1):
         out.append(f"<line x1='{ml - 4}' y1='{sy(t):.1f}' x2='{ml}' y2='{sy(t):.1f}' stroke='#57606a'/>"
                    f"<text x='{ml - 6}' y='{sy(t) + 4:.1f}' text-anchor='end'>{t:.4g}</text>")
-    out.append(f"<text x='{ml + pw / 2}' y='{height - 8}' text-anchor='middle'>{_e(x_label)}</text>"
+    out.append(f"<text x='{ml + pw / 2}' y='{height - 8}' text-anchor='middle'>{esc(x_label)}</text>"
                f"<text x='14' y='{mt + ph / 2}' text-anchor='middle' "
-               f"transform='rotate(-90 14 {mt + ph / 2})'>{_e(y_label)}</text>")
+               f"transform='rotate(-90 14 {mt + ph / 2})'>{esc(y_label)}</text>")
     pos = []
     for i, p in enumerate(points):
         px, py = sx(fx(p.x)), sy(p.y)
         pos.append((px, py))
         out.append(f"<circle class='pt' cx='{px:.1f}' cy='{py:.1f}' r='{3.5 if p.kind == 'trial' else 5}' "
-                   f"fill='{_COLOURS.get(p.kind, '#1a7f37')}' opacity='.85'><title>{i + 1}: {_e(p.name)} "
+                   f"fill='{_COLOURS.get(p.kind, '#1a7f37')}' opacity='.85'><title>{i + 1}: {esc(p.name)} "
                    f"({p.x:.4g}, {p.y:.5g})</title></circle>")
     for bx, by_, text in place_labels(pos, (ml, mt - 12, ml + pw + mr - 2, mt + ph), obstacles):
-        out.append(f"<text class='pt-label' x='{bx + 1:.1f}' y='{by_ + 12:.1f}' fill='#24292f'>{_e(text)}</text>")
+        out.append(f"<text class='pt-label' x='{bx + 1:.1f}' y='{by_ + 12:.1f}' fill='#24292f'>{esc(text)}</text>")
     out.append("</svg>")
     return "".join(out)
 
@@ -182,7 +179,7 @@ def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float,
 
 def legend(points: Sequence[Point]) -> str:
     """The names behind the numbers, as HTML (wraps with the page; never truncated)."""
-    items = "".join(f"<li><b>{i + 1}</b>&nbsp; {_e(p.name)}</li>" for i, p in enumerate(points))
+    items = "".join(f"<li><b>{i + 1}</b>&nbsp; {esc(p.name)}</li>" for i, p in enumerate(points))
     return f"<ul class='legend'>{items}</ul>"
 
 
@@ -215,7 +212,7 @@ def hbars(labels: Sequence[str], values: Sequence[float], title: str, fmt: str =
            f"<text x='{left}' y='{h - 2}' text-anchor='start' fill='#57606a'>axis from {vmin:.4g}</text>"]
     for i, (lab, v) in enumerate(zip(labels, values, strict=True)):
         y = 24 + i * row
-        out.append(f"<text x='{left}' y='{y + 12}'>{_e(lab)}</text>"
+        out.append(f"<text x='{left}' y='{y + 12}'>{esc(lab)}</text>"
                    f"<rect x='{left}' y='{y + 16}' width='{max(1.0, sx(v) - left):.1f}' height='14' "
                    f"fill='#0969da' opacity='.75'/>"
                    f"<text x='{sx(v) + 4:.1f}' y='{y + 27}'>{format(v, fmt)}</text>")
@@ -223,7 +220,7 @@ def hbars(labels: Sequence[str], values: Sequence[float], title: str, fmt: str =
         lx = sx(limit)
         anchor = "end" if lx > width - 120 else "middle"
         out.append(f"<line class='budget-line' x1='{lx:.1f}' y1='22' x2='{lx:.1f}' y2='{h - 16}' stroke='#cf222e' "
-                   f"stroke-dasharray='6 4' stroke-width='1.5'><title>{_e(limit_label)}</title></line>"
-                   f"<text x='{lx:.1f}' y='{h - 2}' text-anchor='{anchor}' fill='#cf222e'>{_e(limit_label)}</text>")
+                   f"stroke-dasharray='6 4' stroke-width='1.5'><title>{esc(limit_label)}</title></line>"
+                   f"<text x='{lx:.1f}' y='{h - 2}' text-anchor='{anchor}' fill='#cf222e'>{esc(limit_label)}</text>")
     out.append("</svg>")
     return "".join(out)
