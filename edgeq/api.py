@@ -126,12 +126,22 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
 
         source, compression = compress_source(source, config.compress, calib_all, ev, target, progress,
                                               per_channel=config.quant.per_channel)
+    outliers: dict[str, Any] = {}
+    prepared_source = None
+    from edgeq.prepare import prepare_source, should_prepare
+
+    # not on a QAT model: it ships its trained ranges, which a re-scaled copy would no longer match
+    if should_prepare(config, source) and source.qat is None:
+        prepared_source, outliers = prepare_source(source, calib_all, progress, explicit=config.outliers == "on")
     progress.stage(f"capturing with torch.export ({len(calib_all)} calibration / {len(ev)} evaluation samples)")
     captured, calib = capture(source, calib_all)
+    # INT8 is built from the prepared copy in every format; float artifacts and the reference stay the model's own.
+    quant_captured = capture(prepared_source, calib_all)[0] if prepared_source is not None else captured
     ev = check_against_signature(ev, captured.signature).head(config.max_eval_samples)
     output_names = output_names_for(captured)
     states = [BuildState(target=target, fmt=b.name, workdir=config.output, quant=config.quant, calib=calib, eval=ev,
-                         captured=captured, output_names=tuple(output_names), opset=config.opset, progress=progress)
+                         captured=quant_captured, float_captured=captured if prepared_source is not None else None,
+                         output_names=tuple(output_names), opset=config.opset, progress=progress)
               for b in backends]
     for backend, state in zip(backends, states, strict=True):
         backend.preflight(state)  # e.g. .pte refuses an ONNX source or node exclusions, before any slow work
@@ -161,7 +171,7 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
                 # The search may replace model.int8.onnx; it runs before the artifact stages so that what they
                 # derive (.ort, usability analysis, budget check) describes the model that ships.
                 search_keys.update(_search_onnx(config, budget, tmp, scratch, built, calib, target, progress,
-                                                qat=source.qat is not None))
+                                                qat=source.qat is not None, linear_ranking=_linear_ranking(outliers)))
             # Emitters and Checks see every artifact built so far (each filters by format).
             state = pipeline.run_phase("artifact", state.updated(artifacts=tuple(artifacts)), pass_log)
             artifacts += [a for a in state.artifacts if a not in artifacts]
@@ -170,8 +180,8 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         from edgeq.search.integrate import run_pte_search
 
         if source.qat is None:  # QAT ships its trained ranges; a re-calibrating search would discard them
-            search_keys.update(run_pte_search(config, budget, tmp, artifacts, captured, calib, ev, INPUTS_REL, REFERENCE_REL,
-                                          runners, target, progress))
+            search_keys.update(run_pte_search(config, budget, tmp, artifacts, quant_captured, calib, ev, INPUTS_REL,
+                                              REFERENCE_REL, runners, target, progress, _linear_ranking(outliers)))
 
         m = new_manifest()
         m["source"] = {"ref": source.ref, "kind": source.kind, "sha256": source.sha256}
@@ -201,6 +211,8 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         m["artifacts"] = [a.to_dict() for a in artifacts]
         m["verdict"] = verdict(artifacts, pass_log)
         m.update(search_keys)  # optional keys: "search", "sensitivity", "sensitivity_pte"
+        if outliers:  # what the outlier-aware preparation applied (both formats' INT8 models are built from it)
+            m["outliers"] = outliers
         if compression:
             from edgeq.compress.hook import effect_summary
 
@@ -220,8 +232,17 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
     return ExportResult(config.output, m)
 
 
+def _linear_ranking(outliers: dict[str, Any]) -> list[str]:
+    """Linear modules, most sensitive first (the preparation's sensitivity pass), for the search's linear moves;
+    empty for convolution-dominated models (their moves are the static ones)."""
+    if not outliers.get("linear_dominated"):
+        return []
+    return [r["module"] for r in outliers.get("linear_sensitivity", []) if r.get("share", 0.0) > 0]
+
+
 def _search_onnx(config: PipelineConfig, budget: Budget, tmp: Path, scratch: Path, built: list[Artifact],
-                 calib: Dataset, target: Target, progress: Progress, qat: bool = False) -> dict[str, Any]:
+                 calib: Dataset, target: Target, progress: Progress, qat: bool = False,
+                 linear_ranking: list[str] | None = None) -> dict[str, Any]:
     """Host-check the INT8 ONNX model against the budget; search when it misses. Returns manifest keys.
 
     The check's host validation is dropped afterwards: every artifact is validated once, on every runner,
@@ -239,7 +260,7 @@ def _search_onnx(config: PipelineConfig, budget: Budget, tmp: Path, scratch: Pat
     keys: dict[str, Any] = {}
     if should_search(config, budget, built):
         keys = run_export_search(config, budget, tmp, scratch, built, calib, INPUTS_REL, REFERENCE_REL, (), target,
-                                 progress)
+                                 progress, linear_ranking or [])
     for a in candidates:
         a.validations = []
     return keys

@@ -18,6 +18,8 @@ CONFIG_VERSION = 1
 
 CalibrationMethod = Literal["minmax", "percentile", "entropy", "distribution"]
 QuantMode = Literal["static", "dynamic"]
+OutlierMode = Literal["auto", "on", "off"]
+OUTLIER_MODES: tuple[str, ...] = ("auto", "on", "off")
 IntType = Literal["int8", "uint8", "int16", "uint16"]
 
 CALIBRATION_METHODS: tuple[str, ...] = ("minmax", "percentile", "entropy", "distribution")
@@ -37,6 +39,9 @@ class Budget:
     min_cosine: float | None = None
     min_sqnr: float | None = None
     min_top1_agreement: float | None = None
+    # Embeddings: share of evaluation samples whose nearest neighbour (cosine, among the evaluation set) is the
+    # same for the candidate's outputs as for the float model's — what retrieval / dedup users feel.
+    min_nn_agreement: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_accuracy_drop is not None and not (0 <= self.max_accuracy_drop <= 100):
@@ -52,14 +57,26 @@ class Budget:
             raise UsageError(
                 f"--min-top1-agreement must be in [0, 1], got {self.min_top1_agreement}", "e.g. 0.99"
             )
+        if self.min_nn_agreement is not None and not (0 <= self.min_nn_agreement <= 1):
+            raise UsageError(
+                f"--min-nn-agreement must be in [0, 1], got {self.min_nn_agreement}", "e.g. 0.95"
+            )
 
     def is_empty(self) -> bool:
         return all(getattr(self, f.name) is None for f in fields(self))
 
     def merged_over(self, base: Budget) -> Budget:
-        """Values set here win; unset ones come from ``base`` (usually the target's defaults)."""
-        return Budget(**{f.name: (getattr(self, f.name) if getattr(self, f.name) is not None
-                                  else getattr(base, f.name)) for f in fields(self)})
+        """Values set here win; unset ones come from ``base`` (usually the target's defaults).
+
+        An embedding budget (``min_nn_agreement`` set here) does not inherit ``base``'s accuracy drop: without
+        labels that limit is checked as top-1 agreement, the argmax of a class-score vector, which for an embedding
+        is an arbitrary coordinate.
+        """
+        merged = {f.name: (getattr(self, f.name) if getattr(self, f.name) is not None else getattr(base, f.name))
+                  for f in fields(self)}
+        if self.min_nn_agreement is not None and self.max_accuracy_drop is None:
+            merged["max_accuracy_drop"] = None
+        return Budget(**merged)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -175,6 +192,9 @@ class PipelineConfig:
     preprocess: Preprocess | None = None  # for image-folder DATA (edgeq.imagefolder)
     compress: CompressOptions = field(default_factory=CompressOptions)  # --compress / [compress]: before capture
     trust_pickle: bool = False  # allow pickle-backed .pt2 members (runs code from the file)
+    # Outlier-aware PTQ in torch before capture (edgeq.prepare): "auto" = for PyTorch models given an explicit
+    # budget when the search may run, "on" = always for PyTorch models, "off" = never.
+    outliers: OutlierMode = "auto"
     version: int = CONFIG_VERSION
     # Set when the config comes from a manifest: the export refuses a target profile that changed since, as
     # it would not rebuild the same bytes.
@@ -196,6 +216,8 @@ class PipelineConfig:
             raise UsageError(f"eval fraction must be in (0, 1), got {self.eval_fraction}")
         if self.max_eval_samples < 1:
             raise UsageError("max_eval_samples must be >= 1")
+        if self.outliers not in OUTLIER_MODES:
+            raise UsageError(f"unknown outlier mode {self.outliers!r}", f"use one of {', '.join(OUTLIER_MODES)}")
         if self.version != CONFIG_VERSION:
             raise UsageError(f"config version {self.version} is not supported (this edgeq reads {CONFIG_VERSION})")
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-_BUDGET_OPTS = (("max_accuracy_drop", "PTS"), ("min_cosine", "C"), ("min_sqnr", "DB"), ("min_top1_agreement", "F"))
+_BUDGET_OPTS = (("max_accuracy_drop", "PTS"), ("min_cosine", "C"), ("min_sqnr", "DB"), ("min_top1_agreement", "F"),
+               ("min_nn_agreement", "F"))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -32,6 +32,7 @@ def test_minilm_int8_onnx_keeps_embeddings(tmp_path) -> None:  # type: ignore[no
     assert not set(map(tuple, ei.tolist())) & set(map(tuple, ci.tolist()))  # held out
     calib, ev = {"input_ids": ci, "attention_mask": cm}, {"input_ids": ei, "attention_mask": em}
     model, example = rm.minilm_encoder()
+    example = rm.example_arrays(example)
     ref = torch_outputs(model, ev)
     fp = export_onnx(model, example, tmp_path / "fp32.onnx")
 
@@ -54,3 +55,24 @@ def test_minilm_int8_onnx_keeps_embeddings(tmp_path) -> None:  # type: ignore[no
 
 COS_MEAN_FLOOR = 0.97
 COS_MIN_FLOOR = 0.93
+
+
+def test_minilm_edgeq_export_meets_the_encoder_budget(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The real ``edgeq export`` path (outlier-aware preparation + the search's dynamic / mixed-precision moves)
+    on MiniLM, ONNX: inside --min-cosine 0.99, --min-nn-agreement 0.95 and --max-size-ratio 0.30, judged against
+    the ORIGINAL float model on held-out sentences."""
+    import edgeq
+    from bench import real_models as rm
+    from edgeq.config import SearchOptions
+
+    calib, ev = rm.write_npz(tmp_path / "data", "minilm", 64, 120)
+    res = edgeq.export("bench.real_models:minilm_encoder", calib=str(calib), eval=str(ev), output=tmp_path / "out",
+                       budget={"min_cosine": 0.99, "min_nn_agreement": 0.95},
+                       search=SearchOptions(max_size_ratio=0.30))
+    assert res.passed, res.failures
+    m = res.manifest
+    assert {"smoothquant", "embeddings"} <= set(m["outliers"]["applied"])
+    art = next(a for a in res.artifacts if a.role == "candidate" and a.format == "onnx")
+    v = art.validations[0].metrics
+    fp32 = res.artifact("onnx-fp32")
+    assert v["cosine_mean"] >= 0.99 and v["nn_agreement"] >= 0.95 and art.bytes <= 0.30 * fp32.bytes

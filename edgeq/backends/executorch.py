@@ -53,15 +53,17 @@ class ExecutorchBackend(FormatBackend):
         progress = state.progress or Progress(enabled=False)
         progress.stage("ExecuTorch: exporting with a static batch of 1")
         static = static_export(_captured(state), _calib(state))
+        # The float .pte and the golden outputs come from the user's model; INT8 from the prepared copy.
+        float_static = static if state.float_captured is None else static_export(state.float_captured, _calib(state))
         progress.stage("ExecuTorch: lowering the float graph to XNNPACK")
-        prog, deleg = lower_to_executorch(static, state.executorch_backend_config.kwargs(),
+        prog, deleg = lower_to_executorch(float_static, state.executorch_backend_config.kwargs(),
                                           state.target.executorch.partitioner)
         (state.workdir / FP32_NAME).write_bytes(prog.buffer)
         art = Artifact(name="pte-fp32", path=FP32_NAME, format="pte", precision="fp32", role="baseline",
                        details={"delegation": deleg, "batch": 1,
                                 "backend_config": state.executorch_backend_config.kwargs()})
         art.refresh(state.workdir)
-        return state.updated(program=static, float_program=static, artifacts=(*state.artifacts, art))
+        return state.updated(program=static, float_program=float_static, artifacts=(*state.artifacts, art))
 
     def scheme(self, state: BuildState) -> QuantOptions:
         return state.quant  # the XNNPACK settings are resolved from the target's [executorch] table in quantize
@@ -83,6 +85,7 @@ class ExecutorchBackend(FormatBackend):
         with progress.bar(n if scheme.mode == "static" else 0, "calibration") as bar:
             qep, qinfo = quantize_pt2e(state.program, calib, _captured(state).signature, scheme, state.target,
                                        on_sample=lambda: bar.update(1))
+        qinfo = {**qinfo, "outlier_prepared": state.float_captured is not None}  # built from edgeq.prepare's copy
         return state.updated(program=qep, quant=scheme, quantization=qinfo)
 
     def emit(self, state: BuildState) -> BuildState:

@@ -45,14 +45,20 @@ class OnnxBackend(FormatBackend):
         progress.stage("ONNX: exporting the float graph (torch.onnx, dynamo)")
         if state.captured is None:
             raise UsageError("nothing captured to export", "capture the model first (edgeq.capture.capture)")
-        fp32 = export_float_onnx(state.captured, state.workdir / FP32_NAME, state.opset, list(state.output_names))
+        float_captured = state.float_captured or state.captured
+        fp32 = export_float_onnx(float_captured, state.workdir / FP32_NAME, state.opset, list(state.output_names))
         rename_outputs(fp32, list(state.output_names))
         art = Artifact(name="onnx-fp32", path=FP32_NAME, format="onnx", precision="fp32", role="baseline",
                        details=graph_stats(fp32))
         art.refresh(state.workdir)
         # Graph stages work on a scratch copy; the shipped float model stays the plain export.
         work = _scratch(state) / PRE_QUANT_NAME
-        shutil.copyfile(fp32, work)
+        if state.float_captured is not None:  # INT8 is built from the outlier-prepared model
+            progress.stage("ONNX: exporting the outlier-prepared graph for quantization")
+            export_float_onnx(state.captured, work, state.opset, list(state.output_names))
+            rename_outputs(work, list(state.output_names))
+        else:
+            shutil.copyfile(fp32, work)
         return state.updated(model_path=work, artifacts=(*state.artifacts, art))
 
     def quantize(self, state: BuildState, scheme: QuantOptions) -> BuildState:
@@ -92,6 +98,7 @@ class OnnxBackend(FormatBackend):
                 qinfo = quantize_onnx_static(prepped, out, state.calib, scheme, on_sample=lambda: bar.update(1))
             qinfo["ranges"] = {"source": "calibration"}
         qinfo["preprocessing"] = prep_note
+        qinfo["outlier_prepared"] = state.float_captured is not None  # built from edgeq.prepare's copy
         return state.updated(model_path=out, quant=scheme, quantization=qinfo)
 
     def emit(self, state: BuildState) -> BuildState:

@@ -15,11 +15,14 @@ def add_budget_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--min-cosine", type=float, metavar="C", help="min mean cosine similarity to the float outputs")
     g.add_argument("--min-sqnr", type=float, metavar="DB", help="min signal-to-quantization-noise ratio, dB")
     g.add_argument("--min-top1-agreement", type=float, metavar="F", help="min fraction of argmax matches (0-1)")
+    g.add_argument("--min-nn-agreement", type=float, metavar="F",
+                   help="embeddings: min fraction of evaluation samples that keep their nearest neighbour (0-1)")
 
 
 def budget_from(args: argparse.Namespace) -> Budget:
     return Budget(max_accuracy_drop=args.max_accuracy_drop, min_cosine=args.min_cosine, min_sqnr=args.min_sqnr,
-                  min_top1_agreement=args.min_top1_agreement)
+                  min_top1_agreement=args.min_top1_agreement,
+                  min_nn_agreement=getattr(args, "min_nn_agreement", None))
 
 
 def add_quant_flags(p: argparse.ArgumentParser) -> None:

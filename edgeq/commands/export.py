@@ -56,6 +56,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--trust-pickle", action="store_true",
                    help="load a .pt2 whose members need pickle (weights, constants, sample inputs). Pickle runs any "
                         "code in the file: only for files you made yourself")
+    p.add_argument("--outliers", choices=("auto", "on", "off"), default="auto",
+                   help="outlier-aware PTQ in torch before capture (SmoothQuant, INT8 embedding tables, bias "
+                        "correction) for the INT8 models of every format; auto: PyTorch models given budget flags "
+                        "(default auto)")
     add_quant_flags(p)
     add_budget_flags(p)
     add_search_flags(p)
@@ -159,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         budget=budget_from(args), force=args.force, eval_fraction=args.eval_fraction,
         max_eval_samples=args.max_eval_samples, seed=args.seed, opset=args.opset, search=search_from(args),
         trust_pickle=args.trust_pickle, validate_on=tuple(s.strip() for s in args.validate_on.split(",") if s.strip()),
-        preprocess=preprocess_from(args), compress=compress_from(args))
+        preprocess=preprocess_from(args), compress=compress_from(args), outliers=args.outliers)
     result = export(cfg, progress_from(args))
     out = human(args)
     print(terminal_summary(result.manifest, str(result.output)), file=out)

@@ -53,7 +53,9 @@ def _strip_node_metadata(path: Path, opset: int | None = None) -> None:
         path.unlink(missing_ok=True)
         raise CaptureError(f"--opset {opset} was requested but the exporter produced opset {got}",
                            f"use --opset {got} (the exporter cannot convert this model to {opset})")
-    changed = False
+    from edgeq.onnx.mixed import record_module_map
+
+    changed = record_module_map(model)  # node -> module path, for mixed precision by torch module
     for graph in [model.graph, *[f for f in model.functions]]:
         for node in graph.node:
             if len(node.metadata_props):

@@ -48,6 +48,10 @@ class BuildState:
     calib: Dataset | None = None
     eval: Dataset | None = None
     captured: Captured | None = None
+    # The float model the baseline (fp32) artifacts come from, when ``captured`` is a prepared copy of it
+    # (outlier-aware PTQ, edgeq.prepare): the float artifacts stay the user's model; only INT8 is built from
+    # the prepared one. ``None``: ``captured`` is both.
+    float_captured: Captured | None = None
     output_names: tuple[str, ...] = ()
     opset: int = 18
     progress: Progress | None = None

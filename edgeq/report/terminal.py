@@ -37,6 +37,7 @@ _LIMITS = (  # budget key, metric key, label, op, unit
     ("min_cosine", "cosine_mean", "mean cosine", ">=", ""),
     ("min_sqnr", "sqnr_db", "SQNR", ">=", " dB"),
     ("min_top1_agreement", "top1_agreement", "top-1 agreement", ">=", ""),
+    ("min_nn_agreement", "nn_agreement", "nearest-neighbour agreement", ">=", ""),
 )
 
 

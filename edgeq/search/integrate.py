@@ -57,10 +57,16 @@ def base_options(art: Artifact) -> QuantOptions:
 
 def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scratch: Path,
                       artifacts: list[Artifact], calib: Dataset, inputs_rel: str, reference_rel: str,
-                      runners: tuple[str, ...], target: Any, progress: Progress) -> dict[str, Any]:
-    """Search, replace the ONNX INT8 artifact with the pick, re-validate it. Returns manifest keys to add."""
+                      runners: tuple[str, ...], target: Any, progress: Progress,
+                      linear_ranking: list[str] | None = None) -> dict[str, Any]:
+    """Search, replace the ONNX INT8 artifact with the pick, re-validate it. Returns manifest keys to add.
+
+    ``linear_ranking``: torch Linear modules, most sensitive first (edgeq.prepare), for the mixed-precision moves.
+    """
+    import shutil
+
     from edgeq.backends.onnx import graph_stats
-    from edgeq.search.search import copy_best, search_onnx
+    from edgeq.search.search import search_onnx
     from edgeq.validate.orchestrate import load_npz, validate_artifacts
 
     art = next(a for a in artifacts if a.name == ONNX_STATIC)
@@ -70,17 +76,35 @@ def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scr
     labels = load_npz(workdir / inputs_rel).get("labels")
     progress.stage(f"searching for a static INT8 model inside the budget (≤ {config.search.max_trials} trials, "
                    f"≤ {config.search.max_seconds:g} s)")
+    float_model = workdir / "model.fp32.onnx"
     result = search_onnx(prepped, calib, workdir / inputs_rel, reference, labels, base_options(art), budget,
-                         config.search, scratch / "search", progress)
-    if result.best is not None and result.best.path is not None:
-        copy_best(result, workdir / art.path)
-        best = result.best
+                         config.search, scratch / "search", progress,
+                         float_model=float_model if float_model.is_file() else None, linear_ranking=linear_ranking)
+    best = result.best
+    if best is not None and not result.met and best.config.dynamic:
+        # nothing met the budget: the closest *static* trial stands in for the static model that was asked for
+        # (the closest overall, dynamic or not, is listed in search.closest with its distances)
+        static = [t for t in result.trials if not t.config.dynamic and t.metrics is not None and t.path is not None]
+        best = min(static, key=lambda t: (t.shortfall, t.bytes)) if static else None
+    if best is not None and best.path is not None:
+        if best.config.dynamic:  # the pick is a dynamic INT8 model: ship it under its own name
+            from edgeq.backends.onnx import INT8_DYNAMIC_NAME
+
+            (workdir / art.path).unlink(missing_ok=True)
+            art.name, art.path, art.precision = "onnx-int8-dynamic", INT8_DYNAMIC_NAME, "int8-dynamic"
+        shutil.copyfile(best.path, workdir / art.path)
         art.quantization = {**(art.quantization or {}), "calibration": best.quant.calibration,
                             "per_channel": bool(best.quant.per_channel),
                             "nodes_excluded": list(best.quant.nodes_to_exclude),
                             "int16_activation_nodes": list(best.quant.int16_activation_nodes),
                             "search": {"trial": best.index, "stage": best.stage, "label": best.config.label(),
                                        "met": result.met}}
+        if best.config.dynamic:
+            art.quantization.update({"method": "dynamic", "format": "QOperator", "calibration": None,
+                                     "calibration_samples": 0, "activation_type": "uint8 (dynamic)",
+                                     "reduce_range": bool(best.quant.reduce_range),
+                                     "fp16_linears": list(best.fp16_modules), "fp16_nodes": list(best.fp16_nodes),
+                                     "tool": "onnxruntime.quantization.quantize_dynamic"})
         art.details = graph_stats(workdir / art.path)
         art.refresh(workdir)
         art.validations = []
@@ -91,13 +115,16 @@ def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scr
                        f"{len(result.trials)} trials in {result.seconds:.1f} s")
     else:
         progress.stage(f"search: budget not met after {len(result.trials)} trials ({result.stopped}); closest:")
+        from edgeq.validate.metrics import distance_line
+
         for t in result.closest():
-            progress.stage(f"  trial {t.index} [{t.config.label()}]: {'; '.join(t.failures) or t.error}")
+            progress.stage(f"  trial {t.index} [{t.config.label()}]: {'; '.join(t.failures) or t.error}"
+                           + (f" (distance to the budget: {distance_line(t.distance)})" if t.distance else ""))
     return {"search": result.to_dict(budget, config.search), "sensitivity": result.sensitivity}
 
 
 def pte_sensitivity_keys(config: PipelineConfig, budget: Budget, artifacts: list[Artifact], captured: Any,
-                         calib: Dataset, target: Any, progress: Progress) -> dict[str, Any]:
+                         calib: Dataset, target: Any, progress: Progress, skip_ranking: bool = False) -> dict[str, Any]:
     """``sensitivity_pte``: the PT2E node-by-node ranking, when a ``.pte`` INT8 artifact would be searched.
 
     Same trigger as the ONNX search (``--search``, or an explicit budget the first model misses). The ``.pte``
@@ -112,6 +139,8 @@ def pte_sensitivity_keys(config: PipelineConfig, budget: Budget, artifacts: list
     missed = any(not v.budget_check["passed"] for v in art.validations)
     if not (config.search.mode == "always" or (not config.budget.is_empty() and missed)):
         return {}
+    if skip_ranking:  # the torch-side Linear ranking (edgeq.prepare) orders the moves; no PT2E debugger pass
+        return {"sensitivity_pte": []}
     from edgeq.search.pte_sensitivity import pte_sensitivity
     from edgeq.search.sensitivity import sensitivity_table
 
@@ -121,20 +150,21 @@ def pte_sensitivity_keys(config: PipelineConfig, budget: Budget, artifacts: list
                                   max_samples=config.search.sensitivity_samples)
     except Exception as e:  # noqa: BLE001  the ranking is a diagnostic; it must never sink the export
         progress.stage(f"  .pte sensitivity unavailable: {type(e).__name__}: {str(e)[:200]}")
-        return {}
+        return {"sensitivity_pte": []}  # the search still runs: its moves then follow the torch-side ranking
     return {"sensitivity_pte": sensitivity_table(ranking)}
 
 
 def run_pte_search(config: PipelineConfig, budget: Budget, workdir: Path, artifacts: list[Artifact], captured: Any,
                    calib: Dataset, ev: Dataset, inputs_rel: str, reference_rel: str, runners: tuple[str, ...],
-                   target: Any, progress: Progress) -> dict[str, Any]:
+                   target: Any, progress: Progress, linear_ranking: list[str] | None = None) -> dict[str, Any]:
     """The ``.pte`` half of the search: rank PT2E nodes, try the moves, ship the first model inside the budget.
 
     Same trigger and budget as the ONNX search. Returns manifest keys ``sensitivity_pte`` and ``search_pte``.
     The winner replaces the INT8 ``.pte`` (and its ``.bpte`` bundle) and is validated again on every runner; when
     no move meets the budget the first model stays, its failing verdict stands and the closest trials are listed.
     """
-    keys = pte_sensitivity_keys(config, budget, artifacts, captured, calib, target, progress)
+    keys = pte_sensitivity_keys(config, budget, artifacts, captured, calib, target, progress,
+                                skip_ranking=bool(linear_ranking))
     art = next((a for a in artifacts if a.format == "pte" and a.role == "candidate"), None)
     if not keys or art is None or all(v.budget_check["passed"] for v in art.validations):
         return keys
@@ -152,13 +182,27 @@ def run_pte_search(config: PipelineConfig, budget: Budget, workdir: Path, artifa
     static = static_export(captured, calib)
     data = load_npz(workdir / inputs_rel)
     eval_inputs = [data[s.name] for s in captured.signature]
-    progress.stage(f"searching for a .pte INT8 model inside the budget (≤ 3 trials; first model: {art.name})")
+    fp32 = next((a for a in artifacts if a.format == "pte" and a.role == "baseline"), None)
+    # only an explicit --max-size-ratio: a small program's fixed flatbuffer overhead would fail a default cap
+    cap = config.search.max_size_ratio
+    progress.stage(f"searching for a .pte INT8 model inside the budget (first model: {art.name})")
     t0 = time.perf_counter()
     trials = search_pte(static, calib, captured.signature, eval_inputs, load_npz(workdir / reference_rel),
                         data.get("labels"), dataclasses.replace(config.quant, mode="static"), budget, target, ranking,
-                        workdir.parent / f".{workdir.name}-pte-search", progress)
+                        workdir.parent / f".{workdir.name}-pte-search", progress,
+                        linear_ranking=linear_ranking or [], float_bytes=fp32.bytes if fp32 is not None else None,
+                        max_size_ratio=cap)
     winner = next((t for t in trials if t.passed), None)
     if winner is not None and winner.path is not None:
+        if winner.quant.mode == "dynamic" and art.precision != "int8-dynamic":  # ship it under its own name
+            from edgeq.backends.executorch import INT8_DYNAMIC_NAME
+
+            (workdir / art.path).unlink(missing_ok=True)
+            art.name, art.path, art.precision = "pte-int8-dynamic", INT8_DYNAMIC_NAME, "int8-dynamic"
+            bundle_art = next((a for a in artifacts if a.format == "bpte"), None)
+            if bundle_art is not None:
+                bundle_art.precision = "int8-dynamic"
+                bundle_art.details["program"] = INT8_DYNAMIC_NAME
         shutil.copyfile(winner.path, workdir / art.path)
         art.quantization = {**(art.quantization or {}), "method": winner.quant.mode,
                             "nodes_excluded": list(winner.quant.nodes_to_exclude),
@@ -180,8 +224,11 @@ def run_pte_search(config: PipelineConfig, budget: Budget, workdir: Path, artifa
         progress.stage(f"search (.pte): trial {winner.index} meets the budget ({winner.label})")
     else:
         progress.stage(f"search (.pte): budget not met after {len(trials)} trials; closest:")
+        from edgeq.validate.metrics import distance_line
+
         for t in closest(trials):
-            progress.stage(f"  trial {t.index} [{t.label}]: {'; '.join(t.failures) or t.error}")
+            progress.stage(f"  trial {t.index} [{t.label}]: {'; '.join(t.failures) or t.error}"
+                           + (f" (distance to the budget: {distance_line(t.distance)})" if t.distance else ""))
     shutil.rmtree(workdir.parent / f".{workdir.name}-pte-search", ignore_errors=True)
     keys["search_pte"] = {"met": winner is not None, "seconds": round(time.perf_counter() - t0, 1),
                           "trials": [t.to_dict() for t in trials],

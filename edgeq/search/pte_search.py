@@ -4,12 +4,16 @@ Moves (each one PT2E quantization of the static-batch program with the XNNPACK q
 ExecuTorch runtime over the evaluation inputs and checked against the float reference):
 
 1. ``dynamic`` — dynamically quantized linears (XNNPACK's qd8 kernels: one INT8 scale per row = per token), for
-   graphs whose most sensitive nodes are linears (transformers' outlier activations);
-2. ``keep-float top-k`` — static INT8 with the k nodes that add the most error kept in float, k = 4 then 16 (float
+   graphs whose most sensitive nodes are linears (transformers' outlier activations), or whenever the export's
+   outlier-aware preparation ranked Linear modules (:mod:`edgeq.prepare`);
+2. ``mixed precision`` — the dynamic model with the 1, 2, 3 most sensitive Linear modules (that ranking) kept
+   float, within the size cap;
+3. ``keep-float top-k`` — static INT8 with the k nodes that add the most error kept in float, k = 4 then 16 (float
    fallback is the last resort: it costs size and speed).
 
-When the ranking's top nodes are not linears the float fallback goes first and the dynamic move is dropped
-(it does not touch convolutions). The first candidate inside the budget replaces the INT8 ``.pte``; if none
+When neither ranking points at linears the float fallback goes first and the dynamic moves are dropped
+(they do not touch convolutions). Every trial is checked against the accuracy budget and, when given, ``--max-size-ratio``
+(to the float ``.pte``). The first candidate inside the budget replaces the INT8 ``.pte``; if none
 is, the shipped ``.pte`` stays the first model (whose verdict already fails) and every trial's distance to the
 budget is recorded, closest first.
 """
@@ -40,40 +44,49 @@ class PteTrial:
     seconds: float = 0.0
     error: str | None = None
     path: Path | None = None
+    distance: dict[str, float] = field(default_factory=dict)  # per budget limit, negative = missed (+ size_ratio)
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "label": self.label, "mode": self.quant.mode,
                 "nodes_excluded": list(self.quant.nodes_to_exclude), "metrics": self.metrics,
                 "failures": self.failures, "passed": self.passed, "bytes": self.bytes,
-                "seconds": round(self.seconds, 2), "error": self.error}
+                "seconds": round(self.seconds, 2), "error": self.error, "distance": self.distance}
 
 
-def plan_moves(base: QuantOptions, ranking: list[NodeSensitivity], max_trials: int) -> list[tuple[str, QuantOptions]]:
+def plan_moves(base: QuantOptions, ranking: list[NodeSensitivity], max_trials: int,
+               linear_ranking: list[str] | None = None) -> list[tuple[str, QuantOptions]]:
     """Candidate settings, most promising first (see the module docstring)."""
     top = [s.node for s in ranking if s.added_nsr > 0]
-    linear_first = bool(top) and sum(s.op_type == "linear" for s in ranking[:4]) >= 2
-    dynamic = ("dynamic per-token linears", dataclasses.replace(base, mode="dynamic"))
+    linears = list(linear_ranking or [])
+    linear_first = (bool(top) and sum(s.op_type == "linear" for s in ranking[:4]) >= 2) or bool(linears)
+    dynamic = ("dynamic per-token linears", dataclasses.replace(base, mode="dynamic", per_channel=True))
+    # mixed precision on top of the dynamic model: the most sensitive linears (torch-side ranking) kept float
+    mixed = [(f"dynamic per-token linears, top-{k} sensitive linears float",
+              dataclasses.replace(base, mode="dynamic", per_channel=True,
+                                  nodes_to_exclude=tuple(dict.fromkeys((*base.nodes_to_exclude, *linears[:k])))))
+             for k in (1, 2, 3) if k <= len(linears)]
     fallback = [(f"static, top-{k} sensitive nodes float",
                  dataclasses.replace(base, nodes_to_exclude=tuple(dict.fromkeys((*base.nodes_to_exclude, *top[:k])))))
                 for k in (4, 16) if len(top) >= min(k, 1)]
-    moves = [dynamic, *fallback] if linear_first else fallback
+    moves = [dynamic, *mixed, *fallback] if linear_first else fallback
     return moves[:max_trials]
 
 
 def search_pte(static: Any, calib: Dataset, signature: list[Any], eval_inputs: list[Any],
                reference: dict[str, Any], labels: Any, base: QuantOptions, budget: Budget, target: Any,
                ranking: list[NodeSensitivity], scratch: Path, progress: Progress,
-               max_trials: int = 3) -> list[PteTrial]:
+               max_trials: int = 6, linear_ranking: list[str] | None = None, float_bytes: int | None = None,
+               max_size_ratio: float | None = None) -> list[PteTrial]:
     """Run the planned moves until one meets ``budget``; returns every trial (the last one passed, if any)."""
     from edgeq.errors import EdgeqError
     from edgeq.executorch.lower import lower_to_executorch
     from edgeq.executorch.quantize import quantize_pt2e
     from edgeq.executorch.runtime import run_pte
-    from edgeq.validate.metrics import check_budget, compare
+    from edgeq.validate.metrics import budget_distance, check_budget, compare
 
     scratch.mkdir(parents=True, exist_ok=True)
     trials: list[PteTrial] = []
-    for i, (label, q) in enumerate(plan_moves(base, ranking, max_trials), start=1):
+    for i, (label, q) in enumerate(plan_moves(base, ranking, max_trials, linear_ranking), start=1):
         t = PteTrial(i, label, q)
         t0 = time.perf_counter()
         progress.stage(f"  .pte trial {i}: {label}")
@@ -86,7 +99,13 @@ def search_pte(static: Any, calib: Dataset, signature: list[Any], eval_inputs: l
             outs, _ = run_pte(t.path, eval_inputs, warmup=0, repeats=0)
             m = compare(reference, outs, labels)
             bc = check_budget(m, budget)
-            t.metrics, t.failures, t.passed = m.to_dict(), list(bc.failures), bool(bc.passed)
+            t.metrics, t.failures = m.to_dict(), list(bc.failures)
+            t.distance = budget_distance(m, budget)
+            if float_bytes and max_size_ratio is not None:
+                t.distance["size_ratio"] = round(max_size_ratio - t.bytes / float_bytes, 6)
+                if t.bytes > max_size_ratio * float_bytes + 1e-9:
+                    t.failures.append(f"size {t.bytes / float_bytes:.3f}× float > {max_size_ratio:g}×")
+            t.passed = not t.failures
         except EdgeqError as e:
             t.error = f"{type(e).__name__}: {e.cause[:200]}"
         t.seconds = time.perf_counter() - t0

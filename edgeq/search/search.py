@@ -15,6 +15,17 @@ fewest bytes (then the lowest host latency) wins.
 4. ``sensitivity``  the top-k nodes by added error (:mod:`edgeq.search.sensitivity`) at 16-bit activations,
                     then kept in float, k = 2, 4, 8, ... (on top of the best pattern set)
 
+Linear-dominated graphs (MatMul/Gemm weights outnumber Conv weights: transformers, MLPs) whose export ran the
+outlier-aware preparation (:mod:`edgeq.prepare`, which ranks the torch Linears by sensitivity) first climb two
+stages with the largest expected gain there, after the baseline:
+
+- ``dynamic``          ONNX Runtime dynamic INT8 MatMuls (activation scale per run), per-channel weights,
+                       attention MatMuls (no weights) float;
+- ``mixed-precision``  that model with the k most sensitive Linears float, weights stored as float16
+                       (:mod:`edgeq.onnx.mixed`), k = 1, 2, 3, 4, 6, 8 — bounded by the size cap;
+
+then the static ladder above (calibration, per-channel, patterns, float / 16-bit fallback).
+
 Bounded by ``max_trials`` and ``max_seconds`` (checked between trials). When no trial meets the budget the
 result carries ``met=False``, the best-scoring trial (smallest total shortfall) and the closest trials.
 """
@@ -34,7 +45,7 @@ from edgeq.data import Dataset
 from edgeq.errors import EdgeqError, UsageError
 from edgeq.progress import Progress
 from edgeq.search.patterns import CATEGORIES, Neighbourhood, fragile_nodes
-from edgeq.validate.metrics import Metrics, check_budget, compare
+from edgeq.validate.metrics import Metrics, budget_distance, check_budget, compare
 
 # 8-bit uniform quantization of a full-scale signal: SQNR = 6.02·8 + 1.76 dB. An output that passes through
 # INT8 tensors cannot be cleaner than this.
@@ -46,7 +57,7 @@ MIN_SIZE_RATIO = 0.25  # nothing INT8 is smaller than a quarter of float32
 # Without an explicit --max-size-ratio a trial must still be a quantized model worth shipping: one that keeps so
 # much in float that it is >= 3/4 of the float file "meets" any budget by not quantizing — that is the float model.
 DEFAULT_MAX_SIZE_RATIO = 0.75
-_CUMULATIVE = ("patterns", "sensitivity")  # stages ordered from least to most protected
+_CUMULATIVE = ("patterns", "sensitivity", "mixed-precision")  # stages ordered from least to most protected
 
 
 # Relative spread of the host runner's median latency for one model run repeatedly (digits INT8 CNN, 20 runs on a
@@ -60,8 +71,15 @@ class TrialConfig:
     exclude: tuple[str, ...] = ()  # pattern categories kept in float
     float_top_k: int = 0  # most sensitive nodes kept in float
     int16_top_k: int = 0  # most sensitive nodes' outputs at 16-bit activations
+    dynamic: bool = False  # ORT dynamic INT8 MatMuls (activation scales per run), attention MatMuls float
+    fp16_linears: int = 0  # most sensitive torch Linears (edgeq.prepare ranking) kept float, fp16 weights
 
     def label(self) -> str:
+        if self.dynamic:
+            parts = ["dynamic INT8 MatMul", "per-channel" if self.per_channel else "per-tensor"]
+            if self.fp16_linears:
+                parts.append(f"top-{self.fp16_linears} sensitive linears float (fp16 weights)")
+            return ", ".join(parts)
         parts = [self.calibration, "per-channel" if self.per_channel else "per-tensor"]
         if self.exclude:
             parts.append("float:" + "+".join(self.exclude))
@@ -87,15 +105,21 @@ class Trial:
     shortfall: float = math.inf
     seconds: float = 0.0
     error: str | None = None
+    fp16_nodes: tuple[str, ...] = ()  # kept-float linears' MatMul/Gemm nodes, weights stored as float16
+    fp16_modules: tuple[str, ...] = ()  # the torch modules they come from
+    distance: dict[str, float] = field(default_factory=dict)  # per budget limit, negative = missed (+ size_ratio)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "index": self.index, "stage": self.stage, "label": self.config.label(), "config": asdict(self.config),
+            "mode": "dynamic" if self.config.dynamic else "static",
+            "fp16_linears": list(self.fp16_modules), "fp16_nodes": list(self.fp16_nodes),
             "nodes_excluded": list(self.quant.nodes_to_exclude),
             "int16_activation_nodes": list(self.quant.int16_activation_nodes),
             "bytes": self.bytes, "latency_ms": self.latency_ms,
             "metrics": self.metrics.to_dict() if self.metrics else None, "passed": self.passed,
             "failures": list(self.failures), "shortfall": None if math.isinf(self.shortfall) else self.shortfall,
+            "distance": self.distance,
             "seconds": round(self.seconds, 3), "error": self.error,
         }
 
@@ -163,6 +187,8 @@ def shortfall(m: Metrics, budget: Budget) -> float:
         s += max(0.0, drop - budget.max_accuracy_drop) / max(1.0, budget.max_accuracy_drop)
     if budget.min_top1_agreement is not None and m.top1_agreement is not None:
         s += max(0.0, budget.min_top1_agreement - m.top1_agreement) / max(1e-6, 1.0 - budget.min_top1_agreement)
+    if budget.min_nn_agreement is not None and m.nn_agreement is not None:
+        s += max(0.0, budget.min_nn_agreement - m.nn_agreement) / max(1e-6, 1.0 - budget.min_nn_agreement)
     return s
 
 
@@ -170,23 +196,31 @@ class _Evaluator:
     """Quantizes one trial and measures it on the evaluation set with the host runner."""
 
     def __init__(self, prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict[str, Any],
-                 labels: Any, budget: Budget, workdir: Path, max_size_ratio: float | None) -> None:
+                 labels: Any, budget: Budget, workdir: Path, max_size_ratio: float | None,
+                 float_model: Path | None = None) -> None:
         from edgeq.validate.runners.host import HostRunner
 
         self.prepped, self.calib, self.inputs_npz = prepped, calib, inputs_npz
         self.reference, self.labels, self.budget, self.workdir = reference, labels, budget, workdir
         self.runner = HostRunner()
         self.max_size_ratio = max_size_ratio
-        self.float_bytes = prepped.stat().st_size
-        self.float_latency = self.runner.run(prepped, "onnx", inputs_npz, workdir).latency_ms
+        # Ratios are to the user's float model: the prepared graph (INT8 embedding tables) is already smaller.
+        baseline = float_model if float_model is not None else prepped
+        self.float_bytes = baseline.stat().st_size
+        self.float_latency = self.runner.run(baseline, "onnx", inputs_npz, workdir).latency_ms
 
     def run(self, trial: Trial) -> Trial:
-        from edgeq.onnx.quantize import quantize_onnx_static
+        from edgeq.onnx.mixed import weights_to_fp16
+        from edgeq.onnx.quantize import quantize_onnx_dynamic, quantize_onnx_static
 
         t0 = time.perf_counter()
         trial.path = self.workdir / f"trial{trial.index:02d}.onnx"
         try:
-            quantize_onnx_static(self.prepped, trial.path, self.calib, trial.quant)
+            if trial.config.dynamic:
+                quantize_onnx_dynamic(self.prepped, trial.path, trial.quant)
+                weights_to_fp16(trial.path, list(trial.fp16_nodes))
+            else:
+                quantize_onnx_static(self.prepped, trial.path, self.calib, trial.quant)
             from edgeq.backends.onnx import rename_outputs
 
             rename_outputs(trial.path, list(self.reference))
@@ -201,6 +235,9 @@ class _Evaluator:
                 failures.append(f"size {ratio:.3f}× float > {self.max_size_ratio:g}×")
             trial.failures = tuple(failures)
             trial.passed = not failures
+            trial.distance = budget_distance(trial.metrics, self.budget)
+            if self.max_size_ratio is not None:
+                trial.distance["size_ratio"] = round(self.max_size_ratio - ratio, 6)
             trial.shortfall = shortfall(trial.metrics, self.budget) + (
                 max(0.0, ratio - self.max_size_ratio) * 10 if self.max_size_ratio is not None else 0.0)
         except EdgeqError as e:  # one broken configuration must not end the search
@@ -212,7 +249,8 @@ class _Evaluator:
 def search_onnx(prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict[str, Any], labels: Any,
                 base: QuantOptions, budget: Budget, options: SearchOptions, workdir: Path,
                 progress: Progress | None = None,
-                on_trial: Callable[[Trial], None] | None = None) -> SearchResult:
+                on_trial: Callable[[Trial], None] | None = None, float_model: Path | None = None,
+                linear_ranking: list[str] | None = None) -> SearchResult:
     """Run the ladder (see the module doc). ``base`` must be resolved (every field set)."""
     progress = progress or Progress(enabled=False)
     check_budget_consistency(budget, options)
@@ -221,8 +259,10 @@ def search_onnx(prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict
     workdir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     cap = options.max_size_ratio if options.max_size_ratio is not None else DEFAULT_MAX_SIZE_RATIO
-    ev = _Evaluator(prepped, calib, inputs_npz, reference, labels, budget, workdir, cap)
+    ev = _Evaluator(prepped, calib, inputs_npz, reference, labels, budget, workdir, cap, float_model)
     patterns = fragile_nodes(prepped)
+    linears = list(linear_ranking or [])
+    linear_first = bool(linears) and linear_dominated(prepped)
     trials: list[Trial] = []
     sens_rows: list[dict[str, Any]] = []
     state: dict[str, Any] = {"ranking": None, "baseline_ranking": None}
@@ -247,6 +287,19 @@ def search_onnx(prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict
             for s in [s for s in ranking if s.node not in nodes][: cfg.int16_top_k]:
                 int16 += hood.with_input_producers(s.node)
             int16 = [n for n in dict.fromkeys(int16) if n not in nodes]
+        if cfg.dynamic:
+            from edgeq.onnx.mixed import nodes_for_modules
+            from edgeq.onnx.quantize import activation_matmuls
+
+            mods = linears[: cfg.fp16_linears]
+            kept = nodes_for_modules(prepped, mods) if mods else []
+            # per-channel weights, full-range INT8 (no reduce_range: the activation scale is per run, the host
+            # validation measures the kernels the artifact will use)
+            dq = replace(base, mode="dynamic", per_channel=cfg.per_channel, reduce_range=False,
+                         nodes_to_exclude=tuple(dict.fromkeys((*base.nodes_to_exclude, *activation_matmuls(prepped),
+                                                               *kept))),
+                         int16_activation_nodes=())
+            return Trial(len(trials) + 1, stage, cfg, dq, fp16_nodes=tuple(kept), fp16_modules=tuple(mods))
         q = replace(base, calibration=cfg.calibration, per_channel=cfg.per_channel,
                     nodes_to_exclude=tuple(dict.fromkeys((*base.nodes_to_exclude, *nodes))),
                     int16_activation_nodes=tuple(int16))
@@ -270,7 +323,11 @@ def search_onnx(prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict
     seen: set[TrialConfig] = set()
     # A bar with an ETA over the trial limit (the search usually stops earlier, at the first passing stage).
     with progress.bar(options.max_trials, "search trials", unit="trial") as bar:
-        for stage, candidates in _ladder(base, patterns, state, lambda: best_of(trials), ev, calib, options):
+        ladder = _linear_ladder(base, linears) if linear_first else iter(())
+        # the static ladder builds on the best *static* trial (its moves are QDQ settings)
+        static_ladder = _ladder(base, patterns, state, lambda: best_of([t for t in trials if not t.config.dynamic]),
+                                ev, calib, options)
+        for stage, candidates in _chain(ladder, static_ladder):
             stage_trials = []
             for cfg in candidates:
                 if cfg in seen:
@@ -291,7 +348,9 @@ def search_onnx(prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict
                 progress.stage("  -> " + _trial_line(trial, ev.float_bytes))
                 if on_trial:
                     on_trial(trial)
-                if trial.index == 1 and trial.path is not None and trial.metrics is not None:
+                # linear-dominated: the torch-side ranking (edgeq.prepare) orders the first moves; the ONNX node
+                # ranking (a debugger pass over the whole graph) is computed only if the static stages need it
+                if trial.index == 1 and trial.path is not None and trial.metrics is not None and not linear_first:
                     state["baseline_ranking"] = _safe_sensitivity(prepped, trial.path, calib, options)
                 if trial.passed and stage in _CUMULATIVE:
                     break  # later candidates of this stage only add float / bits to a config that already passes
@@ -320,6 +379,34 @@ def _trial_line(t: Trial, float_bytes: int) -> str:
     verdict = "meets the budget" if t.passed else "; ".join(t.failures)
     return (f"cos {m.cosine_mean:.5f}, SQNR {m.sqnr_db:.1f} dB, {t.bytes / float_bytes:.3f}× float, {lat}: "
             f"{verdict}")
+
+
+def linear_dominated(path: Path) -> bool:
+    """True when MatMul/Gemm weights outnumber convolution weights (a transformer, an MLP): the outliers then
+    sit in the linears' activations, and per-run (dynamic) activation scales plus kept-float linears are the
+    moves with the largest expected gain."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    sizes = {t.name: math.prod(t.dims) for t in model.graph.initializer}
+    lin = sum(sizes.get(i, 0) for n in model.graph.node if n.op_type in ("MatMul", "Gemm") for i in n.input[1:2])
+    conv = sum(sizes.get(i, 0) for n in model.graph.node if n.op_type == "Conv" for i in n.input[1:2])
+    return bool(lin > 0 and lin >= conv)
+
+
+def _linear_ladder(base: QuantOptions, linears: list[str]) -> Iterator[tuple[str, list[TrialConfig]]]:
+    """Linear-dominated models, after the baseline: dynamic INT8 MatMuls, then mixed precision on top of it
+    (the k most sensitive linears float with fp16 weights, cumulatively; the size cap bounds k)."""
+    start = TrialConfig(base.calibration or "minmax", True, dynamic=True)
+    yield "baseline", [TrialConfig(base.calibration or "minmax", bool(base.per_channel))]
+    yield "dynamic", [start]
+    ks = [k for k in (1, 2, 3, 4, 6, 8) if k <= len(linears)]
+    yield "mixed-precision", [replace(start, fp16_linears=k) for k in ks]
+
+
+def _chain(*ladders: Iterator[tuple[str, list[TrialConfig]]]) -> Iterator[tuple[str, list[TrialConfig]]]:
+    for ladder in ladders:
+        yield from ladder
 
 
 def _ladder(base: QuantOptions, patterns: dict[str, list[str]], state: dict[str, Any],

@@ -182,4 +182,37 @@ def check_budget(m: Metrics, budget: Budget) -> BudgetCheck:
     if (budget.min_top1_agreement is not None and m.top1_agreement is not None
             and m.top1_agreement < budget.min_top1_agreement):
         failures.append(f"top-1 agreement {m.top1_agreement:.4f} < {budget.min_top1_agreement:g}")
+    if budget.min_nn_agreement is not None:
+        if m.nn_agreement is None:
+            failures.append(f"nearest-neighbour agreement not measurable (needs >= 3 evaluation samples of a 2-D "
+                            f"output) but --min-nn-agreement {budget.min_nn_agreement:g} was asked for")
+        elif m.nn_agreement < budget.min_nn_agreement:
+            failures.append(f"nearest-neighbour agreement {m.nn_agreement:.4f} < {budget.min_nn_agreement:g}")
     return BudgetCheck(not failures, tuple(failures), tuple(notes))
+
+
+_DISTANCE_LIMITS = (  # budget field, metric attribute, ">=" (a floor) or "<=" (a ceiling)
+    ("min_cosine", "cosine_mean", ">="),
+    ("min_sqnr", "sqnr_db", ">="),
+    ("min_top1_agreement", "top1_agreement", ">="),
+    ("min_nn_agreement", "nn_agreement", ">="),
+    ("max_accuracy_drop", "accuracy_drop_pts", "<="),
+)
+
+
+def budget_distance(m: Metrics, budget: Budget) -> dict[str, float]:
+    """Per limit in force and measurable: how far the metric is from it, signed so that negative = missed
+    (``value - floor`` for floors, ``ceiling - value`` for ceilings). What "closest candidate" is close on."""
+    out: dict[str, float] = {}
+    for bkey, mkey, op in _DISTANCE_LIMITS:
+        limit = getattr(budget, bkey)
+        value = getattr(m, mkey)
+        if limit is None or value is None or not math.isfinite(float(value)):
+            continue
+        out[mkey] = round(float(value) - limit if op == ">=" else limit - float(value), 6)
+    return out
+
+
+def distance_line(distance: dict[str, float]) -> str:
+    """``cosine_mean -0.0012, nn_agreement +0.0083`` (negative = short of the limit)."""
+    return ", ".join(f"{k} {v:+.4g}" for k, v in distance.items())
