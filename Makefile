@@ -32,7 +32,7 @@ emulator: venv system-deps
 test: venv system-deps emulator
 	$(PY) -m ruff check edgeq tests bench
 	$(PY) -m mypy
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=25 tests
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow and not emulator" tests
