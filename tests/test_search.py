@@ -204,8 +204,11 @@ def test_unreachable_budget_ends_with_best_found_and_exit_1(tmp_path: Path, text
     best = next(t for t in s["trials"] if t["index"] == s["best"])
     assert best["shortfall"] == min(t["shortfall"] for t in s["trials"])
     art = next(a for a in m["artifacts"] if a["name"] == "onnx-int8-static")
-    assert art["quantization"]["search"] == {"trial": s["best"], "stage": best["stage"], "label": best["label"],
-                                             "met": False}
+    # a rejected candidate never ships: the first model stays, the closest trials are named
+    assert art["quantization"]["search"] == {"trial": None, "met": False,
+                                             "shipped": "first model (no trial met the budget)",
+                                             "closest": s["closest"]}
+    assert art["validations"] and not all(v["budget_check"]["passed"] for v in art["validations"])
     assert "budget not met" in (out / "report.html").read_text()
 
 

@@ -80,12 +80,15 @@ def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scr
     result = search_onnx(prepped, calib, workdir / inputs_rel, reference, labels, base_options(art), budget,
                          config.search, scratch / "search", progress,
                          float_model=float_model if float_model.is_file() else None, linear_ranking=linear_ranking)
-    best = result.best
-    if best is not None and not result.met and best.config.dynamic:
-        # nothing met the budget: the closest *static* trial stands in for the static model that was asked for
-        # (the closest overall, dynamic or not, is listed in search.closest with its distances)
-        static = [t for t in result.trials if not t.config.dynamic and t.metrics is not None and t.path is not None]
-        best = min(static, key=lambda t: (t.shortfall, t.bytes)) if static else None
+    # Only a trial inside the budget replaces the first model: a candidate the search rejected never ships as
+    # "the INT8 model". When nothing met the budget the first model stays with its failing verdict (exit 1) and
+    # the closest trials are reported with their distance on each metric (same rule as the .pte search).
+    best = result.best if result.met else None
+    if best is None:
+        art.quantization = {**(art.quantization or {}),
+                            "search": {"trial": None, "met": False, "shipped": "first model (no trial met the budget)",
+                                       "closest": [t.index for t in result.closest()]}}
+        art.refresh(workdir)
     if best is not None and best.path is not None:
         if best.config.dynamic:  # the pick is a dynamic INT8 model: ship it under its own name
             from edgeq.backends.onnx import INT8_DYNAMIC_NAME

@@ -68,16 +68,16 @@ def search_section(m: dict[str, Any]) -> str | None:
         return None
     fb = s["float"]["bytes"] or 1
     head = ("<p class='badge pass'>budget met</p>" if s["met"] else
-            "<p class='badge fail'>budget not met — best found shipped; closest trials: "
+            "<p class='badge fail'>budget not met — no trial shipped, the first INT8 model stays; closest trials: "
             + ", ".join(f"#{i}" for i in s["closest"]) + "</p>")
     parts = ["<h2>Accuracy-aware search (ONNX static INT8)</h2>", head,
              f"<p>{len(s['trials'])} trial(s) in {s['seconds']:.1f} s; stopped: {_e(s['stopped'])}. "
-             f"Pick: trial #{_e(s['best'])}. Limits: {s['options']['max_trials']} trials, "
+             + (f"Pick: trial #{_e(s['best'])}. " if s["met"] else "") + f"Limits: {s['options']['max_trials']} trials, "
              f"{s['options']['max_seconds']:g} s.</p>"]
     done = [t for t in s["trials"] if t["metrics"]]
     if done:
         pts = [(t["bytes"] / fb, t["metrics"]["cosine_mean"]) for t in done]
-        pick = next((i for i, t in enumerate(done) if t["index"] == s["best"]), None)
+        pick = next((i for i, t in enumerate(done) if t["index"] == s["best"]), None) if s["met"] else None
         parts.append(scatter(pts, [f"#{t['index']}" for t in done], "bytes × float", "mean cosine",
                              "trials: cosine vs size", pick))
     parts.append("<table><tr><th>#</th><th>stage</th><th>configuration</th><th>float nodes</th><th>int16 nodes</th>"
