@@ -88,8 +88,8 @@ def prepare_source(source: ModelSource, calib: Dataset, progress: Progress,
     record: dict[str, Any] = {
         "applied": [k for k, v in log.items() if _changed(k, v)],
         "config": cfg.to_dict(),
-        "smoothquant": [{"layers": e["layers"], "alpha": e["alpha"], "outlier_ratio": e["outlier_ratio"],
-                         "error_before": e["error_before"], "error_after": e["error_after"]}
+        "smoothquant": [{k: e[k] for k in ("layers", "alpha", "outlier_ratio", "error_before", "error_after",
+                                           "skipped") if k in e}
                         for e in log.get("smoothquant", [])],
         "embeddings": log.get("embeddings", []),
         "bias_correction": log.get("bias_correction", []),

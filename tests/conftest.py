@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,14 @@ os.environ.setdefault("ORT_LOGGING_LEVEL", "3")
 
 REPO = Path(__file__).resolve().parent.parent
 DIGITS_MODEL = "edgeq.zoo.digits:digits_cnn"
+
+
+# A suite started in the background by a non-interactive shell (`cmd &`) inherits SIGINT *ignored*, and an ignored
+# signal stays ignored across exec: the Ctrl-C tests' children would sleep through their SIGINT. Handling it here
+# fixes that for every child (exec resets a handled signal to the default, and Python then installs
+# KeyboardInterrupt).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

@@ -118,6 +118,17 @@ def _set_module(model: Any, name: str, new: Any) -> None:
     setattr(parent, child, new)
 
 
+def fused_path_linear(model: Any, name: str) -> bool:
+    """A Linear owned by torch.nn's fused transformer modules: their eval fast path reads ``linear.weight``
+    directly instead of calling the Linear, so a wrapper in its place would be bypassed (or crash)."""
+    import torch
+
+    parent_name = name.rpartition(".")[0]
+    parent = model.get_submodule(parent_name) if parent_name else model
+    return isinstance(parent, torch.nn.TransformerEncoderLayer | torch.nn.TransformerDecoderLayer
+                      | torch.nn.MultiheadAttention)
+
+
 def smooth_quant(model: Any, calib: Mapping[str, np.ndarray],
                  cfg: SmoothQuantConfig = SmoothQuantConfig()) -> tuple[Any, list[dict[str, Any]]]:
     """Migrate activation outliers into the weights of every Linear, in place. Returns (model, per-input log).
@@ -132,6 +143,9 @@ def smooth_quant(model: Any, calib: Mapping[str, np.ndarray],
     for st in stats:
         linears = [model.get_submodule(n) for n in st.layers]
         if any(not isinstance(m, torch.nn.Linear) for m in linears):
+            continue
+        if any(fused_path_linear(model, n) for n in st.layers):
+            log.append({"layers": st.layers, "alpha": 0.0, "skipped": "inside torch.nn's fused transformer layer"})
             continue
         weights = [m.weight.detach().float() for m in linears]
         alpha, scale, err, base = choose_scale(st, weights, cfg)
