@@ -27,8 +27,19 @@ from edgeq.progress import Progress
 ONNX_STATIC = "onnx-int8-static"
 
 
-def should_search(config: PipelineConfig, budget: Budget, artifacts: list[Artifact]) -> bool:
-    art = next((a for a in artifacts if a.name == ONNX_STATIC), None)
+ONNX_DYNAMIC = "onnx-int8-dynamic"
+
+
+def first_candidate(artifacts: list[Artifact], first_dynamic: bool = False) -> Artifact | None:
+    """The INT8 ONNX model the search may replace: the static one, or the dynamic one when the export built it
+    first because the preparation predicted it wins (a user's ``--dynamic`` export is not searched)."""
+    names = (ONNX_STATIC, ONNX_DYNAMIC) if first_dynamic else (ONNX_STATIC,)
+    return next((a for a in artifacts if a.name in names), None)
+
+
+def should_search(config: PipelineConfig, budget: Budget, artifacts: list[Artifact],
+                  first_dynamic: bool = False) -> bool:
+    art = first_candidate(artifacts, first_dynamic)
     if art is None or config.search.mode == "off":
         return False
     if budget.is_empty() and config.search.max_size_ratio is None:
@@ -58,10 +69,13 @@ def base_options(art: Artifact) -> QuantOptions:
 def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scratch: Path,
                       artifacts: list[Artifact], calib: Dataset, inputs_rel: str, reference_rel: str,
                       runners: tuple[str, ...], target: Any, progress: Progress,
-                      linear_ranking: list[str] | None = None) -> dict[str, Any]:
+                      linear_ranking: list[str] | None = None,
+                      static_base: QuantOptions | None = None) -> dict[str, Any]:
     """Search, replace the ONNX INT8 artifact with the pick, re-validate it. Returns manifest keys to add.
 
     ``linear_ranking``: torch Linear modules, most sensitive first (edgeq.prepare), for the mixed-precision moves.
+    ``static_base``: given when the first INT8 model was the predicted dynamic one (no static model was built):
+    the resolved settings the static fallbacks start from, instead of the first model's record.
     """
     import shutil
 
@@ -69,19 +83,23 @@ def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scr
     from edgeq.search.search import search_onnx
     from edgeq.validate.orchestrate import load_npz, validate_artifacts
 
-    art = next(a for a in artifacts if a.name == ONNX_STATIC)
+    first_dynamic = static_base is not None
+    art = first_candidate(artifacts, first_dynamic)
+    assert art is not None  # should_search found it
     prepped = next(p for p in (scratch / "model.prep.onnx", scratch / "model.pre_quant.onnx",
                                 workdir / "model.fp32.onnx") if p.is_file())
     reference = load_npz(workdir / reference_rel)
     labels = load_npz(workdir / inputs_rel).get("labels")
-    progress.stage(f"searching for a static INT8 model inside the budget (≤ {config.search.max_trials} trials, "
-                   f"≤ {config.search.max_seconds:g} s)")
+    progress.stage(f"searching for an INT8 model inside the budget (≤ {config.search.max_trials} trials, "
+                   f"≤ {config.search.max_seconds:g} s{', dynamic first (predicted)' if first_dynamic else ''})")
     float_model = workdir / "model.fp32.onnx"
-    result = search_onnx(prepped, calib, workdir / inputs_rel, reference, labels, base_options(art), budget,
+    base = dataclasses.replace(static_base, mode="static") if static_base is not None else base_options(art)
+    result = search_onnx(prepped, calib, workdir / inputs_rel, reference, labels, base, budget,
                          config.search, scratch / "search", progress,
-                         float_model=float_model if float_model.is_file() else None, linear_ranking=linear_ranking)
+                         float_model=float_model if float_model.is_file() else None, linear_ranking=linear_ranking,
+                         first_dynamic=first_dynamic)
     best = result.best
-    if best is not None and not result.met and best.config.dynamic:
+    if best is not None and not result.met and best.config.dynamic and not first_dynamic:
         # nothing met the budget: the closest *static* trial stands in for the static model that was asked for
         # (the closest overall, dynamic or not, is listed in search.closest with its distances)
         static = [t for t in result.trials if not t.config.dynamic and t.metrics is not None and t.path is not None]
@@ -91,7 +109,16 @@ def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scr
             from edgeq.backends.onnx import INT8_DYNAMIC_NAME
 
             (workdir / art.path).unlink(missing_ok=True)
-            art.name, art.path, art.precision = "onnx-int8-dynamic", INT8_DYNAMIC_NAME, "int8-dynamic"
+            art.name, art.path, art.precision = ONNX_DYNAMIC, INT8_DYNAMIC_NAME, "int8-dynamic"
+        elif art.precision == "int8-dynamic":  # a static fallback replaces the predicted dynamic first model
+            from edgeq.backends.onnx import INT8_NAME
+
+            (workdir / art.path).unlink(missing_ok=True)
+            art.name, art.path, art.precision = ONNX_STATIC, INT8_NAME, "int8-static"
+            art.quantization = {**(art.quantization or {}), "method": "static", "format": "QDQ",
+                                "calibration_samples": base.max_calibration_samples,
+                                "activation_type": best.quant.activation_type, "reduce_range": best.quant.reduce_range,
+                                "tool": "onnxruntime.quantization.quantize_static"}
         shutil.copyfile(best.path, workdir / art.path)
         art.quantization = {**(art.quantization or {}), "calibration": best.quant.calibration,
                             "per_channel": bool(best.quant.per_channel),
@@ -156,8 +183,12 @@ def pte_sensitivity_keys(config: PipelineConfig, budget: Budget, artifacts: list
 
 def run_pte_search(config: PipelineConfig, budget: Budget, workdir: Path, artifacts: list[Artifact], captured: Any,
                    calib: Dataset, ev: Dataset, inputs_rel: str, reference_rel: str, runners: tuple[str, ...],
-                   target: Any, progress: Progress, linear_ranking: list[str] | None = None) -> dict[str, Any]:
+                   target: Any, progress: Progress, linear_ranking: list[str] | None = None,
+                   first_dynamic: bool = False) -> dict[str, Any]:
     """The ``.pte`` half of the search: rank PT2E nodes, try the moves, ship the first model inside the budget.
+
+    ``first_dynamic``: the first ``.pte`` was already the predicted dynamic model, so the moves start at mixed
+    precision and no static program is quantized or lowered (static was predicted to lose).
 
     Same trigger and budget as the ONNX search. Returns manifest keys ``sensitivity_pte`` and ``search_pte``.
     The winner replaces the INT8 ``.pte`` (and its ``.bpte`` bundle) and is validated again on every runner; when
@@ -191,7 +222,7 @@ def run_pte_search(config: PipelineConfig, budget: Budget, workdir: Path, artifa
                         data.get("labels"), dataclasses.replace(config.quant, mode="static"), budget, target, ranking,
                         workdir.parent / f".{workdir.name}-pte-search", progress,
                         linear_ranking=linear_ranking or [], float_bytes=fp32.bytes if fp32 is not None else None,
-                        max_size_ratio=cap)
+                        max_size_ratio=cap, first_dynamic=first_dynamic)
     winner = next((t for t in trials if t.passed), None)
     if winner is not None and winner.path is not None:
         if winner.quant.mode == "dynamic" and art.precision != "int8-dynamic":  # ship it under its own name
