@@ -1,12 +1,13 @@
 """Hook the search into ``edgeq export``: decide whether to search, swap in the winner, re-validate it.
 
-When it runs (ONNX static INT8 only; ``.pte`` artifacts are left as built):
+When it runs (the first INT8 model of each format: static, or dynamic when the preparation predicted dynamic
+wins — :func:`edgeq.prepare.predict_scheme`; a user's ``--dynamic`` export is not searched):
 - ``SearchOptions.mode == "always"`` (``--search``): whenever a budget exists (flags or the target's defaults);
-- ``"auto"`` (default): when a budget flag was given explicitly and the first static INT8 model misses it on
+- ``"auto"`` (default): when a budget flag was given explicitly and the first INT8 model misses it on
   the host;
 - ``"off"`` (``--no-search``): never.
 
-The winner replaces ``model.int8.onnx``; its quantization record names the trial, and it is validated again
+The winner replaces the first INT8 model; its quantization record names the trial, and it is validated again
 on every runner (host, emulator, ssh) so the verdict comes from the chosen model. The manifest gains the
 optional top-level keys ``search`` (options, every trial, the pick, the closest misses) and ``sensitivity``
 (the baseline model's per-node ranking).
@@ -85,7 +86,11 @@ def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scr
 
     first_dynamic = static_base is not None
     art = first_candidate(artifacts, first_dynamic)
-    assert art is not None  # should_search found it
+    if art is None:
+        from edgeq.errors import UsageError
+
+        raise UsageError("the ONNX search needs an INT8 ONNX model from this export",
+                         "call run_export_search only after should_search() returned True")
     prepped = next(p for p in (scratch / "model.prep.onnx", scratch / "model.pre_quant.onnx",
                                 workdir / "model.fp32.onnx") if p.is_file())
     reference = load_npz(workdir / reference_rel)
