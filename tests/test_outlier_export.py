@@ -86,8 +86,10 @@ def test_export_onnx_applies_records_and_searches_the_moves(data: tuple[Path, Pa
     fp32 = onnx.load(str(tmp_path / "out" / "model.fp32.onnx"))
     assert not any(t.data_type == onnx.TensorProto.INT8 for t in fp32.graph.initializer)
     trials = m["search"]["trials"]
-    assert [t["stage"] for t in trials] == ["baseline", "dynamic", "mixed-precision"]
-    assert trials[2]["fp16_linears"] == [out["linear_sensitivity"][0]["module"]] and trials[2]["fp16_nodes"]
+    # dynamic predicted to beat static (edgeq.prepare.predict_scheme): no static baseline trial, dynamic first
+    assert out["scheme_prediction"]["pick"]["onnx"] == "dynamic"
+    assert [t["stage"] for t in trials] == ["dynamic", "mixed-precision", "mixed-precision"]
+    assert trials[1]["fp16_linears"] == [out["linear_sensitivity"][0]["module"]] and trials[1]["fp16_nodes"]
     q = res.artifacts[1] if res.artifacts[1].role == "candidate" else res.artifacts[-1]
     assert q.quantization is not None and q.quantization["outlier_prepared"] is True
     # an impossible budget: exit 1 (not passed), the closest trials are listed with their failures

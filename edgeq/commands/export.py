@@ -114,10 +114,12 @@ def preprocess_from(args: argparse.Namespace) -> Any:
 
 def add_search_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group(
-        "accuracy-aware search (ONNX static INT8)",
-        "By default the search runs when the first INT8 model misses the budget (flags, else the target's). Trials: "
-        "calibration methods, per-channel/per-tensor, fragile transformer patterns kept in float, the most "
-        "sensitive nodes at 16-bit or float. The smallest, then fastest, model inside the budget wins.")
+        "accuracy-aware search (ONNX and .pte INT8)",
+        "By default the search runs when the first INT8 model misses the budget (flags, else the target's). Moves, "
+        "ordered by expected gain (a transformer whose dynamic INT8 is predicted to beat static starts dynamic and "
+        "builds no static model): dynamic INT8, the most sensitive Linears kept float, calibration methods, "
+        "per-channel/per-tensor, fragile transformer patterns kept in float, the most sensitive nodes at 16-bit or "
+        "float. The smallest, then fastest, model inside the budget wins.")
     m = g.add_mutually_exclusive_group()
     m.add_argument("--search", dest="search_mode", action="store_const", const="always", default="auto",
                    help="always search (with the budget from flags or the target profile)")

@@ -1,12 +1,13 @@
 """Hook the search into ``edgeq export``: decide whether to search, swap in the winner, re-validate it.
 
-When it runs (ONNX static INT8 only; ``.pte`` artifacts are left as built):
+When it runs (the first INT8 model of each format: static, or dynamic when the preparation predicted dynamic
+wins — :func:`edgeq.prepare.predict_scheme`; a user's ``--dynamic`` export is not searched):
 - ``SearchOptions.mode == "always"`` (``--search``): whenever a budget exists (flags or the target's defaults);
-- ``"auto"`` (default): when a budget flag was given explicitly and the first static INT8 model misses it on
+- ``"auto"`` (default): when a budget flag was given explicitly and the first INT8 model misses it on
   the host;
 - ``"off"`` (``--no-search``): never.
 
-The winner replaces ``model.int8.onnx``; its quantization record names the trial, and it is validated again
+The winner replaces the first INT8 model; its quantization record names the trial, and it is validated again
 on every runner (host, emulator, ssh) so the verdict comes from the chosen model. The manifest gains the
 optional top-level keys ``search`` (options, every trial, the pick, the closest misses) and ``sensitivity``
 (the baseline model's per-node ranking).
@@ -27,8 +28,19 @@ from edgeq.progress import Progress
 ONNX_STATIC = "onnx-int8-static"
 
 
-def should_search(config: PipelineConfig, budget: Budget, artifacts: list[Artifact]) -> bool:
-    art = next((a for a in artifacts if a.name == ONNX_STATIC), None)
+ONNX_DYNAMIC = "onnx-int8-dynamic"
+
+
+def first_candidate(artifacts: list[Artifact], first_dynamic: bool = False) -> Artifact | None:
+    """The INT8 ONNX model the search may replace: the static one, or the dynamic one when the export built it
+    first because the preparation predicted it wins (a user's ``--dynamic`` export is not searched)."""
+    names = (ONNX_STATIC, ONNX_DYNAMIC) if first_dynamic else (ONNX_STATIC,)
+    return next((a for a in artifacts if a.name in names), None)
+
+
+def should_search(config: PipelineConfig, budget: Budget, artifacts: list[Artifact],
+                  first_dynamic: bool = False) -> bool:
+    art = first_candidate(artifacts, first_dynamic)
     if art is None or config.search.mode == "off":
         return False
     if budget.is_empty() and config.search.max_size_ratio is None:
@@ -58,10 +70,13 @@ def base_options(art: Artifact) -> QuantOptions:
 def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scratch: Path,
                       artifacts: list[Artifact], calib: Dataset, inputs_rel: str, reference_rel: str,
                       runners: tuple[str, ...], target: Any, progress: Progress,
-                      linear_ranking: list[str] | None = None) -> dict[str, Any]:
+                      linear_ranking: list[str] | None = None,
+                      static_base: QuantOptions | None = None) -> dict[str, Any]:
     """Search, replace the ONNX INT8 artifact with the pick, re-validate it. Returns manifest keys to add.
 
     ``linear_ranking``: torch Linear modules, most sensitive first (edgeq.prepare), for the mixed-precision moves.
+    ``static_base``: given when the first INT8 model was the predicted dynamic one (no static model was built):
+    the resolved settings the static fallbacks start from, instead of the first model's record.
     """
     import shutil
 
@@ -69,17 +84,25 @@ def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scr
     from edgeq.search.search import search_onnx
     from edgeq.validate.orchestrate import load_npz, validate_artifacts
 
-    art = next(a for a in artifacts if a.name == ONNX_STATIC)
+    first_dynamic = static_base is not None
+    art = first_candidate(artifacts, first_dynamic)
+    if art is None:
+        from edgeq.errors import UsageError
+
+        raise UsageError("the ONNX search needs an INT8 ONNX model from this export",
+                         "call run_export_search only after should_search() returned True")
     prepped = next(p for p in (scratch / "model.prep.onnx", scratch / "model.pre_quant.onnx",
                                 workdir / "model.fp32.onnx") if p.is_file())
     reference = load_npz(workdir / reference_rel)
     labels = load_npz(workdir / inputs_rel).get("labels")
-    progress.stage(f"searching for a static INT8 model inside the budget (≤ {config.search.max_trials} trials, "
-                   f"≤ {config.search.max_seconds:g} s)")
+    progress.stage(f"searching for an INT8 model inside the budget (≤ {config.search.max_trials} trials, "
+                   f"≤ {config.search.max_seconds:g} s{', dynamic first (predicted)' if first_dynamic else ''})")
     float_model = workdir / "model.fp32.onnx"
-    result = search_onnx(prepped, calib, workdir / inputs_rel, reference, labels, base_options(art), budget,
+    base = dataclasses.replace(static_base, mode="static") if static_base is not None else base_options(art)
+    result = search_onnx(prepped, calib, workdir / inputs_rel, reference, labels, base, budget,
                          config.search, scratch / "search", progress,
-                         float_model=float_model if float_model.is_file() else None, linear_ranking=linear_ranking)
+                         float_model=float_model if float_model.is_file() else None, linear_ranking=linear_ranking,
+                         first_dynamic=first_dynamic)
     # Only a trial inside the budget replaces the first model: a candidate the search rejected never ships as
     # "the INT8 model". When nothing met the budget the first model stays with its failing verdict (exit 1) and
     # the closest trials are reported with their distance on each metric (same rule as the .pte search).
@@ -94,7 +117,16 @@ def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scr
             from edgeq.backends.onnx import INT8_DYNAMIC_NAME
 
             (workdir / art.path).unlink(missing_ok=True)
-            art.name, art.path, art.precision = "onnx-int8-dynamic", INT8_DYNAMIC_NAME, "int8-dynamic"
+            art.name, art.path, art.precision = ONNX_DYNAMIC, INT8_DYNAMIC_NAME, "int8-dynamic"
+        elif art.precision == "int8-dynamic":  # a static fallback replaces the predicted dynamic first model
+            from edgeq.backends.onnx import INT8_NAME
+
+            (workdir / art.path).unlink(missing_ok=True)
+            art.name, art.path, art.precision = ONNX_STATIC, INT8_NAME, "int8-static"
+            art.quantization = {**(art.quantization or {}), "method": "static", "format": "QDQ",
+                                "calibration_samples": base.max_calibration_samples,
+                                "activation_type": best.quant.activation_type, "reduce_range": best.quant.reduce_range,
+                                "tool": "onnxruntime.quantization.quantize_static"}
         shutil.copyfile(best.path, workdir / art.path)
         art.quantization = {**(art.quantization or {}), "calibration": best.quant.calibration,
                             "per_channel": bool(best.quant.per_channel),
@@ -159,8 +191,12 @@ def pte_sensitivity_keys(config: PipelineConfig, budget: Budget, artifacts: list
 
 def run_pte_search(config: PipelineConfig, budget: Budget, workdir: Path, artifacts: list[Artifact], captured: Any,
                    calib: Dataset, ev: Dataset, inputs_rel: str, reference_rel: str, runners: tuple[str, ...],
-                   target: Any, progress: Progress, linear_ranking: list[str] | None = None) -> dict[str, Any]:
+                   target: Any, progress: Progress, linear_ranking: list[str] | None = None,
+                   first_dynamic: bool = False) -> dict[str, Any]:
     """The ``.pte`` half of the search: rank PT2E nodes, try the moves, ship the first model inside the budget.
+
+    ``first_dynamic``: the first ``.pte`` was already the predicted dynamic model, so the moves start at mixed
+    precision and no static program is quantized or lowered (static was predicted to lose).
 
     Same trigger and budget as the ONNX search. Returns manifest keys ``sensitivity_pte`` and ``search_pte``.
     The winner replaces the INT8 ``.pte`` (and its ``.bpte`` bundle) and is validated again on every runner; when
@@ -194,7 +230,7 @@ def run_pte_search(config: PipelineConfig, budget: Budget, workdir: Path, artifa
                         data.get("labels"), dataclasses.replace(config.quant, mode="static"), budget, target, ranking,
                         workdir.parent / f".{workdir.name}-pte-search", progress,
                         linear_ranking=linear_ranking or [], float_bytes=fp32.bytes if fp32 is not None else None,
-                        max_size_ratio=cap)
+                        max_size_ratio=cap, first_dynamic=first_dynamic)
     winner = next((t for t in trials if t.passed), None)
     if winner is not None and winner.path is not None:
         if winner.quant.mode == "dynamic" and art.precision != "int8-dynamic":  # ship it under its own name
@@ -218,8 +254,10 @@ def run_pte_search(config: PipelineConfig, budget: Budget, workdir: Path, artifa
 
         bundle = next((a for a in artifacts if a.format == "bpte"), None)
         if bundle is not None:  # the golden-I/O bundle must carry the shipped program, not the first one
-            qep, _ = quantize_pt2e(static, calib, captured.signature, winner.quant, target)
-            program, _ = lower_to_executorch(qep, None, target.executorch.partitioner)
+            program = winner.program
+            if program is None:
+                qep, _ = quantize_pt2e(static, calib, captured.signature, winner.quant, target)
+                program, _ = lower_to_executorch(qep, None, target.executorch.partitioner)
             ctx = BuildState(target=target, fmt="pte", workdir=workdir, quant=winner.quant, calib=calib, eval=ev,
                              captured=captured)
             bundle.details["bundled"] = bundle_program(ctx, static, program, workdir / art.path)

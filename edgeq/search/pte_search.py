@@ -45,6 +45,8 @@ class PteTrial:
     error: str | None = None
     path: Path | None = None
     distance: dict[str, float] = field(default_factory=dict)  # per budget limit, negative = missed (+ size_ratio)
+    # the passing trial's lowered program, kept so the golden-I/O bundle reuses it (re-lowering MiniLM: ~1 min)
+    program: Any = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "label": self.label, "mode": self.quant.mode,
@@ -54,8 +56,10 @@ class PteTrial:
 
 
 def plan_moves(base: QuantOptions, ranking: list[NodeSensitivity], max_trials: int,
-               linear_ranking: list[str] | None = None) -> list[tuple[str, QuantOptions]]:
-    """Candidate settings, most promising first (see the module docstring)."""
+               linear_ranking: list[str] | None = None,
+               first_dynamic: bool = False) -> list[tuple[str, QuantOptions]]:
+    """Candidate settings, most promising first (see the module docstring). ``first_dynamic``: the shipped first
+    model is already the plain dynamic one (predicted to beat static): start at mixed precision, no static moves."""
     top = [s.node for s in ranking if s.added_nsr > 0]
     linears = list(linear_ranking or [])
     linear_first = (bool(top) and sum(s.op_type == "linear" for s in ranking[:4]) >= 2) or bool(linears)
@@ -68,6 +72,8 @@ def plan_moves(base: QuantOptions, ranking: list[NodeSensitivity], max_trials: i
     fallback = [(f"static, top-{k} sensitive nodes float",
                  dataclasses.replace(base, nodes_to_exclude=tuple(dict.fromkeys((*base.nodes_to_exclude, *top[:k])))))
                 for k in (4, 16) if len(top) >= min(k, 1)]
+    if first_dynamic:
+        return mixed[:max_trials]
     moves = [dynamic, *mixed, *fallback] if linear_first else fallback
     return moves[:max_trials]
 
@@ -76,7 +82,7 @@ def search_pte(static: Any, calib: Dataset, signature: list[Any], eval_inputs: l
                reference: dict[str, Any], labels: Any, base: QuantOptions, budget: Budget, target: Any,
                ranking: list[NodeSensitivity], scratch: Path, progress: Progress,
                max_trials: int = 6, linear_ranking: list[str] | None = None, float_bytes: int | None = None,
-               max_size_ratio: float | None = None) -> list[PteTrial]:
+               max_size_ratio: float | None = None, first_dynamic: bool = False) -> list[PteTrial]:
     """Run the planned moves until one meets ``budget``; returns every trial (the last one passed, if any)."""
     from edgeq.errors import EdgeqError
     from edgeq.executorch.lower import lower_to_executorch
@@ -86,13 +92,13 @@ def search_pte(static: Any, calib: Dataset, signature: list[Any], eval_inputs: l
 
     scratch.mkdir(parents=True, exist_ok=True)
     trials: list[PteTrial] = []
-    for i, (label, q) in enumerate(plan_moves(base, ranking, max_trials, linear_ranking), start=1):
+    for i, (label, q) in enumerate(plan_moves(base, ranking, max_trials, linear_ranking, first_dynamic), start=1):
         t = PteTrial(i, label, q)
         t0 = time.perf_counter()
         progress.stage(f"  .pte trial {i}: {label}")
         try:
             qep, _ = quantize_pt2e(static, calib, signature, q, target)
-            program, _ = lower_to_executorch(qep)
+            program, _ = lower_to_executorch(qep, None, target.executorch.partitioner)
             t.path = scratch / f"trial{i}.pte"
             t.path.write_bytes(program.buffer)
             t.bytes = t.path.stat().st_size
@@ -111,6 +117,7 @@ def search_pte(static: Any, calib: Dataset, signature: list[Any], eval_inputs: l
         t.seconds = time.perf_counter() - t0
         trials.append(t)
         if t.passed:
+            t.program = program
             break
     return trials
 

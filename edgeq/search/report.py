@@ -70,10 +70,15 @@ def search_section(m: dict[str, Any]) -> str | None:
     head = ("<p class='badge pass'>budget met</p>" if s["met"] else
             "<p class='badge fail'>budget not met — no trial shipped, the first INT8 model stays; closest trials: "
             + ", ".join(f"#{i}" for i in s["closest"]) + "</p>")
-    parts = ["<h2>Accuracy-aware search (ONNX static INT8)</h2>", head,
+    parts = ["<h2>Accuracy-aware search (ONNX INT8)</h2>", head,
              f"<p>{len(s['trials'])} trial(s) in {s['seconds']:.1f} s; stopped: {_e(s['stopped'])}. "
              + (f"Pick: trial #{_e(s['best'])}. " if s["met"] else "") + f"Limits: {s['options']['max_trials']} trials, "
              f"{s['options']['max_seconds']:g} s.</p>"]
+    pred = s.get("scheme_prediction")
+    if pred:  # why the first candidate of each format was static or dynamic (edgeq.prepare.predict_scheme)
+        picks = ", ".join(f"{_e(f)}: {_e(p)}" for f, p in pred["pick"].items())
+        parts.append(f"<p>First scheme per format (predicted in torch before any build) — {picks}. "
+                     f"{_e(pred['reason'])}.</p>")
     done = [t for t in s["trials"] if t["metrics"]]
     if done:
         pts = [(t["bytes"] / fb, t["metrics"]["cosine_mean"]) for t in done]

@@ -250,8 +250,13 @@ def search_onnx(prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict
                 base: QuantOptions, budget: Budget, options: SearchOptions, workdir: Path,
                 progress: Progress | None = None,
                 on_trial: Callable[[Trial], None] | None = None, float_model: Path | None = None,
-                linear_ranking: list[str] | None = None) -> SearchResult:
-    """Run the ladder (see the module doc). ``base`` must be resolved (every field set)."""
+                linear_ranking: list[str] | None = None, first_dynamic: bool = False) -> SearchResult:
+    """Run the ladder (see the module doc). ``base`` must be resolved (every field set).
+
+    ``first_dynamic``: the export's first INT8 model was already the dynamic one (the preparation predicted it
+    beats static, :func:`edgeq.prepare.predict_scheme`): the static baseline is not tried first — the ladder
+    starts at the dynamic and mixed-precision moves, and static QDQ comes only as the later fallbacks.
+    """
     progress = progress or Progress(enabled=False)
     check_budget_consistency(budget, options)
     if budget.is_empty() and options.max_size_ratio is None:
@@ -262,7 +267,7 @@ def search_onnx(prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict
     ev = _Evaluator(prepped, calib, inputs_npz, reference, labels, budget, workdir, cap, float_model)
     patterns = fragile_nodes(prepped)
     linears = list(linear_ranking or [])
-    linear_first = bool(linears) and linear_dominated(prepped)
+    linear_first = first_dynamic or (bool(linears) and linear_dominated(prepped))
     trials: list[Trial] = []
     sens_rows: list[dict[str, Any]] = []
     state: dict[str, Any] = {"ranking": None, "baseline_ranking": None}
@@ -323,7 +328,7 @@ def search_onnx(prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict
     seen: set[TrialConfig] = set()
     # A bar with an ETA over the trial limit (the search usually stops earlier, at the first passing stage).
     with progress.bar(options.max_trials, "search trials", unit="trial") as bar:
-        ladder = _linear_ladder(base, linears) if linear_first else iter(())
+        ladder = _linear_ladder(base, linears, baseline=not first_dynamic) if linear_first else iter(())
         # the static ladder builds on the best *static* trial (its moves are QDQ settings)
         static_ladder = _ladder(base, patterns, state, lambda: best_of([t for t in trials if not t.config.dynamic]),
                                 ev, calib, options)
@@ -394,11 +399,14 @@ def linear_dominated(path: Path) -> bool:
     return bool(lin > 0 and lin >= conv)
 
 
-def _linear_ladder(base: QuantOptions, linears: list[str]) -> Iterator[tuple[str, list[TrialConfig]]]:
-    """Linear-dominated models, after the baseline: dynamic INT8 MatMuls, then mixed precision on top of it
-    (the k most sensitive linears float with fp16 weights, cumulatively; the size cap bounds k)."""
+def _linear_ladder(base: QuantOptions, linears: list[str],
+                   baseline: bool = True) -> Iterator[tuple[str, list[TrialConfig]]]:
+    """Linear-dominated models, after the baseline (unless predicted hopeless: ``baseline=False``): dynamic INT8
+    MatMuls, then mixed precision on top of it (the k most sensitive linears float with fp16 weights,
+    cumulatively; the size cap bounds k)."""
     start = TrialConfig(base.calibration or "minmax", True, dynamic=True)
-    yield "baseline", [TrialConfig(base.calibration or "minmax", bool(base.per_channel))]
+    if baseline:
+        yield "baseline", [TrialConfig(base.calibration or "minmax", bool(base.per_channel))]
     yield "dynamic", [start]
     ks = [k for k in (1, 2, 3, 4, 6, 8) if k <= len(linears)]
     yield "mixed-precision", [replace(start, fp16_linears=k) for k in ks]
