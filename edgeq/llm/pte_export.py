@@ -84,11 +84,11 @@ def quantize_linears(model: Any, v: Variant) -> None:
     quantize_(model, config(v.bits, v.group), filter_fn=body)
 
 
-def build_pte(model: Any, tokenizer: Any, out: Path, v: Variant, max_context: int) -> Path:
-    """Quantize a deep copy of MODEL per V and write OUT (.pte)."""
+def quantized_model(model: Any, v: Variant) -> Any:
+    """A deep copy of MODEL quantized per V exactly as the .pte lowering receives it: torchao's quantized linears
+    and ExecuTorch's quantized embedding table. It runs eagerly in torch, which is how the search judges a rung
+    before paying for its lowering (minutes on a 135M model)."""
     import torch
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.extension.llm.export.builder import LLMEdgeManager
 
     m = copy.deepcopy(model)
     if m.config.tie_word_embeddings and v.bits != 32:
@@ -103,6 +103,16 @@ def build_pte(model: Any, tokenizer: Any, out: Path, v: Variant, max_context: in
         )
 
         m = get_quant_embedding_transform(f"{v.embedding_bits},0")(m)
+    return m
+
+
+def build_pte(model: Any, tokenizer: Any, out: Path, v: Variant, max_context: int) -> Path:
+    """Quantize a deep copy of MODEL per V and write OUT (.pte)."""
+    import torch
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.extension.llm.export.builder import LLMEdgeManager
+
+    m = quantized_model(model, v)
     wrapped = _wrapper(m, max_context)
     eos = tokenizer.eos_token_id
     bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else m.config.bos_token_id
