@@ -78,3 +78,14 @@ class EmulatorError(RunnerError):
 
 class DeviceError(RunnerError):
     """A remote device is unreachable, refused authentication or lacks a runtime."""
+
+
+def error_class(name: str) -> type[EdgeqError] | None:
+    """The EdgeqError subclass called ``name`` (a forked child reports its typed error by class name)."""
+    queue: list[type[EdgeqError]] = [EdgeqError]
+    while queue:
+        cls = queue.pop()
+        if cls.__name__ == name:
+            return cls
+        queue += cls.__subclasses__()
+    return None

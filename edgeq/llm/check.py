@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeq.errors import ArtifactError, EdgeqError, ManifestError, RunnerError, UsageError
+from edgeq.errors import ArtifactError, EdgeqError, ManifestError, RunnerError, UsageError, error_class
 from edgeq.llm.metrics import WindowScores, compare, score
 
 # Quantized perplexity below this fraction of the stored float perplexity fails the reference (see above).
@@ -163,24 +163,13 @@ def score_isolated(path: Path, fmt: str, windows: np.ndarray, workdir: Path) -> 
                             "the file is corrupt or was tampered with; re-run edgeq export")
     if os.WEXITSTATUS(status) != 0 or not res.is_file():
         info = json.loads(err.read_text()) if err.is_file() else {}
-        cls = _typed_error(str(info.get("type")))
+        cls = error_class(str(info.get("type")))
         if cls is not None:
             raise cls(str(info.get("cause")), str(info.get("hint") or ""))
         last = (str(info.get("cause") or "no output").strip().splitlines() or [""])[-1][:300]
         raise RunnerError(f"{path.name}: the host runtime failed: {last}")
     with np.load(res, allow_pickle=False) as z:
         return WindowScores(np.asarray(z["nll"]), np.asarray(z["argmax"]))
-
-
-def _typed_error(name: str) -> type[EdgeqError] | None:
-    """The EdgeqError subclass the child raised, by name (the child reports it through a JSON file)."""
-    queue: list[type[EdgeqError]] = [EdgeqError]
-    while queue:
-        cls = queue.pop()
-        if cls.__name__ == name:
-            return cls
-        queue += cls.__subclasses__()
-    return None
 
 
 def _float_scores(model: str, windows: np.ndarray) -> WindowScores:

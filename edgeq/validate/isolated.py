@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq.errors import ArtifactError, EdgeqError, RunnerError
+from edgeq.errors import ArtifactError, EdgeqError, RunnerError, error_class
 from edgeq.validate.runners.base import RunResult
 
 _OK, _TYPED, _OTHER = 0, 2, 4
@@ -60,7 +60,7 @@ def run_isolated(artifact: Path, fmt: str, inputs: Path, workdir: Path) -> RunRe
     info = json.loads(result.read_text()) if result.is_file() else {}
     if os.WEXITSTATUS(status) != _OK or "error" in info:
         err = info.get("error") or {}
-        cls = _error_class(str(err.get("type")))
+        cls = error_class(str(err.get("type")))
         if cls is not None:
             raise cls(str(err.get("cause")), str(err.get("hint") or ""))
         last = (str(err.get("cause") or "no output").strip().splitlines() or [""])[-1][:300]
@@ -69,15 +69,6 @@ def run_isolated(artifact: Path, fmt: str, inputs: Path, workdir: Path) -> RunRe
         outputs = {k: z[k] for k in z.files}
     return RunResult(outputs, info["latency_ms"], info["latency_kind"], info["runtime"])
 
-
-def _error_class(name: str) -> type[EdgeqError] | None:
-    queue: list[type[EdgeqError]] = [EdgeqError]
-    while queue:
-        cls = queue.pop()
-        if cls.__name__ == name:
-            return cls
-        queue += cls.__subclasses__()
-    return None
 
 
 def _child(fmt: str, artifact: Path, inputs: Path, workdir: Path, result: Path) -> int:
