@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from edgeq.errors import UsageError
-from edgeq.outliers.stats import batches
+from edgeq.outliers.stats import batches, run_hooked
 
 
 @dataclass(frozen=True)
@@ -206,13 +206,7 @@ def equalize(model: Any, calib: Mapping[str, np.ndarray], cfg: CLEConfig = CLECo
 
     handles = [modules[p.bn or p.producer].register_forward_hook(out_hook(p.producer)) for p in pairs]
     handles += [modules[k].register_forward_pre_hook(in_hook(k)) for k in rows]
-    try:
-        with torch.no_grad():
-            for args in batches(calib, cfg.calibration_samples):
-                model(*args)
-    finally:
-        for h in handles:
-            h.remove()
+    run_hooked(model, calib, cfg.calibration_samples, handles)
 
     log: list[dict[str, Any]] = []
     with torch.no_grad():

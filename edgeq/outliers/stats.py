@@ -38,6 +38,20 @@ def batches(calib: Mapping[str, np.ndarray], max_samples: int, batch: int = 16) 
         yield tuple(torch.from_numpy(np.ascontiguousarray(v[s:s + batch]).copy()) for v in calib.values())
 
 
+
+def run_hooked(model: Any, calib: Mapping[str, np.ndarray], max_samples: int, handles: list[Any]) -> None:
+    """Forward the calibration batches through ``model`` (no grad) while ``handles`` are registered; remove them
+    afterwards, also on error."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            for args in batches(calib, max_samples):
+                model(*args)
+    finally:
+        for h in handles:
+            h.remove()
+
 def linear_input_stats(model: Any, calib: Mapping[str, np.ndarray], max_samples: int = 64,
                        rows_per_batch: int = 64, seed: int = 0) -> list[InputStats]:
     """Run the calibration set through ``model``; return one :class:`InputStats` per distinct Linear input."""

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgeq.errors import UsageError
-from edgeq.outliers.stats import batches
+from edgeq.outliers.stats import batches, run_hooked
 
 
 @dataclass(frozen=True)
@@ -174,13 +174,7 @@ def round_weights(model: Any, calib: Mapping[str, np.ndarray],
         return pre
 
     handles = [m.register_forward_pre_hook(hook(n, m)) for n, m in layers.items()]
-    try:
-        with torch.no_grad():
-            for args in batches(calib, cfg.calibration_samples):
-                model(*args)
-    finally:
-        for h in handles:
-            h.remove()
+    run_hooked(model, calib, cfg.calibration_samples, handles)
     log: list[dict[str, Any]] = [{"batchnorm_folded": len(folded)}] if folded else []
     with torch.no_grad():
         for name, m in layers.items():
