@@ -139,13 +139,11 @@ def smooth_quant(model: Any, calib: Mapping[str, np.ndarray],
 
     stats = linear_input_stats(model, calib, cfg.calibration_samples)
     log: list[dict[str, Any]] = []
+    replaced: list[tuple[str, Any, dict[str, Any]]] = []
     cls = _smoothed_linear_class()
     for st in stats:
         linears = [model.get_submodule(n) for n in st.layers]
         if any(not isinstance(m, torch.nn.Linear) for m in linears):
-            continue
-        if any(fused_path_linear(model, n) for n in st.layers):
-            log.append({"layers": st.layers, "alpha": 0.0, "skipped": "inside torch.nn's fused transformer layer"})
             continue
         weights = [m.weight.detach().float() for m in linears]
         alpha, scale, err, base = choose_scale(st, weights, cfg)
@@ -156,4 +154,29 @@ def smooth_quant(model: Any, calib: Mapping[str, np.ndarray],
         if applied:
             for n, m in zip(st.layers, linears, strict=True):
                 _set_module(model, n, cls(m, scale.to(m.weight.dtype)))
+                replaced.append((n, m, log[-1]))
+    _undo_where_fused_path_runs(model, calib, replaced)
     return model, log
+
+
+def _undo_where_fused_path_runs(model: Any, calib: Mapping[str, np.ndarray],
+                                replaced: list[tuple[str, Any, dict[str, Any]]]) -> None:
+    """torch.nn's TransformerEncoderLayer / MultiheadAttention take a fused eval fast path that reads
+    ``linear.weight`` directly, bypassing (and crashing on) the wrapper — but only when the model calls the layer's
+    own forward; models that call its sub-blocks are fine. One inference batch tells: if it fails, those Linears
+    go back to plain (logged as skipped)."""
+    import torch
+
+    from edgeq.outliers.stats import batches
+
+    fused = [r for r in replaced if fused_path_linear(model, r[0])]
+    if not fused:
+        return
+    try:
+        with torch.inference_mode():
+            model(*next(batches(calib, 2, batch=2)))
+    except AttributeError:
+        for name, original, entry in fused:
+            _set_module(model, name, original)
+            entry.update(alpha=0.0, error_after=entry["error_before"],
+                         skipped="torch.nn's fused transformer fast path reads the weight directly")
