@@ -4,7 +4,6 @@ tiny random models, in each format the tools support; the unsupported pair (GPT-
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -142,18 +141,10 @@ def test_gpt2_to_onnx_is_a_typed_error_naming_the_family(tiny_lm: dict[str, Path
     assert not (tmp_path / "out").exists()
 
 
-# GPT-2 (no ONNX builder: .pte is its only format) runs in every suite; Qwen2 and Phi-3 .pte (their ONNX builds
-# are tested above) add ~2-5 min each on 2 cores, so they run with EDGEQ_TEST_ALL_FAMILIES=1.
-_ALL_FAMILIES = os.environ.get("EDGEQ_TEST_ALL_FAMILIES") == "1"
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", [
-    pytest.param("qwen2", marks=pytest.mark.skipif(not _ALL_FAMILIES, reason="EDGEQ_TEST_ALL_FAMILIES=1 runs it")),
-    pytest.param("phi3", marks=pytest.mark.skipif(not _ALL_FAMILIES, reason="EDGEQ_TEST_ALL_FAMILIES=1 runs it")),
-    "gpt2"])
+@pytest.mark.parametrize("kind", ["qwen2", "phi3", "gpt2"])
 def test_pte_families_match_transformers(kind: str, tiny_lm: dict[str, Path], tmp_path: Path) -> None:
-    """ExecuTorch through transformers' static-cache wrapper: ~2-3 min per family on a loaded 2-core host."""
+    """ExecuTorch through transformers' static-cache wrapper: ~20 s per family on an idle 2-core host."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from edgeq.llm.pte_export import build_pte
