@@ -34,6 +34,7 @@ import numpy as np
 
 from edgeq.errors import ArtifactError, EdgeqError, ManifestError, RunnerError, UsageError, error_class
 from edgeq.llm.metrics import WindowScores, compare, score
+from edgeq.validate.isolated import wait_child
 
 # Quantized perplexity below this fraction of the stored float perplexity fails the reference (see above).
 # Measured: 4- and 8-bit variants of SmolLM2-135M and of the tiny random test Llama stay >= 0.995x float.
@@ -152,12 +153,7 @@ def score_isolated(path: Path, fmt: str, windows: np.ndarray, workdir: Path) -> 
             err.write_text(json.dumps({"type": "", "cause": traceback.format_exc(limit=3)}))
         finally:
             os._exit(code)
-    try:
-        _, status = os.waitpid(pid, 0)
-    except BaseException:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        raise
+    status = wait_child(pid)
     if os.WIFSIGNALED(status):
         raise ArtifactError(f"{path.name}: the {fmt} runtime crashed ({signal.Signals(os.WTERMSIG(status)).name})",
                             "the file is corrupt or was tampered with; re-run edgeq export")

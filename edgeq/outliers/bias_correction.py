@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgeq.errors import UsageError
-from edgeq.outliers.stats import batches
+from edgeq.outliers.stats import run_hooked
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,6 @@ def per_channel_int8(w: Any) -> Any:
 def _input_means(model: Any, calib: Mapping[str, np.ndarray], layers: dict[str, Any],
                  max_samples: int) -> dict[str, Any]:
     """Per-input-channel mean of each layer's input over the calibration set (spatial positions included)."""
-    import torch
 
     sums: dict[str, Any] = {}
     counts: dict[str, int] = {}
@@ -67,14 +66,7 @@ def _input_means(model: Any, calib: Mapping[str, np.ndarray], layers: dict[str, 
             counts[name] = counts.get(name, 0) + n
         return pre
 
-    handles = [m.register_forward_pre_hook(hook(n)) for n, m in layers.items()]
-    try:
-        with torch.no_grad():
-            for args in batches(calib, max_samples):
-                model(*args)
-    finally:
-        for h in handles:
-            h.remove()
+    run_hooked(model, calib, max_samples, [m.register_forward_pre_hook(hook(n)) for n, m in layers.items()])
     return {n: sums[n] / counts[n] for n in sums}
 
 

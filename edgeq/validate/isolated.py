@@ -47,12 +47,7 @@ def run_isolated(artifact: Path, fmt: str, inputs: Path, workdir: Path) -> RunRe
             finally:
                 os._exit(_OTHER)
         os._exit(code)
-    try:
-        _, status = os.waitpid(pid, 0)
-    except BaseException:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        raise
+    status = wait_child(pid)
     if os.WIFSIGNALED(status):
         name = signal.Signals(os.WTERMSIG(status)).name
         raise ArtifactError(f"{artifact.name}: the {fmt} runtime crashed ({name}) loading or running it",
@@ -69,6 +64,17 @@ def run_isolated(artifact: Path, fmt: str, inputs: Path, workdir: Path) -> RunRe
         outputs = {k: z[k] for k in z.files}
     return RunResult(outputs, info["latency_ms"], info["latency_kind"], info["runtime"])
 
+
+
+def wait_child(pid: int) -> int:
+    """Wait for a forked child and return its status; if the wait is interrupted (Ctrl-C, SIGTERM), kill the child
+    first so no runtime keeps running behind the parent."""
+    try:
+        return os.waitpid(pid, 0)[1]
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
 
 
 def _child(fmt: str, artifact: Path, inputs: Path, workdir: Path, result: Path) -> int:
