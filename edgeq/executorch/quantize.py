@@ -1,7 +1,7 @@
 """Static INT8 with torchao PT2E and ExecuTorch's XNNPACKQuantizer.
 
-``torch.export`` (static batch 1) → ``prepare_pt2e`` → calibrate → ``convert_pt2e``. Two things the documented
-flow does not do and edgeq must:
+``torch.export`` (static batch 1) → ``prepare_pt2e`` → calibrate → ``convert_pt2e``. What the documented flow
+does not do and edgeq must (node filters in ``graph_filters``, the clamp fusion in ``clamp_fusion``):
 
 * Never annotate integer or bool tensors. The XNNPACK annotators match ``add``/``mul``/``cat`` patterns by op,
   not by dtype, so an integer index path (token ids, position ids computed from an attention mask) gets
@@ -29,7 +29,16 @@ import numpy as np
 
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
-from edgeq.errors import QuantizationError, UsageError
+from edgeq.errors import QuantizationError
+from edgeq.executorch.clamp_fusion import annotate_clamp_fusions
+from edgeq.executorch.graph_filters import (
+    convert_float_scalars_to_attrs,
+    excluded,
+    float_valued,
+    is_float_node,
+    mask_derived_nodes,
+    resolve_exclusions,
+)
 
 TOOL = "torchao.quantization.pt2e (prepare_pt2e/convert_pt2e) + executorch XNNPACKQuantizer"
 
@@ -63,186 +72,6 @@ def resolve_settings(quant: QuantOptions, target: Any) -> PteQuantSettings:
     return PteQuantSettings(quant.mode, per_channel, observer, tuple(ignored))
 
 
-def is_float_node(node: Any) -> bool:
-    """True when the node's output and every tensor input are floating point (safe to quantize)."""
-    import torch
-
-    def floating(v: Any) -> bool:
-        if isinstance(v, torch.Tensor):
-            return v.dtype.is_floating_point
-        if isinstance(v, (list, tuple)):
-            return all(floating(x) for x in v)
-        return True  # symbolic ints, None: not tensors
-
-    if not floating(node.meta.get("val")):
-        return False
-    for arg in node.all_input_nodes:
-        if arg.op == "get_attr":
-            continue  # weights; their dtype is checked by the annotator
-        if not floating(arg.meta.get("val")):
-            return False
-    return True
-
-
-def _float_valued(node: Any) -> bool:
-    import torch
-
-    v = node.meta.get("val")
-    return isinstance(v, torch.Tensor) and v.dtype.is_floating_point
-
-
-def mask_derived_nodes(model: Any) -> set[str]:
-    """Nodes computed only from integer/bool inputs and Python scalars — e.g. BERT's additive attention bias
-    ``(1 - mask) * -10000``. They are not activations: quantizing them (or the ``scores + bias`` add they feed)
-    to INT8 stretches the range to ±10⁴ and wipes out the attention scores. They and their consumers stay float.
-    """
-    import torch
-
-    derived: set[str] = set()
-    for n in model.graph.nodes:
-        if n.op == "placeholder":
-            v = n.meta.get("val")
-            if isinstance(v, torch.Tensor) and not v.dtype.is_floating_point:
-                derived.add(n.name)
-        elif n.op == "call_function":
-            inputs = n.all_input_nodes
-            if inputs and all(a.name in derived for a in inputs):
-                derived.add(n.name)
-    return derived
-
-
-def convert_float_scalars_to_attrs(model: Any) -> Any:
-    """XNNPACKQuantizer's scalar rewrite (``x + 1`` → ``x + tensor(1.0)``), restricted to float nodes.
-
-    The stock rewrite turns the scalar of *every* ``add``/``mul`` into a float tensor, so an integer index path
-    such as ``cumsum(mask) * mask + 1`` (position ids) silently becomes float and ``embedding`` then fails
-    with "tensors used as indices must be long". Integer arithmetic keeps its Python scalars here.
-    """
-    import torch
-    from torchao.quantization.pt2e.utils import get_new_attr_name_with_prefix
-
-    for n in model.graph.nodes:
-        if n.op != "call_function" or n.target not in (torch.ops.aten.add.Tensor, torch.ops.aten.mul.Tensor):
-            continue
-        if not is_float_node(n):
-            continue
-        new_args = []
-        for a in n.args:
-            if isinstance(a, torch.fx.Node) or not isinstance(a, (int, float)):
-                new_args.append(a)
-                continue
-            name = get_new_attr_name_with_prefix("_tensor_constant_")(model)
-            value = torch.tensor(float(a))
-            model.register_buffer(name, value)
-            with model.graph.inserting_before(n):
-                node = model.graph.create_node("get_attr", name, (), {})
-                node.meta["val"] = n.meta["val"].fake_mode.from_tensor(value, static_shapes=True)
-            new_args.append(node)
-        n.args = tuple(new_args)
-    model.recompile()
-    return model
-
-
-def _op_short(node: Any) -> str:
-    """``aten.linear.default`` -> ``linear``."""
-    name = getattr(node.target, "__name__", str(node.target))
-    return name.split(".")[0]
-
-
-def _module_paths(node: Any) -> list[str]:
-    stack = node.meta.get("nn_module_stack") or {}
-    return [str(path) for path, _ in stack.values() if path]
-
-
-def resolve_exclusions(gm: Any, quant: QuantOptions) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """Map ``--exclude-node`` / ``--exclude-op-type`` onto the PT2E graph, or refuse names it does not have.
-
-    A node name may be an FX node (``linear_3``) or a module path (``bert.encoder.layer.0.output.dense``: every
-    node inside it). An op type is an aten op name (``linear``, ``conv2d``). ONNX node names do not exist in the
-    torch graph; silently ignoring them would ship a ``.pte`` that quantizes what the user asked to keep float.
-    """
-    nodes = [n for n in gm.graph.nodes if n.op == "call_function"]
-    names = {n.name for n in nodes}
-    modules = {p for n in nodes for p in _module_paths(n)}
-    ops = {_op_short(n) for n in nodes}
-    ex_nodes = tuple(x for x in quant.nodes_to_exclude if x in names)
-    ex_modules = tuple(x for x in quant.nodes_to_exclude if x in modules and x not in names)
-    unknown = [x for x in quant.nodes_to_exclude if x not in names and x not in modules]
-    bad_ops = [x for x in quant.op_types_to_exclude if x not in ops]
-    if unknown or bad_ops:
-        what = ", ".join([*(repr(u) for u in unknown[:5]), *(f"op type {b!r}" for b in bad_ops[:5])])
-        sample_mod = sorted(modules)[:3]
-        raise UsageError(
-            f"the .pte (PT2E) graph has no {what} to keep in float",
-            "for --format pte name a module path (e.g. " + ", ".join(sample_mod or ["<none>"])
-            + f"), an FX node name or an aten op type ({', '.join(sorted(ops)[:6])}, ...); ONNX node names "
-            "only apply to --format onnx, so export the formats separately",
-        )
-    return ex_nodes, ex_modules, tuple(quant.op_types_to_exclude)
-
-
-def _excluded(node: Any, settings: PteQuantSettings) -> bool:
-    if node.name in settings.exclude_nodes or _op_short(node) in settings.exclude_ops:
-        return True
-    return any(p == m or p.startswith(m + ".") for p in _module_paths(node) for m in settings.exclude_modules)
-
-
-def is_clamp_node(node: Any) -> bool:
-    """``relu6`` / ``hardtanh`` (clamps): fusable into XNNPACK's conv / linear output min / max."""
-    import torch
-
-    return bool(node.op == "call_function"
-                and node.target in (torch.ops.aten.hardtanh.default, torch.ops.aten.hardtanh_.default,
-                                    torch.ops.aten.relu6.default, torch.ops.aten.relu6_.default))
-
-
-def annotate_clamp_fusions(gm: Any, config: Any, filter_fn: Callable[[Any], bool]) -> int:
-    """Annotate ``conv2d|linear -> hardtanh`` like the stock ``conv -> relu`` pattern: the producer's input and
-    weights (and bias) are quantized, its output is not, the clamp's output carries the activation observer.
-    Returns how many patterns were annotated (the caller runs this before the stock patterns)."""
-    import torch
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils import (
-        _is_annotated,
-        _mark_nodes_as_annotated,
-    )
-    from torchao.quantization.pt2e.quantizer import (
-        QuantizationAnnotation,
-        get_bias_qspec,
-        get_input_act_qspec,
-        get_output_act_qspec,
-        get_weight_qspec,
-    )
-    from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
-
-    producers = (torch.ops.aten.conv2d.default, torch.ops.aten.linear.default)
-    count = 0
-    for clamp in gm.graph.nodes:
-        if not is_clamp_node(clamp):
-            continue
-        prod = clamp.args[0]
-        if not isinstance(prod, torch.fx.Node) or prod.op != "call_function" or prod.target not in producers:
-            continue
-        if len(prod.users) > 1 or not isinstance(prod.args[0], torch.fx.Node):
-            continue  # the unclamped output is also used elsewhere: it must stay quantizable on its own
-        weight = prod.args[1]
-        if not isinstance(weight, torch.fx.Node):
-            continue
-        partition = [clamp, prod, weight]
-        qmap = {prod.args[0]: get_input_act_qspec(config), weight: get_weight_qspec(config)}
-        bias = prod.args[2] if len(prod.args) > 2 else None
-        if isinstance(bias, torch.fx.Node):
-            qmap[bias] = get_bias_qspec(config)
-            partition.append(bias)
-        if _is_annotated(partition) or any(not filter_fn(n) for n in partition):
-            continue
-        prod.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(input_qspec_map=qmap, _annotated=True)
-        clamp.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(output_qspec=get_output_act_qspec(config),
-                                                              _annotated=True)
-        _mark_nodes_as_annotated(partition)
-        count += 1
-    return count
-
-
 def make_quantizer(settings: PteQuantSettings) -> Any:
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
@@ -261,7 +90,7 @@ def make_quantizer(settings: PteQuantSettings) -> Any:
             self.mask_derived = mask_derived_nodes(model)  # before scalars become tensor constants
             self.mask_derived_float = [n.name for n in model.graph.nodes
                                        if n.name in self.mask_derived and n.op == "call_function"
-                                       and _float_valued(n)]
+                                       and float_valued(n)]
             return convert_float_scalars_to_attrs(model)
 
         def annotate(self, model: Any) -> Any:
@@ -269,7 +98,7 @@ def make_quantizer(settings: PteQuantSettings) -> Any:
 
             def keep(n: Any) -> bool:
                 return (is_float_node(n) and n.name not in derived
-                        and not any(a.name in derived for a in n.all_input_nodes) and not _excluded(n, settings))
+                        and not any(a.name in derived for a in n.all_input_nodes) and not excluded(n, settings.exclude_nodes, settings.exclude_modules, settings.exclude_ops))
 
             self.set_filter_function(keep)
             if settings.mode == "static":  # dynamic mode quantizes weights / linear inputs only: no output clamp
