@@ -22,19 +22,15 @@ given text (pass ``--float-model`` and compare texts yourself if that matters).
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgeq.errors import ArtifactError, EdgeqError, ManifestError, RunnerError, UsageError, error_class
+from edgeq.errors import ManifestError, UsageError
 from edgeq.llm.metrics import WindowScores, compare, score
-from edgeq.validate.isolated import wait_child
+from edgeq.validate.isolated import run_forked
 
 # Quantized perplexity below this fraction of the stored float perplexity fails the reference (see above).
 # Measured: 4- and 8-bit variants of SmolLM2-135M and of the tiny random test Llama stay >= 0.995x float.
@@ -42,7 +38,6 @@ REFERENCE_FLOOR = 0.98
 # A float model given with --float-model must reproduce the stored float perplexity this closely (fp32 torch
 # reruns of the same windows agree to ~1e-6; the slack covers a different BLAS / thread count).
 FLOAT_RTOL = 1e-3
-_TYPED, _OTHER = 2, 4
 
 
 @dataclass(frozen=True)
@@ -122,48 +117,21 @@ def _load_windows(out: Path, m: dict[str, Any]) -> tuple[np.ndarray, WindowScore
 
 def score_isolated(path: Path, fmt: str, windows: np.ndarray, workdir: Path) -> WindowScores:
     """Score WINDOWS with the artifact in a forked child: a native crash becomes an ArtifactError."""
-    import contextlib
-    import importlib
+    res = workdir / f"{path.name}.{fmt}.npz"
+    res.unlink(missing_ok=True)
 
-    for mod in ("onnxruntime",) if fmt == "onnx" else ("torch", "executorch.runtime"):
-        with contextlib.suppress(ImportError):
-            importlib.import_module(mod)  # import once before forking, run nothing (no thread pool yet)
-    res, err = workdir / f"{path.name}.{fmt}.npz", workdir / f"{path.name}.{fmt}.err.json"
-    pid = os.fork()
-    if pid == 0:
-        import faulthandler
+    def work() -> None:
+        from edgeq.llm.runners import open_runner
 
-        faulthandler.disable()
-        code = _OTHER
-        try:
-            from edgeq.llm.runners import open_runner
+        runner = open_runner(path, fmt)
+        vocab = runner.forward(windows[0][:1], 0).shape[-1]
+        if int(windows.max()) >= vocab or int(windows.min()) < 0:
+            raise ManifestError(f"the eval windows hold token ids outside the model's vocabulary ({vocab})",
+                                "validation/inputs.npz is not this model's; re-run edgeq export")
+        s = score(runner, windows)
+        np.savez(res, nll=s.nll, argmax=s.argmax)
 
-            runner = open_runner(path, fmt)
-            vocab = runner.forward(windows[0][:1], 0).shape[-1]
-            if int(windows.max()) >= vocab or int(windows.min()) < 0:
-                raise ManifestError(f"the eval windows hold token ids outside the model's vocabulary ({vocab})",
-                                    "validation/inputs.npz is not this model's; re-run edgeq export")
-            s = score(runner, windows)
-            np.savez(res, nll=s.nll, argmax=s.argmax)
-            code = 0
-        except EdgeqError as e:
-            err.write_text(json.dumps({"type": type(e).__name__, "cause": e.cause, "hint": e.hint}))
-            code = _TYPED
-        except BaseException:  # noqa: BLE001 - everything goes back to the parent
-            err.write_text(json.dumps({"type": "", "cause": traceback.format_exc(limit=3)}))
-        finally:
-            os._exit(code)
-    status = wait_child(pid)
-    if os.WIFSIGNALED(status):
-        raise ArtifactError(f"{path.name}: the {fmt} runtime crashed ({signal.Signals(os.WTERMSIG(status)).name})",
-                            "the file is corrupt or was tampered with; re-run edgeq export")
-    if os.WEXITSTATUS(status) != 0 or not res.is_file():
-        info = json.loads(err.read_text()) if err.is_file() else {}
-        cls = error_class(str(info.get("type")))
-        if cls is not None:
-            raise cls(str(info.get("cause")), str(info.get("hint") or ""))
-        last = (str(info.get("cause") or "no output").strip().splitlines() or [""])[-1][:300]
-        raise RunnerError(f"{path.name}: the host runtime failed: {last}")
+    run_forked(path.name, fmt, work, workdir / f"{path.name}.{fmt}.err.json")
     with np.load(res, allow_pickle=False) as z:
         return WindowScores(np.asarray(z["nll"]), np.asarray(z["argmax"]))
 

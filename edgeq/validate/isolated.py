@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +26,38 @@ _PRELOAD = {"pte": ("torch", "executorch.runtime"), "onnx": ("onnxruntime",), "o
 
 
 def run_isolated(artifact: Path, fmt: str, inputs: Path, workdir: Path) -> RunResult:
+    result = workdir / f"{artifact.name}.isolated.json"
+    result.unlink(missing_ok=True)
+
+    def work() -> None:
+        from edgeq.validate.runners.host import HostRunner
+
+        res = HostRunner().run(artifact, fmt, inputs, workdir)
+        out = workdir / f"{artifact.name}.isolated.npz"
+        np.savez(out, **res.outputs)  # type: ignore[arg-type]
+        result.write_text(json.dumps({"outputs": str(out), "latency_ms": res.latency_ms,
+                                      "latency_kind": res.latency_kind, "runtime": res.runtime}))
+
+    run_forked(artifact.name, fmt, work, workdir / f"{artifact.name}.isolated.err.json")
+    info = json.loads(result.read_text())
+    with np.load(info["outputs"], allow_pickle=False) as z:
+        outputs = {k: z[k] for k in z.files}
+    return RunResult(outputs, info["latency_ms"], info["latency_kind"], info["runtime"])
+
+
+def run_forked(label: str, fmt: str, work: Callable[[], None], err: Path) -> None:
+    """Run WORK (which writes its own result files) in a forked child of this process.
+
+    The format's runtime is imported here first (import only, nothing run, so no thread pool exists when we
+    fork). A native crash in the child raises :class:`ArtifactError`; a typed edgeq error raised in the child is
+    raised again here with its cause and hint; anything else becomes a :class:`RunnerError` with its last line."""
     import contextlib
     import importlib
 
     for mod in _PRELOAD.get(fmt, ()):
         with contextlib.suppress(ImportError):  # not installed: the child reports it as a typed error
             importlib.import_module(mod)
-    result = workdir / f"{artifact.name}.isolated.json"
-    result.unlink(missing_ok=True)
+    err.unlink(missing_ok=True)
     pid = os.fork()
     if pid == 0:  # the child: never returns, never runs the parent's cleanup
         import faulthandler
@@ -40,30 +65,27 @@ def run_isolated(artifact: Path, fmt: str, inputs: Path, workdir: Path) -> RunRe
         faulthandler.disable()  # a crash here is expected and reported by the parent; no stack dump
         code = _OTHER
         try:
-            code = _child(fmt, artifact, inputs, workdir, result)
+            work()
+            code = _OK
+        except EdgeqError as e:
+            err.write_text(json.dumps({"type": type(e).__name__, "cause": e.cause, "hint": e.hint}))
+            code = _TYPED
         except BaseException:  # noqa: BLE001 - report everything to the parent, then leave
-            try:
-                result.write_text(json.dumps({"error": {"type": "", "cause": traceback.format_exc(limit=3)}}))
-            finally:
-                os._exit(_OTHER)
-        os._exit(code)
+            err.write_text(json.dumps({"type": "", "cause": traceback.format_exc(limit=3)}))
+        finally:
+            os._exit(code)
     status = wait_child(pid)
     if os.WIFSIGNALED(status):
         name = signal.Signals(os.WTERMSIG(status)).name
-        raise ArtifactError(f"{artifact.name}: the {fmt} runtime crashed ({name}) loading or running it",
+        raise ArtifactError(f"{label}: the {fmt} runtime crashed ({name}) loading or running it",
                             "the file is corrupt or was tampered with; re-run edgeq export")
-    info = json.loads(result.read_text()) if result.is_file() else {}
-    if os.WEXITSTATUS(status) != _OK or "error" in info:
-        err = info.get("error") or {}
-        cls = error_class(str(err.get("type")))
+    if os.WEXITSTATUS(status) != _OK:
+        info = json.loads(err.read_text()) if err.is_file() else {}
+        cls = error_class(str(info.get("type")))
         if cls is not None:
-            raise cls(str(err.get("cause")), str(err.get("hint") or ""))
-        last = (str(err.get("cause") or "no output").strip().splitlines() or [""])[-1][:300]
-        raise RunnerError(f"{artifact.name}: the host runtime failed: {last}")
-    with np.load(info["outputs"], allow_pickle=False) as z:
-        outputs = {k: z[k] for k in z.files}
-    return RunResult(outputs, info["latency_ms"], info["latency_kind"], info["runtime"])
-
+            raise cls(str(info.get("cause")), str(info.get("hint") or ""))
+        last = (str(info.get("cause") or "no output").strip().splitlines() or [""])[-1][:300]
+        raise RunnerError(f"{label}: the host runtime failed: {last}")
 
 
 def wait_child(pid: int) -> int:
@@ -75,18 +97,3 @@ def wait_child(pid: int) -> int:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         raise
-
-
-def _child(fmt: str, artifact: Path, inputs: Path, workdir: Path, result: Path) -> int:
-    from edgeq.validate.runners.host import HostRunner
-
-    try:
-        res = HostRunner().run(artifact, fmt, inputs, workdir)
-    except EdgeqError as e:
-        result.write_text(json.dumps({"error": {"type": type(e).__name__, "cause": e.cause, "hint": e.hint}}))
-        return _TYPED
-    out = workdir / f"{artifact.name}.isolated.npz"
-    np.savez(out, **res.outputs)  # type: ignore[arg-type]
-    result.write_text(json.dumps({"outputs": str(out), "latency_ms": res.latency_ms,
-                                  "latency_kind": res.latency_kind, "runtime": res.runtime}))
-    return _OK
