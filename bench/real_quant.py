@@ -377,7 +377,7 @@ def edgeq_export(case: Case, d: Path, formats: tuple[str, ...]) -> list[Built]:
         for a in arts:
             checks = [v.budget_check for v in a.validations]
             own = "export: PASS" if checks and all(c["passed"] for c in checks) else (
-                "export: FAIL " + short("; ".join(f for c in checks for f in c["failures"]), 100))
+                "export: FAIL " + short("; ".join(f.split(" (")[0] for c in checks for f in c["failures"]), 100))
             label = ((a.quantization or {}).get("search") or {}).get("label")
             out.append(Built(fmt, f"**edgeq export** `{a.name}`" + (f" ({label})" if label else ""),
                              res.output / a.path, seconds, note=own))
