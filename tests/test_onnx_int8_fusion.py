@@ -121,3 +121,32 @@ def test_symmetric_int16_is_unchanged() -> None:
     from edgeq.onnx.quantize import activation_symmetric
 
     assert activation_symmetric("int16") and not activation_symmetric("int8") and not activation_symmetric("uint8")
+
+
+def test_bias_correction_moves_linear_conv_means_to_float(float_onnx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Sequential empirical bias correction: only the unclamped convs' INT32 biases change, their per-channel
+    output means on the calibration data move toward the float model's, and ORT fuses the graph as before."""
+    import onnx
+
+    from edgeq.onnx.bias_correct import _channel_means, correct_qdq_biases, linear_convs
+
+    src, calib = float_onnx
+    out = tmp_path / "u8s8.onnx"
+    _quantize(src, calib, out, "uint8")
+    before = onnx.load(str(out))
+    fl = onnx.load(str(src))
+    convs = linear_convs(before, fl)
+    assert len(convs) == 2  # project and project2; stem, dw, expand and dw2 are ReLU6-clamped
+    feeds = [{"image": calib.inputs["image"][i:i + 1]} for i in range(len(calib))]  # exported with batch 1
+    names = [c[0] for c in convs]
+    ref = _channel_means(fl, names, feeds)
+    err_before = {n: np.abs(v - ref[n]).mean() for n, v in _channel_means(before, names, feeds).items()}
+    ops_before = _optimized_ops(out, tmp_path)
+    rec = correct_qdq_biases(src, out, calib)
+    after = onnx.load(str(out))
+    assert rec["convs"] == 2 and rec["samples"] == len(calib)
+    err_after = {n: np.abs(v - ref[n]).mean() for n, v in _channel_means(after, names, feeds).items()}
+    assert sum(err_after.values()) < sum(err_before.values())
+    changed = {a.name for a, b in zip(before.graph.initializer, after.graph.initializer, strict=True) if a != b}
+    assert changed and changed <= {c[1] for c in convs}  # bias integers only
+    assert _optimized_ops(out, tmp_path) == ops_before
