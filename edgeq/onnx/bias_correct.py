@@ -52,14 +52,14 @@ def _channel_means(model: Any, names: list[str], feeds: list[dict[str, np.ndarra
     m.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names)
     sess = _session(m)
     sums: dict[str, np.ndarray] = {}
-    count = 0
+    counts: dict[str, int] = {}
     for feed in feeds:
         outs = sess.run(names, feed)
-        for n, y in zip(names, outs, strict=True):
+        for n, y in zip(names, outs, strict=True):  # each tensor has its own spatial size
             axes = tuple(i for i in range(y.ndim) if i != 1)
             sums[n] = sums.get(n, 0.0) + y.astype(np.float64).sum(axis=axes)
-        count += int(np.prod([d for i, d in enumerate(outs[0].shape) if i != 1]))
-    return {n: s / count for n, s in sums.items()}
+            counts[n] = counts.get(n, 0) + y.size // y.shape[1]
+    return {n: s / counts[n] for n, s in sums.items()}
 
 
 def _fixed_batch(model: Any) -> int | None:
