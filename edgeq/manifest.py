@@ -12,7 +12,7 @@ Schema (version 1) — every key below is always present; ``null`` where not app
   artifacts[{name, path, format, precision, role, bytes, sha256, quantization,
              details{io{inputs[{name, dtype, shape, batch, layout, preprocessing}], outputs[...]} for .onnx/.pte, ...},
              validations[{runner, machine, cpu_model, features, emulated, metrics, budget_check,
-                          latency_ms, latency_kind, runtime}]}]
+                          latency_ms, latency_kind, runtime, latency_detail (optional)}]}]
   verdict{passed, failures[]}
 Optional top-level keys (present only when the feature ran): search{met, best, stopped, options, trials[], closest[]},
   sensitivity[{rank, node, op_type, tensor, added_db, ...}] (ONNX), sensitivity_pte[...] (PT2E graph),
@@ -51,6 +51,9 @@ class Validation:
     latency_ms: float | None
     latency_kind: str
     runtime: str
+    # How latency_ms was measured when not by the runner alone: the host's paired measurement (edgeq.validate.latency)
+    # records method, threads, rounds and ratio_to_float here. Optional: older manifests lack it.
+    latency_detail: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

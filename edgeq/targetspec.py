@@ -33,7 +33,7 @@ class OnnxScheme:
     execution_providers: tuple[str, ...]  # to check for usability, e.g. ("NNAPI",), ("CoreML",)
     reason: str  # why this scheme on this ISA (recorded in the manifest)
     # Optional second scheme, used when the machine running the model (the host, for host-run targets) has any of
-    # these CPU flags — x86-64: VNNI accumulates S8S8 products without saturation, so no reduce_range.
+    # these CPU flags — x86-64: VNNI accumulates u8 x s8 products without saturation, so no reduce_range.
     if_host_has: tuple[str, ...] = ()
     if_host_activation_type: str | None = None
     if_host_reduce_range: bool | None = None

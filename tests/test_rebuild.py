@@ -30,7 +30,7 @@ def test_manifest_records_every_option(both_formats: edgeq.ExportResult) -> None
     assert set(rec) == fields
     assert rec["quant"]["calibration"] == "percentile" and Path(rec["calib"]).is_absolute()
     resolved = both_formats.manifest["config"]["resolved_quant"]["onnx"]
-    # from x86-64.toml: U8S8 + reduce_range, or S8S8 on a VNNI host (the TOML names both); the stage's choice
+    # from x86-64.toml: U8S8 + reduce_range, or U8S8 without it on a VNNI host (the TOML names both); the stage's choice
     chosen = next(p for p in both_formats.manifest["passes"] if p["name"] == "quant-scheme")["details"]["chosen"]
     assert (resolved["activation_type"], resolved["reduce_range"]) == (chosen["activation_type"], chosen["reduce_range"])
     assert "trust_pickle" not in rec  # a manifest must never switch pickle loading on for a rebuild

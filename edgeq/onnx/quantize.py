@@ -65,9 +65,9 @@ def quantize_onnx_static(src: Path, dst: Path, calib: Dataset, opts: QuantOption
     calib = calib.head(opts.max_calibration_samples)
     reader = reader_class()(calib, on_sample)
     extra: dict[str, Any] = {
-        # Weights are symmetric INT8 (what ARM/x86 int8 GEMM kernels want); activations follow the type.
+        # Weights are symmetric INT8 (what ARM/x86 int8 GEMM kernels want).
         "WeightSymmetric": True,
-        "ActivationSymmetric": opts.activation_type in ("int8", "int16"),
+        "ActivationSymmetric": activation_symmetric(opts.activation_type),
         "CalibMovingAverage": False,
     }
     if opts.calibration == "percentile":
@@ -110,12 +110,25 @@ def quantize_onnx_static(src: Path, dst: Path, calib: Dataset, opts: QuantOption
         "activation_type": opts.activation_type,
         "weight_type": weight_type,
         "reduce_range": bool(opts.reduce_range),
+        "activation_symmetric": extra["ActivationSymmetric"],
         "nodes_excluded": list(opts.nodes_to_exclude),
         "op_types_excluded": list(opts.op_types_to_exclude),
         "int16_activation_nodes": list(opts.int16_activation_nodes),
         "fixed_ranges": sorted(fixed),
         "tool": "onnxruntime.quantization.quantize_static",
     }
+
+
+def activation_symmetric(activation_type: str | None) -> bool:
+    """Whether calibrated activation ranges are made symmetric around zero (zero point 0).
+
+    8-bit activations are asymmetric: after ReLU / ReLU6 a symmetric range spends half the 256 levels on negatives
+    that never occur, and it keeps the activation's ``Clip`` as a float op between DequantizeLinear and
+    QuantizeLinear — ORT's ClipQuantFusion drops a Clip only when the QuantizeLinear's representable range lies
+    inside the clip's, i.e. starts at 0 for ReLU6 (EfficientNet-Lite0: 33 Clips left in float with symmetric int8).
+    16-bit activations (mixed precision, run as float between Q/DQ anyway) keep symmetric ranges.
+    """
+    return activation_type == "int16"
 
 
 def fixed_range_overrides(src: Path, ranges: dict[str, tuple[float, int]]) -> dict[str, list[dict[str, Any]]]:

@@ -26,6 +26,7 @@ class Row:
     latency_ratio: float | None
     passed: bool | None
     failures: tuple[str, ...]
+    latency_how: str = "single measurement run"  # or how the paired host timing ran
 
 
 def _baseline(artifacts: list[dict[str, Any]], fmt: str) -> dict[str, Any] | None:
@@ -49,7 +50,10 @@ def rows(manifest: dict[str, Any]) -> list[Row]:
                 continue
             m = v["metrics"]
             lat_ratio = None
-            if base and v["latency_ms"]:
+            paired = v.get("latency_detail") or {}
+            if paired.get("ratio_to_float") is not None:  # timed interleaved with the float model: its own ratio
+                lat_ratio = float(paired["ratio_to_float"])
+            elif base and v["latency_ms"]:
                 bl = [bv for bv in base["validations"] if bv["runner"] == v["runner"] and bv["cpu_model"] == v["cpu_model"]]
                 if bl and bl[0]["latency_ms"]:
                     lat_ratio = v["latency_ms"] / bl[0]["latency_ms"]
@@ -58,8 +62,15 @@ def rows(manifest: dict[str, Any]) -> list[Row]:
                            m.get("accuracy"), m.get("accuracy_drop_pts"), m.get("top1_agreement"),
                            m.get("cosine_mean"), m.get("cosine_min"), m.get("sqnr_db"), m.get("max_abs_diff"),
                            v["latency_ms"], v["latency_kind"], lat_ratio, v["budget_check"]["passed"],
-                           tuple(v["budget_check"]["failures"])))
+                           tuple(v["budget_check"]["failures"]), _latency_how(paired)))
     return out
+
+
+def _latency_how(paired: dict[str, Any]) -> str:
+    if not paired:
+        return "single measurement run"
+    return (f"median of {paired.get('rounds')} rounds interleaved with the float model, "
+            f"{paired.get('threads')} thread, batch 1")
 
 
 def fmt_num(x: Any, spec: str = ".4f") -> str:

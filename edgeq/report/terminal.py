@@ -134,7 +134,7 @@ def size_speed_warnings(manifest: dict[str, Any]) -> list[str]:
                        "(e.g. fixed segment alignment or quantize/dequantize overhead on a tiny model)")
         if r.latency_ratio is not None and r.latency_ratio > 1.1 and r.latency_kind != "emulated":
             out.append(f"{r.artifact} ran {r.latency_ratio:.2f}× the float latency on {r.runner} "
-                       f"({r.latency_ms:.3f} ms, single measurement run; re-check with `make bench`)")
+                       f"({r.latency_ms:.3f} ms, {r.latency_how}; re-check with `make bench`)")
     return out
 
 

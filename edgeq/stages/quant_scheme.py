@@ -1,12 +1,13 @@
 """Apply the target profile's ONNX quantization scheme (its ``[onnx]`` table) and record why it was chosen.
 
 The scheme is data, not code: ``activation_type``/``weight_type`` (S8S8 on ARM64 for ONNX Runtime's NEON/SDOT/I8MM
-int8 GEMM kernels; U8S8 with ``reduce_range`` on x86-64 without VNNI, where pmaddubsw saturates), ``per_channel``,
+int8 GEMM kernels; U8S8 on x86-64, whose ORT kernels fuse uint8-activation QDQ only, with ``reduce_range`` where
+there is no VNNI and pmaddubsw saturates), ``per_channel``,
 ``reduce_range`` and ``calibration`` come from the target TOML, with its ``reason``. Explicit user options
 (CLI flags, ``edgeq.toml``, Python) win over the profile; only unset fields are filled.
 
 A profile may also name a second scheme and the host CPU flags that select it (``if_host_*``): the x86-64 target,
-whose model runs on the machine doing the export, picks S8S8 without reduce_range when that machine has VNNI. The
+whose model runs on the machine doing the export, drops reduce_range when that machine has VNNI. The
 flags checked and the outcome are recorded in the manifest's pass log.
 """
 

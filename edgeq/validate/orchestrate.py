@@ -12,6 +12,7 @@ from edgeq.config import Budget
 from edgeq.data import check_labels
 from edgeq.manifest import Artifact, Validation
 from edgeq.progress import Progress
+from edgeq.validate.latency import paired_onnx_latency
 from edgeq.validate.metrics import ACCURACY_FALLBACK, check_budget, compare
 from edgeq.validate.runners import get_runner
 
@@ -61,7 +62,46 @@ def validate_artifacts(outdir: Path, artifacts: list[Artifact], inputs_rel: str,
                 metrics=metrics.to_dict(), budget_check=bc.to_dict(), latency_ms=result.latency_ms,
                 latency_kind=result.latency_kind, runtime=result.runtime,
             ))
+    if not isolate and any(r.name == "host" for r in runners):
+        # Not for untrusted files (isolate): the paired timing loads every model into this process.
+        pair_host_latency(outdir, artifacts, data, progress)
     return artifacts
+
+
+PAIRED_FORMATS = ("onnx", "ort")  # one onnxruntime session type; the .pte runtime has no thread-count setting here
+
+
+def pair_host_latency(outdir: Path, artifacts: list[Artifact], inputs: dict[str, np.ndarray],
+                      progress: Progress) -> None:
+    """Replace the host latency of each float model and its quantized candidates by one paired measurement.
+
+    Per format: the float baseline and every validated candidate of that format are timed interleaved, one
+    thread, batch 1 (edgeq.validate.latency); ``latency_ms`` becomes the median and ``latency_detail`` says how,
+    with the median per-round ratio to float. Only when a float baseline of the format was validated here too.
+    """
+    for fmt in PAIRED_FORMATS:
+        base = next((a for a in artifacts if a.format == fmt and a.role == "baseline" and a.precision == "fp32"
+                     and _host_validation(a) is not None), None)
+        cands = [a for a in artifacts if a.format == fmt and a.role == "candidate" and _host_validation(a) is not None]
+        if base is None or not cands:
+            continue
+        progress.stage(f"timing {fmt}: float and {len(cands)} quantized model(s) interleaved, 1 thread, batch 1")
+        try:
+            timed = paired_onnx_latency(outdir / base.path, [outdir / a.path for a in cands], inputs)
+        except Exception as e:  # noqa: BLE001  timing never fails a build: keep each run's own latency
+            progress.stage(f"paired {fmt} timing skipped ({type(e).__name__}: {str(e)[:120]}); "
+                           "latencies are single measurement runs")
+            continue
+        for art in (base, *cands):
+            v = _host_validation(art)
+            rec = timed.get(outdir / art.path)
+            if v is not None and rec is not None:
+                v.latency_ms = float(rec["latency_ms"])
+                v.latency_detail = rec
+
+
+def _host_validation(art: Artifact) -> Validation | None:
+    return next((v for v in art.validations if v.runner == "host" and v.latency_ms is not None), None)
 
 
 def verdict(artifacts: list[Artifact], pass_log: list[dict[str, Any]]) -> dict[str, Any]:

@@ -92,13 +92,14 @@ def test_editing_the_toml_scheme_changes_the_artifact(digits_small, tmp_path: Pa
 
 
 def test_x86_scheme_follows_the_host_vnni(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """x86-64 names both schemes in its TOML; the host's VNNI flag picks S8S8 without reduce_range."""
+    """x86-64 names both schemes in its TOML; the host's VNNI flag drops reduce_range. Activations stay uint8 with
+    VNNI too: ORT's x86 kernels fuse uint8-activation QDQ only (tests/test_onnx_int8_fusion.py shows the graphs)."""
     t = load_target("x86-64")
-    assert t.onnx.if_host_has and t.onnx.if_host_activation_type == "int8"
+    assert t.onnx.if_host_has and t.onnx.if_host_activation_type == "uint8"
     monkeypatch.setattr("edgeq.stages.quant_scheme.host_arch", lambda: "x86_64")
     monkeypatch.setattr("edgeq.stages.quant_scheme.host_features", lambda: frozenset({"avx2", "avx512_vnni"}))
     res = _run(t)
-    assert res.details["chosen"]["activation_type"] == "int8" and res.details["chosen"]["reduce_range"] is False
+    assert res.details["chosen"]["activation_type"] == "uint8" and res.details["chosen"]["reduce_range"] is False
     assert res.details["host_condition"] == {"if_host_has": ["avx512_vnni", "avx_vnni"], "host_arch": "x86_64",
                                              "host_has": ["avx512_vnni"], "met": True}
     assert "VNNI" in res.summary
