@@ -153,3 +153,35 @@ def test_bias_correction_moves_linear_conv_means_to_float(float_onnx, tmp_path: 
     changed = {a.name for a, b in zip(before.graph.initializer, after.graph.initializer, strict=True) if a != b}
     assert changed and changed <= {c[1] for c in convs}  # bias integers only
     assert _optimized_ops(out, tmp_path) == ops_before
+
+
+def test_search_trials_get_the_bias_correction_of_the_first_model(float_onnx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A static 8-bit search trial is corrected like the first model (edgeq.backends.onnx): its biases equal
+    quantize + correct_qdq_biases of the same settings, and the trial record says how many convs moved."""
+    import onnx
+
+    from edgeq.config import Budget, SearchOptions
+    from edgeq.onnx.bias_correct import correct_qdq_biases
+    from edgeq.search.search import search_onnx
+
+    src, calib = float_onnx
+    inputs = tmp_path / "inputs.npz"
+    np.savez(inputs, image=calib.inputs["image"][:4])
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
+    ref = {"logits": np.concatenate([sess.run(None, {"image": calib.inputs["image"][i:i + 1]})[0] for i in range(4)])}
+    base = QuantOptions(activation_type="uint8", weight_type="int8", per_channel=True, reduce_range=False,
+                        calibration="minmax")
+    res = search_onnx(src, calib, inputs, ref, None, base, Budget(min_cosine=0.999999),
+                      SearchOptions(max_trials=1), tmp_path / "search")
+    trial = res.trials[0]
+    assert trial.bias_correction is not None and trial.bias_correction["convs"] == 3
+    assert trial.to_dict()["bias_correction_convs"] == 3
+    direct = tmp_path / "direct.onnx"
+    _quantize(src, calib, direct, "uint8")
+    correct_qdq_biases(src, direct, calib)
+    assert trial.path is not None
+    got = {t.name: t for t in onnx.load(str(trial.path)).graph.initializer}
+    want = {t.name: t for t in onnx.load(str(direct)).graph.initializer}
+    assert got.keys() == want.keys() and all(got[k] == want[k] for k in want)

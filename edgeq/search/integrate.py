@@ -134,6 +134,9 @@ def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scr
                             "int16_activation_nodes": list(best.quant.int16_activation_nodes),
                             "search": {"trial": best.index, "stage": best.stage, "label": best.config.label(),
                                        "met": result.met}}
+        art.quantization.pop("bias_correction", None)
+        if best.bias_correction is not None:
+            art.quantization["bias_correction"] = best.bias_correction
         if best.config.dynamic:
             art.quantization.update({"method": "dynamic", "format": "QOperator", "calibration": None,
                                      "calibration_samples": 0, "activation_type": "uint8 (dynamic)",

@@ -35,17 +35,19 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from edgeq.config import Budget, CalibrationMethod, QuantOptions, SearchOptions
+from edgeq.config import Budget, QuantOptions, SearchOptions
 from edgeq.data import Dataset
 from edgeq.errors import EdgeqError, UsageError
 from edgeq.progress import Progress
-from edgeq.search.patterns import CATEGORIES, Neighbourhood, fragile_nodes
-from edgeq.validate.metrics import Metrics, budget_distance, check_budget, compare
+from edgeq.search.ladder import chain, linear_dominated, linear_ladder, safe_sensitivity, static_ladder
+from edgeq.search.patterns import Neighbourhood, fragile_nodes
+from edgeq.search.trial import SearchResult, Trial, TrialConfig, shortfall, trial_line
+from edgeq.validate.metrics import budget_distance, check_budget, compare
 
 # 8-bit uniform quantization of a full-scale signal: SQNR = 6.02·8 + 1.76 dB. An output that passes through
 # INT8 tensors cannot be cleaner than this.
@@ -63,93 +65,6 @@ _CUMULATIVE = ("patterns", "sensitivity", "mixed-precision")  # stages ordered f
 # Relative spread of the host runner's median latency for one model run repeatedly (digits INT8 CNN, 20 runs on a
 # shared 2-core host: up to 34 %). A faster trial beats a same-size one only by more than this.
 LATENCY_NOISE = 0.35
-
-@dataclass(frozen=True)
-class TrialConfig:
-    calibration: CalibrationMethod
-    per_channel: bool
-    exclude: tuple[str, ...] = ()  # pattern categories kept in float
-    float_top_k: int = 0  # most sensitive nodes kept in float
-    int16_top_k: int = 0  # most sensitive nodes' outputs at 16-bit activations
-    dynamic: bool = False  # ORT dynamic INT8 MatMuls (activation scales per run), attention MatMuls float
-    fp16_linears: int = 0  # most sensitive torch Linears (edgeq.prepare ranking) kept float, fp16 weights
-
-    def label(self) -> str:
-        if self.dynamic:
-            parts = ["dynamic INT8 MatMul", "per-channel" if self.per_channel else "per-tensor"]
-            if self.fp16_linears:
-                parts.append(f"top-{self.fp16_linears} sensitive linears float (fp16 weights)")
-            return ", ".join(parts)
-        parts = [self.calibration, "per-channel" if self.per_channel else "per-tensor"]
-        if self.exclude:
-            parts.append("float:" + "+".join(self.exclude))
-        if self.float_top_k:
-            parts.append(f"float top-{self.float_top_k}")
-        if self.int16_top_k:
-            parts.append(f"int16 top-{self.int16_top_k}")
-        return ", ".join(parts)
-
-
-@dataclass
-class Trial:
-    index: int
-    stage: str
-    config: TrialConfig
-    quant: QuantOptions
-    path: Path | None = None
-    bytes: int = 0
-    latency_ms: float | None = None
-    metrics: Metrics | None = None
-    failures: tuple[str, ...] = ()
-    passed: bool = False
-    shortfall: float = math.inf
-    seconds: float = 0.0
-    error: str | None = None
-    fp16_nodes: tuple[str, ...] = ()  # kept-float linears' MatMul/Gemm nodes, weights stored as float16
-    fp16_modules: tuple[str, ...] = ()  # the torch modules they come from
-    distance: dict[str, float] = field(default_factory=dict)  # per budget limit, negative = missed (+ size_ratio)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index, "stage": self.stage, "label": self.config.label(), "config": asdict(self.config),
-            "mode": "dynamic" if self.config.dynamic else "static",
-            "fp16_linears": list(self.fp16_modules), "fp16_nodes": list(self.fp16_nodes),
-            "nodes_excluded": list(self.quant.nodes_to_exclude),
-            "int16_activation_nodes": list(self.quant.int16_activation_nodes),
-            "bytes": self.bytes, "latency_ms": self.latency_ms,
-            "metrics": self.metrics.to_dict() if self.metrics else None, "passed": self.passed,
-            "failures": list(self.failures), "shortfall": None if math.isinf(self.shortfall) else self.shortfall,
-            "distance": self.distance,
-            "seconds": round(self.seconds, 3), "error": self.error,
-        }
-
-
-@dataclass
-class SearchResult:
-    met: bool
-    best: Trial | None
-    trials: list[Trial]
-    float_bytes: int
-    float_latency_ms: float | None
-    seconds: float
-    stopped: str  # why the search ended
-    sensitivity: list[dict[str, Any]] = field(default_factory=list)
-    patterns: dict[str, list[str]] = field(default_factory=dict)
-
-    def closest(self, n: int = 3) -> list[Trial]:
-        ok = [t for t in self.trials if t.metrics is not None]
-        return sorted(ok, key=lambda t: (t.shortfall, t.bytes))[:n]
-
-    def to_dict(self, budget: Budget, options: SearchOptions) -> dict[str, Any]:
-        return {
-            "met": self.met, "best": self.best.index if self.best else None, "stopped": self.stopped,
-            "seconds": round(self.seconds, 2), "budget": budget.to_dict(), "options": options.to_dict(),
-            "float": {"bytes": self.float_bytes, "latency_ms": self.float_latency_ms},
-            "trials": [t.to_dict() for t in self.trials],
-            "closest": [t.index for t in self.closest()],
-            "patterns": self.patterns,
-        }
-
 
 def check_budget_consistency(budget: Budget, options: SearchOptions) -> None:
     """Budgets that no model can meet together are a usage error, raised before any work.
@@ -173,23 +88,6 @@ def check_budget_consistency(budget: Budget, options: SearchOptions) -> None:
     if cap is not None and cap < 1 and budget.min_cosine is not None and budget.min_cosine >= 1.0:
         raise UsageError(f"--min-cosine {budget.min_cosine:g} (exact outputs) contradicts --max-size-ratio {cap:g}",
                          "only the float model is exact; use e.g. --min-cosine 0.99")
-
-
-def shortfall(m: Metrics, budget: Budget) -> float:
-    """How far a trial is from the budget: the sum of each limit's relative shortfall (0 = met)."""
-    s = 0.0
-    if budget.min_cosine is not None:
-        s += max(0.0, budget.min_cosine - m.cosine_mean) / max(1e-6, 1.0 - budget.min_cosine)
-    if budget.min_sqnr is not None:
-        s += max(0.0, budget.min_sqnr - m.sqnr_db) / 10.0
-    drop = m.accuracy_drop_pts
-    if budget.max_accuracy_drop is not None and drop is not None:
-        s += max(0.0, drop - budget.max_accuracy_drop) / max(1.0, budget.max_accuracy_drop)
-    if budget.min_top1_agreement is not None and m.top1_agreement is not None:
-        s += max(0.0, budget.min_top1_agreement - m.top1_agreement) / max(1e-6, 1.0 - budget.min_top1_agreement)
-    if budget.min_nn_agreement is not None and m.nn_agreement is not None:
-        s += max(0.0, budget.min_nn_agreement - m.nn_agreement) / max(1e-6, 1.0 - budget.min_nn_agreement)
-    return s
 
 
 class _Evaluator:
@@ -221,6 +119,12 @@ class _Evaluator:
                 weights_to_fp16(trial.path, list(trial.fp16_nodes))
             else:
                 quantize_onnx_static(self.prepped, trial.path, self.calib, trial.quant)
+                if trial.quant.activation_type in ("int8", "uint8"):
+                    # the same correction the first model got (edgeq.backends.onnx): without it every static
+                    # trial of a conv net starts below the model it is meant to improve on
+                    from edgeq.onnx.bias_correct import correct_qdq_biases
+
+                    trial.bias_correction = correct_qdq_biases(self.prepped, trial.path, self.calib)
             from edgeq.backends.onnx import rename_outputs
 
             rename_outputs(trial.path, list(self.reference))
@@ -328,11 +232,11 @@ def search_onnx(prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict
     seen: set[TrialConfig] = set()
     # A bar with an ETA over the trial limit (the search usually stops earlier, at the first passing stage).
     with progress.bar(options.max_trials, "search trials", unit="trial") as bar:
-        ladder = _linear_ladder(base, linears, baseline=not first_dynamic) if linear_first else iter(())
+        ladder = linear_ladder(base, linears, baseline=not first_dynamic) if linear_first else iter(())
         # the static ladder builds on the best *static* trial (its moves are QDQ settings)
-        static_ladder = _ladder(base, patterns, state, lambda: best_of([t for t in trials if not t.config.dynamic]),
-                                ev, calib, options)
-        for stage, candidates in _chain(ladder, static_ladder):
+        static = static_ladder(base, patterns, state, lambda: best_of([t for t in trials if not t.config.dynamic]),
+                               prepped, calib, options)
+        for stage, candidates in chain(ladder, static):
             stage_trials = []
             for cfg in candidates:
                 if cfg in seen:
@@ -350,13 +254,13 @@ def search_onnx(prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict
                 progress.stage(f"search trial {trial.index}/{options.max_trials} [{stage}] {cfg.label()}")
                 ev.run(trial)
                 bar.update(1)
-                progress.stage("  -> " + _trial_line(trial, ev.float_bytes))
+                progress.stage("  -> " + trial_line(trial, ev.float_bytes))
                 if on_trial:
                     on_trial(trial)
                 # linear-dominated: the torch-side ranking (edgeq.prepare) orders the first moves; the ONNX node
                 # ranking (a debugger pass over the whole graph) is computed only if the static stages need it
                 if trial.index == 1 and trial.path is not None and trial.metrics is not None and not linear_first:
-                    state["baseline_ranking"] = _safe_sensitivity(prepped, trial.path, calib, options)
+                    state["baseline_ranking"] = safe_sensitivity(prepped, trial.path, calib, options)
                 if trial.passed and stage in _CUMULATIVE:
                     break  # later candidates of this stage only add float / bits to a config that already passes
             else:
@@ -374,89 +278,6 @@ def search_onnx(prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict
     return SearchResult(met=bool(best and best.passed), best=best, trials=trials, float_bytes=ev.float_bytes,
                         float_latency_ms=ev.float_latency, seconds=time.perf_counter() - t_start, stopped=stopped,
                         sensitivity=sens_rows, patterns=patterns)
-
-
-def _trial_line(t: Trial, float_bytes: int) -> str:
-    if t.metrics is None:
-        return f"error: {t.error}"
-    m = t.metrics
-    lat = f"{t.latency_ms:.3f} ms" if t.latency_ms is not None else "–"
-    verdict = "meets the budget" if t.passed else "; ".join(t.failures)
-    return (f"cos {m.cosine_mean:.5f}, SQNR {m.sqnr_db:.1f} dB, {t.bytes / float_bytes:.3f}× float, {lat}: "
-            f"{verdict}")
-
-
-def linear_dominated(path: Path) -> bool:
-    """True when MatMul/Gemm weights outnumber convolution weights (a transformer, an MLP): the outliers then
-    sit in the linears' activations, and per-run (dynamic) activation scales plus kept-float linears are the
-    moves with the largest expected gain."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    sizes = {t.name: math.prod(t.dims) for t in model.graph.initializer}
-    lin = sum(sizes.get(i, 0) for n in model.graph.node if n.op_type in ("MatMul", "Gemm") for i in n.input[1:2])
-    conv = sum(sizes.get(i, 0) for n in model.graph.node if n.op_type == "Conv" for i in n.input[1:2])
-    return bool(lin > 0 and lin >= conv)
-
-
-def _linear_ladder(base: QuantOptions, linears: list[str],
-                   baseline: bool = True) -> Iterator[tuple[str, list[TrialConfig]]]:
-    """Linear-dominated models, after the baseline (unless predicted hopeless: ``baseline=False``): dynamic INT8
-    MatMuls, then mixed precision on top of it (the k most sensitive linears float with fp16 weights,
-    cumulatively; the size cap bounds k)."""
-    start = TrialConfig(base.calibration or "minmax", True, dynamic=True)
-    if baseline:
-        yield "baseline", [TrialConfig(base.calibration or "minmax", bool(base.per_channel))]
-    yield "dynamic", [start]
-    ks = [k for k in (1, 2, 3, 4, 6, 8) if k <= len(linears)]
-    yield "mixed-precision", [replace(start, fp16_linears=k) for k in ks]
-
-
-def _chain(*ladders: Iterator[tuple[str, list[TrialConfig]]]) -> Iterator[tuple[str, list[TrialConfig]]]:
-    for ladder in ladders:
-        yield from ladder
-
-
-def _ladder(base: QuantOptions, patterns: dict[str, list[str]], state: dict[str, Any],
-            best: Callable[[], Trial | None], ev: _Evaluator, calib: Dataset,
-            options: SearchOptions) -> Iterator[tuple[str, list[TrialConfig]]]:
-    """Stages of candidate configs; later stages build on the best trial so far (generated lazily)."""
-    start = TrialConfig(base.calibration or "minmax", bool(base.per_channel))
-    yield "baseline", [start]
-    methods = [m for m in options.calibrations if m != start.calibration]
-    yield "calibration", [replace(start, calibration=m) for m in methods]
-    b = best()
-    anchor = b.config if b else start
-    yield "calibration", [replace(anchor, per_channel=not anchor.per_channel)]
-    b = best()
-    anchor = b.config if b else start
-    present = [c for c in CATEGORIES if patterns.get(c)]
-    cumulative: list[TrialConfig] = []
-    for i in range(len(present)):
-        cumulative.append(replace(anchor, exclude=tuple(present[: i + 1])))
-    yield "patterns", cumulative
-    b = best()
-    if b is None or b.path is None:
-        return
-    state["ranking"] = _safe_sensitivity(ev.prepped, b.path, calib, options)
-    if not state["ranking"]:
-        return
-    anchor = b.config
-    ks = [k for k in (2, 4, 8, 16, 32) if k <= len(state["ranking"])]
-    yield "sensitivity", [c for k in ks for c in (replace(anchor, int16_top_k=k), replace(anchor, float_top_k=k))]
-
-
-def _safe_sensitivity(prepped: Path, qdq: Path, calib: Dataset, options: SearchOptions) -> list[Any]:
-    from edgeq.search.sensitivity import onnx_sensitivity
-
-    try:
-        return onnx_sensitivity(prepped, qdq, calib, max_samples=options.sensitivity_samples)
-    except Exception as e:  # noqa: BLE001  the debugger is best-effort: without it the ladder skips its stage
-        import logging
-
-        logging.getLogger(__name__).warning("ONNX sensitivity analysis failed (%s: %s); the search skips its "
-                                            "sensitivity stage", type(e).__name__, str(e)[:300])
-        return []
 
 
 def copy_best(result: SearchResult, dst: Path) -> None:

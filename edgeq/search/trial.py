@@ -1,0 +1,127 @@
+"""One search trial: its configuration (a rung of the ladder), its measured outcome, and the search's result."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeq.config import Budget, CalibrationMethod, QuantOptions, SearchOptions
+from edgeq.validate.metrics import Metrics
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    calibration: CalibrationMethod
+    per_channel: bool
+    exclude: tuple[str, ...] = ()  # pattern categories kept in float
+    float_top_k: int = 0  # most sensitive nodes kept in float
+    int16_top_k: int = 0  # most sensitive nodes' outputs at 16-bit activations
+    dynamic: bool = False  # ORT dynamic INT8 MatMuls (activation scales per run), attention MatMuls float
+    fp16_linears: int = 0  # most sensitive torch Linears (edgeq.prepare ranking) kept float, fp16 weights
+
+    def label(self) -> str:
+        if self.dynamic:
+            parts = ["dynamic INT8 MatMul", "per-channel" if self.per_channel else "per-tensor"]
+            if self.fp16_linears:
+                parts.append(f"top-{self.fp16_linears} sensitive linears float (fp16 weights)")
+            return ", ".join(parts)
+        parts = [self.calibration, "per-channel" if self.per_channel else "per-tensor"]
+        if self.exclude:
+            parts.append("float:" + "+".join(self.exclude))
+        if self.float_top_k:
+            parts.append(f"float top-{self.float_top_k}")
+        if self.int16_top_k:
+            parts.append(f"int16 top-{self.int16_top_k}")
+        return ", ".join(parts)
+
+
+@dataclass
+class Trial:
+    index: int
+    stage: str
+    config: TrialConfig
+    quant: QuantOptions
+    path: Path | None = None
+    bytes: int = 0
+    latency_ms: float | None = None
+    metrics: Metrics | None = None
+    failures: tuple[str, ...] = ()
+    passed: bool = False
+    shortfall: float = math.inf
+    seconds: float = 0.0
+    error: str | None = None
+    fp16_nodes: tuple[str, ...] = ()  # kept-float linears' MatMul/Gemm nodes, weights stored as float16
+    fp16_modules: tuple[str, ...] = ()  # the torch modules they come from
+    distance: dict[str, float] = field(default_factory=dict)  # per budget limit, negative = missed (+ size_ratio)
+    bias_correction: dict[str, Any] | None = None  # edgeq.onnx.bias_correct's record (static 8-bit trials)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index, "stage": self.stage, "label": self.config.label(), "config": asdict(self.config),
+            "mode": "dynamic" if self.config.dynamic else "static",
+            "fp16_linears": list(self.fp16_modules), "fp16_nodes": list(self.fp16_nodes),
+            "nodes_excluded": list(self.quant.nodes_to_exclude),
+            "int16_activation_nodes": list(self.quant.int16_activation_nodes),
+            "bytes": self.bytes, "latency_ms": self.latency_ms,
+            "metrics": self.metrics.to_dict() if self.metrics else None, "passed": self.passed,
+            "failures": list(self.failures), "shortfall": None if math.isinf(self.shortfall) else self.shortfall,
+            "distance": self.distance,
+            "bias_correction_convs": (self.bias_correction or {}).get("convs", 0),
+            "seconds": round(self.seconds, 3), "error": self.error,
+        }
+
+
+@dataclass
+class SearchResult:
+    met: bool
+    best: Trial | None
+    trials: list[Trial]
+    float_bytes: int
+    float_latency_ms: float | None
+    seconds: float
+    stopped: str  # why the search ended
+    sensitivity: list[dict[str, Any]] = field(default_factory=list)
+    patterns: dict[str, list[str]] = field(default_factory=dict)
+
+    def closest(self, n: int = 3) -> list[Trial]:
+        ok = [t for t in self.trials if t.metrics is not None]
+        return sorted(ok, key=lambda t: (t.shortfall, t.bytes))[:n]
+
+    def to_dict(self, budget: Budget, options: SearchOptions) -> dict[str, Any]:
+        return {
+            "met": self.met, "best": self.best.index if self.best else None, "stopped": self.stopped,
+            "seconds": round(self.seconds, 2), "budget": budget.to_dict(), "options": options.to_dict(),
+            "float": {"bytes": self.float_bytes, "latency_ms": self.float_latency_ms},
+            "trials": [t.to_dict() for t in self.trials],
+            "closest": [t.index for t in self.closest()],
+            "patterns": self.patterns,
+        }
+
+
+def shortfall(m: Metrics, budget: Budget) -> float:
+    """How far a trial is from the budget: the sum of each limit's relative shortfall (0 = met)."""
+    s = 0.0
+    if budget.min_cosine is not None:
+        s += max(0.0, budget.min_cosine - m.cosine_mean) / max(1e-6, 1.0 - budget.min_cosine)
+    if budget.min_sqnr is not None:
+        s += max(0.0, budget.min_sqnr - m.sqnr_db) / 10.0
+    drop = m.accuracy_drop_pts
+    if budget.max_accuracy_drop is not None and drop is not None:
+        s += max(0.0, drop - budget.max_accuracy_drop) / max(1.0, budget.max_accuracy_drop)
+    if budget.min_top1_agreement is not None and m.top1_agreement is not None:
+        s += max(0.0, budget.min_top1_agreement - m.top1_agreement) / max(1e-6, 1.0 - budget.min_top1_agreement)
+    if budget.min_nn_agreement is not None and m.nn_agreement is not None:
+        s += max(0.0, budget.min_nn_agreement - m.nn_agreement) / max(1e-6, 1.0 - budget.min_nn_agreement)
+    return s
+
+
+def trial_line(t: Trial, float_bytes: int) -> str:
+    if t.metrics is None:
+        return f"error: {t.error}"
+    m = t.metrics
+    lat = f"{t.latency_ms:.3f} ms" if t.latency_ms is not None else "–"
+    verdict = "meets the budget" if t.passed else "; ".join(t.failures)
+    return (f"cos {m.cosine_mean:.5f}, SQNR {m.sqnr_db:.1f} dB, {t.bytes / float_bytes:.3f}× float, {lat}: "
+            f"{verdict}")
