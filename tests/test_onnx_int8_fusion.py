@@ -185,3 +185,14 @@ def test_search_trials_get_the_bias_correction_of_the_first_model(float_onnx, tm
     got = {t.name: t for t in onnx.load(str(trial.path)).graph.initializer}
     want = {t.name: t for t in onnx.load(str(direct)).graph.initializer}
     assert got.keys() == want.keys() and all(got[k] == want[k] for k in want)
+
+
+def test_global_average_pool_is_not_a_layernorm_pattern(float_onnx) -> None:  # type: ignore[no-untyped-def]
+    """The CNN's ReduceMean pool feeding the classifier must not send the search to 'keep LayerNorm float'."""
+    import onnx
+
+    from edgeq.search.patterns import fragile_nodes
+
+    src, _ = float_onnx
+    assert any(n.op_type == "ReduceMean" for n in onnx.load(str(src)).graph.node)
+    assert fragile_nodes(src)["layernorm"] == []

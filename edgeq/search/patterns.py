@@ -70,9 +70,14 @@ def fragile_nodes(model_path: str | Path) -> dict[str, list[str]]:
 
 
 def _near_reduce_mean(n, producer, consumers) -> bool:  # type: ignore[no-untyped-def]
-    """Pow/Sqrt/Reciprocal next to a ReduceMean: the decomposed LayerNorm's variance path."""
-    around = [producer.get(x) for x in n.input] + [c for o in n.output for c in consumers.get(o, [])]
-    return n.op_type == "ReduceMean" or any(m is not None and m.op_type == "ReduceMean" for m in around)
+    """Pow/Sqrt/Reciprocal next to a ReduceMean, or a ReduceMean next to one of them or feeding a Sub (the mean
+    subtracted): the decomposed LayerNorm's variance path. A CNN's global average pool (a ReduceMean feeding the
+    classifier) is not a LayerNorm."""
+    around = [m for m in [producer.get(x) for x in n.input] + [c for o in n.output for c in consumers.get(o, [])]
+              if m is not None]
+    if n.op_type == "ReduceMean":
+        return any(m.op_type in ("Pow", "Sqrt", "Reciprocal", "Sub") for m in around)
+    return any(m.op_type == "ReduceMean" for m in around)
 
 
 def _erf_ring(erf: Any, producer: dict[str, Any], consumers: dict[str, list[Any]]) -> list[Any]:
