@@ -1,9 +1,9 @@
 """The .pte LM in ExecuTorch's LLM convention, built with ExecuTorch's own LLM export pieces:
 transformers' static-cache wrapper gives forward(tokens [1, T], input_pos [1]) -> logits with the KV cache as
 program buffers; torchao quantizes linears (8da4w / 8da8w, ExecuTorch's llama recipe), ExecuTorch's llama source
-transform quantizes the embedding table; LLMEdgeManager exports, lowers to XNNPACK and adds the metadata methods
-the ExecuTorch LLM runner reads (get_max_seq_len, get_max_context_len, get_bos_id, get_eos_ids, get_vocab_size,
-use_kv_cache)."""
+transform quantizes the embedding table; one torch.export, XNNPACK lowering and serialization configured as
+ExecuTorch's LLMEdgeManager does, with the metadata methods the ExecuTorch LLM runner reads (get_max_seq_len,
+get_max_context_len, get_bos_id, get_eos_ids, get_vocab_size, use_kv_cache)."""
 
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ def quantized_model(model: Any, v: Variant, calib: np.ndarray | None = None) -> 
     return m
 
 
-def _partitioners(v: Variant) -> list[Any]:
+def _partitioners(v: Variant, extended_ops: bool) -> list[Any]:
     """XNNPACK partitioners for V. Quantized variants delegate only the dynamically quantized linears, as
     ExecuTorch's llama recipe does by default (get_xnnpack_partitioner(dynamic_quant_only_partitioner=True)); the
     float ops between them (norms, RoPE, attention, the KV-cache writes) run on ExecuTorch's CPU kernels. Why:
@@ -123,7 +123,10 @@ def _partitioners(v: Variant) -> list[Any]:
     partitioner rejects views with a symbolic token dimension, mean over the last axis, expand, index_put), and
     XNNPACK's preprocess re-traces every delegate through ~17 passes: ~18 CPU-minutes for SmolLM2-135M. The
     ``dqlinear_partitioner`` compile spec (read by XnnpackBackend.preprocess) runs only ConvertToLinearPass on
-    those linear-only delegates, the one pass they need."""
+    those linear-only delegates, the one pass they need. Measured on SmolLM2-135M 8da8w (README): 460 CPU-s
+    instead of ~1000 to lower, same perplexity, but prefill ~3x and decode ~2x slower in ExecuTorch's Python
+    runtime, whose CPU kernels for those float ops are slower than XNNPACK's. EXTENDED_OPS (ExecuTorch's
+    ``--xnnpack-extended-ops``) delegates every op XNNPACK takes: the slow build, the fast program."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
         XnnpackDynamicallyQuantizedPartitioner,
         XnnpackPartitioner,
@@ -131,14 +134,14 @@ def _partitioners(v: Variant) -> list[Any]:
     from executorch.exir.backend.compile_spec_schema import CompileSpec
     from executorch.exir.backend.partitioner import DelegationSpec
 
-    if v.bits == 32 or v.activations != "dynamic-int8":
+    if extended_ops or v.bits == 32 or v.activations != "dynamic-int8":
         return [XnnpackPartitioner()]
     part = XnnpackDynamicallyQuantizedPartitioner()
     part.delegation_spec = DelegationSpec("XnnpackBackend", [CompileSpec("dqlinear_partitioner", b"")])
     return [part]
 
 
-def lower(wrapped: Any, v: Variant, max_context: int, meta: dict[str, Any]) -> bytes:
+def lower(wrapped: Any, v: Variant, max_context: int, meta: dict[str, Any], extended_ops: bool = False) -> bytes:
     """The program bytes of WRAPPED (forward(tokens, input_pos)): one strict torch.export with a dynamic token
     dimension, XNNPACK lowering, and the ExecutorchBackendConfig of ExecuTorch's LLMEdgeManager.to_executorch
     (delegate segments extracted, quant fusion + constant propagation, planned memory without graph inputs).
@@ -157,7 +160,7 @@ def lower(wrapped: Any, v: Variant, max_context: int, meta: dict[str, Any]) -> b
     with sdpa_kernel([SDPBackend.MATH]), torch.no_grad():
         ep = torch.export.export(wrapped, example, dynamic_shapes=({1: token_dim}, None), strict=True)
         ep = ep.run_decompositions({})
-    edge = to_edge_transform_and_lower(ep, partitioner=_partitioners(v),
+    edge = to_edge_transform_and_lower(ep, partitioner=_partitioners(v, extended_ops),
                                        compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True),
                                        constant_methods=meta)
     edge = edge.transform([ConvertToLinearPass()])
@@ -169,9 +172,9 @@ def lower(wrapped: Any, v: Variant, max_context: int, meta: dict[str, Any]) -> b
 
 
 def build_pte(model: Any, tokenizer: Any, out: Path, v: Variant, max_context: int,
-              calib: np.ndarray | None = None) -> Path:
+              calib: np.ndarray | None = None, extended_ops: bool = False) -> Path:
     """Quantize a deep copy of MODEL per V (CALIB: calibration token windows, needed by smoothed variants) and
-    write OUT (.pte)."""
+    write OUT (.pte). EXTENDED_OPS: delegate all XNNPACK-supported ops, not only the quantized linears."""
     m = quantized_model(model, v, calib)
     wrapped = _wrapper(m, max_context)
     eos = tokenizer.eos_token_id
@@ -182,7 +185,7 @@ def build_pte(model: Any, tokenizer: Any, out: Path, v: Variant, max_context: in
             "get_eos_ids": [int(eos)] if eos is not None else [], "enable_dynamic_shape": True}
     logging.getLogger("root").setLevel(logging.WARNING)
     try:
-        data = lower(wrapped, v, max_context, meta)
+        data = lower(wrapped, v, max_context, meta, extended_ops)
     except Exception as e:  # torch.export / ExecuTorch lowering raise many types
         raise CaptureError(f"ExecuTorch export of {v.name} failed: {type(e).__name__}: {e}",
                            "the static-cache wrapper supports transformers' Llama/Qwen2/Phi/GPT-2 families") from e
