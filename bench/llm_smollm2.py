@@ -43,7 +43,7 @@ def catalog() -> dict[str, Any]:
     from edgeq.llm.config import Variant
     from edgeq.llm.search import ladder
 
-    extra = (Variant("onnx", 8, 32, embedding_bits=0),
+    extra = (Variant("pte", 8, 0, activations="dynamic-int8"), Variant("onnx", 8, 32, embedding_bits=0),
              Variant("onnx", 8, 128, embedding_bits=0), Variant("onnx", 8, 128, embedding_bits=0, accuracy_level=1))
     return {v.name: v for v in (*ladder("onnx"), *ladder("pte"), *extra)}
 
@@ -84,7 +84,7 @@ def measure_variants(root: Path, hf: Path, calib: Path, ev: Path, names: list[st
             else:
                 from edgeq.llm.pte_export import build_pte
 
-                path = build_pte(lm.model, lm.tokenizer, root / "variants" / f"{v.name}.pte", v, 512)
+                path = build_pte(lm.model, lm.tokenizer, root / "variants" / f"{v.name}.pte", v, 512, cw)
                 runner = PteLM(path)
             build_s = time.perf_counter() - t0
             row = {"variant": v.name, "build_s": round(build_s), "size_ratio": round(artifact_bytes(path, v.format) / fb, 4),

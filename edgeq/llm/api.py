@@ -176,6 +176,6 @@ def _torch_estimate(ctx: measure.Context, v: Variant, pr: Progress) -> WindowSco
     """V's calibration-window scores on the eagerly run torchao-quantized model (no lowering)."""
     from edgeq.llm.pte_export import quantized_model
 
-    qm = quantized_model(ctx.lm.model, v)
+    qm = quantized_model(ctx.lm.model, v, ctx.calib_windows)
     with pr.bar(len(ctx.calib_scores.nll), f"{v.name} perplexity in torch (calibration text)", unit="window") as bar:
         return score(TorchLM(qm, ctx.cfg.max_context), ctx.calib_windows, bar=bar)

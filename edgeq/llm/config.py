@@ -25,6 +25,7 @@ class Variant:
     embedding_bits: int = 8  # 0 keeps the embedding table float
     algo: str = "default"  # ONNX: default (RTN) | k_quant
     accuracy_level: int = 4  # ONNX MatMulNBits: 4 = int8 activation math, 1 = float32
+    smooth: bool = False  # .pte: SmoothQuant folded into norms / up-projections before quantizing (edgeq.llm.smooth)
 
     @property
     def name(self) -> str:
@@ -37,7 +38,8 @@ class Variant:
         algo = "" if self.algo == "default" else f"-{self.algo}"
         emb = f"-emb{self.embedding_bits}" if self.embedding_bits else "-embf"
         acc = "" if self.accuracy_level == 4 else f"-acc{self.accuracy_level}"
-        return f"{self.format}-{act}{self.bits}{grp}{sym}{algo}{keep}{acc}{emb}"
+        sq = "-sq" if self.smooth else ""
+        return f"{self.format}-{act}{self.bits}{grp}{sym}{algo}{sq}{keep}{acc}{emb}"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

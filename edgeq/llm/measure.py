@@ -48,7 +48,8 @@ def build(ctx: Context, v: Variant) -> Path:
         return build_onnx(ctx.hf_folder, ctx.work / v.name, v, ctx.work / "cache")
     from edgeq.llm.pte_export import build_pte
 
-    return build_pte(ctx.lm.model, ctx.lm.tokenizer, ctx.work / f"{v.name}.pte", v, ctx.cfg.max_context)
+    return build_pte(ctx.lm.model, ctx.lm.tokenizer, ctx.work / f"{v.name}.pte", v, ctx.cfg.max_context,
+                     ctx.calib_windows)
 
 
 def artifact_bytes(path: Path, fmt: str) -> int:
