@@ -30,6 +30,10 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--emulate", default="", metavar="TARGET[,TARGET]",
                    help="also measure the shipped artifacts' decode tokens/s on these ARM targets' emulated CPUs "
                         "(qemu; recorded as emulation, not device speed; needs `edgeq emulator setup`)")
+    g.add_argument("--pte-delegation", choices=("linears", "all"), default="linears",
+                   help="what XNNPACK runs in the .pte: linears = only the quantized linears, as ExecuTorch's llama "
+                        "recipe (default; SmolLM2-135M: ~460 CPU-s to lower), all = every op XNNPACK takes (~2x "
+                        "longer to build; prefill ~3x and decode ~2x faster in ExecuTorch's Python runtime)")
     g.add_argument("--max-ppl-increase", type=float, default=10.0, metavar="PCT",
                    help="budget: perplexity may rise at most PCT %% over float (default 10)")
 
@@ -57,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = LlmConfig(model=args.model, output=args.output, calib_text=args.calib_text, eval_text=args.eval_text,
                     formats=tuple(f.strip() for f in args.format.split(",") if f.strip()), seq_len=args.seq_len,
                     max_context=args.max_context, calib_windows=args.calib_windows, eval_windows=args.eval_windows,
-                    max_ppl_increase=args.max_ppl_increase, force=args.force,
+                    max_ppl_increase=args.max_ppl_increase, force=args.force, pte_delegation=args.pte_delegation,
                     emulate=tuple(t.strip() for t in args.emulate.split(",") if t.strip()))
     result = export_llm(cfg, progress_from(args))
     print(summary(result.manifest, str(result.output)), file=sys.stdout)

@@ -14,7 +14,7 @@ import numpy as np
 
 from edgeq.errors import OutputExistsError, UsageError
 from edgeq.llm import measure
-from edgeq.llm.config import FORMATS, LlmConfig, Variant
+from edgeq.llm.config import FORMATS, PTE_DELEGATIONS, LlmConfig, Variant
 from edgeq.llm.metrics import WindowScores, compare, greedy, score
 from edgeq.llm.runners import TorchLM, open_runner
 from edgeq.llm.search import is_eight_bit, ladder
@@ -38,6 +38,8 @@ def check_config(cfg: LlmConfig) -> None:
         raise UsageError(f"unknown format(s) {bad or cfg.formats} for text generation", "use onnx, pte or onnx,pte")
     if not 2 <= cfg.seq_len < cfg.max_context:
         raise UsageError(f"--seq-len {cfg.seq_len} must be >= 2 and below --max-context {cfg.max_context}")
+    if cfg.pte_delegation not in PTE_DELEGATIONS:
+        raise UsageError(f"unknown .pte delegation {cfg.pte_delegation!r}", f"use one of {', '.join(PTE_DELEGATIONS)}")
     if cfg.max_ppl_increase < 0:
         raise UsageError("--max-ppl-increase must be >= 0 (a percentage over float perplexity)")
     for name in cfg.emulate:  # fail before a long export, not after it

@@ -49,7 +49,7 @@ def build(ctx: Context, v: Variant) -> Path:
     from edgeq.llm.pte_export import build_pte
 
     return build_pte(ctx.lm.model, ctx.lm.tokenizer, ctx.work / f"{v.name}.pte", v, ctx.cfg.max_context,
-                     ctx.calib_windows)
+                     ctx.calib_windows, extended_ops=ctx.cfg.pte_delegation == "all")
 
 
 def artifact_bytes(path: Path, fmt: str) -> int:

@@ -40,3 +40,32 @@ def test_generate_cli_streams(tiny_export: Any, capsys: pytest.CaptureFixture[st
 
 def test_generate_on_a_folder_without_lm(tmp_path: Path) -> None:
     assert main(["generate", str(tmp_path), "--prompt", "x"]) == 2
+
+
+def test_pte_delegation_choice(tiny_lm: dict[str, Path], tmp_path: Path) -> None:
+    """--pte-delegation picks the XNNPACK partitioner of the quantized .pte (float variants always delegate all);
+    an unknown value is a usage error before any work."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
+        XnnpackDynamicallyQuantizedPartitioner,
+        XnnpackPartitioner,
+    )
+
+    from edgeq.errors import UsageError
+    from edgeq.llm.api import check_config
+    from edgeq.llm.config import LlmConfig, Variant
+    from edgeq.llm.pte_export import _partitioners
+
+    q8 = Variant("pte", 8, 0, activations="dynamic-int8")
+    (linears,) = _partitioners(q8, extended_ops=False)
+    (every,) = _partitioners(q8, extended_ops=True)
+    (floats,) = _partitioners(Variant("pte", 32, 0, embedding_bits=0), extended_ops=False)
+    assert isinstance(linears, XnnpackDynamicallyQuantizedPartitioner)
+    assert type(every) is XnnpackPartitioner and type(floats) is XnnpackPartitioner
+    with pytest.raises(UsageError, match="delegation"):
+        check_config(LlmConfig(model=str(tiny_lm["model"]), output=tmp_path / "o", calib_text=tiny_lm["calib"],
+                               pte_delegation="some"))
+    with pytest.raises(SystemExit) as exit_info:  # argparse's choices: usage message, exit 2
+        main(["-q", "export", str(tiny_lm["model"]), "--calib-text", str(tiny_lm["calib"]),
+              "--pte-delegation", "some", "-o", str(tmp_path / "o")])
+    assert exit_info.value.code == 2
+    assert not (tmp_path / "o").exists()
