@@ -89,6 +89,14 @@ def _quantize(src: Path, calib: Dataset, dst: Path, activation_type: str) -> dic
     return quantize_onnx_static(src, dst, calib, opts)
 
 
+def _quantized_ops(float_onnx: tuple[Path, Dataset], tmp_path: Path, activation_type: str) -> collections.Counter[str]:
+    """Quantize the fixture CNN with 8-bit ACTIVATION_TYPE and return ORT's optimized graph's op counts."""
+    src, calib = float_onnx
+    out = tmp_path / f"{activation_type}.onnx"
+    _quantize(src, calib, out, activation_type)
+    return _optimized_ops(out, tmp_path)
+
+
 @pytest.mark.parametrize("activation_type", ["int8", "uint8"])
 def test_8bit_activations_are_asymmetric_and_relu6_clips_fold(float_onnx, tmp_path: Path,  # type: ignore[no-untyped-def]
                                                               activation_type: str) -> None:
@@ -102,10 +110,7 @@ def test_8bit_activations_are_asymmetric_and_relu6_clips_fold(float_onnx, tmp_pa
 
 @pytest.mark.skipif(not X86, reason="which QDQ groups fuse depends on ORT's x86 kernel set")
 def test_x86_uint8_activations_leave_no_float_conv_or_add(float_onnx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    src, calib = float_onnx
-    out = tmp_path / "u8s8.onnx"
-    _quantize(src, calib, out, "uint8")
-    ops = _optimized_ops(out, tmp_path)
+    ops = _quantized_ops(float_onnx, tmp_path, "uint8")
     assert ops["Conv"] == 0 and ops["Add"] == 0, dict(ops)
     assert ops["QLinearConv"] == 8 and ops["QLinearAdd"] == 1, dict(ops)
 
@@ -113,10 +118,7 @@ def test_x86_uint8_activations_leave_no_float_conv_or_add(float_onnx, tmp_path: 
 @pytest.mark.skipif(not X86, reason="ORT fuses int8-activation QDQ on ARM")
 def test_x86_int8_activations_leave_float_convs(float_onnx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Why x86-64.toml says U8S8 even with VNNI: should ORT start fusing these, this fails and the rule can go."""
-    src, calib = float_onnx
-    out = tmp_path / "s8s8.onnx"
-    _quantize(src, calib, out, "int8")
-    ops = _optimized_ops(out, tmp_path)
+    ops = _quantized_ops(float_onnx, tmp_path, "int8")
     assert ops["Conv"] + ops["Add"] > 0, dict(ops)
 
 
