@@ -106,9 +106,10 @@ def correct_qdq_biases(float_path: Path, qdq_path: Path, calib: Dataset,
     if not convs:
         return {**record, "seconds": round(time.perf_counter() - t0, 2)}
     data = calib.head(config.max_samples)
-    batch = _fixed_batch(qdq) or config.batch  # a graph exported with a static batch takes exactly that many
+    fixed = _fixed_batch(qdq)
+    batch = fixed or config.batch  # a graph exported with a static batch takes exactly that many
     feeds = [{k: np.ascontiguousarray(v[i:i + batch]) for k, v in data.inputs.items()}
-             for i in range(0, len(data) - len(data) % batch if _fixed_batch(qdq) else len(data), batch)]
+             for i in range(0, len(data) - len(data) % batch if fixed else len(data), batch)]
     reference = _channel_means(float_model, [c[0] for c in convs], feeds)
     inits = {t.name: t for t in qdq.graph.initializer}
     shifts = []
