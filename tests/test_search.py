@@ -108,6 +108,7 @@ def test_search_meets_a_budget_plain_quantization_misses(searched) -> None:  # t
     assert first["stage"] == "baseline" and not first["passed"]
     assert first["metrics"]["cosine_mean"] < 0.99
     assert first["nodes_excluded"] == [] and first["int16_activation_nodes"] == []
+    assert first["reused_first_model"]  # the export's first model, not quantized a second time
     # the search finds a static INT8 model inside it, and that model is what ships and what was validated
     assert s["met"] and searched.passed
     art = searched.artifact("onnx-int8-static")
@@ -224,6 +225,28 @@ def test_search_time_limit_bounds_the_search(plain, searched, tmp_path: Path) ->
                       None, q, Budget(min_sqnr=80), SearchOptions(max_seconds=0.01), tmp_path)
     assert len(res.trials) == 1 and res.stopped.startswith("time limit") and not res.met
     assert res.best is res.trials[0] and res.closest() == [res.trials[0]]
+
+
+def test_baseline_trial_measures_the_seed_instead_of_requantizing(plain, searched, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The export hands the search its first model (built with the baseline settings): trial 1 is that file,
+    measured, with its bias-correction record, not a second quantization of the same settings."""
+    import filecmp
+
+    from edgeq.search.search import search_onnx
+    from edgeq.validate.orchestrate import load_npz
+
+    prepped, plain_model, calib = plain
+    out = searched.output
+    q = QuantOptions(calibration="minmax", per_channel=True, activation_type="uint8", weight_type="int8",
+                     reduce_range=True)
+    record = {"convs": 0, "method": "seeded"}
+    res = search_onnx(prepped, calib, out / "validation/inputs.npz", load_npz(out / "validation/reference.npz"),
+                      None, q, Budget(min_sqnr=80), SearchOptions(max_seconds=0.01), tmp_path,
+                      seed=(plain_model, record))
+    first = res.trials[0]
+    assert first.stage == "baseline" and first.path is not None and first.metrics is not None
+    assert filecmp.cmp(first.path, plain_model, shallow=False) and first.bytes == plain_model.stat().st_size
+    assert first.bias_correction == record and first.to_dict()["reused_first_model"]
 
 
 @pytest.mark.parametrize("flags, message", [

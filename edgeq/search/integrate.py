@@ -102,7 +102,9 @@ def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scr
     result = search_onnx(prepped, calib, workdir / inputs_rel, reference, labels, base, budget,
                          config.search, scratch / "search", progress,
                          float_model=float_model if float_model.is_file() else None, linear_ranking=linear_ranking,
-                         first_dynamic=first_dynamic)
+                         first_dynamic=first_dynamic,
+                         seed=None if first_dynamic else (workdir / art.path,
+                                                          (art.quantization or {}).get("bias_correction")))
     # Only a trial inside the budget replaces the first model: a candidate the search rejected never ships as
     # "the INT8 model". When nothing met the budget the first model stays with its failing verdict (exit 1) and
     # the closest trials are reported with their distance on each metric (same rule as the .pte search).

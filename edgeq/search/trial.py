@@ -56,6 +56,7 @@ class Trial:
     fp16_modules: tuple[str, ...] = ()  # the torch modules they come from
     distance: dict[str, float] = field(default_factory=dict)  # per budget limit, negative = missed (+ size_ratio)
     bias_correction: dict[str, Any] | None = None  # edgeq.onnx.bias_correct's record (static 8-bit trials)
+    reused: bool = False  # the export's first model, measured as this trial instead of quantized again
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,6 +70,7 @@ class Trial:
             "failures": list(self.failures), "shortfall": None if math.isinf(self.shortfall) else self.shortfall,
             "distance": self.distance,
             "bias_correction_convs": (self.bias_correction or {}).get("convs", 0),
+            "reused_first_model": self.reused,
             "seconds": round(self.seconds, 3), "error": self.error,
         }
 
