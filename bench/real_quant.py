@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import itertools
 import logging
 import sys
 import time
@@ -256,9 +257,7 @@ def pte_run(path: Path, data: dict[str, np.ndarray]) -> tuple[np.ndarray, float]
 # -- one measurement for every row --------------------------------------------------------------------------
 
 Run = Callable[[dict[str, np.ndarray]], np.ndarray]
-LATENCY_WARMUP = 5
-LATENCY_ROUNDS = 12  # alternating float-first / quantized-first
-LATENCY_PER_ROUND = 8  # runs per artifact per round, cycling through the held-out samples
+LATENCY_SECONDS = 20.0  # both sides' rounds together, per row (edgeq.validate.latency sizes the rounds)
 
 
 def ort_session(path: Path) -> Run:
@@ -297,22 +296,14 @@ SESSIONS: dict[str, Callable[[Path], Run]] = {"onnx": ort_session, "pte": pte_se
 
 
 def latency(float_run: Run, q_run: Run, rows: list[dict[str, np.ndarray]]) -> tuple[float, float]:
-    """(float median ms, quantized median / float median), timed in interleaved rounds on the same samples so a
-    load spike on the shared host hits both sides alike."""
-    for _ in range(LATENCY_WARMUP):
-        float_run(rows[0])
-        q_run(rows[0])
-    times: dict[int, list[float]] = {0: [], 1: []}
-    runs = (float_run, q_run)
-    for r in range(LATENCY_ROUNDS):
-        for side in ((0, 1) if r % 2 == 0 else (1, 0)):
-            for i in range(LATENCY_PER_ROUND):
-                row = rows[(r * LATENCY_PER_ROUND + i) % len(rows)]
-                t0 = time.perf_counter()
-                runs[side](row)
-                times[side].append(time.perf_counter() - t0)
-    f, q = float(np.median(times[0])), float(np.median(times[1]))
-    return f * 1000, q / f
+    """(float median ms, median per-round ratio quantized / float): edgeq's own paired measurement (the one in
+    every manifest's ``latency_detail``), each side cycling through the held-out samples."""
+    from edgeq.validate.latency import PairedTiming, paired_latency
+
+    its = {side: itertools.cycle(rows) for side in ("float", "q")}
+    res = paired_latency({"float": lambda: float_run(next(its["float"])), "q": lambda: q_run(next(its["q"]))},
+                         "float", PairedTiming(budget_seconds=LATENCY_SECONDS))
+    return float(res["float"]["latency_ms"]), float(res["q"]["ratio_to_float"])
 
 
 # -- building the rows ---------------------------------------------------------------------------------------
