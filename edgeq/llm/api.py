@@ -15,9 +15,9 @@ import numpy as np
 from edgeq.errors import OutputExistsError, UsageError
 from edgeq.llm import measure
 from edgeq.llm.config import FORMATS, PTE_DELEGATIONS, LlmConfig, Variant
-from edgeq.llm.metrics import WindowScores, compare, greedy, score
+from edgeq.llm.metrics import CONFIDENCE, WindowScores, compare, greedy, score
 from edgeq.llm.runners import TorchLM, open_runner
-from edgeq.llm.search import is_eight_bit, ladder
+from edgeq.llm.search import ladder
 from edgeq.llm.source import LoadedLM, float_bytes, load_lm, save_hf_folder
 from edgeq.llm.text import calib_eval_windows
 from edgeq.progress import Progress
@@ -112,32 +112,33 @@ def _run(cfg: LlmConfig, lm: LoadedLM, calib: np.ndarray, evalw: np.ndarray, out
 
 def _search_format(ctx: measure.Context, fmt: str, pr: Progress, lower: Lower = measure.build,
                    ) -> tuple[list[dict[str, Any]], list[tuple[Variant, Path]]]:
-    """Walk the ladder smallest first; the first rung inside the budget on the calibration windows is the pick,
-    and the 8-bit rung is shipped beside it as the safe reference. ``.pte`` rungs are judged first on the
-    torchao-quantized eager model (the exact quantized weights the lowering receives; seconds instead of minutes
-    of lowering), and only a rung that will ship is lowered: one whose estimate is inside the budget, or the 8-bit
-    reference. A lowered rung is judged again on its artifact, and that verdict counts: a pick whose artifact
+    """Walk the ladder smallest first; the first rung inside the budget on the calibration windows is the pick
+    ("inside" = the one-sided 95 % upper confidence bound of its perplexity ratio, windows as samples, is within
+    the limit: a point estimate on a few windows let a rung through that missed on held-out text), and the ladder's
+    last, most accurate rung (8-bit) is shipped beside it as the safe reference. ``.pte`` rungs are judged first on
+    the torchao-quantized eager model (the exact quantized weights the lowering receives; seconds instead of
+    minutes of lowering), and only a rung that will ship is lowered: one whose estimate is inside the budget, or
+    the reference. A lowered rung is judged again on its artifact, and that verdict counts: a pick whose artifact
     misses the budget although its estimate passed falls through to the next rung. ``lower`` builds one artifact
     (a parameter so a test can hand the search a lowering that went wrong)."""
     cands = ctx.cfg.variants and tuple(v for v in ctx.cfg.variants if v.format == fmt) or ladder(fmt)
     trials: list[dict[str, Any]] = []
     pick: tuple[Variant, Path] | None = None
-    eight: tuple[Variant, Path] | None = None
+    reference: tuple[Variant, Path] | None = None
+    last = cands[-1]  # the most accurate rung: always measured and shipped, the safe choice beside the pick
     for v in cands:
-        if pick is not None and not is_eight_bit(v):
-            continue  # smaller rungs already failed or a pick exists; only the 8-bit reference remains
-        if pick is not None and eight is not None:
-            break
+        if pick is not None and v != last:
+            continue  # a pick exists; only the reference remains
         estimate: WindowScores | None = None
         if fmt == "pte" and pick is None:
             t0 = time.perf_counter()
             estimate = _torch_estimate(ctx, v, pr)
             judge_s = time.perf_counter() - t0
             em = compare(ctx.calib_scores, estimate)
-            est_ok = em["ppl_ratio"] <= ctx.limit
-            pr.stage(f"{fmt}: {v.name}: PPL x{em['ppl_ratio']:.3f} in torch (limit x{ctx.limit:.3f}) -> "
+            est_ok = em["ppl_ratio_upper"] <= ctx.limit
+            pr.stage(f"{fmt}: {v.name}: PPL x{em['ppl_ratio']:.3f} in torch ({_bound(em, ctx.limit)}) -> "
                      f"{'inside' if est_ok else 'outside'} the budget{'' if est_ok else ', not lowered'}")
-            if not est_ok and not (is_eight_bit(v) and eight is None):
+            if not est_ok and v != last:
                 trials.append({"name": v.name, "variant": v.to_dict(), "bytes": None, "size_ratio": None, "calib": em,
                                "passed": False, "judged_on": "torch-eager", "judge_s": round(judge_s, 1)})
                 continue
@@ -150,7 +151,7 @@ def _search_format(ctx: measure.Context, fmt: str, pr: Progress, lower: Lower = 
             got: WindowScores = score(runner, ctx.calib_windows, bar=bar)
         m = compare(ctx.calib_scores, got)
         size = measure.artifact_bytes(path, fmt)
-        ok = m["ppl_ratio"] <= ctx.limit
+        ok = m["ppl_ratio_upper"] <= ctx.limit
         trial = {"name": v.name, "variant": v.to_dict(), "bytes": size, "size_ratio": round(size / ctx.fbytes, 4),
                  "calib": m, "passed": ok, "build_s": round(build_s, 1), "judged_on": "artifact"}
         if estimate is not None:
@@ -159,19 +160,19 @@ def _search_format(ctx: measure.Context, fmt: str, pr: Progress, lower: Lower = 
             trial["torch_eager_calib"] = compare(ctx.calib_scores, estimate)
             trial["torch_vs_artifact_ppl_rel_diff"] = float(f"{abs(estimate.ppl / got.ppl - 1):.2e}")
         trials.append(trial)
-        pr.stage(f"{fmt}: {v.name}: PPL x{m['ppl_ratio']:.3f} (limit x{ctx.limit:.3f}), {size / 1e6:.1f} MB "
+        pr.stage(f"{fmt}: {v.name}: PPL x{m['ppl_ratio']:.3f} ({_bound(m, ctx.limit)}), {size / 1e6:.1f} MB "
                  f"({size / ctx.fbytes:.2f}x float) -> {'inside' if ok else 'outside'} the budget")
         if ok and pick is None:
             pick = (v, path)
-            if is_eight_bit(v):
-                eight = pick
-        elif is_eight_bit(v) and eight is None:
-            eight = (v, path)
-    ship = [p for p in (pick, eight) if p is not None]
-    if pick is None and eight is not None:
-        ship = [eight]  # nothing met the budget: ship the most accurate rung, verdict fails
+        if v == last:
+            reference = (v, path)
+    ship = [p for p in (pick, reference) if p is not None]  # no pick: the reference alone, the verdict fails
     seen: set[str] = set()
     return trials, [s for s in ship if not (s[0].name in seen or seen.add(s[0].name))]  # type: ignore[func-returns-value]
+
+
+def _bound(m: dict[str, float], limit: float) -> str:
+    return f"{CONFIDENCE:.0%} upper bound x{m['ppl_ratio_upper']:.3f}, limit x{limit:.3f}"
 
 
 def _torch_estimate(ctx: measure.Context, v: Variant, pr: Progress) -> WindowScores:

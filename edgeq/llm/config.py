@@ -60,7 +60,7 @@ class LlmConfig:
     formats: tuple[str, ...] = FORMATS
     seq_len: int = 128
     max_context: int = 512  # the static KV cache length of the .pte; the ONNX model is dynamic
-    calib_windows: int = 8
+    calib_windows: int = 16  # the search's sample: its 95 % bound needs more than a handful (edgeq.llm.metrics)
     eval_windows: int = 16
     max_ppl_increase: float = 10.0  # percent over float perplexity
     greedy_prompts: int = 4

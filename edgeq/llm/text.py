@@ -24,7 +24,8 @@ def tokenize_file(tokenizer: Any, path: Path) -> np.ndarray:
 
 
 def windows(ids: np.ndarray, seq_len: int, count: int, where: str) -> np.ndarray:
-    """Non-overlapping windows [count, seq_len] from the start of ``ids``."""
+    """Non-overlapping windows [count, seq_len] spread evenly over ``ids``: a text's first windows share one topic
+    (and a search that picks on them generalises worse), so the sample covers the whole file."""
     if seq_len < 2:
         raise DataError(f"--seq-len must be >= 2 (got {seq_len})")
     have = len(ids) // seq_len
@@ -32,7 +33,8 @@ def windows(ids: np.ndarray, seq_len: int, count: int, where: str) -> np.ndarray
         raise DataError(f"{where}: {len(ids)} tokens, fewer than one window of {seq_len}",
                         "give a longer text file or a smaller --seq-len")
     n = min(count, have)
-    return ids[: n * seq_len].reshape(n, seq_len).copy()
+    slots = np.linspace(0, have - 1, n).round().astype(np.int64)  # distinct, since n <= have
+    return np.stack([ids[i * seq_len:(i + 1) * seq_len] for i in slots])
 
 
 def calib_eval_windows(tokenizer: Any, calib: Path, eval_: Path | None, seq_len: int, n_calib: int,
@@ -50,4 +52,4 @@ def calib_eval_windows(tokenizer: Any, calib: Path, eval_: Path | None, seq_len:
     n_e = min(n_eval, total // 2)
     n_c = min(n_calib, total - n_e)
     ev = c[len(c) - n_e * seq_len:].reshape(n_e, seq_len).copy()
-    return windows(c, seq_len, n_c, str(calib)), ev
+    return windows(c[: len(c) - n_e * seq_len], seq_len, n_c, str(calib)), ev

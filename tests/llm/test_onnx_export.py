@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from edgeq.errors import UsageError
@@ -13,7 +15,32 @@ def test_onnx_variant_options_are_checked() -> None:
     prec, opts = builder_options(Variant("onnx", 4, 32, embedding_bits=4, keep8=("lm_head", "mixed"), algo="k_quant"))
     assert prec == "int4" and opts["op_types_to_quantize"] == "MatMul/Gather" and opts["accuracy_level"] == "4"
     assert opts["matmul_mixed_precision"] == "last_matmul:int8,mixed_layers:int8" and opts["algo_config"] == "k_quant"
+    prec, opts = builder_options(Variant("onnx", 8, 32, embedding_bits=4))  # table quantized after the build
+    assert prec == "int8" and opts["op_types_to_quantize"] == "MatMul"
     for bad in (Variant("onnx", 8, 32, embedding_bits=8), Variant("onnx", 4, 24, embedding_bits=4),
                 Variant("onnx", 4, 32, activations="dynamic-int8", embedding_bits=4), Variant("onnx", 3, 32)):
         with pytest.raises(UsageError):
             builder_options(bad)
+
+
+def test_eight_bit_build_with_a_four_bit_embedding_table(tiny_lm: dict[str, Path], tmp_path: Path) -> None:
+    """The builder leaves an int8 build's embedding float; quantize_embedding() makes it GatherBlockQuantized
+    (4-bit): smaller, the same I/O, and the logits of the float-table build to within the table's 4-bit error."""
+    import numpy as np
+    import onnx
+
+    from edgeq.llm.onnx_export import build_onnx, folder_bytes
+    from edgeq.llm.runners import OnnxLM
+
+    ids = np.arange(3, 35, dtype=np.int64)
+    floats = build_onnx(tiny_lm["model"], tmp_path / "embf", Variant("onnx", 8, 32, embedding_bits=0), tmp_path / "c")
+    four = build_onnx(tiny_lm["model"], tmp_path / "emb4", Variant("onnx", 8, 32, embedding_bits=4), tmp_path / "c")
+    ops = {n.op_type for n in onnx.load(str(four / "model.onnx"), load_external_data=False).graph.node}
+    float_ops = {n.op_type for n in onnx.load(str(floats / "model.onnx"), load_external_data=False).graph.node}
+    assert "GatherBlockQuantized" in ops and "GatherBlockQuantized" not in float_ops and "Gather" in float_ops
+    assert "MatMulNBits" in ops and folder_bytes(four) < folder_bytes(floats)
+    a, b = OnnxLM(floats).forward(ids, 0), OnnxLM(four).forward(ids, 0)
+    assert (a.argmax(-1) == b.argmax(-1)).mean() > 0.9 and np.abs(a - b).max() < 0.1 * np.abs(a).max()
+    r = OnnxLM(four)  # the KV cache still reproduces the full pass
+    steps = np.concatenate([r.forward(ids[i:i + 1], i) for i in range(len(ids))])
+    assert (steps.argmax(-1) == b.argmax(-1)).all() and np.abs(steps - b).max() < 1e-2  # int8 activation math

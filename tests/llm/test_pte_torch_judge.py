@@ -57,7 +57,7 @@ def test_manifest_says_how_each_pte_rung_was_judged(tiny_export: Any) -> None:
     """The shared export's 8-bit pick: estimated in torch, then lowered and judged on its artifact."""
     (trial,) = tiny_export.manifest["llm"]["formats"]["pte"]["trials"]
     assert trial["name"] == PTE8 and trial["judged_on"] == "artifact" and trial["passed"]
-    assert set(trial["torch_eager_calib"]) == {"ppl", "ppl_ratio", "top1_agreement"}
+    assert set(trial["torch_eager_calib"]) == {"ppl", "ppl_ratio", "ppl_ratio_upper", "top1_agreement"}
     assert trial["torch_vs_artifact_ppl_rel_diff"] < TORCH_VS_PTE_TOL
     assert all(t["judged_on"] == "artifact" for t in tiny_export.manifest["llm"]["formats"]["onnx"]["trials"])
 

@@ -18,9 +18,10 @@ class _CharTok:
         return {"input_ids": [ord(c) for c in text]}
 
 
-def test_windows_are_non_overlapping_and_capped() -> None:
-    w = windows(np.arange(100), 16, 3, "x")
-    assert w.shape == (3, 16) and w[1, 0] == 16
+def test_windows_are_non_overlapping_spread_and_capped() -> None:
+    w = windows(np.arange(100), 16, 3, "x")  # 6 window slots: the first, a middle and the last
+    assert w.shape == (3, 16) and list(w[:, 0]) == [0, 32, 80]
+    assert all((row == np.arange(row[0], row[0] + 16)).all() for row in w)
     assert windows(np.arange(100), 16, 99, "x").shape == (6, 16)
 
 
