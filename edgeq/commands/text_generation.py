@@ -27,7 +27,8 @@ def add_flags(p: argparse.ArgumentParser) -> None:
                    help="KV-cache length of the .pte, i.e. prompt + generated tokens (default 512)")
     g.add_argument("--calib-windows", type=int, default=16,
                    help="windows spread over --calib-text that the search judges rungs on (default 16)")
-    g.add_argument("--eval-windows", type=int, default=16, help="windows spread over --eval-text for the reported metrics (default 16)")
+    g.add_argument("--eval-windows", type=int, default=16,
+                   help="windows spread over --eval-text for the reported metrics (default 16)")
     g.add_argument("--emulate", default="", metavar="TARGET[,TARGET]",
                    help="also measure the shipped artifacts' decode tokens/s on these ARM targets' emulated CPUs "
                         "(qemu; recorded as emulation, not device speed; needs `edgeq emulator setup`)")

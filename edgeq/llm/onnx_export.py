@@ -155,8 +155,8 @@ def quantize_embedding(path: Path, block: int) -> None:
     )
 
     model = onnx.load(str(path))
-    if not any(n.op_type == "Gather" and n.input[0] in {i.name for i in model.graph.initializer}
-               for n in model.graph.node):
+    tables = {i.name for i in model.graph.initializer}
+    if not any(n.op_type == "Gather" and n.input[0] in tables for n in model.graph.node):
         raise CaptureError(f"{path} has no Gather on a weight table to quantize",
                            "use embedding_bits=0 for this model")
     axes = (("Gather", 1),)
