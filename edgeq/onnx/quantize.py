@@ -101,8 +101,10 @@ def quantize_onnx_static(src: Path, dst: Path, calib: Dataset, opts: QuantOption
     except Exception as e:
         raise QuantizationError(f"onnxruntime static quantization failed: {type(e).__name__}: {str(e)[:300]}",
                                 "try --calibration minmax, or exclude the failing node with --exclude-node") from e
+    kept_float = float_graph_outputs(dst)
     return {
         "method": "static",
+        "float_outputs": kept_float,
         "format": "QDQ",
         "calibration": opts.calibration,
         "calibration_samples": len(calib),
@@ -117,6 +119,47 @@ def quantize_onnx_static(src: Path, dst: Path, calib: Dataset, opts: QuantOption
         "fixed_ranges": sorted(fixed),
         "tool": "onnxruntime.quantization.quantize_static",
     }
+
+
+def float_graph_outputs(path: Path) -> list[str]:
+    """Drop the Q/DQ pair ORT puts on each graph output, in place; returns the outputs now written in float.
+
+    The consumer of a model's outputs (softmax, argmax, a distance) is float, so 8-bit outputs only add error: a
+    classifier's logits land on a grid of range/255 (EfficientNet-Lite1: steps of 0.052), which flips top-1 where
+    two classes are close — measured 0.887 -> 0.907 top-1 agreement with float on 150 held-out crops, the same
+    model otherwise. The producer keeps its quantized inputs (ORT still runs it on the integer kernels)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)  # external data stays where it is, beside PATH
+    g = model.graph
+    producer = {o: n for n in g.node for o in n.output}
+    readers: dict[str, int] = {}
+    for n in g.node:
+        for i in n.input:
+            readers[i] = readers.get(i, 0) + 1
+    drop: set[int] = set()
+    kept: list[str] = []
+    for out in g.output:
+        dq = producer.get(out.name)
+        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        if q is None or q.op_type != "QuantizeLinear" or readers.get(q.output[0], 0) != 1:
+            continue
+        src = producer.get(q.input[0])
+        if src is None or readers.get(q.input[0], 0) != 1:
+            continue  # a graph input, or a tensor other nodes read: leave the pair
+        src.output[list(src.output).index(q.input[0])] = out.name
+        drop.update((id(q), id(dq)))
+        kept.append(out.name)
+    if kept:
+        nodes = [n for n in g.node if id(n) not in drop]
+        del g.node[:]
+        g.node.extend(nodes)
+        used = {i for n in nodes for i in n.input}
+        inits = [t for t in g.initializer if t.name in used]  # the dropped pairs' scales and zero points
+        del g.initializer[:]
+        g.initializer.extend(inits)
+        onnx.save(model, str(path))
+    return kept
 
 
 def activation_symmetric(activation_type: str | None) -> bool:
