@@ -198,3 +198,42 @@ def test_global_average_pool_is_not_a_layernorm_pattern(float_onnx) -> None:  # 
     src, _ = float_onnx
     assert any(n.op_type == "ReduceMean" for n in onnx.load(str(src)).graph.node)
     assert fragile_nodes(src)["layernorm"] == []
+
+
+@pytest.mark.skipif(not X86, reason="which QDQ groups fuse depends on ORT's x86 kernel set")
+def test_graph_outputs_stay_float_and_the_classifier_stays_integer(float_onnx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The logits are not put on an 8-bit grid (no Q/DQ pair on the graph output, its scale and zero point
+    gone), they match the float model more closely than the 8-bit ones did, and ORT still runs the classifier as
+    an integer QGemm with float output."""
+    import onnx
+    import onnxruntime as ort
+
+    from edgeq.onnx.quantize import float_graph_outputs
+
+    src, calib = float_onnx
+    out = tmp_path / "u8s8.onnx"
+    info = _quantize(src, calib, out, "uint8")
+    assert info["float_outputs"] == ["logits"]
+    g = onnx.load(str(out)).graph
+    producer = {o: n for n in g.node for o in n.output}
+    assert producer["logits"].op_type == "Gemm"
+    assert not any(i.name.startswith("logits") for i in g.initializer)
+    assert float_graph_outputs(out) == []  # idempotent
+    ops = _optimized_ops(out, tmp_path)
+    assert ops["QGemm"] == 1 and ops["Gemm"] == 0, dict(ops)
+
+    # the same model with the output pair put back: its logits are on the 8-bit grid, farther from float
+    def run(path: Path) -> np.ndarray:  # the fixture's graph has batch 1
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return np.concatenate([sess.run(None, {"image": calib.inputs["image"][i:i + 1]})[0] for i in range(16)])
+
+    ref, got = run(src), run(out)
+    grid = tmp_path / "grid.onnx"
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    from edgeq.onnx.quantize import reader_class
+
+    quantize_static(str(src), str(grid), reader_class()(calib.head(16)), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+    assert np.abs(got - ref).mean() < np.abs(run(grid) - ref).mean()
