@@ -247,13 +247,6 @@ def pte_float(model: Any, example: dict[str, np.ndarray], path: Path) -> Path:
     return path
 
 
-def pte_run(path: Path, data: dict[str, np.ndarray]) -> tuple[np.ndarray, float]:
-    from edgeq.executorch.runtime import run_pte
-
-    outs, lat = run_pte(path, list(data.values()))
-    return next(iter(outs.values())), float(lat or 0.0)
-
-
 # -- one measurement for every row --------------------------------------------------------------------------
 
 Run = Callable[[dict[str, np.ndarray]], np.ndarray]

@@ -99,7 +99,7 @@ def correct_qdq_biases(float_path: Path, qdq_path: Path, calib: Dataset,
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in graph_only.graph.initializer):
         # Re-saving would inline > 2 GB of weights; convolution nets of that size are not what this is for.
         return {**record, "skipped": "weights in external data", "seconds": round(time.perf_counter() - t0, 2)}
-    qdq = onnx.load(str(qdq_path))
+    qdq = graph_only  # no external data (checked above): the weights are already loaded
     float_model = onnx.load(str(float_path))
     convs = linear_convs(qdq, float_model)
     record["convs"] = len(convs)
