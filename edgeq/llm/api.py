@@ -166,9 +166,10 @@ def _search_format(ctx: measure.Context, fmt: str, pr: Progress, lower: Lower = 
             pick = (v, path)
         if v == last:
             reference = (v, path)
-    ship = [p for p in (pick, reference) if p is not None]  # no pick: the reference alone, the verdict fails
-    seen: set[str] = set()
-    return trials, [s for s in ship if not (s[0].name in seen or seen.add(s[0].name))]  # type: ignore[func-returns-value]
+    ship = [pick] if pick is not None else []  # no pick: the reference alone, the verdict fails
+    if reference is not None and reference != pick:
+        ship.append(reference)
+    return trials, ship
 
 
 def _bound(m: dict[str, float], limit: float) -> str:
