@@ -97,10 +97,16 @@ class QuantOptions:
     max_calibration_samples: int = 256
     # Nodes kept at 16-bit activations (ONNX QDQ "mixed precision"), by node name.
     int16_activation_nodes: tuple[str, ...] = ()
+    # Hybrid: static INT8 everywhere except the linear layers, which get dynamic per-token INT8 activations (and
+    # so write float outputs) — a search move for graphs with both convolutions and linears (.pte).
+    dynamic_linears: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in ("static", "dynamic"):
             raise UsageError(f"quantization mode must be static or dynamic, got {self.mode!r}")
+        if self.dynamic_linears and self.mode != "static":
+            raise UsageError("dynamic_linears (static convolutions, dynamic linears) needs mode='static'",
+                             "mode='dynamic' already quantizes every linear dynamically")
         if self.calibration is not None and self.calibration not in CALIBRATION_METHODS:
             raise UsageError(
                 f"unknown calibration method {self.calibration!r}",

@@ -55,6 +55,7 @@ class PteQuantSettings:
     exclude_nodes: tuple[str, ...] = ()
     exclude_modules: tuple[str, ...] = ()
     exclude_ops: tuple[str, ...] = ()
+    dynamic_linears: bool = False  # static mode, but aten.linear with XNNPACK's dynamic per-token activations
 
 
 def resolve_settings(quant: QuantOptions, target: Any) -> PteQuantSettings:
@@ -69,7 +70,8 @@ def resolve_settings(quant: QuantOptions, target: Any) -> PteQuantSettings:
         ignored.append(f"weight_type={quant.weight_type} (XNNPACK uses symmetric int8 weights)")
     if quant.reduce_range:
         ignored.append("reduce_range (an x86 ONNX Runtime workaround; XNNPACK does not need it)")
-    return PteQuantSettings(quant.mode, per_channel, observer, tuple(ignored))
+    return PteQuantSettings(quant.mode, per_channel, observer, tuple(ignored),
+                            dynamic_linears=quant.dynamic_linears and quant.mode == "static")
 
 
 def make_quantizer(settings: PteQuantSettings) -> Any:
@@ -113,7 +115,16 @@ def make_quantizer(settings: PteQuantSettings) -> Any:
         act = dataclasses.replace(config.input_activation,
                                   observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
         config = dataclasses.replace(config, input_activation=act, output_activation=act)
-    return IntegerSafeXNNPACKQuantizer().set_global(config)
+    quantizer = IntegerSafeXNNPACKQuantizer().set_global(config)
+    if settings.dynamic_linears:
+        import torch
+
+        # operator-type configs are annotated before the global one, so every linear is taken by the dynamic
+        # config and the static pass skips it (already annotated); its output is float (the classifier's logits)
+        quantizer.set_operator_type(torch.ops.aten.linear.default,
+                                    get_symmetric_quantization_config(is_per_channel=settings.per_channel,
+                                                                      is_dynamic=True))
+    return quantizer
 
 
 def quantize_pt2e(exported: Any, calib: Dataset, signature: list[Any], opts: QuantOptions, target: Any,
@@ -162,7 +173,9 @@ def quantize_pt2e(exported: Any, calib: Dataset, signature: list[Any], opts: Qua
         "method": settings.mode,
         "format": "PT2E Q/DQ (XNNPACK)",
         "scheme": ("int8 symmetric per-channel weights" if settings.per_channel else "int8 symmetric per-tensor weights")
-                  + (", int8 activations" if settings.mode == "static" else ", dynamic int8 activations"),
+                  + (", int8 activations" if settings.mode == "static" else ", dynamic int8 activations")
+                  + (" (linears: dynamic per-token int8)" if settings.dynamic_linears else ""),
+        "dynamic_linears": settings.dynamic_linears,
         "calibration": settings.activation_observer if settings.mode == "static" else None,
         "calibration_samples": n if settings.mode == "static" else 0,
         "ranges": {"source": "calibration" if settings.mode == "static" else "dynamic (per batch at run time)"},

@@ -36,11 +36,25 @@ def _session(model: Any) -> Any:
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    opts.intra_op_num_threads = 1
     # No graph optimization: the Conv of a QDQ group must run as the float Conv it is in the file, so its output
     # tensor exists (a fused QLinearConv has no float output to read).
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def _upstream(model: Any, names: list[str]) -> list[Any]:
+    """The nodes NAMES depend on, in graph order: ORT runs every node of a graph whatever the fetches, so the
+    measurement of an early conv would otherwise pay for the whole network."""
+    nodes = list(model.graph.node)
+    producer = {o: i for i, n in enumerate(nodes) for o in n.output}
+    needed: set[int] = set()
+    stack = [producer[n] for n in names if n in producer]
+    while stack:
+        i = stack.pop()
+        if i not in needed:
+            needed.add(i)
+            stack.extend(producer[t] for t in nodes[i].input if t in producer)
+    return [nodes[i] for i in sorted(needed)]
 
 
 def _channel_means(model: Any, names: list[str], feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -48,6 +62,9 @@ def _channel_means(model: Any, names: list[str], feeds: list[dict[str, np.ndarra
 
     m = onnx.ModelProto()
     m.CopyFrom(model)
+    keep = _upstream(m, names)
+    del m.graph.node[:]
+    m.graph.node.extend(keep)
     del m.graph.output[:]
     m.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names)
     sess = _session(m)

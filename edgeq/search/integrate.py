@@ -249,6 +249,7 @@ def run_pte_search(config: PipelineConfig, budget: Budget, workdir: Path, artifa
                 bundle_art.details["program"] = INT8_DYNAMIC_NAME
         shutil.copyfile(winner.path, workdir / art.path)
         art.quantization = {**(art.quantization or {}), "method": winner.quant.mode,
+                            "dynamic_linears": winner.quant.dynamic_linears,
                             "nodes_excluded": list(winner.quant.nodes_to_exclude),
                             "search": {"trial": winner.index, "label": winner.label, "met": True}}
         art.refresh(workdir)

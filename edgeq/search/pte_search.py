@@ -8,7 +8,10 @@ ExecuTorch runtime over the evaluation inputs and checked against the float refe
    outlier-aware preparation ranked Linear modules (:mod:`edgeq.prepare`);
 2. ``mixed precision`` — the dynamic model with the 1, 2, 3 most sensitive Linear modules (that ranking) kept
    float, within the size cap;
-3. ``keep-float top-k`` — static INT8 with the k nodes that add the most error kept in float, k = 4 then 16 (float
+3. ``hybrid`` — for conv nets with linear layers whose ranking does not point at the linears: static INT8
+   convolutions, XNNPACK's dynamically quantized linears (float outputs: a classifier's logits leave the 8-bit grid
+   that flips top-1 between close classes), the same size as the static model;
+4. ``keep-float top-k`` — static INT8 with the k nodes that add the most error kept in float, k = 4 then 16 (float
    fallback is the last resort: it costs size and speed).
 
 When neither ranking points at linears the float fallback goes first and the dynamic moves are dropped
@@ -50,6 +53,7 @@ class PteTrial:
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "label": self.label, "mode": self.quant.mode,
+                "dynamic_linears": self.quant.dynamic_linears,
                 "nodes_excluded": list(self.quant.nodes_to_exclude), "metrics": self.metrics,
                 "failures": self.failures, "passed": self.passed, "bytes": self.bytes,
                 "seconds": round(self.seconds, 2), "error": self.error, "distance": self.distance}
@@ -72,9 +76,15 @@ def plan_moves(base: QuantOptions, ranking: list[NodeSensitivity], max_trials: i
     fallback = [(f"static, top-{k} sensitive nodes float",
                  dataclasses.replace(base, nodes_to_exclude=tuple(dict.fromkeys((*base.nodes_to_exclude, *top[:k])))))
                 for k in (4, 16) if len(top) >= min(k, 1)]
+    # a conv net with linear layers (a classifier head, a conv stem before attention): the linears dynamic, so their
+    # outputs (the logits) leave in float instead of on an 8-bit grid; the same size, so before any float fallback
+    kinds = {s.op_type for s in ranking}
+    hybrid = ([("static convolutions, dynamic per-token linears",
+                dataclasses.replace(base, dynamic_linears=True, per_channel=True))]
+              if "linear" in kinds and any(k.startswith("conv") for k in kinds) and base.mode == "static" else [])
     if first_dynamic:
         return mixed[:max_trials]
-    moves = [dynamic, *mixed, *fallback] if linear_first else fallback
+    moves = [dynamic, *mixed, *fallback] if linear_first else [*hybrid, *fallback]
     return moves[:max_trials]
 
 
