@@ -36,6 +36,10 @@ def test_hybrid_move_for_conv_nets_with_linears_before_float_fallback() -> None:
     # no linear (or no conv): nothing for the hybrid to change
     assert not any(q.dynamic_linears for _, q in plan_moves(QuantOptions(), ranking[:2] + ranking[3:], 6))
     assert not any(q.dynamic_linears for _, q in plan_moves(QuantOptions(), [_node("linear", "linear", 0.1)], 6))
+    # the graph decides when given: the manifest's ranking keeps only its top rows (often convolutions only)
+    convs_only = [_node("conv2d_3", "conv2d", 0.3), _node("conv2d", "conv2d", 0.05)]
+    assert plan_moves(QuantOptions(), convs_only, 6, conv_and_linear=True)[0][1].dynamic_linears
+    assert not any(q.dynamic_linears for _, q in plan_moves(QuantOptions(), ranking, 6, conv_and_linear=False))
 
 
 def test_dynamic_linears_quantize_convs_statically_and_leave_float_logits() -> None:

@@ -145,6 +145,10 @@ def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scr
                                      "reduce_range": bool(best.quant.reduce_range),
                                      "fp16_linears": list(best.fp16_modules), "fp16_nodes": list(best.fp16_nodes),
                                      "tool": "onnxruntime.quantization.quantize_dynamic"})
+        if best.config.hybrid:
+            art.quantization.update({"method": "hybrid", "dynamic_linears": True,
+                                     "tool": "onnxruntime.quantization.quantize_static (convolutions) + "
+                                             "quantize_dynamic (linears)"})
         art.details = graph_stats(workdir / art.path)
         art.refresh(workdir)
         art.validations = []

@@ -15,6 +15,7 @@ from typing import Any
 
 from edgeq.config import QuantOptions, SearchOptions
 from edgeq.data import Dataset
+from edgeq.onnx.hybrid import has_convs_and_linears
 from edgeq.search.patterns import CATEGORIES
 from edgeq.search.trial import Trial, TrialConfig
 
@@ -67,6 +68,12 @@ def static_ladder(base: QuantOptions, patterns: dict[str, list[str]], state: dic
         yield "calibration", [replace(anchor, per_channel=True)]
     b = best()
     anchor = b.config if b else start
+    if has_convs_and_linears(prepped):
+        # the same size as the static model, so before any pattern / node is kept float; later stages build on it
+        # when it is the best trial (their 16-bit / float moves then apply to its static part)
+        yield "hybrid", [replace(anchor, hybrid=True)]
+        b = best()
+        anchor = b.config if b else start
     present = [c for c in CATEGORIES if patterns.get(c)]
     cumulative: list[TrialConfig] = []
     for i in range(len(present)):

@@ -61,7 +61,7 @@ class PteTrial:
 
 def plan_moves(base: QuantOptions, ranking: list[NodeSensitivity], max_trials: int,
                linear_ranking: list[str] | None = None,
-               first_dynamic: bool = False) -> list[tuple[str, QuantOptions]]:
+               first_dynamic: bool = False, conv_and_linear: bool | None = None) -> list[tuple[str, QuantOptions]]:
     """Candidate settings, most promising first (see the module docstring). ``first_dynamic``: the shipped first
     model is already the plain dynamic one (predicted to beat static): start at mixed precision, no static moves."""
     top = [s.node for s in ranking if s.added_nsr > 0]
@@ -78,10 +78,13 @@ def plan_moves(base: QuantOptions, ranking: list[NodeSensitivity], max_trials: i
                 for k in (4, 16) if len(top) >= min(k, 1)]
     # a conv net with linear layers (a classifier head, a conv stem before attention): the linears dynamic, so their
     # outputs (the logits) leave in float instead of on an 8-bit grid; the same size, so before any float fallback
+    # (``conv_and_linear``: from the program's graph — the ranking the manifest keeps is only its top rows)
     kinds = {s.op_type for s in ranking}
+    if conv_and_linear is None:
+        conv_and_linear = "linear" in kinds and any(k.startswith("conv") for k in kinds)
     hybrid = ([("static convolutions, dynamic per-token linears",
                 dataclasses.replace(base, dynamic_linears=True, per_channel=True))]
-              if "linear" in kinds and any(k.startswith("conv") for k in kinds) and base.mode == "static" else [])
+              if conv_and_linear and base.mode == "static" else [])
     if first_dynamic:
         return mixed[:max_trials]
     moves = [dynamic, *mixed, *fallback] if linear_first else [*hybrid, *fallback]
@@ -102,7 +105,10 @@ def search_pte(static: Any, calib: Dataset, signature: list[Any], eval_inputs: l
 
     scratch.mkdir(parents=True, exist_ok=True)
     trials: list[PteTrial] = []
-    for i, (label, q) in enumerate(plan_moves(base, ranking, max_trials, linear_ranking, first_dynamic), start=1):
+    targets = {str(n.target) for n in static.graph.nodes if n.op == "call_function"}
+    conv_and_linear = "aten.linear.default" in targets and any(t.startswith("aten.conv") for t in targets)
+    for i, (label, q) in enumerate(plan_moves(base, ranking, max_trials, linear_ranking, first_dynamic,
+                                              conv_and_linear), start=1):
         t = PteTrial(i, label, q)
         t0 = time.perf_counter()
         progress.stage(f"  .pte trial {i}: {label}")

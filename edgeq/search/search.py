@@ -12,6 +12,8 @@ fewest bytes (then the lowest host latency) wins.
 3. ``patterns``     known-fragile transformer patterns kept in float, cumulatively: attention-mask arithmetic,
                     Softmax, GELU, LayerNorm, residual Adds (:mod:`edgeq.search.patterns`), each with its
                     weight-free input producers
+   ``hybrid``       graphs with convolutions and linear layers: static convolutions, dynamic INT8 linears
+                    (:mod:`edgeq.onnx.hybrid`), on the best calibration so far
 4. ``sensitivity``  the top-k nodes by added error (:mod:`edgeq.search.sensitivity`) at 16-bit activations,
                     then kept in float, k = 2, 4, 8, ... (on top of the best pattern set)
 
@@ -123,8 +125,13 @@ class _Evaluator:
                 quantize_onnx_dynamic(self.prepped, trial.path, trial.quant)
                 weights_to_fp16(trial.path, list(trial.fp16_nodes))
             else:
-                quantize_onnx_static(self.prepped, trial.path, self.calib, trial.quant,
-                                     calibration_cache=self.workdir / f"calibration.{trial.quant.calibration}.json")
+                if trial.quant.dynamic_linears:
+                    from edgeq.onnx.hybrid import quantize_onnx_hybrid
+
+                    quantize_onnx_hybrid(self.prepped, trial.path, self.calib, trial.quant)
+                else:
+                    quantize_onnx_static(self.prepped, trial.path, self.calib, trial.quant,
+                                         calibration_cache=self.workdir / f"calibration.{trial.quant.calibration}.json")
                 if trial.quant.activation_type in ("int8", "uint8"):
                     # the same correction the first model got (edgeq.backends.onnx): without it every static
                     # trial of a conv net starts below the model it is meant to improve on
@@ -222,7 +229,7 @@ def search_onnx(prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict
             return Trial(len(trials) + 1, stage, cfg, dq, fp16_nodes=tuple(kept), fp16_modules=tuple(mods))
         q = replace(base, calibration=cfg.calibration, per_channel=cfg.per_channel,
                     nodes_to_exclude=tuple(dict.fromkeys((*base.nodes_to_exclude, *nodes))),
-                    int16_activation_nodes=tuple(int16))
+                    int16_activation_nodes=tuple(int16), dynamic_linears=cfg.hybrid)
         return Trial(len(trials) + 1, stage, cfg, q)
 
     def best_of(pool: list[Trial]) -> Trial | None:

@@ -20,6 +20,7 @@ class TrialConfig:
     int16_top_k: int = 0  # most sensitive nodes' outputs at 16-bit activations
     dynamic: bool = False  # ORT dynamic INT8 MatMuls (activation scales per run), attention MatMuls float
     fp16_linears: int = 0  # most sensitive torch Linears (edgeq.prepare ranking) kept float, fp16 weights
+    hybrid: bool = False  # static QDQ convolutions, ORT dynamic INT8 linear layers (edgeq.onnx.hybrid)
 
     def label(self) -> str:
         if self.dynamic:
@@ -28,6 +29,8 @@ class TrialConfig:
                 parts.append(f"top-{self.fp16_linears} sensitive linears float (fp16 weights)")
             return ", ".join(parts)
         parts = [self.calibration, "per-channel" if self.per_channel else "per-tensor"]
+        if self.hybrid:
+            parts.append("dynamic INT8 linears")
         if self.exclude:
             parts.append("float:" + "+".join(self.exclude))
         if self.float_top_k:

@@ -1,0 +1,113 @@
+"""Hybrid INT8 for ONNX: static QDQ convolutions (and everything else), dynamic per-run INT8 linear layers.
+
+For graphs that hold both convolutions and weight-bearing MatMul / Gemm nodes (a CNN's classifier, a conv stem
+before attention): the convolutions keep calibrated activation ranges — ONNX Runtime's fused ``QLinearConv`` —
+while every linear layer quantizes its input with a scale computed on each run (``DynamicQuantizeMatMul``), the
+one range that cannot be wrong for that input, and writes float.
+
+ONNX Runtime's dynamic quantizer handles ``MatMul`` only, so a ``Gemm`` with a constant weight is first rewritten
+as ``MatMul`` (+ ``Add`` of its bias): the same function (``alpha = beta = 1``, ``transA = 0``; ``transB`` folded
+into a transposed copy of the weight). The bias ``Add`` stays float with its MatMul, so the linear's output never
+goes back through an 8-bit grid.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from edgeq.config import QuantOptions
+from edgeq.data import Dataset
+from edgeq.errors import QuantizationError
+
+
+def gemms_as_matmuls(model: Any) -> int:
+    """Rewrite each plain ``Gemm`` whose weight is an initializer as ``MatMul`` (+ bias ``Add``), in place.
+    Returns how many were rewritten; Gemms with other attributes are left alone."""
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    nodes, done = [], 0
+    for n in g.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        plain = (n.op_type == "Gemm" and n.input[1] in inits and attrs.get("alpha", 1.0) == 1.0
+                 and attrs.get("beta", 1.0) == 1.0 and not attrs.get("transA", 0))
+        if not plain:
+            nodes.append(n)
+            continue
+        weight = n.input[1]
+        if attrs.get("transB", 0):
+            w = numpy_helper.to_array(inits[weight]).T.copy()
+            weight = f"{n.input[1]}__t"
+            if weight not in inits:
+                inits[weight] = numpy_helper.from_array(w, weight)
+                g.initializer.append(inits[weight])
+        bias = n.input[2] if len(n.input) > 2 and n.input[2] else ""
+        out = f"{n.output[0]}__matmul" if bias else n.output[0]
+        nodes.append(helper.make_node("MatMul", [n.input[0], weight], [out], name=f"{n.name or 'gemm'}__matmul"))
+        if bias:
+            nodes.append(helper.make_node("Add", [out, bias], [n.output[0]], name=f"{n.name or 'gemm'}__bias"))
+        done += 1
+    if done:
+        del g.node[:]
+        g.node.extend(nodes)
+        used = {i for n in g.node for i in n.input}
+        keep = [t for t in g.initializer if t.name in used]
+        del g.initializer[:]
+        g.initializer.extend(keep)
+    return done
+
+
+def linear_nodes(model: Any) -> tuple[list[str], list[str]]:
+    """(MatMuls with a constant weight, the bias Adds that read only them and a constant) by node name."""
+    g = model.graph
+    consts = {t.name for t in g.initializer} | {o for n in g.node if n.op_type == "Constant" for o in n.output}
+    matmuls = [n for n in g.node if n.op_type == "MatMul" and len(n.input) > 1 and n.input[1] in consts]
+    outs = {n.output[0] for n in matmuls}
+    adds = [n.name for n in g.node if n.op_type == "Add" and len(n.input) == 2
+            and any(i in outs for i in n.input) and any(i in consts for i in n.input)]
+    return [n.name for n in matmuls], adds
+
+
+def has_convs_and_linears(path: Path) -> bool:
+    """Whether the hybrid changes anything: the graph has a Conv and a linear layer (MatMul / Gemm with a weight)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    g = model.graph
+    inits = {t.name for t in g.initializer}
+    conv = any(n.op_type == "Conv" for n in g.node)
+    linear = any(n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in inits for n in g.node)
+    return conv and linear
+
+
+def quantize_onnx_hybrid(src: Path, dst: Path, calib: Dataset, opts: QuantOptions) -> dict[str, Any]:
+    """Static QDQ with the linear layers excluded, then ONNX Runtime's dynamic INT8 on exactly those layers."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from edgeq.onnx.quantize import quantize_onnx_static, quiet_stdout
+
+    model = onnx.load(str(src))
+    rewritten = gemms_as_matmuls(model)
+    matmuls, adds = linear_nodes(model)
+    if not matmuls:
+        raise QuantizationError(f"{src.name}: no linear layer (MatMul / Gemm with a weight) for the hybrid scheme",
+                                "use the static scheme")
+    with tempfile.TemporaryDirectory(prefix="edgeq-hybrid-") as tmp:
+        plain, static = Path(tmp, "linear_matmuls.onnx"), Path(tmp, "static.onnx")
+        onnx.save(model, str(plain))
+        info = quantize_onnx_static(plain, static, calib, replace(
+            opts, nodes_to_exclude=tuple(dict.fromkeys((*opts.nodes_to_exclude, *matmuls, *adds)))))
+        try:
+            with quiet_stdout():
+                quantize_dynamic(str(static), str(dst), per_channel=bool(opts.per_channel), reduce_range=False,
+                                 weight_type=QuantType.QInt8, nodes_to_quantize=matmuls, op_types_to_quantize=["MatMul"])
+        except Exception as e:
+            raise QuantizationError(f"onnxruntime dynamic quantization of the linear layers failed: "
+                                    f"{type(e).__name__}: {str(e)[:300]}", "use the static scheme") from e
+    return {**info, "method": "hybrid", "dynamic_linears": matmuls, "gemms_rewritten": rewritten,
+            "tool": "onnxruntime.quantization.quantize_static (convolutions) + quantize_dynamic (linears)"}
