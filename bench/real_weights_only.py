@@ -54,12 +54,15 @@ def diagnose(name: str) -> str:
         return float((torch_outputs(m, ev).argmax(1) == ref.argmax(1)).mean())
 
     plain = agree(weight_only_int8(model, ex["image"]))
-    rounded, _ = round_weights(copy.deepcopy(model), calib, WeightRoundingConfig())
-    gptq = agree(weight_only_int8(rounded, ex["image"]))
+    variants = {"GPTQ rounding": WeightRoundingConfig(), "act-order": WeightRoundingConfig(act_order=True),
+                "act-order + classifier": WeightRoundingConfig(act_order=True, linear=True)}
+    rounded = {k: agree(weight_only_int8(round_weights(copy.deepcopy(model), calib, cfg)[0], ex["image"]))
+               for k, cfg in variants.items()}
     n = len(ref)
     return (f"{name}: float top-1 probability median {np.median(top2[:, 1]):.3f}, top-2 gap < 0.05 on "
             f"{int((gap < 0.05).sum())}/{n}, < 0.10 on {int((gap < 0.10).sum())}/{n}; weight-only per-channel INT8 "
-            f"top-1 agreement {plain:.3f}, after GPTQ rounding {gptq:.3f} ({time.perf_counter() - t0:.0f} s)")
+            f"top-1 agreement {plain:.3f}, "
+            + ", ".join(f"{k} {v:.3f}" for k, v in rounded.items()) + f" ({time.perf_counter() - t0:.0f} s)")
 
 
 if __name__ == "__main__":

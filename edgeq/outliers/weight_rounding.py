@@ -34,6 +34,7 @@ class WeightRoundingConfig:
     calibration_samples: int = 32
     patches_per_batch: int = 4096  # sampled receptive fields per layer per calibration batch (H estimate)
     damp: float = 0.01  # Hessian damping, fraction of its mean diagonal
+    act_order: bool = False  # round input columns by decreasing H diagonal (GPTQ act-order)
     linear: bool = False
     fold_batchnorm: bool = True
     version: int = 1
@@ -88,10 +89,20 @@ def _grid(w: Any, scale: Any) -> Any:
     return (w / scale).round().clamp(-127, 127) * scale
 
 
-def _gptq_rows(w: Any, h: Any, damp: float) -> Any:
-    """Round rows of ``w`` [B, R, D] (one ``h`` [B, D, D] per batch entry) onto the per-row INT8 grid."""
+def _gptq_rows(w: Any, h: Any, damp: float, act_order: bool = False) -> Any:
+    """Round rows of ``w`` [B, R, D] (one ``h`` [B, D, D] per batch entry) onto the per-row INT8 grid.
+
+    ``act_order``: round the input columns in order of decreasing ``H`` diagonal (GPTQ's "act-order"): the columns
+    that carry the most input energy are rounded first, while the most columns are left to absorb their error."""
     import torch
 
+    if act_order:
+        perm = torch.argsort(torch.diagonal(h, dim1=-2, dim2=-1), dim=-1, descending=True)  # [B, D]
+        inv = torch.argsort(perm, dim=-1)
+        wp = torch.gather(w, 2, perm.unsqueeze(1).expand_as(w))
+        hp = torch.gather(torch.gather(h, 1, perm.unsqueeze(-1).expand_as(h)), 2, perm.unsqueeze(1).expand_as(h))
+        q = _gptq_rows(wp, hp, damp)
+        return torch.gather(q, 2, inv.unsqueeze(1).expand_as(q))
     w = w.clone()
     scale = (w.abs().amax(2, keepdim=True) / 127.0).clamp(min=1e-12)
     d = h.shape[-1]
@@ -184,7 +195,7 @@ def round_weights(model: Any, calib: Mapping[str, np.ndarray],
             w = m.weight.detach().float()
             g = m.groups if isinstance(m, torch.nn.Conv2d) else 1
             wg = w.reshape(g, w.shape[0] // g, -1)  # [groups, out per group, D]
-            q = _gptq_rows(wg, h, cfg.damp)
+            q = _gptq_rows(wg, h, cfg.damp, cfg.act_order)
 
             rtn = _grid(wg, (wg.abs().amax(2, keepdim=True) / 127.0).clamp(min=1e-12))
             e_rtn, e_q = _h_error(rtn - wg, h), _h_error(q - wg, h)

@@ -123,9 +123,11 @@ def test_pt2e_fuses_relu6_into_the_conv() -> None:
     assert scales and all(s <= 6.0 / 255 * 1.01 for s in scales)
 
 
-def test_weight_rounding_lands_on_the_int8_grid_with_less_output_error() -> None:
+@pytest.mark.parametrize("act_order", [False, True])
+def test_weight_rounding_lands_on_the_int8_grid_with_less_output_error(act_order: bool) -> None:
     """GPTQ-style rounding: the conv weights end on the per-channel INT8 grid the exporters use (so their own
-    rounding is the identity) and the output error is below round-to-nearest's on the same grid."""
+    rounding is the identity) and the output error is below round-to-nearest's on the same grid — also with the
+    columns rounded in act-order (permuted, then put back in place)."""
     import copy
 
     from edgeq.outliers import WeightRoundingConfig, round_weights
@@ -137,7 +139,8 @@ def test_weight_rounding_lands_on_the_int8_grid_with_less_output_error() -> None
     with torch.no_grad():
         ref = original(x)
     nearest = copy.deepcopy(original)
-    rounded, log = round_weights(copy.deepcopy(original), calib, WeightRoundingConfig(calibration_samples=24))
+    rounded, log = round_weights(copy.deepcopy(original), calib,
+                                 WeightRoundingConfig(calibration_samples=24, act_order=act_order))
     assert log[0] == {"batchnorm_folded": 2}
     changed = {e["layer"] for e in log[1:]}  # layers where data-aware rounding beat nearest (others untouched)
     assert changed
@@ -151,3 +154,22 @@ def test_weight_rounding_lands_on_the_int8_grid_with_less_output_error() -> None
         err_nearest = float((nearest(x) - ref).pow(2).mean())
         err_rounded = float((rounded(x) - ref).pow(2).mean())
     assert err_rounded < 0.7 * err_nearest
+
+
+def test_weight_rounding_of_linears_lands_on_their_grid() -> None:
+    """``linear=True`` (conv nets without SmoothQuant: the classifier) rounds the Linear's rows onto the same
+    per-channel INT8 grid, with no more output error than round-to-nearest."""
+    import copy
+
+    from edgeq.outliers import WeightRoundingConfig, round_weights
+    from edgeq.outliers.bias_correction import per_channel_int8
+
+    calib = _calib()
+    original = MobileBlock()
+    rounded, log = round_weights(copy.deepcopy(original), calib,
+                                 WeightRoundingConfig(calibration_samples=24, linear=True, act_order=True))
+    assert "fc" in {e.get("layer") for e in log}
+    with torch.no_grad():
+        torch.testing.assert_close(per_channel_int8(rounded.fc.weight), rounded.fc.weight, rtol=0, atol=1e-6)
+    convs_only, _ = round_weights(copy.deepcopy(original), calib, WeightRoundingConfig(calibration_samples=24))
+    assert torch.equal(convs_only.fc.weight, original.fc.weight)  # the default leaves Linears alone
