@@ -95,3 +95,20 @@ def test_search_tries_the_hybrid_on_a_conv_net_with_linears(conv_classifier, tmp
     assert hybrid.config.hybrid and "dynamic INT8 linears" in hybrid.config.label()
     assert hybrid.metrics is not None and hybrid.error is None
     assert hybrid.bias_correction is not None  # its static convolutions get the first model's correction
+
+
+def test_export_with_dynamic_linears_ships_the_hybrid_in_both_formats(tmp_path: Path) -> None:
+    """``QuantOptions(dynamic_linears=True)`` from the Python API: the first INT8 model of each format is the hybrid
+    (not silently the static scheme), and the manifest says so."""
+    import edgeq
+
+    fix = Path(__file__).resolve().parent / "fixture_models.py"
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, image=np.random.default_rng(0).standard_normal((16, 1, 8, 8)).astype(np.float32))
+    res = edgeq.export(f"{fix}:tiny_cnn", calib=str(calib), output=tmp_path / "out", formats=("onnx", "pte"),
+                       quant=QuantOptions(dynamic_linears=True), search=SearchOptions(mode="off"), outliers="off")
+    onnx_art = res.artifact("onnx-int8-static")
+    assert onnx_art.quantization["method"] == "hybrid" and onnx_art.quantization["dynamic_linears"]
+    assert onnx_art.details["op_counts"].get("DynamicQuantizeLinear", 0) == 1
+    pte_art = res.artifact("pte-int8-static")
+    assert pte_art.quantization["dynamic_linears"] is True

@@ -73,7 +73,7 @@ class ExecutorchBackend(FormatBackend):
         calib = _calib(state)
         qat = _captured(state).source.qat
         if qat is not None:
-            if scheme.mode == "dynamic":
+            if scheme.mode == "dynamic" or scheme.dynamic_linears:
                 raise UsageError("--compress qat trains static INT8 activation ranges; --dynamic would discard them",
                                  "drop --dynamic (or drop qat from --compress)")
             progress.stage(f"ExecuTorch: convert_pt2e on the QAT graph ({qat.describe()})")

@@ -69,7 +69,7 @@ class OnnxBackend(FormatBackend):
         progress.stage("ONNX: pre-processing (onnxruntime quant_pre_process)")
         prepped, prep_note = preprocess(state.model_path, _scratch(state) / PREP_NAME)
         qat = state.captured.source.qat if state.captured is not None else None
-        if qat is not None and scheme.mode == "dynamic":
+        if qat is not None and (scheme.mode == "dynamic" or scheme.dynamic_linears):
             raise UsageError("--compress qat trains static INT8 activation ranges; --dynamic would discard them",
                              "drop --dynamic (or drop qat from --compress)")
         if scheme.mode == "dynamic":
@@ -95,8 +95,13 @@ class OnnxBackend(FormatBackend):
             n = min(len(state.calib), scheme.max_calibration_samples)
             progress.stage(f"ONNX: calibrating on {n} samples ({scheme.calibration}) and quantizing (QDQ)")
             out = state.workdir / INT8_NAME
-            with progress.bar(n, "calibration") as bar:
-                qinfo = quantize_onnx_static(prepped, out, state.calib, scheme, on_sample=lambda: bar.update(1))
+            if scheme.dynamic_linears:  # the hybrid: static convolutions, dynamic INT8 linear layers
+                from edgeq.onnx.hybrid import quantize_onnx_hybrid
+
+                qinfo = quantize_onnx_hybrid(prepped, out, state.calib, scheme)
+            else:
+                with progress.bar(n, "calibration") as bar:
+                    qinfo = quantize_onnx_static(prepped, out, state.calib, scheme, on_sample=lambda: bar.update(1))
             qinfo["ranges"] = {"source": "calibration"}
             if scheme.activation_type in ("int8", "uint8"):
                 progress.stage("ONNX: bias correction of the linear convs against the float model (calibration data)")
