@@ -30,7 +30,7 @@ def gemms_as_matmuls(model: Any) -> int:
 
     g = model.graph
     inits = {t.name: t for t in g.initializer}
-    nodes, done = [], 0
+    nodes, done, transposed = [], 0, set()
     for n in g.node:
         attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
         plain = (n.op_type == "Gemm" and n.input[1] in inits and attrs.get("alpha", 1.0) == 1.0
@@ -40,6 +40,7 @@ def gemms_as_matmuls(model: Any) -> int:
             continue
         weight = n.input[1]
         if attrs.get("transB", 0):
+            transposed.add(weight)
             w = numpy_helper.to_array(inits[weight]).T.copy()
             weight = f"{n.input[1]}__t"
             if weight not in inits:
@@ -54,8 +55,8 @@ def gemms_as_matmuls(model: Any) -> int:
     if done:
         del g.node[:]
         g.node.extend(nodes)
-        used = {i for n in g.node for i in n.input}
-        keep = [t for t in g.initializer if t.name in used]
+        used = {i for n in g.node for i in n.input}  # (a Gemm weight read by a subgraph is not one of these)
+        keep = [t for t in g.initializer if t.name in used or t.name not in transposed]
         del g.initializer[:]
         g.initializer.extend(keep)
     return done
@@ -104,7 +105,8 @@ def quantize_onnx_hybrid(src: Path, dst: Path, calib: Dataset, opts: QuantOption
             opts, nodes_to_exclude=tuple(dict.fromkeys((*opts.nodes_to_exclude, *matmuls, *adds)))))
         try:
             with quiet_stdout():
-                quantize_dynamic(str(static), str(dst), per_channel=bool(opts.per_channel), reduce_range=False,
+                quantize_dynamic(str(static), str(dst), per_channel=bool(opts.per_channel),
+                                 reduce_range=bool(opts.reduce_range),  # the target's scheme, as for the convs
                                  weight_type=QuantType.QInt8, nodes_to_quantize=matmuls, op_types_to_quantize=["MatMul"])
         except Exception as e:
             raise QuantizationError(f"onnxruntime dynamic quantization of the linear layers failed: "
