@@ -55,7 +55,8 @@ def test_gemm_rewrite_is_the_same_function(conv_classifier, tmp_path: Path) -> N
 def test_hybrid_model_has_static_convs_and_dynamic_linears(conv_classifier, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import onnx
 
-    from edgeq.onnx.hybrid import has_convs_and_linears, quantize_onnx_hybrid
+    from edgeq.onnx.hybrid import has_convs_and_linears
+    from edgeq.onnx.quantize import quantize_onnx_hybrid
 
     src, data = conv_classifier
     assert has_convs_and_linears(src)

@@ -95,13 +95,8 @@ class OnnxBackend(FormatBackend):
             n = min(len(state.calib), scheme.max_calibration_samples)
             progress.stage(f"ONNX: calibrating on {n} samples ({scheme.calibration}) and quantizing (QDQ)")
             out = state.workdir / INT8_NAME
-            if scheme.dynamic_linears:  # the hybrid: static convolutions, dynamic INT8 linear layers
-                from edgeq.onnx.hybrid import quantize_onnx_hybrid
-
-                qinfo = quantize_onnx_hybrid(prepped, out, state.calib, scheme)
-            else:
-                with progress.bar(n, "calibration") as bar:
-                    qinfo = quantize_onnx_static(prepped, out, state.calib, scheme, on_sample=lambda: bar.update(1))
+            with progress.bar(n, "calibration") as bar:  # (the hybrid too: opts.dynamic_linears)
+                qinfo = quantize_onnx_static(prepped, out, state.calib, scheme, on_sample=lambda: bar.update(1))
             qinfo["ranges"] = {"source": "calibration"}
             if scheme.activation_type in ("int8", "uint8"):
                 progress.stage("ONNX: bias correction of the linear convs against the float model (calibration data)")

@@ -8,19 +8,14 @@ one range that cannot be wrong for that input, and writes float.
 ONNX Runtime's dynamic quantizer handles ``MatMul`` only, so a ``Gemm`` with a constant weight is first rewritten
 as ``MatMul`` (+ ``Add`` of its bias): the same function (``alpha = beta = 1``, ``transA = 0``; ``transB`` folded
 into a transposed copy of the weight). The bias ``Add`` stays float with its MatMul, so the linear's output never
-goes back through an 8-bit grid.
+goes back through an 8-bit grid. The quantization itself is
+:func:`edgeq.onnx.quantize.quantize_onnx_hybrid` (``QuantOptions(dynamic_linears=True)``).
 """
 
 from __future__ import annotations
 
-import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-from edgeq.config import QuantOptions
-from edgeq.data import Dataset
-from edgeq.errors import QuantizationError
 
 
 def gemms_as_matmuls(model: Any) -> int:
@@ -83,33 +78,3 @@ def has_convs_and_linears(path: Path) -> bool:
     conv = any(n.op_type == "Conv" for n in g.node)
     linear = any(n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in inits for n in g.node)
     return conv and linear
-
-
-def quantize_onnx_hybrid(src: Path, dst: Path, calib: Dataset, opts: QuantOptions) -> dict[str, Any]:
-    """Static QDQ with the linear layers excluded, then ONNX Runtime's dynamic INT8 on exactly those layers."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from edgeq.onnx.quantize import quantize_onnx_static, quiet_stdout
-
-    model = onnx.load(str(src))
-    rewritten = gemms_as_matmuls(model)
-    matmuls, adds = linear_nodes(model)
-    if not matmuls:
-        raise QuantizationError(f"{src.name}: no linear layer (MatMul / Gemm with a weight) for the hybrid scheme",
-                                "use the static scheme")
-    with tempfile.TemporaryDirectory(prefix="edgeq-hybrid-") as tmp:
-        plain, static = Path(tmp, "linear_matmuls.onnx"), Path(tmp, "static.onnx")
-        onnx.save(model, str(plain))
-        info = quantize_onnx_static(plain, static, calib, replace(
-            opts, nodes_to_exclude=tuple(dict.fromkeys((*opts.nodes_to_exclude, *matmuls, *adds)))))
-        try:
-            with quiet_stdout():
-                quantize_dynamic(str(static), str(dst), per_channel=bool(opts.per_channel),
-                                 reduce_range=bool(opts.reduce_range),  # the target's scheme, as for the convs
-                                 weight_type=QuantType.QInt8, nodes_to_quantize=matmuls, op_types_to_quantize=["MatMul"])
-        except Exception as e:
-            raise QuantizationError(f"onnxruntime dynamic quantization of the linear layers failed: "
-                                    f"{type(e).__name__}: {str(e)[:300]}", "use the static scheme") from e
-    return {**info, "method": "hybrid", "dynamic_linears": matmuls, "gemms_rewritten": rewritten,
-            "tool": "onnxruntime.quantization.quantize_static (convolutions) + quantize_dynamic (linears)"}

@@ -6,6 +6,7 @@ import contextlib
 import io
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +64,13 @@ def quantize_onnx_static(src: Path, dst: Path, calib: Dataset, opts: QuantOption
     ``calibration_cache``: ORT's JSON cache of the calibrated ranges — read when it exists, written otherwise. The
     ranges depend only on SRC, the calibration data and the method (not on per-channel weights, excluded nodes or
     16-bit overrides), so the search's trials of one method calibrate once.
+    ``opts.dynamic_linears``: the hybrid (:mod:`edgeq.onnx.hybrid`), which calibrates its own rewritten graph (the
+    cache does not apply to it).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if opts.dynamic_linears:
+        return quantize_onnx_hybrid(src, dst, calib, opts, on_sample)
 
     calib = calib.head(opts.max_calibration_samples)
     reader = reader_class()(calib, on_sample)
@@ -128,6 +134,39 @@ def quantize_onnx_static(src: Path, dst: Path, calib: Dataset, opts: QuantOption
         "fixed_ranges": sorted(fixed),
         "tool": "onnxruntime.quantization.quantize_static",
     }
+
+
+def quantize_onnx_hybrid(src: Path, dst: Path, calib: Dataset, opts: QuantOptions,
+                         on_sample: Callable[[], None] | None = None) -> dict[str, Any]:
+    """The hybrid (:mod:`edgeq.onnx.hybrid`): static QDQ with the linear layers excluded, then ONNX Runtime's
+    dynamic INT8 on exactly those layers."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from edgeq.onnx.hybrid import gemms_as_matmuls, linear_nodes
+
+    model = onnx.load(str(src))
+    rewritten = gemms_as_matmuls(model)
+    matmuls, adds = linear_nodes(model)
+    if not matmuls:
+        raise QuantizationError(f"{src.name}: no linear layer (MatMul / Gemm with a weight) for the hybrid scheme",
+                                "use the static scheme")
+    with tempfile.TemporaryDirectory(prefix="edgeq-hybrid-") as tmp:
+        plain, static = Path(tmp, "linear_matmuls.onnx"), Path(tmp, "static.onnx")
+        onnx.save(model, str(plain))
+        excluded = tuple(dict.fromkeys((*opts.nodes_to_exclude, *matmuls, *adds)))
+        info = quantize_onnx_static(plain, static, calib, replace(opts, dynamic_linears=False, nodes_to_exclude=excluded),
+                                    on_sample)
+        try:
+            with quiet_stdout():
+                quantize_dynamic(str(static), str(dst), per_channel=bool(opts.per_channel),
+                                 reduce_range=bool(opts.reduce_range),  # the target's scheme, as for the convs
+                                 weight_type=QuantType.QInt8, nodes_to_quantize=matmuls, op_types_to_quantize=["MatMul"])
+        except Exception as e:
+            raise QuantizationError(f"onnxruntime dynamic quantization of the linear layers failed: "
+                                    f"{type(e).__name__}: {str(e)[:300]}", "use the static scheme") from e
+    return {**info, "method": "hybrid", "dynamic_linears": matmuls, "gemms_rewritten": rewritten,
+            "tool": "onnxruntime.quantization.quantize_static (convolutions) + quantize_dynamic (linears)"}
 
 
 # ORT's quantize_static runs its entropy calibrator with 128 histogram bins and 128 quantized bins, which leaves

@@ -125,13 +125,8 @@ class _Evaluator:
                 quantize_onnx_dynamic(self.prepped, trial.path, trial.quant)
                 weights_to_fp16(trial.path, list(trial.fp16_nodes))
             else:
-                if trial.quant.dynamic_linears:
-                    from edgeq.onnx.hybrid import quantize_onnx_hybrid
-
-                    quantize_onnx_hybrid(self.prepped, trial.path, self.calib, trial.quant)
-                else:
-                    quantize_onnx_static(self.prepped, trial.path, self.calib, trial.quant,
-                                         calibration_cache=self.workdir / f"calibration.{trial.quant.calibration}.json")
+                quantize_onnx_static(self.prepped, trial.path, self.calib, trial.quant,
+                                     calibration_cache=self.workdir / f"calibration.{trial.quant.calibration}.json")
                 if trial.quant.activation_type in ("int8", "uint8"):
                     # the same correction the first model got (edgeq.backends.onnx): without it every static
                     # trial of a conv net starts below the model it is meant to improve on

@@ -86,12 +86,12 @@ def onnx_sensitivity(float_model: Path, qdq_model: Path, data: Dataset, max_samp
         float_acts = collect_activations(str(aug_f), reader_class()(data))
         qdq_acts = collect_activations(str(aug_q), reader_class()(data))
         matching = {k: v for k, v in create_activation_matching(qdq_acts, float_acts).items() if "float" in v}
-        _clamp_folded_activations(matching, float_model, qdq_model)
+        graph = onnx.load(str(float_model), load_external_data=False).graph
+        _clamp_folded_activations(matching, graph, onnx.load(str(qdq_model), load_external_data=False).graph)
         act_err = compute_activation_error(matching)
         w_err = compute_weight_error(_weight_matching(float_model, qdq_model),
                                      lambda a, b: compute_signal_to_quantization_noice_ratio(a, b))
 
-    graph = onnx.load(str(float_model), load_external_data=False).graph
     xmodel = {t: e.get("xmodel_err", math.inf) for t, e in act_err.items()}
     producer = {o: m for m in graph.node for o in m.output}
     result = []
@@ -129,7 +129,7 @@ def _measured_inputs(node: Any, producer: dict[str, Any], measured: dict[str, fl
     return out
 
 
-def _clamp_folded_activations(matching: dict[str, dict[str, Any]], float_model: Path, qdq_model: Path) -> None:
+def _clamp_folded_activations(matching: dict[str, dict[str, Any]], fg: Any, qg: Any) -> None:
     """Apply the float graph's Relu / Clip to the pre-Q/DQ reading of tensors whose clamp ORT folded away.
 
     ORT's QDQ quantizer removes a Relu / Clip that follows a Conv and lets the Conv write the clamp's output name,
@@ -141,8 +141,6 @@ def _clamp_folded_activations(matching: dict[str, dict[str, Any]], float_model: 
     import onnx
     from onnx import numpy_helper
 
-    fg = onnx.load(str(float_model), load_external_data=False).graph
-    qg = onnx.load(str(qdq_model), load_external_data=False).graph
     consts = {t.name: float(numpy_helper.to_array(t).reshape(-1)[0]) for t in fg.initializer
               if math.prod(t.dims) == 1 and t.data_location != onnx.TensorProto.EXTERNAL}
     consts.update({n.output[0]: float(numpy_helper.to_array(a.t).reshape(-1)[0]) for n in fg.node
