@@ -22,6 +22,7 @@ from edgeq.integrity import seal
 from edgeq.manifest import Artifact, new_manifest, write_manifest
 from edgeq.outdir import commit_output, discard_output, make_scratch, prepare_output
 from edgeq.pipeline.pipeline import Pipeline, build_format
+from edgeq.pipeline.selection import SelectContext, select
 from edgeq.pipeline.state import BuildState
 from edgeq.progress import Progress
 from edgeq.reference import output_names_for, reference_outputs
@@ -163,29 +164,24 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         artifacts: list[Artifact] = []
         search_keys: dict[str, Any] = {}
         resolved_quant: dict[str, Any] = {}
+        select_ctx = SelectContext(config, budget, calib, progress, qat=source.qat is not None,
+                                   linear_ranking=tuple(_linear_ranking(outliers)), captured=quant_captured,
+                                   first_dynamic={f: q.mode == "dynamic" and config.quant.mode == "static"
+                                                  for f, q in first.items()})
         for backend, state in zip(backends, states, strict=True):
             state = build_format(backend, pipeline, state.updated(workdir=tmp, scratch=scratch), pass_log)
             resolved_quant[backend.name] = state.quant.to_dict()  # after the target's scheme and the user's options
             built = list(state.artifacts)
-            artifacts += built
-            if backend.name == "onnx":
-                # The search may replace model.int8.onnx; it runs before the artifact stages so that what they
-                # derive (.ort, usability analysis, budget check) describes the model that ships.
-                predicted = state.quant.mode == "dynamic" and config.quant.mode == "static"
-                search_keys.update(_search_onnx(config, budget, tmp, scratch, built, calib, target, progress,
-                                                qat=source.qat is not None, linear_ranking=_linear_ranking(outliers),
-                                                static_base=state.quant if predicted else None))
+            # SELECT: the search may replace the format's INT8 model (the grid adds its variants); it runs before
+            # the artifact stages so that what they derive (.ort, usability, 16 KB alignment, budget check)
+            # describes the models that ship.
+            search_keys.update(select(select_ctx, state, built))
+            artifacts += [a for a in built if a not in artifacts]
             # Emitters and Checks see every artifact built so far (each filters by format).
             state = pipeline.run_phase("artifact", state.updated(artifacts=tuple(artifacts)), pass_log)
             artifacts += [a for a in state.artifacts if a not in artifacts]
 
         validate_artifacts(tmp, artifacts, INPUTS_REL, REFERENCE_REL, runners, target, budget, progress)
-        from edgeq.search.integrate import run_pte_search
-
-        if source.qat is None:  # QAT ships its trained ranges; a re-calibrating search would discard them
-            search_keys.update(run_pte_search(config, budget, tmp, artifacts, quant_captured, calib, ev, INPUTS_REL,
-                                              REFERENCE_REL, runners, target, progress, _linear_ranking(outliers),
-                                              first_dynamic=first.get("pte", config.quant).mode != config.quant.mode))
         prediction = outliers.get("scheme_prediction")
         for key in ("search", "search_pte"):  # which scheme each search tried first, and why
             if prediction and key in search_keys:
@@ -246,7 +242,7 @@ def _first_scheme(config: PipelineConfig, outliers: dict[str, Any], fmt: str) ->
     (MiniLM: ≈ 14 min for the static ``.pte`` alone); the target's scheme otherwise. Only when the search may run
     (with ``--no-search`` the user gets the scheme asked for) and the user did not pick a mode explicitly."""
     pick = (outliers.get("scheme_prediction") or {}).get("pick", {}).get(fmt)
-    if pick != "dynamic" or config.search.mode == "off" or config.quant.mode != "static":
+    if pick != "dynamic" or config.search.mode in ("off", "grid") or config.quant.mode != "static":
         return config.quant
     # the dynamic search move's settings: per-channel weights, full-range INT8 (the scale is per run)
     return dataclasses.replace(config.quant, mode="dynamic",
@@ -260,34 +256,6 @@ def _linear_ranking(outliers: dict[str, Any]) -> list[str]:
     if not outliers.get("linear_dominated"):
         return []
     return [r["module"] for r in outliers.get("linear_sensitivity", []) if r.get("share", 0.0) > 0]
-
-
-def _search_onnx(config: PipelineConfig, budget: Budget, tmp: Path, scratch: Path, built: list[Artifact],
-                 calib: Dataset, target: Target, progress: Progress, qat: bool = False,
-                 linear_ranking: list[str] | None = None, static_base: QuantOptions | None = None) -> dict[str, Any]:
-    """Host-check the INT8 ONNX model against the budget; search when it misses. Returns manifest keys.
-
-    ``static_base``: the first model was the predicted dynamic one; the static fallbacks start from these settings.
-
-    The check's host validation is dropped afterwards: every artifact is validated once, on every runner,
-    after the artifact passes.
-    """
-    from edgeq.search.integrate import run_export_search, should_search
-
-    if config.search.mode == "off" or (budget.is_empty() and config.search.max_size_ratio is None):
-        return {}
-    if qat:  # the search re-calibrates; QAT's point is to ship the trained ranges, so the verdict stands as is
-        progress.stage("search: not run (--compress qat ships the QAT-trained ranges)")
-        return {}
-    candidates = [a for a in built if a.role == "candidate"]
-    validate_artifacts(tmp, candidates, INPUTS_REL, REFERENCE_REL, ("host",), target, budget, Progress(False))
-    keys: dict[str, Any] = {}
-    if should_search(config, budget, built, first_dynamic=static_base is not None):
-        keys = run_export_search(config, budget, tmp, scratch, built, calib, INPUTS_REL, REFERENCE_REL, (), target,
-                                 progress, linear_ranking or [], static_base=static_base)
-    for a in candidates:
-        a.validations = []
-    return keys
 
 
 def _output_spec(name: str, arr: Any, dynamic: bool) -> TensorSpec:

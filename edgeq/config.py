@@ -142,16 +142,16 @@ class SearchOptions:
     ``max_size_ratio``: optional cap on the INT8 model's bytes as a share of the float model's.
     """
 
-    mode: Literal["auto", "always", "off"] = "auto"
+    mode: Literal["auto", "always", "off", "grid"] = "auto"
     max_trials: int = 16
-    max_seconds: float = 300.0
+    max_seconds: float = 3600.0  # a safety cap only: the budget is max_trials (deterministic on any machine)
     max_size_ratio: float | None = None
     calibrations: tuple[CalibrationMethod, ...] = ("minmax", "percentile", "entropy")
     sensitivity_samples: int = 16
 
     def __post_init__(self) -> None:
-        if self.mode not in ("auto", "always", "off"):
-            raise UsageError(f"search mode must be auto, always or off, got {self.mode!r}")
+        if self.mode not in ("auto", "always", "off", "grid"):
+            raise UsageError(f"search mode must be auto, always, off or grid, got {self.mode!r}")
         if self.max_trials < 1:
             raise UsageError(f"--search-trials must be >= 1, got {self.max_trials}", "e.g. --search-trials 16")
         if not (self.max_seconds > 0 and math.isfinite(self.max_seconds)):

@@ -17,7 +17,7 @@ ROOT = Path(edgeq.__file__).resolve().parent
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("cli", ("edgeq.cli", "edgeq.commands", "edgeq.__main__", "edgeq.pytest_plugin")),
     ("api", ("edgeq", "edgeq.api", "edgeq.check", "edgeq.sweep", "edgeq.compress.sweep", "edgeq.zoo")),
-    ("pipeline", ("edgeq.pipeline.pipeline",)),
+    ("pipeline", ("edgeq.pipeline.pipeline", "edgeq.pipeline.selection")),
     ("stages/search", ("edgeq.stages", "edgeq.search")),
     ("backends", ("edgeq.backends",)),
     ("runtime", ("",)),

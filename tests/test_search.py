@@ -223,7 +223,7 @@ def test_search_time_limit_bounds_the_search(plain, searched, tmp_path: Path) ->
                      reduce_range=True)
     res = search_onnx(prepped, calib, out / "validation/inputs.npz", load_npz(out / "validation/reference.npz"),
                       None, q, Budget(min_sqnr=80), SearchOptions(max_seconds=0.01), tmp_path)
-    assert len(res.trials) == 1 and res.stopped.startswith("time limit") and not res.met
+    assert len(res.trials) == 1 and res.stopped.startswith("safety time cap") and res.time_capped and not res.met
     assert res.best is res.trials[0] and res.closest() == [res.trials[0]]
 
 

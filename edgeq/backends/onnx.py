@@ -14,7 +14,7 @@ from edgeq.backends.base import FormatBackend, HostProgram, register_format
 from edgeq.config import QuantOptions
 from edgeq.errors import UsageError
 from edgeq.manifest import Artifact
-from edgeq.onnx.bias_correct import correct_qdq_biases
+from edgeq.onnx.build import build_onnx_int8
 from edgeq.onnx.export import export_float_onnx, preprocess
 from edgeq.onnx.quantize import quantize_onnx_dynamic, quantize_onnx_static
 from edgeq.pipeline.state import BuildState
@@ -93,14 +93,11 @@ class OnnxBackend(FormatBackend):
                                "weights": "symmetric min/max of the QAT-trained weights (the QAT weight grid)"}
         else:
             n = min(len(state.calib), scheme.max_calibration_samples)
-            progress.stage(f"ONNX: calibrating on {n} samples ({scheme.calibration}) and quantizing (QDQ)")
+            progress.stage(f"ONNX: calibrating on {n} samples ({scheme.calibration}) and quantizing (QDQ, then bias "
+                           "correction of the linear convs)")
             out = state.workdir / INT8_NAME
             with progress.bar(n, "calibration") as bar:  # (the hybrid too: opts.dynamic_linears)
-                qinfo = quantize_onnx_static(prepped, out, state.calib, scheme, on_sample=lambda: bar.update(1))
-            qinfo["ranges"] = {"source": "calibration"}
-            if scheme.activation_type in ("int8", "uint8"):
-                progress.stage("ONNX: bias correction of the linear convs against the float model (calibration data)")
-                qinfo["bias_correction"] = correct_qdq_biases(prepped, out, state.calib)
+                qinfo = build_onnx_int8(prepped, out, state.calib, scheme, on_sample=lambda: bar.update(1))
         qinfo["preprocessing"] = prep_note
         qinfo["outlier_prepared"] = state.float_captured is not None  # built from edgeq.prepare's copy
         return state.updated(model_path=out, quant=scheme, quantization=qinfo)

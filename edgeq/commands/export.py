@@ -126,9 +126,12 @@ def add_search_flags(p: argparse.ArgumentParser) -> None:
     m.add_argument("--no-search", dest="search_mode", action="store_const", const="off",
                    help="never search; quantize once with the given options")
     g.add_argument("--search-trials", type=int, default=SearchOptions.max_trials, metavar="N",
-                   help=f"max trials (default {SearchOptions.max_trials})")
+                   help=f"the search's budget, in trials: the same inputs evaluate the same trials on any machine, "
+                        f"so they ship the same bytes (default {SearchOptions.max_trials})")
     g.add_argument("--search-time", type=float, default=SearchOptions.max_seconds, metavar="SECONDS",
-                   help=f"time limit, checked between trials (default {SearchOptions.max_seconds:g})")
+                   help=f"safety cap on the search's wall-clock time, checked between trials; when it, not "
+                        f"--search-trials, stops the search, the summary and --json say so, since the result then "
+                        f"depends on machine speed (default {SearchOptions.max_seconds:g})")
     g.add_argument("--max-size-ratio", type=float, metavar="R",
                    help="the INT8 model may be at most R × the float model's bytes (e.g. 0.3); without it, search "
                         "trials larger than 0.75× float are rejected (they barely quantize anything)")
@@ -204,13 +207,14 @@ def _defaults_parser() -> argparse.ArgumentParser:
 
 
 def search_summary(s: dict) -> str:  # type: ignore[type-arg]
-    """One line on the search, plus the closest trials when the budget was not met."""
+    """One line on the search that names what shipped, plus the closest trials when the budget was not met."""
     best = next((t for t in s["trials"] if t["index"] == s["best"]), None)
     if s["met"] and best:
-        return (f"search: trial {best['index']} of {len(s['trials'])} meets the budget ({best['label']}; "
+        return (f"search: trial {best['index']} of {len(s['trials'])} meets the budget and ships ({best['label']}; "
                 f"{s['seconds']:.1f} s)")
-    lines = [f"search: budget not met after {len(s['trials'])} trial(s) ({s['stopped']}); shipped the best found "
-             f"(trial {s['best']}); closest trials:"]
+    capped = " — stopped by the safety time cap, so the result depends on machine speed" if s.get("time_capped") else ""
+    lines = [f"search: budget not met after {len(s['trials'])} trial(s) ({s['stopped']}){capped}; shipped the first "
+             "INT8 model (its verdict fails); closest trials:"]
     by_index = {t["index"]: t for t in s["trials"]}
     for i in s["closest"]:
         t = by_index[i]

@@ -21,6 +21,8 @@ from edgeq.compress.spec import MethodConfig, parse_item
 from edgeq.config import PipelineConfig
 from edgeq.errors import EdgeqError, UsageError
 from edgeq.progress import Progress
+from edgeq.select.rule import Scored, pareto_front
+from edgeq.select.rule import pick as select_pick
 
 DEFAULT_LADDERS: dict[str, tuple[str, ...]] = {
     "prune": ("0.1", "0.2", "0.3", "0.4", "0.5"),
@@ -98,26 +100,17 @@ def _run_ladder(base: PipelineConfig, ladder: tuple[MethodConfig, ...], trials: 
 
 
 def pick(rows: list[dict[str, Any]]) -> str | None:
-    """Smallest, then fastest, variant whose verdict passed."""
-    ok = [r for r in rows if r["passed"] and r["bytes"] is not None]
-    if not ok:
-        return None
-    best = min(ok, key=lambda r: (r["bytes"], r["latency_ms"] if r["latency_ms"] is not None else float("inf")))
-    return str(best["name"])
+    """The selection engine's pick (:func:`edgeq.select.rule.pick`) over rows whose verdict passed."""
+    chosen = select_pick([Scored(i, r["bytes"], bool(r["passed"])) for i, r in enumerate(rows)
+                          if r["bytes"] is not None])
+    return None if chosen is None else str(rows[chosen.order]["name"])
 
 
 def pareto(rows: list[dict[str, Any]], metric: str) -> list[str]:
-    """Variants no other variant beats on bytes, latency and the metric at once."""
+    """Variants no other variant beats on bytes and the metric at once (the engine's one Pareto front)."""
     pts = [r for r in rows if r["bytes"] is not None and r.get(metric) is not None]
-    front = []
-    for r in pts:
-        lat = r["latency_ms"] if r["latency_ms"] is not None else float("inf")
-        dominated = any(o is not r and o["bytes"] <= r["bytes"] and (o["latency_ms"] or float("inf")) <= lat
-                        and o[metric] >= r[metric] and (o["bytes"] < r["bytes"] or o[metric] > r[metric]
-                                                        or (o["latency_ms"] or float("inf")) < lat) for o in pts)
-        if not dominated:
-            front.append(r["name"])
-    return front
+    front = pareto_front([(float(r["bytes"]), float(r[metric])) for r in pts])
+    return [pts[i]["name"] for i in sorted(front)]
 
 
 def _run_job(base: PipelineConfig, name: str, ladder: tuple[MethodConfig, ...], trials: Path) -> list[dict[str, Any]]:

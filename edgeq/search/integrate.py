@@ -24,6 +24,8 @@ from edgeq.config import Budget, PipelineConfig, QuantOptions
 from edgeq.data import Dataset
 from edgeq.manifest import Artifact
 from edgeq.progress import Progress
+from edgeq.select.summary import Selection
+from edgeq.validate.metrics import distance_line
 
 ONNX_STATIC = "onnx-int8-static"
 
@@ -154,17 +156,23 @@ def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scr
         art.validations = []
         if runners:
             validate_artifacts(workdir, [art], inputs_rel, reference_rel, runners, target, budget, progress)
-    if result.met and result.best is not None:
-        progress.stage(f"search: trial {result.best.index} meets the budget ({result.best.config.label()}); "
-                       f"{len(result.trials)} trials in {result.seconds:.1f} s")
-    else:
-        progress.stage(f"search: budget not met after {len(result.trials)} trials ({result.stopped}); closest:")
-        from edgeq.validate.metrics import distance_line
+    met = result.met and result.best is not None
+    shipped = (f"trial {result.best.index} ({result.best.config.label()})" if met and result.best is not None
+               else f"the first INT8 model ({art.name})")
+    sel = Selection("onnx", met, len(result.trials), result.stopped, shipped, result.time_capped)
+    progress.stage(sel.line())
+    if not met:
+        _print_closest(progress, [(t.index, t.config.label(), list(t.failures), t.error, t.distance)
+                                  for t in result.closest()])
+    return {"search": {**result.to_dict(budget, config.search), "selection": sel.to_dict()},
+            "sensitivity": result.sensitivity}
 
-        for t in result.closest():
-            progress.stage(f"  trial {t.index} [{t.config.label()}]: {'; '.join(t.failures) or t.error}"
-                           + (f" (distance to the budget: {distance_line(t.distance)})" if t.distance else ""))
-    return {"search": result.to_dict(budget, config.search), "sensitivity": result.sensitivity}
+
+def _print_closest(progress: Progress, rows: list[tuple[int, str, list[str], str | None, dict[str, float]]]) -> None:
+    progress.stage("closest trials:")
+    for index, label, failures, error, distance in rows:
+        progress.stage(f"  trial {index} [{label}]: {'; '.join(failures) or error}"
+                       + (f" (distance to the budget: {distance_line(distance)})" if distance else ""))
 
 
 def pte_sensitivity_keys(config: PipelineConfig, budget: Budget, artifacts: list[Artifact], captured: Any,
@@ -201,7 +209,7 @@ def pte_sensitivity_keys(config: PipelineConfig, budget: Budget, artifacts: list
 def run_pte_search(config: PipelineConfig, budget: Budget, workdir: Path, artifacts: list[Artifact], captured: Any,
                    calib: Dataset, ev: Dataset, inputs_rel: str, reference_rel: str, runners: tuple[str, ...],
                    target: Any, progress: Progress, linear_ranking: list[str] | None = None,
-                   first_dynamic: bool = False) -> dict[str, Any]:
+                   first_dynamic: bool = False, backend_config: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``.pte`` half of the search: rank PT2E nodes, try the moves, ship the first model inside the budget.
 
     ``first_dynamic``: the first ``.pte`` was already the predicted dynamic model, so the moves start at mixed
@@ -239,7 +247,7 @@ def run_pte_search(config: PipelineConfig, budget: Budget, workdir: Path, artifa
                         data.get("labels"), dataclasses.replace(config.quant, mode="static"), budget, target, ranking,
                         workdir.parent / f".{workdir.name}-pte-search", progress,
                         linear_ranking=linear_ranking or [], float_bytes=fp32.bytes if fp32 is not None else None,
-                        max_size_ratio=cap, first_dynamic=first_dynamic)
+                        max_size_ratio=cap, first_dynamic=first_dynamic, backend_config=backend_config)
     winner = next((t for t in trials if t.passed), None)
     if winner is not None and winner.path is not None:
         if winner.quant.mode == "dynamic" and art.precision != "int8-dynamic":  # ship it under its own name
@@ -252,36 +260,33 @@ def run_pte_search(config: PipelineConfig, budget: Budget, workdir: Path, artifa
                 bundle_art.precision = "int8-dynamic"
                 bundle_art.details["program"] = INT8_DYNAMIC_NAME
         shutil.copyfile(winner.path, workdir / art.path)
+        # the shipped program's own record: its delegation and the backend config it was lowered with
+        art.details = {**art.details, "delegation": winner.delegation, "backend_config": dict(backend_config or {})}
         art.quantization = {**(art.quantization or {}), "method": winner.quant.mode,
                             "dynamic_linears": winner.quant.dynamic_linears,
                             "nodes_excluded": list(winner.quant.nodes_to_exclude),
+                            "backend_config": dict(backend_config or {}),
                             "search": {"trial": winner.index, "label": winner.label, "met": True}}
         art.refresh(workdir)
         art.validations = []
-        validate_artifacts(workdir, [art], inputs_rel, reference_rel, runners, target, budget, progress)
-        from edgeq.executorch.lower import lower_to_executorch
-        from edgeq.executorch.quantize import quantize_pt2e
-
+        if runners:
+            validate_artifacts(workdir, [art], inputs_rel, reference_rel, runners, target, budget, progress)
         bundle = next((a for a in artifacts if a.format == "bpte"), None)
-        if bundle is not None:  # the golden-I/O bundle must carry the shipped program, not the first one
-            program = winner.program
-            if program is None:
-                qep, _ = quantize_pt2e(static, calib, captured.signature, winner.quant, target)
-                program, _ = lower_to_executorch(qep, None, target.executorch.partitioner)
+        if bundle is not None and winner.program is not None:  # the golden-I/O bundle carries the shipped program
             ctx = BuildState(target=target, fmt="pte", workdir=workdir, quant=winner.quant, calib=calib, eval=ev,
                              captured=captured)
-            bundle.details["bundled"] = bundle_program(ctx, static, program, workdir / art.path)
+            bundle.details["bundled"] = bundle_program(ctx, static, winner.program, workdir / art.path)
             bundle.refresh(workdir)
-        progress.stage(f"search (.pte): trial {winner.index} meets the budget ({winner.label})")
+        shipped = f"trial {winner.index} ({winner.label})"
     else:
-        progress.stage(f"search (.pte): budget not met after {len(trials)} trials; closest:")
-        from edgeq.validate.metrics import distance_line
-
-        for t in closest(trials):
-            progress.stage(f"  trial {t.index} [{t.label}]: {'; '.join(t.failures) or t.error}"
-                           + (f" (distance to the budget: {distance_line(t.distance)})" if t.distance else ""))
+        shipped = f"the first INT8 model ({art.name})"
+    sel = Selection("pte", winner is not None, len(trials), "budget met" if winner is not None else "moves exhausted",
+                    shipped)
+    progress.stage(sel.line())
+    if winner is None:
+        _print_closest(progress, [(t.index, t.label, t.failures, t.error, t.distance) for t in closest(trials)])
     shutil.rmtree(workdir.parent / f".{workdir.name}-pte-search", ignore_errors=True)
     keys["search_pte"] = {"met": winner is not None, "seconds": round(time.perf_counter() - t0, 1),
                           "trials": [t.to_dict() for t in trials],
-                          "closest": [t.index for t in closest(trials)]}
+                          "closest": [t.index for t in closest(trials)], "selection": sel.to_dict()}
     return keys

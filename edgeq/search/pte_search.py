@@ -24,6 +24,7 @@ budget is recorded, closest first.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +32,16 @@ from typing import Any
 
 from edgeq.config import Budget, QuantOptions
 from edgeq.data import Dataset
+from edgeq.errors import EdgeqError
+from edgeq.executorch.lower import lower_to_executorch
+from edgeq.executorch.quantize import quantize_pt2e
+from edgeq.executorch.runtime import run_pte
 from edgeq.progress import Progress
 from edgeq.search.sensitivity import NodeSensitivity
+from edgeq.select.ladder import TrialBudget, run_ladder
+from edgeq.select.rule import Scored, shortfall, size_shortfall
+from edgeq.select.rule import closest as select_closest
+from edgeq.validate.metrics import budget_distance, check_budget, compare
 
 
 @dataclass
@@ -48,8 +57,14 @@ class PteTrial:
     error: str | None = None
     path: Path | None = None
     distance: dict[str, float] = field(default_factory=dict)  # per budget limit, negative = missed (+ size_ratio)
+    shortfall: float = math.inf  # the selection engine's distance to the budget (0 = inside)
+    delegation: dict[str, Any] = field(default_factory=dict)  # the lowered program's XNNPACK delegation report
     # the passing trial's lowered program, kept so the golden-I/O bundle reuses it (re-lowering MiniLM: ~1 min)
     program: Any = field(default=None, repr=False)
+
+    def scored(self) -> Scored:
+        return Scored(self.index, self.bytes if self.error is None else None, self.passed, self.shortfall,
+                      errored=self.error is not None)
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "label": self.label, "mode": self.quant.mode,
@@ -95,49 +110,78 @@ def search_pte(static: Any, calib: Dataset, signature: list[Any], eval_inputs: l
                reference: dict[str, Any], labels: Any, base: QuantOptions, budget: Budget, target: Any,
                ranking: list[NodeSensitivity], scratch: Path, progress: Progress,
                max_trials: int = 6, linear_ranking: list[str] | None = None, float_bytes: int | None = None,
-               max_size_ratio: float | None = None, first_dynamic: bool = False) -> list[PteTrial]:
-    """Run the planned moves until one meets ``budget``; returns every trial (the last one passed, if any)."""
-    from edgeq.errors import EdgeqError
-    from edgeq.executorch.lower import lower_to_executorch
-    from edgeq.executorch.quantize import quantize_pt2e
-    from edgeq.executorch.runtime import run_pte
-    from edgeq.validate.metrics import budget_distance, check_budget, compare
+               max_size_ratio: float | None = None, first_dynamic: bool = False,
+               backend_config: dict[str, Any] | None = None) -> list[PteTrial]:
+    """Run the planned moves until one meets ``budget``; returns every trial (the last one passed, if any).
 
+    ``backend_config``: the ``ExecutorchBackendConfig`` options the target's configure stages chose (e.g. Android's
+    16 KB segment alignment). Every trial is lowered with them, so the passing trial's program is exactly the
+    program that ships — never a second lowering without the target's layout.
+    """
     scratch.mkdir(parents=True, exist_ok=True)
-    trials: list[PteTrial] = []
     targets = {str(n.target) for n in static.graph.nodes if n.op == "call_function"}
     conv_and_linear = "aten.linear.default" in targets and any(t.startswith("aten.conv") for t in targets)
-    for i, (label, q) in enumerate(plan_moves(base, ranking, max_trials, linear_ranking, first_dynamic,
-                                              conv_and_linear), start=1):
-        t = PteTrial(i, label, q)
-        t0 = time.perf_counter()
-        progress.stage(f"  .pte trial {i}: {label}")
-        try:
-            qep, _ = quantize_pt2e(static, calib, signature, q, target)
-            program, _ = lower_to_executorch(qep, None, target.executorch.partitioner)
-            t.path = scratch / f"trial{i}.pte"
-            t.path.write_bytes(program.buffer)
-            t.bytes = t.path.stat().st_size
-            outs, _ = run_pte(t.path, eval_inputs, warmup=0, repeats=0)
-            m = compare(reference, outs, labels)
-            bc = check_budget(m, budget)
-            t.metrics, t.failures = m.to_dict(), list(bc.failures)
-            t.distance = budget_distance(m, budget)
-            if float_bytes and max_size_ratio is not None:
-                t.distance["size_ratio"] = round(max_size_ratio - t.bytes / float_bytes, 6)
-                if t.bytes > max_size_ratio * float_bytes + 1e-9:
-                    t.failures.append(f"size {t.bytes / float_bytes:.3f}× float > {max_size_ratio:g}×")
-            t.passed = not t.failures
-        except EdgeqError as e:
-            t.error = f"{type(e).__name__}: {e.cause[:200]}"
-        t.seconds = time.perf_counter() - t0
-        trials.append(t)
+    moves = plan_moves(base, ranking, max_trials, linear_ranking, first_dynamic, conv_and_linear)
+    ctx = _TrialContext(static, calib, signature, eval_inputs, reference, labels, budget, target, scratch,
+                        float_bytes, max_size_ratio, backend_config or {})
+    count = iter(range(1, len(moves) + 1))
+
+    def evaluate(stage: str, move: tuple[str, QuantOptions]) -> PteTrial:
+        i = next(count)
+        progress.stage(f"  .pte trial {i}: {move[0]}")
+        return _run_trial(ctx, PteTrial(i, move[0], move[1]))
+
+    # one move per stage: the loop stops at the first trial inside the budget
+    run = run_ladder(((label, [(label, q)]) for label, q in moves), evaluate, TrialBudget(len(moves)))
+    return run.trials
+
+
+@dataclass(frozen=True)
+class _TrialContext:
+    static: Any  # torch.export.ExportedProgram (third-party)
+    calib: Dataset
+    signature: list[Any]
+    eval_inputs: list[Any]
+    reference: dict[str, Any]
+    labels: Any
+    budget: Budget
+    target: Any
+    scratch: Path
+    float_bytes: int | None
+    max_size_ratio: float | None
+    backend_config: dict[str, Any]
+
+
+def _run_trial(ctx: _TrialContext, t: PteTrial) -> PteTrial:
+    """Quantize, lower (with the target's backend config), run and score one move."""
+    t0 = time.perf_counter()
+    try:
+        qep, _ = quantize_pt2e(ctx.static, ctx.calib, ctx.signature, t.quant, ctx.target)
+        program, t.delegation = lower_to_executorch(qep, ctx.backend_config, ctx.target.executorch.partitioner)
+        t.path = ctx.scratch / f"trial{t.index}.pte"
+        t.path.write_bytes(program.buffer)
+        t.bytes = t.path.stat().st_size
+        outs, _ = run_pte(t.path, ctx.eval_inputs, warmup=0, repeats=0)
+        m = compare(ctx.reference, outs, ctx.labels)
+        t.metrics, t.failures = m.to_dict(), list(check_budget(m, ctx.budget).failures)
+        t.distance = budget_distance(m, ctx.budget)
+        t.shortfall = shortfall(m, ctx.budget)
+        if ctx.float_bytes and ctx.max_size_ratio is not None:
+            ratio = t.bytes / ctx.float_bytes
+            t.distance["size_ratio"] = round(ctx.max_size_ratio - ratio, 6)
+            t.shortfall += size_shortfall(ratio, ctx.max_size_ratio)
+            if ratio > ctx.max_size_ratio + 1e-9:
+                t.failures.append(f"size {ratio:.3f}× float > {ctx.max_size_ratio:g}×")
+        t.passed = not t.failures
         if t.passed:
             t.program = program
-            break
-    return trials
+    except EdgeqError as e:
+        t.error = f"{type(e).__name__}: {e.cause[:200]}"
+    t.seconds = time.perf_counter() - t0
+    return t
 
 
 def closest(trials: list[PteTrial]) -> list[PteTrial]:
-    """Failed trials, fewest budget failures first (errors last)."""
-    return sorted((t for t in trials if not t.passed), key=lambda t: (t.error is not None, len(t.failures)))
+    """Failed trials, nearest to the budget first (the selection engine's rule; errors are never close)."""
+    by_index = {t.index: t for t in trials}
+    return [by_index[r.order] for r in select_closest([t.scored() for t in trials], n=len(trials))]

@@ -28,13 +28,14 @@ stages with the largest expected gain there, after the baseline:
 
 then the static ladder above (calibration, per-channel, patterns, float / 16-bit fallback).
 
-Bounded by ``max_trials`` and ``max_seconds`` (checked between trials). When no trial meets the budget the
-result carries ``met=False``, the best-scoring trial (smallest total shortfall) and the closest trials.
+The loop, the pick rule and ``closest`` are the selection engine's (:mod:`edgeq.select`): budgeted in trials
+(``max_seconds`` is only a safety cap), the pick never reads a latency, so the same inputs ship the same bytes on
+any machine. When no trial meets the budget the result carries ``met=False``, the best-scoring trial (smallest
+total shortfall) and the closest trials; the export then ships its first INT8 model, not a rejected trial.
 """
 
 from __future__ import annotations
 
-import math
 import shutil
 import time
 from collections.abc import Callable
@@ -42,13 +43,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from edgeq.backends.onnx import rename_outputs
 from edgeq.config import Budget, QuantOptions, SearchOptions
 from edgeq.data import Dataset
 from edgeq.errors import EdgeqError, UsageError
+from edgeq.onnx.build import build_onnx_int8
+from edgeq.onnx.mixed import weights_to_fp16
 from edgeq.progress import Progress
 from edgeq.search.ladder import chain, linear_dominated, linear_ladder, safe_sensitivity, static_ladder
 from edgeq.search.patterns import Neighbourhood, fragile_nodes
-from edgeq.search.trial import SearchResult, Trial, TrialConfig, shortfall, trial_line
+from edgeq.search.trial import SearchResult, Trial, TrialConfig, trial_line
+from edgeq.select.ladder import TrialBudget, run_ladder
+from edgeq.select.rule import best_effort, shortfall, size_shortfall
 from edgeq.validate.metrics import budget_distance, check_budget, compare
 
 # 8-bit uniform quantization of a full-scale signal: SQNR = 6.02·8 + 1.76 dB. An output that passes through
@@ -61,12 +67,7 @@ MIN_SIZE_RATIO = 0.25  # nothing INT8 is smaller than a quarter of float32
 # Without an explicit --max-size-ratio a trial must still be a quantized model worth shipping: one that keeps so
 # much in float that it is >= 3/4 of the float file "meets" any budget by not quantizing — that is the float model.
 DEFAULT_MAX_SIZE_RATIO = 0.75
-_CUMULATIVE = ("patterns", "sensitivity", "mixed-precision")  # stages ordered from least to most protected
-
-
-# Relative spread of the host runner's median latency for one model run repeatedly (digits INT8 CNN, 20 runs on a
-# shared 2-core host: up to 34 %). A faster trial beats a same-size one only by more than this.
-LATENCY_NOISE = 0.35
+_CUMULATIVE = frozenset({"patterns", "sensitivity", "mixed-precision"})  # stages ordered from least to most protected
 
 def check_budget_consistency(budget: Budget, options: SearchOptions) -> None:
     """Budgets that no model can meet together are a usage error, raised before any work.
@@ -112,29 +113,18 @@ class _Evaluator:
     def run(self, trial: Trial, seed: tuple[Path, dict[str, Any] | None] | None = None) -> Trial:
         """Quantize and measure TRIAL; ``seed`` = (model, its bias-correction record) already built with exactly
         this trial's settings (the export's first model), measured instead of quantized again."""
-        from edgeq.onnx.mixed import weights_to_fp16
-        from edgeq.onnx.quantize import quantize_onnx_dynamic, quantize_onnx_static
-
         t0 = time.perf_counter()
         trial.path = self.workdir / f"trial{trial.index:02d}.onnx"
         try:
             if seed is not None:
                 shutil.copyfile(seed[0], trial.path)
                 trial.bias_correction, trial.reused = seed[1], True
-            elif trial.config.dynamic:
-                quantize_onnx_dynamic(self.prepped, trial.path, trial.quant)
-                weights_to_fp16(trial.path, list(trial.fp16_nodes))
             else:
-                quantize_onnx_static(self.prepped, trial.path, self.calib, trial.quant,
-                                     calibration_cache=self.workdir / f"calibration.{trial.quant.calibration}.json")
-                if trial.quant.activation_type in ("int8", "uint8"):
-                    # the same correction the first model got (edgeq.backends.onnx): without it every static
-                    # trial of a conv net starts below the model it is meant to improve on
-                    from edgeq.onnx.bias_correct import correct_qdq_biases
-
-                    trial.bias_correction = correct_qdq_biases(self.prepped, trial.path, self.calib)
-            from edgeq.backends.onnx import rename_outputs
-
+                qinfo = build_onnx_int8(self.prepped, trial.path, self.calib, trial.quant,
+                                        calibration_cache=self.workdir / f"calibration.{trial.quant.calibration}.json")
+                trial.bias_correction = qinfo.get("bias_correction")
+                if trial.config.dynamic:
+                    weights_to_fp16(trial.path, list(trial.fp16_nodes))
             rename_outputs(trial.path, list(self.reference))
             res = self.runner.run(trial.path, "onnx", self.inputs_npz, self.workdir)
             trial.metrics = compare(self.reference, res.outputs, self.labels)
@@ -150,8 +140,7 @@ class _Evaluator:
             trial.distance = budget_distance(trial.metrics, self.budget)
             if self.max_size_ratio is not None:
                 trial.distance["size_ratio"] = round(self.max_size_ratio - ratio, 6)
-            trial.shortfall = shortfall(trial.metrics, self.budget) + (
-                max(0.0, ratio - self.max_size_ratio) * 10 if self.max_size_ratio is not None else 0.0)
+            trial.shortfall = shortfall(trial.metrics, self.budget) + size_shortfall(ratio, self.max_size_ratio)
         except EdgeqError as e:  # one broken configuration must not end the search
             trial.error = e.cause
         trial.seconds = time.perf_counter() - t0
@@ -188,7 +177,6 @@ def search_onnx(prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict
     trials: list[Trial] = []
     sens_rows: list[dict[str, Any]] = []
     state: dict[str, Any] = {"ranking": None, "baseline_ranking": None}
-    stopped = "ladder exhausted"
 
     hood = Neighbourhood(prepped)
 
@@ -228,71 +216,42 @@ def search_onnx(prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict
         return Trial(len(trials) + 1, stage, cfg, q)
 
     def best_of(pool: list[Trial]) -> Trial | None:
-        ok = [t for t in pool if t.metrics is not None]
-        passing = [t for t in ok if t.passed]
-        if passing:
-            # smallest first; sizes within 5 % of the smallest count as equal, and among those latency decides
-            # only beyond its noise, so the same inputs ship the same model on a busy or an idle machine
-            small = min(t.bytes for t in passing)
-            near = sorted((t for t in passing if t.bytes <= small * 1.05), key=lambda t: (t.bytes, t.index))
-            fastest = min(near, key=lambda t: (t.latency_ms or math.inf, t.bytes, t.index))
-            base_ms, fast_ms = near[0].latency_ms, fastest.latency_ms
-            if base_ms is not None and fast_ms is not None and fast_ms < base_ms * (1.0 - LATENCY_NOISE):
-                return fastest
-            return near[0]
-        return min(ok, key=lambda t: (t.shortfall, t.bytes)) if ok else None
+        by_index = {t.index: t for t in pool}
+        chosen = best_effort([t.scored() for t in pool])
+        return by_index[chosen.order] if chosen is not None else None
 
-    seen: set[TrialConfig] = set()
+    def evaluate(stage: str, cfg: TrialConfig) -> Trial:
+        trial = make(stage, cfg)
+        trials.append(trial)
+        reuse = seed if stage == "baseline" and not cfg.dynamic else None
+        progress.stage(f"search trial {trial.index}/{options.max_trials} [{stage}] {cfg.label()}"
+                       + (" (the export's first model, not rebuilt)" if reuse else ""))
+        ev.run(trial, reuse)
+        bar.update(1)
+        progress.stage("  -> " + trial_line(trial, ev.float_bytes))
+        if on_trial:
+            on_trial(trial)
+        # linear-dominated: the torch-side ranking (edgeq.prepare) orders the first moves; the ONNX node
+        # ranking (a debugger pass over the whole graph) is computed only if the static stages need it
+        if trial.index == 1 and trial.path is not None and trial.metrics is not None and not linear_first:
+            state["baseline_ranking"] = safe_sensitivity(prepped, trial.path, calib, options)
+        return trial
+
     # A bar with an ETA over the trial limit (the search usually stops earlier, at the first passing stage).
     with progress.bar(options.max_trials, "search trials", unit="trial") as bar:
         ladder = linear_ladder(base, linears, baseline=not first_dynamic) if linear_first else iter(())
         # the static ladder builds on the best *static* trial (its moves are QDQ settings)
         static = static_ladder(base, patterns, state, lambda: best_of([t for t in trials if not t.config.dynamic]),
                                prepped, calib, options)
-        for stage, candidates in chain(ladder, static):
-            stage_trials = []
-            for cfg in candidates:
-                if cfg in seen:
-                    continue
-                if len(trials) >= options.max_trials:
-                    stopped = f"trial limit ({options.max_trials}) reached"
-                    break
-                if trials and time.perf_counter() - t_start > options.max_seconds:  # the baseline always runs
-                    stopped = f"time limit ({options.max_seconds:g} s) reached"
-                    break
-                seen.add(cfg)
-                trial = make(stage, cfg)
-                trials.append(trial)
-                stage_trials.append(trial)
-                reuse = seed if stage == "baseline" and not cfg.dynamic else None
-                progress.stage(f"search trial {trial.index}/{options.max_trials} [{stage}] {cfg.label()}"
-                               + (" (the export's first model, not rebuilt)" if reuse else ""))
-                ev.run(trial, reuse)
-                bar.update(1)
-                progress.stage("  -> " + trial_line(trial, ev.float_bytes))
-                if on_trial:
-                    on_trial(trial)
-                # linear-dominated: the torch-side ranking (edgeq.prepare) orders the first moves; the ONNX node
-                # ranking (a debugger pass over the whole graph) is computed only if the static stages need it
-                if trial.index == 1 and trial.path is not None and trial.metrics is not None and not linear_first:
-                    state["baseline_ranking"] = safe_sensitivity(prepped, trial.path, calib, options)
-                if trial.passed and stage in _CUMULATIVE:
-                    break  # later candidates of this stage only add float / bits to a config that already passes
-            else:
-                if any(t.passed for t in stage_trials):
-                    stopped = f"budget met in stage {stage!r}"
-                    break
-                continue
-            if any(t.passed for t in stage_trials) and not stopped.endswith("reached"):
-                stopped = f"budget met in stage {stage!r}"
-            break
+        run = run_ladder(chain(ladder, static), evaluate, TrialBudget(options.max_trials, options.max_seconds),
+                         cumulative=_CUMULATIVE)
     from edgeq.search.sensitivity import sensitivity_table
 
     sens_rows = sensitivity_table(state.get("baseline_ranking") or [])
     best = best_of(trials)
     return SearchResult(met=bool(best and best.passed), best=best, trials=trials, float_bytes=ev.float_bytes,
-                        float_latency_ms=ev.float_latency, seconds=time.perf_counter() - t_start, stopped=stopped,
-                        sensitivity=sens_rows, patterns=patterns)
+                        float_latency_ms=ev.float_latency, seconds=time.perf_counter() - t_start, stopped=run.stopped,
+                        sensitivity=sens_rows, patterns=patterns, time_capped=run.time_capped)
 
 
 def copy_best(result: SearchResult, dst: Path) -> None:

@@ -6,6 +6,8 @@ import html
 import math
 from collections.abc import Sequence
 
+from edgeq.select.rule import pareto_front
+
 
 def _e(x: object) -> str:
     return html.escape(str(x))
@@ -30,17 +32,6 @@ def hbar_chart(labels: Sequence[str], values: Sequence[float], title: str, unit:
                    f"<text x='{left + w + 4:.1f}' y='{y + 12}'>{v:.1f}{_e(unit)}</text>")
     out.append("</svg>")
     return "".join(out)
-
-
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of points not dominated (lower x is better, higher y is better), sorted by x."""
-    idx = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
-    front, best_y = [], -math.inf
-    for i in idx:
-        if points[i][1] > best_y:
-            front.append(i)
-            best_y = points[i][1]
-    return front
 
 
 def scatter(points: Sequence[tuple[float, float]], labels: Sequence[str], x_label: str, y_label: str,

@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from edgeq.config import Budget, CalibrationMethod, QuantOptions, SearchOptions
+from edgeq.select.rule import Scored, closest, shortfall
 from edgeq.validate.metrics import Metrics
+
+__all__ = ["SearchResult", "Trial", "TrialConfig", "shortfall", "trial_line"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,10 @@ class Trial:
     bias_correction: dict[str, Any] | None = None  # edgeq.onnx.bias_correct's record (static 8-bit trials)
     reused: bool = False  # the export's first model, measured as this trial instead of quantized again
 
+    def scored(self) -> Scored:
+        return Scored(self.index, self.bytes if self.metrics is not None else None, self.passed, self.shortfall,
+                      errored=self.metrics is None, latency_ms=self.latency_ms)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "index": self.index, "stage": self.stage, "label": self.config.label(), "config": asdict(self.config),
@@ -90,36 +97,22 @@ class SearchResult:
     sensitivity: list[dict[str, Any]] = field(default_factory=list)
     patterns: dict[str, list[str]] = field(default_factory=dict)
 
+    time_capped: bool = False  # the wall-clock safety cap, not the trial budget, ended the search
+
     def closest(self, n: int = 3) -> list[Trial]:
-        ok = [t for t in self.trials if t.metrics is not None]
-        return sorted(ok, key=lambda t: (t.shortfall, t.bytes))[:n]
+        by_index = {t.index: t for t in self.trials}
+        return [by_index[r.order] for r in closest([t.scored() for t in self.trials], n)]
 
     def to_dict(self, budget: Budget, options: SearchOptions) -> dict[str, Any]:
         return {
             "met": self.met, "best": self.best.index if self.best else None, "stopped": self.stopped,
+            "time_capped": self.time_capped,
             "seconds": round(self.seconds, 2), "budget": budget.to_dict(), "options": options.to_dict(),
             "float": {"bytes": self.float_bytes, "latency_ms": self.float_latency_ms},
             "trials": [t.to_dict() for t in self.trials],
             "closest": [t.index for t in self.closest()],
             "patterns": self.patterns,
         }
-
-
-def shortfall(m: Metrics, budget: Budget) -> float:
-    """How far a trial is from the budget: the sum of each limit's relative shortfall (0 = met)."""
-    s = 0.0
-    if budget.min_cosine is not None:
-        s += max(0.0, budget.min_cosine - m.cosine_mean) / max(1e-6, 1.0 - budget.min_cosine)
-    if budget.min_sqnr is not None:
-        s += max(0.0, budget.min_sqnr - m.sqnr_db) / 10.0
-    drop = m.accuracy_drop_pts
-    if budget.max_accuracy_drop is not None and drop is not None:
-        s += max(0.0, drop - budget.max_accuracy_drop) / max(1.0, budget.max_accuracy_drop)
-    if budget.min_top1_agreement is not None and m.top1_agreement is not None:
-        s += max(0.0, budget.min_top1_agreement - m.top1_agreement) / max(1e-6, 1.0 - budget.min_top1_agreement)
-    if budget.min_nn_agreement is not None and m.nn_agreement is not None:
-        s += max(0.0, budget.min_nn_agreement - m.nn_agreement) / max(1e-6, 1.0 - budget.min_nn_agreement)
-    return s
 
 
 def trial_line(t: Trial, float_bytes: int) -> str:

@@ -28,9 +28,10 @@ def _r(name: str, b: int, ms: float, acc: float, ok: bool = True) -> dict:
     return {"name": name, "bytes": b, "latency_ms": ms, "accuracy": acc, "passed": ok}
 
 
-def test_pick_smallest_then_fastest_inside_budget() -> None:
+def test_pick_smallest_inside_budget_ties_to_the_earliest_never_the_faster() -> None:
+    # latency never decides (it moves by a third on a loaded host): the same rows pick the same variant anywhere
     rows = [_r("int8", 100, 1.0, 0.97), _r("a", 50, 0.9, 0.96), _r("b", 50, 0.5, 0.965), _r("c", 10, 0.1, 0.5, False)]
-    assert pick(rows) == "b"
+    assert pick(rows) == "a"
     assert pick([_r("x", 1, 1, 0, False)]) is None
 
 

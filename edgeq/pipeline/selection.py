@@ -1,0 +1,108 @@
+"""The SELECT phase of a format's build: between quantize/emit and the artifact stages (Emitters and Checks).
+
+The first INT8 model of the format is checked on the host against the budget; when it misses (or ``--search``),
+the format's search (a ladder strategy of :mod:`edgeq.select`) tries its moves and the first model is replaced by
+the pick. Because this runs *before* the artifact phase, whatever ships passes through the target's emitters and
+checks exactly once (``.ort`` conversion, mobile usability, 16 KB alignment, the budget check) and every runner
+validates it once afterwards. The check's host validation is dropped again at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeq.backends.onnx import PREP_NAME
+from edgeq.config import Budget, PipelineConfig
+from edgeq.data import Dataset
+from edgeq.manifest import Artifact
+from edgeq.pipeline.pipeline import Pipeline
+from edgeq.pipeline.state import BuildState
+from edgeq.progress import Progress
+from edgeq.search.grid import GridInputs, onnx_grid
+from edgeq.search.integrate import run_export_search, run_pte_search, should_search
+from edgeq.validate.orchestrate import validate_artifacts
+
+INPUTS_REL = "validation/inputs.npz"
+REFERENCE_REL = "validation/reference.npz"
+
+
+@dataclass(frozen=True)
+class SelectContext:
+    """What every format's selection reads, besides the format's own build state."""
+
+    config: PipelineConfig
+    budget: Budget
+    calib: Dataset
+    progress: Progress
+    qat: bool = False  # QAT ships its trained ranges; a re-calibrating search would discard them
+    linear_ranking: tuple[str, ...] = ()  # torch Linears, most sensitive first (edgeq.prepare)
+    first_dynamic: dict[str, bool] = field(default_factory=dict)  # per format: the first model was predicted dynamic
+    captured: Any = None  # the Captured the INT8 models were built from (the prepared copy, if any)
+
+
+Selector = Callable[[SelectContext, BuildState, list[Artifact]], dict[str, Any]]
+
+
+def select(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> dict[str, Any]:
+    """Run the format's selection; returns the manifest keys it adds (``search``, ``search_pte``, ...)."""
+    if ctx.config.search.mode == "grid":
+        return _grid_onnx(ctx, state, built) if state.fmt == "onnx" else {}
+    if ctx.config.search.mode == "off" or (ctx.budget.is_empty() and ctx.config.search.max_size_ratio is None):
+        return {}
+    selector = SELECTORS.get(state.fmt)
+    if selector is None:
+        return {}
+    if ctx.qat:
+        ctx.progress.stage(f"search ({state.fmt}): not run (--compress qat ships the QAT-trained ranges)")
+        return {}
+    candidates = [a for a in built if a.role == "candidate"]
+    validate_artifacts(state.workdir, candidates, INPUTS_REL, REFERENCE_REL, ("host",), state.target, ctx.budget,
+                       Progress(False))
+    try:
+        return selector(ctx, state, built)
+    finally:
+        for a in candidates:
+            a.validations = []
+
+
+def _select_onnx(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> dict[str, Any]:
+    first_dynamic = ctx.first_dynamic.get("onnx", False)
+    if not should_search(ctx.config, ctx.budget, built, first_dynamic=first_dynamic):
+        return {}
+    return run_export_search(ctx.config, ctx.budget, state.workdir, _scratch(state), built, ctx.calib, INPUTS_REL,
+                             REFERENCE_REL, (), state.target, ctx.progress, list(ctx.linear_ranking),
+                             static_base=state.quant if first_dynamic else None)
+
+
+def _select_pte(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> dict[str, Any]:
+    if state.eval is None:
+        return {}
+    return run_pte_search(ctx.config, ctx.budget, state.workdir, built, ctx.captured, ctx.calib, state.eval,
+                          INPUTS_REL, REFERENCE_REL, (), state.target, ctx.progress, list(ctx.linear_ranking),
+                          first_dynamic=ctx.first_dynamic.get("pte", False),
+                          backend_config=state.executorch_backend_config.kwargs())
+
+
+def _grid_onnx(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> dict[str, Any]:
+    """The sweep's grid, built beside the first static model from the same graph, data and builder."""
+    first = next((a for a in built if a.role == "candidate" and a.precision == "int8-static"), None)
+    if first is None:
+        return {}
+    inputs = GridInputs(workdir=state.workdir, prepped=_scratch(state) / PREP_NAME, calib=ctx.calib, base=state.quant,
+                        output_names=state.output_names, sensitivity_samples=ctx.config.search.sensitivity_samples,
+                        with_fp16=not any(s.name == "fp16-variant" and s.applies_to(state.target)
+                                          for s in Pipeline.for_target(state.target).stages))
+    variants, ranking = onnx_grid(inputs, first, ctx.progress)
+    built.extend(variants)
+    return {"sensitivity": ranking} if ranking else {}
+
+
+def _scratch(state: BuildState) -> Path:
+    return state.scratch if state.scratch is not None else state.workdir.parent
+
+
+# One selector per format: a new format registers its search here (its moves live beside its backend).
+SELECTORS: dict[str, Selector] = {"onnx": _select_onnx, "pte": _select_pte}
