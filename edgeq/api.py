@@ -19,6 +19,8 @@ from edgeq.data import Dataset, check_against_signature, load_dataset
 from edgeq.errors import TargetError, UsageError
 from edgeq.hashing import sha256_file
 from edgeq.integrity import seal
+from edgeq.llm.api import export_llm
+from edgeq.llm.config import LlmConfig
 from edgeq.manifest import Artifact, new_manifest, write_manifest
 from edgeq.outdir import commit_output, discard_output, make_scratch, prepare_output
 from edgeq.pipeline.pipeline import Pipeline, build_format
@@ -258,13 +260,35 @@ def _linear_ranking(outliers: dict[str, Any]) -> list[str]:
     return [r["module"] for r in outliers.get("linear_sensitivity", []) if r.get("share", 0.0) > 0]
 
 
+def _export_text_generation(model: str, calib: str, output: str | Path, kwargs: dict[str, Any]) -> ExportResult:
+    fields = {f.name for f in dataclasses.fields(LlmConfig)} - {"model", "output", "calib_text", "eval_text"}
+    unknown = set(kwargs) - fields - {"progress", "eval"}
+    if unknown:
+        raise UsageError(f"unknown text-generation option(s) {', '.join(sorted(unknown))}",
+                         f"valid: eval, progress, {', '.join(sorted(fields))}")
+    progress = kwargs.pop("progress", None)
+    ev = kwargs.pop("eval", None)
+    if isinstance(kwargs.get("formats"), str):
+        kwargs["formats"] = tuple(f.strip() for f in kwargs["formats"].split(",") if f.strip())
+    cfg = LlmConfig(model=model, output=Path(output), calib_text=Path(calib),
+                    eval_text=Path(ev) if ev is not None else None, **kwargs)
+    result = export_llm(cfg, progress)
+    return ExportResult(result.output, result.manifest)
+
+
 def _output_spec(name: str, arr: Any, dynamic: bool) -> TensorSpec:
     shape: tuple[int | str, ...] = (("batch" if dynamic else 1), *arr.shape[1:])
     return TensorSpec(name, str(arr.dtype), shape)
 
 
 def export_model(model: str, calib: str, output: str | Path, **kwargs: Any) -> ExportResult:
-    """Convenience wrapper: ``edgeq.export("pkg.mod:factory", "calib.npz", "out", target="raspberry-pi-5")``."""
+    """Convenience wrapper: ``edgeq.export("pkg.mod:factory", "calib.npz", "out", target="raspberry-pi-5")``.
+
+    ``task="text-generation"`` exports a causal LM (an HF folder or a ``.gguf``) with ``calib`` as the calibration
+    text, ``eval`` the evaluation text and the :class:`edgeq.llm.config.LlmConfig` options (``target``,
+    ``formats``, ``max_ppl_increase``, ``seq_len``, ...), like ``edgeq export --task text-generation``."""
+    if kwargs.pop("task", "tensor") == "text-generation":
+        return _export_text_generation(model, calib, output, kwargs)
     cfg_fields = {f.name for f in dataclasses.fields(PipelineConfig)}
     unknown = set(kwargs) - cfg_fields - {"progress"}
     if unknown:

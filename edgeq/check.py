@@ -27,6 +27,7 @@ from edgeq.config import Budget
 from edgeq.errors import ManifestError, TargetError, UsageError
 from edgeq.integrity import RUNNABLE, audit, sniff_format
 from edgeq.llm.check import LmCheck
+from edgeq.llm.target_checks import items_from_files, run_checks
 from edgeq.manifest import Artifact, Validation, read_manifest
 from edgeq.progress import Progress
 from edgeq.targets import list_targets, load_target, parse_target, targets_dir
@@ -120,7 +121,7 @@ def check(outdir: str | Path, budget: Budget | None = None, runners: tuple[str, 
     from edgeq.llm.check import is_text_generation
 
     if is_text_generation(m, out):
-        return _check_lm(m, out, arts, findings, runners, budget, max_ppl_increase, float_model, progress)
+        return _check_lm(m, out, arts, findings, runners, budget, max_ppl_increase, float_model, progress, target)
     if max_ppl_increase is not None or float_model is not None:
         raise UsageError("--max-ppl-increase and --float-model apply to text-generation folders only",
                          f"{out} holds a tensor-model export; use --max-accuracy-drop / --min-cosine ...")
@@ -168,7 +169,7 @@ def check(outdir: str | Path, budget: Budget | None = None, runners: tuple[str, 
 
 def _check_lm(m: dict[str, Any], out: Path, arts: list[Artifact], findings: list[str],
               runners: tuple[str, ...] | None, budget: Budget | None, max_ppl_increase: float | None,
-              float_model: str | None, progress: Progress) -> CheckResult:
+              float_model: str | None, progress: Progress, target: str | None = None) -> CheckResult:
     import tempfile
 
     from edgeq.llm.check import check_lm
@@ -183,6 +184,9 @@ def _check_lm(m: dict[str, Any], out: Path, arts: list[Artifact], findings: list
                    "model artifact(s) on the stored windows")
     with tempfile.TemporaryDirectory(prefix="edgeq-check-lm-") as tmp:
         res = check_lm(m, out, arts, max_ppl_increase, float_model, Path(tmp))
+    # the target's checks again, from the bytes and the profile (the CLI's, else the packaged one the manifest names)
+    tgt = load_target(target) if target else packaged_target((m.get("target") or {}).get("name"))
+    target_failures = [f for p in run_checks(tgt, out, items_from_files(arts), None, 0) for f in p["failures"]]
     by_name = {r.name: r for r in res.artifacts}
     for a in arts:
         r = by_name.get(a.name)
@@ -195,8 +199,8 @@ def _check_lm(m: dict[str, Any], out: Path, arts: list[Artifact], findings: list
                               "passed": r.passed, "failures": list(r.failures)})]
     m2 = {**m, "budget_in_manifest": m.get("budget"),
           "budget": {"max_ppl_increase_pct": res.max_ppl_increase_pct, "source": res.budget_source}}
-    return CheckResult(out, not res.failures, list(res.failures), arts, Budget(), m2, [],
-                       findings + list(res.findings), [], llm=res)
+    failures = list(res.failures) + target_failures
+    return CheckResult(out, not failures, failures, arts, Budget(), m2, [], findings + list(res.findings), [], llm=res)
 
 
 def replace_budget(m: dict[str, Any], eff: Budget) -> dict[str, Any]:

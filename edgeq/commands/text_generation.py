@@ -54,9 +54,6 @@ def run(args: argparse.Namespace) -> int:
     from edgeq.llm.api import export_llm
     from edgeq.llm.config import LlmConfig
 
-    if args.target != "x86-64":
-        raise UsageError(f"--target {args.target} is not applied to text-generation exports yet",
-                         "LM artifacts are built for and measured on this host's CPU runtimes; drop --target")
     if args.calib_text is None:
         raise UsageError("text generation needs --calib-text FILE (plain UTF-8 text)",
                          "e.g. --calib-text calib.txt --eval-text eval.txt")
@@ -64,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
                     formats=tuple(f.strip() for f in args.format.split(",") if f.strip()), seq_len=args.seq_len,
                     max_context=args.max_context, calib_windows=args.calib_windows, eval_windows=args.eval_windows,
                     max_ppl_increase=args.max_ppl_increase, force=args.force, pte_delegation=args.pte_delegation,
+                    target=args.target,
                     emulate=tuple(t.strip() for t in args.emulate.split(",") if t.strip()))
     result = export_llm(cfg, progress_from(args))
     print(summary(result.manifest, str(result.output)), file=sys.stdout)

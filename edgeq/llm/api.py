@@ -6,12 +6,14 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgeq.emulator.qemu import cpu_model
+from edgeq.emulator.sysroot import is_ready
 from edgeq.errors import OutputExistsError, UsageError
 from edgeq.llm import measure
 from edgeq.llm.config import FORMATS, PTE_DELEGATIONS, LlmConfig, Variant
@@ -21,6 +23,7 @@ from edgeq.llm.search import ladder
 from edgeq.llm.source import LoadedLM, float_bytes, load_lm, save_hf_folder
 from edgeq.llm.text import calib_eval_windows
 from edgeq.progress import Progress
+from edgeq.targets import load_target
 
 Lower = Callable[[measure.Context, Variant], Path]  # builds one variant's artifact
 
@@ -42,18 +45,30 @@ def check_config(cfg: LlmConfig) -> None:
         raise UsageError(f"unknown .pte delegation {cfg.pte_delegation!r}", f"use one of {', '.join(PTE_DELEGATIONS)}")
     if cfg.max_ppl_increase < 0:
         raise UsageError("--max-ppl-increase must be >= 0 (a percentage over float perplexity)")
+    load_target(cfg.target)  # typed error for an unknown target, before a long export
     for name in cfg.emulate:  # fail before a long export, not after it
-        from edgeq.emulator.qemu import cpu_model
-        from edgeq.targets import load_target
-
         cpu_model(load_target(name))  # typed error for an unknown or non-ARM target
     if cfg.output.exists() and not cfg.force:
         raise OutputExistsError(f"{cfg.output} exists", "pass --force to replace it")
 
 
+def with_target_emulation(cfg: LlmConfig, progress: Progress) -> LlmConfig:
+    """An ARM target's CPU is emulated like a tensor export's ``auto`` runner: once the emulator is set up, else a
+    note says how to get it (decode tokens/s on the host only)."""
+    target = load_target(cfg.target)
+    if not (target.is_arm and target.cpu.qemu_model) or target.name in cfg.emulate:
+        return cfg
+    if not is_ready():
+        progress.stage(f"note: decode speed on the host only; run `edgeq emulator setup` to measure it on emulated "
+                       f"{target.cpu.name} ({target.name})")
+        return cfg
+    return replace(cfg, emulate=(*cfg.emulate, target.name))
+
+
 def export_llm(cfg: LlmConfig, progress: Progress | None = None, lower: Lower = measure.build) -> LlmResult:
     check_config(cfg)
     pr = progress or Progress(False)
+    cfg = with_target_emulation(cfg, pr)
     pr.stage(f"loading the language model {cfg.model}")
     lm = load_lm(cfg.model)
     if "onnx" in cfg.formats:

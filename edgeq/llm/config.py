@@ -73,6 +73,9 @@ class LlmConfig:
     # default; ~2x faster to build), "all" = every op XNNPACK takes (slower build, faster program in ExecuTorch's
     # Python runtime); float variants always delegate all. Measured on SmolLM2-135M in the README.
     pte_delegation: str = "linears"
+    # The target profile: its checks (storage, RAM with the KV cache, Android's 16 KB .pte layout) apply, the .pte is
+    # lowered with its layout, and an ARM target's CPU is emulated for decode tokens/s once the emulator is set up.
+    target: str = "x86-64"
     force: bool = False
     version: int = 1
 

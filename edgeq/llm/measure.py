@@ -16,6 +16,7 @@ from edgeq.llm.config import LlmConfig, Variant
 from edgeq.llm.metrics import WindowScores, compare, greedy, greedy_agreement, score, speed
 from edgeq.llm.runners import open_runner
 from edgeq.llm.source import LoadedLM
+from edgeq.llm.target_checks import KvShape, backend_config, items_from_manifest, run_checks
 from edgeq.manifest import new_manifest, write_manifest
 from edgeq.progress import Progress
 from edgeq.targets import load_target
@@ -49,7 +50,8 @@ def build(ctx: Context, v: Variant) -> Path:
     from edgeq.llm.pte_export import build_pte
 
     return build_pte(ctx.lm.model, ctx.lm.tokenizer, ctx.work / f"{v.name}.pte", v, ctx.cfg.max_context,
-                     ctx.calib_windows, extended_ops=ctx.cfg.pte_delegation == "all")
+                     ctx.calib_windows, extended_ops=ctx.cfg.pte_delegation == "all",
+                     segment_alignment=backend_config(load_target(ctx.cfg.target)).segment_alignment)
 
 
 def artifact_bytes(path: Path, fmt: str) -> int:
@@ -122,8 +124,10 @@ def write(ctx: Context, out: Path, artifacts: list[dict[str, Any]], formats: dic
     np.savez(vd / "reference.npz", nll=ctx.eval_scores.nll, argmax=ctx.eval_scores.argmax)
     m = new_manifest()
     m["source"] = {"ref": ctx.cfg.model, "kind": ctx.lm.kind, "sha256": None}
-    # LM artifacts are built for and measured on this host's CPU runtimes (ARM targets are not applied yet).
-    m["target"] = load_target("x86-64").summary()
+    target = load_target(ctx.cfg.target)
+    m["target"] = target.summary()
+    m["passes"] = run_checks(target, out, items_from_manifest(artifacts), KvShape.of(ctx.lm.model.config),
+                             ctx.cfg.max_context)
     m["config"] = ctx.cfg.to_dict()
     m["budget"] = {"max_ppl_increase_pct": ctx.cfg.max_ppl_increase}
     m["signature"] = {"task": "text-generation",
@@ -136,7 +140,7 @@ def write(ctx: Context, out: Path, artifacts: list[dict[str, Any]], formats: dic
                       "kind": "float per-token nll and argmax"},
         "samples": int(len(evalw)), "has_labels": False, "source": str(ctx.cfg.eval_text or ctx.cfg.calib_text)}
     m["artifacts"] = artifacts
-    m["verdict"] = verdict(formats, artifacts, ctx.limit)
+    m["verdict"] = verdict(formats, artifacts, ctx.limit, m["passes"])
     m["llm"] = {"float": {"ppl_eval": round(ctx.eval_scores.ppl, 4), "ppl_calib": round(ctx.calib_scores.ppl, 4),
                           "bytes": ctx.fbytes},
                 "seq_len": ctx.cfg.seq_len, "calib_windows": int(len(calib)), "eval_windows": int(len(evalw)),
@@ -145,7 +149,8 @@ def write(ctx: Context, out: Path, artifacts: list[dict[str, Any]], formats: dic
     return m
 
 
-def verdict(formats: dict[str, Any], artifacts: list[dict[str, Any]], limit: float) -> dict[str, Any]:
+def verdict(formats: dict[str, Any], artifacts: list[dict[str, Any]], limit: float,
+            passes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Failed when a format has no variant inside the budget on the calibration windows, or when a shipped
     artifact's perplexity on the eval windows is over it: the search picks on calibration text, but the eval
     windows are what ``edgeq check`` re-measures, so export and check must agree on them."""
@@ -157,4 +162,5 @@ def verdict(formats: dict[str, Any], artifacts: list[dict[str, Any]], limit: flo
             if not v.get("emulated") and not bc.get("passed", True):
                 failures.append(f"{a['name']}: " + "; ".join(bc.get("failures") or ["budget missed"])
                                 + " on the eval windows")
+    failures += [f for p in passes or [] for f in p.get("failures", [])]  # the target's checks
     return {"passed": not failures, "failures": failures}

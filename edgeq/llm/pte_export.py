@@ -141,12 +141,13 @@ def _partitioners(v: Variant, extended_ops: bool) -> list[Any]:
     return [part]
 
 
-def lower(wrapped: Any, v: Variant, max_context: int, meta: dict[str, Any], extended_ops: bool = False) -> bytes:
+def lower(wrapped: Any, v: Variant, max_context: int, meta: dict[str, Any], extended_ops: bool = False,
+          segment_alignment: int | None = None) -> bytes:
     """The program bytes of WRAPPED (forward(tokens, input_pos)): one strict torch.export with a dynamic token
     dimension, XNNPACK lowering, and the ExecutorchBackendConfig of ExecuTorch's LLMEdgeManager.to_executorch
     (delegate segments extracted, quant fusion + constant propagation, planned memory without graph inputs).
     LLMEdgeManager itself exports twice (export(), then again inside to_edge_transform_and_lower); once is
-    enough."""
+    enough. ``segment_alignment``: the target's page size for the extracted segments (Android: 16 KB)."""
     import torch
     from executorch.backends.xnnpack._passes.convert_to_linear import ConvertToLinearPass
     from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
@@ -167,12 +168,14 @@ def lower(wrapped: Any, v: Variant, max_context: int, meta: dict[str, Any], exte
     prog = edge.to_executorch(ExecutorchBackendConfig(
         extract_delegate_segments=True, do_quant_fusion_and_const_prop=True,
         memory_planning_pass=MemoryPlanningPass(alloc_graph_input=False),
-        sym_shape_eval_pass=ConstraintBasedSymShapeEvalPass()))
+        sym_shape_eval_pass=ConstraintBasedSymShapeEvalPass(),
+        **({"segment_alignment": segment_alignment} if segment_alignment else {})))
     return bytes(prog.buffer)
 
 
 def build_pte(model: Any, tokenizer: Any, out: Path, v: Variant, max_context: int,
-              calib: np.ndarray | None = None, extended_ops: bool = False) -> Path:
+              calib: np.ndarray | None = None, extended_ops: bool = False,
+              segment_alignment: int | None = None) -> Path:
     """Quantize a deep copy of MODEL per V (CALIB: calibration token windows, needed by smoothed variants) and
     write OUT (.pte). EXTENDED_OPS: delegate all XNNPACK-supported ops, not only the quantized linears."""
     m = quantized_model(model, v, calib)
@@ -185,7 +188,7 @@ def build_pte(model: Any, tokenizer: Any, out: Path, v: Variant, max_context: in
             "get_eos_ids": [int(eos)] if eos is not None else [], "enable_dynamic_shape": True}
     logging.getLogger("root").setLevel(logging.WARNING)
     try:
-        data = lower(wrapped, v, max_context, meta, extended_ops)
+        data = lower(wrapped, v, max_context, meta, extended_ops, segment_alignment)
     except Exception as e:  # torch.export / ExecuTorch lowering raise many types
         raise CaptureError(f"ExecuTorch export of {v.name} failed: {type(e).__name__}: {e}",
                            "the static-cache wrapper supports transformers' Llama/Qwen2/Phi/GPT-2 families") from e
