@@ -8,6 +8,7 @@ a page's default is large (the LLM page's MODEL), through the variable the page 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shlex
@@ -110,7 +111,13 @@ def _tiny_llama(folder: Path) -> Path:
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return Path(mod.tiny_llama_folder(folder))
+    out = Path(mod.tiny_llama_folder(folder))
+    # The page exports with the default --max-context (512); the fixture's config says 256 positions. RoPE has no
+    # learned positions, so the random model takes 512 as well: only the config changes.
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["max_position_embeddings"] = 512
+    (out / "config.json").write_text(json.dumps(cfg))
+    return out
 
 
 @pytest.mark.slow
