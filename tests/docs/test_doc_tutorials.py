@@ -31,9 +31,9 @@ def blocks(page: Path, lang: str) -> list[str]:
 
 def run_page(page: Path, workdir: Path, env: dict[str, str] | None = None, timeout: int = 900) -> str:
     script = "set -euo pipefail\n" + "\n".join(blocks(page, "bash"))
-    full_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-                "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
-    full_env.pop("MODEL", None) if "MODEL" not in (env or {}) else None
+    full_env = {k: v for k, v in os.environ.items() if k != "MODEL"}  # a page's default unless the test sets it
+    full_env.update({"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                     "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})})
     r = subprocess.run(["bash", "-c", script], cwd=workdir, env=full_env, capture_output=True, text=True,
                        timeout=timeout)
     assert r.returncode == 0, f"{page.name} failed (exit {r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
