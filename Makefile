@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.edgeq-installed
 
-.PHONY: demo test test-fast bench lint typecheck system-deps emulator venv clean
+.PHONY: demo test test-fast bench lint typecheck docs docs-build system-deps emulator venv clean
 
 venv: $(STAMP)
 
@@ -30,8 +30,9 @@ emulator: venv system-deps
 	else $(VENV)/bin/edgeq emulator setup; fi
 
 test: venv system-deps emulator
-	$(PY) -m ruff check edgeq tests bench
+	$(PY) -m ruff check edgeq tests bench scripts
 	$(PY) -m mypy
+	$(MAKE) docs-build
 	$(PY) -m pytest -q --durations=25 tests
 
 test-fast: venv
@@ -40,11 +41,19 @@ test-fast: venv
 bench: venv system-deps emulator
 	$(PY) -m bench.run
 
+# The docs site (docs/, mkdocs.yml): strict (a broken link or an unknown page fails), offline (no fonts or CDN at
+# build time), the reference pages generated from the code by scripts/gen_docs.py. `make docs` serves it.
+docs-build: venv
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir build/site
+
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --strict
+
 typecheck: venv
 	$(PY) -m mypy
 
 lint: venv
-	$(PY) -m ruff check edgeq tests bench
+	$(PY) -m ruff check edgeq tests bench scripts
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -39,7 +39,7 @@ def texts(out: Path) -> tuple[Path, Path]:
 
 
 def catalog() -> dict[str, Any]:
-    """Every rung of the default ladders plus the alternatives measured for the README, by name."""
+    """Every rung of the default ladders plus the alternatives measured for docs/explanation/benchmarks/llm.md, by name."""
     from edgeq.llm.config import Variant
     from edgeq.llm.search import ladder
 

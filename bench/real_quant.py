@@ -11,7 +11,7 @@ budget. Rows per model and format:
   defaults); plain PT2E + XNNPACK static per-channel (edgeq's integer-safe XNNPACKQuantizer, the stock one crashes
   on BERT's index path, with the stock ReLU6 annotation: the clamp not fused into the conv before it);
 - **edgeq export**: one real ``edgeq export MODEL --format onnx,pte`` through :func:`edgeq.api.export_model`
-  with the README's budgets (below), i.e. outlier-aware preparation + the accuracy-aware search; every INT8
+  with the budgets of docs/explanation/benchmarks/real-models.md (below), i.e. outlier-aware preparation + the accuracy-aware search; every INT8
   artifact it ships gets a row, and its build time is the whole export's, shared by the two formats.
 
 A row that fails to build or run is a row with the reason, not an aborted run. Float exports are built once per
@@ -41,7 +41,7 @@ from bench.table import Table
 
 TITLE = "Quantization on real pretrained models (edgeq export vs plain ORT static / dynamic / PT2E + XNNPACK)"
 
-# The budgets of the README's `edgeq export` commands, unchanged per model of a kind (not tuned per model):
+# The budgets of the `edgeq export` commands in docs/explanation/benchmarks/real-models.md, unchanged per model of a kind (not tuned per model):
 # a sentence encoder `--min-cosine 0.99 --min-nn-agreement 0.95`, an ImageNet CNN `--min-top1-agreement 0.92
 # --max-accuracy-drop 8` (no labels: the drop is checked as top-1 disagreement), both `--max-size-ratio 0.30`.
 ENCODER_BUDGET = {"min_cosine": 0.99, "min_nn_agreement": 0.95}
@@ -93,7 +93,7 @@ def load_factory(spec: str) -> Callable[[], tuple[Any, dict[str, Any]]]:
 
 def cases(names: tuple[str, ...] = tuple(MODELS), data_dir: Path | None = None) -> list[Case]:
     """The models' calibration / held-out samples, written as ``.npz`` (``bench.real_models.write_npz``, what
-    the README's commands use) and read back, so the export and the baselines see the same arrays."""
+    the documented commands use) and read back, so the export and the baselines see the same arrays."""
     import tempfile
 
     from bench.common import load_npz

@@ -100,7 +100,7 @@ def read_config(path: Path) -> dict[str, Any]:
     except FileNotFoundError as e:
         raise UsageError(f"config file not found: {path}", "pass --config path/to/edgeq.toml") from e
     except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"{path} is not valid TOML: {e}", "see README, section 'Config file'") from e
+        raise UsageError(f"{path} is not valid TOML: {e}", "see docs/how-to/config-and-json.md (the --config file)") from e
 
 
 def apply_config(path: Path, command: str, subparsers: dict[str, argparse.ArgumentParser]) -> None:

@@ -20,7 +20,7 @@ Exit 0 when some variant meets the budget, 1 when none does.
 example:
   edgeq sweep edgeq.zoo.text:text_encoder --calib calib.npz --eval eval.npz --min-cosine 0.995 -o sweep/
 
-With --methods, the sweep runs compression ladders instead (see README "Compression beyond PTQ"):
+With --methods, the sweep runs compression ladders instead (see docs/how-to/compress.md):
   edgeq sweep edgeq.zoo.digits:digits_wide_cnn --calib calib.npz --eval eval.npz --format onnx,pte \\
       --methods prune:0.3:0.5:0.7,lowrank:0.95:0.9,cluster:256:16 --max-accuracy-drop 1 --min-cosine 0 -o sweep/
 """

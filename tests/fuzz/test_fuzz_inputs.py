@@ -163,6 +163,6 @@ def test_manifest_fields(sealed: tuple[Path, dict[str, Any]], where: list[Any], 
 
 
 def test_zz_report_counts() -> None:
-    """Printed with -s; the README's table comes from these counts (run after the three tests above)."""
+    """Printed with -s; the table in docs/explanation/security.md comes from these counts (run after the three tests above)."""
     print("\nfuzz outcomes:", dict(sorted(OUTCOMES.items())))
     assert sum(OUTCOMES.values()) >= 3 * 60 or not OUTCOMES
