@@ -41,19 +41,30 @@ def test_android_llm_pte_is_16k_aligned_emulated_and_checked(tiny_lm: dict[str, 
     assert chk.passed, chk.failures
 
 
-@pytest.mark.slow
-def test_a_target_whose_storage_the_lm_exceeds_fails_export_and_check(tiny_lm: dict[str, Path],
-                                                                      tmp_path: Path) -> None:
+def test_storage_and_kv_cache_ram_checks_fail_over_the_profile(tmp_path: Path) -> None:
+    """The target's budget check on an LM folder: folder bytes vs storage_mb, bytes + KV cache vs ram_mb."""
+    from edgeq.llm.measure import verdict
+    from edgeq.llm.target_checks import KvShape, LmItem, run_checks
+    from edgeq.targets import parse_target
+
     toml = (Path(edgeq.__file__).parent / "profiles" / "raspberry-pi-5.toml").read_text()
-    tiny = tmp_path / "tiny-board.toml"
-    tiny.write_text(toml.replace('name = "raspberry-pi-5"', 'name = "tiny-board"').replace(
-        "storage_mb = ", "storage_mb = 0 #"))
-    res = _export(tiny_lm, tmp_path / "out", str(tiny), (Variant("onnx", 8, 32, embedding_bits=0),))
-    assert res.manifest["target"]["name"] == "tiny-board" and not res.passed
-    assert any("storage budget" in f for f in res.failures)
-    # check recomputes it from the bytes and the profile given on the command line, not from the manifest
-    chk = edgeq.check(tmp_path / "out", target=str(tiny))
-    assert not chk.passed and any("storage budget" in f for f in chk.failures)
+    board = parse_target(toml.replace("storage_mb = ", "storage_mb = 1 #").replace("ram_mb = ", "ram_mb = 64 #"),
+                         "tiny-board.toml")
+    folder = tmp_path / "onnx" / "lm"
+    folder.mkdir(parents=True)
+    (folder / "model.onnx").write_bytes(b"\0" * 1024)
+    (folder / "model.onnx.data").write_bytes(b"\0" * (2 * 1024 * 1024))  # the external weights count too
+    kv = KvShape(layers=16, kv_heads=8, head_dim=64)
+    (row,) = run_checks(board, tmp_path, [LmItem("lm", "onnx", "onnx/lm", "onnx/lm/model.onnx")], kv, 2048)
+    art = row["details"]["artifacts"][0]
+    assert art["bytes"] == 1024 + 2 * 1024 * 1024 and art["kv_cache_bytes"] == 2 * 16 * 8 * 64 * 2048 * 4
+    assert any("storage budget of 1 MB" in f for f in row["failures"])
+    assert any("KV cache" in f and "64 MB" in f for f in row["failures"])
+    # the same folder inside the budget: no failure; and a failing check fails the export's verdict
+    (ok,) = run_checks(edgeq.load_target("raspberry-pi-5"), tmp_path,
+                       [LmItem("lm", "onnx", "onnx/lm", "onnx/lm/model.onnx")], kv, 2048)
+    assert not ok["failures"]
+    assert not verdict({}, [], 1.1, [row])["passed"] and verdict({}, [], 1.1, [])["passed"]
 
 
 def test_unknown_target_is_refused_before_the_export(tiny_lm: dict[str, Path], tmp_path: Path) -> None:
