@@ -22,7 +22,15 @@ from edgeq.integrity import seal
 from edgeq.llm.api import export_llm
 from edgeq.llm.config import LlmConfig
 from edgeq.manifest import Artifact, new_manifest, write_manifest
-from edgeq.outdir import commit_output, discard_output, make_scratch, prepare_output
+from edgeq.outdir import (
+    INPUTS_REL,
+    REFERENCE_REL,
+    VALIDATION_DIR,
+    commit_output,
+    discard_output,
+    make_scratch,
+    prepare_output,
+)
 from edgeq.pipeline.pipeline import Pipeline, build_format
 from edgeq.pipeline.selection import SelectContext, select
 from edgeq.pipeline.state import BuildState
@@ -33,10 +41,6 @@ from edgeq.source import load_source
 from edgeq.targets import load_target
 from edgeq.targetspec import Target
 from edgeq.validate.orchestrate import validate_artifacts, verdict
-
-VALIDATION_DIR = "validation"
-INPUTS_REL = f"{VALIDATION_DIR}/inputs.npz"
-REFERENCE_REL = f"{VALIDATION_DIR}/reference.npz"
 
 
 @dataclass

@@ -35,6 +35,12 @@ PAUSE_ENV = "EDGEQ_TEST_PAUSE_AT"
 PAUSE_MARKER = "edgeq-test: paused at"
 PAUSE_MAX_SECONDS = 300.0
 
+
+# Where every export keeps its validation data, relative to OUTDIR (the export, the SELECT phase and check agree).
+VALIDATION_DIR = "validation"
+INPUTS_REL = f"{VALIDATION_DIR}/inputs.npz"
+REFERENCE_REL = f"{VALIDATION_DIR}/reference.npz"
+
 _locks: dict[Path, IO[str]] = {}
 
 

@@ -18,15 +18,13 @@ from edgeq.backends.onnx import PREP_NAME
 from edgeq.config import Budget, PipelineConfig
 from edgeq.data import Dataset
 from edgeq.manifest import Artifact
+from edgeq.outdir import INPUTS_REL, REFERENCE_REL
 from edgeq.pipeline.pipeline import Pipeline
 from edgeq.pipeline.state import BuildState
 from edgeq.progress import Progress
 from edgeq.search.grid import GridInputs, onnx_grid
 from edgeq.search.integrate import run_export_search, run_pte_search, should_search
 from edgeq.validate.orchestrate import validate_artifacts
-
-INPUTS_REL = "validation/inputs.npz"
-REFERENCE_REL = "validation/reference.npz"
 
 
 @dataclass(frozen=True)
