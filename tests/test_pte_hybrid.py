@@ -32,7 +32,9 @@ def test_hybrid_move_for_conv_nets_with_linears_before_float_fallback() -> None:
                _node("conv2d", "conv2d", 0.05)]
     moves = plan_moves(QuantOptions(), ranking, max_trials=6)
     assert moves[0][1].dynamic_linears and moves[0][1].mode == "static" and not moves[0][1].nodes_to_exclude
-    assert all(not q.dynamic_linears and q.nodes_to_exclude for _, q in moves[1:])  # then the float fallback
+    # then the other activation observer (same size), then the float fallback
+    assert moves[1][1].calibration == "minmax" and not moves[1][1].nodes_to_exclude
+    assert all(not q.dynamic_linears and q.nodes_to_exclude for _, q in moves[2:])
     # no linear (or no conv): nothing for the hybrid to change
     assert not any(q.dynamic_linears for _, q in plan_moves(QuantOptions(), ranking[:2] + ranking[3:], 6))
     assert not any(q.dynamic_linears for _, q in plan_moves(QuantOptions(), [_node("linear", "linear", 0.1)], 6))

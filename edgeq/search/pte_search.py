@@ -11,11 +11,14 @@ ExecuTorch runtime over the evaluation inputs and checked against the float refe
 3. ``hybrid`` — for conv nets with linear layers whose ranking does not point at the linears: static INT8
    convolutions, XNNPACK's dynamically quantized linears (float outputs: a classifier's logits leave the 8-bit grid
    that flips top-1 between close classes), the same size as the static model;
-4. ``keep-float top-k`` — static INT8 with the k nodes that add the most error kept in float, k = 4 then 16 (float
+4. ``observer`` — the other activation observer (min/max instead of XNNPACK's histogram, or the reverse), the
+   ``.pte`` counterpart of the ONNX calibration stage: same size and speed;
+5. ``keep-float top-k`` — static INT8 with the k nodes that add the most error kept in float, k = 4 then 16 (float
    fallback is the last resort: it costs size and speed).
 
-When neither ranking points at linears the float fallback goes first and the dynamic moves are dropped
-(they do not touch convolutions). Every trial is checked against the accuracy budget and, when given, ``--max-size-ratio``
+Each move is one file in :mod:`edgeq.search.pte_moves`, listed once in ``PTE_MOVES``; a move that does not apply to
+the graph's facts proposes nothing, so when neither ranking points at linears the dynamic moves drop out (they do
+not touch convolutions). Every trial is checked against the accuracy budget and, when given, ``--max-size-ratio``
 (to the float ``.pte``). The first candidate inside the budget replaces the INT8 ``.pte``; if none
 is, the shipped ``.pte`` stays the first model (whose verdict already fails) and every trial's distance to the
 budget is recorded, closest first.
@@ -23,7 +26,6 @@ budget is recorded, closest first.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -37,6 +39,7 @@ from edgeq.executorch.lower import lower_to_executorch
 from edgeq.executorch.quantize import quantize_pt2e
 from edgeq.executorch.runtime import run_pte
 from edgeq.progress import Progress
+from edgeq.search.pte_moves import MoveFacts, propose_all
 from edgeq.search.sensitivity import NodeSensitivity
 from edgeq.select.ladder import TrialBudget, run_ladder
 from edgeq.select.rule import Scored, shortfall, size_shortfall
@@ -77,33 +80,19 @@ class PteTrial:
 def plan_moves(base: QuantOptions, ranking: list[NodeSensitivity], max_trials: int,
                linear_ranking: list[str] | None = None,
                first_dynamic: bool = False, conv_and_linear: bool | None = None) -> list[tuple[str, QuantOptions]]:
-    """Candidate settings, most promising first (see the module docstring). ``first_dynamic``: the shipped first
-    model is already the plain dynamic one (predicted to beat static): start at mixed precision, no static moves."""
+    """Candidate settings, most promising first: the graph's facts through the move list
+    (:data:`edgeq.search.pte_moves.PTE_MOVES`). ``first_dynamic``: the shipped first model is already the plain
+    dynamic one (predicted to beat static): start at mixed precision, no static moves."""
     top = [s.node for s in ranking if s.added_nsr > 0]
     linears = list(linear_ranking or [])
     linear_first = (bool(top) and sum(s.op_type == "linear" for s in ranking[:4]) >= 2) or bool(linears)
-    dynamic = ("dynamic per-token linears", dataclasses.replace(base, mode="dynamic", per_channel=True))
-    # mixed precision on top of the dynamic model: the most sensitive linears (torch-side ranking) kept float
-    mixed = [(f"dynamic per-token linears, top-{k} sensitive linears float",
-              dataclasses.replace(base, mode="dynamic", per_channel=True,
-                                  nodes_to_exclude=tuple(dict.fromkeys((*base.nodes_to_exclude, *linears[:k])))))
-             for k in (1, 2, 3) if k <= len(linears)]
-    fallback = [(f"static, top-{k} sensitive nodes float",
-                 dataclasses.replace(base, nodes_to_exclude=tuple(dict.fromkeys((*base.nodes_to_exclude, *top[:k])))))
-                for k in (4, 16) if len(top) >= min(k, 1)]
-    # a conv net with linear layers (a classifier head, a conv stem before attention): the linears dynamic, so their
-    # outputs (the logits) leave in float instead of on an 8-bit grid; the same size, so before any float fallback
-    # (``conv_and_linear``: from the program's graph — the ranking the manifest keeps is only its top rows)
+    # a conv net with linear layers (``conv_and_linear``: from the program's graph — the ranking the manifest keeps
+    # is only its top rows)
     kinds = {s.op_type for s in ranking}
     if conv_and_linear is None:
         conv_and_linear = "linear" in kinds and any(k.startswith("conv") for k in kinds)
-    hybrid = ([("static convolutions, dynamic per-token linears",
-                dataclasses.replace(base, dynamic_linears=True, per_channel=True))]
-              if conv_and_linear and base.mode == "static" else [])
-    if first_dynamic:
-        return mixed[:max_trials]
-    moves = [dynamic, *mixed, *fallback] if linear_first else [*hybrid, *fallback]
-    return moves[:max_trials]
+    facts = MoveFacts(base, tuple(top), tuple(linears), linear_first, conv_and_linear, first_dynamic)
+    return propose_all(facts)[:max_trials]
 
 
 def search_pte(static: Any, calib: Dataset, signature: list[Any], eval_inputs: list[Any],
