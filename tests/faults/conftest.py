@@ -88,3 +88,14 @@ def reseal(out: Path, rel: str) -> None:
             if "bytes" in f:
                 f["bytes"] = p.stat().st_size
     (out / "edgeq.json").write_text(json.dumps(m))
+
+
+@pytest.fixture(scope="session")
+def tiny_pte_export(tmp_path_factory: pytest.TempPathFactory, tiny_calib: Path) -> Path:
+    """The tiny CNN as .pte + .bpte (ExecuTorch, no search): read-only, copy it before editing."""
+    import edgeq
+
+    pytest.importorskip("executorch")
+    out = tmp_path_factory.mktemp("fault-exports") / "tiny-pte"
+    edgeq.export(TINY, calib=str(tiny_calib), output=out, formats=("pte",), search=edgeq.SearchOptions(mode="off"))
+    return out
