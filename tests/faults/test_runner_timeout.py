@@ -87,3 +87,9 @@ def test_the_emulator_runner_kills_a_hung_runtime(tmp_path: Path, emulator_env) 
     runner = get_runner("emulator", with_runner_timeout(load_target("raspberry-pi-4"), 20))
     with pytest.raises(EmulatorError, match="timed out after 20 s"):
         runner.run(hanging_onnx(tmp_path / "hang.onnx"), "onnx", _inputs(tmp_path), tmp_path)
+
+
+@pytest.mark.parametrize("command", ["export", "validate", "check"])
+def test_every_command_that_runs_artifacts_takes_runner_timeout(command: str) -> None:
+    r = edgeq_cli(command, "--help")
+    assert r.returncode == 0 and "--runner-timeout" in r.stdout and "runner_timeout_s" in r.stdout
