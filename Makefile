@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.edgeq-installed
 
-.PHONY: demo test test-fast bench lint typecheck docs docs-build system-deps emulator venv clean
+.PHONY: demo test test-fast test-under-load bench lint typecheck docs docs-build system-deps emulator venv clean
 
 venv: $(STAMP)
 
@@ -37,6 +37,10 @@ test: venv system-deps emulator
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow and not emulator" tests
+
+# The slow quality tests idle and then under a CPU hog on every core: fails when any verdict differs.
+test-under-load: venv
+	PYTHON=$(PY) bash scripts/under-load.sh
 
 bench: venv system-deps emulator
 	$(PY) -m bench.run

@@ -38,7 +38,7 @@ from edgeq.progress import Progress
 from edgeq.reference import output_names_for, reference_outputs
 from edgeq.signature import TensorSpec
 from edgeq.source import load_source
-from edgeq.targets import load_target
+from edgeq.targets import load_target, with_runner_timeout
 from edgeq.targetspec import Target
 from edgeq.validate.orchestrate import validate_artifacts, verdict
 
@@ -108,7 +108,7 @@ def _load_data(config: PipelineConfig, input_names: list[str]) -> tuple[Dataset,
 def export(config: PipelineConfig, progress: Progress | None = None) -> ExportResult:
     """Run the whole pipeline for one config. Raises an :class:`edgeq.errors.EdgeqError` on bad input."""
     progress = progress or Progress(enabled=False)
-    target = load_target(config.target)
+    target = with_runner_timeout(load_target(config.target), config.runner_timeout_s)
     if config.target_sha256 is not None and target.sha256 != config.target_sha256:
         raise TargetError(f"target profile {target.path} changed since the recorded export "
                           f"(sha256 {target.sha256[:12]}… vs {config.target_sha256[:12]}…)",

@@ -30,8 +30,9 @@ from edgeq.llm.check import LmCheck
 from edgeq.llm.target_checks import items_from_files, run_checks
 from edgeq.manifest import Artifact, Validation, read_manifest
 from edgeq.progress import Progress
-from edgeq.targets import list_targets, load_target, parse_target, targets_dir
+from edgeq.targets import list_targets, load_target, parse_target, targets_dir, with_runner_timeout
 from edgeq.targetspec import Target
+from edgeq.validate.bundled import check_bundle
 from edgeq.validate.orchestrate import validate_artifacts, verdict
 
 # A float baseline must reproduce the stored reference this closely (measured fp32 ORT vs torch: cosine 1.0000,
@@ -78,7 +79,7 @@ def _recompute_artifacts(m: dict[str, Any], out: Path) -> tuple[list[Artifact], 
     for d in m["artifacts"]:
         a = Artifact.from_dict({**d, "validations": []})
         fmt = sniff_format(out / a.path)
-        if (fmt in RUNNABLE or a.format in RUNNABLE) and fmt != a.format:
+        if (fmt in (*RUNNABLE, "bpte") or a.format in (*RUNNABLE, "bpte")) and fmt != a.format:
             findings.append(f"{a.name}: the manifest says format {a.format!r}, the bytes are {fmt!r}")
             if fmt == "unknown":
                 raise ManifestError(f"{a.path}: not a readable {a.format} file", "re-run edgeq export")
@@ -108,7 +109,7 @@ def _gating_passes(m: dict[str, Any], arts: list[Artifact], out: Path, tgt: Targ
 def check(outdir: str | Path, budget: Budget | None = None, runners: tuple[str, ...] | None = None,
           progress: Progress | None = None, target: str | None = None,
           public_key: str | Path | None = None, max_ppl_increase: float | None = None,
-          float_model: str | None = None) -> CheckResult:
+          float_model: str | None = None, runner_timeout: float | None = None) -> CheckResult:
     progress = progress or Progress(enabled=False)
     out = Path(outdir)
     if public_key is not None:
@@ -125,7 +126,8 @@ def check(outdir: str | Path, budget: Budget | None = None, runners: tuple[str, 
     if max_ppl_increase is not None or float_model is not None:
         raise UsageError("--max-ppl-increase and --float-model apply to text-generation folders only",
                          f"{out} holds a tensor-model export; use --max-accuracy-drop / --min-cosine ...")
-    tgt = load_target(target) if target else packaged_target((m.get("target") or {}).get("name"))
+    tgt = with_runner_timeout(load_target(target) if target else packaged_target((m.get("target") or {}).get("name")),
+                              runner_timeout)
     eff = (budget or Budget()).merged_over(tgt.validation)
     try:
         stored = Budget(**m["budget"])
@@ -144,6 +146,8 @@ def check(outdir: str | Path, budget: Budget | None = None, runners: tuple[str, 
     vd = m["validation_data"]
     validate_artifacts(out, arts, vd["inputs"]["path"], vd["reference"]["path"], specs, tgt, eff, progress,
                        isolate=True)
+    if "host" in specs:
+        findings += _check_bundles(out, arts, eff, tgt, progress)
     v = verdict(arts, _gating_passes(m, arts, out, tgt))
     failures = list(v["failures"])
     # With --compress the float baseline is the compressed model and the reference the original one: the baseline
@@ -165,6 +169,24 @@ def check(outdir: str | Path, budget: Budget | None = None, runners: tuple[str, 
                                 f"model (min cosine {val.metrics['cosine_min']:.4f}); reference or model replaced")
     return CheckResult(out, not failures, failures, arts, eff, replace_budget(m, eff), v["host_passes_arm_fails"],
                        findings, list(v.get("notes", [])))
+
+
+def _check_bundles(out: Path, arts: list[Artifact], eff: Budget, tgt: Target, progress: Progress) -> list[str]:
+    """Each .bpte: its program runs its bundled inputs and must give its bundled outputs (edgeq.validate.bundled)."""
+    import tempfile
+
+    from edgeq.validate.runners.host import HostRunner
+
+    bundles = [a for a in arts if a.format == "bpte"]
+    if not bundles:
+        return []
+    if not HostRunner().supports("pte"):
+        return [f"{a.name}: not re-validated (the ExecuTorch runtime is not installed here)" for a in bundles]
+    progress.stage(f"running the bundled inputs of {len(bundles)} .bpte bundle(s)")
+    with tempfile.TemporaryDirectory(prefix="edgeq-bundle-") as tmp:
+        for a in bundles:
+            a.validations.append(check_bundle(out, a, eff, Path(tmp), tgt.runner_timeout_s))
+    return []
 
 
 def _check_lm(m: dict[str, Any], out: Path, arts: list[Artifact], findings: list[str],

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from edgeq.commands.globalopts import add_global_flags, apply_config
 from edgeq.console import configure_output
-from edgeq.errors import EdgeqError
+from edgeq.errors import EdgeqError, storage_error
 
 COMMANDS = ("export", "check", "validate", "demo", "targets", "inspect", "emulator", "sweep", "sign", "generate")
 
@@ -96,15 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_args(argv)
         return int(args.func(args) or 0)
     except EdgeqError as e:
-        print(f"edgeq: error: {e.cause}", file=sys.stderr)
-        if e.hint:
-            print(f"edgeq: hint: {e.hint}", file=sys.stderr)
-        if "--json" in raw:  # scripts parse stdout even on failure
-            from edgeq.console import emit_json
-
-            emit_json({"error": {"type": type(e).__name__, "cause": e.cause, "hint": e.hint,
-                                 "exit_code": e.exit_code}})
-        return e.exit_code
+        return _typed_error(e, raw)
     except Terminated as e:
         print("edgeq: terminated; nothing was written", file=sys.stderr)
         return 128 + e.signum
@@ -112,9 +104,24 @@ def main(argv: list[str] | None = None) -> int:
         print("edgeq: interrupted; nothing was written", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - the last line of defence: exit 3, never 1 ("budget exceeded")
+        full = storage_error(e)  # a full disk deep inside a library is the user's to fix, not a bug
+        if full is not None:
+            return _typed_error(full, raw)
         verbose = bool(getattr(args, "verbose", 0)) if args is not None else any(a in ("-v", "--verbose", "-vv")
                                                                                   for a in raw)
         return _internal_error(e, verbose)
+
+
+def _typed_error(e: EdgeqError, raw: list[str]) -> int:
+    print(f"edgeq: error: {e.cause}", file=sys.stderr)
+    if e.hint:
+        print(f"edgeq: hint: {e.hint}", file=sys.stderr)
+    if "--json" in raw:  # scripts parse stdout even on failure
+        from edgeq.console import emit_json
+
+        emit_json({"error": {"type": type(e).__name__, "cause": e.cause, "hint": e.hint,
+                             "exit_code": e.exit_code}})
+    return e.exit_code
 
 
 def _internal_error(e: Exception, verbose: bool) -> int:

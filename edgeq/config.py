@@ -202,6 +202,8 @@ class PipelineConfig:
     # budget when the search may run, "on" = always for PyTorch models, "off" = never.
     outliers: OutlierMode = "auto"
     version: int = CONFIG_VERSION
+    # --runner-timeout: seconds before one artifact run is killed (None: the target's runner_timeout_s)
+    runner_timeout_s: float | None = None
     # Set when the config comes from a manifest: the export refuses a target profile that changed since, as
     # it would not rebuild the same bytes.
     target_sha256: str | None = None
@@ -228,8 +230,8 @@ class PipelineConfig:
             raise UsageError(f"config version {self.version} is not supported (this edgeq reads {CONFIG_VERSION})")
 
 
-# Not recorded: where the run writes, and trust_pickle (a manifest must never switch on unpickling for a rebuild).
-_NOT_RECORDED = ("output", "force", "target_sha256", "trust_pickle")
+# Not recorded: where the run writes, the runner deadline (no effect on the bytes), and trust_pickle (a manifest must never switch on unpickling for a rebuild).
+_NOT_RECORDED = ("output", "force", "target_sha256", "trust_pickle", "runner_timeout_s")
 
 
 def config_to_dict(config: PipelineConfig) -> dict[str, Any]:

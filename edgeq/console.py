@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import json
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -30,6 +32,33 @@ def log_path() -> Path:
     return cache_dir("logs") / LOG_NAME
 
 
+def _run_log(final: Path) -> Path:
+    """This run's own log file; two runs sharing the user cache never write into one file. It becomes
+    ``last-run.log`` by an atomic rename when the run ends. Files of runs that died (SIGKILL) are removed."""
+    for p in final.parent.glob("run-*.log"):
+        pid = p.stem.removeprefix("run-")
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                p.unlink()
+    return final.with_name(f"run-{os.getpid()}.log")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _publish(run_log: Path, final: Path, handler: logging.Handler) -> None:
+    handler.close()
+    with contextlib.suppress(OSError):
+        os.replace(run_log, final)
+
+
 def configure_output(args: argparse.Namespace) -> None:
     """Capture warnings (torch.export, onnxruntime.quantization, ...) in the log; show them only with ``-v``."""
     verbose = int(getattr(args, "verbose", 0) or 0)
@@ -38,7 +67,9 @@ def configure_output(args: argparse.Namespace) -> None:
         if getattr(h, "_edgeq", False):
             root.removeHandler(h)
     path = log_path()
-    file_handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    run_log = _run_log(path)
+    file_handler = logging.FileHandler(run_log, mode="w", encoding="utf-8")
+    atexit.register(_publish, run_log, path, file_handler)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     counter = _Counter()
     handlers: list[logging.Handler] = [file_handler, counter]

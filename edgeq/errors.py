@@ -6,6 +6,8 @@ Exit codes: 0 pass, 1 budget exceeded (a verdict, not an error), 2 usage or inpu
 
 from __future__ import annotations
 
+import errno
+
 
 class EdgeqError(Exception):
     """Base class: ``cause`` says what is wrong, ``hint`` how to fix it."""
@@ -70,6 +72,31 @@ class RunnerError(EdgeqError):
     """A runner (host, emulator, ssh, adb) failed to execute an artifact."""
 
     exit_code = 3
+
+
+class StorageError(EdgeqError):
+    """Writing failed for lack of room: disk full, file size limit, quota (the run left nothing behind)."""
+
+    exit_code = 3
+
+
+# errno values that mean "no room to write": ENOSPC, EFBIG (RLIMIT_FSIZE, file system limits), EDQUOT
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def storage_error(e: BaseException) -> StorageError | None:
+    """The :class:`StorageError` behind ``e`` when ``e`` or an exception it was raised from is a full disk."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.errno in STORAGE_ERRNOS:
+            where = f" writing {cur.filename}" if cur.filename else ""
+            return StorageError(f"no room to write{where}: {cur.strerror or cur}",
+                                "free space (or raise the quota / file size limit) on the disk holding OUTDIR, the "
+                                "temp folder ($TMPDIR) and the user cache, then re-run; this run left nothing behind")
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 class EmulatorError(RunnerError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,24 @@ def _build(cls: type, where: str, table: Any, convert: dict[str, Any] | None = N
         raise TargetError(f"{where}: {e}") from e
 
 
+RUNNER_TIMEOUT_KEY = "runner_timeout_s"  # in [validation]: not a budget, so not part of Budget
+DEFAULT_RUNNER_TIMEOUT_S = 600.0  # a profile without the key: ten minutes per artifact run
+
+
+def _runner_timeout(path: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 86400:
+        raise TargetError(f"{path} [validation]: {RUNNER_TIMEOUT_KEY} must be a number of seconds in (0, 86400], "
+                          f"got {value!r}", "e.g. runner_timeout_s = 600")
+    return float(value)
+
+
+def with_runner_timeout(target: Target, seconds: float | None) -> Target:
+    """``target`` with its per-run deadline replaced by ``--runner-timeout`` (None: keep the profile's)."""
+    if seconds is None:
+        return target
+    return replace(target, runner_timeout_s=_runner_timeout("--runner-timeout", seconds))
+
+
 def parse_target(text: str, path: str) -> Target:
     try:
         raw = tomllib.loads(text)
@@ -103,8 +121,11 @@ def parse_target(text: str, path: str) -> Target:
     cpu = _build(CpuSpec, f"{path} [cpu]", raw["cpu"])
     onnx = _build(OnnxScheme, f"{path} [onnx]", raw["onnx"])
     et = _build(ExecutorchSpec, f"{path} [executorch]", raw["executorch"])
+    validation = dict(raw["validation"]) if isinstance(raw["validation"], dict) else raw["validation"]
+    timeout = _runner_timeout(path, validation.pop(RUNNER_TIMEOUT_KEY, DEFAULT_RUNNER_TIMEOUT_S)
+                              if isinstance(validation, dict) else DEFAULT_RUNNER_TIMEOUT_S)
     try:
-        budget = _build(Budget, f"{path} [validation]", raw["validation"])
+        budget = _build(Budget, f"{path} [validation]", validation)
     except Exception as e:
         if isinstance(e, TargetError):
             raise
@@ -130,6 +151,7 @@ def parse_target(text: str, path: str) -> Target:
         ram_mb=raw["ram_mb"], storage_mb=raw["storage_mb"], onnx=onnx,
         executorch=et, passes=tuple(passes), validation=budget, gpu_delegate=raw.get("gpu_delegate"),
         default_runner=raw.get("default_runner", "host"), sources=tuple(raw.get("sources", ())),
+        runner_timeout_s=timeout,
         path=path, sha256=sha256_bytes(text.encode()),
     )
 

@@ -63,6 +63,8 @@ class Target:
     gpu_delegate: str | None = None  # e.g. "vulkan", "metal", "gpu"; enables the fp16 variant
     default_runner: str = "host"  # "emulator" for ARM targets once set up
     sources: tuple[str, ...] = ()  # where the hardware facts come from
+    # [validation] runner_timeout_s: each artifact run (host child, emulator, C++ runner) is killed after this
+    runner_timeout_s: float = 600.0
     path: str = ""
     sha256: str = ""
 

@@ -89,7 +89,7 @@ def test_search_tries_the_hybrid_on_a_conv_net_with_linears(conv_classifier, tmp
     base = QuantOptions(activation_type="uint8", weight_type="int8", per_channel=True, reduce_range=False,
                         calibration="minmax")
     res = search_onnx(src, data, inputs, ref, None, base, Budget(min_sqnr=200.0),  # unreachable: every stage runs
-                      SearchOptions(max_trials=4, calibrations=("minmax",)), tmp_path / "search")
+                      SearchOptions(max_trials=4, calibrations=("minmax",), max_seconds=1e9), tmp_path / "search")
     stages = [t.stage for t in res.trials]
     assert stages[:2] == ["baseline", "hybrid"], stages
     hybrid = res.trials[1]

@@ -76,7 +76,7 @@ def test_export_onnx_applies_records_and_searches_the_moves(data: tuple[Path, Pa
     calib, ev = data
     cfg = PipelineConfig(model=MODEL, calib=str(calib), eval=str(ev), output=tmp_path / "out",
                          budget=Budget(min_cosine=0.99999, min_nn_agreement=1.0),
-                         search=SearchOptions(mode="always", max_trials=3))
+                         search=SearchOptions(mode="always", max_trials=3, max_seconds=1e9))
     res = export(cfg)
     m = json.loads((tmp_path / "out" / "edgeq.json").read_text())
     out = m["outliers"]

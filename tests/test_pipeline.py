@@ -134,7 +134,7 @@ def test_options_reach_the_quantizer(tmp_path: Path, digits_small) -> None:  # t
 def test_tight_budget_fails_with_numbers(tmp_path: Path, digits_small) -> None:  # type: ignore[no-untyped-def]
     calib, ev = digits_small
     res = edgeq.export(DIGITS_MODEL, calib=str(calib), eval=str(ev), output=tmp_path / "tight",
-                       budget=edgeq.Budget(min_sqnr=80), search=edgeq.SearchOptions(max_trials=4))
+                       budget=edgeq.Budget(min_sqnr=80), search=edgeq.SearchOptions(max_trials=4, max_seconds=1e9))
     assert not res.passed
     assert any("onnx-int8-static on host: SQNR" in f and "< 80 dB" in f for f in res.failures)
     assert (tmp_path / "tight" / "edgeq.json").is_file()  # a failed verdict is still a complete, inspectable output

@@ -77,7 +77,7 @@ def test_encoder_export_builds_no_static_model(tokens: tuple[Path, Path], tmp_pa
     out = tmp_path / "out"
     res = export(PipelineConfig(model=ENCODER, calib=str(calib), eval=str(ev), output=out, formats=("onnx", "pte"),
                                 budget=Budget(min_cosine=0.99999, min_nn_agreement=1.0),
-                                search=SearchOptions(mode="always", max_trials=2)))
+                                search=SearchOptions(mode="always", max_trials=2, max_seconds=1e9)))
     m = res.manifest
     pred = m["outliers"]["scheme_prediction"]
     assert pred["pick"] == {"onnx": "dynamic", "pte": "dynamic"}

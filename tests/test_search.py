@@ -81,7 +81,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory, text_files, target_file):
     out = tmp_path_factory.mktemp("search") / "enc"
     # outliers off: these tests pin the static QDQ ladder (tests/test_outlier_export.py covers the prepared path)
     return edgeq.export(ENCODER, calib=str(calib), eval=str(ev), output=out, target=str(target_file),
-                        budget=Budget(min_cosine=0.99), search=SearchOptions(max_trials=10), outliers="off")
+                        budget=Budget(min_cosine=0.99), search=SearchOptions(max_trials=10, max_seconds=1e9), outliers="off")
 
 
 @pytest.fixture(scope="session")
@@ -194,7 +194,7 @@ def test_unreachable_budget_ends_with_best_found_and_exit_1(tmp_path: Path, text
     calib, ev = text_files
     out = tmp_path / "out"
     r = edgeq_cli("export", ENCODER, "--calib", str(calib), "--eval", str(ev), "--target", str(target_file),
-                  "-o", str(out), "--min-sqnr", "80", "--search-trials", "3", "--outliers", "off")
+                  "-o", str(out), "--min-sqnr", "80", "--search-trials", "3", "--search-time", "1e9", "--outliers", "off")
     assert r.returncode == 1, r.stderr
     assert "verdict: FAIL" in r.stdout and "SQNR" in r.stdout
     assert "search: budget not met after 3 trial(s)" in r.stdout and "closest trials" in r.stdout
@@ -310,7 +310,7 @@ def test_decoder_goes_through_search_and_validation(tmp_path: Path, target_file)
 
     calib, ev = write_text_data(tmp_path / "data", model="decoder", n_calib=48, n_eval=64)
     res = edgeq.export("edgeq.zoo.text:text_decoder", calib=str(calib), eval=str(ev), output=tmp_path / "o",
-                       target=str(target_file), budget=Budget(min_sqnr=25), search=SearchOptions(max_trials=8),
+                       target=str(target_file), budget=Budget(min_sqnr=25), search=SearchOptions(max_trials=8, max_seconds=1e9),
                        outliers="off")
     s = res.manifest["search"]
     assert s["trials"][0]["metrics"]["sqnr_db"] < 25 and s["met"] and res.passed

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeq.commands.common import add_budget_flags, budget_from, progress_from
+from edgeq.commands.common import add_budget_flags, add_runner_timeout_flag, budget_from, progress_from
 
 if TYPE_CHECKING:
     from edgeq.check import CheckResult
@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--public-key", type=Path, metavar="PEM",
                    help="require OUTDIR/edgeq.json.sig to be a valid ed25519 signature by this key (`edgeq sign`)")
     add_budget_flags(p)
+    add_runner_timeout_flag(p)
     g = p.add_argument_group("text-generation folders (perplexity re-measured from the stored windows)")
     g.add_argument("--max-ppl-increase", type=float, metavar="PCT",
                    help="budget: perplexity may rise at most PCT %% over float (default: the one recorded at export)")
@@ -52,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
     runners = tuple(s.strip() for s in args.on.split(",")) if args.on else None
     res = check(args.outdir, budget_from(args), runners, progress_from(args), target=args.target,
-                public_key=args.public_key, max_ppl_increase=args.max_ppl_increase, float_model=args.float_model)
+                public_key=args.public_key, max_ppl_increase=args.max_ppl_increase, float_model=args.float_model,
+                runner_timeout=args.runner_timeout)
     m = dict(res.manifest)
     m["artifacts"] = [a.to_dict() for a in res.artifacts]
     m["budget"] = res.budget.to_dict() if res.llm is None else res.manifest["budget"]

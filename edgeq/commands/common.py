@@ -19,6 +19,12 @@ def add_budget_flags(p: argparse.ArgumentParser) -> None:
                    help="embeddings: min fraction of evaluation samples that keep their nearest neighbour (0-1)")
 
 
+def add_runner_timeout_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runner-timeout", type=float, default=None, metavar="SECONDS",
+                   help="kill one artifact run (host, emulator, C++ runner) after this many seconds: exit 3 instead "
+                        "of a hung job (default: the target profile's runner_timeout_s)")
+
+
 def budget_from(args: argparse.Namespace) -> Budget:
     return Budget(max_accuracy_drop=args.max_accuracy_drop, min_cosine=args.min_cosine, min_sqnr=args.min_sqnr,
                   min_top1_agreement=args.min_top1_agreement,

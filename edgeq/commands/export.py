@@ -7,7 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from edgeq.commands import text_generation
-from edgeq.commands.common import add_budget_flags, add_quant_flags, budget_from, progress_from
+from edgeq.commands.common import (
+    add_budget_flags,
+    add_quant_flags,
+    add_runner_timeout_flag,
+    budget_from,
+    progress_from,
+)
 from edgeq.commands.compress_flags import add_compress_flags, compress_from
 from edgeq.config import PipelineConfig, QuantOptions, SearchOptions
 from edgeq.errors import UsageError
@@ -62,6 +68,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "(default auto)")
     add_quant_flags(p)
     add_budget_flags(p)
+    add_runner_timeout_flag(p)
     add_search_flags(p)
     add_image_flags(p)
     add_compress_flags(p)
@@ -168,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
         budget=budget_from(args), force=args.force, eval_fraction=args.eval_fraction,
         max_eval_samples=args.max_eval_samples, seed=args.seed, opset=args.opset, search=search_from(args),
         trust_pickle=args.trust_pickle, validate_on=tuple(s.strip() for s in args.validate_on.split(",") if s.strip()),
-        preprocess=preprocess_from(args), compress=compress_from(args), outliers=args.outliers)
+        preprocess=preprocess_from(args), compress=compress_from(args), outliers=args.outliers,
+        runner_timeout_s=args.runner_timeout)
     result = export(cfg, progress_from(args))
     out = human(args)
     print(terminal_summary(result.manifest, str(result.output)), file=out)
@@ -192,12 +200,12 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
 
     defaults = vars(_defaults_parser().parse_args(["-o", "x"]))
     given = sorted(k for k, v in vars(args).items()
-                   if k in defaults and k not in ("output", "force", "config") and v != defaults[k])
+                   if k in defaults and k not in ("output", "force", "config", "runner_timeout") and v != defaults[k])
     if given:
         flags = ", ".join("--" + k.replace("_", "-") if k != "model" else "MODEL" for k in given)
         raise UsageError(f"--config takes every option from {args.config}; also given: {flags}",
                          "drop those flags, or edit the config file")
-    return load_config(args.config, output=args.output, force=args.force)
+    return load_config(args.config, output=args.output, force=args.force, runner_timeout_s=args.runner_timeout)
 
 
 def _defaults_parser() -> argparse.ArgumentParser:

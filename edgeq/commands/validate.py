@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeq.commands.common import add_budget_flags, budget_from, progress_from
+from edgeq.commands.common import add_budget_flags, add_runner_timeout_flag, budget_from, progress_from
 from edgeq.config import Budget
 from edgeq.errors import UsageError
 from edgeq.integrity import audit
@@ -35,6 +35,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--on", required=True, metavar="RUNNER[,RUNNER]",
                    help="host, emulator, or ssh://user@host[:port][/workdir] (comma-separated)")
     add_budget_flags(p)
+    add_runner_timeout_flag(p)
     p.set_defaults(func=run)
 
 
@@ -49,12 +50,13 @@ class ValidateResult:
 
 
 def validate(outdir: str | Path, runners: tuple[str, ...], budget: Budget | None = None,
-             progress: Progress | None = None) -> ValidateResult:
+             progress: Progress | None = None, runner_timeout: float | None = None) -> ValidateResult:
     """Python API of ``edgeq validate``."""
     from edgeq.check import target_for
     from edgeq.integrity import seal
     from edgeq.outdir import commit_output
     from edgeq.report import write_reports
+    from edgeq.targets import with_runner_timeout
     from edgeq.validate.metrics import Metrics, check_budget
     from edgeq.validate.orchestrate import validate_artifacts, verdict
     from edgeq.validate.runners import get_runner
@@ -66,7 +68,7 @@ def validate(outdir: str | Path, runners: tuple[str, ...], budget: Budget | None
     m = read_manifest(out)
     audit(m, out)  # confine and re-hash every file before trusting the folder
     eff = (budget or Budget()).merged_over(Budget(**m["budget"]))
-    target = target_for(m)
+    target = with_runner_timeout(target_for(m), runner_timeout)
     for spec in runners:
         runner = get_runner(spec, target)  # usable? (typed error before any work)
         getattr(runner, "preflight", lambda: None)()
@@ -117,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     from edgeq.report.terminal import json_result
 
     specs = tuple(s.strip() for s in args.on.split(",") if s.strip())
-    res = validate(args.outdir, specs, budget_from(args), progress_from(args))
+    res = validate(args.outdir, specs, budget_from(args), progress_from(args), args.runner_timeout)
     print(terminal_summary(res.manifest, str(args.outdir)), file=human(args))
     if args.json:
         emit_json({"command": "validate", **json_result(res.manifest, str(args.outdir))})

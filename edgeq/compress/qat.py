@@ -20,6 +20,7 @@ from typing import Any
 
 from edgeq.compress.registry import CompressContext, register
 from edgeq.compress.spec import QatConfig
+from edgeq.compress.train import deterministic
 from edgeq.errors import QuantizationError
 
 HANDOFF_KEY = "qat"
@@ -124,7 +125,9 @@ def calibrate(prepared: Any, ctx: CompressContext) -> int:
     n = min(len(data), CALIBRATION_BATCHES * bs)
     _set_mode(prepared, False)
     prepared.apply(disable_fake_quant)
-    with torch.no_grad():
+    # pinned like the fine-tune: the observers' min/max (the PTQ baseline QAT is measured against) must not
+    # depend on the machine's core count
+    with deterministic(ctx.trainer.options.seed), torch.no_grad():
         for i in range(0, n, bs):
             inputs, _ = data.batch(torch.arange(i, min(n, i + bs)))
             prepared(*inputs)

@@ -105,7 +105,8 @@ def run(env: EmulatorEnv, target: Any, program: list[str], *, timeout: float | N
         _kill_group(proc)
         out, err = proc.communicate()
         raise EmulatorError(f"{where} timed out after {timeout:.0f} s running {_what(program)}"
-                            + _tail(err), "raise EDGEQ_EMULATOR_TIMEOUT (seconds) for large models") from None
+                            + _tail(err), "a hung runtime, or a large model: raise --runner-timeout SECONDS (or runner_timeout_s "
+                            "in the target profile)") from None
     except BaseException:
         _kill_group(proc)
         proc.communicate()

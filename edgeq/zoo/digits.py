@@ -8,6 +8,7 @@ the user cache dir, keyed by the architecture and training recipe, so the second
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,10 @@ import numpy as np
 from edgeq.cache import cache_dir
 from edgeq.zoo.weights import load_or_train
 
-RECIPE_VERSION = 1
+# 2: trained on one torch thread (version 1 used the machine's thread count, so the weights, and every quality
+# figure measured on them, depended on how many cores trained them)
+RECIPE_VERSION = 2
+TRAIN_THREADS = 1
 INPUT_NAME = "image"
 
 
@@ -38,10 +42,13 @@ def write_digits_data(folder: Path) -> tuple[Path, Path]:
     xtr, ytr, xte, yte = digits_arrays()
     folder.mkdir(parents=True, exist_ok=True)
     calib, ev = folder / "digits_calib.npz", folder / "digits_eval.npz"
-    splits: dict[str, Any] = {INPUT_NAME: xtr, "labels": ytr}  # Any: numpy types **kwds as if allow_pickle
-    np.savez(calib, **splits)
-    splits = {INPUT_NAME: xte, "labels": yte}
-    np.savez(ev, **splits)
+    for path, x, y in ((calib, xtr, ytr), (ev, xte, yte)):
+        # the folder may be the shared user cache (``edgeq demo``): a concurrent reader sees the old file or the
+        # new one, never a half-written zip
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+        splits: dict[str, Any] = {INPUT_NAME: x, "labels": y}  # Any: numpy types **kwds as if allow_pickle
+        np.savez(tmp, **splits)
+        os.replace(tmp, path)
     return calib, ev
 
 
@@ -74,6 +81,14 @@ def _train(width: int, hidden: int, epochs: int, seed: int = 0):  # type: ignore
     torch.manual_seed(seed)
 
     def train(model) -> None:  # type: ignore[no-untyped-def]
+        threads = torch.get_num_threads()
+        torch.set_num_threads(TRAIN_THREADS)  # reductions then sum in one order on any machine
+        try:
+            _epochs(model)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _epochs(model) -> None:  # type: ignore[no-untyped-def]
         xtr, ytr, _, _ = digits_arrays()
         x, y = torch.from_numpy(xtr), torch.from_numpy(ytr)
         opt = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=1e-4)

@@ -120,4 +120,4 @@ def _tail(text: str | None, n: int = 8) -> str:
 
 @register_runner("emulator")
 def _factory(spec: str, target: Any) -> EmulatorRunner:
-    return EmulatorRunner(target)
+    return EmulatorRunner(target, getattr(target, "runner_timeout_s", None))

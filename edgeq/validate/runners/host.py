@@ -1,4 +1,8 @@
-"""Run artifacts on this machine with the same device-side code the remote runners ship."""
+"""Run artifacts on this machine with the same device-side code the remote runners ship.
+
+With a timeout (the target's ``runner_timeout_s``) each run happens in a forked child that is killed when the
+deadline passes (``edgeq.validate.isolated``): a hung runtime fails the run instead of hanging edgeq.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +15,17 @@ from typing import Any
 import numpy as np
 
 from edgeq.errors import ArtifactError, RunnerError
+from edgeq.validate.isolated import run_isolated
 from edgeq.validate.runners.base import RunResult, register_runner
 
 
 class HostRunner:
     name = "host"
 
-    def __init__(self, target: Any = None) -> None:
+    def __init__(self, target: Any = None, timeout: float | None = None) -> None:
         self.target = target
+        # None: run in this process (the forked child itself, the paired timing); else the child's deadline
+        self.timeout = timeout
 
     def supports(self, fmt: str) -> bool:
         return fmt in _HOST_PROGRAMS and (fmt != "pte" or _executorch_available())
@@ -28,7 +35,9 @@ class HostRunner:
                 "features": [], "emulated": False}
 
     def run(self, artifact: Path, fmt: str, inputs: Path, workdir: Path) -> RunResult:
-        return host_program(fmt)(artifact, inputs, workdir)
+        if self.timeout is None:
+            return host_program(fmt)(artifact, inputs, workdir)
+        return run_isolated(artifact, fmt, inputs, workdir, self.timeout, host_program(fmt))
 
 
 def _run_onnx(artifact: Path, inputs: Path, workdir: Path) -> RunResult:
@@ -87,7 +96,7 @@ def host_cpu_name() -> str:
 
 @register_runner("host")
 def _factory(spec: str, target: Any) -> HostRunner:
-    return HostRunner(target)
+    return HostRunner(target, getattr(target, "runner_timeout_s", None))
 
 
 os.environ.setdefault("ORT_LOGGING_LEVEL", "3")

@@ -83,4 +83,4 @@ def _native_arch() -> str:
 
 @register_runner("host-cpp")
 def _factory(spec: str, target: Any) -> HostCppRunner:
-    return HostCppRunner(target)
+    return HostCppRunner(target, getattr(target, "runner_timeout_s", None) or TIMEOUT_S)
