@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeq.explain.onnx_profile import profile_onnx
+from edgeq.explain.pte_profile import profile_pte
 from edgeq.manifest import Artifact
 from edgeq.progress import Progress
 
@@ -39,13 +41,8 @@ def profile_artifacts(outdir: Path, artifacts: list[Artifact], inputs_rel: str,
 
 def _profile_one(path: Path, a: Artifact, inputs: dict[str, np.ndarray]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     if a.format == "pte":
-        # executorch loads torch: imported only when a .pte is profiled
-        from edgeq.explain.pte_profile import profile_pte
-
         prof = profile_pte(path, list(inputs.values()), a.name).to_dict()
         return prof, _delegation_warnings(a, prof)
-    from edgeq.explain.onnx_profile import profile_onnx
-
     sample = {k: v[:1] for k, v in inputs.items()}
     p, unfused = profile_onnx(path, sample, a.name)
     prof = p.to_dict()

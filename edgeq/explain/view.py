@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeq.errors import ManifestError
-from edgeq.explain.section import top_rows
+from edgeq.explain.section import move_text, top_rows
 from edgeq.manifest import MANIFEST_NAME, read_manifest
 
 
@@ -63,10 +63,9 @@ def layer_lines(le: dict[str, Any]) -> list[str]:
     """The per-layer error of one artifact: the worst layers and the measured moves."""
     out = [f"{le['artifact']}: per-layer error against float ({le['samples']} samples, {le['method']})"]
     for r in le.get("worst") or []:
-        out.append(f"  worst #{r['rank']}: {r['layer']} ({r['op']}): SQNR {r['sqnr_db']:.1f} dB, cosine "
-                   f"{r['cosine']:.4f}, adds {r['added_db']:.1f} dB of noise")
+        cos = "–" if r["cosine"] is None else f"{r['cosine']:.4f}"
+        out.append(f"  worst #{r['rank']}: {r['layer']} ({r['op']}): SQNR {r['sqnr_db']:.1f} dB, cosine {cos}, "
+                   f"its own noise {r['added_db']:.1f} dB")
     for mv in le.get("moves") or []:
-        gain = "not measured" if mv.get("gain_db") is None else f"{mv['gain_db']:+.1f} dB measured"
-        out.append(f"  {mv['move']} on {mv['layer']}: output SQNR {mv['base_db']:.1f} → "
-                   f"{mv.get('after_db', float('nan')):.1f} dB ({gain})")
+        out.append(f"  {mv['layer']}: {move_text(mv)}")
     return out
