@@ -35,9 +35,10 @@ def onnx_layer_errors(float_model: Path, qdq_model: Path, data: Dataset) -> list
     matching = create_activation_matching(qdq_acts, float_acts)
     graph = onnx.load(str(float_model), load_external_data=False).graph
     measured: dict[str, tuple[float, float]] = {}
-    for t, m in matching.items():
-        got = m.get("post_qdq") or qdq_acts.get(t)
-        ref = m.get("float")
+    # tensors with a Q/DQ pair (compared after it), and tensors both graphs compute without one (a float output)
+    pairs = {t: (m.get("float"), m.get("post_qdq") or qdq_acts.get(t)) for t, m in matching.items()}
+    pairs.update({t: (float_acts[t], qdq_acts[t]) for t in float_acts if t in qdq_acts and t not in pairs})
+    for t, (ref, got) in pairs.items():
         if got is None or ref is None or len(got) != len(ref):
             continue
         r, g = np.concatenate([x.ravel() for x in ref]), np.concatenate([x.ravel() for x in got])

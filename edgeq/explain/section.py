@@ -57,11 +57,21 @@ def _layer_block(le: dict[str, Any]) -> str:
                     f"<td class='num'>{w['sqnr_db']:.1f}</td><td class='num'>"
                     f"{'–' if w['cosine'] is None else format(w['cosine'], '.4f')}</td>"
                     f"<td class='num'>{w['added_db']:.1f}</td><td>{fix}</td></tr>")
-    why = ("" if le.get("moves") else "<p class='muted'>The budget was met, so no layer was rebuilt wider.</p>")
+    best = best_moves(le)
+    why = ("<p class='muted'>The budget was met, so no layer was rebuilt wider.</p>" if not le.get("moves") else
+           "<p><b>Best measured move:</b> " + (f"{esc(best[0]['move'])} on <code>{esc(best[0]['layer'])}</code>, "
+                                               f"{best[0]['gain_db']:+.1f} dB" if best else
+                                               "none of the rebuilt layers improved the output") + "</p>")
     return (f"<h3>{esc(le['artifact'])}</h3><p class='muted'>{esc(le['method'])}; {le['samples']} evaluation "
             f"samples.</p><figure class='layer-plot'>{chart}</figure>"
             "<table class='worst-layers'><tr><th></th><th>layer</th><th>op</th><th>SQNR dB</th><th>cosine</th>"
             "<th>added noise, dB</th><th>measured move (rebuilt)</th></tr>" + "".join(rows) + f"</table>{why}")
+
+
+def best_moves(le: dict[str, Any]) -> list[dict[str, Any]]:
+    """The measured moves that improved the output, best first (a layer's local error does not always reach the
+    output: later layers can average it away, so the ranking of the fixes is the measured one)."""
+    return sorted((m for m in le.get("moves") or [] if (m.get("gain_db") or 0) > 0), key=lambda m: -m["gain_db"])
 
 
 def move_text(mv: dict[str, Any], html: bool = False) -> str:

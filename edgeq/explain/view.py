@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeq.errors import ManifestError
-from edgeq.explain.section import move_text, top_rows
+from edgeq.explain.section import best_moves, move_text, top_rows
 from edgeq.manifest import MANIFEST_NAME, read_manifest
 
 
@@ -68,4 +68,8 @@ def layer_lines(le: dict[str, Any]) -> list[str]:
                    f"its own noise {r['added_db']:.1f} dB")
     for mv in le.get("moves") or []:
         out.append(f"  {mv['layer']}: {move_text(mv)}")
+    if le.get("moves"):
+        best = best_moves(le)
+        out.append("  best measured move: " + (f"{best[0]['move']} on {best[0]['layer']} ({best[0]['gain_db']:+.1f} dB)"
+                                               if best else "none of the rebuilt layers improved the output"))
     return out

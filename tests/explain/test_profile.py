@@ -53,7 +53,7 @@ def test_pte_operator_outside_delegate_is_named(folder: tuple[Path, list[Artifac
     assert "aten.cumsum" in warns[0]["operators"] and "aten.cumsum" in warns[0]["message"]
     pte = next(p for p in ex["profiles"] if p["artifact"] == "pte-fp32")
     portable = [o for o in pte["ops"] if o["where"] == "portable"]
-    assert [o["op"] for o in portable] == ["cumsum.out"]  # the ETDump sees the fallback kernel run
+    assert "cumsum.out" in [o["op"] for o in portable]  # the ETDump sees the fallback kernel run
     assert any(o["where"] == "XNNPACK" and "Convolution" in o["op"] for o in pte["ops"])
     page = op_profile_section({"explain": ex, "artifacts": [a.to_dict() for a in arts]}) or ""
     assert "aten.cumsum" in page and "op-warning" in page
