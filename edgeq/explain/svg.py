@@ -42,9 +42,10 @@ def layer_plot(sqnr: Sequence[float], added: Sequence[float], marked: dict[int, 
     if not sqnr:
         return ""
     ml, mr, mt, mb = 52, 16, 28, 40
-    cap = [min(v, 99.0) for v in sqnr]
-    cap_added = [min(v, 99.0) for v in added]
-    hi = max([*cap, *cap_added, 1.0]) * 1.08
+    # 999 dB is the manifest's "exact" (no error / adds no noise): drawn just above the rest, without a dot
+    top = max([v for v in (*sqnr, *added) if v < 99.0] or [1.0]) + 5
+    cap, cap_added = [min(v, top) for v in sqnr], [min(v, top) for v in added]
+    hi = top * 1.05
     lo = min(0.0, *cap, *cap_added)
     pw, ph = width - ml - mr, height - mt - mb
     n = len(sqnr)
@@ -64,6 +65,8 @@ def layer_plot(sqnr: Sequence[float], added: Sequence[float], marked: dict[int, 
         out.append(f"<text x='{ml - 6}' y='{sy(t) + 4:.1f}' text-anchor='end' fill='#57606a'>{t}</text>"
                    f"<line x1='{ml}' y1='{sy(t):.1f}' x2='{ml + pw}' y2='{sy(t):.1f}' stroke='#eaeef2'/>")
     for i, v in enumerate(cap_added):
+        if added[i] >= 99.0 and i not in marked:
+            continue
         colour, r = ("#cf222e", 4) if i in marked else ("#d4a72c", 2.5)
         out.append(f"<circle class='layer-dot' cx='{sx(i):.1f}' cy='{sy(v):.1f}' r='{r}' fill='{colour}'/>")
     pts = " ".join(f"{sx(i):.1f},{sy(v):.1f}" for i, v in enumerate(cap))
