@@ -27,6 +27,16 @@ def _confined_manifest(outdir: Path) -> Path:
 def explain(outdir: Path) -> dict[str, Any]:
     """The ``--json`` document: per-layer error (when recorded), warnings, and the top operators per artifact."""
     m = read_manifest(_confined_manifest(Path(outdir)))
+    try:
+        doc = _document(m, outdir)
+        render_text(doc)  # every field the text needs is there and typed
+        return doc
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ManifestError(f"{outdir}/{MANIFEST_NAME}: malformed 'explain' record ({type(e).__name__}: {e})",
+                            "the manifest was edited or written by another edgeq; re-run edgeq export") from e
+
+
+def _document(m: dict[str, Any], outdir: Path) -> dict[str, Any]:
     ex = m.get("explain") or {}
     profiles = [{"artifact": p["artifact"], "format": p["format"], "source": p["source"], "runs": p["runs"],
                  "wall_ms": p["wall_ms"], "runtime_ms": p["runtime_ms"], "total_ms": p["total_ms"],

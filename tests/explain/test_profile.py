@@ -68,3 +68,23 @@ def test_operator_table_sums_to_the_measured_latency(folder: tuple[Path, list[Ar
     rows = top_rows(prof)
     assert sum(r["ms"] for r in rows) == pytest.approx(prof["total_ms"], rel=1e-9)  # "other" row keeps the sum
     assert abs(prof["total_ms"] / prof["wall_ms"] - 1) <= 0.15, prof
+
+
+def test_float_nodes_between_unfused_qdq_are_named(folder: tuple[Path, list[Artifact]]) -> None:
+    """onnxruntime's QDQ quantizer has no integer CumSum: the quantized model dequantizes, sums in float, and
+    the runtime executes that CumSum in float with the dequantize in front of it."""
+    from edgeq.config import QuantOptions
+    from edgeq.data import Dataset
+    from edgeq.onnx.quantize import quantize_onnx_static
+
+    out, _ = folder
+    with np.load(out / "inputs.npz") as z:
+        calib = Dataset({"x": z["x"]})
+    opts = QuantOptions(calibration="minmax", per_channel=True, activation_type="uint8", weight_type="int8",
+                        reduce_range=False, max_calibration_samples=4)
+    quantize_onnx_static(out / "model.onnx", out / "model.int8.onnx", calib, opts)
+    art = Artifact("onnx-int8-static", "model.int8.onnx", "onnx", "int8-static", "candidate")
+    ex = profile_artifacts(out, [art], "inputs.npz")
+    [w] = [w for w in ex["warnings"] if w["kind"] == "unfused_qdq"]
+    assert "CumSum" in w["operators"] and "CumSum" in w["message"]
+    assert not any(op.startswith("QLinear") for op in w["operators"])  # the fused convolutions are not flagged
