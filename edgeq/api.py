@@ -17,6 +17,7 @@ from edgeq.capture import capture
 from edgeq.config import Budget, PipelineConfig, QuantOptions, config_to_dict
 from edgeq.data import Dataset, check_against_signature, load_dataset
 from edgeq.errors import TargetError, UsageError
+from edgeq.explain.run import ExplainInputs, explain_export
 from edgeq.hashing import sha256_file
 from edgeq.integrity import seal
 from edgeq.llm.api import export_llm
@@ -221,6 +222,10 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         m["artifacts"] = [a.to_dict() for a in artifacts]
         m["verdict"] = verdict(artifacts, pass_log)
         m.update(search_keys)  # optional keys: "search", "sensitivity", "sensitivity_pte"
+        # where the error and the time come from: per layer, per operator (after the searches: what ships)
+        m["explain"] = explain_export(ExplainInputs(tmp, scratch, tuple(artifacts), INPUTS_REL, REFERENCE_REL,
+                                                    quant_captured, calib, ev, resolved_quant, target, search_keys),
+                                      progress)
         if outliers:  # what the outlier-aware preparation applied (both formats' INT8 models are built from it)
             m["outliers"] = outliers
         if compression:

@@ -16,7 +16,8 @@ from edgeq.commands.globalopts import add_global_flags, apply_config
 from edgeq.console import configure_output
 from edgeq.errors import EdgeqError, storage_error
 
-COMMANDS = ("export", "check", "validate", "demo", "targets", "inspect", "emulator", "sweep", "sign", "generate")
+COMMANDS = ("export", "check", "validate", "demo", "targets", "inspect", "emulator", "sweep", "sign", "generate",
+            "explain")
 
 EPILOG = """\
 examples:

@@ -16,7 +16,9 @@ Schema (version 1) — every key below is always present; ``null`` where not app
   verdict{passed, failures[]}
 Optional top-level keys (present only when the feature ran): search{met, best, stopped, options, trials[], closest[]},
   sensitivity[{rank, node, op_type, tensor, added_db, ...}] (ONNX), sensitivity_pte[...] (PT2E graph),
-  sweep{metric, pick, variants[]}
+  sweep{metric, pick, variants[]},
+  explain{profiles[{artifact, format, source, runs, wall_ms, runtime_ms, total_ms, coverage, ops[]}], warnings[],
+          notes[], layer_error[{artifact, format, samples, method, layers[], worst[], moves[]}]} (edgeq.explain)
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ def new_manifest() -> dict[str, Any]:
 _REQUIRED = ("schema", "schema_version", "created", "edgeq_version", "dependencies", "source", "target",
              "config", "budget", "signature", "validation_data", "passes", "artifacts", "verdict")
 _OPTIONAL: dict[str, type] = {"search": dict, "sensitivity": list, "sensitivity_pte": list, "sweep": dict,
-                              "files": list}  # files: every other file of the folder, hashed (edgeq.integrity)
+                              "explain": dict, "files": list}  # files: every other file of the folder, hashed (edgeq.integrity)
 _ARTIFACT_REQUIRED = ("name", "path", "format", "precision", "role", "bytes", "sha256", "quantization", "details",
                       "validations")
 _VALIDATION_REQUIRED = ("runner", "machine", "cpu_model", "features", "emulated", "metrics", "budget_check",

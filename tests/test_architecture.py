@@ -18,7 +18,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("cli", ("edgeq.cli", "edgeq.commands", "edgeq.__main__", "edgeq.pytest_plugin")),
     ("api", ("edgeq", "edgeq.api", "edgeq.check", "edgeq.sweep", "edgeq.compress.sweep", "edgeq.zoo")),
     ("pipeline", ("edgeq.pipeline.pipeline", "edgeq.pipeline.selection")),
-    ("stages/search", ("edgeq.stages", "edgeq.search")),
+    ("stages/search", ("edgeq.stages", "edgeq.search", "edgeq.explain")),
     ("backends", ("edgeq.backends",)),
     ("runtime", ("",)),
 )

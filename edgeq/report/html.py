@@ -46,7 +46,7 @@ def esc(x: Any) -> str:
 
 # Features whose sections render from optional manifest keys, imported on first render (after this module).
 _SECTION_MODULES = ("edgeq.report.plot_sections", "edgeq.report.core_sections", "edgeq.search.report",
-                    "edgeq.executorch.report", "edgeq.compress.report")
+                    "edgeq.executorch.report", "edgeq.compress.report", "edgeq.explain.section")
 
 
 def _load_section_modules() -> None:

@@ -125,3 +125,37 @@ def test_crowded_report_stays_readable(manifest: dict[str, Any], tmp_path: Path)
     _assert_readable(found)
     size_plot = next(s for s in found["svgs"] if "vs size" in s["title"])
     assert size_plot["points"] == 6 + 14  # 2 artifacts × 3 runners + the trials, none dropped
+
+
+def _explained(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The export's own explain sections, plus what a missed budget adds: measured moves and operator warnings."""
+    m = copy.deepcopy(manifest)
+    ex = m["explain"]
+    for le in ex["layer_error"]:
+        le["moves"] = [{"layer": w["layer"], "op": w["op"], "nodes": [w["layer"]], "move": mv, "base_db": 31.2,
+                        "after_db": 35.3, "gain_db": 4.1} for w in le["worst"] for mv in ("16-bit activations",
+                                                                                         "kept in float")]
+    ex["warnings"] = [{"artifact": "pte-int8-static", "kind": "not_delegated", "operators": ["aten.cumsum"],
+                       "message": "pte-int8-static: 1 operator(s) outside the XNNPACK delegate, run by ExecuTorch's "
+                                  "portable kernels: aten.cumsum ×1 (12% of the profiled run)"}]
+    prof = copy.deepcopy(ex["profiles"][0])
+    prof["artifact"] = "pte-int8-static-with-a-deliberately-long-artifact-name"
+    prof["ops"] = [{"name": f"Fully Connected (NC, QS8, QC8W) GEMM #{i}", "op": "Fully Connected (NC, QS8, QC8W) GEMM",
+                    "where": "XNNPACK", "ms": 0.5 / (i + 1), "calls": 1} for i in range(20)]
+    prof["ops"].append({"name": "native_call_cumsum.out", "op": "cumsum.out", "where": "portable", "ms": 0.2,
+                        "calls": 1})
+    ex["profiles"].append(prof)
+    return m
+
+
+def test_explain_sections_in_headless_chromium(manifest: dict[str, Any], tmp_path: Path) -> None:
+    m = _explained(manifest)
+    assert m["explain"]["layer_error"] and m["explain"]["profiles"]  # every export records both
+    page = render_html(m)
+    found = probe(page, tmp_path)
+    _assert_readable(found)
+    titles = [s["title"] for s in found["svgs"]]
+    assert any("per-layer error" in t for t in titles)
+    assert sum("time per operator" in t for t in titles) == len(m["explain"]["profiles"])
+    worst = m["explain"]["layer_error"][0]["worst"][0]["layer"]
+    assert worst in page and "+4.1 dB measured" in page and "aten.cumsum" in page

@@ -1,0 +1,60 @@
+"""Per-layer error: each quantized layer's output against the float model's, on a few evaluation samples.
+
+``LayerError.sqnr_db`` is the error accumulated up to that layer (the quantized model's tensor vs the float
+model's); ``added_db`` is what the layer itself adds, scored like the search's sensitivity ranking
+(:func:`edgeq.search.sensitivity.nsr`): the noise-to-signal power of its output minus that of its noisiest input,
+as an SQNR (lower = worse). Layers come in graph order (the plot's x axis).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from edgeq.search.sensitivity import nsr
+
+
+@dataclass(frozen=True)
+class LayerError:
+    index: int  # position in graph order
+    layer: str  # ONNX node name / FX node name of the float graph
+    op: str
+    sqnr_db: float
+    cosine: float | None
+    added_db: float  # the noise this layer adds beyond its inputs', as an SQNR (lower = worse)
+    nodes: tuple[str, ...] = ()  # every float-graph node the layer covers (a Conv whose Relu was folded into it)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["nodes"] = list(self.nodes or (self.layer,))
+        for k in ("sqnr_db", "added_db", "cosine"):
+            v = d[k]
+            if isinstance(v, float) and math.isinf(v):
+                d[k] = 999.0  # "no error": JSON has no infinity; 999 dB reads as exact
+        return d
+
+
+def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
+    r, g = ref.astype(np.float64).ravel(), got.astype(np.float64).ravel()
+    noise = float(((r - g) ** 2).sum())
+    return math.inf if noise == 0 else 10 * math.log10(max(float((r ** 2).sum()), 1e-30) / noise)
+
+
+def cosine(ref: np.ndarray, got: np.ndarray) -> float:
+    r, g = ref.astype(np.float64).ravel(), got.astype(np.float64).ravel()
+    den = float(np.linalg.norm(r) * np.linalg.norm(g))
+    return 1.0 if den == 0 else float(r @ g / den)
+
+
+def added_db(out_db: float, in_dbs: list[float]) -> float:
+    """The noise power a layer adds beyond its noisiest input, as an SQNR in dB (inf: adds none)."""
+    added = max(0.0, nsr(out_db) - max((nsr(d) for d in in_dbs), default=0.0))
+    return math.inf if added <= 0 else -10 * math.log10(added)
+
+
+def worst(layers: list[LayerError], k: int = 3) -> list[LayerError]:
+    """The ``k`` layers that add the most noise (ties: the earlier layer, whose error every later one inherits)."""
+    return sorted((x for x in layers if not math.isinf(x.added_db)), key=lambda x: (x.added_db, x.index))[:k]

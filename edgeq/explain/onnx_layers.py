@@ -1,0 +1,109 @@
+"""Per-layer error of a QDQ ONNX model against the float graph it was quantized from, with onnxruntime's
+``qdq_loss_debug`` (every intermediate tensor exposed and matched by name), and the measured effect of
+keeping one layer's activations at 16 bits (ORT's QDQ mixed precision)."""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeq.config import QuantOptions
+from edgeq.data import Dataset
+from edgeq.explain.layers import LayerError, added_db, cosine, sqnr_db
+from edgeq.onnx.quantize import quantize_onnx_static, quiet_stdout, reader_class
+
+
+def onnx_layer_errors(float_model: Path, qdq_model: Path, data: Dataset) -> list[LayerError]:
+    """One entry per float-graph node whose output the quantized model also computes, in graph order."""
+    import onnx
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        create_activation_matching,
+        modify_model_output_intermediate_tensors,
+    )
+
+    with tempfile.TemporaryDirectory(prefix="edgeq-layers-") as tmp, quiet_stdout():
+        aug_f, aug_q = Path(tmp, "float.onnx"), Path(tmp, "qdq.onnx")
+        modify_model_output_intermediate_tensors(str(float_model), str(aug_f))
+        modify_model_output_intermediate_tensors(str(qdq_model), str(aug_q))
+        float_acts = collect_activations(str(aug_f), reader_class()(data))
+        qdq_acts = collect_activations(str(aug_q), reader_class()(data))
+    matching = create_activation_matching(qdq_acts, float_acts)
+    graph = onnx.load(str(float_model), load_external_data=False).graph
+    measured: dict[str, tuple[float, float]] = {}
+    # tensors with a Q/DQ pair (compared after it), and tensors both graphs compute without one (a float output)
+    pairs = {t: (m.get("float"), m.get("post_qdq") or qdq_acts.get(t)) for t, m in matching.items()}
+    pairs.update({t: (float_acts[t], qdq_acts[t]) for t in float_acts if t in qdq_acts and t not in pairs})
+    for t, (ref, got) in pairs.items():
+        if got is None or ref is None or len(got) != len(ref):
+            continue
+        r, g = np.concatenate([x.ravel() for x in ref]), np.concatenate([x.ravel() for x in got])
+        if r.shape == g.shape and np.issubdtype(r.dtype, np.floating):
+            measured[t] = (sqnr_db(r, g), cosine(r, g))
+    producer = {o: m for m in graph.node for o in m.output}
+    out: list[LayerError] = []
+    for n in graph.node:
+        outs = [o for o in n.output if o in measured]
+        if not outs:
+            continue
+        t = min(outs, key=lambda o: measured[o][0])
+        group, ins = _group(n, producer, measured)
+        db, cos = measured[t]
+        out.append(LayerError(len(out), group[0].name, "+".join(g.op_type for g in group), db, cos,
+                              added_db(db, [measured[i][0] for i in ins]), tuple(g.name for g in group)))
+    return out
+
+
+def _group(node: Any, producer: dict[str, Any], measured: dict[str, Any]) -> tuple[list[Any], list[str]]:
+    """(the nodes of NODE's layer in graph order, the measured tensors it reads): a producer whose output the
+    quantized model never computes (a Conv whose Relu / Clip onnxruntime folded into it) belongs to the layer."""
+    group, ins, todo, seen = [node], [], [i for i in node.input if i], set()
+    while todo:
+        t = todo.pop()
+        if t in seen:
+            continue
+        seen.add(t)
+        if t in measured:
+            ins.append(t)
+        elif t in producer and len(group) < 8:
+            group.insert(0, producer[t])
+            todo.extend(i for i in producer[t].input if i)
+    return group, ins
+
+
+def output_sqnr(model: Path, data: Dataset, reference: dict[str, np.ndarray]) -> float:
+    """SQNR of the model's outputs against the float reference outputs, over all outputs and samples."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    n = len(data)
+    got = {k: [] for k in names}  # type: dict[str, list[np.ndarray]]
+    for i in range(n):
+        res = sess.run(names, {k: v[i:i + 1] for k, v in data.inputs.items()})
+        for k, v in zip(names, res, strict=True):
+            got[k].append(np.asarray(v))
+    ref = np.concatenate([reference[k][:n].ravel() for k in names])
+    return sqnr_db(ref, np.concatenate([np.concatenate(got[k]).ravel() for k in names]))
+
+
+MOVES = ("16-bit activations", "kept in float")
+
+
+def rebuild_wider(float_model: Path, out: Path, calib: Dataset, opts: QuantOptions, nodes: tuple[str, ...],
+                  move: str, cache: Path) -> Path:
+    """The export's static QDQ recipe again with NODES wider (no NODES: the recipe as is). ``cache``: the
+    calibrated ranges, shared by every rebuild (they depend only on the float graph, the data and the method)."""
+    if move == "16-bit activations":
+        opts = dataclasses.replace(opts, int16_activation_nodes=(*opts.int16_activation_nodes, *nodes))
+    elif move == "kept in float":
+        opts = dataclasses.replace(opts, nodes_to_exclude=(*opts.nodes_to_exclude, *nodes))
+    quantize_onnx_static(float_model, out, calib, opts, calibration_cache=cache)
+    return out

@@ -1,0 +1,110 @@
+"""Per-node latency of an ONNX model on the host, from onnxruntime's own profiler
+(``SessionOptions.enable_profiling``), and the float nodes a quantized model runs between Q/DQ pairs.
+
+One intra-op thread, so the node events are sequential and sum to the run (``model_run``). The graph that is
+analysed is the one onnxruntime executes (``optimized_model_filepath``), after its QDQ fusions: a node left
+there in float with a DequantizeLinear feeding it or a QuantizeLinear reading it runs in float with a
+conversion round trip around it, which is the slowdown a QDQ model is supposed to avoid.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeq.explain.profile import OpTime, Profile, mean_per_run, overhead_row, sorted_ops
+
+# Integer kernels (ORT's fused QDQ forms and the dynamic-quantization ops) and graph plumbing that costs no math.
+_INTEGER_PREFIXES = ("QLinear", "QGemm", "QAttention", "DynamicQuantize", "MatMulInteger", "ConvInteger",
+                     "MatMulNBits", "NhwcMaxPool", "QuickGelu")
+_QDQ = ("QuantizeLinear", "DequantizeLinear")
+_PLUMBING = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Shape", "Constant")
+
+
+def profile_onnx(path: Path, sample: dict[str, np.ndarray], artifact: str, runs: int = 10,
+                 warmup: int = 2) -> tuple[Profile, list[dict[str, Any]]]:
+    """(per-node profile, float nodes between Q/DQ) of one ONNX / ORT-format model on one sample."""
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="edgeq-prof-") as tmp:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        opts.enable_profiling = True
+        opts.profile_file_prefix = str(Path(tmp) / "ort")
+        optimized = Path(tmp) / "optimized.onnx"
+        if path.suffix == ".onnx":  # an .ort file is already the optimized graph and cannot be re-serialized
+            opts.optimized_model_filepath = str(optimized)
+        sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        feeds = {i.name: np.ascontiguousarray(sample[i.name]) for i in sess.get_inputs()}
+        wall = []
+        for i in range(warmup + runs):
+            t0 = time.perf_counter()
+            sess.run(None, feeds)
+            if i >= warmup:
+                wall.append((time.perf_counter() - t0) * 1000.0)
+        events = json.loads(Path(sess.end_profiling()).read_text())
+        unfused = unfused_float_nodes(optimized) if optimized.is_file() else []
+    prof = _from_events(events, artifact, runs, warmup, wall)
+    times = {o.name: o.ms for o in prof.ops}
+    for u in unfused:
+        u["ms"] = times.get(u["node"])
+    return prof, unfused
+
+
+def _from_events(events: list[dict[str, Any]], artifact: str, runs: int, warmup: int,
+                 wall: list[float]) -> Profile:
+    """Node events of the timed runs (after the warm-up ones), matched to their run by timestamp."""
+    windows = [(e["ts"], e["ts"] + e["dur"], e["dur"]) for e in events if e.get("name") == "model_run"]
+    timed = windows[warmup:warmup + runs]
+    samples: dict[str, list[float]] = collections.defaultdict(list)
+    kinds: dict[str, tuple[str, str]] = {}
+    for e in events:
+        if e.get("cat") != "Node" or not str(e.get("name", "")).endswith("_kernel_time"):
+            continue
+        if not any(lo <= e["ts"] <= hi for lo, hi, _ in timed):
+            continue
+        node = e["name"].removesuffix("_kernel_time")
+        args = e.get("args") or {}
+        kinds[node] = (str(args.get("op_name", "?")), str(args.get("provider", "?")).removesuffix("ExecutionProvider"))
+        samples[node].append(e["dur"] / 1000.0)  # µs -> ms
+    per_run = mean_per_run(samples, len(timed) or 1)
+    ops = [OpTime(n, kinds[n][0], kinds[n][1], ms) for n, ms in per_run.items()]
+    run_ms = sum(d for _, _, d in timed) / 1000.0 / (len(timed) or 1)
+    ops += overhead_row(run_ms, sum(per_run.values()), "onnxruntime (between nodes)")
+    return Profile(artifact, "onnx", "onnxruntime profiler (1 intra-op thread)", len(timed), warmup,
+                   sum(wall) / len(wall) if wall else 0.0, run_ms, sorted_ops(ops))
+
+
+def _is_float_compute(op: str) -> bool:
+    return not (op in _QDQ or op in _PLUMBING or op.startswith(_INTEGER_PREFIXES))
+
+
+def unfused_float_nodes(optimized: Path) -> list[dict[str, Any]]:
+    """Float nodes the runtime executes between a DequantizeLinear and a QuantizeLinear, in graph order."""
+    import onnx
+
+    graph = onnx.load(str(optimized), load_external_data=False).graph
+    if not any(n.op_type == "QuantizeLinear" for n in graph.node):
+        return []  # not a QDQ model (float or dynamic INT8): nothing was meant to be fused
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+    consumers: dict[str, list[str]] = collections.defaultdict(list)
+    for n in graph.node:
+        for i in n.input:
+            consumers[i].append(n.op_type)
+    out = []
+    for n in graph.node:
+        if not _is_float_compute(n.op_type):
+            continue
+        dq_in = any(producer.get(i) == "DequantizeLinear" for i in n.input)
+        q_out = any("QuantizeLinear" in consumers.get(o, []) for o in n.output)
+        if dq_in or q_out:
+            out.append({"node": n.name, "op": n.op_type, "dequantized_input": dq_in, "quantized_output": q_out})
+    return out

@@ -1,0 +1,92 @@
+"""Per-layer error of the ``.pte`` path: the PT2E-converted graph against the float graph before lowering, node
+by node, with torchao's numeric debugger (the same matching by debug handle as
+:mod:`edgeq.search.pte_sensitivity`, with the cosine kept), and the measured effect of keeping one node in float.
+
+The quantized graph is rebuilt with edgeq's own ``quantize_pt2e`` and the export's options on the same
+calibration samples, so it is the graph the shipped ``.pte`` was lowered from; the numbers are PT2E's simulation
+of it on the host, not the XNNPACK kernels' arithmetic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from edgeq.config import QuantOptions
+from edgeq.data import Dataset
+from edgeq.executorch.quantize import quantize_pt2e, sample_args
+from edgeq.explain.layers import LayerError, added_db, cosine, sqnr_db
+
+
+def _flat(x: Any) -> list[np.ndarray]:
+    import torch
+    from torch.utils._pytree import tree_flatten
+
+    leaves, _ = tree_flatten(x)
+    return [t.detach().double().numpy().ravel() for t in leaves if isinstance(t, torch.Tensor) and t.is_floating_point()]
+
+
+def pte_layer_errors(exported: Any, calib: Dataset, ev: Dataset, signature: list[Any], opts: QuantOptions,
+                     target: Any) -> list[LayerError]:
+    """One entry per float-graph node matched in the quantized graph, in graph order."""
+    import copy
+
+    import torch
+    from torchao.quantization.pt2e import (
+        extract_results_from_loggers,
+        generate_numeric_debug_handle,
+        prepare_for_propagation_comparison,
+    )
+    from torchao.quantization.pt2e.utils import _fuse_conv_bn_
+
+    exported = copy.deepcopy(exported)  # the debug handles are written into the node metadata
+    generate_numeric_debug_handle(exported)
+    float_module = exported.module()
+    _fuse_conv_bn_(float_module)  # prepare_pt2e folds BatchNorm into the convolutions: compare like with like
+    qep, _ = quantize_pt2e(exported, calib, signature, opts, target)
+    ref_model = prepare_for_propagation_comparison(float_module)
+    act_model = prepare_for_propagation_comparison(qep.module())
+    with torch.no_grad():
+        for i in range(len(ev)):
+            args = sample_args(ev, signature, i)
+            ref_model(*args)
+            act_model(*args)
+    ref, act = extract_results_from_loggers(ref_model), extract_results_from_loggers(act_model)
+    measured: dict[str, tuple[float, float]] = {}
+    for key, (name, _stack, ref_stats) in ref.items():
+        if key not in act or not name or not ref_stats or len(ref_stats) != len(act[key][2]):
+            continue
+        r, a = _flat(ref_stats), _flat(act[key][2])
+        if not r or len(r) != len(a) or any(x.shape != y.shape for x, y in zip(r, a, strict=True)):
+            continue
+        rr, aa = np.concatenate(r), np.concatenate(a)
+        measured[name] = (sqnr_db(rr, aa), cosine(rr, aa))
+    out: list[LayerError] = []
+    for n in float_module.graph.nodes:
+        if n.name not in measured:
+            continue
+        ins = [measured[a.name][0] for a in n.all_input_nodes if a.name in measured]
+        db, cos = measured[n.name]
+        op = str(getattr(n.target, "__name__", n.target)).split(".")[0]
+        out.append(LayerError(len(out), n.name, op, db, cos, added_db(db, ins)))
+    return out
+
+
+def pt2e_output_sqnr(exported: Any, calib: Dataset, ev: Dataset, signature: list[Any], opts: QuantOptions,
+                     target: Any, keep_float: str | None) -> float:
+    """Output SQNR (vs the float graph) of the PT2E graph built with ``opts``, ``keep_float`` excluded."""
+    import torch
+
+    if keep_float is not None:
+        opts = dataclasses.replace(opts, nodes_to_exclude=(*opts.nodes_to_exclude, keep_float))
+    qep, _ = quantize_pt2e(exported, calib, signature, opts, target)
+    fm, qm = exported.module(), qep.module()
+    refs, gots = [], []
+    with torch.no_grad():
+        for i in range(len(ev)):
+            args = sample_args(ev, signature, i)
+            refs += _flat(fm(*args))
+            gots += _flat(qm(*args))
+    return sqnr_db(np.concatenate(refs), np.concatenate(gots))

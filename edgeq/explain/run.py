@@ -1,0 +1,135 @@
+"""The export's one call into edgeq.explain, after validation: per-operator profiles of every artifact, and the
+per-layer error of the quantized models that ship — with, when the budget is missed, the measured effect of
+widening each of the worst layers. Returns the manifest's ``explain`` key."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeq.backends.executorch import static_export
+from edgeq.backends.onnx import PREP_NAME
+from edgeq.capture import Captured
+from edgeq.config import QuantOptions
+from edgeq.data import Dataset
+from edgeq.explain.latency import profile_artifacts
+from edgeq.explain.layers import LayerError, worst
+from edgeq.explain.onnx_layers import MOVES, onnx_layer_errors, output_sqnr, rebuild_wider
+from edgeq.explain.pte_layers import pt2e_output_sqnr, pte_layer_errors
+from edgeq.manifest import Artifact
+from edgeq.onnx.export import preprocess
+from edgeq.progress import Progress
+from edgeq.targetspec import Target
+
+
+@dataclass(frozen=True)
+class ExplainInputs:
+    outdir: Path
+    scratch: Path
+    artifacts: tuple[Artifact, ...]
+    inputs_rel: str
+    reference_rel: str
+    captured: Captured  # the graph INT8 was built from (the outlier-prepared copy when there is one)
+    calib: Dataset
+    ev: Dataset
+    quant: dict[str, dict[str, Any]]  # resolved quantization options per format (manifest config.resolved_quant)
+    target: Target
+    search: dict[str, Any]  # the export's search keys: the shipped model's layer overrides
+    samples: int = 8  # evaluation samples the per-layer comparison runs on
+    moves: int = 3  # worst layers rebuilt wider when the budget is missed
+
+
+def explain_export(x: ExplainInputs, progress: Progress | None = None) -> dict[str, Any]:
+    progress = progress or Progress(enabled=False)
+    out = profile_artifacts(x.outdir, list(x.artifacts), x.inputs_rel, progress)
+    out["layer_error"] = []
+    for a in x.artifacts:
+        if a.role != "candidate" or a.precision != "int8-static" or a.format not in ("onnx", "pte"):
+            continue
+        progress.stage(f"explain: per-layer error of {a.name}")
+        try:
+            out["layer_error"].append(_layer_error(x, a, progress))
+        except Exception as e:  # a diagnostic: the artifact itself was validated already
+            out["notes"].append(f"{a.name}: no per-layer error ({type(e).__name__}: {str(e)[:200]})")
+    return out
+
+
+def _options(x: ExplainInputs, fmt: str) -> QuantOptions:
+    """The shipped recipe: the resolved options plus the search's per-layer overrides of the model it kept."""
+    d = dict(x.quant.get(fmt) or {})
+    for k in ("nodes_to_exclude", "op_types_to_exclude", "int16_activation_nodes"):
+        d[k] = tuple(d.get(k) or ())
+    opts = QuantOptions(**d)
+    s = x.search.get("search" if fmt == "onnx" else "search_pte") or {}
+    best = next((t for t in s.get("trials") or [] if t.get("index") == s.get("best")), None)
+    if best is not None:
+        opts = dataclasses.replace(opts, nodes_to_exclude=tuple(best.get("nodes_excluded") or ()),
+                                   int16_activation_nodes=tuple(best.get("int16_activation_nodes") or ()))
+    return opts
+
+
+def _missed(a: Artifact) -> bool:
+    return any(not v.budget_check.get("passed", True) for v in a.validations)
+
+
+def _layer_error(x: ExplainInputs, a: Artifact, progress: Progress) -> dict[str, Any]:
+    ev = x.ev.head(x.samples)
+    opts = _options(x, a.format)
+    if a.format == "onnx":
+        float_model = x.scratch / PREP_NAME
+        if not float_model.is_file():  # an export whose scratch was not kept: pre-process the float model again
+            float_model = preprocess(x.outdir / "model.fp32.onnx", x.scratch / "explain.prep.onnx")[0]
+        layers = onnx_layer_errors(float_model, x.outdir / a.path, ev)
+        method = "onnxruntime qdq_loss_debug: QDQ model vs the float graph it was quantized from"
+    else:
+        program = static_export(x.captured, x.calib)
+        layers = pte_layer_errors(program, x.calib, ev, list(x.captured.signature), opts, x.target)
+        method = "torchao numeric debugger: PT2E-converted graph vs the float graph before lowering"
+    rec: dict[str, Any] = {"artifact": a.name, "format": a.format, "samples": len(ev), "method": method,
+                           "layers": [ly.to_dict() for ly in layers],
+                           "worst": [dict(rank=i + 1, **w.to_dict()) for i, w in enumerate(worst(layers))],
+                           "moves": []}
+    if _missed(a) and layers:
+        progress.stage(f"explain: rebuilding {a.name} with each of its {x.moves} worst layers wider")
+        rec["moves"] = _measure_moves(x, a, layers, opts, x.ev.head(4 * x.samples),
+                                      program if a.format == "pte" else float_model)
+    return rec
+
+
+def _measure_moves(x: ExplainInputs, a: Artifact, layers: list[LayerError], opts: QuantOptions, ev: Dataset,
+                   source: Any) -> list[dict[str, Any]]:
+    """Output SQNR of the recipe rebuilt as is and with one worst layer wider; the difference is the move's gain."""
+    sig = list(x.captured.signature)
+    if a.format == "onnx":
+        with np.load(x.outdir / x.reference_rel, allow_pickle=False) as z:
+            ref = {k: z[k] for k in z.files}
+        cache = x.scratch / "explain.calibration.json"
+        built = iter(range(1000))
+
+        def measure(nodes: tuple[str, ...], move: str) -> float:
+            path = rebuild_wider(source, x.scratch / f"explain.{next(built)}.onnx", x.calib, opts, nodes, move, cache)
+            return output_sqnr(path, ev, ref)
+        moves: tuple[str, ...] = MOVES
+    else:
+        def measure(nodes: tuple[str, ...], move: str) -> float:
+            return pt2e_output_sqnr(source, x.calib, ev, sig, opts, x.target, nodes[0] if nodes else None)
+        moves = ("kept in float",)  # XNNPACK's PT2E quantizer has no 16-bit activation scheme
+
+    base = measure((), "")
+    out = []
+    for w in worst(layers, x.moves):
+        for move in moves:
+            after = measure(w.nodes or (w.layer,), move)
+            gain = None if math.isinf(after) or math.isinf(base) else after - base
+            out.append({"layer": w.layer, "op": w.op, "nodes": list(w.nodes or (w.layer,)), "move": move,
+                        "base_db": _finite(base), "after_db": _finite(after), "gain_db": gain})
+    return out
+
+
+def _finite(v: float) -> float:
+    return 999.0 if math.isinf(v) else v

@@ -1,0 +1,85 @@
+"""``edgeq explain OUTDIR``: what an export folder says about where its error and its time come from.
+
+Reads only ``OUTDIR/edgeq.json`` (plain JSON, never a pickle), and refuses a manifest that is a symlink or
+resolves outside OUTDIR, so pointing it at a folder from elsewhere cannot make it read other files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgeq.errors import ManifestError
+from edgeq.explain.section import best_moves, move_text, top_rows
+from edgeq.manifest import MANIFEST_NAME, read_manifest
+
+
+def _confined_manifest(outdir: Path) -> Path:
+    if not outdir.is_dir():
+        raise ManifestError(f"{outdir} is not a folder", "point at a folder written by `edgeq export`")
+    p = outdir / MANIFEST_NAME
+    if p.is_symlink() or not p.resolve().is_relative_to(outdir.resolve()):
+        raise ManifestError(f"{p} is a symlink or points outside {outdir}",
+                            "explain reads only the folder's own edgeq.json; copy the real file in")
+    return p
+
+
+def explain(outdir: Path) -> dict[str, Any]:
+    """The ``--json`` document: per-layer error (when recorded), warnings, and the top operators per artifact."""
+    m = read_manifest(_confined_manifest(Path(outdir)))
+    try:
+        doc = _document(m, outdir)
+        render_text(doc)  # every field the text needs is there and typed
+        return doc
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ManifestError(f"{outdir}/{MANIFEST_NAME}: malformed 'explain' record ({type(e).__name__}: {e})",
+                            "the manifest was edited or written by another edgeq; re-run edgeq export") from e
+
+
+def _document(m: dict[str, Any], outdir: Path) -> dict[str, Any]:
+    ex = m.get("explain") or {}
+    profiles = [{"artifact": p["artifact"], "format": p["format"], "source": p["source"], "runs": p["runs"],
+                 "wall_ms": p["wall_ms"], "runtime_ms": p["runtime_ms"], "total_ms": p["total_ms"],
+                 "coverage": p.get("coverage"), "top": top_rows(p)} for p in ex.get("profiles") or []]
+    return {"output": str(outdir), "passed": bool(m["verdict"]["passed"]), "failures": list(m["verdict"]["failures"]),
+            "layer_error": ex.get("layer_error") or [], "warnings": [w["message"] for w in ex.get("warnings") or []],
+            "notes": list(ex.get("notes") or []), "profiles": profiles}
+
+
+def render_text(doc: dict[str, Any]) -> str:
+    lines = [f"{doc['output']}: {'PASS' if doc['passed'] else 'FAIL'}"]
+    lines += [f"  - {f}" for f in doc["failures"]]
+    for le in doc["layer_error"]:
+        lines += layer_lines(le)
+    for w in doc["warnings"]:
+        lines.append(f"WARNING {w}")
+    for n in doc["notes"]:
+        lines.append(f"note: {n}")
+    for p in doc["profiles"]:
+        cov = "" if p["coverage"] is None else f", {p['coverage']:.0%} of the wall time of the same runs"
+        lines.append("")
+        lines.append(f"{p['artifact']}: {p['total_ms']:.4f} ms per run over {p['runs']} runs ({p['source']}{cov})")
+        w = max(len(r["name"]) for r in p["top"]) if p["top"] else 8
+        for r in p["top"]:
+            share = r["ms"] / (p["runtime_ms"] or p["total_ms"] or 1.0)
+            lines.append(f"  {r['name']:<{min(w, 48)}}  {r['op'][:34]:<34}  {r['where'][:16]:<16}  "
+                         f"{r['ms']:>9.4f} ms  {share:>6.1%}")
+    if not doc["profiles"] and not doc["layer_error"]:
+        lines.append("no per-layer error or operator profile recorded (exported by an older edgeq?)")
+    return "\n".join(lines)
+
+
+def layer_lines(le: dict[str, Any]) -> list[str]:
+    """The per-layer error of one artifact: the worst layers and the measured moves."""
+    out = [f"{le['artifact']}: per-layer error against float ({le['samples']} samples, {le['method']})"]
+    for r in le.get("worst") or []:
+        cos = "–" if r["cosine"] is None else f"{r['cosine']:.4f}"
+        out.append(f"  worst #{r['rank']}: {r['layer']} ({r['op']}): SQNR {r['sqnr_db']:.1f} dB, cosine {cos}, "
+                   f"its own noise {r['added_db']:.1f} dB")
+    for mv in le.get("moves") or []:
+        out.append(f"  {mv['layer']}: {move_text(mv)}")
+    if le.get("moves"):
+        best = best_moves(le)
+        out.append("  best measured move: " + (f"{best[0]['move']} on {best[0]['layer']} ({best[0]['gain_db']:+.1f} dB)"
+                                               if best else "none of the rebuilt layers improved the output"))
+    return out
