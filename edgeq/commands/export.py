@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from edgeq.commands import text_generation
-from edgeq.commands.common import add_budget_flags, add_quant_flags, budget_from, progress_from
+from edgeq.commands.common import (
+    add_budget_flags,
+    add_fleet_flags,
+    add_quant_flags,
+    budget_from,
+    fleet_from,
+    progress_from,
+)
 from edgeq.commands.compress_flags import add_compress_flags, compress_from
 from edgeq.config import PipelineConfig, QuantOptions, SearchOptions
 from edgeq.errors import UsageError
@@ -47,8 +54,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", type=Path)
     p.add_argument("--force", action="store_true", help="replace OUTDIR if it exists")
     p.add_argument("--validate-on", default="auto", metavar="RUNNER[,RUNNER]",
-                   help="host, emulator, ssh://user@host[:port][/dir] (comma-separated; default auto: host, plus "
-                        "the emulator for ARM targets once `edgeq emulator setup` has run)")
+                   help="host, emulator, ssh://user@host[:port][/dir], fleet:SELECTOR (comma-separated; default "
+                        "auto: host, plus the emulator for ARM targets once `edgeq emulator setup` has run)")
     p.add_argument("--eval-fraction", type=float, default=0.2, help="held-out share of --calib when no --eval")
     p.add_argument("--max-eval-samples", type=int, default=512)
     p.add_argument("--seed", type=int, default=0)
@@ -62,6 +69,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "(default auto)")
     add_quant_flags(p)
     add_budget_flags(p)
+    add_fleet_flags(p)
     add_search_flags(p)
     add_image_flags(p)
     add_compress_flags(p)
@@ -165,7 +173,8 @@ def run(args: argparse.Namespace) -> int:
         budget=budget_from(args), force=args.force, eval_fraction=args.eval_fraction,
         max_eval_samples=args.max_eval_samples, seed=args.seed, opset=args.opset, search=search_from(args),
         trust_pickle=args.trust_pickle, validate_on=tuple(s.strip() for s in args.validate_on.split(",") if s.strip()),
-        preprocess=preprocess_from(args), compress=compress_from(args), outliers=args.outliers)
+        preprocess=preprocess_from(args), compress=compress_from(args), outliers=args.outliers,
+        fleet=fleet_from(args))
     result = export(cfg, progress_from(args))
     out = human(args)
     print(terminal_summary(result.manifest, str(result.output)), file=out)
@@ -174,7 +183,9 @@ def run(args: argparse.Namespace) -> int:
         print(search_summary(search), file=out)
     if args.json:
         emit_json({"command": "export", **json_result(result.manifest, str(result.output))})
-    return 0 if result.passed else 1
+    from edgeq.validate.orchestrate import exit_code
+
+    return exit_code(result.manifest["verdict"])
 
 
 def is_manifest_config(path: Path) -> bool:
