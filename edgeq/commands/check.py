@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeq.commands.common import add_budget_flags, add_fleet_flags, budget_from, progress_from
+from edgeq.commands.common import add_budget_flags, add_fleet_flags, budget_from, fleet_from, progress_from
 
 if TYPE_CHECKING:
     from edgeq.check import CheckResult
@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
 
     runners = tuple(s.strip() for s in args.on.split(",")) if args.on else None
     res = check(args.outdir, budget_from(args), runners, progress_from(args), target=args.target,
-                public_key=args.public_key, max_ppl_increase=args.max_ppl_increase, float_model=args.float_model)
+                public_key=args.public_key, max_ppl_increase=args.max_ppl_increase, float_model=args.float_model,
+                fleet=fleet_from(args))
     m = dict(res.manifest)
     m["artifacts"] = [a.to_dict() for a in res.artifacts]
     m["budget"] = res.budget.to_dict() if res.llm is None else res.manifest["budget"]
