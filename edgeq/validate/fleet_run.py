@@ -123,7 +123,7 @@ class FleetRun:
     def _require_quorum(self, pending_ok: bool) -> None:
         ok = sum(o.state in (("pending", "answered") if pending_ok else ("answered",)) for o in self.outcomes.values())
         if ok < self.min_boards:
-            down = [f"{o.board.name} ({o.reason[:120]})" for o in self.outcomes.values()
+            down = [f"{o.board.name} ({o.reason[:240]})" for o in self.outcomes.values()
                     if o.state in ("unreachable", "error")]
             raise DeviceUnreachableError(f"only {ok} of {len(self.outcomes)} board(s) can answer, --min-boards "
                                          f"{self.min_boards}: {'; '.join(down)}",
