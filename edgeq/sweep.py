@@ -84,7 +84,8 @@ def run_sweep(config: PipelineConfig, progress: Progress | None = None) -> dict[
         m = read_manifest(run)
         target = load_target(config.target)
         budget = Budget(**m["budget"])
-        runners = tuple(m["config"]["validate_on"])
+        # fleet: selectors validate the base export; the variants run on the other runners (one at a time)
+        runners = tuple(s for s in m["config"]["validate_on"] if not s.startswith("fleet:"))
         arts = [Artifact.from_dict(a) for a in m["artifacts"]]
         static = next(a for a in arts if a.name == ONNX_STATIC)
         base = base_options(static)

@@ -83,8 +83,8 @@ class FleetRun:
     def _pool(self, work: Callable[[Outcome], Outcome], progress: Progress, label: str) -> None:
         """Run ``work`` for every pending board, ``jobs`` at a time; report each board as it finishes."""
         todo = [o for o in self.outcomes.values() if o.state == "pending"]
-        with ThreadPoolExecutor(max_workers=min(self.options.jobs, max(1, len(todo))),
-                                thread_name_prefix="edgeq-board") as pool:
+        pool = ThreadPoolExecutor(max_workers=min(self.options.jobs, max(1, len(todo))), thread_name_prefix="edgeq-board")
+        try:
             futures = [pool.submit(self._timed, o, work) for o in todo]
             for f in as_completed(futures):  # each board is reported when it is done, not after the slowest
                 o = f.result()
@@ -94,6 +94,10 @@ class FleetRun:
                                    f"{'all within budget' if not bad else f'{bad} over budget'} ({o.seconds:.1f} s)")
                 elif o.state != "pending":
                     progress.stage(f"board {o.board.name}: {o.state} during {label} ({o.reason[:160]})")
+        except BaseException:  # Ctrl-C: boards not started yet never start; running ssh calls end by their timeout
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
 
     def _timed(self, o: Outcome, work: Callable[[Outcome], Outcome]) -> Outcome:
         runner = self.runners[o.board.name]
