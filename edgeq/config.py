@@ -255,8 +255,9 @@ class PipelineConfig:
             raise UsageError(f"config version {self.version} is not supported (this edgeq reads {CONFIG_VERSION})")
 
 
-# Not recorded: where the run writes, and trust_pickle (a manifest must never switch on unpickling for a rebuild).
-_NOT_RECORDED = ("output", "force", "target_sha256", "trust_pickle")
+# Not recorded: where the run writes, trust_pickle (a manifest must never switch on unpickling for a rebuild), and
+# how boards were driven (fleet: the manifest's "fleet" section records that run's boards and options).
+_NOT_RECORDED = ("output", "force", "target_sha256", "trust_pickle", "fleet")
 
 
 def config_to_dict(config: PipelineConfig) -> dict[str, Any]:
@@ -269,7 +270,7 @@ def config_to_dict(config: PipelineConfig) -> dict[str, Any]:
         if f.name in _NOT_RECORDED:
             continue
         v = getattr(config, f.name)
-        if isinstance(v, QuantOptions | SearchOptions | Budget | CompressOptions | FleetOptions):
+        if isinstance(v, QuantOptions | SearchOptions | Budget | CompressOptions):
             v = v.to_dict()
         elif isinstance(v, Preprocess):
             v = asdict(v)

@@ -296,6 +296,6 @@ def test_export_validates_on_boards(ssh_env: Shelf, digits_small, tmp_path: Path
     assert rc == 0 and m["verdict"]["passed"] and m["verdict"]["fleet"]["passed"] == 2
     assert [b["name"] for b in m["fleet"]["boards"]] == ["b1", "b3"] and m["fleet"]["jobs"] == 2
     assert m["config"]["validate_on"] == ["host", "fleet:board=b1", "fleet:b3"]
-    assert m["config"]["recorded"]["fleet"]["jobs"] == 2
+    assert "fleet" not in m["config"]["recorded"]  # how boards were driven does not change the artifacts' bytes
     int8 = next(a for a in m["artifacts"] if a["name"] == "onnx-int8-static")
     assert sorted(v.get("board") or v["runner"] for v in int8["validations"]) == ["b1", "b3", "host"]
