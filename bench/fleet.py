@@ -1,4 +1,5 @@
-"""Fleet wall time: `edgeq validate --on fleet:...` on 1 board vs 5 boards in parallel (--jobs 5).
+"""Fleet wall time: `edgeq validate --on fleet:...` on 1 board, on 5 boards in parallel (--jobs 5), and on the
+same 5 boards one at a time (--jobs 1, what `--validate-on ssh://a,ssh://b,...` did before fleets).
 
 Five real sshd servers on 127.0.0.1 (tests/sshd.py), each board's python3 being this Python with onnxruntime, one
 digits CNN export (fp32 + INT8 ONNX). Prints the median wall time of ``ROUNDS`` runs of each, their ratio, and the
@@ -82,10 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         out = root / "run"
         shutil.copytree(args.export or _export(root), out)
         load_before = os.getloadavg()
-        one, five = [], []
-        for _ in range(args.rounds):  # interleaved, so a change in the host's load hits both alike
+        one, five, seq = [], [], []
+        for _ in range(args.rounds):  # interleaved, so a change in the host's load hits all alike
             one.append(_timed(out, "fleet:b1", fleet, 1))
             five.append(_timed(out, "fleet:shelf", fleet, BOARDS))
+            seq.append(_timed(out, "fleet:shelf", fleet, 1))
         load_after = os.getloadavg()
         m1, m5 = statistics.median(one), statistics.median(five)
         print(f"host: {os.cpu_count()} cores, load average (1/5/15 min) before {load_before[0]:.2f}/"
@@ -94,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"1 board : median {m1:.2f} s of {args.rounds} ({', '.join(f'{t:.2f}' for t in one)})")
         print(f"{BOARDS} boards: median {m5:.2f} s of {args.rounds} ({', '.join(f'{t:.2f}' for t in five)}), "
               f"--jobs {BOARDS}")
-        print(f"ratio {BOARDS} boards / 1 board: {m5 / m1:.2f}x (sequential would be about {BOARDS}x)")
+        ms = statistics.median(seq)
+        print(f"{BOARDS} boards: median {ms:.2f} s of {args.rounds} ({', '.join(f'{t:.2f}' for t in seq)}), --jobs 1")
+        print(f"ratio {BOARDS} boards / 1 board: {m5 / m1:.2f}x with --jobs {BOARDS}, {ms / m1:.2f}x with --jobs 1")
     finally:
         for s in servers:
             s.stop()
