@@ -310,9 +310,9 @@ def classify_ssh_error(spec: SshSpec, what: str, err: str) -> DeviceError:
     if any(s in low for s in ("connection refused", "no route to host", "could not resolve", "name or service",
                               "network is unreachable", "connection timed out", "operation timed out")):
         return DeviceUnreachableError(f"{where}: the device is unreachable" + _tail(err),
-                           f"check that it is on, that sshd listens on port {spec.port}, and the address")
+                                      f"check that it is on, that sshd listens on port {spec.port}, and the address")
     return DeviceUnreachableError(f"{where}: the connection to the device was lost" + _tail(err),
-                       "the device disconnected mid-run (reboot, power, network); nothing was recorded — retry")
+                                  "the device disconnected mid-run (reboot, power, network); nothing was recorded — retry")
 
 
 def _check_rows(outputs: dict[str, np.ndarray], inputs: Path, where: str) -> None:

@@ -47,9 +47,9 @@ def _records(device: str) -> Iterator[list[dict[str, object]]]:
 
 
 def remember(device: str, folder: str) -> None:
+    _LIVE.add((device, folder))  # first: a concurrent stale() must never see it as left over
     with _records(device) as recs:
         recs.append({"dir": folder, "pid": os.getpid()})
-    _LIVE.add((device, folder))
 
 
 def forget(device: str, folder: str, removed: bool) -> None:
