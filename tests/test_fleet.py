@@ -299,3 +299,27 @@ def test_export_validates_on_boards(ssh_env: Shelf, digits_small, tmp_path: Path
     assert "fleet" not in m["config"]["recorded"]  # how boards were driven does not change the artifacts' bytes
     int8 = next(a for a in m["artifacts"] if a["name"] == "onnx-int8-static")
     assert sorted(v.get("board") or v["runner"] for v in int8["validations"]) == ["b1", "b3", "host"]
+
+
+def test_leftover_records(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Only folders of finished runs are stale: a dead process's, or this process's once released; never another
+    live process's, never a path not shaped like the runner's own work folder."""
+    import os
+    import subprocess
+
+    from edgeq.validate.runners import ssh_leftovers as lo
+
+    monkeypatch.setenv("EDGEQ_CACHE_DIR", str(tmp_path))
+    p = subprocess.Popen(["true"])  # its pid is gone once it has been waited for
+    p.wait()
+    dev = "ssh://root@127.0.0.1:2222"
+    lo._file(dev).write_text(json.dumps([
+        {"dir": "/tmp/edgeq-run.aaaaaa", "pid": p.pid}, {"dir": "/tmp/edgeq-run.bbbbbb", "pid": os.getppid()},
+        {"dir": "/etc", "pid": p.pid}, {"dir": "/tmp/x/edgeq-run.cccccc/../..", "pid": p.pid}]))
+    assert lo.stale(dev) == ["/tmp/edgeq-run.aaaaaa"]
+    lo.remember(dev, "/w/edgeq-run.dddddd")
+    assert "/w/edgeq-run.dddddd" not in lo.stale(dev)  # in use by this process
+    lo.forget(dev, "/w/edgeq-run.dddddd", removed=False)  # the rm could not reach the board
+    assert "/w/edgeq-run.dddddd" in lo.stale(dev)
+    lo.forget(dev, "/w/edgeq-run.dddddd", removed=True)
+    assert lo.stale(dev) == ["/tmp/edgeq-run.aaaaaa"]
