@@ -323,3 +323,20 @@ def test_leftover_records(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     assert "/w/edgeq-run.dddddd" in lo.stale(dev)
     lo.forget(dev, "/w/edgeq-run.dddddd", removed=True)
     assert lo.stale(dev) == ["/tmp/edgeq-run.aaaaaa"]
+
+
+def test_junit_case_per_board(tmp_path: Path) -> None:
+    from edgeq.report.junit import write_junit
+
+    boards = [{"name": n, "runner": f"ssh://h{n}", "status": s, "reason": r, "validations": k}
+              for n, s, r, k in (("a", "passed", "", 2), ("b", "failed", "", 2), ("c", "unreachable", "refused", 0),
+                                 ("d", "error", "no onnxruntime", 0))]
+    f = tmp_path / "j.xml"
+    write_junit(f, [], "s", boards=boards)
+    ts = ET.parse(f).getroot()
+    assert (ts.get("tests"), ts.get("failures"), ts.get("errors")) == ("4", "1", "2")
+    by = {tc.get("name"): tc for tc in ts.iter("testcase")}
+    assert by["board b (ssh://hb)"].find("failure") is not None
+    err = by["board c (ssh://hc)"].find("error")
+    assert err is not None and "unreachable: refused" in (err.get("message") or "")
+    assert by["board a (ssh://ha)"].find("error") is None and by["board a (ssh://ha)"].find("failure") is None
