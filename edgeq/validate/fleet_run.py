@@ -75,6 +75,7 @@ class FleetRun:
                              "lower --min-boards or select more boards")
         self.runners = {b.name: SshRunner(target, b.spec) for b in boards}
         self.outcomes = {b.name: Outcome(b) for b in boards}
+        self.target_name: str | None = getattr(target, "name", None)
 
     @property
     def runner_names(self) -> set[str]:
@@ -116,6 +117,10 @@ class FleetRun:
     def preflight(self, progress: Progress) -> None:
         """Probe every board in parallel; fail before slow work when fewer than ``min_boards`` can answer."""
         progress.stage(f"probing {len(self.outcomes)} board(s), {self.options.jobs} at a time")
+        other = [o.board.name for o in self.outcomes.values() if o.board.target not in (None, self.target_name)]
+        if other:  # allowed (one build checked on a mixed shelf), but never silently
+            progress.stage(f"note: board(s) {', '.join(other)} have another profile than the artifacts' target "
+                           f"{self.target_name}")
 
         def probe(o: Outcome) -> Outcome:
             self.runners[o.board.name].probe()
