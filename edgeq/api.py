@@ -41,6 +41,8 @@ from edgeq.signature import TensorSpec
 from edgeq.source import load_source
 from edgeq.targets import load_target, with_runner_timeout
 from edgeq.targetspec import Target
+from edgeq.validate.fleet import is_board_spec
+from edgeq.validate.fleet_run import split_runners
 from edgeq.validate.orchestrate import validate_artifacts, verdict
 
 
@@ -122,7 +124,10 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         from edgeq.search.search import check_budget_consistency
 
         check_budget_consistency(budget, config.search)  # contradictory budgets fail before any slow work
-    runners = resolve_runners(config, target, progress)
+    local_specs, boards = split_runners(config.validate_on, target, config.fleet)  # boards run in parallel
+    runners = resolve_runners(dataclasses.replace(config, validate_on=local_specs), target, progress)
+    if boards is not None:
+        boards.preflight(progress)  # fewer than --min-boards reachable: fail before any slow work
     progress.stage(f"loading model {config.model}")
     source = load_source(config.model, config.trust_pickle)
     calib_all, ev = _load_data(config, source.input_names)
@@ -189,6 +194,8 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
             artifacts += [a for a in state.artifacts if a not in artifacts]
 
         validate_artifacts(tmp, artifacts, INPUTS_REL, REFERENCE_REL, runners, target, budget, progress)
+        if boards is not None:  # the boards validate the artifacts that ship (the SELECT phase ran before)
+            validate_artifacts(tmp, artifacts, INPUTS_REL, REFERENCE_REL, (), target, budget, progress, fleet=boards)
         prediction = outliers.get("scheme_prediction")
         for key in ("search", "search_pte"):  # which scheme each search tried first, and why
             if prediction and key in search_keys:
@@ -200,7 +207,8 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         m["config"] = {"recorded": config_to_dict(config), "resolved_quant": resolved_quant,
                        "formats": list(config.formats), "quant": config.quant.to_dict(),
                        "eval_fraction": config.eval_fraction, "seed": config.seed, "opset": config.opset,
-                       "max_eval_samples": config.max_eval_samples, "validate_on": list(runners),
+                       "max_eval_samples": config.max_eval_samples,
+                       "validate_on": [*runners, *(s for s in config.validate_on if is_board_spec(s))],
                        "calib": str(config.calib), "eval": config.eval, "dynamic_batch": captured.dynamic_batch,
                        "static_batch_reason": captured.static_batch_reason,
                        "search": config.search.to_dict(), "compress": config.compress.to_dict()}
@@ -220,7 +228,9 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         }
         m["passes"] = pass_log
         m["artifacts"] = [a.to_dict() for a in artifacts]
-        m["verdict"] = verdict(artifacts, pass_log)
+        if boards is not None:
+            m["fleet"] = boards.record()
+        m["verdict"] = verdict(artifacts, pass_log, m.get("fleet"))
         m.update(search_keys)  # optional keys: "search", "sensitivity", "sensitivity_pte"
         # where the error and the time come from: per layer, per operator (after the searches: what ships)
         m["explain"] = explain_export(ExplainInputs(tmp, scratch, tuple(artifacts), INPUTS_REL, REFERENCE_REL,

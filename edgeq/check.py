@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeq.config import Budget
+from edgeq.config import Budget, FleetOptions
 from edgeq.errors import ManifestError, TargetError, UsageError
 from edgeq.integrity import RUNNABLE, audit, sniff_format
 from edgeq.llm.check import LmCheck
@@ -33,6 +33,7 @@ from edgeq.progress import Progress
 from edgeq.targets import list_targets, load_target, parse_target, targets_dir, with_runner_timeout
 from edgeq.targetspec import Target
 from edgeq.validate.bundled import check_bundle
+from edgeq.validate.fleet_run import split_runners
 from edgeq.validate.orchestrate import validate_artifacts, verdict
 
 # A float baseline must reproduce the stored reference this closely (measured fp32 ORT vs torch: cosine 1.0000,
@@ -53,6 +54,9 @@ class CheckResult:
     findings: list[str] = field(default_factory=list)  # manifest claims that the files or the CLI overrode
     notes: list[str] = field(default_factory=list)
     llm: LmCheck | None = None  # set for text-generation folders (then ``budget`` is empty)
+    fleet: dict[str, Any] | None = None  # the boards of a fleet run (edgeq.validate.fleet_run.FleetRun.record)
+    fleet_verdict: dict[str, Any] | None = None  # per-status board counts
+    infra_failures: list[str] = field(default_factory=list)  # fewer boards answered than --min-boards
 
 
 def packaged_target(name: Any) -> Target:
@@ -109,7 +113,8 @@ def _gating_passes(m: dict[str, Any], arts: list[Artifact], out: Path, tgt: Targ
 def check(outdir: str | Path, budget: Budget | None = None, runners: tuple[str, ...] | None = None,
           progress: Progress | None = None, target: str | None = None,
           public_key: str | Path | None = None, max_ppl_increase: float | None = None,
-          float_model: str | None = None, runner_timeout: float | None = None) -> CheckResult:
+          float_model: str | None = None, runner_timeout: float | None = None,
+          fleet: FleetOptions | None = None) -> CheckResult:
     progress = progress or Progress(enabled=False)
     out = Path(outdir)
     if public_key is not None:
@@ -139,16 +144,19 @@ def check(outdir: str | Path, budget: Budget | None = None, runners: tuple[str, 
         findings.append(f"budget differs from the manifest's ({diff}); enforced: the command line over the "
                         f"{tgt.name} profile")
     recorded = [s for s in (m.get("config") or {}).get("validate_on") or [] if isinstance(s, str)]
-    remote = [s for s in recorded if "://" in s]
+    remote = [s for s in recorded if "://" in s or s.startswith("fleet:")]
     if remote and not runners:
         findings.append(f"not contacting runner(s) named in the manifest: {', '.join(remote)} (use --on)")
-    specs = runners or default_runners(tgt)
+    specs, boards = split_runners(runners or default_runners(tgt), tgt, fleet or FleetOptions())
+    if boards is not None:
+        boards.preflight(progress)
     vd = m["validation_data"]
     validate_artifacts(out, arts, vd["inputs"]["path"], vd["reference"]["path"], specs, tgt, eff, progress,
-                       isolate=True)
+                       isolate=True, fleet=boards)
     if "host" in specs:
         findings += _check_bundles(out, arts, eff, tgt, progress)
-    v = verdict(arts, _gating_passes(m, arts, out, tgt))
+    record = boards.record() if boards is not None else None
+    v = verdict(arts, _gating_passes(m, arts, out, tgt), record)
     failures = list(v["failures"])
     # With --compress the float baseline is the compressed model and the reference the original one: the baseline
     # then cannot equal the reference, so it must meet the budget against it instead (still failing a reference
@@ -167,8 +175,10 @@ def check(outdir: str | Path, budget: Budget | None = None, runners: tuple[str, 
             elif not compressed and val.metrics["cosine_min"] < REFERENCE_MIN_COSINE:
                 failures.append(f"{a.name} on {val.runner}: the stored float reference does not match the float "
                                 f"model (min cosine {val.metrics['cosine_min']:.4f}); reference or model replaced")
-    return CheckResult(out, not failures, failures, arts, eff, replace_budget(m, eff), v["host_passes_arm_fails"],
-                       findings, list(v.get("notes", [])))
+    infra = list(v.get("infra_failures", []))
+    return CheckResult(out, not failures and not infra, failures, arts, eff, replace_budget(m, eff),
+                       v["host_passes_arm_fails"], findings, list(v.get("notes", [])), fleet=record,
+                       fleet_verdict=v.get("fleet"), infra_failures=infra)
 
 
 def _check_bundles(out: Path, arts: list[Artifact], eff: Budget, tgt: Target, progress: Progress) -> list[str]:

@@ -176,6 +176,32 @@ class SearchOptions:
 MIN_OPSET, MAX_OPSET = 18, 23
 
 
+DEFAULT_FLEET_FILE = "edgeq-fleet.toml"
+
+
+@dataclass(frozen=True)
+class FleetOptions:
+    """How SSH boards are validated together (edgeq.validate.fleet): ``--fleet``, ``--jobs``, ``--board-timeout``,
+    ``--min-boards``. ``min_boards`` None means every selected board must answer."""
+
+    file: str | None = None  # the fleet file; None = ./edgeq-fleet.toml when a fleet: selector is used
+    jobs: int = 4  # boards validated at the same time
+    board_timeout: float = 1800.0  # seconds for one board's whole share of the run (probe, copies, runs)
+    min_boards: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.jobs < 1:
+            raise UsageError(f"--jobs must be >= 1, got {self.jobs}")
+        if not (self.board_timeout > 0 and math.isfinite(self.board_timeout)):
+            raise UsageError(f"--board-timeout must be a positive number of seconds, got {self.board_timeout}")
+        if self.min_boards is not None and self.min_boards < 1:
+            raise UsageError(f"--min-boards must be >= 1, got {self.min_boards}",
+                             "it is how many boards must answer for the run to count")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     """One edgeq run. Build it from CLI flags, from ``edgeq.toml`` (:func:`load_config`) or in Python."""
@@ -193,6 +219,7 @@ class PipelineConfig:
     max_eval_samples: int = 512
     seed: int = 0
     validate_on: tuple[str, ...] = ("auto",)  # "auto": host, + emulator for ARM targets once set up
+    fleet: FleetOptions = field(default_factory=FleetOptions)  # for ssh:// boards and fleet: selectors
     opset: int = 18
     search: SearchOptions = field(default_factory=SearchOptions)
     preprocess: Preprocess | None = None  # for image-folder DATA (edgeq.imagefolder)
@@ -230,8 +257,10 @@ class PipelineConfig:
             raise UsageError(f"config version {self.version} is not supported (this edgeq reads {CONFIG_VERSION})")
 
 
-# Not recorded: where the run writes, the runner deadline (no effect on the bytes), and trust_pickle (a manifest must never switch on unpickling for a rebuild).
-_NOT_RECORDED = ("output", "force", "target_sha256", "trust_pickle", "runner_timeout_s")
+# Not recorded: where the run writes, the runner deadline (no effect on the bytes), trust_pickle (a manifest must
+# never switch on unpickling for a rebuild), and how boards were driven (fleet: the manifest's "fleet" section
+# records that run's boards and options).
+_NOT_RECORDED = ("output", "force", "target_sha256", "trust_pickle", "runner_timeout_s", "fleet")
 
 
 def config_to_dict(config: PipelineConfig) -> dict[str, Any]:
@@ -269,6 +298,7 @@ def config_from_dict(raw: dict[str, Any], where: str, **overrides: Any) -> Pipel
     search = raw.pop("search", {})
     compress = _compress_from(raw.pop("compress", {}), where)
     preprocess = raw.pop("preprocess", None)
+    fleet = raw.pop("fleet", {})
     if isinstance(preprocess, dict):
         pkw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in preprocess.items()}
         preprocess = Preprocess(**pkw)
@@ -278,6 +308,7 @@ def config_from_dict(raw: dict[str, Any], where: str, **overrides: Any) -> Pipel
         q = QuantOptions(**qkw)
         b = Budget(**budget)
         srch = SearchOptions(**skw)
+        fleet_opts = FleetOptions(**fleet) if isinstance(fleet, dict) else fleet
     except TypeError as e:
         raise UsageError(f"{where}: {e}") from e
     for key in ("formats", "validate_on"):
@@ -285,6 +316,7 @@ def config_from_dict(raw: dict[str, Any], where: str, **overrides: Any) -> Pipel
             raw[key] = tuple(raw[key])
     raw.update(overrides)
     raw.setdefault("search", srch)
+    raw.setdefault("fleet", fleet_opts)
     raw.setdefault("compress", compress)
     raw.setdefault("preprocess", preprocess)
     raw.setdefault("quant", q)

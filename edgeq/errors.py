@@ -107,6 +107,14 @@ class DeviceError(RunnerError):
     """A remote device is unreachable, refused authentication or lacks a runtime."""
 
 
+class DeviceUnreachableError(DeviceError):
+    """A remote device did not answer: connection refused or timed out, or the connection dropped mid-run."""
+
+
+class FleetError(UsageError):
+    """A fleet file (edgeq-fleet.toml) or a fleet selector is invalid: unknown profile, duplicate board, bad ssh spec."""
+
+
 def error_class(name: str) -> type[EdgeqError] | None:
     """The EdgeqError subclass called ``name`` (a forked child reports its typed error by class name)."""
     queue: list[type[EdgeqError]] = [EdgeqError]

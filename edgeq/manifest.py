@@ -56,9 +56,13 @@ class Validation:
     # How latency_ms was measured when not by the runner alone: the host's paired measurement (edgeq.validate.latency)
     # records method, threads, rounds and ratio_to_float here. Optional: older manifests lack it.
     latency_detail: dict[str, Any] | None = None
+    board: str | None = None  # the fleet board's name (edgeq.validate.fleet) when the runner is one of a fleet
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        d = dict(self.__dict__)
+        if d["board"] is None:  # only fleet runs name a board; other manifests keep their shape
+            del d["board"]
+        return d
 
 
 @dataclass

@@ -58,7 +58,7 @@ def run_sweep(config: PipelineConfig, progress: Progress | None = None) -> dict[
         budget = Budget(**m["budget"])
         m["sweep"] = sweep_table(arts, budget, has_labels=bool(m["validation_data"]["has_labels"]))
         # The one verdict function, over every variant: what `edgeq check` will say about this folder.
-        m["verdict"] = verdict(arts, m["passes"])
+        m["verdict"] = verdict(arts, m["passes"], m.get("fleet"))
         if m["sweep"]["pick"] is None:
             m["verdict"]["failures"].append("no variant of the sweep meets the budget on the host")
             m["verdict"]["passed"] = False

@@ -8,9 +8,7 @@ python3: no onnxruntime), ``nopy`` (no python3 at all), ``drop`` (python3 kills 
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,21 +18,12 @@ import pytest
 
 from edgeq.errors import DeviceError, UsageError
 from tests.conftest import DIGITS_MODEL, arm_formats, listing
+from tests.sshd import Sshd, free_port, keygen, require_sshd
 
 pytestmark = [pytest.mark.emulator]
 
-SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _keygen(path: Path) -> str:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path)], check=True)
-    return (path.with_suffix(".pub") if path.suffix else Path(f"{path}.pub")).read_text().strip()
+_free_port = free_port  # the real sshd helpers live in tests/sshd.py (shared with test_fleet.py)
+_keygen = keygen
 
 
 class Device:
@@ -54,17 +43,13 @@ class Device:
 
 @pytest.fixture(scope="module")
 def device(tmp_path_factory: pytest.TempPathFactory, emulator_env):  # type: ignore[no-untyped-def]
-    if os.geteuid() != 0:
-        pytest.skip("the loopback sshd test runs sshd as root (CI runs as root)")
-    if not (Path(SSHD).is_file() and shutil.which("ssh") and shutil.which("ssh-keygen")):
-        pytest.skip("openssh-server/client not installed (scripts/system-deps.sh installs them)")
+    require_sshd()
     from edgeq.emulator.qemu import launcher, python_wrapper
     from edgeq.targets import load_target
 
     env = emulator_env
     root = tmp_path_factory.mktemp("sshd")
     root.chmod(0o755)
-    host_pub = _keygen(root / "host_key")
     bins = {name: root / f"bin-{name}" for name in ("arm", "noort", "nopy", "drop", "short")}
     for b in bins.values():
         b.mkdir()
@@ -103,33 +88,9 @@ def device(tmp_path_factory: pytest.TempPathFactory, emulator_env):  # type: ign
         pub = _keygen(keys[name])
         if name != "unauthorized":
             lines.append(f'command="{shell} {name}",no-port-forwarding,no-pty {pub}')
-    (root / "authorized_keys").write_text("\n".join(lines) + "\n")
-    port = _free_port()
-    (root / "sshd_config").write_text(
-        f"ListenAddress 127.0.0.1\nPort {port}\nHostKey {root / 'host_key'}\nPidFile {root / 'sshd.pid'}\n"
-        f"AuthorizedKeysFile {root / 'authorized_keys'}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-        "PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n"
-        "AllowTcpForwarding no\nX11Forwarding no\nPrintMotd no\nMaxStartups 50\n")
-    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation folder (Debian creates it at boot)
-    kh = root / "known_hosts"
-    kh.write_text(f"[127.0.0.1]:{port} {' '.join(host_pub.split()[:2])}\n")
-    with open(root / "sshd.log", "w") as log:
-        proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(root / "sshd_config")], stderr=log)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"sshd exited: {(root / 'sshd.log').read_text()}")
-            time.sleep(0.1)
-    yield Device(root, port, keys, kh, proc)
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    sshd = Sshd(root, "\n".join(lines) + "\n").start()
+    yield Device(root, sshd.port, keys, sshd.known_hosts, sshd.proc)
+    sshd.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,14 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeq.commands.common import add_budget_flags, add_runner_timeout_flag, budget_from, progress_from
+from edgeq.commands.common import (
+    add_budget_flags,
+    add_fleet_flags,
+    add_runner_timeout_flag,
+    budget_from,
+    fleet_from,
+    progress_from,
+)
 
 if TYPE_CHECKING:
     from edgeq.check import CheckResult
@@ -22,11 +29,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                                    "The budget is the flags below over the target profile; the "
                                    "manifest's budget is shown, never obeyed. Exit 0 on pass, 1 when the budget is "
                                    "exceeded, 2 on a usage or input error (including a tampered folder), 3 when a "
-                                   "runner fails.")
+                                   "runner fails or fewer boards answered than --min-boards.")
     p.add_argument("outdir", type=Path, metavar="OUTDIR")
     p.add_argument("--on", default=None, metavar="RUNNER[,RUNNER]",
                    help="runners to check on (default: host, plus the emulator for ARM targets once set up; remote "
-                        "runners named in the manifest are never contacted)")
+                        "runners named in the manifest are never contacted); ssh://... and fleet:SELECTOR name boards")
     p.add_argument("--target", metavar="NAME|FILE.toml",
                    help="target profile for the budget and runners (default: the packaged profile the manifest "
                         "names; a target file is only read from this flag)")
@@ -35,6 +42,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="require OUTDIR/edgeq.json.sig to be a valid ed25519 signature by this key (`edgeq sign`)")
     add_budget_flags(p)
     add_runner_timeout_flag(p)
+    add_fleet_flags(p)
     g = p.add_argument_group("text-generation folders (perplexity re-measured from the stored windows)")
     g.add_argument("--max-ppl-increase", type=float, metavar="PCT",
                    help="budget: perplexity may rise at most PCT %% over float (default: the one recorded at export)")
@@ -50,16 +58,20 @@ def run(args: argparse.Namespace) -> int:
     from edgeq.report.junit import write_junit
     from edgeq.report.markdown import terminal_summary
     from edgeq.report.terminal import json_result
+    from edgeq.validate.orchestrate import exit_code
 
     runners = tuple(s.strip() for s in args.on.split(",")) if args.on else None
     res = check(args.outdir, budget_from(args), runners, progress_from(args), target=args.target,
                 public_key=args.public_key, max_ppl_increase=args.max_ppl_increase, float_model=args.float_model,
-                runner_timeout=args.runner_timeout)
+                runner_timeout=args.runner_timeout, fleet=fleet_from(args))
     m = dict(res.manifest)
     m["artifacts"] = [a.to_dict() for a in res.artifacts]
     m["budget"] = res.budget.to_dict() if res.llm is None else res.manifest["budget"]
     m["verdict"] = {"passed": res.passed, "failures": res.failures, "host_passes_arm_fails": res.host_passes_arm_fails,
                     "notes": res.notes}
+    if res.fleet is not None:
+        m["fleet"] = res.fleet
+        m["verdict"].update(fleet=res.fleet_verdict, infra_failures=res.infra_failures)
     for f in res.findings:
         print(f"note: {f}", file=human(args))
     if res.llm is not None:
@@ -69,11 +81,12 @@ def run(args: argparse.Namespace) -> int:
     if args.junit:
         write_junit(args.junit, res.artifacts, suite=f"edgeq-check-{args.outdir.name}",
                     extra_failures=[f for f in res.failures if f.startswith("pass ") or f.startswith("no artifact")],
-                    properties={"target": m["target"]["name"], "model": m["source"]["ref"]})
+                    properties={"target": m["target"]["name"], "model": m["source"]["ref"]},
+                    boards=(res.fleet or {}).get("boards"))
     if args.json:
         emit_json({"command": "check", **json_result(m, str(args.outdir)),
                    "junit": str(args.junit) if args.junit else None})
-    return 0 if res.passed else 1
+    return exit_code(m["verdict"])
 
 
 def lm_summary(res: CheckResult, out: str) -> str:

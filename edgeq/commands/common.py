@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgeq.config import CALIBRATION_METHODS, Budget
+from edgeq.config import CALIBRATION_METHODS, DEFAULT_FLEET_FILE, Budget, FleetOptions
 from edgeq.progress import Progress
 
 
@@ -56,3 +56,28 @@ def add_quant_flags(p: argparse.ArgumentParser) -> None:
 
 def progress_from(args: argparse.Namespace) -> Progress:
     return Progress(enabled=not getattr(args, "quiet", False))
+
+
+FLEET_HELP = ("Boards run in parallel when the runners name a fleet: selector, two or more ssh:// boards, or "
+              "--min-boards. Selectors: fleet:board=NAME, fleet:target=PROFILE, fleet:group=GROUP, fleet:all, or "
+              "fleet:NAME (a board, group or profile of the fleet file; the file keeps these names distinct). "
+              "Each board is passed, failed (over budget), unreachable (no connection, dropped, or out of "
+              "--board-timeout) or error (answered but could not run); only passed and failed boards answered. "
+              "Exit 1 when an answering board is over budget; else exit 3 when fewer than --min-boards answered.")
+
+
+def add_fleet_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("SSH board fleets (see docs/how-to/fleets.md)", FLEET_HELP)
+    g.add_argument("--fleet", metavar="FILE", help=f"fleet file of named boards (default ./{DEFAULT_FLEET_FILE})")
+    g.add_argument("--jobs", type=int, default=FleetOptions.jobs, metavar="N",
+                   help=f"boards validated at the same time (default {FleetOptions.jobs})")
+    g.add_argument("--board-timeout", type=float, default=FleetOptions.board_timeout, metavar="SECONDS",
+                   help=f"time limit for one board's whole share of the run; past it the board is unreachable "
+                        f"(default {FleetOptions.board_timeout:g})")
+    g.add_argument("--min-boards", type=int, metavar="K",
+                   help="boards that must answer (passed or failed) for the run to count; fewer: exit 3 "
+                        "(default: every selected board)")
+
+
+def fleet_from(args: argparse.Namespace) -> FleetOptions:
+    return FleetOptions(file=args.fleet, jobs=args.jobs, board_timeout=args.board_timeout, min_boards=args.min_boards)

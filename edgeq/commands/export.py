@@ -9,9 +9,11 @@ from typing import Any
 from edgeq.commands import text_generation
 from edgeq.commands.common import (
     add_budget_flags,
+    add_fleet_flags,
     add_quant_flags,
     add_runner_timeout_flag,
     budget_from,
+    fleet_from,
     progress_from,
 )
 from edgeq.commands.compress_flags import add_compress_flags, compress_from
@@ -53,8 +55,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", type=Path)
     p.add_argument("--force", action="store_true", help="replace OUTDIR if it exists")
     p.add_argument("--validate-on", default="auto", metavar="RUNNER[,RUNNER]",
-                   help="host, emulator, ssh://user@host[:port][/dir] (comma-separated; default auto: host, plus "
-                        "the emulator for ARM targets once `edgeq emulator setup` has run)")
+                   help="host, emulator, ssh://user@host[:port][/dir], fleet:SELECTOR (comma-separated; default "
+                        "auto: host, plus the emulator for ARM targets once `edgeq emulator setup` has run)")
     p.add_argument("--eval-fraction", type=float, default=0.2, help="held-out share of --calib when no --eval")
     p.add_argument("--max-eval-samples", type=int, default=512)
     p.add_argument("--seed", type=int, default=0)
@@ -69,6 +71,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_quant_flags(p)
     add_budget_flags(p)
     add_runner_timeout_flag(p)
+    add_fleet_flags(p)
     add_search_flags(p)
     add_image_flags(p)
     add_compress_flags(p)
@@ -176,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
         max_eval_samples=args.max_eval_samples, seed=args.seed, opset=args.opset, search=search_from(args),
         trust_pickle=args.trust_pickle, validate_on=tuple(s.strip() for s in args.validate_on.split(",") if s.strip()),
         preprocess=preprocess_from(args), compress=compress_from(args), outliers=args.outliers,
-        runner_timeout_s=args.runner_timeout)
+        runner_timeout_s=args.runner_timeout, fleet=fleet_from(args))
     result = export(cfg, progress_from(args))
     out = human(args)
     print(terminal_summary(result.manifest, str(result.output)), file=out)
@@ -185,7 +188,9 @@ def run(args: argparse.Namespace) -> int:
         print(search_summary(search), file=out)
     if args.json:
         emit_json({"command": "export", **json_result(result.manifest, str(result.output))})
-    return 0 if result.passed else 1
+    from edgeq.validate.orchestrate import exit_code
+
+    return exit_code(result.manifest["verdict"])
 
 
 def is_manifest_config(path: Path) -> bool:

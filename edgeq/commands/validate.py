@@ -16,8 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeq.commands.common import add_budget_flags, add_runner_timeout_flag, budget_from, progress_from
-from edgeq.config import Budget
+from edgeq.commands.common import (
+    add_budget_flags,
+    add_fleet_flags,
+    add_runner_timeout_flag,
+    budget_from,
+    fleet_from,
+    progress_from,
+)
+from edgeq.config import Budget, FleetOptions
 from edgeq.errors import UsageError
 from edgeq.integrity import audit
 from edgeq.manifest import MANIFEST_NAME, Artifact, read_manifest, write_manifest
@@ -30,12 +37,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                                    "with the target's CPU model, or a real board over SSH — compare with the stored "
                                    "float reference and record the results in OUTDIR/edgeq.json and the reports. "
                                    "Exit 0 on pass, 1 when the budget is exceeded, 2 on bad input, 3 on a runner "
-                                   "or device failure.")
+                                   "or device failure (or fewer boards answered than --min-boards).")
     p.add_argument("outdir", type=Path, metavar="OUTDIR")
     p.add_argument("--on", required=True, metavar="RUNNER[,RUNNER]",
-                   help="host, emulator, or ssh://user@host[:port][/workdir] (comma-separated)")
+                   help="host, emulator, ssh://user@host[:port][/workdir] or fleet:SELECTOR (comma-separated)")
     add_budget_flags(p)
     add_runner_timeout_flag(p)
+    add_fleet_flags(p)
     p.set_defaults(func=run)
 
 
@@ -50,13 +58,15 @@ class ValidateResult:
 
 
 def validate(outdir: str | Path, runners: tuple[str, ...], budget: Budget | None = None,
-             progress: Progress | None = None, runner_timeout: float | None = None) -> ValidateResult:
-    """Python API of ``edgeq validate``."""
+             progress: Progress | None = None, runner_timeout: float | None = None,
+             fleet: FleetOptions | None = None) -> ValidateResult:
+    """Python API of ``edgeq validate``. ``fleet``: how SSH boards run together (edgeq.validate.fleet_run)."""
     from edgeq.check import target_for
     from edgeq.integrity import seal
     from edgeq.outdir import commit_output
     from edgeq.report import write_reports
     from edgeq.targets import with_runner_timeout
+    from edgeq.validate.fleet_run import split_runners
     from edgeq.validate.metrics import Metrics, check_budget
     from edgeq.validate.orchestrate import validate_artifacts, verdict
     from edgeq.validate.runners import get_runner
@@ -69,26 +79,35 @@ def validate(outdir: str | Path, runners: tuple[str, ...], budget: Budget | None
     audit(m, out)  # confine and re-hash every file before trusting the folder
     eff = (budget or Budget()).merged_over(Budget(**m["budget"]))
     target = with_runner_timeout(target_for(m), runner_timeout)
-    for spec in runners:
+    local, boards = split_runners(runners, target, fleet or FleetOptions())
+    for spec in local:
         runner = get_runner(spec, target)  # usable? (typed error before any work)
         getattr(runner, "preflight", lambda: None)()
+    if boards is not None:
+        boards.preflight(progress)
     arts = [Artifact.from_dict(a) for a in m["artifacts"]]
     fresh = [Artifact.from_dict({**a.to_dict(), "validations": []}) for a in arts]
     vd = m["validation_data"]
-    validate_artifacts(out, fresh, vd["inputs"]["path"], vd["reference"]["path"], runners, target, eff, progress)
-    if not any(a.validations for a in fresh):
+    validate_artifacts(out, fresh, vd["inputs"]["path"], vd["reference"]["path"], local, target, eff, progress,
+                       fleet=boards)
+    if boards is not None:
+        m["fleet"] = boards.record()
+    dropped = boards is not None and any(o.state != "answered" for o in boards.outcomes.values())
+    if not any(a.validations for a in fresh) and not dropped:  # boards that dropped are the verdict's to report
         raise UsageError(f"no artifact in {out} can run on {', '.join(runners)}",
                          f"formats here: {', '.join(sorted({a.format for a in arts}))}")
     for old, new in zip(arts, fresh, strict=True):
         replaced = {(v.runner, v.cpu_model) for v in new.validations}
-        kept = [v for v in old.validations if (v.runner, v.cpu_model) not in replaced]
+        # every board of this fleet run: a board that did not answer now must not keep an older pass
+        gone = boards.runner_names if boards is not None else set()
+        kept = [v for v in old.validations if (v.runner, v.cpu_model) not in replaced and v.runner not in gone]
         for v in kept:  # a budget given now applies to the recorded results too
             v.budget_check = check_budget(Metrics.from_dict(v.metrics), eff).to_dict()
         old.validations = kept + new.validations
     m["artifacts"] = [a.to_dict() for a in arts]
     m["budget"] = eff.to_dict()
     m["config"]["validate_on"] = list(dict.fromkeys([*m["config"].get("validate_on", []), *runners]))
-    m["verdict"] = verdict(arts, m["passes"])
+    m["verdict"] = verdict(arts, m["passes"], m.get("fleet"))
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.edgeq-tmp-", dir=out.resolve().parent))
     try:
@@ -117,10 +136,11 @@ def run(args: argparse.Namespace) -> int:
     from edgeq.console import emit_json, human
     from edgeq.report.markdown import terminal_summary
     from edgeq.report.terminal import json_result
+    from edgeq.validate.orchestrate import exit_code
 
     specs = tuple(s.strip() for s in args.on.split(",") if s.strip())
-    res = validate(args.outdir, specs, budget_from(args), progress_from(args), args.runner_timeout)
+    res = validate(args.outdir, specs, budget_from(args), progress_from(args), args.runner_timeout, fleet_from(args))
     print(terminal_summary(res.manifest, str(args.outdir)), file=human(args))
     if args.json:
         emit_json({"command": "validate", **json_result(res.manifest, str(args.outdir))})
-    return 0 if res.passed else 1
+    return exit_code(res.manifest["verdict"])

@@ -46,7 +46,8 @@ def esc(x: Any) -> str:
 
 # Features whose sections render from optional manifest keys, imported on first render (after this module).
 _SECTION_MODULES = ("edgeq.report.plot_sections", "edgeq.report.core_sections", "edgeq.search.report",
-                    "edgeq.executorch.report", "edgeq.compress.report", "edgeq.explain.section")
+                    "edgeq.executorch.report", "edgeq.compress.report", "edgeq.explain.section",
+                    "edgeq.report.boards_html")
 
 
 def _load_section_modules() -> None:
@@ -105,7 +106,7 @@ def render_html(manifest: dict[str, Any]) -> str:
         if frag:
             parts.append(frag)
     parts.append("<h2>Verdict</h2>" + ("<p class='badge pass'>PASS</p>" if ok else "<p class='badge fail'>FAIL</p><ul>"
-                 + "".join(f"<li>{esc(f)}</li>" for f in v["failures"]) + "</ul>"))
+                 + "".join(f"<li>{esc(f)}</li>" for f in [*v["failures"], *v.get("infra_failures", [])]) + "</ul>"))
     deps = ", ".join(f"{esc(k)} {esc(val)}" for k, val in manifest["dependencies"].items() if val)
     parts.append(f"<p class='muted'>edgeq {esc(manifest['edgeq_version'])} · {deps} · {esc(manifest['created'])}</p>")
     parts.append("</body></html>")

@@ -10,14 +10,18 @@ from edgeq.manifest import Artifact
 
 
 def write_junit(path: Path, artifacts: list[Artifact], suite: str, extra_failures: list[str] | None = None,
-                properties: dict[str, Any] | None = None) -> None:
+                properties: dict[str, Any] | None = None, boards: list[dict[str, Any]] | None = None) -> None:
+    """``boards`` (a fleet run's manifest entries): one more case per board, an ``error`` when it did not answer."""
     cases = []
     for a in artifacts:
         for v in a.validations:
             cases.append((f"{a.name} on {v.runner}" + (f" ({v.cpu_model})" if v.emulated else ""), v))
-    failures = sum(1 for _, v in cases if not v.budget_check["passed"]) + len(extra_failures or [])
-    ts = ET.Element("testsuite", name=suite, tests=str(len(cases) + len(extra_failures or [])),
-                    failures=str(failures), errors="0")
+    boards = boards or []
+    failures = (sum(1 for _, v in cases if not v.budget_check["passed"]) + len(extra_failures or [])
+                + sum(b["status"] == "failed" for b in boards))
+    errors = sum(b["status"] in ("unreachable", "error") for b in boards)
+    ts = ET.Element("testsuite", name=suite, tests=str(len(cases) + len(extra_failures or []) + len(boards)),
+                    failures=str(failures), errors=str(errors))
     if properties:
         props = ET.SubElement(ts, "properties")
         for k, val in properties.items():
@@ -29,6 +33,13 @@ def write_junit(path: Path, artifacts: list[Artifact], suite: str, extra_failure
         if not v.budget_check["passed"]:
             f = ET.SubElement(tc, "failure", message="; ".join(v.budget_check["failures"]))
             f.text = "\n".join(v.budget_check["failures"])
+    for b in boards:
+        tc = ET.SubElement(ts, "testcase", classname=f"edgeq.{suite}.boards", name=f"board {b['name']} ({b['runner']})")
+        ET.SubElement(tc, "system-out").text = f"status={b['status']} validations={b['validations']}"
+        if b["status"] == "failed":
+            ET.SubElement(tc, "failure", message="over budget on this board")
+        elif b["status"] != "passed":
+            ET.SubElement(tc, "error", message=f"{b['status']}: {b.get('reason', '')}").text = b.get("reason", "")
     for i, msg in enumerate(extra_failures or []):
         tc = ET.SubElement(ts, "testcase", classname=f"edgeq.{suite}", name=f"check {i}")
         ET.SubElement(tc, "failure", message=msg).text = msg

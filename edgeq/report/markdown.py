@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeq.report.boards import markdown_lines, terminal_lines
 from edgeq.report.rows import fmt_bytes, fmt_latency, fmt_num, rows
 
 TABLE_HEAD = ("artifact", "bytes", "× float", "runner", "accuracy", "drop (pt)", "top-1 agree", "cos mean", "cos min",
@@ -36,7 +37,8 @@ def terminal_summary(manifest: dict[str, Any], outdir: str) -> str:
         lines.append(_clip(f"WARNING host passes but ARM fails: {f}"))
     for w in all_warnings(manifest):
         lines.append(_clip(f"WARNING {w}"))
-    lines += [f"  - {f}" for f in v["failures"]]
+    lines += terminal_lines(manifest)
+    lines += [f"  - {f}" for f in [*v["failures"], *v.get("infra_failures", [])]]
     lines.append(f"report: {outdir}/report.html")
     lines.append(verdict_line(manifest))
     return "\n".join(lines)
@@ -89,6 +91,7 @@ def render_markdown(manifest: dict[str, Any]) -> str:
         out += ["## ⚠ Host passes, ARM fails", ""] + [f"- {f}" for f in v["host_passes_arm_fails"]] + [""]
     if v.get("int8_regressions"):
         out += ["## ⚠ INT8 larger or slower than float", ""] + [f"- {f}" for f in v["int8_regressions"]] + [""]
+    out += markdown_lines(manifest)
     out += ["## Verdict", "", f"**{'PASS' if v['passed'] else 'FAIL'}**", ""]
-    out += [f"- {f}" for f in v["failures"]]
+    out += [f"- {f}" for f in [*v["failures"], *v.get("infra_failures", [])]]
     return "\n".join(out) + "\n"

@@ -58,6 +58,8 @@ def rows(manifest: dict[str, Any]) -> list[Row]:
                 if bl and bl[0]["latency_ms"]:
                     lat_ratio = v["latency_ms"] / bl[0]["latency_ms"]
             runner = v["runner"] + (f" ({v['cpu_model']}, emulated)" if v["emulated"] else "")
+            if v.get("board"):  # a fleet board: its name first, so each board is its own recognisable row
+                runner = f"{v['board']} ({v['runner']})"
             out.append(Row(a["name"], a["format"], a["precision"], a["bytes"], size_ratio, runner,
                            m.get("accuracy"), m.get("accuracy_drop_pts"), m.get("top1_agreement"),
                            m.get("cosine_mean"), m.get("cosine_min"), m.get("sqnr_db"), m.get("max_abs_diff"),

@@ -179,7 +179,7 @@ def json_result(manifest: dict[str, Any], outdir: str) -> dict[str, Any]:
     for a in manifest["artifacts"]:
         arts.append({"name": a["name"], "path": a["path"], "format": a["format"], "precision": a["precision"],
                      "role": a.get("role"), "bytes": a["bytes"], "sha256": a.get("sha256"),
-                     "validations": [{"runner": x["runner"], "cpu_model": x.get("cpu_model"),
+                     "validations": [{"runner": x["runner"], "board": x.get("board"), "cpu_model": x.get("cpu_model"),
                                       "emulated": x.get("emulated"), "metrics": x["metrics"],
                                       "latency_ms": x.get("latency_ms"), "latency_kind": x.get("latency_kind"),
                                       "passed": x["budget_check"]["passed"],
@@ -190,5 +190,6 @@ def json_result(manifest: dict[str, Any], outdir: str) -> dict[str, Any]:
             "target": manifest["target"]["name"], "model": manifest["source"]["ref"],
             "budget": manifest.get("budget"), "margins": [asdict(m) for m in margins(manifest)],
             "warnings": all_warnings(manifest), "eval_samples": manifest.get("validation_data", {}).get("samples"),
-            "artifacts": arts, "output": outdir, "manifest": f"{outdir}/edgeq.json",
+            "artifacts": arts, "fleet": v.get("fleet"), "infra_failures": list(v.get("infra_failures", [])),
+            "boards": (manifest.get("fleet") or {}).get("boards"), "output": outdir, "manifest": f"{outdir}/edgeq.json",
             "report": f"{outdir}/report.html"}

@@ -12,8 +12,9 @@ from edgeq.config import Budget
 from edgeq.data import check_labels
 from edgeq.manifest import Artifact, Validation
 from edgeq.progress import Progress
+from edgeq.validate.fleet_run import FleetRun, RunInputs, fleet_verdict, validation_of
 from edgeq.validate.latency import paired_onnx_latency
-from edgeq.validate.metrics import ACCURACY_FALLBACK, check_budget, compare
+from edgeq.validate.metrics import ACCURACY_FALLBACK
 from edgeq.validate.runners import get_runner
 
 
@@ -24,11 +25,12 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
 
 def validate_artifacts(outdir: Path, artifacts: list[Artifact], inputs_rel: str, reference_rel: str,
                        runner_specs: tuple[str, ...], target: Any, budget: Budget,
-                       progress: Progress, isolate: bool = False) -> list[Artifact]:
+                       progress: Progress, isolate: bool = False, fleet: FleetRun | None = None) -> list[Artifact]:
     """Run every validated artifact on every runner that supports its format; append Validation records.
 
     ``isolate``: host runs happen in a child process, so a native crash on an untrusted file (``check``) is a
-    typed error instead of the end of edgeq."""
+    typed error instead of the end of edgeq. ``fleet``: SSH boards validated in parallel (edgeq.validate.fleet_run),
+    after the runners of ``runner_specs``; their outcomes stay in ``fleet`` for the manifest's fleet section."""
     inputs_path = outdir / inputs_rel
     reference = load_npz(outdir / reference_rel)
     data = load_npz(inputs_path)
@@ -41,8 +43,10 @@ def validate_artifacts(outdir: Path, artifacts: list[Artifact], inputs_rel: str,
     jobs = [(art, runner) for art in artifacts if art.role != "auxiliary"
             for runner in runners if runner.supports(art.format)]
     n_samples = len(next(iter(reference.values())))
-    progress.stage(f"validating {len(jobs)} artifact/runner pair(s) on {n_samples} samples")
-    with tempfile.TemporaryDirectory(prefix="edgeq-run-") as tmp, progress.bar(len(jobs), "validation", unit="run") as bar:
+    n_fleet = fleet.jobs_for(artifacts) if fleet is not None else 0
+    progress.stage(f"validating {len(jobs) + n_fleet} artifact/runner pair(s) on {n_samples} samples")
+    with (tempfile.TemporaryDirectory(prefix="edgeq-run-") as tmp,
+          progress.bar(len(jobs) + n_fleet, "validation", unit="run") as bar):
         for art, runner in jobs:
             where = runner.describe()
             bar.set_postfix_str(f"{art.name} on {where['runner']}"
@@ -50,14 +54,9 @@ def validate_artifacts(outdir: Path, artifacts: list[Artifact], inputs_rel: str,
             # the host runner runs each artifact in a forked child with the target's deadline (runners.host)
             result = runner.run(outdir / art.path, art.format, inputs_path, Path(tmp))
             bar.update(1)
-            metrics = compare(reference, result.outputs, labels)
-            bc = check_budget(metrics, budget)
-            art.validations.append(Validation(
-                runner=where["runner"], machine=where["machine"], cpu_model=where["cpu_model"],
-                features=list(where.get("features", [])), emulated=bool(where.get("emulated")),
-                metrics=metrics.to_dict(), budget_check=bc.to_dict(), latency_ms=result.latency_ms,
-                latency_kind=result.latency_kind, runtime=result.runtime,
-            ))
+            art.validations.append(validation_of(where, result, reference, labels, budget))
+        if fleet is not None:
+            fleet.run(artifacts, RunInputs(outdir, inputs_path, reference, labels, budget, Path(tmp)), progress, bar)
     if not isolate and any(r.name == "host" for r in runners):
         # Not for untrusted files (isolate): the paired timing loads every model into this process.
         pair_host_latency(outdir, artifacts, data, progress)
@@ -100,11 +99,14 @@ def _host_validation(art: Artifact) -> Validation | None:
     return next((v for v in art.validations if v.runner == "host" and v.latency_ms is not None), None)
 
 
-def verdict(artifacts: list[Artifact], pass_log: list[dict[str, Any]]) -> dict[str, Any]:
+def verdict(artifacts: list[Artifact], pass_log: list[dict[str, Any]],
+            fleet: dict[str, Any] | None = None) -> dict[str, Any]:
     """Pass when every validated artifact meets the budget on every runner and no pass reported a failure.
 
     The one verdict function: export, check, validate and sweep all call it. ``notes`` says how a limit was
-    checked when not as asked (no labels) or that it could not be; the verdict line prints them."""
+    checked when not as asked (no labels) or that it could not be; the verdict line prints them. ``fleet`` (the
+    manifest's fleet section): per-status board counts, and ``infra_failures`` when fewer boards answered than
+    ``min_boards`` — not a budget failure (see :func:`exit_code`)."""
     failures: list[str] = []
     notes: list[str] = []
     validated = 0
@@ -118,13 +120,25 @@ def verdict(artifacts: list[Artifact], pass_log: list[dict[str, Any]]) -> dict[s
     for p in pass_log:
         for f in p.get("failures", []):
             failures.append(f"pass {p['name']}: {f}")
-    if validated == 0:
+    summary, infra = fleet_verdict(fleet) if fleet else (None, [])
+    if validated == 0 and not infra:
         failures.append("no artifact was validated (no runner supports the produced formats)")
     host_vs_arm = _host_pass_arm_fail(artifacts)
     from edgeq.validate.regressions import int8_regressions
 
-    return {"passed": not failures, "failures": failures, "host_passes_arm_fails": host_vs_arm,
-            "notes": list(dict.fromkeys(notes)), "int8_regressions": int8_regressions(artifacts)}
+    out = {"passed": not failures and not infra, "failures": failures, "host_passes_arm_fails": host_vs_arm,
+           "notes": list(dict.fromkeys(notes)), "int8_regressions": int8_regressions(artifacts)}
+    if summary is not None:
+        out.update(fleet=summary, infra_failures=infra)
+    return out
+
+
+def exit_code(v: dict[str, Any]) -> int:
+    """0 pass; 1 a budget failure (a definite result more boards cannot change); 3 when the run itself fell
+    short: fewer boards answered than ``--min-boards`` and nothing was over budget."""
+    if v["passed"]:
+        return 0
+    return 1 if v["failures"] else 3
 
 
 def _host_pass_arm_fail(artifacts: list[Artifact]) -> list[str]:

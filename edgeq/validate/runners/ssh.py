@@ -20,13 +20,15 @@ import shlex
 import subprocess
 import tarfile
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgeq.errors import DeviceError, UsageError
+from edgeq.errors import DeviceError, DeviceUnreachableError, UsageError
+from edgeq.validate.runners import ssh_leftovers
 from edgeq.validate.runners.base import RunResult, parse_result, register_runner
 from edgeq.validate.runners.emulator import DEVICE_DIR
 from edgeq.validate.tensor_files import read_output_npz, read_output_tensors, write_input_tensors
@@ -106,6 +108,8 @@ class SshRunner:
         self.connect_timeout = connect_timeout
         self.repeats = repeats or int(os.environ.get("EDGEQ_SSH_REPEATS", "20"))
         self.warmup = warmup
+        # A fleet's per-board limit (time.monotonic() seconds): every ssh call ends by then (edgeq.validate.fleet_run).
+        self.deadline: float | None = None
         self._probe: dict[str, Any] | None = None
 
     # --- protocol -------------------------------------------------------------------------------------------
@@ -196,6 +200,7 @@ class SshRunner:
         if not rdir.startswith("/"):
             raise DeviceError(f"{self.spec.name}: mktemp on the device printed {rdir!r}",
                               f"check that {self.spec.workdir} is writable on the device")
+        ssh_leftovers.remember(self.spec.name, rdir)
         return rdir
 
     def _result(self, r: subprocess.CompletedProcess[bytes], program: str, artifact: Path) -> dict[str, Any]:
@@ -214,6 +219,7 @@ class SshRunner:
         """Connect once: machine, CPU, python, numpy/onnxruntime (typed errors with install hints)."""
         if self._probe is not None:
             return self._probe
+        self._remove_leftovers()
         r = self._ssh("python3 -", stdin=_PROBE.encode(), what="probing the device", check=False)
         err = r.stderr.decode(errors="replace")
         if r.returncode == 127 or ("python3" in err and "not found" in err):
@@ -252,14 +258,21 @@ class SshRunner:
     def _ssh(self, command: str, *, what: str, stdin: bytes | None = None, timeout: float | None = None,
              check: bool = True) -> subprocess.CompletedProcess[bytes]:
         t = timeout or max(60.0, self.connect_timeout * 3)
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise DeviceUnreachableError(f"{self.spec.name}: the board's time limit ran out before {what}",
+                                             "raise --board-timeout for slow boards")
+            t = min(t, left)
         try:
             r = subprocess.run(self.ssh_argv(command), input=stdin if stdin is not None else b"",
                                capture_output=True, timeout=t)
         except FileNotFoundError as e:
             raise DeviceError("the ssh client is not installed", "apt-get install -y openssh-client") from e
         except subprocess.TimeoutExpired as e:
-            raise DeviceError(f"{self.spec.name}: {what} timed out after {t:.0f} s" + _tail(_s(e.stderr)),
-                              "raise EDGEQ_SSH_TIMEOUT for slow boards, or check the device") from None
+            raise DeviceUnreachableError(f"{self.spec.name}: {what} timed out after {t:.0f} s" + _tail(_s(e.stderr)),
+                                         "raise EDGEQ_SSH_TIMEOUT (one run) or --board-timeout (a fleet board's "
+                                         "whole share) for slow boards, or check the device") from None
         if r.returncode == 255:  # ssh's own failure: connection or authentication
             raise classify_ssh_error(self.spec, what, r.stderr.decode(errors="replace"))
         if check and r.returncode != 0:
@@ -268,9 +281,20 @@ class SshRunner:
         return r
 
     def _cleanup(self, quoted_dir: str) -> None:
-        # Best effort: the device may be gone; the folder is in its temp dir.
+        # Best effort: the device may be gone; then the next connection to it removes the folder (ssh_leftovers).
+        removed = False
         with contextlib.suppress(subprocess.TimeoutExpired, OSError):
-            subprocess.run(self.ssh_argv(f"rm -rf {quoted_dir}"), capture_output=True, timeout=30, input=b"")
+            removed = subprocess.run(self.ssh_argv(f"rm -rf {quoted_dir}"), capture_output=True, timeout=30,
+                                     input=b"").returncode == 0
+        ssh_leftovers.forget(self.spec.name, shlex.split(quoted_dir)[0], removed)
+
+    def _remove_leftovers(self) -> None:
+        """Folders that an earlier run lost the connection before removing: gone before this run starts."""
+        old = ssh_leftovers.stale(self.spec.name)
+        if old:
+            self._ssh("rm -rf " + " ".join(shlex.quote(d) for d in old), what="removing folders of a dropped run")
+            for d in old:
+                ssh_leftovers.forget(self.spec.name, d, True)
 
 
 def classify_ssh_error(spec: SshSpec, what: str, err: str) -> DeviceError:
@@ -285,10 +309,10 @@ def classify_ssh_error(spec: SshSpec, what: str, err: str) -> DeviceError:
                            "connect once with ssh to accept it, or set EDGEQ_SSH_KNOWN_HOSTS")
     if any(s in low for s in ("connection refused", "no route to host", "could not resolve", "name or service",
                               "network is unreachable", "connection timed out", "operation timed out")):
-        return DeviceError(f"{where}: the device is unreachable" + _tail(err),
-                           f"check that it is on, that sshd listens on port {spec.port}, and the address")
-    return DeviceError(f"{where}: the connection to the device was lost" + _tail(err),
-                       "the device disconnected mid-run (reboot, power, network); nothing was recorded — retry")
+        return DeviceUnreachableError(f"{where}: the device is unreachable" + _tail(err),
+                                      f"check that it is on, that sshd listens on port {spec.port}, and the address")
+    return DeviceUnreachableError(f"{where}: the connection to the device was lost" + _tail(err),
+                                  "the device disconnected mid-run (reboot, power, network); nothing was recorded — retry")
 
 
 def _check_rows(outputs: dict[str, np.ndarray], inputs: Path, where: str) -> None:
