@@ -36,7 +36,34 @@ def profile_artifacts(outdir: Path, artifacts: list[Artifact], inputs_rel: str,
             continue
         profiles.append(prof)
         warnings += found
+    warnings += _slower_than_float(artifacts, profiles)
     return {"profiles": profiles, "warnings": warnings, "notes": notes}
+
+
+def _slower_than_float(artifacts: list[Artifact], profiles: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A quantized artifact whose profiled run took longer than its float baseline's: name where its time went
+    (the paired latency measurement says *that* it is slower; this says which operators)."""
+    by_name = {p["artifact"]: p for p in profiles}
+    out = []
+    for a in artifacts:
+        prof = by_name.get(a.name)
+        ratio = _host_ratio(a)  # the paired latency measurement decides: a 10-run profile alone is too noisy
+        if a.role != "candidate" or prof is None or ratio is None or ratio <= 1.1:
+            continue
+        top = ", ".join(f"{o['name']} ({o['op']}, {o['ms']:.3f} ms)" for o in prof["ops"][:3])
+        out.append({"artifact": a.name, "kind": "slower_than_float", "operators": [o["op"] for o in prof["ops"][:3]],
+                    "ratio": ratio,
+                    "message": f"{a.name} ran {ratio:.2f}× the float {a.format} artifact's latency on the host; in "
+                               f"its profile the time goes to {top}"})
+    return out
+
+
+def _host_ratio(a: Artifact) -> float | None:
+    for v in a.validations:
+        r = (v.latency_detail or {}).get("ratio_to_float") if v.runner == "host" else None
+        if isinstance(r, int | float):
+            return float(r)
+    return None
 
 
 def _profile_one(path: Path, a: Artifact, inputs: dict[str, np.ndarray]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
