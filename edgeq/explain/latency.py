@@ -87,7 +87,7 @@ def _delegation_warnings(a: Artifact, prof: dict[str, Any]) -> list[dict[str, An
     share = portable / prof["runtime_ms"] if prof.get("runtime_ms") else None
     ops = ", ".join(f"{op} ×{n}" for op, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
     msg = (f"{a.name}: {sum(counts.values())} operator(s) outside the XNNPACK delegate, run by ExecuTorch's "
-           f"portable kernels: {ops}" + (f" ({share:.0%} of the profiled run)" if share is not None else "")
+           f"portable kernels: {ops}" + (f" ({share:.1%} of the profiled run)" if share is not None else "")
            + "; on a device these are unvectorized reference kernels, often many times slower than XNNPACK: "
              "rewrite the model around these operators, or ship the ONNX artifact")
     return [{"artifact": a.name, "kind": "not_delegated", "operators": sorted(counts), "portable_share": share,
@@ -102,7 +102,7 @@ def _unfused_warnings(a: Artifact, prof: dict[str, Any], unfused: list[dict[str,
     names = ", ".join(f"{u['node']} ({u['op']})" for u in unfused[:8]) + (
         f" and {len(unfused) - 8} more" if len(unfused) > 8 else "")
     msg = (f"{a.name}: {len(unfused)} node(s) run in float between Q/DQ pairs onnxruntime did not fuse: {names}"
-           + (f" ({share:.0%} of the profiled run, plus their Q/DQ conversions)" if share is not None else "")
+           + (f" ({share:.1%} of the profiled run, plus their Q/DQ conversions)" if share is not None else "")
            + "; these pay a dequantize/quantize round trip and float math: exclude them from quantization "
              "(--exclude-node) to drop the round trip, or check that the target's runtime has an integer kernel")
     return [{"artifact": a.name, "kind": "unfused_qdq", "operators": sorted({u["op"] for u in unfused}),
