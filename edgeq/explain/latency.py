@@ -36,7 +36,34 @@ def profile_artifacts(outdir: Path, artifacts: list[Artifact], inputs_rel: str,
             continue
         profiles.append(prof)
         warnings += found
+    warnings += _slower_than_float(artifacts, profiles)
     return {"profiles": profiles, "warnings": warnings, "notes": notes}
+
+
+def _slower_than_float(artifacts: list[Artifact], profiles: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A quantized artifact whose profiled run took longer than its float baseline's: name where its time went
+    (the paired latency measurement says *that* it is slower; this says which operators)."""
+    by_name = {p["artifact"]: p for p in profiles}
+    out = []
+    for a in artifacts:
+        prof = by_name.get(a.name)
+        ratio = _host_ratio(a)  # the paired latency measurement decides: a 10-run profile alone is too noisy
+        if a.role != "candidate" or prof is None or ratio is None or ratio <= 1.1:
+            continue
+        top = ", ".join(f"{o['name']} ({o['op']}, {o['ms']:.3f} ms)" for o in prof["ops"][:3])
+        out.append({"artifact": a.name, "kind": "slower_than_float", "operators": [o["op"] for o in prof["ops"][:3]],
+                    "ratio": ratio,
+                    "message": f"{a.name} ran {ratio:.2f}× the float {a.format} artifact's latency on the host; in "
+                               f"its profile the time goes to {top}"})
+    return out
+
+
+def _host_ratio(a: Artifact) -> float | None:
+    for v in a.validations:
+        r = (v.latency_detail or {}).get("ratio_to_float") if v.runner == "host" else None
+        if isinstance(r, int | float):
+            return float(r)
+    return None
 
 
 def _profile_one(path: Path, a: Artifact, inputs: dict[str, np.ndarray]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -60,7 +87,7 @@ def _delegation_warnings(a: Artifact, prof: dict[str, Any]) -> list[dict[str, An
     share = portable / prof["runtime_ms"] if prof.get("runtime_ms") else None
     ops = ", ".join(f"{op} ×{n}" for op, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
     msg = (f"{a.name}: {sum(counts.values())} operator(s) outside the XNNPACK delegate, run by ExecuTorch's "
-           f"portable kernels: {ops}" + (f" ({share:.0%} of the profiled run)" if share is not None else "")
+           f"portable kernels: {ops}" + (f" ({share:.1%} of the profiled run)" if share is not None else "")
            + "; on a device these are unvectorized reference kernels, often many times slower than XNNPACK: "
              "rewrite the model around these operators, or ship the ONNX artifact")
     return [{"artifact": a.name, "kind": "not_delegated", "operators": sorted(counts), "portable_share": share,
@@ -75,7 +102,7 @@ def _unfused_warnings(a: Artifact, prof: dict[str, Any], unfused: list[dict[str,
     names = ", ".join(f"{u['node']} ({u['op']})" for u in unfused[:8]) + (
         f" and {len(unfused) - 8} more" if len(unfused) > 8 else "")
     msg = (f"{a.name}: {len(unfused)} node(s) run in float between Q/DQ pairs onnxruntime did not fuse: {names}"
-           + (f" ({share:.0%} of the profiled run, plus their Q/DQ conversions)" if share is not None else "")
+           + (f" ({share:.1%} of the profiled run, plus their Q/DQ conversions)" if share is not None else "")
            + "; these pay a dequantize/quantize round trip and float math: exclude them from quantization "
              "(--exclude-node) to drop the round trip, or check that the target's runtime has an integer kernel")
     return [{"artifact": a.name, "kind": "unfused_qdq", "operators": sorted({u["op"] for u in unfused}),

@@ -85,7 +85,7 @@ def output_sqnr(model: Path, data: Dataset, reference: dict[str, np.ndarray]) ->
     sess = ort.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
     n = len(data)
-    got = {k: [] for k in names}  # type: dict[str, list[np.ndarray]]
+    got: dict[str, list[np.ndarray]] = {k: [] for k in names}
     for i in range(n):
         res = sess.run(names, {k: v[i:i + 1] for k, v in data.inputs.items()})
         for k, v in zip(names, res, strict=True):

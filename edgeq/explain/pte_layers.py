@@ -9,6 +9,7 @@ of it on the host, not the XNNPACK kernels' arithmetic.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any
 
@@ -31,8 +32,6 @@ def _flat(x: Any) -> list[np.ndarray]:
 def pte_layer_errors(exported: Any, calib: Dataset, ev: Dataset, signature: list[Any], opts: QuantOptions,
                      target: Any) -> list[LayerError]:
     """One entry per float-graph node matched in the quantized graph, in graph order."""
-    import copy
-
     import torch
     from torchao.quantization.pt2e import (
         extract_results_from_loggers,

@@ -24,7 +24,7 @@ def table(manifest: dict[str, Any]) -> list[tuple[str, ...]]:
 
 def terminal_summary(manifest: dict[str, Any], outdir: str) -> str:
     """Fits 100 columns (lower-priority metric columns are dropped; report.md has them all)."""
-    from edgeq.report.terminal import all_warnings, fitted_table, verdict_line
+    from edgeq.report.terminal import all_warnings, fitted_table, operator_warnings, verdict_line
 
     lines = fitted_table(manifest)
     v = manifest["verdict"]
@@ -35,7 +35,7 @@ def terminal_summary(manifest: dict[str, Any], outdir: str) -> str:
         lines.append(extra)
     for f in v.get("host_passes_arm_fails", []):
         lines.append(_clip(f"WARNING host passes but ARM fails: {f}"))
-    for w in all_warnings(manifest):
+    for w in all_warnings(manifest) + operator_warnings(manifest):
         lines.append(_clip(f"WARNING {w}"))
     lines += terminal_lines(manifest)
     lines += [f"  - {f}" for f in [*v["failures"], *v.get("infra_failures", [])]]

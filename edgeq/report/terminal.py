@@ -142,6 +142,12 @@ def all_warnings(manifest: dict[str, Any]) -> list[str]:
     return resolution_warnings(manifest) + size_speed_warnings(manifest)
 
 
+def operator_warnings(manifest: dict[str, Any]) -> list[str]:
+    """edgeq.explain's findings: operators outside the XNNPACK delegate, float nodes around unfused Q/DQ (the
+    report shows them in its per-operator section, next to the profile)."""
+    return [str(w.get("message")) for w in (manifest.get("explain") or {}).get("warnings") or []]
+
+
 def _cells(r: Any) -> tuple[str, ...]:
     lat = "–" if r.latency_ms is None else f"{r.latency_ms:.3f} ms" + (
         f" {r.latency_ratio:.2f}×" if r.latency_ratio is not None else "") + (
@@ -189,7 +195,8 @@ def json_result(manifest: dict[str, Any], outdir: str) -> dict[str, Any]:
             "host_passes_arm_fails": list(v.get("host_passes_arm_fails", [])),
             "target": manifest["target"]["name"], "model": manifest["source"]["ref"],
             "budget": manifest.get("budget"), "margins": [asdict(m) for m in margins(manifest)],
-            "warnings": all_warnings(manifest), "eval_samples": manifest.get("validation_data", {}).get("samples"),
+            "warnings": all_warnings(manifest) + operator_warnings(manifest),
+            "eval_samples": manifest.get("validation_data", {}).get("samples"),
             "artifacts": arts, "fleet": v.get("fleet"), "infra_failures": list(v.get("infra_failures", [])),
             "boards": (manifest.get("fleet") or {}).get("boards"), "output": outdir, "manifest": f"{outdir}/edgeq.json",
             "report": f"{outdir}/report.html"}

@@ -88,3 +88,21 @@ def test_float_nodes_between_unfused_qdq_are_named(folder: tuple[Path, list[Arti
     [w] = [w for w in ex["warnings"] if w["kind"] == "unfused_qdq"]
     assert "CumSum" in w["operators"] and "CumSum" in w["message"]
     assert not any(op.startswith("QLinear") for op in w["operators"])  # the fused convolutions are not flagged
+
+
+def test_slower_than_float_names_where_the_time_goes(folder: tuple[Path, list[Artifact]]) -> None:
+    """When the export's paired latency measurement found INT8 slower, the warning names its slowest operators."""
+    from edgeq.manifest import Validation
+
+    out, arts = folder
+    base = Artifact("onnx-fp32", "model.onnx", "onnx", "fp32", "baseline")
+    slow = Artifact("onnx-int8-static", "model.onnx", "onnx", "int8-static", "candidate", validations=[
+        Validation("host", "x86_64", "host", [], False, {}, {"passed": True, "failures": []}, 1.0, "host", "ort",
+                   latency_detail={"ratio_to_float": 1.6})])
+    ex = profile_artifacts(out, [base, slow], "inputs.npz")
+    [w] = [w for w in ex["warnings"] if w["kind"] == "slower_than_float"]
+    slowest = next(p for p in ex["profiles"] if p["artifact"] == "onnx-int8-static")["ops"][0]["name"]
+    assert w["artifact"] == "onnx-int8-static" and "1.60×" in w["message"] and slowest in w["message"]
+    slow.validations[0].latency_detail = {"ratio_to_float": 1.02}
+    assert not [w for w in profile_artifacts(out, [base, slow], "inputs.npz")["warnings"]
+                if w["kind"] == "slower_than_float"]
