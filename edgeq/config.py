@@ -20,6 +20,8 @@ CalibrationMethod = Literal["minmax", "percentile", "entropy", "distribution"]
 QuantMode = Literal["static", "dynamic"]
 OutlierMode = Literal["auto", "on", "off"]
 OUTLIER_MODES: tuple[str, ...] = ("auto", "on", "off")
+RoundingMode = Literal["auto", "adaround", "gptq", "nearest"]
+ROUNDING_MODES: tuple[str, ...] = ("auto", "adaround", "gptq", "nearest")
 IntType = Literal["int8", "uint8", "int16", "uint16"]
 
 CALIBRATION_METHODS: tuple[str, ...] = ("minmax", "percentile", "entropy", "distribution")
@@ -201,6 +203,9 @@ class PipelineConfig:
     # Outlier-aware PTQ in torch before capture (edgeq.prepare): "auto" = for PyTorch models given an explicit
     # budget when the search may run, "on" = always for PyTorch models, "off" = never.
     outliers: OutlierMode = "auto"
+    # The conv-net weight rounding of that preparation (edgeq.prepare.conv_prepare): "auto" = GPTQ and learned
+    # rounding (AdaRound) both built, the lower simulated INT8 error kept; "adaround" / "gptq" / "nearest".
+    rounding: RoundingMode = "auto"
     version: int = CONFIG_VERSION
     # Set when the config comes from a manifest: the export refuses a target profile that changed since, as
     # it would not rebuild the same bytes.
@@ -224,6 +229,8 @@ class PipelineConfig:
             raise UsageError("max_eval_samples must be >= 1")
         if self.outliers not in OUTLIER_MODES:
             raise UsageError(f"unknown outlier mode {self.outliers!r}", f"use one of {', '.join(OUTLIER_MODES)}")
+        if self.rounding not in ROUNDING_MODES:
+            raise UsageError(f"unknown rounding {self.rounding!r}", f"use one of {', '.join(ROUNDING_MODES)}")
         if self.version != CONFIG_VERSION:
             raise UsageError(f"config version {self.version} is not supported (this edgeq reads {CONFIG_VERSION})")
 

@@ -60,6 +60,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="outlier-aware PTQ in torch before capture (SmoothQuant, INT8 embedding tables, bias "
                         "correction) for the INT8 models of every format; auto: PyTorch models given budget flags "
                         "(default auto)")
+    p.add_argument("--rounding", choices=("auto", "adaround", "gptq", "nearest"), default="auto",
+                   help="weight rounding of that preparation for conv nets: adaround (learned, with the INT8 "
+                        "activations in the objective; minutes), gptq, nearest, or auto: both adaround and gptq, "
+                        "the lower simulated INT8 error kept (default auto)")
     add_quant_flags(p)
     add_budget_flags(p)
     add_search_flags(p)
@@ -165,7 +169,8 @@ def run(args: argparse.Namespace) -> int:
         budget=budget_from(args), force=args.force, eval_fraction=args.eval_fraction,
         max_eval_samples=args.max_eval_samples, seed=args.seed, opset=args.opset, search=search_from(args),
         trust_pickle=args.trust_pickle, validate_on=tuple(s.strip() for s in args.validate_on.split(",") if s.strip()),
-        preprocess=preprocess_from(args), compress=compress_from(args), outliers=args.outliers)
+        preprocess=preprocess_from(args), compress=compress_from(args), outliers=args.outliers,
+        rounding=args.rounding)
     result = export(cfg, progress_from(args))
     out = human(args)
     print(terminal_summary(result.manifest, str(result.output)), file=out)
