@@ -66,7 +66,8 @@ def outputs(fmt: str, path: Path, data: dict[str, np.ndarray]) -> np.ndarray:
     return np.concatenate([run(r) for r in rows_of(data)])
 
 
-def model_rows(name: str, d: Path, formats: tuple[str, ...]) -> list[list[str]]:
+def model_rows(name: str, d: Path, formats: tuple[str, ...],
+               roundings: tuple[str, ...] = ("first", "gptq", "adaround")) -> list[list[str]]:
     from bench.real_quant import MODELS
 
     d.mkdir(parents=True, exist_ok=True)
@@ -83,7 +84,7 @@ def model_rows(name: str, d: Path, formats: tuple[str, ...]) -> list[list[str]]:
         float_bytes["pte"] = pte_float(model, example, d / "float.pte").stat().st_size
     group = "held-out" if name in HELD_OUT else "tuning"
     out = []
-    for rounding in ("first", "gptq", "adaround"):
+    for rounding in roundings:
         load0 = os.getloadavg()[0]
         m, secs, log = prepared(model, calib, rounding)
         load = f"{load0:.1f}/{os.getloadavg()[0]:.1f}"
@@ -113,6 +114,7 @@ def main() -> None:
     ap.add_argument("--model", action="append", default=[], choices=list(IMAGE_MODELS))
     ap.add_argument("--format", action="append", default=[], choices=["onnx", "pte"])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounding", default="first,gptq,adaround", help="variants, in this order")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -120,7 +122,8 @@ def main() -> None:
                    "load 1-min (start/end)"])
     with tempfile.TemporaryDirectory(prefix="edgeq-cnn-rounding-") as tmp:
         for name in a.model or list(IMAGE_MODELS):
-            for row in model_rows(name, Path(tmp) / name, tuple(a.format) or ("onnx", "pte")):
+            for row in model_rows(name, Path(tmp) / name, tuple(a.format) or ("onnx", "pte"),
+                                  tuple(a.rounding.split(","))):
                 table.add(*row)
     print(table.markdown())
 

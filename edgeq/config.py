@@ -203,9 +203,10 @@ class PipelineConfig:
     # Outlier-aware PTQ in torch before capture (edgeq.prepare): "auto" = for PyTorch models given an explicit
     # budget when the search may run, "on" = always for PyTorch models, "off" = never.
     outliers: OutlierMode = "auto"
-    # The conv-net weight rounding of that preparation (edgeq.prepare.conv_prepare): "auto" = GPTQ and learned
-    # rounding (AdaRound) both built, the lower simulated INT8 error kept; "adaround" / "gptq" / "nearest".
-    rounding: RoundingMode = "auto"
+    # The conv-net weight rounding of that preparation (edgeq.prepare.conv_prepare): "gptq" (default: act-order
+    # GPTQ), "adaround" (learned), "nearest", "auto" (both GPTQ and AdaRound built, the lower simulated INT8
+    # error kept).
+    rounding: RoundingMode = "gptq"
     version: int = CONFIG_VERSION
     # Set when the config comes from a manifest: the export refuses a target profile that changed since, as
     # it would not rebuild the same bytes.

@@ -64,7 +64,7 @@ def input_names(source: ModelSource) -> list[str]:
 
 
 def prepare_source(source: ModelSource, calib: Dataset, progress: Progress,
-                   explicit: bool = False, rounding: str = "auto") -> tuple[ModelSource, dict[str, Any]]:
+                   explicit: bool = False, rounding: str = "gptq") -> tuple[ModelSource, dict[str, Any]]:
     """A new source holding the prepared module (``source`` is untouched) and the manifest record.
 
     ``rounding`` (conv nets only; a model with LayerNorm/RMSNorm keeps GPTQ rounding under SmoothQuant):

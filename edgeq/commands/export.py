@@ -60,10 +60,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="outlier-aware PTQ in torch before capture (SmoothQuant, INT8 embedding tables, bias "
                         "correction) for the INT8 models of every format; auto: PyTorch models given budget flags "
                         "(default auto)")
-    p.add_argument("--rounding", choices=("auto", "adaround", "gptq", "nearest"), default="auto",
-                   help="weight rounding of that preparation for conv nets: adaround (learned, with the INT8 "
-                        "activations in the objective; minutes), gptq, nearest, or auto: both adaround and gptq, "
-                        "the lower simulated INT8 error kept (default auto)")
+    p.add_argument("--rounding", choices=("auto", "adaround", "gptq", "nearest"), default="gptq",
+                   help="weight rounding of that preparation for conv nets: gptq (act-order GPTQ), adaround "
+                        "(learned, with the INT8 activations in the objective; minutes), nearest, or auto: both "
+                        "gptq and adaround, the lower simulated INT8 error kept (default gptq)")
     add_quant_flags(p)
     add_budget_flags(p)
     add_search_flags(p)
