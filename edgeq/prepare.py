@@ -99,7 +99,7 @@ def prepare_source(source: ModelSource, calib: Dataset, progress: Progress,
     t1 = time.perf_counter()
     ranking = linear_sensitivity(module, data)
     record: dict[str, Any] = {
-        "applied": [k for k, v in log.items() if _changed(k, v)],
+        "applied": [k for k, v in log.items() if k != "rounding" and _changed(k, v)],
         "config": cfg.to_dict(),
         "smoothquant": [{k: e[k] for k in ("layers", "alpha", "outlier_ratio", "error_before", "error_after",
                                            "skipped") if k in e}
