@@ -42,9 +42,11 @@ def prepared(model: Any, calib: dict[str, np.ndarray], rounding: str) -> tuple[A
     if rounding == "first":
         return model, 0.0, {}
     log: dict[str, Any] = {}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     m = prepare_for_int8(copy.deepcopy(model), calib, conv_outlier_config(rounding, N_CALIB), log=log,
                          progress=Progress(enabled=sys.stderr.isatty()))
+    # CPU seconds of this process (all threads): on a shared host the wall time says more about the neighbours
+    log["cpu_seconds"] = round(time.process_time() - c0, 1)
     return m.eval(), time.perf_counter() - t0, log
 
 
@@ -88,7 +90,8 @@ def model_rows(name: str, d: Path, formats: tuple[str, ...],
         load0 = os.getloadavg()[0]
         m, secs, log = prepared(model, calib, rounding)
         load = f"{load0:.1f}/{os.getloadavg()[0]:.1f}"
-        print(f"  {name} {rounding}: prepared in {secs:.0f} s (load {load}) {log.get('rounding', '')}",
+        print(f"  {name} {rounding}: prepared in {secs:.0f} s wall, {log.get('cpu_seconds', 0)} s CPU "
+              f"(load {load})",
               file=sys.stderr, flush=True)
         for fmt in formats:
             path = (onnx_int8(m, example, calib, d, rounding) if fmt == "onnx"
