@@ -267,7 +267,7 @@ def adaround(model: Any, calib: Mapping[str, np.ndarray], cfg: AdaRoundConfig = 
         folded = fold_batchnorm(model, next(batches(calib, 1)))
     except Exception as e:  # noqa: BLE001  tracing is best effort: an untraceable model is left unchanged
         return model, [{"skipped": f"torch.export failed: {type(e).__name__}: {str(e)[:200]}"}]
-    layers = {n: m for n, m in model.named_modules() if isinstance(m, kinds)
+    layers: dict[str, Any] = {n: m for n, m in model.named_modules() if isinstance(m, kinds)
               and getattr(m, "padding_mode", "zeros") == "zeros"}
     ranges, order = _ranges_and_order(model, layers, calib, cfg)
     ref = copy.deepcopy(model)  # the float reference the stages reconstruct
