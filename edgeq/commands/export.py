@@ -68,6 +68,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="outlier-aware PTQ in torch before capture (SmoothQuant, INT8 embedding tables, bias "
                         "correction) for the INT8 models of every format; auto: PyTorch models given budget flags "
                         "(default auto)")
+    p.add_argument("--rounding", choices=("auto", "adaround", "gptq", "nearest"), default="gptq",
+                   help="weight rounding of that preparation for conv nets: gptq (act-order GPTQ), adaround "
+                        "(learned, with the INT8 activations in the objective; minutes), nearest, or auto: both "
+                        "gptq and adaround, the lower simulated INT8 error kept (default gptq)")
     add_quant_flags(p)
     add_budget_flags(p)
     add_runner_timeout_flag(p)
@@ -179,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
         max_eval_samples=args.max_eval_samples, seed=args.seed, opset=args.opset, search=search_from(args),
         trust_pickle=args.trust_pickle, validate_on=tuple(s.strip() for s in args.validate_on.split(",") if s.strip()),
         preprocess=preprocess_from(args), compress=compress_from(args), outliers=args.outliers,
-        runner_timeout_s=args.runner_timeout, fleet=fleet_from(args))
+        runner_timeout_s=args.runner_timeout, fleet=fleet_from(args), rounding=args.rounding)
     result = export(cfg, progress_from(args))
     out = human(args)
     print(terminal_summary(result.manifest, str(result.output)), file=out)

@@ -3,7 +3,8 @@
 Each method is a pure ``model -> model`` function with a frozen config (the pipeline wraps them as Transform
 stages): :func:`equalize` (clamp-aware cross-layer equalization of ``conv -> ReLU/ReLU6 -> conv`` pairs),
 :func:`round_weights` (GPTQ-style data-aware rounding of conv weights onto the
-per-channel INT8 grid both exporters use), :func:`smooth_quant` (activation outliers -> weights, per input tensor), :func:`correct_bias`
+per-channel INT8 grid both exporters use) or :func:`adaround` (learned rounding on the same grid, with the INT8
+activations in the objective), :func:`smooth_quant` (activation outliers -> weights, per input tensor), :func:`correct_bias`
 (the mean shift of INT8 weight rounding, for convolution nets), :func:`quantize_embeddings` (INT8 tables).
 :func:`prepare_for_int8` applies what fits the model and returns a log for the manifest.
 """
@@ -16,14 +17,16 @@ from typing import Any
 
 import numpy as np
 
+from edgeq.outliers.adaround import AdaRoundConfig, adaround
 from edgeq.outliers.bias_correction import BiasCorrectionConfig, correct_bias
 from edgeq.outliers.cle import CLEConfig, equalize
 from edgeq.outliers.embedding import EmbeddingQuantConfig, quantize_embeddings
 from edgeq.outliers.smoothquant import SmoothQuantConfig, smooth_quant
 from edgeq.outliers.weight_rounding import WeightRoundingConfig, round_weights
+from edgeq.progress import Progress
 
-__all__ = ["BiasCorrectionConfig", "CLEConfig", "EmbeddingQuantConfig", "OutlierConfig", "SmoothQuantConfig",
-           "WeightRoundingConfig", "correct_bias", "equalize", "prepare_for_int8", "quantize_embeddings",
+__all__ = ["AdaRoundConfig", "BiasCorrectionConfig", "CLEConfig", "EmbeddingQuantConfig", "OutlierConfig", "SmoothQuantConfig",
+           "WeightRoundingConfig", "adaround", "correct_bias", "equalize", "prepare_for_int8", "quantize_embeddings",
            "round_weights", "smooth_quant"]
 
 
@@ -36,14 +39,16 @@ class OutlierConfig:
     smoothquant: SmoothQuantConfig | None = field(default_factory=SmoothQuantConfig)
     bias_correction: BiasCorrectionConfig | None = field(default_factory=BiasCorrectionConfig)
     embeddings: EmbeddingQuantConfig | None = field(default_factory=EmbeddingQuantConfig)
-    version: int = 2  # 2: cross-layer equalization (cle) and conv weight rounding added
+    # learned rounding (edgeq.outliers.adaround): when set, it replaces weight_rounding (GPTQ)
+    adaround: AdaRoundConfig | None = None
+    version: int = 3  # 2: cross-layer equalization (cle) and conv weight rounding added; 3: adaround
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def prepare_for_int8(model: Any, calib: Mapping[str, np.ndarray], cfg: OutlierConfig = OutlierConfig(),
-                     log: dict[str, Any] | None = None) -> Any:
+                     log: dict[str, Any] | None = None, progress: Progress | None = None) -> Any:
     """Apply the configured methods to ``model`` (in place, eval mode) and return it.
 
     ``calib``: forward-argument name -> calibration array (sample axis first). ``log`` (optional) receives one
@@ -53,7 +58,9 @@ def prepare_for_int8(model: Any, calib: Mapping[str, np.ndarray], cfg: OutlierCo
     record: dict[str, Any] = {} if log is None else log
     if cfg.cle is not None:  # first: bias correction must see the weights that will be rounded
         model, record["cle"] = equalize(model, calib, cfg.cle)
-    if cfg.weight_rounding is not None:  # after CLE (it rescales weights), before bias correction (which then
+    if cfg.adaround is not None:  # learned rounding, in place of GPTQ (same grid, same place in the order)
+        model, record["adaround"] = adaround(model, calib, cfg.adaround, progress)
+    elif cfg.weight_rounding is not None:  # after CLE (it rescales weights), before bias correction (which then
         # finds the conv weights already on the INT8 grid: no rounding shift left to correct)
         model, record["weight_rounding"] = round_weights(model, calib, cfg.weight_rounding)
     if cfg.bias_correction is not None:

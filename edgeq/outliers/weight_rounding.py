@@ -85,6 +85,23 @@ def fold_batchnorm(model: Any, example: tuple[Any, ...]) -> list[str]:
     return folded
 
 
+def receptive_fields(m: Any, x: Any) -> Any:
+    """A zero-padded Conv2d's input ``x`` as its receptive fields, ``[groups, batch * positions, D]``.
+
+    The module's own zero padding only; padding done outside (TF "same") is already in ``x``."""
+    import torch
+
+    pad: Any = m.padding
+    if isinstance(pad, str):  # "valid" -> 0, "same" (stride 1) -> half the dilated kernel
+        dk = zip(m.dilation, m.kernel_size, strict=True)
+        pad = 0 if pad == "valid" else tuple(d * (k - 1) // 2 for d, k in dk)
+    cols = torch.nn.functional.unfold(x, m.kernel_size, m.dilation, pad, m.stride)
+    k = m.kernel_size[0] * m.kernel_size[1]
+    g = m.groups
+    cols = cols.reshape(x.shape[0], g, (x.shape[1] // g) * k, -1).permute(1, 0, 3, 2)
+    return cols.reshape(g, -1, cols.shape[-1])
+
+
 def _grid(w: Any, scale: Any) -> Any:
     return (w / scale).round().clamp(-127, 127) * scale
 
@@ -164,17 +181,7 @@ def round_weights(model: Any, calib: Mapping[str, np.ndarray],
             if isinstance(m, torch.nn.Conv2d):
                 if m.padding_mode != "zeros":
                     return
-                # the module's own zero padding only; padding done outside (TF "same") is left out: border
-                # receptive fields are under-weighted in H, which only re-weights the rounding objective
-                pad: Any = m.padding
-                if isinstance(pad, str):  # "valid" -> 0, "same" (stride 1) -> half the dilated kernel
-                    dk = zip(m.dilation, m.kernel_size, strict=True)
-                    pad = 0 if pad == "valid" else tuple(d * (k - 1) // 2 for d, k in dk)
-                cols = torch.nn.functional.unfold(x, m.kernel_size, m.dilation, pad, m.stride)
-                k = m.kernel_size[0] * m.kernel_size[1]
-                g = m.groups
-                cols = cols.reshape(x.shape[0], g, (x.shape[1] // g) * k, -1).permute(1, 0, 3, 2)
-                cols = cols.reshape(g, -1, cols.shape[-1])  # [groups, patches, D]
+                cols = receptive_fields(m, x)  # [groups, patches, D]
             else:
                 cols = x.reshape(1, -1, x.shape[-1])
             take = torch.randperm(cols.shape[1], generator=gen)[:cfg.patches_per_batch]
