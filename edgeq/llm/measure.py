@@ -16,6 +16,7 @@ from edgeq.llm.config import LlmConfig, Variant
 from edgeq.llm.metrics import WindowScores, compare, greedy, greedy_agreement, score, speed
 from edgeq.llm.runners import open_runner
 from edgeq.llm.source import LoadedLM
+from edgeq.llm.text import bos_id
 from edgeq.manifest import new_manifest, write_manifest
 from edgeq.progress import Progress
 from edgeq.targets import load_target
@@ -140,7 +141,9 @@ def write(ctx: Context, out: Path, artifacts: list[dict[str, Any]], formats: dic
     m["llm"] = {"float": {"ppl_eval": round(ctx.eval_scores.ppl, 4), "ppl_calib": round(ctx.calib_scores.ppl, 4),
                           "bytes": ctx.fbytes},
                 "seq_len": ctx.cfg.seq_len, "calib_windows": int(len(calib)), "eval_windows": int(len(evalw)),
-                "max_context": ctx.cfg.max_context, "formats": formats, "tokenizer": "tokenizer"}
+                "max_context": ctx.cfg.max_context, "formats": formats, "tokenizer": "tokenizer",
+                # the BOS id every window starts with (None: the model is trained without one; edgeq.llm.text)
+                "bos_id": bos_id(ctx.lm.tokenizer)}
     write_manifest(m, out)
     return m
 
