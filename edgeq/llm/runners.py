@@ -132,6 +132,7 @@ class PteLM:
     KV cache inside. Positions overwrite the cache, so reset() has nothing to clear."""
 
     def __init__(self, path: Path) -> None:
+        import executorch.extension.llm.custom_ops.custom_ops  # noqa: F401  (llama::custom_sdpa, update_cache)
         import executorch.kernels.quantized  # noqa: F401  (registers embedding_byte & co for the runtime)
         from executorch.runtime import Runtime
 
