@@ -8,6 +8,8 @@ from typing import Any
 
 FORMATS = ("onnx", "pte")
 PTE_DELEGATIONS = ("linears", "all")
+# the .pte program (edgeq.llm.pte_export): auto = custom-sdpa unless the attention needs what the custom op lacks
+PTE_PROGRAMS = ("auto", "custom-sdpa", "static-cache")
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,10 @@ class LlmConfig:
     # default; ~2x faster to build), "all" = every op XNNPACK takes (slower build, faster program in ExecuTorch's
     # Python runtime); float variants always delegate all. Measured on SmolLM2-135M in the README.
     pte_delegation: str = "linears"
+    # .pte program: custom-sdpa = ExecuTorch's fast decode path (its custom KV-cache and SDPA ops; the ExecuTorch
+    # LLM runner links them, the wheel's bare C++ runtime does not), static-cache = transformers' static cache
+    # (portable ops only, ~10x slower decode; what the emulated C++ runner can load)
+    pte_program: str = "auto"
     force: bool = False
     version: int = 1
 

@@ -50,7 +50,8 @@ def build(ctx: Context, v: Variant) -> Path:
     from edgeq.llm.pte_export import build_pte
 
     return build_pte(ctx.lm.model, ctx.lm.tokenizer, ctx.work / f"{v.name}.pte", v, ctx.cfg.max_context,
-                     ctx.calib_windows, extended_ops=ctx.cfg.pte_delegation == "all")
+                     ctx.calib_windows, extended_ops=ctx.cfg.pte_delegation == "all",
+                     program=None if ctx.cfg.pte_program == "auto" else ctx.cfg.pte_program)
 
 
 def artifact_bytes(path: Path, fmt: str) -> int:
@@ -108,10 +109,17 @@ def finalize(ctx: Context, v: Variant, path: Path, out: Path, pick: bool, progre
         emu["budget_check"] = {"passed": True, "failures": [], "scope": "speed only, not gated"}
         validations.append(emu)
     rel = main.relative_to(out)
+    details: dict[str, Any] = {"pick": pick, "folder": str(dest.relative_to(out)), "task": "text-generation"}
+    if v.format == "pte":
+        from edgeq.llm.pte_export import custom_ops
+
+        ops = custom_ops(dest)
+        # what a runtime must link to load it: ExecuTorch's LLM runner has the llama:: custom ops
+        details["pte_program"] = "custom-sdpa" if ops else "static-cache"
+        details["custom_ops"] = ops
     return {"name": v.name, "path": str(rel), "format": v.format, "precision": f"int{v.bits}-weights",
             "role": "candidate", "bytes": size, "sha256": sha256_file(main),
-            "quantization": v.to_dict(), "details": {"pick": pick, "folder": str(dest.relative_to(out)),
-                                                     "task": "text-generation"},
+            "quantization": v.to_dict(), "details": details,
             "validations": validations}
 
 

@@ -191,6 +191,17 @@ def lower(wrapped: Any, v: Variant, max_context: int, meta: dict[str, Any], exte
     return bytes(prog.buffer)
 
 
+def custom_ops(pte: Path) -> list[str]:
+    """The ``llama::`` custom operators the program's forward calls (empty for the static-cache program): what a
+    runtime must link (ExecuTorch's LLM runner does; the wheel's bare C++ runtime does not)."""
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    prog = deserialize_pte_binary(Path(pte).read_bytes())
+    prog = getattr(prog, "program", prog)  # newer ExecuTorch wraps the program with its named data
+    ops = {o.name for plan in prog.execution_plan if plan.name == "forward" for o in plan.operators}
+    return sorted(o for o in ops if o.startswith("llama::"))
+
+
 def build_pte(model: Any, tokenizer: Any, out: Path, v: Variant, max_context: int,
               calib: np.ndarray | None = None, extended_ops: bool = False, program: str | None = None) -> Path:
     """Quantize a deep copy of MODEL per V (CALIB: calibration token windows, needed by smoothed variants) and
