@@ -46,6 +46,16 @@ def test_decode_curve_rows_cover_the_positions(tiny_export: Any) -> None:
     assert all(r["cache_ms"] > 0 and r["rerun_ms"] > 0 for r in rows)  # shape only: no timing asserted
 
 
+def test_interleaved_decode_comparison_reports_every_artifact(tiny_export: Any) -> None:
+    from bench.llm_decode import interleaved
+
+    runners = {fmt: _runner(tiny_export, fmt)[0] for fmt in ("onnx", "pte")}
+    got = interleaved(runners, _ids(tiny_export), prompt=8, steps=4, rounds=2)
+    assert set(got["decode_tokens_per_s"]) == {"onnx", "pte"} and got["rounds"] == 2
+    assert all(v > 0 for v in got["decode_tokens_per_s"].values())  # shape only: no timing asserted
+    assert len(got["load_average_1min"]) == 2
+
+
 def test_emulating_a_non_arm_target_is_refused_before_the_export(tiny_lm: dict[str, Path], tmp_path: Path) -> None:
     from edgeq.llm.api import export_llm
     from edgeq.llm.config import LlmConfig
