@@ -42,11 +42,6 @@ def check_config(cfg: LlmConfig) -> None:
         raise UsageError(f"unknown .pte delegation {cfg.pte_delegation!r}", f"use one of {', '.join(PTE_DELEGATIONS)}")
     if cfg.pte_program not in PTE_PROGRAMS:
         raise UsageError(f"unknown .pte program {cfg.pte_program!r}", f"use one of {', '.join(PTE_PROGRAMS)}")
-    if cfg.emulate and "pte" in cfg.formats and cfg.pte_program != "static-cache":
-        raise UsageError("the emulated .pte decode runs edgeq's C++ runner, built against the ExecuTorch wheel's "
-                         "C++ runtime, which has no kernels for the custom-SDPA program's llama:: ops",
-                         "add --pte-program static-cache to measure a .pte on the emulator, or emulate only "
-                         "--format onnx")
     if cfg.max_ppl_increase < 0:
         raise UsageError("--max-ppl-increase must be >= 0 (a percentage over float perplexity)")
     for name in cfg.emulate:  # fail before a long export, not after it
@@ -54,6 +49,11 @@ def check_config(cfg: LlmConfig) -> None:
         from edgeq.targets import load_target
 
         cpu_model(load_target(name))  # typed error for an unknown or non-ARM target
+    if cfg.emulate and "pte" in cfg.formats and cfg.pte_program != "static-cache":
+        raise UsageError("the emulated .pte decode runs edgeq's C++ runner, built against the ExecuTorch wheel's "
+                         "C++ runtime, which has no kernels for the custom-SDPA program's llama:: ops",
+                         "add --pte-program static-cache to measure a .pte on the emulator, or emulate only "
+                         "--format onnx")
     if cfg.output.exists() and not cfg.force:
         raise OutputExistsError(f"{cfg.output} exists", "pass --force to replace it")
 
