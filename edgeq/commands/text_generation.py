@@ -39,7 +39,7 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pte-program", choices=("auto", "custom-sdpa", "static-cache"), default="auto",
                    help="the .pte program: custom-sdpa = ExecuTorch's fast decode path (its llama::update_cache / "
                         "custom_sdpa ops, which ExecuTorch's LLM runner links), static-cache = transformers' "
-                        "static cache (portable ops, ~10x slower decode, loads in edgeq's C++ runner / --emulate); "
+                        "static cache (portable ops, ~6x slower decode, loads in edgeq's C++ runner / --emulate); "
                         "auto (default) = custom-sdpa unless the model's attention needs static-cache")
     g.add_argument("--max-ppl-increase", type=float, default=10.0, metavar="PCT",
                    help="budget: perplexity may rise at most PCT %% over float (default 10)")

@@ -77,7 +77,7 @@ class LlmConfig:
     pte_delegation: str = "linears"
     # .pte program: custom-sdpa = ExecuTorch's fast decode path (its custom KV-cache and SDPA ops; the ExecuTorch
     # LLM runner links them, the wheel's bare C++ runtime does not), static-cache = transformers' static cache
-    # (portable ops only, ~10x slower decode; what the emulated C++ runner can load)
+    # (portable ops only, ~6x slower decode on SmolLM2-135M; what the emulated C++ runner can load)
     pte_program: str = "auto"
     force: bool = False
     version: int = 1
