@@ -84,6 +84,7 @@ def wrapper(model: Any, max_context: int) -> Any:
     import torch
     from executorch.examples.models.llama.source_transformation.custom_kv_cache import CustomKVCache
     from transformers import StaticCache
+    from transformers.cache_utils import StaticLayer, StaticSlidingWindowLayer
 
     register()
     config = model.config.get_text_config()
@@ -98,6 +99,10 @@ def wrapper(model: Any, max_context: int) -> Any:
 
         def __init__(self, layers: Any) -> None:
             super().__init__(config=config, max_cache_len=max_context)
+            # as transformers' own export wrapper: window layers' mask sizes depend on the token count (an export
+            # guard T <= window); the window is applied in _attention instead
+            self.layers = [StaticLayer(max_context) if isinstance(la, StaticSlidingWindowLayer) else la
+                           for la in self.layers]
             self.kv = layers
             self.input_pos: Any = None
 
