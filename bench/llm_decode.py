@@ -3,6 +3,7 @@ for every new token (grows with the position), for each LM artifact of an ``edge
 text-generation`` folder (or one ``--pte FILE`` / ``--onnx DIR``).
 
     python -m bench.llm_decode OUTDIR [--positions 16,64,128,256,448] [--repeats 3]
+    python -m bench.llm_decode OUTDIR --compare old=a.pte new=b.pte onnx=DIR [--rounds 5 --steps 32]
 
 Token ids are the folder's evaluation windows (``validation/inputs.npz``). For each position P: the cache
 column is the median time of one single-token step at position P after a prefill of P tokens; the re-run column
@@ -54,6 +55,30 @@ def decode_curve(runner: Any, ids: np.ndarray, positions: list[int], repeats: in
     return rows
 
 
+def interleaved(runners: dict[str, Any], ids: np.ndarray, prompt: int, steps: int, rounds: int) -> dict[str, Any]:
+    """Decode tokens/s of several runners measured in turns on the same host: each round prefills PROMPT tokens
+    and times STEPS single-token steps (positions PROMPT.., the ids' own next tokens) per runner, runners in
+    rotating order; the figure per runner is the median over rounds. On a shared host only the ratios between
+    runners of one such run mean anything; the load average is recorded beside them."""
+    import os
+
+    times: dict[str, list[float]] = {n: [] for n in runners}
+    load0 = os.getloadavg()[0]
+    names = list(runners)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            run = runners[name]
+            run.reset()
+            run.forward(ids[:prompt], 0)
+            t0 = time.perf_counter()
+            for p in range(prompt, prompt + steps):
+                run.forward(ids[p:p + 1], p)
+            times[name].append(steps / (time.perf_counter() - t0))
+    return {"decode_tokens_per_s": {n: round(float(np.median(v)), 2) for n, v in times.items()},
+            "rounds": rounds, "prompt_tokens": prompt, "steps": steps,
+            "load_average_1min": [round(load0, 2), round(os.getloadavg()[0], 2)], "cpus": os.cpu_count()}
+
+
 def artifacts(out: Path) -> list[tuple[str, str, Path]]:
     m = json.loads((out / "edgeq.json").read_text())
     return [(a["name"], a["format"], out / a["details"]["folder"]) for a in m["artifacts"]]
@@ -67,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--positions", default="16,64,128,256,448")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime / torch intra-op threads (default 1)")
+    ap.add_argument("--compare", nargs="+", metavar="NAME=PATH",
+                    help="instead of the curve: decode tokens/s of these artifacts (.pte file or ONNX folder) "
+                         "measured in turns in one run (interleaved), printed as JSON")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=32)
+    ap.add_argument("--prompt", type=int, default=64)
     args = ap.parse_args(argv)
     import torch
 
@@ -74,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     ids = np.load(args.out / "validation" / "inputs.npz")["eval_windows"].reshape(-1)
+    if args.compare:
+        pairs = [c.split("=", 1) for c in args.compare]
+        runners = {n: (PteLM(Path(p)) if p.endswith(".pte") else OnnxLM(Path(p), threads=args.threads))
+                   for n, p in pairs}
+        print(json.dumps(interleaved(runners, ids, args.prompt, args.steps, args.rounds)), flush=True)
+        return 0
     todo = ([("pte", "pte", args.pte)] if args.pte else []) + ([("onnx", "onnx", args.onnx)] if args.onnx else [])
     todo = todo or artifacts(args.out)
     positions = [int(p) for p in args.positions.split(",")]

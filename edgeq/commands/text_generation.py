@@ -36,6 +36,11 @@ def add_flags(p: argparse.ArgumentParser) -> None:
                    help="what XNNPACK runs in the .pte: linears = only the quantized linears, as ExecuTorch's llama "
                         "recipe (default; SmolLM2-135M: ~460 CPU-s to lower), all = every op XNNPACK takes (~2x "
                         "longer to build; prefill ~3x and decode ~2x faster in ExecuTorch's Python runtime)")
+    g.add_argument("--pte-program", choices=("auto", "custom-sdpa", "static-cache"), default="auto",
+                   help="the .pte program: custom-sdpa = ExecuTorch's fast decode path (its llama::update_cache / "
+                        "custom_sdpa ops, which ExecuTorch's LLM runner links), static-cache = transformers' "
+                        "static cache (portable ops, ~6x slower decode, loads in edgeq's C++ runner / --emulate); "
+                        "auto (default) = custom-sdpa unless the model's attention needs static-cache")
     g.add_argument("--max-ppl-increase", type=float, default=10.0, metavar="PCT",
                    help="budget: perplexity may rise at most PCT %% over float (default 10)")
 
@@ -61,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
                     formats=tuple(f.strip() for f in args.format.split(",") if f.strip()), seq_len=args.seq_len,
                     max_context=args.max_context, calib_windows=args.calib_windows, eval_windows=args.eval_windows,
                     max_ppl_increase=args.max_ppl_increase, force=args.force, pte_delegation=args.pte_delegation,
-                    target=args.target,
+                    target=args.target, pte_program=args.pte_program,
                     emulate=tuple(t.strip() for t in args.emulate.split(",") if t.strip()))
     result = export_llm(cfg, progress_from(args))
     print(summary(result.manifest, str(result.output)), file=sys.stdout)

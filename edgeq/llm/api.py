@@ -16,7 +16,7 @@ from edgeq.emulator.qemu import cpu_model
 from edgeq.emulator.sysroot import is_ready
 from edgeq.errors import OutputExistsError, UsageError
 from edgeq.llm import measure
-from edgeq.llm.config import FORMATS, PTE_DELEGATIONS, LlmConfig, Variant
+from edgeq.llm.config import FORMATS, PTE_DELEGATIONS, PTE_PROGRAMS, LlmConfig, Variant
 from edgeq.llm.metrics import CONFIDENCE, WindowScores, compare, greedy, score
 from edgeq.llm.runners import TorchLM, open_runner
 from edgeq.llm.search import ladder
@@ -43,11 +43,18 @@ def check_config(cfg: LlmConfig) -> None:
         raise UsageError(f"--seq-len {cfg.seq_len} must be >= 2 and below --max-context {cfg.max_context}")
     if cfg.pte_delegation not in PTE_DELEGATIONS:
         raise UsageError(f"unknown .pte delegation {cfg.pte_delegation!r}", f"use one of {', '.join(PTE_DELEGATIONS)}")
+    if cfg.pte_program not in PTE_PROGRAMS:
+        raise UsageError(f"unknown .pte program {cfg.pte_program!r}", f"use one of {', '.join(PTE_PROGRAMS)}")
     if cfg.max_ppl_increase < 0:
         raise UsageError("--max-ppl-increase must be >= 0 (a percentage over float perplexity)")
     load_target(cfg.target)  # typed error for an unknown target, before a long export
     for name in cfg.emulate:  # fail before a long export, not after it
         cpu_model(load_target(name))  # typed error for an unknown or non-ARM target
+    if cfg.emulate and "pte" in cfg.formats and cfg.pte_program != "static-cache":
+        raise UsageError("the emulated .pte decode runs edgeq's C++ runner, built against the ExecuTorch wheel's "
+                         "C++ runtime, which has no kernels for the custom-SDPA program's llama:: ops",
+                         "add --pte-program static-cache to measure a .pte on the emulator, or emulate only "
+                         "--format onnx")
     if cfg.output.exists() and not cfg.force:
         raise OutputExistsError(f"{cfg.output} exists", "pass --force to replace it")
 

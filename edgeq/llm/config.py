@@ -8,6 +8,8 @@ from typing import Any
 
 FORMATS = ("onnx", "pte")
 PTE_DELEGATIONS = ("linears", "all")
+# the .pte program (edgeq.llm.pte_export): auto = custom-sdpa unless the attention needs what the custom op lacks
+PTE_PROGRAMS = ("auto", "custom-sdpa", "static-cache")
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,10 @@ class LlmConfig:
     # The target profile: its checks (storage, RAM with the KV cache, Android's 16 KB .pte layout) apply, the .pte is
     # lowered with its layout, and an ARM target's CPU is emulated for decode tokens/s once the emulator is set up.
     target: str = "x86-64"
+    # .pte program: custom-sdpa = ExecuTorch's fast decode path (its custom KV-cache and SDPA ops; the ExecuTorch
+    # LLM runner links them, the wheel's bare C++ runtime does not), static-cache = transformers' static cache
+    # (portable ops only, ~6x slower decode on SmolLM2-135M; what the emulated C++ runner can load)
+    pte_program: str = "auto"
     force: bool = False
     version: int = 1
 

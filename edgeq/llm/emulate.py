@@ -61,6 +61,12 @@ def _onnx(runner: Any, folder: Path, prompt: np.ndarray, decode_tokens: int) -> 
 
 
 def _pte(runner: Any, pte: Path, prompt: np.ndarray, workdir: Path) -> tuple[dict[str, Any], str]:
+    from edgeq.llm.pte_export import custom_ops
+
+    if ops := custom_ops(pte):
+        raise EmulatorError(f"{pte.name} calls {', '.join(ops)}, which the ExecuTorch wheel's C++ runtime (the "
+                            "emulated runner's) has no kernels for",
+                            "export the .pte with --pte-program static-cache to measure it on the emulator")
     inputs = workdir / f"{pte.stem}.lm_steps.npz"
     ids = np.asarray(prompt, dtype=np.int64)
     # key order = the program's input order (tokens, input_pos); one row per decode step

@@ -17,6 +17,7 @@ from edgeq.llm.metrics import WindowScores, compare, greedy, greedy_agreement, s
 from edgeq.llm.runners import open_runner
 from edgeq.llm.source import LoadedLM
 from edgeq.llm.target_checks import KvShape, backend_config, items_from_manifest, run_checks
+from edgeq.llm.text import bos_id
 from edgeq.manifest import new_manifest, write_manifest
 from edgeq.progress import Progress
 from edgeq.targets import load_target
@@ -51,7 +52,8 @@ def build(ctx: Context, v: Variant) -> Path:
 
     return build_pte(ctx.lm.model, ctx.lm.tokenizer, ctx.work / f"{v.name}.pte", v, ctx.cfg.max_context,
                      ctx.calib_windows, extended_ops=ctx.cfg.pte_delegation == "all",
-                     segment_alignment=backend_config(load_target(ctx.cfg.target)).segment_alignment)
+                     segment_alignment=backend_config(load_target(ctx.cfg.target)).segment_alignment,
+                     program=None if ctx.cfg.pte_program == "auto" else ctx.cfg.pte_program)
 
 
 def artifact_bytes(path: Path, fmt: str) -> int:
@@ -100,7 +102,7 @@ def finalize(ctx: Context, v: Variant, path: Path, out: Path, pick: bool, progre
                   "latency_ms": metrics["decode_ms_per_token"], "latency_kind": "decode-token-median",
                   "runtime": "onnxruntime" if v.format == "onnx" else "executorch-pybind"}
     validations = [validation]
-    for target in ctx.cfg.emulate:
+    for target in _emulated_targets(ctx, v, dest, progress):
         from edgeq.llm.emulate import emulated_speed
 
         progress.stage(f"{v.name}: decode speed on emulated {target} (qemu; not device speed)")
@@ -109,11 +111,34 @@ def finalize(ctx: Context, v: Variant, path: Path, out: Path, pick: bool, progre
         emu["budget_check"] = {"passed": True, "failures": [], "scope": "speed only, not gated"}
         validations.append(emu)
     rel = main.relative_to(out)
+    details: dict[str, Any] = {"pick": pick, "folder": str(dest.relative_to(out)), "task": "text-generation"}
+    if v.format == "pte":
+        from edgeq.llm.pte_export import custom_ops  # executorch: the optional .pte toolchain
+
+        ops = custom_ops(dest)
+        # what a runtime must link to load it: ExecuTorch's LLM runner has the llama:: custom ops
+        details["pte_program"] = "custom-sdpa" if ops else "static-cache"
+        details["custom_ops"] = ops
     return {"name": v.name, "path": str(rel), "format": v.format, "precision": f"int{v.bits}-weights",
             "role": "candidate", "bytes": size, "sha256": sha256_file(main),
-            "quantization": v.to_dict(), "details": {"pick": pick, "folder": str(dest.relative_to(out)),
-                                                     "task": "text-generation"},
+            "quantization": v.to_dict(), "details": details,
             "validations": validations}
+
+
+def _emulated_targets(ctx: Context, v: Variant, dest: Path, progress: Progress) -> tuple[str, ...]:
+    """The targets to emulate this artifact on. A custom-SDPA ``.pte`` calls ``llama::`` ops that the emulated C++
+    runner (the ExecuTorch wheel's bare runtime) has no kernels for: an explicit ``--emulate`` with it is refused
+    up front (``check_config``); the emulation a ``--target`` adds by itself skips it, and says so."""
+    if v.format != "pte" or not ctx.cfg.emulate:
+        return ctx.cfg.emulate
+    from edgeq.llm.pte_export import custom_ops
+
+    ops = custom_ops(dest)
+    if ops:
+        progress.stage(f"{v.name}: not emulated: it calls {', '.join(ops)}, which the emulated C++ runner has no "
+                       "kernels for (export with --pte-program static-cache to measure a .pte on the emulator)")
+        return ()
+    return ctx.cfg.emulate
 
 
 def write(ctx: Context, out: Path, artifacts: list[dict[str, Any]], formats: dict[str, Any], calib: np.ndarray,
@@ -144,7 +169,9 @@ def write(ctx: Context, out: Path, artifacts: list[dict[str, Any]], formats: dic
     m["llm"] = {"float": {"ppl_eval": round(ctx.eval_scores.ppl, 4), "ppl_calib": round(ctx.calib_scores.ppl, 4),
                           "bytes": ctx.fbytes},
                 "seq_len": ctx.cfg.seq_len, "calib_windows": int(len(calib)), "eval_windows": int(len(evalw)),
-                "max_context": ctx.cfg.max_context, "formats": formats, "tokenizer": "tokenizer"}
+                "max_context": ctx.cfg.max_context, "formats": formats, "tokenizer": "tokenizer",
+                # the BOS id every window starts with (None: the model is trained without one; edgeq.llm.text)
+                "bos_id": bos_id(ctx.lm.tokenizer)}
     write_manifest(m, out)
     return m
 

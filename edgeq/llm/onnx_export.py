@@ -13,10 +13,14 @@ tiny test Llama the logits equal the fused build's and transformers' to 3e-7."""
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import functools
+import inspect
 import io
 import logging
 import os
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,19 +71,84 @@ def builder_options(v: Variant) -> tuple[str, dict[str, str]]:
     return f"int{v.bits}", opts
 
 
-# Causal-LM architectures (config.json "architectures") the builder writes; others raise before anything is built.
-SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
-                           "PhiForCausalLM", "Phi3ForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM",
-                           "GraniteForCausalLM", "OlmoForCausalLM", "SmolLM3ForCausalLM")
+def _builder() -> Any:
+    try:
+        import onnxruntime_genai.models.builder as builder
+    except ImportError as e:  # optional dependency of the ONNX LM path
+        raise ModelSourceError(f"onnxruntime-genai's model builder cannot be imported: {e}",
+                               "pip install 'onnxruntime-genai==0.18.0'") from e
+    return builder
+
+
+@functools.lru_cache(maxsize=1)
+def builder_writers() -> dict[str, str]:
+    """{config.json architecture: the builder's writer class} as the installed builder dispatches them.
+
+    Read from the source of ``onnxruntime_genai.models.builder.create_model`` (its if/elif chain compares
+    ``config.architectures[0]`` with string literals and constructs one writer per branch), so a builder upgrade
+    that adds a family is picked up without edgeq keeping its own list."""
+    src = textwrap.dedent(inspect.getsource(_builder().create_model))
+    writers: dict[str, str] = {}
+    for node in ast.walk(ast.parse(src)):
+        if not isinstance(node, ast.If):
+            continue
+        archs = _compared_architectures(node.test)
+        made = [s.value.func.id for s in node.body if isinstance(s, ast.Assign) and isinstance(s.value, ast.Call)
+                and isinstance(s.value.func, ast.Name) and ast.unparse(s.targets[0]) == "onnx_model"]
+        for arch in archs:
+            if made:
+                writers.setdefault(arch, made[0])
+    if not writers:
+        raise CaptureError("could not read the architectures onnxruntime-genai's builder dispatches "
+                           "(create_model has no config.architectures[0] == ... chain)",
+                           "pin onnxruntime-genai==0.18.0 (tested)")
+    return writers
+
+
+def _compared_architectures(test: ast.expr) -> list[str]:
+    """The string literals an if-test compares ``config.architectures[0]`` with."""
+    found: list[str] = []
+    for c in ast.walk(test):
+        if isinstance(c, ast.Compare) and "architectures" in ast.unparse(c.left):
+            found += [k.value for k in c.comparators if isinstance(k, ast.Constant) and isinstance(k.value, str)]
+    return found
+
+
+def supported_architectures() -> tuple[str, ...]:
+    """The causal-LM architectures (``...ForCausalLM``) the installed builder writes: the ones edgeq loads."""
+    return tuple(sorted(a for a in builder_writers() if a.endswith("ForCausalLM")))
 
 
 def check_architecture(arch: str) -> str:
-    """ARCH (config.json's first architecture), or a typed error naming it and the ones the builder supports."""
-    if arch not in SUPPORTED_ARCHITECTURES:
+    """ARCH (config.json's first architecture), or a typed error naming it and the ones the builder writes."""
+    if arch not in builder_writers():
+        import onnxruntime_genai
+
         raise ModelSourceError(
-            f"the ONNX LM export does not support {arch} (onnxruntime-genai's model builder has no {arch} writer)",
-            f"supported: {', '.join(SUPPORTED_ARCHITECTURES)}; export this model with --format pte")
+            f"the ONNX LM export does not support {arch}: onnxruntime-genai {onnxruntime_genai.__version__}'s "
+            f"model builder (onnxruntime_genai/models/builder.py, create_model) has no writer for {arch}",
+            f"it writes: {', '.join(supported_architectures())}; export this model with --format pte")
     return arch
+
+
+def _per_layer_type_rope(builder: Any, config: Any) -> None:
+    """Give the builder's writer the RoPE layout it reads, in place on the config it loaded.
+
+    transformers >= 5 stores a model with separate local/global RoPE (Gemma 3) as ``rope_parameters =
+    {"full_attention": {...}, "sliding_attention": {...}}``; the builder's ``Model.make_rope_init`` reads the
+    flat transformers-4 layout (``rope_parameters["rope_type"]`` + ``rope_local_base_freq``) and fails with
+    KeyError 'rope_type'. Writers that override ``make_rope_init`` (Gemma 4) read the nested form themselves and
+    are left alone. The values are the same, only their place changes; the tests compare the logits with
+    transformers'."""
+    rope = getattr(config, "rope_parameters", None)
+    if not (isinstance(rope, dict) and "rope_type" not in rope and isinstance(rope.get("full_attention"), dict)):
+        return
+    writer = getattr(builder, builder_writers().get(str(config.architectures[0]), ""), None)
+    if writer is None or writer.make_rope_init is not builder.Model.make_rope_init:
+        return
+    if isinstance(rope.get("sliding_attention"), dict) and not hasattr(config, "rope_local_base_freq"):
+        config.rope_local_base_freq = rope["sliding_attention"]["rope_theta"]
+    config.rope_parameters = dict(rope["full_attention"])
 
 
 @contextlib.contextmanager
@@ -101,8 +170,7 @@ def build_onnx(hf_folder: Path, out: Path, v: Variant, cache_dir: Path) -> Path:
     """Write OUT/model.onnx (+ .data), genai_config.json and tokenizer files for variant V."""
     import json
 
-    import onnxruntime_genai.models.builder as builder
-
+    builder = _builder()
     check_architecture(str((json.loads((hf_folder / "config.json").read_text()).get("architectures") or ["?"])[0]))
     precision, opts = builder_options(v)
     out.mkdir(parents=True, exist_ok=True)
@@ -117,12 +185,13 @@ def build_onnx(hf_folder: Path, out: Path, v: Variant, cache_dir: Path) -> Path:
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), _position_ids_input(builder):
             kv = builder.parse_extra_options("", str(hf_folder), str(out), precision, "cpu", str(cache_dir),
                                              [f"{k}={val}" for k, val in opts.items()])
+            _per_layer_type_rope(builder, kv["hf_details"]["hf_config"])
             builder.create_model("", str(hf_folder), str(out), precision, "cpu", str(cache_dir), **kv)
     except CaptureError:
         raise
     except Exception as e:  # the builder raises NotImplementedError/ValueError/KeyError for unsupported models
         raise CaptureError(f"onnxruntime-genai's builder failed on {hf_folder} ({v.name}): {e}",
-                           f"supported architectures: {', '.join(SUPPORTED_ARCHITECTURES)}") from e
+                           f"the builder writes {', '.join(supported_architectures())}; for others use --format pte") from e
     finally:
         for k, val in old.items():
             if val is None:

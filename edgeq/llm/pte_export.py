@@ -1,6 +1,9 @@
 """The .pte LM in ExecuTorch's LLM convention, built with ExecuTorch's own LLM export pieces:
-transformers' static-cache wrapper gives forward(tokens [1, T], input_pos [1]) -> logits with the KV cache as
-program buffers; torchao quantizes linears (8da4w / 8da8w, ExecuTorch's llama recipe), ExecuTorch's llama source
+forward(tokens [1, T], input_pos [1]) -> logits with the KV cache as program buffers. Two programs: the default
+"custom-sdpa" is ExecuTorch's fast decode path (edgeq.llm.pte_sdpa: the cache and attention as ExecuTorch's
+custom ops ``llama::update_cache`` / ``llama::custom_sdpa``); "static-cache" wraps transformers' static cache
+(attention over the whole cache behind a mask; kept for families the custom op cannot express, e.g. Gemma 2's
+soft-capped attention). torchao quantizes linears (8da4w / 8da8w, ExecuTorch's llama recipe), ExecuTorch's llama source
 transform quantizes the embedding table; one torch.export, XNNPACK lowering and serialization configured as
 ExecuTorch's LLMEdgeManager does, with the metadata methods the ExecuTorch LLM runner reads (get_max_seq_len,
 get_max_context_len, get_bos_id, get_eos_ids, get_vocab_size, use_kv_cache)."""
@@ -17,9 +20,17 @@ import numpy as np
 
 from edgeq.errors import CaptureError, UsageError
 from edgeq.llm.config import Variant
+from edgeq.llm.pte_sdpa import unsupported, wrapper
+
+PROGRAMS = ("custom-sdpa", "static-cache")
 
 
-def _wrapper(model: Any, max_context: int) -> Any:
+def program_for(model: Any) -> str:
+    """The fast custom-SDPA program unless the model's attention needs what the custom op lacks."""
+    return "static-cache" if unsupported(model.config.get_text_config()) else "custom-sdpa"
+
+
+def _static_cache_wrapper(model: Any, max_context: int) -> Any:
     import torch
     from transformers.integrations.executorch import TorchExportableModuleWithStaticCache
 
@@ -142,12 +153,14 @@ def _partitioners(v: Variant, extended_ops: bool) -> list[Any]:
 
 
 def lower(wrapped: Any, v: Variant, max_context: int, meta: dict[str, Any], extended_ops: bool = False,
-          segment_alignment: int | None = None) -> bytes:
+          program: str = "custom-sdpa", segment_alignment: int | None = None) -> bytes:
     """The program bytes of WRAPPED (forward(tokens, input_pos)): one strict torch.export with a dynamic token
     dimension, XNNPACK lowering, and the ExecutorchBackendConfig of ExecuTorch's LLMEdgeManager.to_executorch
     (delegate segments extracted, quant fusion + constant propagation, planned memory without graph inputs).
     LLMEdgeManager itself exports twice (export(), then again inside to_edge_transform_and_lower); once is
-    enough. ``segment_alignment``: the target's page size for the extracted segments (Android: 16 KB)."""
+    enough. The custom-SDPA program is exported a second time after ExecuTorch's RemoveRedundantTransposes (the
+    cache's [B, S, H, D] -> [B, H, S, D] view and the attention's transpose back cancel), as optimum-executorch
+    does. ``segment_alignment``: the target's page size for the extracted segments (Android: 16 KB)."""
     import torch
     from executorch.backends.xnnpack._passes.convert_to_linear import ConvertToLinearPass
     from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
@@ -158,8 +171,14 @@ def lower(wrapped: Any, v: Variant, max_context: int, meta: dict[str, Any], exte
     token_dim = torch.export.Dim("token_dim", max=max_context - 1)
     example = (torch.tensor([[1, 2, 3]], dtype=torch.long), torch.tensor([0], dtype=torch.long))
     # the math SDPA backend and no_grad, as LLMEdgeManager._export: traceable attention, no training ops
+    shapes = ({1: token_dim}, None)
     with sdpa_kernel([SDPBackend.MATH]), torch.no_grad():
-        ep = torch.export.export(wrapped, example, dynamic_shapes=({1: token_dim}, None), strict=True)
+        ep = torch.export.export(wrapped, example, dynamic_shapes=shapes, strict=True)
+        if program == "custom-sdpa":
+            from executorch.extension.llm.export.export_passes import RemoveRedundantTransposes
+
+            gm = RemoveRedundantTransposes()(ep.module())[0]
+            ep = torch.export.export(gm, example, dynamic_shapes=shapes, strict=True)
         ep = ep.run_decompositions({})
     edge = to_edge_transform_and_lower(ep, partitioner=_partitioners(v, extended_ops),
                                        compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True),
@@ -173,13 +192,28 @@ def lower(wrapped: Any, v: Variant, max_context: int, meta: dict[str, Any], exte
     return bytes(prog.buffer)
 
 
+def custom_ops(pte: Path) -> list[str]:
+    """The ``llama::`` custom operators the program's forward calls (empty for the static-cache program): what a
+    runtime must link (ExecuTorch's LLM runner does; the wheel's bare C++ runtime does not)."""
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    prog = deserialize_pte_binary(Path(pte).read_bytes())
+    prog = getattr(prog, "program", prog)  # newer ExecuTorch wraps the program with its named data
+    ops = {o.name for plan in prog.execution_plan if plan.name == "forward" for o in plan.operators}
+    return sorted(o for o in ops if o.startswith("llama::"))
+
+
 def build_pte(model: Any, tokenizer: Any, out: Path, v: Variant, max_context: int,
-              calib: np.ndarray | None = None, extended_ops: bool = False,
+              calib: np.ndarray | None = None, extended_ops: bool = False, program: str | None = None,
               segment_alignment: int | None = None) -> Path:
     """Quantize a deep copy of MODEL per V (CALIB: calibration token windows, needed by smoothed variants) and
-    write OUT (.pte). EXTENDED_OPS: delegate all XNNPACK-supported ops, not only the quantized linears."""
+    write OUT (.pte). EXTENDED_OPS: delegate all XNNPACK-supported ops, not only the quantized linears.
+    PROGRAM: one of PROGRAMS (None: ``program_for(model)``)."""
+    program = program or program_for(model)
+    if program not in PROGRAMS:
+        raise UsageError(f"unknown .pte program {program!r}", f"use one of {', '.join(PROGRAMS)}")
     m = quantized_model(model, v, calib)
-    wrapped = _wrapper(m, max_context)
+    wrapped = wrapper(m, max_context) if program == "custom-sdpa" else _static_cache_wrapper(m, max_context)
     eos = tokenizer.eos_token_id
     bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else m.config.bos_token_id
     meta = {"get_max_seq_len": max_context, "get_max_context_len": max_context,
@@ -188,10 +222,11 @@ def build_pte(model: Any, tokenizer: Any, out: Path, v: Variant, max_context: in
             "get_eos_ids": [int(eos)] if eos is not None else [], "enable_dynamic_shape": True}
     logging.getLogger("root").setLevel(logging.WARNING)
     try:
-        data = lower(wrapped, v, max_context, meta, extended_ops, segment_alignment)
+        data = lower(wrapped, v, max_context, meta, extended_ops, program, segment_alignment)
     except Exception as e:  # torch.export / ExecuTorch lowering raise many types
-        raise CaptureError(f"ExecuTorch export of {v.name} failed: {type(e).__name__}: {e}",
-                           "the static-cache wrapper supports transformers' Llama/Qwen2/Phi/GPT-2 families") from e
+        other = PROGRAMS[1 - PROGRAMS.index(program)]
+        raise CaptureError(f"ExecuTorch export of {v.name} ({program} program) failed: {type(e).__name__}: {e}",
+                           f"try the {other} program (build_pte(program={other!r}))") from e
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(data)
     return out

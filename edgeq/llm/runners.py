@@ -46,7 +46,14 @@ class TorchLM:
 
 
 class OnnxLM:
-    """onnxruntime-genai layout: input_ids, attention_mask, past_key_values.N.key/.value -> logits, present.N.*"""
+    """onnxruntime-genai layout: input_ids, attention_mask, past_key_values.N.key/.value -> logits, present.N.*
+
+    Sliding-window families (Gemma 2/3: genai_config ``sliding_window``) run with a fixed-capacity cache, as
+    onnxruntime-genai does (``past_present_share_buffer``): GroupQueryAttention's windowed layers refuse a past
+    shorter than the window ("KV cache capacity (0) must be at least local_window_size"), so the past is a
+    zero-filled [1, kv_heads, capacity, head_dim] buffer whose first ``start`` positions hold the cache, the
+    attention mask's length tells the op how many are valid, and the present (same capacity) comes back with the
+    new positions written at ``start``."""
 
     def __init__(self, folder: Path, max_context: int = 4096, threads: int = 0) -> None:
         import onnxruntime as ort
@@ -68,19 +75,27 @@ class OnnxLM:
         self.head_dim = _head_dim(folder, shape)
         self.inputs = {i.name for i in self.sess.get_inputs()}
         self.max_context = max_context
+        window = _sliding_window(folder)
+        # 0: a growing past (plain layout); else the fixed capacity of the windowed layout
+        self.capacity = max(window, max_context) if window else 0
         self.reset()
 
     def reset(self) -> None:
-        empty = np.zeros((1, self.kv_heads, 0, self.head_dim), dtype=np.float32)
+        empty = np.zeros((1, self.kv_heads, self.capacity, self.head_dim), dtype=np.float32)
         self._past = {n: empty for n in self.past_names}
         self._len = 0
 
     def forward(self, ids: np.ndarray, start: int) -> np.ndarray:
         if start > self._len:
             raise RunnerError(f"the ONNX cache holds {self._len} positions; cannot continue at {start}")
-        if start < self._len:  # rewind: drop the cached positions >= start (as the .pte overwrites them)
-            self._past = {n: p[:, :, :start] for n, p in self._past.items()}
         t = len(ids)
+        if self.capacity and start + t > self.capacity:
+            raise RunnerError(f"position {start + t} exceeds the ONNX runner's cache capacity ({self.capacity})",
+                              "open the runner with a larger max_context")
+        if start < self._len and not self.capacity:
+            # rewind: drop the cached positions >= start (as the .pte overwrites them); with a fixed capacity the
+            # mask length hides them and the op overwrites them at ``start``
+            self._past = {n: p[:, :, :start] for n, p in self._past.items()}
         feeds: dict[str, np.ndarray] = {"input_ids": np.asarray(ids, dtype=np.int64)[None],
                                         "attention_mask": np.ones((1, start + t), dtype=np.int64)}
         if "position_ids" in self.inputs:
@@ -91,6 +106,16 @@ class OnnxLM:
             self._past[past] = present
         self._len = start + t
         return np.asarray(outs[0][0], dtype=np.float32)
+
+
+def _sliding_window(folder: Path) -> int:
+    import json
+
+    cfg = Path(folder) / "genai_config.json"
+    if not cfg.is_file():
+        return 0
+    sw = json.loads(cfg.read_text())["model"]["decoder"].get("sliding_window") or {}
+    return int(sw.get("window_size", 0))
 
 
 def _head_dim(folder: Path, shape: list[Any]) -> int:
@@ -107,6 +132,7 @@ class PteLM:
     KV cache inside. Positions overwrite the cache, so reset() has nothing to clear."""
 
     def __init__(self, path: Path) -> None:
+        import executorch.extension.llm.custom_ops.custom_ops  # noqa: F401  (llama::custom_sdpa, update_cache)
         import executorch.kernels.quantized  # noqa: F401  (registers embedding_byte & co for the runtime)
         from executorch.runtime import Runtime
 

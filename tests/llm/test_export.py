@@ -68,6 +68,9 @@ def test_pte_has_the_executorch_llm_metadata(tiny_export: Any, tiny_lm: dict[str
     assert r.meta["get_max_context_len"] == 64 and r.meta["get_max_seq_len"] == 64
     assert r.meta["get_vocab_size"] == 320 and r.meta["use_kv_cache"] is True
     assert r.meta["get_bos_id"] == 0 and r.meta["get_eos_ids"] == 1
+    # ExecuTorch's fast decode program (edgeq.llm.pte_sdpa), and the manifest says what a runtime must link
+    assert art["details"]["pte_program"] == "custom-sdpa"
+    assert art["details"]["custom_ops"] == ["llama::custom_sdpa", "llama::update_cache"]
     # 8-bit weights on a 64-wide model stay close to float: the program computes the same function
     ids = np.arange(2, 30, dtype=np.int64)
     ref = TorchLM(AutoModelForCausalLM.from_pretrained(str(tiny_lm["model"])).eval(), 64).forward(ids, 0)

@@ -1,5 +1,6 @@
-"""The ONNX KV-cache I/O convention (position_ids included) and the non-Llama families: Qwen2, Phi-3 and GPT-2 as
-tiny random models, in each format the tools support; the unsupported pair (GPT-2 -> ONNX) is a typed error."""
+"""The ONNX KV-cache I/O convention (position_ids included) and the non-Llama families: Qwen2, Phi-3, Gemma 2,
+Gemma 3 and GPT-2 as tiny random models, in each format the tools support; the architectures the ONNX builder
+writes are read from its dispatch code, and the unsupported pair (GPT-2 -> ONNX) is a typed error."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from edgeq.errors import ModelSourceError
 from edgeq.llm.config import Variant
-from edgeq.llm.onnx_export import SUPPORTED_ARCHITECTURES, build_onnx
+from edgeq.llm.onnx_export import build_onnx, builder_writers, check_architecture, supported_architectures
 from edgeq.llm.runners import OnnxLM, TorchLM
 
 IDS = np.arange(2, 30, dtype=np.int64)
@@ -22,6 +23,10 @@ def tiny_family(kind: str, tokenizer_from: Path, folder: Path) -> Path:
     import torch
     from transformers import (
         AutoTokenizer,
+        Gemma2Config,
+        Gemma2ForCausalLM,
+        Gemma3ForCausalLM,
+        Gemma3TextConfig,
         GPT2Config,
         GPT2LMHeadModel,
         Phi3Config,
@@ -38,6 +43,11 @@ def tiny_family(kind: str, tokenizer_from: Path, folder: Path) -> Path:
         model = Qwen2ForCausalLM(Qwen2Config(**attn, **common))
     elif kind == "phi3":  # the builder's short-RoPE Phi-3 writer: original == max position embeddings
         model = Phi3ForCausalLM(Phi3Config(**attn, original_max_position_embeddings=256, pad_token_id=1, **common))
+    elif kind == "gemma2":  # a sliding window (16) shorter than the test's 28 tokens, so windowing is exercised
+        model = Gemma2ForCausalLM(Gemma2Config(**attn, head_dim=16, sliding_window=16, pad_token_id=1, **common))
+    elif kind == "gemma3":  # one local (window 16, RoPE base 1e4) and one global (RoPE base 1e6) layer, QK-norm
+        model = Gemma3ForCausalLM(Gemma3TextConfig(**attn, head_dim=16, sliding_window=16, pad_token_id=1,
+                                                   layer_types=["sliding_attention", "full_attention"], **common))
     else:
         model = GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=256, **common))
     model.eval().save_pretrained(str(folder))
@@ -109,7 +119,18 @@ def test_onnxruntime_genai_opens_the_folder_and_decodes_like_the_host(llama_fp32
     assert list(gen.get_sequence(0))[8:] == greedy(OnnxLM(llama_fp32), IDS[:8], 10).tolist()
 
 
-@pytest.mark.parametrize("kind", ["qwen2", "phi3"])
+def test_onnx_architectures_come_from_the_builders_dispatch() -> None:
+    """Read from onnxruntime_genai/models/builder.py (create_model's if/elif chain), not an edgeq list."""
+    import onnxruntime_genai.models.builder as builder
+
+    writers = builder_writers()
+    assert writers["Gemma3ForCausalLM"] == "Gemma3Model" and writers["LlamaForCausalLM"] == "LlamaModel"
+    assert all(hasattr(builder, w) for w in writers.values())  # each names a writer class the builder imports
+    assert "Gemma3ForCausalLM" in supported_architectures() and "GPT2LMHeadModel" not in writers
+    assert check_architecture("Gemma3ForCausalLM") == "Gemma3ForCausalLM"
+
+
+@pytest.mark.parametrize("kind", ["qwen2", "phi3", "gemma2", "gemma3"])
 def test_onnx_families_match_transformers(kind: str, tiny_lm: dict[str, Path], tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM
 
@@ -133,8 +154,8 @@ def test_gpt2_to_onnx_is_a_typed_error_naming_the_family(tiny_lm: dict[str, Path
     assert looks_like_lm(str(src))  # GPT2LMHeadModel is a causal LM without the ...ForCausalLM suffix
     with pytest.raises(ModelSourceError) as e:
         build_onnx(src, tmp_path / "o", Variant("onnx", 32), tmp_path / "cache")
-    assert "GPT2LMHeadModel" in e.value.cause and "Qwen2ForCausalLM" in e.value.hint and "pte" in e.value.hint
-    assert "LlamaForCausalLM" in SUPPORTED_ARCHITECTURES
+    assert "GPT2LMHeadModel" in e.value.cause and "builder.py" in e.value.cause
+    assert "Qwen2ForCausalLM" in e.value.hint and "Gemma3ForCausalLM" in e.value.hint and "pte" in e.value.hint
     with pytest.raises(ModelSourceError):  # refused before any float scoring
         export_llm(LlmConfig(model=str(src), output=tmp_path / "out", calib_text=tiny_lm["calib"],
                              formats=("onnx", "pte")))

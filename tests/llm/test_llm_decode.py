@@ -46,6 +46,16 @@ def test_decode_curve_rows_cover_the_positions(tiny_export: Any) -> None:
     assert all(r["cache_ms"] > 0 and r["rerun_ms"] > 0 for r in rows)  # shape only: no timing asserted
 
 
+def test_interleaved_decode_comparison_reports_every_artifact(tiny_export: Any) -> None:
+    from bench.llm_decode import interleaved
+
+    runners = {fmt: _runner(tiny_export, fmt)[0] for fmt in ("onnx", "pte")}
+    got = interleaved(runners, _ids(tiny_export), prompt=8, steps=4, rounds=2)
+    assert set(got["decode_tokens_per_s"]) == {"onnx", "pte"} and got["rounds"] == 2
+    assert all(v > 0 for v in got["decode_tokens_per_s"].values())  # shape only: no timing asserted
+    assert len(got["load_average_1min"]) == 2
+
+
 def test_emulating_a_non_arm_target_is_refused_before_the_export(tiny_lm: dict[str, Path], tmp_path: Path) -> None:
     from edgeq.llm.api import export_llm
     from edgeq.llm.config import LlmConfig
@@ -60,12 +70,27 @@ def test_emulating_a_non_arm_target_is_refused_before_the_export(tiny_lm: dict[s
 @pytest.mark.emulator
 @pytest.mark.parametrize("fmt", ["onnx", "pte"])
 def test_emulated_cortex_a76_decodes_like_the_host(tiny_export: Any, emulator_env: Any, fmt: str,
-                                                   tmp_path: Path) -> None:
+                                                   tiny_lm: dict[str, Path], tmp_path: Path) -> None:
+    """The shipped custom-SDPA .pte needs ExecuTorch's llama:: kernels, which the wheel's C++ runtime lacks: a
+    typed error names them; the static-cache program of the same variant is what the emulated runner measures."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from edgeq.errors import EmulatorError
+    from edgeq.llm.config import Variant
     from edgeq.llm.emulate import emulated_speed
     from edgeq.llm.metrics import greedy
+    from edgeq.llm.pte_export import build_pte
 
     runner, path = _runner(tiny_export, fmt)
     prompt = _ids(tiny_export)[:12]
+    if fmt == "pte":
+        with pytest.raises(EmulatorError, match="llama::custom_sdpa"):
+            emulated_speed(path, fmt, "raspberry-pi-5", prompt, tmp_path, decode_tokens=6)
+        src = str(tiny_lm["model"])
+        path = build_pte(AutoModelForCausalLM.from_pretrained(src).eval(), AutoTokenizer.from_pretrained(src),
+                         tmp_path / "static.pte", Variant("pte", 8, 0, activations="dynamic-int8"), 64,
+                         program="static-cache")
+        runner = PteLM(path)
     got = emulated_speed(path, fmt, "raspberry-pi-5", prompt, tmp_path, decode_tokens=6)
     assert got["emulated"] is True and got["cpu_model"] == "cortex-a76" and got["latency_kind"] == "emulated"
     assert got["metrics"]["decode_tokens_per_s"] > 0

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from edgeq.errors import DataError
-from edgeq.llm.text import calib_eval_windows, windows
+from edgeq.llm.text import bos_id, calib_eval_windows, tokenize_file, windows
+from tests.llm.conftest import english_text
 
 
 class _CharTok:
@@ -45,3 +46,37 @@ def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not found"):
         calib_eval_windows(_CharTok(), tmp_path / "nope.txt", None, 8, 2, 2)
 
+
+
+def _bpe(with_bos: bool) -> object:
+    """A real byte-level BPE tokenizer with a BOS token; WITH_BOS: its post-processor prepends it (the Llama /
+    Gemma convention), else it only knows the token (the GPT-2 / Qwen2 / SmolLM2 convention)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    tk.train_from_iterator([english_text(5000)], trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    if with_bos:
+        tk.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 0)])
+    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>")
+
+
+@pytest.mark.parametrize("with_bos", [True, False])
+def test_windows_start_with_bos_exactly_when_the_tokenizer_adds_one(tmp_path: Path, with_bos: bool) -> None:
+    tok = _bpe(with_bos)
+    f = tmp_path / "t.txt"
+    f.write_text(english_text(6000, 9000))
+    assert bos_id(tok) == (0 if with_bos else None)
+    text = tokenize_file(tok, f)
+    assert 0 not in text  # the text itself carries no BOS: the windows add it
+    for c, e in (calib_eval_windows(tok, f, None, 16, 4, 2), calib_eval_windows(tok, f, f, 16, 4, 2)):
+        assert c.shape == (4, 16) and e.shape == (2, 16)
+        for w in (*c, *e):
+            assert (w[0] == 0) == with_bos and 0 not in w[1:]
+            body = w[1:] if with_bos else w
+            # the rest is a contiguous run of the text's tokens
+            starts = [i for i in range(len(text) - len(body) + 1) if (text[i:i + len(body)] == body).all()]
+            assert starts, "a window is not a slice of the text"
