@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeq.explain.profile import OpTime, Profile, mean_per_run, overhead_row, sorted_ops
+from edgeq.explain.profile import OpTime, Profile, mean_per_run, overhead_row, per_run_coverage, sorted_ops
 
 # Integer kernels (ORT's fused QDQ forms and the dynamic-quantization ops) and graph plumbing that costs no math.
 _INTEGER_PREFIXES = ("QLinear", "QGemm", "QAttention", "DynamicQuantize", "MatMulInteger", "ConvInteger",
@@ -80,7 +80,8 @@ def _from_events(events: list[dict[str, Any]], artifact: str, runs: int, warmup:
     run_ms = sum(d for _, _, d in timed) / 1000.0 / (len(timed) or 1)
     ops += overhead_row(run_ms, sum(per_run.values()), "onnxruntime (between nodes)")
     return Profile(artifact, "onnx", "onnxruntime profiler (1 intra-op thread)", len(timed), warmup,
-                   sum(wall) / len(wall) if wall else 0.0, run_ms, sorted_ops(ops))
+                   sum(wall) / len(wall) if wall else 0.0, run_ms, sorted_ops(ops),
+                   coverage=per_run_coverage([d / 1000.0 for _, _, d in timed], wall))
 
 
 def _is_float_compute(op: str) -> bool:

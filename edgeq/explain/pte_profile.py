@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeq.explain.profile import OpTime, Profile, mean_per_run, overhead_row, sorted_ops
+from edgeq.explain.profile import OpTime, Profile, mean_per_run, overhead_row, per_run_coverage, sorted_ops
 
 _RUN = "Method::execute"
 _DELEGATE = "DELEGATE_CALL"
@@ -91,4 +91,5 @@ def _from_events(events: list[Any], artifact: str, warmup: int, runs: int, wall:
     notes = () if whole else ("the ETDump has no Method::execute events: this runtime was built without the "
                               "event tracer",)
     return Profile(artifact, "pte", "ExecuTorch ETDump (devtools Inspector)", len(whole), warmup,
-                   sum(wall) / len(wall) if wall else 0.0, run_ms, sorted_ops(ops), notes)
+                   sum(wall) / len(wall) if wall else 0.0, run_ms, sorted_ops(ops), notes,
+                   coverage=per_run_coverage(whole, wall))
