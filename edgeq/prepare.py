@@ -137,24 +137,29 @@ def conv_prepare(module: Any, data: Mapping[str, np.ndarray], rounding: str, pro
                  log: dict[str, Any]) -> tuple[Any, OutlierConfig]:
     """Prepare a copy of a conv net with ``rounding``; ``auto`` builds the GPTQ and the AdaRound preparations and
     keeps the one whose simulated INT8 output error (every conv/linear input fake-quantized, weights on their
-    grid, :func:`edgeq.outliers.adaround.simulated_int8_error`) on the calibration rows is lower."""
+    grid, :func:`edgeq.outliers.adaround.simulated_int8_error`) is lower on the last quarter of the calibration
+    rows, which neither preparation fitted on: learned rounding can fit its rows (EfficientNet-Lite0, 200 crops:
+    ONNX top-1 agreement 0.74 on held-out crops vs GPTQ's 0.93, docs/explanation/cnn-rounding.md)."""
     samples = int(next(iter(data.values())).shape[0])
     if rounding != "auto":
         cfg = conv_outlier_config(rounding, samples)
         return prepare_for_int8(copy.deepcopy(module), data, cfg, log=log, progress=progress), cfg
+    fit = max(1, samples * 3 // 4) if samples > 1 else samples
+    fit_rows = {k: v[:fit] for k, v in data.items()}
+    check_rows = {k: v[fit:] for k, v in data.items()} if fit < samples else dict(data)
     picks: dict[str, tuple[Any, OutlierConfig, dict[str, Any]]] = {}
     errors: dict[str, float] = {}
     for mode in ("gptq", "adaround"):
-        cfg, sub = conv_outlier_config(mode, samples), dict[str, Any]()
+        cfg, sub = conv_outlier_config(mode, fit), dict[str, Any]()
         progress.stage(f"conv rounding candidate: {mode}")
-        m = prepare_for_int8(copy.deepcopy(module), data, cfg, log=sub, progress=progress)
+        m = prepare_for_int8(copy.deepcopy(module), fit_rows, cfg, log=sub, progress=progress)
         picks[mode] = (m, cfg, sub)
-        errors[mode] = simulated_int8_error(m, module, data)
+        errors[mode] = simulated_int8_error(m, module, check_rows)
     best = min(errors, key=lambda k: (errors[k], k != "gptq"))  # a tie keeps GPTQ (the cheaper, earlier default)
     m, cfg, sub = picks[best]
     log.update(sub)
-    log["rounding"] = {"mode": "auto", "picked": best, "simulated_int8_error": {k: float(f"{v:.4g}")
-                                                                               for k, v in errors.items()}}
+    log["rounding"] = {"mode": "auto", "picked": best, "fit_rows": fit, "check_rows": samples - fit,
+                       "simulated_int8_error": {k: float(f"{v:.4g}") for k, v in errors.items()}}
     return m, cfg
 
 
