@@ -14,6 +14,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from edgeq.procs import pid_alive
+
 LOG_NAME = "last-run.log"
 
 
@@ -37,20 +39,10 @@ def _run_log(final: Path) -> Path:
     ``last-run.log`` by an atomic rename when the run ends. Files of runs that died (SIGKILL) are removed."""
     for p in final.parent.glob("run-*.log"):
         pid = p.stem.removeprefix("run-")
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             with contextlib.suppress(OSError):
                 p.unlink()
     return final.with_name(f"run-{os.getpid()}.log")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _publish(run_log: Path, final: Path, handler: logging.Handler) -> None:

@@ -23,6 +23,7 @@ from typing import IO
 
 from edgeq.errors import OutputExistsError
 from edgeq.manifest import MANIFEST_NAME
+from edgeq.procs import pid_alive
 
 TMP_MARK = ".edgeq-tmp-"
 OLD_MARK = ".edgeq-old-"
@@ -73,16 +74,6 @@ def checkpoint(stage: str) -> None:
         time.sleep(0.05)  # a signal handler (SIGINT, SIGTERM) raises out of this sleep
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _owner_pid(name: str, mark: str) -> int | None:
     tail = name.split(mark, 1)[1] if mark in name else ""
     head, sep, _ = tail.partition("-")
@@ -96,7 +87,7 @@ def cleanup_scratch() -> list[Path]:
     with contextlib.suppress(OSError):
         for p in base.glob(f"{SCRATCH_PREFIX}*"):
             pid = _owner_pid(p.name, SCRATCH_PREFIX)
-            if pid is not None and pid != os.getpid() and not _pid_alive(pid) and p.is_dir() and not p.is_symlink():
+            if pid is not None and pid != os.getpid() and not pid_alive(pid) and p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p, ignore_errors=True)
                 removed.append(p)
     return removed

@@ -95,3 +95,14 @@ def pi4_arm_export(tmp_path_factory: pytest.TempPathFactory, digits_small: tuple
 def listing(folder: Path) -> list[str]:
     """Everything under ``folder`` (to assert that a failed run wrote nothing)."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.fixture(scope="module")
+def outlier_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 16-feature input whose first feature is 1000x the others: static INT8 misses a tight budget on it."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(48, 16)).astype(np.float32)
+    x[:, 0] *= 1000.0
+    p = tmp_path_factory.mktemp("outlier") / "x.npz"
+    np.savez(p, x=x)
+    return p

@@ -4,22 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import pytest
-
 import edgeq
 
 FIX = Path(__file__).resolve().parent / "fixture_models.py"
-
-
-@pytest.fixture(scope="module")
-def outlier_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(48, 16)).astype(np.float32)
-    x[:, 0] *= 1000.0
-    p = tmp_path_factory.mktemp("outlier") / "x.npz"
-    np.savez(p, x=x)
-    return p
 
 
 def test_pte_search_replaces_a_first_model_that_misses(tmp_path: Path, outlier_data: Path) -> None:

@@ -7,23 +7,10 @@ import filecmp
 import json
 from pathlib import Path
 
-import numpy as np
-import pytest
-
 import edgeq
 from edgeq.executorch.layout import read_layout
 
 FIX = Path(__file__).resolve().parents[1] / "fixture_models.py"
-
-
-@pytest.fixture(scope="module")
-def outlier_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(48, 16)).astype(np.float32)
-    x[:, 0] *= 1000.0
-    p = tmp_path_factory.mktemp("outlier") / "x.npz"
-    np.savez(p, x=x)
-    return p
 
 
 def test_android_search_ships_a_16k_aligned_pte_described_by_its_own_record(tmp_path: Path,

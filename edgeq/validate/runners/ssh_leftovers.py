@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from edgeq.cache import cache_dir
+from edgeq.procs import pid_alive
 
 _RUN_DIR = re.compile(r"^/(?:[A-Za-z0-9._+-]+/)*edgeq-run\.[A-Za-z0-9]{6,}$")
 _LIVE: set[tuple[str, str]] = set()  # (device, folder) in use by this process right now
@@ -68,16 +69,6 @@ def stale(device: str) -> list[str]:
             d, pid = r.get("dir"), r.get("pid")
             if not isinstance(d, str) or not _RUN_DIR.match(d) or (device, d) in _LIVE:
                 continue
-            if pid == os.getpid() or not (isinstance(pid, int) and _alive(pid)):
+            if pid == os.getpid() or not (isinstance(pid, int) and pid_alive(pid)):
                 out.append(d)
         return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
