@@ -26,7 +26,7 @@ def both_formats(tmp_path_factory: pytest.TempPathFactory, digits_small: tuple[P
 def test_manifest_records_every_option(both_formats: edgeq.ExportResult) -> None:
     rec = both_formats.manifest["config"]["recorded"]
     fields = {"model", "calib", "eval", "target", "formats", "quant", "budget", "eval_fraction", "max_eval_samples",
-              "seed", "validate_on", "opset", "search", "version", "preprocess", "compress", "outliers"}
+              "seed", "validate_on", "opset", "search", "version", "preprocess", "compress", "outliers", "rounding"}
     assert set(rec) == fields
     assert rec["quant"]["calibration"] == "percentile" and Path(rec["calib"]).is_absolute()
     resolved = both_formats.manifest["config"]["resolved_quant"]["onnx"]
