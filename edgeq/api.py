@@ -178,7 +178,7 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         search_keys: dict[str, Any] = {}
         resolved_quant: dict[str, Any] = {}
         select_ctx = SelectContext(config, budget, calib, progress, qat=source.qat is not None,
-                                   linear_ranking=tuple(_linear_ranking(outliers)), captured=quant_captured,
+                                   linear_ranking=tuple(_linear_ranking(outliers)),
                                    first_dynamic={f: q.mode == "dynamic" and config.quant.mode == "static"
                                                   for f, q in first.items()})
         for backend, state in zip(backends, states, strict=True):

@@ -38,7 +38,6 @@ class SelectContext:
     qat: bool = False  # QAT ships its trained ranges; a re-calibrating search would discard them
     linear_ranking: tuple[str, ...] = ()  # torch Linears, most sensitive first (edgeq.prepare)
     first_dynamic: dict[str, bool] = field(default_factory=dict)  # per format: the first model was predicted dynamic
-    captured: Any = None  # the Captured the INT8 models were built from (the prepared copy, if any)
 
 
 Selector = Callable[[SelectContext, BuildState, list[Artifact]], dict[str, Any]]
@@ -78,7 +77,8 @@ def _select_onnx(ctx: SelectContext, state: BuildState, built: list[Artifact]) -
 def _select_pte(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> dict[str, Any]:
     if state.eval is None:
         return {}
-    return run_pte_search(ctx.config, ctx.budget, state.workdir, built, ctx.captured, ctx.calib, state.eval,
+    # state.captured: what the INT8 models were built from (the outlier-prepared copy, if any)
+    return run_pte_search(ctx.config, ctx.budget, state.workdir, built, state.captured, ctx.calib, state.eval,
                           INPUTS_REL, REFERENCE_REL, (), state.target, ctx.progress, list(ctx.linear_ranking),
                           first_dynamic=ctx.first_dynamic.get("pte", False),
                           backend_config=state.executorch_backend_config.kwargs())
