@@ -189,7 +189,7 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
             # the artifact stages so that what they derive (.ort, usability, 16 KB alignment, budget check)
             # describes the models that ship.
             search_keys.update(select(select_ctx, state, built))
-            artifacts += [a for a in built if a not in artifacts]
+            artifacts += built
             # Emitters and Checks see every artifact built so far (each filters by format).
             state = pipeline.run_phase("artifact", state.updated(artifacts=tuple(artifacts)), pass_log)
             artifacts += [a for a in state.artifacts if a not in artifacts]

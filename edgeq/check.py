@@ -68,6 +68,11 @@ def packaged_target(name: Any) -> Target:
     return parse_target(f.read_text(), f"targets/{f.name}")
 
 
+def _check_target(m: dict[str, Any], target: str | None) -> Target:
+    """The profile ``check`` enforces: the command line's, else the packaged one the manifest names (by name only)."""
+    return load_target(target) if target else packaged_target((m.get("target") or {}).get("name"))
+
+
 def default_runners(target: Target) -> tuple[str, ...]:
     specs = ["host"]
     if target.is_arm and target.default_runner == "emulator" and target.cpu.qemu_model:
@@ -131,8 +136,7 @@ def check(outdir: str | Path, budget: Budget | None = None, runners: tuple[str, 
     if max_ppl_increase is not None or float_model is not None:
         raise UsageError("--max-ppl-increase and --float-model apply to text-generation folders only",
                          f"{out} holds a tensor-model export; use --max-accuracy-drop / --min-cosine ...")
-    tgt = with_runner_timeout(load_target(target) if target else packaged_target((m.get("target") or {}).get("name")),
-                              runner_timeout)
+    tgt = with_runner_timeout(_check_target(m, target), runner_timeout)
     eff = (budget or Budget()).merged_over(tgt.validation)
     try:
         stored = Budget(**m["budget"])
@@ -217,7 +221,7 @@ def _check_lm(m: dict[str, Any], out: Path, arts: list[Artifact], findings: list
     with tempfile.TemporaryDirectory(prefix="edgeq-check-lm-") as tmp:
         res = check_lm(m, out, arts, max_ppl_increase, float_model, Path(tmp))
     # the target's checks again, from the bytes and the profile (the CLI's, else the packaged one the manifest names)
-    tgt = load_target(target) if target else packaged_target((m.get("target") or {}).get("name"))
+    tgt = _check_target(m, target)
     target_failures = [f for p in run_checks(tgt, out, items_from_files(arts), None, 0) for f in p["failures"]]
     by_name = {r.name: r for r in res.artifacts}
     for a in arts:

@@ -55,17 +55,28 @@ def select(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> dict
     if ctx.qat:
         ctx.progress.stage(f"search ({state.fmt}): not run (--compress qat ships the QAT-trained ranges)")
         return {}
+    return selector(ctx, state, built)
+
+
+def _host_checked(state: BuildState, built: list[Artifact], budget: Budget,
+                  run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run ``run`` with the candidates validated on the host (what decides whether to search); that validation is
+    dropped afterwards, since every runner validates what ships once, after the artifact stages."""
     candidates = [a for a in built if a.role == "candidate"]
-    validate_artifacts(state.workdir, candidates, INPUTS_REL, REFERENCE_REL, ("host",), state.target, ctx.budget,
+    validate_artifacts(state.workdir, candidates, INPUTS_REL, REFERENCE_REL, ("host",), state.target, budget,
                        Progress(False))
     try:
-        return selector(ctx, state, built)
+        return run()
     finally:
         for a in candidates:
             a.validations = []
 
 
 def _select_onnx(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> dict[str, Any]:
+    return _host_checked(state, built, ctx.budget, lambda: _search_onnx(ctx, state, built))
+
+
+def _search_onnx(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> dict[str, Any]:
     first_dynamic = ctx.first_dynamic.get("onnx", False)
     if not should_search(ctx.config, ctx.budget, built, first_dynamic=first_dynamic):
         return {}
@@ -75,6 +86,14 @@ def _select_onnx(ctx: SelectContext, state: BuildState, built: list[Artifact]) -
 
 
 def _select_pte(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> dict[str, Any]:
+    # The .pte search starts on --search or an explicit budget only (pte_sensitivity_keys), never on the target's
+    # defaults alone: without either, the host check would only run the .pte once more for nothing.
+    if ctx.config.search.mode != "always" and ctx.config.budget.is_empty():
+        return {}
+    return _host_checked(state, built, ctx.budget, lambda: _search_pte(ctx, state, built))
+
+
+def _search_pte(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> dict[str, Any]:
     if state.eval is None:
         return {}
     # state.captured: what the INT8 models were built from (the outlier-prepared copy, if any)

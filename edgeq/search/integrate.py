@@ -156,9 +156,8 @@ def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scr
         art.validations = []
         if runners:
             validate_artifacts(workdir, [art], inputs_rel, reference_rel, runners, target, budget, progress)
-    met = result.met and result.best is not None
-    shipped = (f"trial {result.best.index} ({result.best.config.label()})" if met and result.best is not None
-               else f"the first INT8 model ({art.name})")
+    met = best is not None  # `best`: the trial that replaced the first model, above
+    shipped = f"trial {best.index} ({best.config.label()})" if best is not None else f"the first INT8 model ({art.name})"
     sel = Selection("onnx", met, len(result.trials), result.stopped, shipped, result.time_capped)
     progress.stage(sel.line())
     if not met:
