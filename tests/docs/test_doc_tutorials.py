@@ -72,7 +72,8 @@ def test_every_tutorial_has_bash_blocks() -> None:
 @pytest.mark.parametrize("page", sorted(p.name for p in TUTORIALS.glob("*.md") if p.name != "index.md"))
 def test_console_edgeq_commands_parse(page: str) -> None:
     for argv in console_edgeq_commands(TUTORIALS / page):
-        parse_args([a.replace("$MODEL", "pkg.mod:build") for a in argv])  # SystemExit on an unknown flag
+        ns = parse_args([a.replace("$MODEL", "pkg.mod:build") for a in argv])  # SystemExit on an unknown flag
+        assert ns.command == argv[0], argv  # the page's subcommand is the one the parser dispatches to
 
 
 def test_a_wrong_command_in_a_page_fails(tmp_path: Path) -> None:
