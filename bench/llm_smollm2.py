@@ -44,7 +44,14 @@ def catalog() -> dict[str, Any]:
     from edgeq.llm.search import ladder
 
     extra = (Variant("pte", 8, 0, activations="dynamic-int8"), Variant("onnx", 8, 32, embedding_bits=0),
-             Variant("onnx", 8, 128, embedding_bits=0), Variant("onnx", 8, 128, embedding_bits=0, accuracy_level=1))
+             Variant("onnx", 8, 128, embedding_bits=0), Variant("onnx", 8, 128, embedding_bits=0, accuracy_level=1),
+             # issue #24: asymmetric 4-bit and larger groups (SmolLM2's float weights are a Q4_1 grid: asymmetric,
+             # block 32, so asymmetric g32 reproduces them; g64/g128 do not match that grid)
+             *(Variant("onnx", 4, g, symmetric=s, embedding_bits=4) for g in (32, 64, 128) for s in (False, True)),
+             *(Variant("onnx", 4, g, embedding_bits=4, keep8=k, algo="hqq") for g in (32, 64, 128)
+               for k in ((), ("lm_head",))),
+             *(Variant("onnx", 4, g, symmetric=s, embedding_bits=4, keep8=k, algo="gptq") for g in (32, 64, 128)
+               for s in (False, True) for k in ((), ("lm_head",))))
     return {v.name: v for v in (*ladder("onnx"), *ladder("pte"), *extra)}
 
 
@@ -77,9 +84,11 @@ def measure_variants(root: Path, hf: Path, calib: Path, ev: Path, names: list[st
         t0 = time.perf_counter()
         try:
             if v.format == "onnx":
+                from edgeq.llm.measure import onnx_source
                 from edgeq.llm.onnx_export import build_onnx
 
-                path = build_onnx(hf, root / "variants" / v.name, v, root / "variants" / "cache")
+                src = onnx_source(lm, hf, cw, v, root / "variants" / "cache")
+                path = build_onnx(src, root / "variants" / v.name, v, root / "variants" / "cache")
                 runner: Any = OnnxLM(path, threads=1)
             else:
                 from edgeq.llm.pte_export import build_pte

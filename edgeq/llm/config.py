@@ -26,7 +26,8 @@ class Variant:
     activations: str = "weight-only"  # weight-only | dynamic-int8 (ExecuTorch 8da4w/8da8w)
     keep8: tuple[str, ...] = ()
     embedding_bits: int = 8  # 0 keeps the embedding table float
-    algo: str = "default"  # ONNX: default (RTN) | k_quant
+    # ONNX: default (RTN) | k_quant | hqq (onnxruntime's HQQ after a float build) | gptq (edgeq.llm.gptq, then RTN)
+    algo: str = "default"
     accuracy_level: int = 4  # ONNX MatMulNBits: 4 = int8 activation math, 1 = float32
     smooth: bool = False  # .pte: SmoothQuant folded into norms / up-projections before quantizing (edgeq.llm.smooth)
 

@@ -47,13 +47,25 @@ def build(ctx: Context, v: Variant) -> Path:
 
         if ctx.hf_folder is None:
             raise ValueError("the HF folder is written whenever onnx is among the formats")
-        return build_onnx(ctx.hf_folder, ctx.work / v.name, v, ctx.work / "cache")
+        return build_onnx(onnx_source(ctx.lm, ctx.hf_folder, ctx.calib_windows, v, ctx.work / "cache"),
+                          ctx.work / v.name, v, ctx.work / "cache")
     from edgeq.llm.pte_export import build_pte
 
     return build_pte(ctx.lm.model, ctx.lm.tokenizer, ctx.work / f"{v.name}.pte", v, ctx.cfg.max_context,
                      ctx.calib_windows, extended_ops=ctx.cfg.pte_delegation == "all",
                      segment_alignment=backend_config(load_target(ctx.cfg.target)).segment_alignment,
                      program=None if ctx.cfg.pte_program == "auto" else ctx.cfg.pte_program)
+
+
+def onnx_source(lm: LoadedLM, hf_folder: Path, calib: np.ndarray, v: Variant, cache: Path) -> Path:
+    """The HF folder the builder reads for V: the float one, or for a GPTQ variant a GPTQ-rounded copy (edgeq.llm.gptq,
+    rounded on the calibration windows CALIB and cached under CACHE per group and symmetry)."""
+    if v.algo != "gptq":
+        return hf_folder
+    from edgeq.llm.gptq import gptq_folder
+
+    sym = "sym" if v.symmetric else "asym"
+    return Path(gptq_folder(lm, calib, v.group, v.symmetric, cache / f"gptq-g{v.group}-{sym}-{len(calib)}w"))
 
 
 def artifact_bytes(path: Path, fmt: str) -> int:

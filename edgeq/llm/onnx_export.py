@@ -27,11 +27,19 @@ from typing import Any
 
 from edgeq.errors import CaptureError, ModelSourceError, UsageError
 from edgeq.llm.config import Variant
+from edgeq.llm.onnx_weights import EMBEDDING_BLOCK, quantize_embedding, quantize_hqq
 
 
 def builder_options(v: Variant) -> tuple[str, dict[str, str]]:
     """(precision, extra_options) for onnxruntime_genai.models.builder.create_model."""
     if v.bits == 32:
+        return "fp32", {"fuse_qkv": "false"}
+    if v.algo == "hqq":
+        # the builder has no HQQ (its algo_config is default | rtn | k_quant): it writes the float graph and
+        # quantize_hqq() quantizes its MatMuls afterwards with onnxruntime's HQQ quantizer
+        if v.bits != 4 or "mixed" in v.keep8:
+            raise UsageError(f"HQQ builds are 4-bit with at most lm_head kept 8-bit (got {v.name})",
+                             "use algo='k_quant' for the builder's mixed layers")
         return "fp32", {"fuse_qkv": "false"}
     if v.bits not in (4, 8):
         raise UsageError(f"ONNX weights must be 4 or 8 bits (got {v.bits})")
@@ -58,8 +66,15 @@ def builder_options(v: Variant) -> tuple[str, dict[str, str]]:
         # an int8 build leaves the Gather float whatever this says: quantize_embedding() does it afterwards
         "op_types_to_quantize": "MatMul/Gather" if v.embedding_bits and v.bits == 4 else "MatMul",
     }
-    if v.algo != "default":
+    if v.algo == "gptq":
+        # the weights arrive GPTQ-rounded (edgeq.llm.gptq) on the grid of onnxruntime's RTN, which stores them
+        opts["algo_config"] = "rtn"
+    elif v.algo != "default":
         opts["algo_config"] = v.algo
+    elif not v.symmetric:
+        # the builder's tied table (GatherBlockQuantized on lm_head's packed weights) misses the asymmetric default
+        # quantizer's initializer names and does not load (onnxruntime-genai 0.18); its RTN names it right
+        opts["algo_config"] = "rtn"
     mixed = []
     if "lm_head" in v.keep8:
         mixed.append("last_matmul:int8")
@@ -200,46 +215,12 @@ def build_onnx(hf_folder: Path, out: Path, v: Variant, cache_dir: Path) -> Path:
                 os.environ[k] = val
     if not (out / "model.onnx").is_file():
         raise CaptureError(f"the builder wrote no model.onnx for {v.name}", log.getvalue()[-500:])
-    if v.bits == 8 and v.embedding_bits:
-        quantize_embedding(out / "model.onnx", EMBEDDING_BLOCK)
+    if v.algo == "hqq":
+        quantize_hqq(out / "model.onnx", v)
+    if (v.bits == 8 or v.algo == "hqq") and v.embedding_bits:
+        quantize_embedding(out / "model.onnx", EMBEDDING_BLOCK, v.symmetric)
     _check_io(out / "model.onnx")
     return out
-
-
-EMBEDDING_BLOCK = 32  # the builder's own block for a 4-bit embedding table
-
-
-def quantize_embedding(path: Path, block: int) -> None:
-    """The embedding Gather of an int8 build to 4-bit GatherBlockQuantized, in place (the rest untouched).
-
-    The builder quantizes the table only in 4-bit builds, so an 8-bit LM kept ~28 % of its bytes in a float table
-    (SmolLM2-135M: 0.53x float); with this the 8-bit body ships at ~0.3x. Same quantizer and op as the 4-bit
-    builds' table (onnxruntime's MatMulNBitsQuantizer, symmetric, per block of the hidden axis)."""
-    import tempfile
-
-    import onnx
-    from onnxruntime.quantization.matmul_nbits_quantizer import (
-        DefaultWeightOnlyQuantConfig,
-        MatMulNBitsQuantizer,
-    )
-
-    model = onnx.load(str(path))
-    tables = {i.name for i in model.graph.initializer}
-    if not any(n.op_type == "Gather" and n.input[0] in tables for n in model.graph.node):
-        raise CaptureError(f"{path} has no Gather on a weight table to quantize",
-                           "use embedding_bits=0 for this model")
-    axes = (("Gather", 1),)
-    cfg = DefaultWeightOnlyQuantConfig(block_size=block, is_symmetric=True, bits=4, op_types_to_quantize=("Gather",),
-                                       quant_axes=axes)
-    q = MatMulNBitsQuantizer(model, bits=4, block_size=block, is_symmetric=True, op_types_to_quantize=("Gather",),
-                             quant_axes=axes, algo_config=cfg)
-    q.process()
-    data = path.name + ".data"
-    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:  # written beside, then swapped in
-        onnx.save_model(q.model.model, str(Path(tmp) / path.name), save_as_external_data=True,
-                        all_tensors_to_one_file=True, location=data, size_threshold=1024)
-        for name in (path.name, data):
-            os.replace(Path(tmp) / name, path.parent / name)
 
 
 def _check_io(path: Path) -> None:

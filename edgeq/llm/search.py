@@ -15,7 +15,7 @@ def ladder(fmt: str) -> tuple[Variant, ...]:
             Variant("onnx", 4, 32, embedding_bits=4, keep8=("lm_head",)),
             Variant("onnx", 4, 32, embedding_bits=4, keep8=("lm_head", "mixed"), algo="k_quant"),
             # (k-quant at block 16 was worse than at 32 on SmolLM2-135M: 1.152x vs 1.113x on 16 spread windows)
-            # 8-bit body, 4-bit embedding table (edgeq.llm.onnx_export.quantize_embedding): SmolLM2-135M 1.02x at
+            # 8-bit body, 4-bit embedding table (edgeq.llm.onnx_weights.quantize_embedding): SmolLM2-135M 1.02x at
             # 0.32x float — the smallest 8-bit build, where the float table kept the plain 8-bit one at 0.53x
             Variant("onnx", 8, 32, embedding_bits=4),
             # the reference (last rung, always shipped): block 16 keeps the kernel's int8 activation blocks small

@@ -1,0 +1,151 @@
+"""GPTQ (Frantar et al. 2022) on the torch model, before either format's builder: each decoder block's linears are
+rounded to the 4-bit grid column by column, the rounding error of each column pushed onto the columns not yet
+rounded through the inverse Hessian of the block's inputs on the calibration windows. Blocks go in order, each
+seeing the already-rounded blocks before it (sequential GPTQ). ``act_order`` rounds the columns with the largest
+Hessian diagonal first; the group grids are fixed from the float weights beforehand ("static groups"), so the
+layout stays the contiguous blocks MatMulNBits and torchao store.
+
+The result is float weights that lie on that grid: the format's own round-to-nearest quantizer of the same group
+size and symmetry then stores them (a group whose rounded values no longer reach both ends of its range is
+re-rounded on a slightly finer grid: small). Why here and not onnxruntime's GPTQ: that one runs the whole ONNX
+graph once per MatMul input per calibration sample (~120 full passes per window for a 30-layer model) and
+quantizes with the float inputs of every layer, not the rounded ones."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from edgeq.errors import UsageError
+
+DAMP = 0.01  # of the mean Hessian diagonal, added to its diagonal (the paper's default)
+BLOCK = 128  # columns rounded together before the lazy update of the rest (speed only)
+
+
+def group_grid(w: Any, group: int, symmetric: bool, bits: int = 4) -> tuple[Any, Any]:
+    """(scale, zero) per output row and input group of W [out, in], as onnxruntime's RTN picks them (so its
+    re-rounding of the result keeps the grid): asymmetric spans the group's [min, max] with an integer zero point;
+    symmetric is max |w| / (2^(bits-1) - 0.5) around 2^(bits-1)."""
+    import torch
+
+    out, n = w.shape
+    g = w.reshape(out, n // group, group)
+    maxq = 2 ** bits - 1
+    if symmetric:
+        amax = g.abs().amax(-1).clamp(min=1e-8)
+        scale = amax / (2 ** (bits - 1) - 0.5)
+        return scale, torch.full_like(scale, 2 ** (bits - 1))
+    lo, hi = g.amin(-1), g.amax(-1)
+    scale = ((hi - lo) / maxq).clamp(min=1e-8)
+    return scale, torch.round(-lo / scale).clamp(0, maxq)
+
+
+def _round(w: Any, scale: Any, zero: Any, bits: int) -> Any:
+    import torch
+
+    q = torch.clamp(torch.round(w / scale) + zero, 0, 2 ** bits - 1)
+    return (q - zero) * scale
+
+
+def gptq_weight(w: Any, h: Any, group: int, symmetric: bool, act_order: bool, bits: int = 4) -> Any:
+    """W [out, in] rounded by GPTQ with the Hessian H [in, in] of its inputs; returns the rounded float weight."""
+    import torch
+
+    w = w.detach().float().clone()
+    h = h.clone()
+    n = w.shape[1]
+    if n % group:
+        raise UsageError(f"GPTQ groups of {group} do not divide {n} input features")
+    scale, zero = group_grid(w, group, symmetric, bits)
+    dead = torch.diag(h) == 0
+    h[dead, dead] = 1
+    w[:, dead] = 0
+    perm = torch.argsort(torch.diag(h), descending=True) if act_order else torch.arange(n)
+    w, h = w[:, perm], h[perm][:, perm]
+    h += DAMP * torch.mean(torch.diag(h)) * torch.eye(n)
+    hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+    q = torch.zeros_like(w)
+    for i1 in range(0, n, BLOCK):
+        i2 = min(i1 + BLOCK, n)
+        w1, err = w[:, i1:i2].clone(), torch.zeros(w.shape[0], i2 - i1)
+        hi = hinv[i1:i2, i1:i2]
+        for i in range(i2 - i1):
+            g = int(perm[i1 + i]) // group
+            qc = _round(w1[:, i], scale[:, g], zero[:, g], bits)
+            q[:, i1 + i] = qc
+            e = (w1[:, i] - qc) / hi[i, i]
+            w1[:, i:] -= e[:, None] * hi[i, i:][None, :]
+            err[:, i] = e
+        w[:, i2:] -= err @ hinv[i1:i2, i2:]
+    return q[:, torch.argsort(perm)]
+
+
+def _blocks(model: Any) -> list[Any]:
+    """The decoder blocks, in order (the ModuleList whose name ends in ``layers`` or ``h``)."""
+    import torch
+
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.ModuleList) and re.search(r"(?:^|\.)(?:layers|h)$", name) and len(m):
+            return list(m)
+    raise UsageError("GPTQ found no decoder block list (…layers / …h) in this model")
+
+
+def _hessians(model: Any, lins: dict[str, Any], ids: Any) -> dict[str, Any]:
+    """2 X^T X / tokens of each linear's input X over the windows IDS (one forward pass per window)."""
+    import torch
+
+    hs = {n: torch.zeros(m.in_features, m.in_features) for n, m in lins.items()}
+    tokens = {n: 0 for n in lins}
+
+    def hook(name: str) -> Any:
+        def add(_m: Any, inp: tuple[Any, ...], _out: Any) -> None:
+            x = inp[0].detach().float().reshape(-1, inp[0].shape[-1])
+            hs[name].add_(x.T @ x)
+            tokens[name] += x.shape[0]
+        return add
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in lins.items()]
+    try:
+        with torch.no_grad():
+            for row in ids:
+                model(input_ids=row[None], use_cache=False)
+    finally:
+        for hd in handles:
+            hd.remove()
+    return {n: 2 * h / max(tokens[n], 1) for n, h in hs.items()}
+
+
+def gptq_model(model: Any, calib: np.ndarray, group: int, symmetric: bool, act_order: bool = True) -> list[str]:
+    """MODEL's decoder-block linears replaced, in place, by their GPTQ rounding on the token windows CALIB
+    [n, seq]; the output projection and the embedding are left to the format's quantizer. Returns the
+    rounded linears' names."""
+    import torch
+
+    done: list[str] = []
+    ids = torch.from_numpy(np.ascontiguousarray(calib, dtype=np.int64))
+    for block in _blocks(model):
+        lins = {n: m for n, m in block.named_modules() if isinstance(m, torch.nn.Linear)
+                and m.in_features % group == 0}
+        hs = _hessians(model, lins, ids)
+        with torch.no_grad():
+            for name, m in lins.items():
+                m.weight.copy_(gptq_weight(m.weight, hs[name], group, symmetric, act_order).to(m.weight.dtype))
+                done.append(name)
+    return done
+
+
+def gptq_folder(lm: Any, calib: np.ndarray, group: int, symmetric: bool, dest: Any) -> Any:
+    """A HF folder at DEST (a Path) holding a copy of LM (edgeq.llm.source.LoadedLM) whose block linears are
+    GPTQ-rounded (act order) on CALIB: the input of onnxruntime-genai's builder, whose RTN of the same group and
+    symmetry then stores them. Written once per (group, symmetry): kept when DEST already has a config.json."""
+    import copy
+
+    from edgeq.llm.source import LoadedLM, save_hf_folder
+
+    if (dest / "config.json").is_file():
+        return dest
+    model = copy.deepcopy(lm.model)
+    gptq_model(model, calib, group, symmetric)
+    return save_hf_folder(LoadedLM(model, lm.tokenizer, lm.ref, lm.kind), dest)

@@ -1,0 +1,51 @@
+"""GPTQ (edgeq.llm.gptq): the rounding lands on the grid the format's RTN stores, loses less than RTN on the
+calibration inputs, and a GPTQ ONNX variant builds, records its name and runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeq.llm.config import Variant
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_gptq_rounds_onto_the_rtn_grid_with_less_output_error(symmetric: bool) -> None:
+    import torch
+
+    from edgeq.llm.gptq import gptq_weight, group_grid
+
+    torch.manual_seed(0)
+    w = torch.randn(16, 128)
+    x = torch.randn(512, 128) @ torch.randn(128, 128) * 0.3 + 2 * torch.randn(128)  # correlated, offset inputs
+    h = 2 * x.T @ x / x.shape[0]
+    scale, zero = group_grid(w, 32, symmetric)
+    s, z = scale[..., None], zero[..., None]
+    rtn = ((torch.clamp(torch.round(w.reshape(16, 4, 32) / s) + z, 0, 15) - z) * s).reshape(16, 128)
+    q = gptq_weight(w, h, 32, symmetric, act_order=True)
+    codes = q.reshape(16, 4, 32) / s + z
+    assert torch.allclose(codes, codes.round(), atol=1e-3) and codes.min() >= -1e-3 and codes.max() <= 15 + 1e-3
+    out_err = lambda a: float(((x @ (a - w).T) ** 2).mean())  # noqa: E731
+    assert out_err(q) < 0.7 * out_err(rtn)
+
+
+def test_gptq_onnx_variant_builds_and_runs(tiny_lm: dict[str, Path], tmp_path: Path) -> None:
+    from edgeq.llm.measure import onnx_source
+    from edgeq.llm.onnx_export import build_onnx, builder_options
+    from edgeq.llm.runners import OnnxLM, TorchLM
+    from edgeq.llm.source import load_lm
+
+    v = Variant("onnx", 4, 32, symmetric=False, embedding_bits=4, algo="gptq")
+    assert v.name == "onnx-w4g32-asym-gptq-emb4" and builder_options(v)[1]["algo_config"] == "rtn"
+    lm = load_lm(str(tiny_lm["model"]))
+    calib = np.arange(3, 3 + 2 * 32, dtype=np.int64).reshape(2, 32) % int(lm.model.config.vocab_size)
+    src = onnx_source(lm, tiny_lm["model"], calib, v, tmp_path / "cache")
+    assert src != tiny_lm["model"] and (src / "config.json").is_file()
+    assert onnx_source(lm, tiny_lm["model"], calib, Variant("onnx", 4, 32), tmp_path / "c") == tiny_lm["model"]
+    out = build_onnx(src, tmp_path / v.name, v, tmp_path / "cache")
+    ids = np.arange(3, 19, dtype=np.int64)
+    logits = OnnxLM(out).forward(ids, 0)
+    ref = TorchLM(lm.model, 64).forward(ids, 0)
+    assert np.isfinite(logits).all() and (logits.argmax(-1) == ref.argmax(-1)).mean() > 0.5
