@@ -13,6 +13,7 @@ quantizes with the float inputs of every layer, not the rounded ones."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
@@ -92,12 +93,41 @@ def _blocks(model: Any) -> list[Any]:
     raise UsageError("GPTQ found no decoder block list (…layers / …h) in this model")
 
 
-def _hessians(model: Any, lins: dict[str, Any], ids: Any) -> dict[str, Any]:
-    """2 X^T X / tokens of each linear's input X over the windows IDS (one forward pass per window)."""
+class _Stop(Exception):
+    """Raised by the first block's hook: the model's forward is needed only up to there."""
+
+
+def _block_inputs(model: Any, first: Any, ids: Any) -> tuple[list[Any], list[dict[str, Any]]]:
+    """The first decoder block's hidden-state input and keyword arguments (mask, RoPE tables, positions) for
+    each window of IDS: from here on each block runs alone on the previous block's outputs."""
+    import torch
+
+    xs: list[Any] = []
+    kws: list[dict[str, Any]] = []
+
+    def grab(_m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        hidden = args[0] if args else kwargs.pop("hidden_states")
+        xs.append(hidden.detach())
+        kws.append({k: v for k, v in kwargs.items() if k != "hidden_states"})
+        raise _Stop
+
+    handle = first.register_forward_pre_hook(grab, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            for row in ids:
+                with contextlib.suppress(_Stop):
+                    model(input_ids=row[None], use_cache=False)
+    finally:
+        handle.remove()
+    return xs, kws
+
+
+def _run_block(block: Any, xs: list[Any], kws: list[dict[str, Any]], lins: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    """BLOCK on each input: its outputs, and 2 X^T X / tokens of each of LINS' inputs X (when LINS is not empty)."""
     import torch
 
     hs = {n: torch.zeros(m.in_features, m.in_features) for n, m in lins.items()}
-    tokens = {n: 0 for n in lins}
+    tokens = dict.fromkeys(lins, 0)
 
     def hook(name: str) -> Any:
         def add(_m: Any, inp: tuple[Any, ...], _out: Any) -> None:
@@ -107,32 +137,38 @@ def _hessians(model: Any, lins: dict[str, Any], ids: Any) -> dict[str, Any]:
         return add
 
     handles = [m.register_forward_hook(hook(n)) for n, m in lins.items()]
+    outs = []
     try:
         with torch.no_grad():
-            for row in ids:
-                model(input_ids=row[None], use_cache=False)
+            for x, kw in zip(xs, kws, strict=True):
+                out = block(x, **kw)
+                outs.append(out[0] if isinstance(out, tuple) else out)
     finally:
         for hd in handles:
             hd.remove()
-    return {n: 2 * h / max(tokens[n], 1) for n, h in hs.items()}
+    return outs, {n: 2 * h / max(tokens[n], 1) for n, h in hs.items()}
 
 
 def gptq_model(model: Any, calib: np.ndarray, group: int, symmetric: bool, act_order: bool = True) -> list[str]:
     """MODEL's decoder-block linears replaced, in place, by their GPTQ rounding on the token windows CALIB
-    [n, seq]; the output projection and the embedding are left to the format's quantizer. Returns the
-    rounded linears' names."""
+    [n, seq]; the output projection and the embedding are left to the format's quantizer. Each block runs once
+    on the previous (rounded) block's outputs to collect its Hessians and once more, rounded, to feed the next.
+    Returns the rounded linears' names."""
     import torch
 
     done: list[str] = []
     ids = torch.from_numpy(np.ascontiguousarray(calib, dtype=np.int64))
-    for block in _blocks(model):
+    blocks = _blocks(model)
+    xs, kws = _block_inputs(model, blocks[0], ids)
+    for block in blocks:
         lins = {n: m for n, m in block.named_modules() if isinstance(m, torch.nn.Linear)
                 and m.in_features % group == 0}
-        hs = _hessians(model, lins, ids)
+        _, hs = _run_block(block, xs, kws, lins)
         with torch.no_grad():
             for name, m in lins.items():
                 m.weight.copy_(gptq_weight(m.weight, hs[name], group, symmetric, act_order).to(m.weight.dtype))
                 done.append(name)
+        xs, _ = _run_block(block, xs, kws, {})
     return done
 
 

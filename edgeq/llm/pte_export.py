@@ -67,8 +67,9 @@ def quantize_linears(model: Any, v: Variant) -> None:
     def config(bits: int, group: int) -> Any:
         gran = PerGroup(group) if group else PerAxis(0)
         dtype = torch.int4 if bits == 4 else torch.int8  # type: ignore[attr-defined]
-        # HQQ scale search for 4-bit, as ExecuTorch's llama recipe does by default (plain min/max loses more)
-        algo = "hqq_scale_only" if bits == 4 else "affine"
+        # HQQ scale search for 4-bit, as ExecuTorch's llama recipe does by default (plain min/max loses more);
+        # GPTQ-rounded weights (edgeq.llm.gptq) are already on the min/max grid, which affine keeps
+        algo = "hqq_scale_only" if bits == 4 and v.algo != "gptq" else "affine"
         if v.activations == "dynamic-int8":
             return Int8DynamicActivationIntxWeightConfig(weight_dtype=dtype, weight_granularity=gran,
                                                          intx_choose_qparams_algorithm=algo)
@@ -115,6 +116,13 @@ def quantized_model(model: Any, v: Variant, calib: np.ndarray | None = None) -> 
         from edgeq.llm.smooth import smooth_decoder
 
         smooth_decoder(m, calib)
+    if v.algo == "gptq":
+        if calib is None or v.bits != 4 or not v.symmetric:
+            raise UsageError(f"{v.name}: GPTQ needs calibration windows and symmetric 4-bit weights (XNNPACK's "
+                             "blockwise int4 is symmetric)", "pass calib= token windows")
+        from edgeq.llm.gptq import gptq_model
+
+        gptq_model(m, calib, v.group, symmetric=True)
     if v.bits != 32:
         quantize_linears(m, v)
     if v.embedding_bits:
