@@ -50,11 +50,12 @@ def catalog() -> dict[str, Any]:
              *(Variant("onnx", 4, g, symmetric=s, embedding_bits=4) for g in (32, 64, 128) for s in (False, True)),
              *(Variant("onnx", 4, g, embedding_bits=4, keep8=k, algo="hqq") for g in (32, 64, 128)
                for k in ((), ("lm_head",))),
-             *(Variant("onnx", 4, g, symmetric=s, embedding_bits=4, keep8=k, algo="gptq") for g in (32, 64, 128)
-               for s in (False, True) for k in ((), ("lm_head",))),
+             *(Variant("onnx", 4, g, symmetric=False, embedding_bits=4, keep8=k, algo="gptq") for g in (16, 32)
+               for k in ((), ("lm_head",))),
              *(Variant("pte", 4, g, activations="dynamic-int8", algo=a) for g in (32, 64, 128)
                for a in ("default", "gptq")),
-             Variant("pte", 4, 32, activations="dynamic-int8", keep8=("lm_head", "ends"), algo="gptq"))
+             *(Variant("pte", 4, 32, activations="dynamic-int8", keep8=k, algo="gptq")
+               for k in (("lm_head",), ("lm_head", "ends"))))
     return {v.name: v for v in (*ladder("onnx"), *ladder("pte"), *extra)}
 
 

@@ -26,18 +26,20 @@ BLOCK = 128  # columns rounded together before the lazy update of the rest (spee
 
 
 def group_grid(w: Any, group: int, symmetric: bool, bits: int = 4) -> tuple[Any, Any]:
-    """(scale, zero) per output row and input group of W [out, in], as onnxruntime's RTN picks them (so its
-    re-rounding of the result keeps the grid): asymmetric spans the group's [min, max] with an integer zero point;
-    symmetric is max |w| / (2^(bits-1) - 0.5) around 2^(bits-1)."""
+    """(scale, zero) per output row and input group of W [out, in], chosen so that the format's quantizer, picking
+    its own grid from the rounded weights, picks this one again whenever a group still reaches an end of its range.
+    Asymmetric = onnxruntime's RTN: the group's [min, max] over 2^bits - 1 steps, integer zero point. Symmetric =
+    torchao's SYMMETRIC_NO_CLIPPING_ERR: max(-min / 2^(bits-1), max / (2^(bits-1) - 1)), zero at 2^(bits-1)
+    (plain max|w| / 7.5 is never re-picked: a rounded group's max|w| is a whole number of steps)."""
     import torch
 
     out, n = w.shape
     g = w.reshape(out, n // group, group)
     maxq = 2 ** bits - 1
     if symmetric:
-        amax = g.abs().amax(-1).clamp(min=1e-8)
-        scale = amax / (2 ** (bits - 1) - 0.5)
-        return scale, torch.full_like(scale, 2 ** (bits - 1))
+        half = 2 ** (bits - 1)
+        scale = torch.maximum(-g.amin(-1) / half, g.amax(-1) / (half - 1)).clamp(min=1e-8)
+        return scale, torch.full_like(scale, half)
     lo, hi = g.amin(-1), g.amax(-1)
     scale = ((hi - lo) / maxq).clamp(min=1e-8)
     return scale, torch.round(-lo / scale).clamp(0, maxq)

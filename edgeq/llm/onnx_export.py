@@ -67,7 +67,10 @@ def builder_options(v: Variant) -> tuple[str, dict[str, str]]:
         "op_types_to_quantize": "MatMul/Gather" if v.embedding_bits and v.bits == 4 else "MatMul",
     }
     if v.algo == "gptq":
-        # the weights arrive GPTQ-rounded (edgeq.llm.gptq) on the grid of onnxruntime's RTN, which stores them
+        # the weights arrive GPTQ-rounded (edgeq.llm.gptq) on the grid of onnxruntime's asymmetric RTN, which stores
+        # them; its symmetric grid (max|w| / 7.5) cannot be re-picked from rounded weights
+        if v.symmetric or v.bits != 4:
+            raise UsageError(f"{v.name}: ONNX GPTQ variants are asymmetric 4-bit", "use symmetric=False")
         opts["algo_config"] = "rtn"
     elif v.algo != "default":
         opts["algo_config"] = v.algo

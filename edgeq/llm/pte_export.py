@@ -55,6 +55,7 @@ def quantize_linears(model: Any, v: Variant) -> None:
         quantize_,
     )
     from torchao.quantization.granularity import PerAxis, PerGroup
+    from torchao.quantization.quant_primitives import MappingType
 
     if v.bits not in (4, 8):
         raise UsageError(f".pte weights must be 4 or 8 bits (got {v.bits})")
@@ -71,7 +72,10 @@ def quantize_linears(model: Any, v: Variant) -> None:
         # GPTQ-rounded weights (edgeq.llm.gptq) are already on the min/max grid, which affine keeps
         algo = "hqq_scale_only" if bits == 4 and v.algo != "gptq" else "affine"
         if v.activations == "dynamic-int8":
+            # GPTQ's grid (edgeq.llm.gptq.group_grid) is the one SYMMETRIC_NO_CLIPPING_ERR re-picks
+            mapping = MappingType.SYMMETRIC_NO_CLIPPING_ERR if v.algo == "gptq" and bits == 4 else MappingType.SYMMETRIC
             return Int8DynamicActivationIntxWeightConfig(weight_dtype=dtype, weight_granularity=gran,
+                                                         weight_mapping_type=mapping,
                                                          intx_choose_qparams_algorithm=algo)
         return IntxWeightOnlyConfig(weight_dtype=dtype, granularity=gran, intx_choose_qparams_algorithm=algo)
 
