@@ -1,7 +1,7 @@
 """Per format, the smallest variant inside the perplexity budget: candidates are tried smallest first (4-bit, then
-4-bit with the output projection / sensitive layers at 8 bits, then 8-bit) and judged on the calibration windows;
-the first one inside the budget wins. The last rung (the most accurate 8-bit one) is always measured and shipped
-so the manifest shows the safe choice."""
+4-bit with the output projection (.pte: and the first and last blocks) at 8 bits, then 8-bit) and judged on the
+calibration windows; the first one inside the budget wins. The last rung (the most accurate 8-bit one) is always
+measured and shipped so the manifest shows the safe choice."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ from edgeq.llm.config import Variant
 
 def ladder(fmt: str) -> tuple[Variant, ...]:
     if fmt == "onnx":
+        # 4-bit: GPTQ (edgeq.llm.gptq, on the calibration windows) rounds the block linears onto onnxruntime's
+        # asymmetric block-32 RTN grid, which then stores them. SmolLM2-135M, eval text (docs/explanation/
+        # benchmarks/llm.md): 1.21x at 0.165x float, and 1.054x at 0.192x with the output projection 8-bit, where
+        # RTN was 1.40x (symmetric) / 1.41x (asymmetric) and the former rung, k-quant with lm_head + llama.cpp's
+        # sensitive layers 8-bit, 1.113x at 0.21x. Both GPTQ rungs share one GPTQ pass (cached per grid).
         return (
-            Variant("onnx", 4, 32, embedding_bits=4),
-            Variant("onnx", 4, 32, embedding_bits=4, keep8=("lm_head",)),
-            Variant("onnx", 4, 32, embedding_bits=4, keep8=("lm_head", "mixed"), algo="k_quant"),
-            # (k-quant at block 16 was worse than at 32 on SmolLM2-135M: 1.152x vs 1.113x on 16 spread windows)
+            Variant("onnx", 4, 32, symmetric=False, embedding_bits=4, algo="gptq"),
+            Variant("onnx", 4, 32, symmetric=False, embedding_bits=4, keep8=("lm_head",), algo="gptq"),
             # 8-bit body, 4-bit embedding table (edgeq.llm.onnx_weights.quantize_embedding): SmolLM2-135M 1.02x at
             # 0.32x float — the smallest 8-bit build, where the float table kept the plain 8-bit one at 0.53x
             Variant("onnx", 8, 32, embedding_bits=4),

@@ -78,3 +78,23 @@ def test_gptq_pte_variant_rounds_before_torchao_and_needs_calibration() -> None:
     for bad, c in ((v, None), (Variant("pte", 4, 32, symmetric=False, activations="dynamic-int8", algo="gptq"), calib)):
         with pytest.raises(UsageError):
             quantized_model(m, bad, c)
+
+
+def test_gptq_rung_through_the_export(tiny_lm: dict[str, Path]) -> None:
+    """The ONNX ladder's 4-bit rungs are GPTQ: an export with them records the GPTQ variant as its pick and ships
+    a runnable artifact."""
+    from edgeq.llm.api import export_llm
+    from edgeq.llm.config import LlmConfig
+    from edgeq.llm.runners import OnnxLM
+    from edgeq.llm.search import ladder
+
+    four = tuple(v for v in ladder("onnx") if v.bits == 4)
+    assert [v.name for v in four] == ["onnx-w4g32-asym-gptq-emb4", "onnx-w4g32-asym-gptq-lm_head8-emb4"]
+    cfg = LlmConfig(model=str(tiny_lm["model"]), output=tiny_lm["dir"] / "gptq-out", calib_text=tiny_lm["calib"],
+                    eval_text=tiny_lm["eval"], formats=("onnx",), seq_len=32, max_context=64, calib_windows=2,
+                    eval_windows=2, greedy_prompts=1, greedy_tokens=4, variants=(*four, ladder("onnx")[-1]),
+                    max_ppl_increase=1000.0, force=True)  # random weights: the budget is not what this checks
+    m = export_llm(cfg).manifest["llm"]["formats"]["onnx"]
+    assert m["pick"] == four[0].name and m["trials"][0]["name"] == four[0].name
+    art = cfg.output / "onnx" / four[0].name
+    assert np.isfinite(OnnxLM(art).forward(np.arange(3, 11, dtype=np.int64), 0)).all()
