@@ -151,25 +151,26 @@ def _run_block(block: Any, xs: list[Any], kws: list[dict[str, Any]], lins: dict[
     return outs, {n: 2 * h / max(tokens[n], 1) for n, h in hs.items()}
 
 
-def gptq_model(model: Any, calib: np.ndarray, group: int, symmetric: bool, act_order: bool = True) -> list[str]:
+def gptq_model(model: Any, calib: np.ndarray, group: int, symmetric: bool, act_order: bool = True,
+               skip: frozenset[int] = frozenset()) -> list[str]:
     """MODEL's decoder-block linears replaced, in place, by their GPTQ rounding on the token windows CALIB
-    [n, seq]; the output projection and the embedding are left to the format's quantizer. Each block runs once
-    on the previous (rounded) block's outputs to collect its Hessians and once more, rounded, to feed the next.
-    Returns the rounded linears' names."""
+    [n, seq]; the output projection, the embedding and the blocks numbered in SKIP (kept 8-bit by the variant)
+    are left to the format's quantizer. Each block runs once on the previous (rounded) block's outputs to
+    collect its Hessians and once more, rounded, to feed the next. Returns the rounded linears' names."""
     import torch
 
     done: list[str] = []
     ids = torch.from_numpy(np.ascontiguousarray(calib, dtype=np.int64))
     blocks = _blocks(model)
     xs, kws = _block_inputs(model, blocks[0], ids)
-    for block in blocks:
+    for i, block in enumerate(blocks):
         lins = {n: m for n, m in block.named_modules() if isinstance(m, torch.nn.Linear)
-                and m.in_features % group == 0}
+                and m.in_features % group == 0 and i not in skip}
         _, hs = _run_block(block, xs, kws, lins)
         with torch.no_grad():
             for name, m in lins.items():
                 m.weight.copy_(gptq_weight(m.weight, hs[name], group, symmetric, act_order).to(m.weight.dtype))
-                done.append(name)
+                done.append(f"{i}.{name}")
         xs, _ = _run_block(block, xs, kws, {})
     return done
 

@@ -126,7 +126,8 @@ def quantized_model(model: Any, v: Variant, calib: np.ndarray | None = None) -> 
                              "blockwise int4 is symmetric)", "pass calib= token windows")
         from edgeq.llm.gptq import gptq_model
 
-        gptq_model(m, calib, v.group, symmetric=True)
+        last = int(m.config.num_hidden_layers) - 1
+        gptq_model(m, calib, v.group, symmetric=True, skip=frozenset((0, last) if "ends" in v.keep8 else ()))
     if v.bits != 32:
         quantize_linears(m, v)
     if v.embedding_bits:

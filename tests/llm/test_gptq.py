@@ -98,3 +98,37 @@ def test_gptq_rung_through_the_export(tiny_lm: dict[str, Path]) -> None:
     assert m["pick"] == four[0].name and m["trials"][0]["name"] == four[0].name
     art = cfg.output / "onnx" / four[0].name
     assert np.isfinite(OnnxLM(art).forward(np.arange(3, 11, dtype=np.int64), 0)).all()
+
+
+@pytest.mark.slow
+def test_gptq_pte_lowers_to_xnnpack_and_runs(tiny_lm: dict[str, Path], tmp_path: Path) -> None:
+    """The GPTQ grid (torchao's SYMMETRIC_NO_CLIPPING_ERR) lowers to XNNPACK's blockwise int4 like the default
+    one: the .pte runs and its logits follow the eager quantized model's."""
+    from edgeq.llm.pte_export import build_pte, quantized_model
+    from edgeq.llm.runners import PteLM, TorchLM
+    from edgeq.llm.source import load_lm
+
+    lm = load_lm(str(tiny_lm["model"]))
+    calib = np.arange(3, 3 + 2 * 32, dtype=np.int64).reshape(2, 32) % int(lm.model.config.vocab_size)
+    v = Variant("pte", 4, 32, activations="dynamic-int8", keep8=("lm_head",), algo="gptq")
+    ids = np.arange(3, 19, dtype=np.int64)
+    eager = TorchLM(quantized_model(lm.model, v, calib), 64).forward(ids, 0)
+    got = PteLM(build_pte(lm.model, lm.tokenizer, tmp_path / f"{v.name}.pte", v, 64, calib)).forward(ids, 0)
+    assert np.isfinite(got).all() and (got.argmax(-1) == eager.argmax(-1)).mean() > 0.8
+    assert np.abs(got - eager).max() < 0.1 * np.abs(eager).max()
+
+
+def test_gptq_leaves_the_blocks_a_variant_keeps_8_bit() -> None:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from edgeq.llm.gptq import gptq_model
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=16)
+    m = LlamaForCausalLM(cfg).eval()
+    first = m.model.layers[0].mlp.down_proj.weight.detach().clone()
+    done = gptq_model(m, np.arange(64, dtype=np.int64).reshape(2, 32), 32, symmetric=True, skip=frozenset({0, 2}))
+    assert done and {d.split(".")[0] for d in done} == {"1"} and len(done) == 7  # q k v o gate up down
+    assert torch.equal(m.model.layers[0].mlp.down_proj.weight, first)
