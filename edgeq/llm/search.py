@@ -26,14 +26,16 @@ def ladder(fmt: str) -> tuple[Variant, ...]:
             # float32 activation math (accuracy_level 1) is as accurate but decodes ~10x slower on x86 and ARM)
             Variant("onnx", 8, 16, embedding_bits=0),
         )
-    # .pte: XNNPACK runs linears with dynamically quantized int8 activations (per token) and int4 (grouped) or
-    # int8 (per output channel) weights. Measured on SmolLM2-135M (README): 8da4w g32 is 1.55x float perplexity at
-    # 0.20x the bytes, 8da8w per channel 1.03x at 0.31x; the middle rung keeps the output projection and the first
-    # and last blocks at 8 bits. The 8-bit reference is 8da8w with SmoothQuant folded into the norms and
-    # up-projections (edgeq.llm.smooth): the same program and bytes, the per-token int8 activations lose less.
+    # .pte: XNNPACK runs linears with dynamically quantized int8 activations (per token) and int4 (grouped,
+    # symmetric) or int8 (per output channel) weights. The 4-bit rungs are GPTQ-rounded (edgeq.llm.gptq) onto
+    # torchao's no-clipping-error symmetric grid; the second keeps the output projection and the first and last
+    # blocks at 8 bits. SmolLM2-135M, eval text, eager torchao estimate (docs/explanation/benchmarks/llm.md):
+    # 1.24x and 1.118x, where HQQ-scaled 8da4w was 1.79x. The 8-bit reference is 8da8w with SmoothQuant folded into
+    # the norms and up-projections (edgeq.llm.smooth): the same program and bytes as 8da8w (1.03x at 0.31x), the
+    # per-token int8 activations lose less.
     return (
-        Variant("pte", 4, 32, activations="dynamic-int8"),
-        Variant("pte", 4, 32, activations="dynamic-int8", keep8=("lm_head", "ends")),
+        Variant("pte", 4, 32, activations="dynamic-int8", algo="gptq"),
+        Variant("pte", 4, 32, activations="dynamic-int8", keep8=("lm_head", "ends"), algo="gptq"),
         Variant("pte", 8, 0, activations="dynamic-int8", smooth=True),
     )
 

@@ -19,8 +19,8 @@ def test_ends_and_lm_head_stay_8_bit_per_channel() -> None:
     cfg = LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
                       num_attention_heads=4, num_key_value_heads=2, head_dim=16, tie_word_embeddings=False)
     m = LlamaForCausalLM(cfg).eval()
-    v = Variant("pte", 4, 32, activations="dynamic-int8", keep8=("lm_head", "ends"))
-    assert v in ladder("pte") and v.name == "pte-8da4g32-lm_head8-ends8-emb8"
+    v = Variant("pte", 4, 32, activations="dynamic-int8", keep8=("lm_head", "ends"), algo="gptq")
+    assert v in ladder("pte") and v.name == "pte-8da4g32-gptq-lm_head8-ends8-emb8"
     quantize_linears(m, v)
 
     def scheme(lin: torch.nn.Linear) -> tuple[object, int]:
