@@ -18,7 +18,10 @@ from typing import Any, Literal
 import numpy as np
 
 from edgeq.errors import ArtifactError, ModelSourceError
+from edgeq.external_data import check_external_data
 from edgeq.hashing import sha256_bytes, sha256_file
+from edgeq.hfdir import is_hf_dir, load_hf_dir
+from edgeq.pt2safe import load_exported_program
 from edgeq.signature import TensorSpec
 
 SourceKind = Literal["factory", "pt2", "onnx"]
@@ -59,7 +62,6 @@ def load_source(ref: str, trust_pickle: bool = False) -> ModelSource:
     if ref.endswith(".pt2"):
         return _load_pt2(Path(ref), trust_pickle)
     p = Path(ref)
-    from edgeq.hfdir import is_hf_dir
 
     if is_hf_dir(p):
         return _load_hf_dir(p)
@@ -82,7 +84,6 @@ def _load_onnx(path: Path) -> ModelSource:
     except Exception as e:  # onnx raises DecodeError, ...: all mean "unusable file"
         raise ArtifactError(f"{path}: corrupt or truncated ONNX model ({type(e).__name__}: {str(e)[:200]})",
                             "re-export the model; check the file was copied completely") from e
-    from edgeq.external_data import check_external_data
 
     check_external_data(model, path)  # confined to the model's folder before anything reads it
     try:
@@ -116,8 +117,6 @@ def _onnx_value_spec(vi: Any) -> TensorSpec:
 
 
 def _load_pt2(path: Path, trust_pickle: bool = False) -> ModelSource:
-    from edgeq.pt2safe import load_exported_program
-
     ep = load_exported_program(path, trust_pickle)
     specs: list[TensorSpec] = []
     user_inputs = list(ep.graph_signature.user_inputs)
@@ -208,8 +207,6 @@ def _load_factory(ref: str) -> ModelSource:
 
 
 def _load_hf_dir(p: Path) -> ModelSource:
-    from edgeq.hfdir import load_hf_dir
-
     module, example = load_hf_dir(p)
     example_np = _example_to_numpy(example, _forward_input_names(module), str(p))
     specs = [TensorSpec(k, str(v.dtype), ("batch", *v.shape[1:])) for k, v in example_np.items()]
