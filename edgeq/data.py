@@ -16,6 +16,7 @@ from typing import IO, Any, cast
 import numpy as np
 
 from edgeq.errors import DataError, SignatureMismatchError
+from edgeq.imagefolder import Preprocess, is_image_folder, load_image_folder
 from edgeq.signature import TensorSpec
 
 LABELS_KEY = "labels"
@@ -171,7 +172,6 @@ def load_dataset(path: str | Path, preprocess: Any = None, input_names: list[str
     p = Path(path)
     if not p.exists():
         raise DataError(f"data not found: {p}", "pass an .npz file or a directory of .npy/.npz files")
-    from edgeq.imagefolder import Preprocess, is_image_folder, load_image_folder
 
     if is_image_folder(p):
         if not input_names or len(input_names) != 1:

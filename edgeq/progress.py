@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from edgeq.outdir import checkpoint
+
 
 class Progress:
     def __init__(self, enabled: bool = True) -> None:
@@ -15,8 +17,6 @@ class Progress:
         self._t0 = time.perf_counter()
 
     def stage(self, text: str) -> None:
-        from edgeq.outdir import checkpoint
-
         checkpoint(text)  # a no-op unless a test asked the run to pause here
         if self.enabled:
             print(f"[{time.perf_counter() - self._t0:6.1f}s] {text}", file=sys.stderr, flush=True)

@@ -12,6 +12,7 @@ from edgeq.config import Budget
 from edgeq.errors import PipelineError, TargetError
 from edgeq.hashing import sha256_bytes
 from edgeq.pipeline.stage import get_stage, stage_names, validate_order
+from edgeq.resources import profiles_dir
 from edgeq.targetspec import CpuSpec, ExecutorchSpec, OnnxScheme, Target
 
 # --- loading ---------------------------------------------------------------------------------------------
@@ -197,8 +198,6 @@ def _check_semantics(path: str, raw: dict[str, Any], cpu: CpuSpec, et: Executorc
 
 def targets_dir() -> Path:
     """The bundled profiles (package data, ``edgeq/profiles``), or ``$EDGEQ_TARGETS_DIR`` when set."""
-    from edgeq.resources import profiles_dir
-
     env = os.environ.get("EDGEQ_TARGETS_DIR")
     return Path(env) if env else profiles_dir()
 
