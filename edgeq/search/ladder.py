@@ -17,6 +17,7 @@ from edgeq.config import QuantOptions, SearchOptions
 from edgeq.data import Dataset
 from edgeq.onnx.hybrid import has_convs_and_linears
 from edgeq.search.patterns import CATEGORIES
+from edgeq.search.sensitivity import onnx_sensitivity
 from edgeq.search.trial import Trial, TrialConfig
 
 
@@ -91,8 +92,6 @@ def static_ladder(base: QuantOptions, patterns: dict[str, list[str]], state: dic
 
 
 def safe_sensitivity(prepped: Path, qdq: Path, calib: Dataset, options: SearchOptions) -> list[Any]:
-    from edgeq.search.sensitivity import onnx_sensitivity
-
     try:
         return onnx_sensitivity(prepped, qdq, calib, max_samples=options.sensitivity_samples)
     except Exception as e:  # noqa: BLE001  the debugger is best-effort: without it the ladder skips its stage

@@ -17,6 +17,7 @@ from typing import Any
 
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
+from edgeq.executorch.quantize import make_quantizer, resolve_settings, sample_args
 from edgeq.search.sensitivity import NodeSensitivity, nsr
 
 
@@ -31,8 +32,6 @@ def pte_sensitivity(exported: Any, calib: Dataset, signature: list[Any], opts: Q
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     from torchao.quantization.pt2e.utils import _fuse_conv_bn_
-
-    from edgeq.executorch.quantize import make_quantizer, resolve_settings, sample_args
 
     generate_numeric_debug_handle(exported)
     # The float logger copy is taken before prepare_pt2e (quantization mutates the module in place), with

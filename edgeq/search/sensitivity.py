@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeq.data import Dataset
+from edgeq.onnx.quantize import quiet_stdout, reader_class
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,6 @@ def onnx_sensitivity(float_model: Path, qdq_model: Path, data: Dataset, max_samp
         create_activation_matching,
         modify_model_output_intermediate_tensors,
     )
-
-    from edgeq.onnx.quantize import quiet_stdout, reader_class
 
     data = data.head(max_samples)
     with tempfile.TemporaryDirectory(prefix="edgeq-sens-") as tmp, quiet_stdout():

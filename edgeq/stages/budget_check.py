@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgeq.executorch.layout import read_layout
 from edgeq.pipeline.stage import StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
 
@@ -95,8 +96,6 @@ def _tensor_proto_bytes(t: Any) -> int:
 
 
 def pte_memory_estimate(path: Path) -> dict[str, Any]:
-    from edgeq.executorch.layout import read_layout
-
     lay = read_layout(path)
     return {"weights_bytes": lay.file_bytes, "peak_activation_bytes": max(lay.planned_memory_bytes, default=0),
             "tensors_without_shape": 0, "method": "ExecuTorch memory plan (non_const_buffer_sizes), exact"}

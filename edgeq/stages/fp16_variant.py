@@ -18,6 +18,7 @@ from edgeq.onnx.fp16 import convert_fp16
 from edgeq.onnx.io import save_atomic
 from edgeq.pipeline.stage import StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
+from edgeq.stages.fixed_shapes import apply_fixed_shapes
 
 NAME = "fp16-variant"
 FP16_NAME = "model.fp16.onnx"
@@ -39,7 +40,6 @@ def fp16_variant(ctx: BuildState) -> StageResult:
         if plan:
             # Fix the float graph first: ORT's converter appends its Cast nodes out of topological order,
             # which the shape fixer's checker rejects.
-            from edgeq.stages.fixed_shapes import apply_fixed_shapes
 
             fixed = Path(tmp) / "model.fixed.onnx"
             save_atomic(apply_fixed_shapes(onnx.load(str(src)), plan), fixed)
