@@ -15,13 +15,18 @@ import numpy as np
 from edgeq.emulator.qemu import cpu_model
 from edgeq.emulator.sysroot import is_ready
 from edgeq.errors import OutputExistsError, UsageError
+from edgeq.integrity import seal
 from edgeq.llm import measure
 from edgeq.llm.config import FORMATS, PTE_DELEGATIONS, PTE_PROGRAMS, LlmConfig, Variant
 from edgeq.llm.metrics import CONFIDENCE, WindowScores, compare, greedy, score
+from edgeq.llm.onnx_export import check_architecture
+from edgeq.llm.pte_export import quantized_model
 from edgeq.llm.runners import TorchLM, open_runner
 from edgeq.llm.search import ladder
 from edgeq.llm.source import LoadedLM, float_bytes, load_lm, save_hf_folder
 from edgeq.llm.text import calib_eval_windows
+from edgeq.manifest import write_manifest
+from edgeq.outdir import commit_output, discard_output, prepare_output
 from edgeq.progress import Progress
 from edgeq.targets import load_target
 
@@ -79,8 +84,6 @@ def export_llm(cfg: LlmConfig, progress: Progress | None = None, lower: Lower = 
     pr.stage(f"loading the language model {cfg.model}")
     lm = load_lm(cfg.model)
     if "onnx" in cfg.formats:
-        from edgeq.llm.onnx_export import check_architecture
-
         # before minutes of float scoring: a family the ONNX builder cannot write fails now, by name
         check_architecture(str((lm.model.config.architectures or [type(lm.model).__name__])[0]))
     if cfg.max_context > int(getattr(lm.model.config, "max_position_embeddings", cfg.max_context)):
@@ -89,9 +92,6 @@ def export_llm(cfg: LlmConfig, progress: Progress | None = None, lower: Lower = 
     calib, evalw = calib_eval_windows(lm.tokenizer, cfg.calib_text, cfg.eval_text, cfg.seq_len, cfg.calib_windows,
                                       cfg.eval_windows)
     pr.stage(f"text: {len(calib)} calibration and {len(evalw)} evaluation windows of {cfg.seq_len} tokens")
-    from edgeq.integrity import seal
-    from edgeq.manifest import write_manifest
-    from edgeq.outdir import commit_output, discard_output, prepare_output
 
     # The same output rules as every export: a lock, --force only over an edgeq folder, no partial folder left.
     tmp = prepare_output(cfg.output, cfg.force)
@@ -200,8 +200,6 @@ def _bound(m: dict[str, float], limit: float) -> str:
 
 def _torch_estimate(ctx: measure.Context, v: Variant, pr: Progress) -> WindowScores:
     """V's calibration-window scores on the eagerly run torchao-quantized model (no lowering)."""
-    from edgeq.llm.pte_export import quantized_model
-
     qm = quantized_model(ctx.lm.model, v, ctx.calib_windows)
     with pr.bar(len(ctx.calib_scores.nll), f"{v.name} perplexity in torch (calibration text)", unit="window") as bar:
         return score(TorchLM(qm, ctx.cfg.max_context), ctx.calib_windows, bar=bar)

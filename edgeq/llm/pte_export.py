@@ -21,6 +21,7 @@ import numpy as np
 from edgeq.errors import CaptureError, UsageError
 from edgeq.llm.config import Variant
 from edgeq.llm.pte_sdpa import unsupported, wrapper
+from edgeq.llm.smooth import smooth_decoder
 
 PROGRAMS = ("custom-sdpa", "static-cache")
 
@@ -112,7 +113,6 @@ def quantized_model(model: Any, v: Variant, calib: np.ndarray | None = None) -> 
     if v.smooth:
         if calib is None:
             raise UsageError(f"{v.name} needs calibration windows (SmoothQuant)", "pass calib= token windows")
-        from edgeq.llm.smooth import smooth_decoder
 
         smooth_decoder(m, calib)
     if v.bits != 32:
