@@ -20,9 +20,11 @@ from edgeq.errors import DataError, UsageError
 from edgeq.executorch.bundle import DEFAULT_CASES, derive_tolerances, write_bundle
 from edgeq.executorch.lower import lower_to_executorch
 from edgeq.executorch.quantize import convert_qat, quantize_pt2e, sample_args
+from edgeq.executorch.runtime import run_pte
 from edgeq.manifest import Artifact
 from edgeq.pipeline.state import BuildState
 from edgeq.progress import Progress
+from edgeq.validate.runners.host import host_program
 
 FP32_NAME = "model.fp32.pte"
 INT8_NAME = "model.int8.pte"
@@ -112,8 +114,6 @@ class ExecutorchBackend(FormatBackend):
         return state.updated(artifacts=(*state.artifacts, *arts))
 
     def load_runner(self) -> HostProgram:
-        from edgeq.validate.runners.host import host_program
-
         return host_program("pte")
 
 
@@ -158,8 +158,6 @@ def bundle_program(ctx: BuildState, static: Any, program: Any, pte: Path) -> dic
     """Golden I/O from the float model on the first evaluation samples, with tolerances from the INT8 program."""
     import torch
     from torch.utils._pytree import tree_flatten
-
-    from edgeq.executorch.runtime import run_pte
 
     ev, captured = ctx.eval if ctx.eval is not None else _calib(ctx), _captured(ctx)
     k = min(DEFAULT_CASES, len(ev))
