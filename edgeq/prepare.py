@@ -28,6 +28,8 @@ from edgeq.data import Dataset
 from edgeq.errors import UsageError
 from edgeq.outliers import AdaRoundConfig, OutlierConfig, WeightRoundingConfig, prepare_for_int8
 from edgeq.outliers.adaround import simulated_int8_error
+from edgeq.outliers.smoothquant import fake_int8
+from edgeq.outliers.stats import batches
 from edgeq.progress import Progress
 from edgeq.source import ModelSource, state_hash
 
@@ -207,9 +209,6 @@ def predict_scheme(model: Any, calib: Mapping[str, np.ndarray], samples: int = P
     """
     import torch
 
-    from edgeq.outliers.smoothquant import fake_int8
-    from edgeq.outliers.stats import batches
-
     has_conv = any(isinstance(m, torch.nn.Conv1d | torch.nn.Conv2d | torch.nn.Conv3d) for m in model.modules())
     if not linear_dominated(model) or (has_conv and not has_norm_layers(model)):
         # a CNN whose classifier head outweighs its convolutions (the digits CNN) is still a CNN: no LayerNorm /
@@ -288,9 +287,6 @@ def linear_sensitivity(model: Any, calib: Mapping[str, np.ndarray], samples: int
     out (nothing measured).
     """
     import torch
-
-    from edgeq.outliers.smoothquant import fake_int8
-    from edgeq.outliers.stats import batches
 
     lins = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
     if not lins:

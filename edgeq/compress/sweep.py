@@ -17,9 +17,12 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from edgeq.api import export
 from edgeq.compress.spec import MethodConfig, parse_item
+from edgeq.compress.sweep_report import write_sweep_report
 from edgeq.config import PipelineConfig
 from edgeq.errors import EdgeqError, UsageError
+from edgeq.outdir import commit_output, prepare_output
 from edgeq.progress import Progress
 from edgeq.select.rule import Scored, pareto_front
 from edgeq.select.rule import pick as select_pick
@@ -73,8 +76,6 @@ def _row(name: str, manifest: dict[str, Any], method: str | None, level: float |
 
 
 def _run_one(base: PipelineConfig, cfg: MethodConfig | None, trials: Path) -> dict[str, Any]:
-    from edgeq.api import export
-
     name = _variant_name(cfg)
     methods = () if cfg is None else (cfg,)
     config = dataclasses.replace(base, output=trials / name, force=True,
@@ -189,9 +190,6 @@ def run_compress_sweep(base: PipelineConfig, ladders: dict[str, tuple[MethodConf
     """Run the baseline and every ladder; write OUTDIR/{sweep.json, report.html, trials/}; return the summary.
 
     ``ray_address``: run the jobs as Ray tasks on that cluster instead of ``workers`` local processes."""
-    from edgeq.compress.sweep_report import write_sweep_report
-    from edgeq.outdir import commit_output, prepare_output
-
     progress = progress or Progress(enabled=False)
     if not ladders:
         raise UsageError("--methods is empty", "e.g. --methods prune,lowrank,cluster")

@@ -21,6 +21,7 @@ from edgeq.compress.spec import TrainOptions
 from edgeq.data import Dataset, load_dataset
 from edgeq.errors import DataError, ModelSourceError, UsageError
 from edgeq.progress import Progress
+from edgeq.source import import_factory
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,6 @@ def distill_loss(student: Any, teacher: Any, labels: Any, temperature: float, ki
 
 
 def user_train_fn(ref: str) -> Callable[[Any, int], None]:
-    from edgeq.source import import_factory
-
     try:
         fn = import_factory(ref)
     except ModelSourceError as e:

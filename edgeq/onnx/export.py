@@ -8,6 +8,8 @@ from pathlib import Path
 
 from edgeq.capture import Captured
 from edgeq.errors import CaptureError, QuantizationError
+from edgeq.external_data import write_self_contained
+from edgeq.onnx.mixed import record_module_map
 
 ONNX_2GB = 2 * 1024**3
 
@@ -16,8 +18,6 @@ def export_float_onnx(captured: Captured, path: Path, opset: int = 18,
                       output_names: list[str] | None = None) -> Path:
     """Write the float ONNX model for ``captured`` to ``path`` (copying it for .onnx sources)."""
     if captured.source.kind == "onnx":
-        from edgeq.external_data import write_self_contained
-
         write_self_contained(captured.source.onnx_file(), path)  # external data, confined, pulled inside
         return path
     import logging
@@ -53,7 +53,6 @@ def _strip_node_metadata(path: Path, opset: int | None = None) -> None:
         path.unlink(missing_ok=True)
         raise CaptureError(f"--opset {opset} was requested but the exporter produced opset {got}",
                            f"use --opset {got} (the exporter cannot convert this model to {opset})")
-    from edgeq.onnx.mixed import record_module_map
 
     changed = record_module_map(model)  # node -> module path, for mixed precision by torch module
     for graph in [model.graph, *[f for f in model.functions]]:

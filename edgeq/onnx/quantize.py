@@ -15,6 +15,7 @@ import numpy as np
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
 from edgeq.errors import QuantizationError, UsageError
+from edgeq.onnx.hybrid import gemms_as_matmuls, linear_nodes
 
 _CALIB = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy", "distribution": "Distribution"}
 _QTYPE = {"int8": "QInt8", "uint8": "QUInt8", "int16": "QInt16", "uint16": "QUInt16", "int4": "QInt4"}
@@ -142,8 +143,6 @@ def quantize_onnx_hybrid(src: Path, dst: Path, calib: Dataset, opts: QuantOption
     dynamic INT8 on exactly those layers."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from edgeq.onnx.hybrid import gemms_as_matmuls, linear_nodes
 
     model = onnx.load(str(src))
     rewritten = gemms_as_matmuls(model)

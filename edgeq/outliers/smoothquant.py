@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgeq.errors import UsageError
-from edgeq.outliers.stats import InputStats, linear_input_stats
+from edgeq.outliers.stats import InputStats, batches, linear_input_stats
 
 
 @dataclass(frozen=True)
@@ -166,8 +166,6 @@ def _undo_where_fused_path_runs(model: Any, calib: Mapping[str, np.ndarray],
     own forward; models that call its sub-blocks are fine. One inference batch tells: if it fails, those Linears
     go back to plain (logged as skipped)."""
     import torch
-
-    from edgeq.outliers.stats import batches
 
     fused = [r for r in replaced if fused_path_linear(model, r[0])]
     if not fused:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgeq.errors import UsageError
+from edgeq.outliers.cle import op_name
 from edgeq.outliers.stats import batches, run_hooked
 
 
@@ -52,8 +53,6 @@ class WeightRoundingConfig:
 def fold_batchnorm(model: Any, example: tuple[Any, ...]) -> list[str]:
     """Fold every ``conv2d -> batch_norm`` (BN the conv's only user) into the conv; the BN becomes Identity."""
     import torch
-
-    from edgeq.outliers.cle import op_name
 
     ep = torch.export.export(model, example, strict=False)
     params = dict(ep.graph_signature.inputs_to_parameters)

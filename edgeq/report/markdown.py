@@ -6,6 +6,7 @@ from typing import Any
 
 from edgeq.report.boards import markdown_lines, terminal_lines
 from edgeq.report.rows import fmt_bytes, fmt_latency, fmt_num, rows
+from edgeq.report.terminal import all_warnings, fitted_table, operator_warnings, verdict_line
 
 TABLE_HEAD = ("artifact", "bytes", "× float", "runner", "accuracy", "drop (pt)", "top-1 agree", "cos mean", "cos min",
          "SQNR dB", "max |Δ|", "latency", "budget")
@@ -24,8 +25,6 @@ def table(manifest: dict[str, Any]) -> list[tuple[str, ...]]:
 
 def terminal_summary(manifest: dict[str, Any], outdir: str) -> str:
     """Fits 100 columns (lower-priority metric columns are dropped; report.md has them all)."""
-    from edgeq.report.terminal import all_warnings, fitted_table, operator_warnings, verdict_line
-
     lines = fitted_table(manifest)
     v = manifest["verdict"]
     lines.append("")
