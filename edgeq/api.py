@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
+
 from edgeq.backends.base import get_backend
 from edgeq.capture import capture
 from edgeq.compress.hook import compress_source, effect_summary
@@ -167,8 +169,6 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         progress.stage("computing float reference outputs")
         # The uncompressed model is the reference, so the verdict covers compression + quantization together.
         ref, ref_kind = reference_outputs(dataclasses.replace(captured, source=float_source), ev, output_names)
-        import numpy as np
-
         np.savez(tmp / REFERENCE_REL, **cast("dict[str, Any]", ref))  # numpy types **kwds as if allow_pickle were among them
 
         pass_log: list[dict[str, Any]] = []

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import platform
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,8 +184,6 @@ def check(outdir: str | Path, budget: Budget | None = None, runners: tuple[str, 
 
 def _check_bundles(out: Path, arts: list[Artifact], eff: Budget, tgt: Target, progress: Progress) -> list[str]:
     """Each .bpte: its program runs its bundled inputs and must give its bundled outputs (edgeq.validate.bundled)."""
-    import tempfile
-
     bundles = [a for a in arts if a.format == "bpte"]
     if not bundles:
         return []
@@ -200,8 +199,6 @@ def _check_bundles(out: Path, arts: list[Artifact], eff: Budget, tgt: Target, pr
 def _check_lm(m: dict[str, Any], out: Path, arts: list[Artifact], findings: list[str],
               runners: tuple[str, ...] | None, budget: Budget | None, max_ppl_increase: float | None,
               float_model: str | None, progress: Progress, target: str | None = None) -> CheckResult:
-    import tempfile
-
     if runners and set(runners) != {"host"}:
         raise UsageError(f"--on {','.join(runners)}: language models are checked on the host runtimes only",
                          "drop --on (LM artifacts are built for and measured on the host CPU)")

@@ -10,6 +10,8 @@ import argparse
 import importlib
 import os
 import sys
+import time
+import traceback
 from pathlib import Path
 
 from edgeq.cache import cache_dir
@@ -126,9 +128,6 @@ def _typed_error(e: EdgeqError, raw: list[str]) -> int:
 
 def _internal_error(e: Exception, verbose: bool) -> int:
     """One line on stderr, the traceback in a log file (and on stderr with -v); exit 3."""
-    import time
-    import traceback
-
     text = "".join(traceback.format_exception(e))
     first = (str(e).splitlines() or [""])[0][:300]
     print(f"edgeq: internal error: {type(e).__name__}: {first}", file=sys.stderr)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 import numpy as np
+from numpy.lib import format as npformat
 
 from edgeq.errors import DataError, SignatureMismatchError
 from edgeq.imagefolder import Preprocess, is_image_folder, load_image_folder
@@ -94,8 +95,6 @@ class Dataset:
 def _check_npy_header(f: IO[bytes], available: int, where: str) -> None:
     """Parse a .npy header (numpy's own parser: literal_eval, no pickle) and refuse it before any allocation
     when it declares more bytes than the file holds (a header bomb) or an object dtype (pickle)."""
-    from numpy.lib import format as npformat
-
     try:
         version = npformat.read_magic(f)
         if version == (1, 0):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickletools
 import re
 import sys
 import zipfile
@@ -43,8 +44,6 @@ def _tensor_global(module: str, name: str) -> bool:
 
 def sample_inputs_findings(blob: bytes, where: str) -> list[str]:
     """Static scan (pickletools parses opcodes, it never executes them) of a torch.save blob's pickles."""
-    import pickletools
-
     if not blob:
         return []
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,8 +171,6 @@ def import_factory(ref: str) -> Any:
 def _cwd_on_path() -> None:
     """Resolve ``pkg.module`` from the current directory first, as ``python -m`` does; the ``edgeq`` console
     script otherwise only sees installed packages."""
-    import os
-
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:
         sys.path.insert(0, cwd)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from dataclasses import MISSING, fields, replace
@@ -215,8 +216,6 @@ def load_target(name_or_path: str) -> Target:
         return parse_target(p.read_text(), str(p))
     f = targets_dir() / f"{name_or_path}.toml"
     if not f.is_file():
-        import difflib
-
         names = list_targets()
         close = difflib.get_close_matches(name_or_path, names, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""

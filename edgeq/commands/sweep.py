@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from edgeq.commands.common import add_budget_flags, budget_from, progress_from
@@ -94,8 +95,6 @@ def run(args: argparse.Namespace) -> int:
 
 def run_methods(args: argparse.Namespace, cfg: PipelineConfig) -> int:
     """``--methods``: compression ladders (edgeq.compress.sweep) instead of the precision grid."""
-    import dataclasses
-
     if args.compress:
         raise UsageError("--compress and --methods exclude each other", "list the methods to sweep in --methods")
     ladders = parse_ladders(args.methods)

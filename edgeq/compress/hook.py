@@ -7,6 +7,7 @@ compression and quantization together: a compressed model cannot pass by being c
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import gzip
 from pathlib import Path
@@ -28,8 +29,6 @@ def compress_source(source: ModelSource, options: CompressOptions, calib: Datase
     """A new source holding the compressed module (``source`` itself is untouched) and the compression record.
 
     After QAT the source also carries the trained fake-quant graph (``source.qat``) for the backends to reuse."""
-    import copy
-
     if source.kind != "factory" or source.module is None:
         raise UsageError(f"--compress needs a PyTorch factory model, got a {source.kind} source ({source.ref})",
                          "pass pkg.module:factory so edgeq can fine-tune the module")

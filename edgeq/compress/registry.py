@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,8 +40,6 @@ def register(name: str) -> Callable[[Method], Method]:
 
 
 def get_method(name: str) -> Method:
-    import importlib
-
     if name not in _METHODS:
         importlib.import_module(f"edgeq.compress.{name}")
     return _METHODS[name]

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import multiprocessing
 import shutil
+import socket
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -150,14 +152,12 @@ def connect_ray(address: str) -> Any:
     if address != "auto":
         if not sep or not port.isdigit():
             raise UsageError(f"--ray {address!r} is not host:port", "e.g. --ray 127.0.0.1:6379 (see `ray start --head`)")
-        import socket
 
         try:
             socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
         except OSError as e:
             raise UsageError(f"--ray {address}: no Ray cluster answers there ({e.strerror or e})",
                              "start one with `ray start --head` and pass the address it prints, or drop --ray") from e
-    import logging
 
     try:
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)

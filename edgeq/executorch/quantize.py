@@ -21,6 +21,7 @@ does not do and edgeq must (node filters in ``graph_filters``, the clamp fusion 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable
 from typing import Any
@@ -198,8 +199,6 @@ def quantize_pt2e(exported: Any, calib: Dataset, signature: list[Any], opts: Qua
 def convert_qat(qat: Any, calib: Dataset, signature: list[Any]) -> tuple[Any, dict[str, Any]]:
     """``convert_pt2e`` on the QAT-trained graph (``edgeq.compress.qat.QatGraph``): the shipped scales are the
     ones QAT learnt, not a re-calibration. Re-exported with a static batch of 1 for ExecuTorch."""
-    import copy
-
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 

@@ -18,8 +18,10 @@ import contextlib
 import functools
 import inspect
 import io
+import json
 import logging
 import os
+import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -168,8 +170,6 @@ def _position_ids_input(builder: Any) -> Iterator[None]:
 
 def build_onnx(hf_folder: Path, out: Path, v: Variant, cache_dir: Path) -> Path:
     """Write OUT/model.onnx (+ .data), genai_config.json and tokenizer files for variant V."""
-    import json
-
     builder = _builder()
     check_architecture(str((json.loads((hf_folder / "config.json").read_text()).get("architectures") or ["?"])[0]))
     precision, opts = builder_options(v)
@@ -215,8 +215,6 @@ def quantize_embedding(path: Path, block: int) -> None:
     The builder quantizes the table only in 4-bit builds, so an 8-bit LM kept ~28 % of its bytes in a float table
     (SmolLM2-135M: 0.53x float); with this the 8-bit body ships at ~0.3x. Same quantizer and op as the 4-bit
     builds' table (onnxruntime's MatMulNBitsQuantizer, symmetric, per block of the hidden axis)."""
-    import tempfile
-
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import (
         DefaultWeightOnlyQuantConfig,

@@ -4,6 +4,7 @@ logits. ``reset()`` forgets the cache."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -109,8 +110,6 @@ class OnnxLM:
 
 
 def _sliding_window(folder: Path) -> int:
-    import json
-
     cfg = Path(folder) / "genai_config.json"
     if not cfg.is_file():
         return 0
@@ -121,7 +120,6 @@ def _sliding_window(folder: Path) -> int:
 def _head_dim(folder: Path, shape: list[Any]) -> int:
     if isinstance(shape[3], int):
         return int(shape[3])
-    import json
 
     cfg = json.loads((Path(folder) / "genai_config.json").read_text())
     return int(cfg["model"]["decoder"]["head_size"])

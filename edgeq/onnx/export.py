@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 from pathlib import Path
 
 from edgeq.capture import Captured
@@ -20,7 +21,6 @@ def export_float_onnx(captured: Captured, path: Path, opset: int = 18,
     if captured.source.kind == "onnx":
         write_self_contained(captured.source.onnx_file(), path)  # external data, confined, pulled inside
         return path
-    import logging
 
     import torch
 

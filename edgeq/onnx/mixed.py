@@ -10,9 +10,12 @@ measurable error for weights — the activations, not the weights, carry the out
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 MODULE_MAP_KEY = "edgeq.node_modules"
 _SCOPES = "pkg.torch.onnx.name_scopes"
@@ -21,8 +24,6 @@ _SCOPES = "pkg.torch.onnx.name_scopes"
 def module_map_of_nodes(model: Any) -> dict[str, str]:
     """``{MatMul/Gemm node name: innermost module path}`` from the exporter's per-node name scopes (whose last
     entry is the FX node the ONNX node came from, the one before it the module that ran it)."""
-    import ast
-
     out: dict[str, str] = {}
     for node in model.graph.node:
         if node.op_type not in ("MatMul", "Gemm"):
@@ -87,7 +88,6 @@ def weights_to_fp16(path: Path, nodes: list[str]) -> list[str]:
 
     Returns the nodes changed. Initializers shared with other nodes keep a float32 copy for those.
     """
-    import numpy as np
     import onnx
     from onnx import helper, numpy_helper
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from edgeq.report.boards import markdown_lines, terminal_lines
@@ -45,8 +46,6 @@ def terminal_summary(manifest: dict[str, Any], outdir: str) -> str:
 
 def _clip(line: str, width: int = 100) -> str:
     """Pass summaries can be long prose: wrap them under their name instead of running past the width."""
-    import textwrap
-
     return "\n".join(textwrap.wrap(line, width, subsequent_indent=" " * 5, break_on_hyphens=False)) or line
 
 

@@ -16,6 +16,7 @@ optional top-level keys ``search`` (options, every trial, the pick, the closest 
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -91,8 +92,6 @@ def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scr
     ``static_base``: given when the first INT8 model was the predicted dynamic one (no static model was built):
     the resolved settings the static fallbacks start from, instead of the first model's record.
     """
-    import shutil
-
     first_dynamic = static_base is not None
     art = first_candidate(artifacts, first_dynamic)
     if art is None:
@@ -224,7 +223,6 @@ def run_pte_search(config: PipelineConfig, budget: Budget, workdir: Path, artifa
     art = next((a for a in artifacts if a.format == "pte" and a.role == "candidate"), None)
     if not keys or art is None or all(v.budget_check["passed"] for v in art.validations):
         return keys
-    import shutil
 
     ranking = [NodeSensitivity(r["node"], r["op_type"], r["tensor"], float("nan"), float(r["xmodel_sqnr_db"] or 0.0),
                                float(r["input_sqnr_db"] or 0.0), float(r["added_nsr"] or 0.0))

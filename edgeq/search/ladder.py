@@ -7,6 +7,7 @@ nodes). Later stages build on the best trial so far, so the static ladder is gen
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -95,8 +96,6 @@ def safe_sensitivity(prepped: Path, qdq: Path, calib: Dataset, options: SearchOp
     try:
         return onnx_sensitivity(prepped, qdq, calib, max_samples=options.sensitivity_samples)
     except Exception as e:  # noqa: BLE001  the debugger is best-effort: without it the ladder skips its stage
-        import logging
-
         logging.getLogger(__name__).warning("ONNX sensitivity analysis failed (%s: %s); the search skips its "
                                             "sensitivity stage", type(e).__name__, str(e)[:300])
         return []

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgeq.data import Dataset
 from edgeq.onnx.quantize import quiet_stdout, reader_class
 
@@ -136,7 +138,6 @@ def _clamp_folded_activations(matching: dict[str, dict[str, Any]], fg: Any, qg: 
     and its SQNR against the Q/DQ output measures the ReLU6 (0.07 dB on every EfficientNet-Lite1 Clip), not the
     quantization — which put those Clips at the top of the ranking and made their 16-bit moves useless.
     """
-    import numpy as np
     import onnx
     from onnx import numpy_helper
 
@@ -164,7 +165,6 @@ def _weight_matching(float_model: Path, qdq_model: Path) -> dict[str, dict[str, 
     ORT's helper subtracts the zero point in the stored integer type, which wraps around for uint8 weights with
     a non-zero zero point (it reported -22 dB for an embedding table whose true SQNR is 34 dB).
     """
-    import numpy as np
     import onnx
     from onnx import numpy_helper
 

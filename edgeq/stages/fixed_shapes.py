@@ -16,6 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgeq.onnx.graph_util import graph_path, outputs_moved
 from edgeq.onnx.io import save_atomic
 from edgeq.pipeline.stage import StageKind, StageResult, register_stage
@@ -79,7 +81,6 @@ def apply_fixed_shapes(model: Any, plan: dict[str, list[int]]) -> Any:
 
 
 def _fix_output_shapes_by_running(model: Any) -> None:
-    import numpy as np
     import onnxruntime as ort
     from onnx import helper
 

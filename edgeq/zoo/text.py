@@ -42,6 +42,7 @@ _TOKEN_RE = re.compile(r"[a-z]+|[0-9]+|([^\sa-z0-9])\1*")
 
 def corpus_text() -> str:
     """The Python reference documentation shipped with CPython, in a fixed (sorted-topic) order."""
+    # heavy: ~1 MB of text, loaded only when the text zoo builds its corpus
     from pydoc_data.topics import topics
 
     return "\n\n".join(topics[k] for k in sorted(topics))

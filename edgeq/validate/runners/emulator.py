@@ -7,6 +7,7 @@ Latency is qemu's instruction-level time: reported with ``latency_kind="emulated
 
 from __future__ import annotations
 
+import importlib.util
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -100,8 +101,6 @@ class EmulatorRunner:
 
 def pte_runner_available() -> bool:
     """The .pte path needs the C++ runner sources and their builder (the ExecuTorch feature)."""
-    import importlib.util
-
     try:
         return importlib.util.find_spec("edgeq.executorch.cpp_runner") is not None
     except ImportError:

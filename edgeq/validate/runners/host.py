@@ -6,6 +6,7 @@ deadline passes (``edgeq.validate.isolated``): a hung runtime fails the run inst
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 from collections.abc import Callable
@@ -70,8 +71,6 @@ _HOST_PROGRAMS: dict[str, Callable[[Path, Path, Path], RunResult]] = {"onnx": _r
 
 
 def _executorch_available() -> bool:
-    import importlib.util
-
     return importlib.util.find_spec("executorch") is not None
 
 
