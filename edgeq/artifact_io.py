@@ -10,14 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import onnx
+
 # ExecuTorch ScalarType codes (runtime/core/portable_type/scalar_type.h) -> numpy dtype names.
 _ET_DTYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "float16", 6: "float32", 7: "float64",
               11: "bool"}
 
 
 def _onnx_io(path: Path) -> dict[str, list[dict[str, Any]]]:
-    import onnx
-
     model = onnx.load(str(path), load_external_data=False)
     init = {t.name for t in model.graph.initializer}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import onnx
 
 from edgeq.capture import Captured
 from edgeq.data import Dataset
@@ -17,8 +18,6 @@ REF_BATCH = 64
 def output_names_for(captured: Captured) -> list[str]:
     """Canonical output names: the ONNX model's own, else ``output`` / ``output_0..N``."""
     if captured.source.kind == "onnx":
-        import onnx
-
         model = onnx.load(str(captured.source.onnx_file()), load_external_data=False)
         return [o.name for o in model.graph.output]
     return canonical_output_names(len(captured.exported.graph_signature.user_outputs))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import onnx
 
 from edgeq.errors import ArtifactError, ModelSourceError
 from edgeq.external_data import check_external_data
@@ -76,8 +77,6 @@ def load_source(ref: str, trust_pickle: bool = False) -> ModelSource:
 
 
 def _load_onnx(path: Path) -> ModelSource:
-    import onnx
-
     if not path.is_file():
         raise ModelSourceError(f"model file not found: {path}", "check the path")
     try:
@@ -104,8 +103,6 @@ def _load_onnx(path: Path) -> ModelSource:
 
 
 def _onnx_value_spec(vi: Any) -> TensorSpec:
-    import onnx
-
     tt = vi.type.tensor_type
     dtype = str(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
     dims: list[int | str] = []

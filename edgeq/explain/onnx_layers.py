@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
@@ -19,7 +20,6 @@ from edgeq.onnx.quantize import quantize_onnx_static, quiet_stdout, reader_class
 
 def onnx_layer_errors(float_model: Path, qdq_model: Path, data: Dataset) -> list[LayerError]:
     """One entry per float-graph node whose output the quantized model also computes, in graph order."""
-    import onnx
     from onnxruntime.quantization.qdq_loss_debug import (
         collect_activations,
         create_activation_matching,

@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import onnx
+
 from edgeq.errors import CaptureError, ModelSourceError, UsageError
 from edgeq.llm.config import Variant
 
@@ -215,7 +217,6 @@ def quantize_embedding(path: Path, block: int) -> None:
     The builder quantizes the table only in 4-bit builds, so an 8-bit LM kept ~28 % of its bytes in a float table
     (SmolLM2-135M: 0.53x float); with this the 8-bit body ships at ~0.3x. Same quantizer and op as the 4-bit
     builds' table (onnxruntime's MatMulNBitsQuantizer, symmetric, per block of the hidden axis)."""
-    import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import (
         DefaultWeightOnlyQuantConfig,
         MatMulNBitsQuantizer,
@@ -242,8 +243,6 @@ def quantize_embedding(path: Path, block: int) -> None:
 
 def _check_io(path: Path) -> None:
     """The convention apps rely on: a builder upgrade that drops an input must fail here, not on the device."""
-    import onnx
-
     g = onnx.load(str(path), load_external_data=False).graph
     names = {i.name for i in g.input}
     missing = {"input_ids", "attention_mask", "position_ids", "past_key_values.0.key"} - names

@@ -7,6 +7,8 @@ import io
 import logging
 from pathlib import Path
 
+import onnx
+
 from edgeq.capture import Captured
 from edgeq.errors import CaptureError, QuantizationError
 from edgeq.external_data import write_self_contained
@@ -45,8 +47,6 @@ def export_float_onnx(captured: Captured, path: Path, opset: int = 18,
 def _strip_node_metadata(path: Path, opset: int | None = None) -> None:
     """Drop the exporter's per-node metadata (stack traces, FX names): it can be ~25 % of a small INT8 file and
     means nothing on a device. The quantizer copies it onto every node it creates, so strip it at the source."""
-    import onnx
-
     model = onnx.load(str(path))
     got = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is not None and got != opset:

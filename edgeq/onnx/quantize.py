@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
@@ -141,7 +142,6 @@ def quantize_onnx_hybrid(src: Path, dst: Path, calib: Dataset, opts: QuantOption
                          on_sample: Callable[[], None] | None = None) -> dict[str, Any]:
     """The hybrid (:mod:`edgeq.onnx.hybrid`): static QDQ with the linear layers excluded, then ONNX Runtime's
     dynamic INT8 on exactly those layers."""
-    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model = onnx.load(str(src))
@@ -193,8 +193,6 @@ def float_graph_outputs(path: Path) -> list[str]:
     classifier's logits land on a grid of range/255 (EfficientNet-Lite1: steps of 0.052), which flips top-1 where
     two classes are close — measured 0.887 -> 0.907 top-1 agreement with float on 150 held-out crops, the same
     model otherwise. The producer keeps its quantized inputs (ORT still runs it on the integer kernels)."""
-    import onnx
-
     model = onnx.load(str(path), load_external_data=False)  # external data stays where it is, beside PATH
     g = model.graph
     producer = {o: n for n in g.node for o in n.output}
@@ -249,7 +247,6 @@ def fixed_range_overrides(src: Path, ranges: dict[str, tuple[float, int]]) -> di
     """
     if not ranges:
         return {}
-    import onnx
     from onnxruntime.quantization import QuantType
 
     model = onnx.load(str(src), load_external_data=False)
@@ -288,7 +285,6 @@ def quantize_onnx_dynamic(src: Path, dst: Path, opts: QuantOptions) -> dict[str,
 
 
 def _int16_overrides(src: Path, opts: QuantOptions) -> dict[str, list[dict[str, Any]]]:
-    import onnx
     from onnxruntime.quantization import QuantType
 
     qtype = QuantType.QUInt16 if opts.activation_type in ("uint8", "uint16") else QuantType.QInt16
@@ -300,7 +296,6 @@ def _int16_overrides(src: Path, opts: QuantOptions) -> dict[str, list[dict[str, 
 def _op_types(src: Path, excluded: tuple[str, ...]) -> list[str] | None:
     if not excluded:
         return None
-    import onnx
 
     model = onnx.load(str(src), load_external_data=False)
     return sorted({n.op_type for n in model.graph.node} - set(excluded))
@@ -321,8 +316,6 @@ def activation_matmuls(src: Path) -> list[str]:
     Dynamic INT8 quantizes both of their inputs with one per-tensor scale each, and the softmax output's range is
     set by its rare peaks; they hold no weights, so keeping them float costs no size and little time.
     """
-    import onnx
-
     model = onnx.load(str(src), load_external_data=False)
     inits = {t.name for t in model.graph.initializer}
     consts = {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}

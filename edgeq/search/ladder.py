@@ -14,6 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import onnx
+
 from edgeq.config import QuantOptions, SearchOptions
 from edgeq.data import Dataset
 from edgeq.onnx.hybrid import has_convs_and_linears
@@ -26,8 +28,6 @@ def linear_dominated(path: Path) -> bool:
     """True when MatMul/Gemm weights outnumber convolution weights (a transformer, an MLP): the outliers then
     sit in the linears' activations, and per-run (dynamic) activation scales plus kept-float linears are the
     moves with the largest expected gain."""
-    import onnx
-
     model = onnx.load(str(path), load_external_data=False)
     sizes = {t.name: math.prod(t.dims) for t in model.graph.initializer}
     lin = sum(sizes.get(i, 0) for n in model.graph.node if n.op_type in ("MatMul", "Gemm") for i in n.input[1:2])

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
+from onnx import helper
 
 from edgeq.onnx.graph_util import graph_path, outputs_moved
 from edgeq.onnx.io import save_atomic
@@ -82,7 +84,6 @@ def apply_fixed_shapes(model: Any, plan: dict[str, list[int]]) -> Any:
 
 def _fix_output_shapes_by_running(model: Any) -> None:
     import onnxruntime as ort
-    from onnx import helper
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
@@ -104,8 +105,6 @@ def _fix_output_shapes_by_running(model: Any) -> None:
                 reads=("model_path", "calib", "eval"), writes=("model_path", "fixed_shapes"),
                description="fix dynamic input dims (batch 1) for NNAPI/CoreML; the shipped INT8 model inherits them")
 def fixed_shapes(ctx: BuildState) -> StageResult:
-    import onnx
-
     src = graph_path(ctx, NAME)
     model = onnx.load(str(src))
     before = input_shapes(model)

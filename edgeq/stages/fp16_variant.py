@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import onnx
+
 from edgeq.manifest import Artifact
 from edgeq.onnx.fp16 import convert_fp16
 from edgeq.onnx.io import save_atomic
@@ -28,8 +30,6 @@ FP16_NAME = "model.fp16.onnx"
                 reads=("artifacts", "fixed_shapes"), writes=("artifacts",),
                description="float16 copy of the float model for the target's GPU delegate (validated as a candidate)")
 def fp16_variant(ctx: BuildState) -> StageResult:
-    import onnx
-
     base = next((a for a in ctx.artifacts if a.format == "onnx" and a.precision == "fp32"), None)
     if base is None:
         return StageResult(NAME, changed=False, summary="no float ONNX artifact to convert")

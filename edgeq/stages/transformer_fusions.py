@@ -15,6 +15,9 @@ import io
 import logging
 from typing import Any
 
+import onnx
+from onnx import helper
+
 from edgeq.onnx.graph_util import SELF_CHECK_RTOL, graph_path, op_counts, outputs_moved
 from edgeq.onnx.io import save_atomic
 from edgeq.pipeline.stage import StageKind, StageResult, register_stage
@@ -44,7 +47,6 @@ def fuse(model: Any) -> tuple[Any, dict[str, int]]:
     # The fused ops live in com.microsoft; declare the domain so ONNX tooling (shape inference, checker) accepts them.
     domains = {o.domain for o in fused.opset_import}
     used = {n.domain for n in fused.graph.node if n.domain not in ("", "ai.onnx")}
-    from onnx import helper
 
     for d in sorted(used - domains):
         fused.opset_import.append(helper.make_opsetid(d, 1))
@@ -55,8 +57,6 @@ def fuse(model: Any) -> tuple[Any, dict[str, int]]:
                 writes=("model_path",),
                description="Attention/SkipLayerNorm/GELU fusions (onnxruntime.transformers) on transformer graphs")
 def transformer_fusions(ctx: BuildState) -> StageResult:
-    import onnx
-
     src = graph_path(ctx, NAME)
     model = onnx.load(str(src))
     before = op_counts(model)
