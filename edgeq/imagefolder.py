@@ -87,6 +87,7 @@ def _images(p: Path) -> tuple[list[Path], list[int] | None, list[str]]:
 
 
 def _one(f: Path, spec: Preprocess) -> np.ndarray:
+    # Pillow only for image-folder DATA
     from PIL import Image, UnidentifiedImageError
 
     try:

@@ -174,6 +174,7 @@ def _cwd_on_path() -> None:
 
 
 def _load_factory(ref: str) -> ModelSource:
+    # heavy: torch, imported only where a model is built or run
     import torch
 
     factory = import_factory(ref)
@@ -218,6 +219,7 @@ def _forward_input_names(module: Any) -> list[str]:
 
 
 def _example_to_numpy(example: Any, names: list[str], ref: str) -> dict[str, np.ndarray]:
+    # heavy: torch, imported only where a model is built or run
     import torch
 
     if isinstance(example, torch.Tensor):

@@ -24,6 +24,7 @@ def compress_model(model: Any, options: CompressOptions, calib: Dataset, input_n
 
     Fine-tuning uses ``--train-data`` (else the calibration data) and distils from the unmodified model.
     """
+    # heavy: torch, imported only where a model is built or run
     import torch
 
     progress = progress or Progress(enabled=False)

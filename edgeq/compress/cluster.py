@@ -19,6 +19,7 @@ KMEANS_ITERS = 25
 
 def kmeans_1d(values: Any, k: int, iters: int = KMEANS_ITERS) -> tuple[Any, Any]:
     """Lloyd's k-means on a 1-D tensor with centroids initialised at quantiles (deterministic). -> (centroids, idx)"""
+    # heavy: torch, imported only where a model is built or run
     import torch
 
     v = values.detach().flatten().double()
@@ -39,6 +40,7 @@ def kmeans_1d(values: Any, k: int, iters: int = KMEANS_ITERS) -> tuple[Any, Any]
 
 def _nearest(v: Any, centroids: Any) -> Any:
     """Index of the nearest centroid, in O(n log k) memory-light form (1-D centroids stay sorted under Lloyd)."""
+    # heavy: torch, imported only where a model is built or run
     import torch
 
     c, order = centroids.sort()
@@ -48,6 +50,7 @@ def _nearest(v: Any, centroids: Any) -> Any:
 
 def _snap(weight: Any, idx: Any, k: int) -> None:
     """Set every weight to its cluster's current mean (keeps the palette through fine-tuning)."""
+    # heavy: torch, imported only where a model is built or run
     import torch
 
     with torch.no_grad():

@@ -12,6 +12,7 @@ from edgeq.compress.spec import LowRankConfig
 
 
 def rank_for(sigma: Any, energy: float) -> int:
+    # heavy: torch, imported only where a model is built or run
     import torch
 
     e = sigma.double() ** 2
@@ -21,6 +22,7 @@ def rank_for(sigma: Any, energy: float) -> int:
 
 def factorise(mod: Any, energy: float) -> Any | None:
     """The factorised replacement for ``mod``, or None when it would not be smaller."""
+    # heavy: torch, imported only where a model is built or run
     import torch
     from torch import nn
 

@@ -51,6 +51,7 @@ def param_count(model: Any) -> int:
 
 def weight_layers(model: Any) -> list[tuple[str, Any]]:
     """(path, module) of every Linear and Conv2d: the layers the weight-level methods act on."""
+    # heavy: torch, imported only where a model is built or run
     from torch import nn
 
     return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]

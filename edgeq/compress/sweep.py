@@ -141,6 +141,7 @@ def connect_ray(address: str) -> Any:
     cluster cannot be reached, instead of Ray's own minute-long retry loop.
     """
     try:
+        # optional dependency: ray (the [ray] extra)
         import ray
     except ImportError as e:
         raise UsageError("--ray needs the Ray package, which is not installed",

@@ -41,6 +41,7 @@ class TrainSet:
 
 def load_train_set(path: str | None, fallback: Dataset, input_names: list[str]) -> TrainSet:
     """``--train-data`` (or the calibration data when none is given), checked against the model's inputs."""
+    # heavy: torch, imported only where a model is built or run
     import torch
 
     ds = load_dataset(path) if path else fallback
@@ -64,6 +65,7 @@ def load_train_set(path: str | None, fallback: Dataset, input_names: list[str]) 
 
 def first_tensor(out: Any) -> Any:
     """The model's main output: the tensor itself, the first of a tuple/list, or the first value of a dict."""
+    # heavy: torch, imported only where a model is built or run
     import torch
 
     if isinstance(out, torch.Tensor):
@@ -80,6 +82,7 @@ def first_tensor(out: Any) -> Any:
 @contextlib.contextmanager
 def deterministic(seed: int) -> Iterator[None]:
     """Seeded, deterministic-kernel region; the caller's global torch settings are restored afterwards."""
+    # heavy: torch, imported only where a model is built or run
     import torch
 
     was = torch.are_deterministic_algorithms_enabled()
@@ -100,6 +103,7 @@ def deterministic(seed: int) -> Iterator[None]:
 
 def distill_loss(student: Any, teacher: Any, labels: Any, temperature: float, kind: str = "auto") -> Any:
     """``kl`` for class scores, ``mse`` for embeddings / regression; ``auto``: KL for 2-D (batch, classes) outputs."""
+    # heavy: torch, imported only where a model is built or run
     import torch.nn.functional as F  # noqa: N812
 
     if kind == "kl" or (kind == "auto" and student.dim() == 2 and student.shape[-1] > 1):
@@ -138,6 +142,7 @@ class Trainer:
         return cls(teacher, data, options, progress)
 
     def teacher_logits(self, inputs: tuple[Any, ...]) -> Any:
+        # heavy: torch, imported only where a model is built or run
         import torch
 
         with torch.no_grad():
@@ -146,6 +151,7 @@ class Trainer:
     def fine_tune(self, model: Any, steps: int, desc: str, *, train_mode: Callable[[Any, bool], None] | None = None,
                   after_step: Callable[[Any], None] | None = None) -> dict[str, Any]:
         """Run ``steps`` optimizer steps on ``model`` (in place). Returns the first and last loss."""
+        # heavy: torch, imported only where a model is built or run
         import torch
 
         if steps <= 0:
@@ -193,6 +199,7 @@ class Trainer:
 
     def agreement(self, model: Any, limit: int = 512) -> float:
         """Top-1 agreement (or cosine for non-logit outputs) with the teacher on the training data."""
+        # heavy: torch, imported only where a model is built or run
         import torch
 
         n = min(limit, len(self.data))
@@ -207,6 +214,7 @@ class Trainer:
 
     def divergence(self, model: Any, limit: int = 256) -> float:
         """Distillation loss without labels: how far ``model`` is from the teacher (for sensitivity)."""
+        # heavy: torch, imported only where a model is built or run
         import torch
 
         n = min(limit, len(self.data))

@@ -12,6 +12,7 @@ from typing import Any
 
 def is_clamp_node(node: Any) -> bool:
     """``relu6`` / ``hardtanh`` (clamps): fusable into XNNPACK's conv / linear output min / max."""
+    # heavy: torch, imported only where a model is built or run
     import torch
 
     return bool(node.op == "call_function"
@@ -23,6 +24,7 @@ def annotate_clamp_fusions(gm: Any, config: Any, filter_fn: Callable[[Any], bool
     """Annotate ``conv2d|linear -> hardtanh`` like the stock ``conv -> relu`` pattern: the producer's input and
     weights (and bias) are quantized, its output is not, the clamp's output carries the activation observer.
     Returns how many patterns were annotated (the caller runs this before the stock patterns)."""
+    # optional dependency: executorch/torchao (the [executorch] extra), only for .pte artifacts
     import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils import (
         _is_annotated,

@@ -76,6 +76,7 @@ def resolve_settings(quant: QuantOptions, target: Any) -> PteQuantSettings:
 
 
 def make_quantizer(settings: PteQuantSettings) -> Any:
+    # optional dependency: executorch/torchao (the [executorch] extra), only for .pte artifacts
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
@@ -111,6 +112,7 @@ def make_quantizer(settings: PteQuantSettings) -> Any:
     config = get_symmetric_quantization_config(is_per_channel=settings.per_channel,
                                                is_dynamic=settings.mode == "dynamic")
     if settings.mode == "static" and settings.activation_observer == "minmax":
+        # optional dependency: executorch/torchao (the [executorch] extra), only for .pte artifacts
         from torchao.quantization.pt2e.observer import MinMaxObserver
 
         act = dataclasses.replace(config.input_activation,
@@ -118,6 +120,7 @@ def make_quantizer(settings: PteQuantSettings) -> Any:
         config = dataclasses.replace(config, input_activation=act, output_activation=act)
     quantizer = IntegerSafeXNNPACKQuantizer().set_global(config)
     if settings.dynamic_linears:
+        # heavy: torch, imported only where a model is built or run
         import torch
 
         # operator-type configs are annotated before the global one, so every linear is taken by the dynamic
@@ -131,6 +134,7 @@ def make_quantizer(settings: PteQuantSettings) -> Any:
 def quantize_pt2e(exported: Any, calib: Dataset, signature: list[Any], opts: QuantOptions, target: Any,
                   on_sample: Callable[[], None] | None = None) -> tuple[Any, dict[str, Any]]:
     """Quantize a static-batch ExportedProgram. Returns (quantized ExportedProgram, manifest details)."""
+    # optional dependency: executorch/torchao (the [executorch] extra), only for .pte artifacts
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
@@ -199,6 +203,7 @@ def quantize_pt2e(exported: Any, calib: Dataset, signature: list[Any], opts: Qua
 def convert_qat(qat: Any, calib: Dataset, signature: list[Any]) -> tuple[Any, dict[str, Any]]:
     """``convert_pt2e`` on the QAT-trained graph (``edgeq.compress.qat.QatGraph``): the shipped scales are the
     ones QAT learnt, not a re-calibration. Re-exported with a static batch of 1 for ExecuTorch."""
+    # optional dependency: executorch/torchao (the [executorch] extra), only for .pte artifacts
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
@@ -236,6 +241,7 @@ def _fake_quants(gm: Any) -> list[str]:
 
 def sample_args(data: Dataset, signature: list[Any], i: int) -> tuple[Any, ...]:
     """One sample as contiguous torch clones (numpy views can carry zero strides ExecuTorch rejects)."""
+    # heavy: torch, imported only where a model is built or run
     import torch
 
     return tuple(torch.from_numpy(np.ascontiguousarray(data.inputs[s.name][i:i + 1]).copy()).contiguous().clone()
@@ -244,6 +250,7 @@ def sample_args(data: Dataset, signature: list[Any], i: int) -> tuple[Any, ...]:
 
 def _observers(gm: Any) -> dict[str, Any]:
     """observer module name -> the graph node it observes."""
+    # optional dependency: executorch/torchao (the [executorch] extra), only for .pte artifacts
     from torchao.quantization.pt2e.observer import _is_activation_post_process
 
     modules = dict(gm.named_modules())
@@ -256,6 +263,7 @@ def _observers(gm: Any) -> dict[str, Any]:
 
 def _check_observers_reached(gm: Any, observers: dict[str, Any]) -> None:
     """An observer whose range is still empty never saw data: its scale would not come from calibration."""
+    # heavy: torch, imported only where a model is built or run
     import torch
 
     modules = dict(gm.named_modules())

@@ -22,6 +22,7 @@ from edgeq.explain.layers import LayerError, added_db, cosine, sqnr_db
 
 
 def _flat(x: Any) -> list[np.ndarray]:
+    # heavy: torch, imported only where a model is built or run
     import torch
     from torch.utils._pytree import tree_flatten
 
@@ -32,6 +33,7 @@ def _flat(x: Any) -> list[np.ndarray]:
 def pte_layer_errors(exported: Any, calib: Dataset, ev: Dataset, signature: list[Any], opts: QuantOptions,
                      target: Any) -> list[LayerError]:
     """One entry per float-graph node matched in the quantized graph, in graph order."""
+    # optional dependency: executorch/torchao (the [executorch] extra), only for .pte artifacts
     import torch
     from torchao.quantization.pt2e import (
         extract_results_from_loggers,
@@ -76,6 +78,7 @@ def pte_layer_errors(exported: Any, calib: Dataset, ev: Dataset, signature: list
 def pt2e_output_sqnr(exported: Any, calib: Dataset, ev: Dataset, signature: list[Any], opts: QuantOptions,
                      target: Any, keep_float: str | None) -> float:
     """Output SQNR (vs the float graph) of the PT2E graph built with ``opts``, ``keep_float`` excluded."""
+    # heavy: torch, imported only where a model is built or run
     import torch
 
     if keep_float is not None:

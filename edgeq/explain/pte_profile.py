@@ -31,6 +31,7 @@ _INSTANCE = re.compile(r"\s+#\d+$")  # XNNPACK numbers its operator instances: "
 def profile_pte(path: Path, inputs: list[np.ndarray], artifact: str, runs: int = 10,
                 warmup: int = 2) -> Profile:
     """Profile ``forward`` of one ``.pte`` on the first sample of ``inputs`` (batch 1)."""
+    # optional dependency: executorch/torchao (the [executorch] extra), only for .pte artifacts
     import torch
     from executorch.devtools import Inspector
     from executorch.extension.pybindings.portable_lib import _load_for_executorch

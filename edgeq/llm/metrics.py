@@ -79,6 +79,7 @@ def ratio_upper_bound(base: WindowScores, got: WindowScores, confidence: float =
     d = got.nll.mean(axis=1) - base.nll.mean(axis=1)
     if len(d) < 2:
         return float(math.exp(float(d.mean())))
+    # heavy: scipy, only for this statistic
     from scipy import stats
 
     t = float(stats.t.ppf(confidence, len(d) - 1))

@@ -77,6 +77,7 @@ def builder_options(v: Variant) -> tuple[str, dict[str, str]]:
 
 def _builder() -> Any:
     try:
+        # heavy: onnxruntime-genai, only to build a language model's ONNX folder
         import onnxruntime_genai.models.builder as builder
     except ImportError as e:  # optional dependency of the ONNX LM path
         raise ModelSourceError(f"onnxruntime-genai's model builder cannot be imported: {e}",
@@ -126,6 +127,7 @@ def supported_architectures() -> tuple[str, ...]:
 def check_architecture(arch: str) -> str:
     """ARCH (config.json's first architecture), or a typed error naming it and the ones the builder writes."""
     if arch not in builder_writers():
+        # heavy: onnxruntime-genai, only to build a language model's ONNX folder
         import onnxruntime_genai
 
         raise ModelSourceError(
@@ -217,6 +219,7 @@ def quantize_embedding(path: Path, block: int) -> None:
     The builder quantizes the table only in 4-bit builds, so an 8-bit LM kept ~28 % of its bytes in a float table
     (SmolLM2-135M: 0.53x float); with this the 8-bit body ships at ~0.3x. Same quantizer and op as the 4-bit
     builds' table (onnxruntime's MatMulNBitsQuantizer, symmetric, per block of the hidden axis)."""
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization.matmul_nbits_quantizer import (
         DefaultWeightOnlyQuantConfig,
         MatMulNBitsQuantizer,

@@ -33,6 +33,7 @@ class TorchLM:
         self._cache = None
 
     def forward(self, ids: np.ndarray, start: int) -> np.ndarray:
+        # heavy: transformers, only for Hugging Face and language models
         import torch
         from transformers import DynamicCache
 
@@ -57,6 +58,7 @@ class OnnxLM:
     new positions written at ``start``."""
 
     def __init__(self, folder: Path, max_context: int = 4096, threads: int = 0) -> None:
+        # heavy: onnxruntime, only where a model is quantized or run
         import onnxruntime as ort
 
         path = Path(folder) / "model.onnx"
@@ -130,6 +132,7 @@ class PteLM:
     KV cache inside. Positions overwrite the cache, so reset() has nothing to clear."""
 
     def __init__(self, path: Path) -> None:
+        # optional dependency: executorch/torchao (the [executorch] extra), only for .pte artifacts
         import executorch.extension.llm.custom_ops.custom_ops  # noqa: F401  (llama::custom_sdpa, update_cache)
         import executorch.kernels.quantized  # noqa: F401  (registers embedding_byte & co for the runtime)
         from executorch.runtime import Runtime
@@ -153,6 +156,7 @@ class PteLM:
         return None
 
     def forward(self, ids: np.ndarray, start: int) -> np.ndarray:
+        # heavy: torch, imported only where a model is built or run
         import torch
 
         if start + len(ids) > self.max_context:

@@ -34,6 +34,7 @@ class QdqBiasCorrectionConfig:
 
 
 def _session(model: Any) -> Any:
+    # heavy: onnxruntime, only where a model is quantized or run
     import onnxruntime as ort
 
     opts = ort.SessionOptions()

@@ -24,6 +24,7 @@ def export_float_onnx(captured: Captured, path: Path, opset: int = 18,
         write_self_contained(captured.source.onnx_file(), path)  # external data, confined, pulled inside
         return path
 
+    # heavy: torch, imported only where a model is built or run
     import torch
 
     # The exporter warns about every torchvision op it cannot register when torchvision is absent: noise.
@@ -70,6 +71,7 @@ def preprocess(src: Path, dst: Path) -> tuple[Path, str]:
     Returns the path to use and a note. Symbolic shape inference can fail on exotic graphs; the
     plain ONNX one is tried next, and as a last resort the model is quantized unprocessed (noted).
     """
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     attempts = [dict(skip_symbolic_shape=False), dict(skip_symbolic_shape=True)]

@@ -47,6 +47,7 @@ class DatasetReader:
 
 
 def reader_class() -> type:
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization import CalibrationDataReader
 
     class Reader(DatasetReader, CalibrationDataReader):  # type: ignore[misc]  # untyped ORT base; ORT checks isinstance
@@ -69,6 +70,7 @@ def quantize_onnx_static(src: Path, dst: Path, calib: Dataset, opts: QuantOption
     ``opts.dynamic_linears``: the hybrid (:mod:`edgeq.onnx.hybrid`), which calibrates its own rewritten graph (the
     cache does not apply to it).
     """
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if opts.dynamic_linears:
@@ -142,6 +144,7 @@ def quantize_onnx_hybrid(src: Path, dst: Path, calib: Dataset, opts: QuantOption
                          on_sample: Callable[[], None] | None = None) -> dict[str, Any]:
     """The hybrid (:mod:`edgeq.onnx.hybrid`): static QDQ with the linear layers excluded, then ONNX Runtime's
     dynamic INT8 on exactly those layers."""
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model = onnx.load(str(src))
@@ -176,6 +179,7 @@ ENTROPY_BINS = 512
 
 def entropy_ranges(src: Path, reader: Any, cache: Path, op_types: list[str] | None, tmp: Path) -> None:
     """KL-divergence (TensorRT-style) activation ranges of SRC over READER, written as ORT's calibration cache."""
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
 
     calibrator = create_calibrator(src, op_types, augmented_model_path=str(tmp / "entropy.augmented.onnx"),
@@ -247,6 +251,7 @@ def fixed_range_overrides(src: Path, ranges: dict[str, tuple[float, int]]) -> di
     """
     if not ranges:
         return {}
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization import QuantType
 
     model = onnx.load(str(src), load_external_data=False)
@@ -258,6 +263,7 @@ def fixed_range_overrides(src: Path, ranges: dict[str, tuple[float, int]]) -> di
 
 def quantize_onnx_dynamic(src: Path, dst: Path, opts: QuantOptions) -> dict[str, Any]:
     """Dynamic INT8: weights quantized offline, activations quantized per batch at run time."""
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     wtype = "int8" if opts.weight_type in (None, "int8", "int16") else "uint8"
@@ -285,6 +291,7 @@ def quantize_onnx_dynamic(src: Path, dst: Path, opts: QuantOptions) -> dict[str,
 
 
 def _int16_overrides(src: Path, opts: QuantOptions) -> dict[str, list[dict[str, Any]]]:
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization import QuantType
 
     qtype = QuantType.QUInt16 if opts.activation_type in ("uint8", "uint16") else QuantType.QInt16

@@ -96,6 +96,7 @@ def _zero_pad(node: Any) -> bool:
 
 def find_pairs(model: Any, example: tuple[Any, ...]) -> list[Pair]:
     """Equalizable producer/consumer pairs of ``model`` (traced once with ``torch.export`` on ``example``)."""
+    # heavy: torch, imported only where a model is built or run
     import torch
 
     ep = torch.export.export(model, example, strict=False)
@@ -173,6 +174,7 @@ def _sim_int8_error(w: Any, x: Any) -> float:
 
 def equalize(model: Any, calib: Mapping[str, np.ndarray], cfg: CLEConfig = CLEConfig()) -> tuple[Any, list[dict[str, Any]]]:
     """Equalize every pair in place (eval mode). Returns (model, per-pair log)."""
+    # heavy: torch, imported only where a model is built or run
     import torch
 
     model = model.eval()

@@ -30,6 +30,7 @@ class EmbeddingQuantConfig:
 
 
 def _quantized_embedding_class() -> type:
+    # heavy: torch, imported only where a model is built or run
     import torch
 
     class QuantizedEmbedding(torch.nn.Module):
@@ -57,6 +58,7 @@ def _quantized_embedding_class() -> type:
 
 def quantize_embeddings(model: Any, cfg: EmbeddingQuantConfig = EmbeddingQuantConfig()) -> tuple[Any, list[dict[str, Any]]]:
     """Replace large ``nn.Embedding`` tables in place; returns (model, one log entry per table)."""
+    # heavy: torch, imported only where a model is built or run
     import torch
 
     cls = _quantized_embedding_class()

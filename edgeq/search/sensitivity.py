@@ -71,6 +71,7 @@ def onnx_sensitivity(float_model: Path, qdq_model: Path, data: Dataset, max_samp
     ``float_model`` must be the graph ``qdq_model`` was quantized from (same tensor names), i.e. the
     pre-processed float model.
     """
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization.qdq_loss_debug import (
         collect_activations,
         compute_activation_error,

@@ -71,6 +71,7 @@ def apply_fixed_shapes(model: Any, plan: dict[str, list[int]]) -> Any:
     ORT's ``fix_output_shapes`` uses ONNX shape inference, which knows no ``com.microsoft`` ops (fused
     transformers); then the output shapes are taken from one run of the model on zeros of the fixed shapes.
     """
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_input_shape_fixed
 
     for name, shape in plan.items():
@@ -83,6 +84,7 @@ def apply_fixed_shapes(model: Any, plan: dict[str, list[int]]) -> Any:
 
 
 def _fix_output_shapes_by_running(model: Any) -> None:
+    # heavy: onnxruntime, only where a model is quantized or run
     import onnxruntime as ort
 
     opts = ort.SessionOptions()

@@ -34,6 +34,7 @@ def looks_like_transformer(ops: dict[str, int]) -> bool:
 
 def fuse(model: Any) -> tuple[Any, dict[str, int]]:
     """Return the fused model and the count of each fused operator (ONNX Runtime's statistics)."""
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.transformers.optimizer import optimize_model
 
     # The optimizer logs every fusion attempt at INFO/WARNING; the pass reports a summary instead.

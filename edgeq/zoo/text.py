@@ -142,6 +142,7 @@ def write_text_data(folder: Path, model: str = "encoder", n_calib: int = 128,
 
 
 def _modules():  # type: ignore[no-untyped-def]
+    # heavy: torch, imported only where a model is built or run
     import torch
     from torch import nn
 
@@ -234,6 +235,7 @@ def _modules():  # type: ignore[no-untyped-def]
 
 
 def _cache_path(kind: str, epochs: int, seed: int) -> Path:
+    # heavy: torch, imported only where a model is built or run
     import torch
 
     key = hashlib.sha256(f"{RECIPE_VERSION}-{kind}-{epochs}-{seed}-{torch.__version__}".encode()).hexdigest()[:16]
@@ -241,6 +243,7 @@ def _cache_path(kind: str, epochs: int, seed: int) -> Path:
 
 
 def _load_or_train(kind: str, epochs: int, seed: int):  # type: ignore[no-untyped-def]
+    # heavy: torch, imported only where a model is built or run
     import torch
 
     torch.manual_seed(seed)
@@ -262,6 +265,7 @@ def _load_or_train(kind: str, epochs: int, seed: int):  # type: ignore[no-untype
 
 def _train_encoder(model, epochs: int, seed: int) -> None:  # type: ignore[no-untyped-def]
     """Masked-token prediction (BERT's objective): 15 % of real tokens -> [MASK], predict them."""
+    # heavy: torch, imported only where a model is built or run
     import torch
     import torch.nn.functional as F
 
@@ -290,6 +294,7 @@ def _train_encoder(model, epochs: int, seed: int) -> None:  # type: ignore[no-un
 
 def _train_decoder(model, epochs: int, seed: int) -> None:  # type: ignore[no-untyped-def]
     """Next-token prediction over 33-token windows of the training stream."""
+    # heavy: torch, imported only where a model is built or run
     import torch
     import torch.nn.functional as F
 
