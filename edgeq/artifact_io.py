@@ -32,8 +32,7 @@ def _onnx_io(path: Path) -> dict[str, list[dict[str, Any]]]:
 
 
 def _pte_io(path: Path, signature: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    # optional dependency: executorch/torchao (the [executorch] extra), only for .pte artifacts
-    from executorch.runtime import Runtime
+    from executorch.runtime import Runtime  # optional: the [executorch] extra
 
     meta = Runtime.get().load_program(path).metadata("forward")
     names_in = [s["name"] for s in signature.get("inputs", [])]

@@ -40,8 +40,7 @@ def load_hf_dir(p: Path) -> tuple[Any, dict[str, Any]]:
                                "save the model with save_pretrained(..., safe_serialization=True); pickled "
                                "pytorch_model.bin weights are not loaded")
     try:
-        # heavy: transformers, only for Hugging Face and language models
-        import transformers
+        import transformers  # heavy: transformers, only for Hugging Face and language models
     except ImportError as e:
         raise ModelSourceError(f"{p} is a Hugging Face model directory, but transformers is not installed",
                                "pip install transformers") from e

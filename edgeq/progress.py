@@ -24,8 +24,7 @@ class Progress:
     @contextmanager
     def bar(self, total: int, desc: str, unit: str = "sample") -> Iterator[Any]:
         """A tqdm bar; on a non-terminal stderr (CI logs) it stays quiet except for the stage line."""
-        # tqdm only when a progress bar is drawn
-        from tqdm import tqdm
+        from tqdm import tqdm  # tqdm only when a progress bar is drawn
 
         if not self.enabled:
             yield _NullBar()

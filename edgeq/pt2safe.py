@@ -112,8 +112,7 @@ def pickle_findings(path: Path) -> tuple[zipfile.ZipFile, list[str]]:
 
 def load_exported_program(path: Path, trust_pickle: bool = False) -> Any:
     """torch.export.load on a copy of the archive that holds only plain members; see the module docstring."""
-    # heavy: torch, imported only where a model is built or run
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     if not path.is_file():
         raise ModelSourceError(f"model file not found: {path}", "check the path")

@@ -26,8 +26,7 @@ def output_names_for(captured: Captured) -> list[str]:
 def reference_outputs(captured: Captured, data: Dataset, names: list[str]) -> tuple[dict[str, np.ndarray], str]:
     """Run the float model on ``data``. Returns outputs keyed by ``names`` and what produced them."""
     if captured.source.kind == "onnx":
-        # heavy: onnxruntime, only where a model is quantized or run
-        import onnxruntime as ort
+        import onnxruntime as ort  # heavy: onnxruntime, only where a model is quantized or run
 
         sess = ort.InferenceSession(str(captured.source.onnx_file()), providers=["CPUExecutionProvider"])
         dim0 = sess.get_inputs()[0].shape[0]
@@ -38,8 +37,7 @@ def reference_outputs(captured: Captured, data: Dataset, names: list[str]) -> tu
             for n, v in zip(names, sess.run(names, feeds), strict=True):
                 chunks[n].append(v)
         return {n: np.concatenate(v) for n, v in chunks.items()}, f"onnxruntime {ort.__version__} (float .onnx source)"
-    # heavy: torch, imported only where a model is built or run
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
     from torch.utils._pytree import tree_flatten
 
     module: Any = captured.source.module if captured.source.kind == "factory" else captured.exported.module()

@@ -174,8 +174,7 @@ def _cwd_on_path() -> None:
 
 
 def _load_factory(ref: str) -> ModelSource:
-    # heavy: torch, imported only where a model is built or run
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     factory = import_factory(ref)
     try:
@@ -219,8 +218,7 @@ def _forward_input_names(module: Any) -> list[str]:
 
 
 def _example_to_numpy(example: Any, names: list[str], ref: str) -> dict[str, np.ndarray]:
-    # heavy: torch, imported only where a model is built or run
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     if isinstance(example, torch.Tensor):
         example = (example,)

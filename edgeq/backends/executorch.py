@@ -142,8 +142,7 @@ def _check_inputs(state: BuildState) -> None:
 
 def static_export(captured: Any, calib: Any) -> Any:
     """An ExportedProgram with batch 1: ExecuTorch memory planning and XNNPACK want static shapes."""
-    # heavy: torch, imported only where a model is built or run
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     if not captured.dynamic_batch:
         return captured.exported
@@ -157,8 +156,7 @@ def static_export(captured: Any, calib: Any) -> Any:
 
 def bundle_program(ctx: BuildState, static: Any, program: Any, pte: Path) -> dict[str, Any]:
     """Golden I/O from the float model on the first evaluation samples, with tolerances from the INT8 program."""
-    # heavy: torch, imported only where a model is built or run
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
     from torch.utils._pytree import tree_flatten
 
     ev, captured = ctx.eval if ctx.eval is not None else _calib(ctx), _captured(ctx)

@@ -19,8 +19,7 @@ KMEANS_ITERS = 25
 
 def kmeans_1d(values: Any, k: int, iters: int = KMEANS_ITERS) -> tuple[Any, Any]:
     """Lloyd's k-means on a 1-D tensor with centroids initialised at quantiles (deterministic). -> (centroids, idx)"""
-    # heavy: torch, imported only where a model is built or run
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     v = values.detach().flatten().double()
     k = min(k, int(v.unique().numel()))
@@ -40,8 +39,7 @@ def kmeans_1d(values: Any, k: int, iters: int = KMEANS_ITERS) -> tuple[Any, Any]
 
 def _nearest(v: Any, centroids: Any) -> Any:
     """Index of the nearest centroid, in O(n log k) memory-light form (1-D centroids stay sorted under Lloyd)."""
-    # heavy: torch, imported only where a model is built or run
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     c, order = centroids.sort()
     mids = (c[1:] + c[:-1]) / 2
@@ -50,8 +48,7 @@ def _nearest(v: Any, centroids: Any) -> Any:
 
 def _snap(weight: Any, idx: Any, k: int) -> None:
     """Set every weight to its cluster's current mean (keeps the palette through fine-tuning)."""
-    # heavy: torch, imported only where a model is built or run
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     with torch.no_grad():
         v = weight.detach().flatten().double()

@@ -37,8 +37,7 @@ class _Unprunable(Exception):
 
 
 def _ops() -> dict[str, set[Any]]:
-    # heavy: torch, imported only where a model is built or run
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     a = torch.ops.aten
     return {
@@ -67,8 +66,7 @@ def _shape(node: Any) -> tuple[int, ...] | None:
 
 def find_groups(model: Any, example_args: tuple[Any, ...]) -> list[ChannelGroup]:
     """All prunable channel groups of ``model`` (exported once, in eval mode, with ``example_args``)."""
-    # heavy: torch, imported only where a model is built or run
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     was_training = model.training
     model.eval()
@@ -176,8 +174,7 @@ def _flatten_factor(src: Any, flat: Any) -> int:
 
 def channel_scores(model: Any, group: ChannelGroup) -> Any:
     """Importance per channel: L1 of the producer's rows × |BN γ| × L1 of the consumers' columns."""
-    # heavy: torch, imported only where a model is built or run
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     state = dict(model.named_parameters())
     w = state[group.slices[0].fqn].detach()
@@ -197,8 +194,7 @@ def channel_scores(model: Any, group: ChannelGroup) -> Any:
 
 def shrink(model: Any, group: ChannelGroup, keep: Any) -> None:
     """Physically remove every channel not in ``keep`` (sorted indices) from the group's tensors."""
-    # heavy: torch, imported only where a model is built or run
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     keep = torch.as_tensor(keep, dtype=torch.long).sort().values
     touched = set()
@@ -219,8 +215,7 @@ def shrink(model: Any, group: ChannelGroup, keep: Any) -> None:
 
 def _fix_attributes(mod: Any) -> None:
     """Keep the module's size attributes in step with its tensors (repr, re-export and state_dict loading)."""
-    # heavy: torch, imported only where a model is built or run
-    from torch import nn
+    from torch import nn  # heavy: torch, imported only where a model is built or run
 
     if isinstance(mod, nn.Conv2d):
         mod.out_channels = mod.weight.shape[0]

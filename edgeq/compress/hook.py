@@ -43,8 +43,7 @@ def compress_source(source: ModelSource, options: CompressOptions, calib: Datase
 
 def _float_effect(original: Any, compressed: Any, ev: Dataset, names: list[str]) -> dict[str, Any]:
     """Before quantization: how far the compressed float model is from the original on the evaluation data."""
-    # heavy: torch, imported only where a model is built or run
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     args = tuple(torch.from_numpy(np.ascontiguousarray(ev.inputs[n])) for n in names)
     with torch.no_grad():

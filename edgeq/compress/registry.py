@@ -51,7 +51,6 @@ def param_count(model: Any) -> int:
 
 def weight_layers(model: Any) -> list[tuple[str, Any]]:
     """(path, module) of every Linear and Conv2d: the layers the weight-level methods act on."""
-    # heavy: torch, imported only where a model is built or run
-    from torch import nn
+    from torch import nn  # heavy: torch, imported only where a model is built or run
 
     return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]

@@ -141,8 +141,7 @@ def connect_ray(address: str) -> Any:
     cluster cannot be reached, instead of Ray's own minute-long retry loop.
     """
     try:
-        # optional dependency: ray (the [ray] extra)
-        import ray
+        import ray  # optional dependency: ray (the [ray] extra)
     except ImportError as e:
         raise UsageError("--ray needs the Ray package, which is not installed",
                          "pip install 'edgeq[ray]' (or drop --ray to run trials in local processes)") from e

@@ -41,8 +41,7 @@ class TrainSet:
 
 def load_train_set(path: str | None, fallback: Dataset, input_names: list[str]) -> TrainSet:
     """``--train-data`` (or the calibration data when none is given), checked against the model's inputs."""
-    # heavy: torch, imported only where a model is built or run
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     ds = load_dataset(path) if path else fallback
     missing = [n for n in input_names if n not in ds.inputs]
@@ -65,8 +64,7 @@ def load_train_set(path: str | None, fallback: Dataset, input_names: list[str]) 
 
 def first_tensor(out: Any) -> Any:
     """The model's main output: the tensor itself, the first of a tuple/list, or the first value of a dict."""
-    # heavy: torch, imported only where a model is built or run
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     if isinstance(out, torch.Tensor):
         return out
@@ -82,8 +80,7 @@ def first_tensor(out: Any) -> Any:
 @contextlib.contextmanager
 def deterministic(seed: int) -> Iterator[None]:
     """Seeded, deterministic-kernel region; the caller's global torch settings are restored afterwards."""
-    # heavy: torch, imported only where a model is built or run
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     was = torch.are_deterministic_algorithms_enabled()
     threads = torch.get_num_threads()
@@ -142,8 +139,7 @@ class Trainer:
         return cls(teacher, data, options, progress)
 
     def teacher_logits(self, inputs: tuple[Any, ...]) -> Any:
-        # heavy: torch, imported only where a model is built or run
-        import torch
+        import torch  # heavy: torch, imported only where a model is built or run
 
         with torch.no_grad():
             return first_tensor(self.teacher(*inputs))
@@ -151,8 +147,7 @@ class Trainer:
     def fine_tune(self, model: Any, steps: int, desc: str, *, train_mode: Callable[[Any, bool], None] | None = None,
                   after_step: Callable[[Any], None] | None = None) -> dict[str, Any]:
         """Run ``steps`` optimizer steps on ``model`` (in place). Returns the first and last loss."""
-        # heavy: torch, imported only where a model is built or run
-        import torch
+        import torch  # heavy: torch, imported only where a model is built or run
 
         if steps <= 0:
             return {"steps": 0}
@@ -199,8 +194,7 @@ class Trainer:
 
     def agreement(self, model: Any, limit: int = 512) -> float:
         """Top-1 agreement (or cosine for non-logit outputs) with the teacher on the training data."""
-        # heavy: torch, imported only where a model is built or run
-        import torch
+        import torch  # heavy: torch, imported only where a model is built or run
 
         n = min(limit, len(self.data))
         inputs, _ = self.data.batch(torch.arange(n))
@@ -214,8 +208,7 @@ class Trainer:
 
     def divergence(self, model: Any, limit: int = 256) -> float:
         """Distillation loss without labels: how far ``model`` is from the teacher (for sensitivity)."""
-        # heavy: torch, imported only where a model is built or run
-        import torch
+        import torch  # heavy: torch, imported only where a model is built or run
 
         n = min(limit, len(self.data))
         inputs, _ = self.data.batch(torch.arange(n))

@@ -31,7 +31,7 @@ class PteLayout:
 
 def read_layout(path: Path) -> PteLayout:
     try:
-        # optional dependency: executorch/torchao (the [executorch] extra), only for .pte artifacts
+        # optional: the [executorch] extra
         from executorch.exir._serialize._program import (
             _ExtendedHeader,
             _flatbuffer_to_program,

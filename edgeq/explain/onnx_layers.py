@@ -78,8 +78,7 @@ def _group(node: Any, producer: dict[str, Any], measured: dict[str, Any]) -> tup
 
 def output_sqnr(model: Path, data: Dataset, reference: dict[str, np.ndarray]) -> float:
     """SQNR of the model's outputs against the float reference outputs, over all outputs and samples."""
-    # heavy: onnxruntime, only where a model is quantized or run
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy: onnxruntime, only where a model is quantized or run
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1

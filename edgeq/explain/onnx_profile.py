@@ -31,8 +31,7 @@ _PLUMBING = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Shape", 
 def profile_onnx(path: Path, sample: dict[str, np.ndarray], artifact: str, runs: int = 10,
                  warmup: int = 2) -> tuple[Profile, list[dict[str, Any]]]:
     """(per-node profile, float nodes between Q/DQ) of one ONNX / ORT-format model on one sample."""
-    # heavy: onnxruntime, only where a model is quantized or run
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy: onnxruntime, only where a model is quantized or run
 
     with tempfile.TemporaryDirectory(prefix="edgeq-prof-") as tmp:
         opts = ort.SessionOptions()

@@ -31,9 +31,8 @@ _INSTANCE = re.compile(r"\s+#\d+$")  # XNNPACK numbers its operator instances: "
 def profile_pte(path: Path, inputs: list[np.ndarray], artifact: str, runs: int = 10,
                 warmup: int = 2) -> Profile:
     """Profile ``forward`` of one ``.pte`` on the first sample of ``inputs`` (batch 1)."""
-    # optional dependency: executorch/torchao (the [executorch] extra), only for .pte artifacts
     import torch
-    from executorch.devtools import Inspector
+    from executorch.devtools import Inspector  # optional: the [executorch] extra
     from executorch.extension.pybindings.portable_lib import _load_for_executorch
 
     module = _load_for_executorch(str(path), enable_etdump=True, debug_buffer_size=0)

@@ -127,8 +127,7 @@ def supported_architectures() -> tuple[str, ...]:
 def check_architecture(arch: str) -> str:
     """ARCH (config.json's first architecture), or a typed error naming it and the ones the builder writes."""
     if arch not in builder_writers():
-        # heavy: onnxruntime-genai, only to build a language model's ONNX folder
-        import onnxruntime_genai
+        import onnxruntime_genai  # heavy: onnxruntime-genai, only to build a language model's ONNX folder
 
         raise ModelSourceError(
             f"the ONNX LM export does not support {arch}: onnxruntime-genai {onnxruntime_genai.__version__}'s "

@@ -58,8 +58,7 @@ class OnnxLM:
     new positions written at ``start``."""
 
     def __init__(self, folder: Path, max_context: int = 4096, threads: int = 0) -> None:
-        # heavy: onnxruntime, only where a model is quantized or run
-        import onnxruntime as ort
+        import onnxruntime as ort  # heavy: onnxruntime, only where a model is quantized or run
 
         path = Path(folder) / "model.onnx"
         if not path.is_file():
@@ -132,10 +131,9 @@ class PteLM:
     KV cache inside. Positions overwrite the cache, so reset() has nothing to clear."""
 
     def __init__(self, path: Path) -> None:
-        # optional dependency: executorch/torchao (the [executorch] extra), only for .pte artifacts
         import executorch.extension.llm.custom_ops.custom_ops  # noqa: F401  (llama::custom_sdpa, update_cache)
         import executorch.kernels.quantized  # noqa: F401  (registers embedding_byte & co for the runtime)
-        from executorch.runtime import Runtime
+        from executorch.runtime import Runtime  # optional: the [executorch] extra
 
         if not Path(path).is_file():
             raise ArtifactError(f"{path} not found", "export with --format pte first")
@@ -156,8 +154,7 @@ class PteLM:
         return None
 
     def forward(self, ids: np.ndarray, start: int) -> np.ndarray:
-        # heavy: torch, imported only where a model is built or run
-        import torch
+        import torch  # heavy: torch, imported only where a model is built or run
 
         if start + len(ids) > self.max_context:
             raise RunnerError(f"position {start + len(ids)} exceeds the program's KV cache ({self.max_context})",

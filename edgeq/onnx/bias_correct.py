@@ -34,8 +34,7 @@ class QdqBiasCorrectionConfig:
 
 
 def _session(model: Any) -> Any:
-    # heavy: onnxruntime, only where a model is quantized or run
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy: onnxruntime, only where a model is quantized or run
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3

@@ -24,8 +24,7 @@ def export_float_onnx(captured: Captured, path: Path, opset: int = 18,
         write_self_contained(captured.source.onnx_file(), path)  # external data, confined, pulled inside
         return path
 
-    # heavy: torch, imported only where a model is built or run
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     # The exporter warns about every torchvision op it cannot register when torchvision is absent: noise.
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)

@@ -33,8 +33,7 @@ def convert_fp16(src: Path, dst: Path, keep_io_float32: bool = True) -> dict[str
     The returned dict has ``initializers`` (dtype counts before/after), ``casts_added``, ``blocked_op_types``
     (ops ORT's converter keeps in float32), ``bytes_before``/``bytes_after`` and ``keep_io_float32``.
     """
-    # heavy: onnxruntime, only where a model is quantized or run
-    from onnxruntime.transformers import float16
+    from onnxruntime.transformers import float16  # heavy: onnxruntime, only where a model is quantized or run
 
     src, dst = Path(src), Path(dst)
     try:

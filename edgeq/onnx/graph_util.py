@@ -22,8 +22,7 @@ def op_counts(model: Any) -> dict[str, int]:
 
 def run(path: Path | str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     """Run a model on the CPU EP, one sample at a time (works for fixed and dynamic batch alike)."""
-    # heavy: onnxruntime, only where a model is quantized or run
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy: onnxruntime, only where a model is quantized or run
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3

@@ -24,7 +24,7 @@ from edgeq.search.sensitivity import NodeSensitivity, nsr
 def pte_sensitivity(exported: Any, calib: Dataset, signature: list[Any], opts: QuantOptions, target: Any,
                     calib_samples: int = 32, max_samples: int = 8) -> list[NodeSensitivity]:
     """Rank the PT2E graph's nodes by the error their INT8 version adds (most sensitive first)."""
-    # optional dependency: executorch/torchao (the [executorch] extra), only for .pte artifacts
+    # optional: the [executorch] extra
     import torch
     from torchao.quantization.pt2e import (
         extract_results_from_loggers,

@@ -84,8 +84,7 @@ def apply_fixed_shapes(model: Any, plan: dict[str, list[int]]) -> Any:
 
 
 def _fix_output_shapes_by_running(model: Any) -> None:
-    # heavy: onnxruntime, only where a model is quantized or run
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy: onnxruntime, only where a model is quantized or run
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3

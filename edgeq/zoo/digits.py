@@ -54,8 +54,7 @@ def write_digits_data(folder: Path) -> tuple[Path, Path]:
 
 
 def _build(width: int, hidden: int):  # type: ignore[no-untyped-def]
-    # heavy: torch, imported only where a model is built or run
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
     from torch import nn
 
     class DigitsCNN(nn.Module):
@@ -76,8 +75,7 @@ def _build(width: int, hidden: int):  # type: ignore[no-untyped-def]
 
 
 def _train(width: int, hidden: int, epochs: int, seed: int = 0):  # type: ignore[no-untyped-def]
-    # heavy: torch, imported only where a model is built or run
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     key = hashlib.sha256(f"{RECIPE_VERSION}-{width}-{hidden}-{epochs}-{seed}-{torch.__version__}".encode()).hexdigest()[:16]
     path = cache_dir("models") / f"digits_cnn_w{width}_h{hidden}_{key}.pt"

@@ -142,8 +142,7 @@ def write_text_data(folder: Path, model: str = "encoder", n_calib: int = 128,
 
 
 def _modules():  # type: ignore[no-untyped-def]
-    # heavy: torch, imported only where a model is built or run
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
     from torch import nn
 
     class Attention(nn.Module):
@@ -235,16 +234,14 @@ def _modules():  # type: ignore[no-untyped-def]
 
 
 def _cache_path(kind: str, epochs: int, seed: int) -> Path:
-    # heavy: torch, imported only where a model is built or run
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     key = hashlib.sha256(f"{RECIPE_VERSION}-{kind}-{epochs}-{seed}-{torch.__version__}".encode()).hexdigest()[:16]
     return cache_dir("models") / f"text_{kind}_{key}.pt"
 
 
 def _load_or_train(kind: str, epochs: int, seed: int):  # type: ignore[no-untyped-def]
-    # heavy: torch, imported only where a model is built or run
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     torch.manual_seed(seed)
     encoder_cls, decoder_cls = _modules()
@@ -265,8 +262,7 @@ def _load_or_train(kind: str, epochs: int, seed: int):  # type: ignore[no-untype
 
 def _train_encoder(model, epochs: int, seed: int) -> None:  # type: ignore[no-untyped-def]
     """Masked-token prediction (BERT's objective): 15 % of real tokens -> [MASK], predict them."""
-    # heavy: torch, imported only where a model is built or run
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
     import torch.nn.functional as F
 
     ids_np, mask_np = sentence_arrays("train")
@@ -294,8 +290,7 @@ def _train_encoder(model, epochs: int, seed: int) -> None:  # type: ignore[no-un
 
 def _train_decoder(model, epochs: int, seed: int) -> None:  # type: ignore[no-untyped-def]
     """Next-token prediction over 33-token windows of the training stream."""
-    # heavy: torch, imported only where a model is built or run
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
     import torch.nn.functional as F
 
     win = torch.from_numpy(stream_windows("train"))
