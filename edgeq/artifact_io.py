@@ -10,14 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import onnx
+
 # ExecuTorch ScalarType codes (runtime/core/portable_type/scalar_type.h) -> numpy dtype names.
 _ET_DTYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "float16", 6: "float32", 7: "float64",
               11: "bool"}
 
 
 def _onnx_io(path: Path) -> dict[str, list[dict[str, Any]]]:
-    import onnx
-
     model = onnx.load(str(path), load_external_data=False)
     init = {t.name for t in model.graph.initializer}
 
@@ -32,7 +32,7 @@ def _onnx_io(path: Path) -> dict[str, list[dict[str, Any]]]:
 
 
 def _pte_io(path: Path, signature: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    from executorch.runtime import Runtime
+    from executorch.runtime import Runtime  # optional: the [executorch] extra
 
     meta = Runtime.get().load_program(path).metadata("forward")
     names_in = [s["name"] for s in signature.get("inputs", [])]

@@ -15,6 +15,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import onnx
+
 from edgeq.errors import ArtifactError
 
 _HINT = "keep the external data files next to the .onnx (plain files, no links), as onnx.save(..., " \
@@ -22,8 +24,6 @@ _HINT = "keep the external data files next to the .onnx (plain files, no links),
 
 
 def _external_entries(model: Any) -> list[dict[str, str]]:
-    import onnx
-
     graphs = [model.graph]
     entries = []
     while graphs:
@@ -68,8 +68,6 @@ def check_external_data(model: Any, model_path: Path) -> list[Path]:
 
 def write_self_contained(src: Path, dst: Path) -> None:
     """Copy ``src`` to ``dst``, pulling confined external data inside the file."""
-    import onnx
-
     model = onnx.load(str(src), load_external_data=False)
     if not check_external_data(model, src):
         shutil.copyfile(src, dst)

@@ -28,6 +28,8 @@ from edgeq.data import Dataset
 from edgeq.errors import UsageError
 from edgeq.outliers import AdaRoundConfig, OutlierConfig, WeightRoundingConfig, prepare_for_int8
 from edgeq.outliers.adaround import simulated_int8_error
+from edgeq.outliers.smoothquant import fake_int8
+from edgeq.outliers.stats import batches
 from edgeq.progress import Progress
 from edgeq.source import ModelSource, state_hash
 
@@ -205,10 +207,7 @@ def predict_scheme(model: Any, calib: Mapping[str, np.ndarray], samples: int = P
     one scale per sample (ORT's per-run scale, the host runs one sample at a time); ``dynamic_per_token``: one
     scale per row (XNNPACK's qd8 linears) — and the whole-model output error is measured for each.
     """
-    import torch
-
-    from edgeq.outliers.smoothquant import fake_int8
-    from edgeq.outliers.stats import batches
+    import torch  # heavy: torch, imported only where a model is built or run
 
     has_conv = any(isinstance(m, torch.nn.Conv1d | torch.nn.Conv2d | torch.nn.Conv3d) for m in model.modules())
     if not linear_dominated(model) or (has_conv and not has_norm_layers(model)):
@@ -255,7 +254,7 @@ def predict_scheme(model: Any, calib: Mapping[str, np.ndarray], samples: int = P
 
 def has_norm_layers(model: Any) -> bool:
     """A LayerNorm / RMSNorm anywhere (by class, so transformers' own RMSNorm classes count too)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     return any(isinstance(m, torch.nn.LayerNorm) or "rmsnorm" in type(m).__name__.lower() for m in model.modules())
 
@@ -264,7 +263,7 @@ def linear_dominated(model: Any) -> bool:
     """Linear weights outnumber convolution weights (transformers, MLPs; not a CNN with a classifier head):
     the search's linear moves (dynamic per-token linears, sensitive linears kept float) are then the ones with
     the largest expected gain."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     lin = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
     conv = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Conv1d | torch.nn.Conv2d
@@ -287,10 +286,7 @@ def linear_sensitivity(model: Any, calib: Mapping[str, np.ndarray], samples: int
     quantized, then one per Linear with that Linear float. Linears the calibration data never reaches are left
     out (nothing measured).
     """
-    import torch
-
-    from edgeq.outliers.smoothquant import fake_int8
-    from edgeq.outliers.stats import batches
+    import torch  # heavy: torch, imported only where a model is built or run
 
     lins = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
     if not lins:

@@ -24,7 +24,7 @@ def compress_model(model: Any, options: CompressOptions, calib: Dataset, input_n
 
     Fine-tuning uses ``--train-data`` (else the calibration data) and distils from the unmodified model.
     """
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     progress = progress or Progress(enabled=False)
     if not options.enabled:

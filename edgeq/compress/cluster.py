@@ -19,7 +19,7 @@ KMEANS_ITERS = 25
 
 def kmeans_1d(values: Any, k: int, iters: int = KMEANS_ITERS) -> tuple[Any, Any]:
     """Lloyd's k-means on a 1-D tensor with centroids initialised at quantiles (deterministic). -> (centroids, idx)"""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     v = values.detach().flatten().double()
     k = min(k, int(v.unique().numel()))
@@ -39,7 +39,7 @@ def kmeans_1d(values: Any, k: int, iters: int = KMEANS_ITERS) -> tuple[Any, Any]
 
 def _nearest(v: Any, centroids: Any) -> Any:
     """Index of the nearest centroid, in O(n log k) memory-light form (1-D centroids stay sorted under Lloyd)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     c, order = centroids.sort()
     mids = (c[1:] + c[:-1]) / 2
@@ -48,7 +48,7 @@ def _nearest(v: Any, centroids: Any) -> Any:
 
 def _snap(weight: Any, idx: Any, k: int) -> None:
     """Set every weight to its cluster's current mean (keeps the palette through fine-tuning)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     with torch.no_grad():
         v = weight.detach().flatten().double()

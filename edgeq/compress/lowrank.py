@@ -12,7 +12,7 @@ from edgeq.compress.spec import LowRankConfig
 
 
 def rank_for(sigma: Any, energy: float) -> int:
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     e = sigma.double() ** 2
     frac = torch.cumsum(e, 0) / e.sum()
@@ -21,7 +21,7 @@ def rank_for(sigma: Any, energy: float) -> int:
 
 def factorise(mod: Any, energy: float) -> Any | None:
     """The factorised replacement for ``mod``, or None when it would not be smaller."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
     from torch import nn
 
     is_conv = isinstance(mod, nn.Conv2d)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,8 +40,6 @@ def register(name: str) -> Callable[[Method], Method]:
 
 
 def get_method(name: str) -> Method:
-    import importlib
-
     if name not in _METHODS:
         importlib.import_module(f"edgeq.compress.{name}")
     return _METHODS[name]
@@ -52,6 +51,6 @@ def param_count(model: Any) -> int:
 
 def weight_layers(model: Any) -> list[tuple[str, Any]]:
     """(path, module) of every Linear and Conv2d: the layers the weight-level methods act on."""
-    from torch import nn
+    from torch import nn  # heavy: torch, imported only where a model is built or run
 
     return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]

@@ -36,7 +36,7 @@ def sparse_int8_bytes(model: Any) -> int:
 
 @register("sparse")
 def apply(model: Any, cfg: SparseConfig, ctx: CompressContext) -> tuple[Any, dict[str, Any]]:
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     masks = masks_for(model, cfg.ratio)
     modules = dict(model.named_modules())

@@ -21,6 +21,7 @@ from edgeq.compress.spec import TrainOptions
 from edgeq.data import Dataset, load_dataset
 from edgeq.errors import DataError, ModelSourceError, UsageError
 from edgeq.progress import Progress
+from edgeq.source import import_factory
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class TrainSet:
 
 def load_train_set(path: str | None, fallback: Dataset, input_names: list[str]) -> TrainSet:
     """``--train-data`` (or the calibration data when none is given), checked against the model's inputs."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     ds = load_dataset(path) if path else fallback
     missing = [n for n in input_names if n not in ds.inputs]
@@ -63,7 +64,7 @@ def load_train_set(path: str | None, fallback: Dataset, input_names: list[str]) 
 
 def first_tensor(out: Any) -> Any:
     """The model's main output: the tensor itself, the first of a tuple/list, or the first value of a dict."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     if isinstance(out, torch.Tensor):
         return out
@@ -79,7 +80,7 @@ def first_tensor(out: Any) -> Any:
 @contextlib.contextmanager
 def deterministic(seed: int) -> Iterator[None]:
     """Seeded, deterministic-kernel region; the caller's global torch settings are restored afterwards."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     was = torch.are_deterministic_algorithms_enabled()
     threads = torch.get_num_threads()
@@ -99,6 +100,7 @@ def deterministic(seed: int) -> Iterator[None]:
 
 def distill_loss(student: Any, teacher: Any, labels: Any, temperature: float, kind: str = "auto") -> Any:
     """``kl`` for class scores, ``mse`` for embeddings / regression; ``auto``: KL for 2-D (batch, classes) outputs."""
+    # heavy: torch, imported only where a model is built or run
     import torch.nn.functional as F  # noqa: N812
 
     if kind == "kl" or (kind == "auto" and student.dim() == 2 and student.shape[-1] > 1):
@@ -113,8 +115,6 @@ def distill_loss(student: Any, teacher: Any, labels: Any, temperature: float, ki
 
 
 def user_train_fn(ref: str) -> Callable[[Any, int], None]:
-    from edgeq.source import import_factory
-
     try:
         fn = import_factory(ref)
     except ModelSourceError as e:
@@ -139,7 +139,7 @@ class Trainer:
         return cls(teacher, data, options, progress)
 
     def teacher_logits(self, inputs: tuple[Any, ...]) -> Any:
-        import torch
+        import torch  # heavy: torch, imported only where a model is built or run
 
         with torch.no_grad():
             return first_tensor(self.teacher(*inputs))
@@ -147,7 +147,7 @@ class Trainer:
     def fine_tune(self, model: Any, steps: int, desc: str, *, train_mode: Callable[[Any, bool], None] | None = None,
                   after_step: Callable[[Any], None] | None = None) -> dict[str, Any]:
         """Run ``steps`` optimizer steps on ``model`` (in place). Returns the first and last loss."""
-        import torch
+        import torch  # heavy: torch, imported only where a model is built or run
 
         if steps <= 0:
             return {"steps": 0}
@@ -194,7 +194,7 @@ class Trainer:
 
     def agreement(self, model: Any, limit: int = 512) -> float:
         """Top-1 agreement (or cosine for non-logit outputs) with the teacher on the training data."""
-        import torch
+        import torch  # heavy: torch, imported only where a model is built or run
 
         n = min(limit, len(self.data))
         inputs, _ = self.data.batch(torch.arange(n))
@@ -208,7 +208,7 @@ class Trainer:
 
     def divergence(self, model: Any, limit: int = 256) -> float:
         """Distillation loss without labels: how far ``model`` is from the teacher (for sensitivity)."""
-        import torch
+        import torch  # heavy: torch, imported only where a model is built or run
 
         n = min(limit, len(self.data))
         inputs, _ = self.data.batch(torch.arange(n))

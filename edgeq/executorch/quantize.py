@@ -21,6 +21,7 @@ does not do and edgeq must (node filters in ``graph_filters``, the clamp fusion 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable
 from typing import Any
@@ -75,6 +76,7 @@ def resolve_settings(quant: QuantOptions, target: Any) -> PteQuantSettings:
 
 
 def make_quantizer(settings: PteQuantSettings) -> Any:
+    # optional: the [executorch] extra
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
@@ -110,14 +112,14 @@ def make_quantizer(settings: PteQuantSettings) -> Any:
     config = get_symmetric_quantization_config(is_per_channel=settings.per_channel,
                                                is_dynamic=settings.mode == "dynamic")
     if settings.mode == "static" and settings.activation_observer == "minmax":
-        from torchao.quantization.pt2e.observer import MinMaxObserver
+        from torchao.quantization.pt2e.observer import MinMaxObserver  # optional: the [executorch] extra
 
         act = dataclasses.replace(config.input_activation,
                                   observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
         config = dataclasses.replace(config, input_activation=act, output_activation=act)
     quantizer = IntegerSafeXNNPACKQuantizer().set_global(config)
     if settings.dynamic_linears:
-        import torch
+        import torch  # heavy: torch, imported only where a model is built or run
 
         # operator-type configs are annotated before the global one, so every linear is taken by the dynamic
         # config and the static pass skips it (already annotated); its output is float (the classifier's logits)
@@ -130,6 +132,7 @@ def make_quantizer(settings: PteQuantSettings) -> Any:
 def quantize_pt2e(exported: Any, calib: Dataset, signature: list[Any], opts: QuantOptions, target: Any,
                   on_sample: Callable[[], None] | None = None) -> tuple[Any, dict[str, Any]]:
     """Quantize a static-batch ExportedProgram. Returns (quantized ExportedProgram, manifest details)."""
+    # optional: the [executorch] extra
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
@@ -198,10 +201,8 @@ def quantize_pt2e(exported: Any, calib: Dataset, signature: list[Any], opts: Qua
 def convert_qat(qat: Any, calib: Dataset, signature: list[Any]) -> tuple[Any, dict[str, Any]]:
     """``convert_pt2e`` on the QAT-trained graph (``edgeq.compress.qat.QatGraph``): the shipped scales are the
     ones QAT learnt, not a re-calibration. Re-exported with a static batch of 1 for ExecuTorch."""
-    import copy
-
     import torch
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e  # optional: the [executorch] extra
 
     try:
         converted = convert_pt2e(copy.deepcopy(qat.prepared))  # the graph stays reusable (search, rebuilds)
@@ -237,7 +238,7 @@ def _fake_quants(gm: Any) -> list[str]:
 
 def sample_args(data: Dataset, signature: list[Any], i: int) -> tuple[Any, ...]:
     """One sample as contiguous torch clones (numpy views can carry zero strides ExecuTorch rejects)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     return tuple(torch.from_numpy(np.ascontiguousarray(data.inputs[s.name][i:i + 1]).copy()).contiguous().clone()
                  for s in signature)
@@ -245,6 +246,7 @@ def sample_args(data: Dataset, signature: list[Any], i: int) -> tuple[Any, ...]:
 
 def _observers(gm: Any) -> dict[str, Any]:
     """observer module name -> the graph node it observes."""
+    # optional: the [executorch] extra
     from torchao.quantization.pt2e.observer import _is_activation_post_process
 
     modules = dict(gm.named_modules())
@@ -257,7 +259,7 @@ def _observers(gm: Any) -> dict[str, Any]:
 
 def _check_observers_reached(gm: Any, observers: dict[str, Any]) -> None:
     """An observer whose range is still empty never saw data: its scale would not come from calibration."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     modules = dict(gm.named_modules())
     missed = []

@@ -14,12 +14,14 @@ quantizes with the float inputs of every layer, not the rounded ones."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import re
 from typing import Any
 
 import numpy as np
 
 from edgeq.errors import UsageError
+from edgeq.llm.source import LoadedLM, save_hf_folder
 
 DAMP = 0.01  # of the mean Hessian diagonal, added to its diagonal (the paper's default)
 BLOCK = 128  # columns rounded together before the lazy update of the rest (speed only)
@@ -31,7 +33,7 @@ def group_grid(w: Any, group: int, symmetric: bool, bits: int = 4) -> tuple[Any,
     Asymmetric = onnxruntime's RTN: the group's [min, max] over 2^bits - 1 steps, integer zero point. Symmetric =
     torchao's SYMMETRIC_NO_CLIPPING_ERR: max(-min / 2^(bits-1), max / (2^(bits-1) - 1)), zero at 2^(bits-1)
     (plain max|w| / 7.5 is never re-picked: a rounded group's max|w| is a whole number of steps)."""
-    import torch
+    import torch  # heavy: torch, only where a model is quantized
 
     out, n = w.shape
     g = w.reshape(out, n // group, group)
@@ -46,7 +48,7 @@ def group_grid(w: Any, group: int, symmetric: bool, bits: int = 4) -> tuple[Any,
 
 
 def _round(w: Any, scale: Any, zero: Any, bits: int) -> Any:
-    import torch
+    import torch  # heavy: torch, only where a model is quantized
 
     q = torch.clamp(torch.round(w / scale) + zero, 0, 2 ** bits - 1)
     return (q - zero) * scale
@@ -54,7 +56,7 @@ def _round(w: Any, scale: Any, zero: Any, bits: int) -> Any:
 
 def gptq_weight(w: Any, h: Any, group: int, symmetric: bool, act_order: bool, bits: int = 4) -> Any:
     """W [out, in] rounded by GPTQ with the Hessian H [in, in] of its inputs; returns the rounded float weight."""
-    import torch
+    import torch  # heavy: torch, only where a model is quantized
 
     w = w.detach().float().clone()
     h = h.clone()
@@ -87,7 +89,7 @@ def gptq_weight(w: Any, h: Any, group: int, symmetric: bool, act_order: bool, bi
 
 def _blocks(model: Any) -> list[Any]:
     """The decoder blocks, in order (the ModuleList whose name ends in ``layers`` or ``h``)."""
-    import torch
+    import torch  # heavy: torch, only where a model is quantized
 
     for name, m in model.named_modules():
         if isinstance(m, torch.nn.ModuleList) and re.search(r"(?:^|\.)(?:layers|h)$", name) and len(m):
@@ -102,7 +104,7 @@ class _Stop(Exception):
 def _block_inputs(model: Any, first: Any, ids: Any) -> tuple[list[Any], list[dict[str, Any]]]:
     """The first decoder block's hidden-state input and keyword arguments (mask, RoPE tables, positions) for
     each window of IDS: from here on each block runs alone on the previous block's outputs."""
-    import torch
+    import torch  # heavy: torch, only where a model is quantized
 
     xs: list[Any] = []
     kws: list[dict[str, Any]] = []
@@ -126,7 +128,7 @@ def _block_inputs(model: Any, first: Any, ids: Any) -> tuple[list[Any], list[dic
 
 def _run_block(block: Any, xs: list[Any], kws: list[dict[str, Any]], lins: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
     """BLOCK on each input: its outputs, and 2 X^T X / tokens of each of LINS' inputs X (when LINS is not empty)."""
-    import torch
+    import torch  # heavy: torch, only where a model is quantized
 
     hs = {n: torch.zeros(m.in_features, m.in_features) for n, m in lins.items()}
     tokens = dict.fromkeys(lins, 0)
@@ -157,7 +159,7 @@ def gptq_model(model: Any, calib: np.ndarray, group: int, symmetric: bool, act_o
     [n, seq]; the output projection, the embedding and the blocks numbered in SKIP (kept 8-bit by the variant)
     are left to the format's quantizer. Each block runs once on the previous (rounded) block's outputs to
     collect its Hessians and once more, rounded, to feed the next. Returns the rounded linears' names."""
-    import torch
+    import torch  # heavy: torch, only where a model is quantized
 
     done: list[str] = []
     ids = torch.from_numpy(np.ascontiguousarray(calib, dtype=np.int64))
@@ -179,10 +181,6 @@ def gptq_folder(lm: Any, calib: np.ndarray, group: int, symmetric: bool, dest: A
     """A HF folder at DEST (a Path) holding a copy of LM (edgeq.llm.source.LoadedLM) whose block linears are
     GPTQ-rounded (act order) on CALIB: the input of onnxruntime-genai's builder, whose RTN of the same group and
     symmetry then stores them. Written once per (group, symmetry): kept when DEST already has a config.json."""
-    import copy
-
-    from edgeq.llm.source import LoadedLM, save_hf_folder
-
     if (dest / "config.json").is_file():
         return dest
     model = copy.deepcopy(lm.model)

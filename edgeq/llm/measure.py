@@ -13,7 +13,11 @@ import numpy as np
 
 from edgeq.hashing import sha256_file
 from edgeq.llm.config import LlmConfig, Variant
+from edgeq.llm.emulate import emulated_speed
+from edgeq.llm.gptq import gptq_folder
 from edgeq.llm.metrics import WindowScores, compare, greedy, greedy_agreement, score, speed
+from edgeq.llm.onnx_export import build_onnx, folder_bytes
+from edgeq.llm.pte_export import build_pte, custom_ops
 from edgeq.llm.runners import open_runner
 from edgeq.llm.source import LoadedLM
 from edgeq.llm.target_checks import KvShape, backend_config, items_from_manifest, run_checks
@@ -43,13 +47,10 @@ class Context:
 
 def build(ctx: Context, v: Variant) -> Path:
     if v.format == "onnx":
-        from edgeq.llm.onnx_export import build_onnx
-
         if ctx.hf_folder is None:
             raise ValueError("the HF folder is written whenever onnx is among the formats")
         return build_onnx(onnx_source(ctx.lm, ctx.hf_folder, ctx.calib_windows, v, ctx.work / "cache"),
                           ctx.work / v.name, v, ctx.work / "cache")
-    from edgeq.llm.pte_export import build_pte
 
     return build_pte(ctx.lm.model, ctx.lm.tokenizer, ctx.work / f"{v.name}.pte", v, ctx.cfg.max_context,
                      ctx.calib_windows, extended_ops=ctx.cfg.pte_delegation == "all",
@@ -62,16 +63,12 @@ def onnx_source(lm: LoadedLM, hf_folder: Path, calib: np.ndarray, v: Variant, ca
     rounded on the calibration windows CALIB and cached under CACHE per group and symmetry)."""
     if v.algo != "gptq":
         return hf_folder
-    from edgeq.llm.gptq import gptq_folder
-
     sym = "sym" if v.symmetric else "asym"
     return Path(gptq_folder(lm, calib, v.group, v.symmetric, cache / f"gptq-g{v.group}-{sym}-{len(calib)}w"))
 
 
 def artifact_bytes(path: Path, fmt: str) -> int:
     if fmt == "onnx":
-        from edgeq.llm.onnx_export import folder_bytes
-
         return folder_bytes(path)
     return path.stat().st_size
 
@@ -115,8 +112,6 @@ def finalize(ctx: Context, v: Variant, path: Path, out: Path, pick: bool, progre
                   "runtime": "onnxruntime" if v.format == "onnx" else "executorch-pybind"}
     validations = [validation]
     for target in _emulated_targets(ctx, v, dest, progress):
-        from edgeq.llm.emulate import emulated_speed
-
         progress.stage(f"{v.name}: decode speed on emulated {target} (qemu; not device speed)")
         emu = emulated_speed(dest, v.format, target, ctx.prompts[0], ctx.work / "emulator")
         # speed only: perplexity and agreement are gated on the host run above
@@ -125,8 +120,6 @@ def finalize(ctx: Context, v: Variant, path: Path, out: Path, pick: bool, progre
     rel = main.relative_to(out)
     details: dict[str, Any] = {"pick": pick, "folder": str(dest.relative_to(out)), "task": "text-generation"}
     if v.format == "pte":
-        from edgeq.llm.pte_export import custom_ops  # executorch: the optional .pte toolchain
-
         ops = custom_ops(dest)
         # what a runtime must link to load it: ExecuTorch's LLM runner has the llama:: custom ops
         details["pte_program"] = "custom-sdpa" if ops else "static-cache"
@@ -143,7 +136,6 @@ def _emulated_targets(ctx: Context, v: Variant, dest: Path, progress: Progress) 
     up front (``check_config``); the emulation a ``--target`` adds by itself skips it, and says so."""
     if v.format != "pte" or not ctx.cfg.emulate:
         return ctx.cfg.emulate
-    from edgeq.llm.pte_export import custom_ops
 
     ops = custom_ops(dest)
     if ops:

@@ -18,12 +18,15 @@ import contextlib
 import functools
 import inspect
 import io
+import json
 import logging
 import os
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import onnx
 
 from edgeq.errors import CaptureError, ModelSourceError, UsageError
 from edgeq.llm.config import Variant
@@ -91,6 +94,7 @@ def builder_options(v: Variant) -> tuple[str, dict[str, str]]:
 
 def _builder() -> Any:
     try:
+        # heavy: onnxruntime-genai, only to build a language model's ONNX folder
         import onnxruntime_genai.models.builder as builder
     except ImportError as e:  # optional dependency of the ONNX LM path
         raise ModelSourceError(f"onnxruntime-genai's model builder cannot be imported: {e}",
@@ -140,7 +144,7 @@ def supported_architectures() -> tuple[str, ...]:
 def check_architecture(arch: str) -> str:
     """ARCH (config.json's first architecture), or a typed error naming it and the ones the builder writes."""
     if arch not in builder_writers():
-        import onnxruntime_genai
+        import onnxruntime_genai  # heavy: onnxruntime-genai, only to build a language model's ONNX folder
 
         raise ModelSourceError(
             f"the ONNX LM export does not support {arch}: onnxruntime-genai {onnxruntime_genai.__version__}'s "
@@ -186,8 +190,6 @@ def _position_ids_input(builder: Any) -> Iterator[None]:
 
 def build_onnx(hf_folder: Path, out: Path, v: Variant, cache_dir: Path) -> Path:
     """Write OUT/model.onnx (+ .data), genai_config.json and tokenizer files for variant V."""
-    import json
-
     builder = _builder()
     check_architecture(str((json.loads((hf_folder / "config.json").read_text()).get("architectures") or ["?"])[0]))
     precision, opts = builder_options(v)
@@ -228,8 +230,6 @@ def build_onnx(hf_folder: Path, out: Path, v: Variant, cache_dir: Path) -> Path:
 
 def _check_io(path: Path) -> None:
     """The convention apps rely on: a builder upgrade that drops an input must fail here, not on the device."""
-    import onnx
-
     g = onnx.load(str(path), load_external_data=False).graph
     names = {i.name for i in g.input}
     missing = {"input_ids", "attention_mask", "position_ids", "past_key_values.0.key"} - names

@@ -5,8 +5,12 @@ build's MatMuls with onnxruntime's HQQ quantizer (the builder offers only RTN an
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
+
+import onnx
+from onnx import numpy_helper
 
 from edgeq.errors import CaptureError
 from edgeq.llm.config import Variant
@@ -20,7 +24,7 @@ def quantize_embedding(path: Path, block: int, symmetric: bool = True) -> None:
     The builder quantizes the table only in 4-bit builds, so an 8-bit LM kept ~28 % of its bytes in a float table
     (SmolLM2-135M: 0.53x float); with this the 8-bit body ships at ~0.3x. Same quantizer and op as the 4-bit
     builds' table (onnxruntime's MatMulNBitsQuantizer, symmetric, per block of the hidden axis)."""
-    import onnx
+    # heavy: onnxruntime's quantizer, only where a model is quantized
     from onnxruntime.quantization.matmul_nbits_quantizer import (
         DefaultWeightOnlyQuantConfig,
         MatMulNBitsQuantizer,
@@ -48,7 +52,7 @@ def quantize_hqq(path: Path, v: Variant) -> None:
     of each block's scale and zero point for the least weight error, asymmetric with float zero points; no
     calibration data), in place. ``lm_head`` in V.keep8: the output projection gets the default 8-bit quantizer
     instead (block V.group, V.symmetric), as the builder's ``last_matmul:int8``."""
-    import onnx
+    # heavy: onnxruntime's quantizer, only where a model is quantized
     from onnxruntime.quantization.matmul_nbits_quantizer import (
         HQQWeightOnlyQuantConfig,
         MatMulNBitsQuantizer,
@@ -76,8 +80,6 @@ def _untie_embedding(model: Any) -> None:
     """A tied model's float build gathers its embedding rows from ``Transpose(lm_head weight)``: give the Gather
     its own table, so quantizing lm_head does not keep the float weight alive for the Transpose (and the table
     can be quantized as a table)."""
-    from onnx import numpy_helper
-
     g = model.graph
     inits = {i.name: i for i in g.initializer}
     made = {n.output[0]: n for n in g.node if n.op_type == "Transpose" and n.input[0] in inits}
@@ -93,8 +95,6 @@ def _untie_embedding(model: Any) -> None:
 
 def _set_accuracy_level(model: Any, level: int) -> None:
     """HQQ's MatMulNBits nodes carry no accuracy_level: give them V's, as the builder does for its own."""
-    import onnx
-
     for n in model.graph.node:
         if n.op_type == "MatMulNBits" and not any(a.name == "accuracy_level" for a in n.attribute):
             n.attribute.append(onnx.helper.make_attribute("accuracy_level", level))
@@ -102,10 +102,6 @@ def _set_accuracy_level(model: Any, level: int) -> None:
 
 def _save_in_place(model: Any, path: Path) -> None:
     """MODEL over PATH and its external data (written beside, then swapped in)."""
-    import tempfile
-
-    import onnx
-
     data = path.name + ".data"
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         onnx.save_model(model, str(Path(tmp) / path.name), save_as_external_data=True,

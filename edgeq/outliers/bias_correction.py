@@ -73,7 +73,7 @@ def _input_means(model: Any, calib: Mapping[str, np.ndarray], layers: dict[str, 
 def correct_bias(model: Any, calib: Mapping[str, np.ndarray],
                  cfg: BiasCorrectionConfig = BiasCorrectionConfig()) -> tuple[Any, list[dict[str, Any]]]:
     """Adjust biases in place (adding a zero bias where a layer has none). Returns (model, per-layer log)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     kinds: tuple[type, ...] = (torch.nn.Conv2d, torch.nn.Linear) if cfg.linear else (torch.nn.Conv2d,)
     layers: dict[str, Any] = {n: m for n, m in model.named_modules() if isinstance(m, kinds)}

@@ -96,7 +96,7 @@ def _zero_pad(node: Any) -> bool:
 
 def find_pairs(model: Any, example: tuple[Any, ...]) -> list[Pair]:
     """Equalizable producer/consumer pairs of ``model`` (traced once with ``torch.export`` on ``example``)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     ep = torch.export.export(model, example, strict=False)
     params = dict(ep.graph_signature.inputs_to_parameters)
@@ -173,7 +173,7 @@ def _sim_int8_error(w: Any, x: Any) -> float:
 
 def equalize(model: Any, calib: Mapping[str, np.ndarray], cfg: CLEConfig = CLEConfig()) -> tuple[Any, list[dict[str, Any]]]:
     """Equalize every pair in place (eval mode). Returns (model, per-pair log)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     model = model.eval()
     if not any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):

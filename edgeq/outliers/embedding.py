@@ -30,7 +30,7 @@ class EmbeddingQuantConfig:
 
 
 def _quantized_embedding_class() -> type:
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     class QuantizedEmbedding(torch.nn.Module):
         """``table_int8[ids] * row_scale[ids]``: the lookup reads one byte per weight."""
@@ -57,7 +57,7 @@ def _quantized_embedding_class() -> type:
 
 def quantize_embeddings(model: Any, cfg: EmbeddingQuantConfig = EmbeddingQuantConfig()) -> tuple[Any, list[dict[str, Any]]]:
     """Replace large ``nn.Embedding`` tables in place; returns (model, one log entry per table)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     cls = _quantized_embedding_class()
     log = []

@@ -27,7 +27,7 @@ class InputStats:
 
 def batches(calib: Mapping[str, np.ndarray], max_samples: int, batch: int = 16) -> Iterator[tuple[Any, ...]]:
     """Calibration samples as contiguous torch tensors, ``batch`` at a time (batched: fast on large images)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     if not calib:
         raise DataError("no calibration inputs", "pass one array per model input, keyed by input name")
@@ -42,7 +42,7 @@ def batches(calib: Mapping[str, np.ndarray], max_samples: int, batch: int = 16) 
 def run_hooked(model: Any, calib: Mapping[str, np.ndarray], max_samples: int, handles: list[Any]) -> None:
     """Forward the calibration batches through ``model`` (no grad) while ``handles`` are registered; remove them
     afterwards, also on error."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     try:
         with torch.no_grad():
@@ -55,7 +55,7 @@ def run_hooked(model: Any, calib: Mapping[str, np.ndarray], max_samples: int, ha
 def linear_input_stats(model: Any, calib: Mapping[str, np.ndarray], max_samples: int = 64,
                        rows_per_batch: int = 64, seed: int = 0) -> list[InputStats]:
     """Run the calibration set through ``model``; return one :class:`InputStats` per distinct Linear input."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     gen = torch.Generator().manual_seed(seed)
     by_layer: dict[str, tuple[int, Any]] = {}

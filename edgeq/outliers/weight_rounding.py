@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgeq.errors import UsageError
+from edgeq.outliers.cle import op_name
 from edgeq.outliers.stats import batches, run_hooked
 
 
@@ -51,9 +52,7 @@ class WeightRoundingConfig:
 
 def fold_batchnorm(model: Any, example: tuple[Any, ...]) -> list[str]:
     """Fold every ``conv2d -> batch_norm`` (BN the conv's only user) into the conv; the BN becomes Identity."""
-    import torch
-
-    from edgeq.outliers.cle import op_name
+    import torch  # heavy: torch, imported only where a model is built or run
 
     ep = torch.export.export(model, example, strict=False)
     params = dict(ep.graph_signature.inputs_to_parameters)
@@ -89,7 +88,7 @@ def receptive_fields(m: Any, x: Any) -> Any:
     """A zero-padded Conv2d's input ``x`` as its receptive fields, ``[groups, batch * positions, D]``.
 
     The module's own zero padding only; padding done outside (TF "same") is already in ``x``."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     pad: Any = m.padding
     if isinstance(pad, str):  # "valid" -> 0, "same" (stride 1) -> half the dilated kernel
@@ -111,7 +110,7 @@ def _gptq_rows(w: Any, h: Any, damp: float, act_order: bool = False) -> Any:
 
     ``act_order``: round the input columns in order of decreasing ``H`` diagonal (GPTQ's "act-order"): the columns
     that carry the most input energy are rounded first, while the most columns are left to absorb their error."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     if act_order:
         perm = torch.argsort(torch.diagonal(h, dim1=-2, dim2=-1), dim=-1, descending=True)  # [B, D]
@@ -149,7 +148,7 @@ def _gptq_rows(w: Any, h: Any, damp: float, act_order: bool = False) -> Any:
 
 def _h_error(d: Any, h: Any) -> float:
     """``sum_g tr(d_g H_g d_gᵀ)``: the expected squared output error of the weight change ``d``."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     return float(torch.einsum("grd,gde,gre->", d, h, d))
 
@@ -157,7 +156,7 @@ def _h_error(d: Any, h: Any) -> float:
 def round_weights(model: Any, calib: Mapping[str, np.ndarray],
                   cfg: WeightRoundingConfig = WeightRoundingConfig()) -> tuple[Any, list[dict[str, Any]]]:
     """Fold BN, then replace each conv's weights by their GPTQ-rounded INT8-grid values. Returns (model, log)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     model = model.eval()
     kinds: tuple[type, ...] = (torch.nn.Conv2d, torch.nn.Linear) if cfg.linear else (torch.nn.Conv2d,)

@@ -17,12 +17,14 @@ from typing import Any
 
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
+from edgeq.executorch.quantize import make_quantizer, resolve_settings, sample_args
 from edgeq.search.sensitivity import NodeSensitivity, nsr
 
 
 def pte_sensitivity(exported: Any, calib: Dataset, signature: list[Any], opts: QuantOptions, target: Any,
                     calib_samples: int = 32, max_samples: int = 8) -> list[NodeSensitivity]:
     """Rank the PT2E graph's nodes by the error their INT8 version adds (most sensitive first)."""
+    # optional: the [executorch] extra
     import torch
     from torchao.quantization.pt2e import (
         extract_results_from_loggers,
@@ -31,8 +33,6 @@ def pte_sensitivity(exported: Any, calib: Dataset, signature: list[Any], opts: Q
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     from torchao.quantization.pt2e.utils import _fuse_conv_bn_
-
-    from edgeq.executorch.quantize import make_quantizer, resolve_settings, sample_args
 
     generate_numeric_debug_handle(exported)
     # The float logger copy is taken before prepare_pt2e (quantization mutates the module in place), with

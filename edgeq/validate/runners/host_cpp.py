@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from edgeq.errors import ArtifactError, RunnerError
+from edgeq.executorch.cpp_runner import build_runner
+from edgeq.executorch.runtime import check_pte_header
 from edgeq.validate.runners.base import RunResult, parse_result, register_runner
+from edgeq.validate.runners.host import host_cpu_name
 from edgeq.validate.tensor_files import read_output_tensors, write_input_tensors
 
 TIMEOUT_S = 600.0
@@ -37,8 +40,6 @@ class HostCppRunner:
     name = "host-cpp"
 
     def __init__(self, target: Any = None, timeout: float = TIMEOUT_S) -> None:
-        from edgeq.executorch.cpp_runner import build_runner
-
         self.target = target
         self.timeout = timeout
         # Build (or find the cached build) now: a missing compiler fails before any slow export work.
@@ -48,8 +49,6 @@ class HostCppRunner:
         return fmt == "pte"
 
     def describe(self) -> dict[str, Any]:
-        from edgeq.validate.runners.host import host_cpu_name
-
         return {"runner": "host-cpp", "machine": platform.machine(), "cpu_model": host_cpu_name(),
                 "features": [], "emulated": False}
 
@@ -57,7 +56,6 @@ class HostCppRunner:
         if fmt != "pte":
             raise RunnerError(f"the host-cpp runner only executes .pte artifacts, not {fmt!r}",
                               "use the host runner for .onnx")
-        from edgeq.executorch.runtime import check_pte_header
 
         check_pte_header(artifact)
         binary = self.binary
