@@ -11,12 +11,13 @@ from edgeq.compress.train import Trainer, load_train_set
 from edgeq.data import Dataset
 from edgeq.errors import UsageError
 from edgeq.progress import Progress
+from edgeq.targetspec import Target
 
 EXAMPLE_BATCH = 2  # a dynamic batch in torch.export needs >= 2
 
 
 def compress_model(model: Any, options: CompressOptions, calib: Dataset, input_names: list[str],
-                   target: Any = None, progress: Progress | None = None, *, per_channel: bool | None = None,
+                   target: Target | None = None, progress: Progress | None = None, *, per_channel: bool | None = None,
                    handoff: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
     """Apply ``options.methods`` in order to ``model`` (a float nn.Module). Returns the model and a manifest record.
 

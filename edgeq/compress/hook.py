@@ -19,9 +19,10 @@ from edgeq.data import Dataset
 from edgeq.errors import UsageError
 from edgeq.progress import Progress
 from edgeq.source import ModelSource, state_hash
+from edgeq.targetspec import Target
 
 
-def compress_source(source: ModelSource, options: CompressOptions, calib: Dataset, ev: Dataset, target: Any,
+def compress_source(source: ModelSource, options: CompressOptions, calib: Dataset, ev: Dataset, target: Target,
                     progress: Progress, per_channel: bool | None = None) -> tuple[ModelSource, dict[str, Any]]:
     """A new source holding the compressed module (``source`` itself is untouched) and the compression record.
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from edgeq.compress.train import Trainer
 from edgeq.progress import Progress
+from edgeq.targetspec import Target
 
 
 @dataclass
@@ -18,7 +19,7 @@ class CompressContext:
     example: tuple[Any, ...]
     progress: Progress
     steps: int  # fine-tune budget for this method
-    target: Any = None  # edgeq.targets.Target (QAT uses its quantizer settings)
+    target: Target | None = None  # edgeq.targets.Target (QAT uses its quantizer settings)
     per_channel: bool | None = None  # --per-channel / --per-tensor (None: the target's setting)
     # In-memory results a method leaves for the format backends (QAT: its trained fake-quant graph).
     handoff: dict[str, Any] | None = None

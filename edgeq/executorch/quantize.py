@@ -39,6 +39,7 @@ from edgeq.executorch.graph_filters import (
     mask_derived_nodes,
     resolve_exclusions,
 )
+from edgeq.targetspec import Target
 
 TOOL = "torchao.quantization.pt2e (prepare_pt2e/convert_pt2e) + executorch XNNPACKQuantizer"
 
@@ -58,7 +59,7 @@ class PteQuantSettings:
     dynamic_linears: bool = False  # static mode, but aten.linear with XNNPACK's dynamic per-token activations
 
 
-def resolve_settings(quant: QuantOptions, target: Any) -> PteQuantSettings:
+def resolve_settings(quant: QuantOptions, target: Target) -> PteQuantSettings:
     per_channel = quant.per_channel if quant.per_channel is not None else bool(target.executorch.per_channel)
     # minmax maps to MinMaxObserver; the other methods to XNNPACK's default HistogramObserver, which picks the
     # range that minimises the L2 quantization error (the closest PT2E has to percentile/entropy calibration).
@@ -127,7 +128,7 @@ def make_quantizer(settings: PteQuantSettings) -> Any:
     return quantizer
 
 
-def quantize_pt2e(exported: Any, calib: Dataset, signature: list[Any], opts: QuantOptions, target: Any,
+def quantize_pt2e(exported: Any, calib: Dataset, signature: list[Any], opts: QuantOptions, target: Target,
                   on_sample: Callable[[], None] | None = None) -> tuple[Any, dict[str, Any]]:
     """Quantize a static-batch ExportedProgram. Returns (quantized ExportedProgram, manifest details)."""
     import torch

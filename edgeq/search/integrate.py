@@ -25,6 +25,7 @@ from edgeq.data import Dataset
 from edgeq.manifest import Artifact
 from edgeq.progress import Progress
 from edgeq.select.summary import Selection
+from edgeq.targetspec import Target
 from edgeq.validate.metrics import distance_line
 
 ONNX_STATIC = "onnx-int8-static"
@@ -71,7 +72,7 @@ def base_options(art: Artifact) -> QuantOptions:
 
 def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scratch: Path,
                       artifacts: list[Artifact], calib: Dataset, inputs_rel: str, reference_rel: str,
-                      runners: tuple[str, ...], target: Any, progress: Progress,
+                      runners: tuple[str, ...], target: Target, progress: Progress,
                       linear_ranking: list[str] | None = None,
                       static_base: QuantOptions | None = None) -> dict[str, Any]:
     """Search, replace the ONNX INT8 artifact with the pick, re-validate it. Returns manifest keys to add.
@@ -175,7 +176,7 @@ def _print_closest(progress: Progress, rows: list[tuple[int, str, list[str], str
 
 
 def pte_sensitivity_keys(config: PipelineConfig, budget: Budget, artifacts: list[Artifact], captured: Any,
-                         calib: Dataset, target: Any, progress: Progress, skip_ranking: bool = False) -> dict[str, Any]:
+                         calib: Dataset, target: Target, progress: Progress, skip_ranking: bool = False) -> dict[str, Any]:
     """``sensitivity_pte``: the PT2E node-by-node ranking, when a ``.pte`` INT8 artifact would be searched.
 
     Same trigger as the ONNX search (``--search``, or an explicit budget the first model misses). The ``.pte``
@@ -207,7 +208,7 @@ def pte_sensitivity_keys(config: PipelineConfig, budget: Budget, artifacts: list
 
 def run_pte_search(config: PipelineConfig, budget: Budget, workdir: Path, artifacts: list[Artifact], captured: Any,
                    calib: Dataset, ev: Dataset, inputs_rel: str, reference_rel: str, runners: tuple[str, ...],
-                   target: Any, progress: Progress, linear_ranking: list[str] | None = None,
+                   target: Target, progress: Progress, linear_ranking: list[str] | None = None,
                    first_dynamic: bool = False, backend_config: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``.pte`` half of the search: rank PT2E nodes, try the moves, ship the first model inside the budget.
 

@@ -44,6 +44,7 @@ from edgeq.search.sensitivity import NodeSensitivity
 from edgeq.select.ladder import TrialBudget, run_ladder
 from edgeq.select.rule import Scored, shortfall, size_shortfall
 from edgeq.select.rule import closest as select_closest
+from edgeq.targetspec import Target
 from edgeq.validate.metrics import budget_distance, check_budget, compare
 
 
@@ -96,7 +97,7 @@ def plan_moves(base: QuantOptions, ranking: list[NodeSensitivity], max_trials: i
 
 
 def search_pte(static: Any, calib: Dataset, signature: list[Any], eval_inputs: list[Any],
-               reference: dict[str, Any], labels: Any, base: QuantOptions, budget: Budget, target: Any,
+               reference: dict[str, Any], labels: Any, base: QuantOptions, budget: Budget, target: Target,
                ranking: list[NodeSensitivity], scratch: Path, progress: Progress,
                max_trials: int = 6, linear_ranking: list[str] | None = None, float_bytes: int | None = None,
                max_size_ratio: float | None = None, first_dynamic: bool = False,
@@ -134,7 +135,7 @@ class _TrialContext:
     reference: dict[str, Any]
     labels: Any
     budget: Budget
-    target: Any
+    target: Target
     scratch: Path
     float_bytes: int | None
     max_size_ratio: float | None

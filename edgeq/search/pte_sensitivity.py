@@ -18,9 +18,10 @@ from typing import Any
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
 from edgeq.search.sensitivity import NodeSensitivity, nsr
+from edgeq.targetspec import Target
 
 
-def pte_sensitivity(exported: Any, calib: Dataset, signature: list[Any], opts: QuantOptions, target: Any,
+def pte_sensitivity(exported: Any, calib: Dataset, signature: list[Any], opts: QuantOptions, target: Target,
                     calib_samples: int = 32, max_samples: int = 8) -> list[NodeSensitivity]:
     """Rank the PT2E graph's nodes by the error their INT8 version adds (most sensitive first)."""
     import torch

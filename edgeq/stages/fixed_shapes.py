@@ -20,12 +20,13 @@ from edgeq.onnx.graph_util import graph_path, outputs_moved
 from edgeq.onnx.io import save_atomic
 from edgeq.pipeline.stage import StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
+from edgeq.targetspec import Target
 
 NAME = "fixed-shapes"
 STATIC_SHAPE_EPS = ("NNAPI", "CoreML")
 
 
-def needs_static_shapes(target: Any) -> bool:
+def needs_static_shapes(target: Target) -> bool:
     return any(ep in STATIC_SHAPE_EPS for ep in target.onnx.execution_providers)
 
 

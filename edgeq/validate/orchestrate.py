@@ -12,6 +12,7 @@ from edgeq.config import Budget
 from edgeq.data import check_labels
 from edgeq.manifest import Artifact, Validation
 from edgeq.progress import Progress
+from edgeq.targetspec import Target
 from edgeq.validate.fleet_run import FleetRun, RunInputs, fleet_verdict, validation_of
 from edgeq.validate.latency import paired_onnx_latency
 from edgeq.validate.metrics import ACCURACY_FALLBACK
@@ -24,7 +25,7 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def validate_artifacts(outdir: Path, artifacts: list[Artifact], inputs_rel: str, reference_rel: str,
-                       runner_specs: tuple[str, ...], target: Any, budget: Budget,
+                       runner_specs: tuple[str, ...], target: Target, budget: Budget,
                        progress: Progress, isolate: bool = False, fleet: FleetRun | None = None) -> list[Artifact]:
     """Run every validated artifact on every runner that supports its format; append Validation records.
 

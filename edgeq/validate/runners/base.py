@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgeq.errors import RunnerError, UsageError
+from edgeq.targetspec import Target
 
 RESULT_PREFIX = "EDGEQ_RESULT "  # the last line every device-side program prints: "EDGEQ_RESULT {json}"
 
@@ -60,7 +61,7 @@ def runner_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_runner(spec: str, target: Any) -> Runner:
+def get_runner(spec: str, target: Target) -> Runner:
     """Build a runner from a spec string such as ``host`` or ``ssh://pi@raspberrypi.local``."""
     _load_builtin()
     scheme = spec.split("://", 1)[0]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeq.errors import ArtifactError, EmulatorError
+from edgeq.targetspec import Target
 from edgeq.validate.runners.base import RunResult, parse_result, register_runner
 from edgeq.validate.tensor_files import read_output_npz, read_output_tensors, write_input_tensors
 
@@ -21,7 +22,7 @@ DEVICE_DIR = Path(str(files("edgeq.validate").joinpath("device")))  # package da
 class EmulatorRunner:
     name = "emulator"
 
-    def __init__(self, target: Any, timeout: float | None = None) -> None:
+    def __init__(self, target: Target, timeout: float | None = None) -> None:
         from edgeq.emulator import load
         from edgeq.emulator.qemu import cpu_model
 
@@ -119,5 +120,5 @@ def _tail(text: str | None, n: int = 8) -> str:
 
 
 @register_runner("emulator")
-def _factory(spec: str, target: Any) -> EmulatorRunner:
+def _factory(spec: str, target: Target) -> EmulatorRunner:
     return EmulatorRunner(target, getattr(target, "runner_timeout_s", None))

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgeq.errors import ArtifactError, RunnerError
+from edgeq.targetspec import Target
 from edgeq.validate.isolated import run_isolated
 from edgeq.validate.runners.base import RunResult, register_runner
 
@@ -22,7 +23,7 @@ from edgeq.validate.runners.base import RunResult, register_runner
 class HostRunner:
     name = "host"
 
-    def __init__(self, target: Any = None, timeout: float | None = None) -> None:
+    def __init__(self, target: Target | None = None, timeout: float | None = None) -> None:
         self.target = target
         # None: run in this process (the forked child itself, the paired timing); else the child's deadline
         self.timeout = timeout
@@ -95,7 +96,7 @@ def host_cpu_name() -> str:
 
 
 @register_runner("host")
-def _factory(spec: str, target: Any) -> HostRunner:
+def _factory(spec: str, target: Target) -> HostRunner:
     return HostRunner(target, getattr(target, "runner_timeout_s", None))
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeq.errors import ArtifactError, RunnerError
+from edgeq.targetspec import Target
 from edgeq.validate.runners.base import RunResult, parse_result, register_runner
 from edgeq.validate.tensor_files import read_output_tensors, write_input_tensors
 
@@ -36,7 +37,7 @@ def check_returncode(r: subprocess.CompletedProcess[str], artifact: Path, where:
 class HostCppRunner:
     name = "host-cpp"
 
-    def __init__(self, target: Any = None, timeout: float = TIMEOUT_S) -> None:
+    def __init__(self, target: Target | None = None, timeout: float = TIMEOUT_S) -> None:
         from edgeq.executorch.cpp_runner import build_runner
 
         self.target = target
@@ -82,5 +83,5 @@ def _native_arch() -> str:
 
 
 @register_runner("host-cpp")
-def _factory(spec: str, target: Any) -> HostCppRunner:
+def _factory(spec: str, target: Target) -> HostCppRunner:
     return HostCppRunner(target, getattr(target, "runner_timeout_s", None) or TIMEOUT_S)

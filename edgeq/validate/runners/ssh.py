@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from edgeq.errors import DeviceError, DeviceUnreachableError, UsageError
+from edgeq.targetspec import Target
 from edgeq.validate.runners import ssh_leftovers
 from edgeq.validate.runners.base import RunResult, parse_result, register_runner
 from edgeq.validate.runners.emulator import DEVICE_DIR
@@ -96,7 +97,7 @@ def parse_spec(spec: str) -> SshSpec:
 class SshRunner:
     name = "ssh"
 
-    def __init__(self, target: Any, spec: str, identity: str | None = None, known_hosts: str | None = None,
+    def __init__(self, target: Target, spec: str, identity: str | None = None, known_hosts: str | None = None,
                  ssh_config: str | None = None, timeout: float | None = None, connect_timeout: float = 10.0,
                  repeats: int | None = None, warmup: int = 3) -> None:
         self.target = target
@@ -343,6 +344,6 @@ def _tail(text: str | None, n: int = 6) -> str:
 
 
 @register_runner("ssh")
-def _factory(spec: str, target: Any) -> SshRunner:
+def _factory(spec: str, target: Target) -> SshRunner:
     return SshRunner(target, spec)
 
