@@ -26,6 +26,7 @@ from typing import Any
 from edgeq.config import Budget, FleetOptions
 from edgeq.errors import ManifestError, TargetError, UsageError
 from edgeq.integrity import RUNNABLE, audit, sniff_format
+from edgeq.jsontypes import get_float, get_strs
 from edgeq.llm.check import LmCheck
 from edgeq.llm.target_checks import items_from_files, run_checks
 from edgeq.manifest import Artifact, Validation, read_manifest
@@ -175,8 +176,8 @@ def check(outdir: str | Path, budget: Budget | None = None, runners: tuple[str, 
                 continue
             if compressed and not val.budget_check["passed"]:
                 failures.append(f"{a.name} on {val.runner}: the compressed float model misses the budget against "
-                                f"the stored reference ({'; '.join(val.budget_check['failures'])})")
-            elif not compressed and val.metrics["cosine_min"] < REFERENCE_MIN_COSINE:
+                                f"the stored reference ({'; '.join(get_strs(val.budget_check, 'failures'))})")
+            elif not compressed and get_float(val.metrics, "cosine_min") < REFERENCE_MIN_COSINE:
                 failures.append(f"{a.name} on {val.runner}: the stored float reference does not match the float "
                                 f"model (min cosine {val.metrics['cosine_min']:.4f}); reference or model replaced")
     infra = list(v.get("infra_failures", []))

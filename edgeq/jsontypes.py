@@ -71,6 +71,16 @@ def get_str_or_none(obj: Mapping[str, object], key: str, error: type[EdgeqError]
     return value
 
 
+def get_strs(obj: Mapping[str, object], key: str, error: type[EdgeqError] = ManifestError) -> list[str]:
+    """``obj[key]`` as a list of strings; a missing or null key is the empty list."""
+    value = obj.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _fail(error, key, "a list of strings", value)
+    return [str(v) for v in value]
+
+
 def get_int(obj: Mapping[str, object], key: str, error: type[EdgeqError] = ManifestError) -> int:
     value = obj.get(key)
     if not isinstance(value, int) or isinstance(value, bool):
@@ -79,11 +89,11 @@ def get_int(obj: Mapping[str, object], key: str, error: type[EdgeqError] = Manif
 
 
 def get_float(obj: Mapping[str, object], key: str, error: type[EdgeqError] = ManifestError) -> float:
-    """A JSON number (int or float) as float."""
+    """A JSON number (int or float; a bool is not a number here)."""
     value = obj.get(key)
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise _fail(error, key, "a number", value)
-    return float(value)
+    return value  # an int stays an int: records written back keep their bytes
 
 
 def get_float_or_none(obj: Mapping[str, object], key: str,

@@ -10,6 +10,7 @@ import numpy as np
 
 from edgeq.explain.onnx_profile import profile_onnx
 from edgeq.explain.pte_profile import profile_pte
+from edgeq.jsontypes import get_object_or_none
 from edgeq.manifest import Artifact
 from edgeq.progress import Progress
 
@@ -79,8 +80,9 @@ def _profile_one(path: Path, a: Artifact, inputs: dict[str, np.ndarray]) -> tupl
 def _delegation_warnings(a: Artifact, prof: dict[str, Any]) -> list[dict[str, Any]]:
     """Operators the XNNPACK partitioner left to ExecuTorch's portable kernels (the delegation report), with the
     share of the run their kernels took in the profile."""
-    deleg = a.details.get("delegation") or {}
-    counts: dict[str, int] = deleg.get("non_delegated_counts") or {}
+    deleg = get_object_or_none(a.details, "delegation") or {}
+    counts = {op: n for op, n in (get_object_or_none(deleg, "non_delegated_counts") or {}).items()
+              if isinstance(n, int)}
     if not counts:
         return []
     portable = sum(o["ms"] for o in prof["ops"] if o["where"] == "portable")

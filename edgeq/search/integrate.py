@@ -18,10 +18,20 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from edgeq.config import Budget, PipelineConfig, QuantOptions
+from edgeq.config import (
+    CALIBRATION_METHODS,
+    INT_TYPES,
+    Budget,
+    CalibrationMethod,
+    IntType,
+    PipelineConfig,
+    QuantOptions,
+)
 from edgeq.data import Dataset
+from edgeq.errors import ManifestError
+from edgeq.jsontypes import get_object_or_none, get_str_or_none, get_strs
 from edgeq.manifest import Artifact
 from edgeq.progress import Progress
 from edgeq.select.summary import Selection
@@ -62,12 +72,20 @@ def should_search(config: PipelineConfig, budget: Budget, artifacts: list[Artifa
 def base_options(art: Artifact) -> QuantOptions:
     """The settings the first model was actually built with (after the target's configure passes)."""
     q = art.quantization or {}
-    return QuantOptions(mode="static", calibration=q.get("calibration"), per_channel=bool(q.get("per_channel")),
-                        activation_type=q.get("activation_type"), weight_type=q.get("weight_type"),
+    calibration = get_str_or_none(q, "calibration")
+    activation_type, weight_type = get_str_or_none(q, "activation_type"), get_str_or_none(q, "weight_type")
+    for value, allowed in ((calibration, CALIBRATION_METHODS), (activation_type, INT_TYPES), (weight_type, INT_TYPES)):
+        if value is not None and value not in allowed:
+            raise ManifestError(f"the recorded quantization setting {value!r} is not one of {', '.join(allowed)}")
+    samples = q.get("calibration_samples")
+    # The casts name the Literal types the membership checks above established.
+    return QuantOptions(mode="static", calibration=cast(CalibrationMethod | None, calibration),
+                        per_channel=bool(q.get("per_channel")),
+                        activation_type=cast(IntType | None, activation_type), weight_type=cast(IntType | None, weight_type),
                         reduce_range=bool(q.get("reduce_range")),
-                        nodes_to_exclude=tuple(q.get("nodes_excluded") or ()),
-                        op_types_to_exclude=tuple(q.get("op_types_excluded") or ()),
-                        max_calibration_samples=max(1, int(q.get("calibration_samples") or 256)))
+                        nodes_to_exclude=tuple(get_strs(q, "nodes_excluded")),
+                        op_types_to_exclude=tuple(get_strs(q, "op_types_excluded")),
+                        max_calibration_samples=max(1, samples if isinstance(samples, int) and samples else 256))
 
 
 def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scratch: Path,
@@ -107,7 +125,7 @@ def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scr
                          float_model=float_model if float_model.is_file() else None, linear_ranking=linear_ranking,
                          first_dynamic=first_dynamic,
                          seed=None if first_dynamic else (workdir / art.path,
-                                                          (art.quantization or {}).get("bias_correction")))
+                                                          get_object_or_none(art.quantization or {}, "bias_correction")))
     # Only a trial inside the budget replaces the first model: a candidate the search rejected never ships as
     # "the INT8 model". When nothing met the budget the first model stays with its failing verdict (exit 1) and
     # the closest trials are reported with their distance on each metric (same rule as the .pte search).

@@ -26,6 +26,7 @@ from edgeq.config import Budget
 from edgeq.errors import ArtifactError
 from edgeq.executorch.bundle import ATOL_RANGE_FLOOR, read_bundle, verify_outputs
 from edgeq.executorch.runtime import executorch_version, run_pte
+from edgeq.jsontypes import get_object_or_none
 from edgeq.manifest import Artifact, Validation
 from edgeq.validate.isolated import run_forked
 from edgeq.validate.metrics import check_budget, compare
@@ -50,7 +51,7 @@ def bundle_atol(art: Artifact, expected: list[list[np.ndarray]]) -> tuple[float,
     """(rtol, atol, where atol came from): the recorded tolerance, capped by the outputs' range."""
     span = max((float(np.ptp(e)) if e.size else 0.0) for es in expected for e in es)
     cap = max(ATOL_CAP_OF_SPAN * span, 1e-4)
-    rec = (art.details or {}).get("bundled") or {}
+    rec = get_object_or_none(art.details, "bundled") or {}
     atol, rtol = rec.get("atol"), rec.get("rtol", 0.0)
     if not isinstance(atol, (int, float)) or isinstance(atol, bool) or not math.isfinite(atol) or atol < 0:
         return 0.0, max(ATOL_RANGE_FLOOR * span, 1e-4), "no usable atol recorded: 1 % of the outputs' range"

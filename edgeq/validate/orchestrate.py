@@ -10,6 +10,7 @@ import numpy as np
 
 from edgeq.config import Budget
 from edgeq.data import check_labels
+from edgeq.jsontypes import get_strs
 from edgeq.manifest import Artifact, Validation
 from edgeq.progress import Progress
 from edgeq.targetspec import Target
@@ -115,9 +116,9 @@ def verdict(artifacts: list[Artifact], pass_log: list[dict[str, Any]],
         for v in art.validations:
             validated += 1
             where = v.runner + (f" ({v.cpu_model})" if v.emulated else "")
-            failures.extend(f"{art.name} on {where}: {f}" for f in v.budget_check["failures"])
+            failures.extend(f"{art.name} on {where}: {f}" for f in get_strs(v.budget_check, "failures"))
             notes.extend(ACCURACY_FALLBACK if n.startswith(ACCURACY_FALLBACK) else n.split(" (", 1)[0]
-                         for n in v.budget_check.get("notes", []))
+                         for n in get_strs(v.budget_check, "notes"))
     for p in pass_log:
         for f in p.get("failures", []):
             failures.append(f"pass {p['name']}: {f}")
