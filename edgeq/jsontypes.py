@@ -7,15 +7,17 @@ caller's typed error naming the key, so a tampered or truncated record fails wit
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TypeAlias
 
 from edgeq.errors import EdgeqError, ManifestError
 
 JSONScalar: TypeAlias = str | int | float | bool | None
-JSONValue: TypeAlias = JSONScalar | list["JSONValue"] | dict[str, "JSONValue"]
+# Nested values are the read-only (covariant) Sequence / Mapping, so a list[str] or a list of JSONObject rows fits
+# where a JSON value is expected; code that changes a nested value narrows it to list / dict first (as_object).
+JSONValue: TypeAlias = JSONScalar | Sequence["JSONValue"] | Mapping[str, "JSONValue"]
 JSONObject: TypeAlias = dict[str, JSONValue]
-JSONArray: TypeAlias = list[JSONValue]
+JSONArray: TypeAlias = Sequence[JSONValue]
 
 
 def _fail(error: type[EdgeqError], key: str, want: str, got: object) -> EdgeqError:
@@ -31,7 +33,8 @@ def as_object(value: object, key: str = "value", error: type[EdgeqError] = Manif
 
 
 def as_list(value: object, key: str = "value", error: type[EdgeqError] = ManifestError) -> JSONArray:
-    if not isinstance(value, list):
+    """``value`` as a JSON array (a list; a tuple too, as records built in memory may hold), or ``error``."""
+    if not isinstance(value, list | tuple):
         raise _fail(error, key, "a list", value)
     return value
 
@@ -76,7 +79,7 @@ def get_strs(obj: Mapping[str, object], key: str, error: type[EdgeqError] = Mani
     value = obj.get(key)
     if value is None:
         return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise _fail(error, key, "a list of strings", value)
     return [str(v) for v in value]
 

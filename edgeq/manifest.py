@@ -36,7 +36,6 @@ from edgeq.errors import ManifestError
 from edgeq.hashing import sha256_file
 from edgeq.jsontypes import (
     JSONObject,
-    JSONValue,
     get_bool,
     get_float_or_none,
     get_int,
@@ -73,7 +72,7 @@ class Validation:
 
     def to_dict(self) -> JSONObject:
         d: JSONObject = {"runner": self.runner, "machine": self.machine, "cpu_model": self.cpu_model,
-                         "features": list[JSONValue](self.features), "emulated": self.emulated,
+                         "features": self.features, "emulated": self.emulated,
                          "metrics": self.metrics, "budget_check": self.budget_check, "latency_ms": self.latency_ms,
                          "latency_kind": self.latency_kind, "runtime": self.runtime,
                          "latency_detail": self.latency_detail}

@@ -8,7 +8,7 @@ never mappable. Either is a failed verdict on targets that ask for the layout.
 from __future__ import annotations
 
 from edgeq.executorch.layout import read_layout
-from edgeq.jsontypes import JSONObject, JSONValue
+from edgeq.jsontypes import JSONObject
 from edgeq.pipeline.stage import StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
 from edgeq.stages.executorch_layout import segment_alignment
@@ -34,7 +34,7 @@ def executorch_alignment(ctx: BuildState) -> StageResult:
         row: JSONObject = {
             "artifact": a.name, "segment_base_offset": lay.segment_base_offset,
             "segments": [{"offset": o, "size": s, "offset_mod_alignment": o % align} for o, s in lay.segments],
-            "delegate_segments": list[JSONValue](lay.delegate_segments), "inline_delegates": lay.inline_delegates,
+            "delegate_segments": list(lay.delegate_segments), "inline_delegates": lay.inline_delegates,
             "alignment": align, "aligned": aligned}
         a.details["pte_layout"] = row
         rows.append(row)

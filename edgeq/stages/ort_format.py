@@ -19,7 +19,6 @@ import tempfile
 from pathlib import Path
 
 from edgeq.errors import ArtifactError
-from edgeq.jsontypes import JSONValue
 from edgeq.manifest import Artifact
 from edgeq.pipeline.stage import StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
@@ -96,7 +95,7 @@ def ort_format(ctx: BuildState) -> StageResult:
         shutil.rmtree(stage_dir, ignore_errors=True)
     ops = required_ops(ctx.workdir / CONFIG_NAME)
     cfg = Artifact(name="ort-required-operators", path=CONFIG_NAME, format="config", precision="n/a",
-                   role="auxiliary", details={"operators": list[JSONValue](ops), "for": [a.name for a in new]})
+                   role="auxiliary", details={"operators": ops, "for": [a.name for a in new]})
     cfg.refresh(ctx.workdir)
     sizes = ", ".join(f"{a.path} {a.bytes / 1024:.1f} KB" for a in new)
     return StageResult(NAME, changed=True, state=ctx.updated(artifacts=(*ctx.artifacts, *new, cfg)),
