@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from edgeq.data import Dataset, check_against_signature
-from edgeq.errors import CaptureError, SignatureMismatchError
+from edgeq.errors import CaptureError, ModelSourceError, SignatureMismatchError
 from edgeq.signature import TensorSpec
 from edgeq.source import ModelSource
 
@@ -76,6 +76,8 @@ def _export_module(source: ModelSource, signature: list[TensorSpec], calib: Data
     import torch
 
     module = source.module
+    if module is None:
+        raise ModelSourceError(f"{source.ref} is a {source.kind} source, not a torch module")
     batch = min(EXAMPLE_BATCH, len(calib))
     base = Captured(source, signature)
     _eager_probe(module, base.example_inputs(calib, 1), signature, calib.source)
