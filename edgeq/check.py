@@ -26,7 +26,7 @@ from typing import Any
 from edgeq.config import Budget, FleetOptions
 from edgeq.errors import ManifestError, TargetError, UsageError
 from edgeq.integrity import RUNNABLE, audit, sniff_format
-from edgeq.jsontypes import get_float, get_strs
+from edgeq.jsontypes import JSONObject, get_float, get_strs
 from edgeq.llm.check import LmCheck
 from edgeq.llm.target_checks import items_from_files, run_checks
 from edgeq.manifest import Artifact, Validation, read_manifest
@@ -101,7 +101,7 @@ def _recompute_artifacts(m: dict[str, Any], out: Path) -> tuple[list[Artifact], 
     return arts, findings
 
 
-def _gating_passes(m: dict[str, Any], arts: list[Artifact], out: Path, tgt: Target) -> list[dict[str, Any]]:
+def _gating_passes(m: dict[str, Any], arts: list[Artifact], out: Path, tgt: Target) -> list[JSONObject]:
     """The recorded passes, with the budget-check recomputed from the bytes and this target (its recorded
     failures could have been deleted from the manifest)."""
     from edgeq.stages.budget_check import NAME, check_artifact
@@ -223,7 +223,8 @@ def _check_lm(m: dict[str, Any], out: Path, arts: list[Artifact], findings: list
         res = check_lm(m, out, arts, max_ppl_increase, float_model, Path(tmp))
     # the target's checks again, from the bytes and the profile (the CLI's, else the packaged one the manifest names)
     tgt = _check_target(m, target)
-    target_failures = [f for p in run_checks(tgt, out, items_from_files(arts), None, 0) for f in p["failures"]]
+    target_failures = [f for p in run_checks(tgt, out, items_from_files(arts), None, 0)
+                       for f in get_strs(p, "failures")]
     by_name = {r.name: r for r in res.artifacts}
     for a in arts:
         r = by_name.get(a.name)
@@ -240,7 +241,7 @@ def _check_lm(m: dict[str, Any], out: Path, arts: list[Artifact], findings: list
     return CheckResult(out, not failures, failures, arts, Budget(), m2, [], findings + list(res.findings), [], llm=res)
 
 
-def replace_budget(m: dict[str, Any], eff: Budget) -> dict[str, Any]:
+def replace_budget(m: dict[str, Any], eff: Budget) -> JSONObject:
     return {**m, "budget_in_manifest": m["budget"], "budget": eff.to_dict()}
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from edgeq.errors import ManifestError
 from edgeq.hashing import sha256_file
+from edgeq.jsontypes import JSONObject
 from edgeq.manifest import MANIFEST_NAME
 
 SIGNATURE_NAME = "edgeq.json.sig"  # signs the manifest, so it cannot be listed in it (edgeq.signing)
@@ -34,7 +35,7 @@ def described_paths(m: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
-def seal(m: dict[str, Any], outdir: Path) -> dict[str, Any]:
+def seal(m: dict[str, Any], outdir: Path) -> JSONObject:
     """Record every regular file under ``outdir`` not listed yet (reports, …) in ``m['files']``; returns ``m``."""
     listed = {p for p, _ in described_paths({**m, FILES_KEY: []})}
     extra = []

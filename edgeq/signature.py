@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from edgeq.jsontypes import JSONObject
+
 Dim = int | str  # a concrete size, or a symbolic name such as "batch"
 
 
@@ -15,7 +17,7 @@ class TensorSpec:
     shape: tuple[Dim, ...]
     layout: str | None = None  # e.g. "NCHW" when known
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         d = asdict(self)
         d["shape"] = list(self.shape)
         return d

@@ -20,6 +20,7 @@ from edgeq.errors import DataError, UsageError
 from edgeq.executorch.bundle import DEFAULT_CASES, derive_tolerances, write_bundle
 from edgeq.executorch.lower import lower_to_executorch
 from edgeq.executorch.quantize import convert_qat, quantize_pt2e, sample_args
+from edgeq.jsontypes import JSONObject
 from edgeq.manifest import Artifact
 from edgeq.pipeline.state import BuildState
 from edgeq.progress import Progress
@@ -154,7 +155,7 @@ def static_export(captured: Any, calib: Any) -> Any:
         raise capture_error(e) from e
 
 
-def bundle_program(ctx: BuildState, static: Any, program: Any, pte: Path) -> dict[str, Any]:
+def bundle_program(ctx: BuildState, static: Any, program: Any, pte: Path) -> JSONObject:
     """Golden I/O from the float model on the first evaluation samples, with tolerances from the INT8 program."""
     import torch
     from torch.utils._pytree import tree_flatten

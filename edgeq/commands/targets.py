@@ -7,6 +7,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from edgeq.jsontypes import JSONObject
+
 # ARM feature flags that change which int8/fp16 kernels run; shown in the list so targets are comparable at a glance.
 KEY_FEATURES = (("asimddp", "dotprod"), ("i8mm", "i8mm"), ("asimdhp", "fp16"), ("sve2", "sve2"),
                 ("avx512_vnni", "vnni"), ("avx_vnni", "vnni"))
@@ -31,10 +33,10 @@ def key_features(t: Any) -> str:
     return ",".join(seen) or "-"
 
 
-def list_rows() -> list[dict[str, Any]]:
+def list_rows() -> list[JSONObject]:
     from edgeq.targets import list_targets, load_target
 
-    rows = []
+    rows: list[JSONObject] = []
     for name in list_targets():
         t = load_target(name)
         rows.append({"name": t.name, "abi": t.abi, "cpu": f"{t.cpu.name} ({t.cpu.isa})", "os": t.os, "isa": t.cpu.isa, "features": key_features(t),

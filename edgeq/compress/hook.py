@@ -17,6 +17,7 @@ import numpy as np
 from edgeq.compress.spec import CompressOptions
 from edgeq.data import Dataset
 from edgeq.errors import UsageError
+from edgeq.jsontypes import JSONObject
 from edgeq.progress import Progress
 from edgeq.source import ModelSource, state_hash
 from edgeq.targetspec import Target
@@ -43,7 +44,7 @@ def compress_source(source: ModelSource, options: CompressOptions, calib: Datase
     return dataclasses.replace(source, module=module.eval(), qat=handoff.get("qat")), record
 
 
-def _float_effect(original: Any, compressed: Any, ev: Dataset, names: list[str]) -> dict[str, Any]:
+def _float_effect(original: Any, compressed: Any, ev: Dataset, names: list[str]) -> JSONObject:
     """Before quantization: how far the compressed float model is from the original on the evaluation data."""
     import torch
 
@@ -69,7 +70,7 @@ def gzip_bytes(path: Path) -> int:
     return len(gzip.compress(path.read_bytes(), compresslevel=6, mtime=0))
 
 
-def effect_summary(outdir: Path, artifacts: list[Any]) -> list[dict[str, Any]]:
+def effect_summary(outdir: Path, artifacts: list[Any]) -> list[JSONObject]:
     """Per validated artifact: bytes, gzip bytes, latency per runner and accuracy metrics, as measured."""
     rows = []
     for a in artifacts:

@@ -11,9 +11,10 @@ from typing import Any
 
 from edgeq.compress.registry import CompressContext, register, weight_layers
 from edgeq.compress.spec import SparseConfig
+from edgeq.jsontypes import JSONObject
 
 
-def masks_for(model: Any, ratio: float) -> dict[str, Any]:
+def masks_for(model: Any, ratio: float) -> JSONObject:
     masks = {}
     for name, mod in weight_layers(model):
         w = mod.weight.detach()

@@ -20,6 +20,7 @@ import numpy as np
 from edgeq.compress.spec import TrainOptions
 from edgeq.data import Dataset, load_dataset
 from edgeq.errors import DataError, ModelSourceError, UsageError
+from edgeq.jsontypes import JSONObject
 from edgeq.progress import Progress
 
 
@@ -149,7 +150,7 @@ class Trainer:
             return first_tensor(self.teacher(*inputs))
 
     def fine_tune(self, model: Any, steps: int, desc: str, *, train_mode: Callable[[Any, bool], None] | None = None,
-                  after_step: Callable[[Any], None] | None = None) -> dict[str, Any]:
+                  after_step: Callable[[Any], None] | None = None) -> JSONObject:
         """Run ``steps`` optimizer steps on ``model`` (in place). Returns the first and last loss."""
         import torch
 

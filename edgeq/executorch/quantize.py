@@ -39,6 +39,7 @@ from edgeq.executorch.graph_filters import (
     mask_derived_nodes,
     resolve_exclusions,
 )
+from edgeq.jsontypes import JSONObject
 from edgeq.targetspec import Target
 
 TOOL = "torchao.quantization.pt2e (prepare_pt2e/convert_pt2e) + executorch XNNPACKQuantizer"
@@ -244,7 +245,7 @@ def sample_args(data: Dataset, signature: list[Any], i: int) -> tuple[Any, ...]:
                  for s in signature)
 
 
-def _observers(gm: Any) -> dict[str, Any]:
+def _observers(gm: Any) -> JSONObject:
     """observer module name -> the graph node it observes."""
     from torchao.quantization.pt2e.observer import _is_activation_post_process
 

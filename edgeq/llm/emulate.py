@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 
 from edgeq.errors import EmulatorError
+from edgeq.jsontypes import JSONObject
 
 DECODE_TOKENS = 8  # few: every emulated step is slow and the figure is not device speed anyway
 
 
 def emulated_speed(artifact: Path, fmt: str, target_name: str, prompt: np.ndarray, workdir: Path,
-                   decode_tokens: int = DECODE_TOKENS) -> dict[str, Any]:
+                   decode_tokens: int = DECODE_TOKENS) -> JSONObject:
     """{runner, cpu_model, metrics{decode_tokens_per_s, decode_ms_per_token, ...}, runtime, emulated: True}."""
     from edgeq.targets import load_target
     from edgeq.validate.runners.emulator import EmulatorRunner

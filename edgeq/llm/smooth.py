@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgeq.errors import QuantizationError
+from edgeq.jsontypes import JSONObject
 from edgeq.outliers.smoothquant import SmoothQuantConfig, choose_scale
 from edgeq.outliers.stats import linear_input_stats
 
@@ -66,7 +67,7 @@ def _apply(st: Any, linears: list[Any], producer: Any, kind: str, cfg: SmoothQua
             producer.bias.div_(s)
 
 
-def smooth_decoder(model: Any, windows: np.ndarray, cfg: SmoothQuantConfig = PER_TOKEN) -> list[dict[str, Any]]:
+def smooth_decoder(model: Any, windows: np.ndarray, cfg: SmoothQuantConfig = PER_TOKEN) -> list[JSONObject]:
     """Migrate per-token activation outliers of MODEL (a HF causal LM, float) into its weights, in place, from
     the calibration token WINDOWS [n, T]. Returns one log entry per Linear input considered. Float logits stay
     the same (checked on one window: a relative change above 1e-4 raises QuantizationError)."""

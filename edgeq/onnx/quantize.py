@@ -15,6 +15,7 @@ import numpy as np
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
 from edgeq.errors import QuantizationError, UsageError
+from edgeq.jsontypes import JSONObject
 
 _CALIB = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy", "distribution": "Distribution"}
 _QTYPE = {"int8": "QInt8", "uint8": "QUInt8", "int16": "QInt16", "uint16": "QUInt16", "int4": "QInt4"}
@@ -137,7 +138,7 @@ def quantize_onnx_static(src: Path, dst: Path, calib: Dataset, opts: QuantOption
 
 
 def quantize_onnx_hybrid(src: Path, dst: Path, calib: Dataset, opts: QuantOptions,
-                         on_sample: Callable[[], None] | None = None) -> dict[str, Any]:
+                         on_sample: Callable[[], None] | None = None) -> JSONObject:
     """The hybrid (:mod:`edgeq.onnx.hybrid`): static QDQ with the linear layers excluded, then ONNX Runtime's
     dynamic INT8 on exactly those layers."""
     import onnx

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeq.config import QuantOptions
+from edgeq.jsontypes import JSONObject
 
 if TYPE_CHECKING:  # type-only: capture/data/targets import torch and onnx helpers lazily
     from edgeq.capture import Captured
@@ -27,7 +28,7 @@ class EtBackendConfig:
     extract_delegate_segments: bool = False
     segment_alignment: int | None = None
 
-    def kwargs(self) -> dict[str, Any]:
+    def kwargs(self) -> JSONObject:
         out: dict[str, Any] = {}
         if self.extract_delegate_segments:
             out["extract_delegate_segments"] = True

@@ -38,6 +38,7 @@ from edgeq.errors import EdgeqError
 from edgeq.executorch.lower import lower_to_executorch
 from edgeq.executorch.quantize import quantize_pt2e
 from edgeq.executorch.runtime import run_pte
+from edgeq.jsontypes import JSONObject
 from edgeq.progress import Progress
 from edgeq.search.pte_moves import MoveFacts, propose_all
 from edgeq.search.sensitivity import NodeSensitivity
@@ -70,7 +71,7 @@ class PteTrial:
         return Scored(self.index, self.bytes if self.error is None else None, self.passed, self.shortfall,
                       errored=self.error is not None)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"index": self.index, "label": self.label, "mode": self.quant.mode,
                 "dynamic_linears": self.quant.dynamic_linears,
                 "nodes_excluded": list(self.quant.nodes_to_exclude), "metrics": self.metrics,

@@ -25,6 +25,7 @@ from typing import Any
 
 from edgeq.config import DEFAULT_FLEET_FILE
 from edgeq.errors import FleetError, UsageError
+from edgeq.jsontypes import JSONObject
 from edgeq.targets import list_targets
 from edgeq.validate.runners.ssh import SshSpec, parse_spec
 
@@ -46,7 +47,7 @@ class Board:
     target: str | None = None
     groups: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"name": self.name, "runner": self.runner, "target": self.target, "groups": list(self.groups)}
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from edgeq.config import Budget, FleetOptions
 from edgeq.errors import DeviceUnreachableError, FleetError, RunnerError
+from edgeq.jsontypes import JSONObject
 from edgeq.manifest import Artifact, Validation
 from edgeq.progress import Progress
 from edgeq.targetspec import Target
@@ -166,7 +167,7 @@ class FleetRun:
             for name, v in o.validations:
                 by_name[name].validations.append(v)
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> JSONObject:
         """The manifest's ``fleet`` section: the options and one entry per board, with its status."""
         boards = []
         for o in self.outcomes.values():

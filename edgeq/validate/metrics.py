@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgeq.config import Budget
+from edgeq.jsontypes import JSONObject
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Metrics:
             return 100.0 * (self.reference_accuracy - self.accuracy)
         return None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         d = asdict(self)
         d["accuracy_drop_pts"] = self.accuracy_drop_pts
         return {k: _json_float(v) for k, v in d.items()}
@@ -154,7 +155,7 @@ class BudgetCheck:
     failures: tuple[str, ...]
     notes: tuple[str, ...] = ()  # limits that could not be checked (e.g. accuracy without labels)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"passed": self.passed, "failures": list(self.failures), "notes": list(self.notes)}
 
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgeq.errors import RunnerError, UsageError
+from edgeq.jsontypes import JSONObject
 from edgeq.targetspec import Target
 
 RESULT_PREFIX = "EDGEQ_RESULT "  # the last line every device-side program prints: "EDGEQ_RESULT {json}"
@@ -35,7 +36,7 @@ class Runner(Protocol):
 
     def supports(self, fmt: str) -> bool: ...
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JSONObject:
         """Where it runs: runner, machine, cpu model, features — recorded in the manifest."""
         ...
 

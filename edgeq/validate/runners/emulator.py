@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
 
 from edgeq.errors import ArtifactError, EmulatorError
+from edgeq.jsontypes import JSONObject
 from edgeq.targetspec import Target
 from edgeq.validate.runners.base import RunResult, parse_result, register_runner
 from edgeq.validate.tensor_files import read_output_npz, read_output_tensors, write_input_tensors
@@ -38,7 +38,7 @@ class EmulatorRunner:
             return pte_runner_available()
         return False
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JSONObject:
         return {"runner": "emulator", "machine": "aarch64", "cpu_model": self.cpu_model,
                 "features": list(self.target.cpu.features), "emulated": True}
 

@@ -10,11 +10,11 @@ import os
 import platform
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from edgeq.errors import ArtifactError, RunnerError
+from edgeq.jsontypes import JSONObject
 from edgeq.targetspec import Target
 from edgeq.validate.isolated import run_isolated
 from edgeq.validate.runners.base import RunResult, register_runner
@@ -31,7 +31,7 @@ class HostRunner:
     def supports(self, fmt: str) -> bool:
         return fmt in _HOST_PROGRAMS and (fmt != "pte" or _executorch_available())
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JSONObject:
         return {"runner": "host", "machine": platform.machine(), "cpu_model": host_cpu_name(),
                 "features": [], "emulated": False}
 

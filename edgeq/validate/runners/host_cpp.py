@@ -10,9 +10,9 @@ from __future__ import annotations
 import platform
 import subprocess
 from pathlib import Path
-from typing import Any
 
 from edgeq.errors import ArtifactError, RunnerError
+from edgeq.jsontypes import JSONObject
 from edgeq.targetspec import Target
 from edgeq.validate.runners.base import RunResult, parse_result, register_runner
 from edgeq.validate.tensor_files import read_output_tensors, write_input_tensors
@@ -48,7 +48,7 @@ class HostCppRunner:
     def supports(self, fmt: str) -> bool:
         return fmt == "pte"
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JSONObject:
         from edgeq.validate.runners.host import host_cpu_name
 
         return {"runner": "host-cpp", "machine": platform.machine(), "cpu_model": host_cpu_name(),
