@@ -60,7 +60,7 @@ class CheckResult:
     infra_failures: list[str] = field(default_factory=list)  # fewer boards answered than --min-boards
 
 
-def packaged_target(name: Any) -> Target:
+def packaged_target(name: object) -> Target:
     """A target profile shipped with edgeq, by name; a name from a manifest never reaches the file system."""
     if not isinstance(name, str) or not _TARGET_NAME.match(name) or name not in list_targets():
         raise TargetError(f"the manifest names target {name!r}, which is not a packaged profile",
@@ -245,7 +245,7 @@ def replace_budget(m: dict[str, Any], eff: Budget) -> JSONObject:
     return {**m, "budget_in_manifest": m["budget"], "budget": eff.to_dict()}
 
 
-def target_for(m: dict[str, Any]) -> Any:
+def target_for(m: dict[str, Any]) -> Target:
     """The target for ``validate``: a packaged profile by the manifest's name (never a path from the manifest)."""
     try:
         return packaged_target((m.get("target") or {}).get("name"))

@@ -65,7 +65,7 @@ def _walk(outdir: Path) -> list[str]:
     return out
 
 
-def confined(outdir: Path, rel: Any, what: str) -> Path:
+def confined(outdir: Path, rel: object, what: str) -> Path:
     """``outdir / rel`` after checking that ``rel`` is a plain relative path to a regular file, no symlink on
     the way."""
     if not isinstance(rel, str) or not _REL.match(rel) or any(part in ("", ".", "..") for part in rel.split("/")):
