@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,7 +40,11 @@ from edgeq.executorch.graph_filters import (
     resolve_exclusions,
 )
 from edgeq.jsontypes import JSONObject
+from edgeq.signature import TensorSpec
 from edgeq.targetspec import Target
+
+if TYPE_CHECKING:
+    import torch
 
 TOOL = "torchao.quantization.pt2e (prepare_pt2e/convert_pt2e) + executorch XNNPACKQuantizer"
 
@@ -129,7 +133,7 @@ def make_quantizer(settings: PteQuantSettings) -> Any:
     return quantizer
 
 
-def quantize_pt2e(exported: Any, calib: Dataset, signature: list[Any], opts: QuantOptions, target: Target,
+def quantize_pt2e(exported: torch.export.ExportedProgram, calib: Dataset, signature: list[TensorSpec], opts: QuantOptions, target: Target,
                   on_sample: Callable[[], None] | None = None) -> tuple[Any, dict[str, Any]]:
     """Quantize a static-batch ExportedProgram. Returns (quantized ExportedProgram, manifest details)."""
     import torch
@@ -197,7 +201,7 @@ def quantize_pt2e(exported: Any, calib: Dataset, signature: list[Any], opts: Qua
     return qep, info
 
 
-def convert_qat(qat: Any, calib: Dataset, signature: list[Any]) -> tuple[Any, dict[str, Any]]:
+def convert_qat(qat: Any, calib: Dataset, signature: list[TensorSpec]) -> tuple[Any, dict[str, Any]]:
     """``convert_pt2e`` on the QAT-trained graph (``edgeq.compress.qat.QatGraph``): the shipped scales are the
     ones QAT learnt, not a re-calibration. Re-exported with a static batch of 1 for ExecuTorch."""
     import copy
@@ -237,7 +241,7 @@ def _fake_quants(gm: Any) -> list[str]:
     return [n for n, m in gm.named_modules() if hasattr(m, "fake_quant_enabled")]
 
 
-def sample_args(data: Dataset, signature: list[Any], i: int) -> tuple[Any, ...]:
+def sample_args(data: Dataset, signature: list[TensorSpec], i: int) -> tuple[Any, ...]:
     """One sample as contiguous torch clones (numpy views can carry zero strides ExecuTorch rejects)."""
     import torch
 

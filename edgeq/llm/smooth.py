@@ -24,7 +24,7 @@ import numpy as np
 from edgeq.errors import QuantizationError
 from edgeq.jsontypes import JSONObject
 from edgeq.outliers.smoothquant import SmoothQuantConfig, choose_scale
-from edgeq.outliers.stats import linear_input_stats
+from edgeq.outliers.stats import InputStats, linear_input_stats
 
 # RMSNorms whose forward is ``weight * normalized(x)`` (Gemma's ``(1 + weight)`` is not one of them)
 _PLAIN_RMSNORMS = ("LlamaRMSNorm", "Qwen2RMSNorm", "Qwen3RMSNorm", "MistralRMSNorm", "Phi3RMSNorm",
@@ -45,8 +45,8 @@ def _logits(model: Any, window: np.ndarray) -> Any:
         return model(torch.from_numpy(np.ascontiguousarray(window[None]))).logits.float()
 
 
-def _apply(st: Any, linears: list[Any], producer: Any, kind: str, cfg: SmoothQuantConfig,
-           log: list[dict[str, Any]]) -> None:
+def _apply(st: InputStats, linears: list[Any], producer: Any, kind: str, cfg: SmoothQuantConfig,
+           log: list[JSONObject]) -> None:
     """Choose the scale for the input ST of LINEARS and fold it: their input columns * s, PRODUCER / s (a norm's
     weight, or the up-projection's output rows)."""
     weights = [m.weight.detach().float() for m in linears]
@@ -75,7 +75,7 @@ def smooth_decoder(model: Any, windows: np.ndarray, cfg: SmoothQuantConfig = PER
 
     before = _logits(model, windows[0])
     stats = linear_input_stats(model, {"input_ids": windows}, cfg.calibration_samples)
-    log: list[dict[str, Any]] = []
+    log: list[JSONObject] = []
     with torch.no_grad():
         for st in stats:
             head = model.get_output_embeddings()

@@ -95,7 +95,7 @@ def _select_pte(ctx: SelectContext, state: BuildState, built: list[Artifact]) ->
 
 
 def _search_pte(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> JSONObject:
-    if state.eval is None:
+    if state.eval is None or state.captured is None:  # a .pte is built from a captured torch program only
         return {}
     # state.captured: what the INT8 models were built from (the outlier-prepared copy, if any)
     return run_pte_search(ctx.config, ctx.budget, state.workdir, built, state.captured, ctx.calib, state.eval,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from edgeq.config import (
     CALIBRATION_METHODS,
@@ -37,6 +37,9 @@ from edgeq.progress import Progress
 from edgeq.select.summary import Selection
 from edgeq.targetspec import Target
 from edgeq.validate.metrics import distance_line
+
+if TYPE_CHECKING:
+    from edgeq.capture import Captured
 
 ONNX_STATIC = "onnx-int8-static"
 
@@ -193,7 +196,7 @@ def _print_closest(progress: Progress, rows: list[tuple[int, str, list[str], str
                        + (f" (distance to the budget: {distance_line(distance)})" if distance else ""))
 
 
-def pte_sensitivity_keys(config: PipelineConfig, budget: Budget, artifacts: list[Artifact], captured: Any,
+def pte_sensitivity_keys(config: PipelineConfig, budget: Budget, artifacts: list[Artifact], captured: Captured,
                          calib: Dataset, target: Target, progress: Progress, skip_ranking: bool = False) -> dict[str, Any]:
     """``sensitivity_pte``: the PT2E node-by-node ranking, when a ``.pte`` INT8 artifact would be searched.
 
@@ -216,7 +219,7 @@ def pte_sensitivity_keys(config: PipelineConfig, budget: Budget, artifacts: list
 
     progress.stage("ranking .pte (PT2E) nodes by added quantization error")
     try:
-        ranking = pte_sensitivity(captured.exported, calib, captured.signature, config.quant, target,
+        ranking = pte_sensitivity(captured.program(), calib, captured.signature, config.quant, target,
                                   max_samples=config.search.sensitivity_samples)
     except Exception as e:  # noqa: BLE001  the ranking is a diagnostic; it must never sink the export
         progress.stage(f"  .pte sensitivity unavailable: {type(e).__name__}: {str(e)[:200]}")
@@ -224,7 +227,7 @@ def pte_sensitivity_keys(config: PipelineConfig, budget: Budget, artifacts: list
     return {"sensitivity_pte": sensitivity_table(ranking)}
 
 
-def run_pte_search(config: PipelineConfig, budget: Budget, workdir: Path, artifacts: list[Artifact], captured: Any,
+def run_pte_search(config: PipelineConfig, budget: Budget, workdir: Path, artifacts: list[Artifact], captured: Captured,
                    calib: Dataset, ev: Dataset, inputs_rel: str, reference_rel: str, runners: tuple[str, ...],
                    target: Target, progress: Progress, linear_ranking: list[str] | None = None,
                    first_dynamic: bool = False, backend_config: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -30,7 +30,9 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from edgeq.config import Budget, QuantOptions
 from edgeq.data import Dataset
@@ -45,8 +47,12 @@ from edgeq.search.sensitivity import NodeSensitivity
 from edgeq.select.ladder import TrialBudget, run_ladder
 from edgeq.select.rule import Scored, shortfall, size_shortfall
 from edgeq.select.rule import closest as select_closest
+from edgeq.signature import TensorSpec
 from edgeq.targetspec import Target
 from edgeq.validate.metrics import budget_distance, check_budget, compare
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -97,8 +103,8 @@ def plan_moves(base: QuantOptions, ranking: list[NodeSensitivity], max_trials: i
     return propose_all(facts)[:max_trials]
 
 
-def search_pte(static: Any, calib: Dataset, signature: list[Any], eval_inputs: list[Any],
-               reference: dict[str, Any], labels: Any, base: QuantOptions, budget: Budget, target: Target,
+def search_pte(static: torch.export.ExportedProgram, calib: Dataset, signature: list[TensorSpec], eval_inputs: list[np.ndarray],
+               reference: dict[str, np.ndarray], labels: np.ndarray | None, base: QuantOptions, budget: Budget, target: Target,
                ranking: list[NodeSensitivity], scratch: Path, progress: Progress,
                max_trials: int = 6, linear_ranking: list[str] | None = None, float_bytes: int | None = None,
                max_size_ratio: float | None = None, first_dynamic: bool = False,
@@ -129,12 +135,12 @@ def search_pte(static: Any, calib: Dataset, signature: list[Any], eval_inputs: l
 
 @dataclass(frozen=True)
 class _TrialContext:
-    static: Any  # torch.export.ExportedProgram (third-party)
+    static: torch.export.ExportedProgram
     calib: Dataset
-    signature: list[Any]
-    eval_inputs: list[Any]
-    reference: dict[str, Any]
-    labels: Any
+    signature: list[TensorSpec]
+    eval_inputs: list[np.ndarray]
+    reference: dict[str, np.ndarray]
+    labels: np.ndarray | None
     budget: Budget
     target: Target
     scratch: Path
