@@ -87,7 +87,7 @@ def _kind_of(fleet: Fleet, name: str) -> str:
                      f"use {SELECTOR_HELP}")
 
 
-def ssh_spec_of(text: Any, where: str) -> SshSpec:
+def ssh_spec_of(text: object, where: str) -> SshSpec:
     """``user@host[:port][/workdir]`` with or without ``ssh://``; a FleetError naming the board otherwise."""
     if not isinstance(text, str) or not text:
         raise FleetError(f"{where}: 'ssh' must be a string like \"ci@10.0.0.5\"", "user@host[:port][/workdir]")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgeq.config import Budget
-from edgeq.jsontypes import JSONObject
+from edgeq.jsontypes import JSONObject, JSONValue
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class Metrics:
         return Metrics(**kwargs)
 
 
-def _json_float(v: Any) -> Any:
+def _json_float(v: JSONValue) -> JSONValue:
     if isinstance(v, float) and math.isinf(v):
         return "inf"
     return v

@@ -43,7 +43,7 @@ class Runner(Protocol):
     def run(self, artifact: Path, fmt: str, inputs: Path, workdir: Path) -> RunResult: ...
 
 
-RunnerFactory = Callable[[str, Any], Runner]  # (spec, target) -> Runner
+RunnerFactory = Callable[[str, Target], Runner]  # (spec, target) -> Runner
 _REGISTRY: dict[str, RunnerFactory] = {}
 
 
