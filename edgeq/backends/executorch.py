@@ -8,7 +8,7 @@ report in ``details["delegation"]``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from edgeq.jsontypes import JSONObject
 from edgeq.manifest import Artifact
 from edgeq.pipeline.state import BuildState
 from edgeq.progress import Progress
+
+if TYPE_CHECKING:
+    import torch
 
 FP32_NAME = "model.fp32.pte"
 INT8_NAME = "model.int8.pte"
@@ -141,13 +144,13 @@ def _check_inputs(state: BuildState) -> None:
                             f"use one of {', '.join(SUPPORTED_INPUT_DTYPES)} (e.g. cast token ids to int64)")
 
 
-def static_export(captured: Any, calib: Any) -> Any:
+def static_export(captured: Captured, calib: Dataset) -> torch.export.ExportedProgram:
     """An ExportedProgram with batch 1: ExecuTorch memory planning and XNNPACK want static shapes."""
     import torch
 
     if not captured.dynamic_batch:
-        return captured.exported
-    module = captured.source.module if captured.source.module is not None else captured.exported.module()
+        return captured.program()
+    module = captured.source.module if captured.source.module is not None else captured.program().module()
     args = sample_args(calib, captured.signature, 0)
     try:
         return torch.export.export(module, args, strict=False)
