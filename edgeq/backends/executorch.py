@@ -87,7 +87,7 @@ class ExecutorchBackend(FormatBackend):
         label = f"calibrating on {n} samples" if scheme.mode == "static" else "dynamic INT8 (no calibration)"
         progress.stage(f"ExecuTorch: PT2E INT8 with the XNNPACK quantizer, {label}")
         with progress.bar(n if scheme.mode == "static" else 0, "calibration") as bar:
-            qep, qinfo = quantize_pt2e(state.program, calib, _captured(state).signature, scheme, state.target,
+            qep, qinfo = quantize_pt2e(_program(state), calib, _captured(state).signature, scheme, state.target,
                                        on_sample=lambda: bar.update(1))
         qinfo = {**qinfo, "outlier_prepared": state.float_captured is not None}  # built from edgeq.prepare's copy
         return state.updated(program=qep, quant=scheme, quantization=qinfo)
@@ -125,6 +125,12 @@ def _captured(state: BuildState) -> Captured:
     if state.captured is None:
         raise UsageError("nothing captured to export", "capture the model first (edgeq.capture.capture)")
     return state.captured
+
+
+def _program(state: BuildState) -> torch.export.ExportedProgram:
+    if state.program is None:
+        raise UsageError("no exported program to quantize", "run the .pte backend's export step first")
+    return state.program
 
 
 def _calib(state: BuildState) -> Dataset:
