@@ -12,10 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
+
 from edgeq.backends.base import get_backend
 from edgeq.capture import capture
+from edgeq.compress.hook import compress_source, effect_summary
+from edgeq.compress.spec import CompressOptions
 from edgeq.config import Budget, PipelineConfig, QuantOptions, config_to_dict
 from edgeq.data import Dataset, check_against_signature, load_dataset
+from edgeq.emulator.sysroot import is_ready
 from edgeq.errors import TargetError, UsageError
 from edgeq.explain.run import ExplainInputs, explain_export
 from edgeq.hashing import sha256_file
@@ -35,8 +40,11 @@ from edgeq.outdir import (
 from edgeq.pipeline.pipeline import Pipeline, build_format
 from edgeq.pipeline.selection import SelectContext, select
 from edgeq.pipeline.state import BuildState
+from edgeq.prepare import prepare_source, should_prepare
 from edgeq.progress import Progress
 from edgeq.reference import output_names_for, reference_outputs
+from edgeq.report import write_reports
+from edgeq.search.search import check_budget_consistency
 from edgeq.signature import TensorSpec
 from edgeq.source import load_source
 from edgeq.targets import load_target, with_runner_timeout
@@ -44,6 +52,7 @@ from edgeq.targetspec import Target
 from edgeq.validate.fleet import is_board_spec
 from edgeq.validate.fleet_run import split_runners
 from edgeq.validate.orchestrate import validate_artifacts, verdict
+from edgeq.validate.runners import get_runner
 
 
 @dataclass
@@ -81,8 +90,6 @@ AUTO_RUNNER = "auto"  # host, plus the emulator for ARM targets once `edgeq emul
 
 def resolve_runners(config: PipelineConfig, target: Target, progress: Progress | None = None) -> tuple[str, ...]:
     """Expand ``auto`` and de-duplicate; explicitly requested runners must be usable (checked before slow work)."""
-    from edgeq.validate.runners import get_runner
-
     specs: list[str] = []
     for spec in config.validate_on:
         if spec != AUTO_RUNNER:
@@ -92,8 +99,6 @@ def resolve_runners(config: PipelineConfig, target: Target, progress: Progress |
             continue
         specs.append("host")
         if target.is_arm and target.default_runner == "emulator" and target.cpu.qemu_model:
-            from edgeq.emulator.sysroot import is_ready
-
             if is_ready():
                 specs.append("emulator")
             elif progress is not None:
@@ -121,8 +126,6 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
     pipeline = Pipeline.for_target(target)
     budget = config.budget.merged_over(target.validation)
     if config.search.mode != "off":
-        from edgeq.search.search import check_budget_consistency
-
         check_budget_consistency(budget, config.search)  # contradictory budgets fail before any slow work
     local_specs, boards = split_runners(config.validate_on, target, config.fleet)  # boards run in parallel
     runners = resolve_runners(dataclasses.replace(config, validate_on=local_specs), target, progress)
@@ -135,13 +138,10 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         calib_all, ev = calib_all.split(config.eval_fraction, config.seed)
     float_source, compression = source, dict[str, Any]()
     if config.compress.enabled:
-        from edgeq.compress.hook import compress_source
-
         source, compression = compress_source(source, config.compress, calib_all, ev, target, progress,
                                               per_channel=config.quant.per_channel)
     outliers: dict[str, Any] = {}
     prepared_source = None
-    from edgeq.prepare import prepare_source, should_prepare
 
     # not on a QAT model: it ships its trained ranges, which a re-scaled copy would no longer match
     if should_prepare(config, source) and source.qat is None:
@@ -169,8 +169,6 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         progress.stage("computing float reference outputs")
         # The uncompressed model is the reference, so the verdict covers compression + quantization together.
         ref, ref_kind = reference_outputs(dataclasses.replace(captured, source=float_source), ev, output_names)
-        import numpy as np
-
         np.savez(tmp / REFERENCE_REL, **cast("dict[str, Any]", ref))  # numpy types **kwds as if allow_pickle were among them
 
         pass_log: list[dict[str, Any]] = []
@@ -240,12 +238,8 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         if outliers:  # what the outlier-aware preparation applied (both formats' INT8 models are built from it)
             m["outliers"] = outliers
         if compression:
-            from edgeq.compress.hook import effect_summary
-
             m["compression"] = {**compression, "artifacts": effect_summary(tmp, artifacts)}
         write_manifest(m, tmp)
-        from edgeq.report import write_reports
-
         write_reports(m, tmp)
         write_manifest(seal(m, tmp), tmp)  # hash the reports and any other file, so check can trust them
         commit_output(tmp, config.output)
@@ -317,7 +311,6 @@ def export_model(model: str, calib: str, output: str | Path, **kwargs: Any) -> E
     if isinstance(kwargs.get("budget"), dict):
         kwargs["budget"] = Budget(**kwargs["budget"])
     if isinstance(kwargs.get("compress"), str):  # the --compress spelling, e.g. "prune:0.3,qat"
-        from edgeq.compress.spec import CompressOptions
 
         kwargs["compress"] = CompressOptions.from_spec(kwargs["compress"], seed=kwargs.get("seed", 0))
     if isinstance(kwargs.get("formats"), str):

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import onnx
+
 from edgeq.jsontypes import JSONObject
 
 # ExecuTorch ScalarType codes (runtime/core/portable_type/scalar_type.h) -> numpy dtype names.
@@ -18,8 +20,6 @@ _ET_DTYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "flo
 
 
 def _onnx_io(path: Path) -> dict[str, list[dict[str, Any]]]:
-    import onnx
-
     model = onnx.load(str(path), load_external_data=False)
     init = {t.name for t in model.graph.initializer}
 
@@ -34,7 +34,7 @@ def _onnx_io(path: Path) -> dict[str, list[dict[str, Any]]]:
 
 
 def _pte_io(path: Path, signature: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    from executorch.runtime import Runtime
+    from executorch.runtime import Runtime  # optional: the [executorch] extra
 
     meta = Runtime.get().load_program(path).metadata("forward")
     names_in = [s["name"] for s in signature.get("inputs", [])]

@@ -44,7 +44,7 @@ class Captured:
 
         Clones matter: numpy views such as ``x[:, None]`` carry zero strides that ExecuTorch rejects.
         """
-        import torch
+        import torch  # heavy: torch, imported only where a model is built or run
 
         return tuple(torch.from_numpy(np.ascontiguousarray(data.inputs[s.name][:batch]).copy()).contiguous().clone()
                      for s in self.signature)
@@ -82,7 +82,7 @@ def capture(source: ModelSource, calib: Dataset) -> tuple[Captured, Dataset]:
 
 
 def _export_module(source: ModelSource, signature: list[TensorSpec], calib: Dataset) -> Captured:
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     module = source.module
     if module is None:
@@ -114,7 +114,7 @@ def _export_module(source: ModelSource, signature: list[TensorSpec], calib: Data
 def _eager_probe(module: torch.nn.Module, args: tuple[torch.Tensor, ...], signature: list[TensorSpec], source: str) -> None:
     """Run one sample eagerly first: a shape or dtype that does not fit the model is a data error, and saying so
     beats a torch.export trace about guards."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     try:
         with torch.no_grad():

@@ -19,23 +19,28 @@ from __future__ import annotations
 
 import platform
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgeq.config import Budget, FleetOptions
+from edgeq.emulator.sysroot import is_ready
 from edgeq.errors import ManifestError, TargetError, UsageError
 from edgeq.integrity import RUNNABLE, audit, sniff_format
 from edgeq.jsontypes import JSONObject, get_float, get_strs
-from edgeq.llm.check import LmCheck
+from edgeq.llm.check import LmCheck, check_lm, is_text_generation
 from edgeq.llm.target_checks import items_from_files, run_checks
 from edgeq.manifest import Artifact, Validation, read_manifest
 from edgeq.progress import Progress
+from edgeq.signing import verify_folder
+from edgeq.stages.budget_check import NAME, check_artifact
 from edgeq.targets import list_targets, load_target, parse_target, targets_dir, with_runner_timeout
 from edgeq.targetspec import Target
 from edgeq.validate.bundled import check_bundle
 from edgeq.validate.fleet_run import split_runners
 from edgeq.validate.orchestrate import validate_artifacts, verdict
+from edgeq.validate.runners.host import HostRunner
 
 # A float baseline must reproduce the stored reference this closely (measured fp32 ORT vs torch: cosine 1.0000,
 # SQNR > 100 dB on the digits CNN); anything lower means the reference is not this model's.
@@ -76,11 +81,8 @@ def _check_target(m: dict[str, Any], target: str | None) -> Target:
 
 def default_runners(target: Target) -> tuple[str, ...]:
     specs = ["host"]
-    if target.is_arm and target.default_runner == "emulator" and target.cpu.qemu_model:
-        from edgeq.emulator.sysroot import is_ready
-
-        if is_ready():
-            specs.append("emulator")
+    if target.is_arm and target.default_runner == "emulator" and target.cpu.qemu_model and is_ready():
+        specs.append("emulator")
     return tuple(specs)
 
 
@@ -104,8 +106,6 @@ def _recompute_artifacts(m: dict[str, Any], out: Path) -> tuple[list[Artifact], 
 def _gating_passes(m: dict[str, Any], arts: list[Artifact], out: Path, tgt: Target) -> list[JSONObject]:
     """The recorded passes, with the budget-check recomputed from the bytes and this target (its recorded
     failures could have been deleted from the manifest)."""
-    from edgeq.stages.budget_check import NAME, check_artifact
-
     kept = [p for p in m["passes"] if p.get("name") != NAME]
     if NAME in tgt.passes:
         failures: list[str] = []
@@ -124,13 +124,10 @@ def check(outdir: str | Path, budget: Budget | None = None, runners: tuple[str, 
     progress = progress or Progress(enabled=False)
     out = Path(outdir)
     if public_key is not None:
-        from edgeq.signing import verify_folder
-
         verify_folder(out, Path(public_key))  # provenance first: the manifest below is then the signed one
     m = read_manifest(out)
     audit(m, out)
     arts, findings = _recompute_artifacts(m, out)
-    from edgeq.llm.check import is_text_generation
 
     if is_text_generation(m, out):
         return _check_lm(m, out, arts, findings, runners, budget, max_ppl_increase, float_model, progress, target)
@@ -188,10 +185,6 @@ def check(outdir: str | Path, budget: Budget | None = None, runners: tuple[str, 
 
 def _check_bundles(out: Path, arts: list[Artifact], eff: Budget, tgt: Target, progress: Progress) -> list[str]:
     """Each .bpte: its program runs its bundled inputs and must give its bundled outputs (edgeq.validate.bundled)."""
-    import tempfile
-
-    from edgeq.validate.runners.host import HostRunner
-
     bundles = [a for a in arts if a.format == "bpte"]
     if not bundles:
         return []
@@ -207,10 +200,6 @@ def _check_bundles(out: Path, arts: list[Artifact], eff: Budget, tgt: Target, pr
 def _check_lm(m: dict[str, Any], out: Path, arts: list[Artifact], findings: list[str],
               runners: tuple[str, ...] | None, budget: Budget | None, max_ppl_increase: float | None,
               float_model: str | None, progress: Progress, target: str | None = None) -> CheckResult:
-    import tempfile
-
-    from edgeq.llm.check import check_lm
-
     if runners and set(runners) != {"host"}:
         raise UsageError(f"--on {','.join(runners)}: language models are checked on the host runtimes only",
                          "drop --on (LM artifacts are built for and measured on the host CPU)")

@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 from typing import TextIO
 
+from edgeq.cache import cache_dir
 from edgeq.procs import pid_alive
 
 LOG_NAME = "last-run.log"
@@ -29,8 +30,6 @@ class _Counter(logging.Handler):
 
 
 def log_path() -> Path:
-    from edgeq.cache import cache_dir
-
     return cache_dir("logs") / LOG_NAME
 
 

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
 import numpy as np
+from numpy.lib import format as npformat
 
 from edgeq.errors import DataError, SignatureMismatchError
+from edgeq.imagefolder import Preprocess, is_image_folder, load_image_folder
 from edgeq.signature import TensorSpec
 
 if TYPE_CHECKING:
@@ -96,8 +98,6 @@ class Dataset:
 def _check_npy_header(f: IO[bytes], available: int, where: str) -> None:
     """Parse a .npy header (numpy's own parser: literal_eval, no pickle) and refuse it before any allocation
     when it declares more bytes than the file holds (a header bomb) or an object dtype (pickle)."""
-    from numpy.lib import format as npformat
-
     try:
         version = npformat.read_magic(f)
         if version == (1, 0):
@@ -175,7 +175,6 @@ def load_dataset(path: str | Path, preprocess: Preprocess | None = None,
     p = Path(path)
     if not p.exists():
         raise DataError(f"data not found: {p}", "pass an .npz file or a directory of .npy/.npz files")
-    from edgeq.imagefolder import Preprocess, is_image_folder, load_image_folder
 
     if is_image_folder(p):
         if not input_names or len(input_names) != 1:

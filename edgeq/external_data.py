@@ -15,6 +15,8 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import onnx
+
 from edgeq.errors import ArtifactError
 
 if TYPE_CHECKING:
@@ -25,8 +27,6 @@ _HINT = "keep the external data files next to the .onnx (plain files, no links),
 
 
 def _external_entries(model: onnx.ModelProto) -> list[dict[str, str]]:
-    import onnx
-
     graphs = [model.graph]
     entries: list[dict[str, str]] = []
     while graphs:
@@ -71,8 +71,6 @@ def check_external_data(model: onnx.ModelProto, model_path: Path) -> list[Path]:
 
 def write_self_contained(src: Path, dst: Path) -> None:
     """Copy ``src`` to ``dst``, pulling confined external data inside the file."""
-    import onnx
-
     model = onnx.load(str(src), load_external_data=False)
     if not check_external_data(model, src):
         shutil.copyfile(src, dst)

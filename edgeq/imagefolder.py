@@ -87,7 +87,7 @@ def _images(p: Path) -> tuple[list[Path], list[int] | None, list[str]]:
 
 
 def _one(f: Path, spec: Preprocess) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # Pillow only for image-folder DATA
 
     try:
         with Image.open(f) as im:

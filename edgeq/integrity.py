@@ -14,6 +14,8 @@ import stat
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import onnx
+
 from edgeq.errors import ManifestError
 from edgeq.hashing import sha256_file
 from edgeq.jsontypes import JSONObject
@@ -121,8 +123,6 @@ def sniff_format(path: Path) -> str:
     if head[4:6] == b"BP":
         return "bpte"
     try:
-        import onnx
-
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # noqa: BLE001 - any parse failure means "not ONNX"
         return "unknown"

@@ -32,6 +32,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from edgeq._version import __version__
+from edgeq.artifact_io import annotate_io
 from edgeq.errors import ManifestError
 from edgeq.hashing import sha256_file
 from edgeq.jsontypes import (
@@ -141,8 +143,6 @@ def dependency_versions() -> dict[str, str | None]:
 
 
 def edgeq_version() -> str:
-    from edgeq._version import __version__
-
     return __version__
 
 
@@ -237,8 +237,6 @@ def validate_manifest(m: object, where: str = MANIFEST_NAME) -> None:
 
 
 def write_manifest(m: dict[str, Any], outdir: Path) -> Path:
-    from edgeq.artifact_io import annotate_io
-
     annotate_io(m, outdir)  # what each shipped file accepts (apps read it; the batch may be fixed at 1)
     validate_manifest(m)
     p = outdir / MANIFEST_NAME

@@ -29,6 +29,8 @@ from edgeq.errors import UsageError
 from edgeq.jsontypes import JSONObject, JSONValue, get_objects, number_or_none, objects
 from edgeq.outliers import AdaRoundConfig, OutlierConfig, WeightRoundingConfig, prepare_for_int8
 from edgeq.outliers.adaround import simulated_int8_error
+from edgeq.outliers.smoothquant import fake_int8
+from edgeq.outliers.stats import batches
 from edgeq.progress import Progress
 from edgeq.source import ModelSource, state_hash
 
@@ -209,10 +211,7 @@ def predict_scheme(model: torch.nn.Module, calib: Mapping[str, np.ndarray], samp
     one scale per sample (ORT's per-run scale, the host runs one sample at a time); ``dynamic_per_token``: one
     scale per row (XNNPACK's qd8 linears) — and the whole-model output error is measured for each.
     """
-    import torch
-
-    from edgeq.outliers.smoothquant import fake_int8
-    from edgeq.outliers.stats import batches
+    import torch  # heavy: torch, imported only where a model is built or run
 
     has_conv = any(isinstance(m, torch.nn.Conv1d | torch.nn.Conv2d | torch.nn.Conv3d) for m in model.modules())
     if not linear_dominated(model) or (has_conv and not has_norm_layers(model)):
@@ -261,7 +260,7 @@ def predict_scheme(model: torch.nn.Module, calib: Mapping[str, np.ndarray], samp
 
 def has_norm_layers(model: torch.nn.Module) -> bool:
     """A LayerNorm / RMSNorm anywhere (by class, so transformers' own RMSNorm classes count too)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     return any(isinstance(m, torch.nn.LayerNorm) or "rmsnorm" in type(m).__name__.lower() for m in model.modules())
 
@@ -270,7 +269,7 @@ def linear_dominated(model: torch.nn.Module) -> bool:
     """Linear weights outnumber convolution weights (transformers, MLPs; not a CNN with a classifier head):
     the search's linear moves (dynamic per-token linears, sensitive linears kept float) are then the ones with
     the largest expected gain."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     lin = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
     conv = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Conv1d | torch.nn.Conv2d
@@ -293,10 +292,7 @@ def linear_sensitivity(model: torch.nn.Module, calib: Mapping[str, np.ndarray], 
     quantized, then one per Linear with that Linear float. Linears the calibration data never reaches are left
     out (nothing measured).
     """
-    import torch
-
-    from edgeq.outliers.smoothquant import fake_int8
-    from edgeq.outliers.stats import batches
+    import torch  # heavy: torch, imported only where a model is built or run
 
     lins = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
     if not lins:
@@ -341,7 +337,7 @@ def linear_sensitivity(model: torch.nn.Module, calib: Mapping[str, np.ndarray], 
 
 def _first(out: object) -> torch.Tensor:
     """The first tensor of a model's output (a tensor, or nested tuples / lists / dicts of them)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     while isinstance(out, tuple | list | dict):
         out = next(iter(out.values())) if isinstance(out, dict) else out[0]

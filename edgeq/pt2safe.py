@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickletools
 import re
 import sys
 import zipfile
@@ -46,8 +47,6 @@ def _tensor_global(module: str, name: str) -> bool:
 
 def sample_inputs_findings(blob: bytes, where: str) -> list[str]:
     """Static scan (pickletools parses opcodes, it never executes them) of a torch.save blob's pickles."""
-    import pickletools
-
     if not blob:
         return []
     try:
@@ -116,7 +115,7 @@ def pickle_findings(path: Path) -> tuple[zipfile.ZipFile, list[str]]:
 
 def load_exported_program(path: Path, trust_pickle: bool = False) -> torch.export.ExportedProgram:
     """torch.export.load on a copy of the archive that holds only plain members; see the module docstring."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     if not path.is_file():
         raise ModelSourceError(f"model file not found: {path}", "check the path")

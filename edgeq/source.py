@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,9 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import onnx
 
 from edgeq.errors import ArtifactError, ModelSourceError
+from edgeq.external_data import check_external_data
 from edgeq.hashing import sha256_bytes, sha256_file
+from edgeq.hfdir import is_hf_dir, load_hf_dir
+from edgeq.pt2safe import load_exported_program
 from edgeq.signature import TensorSpec
 
 if TYPE_CHECKING:
@@ -64,7 +69,6 @@ def load_source(ref: str, trust_pickle: bool = False) -> ModelSource:
     if ref.endswith(".pt2"):
         return _load_pt2(Path(ref), trust_pickle)
     p = Path(ref)
-    from edgeq.hfdir import is_hf_dir
 
     if is_hf_dir(p):
         return _load_hf_dir(p)
@@ -78,8 +82,6 @@ def load_source(ref: str, trust_pickle: bool = False) -> ModelSource:
 
 
 def _load_onnx(path: Path) -> ModelSource:
-    import onnx
-
     if not path.is_file():
         raise ModelSourceError(f"model file not found: {path}", "check the path")
     try:
@@ -87,7 +89,6 @@ def _load_onnx(path: Path) -> ModelSource:
     except Exception as e:  # onnx raises DecodeError, ...: all mean "unusable file"
         raise ArtifactError(f"{path}: corrupt or truncated ONNX model ({type(e).__name__}: {str(e)[:200]})",
                             "re-export the model; check the file was copied completely") from e
-    from edgeq.external_data import check_external_data
 
     check_external_data(model, path)  # confined to the model's folder before anything reads it
     try:
@@ -107,8 +108,6 @@ def _load_onnx(path: Path) -> ModelSource:
 
 
 def _onnx_value_spec(vi: onnx.ValueInfoProto) -> TensorSpec:
-    import onnx
-
     tt = vi.type.tensor_type
     dtype = str(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
     dims: list[int | str] = []
@@ -121,8 +120,6 @@ def _onnx_value_spec(vi: onnx.ValueInfoProto) -> TensorSpec:
 
 
 def _load_pt2(path: Path, trust_pickle: bool = False) -> ModelSource:
-    from edgeq.pt2safe import load_exported_program
-
     ep = load_exported_program(path, trust_pickle)
     specs: list[TensorSpec] = []
     user_inputs = list(ep.graph_signature.user_inputs)
@@ -176,15 +173,13 @@ def import_factory(ref: str) -> Callable[..., object]:
 def _cwd_on_path() -> None:
     """Resolve ``pkg.module`` from the current directory first, as ``python -m`` does; the ``edgeq`` console
     script otherwise only sees installed packages."""
-    import os
-
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:
         sys.path.insert(0, cwd)
 
 
 def _load_factory(ref: str) -> ModelSource:
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     factory = import_factory(ref)
     try:
@@ -213,8 +208,6 @@ def _load_factory(ref: str) -> ModelSource:
 
 
 def _load_hf_dir(p: Path) -> ModelSource:
-    from edgeq.hfdir import load_hf_dir
-
     module, example = load_hf_dir(p)
     example_np = _example_to_numpy(example, _forward_input_names(module), str(p))
     specs = [TensorSpec(k, str(v.dtype), ("batch", *v.shape[1:])) for k, v in example_np.items()]
@@ -230,7 +223,7 @@ def _forward_input_names(module: torch.nn.Module) -> list[str]:
 
 
 def _example_to_numpy(example: object, names: list[str], ref: str) -> dict[str, np.ndarray]:
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     if isinstance(example, torch.Tensor):
         example = (example,)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -13,6 +14,7 @@ from edgeq.config import Budget
 from edgeq.errors import PipelineError, TargetError
 from edgeq.hashing import sha256_bytes
 from edgeq.pipeline.stage import get_stage, stage_names, validate_order
+from edgeq.resources import profiles_dir
 from edgeq.targetspec import CpuSpec, ExecutorchSpec, OnnxScheme, Target
 
 # --- loading ---------------------------------------------------------------------------------------------
@@ -199,8 +201,6 @@ def _check_semantics(path: str, raw: dict[str, Any], cpu: CpuSpec, et: Executorc
 
 def targets_dir() -> Path:
     """The bundled profiles (package data, ``edgeq/profiles``), or ``$EDGEQ_TARGETS_DIR`` when set."""
-    from edgeq.resources import profiles_dir
-
     env = os.environ.get("EDGEQ_TARGETS_DIR")
     return Path(env) if env else profiles_dir()
 
@@ -218,8 +218,6 @@ def load_target(name_or_path: str) -> Target:
         return parse_target(p.read_text(), str(p))
     f = targets_dir() / f"{name_or_path}.toml"
     if not f.is_file():
-        import difflib
-
         names = list_targets()
         close = difflib.get_close_matches(name_or_path, names, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""

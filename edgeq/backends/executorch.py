@@ -20,10 +20,12 @@ from edgeq.errors import DataError, UsageError
 from edgeq.executorch.bundle import DEFAULT_CASES, derive_tolerances, write_bundle
 from edgeq.executorch.lower import lower_to_executorch
 from edgeq.executorch.quantize import convert_qat, quantize_pt2e, sample_args
+from edgeq.executorch.runtime import run_pte
 from edgeq.jsontypes import JSONObject
 from edgeq.manifest import Artifact
 from edgeq.pipeline.state import BuildState
 from edgeq.progress import Progress
+from edgeq.validate.runners.host import host_program
 
 if TYPE_CHECKING:
     import torch
@@ -116,8 +118,6 @@ class ExecutorchBackend(FormatBackend):
         return state.updated(artifacts=(*state.artifacts, *arts))
 
     def load_runner(self) -> HostProgram:
-        from edgeq.validate.runners.host import host_program
-
         return host_program("pte")
 
 
@@ -152,7 +152,7 @@ def _check_inputs(state: BuildState) -> None:
 
 def static_export(captured: Captured, calib: Dataset) -> torch.export.ExportedProgram:
     """An ExportedProgram with batch 1: ExecuTorch memory planning and XNNPACK want static shapes."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     if not captured.dynamic_batch:
         return captured.program()
@@ -166,10 +166,8 @@ def static_export(captured: Captured, calib: Dataset) -> torch.export.ExportedPr
 
 def bundle_program(ctx: BuildState, static: Any, program: Any, pte: Path) -> JSONObject:
     """Golden I/O from the float model on the first evaluation samples, with tolerances from the INT8 program."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
     from torch.utils._pytree import tree_flatten
-
-    from edgeq.executorch.runtime import run_pte
 
     ev, captured = ctx.eval if ctx.eval is not None else _calib(ctx), _captured(ctx)
     k = min(DEFAULT_CASES, len(ev))

@@ -19,6 +19,7 @@ from edgeq.onnx.export import export_float_onnx, preprocess
 from edgeq.onnx.quantize import quantize_onnx_dynamic, quantize_onnx_static
 from edgeq.pipeline.state import BuildState
 from edgeq.progress import Progress
+from edgeq.validate.runners.host import host_program
 
 FP32_NAME = "model.fp32.onnx"
 INT8_NAME = "model.int8.onnx"
@@ -117,8 +118,6 @@ class OnnxBackend(FormatBackend):
         return state.updated(artifacts=(*state.artifacts, art))
 
     def load_runner(self) -> HostProgram:
-        from edgeq.validate.runners.host import host_program
-
         return host_program("onnx")
 
 

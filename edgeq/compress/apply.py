@@ -29,7 +29,7 @@ def compress_model(model: torch.nn.Module, options: CompressOptions, calib: Data
 
     Fine-tuning uses ``--train-data`` (else the calibration data) and distils from the unmodified model.
     """
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     progress = progress or Progress(enabled=False)
     if not options.enabled:

@@ -23,7 +23,7 @@ KMEANS_ITERS = 25
 
 def kmeans_1d(values: torch.Tensor, k: int, iters: int = KMEANS_ITERS) -> tuple[torch.Tensor, torch.Tensor]:
     """Lloyd's k-means on a 1-D tensor with centroids initialised at quantiles (deterministic). -> (centroids, idx)"""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     v = values.detach().flatten().double()
     k = min(k, int(torch.unique(v).numel()))
@@ -43,7 +43,7 @@ def kmeans_1d(values: torch.Tensor, k: int, iters: int = KMEANS_ITERS) -> tuple[
 
 def _nearest(v: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
     """Index of the nearest centroid, in O(n log k) memory-light form (1-D centroids stay sorted under Lloyd)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     c, order = centroids.sort()
     mids = (c[1:] + c[:-1]) / 2
@@ -52,7 +52,7 @@ def _nearest(v: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
 
 def _snap(weight: torch.Tensor, idx: torch.Tensor, k: int) -> None:
     """Set every weight to its cluster's current mean (keeps the palette through fine-tuning)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     with torch.no_grad():
         v = weight.detach().flatten().double()
@@ -67,7 +67,7 @@ def palettised_bytes(n_weights: int, k: int) -> int:
 
 @register("cluster")
 def apply(model: torch.nn.Module, cfg: ClusterConfig, ctx: CompressContext) -> tuple[torch.nn.Module, JSONObject]:
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     assignments = {}
     layers: list[JSONObject] = []

@@ -7,6 +7,7 @@ compression and quantization together: a compressed model cannot pass by being c
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import gzip
 from pathlib import Path
@@ -14,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from edgeq.compress.apply import compress_model
 from edgeq.compress.spec import CompressOptions
+from edgeq.compress.train import first_tensor
 from edgeq.data import Dataset
 from edgeq.errors import UsageError
 from edgeq.jsontypes import JSONObject
@@ -28,10 +31,6 @@ def compress_source(source: ModelSource, options: CompressOptions, calib: Datase
     """A new source holding the compressed module (``source`` itself is untouched) and the compression record.
 
     After QAT the source also carries the trained fake-quant graph (``source.qat``) for the backends to reuse."""
-    import copy
-
-    from edgeq.compress.apply import compress_model
-
     if source.kind != "factory" or source.module is None:
         raise UsageError(f"--compress needs a PyTorch factory model, got a {source.kind} source ({source.ref})",
                          "pass pkg.module:factory so edgeq can fine-tune the module")
@@ -46,9 +45,7 @@ def compress_source(source: ModelSource, options: CompressOptions, calib: Datase
 
 def _float_effect(original: Any, compressed: Any, ev: Dataset, names: list[str]) -> JSONObject:
     """Before quantization: how far the compressed float model is from the original on the evaluation data."""
-    import torch
-
-    from edgeq.compress.train import first_tensor
+    import torch  # heavy: torch, imported only where a model is built or run
 
     args = tuple(torch.from_numpy(np.ascontiguousarray(ev.inputs[n])) for n in names)
     with torch.no_grad():

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def rank_for(sigma: torch.Tensor, energy: float) -> int:
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     e = sigma.double() ** 2
     frac = torch.cumsum(e, 0) / e.sum()
@@ -25,7 +25,7 @@ def rank_for(sigma: torch.Tensor, energy: float) -> int:
 
 def factorise(mod: torch.nn.Linear | torch.nn.Conv2d, energy: float) -> torch.nn.Sequential | None:
     """The factorised replacement for ``mod``, or None when it would not be smaller."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
     from torch import nn
 
     is_conv = isinstance(mod, nn.Conv2d)

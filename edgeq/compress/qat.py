@@ -53,6 +53,7 @@ class QatGraph:
 
 
 def qat_quantizer(per_channel: bool, bits: int = 8) -> Any:
+    # optional: the [executorch] extra
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
@@ -66,7 +67,7 @@ def qat_quantizer(per_channel: bool, bits: int = 8) -> Any:
 def prepare(model: torch.nn.Module, example: tuple[torch.Tensor, ...], per_channel: bool, bits: int = 8) -> Any:
     """Export with a dynamic batch and insert fake-quant modules (the model's weights are shared, not copied)."""
     import torch
-    from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e  # optional: the [executorch] extra
 
     dim = torch.export.Dim("batch", min=1, max=1 << 16)
     try:
@@ -114,6 +115,7 @@ def activation_ranges(prepared: torch.fx.GraphModule) -> dict[str, tuple[float, 
 
 
 def _set_mode(gm: torch.nn.Module, train: bool) -> None:  # a prepared GraphModule
+    # optional: the [executorch] extra
     from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
 
     (move_exported_model_to_train if train else move_exported_model_to_eval)(gm)
@@ -121,6 +123,7 @@ def _set_mode(gm: torch.nn.Module, train: bool) -> None:  # a prepared GraphModu
 
 def calibrate(prepared: torch.fx.GraphModule, ctx: CompressContext) -> int:
     """PTQ with the QAT scheme: observers see the training data, fake quantization stays off meanwhile."""
+    # optional: the [executorch] extra
     import torch
     from torchao.quantization.pt2e.fake_quantize import disable_fake_quant, enable_fake_quant
 
@@ -150,7 +153,7 @@ def resolve_per_channel(cfg: QatConfig, ctx: CompressContext) -> bool:
 
 @register("qat")
 def apply(model: torch.nn.Module, cfg: QatConfig, ctx: CompressContext) -> tuple[torch.nn.Module, JSONObject]:
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     model.eval()
     per_channel = resolve_per_channel(cfg, ctx)

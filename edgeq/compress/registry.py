@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -45,8 +46,6 @@ def register(name: str) -> Callable[[Method], Method]:
 
 
 def get_method(name: str) -> Method:
-    import importlib
-
     if name not in _METHODS:
         importlib.import_module(f"edgeq.compress.{name}")
     return _METHODS[name]
@@ -58,6 +57,6 @@ def param_count(model: torch.nn.Module) -> int:
 
 def weight_layers(model: torch.nn.Module) -> list[tuple[str, torch.nn.Linear | torch.nn.Conv2d]]:
     """(path, module) of every Linear and Conv2d: the layers the weight-level methods act on."""
-    from torch import nn
+    from torch import nn  # heavy: torch, imported only where a model is built or run
 
     return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]

@@ -40,7 +40,7 @@ def sparse_int8_bytes(model: torch.nn.Module) -> int:
 
 @register("sparse")
 def apply(model: torch.nn.Module, cfg: SparseConfig, ctx: CompressContext) -> tuple[torch.nn.Module, JSONObject]:
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     masks = masks_for(model, cfg.ratio)
     modules = dict(model.named_modules())

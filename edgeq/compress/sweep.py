@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import multiprocessing
 import shutil
+import socket
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from edgeq.api import export
 from edgeq.compress.spec import MethodConfig, parse_item
+from edgeq.compress.sweep_report import write_sweep_report
 from edgeq.config import PipelineConfig
 from edgeq.errors import EdgeqError, UsageError
 from edgeq.jsontypes import JSONObject
+from edgeq.outdir import commit_output, prepare_output
 from edgeq.progress import Progress
 from edgeq.select.rule import Scored, pareto_front
 from edgeq.select.rule import pick as select_pick
@@ -74,8 +79,6 @@ def _row(name: str, manifest: dict[str, Any], method: str | None, level: float |
 
 
 def _run_one(base: PipelineConfig, cfg: MethodConfig | None, trials: Path) -> JSONObject:
-    from edgeq.api import export
-
     name = _variant_name(cfg)
     methods = () if cfg is None else (cfg,)
     config = dataclasses.replace(base, output=trials / name, force=True,
@@ -139,7 +142,7 @@ def connect_ray(address: str) -> Any:
     cluster cannot be reached, instead of Ray's own minute-long retry loop.
     """
     try:
-        import ray
+        import ray  # optional dependency: ray (the [ray] extra)
     except ImportError as e:
         raise UsageError("--ray needs the Ray package, which is not installed",
                          "pip install 'edgeq[ray]' (or drop --ray to run trials in local processes)") from e
@@ -150,14 +153,12 @@ def connect_ray(address: str) -> Any:
     if address != "auto":
         if not sep or not port.isdigit():
             raise UsageError(f"--ray {address!r} is not host:port", "e.g. --ray 127.0.0.1:6379 (see `ray start --head`)")
-        import socket
 
         try:
             socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
         except OSError as e:
             raise UsageError(f"--ray {address}: no Ray cluster answers there ({e.strerror or e})",
                              "start one with `ray start --head` and pass the address it prints, or drop --ray") from e
-    import logging
 
     try:
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
@@ -190,9 +191,6 @@ def run_compress_sweep(base: PipelineConfig, ladders: dict[str, tuple[MethodConf
     """Run the baseline and every ladder; write OUTDIR/{sweep.json, report.html, trials/}; return the summary.
 
     ``ray_address``: run the jobs as Ray tasks on that cluster instead of ``workers`` local processes."""
-    from edgeq.compress.sweep_report import write_sweep_report
-    from edgeq.outdir import commit_output, prepare_output
-
     progress = progress or Progress(enabled=False)
     if not ladders:
         raise UsageError("--methods is empty", "e.g. --methods prune,lowrank,cluster")

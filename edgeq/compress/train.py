@@ -22,6 +22,7 @@ from edgeq.data import Dataset, load_dataset
 from edgeq.errors import DataError, ModelSourceError, UsageError
 from edgeq.jsontypes import JSONObject
 from edgeq.progress import Progress
+from edgeq.source import import_factory
 
 if TYPE_CHECKING:
     import torch
@@ -44,7 +45,7 @@ class TrainSet:
 
 def load_train_set(path: str | None, fallback: Dataset, input_names: list[str]) -> TrainSet:
     """``--train-data`` (or the calibration data when none is given), checked against the model's inputs."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     ds = load_dataset(path) if path else fallback
     missing = [n for n in input_names if n not in ds.inputs]
@@ -67,7 +68,7 @@ def load_train_set(path: str | None, fallback: Dataset, input_names: list[str]) 
 
 def first_tensor(out: object) -> torch.Tensor:
     """The model's main output: the tensor itself, the first of a tuple/list, or the first value of a dict."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     if isinstance(out, torch.Tensor):
         return out
@@ -83,7 +84,7 @@ def first_tensor(out: object) -> torch.Tensor:
 @contextlib.contextmanager
 def deterministic(seed: int) -> Iterator[None]:
     """Seeded, deterministic-kernel region; the caller's global torch settings are restored afterwards."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     was = torch.are_deterministic_algorithms_enabled()
     threads = torch.get_num_threads()
@@ -104,6 +105,7 @@ def deterministic(seed: int) -> Iterator[None]:
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None, temperature: float,
                  kind: str = "auto") -> torch.Tensor:
     """``kl`` for class scores, ``mse`` for embeddings / regression; ``auto``: KL for 2-D (batch, classes) outputs."""
+    # heavy: torch, imported only where a model is built or run
     import torch.nn.functional as F  # noqa: N812
 
     if kind == "kl" or (kind == "auto" and student.dim() == 2 and student.shape[-1] > 1):
@@ -118,8 +120,6 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Ten
 
 
 def user_train_fn(ref: str) -> Callable[[torch.nn.Module, int], None]:
-    from edgeq.source import import_factory
-
     try:
         fn = import_factory(ref)
     except ModelSourceError as e:
@@ -148,7 +148,7 @@ class Trainer:
         return cls(teacher, data, options, progress)
 
     def teacher_logits(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        import torch
+        import torch  # heavy: torch, imported only where a model is built or run
 
         with torch.no_grad():
             return first_tensor(self.teacher(*inputs))
@@ -156,7 +156,7 @@ class Trainer:
     def fine_tune(self, model: torch.nn.Module, steps: int, desc: str, *, train_mode: Callable[[torch.nn.Module, bool], None] | None = None,
                   after_step: Callable[[torch.nn.Module], None] | None = None) -> JSONObject:
         """Run ``steps`` optimizer steps on ``model`` (in place). Returns the first and last loss."""
-        import torch
+        import torch  # heavy: torch, imported only where a model is built or run
 
         if steps <= 0:
             return {"steps": 0}
@@ -203,7 +203,7 @@ class Trainer:
 
     def agreement(self, model: torch.nn.Module, limit: int = 512) -> float:
         """Top-1 agreement (or cosine for non-logit outputs) with the teacher on the training data."""
-        import torch
+        import torch  # heavy: torch, imported only where a model is built or run
 
         n = min(limit, len(self.data))
         inputs, _ = self.data.batch(torch.arange(n))
@@ -217,7 +217,7 @@ class Trainer:
 
     def divergence(self, model: torch.nn.Module, limit: int = 256) -> float:
         """Distillation loss without labels: how far ``model`` is from the teacher (for sensitivity)."""
-        import torch
+        import torch  # heavy: torch, imported only where a model is built or run
 
         n = min(limit, len(self.data))
         inputs, _ = self.data.batch(torch.arange(n))

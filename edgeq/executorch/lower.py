@@ -47,7 +47,7 @@ def lower_to_executorch(exported: Any, backend_config: dict[str, Any] | None = N
 
 def _op_name(node: Any) -> str:
     """``aten.convolution`` / ``aten.add.Tensor`` / ``quantized_decomposed.quantize_per_tensor``."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     target = node.target
     if not isinstance(target, torch._ops.OpOverload):

@@ -21,6 +21,7 @@ does not do and edgeq must (node filters in ``graph_filters``, the clamp fusion 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -81,6 +82,7 @@ def resolve_settings(quant: QuantOptions, target: Target) -> PteQuantSettings:
 
 
 def make_quantizer(settings: PteQuantSettings) -> Any:
+    # optional: the [executorch] extra
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
@@ -116,14 +118,14 @@ def make_quantizer(settings: PteQuantSettings) -> Any:
     config = get_symmetric_quantization_config(is_per_channel=settings.per_channel,
                                                is_dynamic=settings.mode == "dynamic")
     if settings.mode == "static" and settings.activation_observer == "minmax":
-        from torchao.quantization.pt2e.observer import MinMaxObserver
+        from torchao.quantization.pt2e.observer import MinMaxObserver  # optional: the [executorch] extra
 
         act = dataclasses.replace(config.input_activation,
                                   observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
         config = dataclasses.replace(config, input_activation=act, output_activation=act)
     quantizer = IntegerSafeXNNPACKQuantizer().set_global(config)
     if settings.dynamic_linears:
-        import torch
+        import torch  # heavy: torch, imported only where a model is built or run
 
         # operator-type configs are annotated before the global one, so every linear is taken by the dynamic
         # config and the static pass skips it (already annotated); its output is float (the classifier's logits)
@@ -136,6 +138,7 @@ def make_quantizer(settings: PteQuantSettings) -> Any:
 def quantize_pt2e(exported: torch.export.ExportedProgram, calib: Dataset, signature: list[TensorSpec], opts: QuantOptions, target: Target,
                   on_sample: Callable[[], None] | None = None) -> tuple[Any, dict[str, Any]]:
     """Quantize a static-batch ExportedProgram. Returns (quantized ExportedProgram, manifest details)."""
+    # optional: the [executorch] extra
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
@@ -204,10 +207,8 @@ def quantize_pt2e(exported: torch.export.ExportedProgram, calib: Dataset, signat
 def convert_qat(qat: Any, calib: Dataset, signature: list[TensorSpec]) -> tuple[Any, dict[str, Any]]:
     """``convert_pt2e`` on the QAT-trained graph (``edgeq.compress.qat.QatGraph``): the shipped scales are the
     ones QAT learnt, not a re-calibration. Re-exported with a static batch of 1 for ExecuTorch."""
-    import copy
-
     import torch
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e  # optional: the [executorch] extra
 
     try:
         converted = convert_pt2e(copy.deepcopy(qat.prepared))  # the graph stays reusable (search, rebuilds)
@@ -243,7 +244,7 @@ def _fake_quants(gm: Any) -> list[str]:
 
 def sample_args(data: Dataset, signature: list[TensorSpec], i: int) -> tuple[Any, ...]:
     """One sample as contiguous torch clones (numpy views can carry zero strides ExecuTorch rejects)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     return tuple(torch.from_numpy(np.ascontiguousarray(data.inputs[s.name][i:i + 1]).copy()).contiguous().clone()
                  for s in signature)
@@ -251,6 +252,7 @@ def sample_args(data: Dataset, signature: list[TensorSpec], i: int) -> tuple[Any
 
 def _observers(gm: Any) -> JSONObject:
     """observer module name -> the graph node it observes."""
+    # optional: the [executorch] extra
     from torchao.quantization.pt2e.observer import _is_activation_post_process
 
     modules = dict(gm.named_modules())
@@ -263,7 +265,7 @@ def _observers(gm: Any) -> JSONObject:
 
 def _check_observers_reached(gm: Any, observers: dict[str, Any]) -> None:
     """An observer whose range is still empty never saw data: its scale would not come from calibration."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     modules = dict(gm.named_modules())
     missed = []

@@ -23,7 +23,7 @@ from edgeq.targetspec import Target
 
 
 def _flat(x: Any) -> list[np.ndarray]:
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
     from torch.utils._pytree import tree_flatten
 
     leaves, _ = tree_flatten(x)
@@ -33,6 +33,7 @@ def _flat(x: Any) -> list[np.ndarray]:
 def pte_layer_errors(exported: Any, calib: Dataset, ev: Dataset, signature: list[Any], opts: QuantOptions,
                      target: Target) -> list[LayerError]:
     """One entry per float-graph node matched in the quantized graph, in graph order."""
+    # optional: the [executorch] extra
     import torch
     from torchao.quantization.pt2e import (
         extract_results_from_loggers,
@@ -77,7 +78,7 @@ def pte_layer_errors(exported: Any, calib: Dataset, ev: Dataset, signature: list
 def pt2e_output_sqnr(exported: Any, calib: Dataset, ev: Dataset, signature: list[Any], opts: QuantOptions,
                      target: Target, keep_float: str | None) -> float:
     """Output SQNR (vs the float graph) of the PT2E graph built with ``opts``, ``keep_float`` excluded."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     if keep_float is not None:
         opts = dataclasses.replace(opts, nodes_to_exclude=(*opts.nodes_to_exclude, keep_float))

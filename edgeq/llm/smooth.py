@@ -39,7 +39,7 @@ def _plain_norm(block: Any, name: str) -> Any:
 
 
 def _logits(model: Any, window: np.ndarray) -> Any:
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     with torch.no_grad():
         return model(torch.from_numpy(np.ascontiguousarray(window[None]))).logits.float()
@@ -71,7 +71,7 @@ def smooth_decoder(model: Any, windows: np.ndarray, cfg: SmoothQuantConfig = PER
     """Migrate per-token activation outliers of MODEL (a HF causal LM, float) into its weights, in place, from
     the calibration token WINDOWS [n, T]. Returns one log entry per Linear input considered. Float logits stay
     the same (checked on one window: a relative change above 1e-4 raises QuantizationError)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     before = _logits(model, windows[0])
     stats = linear_input_stats(model, {"input_ids": windows}, cfg.calibration_samples)

@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
 from edgeq.errors import QuantizationError, UsageError
 from edgeq.jsontypes import JSONObject
+from edgeq.onnx.hybrid import gemms_as_matmuls, linear_nodes
 
 _CALIB = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy", "distribution": "Distribution"}
 _QTYPE = {"int8": "QInt8", "uint8": "QUInt8", "int16": "QInt16", "uint16": "QUInt16", "int4": "QInt4"}
@@ -46,6 +48,7 @@ class DatasetReader:
 
 
 def reader_class() -> type:
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization import CalibrationDataReader
 
     class Reader(DatasetReader, CalibrationDataReader):  # type: ignore[misc]  # untyped ORT base; ORT checks isinstance
@@ -68,6 +71,7 @@ def quantize_onnx_static(src: Path, dst: Path, calib: Dataset, opts: QuantOption
     ``opts.dynamic_linears``: the hybrid (:mod:`edgeq.onnx.hybrid`), which calibrates its own rewritten graph (the
     cache does not apply to it).
     """
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if opts.dynamic_linears:
@@ -141,10 +145,8 @@ def quantize_onnx_hybrid(src: Path, dst: Path, calib: Dataset, opts: QuantOption
                          on_sample: Callable[[], None] | None = None) -> JSONObject:
     """The hybrid (:mod:`edgeq.onnx.hybrid`): static QDQ with the linear layers excluded, then ONNX Runtime's
     dynamic INT8 on exactly those layers."""
-    import onnx
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from edgeq.onnx.hybrid import gemms_as_matmuls, linear_nodes
 
     model = onnx.load(str(src))
     rewritten = gemms_as_matmuls(model)
@@ -178,6 +180,7 @@ ENTROPY_BINS = 512
 
 def entropy_ranges(src: Path, reader: Any, cache: Path, op_types: list[str] | None, tmp: Path) -> None:
     """KL-divergence (TensorRT-style) activation ranges of SRC over READER, written as ORT's calibration cache."""
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
 
     calibrator = create_calibrator(src, op_types, augmented_model_path=str(tmp / "entropy.augmented.onnx"),
@@ -195,8 +198,6 @@ def float_graph_outputs(path: Path) -> list[str]:
     classifier's logits land on a grid of range/255 (EfficientNet-Lite1: steps of 0.052), which flips top-1 where
     two classes are close — measured 0.887 -> 0.907 top-1 agreement with float on 150 held-out crops, the same
     model otherwise. The producer keeps its quantized inputs (ORT still runs it on the integer kernels)."""
-    import onnx
-
     model = onnx.load(str(path), load_external_data=False)  # external data stays where it is, beside PATH
     g = model.graph
     producer = {o: n for n in g.node for o in n.output}
@@ -251,7 +252,7 @@ def fixed_range_overrides(src: Path, ranges: dict[str, tuple[float, int]]) -> di
     """
     if not ranges:
         return {}
-    import onnx
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization import QuantType
 
     model = onnx.load(str(src), load_external_data=False)
@@ -263,6 +264,7 @@ def fixed_range_overrides(src: Path, ranges: dict[str, tuple[float, int]]) -> di
 
 def quantize_onnx_dynamic(src: Path, dst: Path, opts: QuantOptions) -> dict[str, Any]:
     """Dynamic INT8: weights quantized offline, activations quantized per batch at run time."""
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     wtype = "int8" if opts.weight_type in (None, "int8", "int16") else "uint8"
@@ -290,7 +292,7 @@ def quantize_onnx_dynamic(src: Path, dst: Path, opts: QuantOptions) -> dict[str,
 
 
 def _int16_overrides(src: Path, opts: QuantOptions) -> dict[str, list[dict[str, Any]]]:
-    import onnx
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization import QuantType
 
     qtype = QuantType.QUInt16 if opts.activation_type in ("uint8", "uint16") else QuantType.QInt16
@@ -302,7 +304,6 @@ def _int16_overrides(src: Path, opts: QuantOptions) -> dict[str, list[dict[str, 
 def _op_types(src: Path, excluded: tuple[str, ...]) -> list[str] | None:
     if not excluded:
         return None
-    import onnx
 
     model = onnx.load(str(src), load_external_data=False)
     return sorted({n.op_type for n in model.graph.node} - set(excluded))
@@ -323,8 +324,6 @@ def activation_matmuls(src: Path) -> list[str]:
     Dynamic INT8 quantizes both of their inputs with one per-tensor scale each, and the softmax output's range is
     set by its rare peaks; they hold no weights, so keeping them float costs no size and little time.
     """
-    import onnx
-
     model = onnx.load(str(src), load_external_data=False)
     inits = {t.name for t in model.graph.initializer}
     consts = {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}

@@ -88,7 +88,7 @@ class _Stop(Exception):
 
 def _fake_quant(x: torch.Tensor, lo: float, hi: float, bits: int) -> torch.Tensor:
     """Per-tensor asymmetric fake quantization with the range including 0 (ORT QDQ / XNNPACK static)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     lo, hi = min(lo, 0.0), max(hi, 0.0)
     levels = (1 << bits) - 1  # not 2**bits: int ** int is typed Any (a negative power is a float)
@@ -100,7 +100,7 @@ def _fake_quant(x: torch.Tensor, lo: float, hi: float, bits: int) -> torch.Tenso
 def _fields(m: torch.nn.Module, x: torch.Tensor, take: int, key: str) -> torch.Tensor:
     """``take`` sampled inputs of layer ``m`` as [groups, take, D]: a conv's receptive fields (gathered at sampled
     output positions, no full im2col), a linear's feature rows. The same ``key`` samples the same positions."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     if not isinstance(m, torch.nn.Conv2d):
         rows = x.reshape(-1, x.shape[-1])
@@ -121,7 +121,7 @@ def _fields(m: torch.nn.Module, x: torch.Tensor, take: int, key: str) -> torch.T
 
 
 def _sample(n: int, take: int, key: str) -> torch.Tensor:
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     seed = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little")
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:take]
@@ -153,7 +153,7 @@ def _stage_problems(ref: torch.nn.Module, model: torch.nn.Module, stage: list[st
                     ranges: dict[str, tuple[float, float]], calib: Mapping[str, np.ndarray],
                     cfg: AdaRoundConfig) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """``(A, T)`` per stage layer with ``||W~ A - T||^2`` = the layer's output error over the sampled inputs."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     ref_mods, q_mods = dict(ref.named_modules()), dict(model.named_modules())
     last = stage[-1]
@@ -230,7 +230,7 @@ def _learn_rows(w: torch.Tensor, a: torch.Tensor, t: torch.Tensor,
     """Learned rounding of ``w`` [G, R, D] on its per-row INT8 grid minimising ``||W~ a - t||^2``.
 
     Returns (the rounded weights, their error, round-to-nearest's error)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     w, a, t = w.float(), a.float(), t.float()
     scale = (w.abs().amax(2, keepdim=True) / 127.0).clamp(min=1e-12)
@@ -269,7 +269,7 @@ def adaround(model: torch.nn.Module, calib: Mapping[str, np.ndarray], cfg: AdaRo
     """Fold BN, then give every conv (and linear) learned INT8-grid weights, stage by stage. Returns (model, log).
 
     ``model`` is changed in place (eval mode); ``calib``: forward-argument name -> array, sample axis first."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     torch.manual_seed(cfg.seed)
     model = model.eval()
@@ -321,7 +321,7 @@ def simulated_int8_error(model: torch.nn.Module, reference: torch.nn.Module, cal
     fake-quantized per tensor from its calibration min/max, weights on their per-channel INT8 grid) against the
     float ``reference``, on the first ``samples`` calibration rows. ``bits=0``: float activations (the weights'
     share of the error alone)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     layers = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)}
     ranges, _ = _ranges_and_order(model, layers, calib, AdaRoundConfig(calibration_samples=samples))
@@ -355,7 +355,7 @@ def simulated_int8_error(model: torch.nn.Module, reference: torch.nn.Module, cal
 
 def _first(out: object) -> torch.Tensor:
     """The first tensor of a model's output (a tensor, or nested tuples / lists / dicts of them)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     while isinstance(out, tuple | list | dict):
         out = next(iter(out.values())) if isinstance(out, dict) else out[0]

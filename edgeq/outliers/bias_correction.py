@@ -79,7 +79,7 @@ def _input_means(model: torch.nn.Module, calib: Mapping[str, np.ndarray],
 def correct_bias(model: torch.nn.Module, calib: Mapping[str, np.ndarray],
                  cfg: BiasCorrectionConfig = BiasCorrectionConfig()) -> tuple[torch.nn.Module, list[JSONObject]]:
     """Adjust biases in place (adding a zero bias where a layer has none). Returns (model, per-layer log)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     kinds: tuple[type, ...] = (torch.nn.Conv2d, torch.nn.Linear) if cfg.linear else (torch.nn.Conv2d,)
     layers = {n: m for n, m in model.named_modules()

@@ -113,7 +113,7 @@ def _number_arg(node: torch.fx.Node, i: int, default: float) -> float | None:
 
 def _layer(modules: Mapping[str, torch.nn.Module], name: str) -> torch.nn.Conv2d | torch.nn.Linear:
     """The conv / linear ``find_pairs`` traced under ``name``."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     m = modules[name]
     if not isinstance(m, torch.nn.Conv2d | torch.nn.Linear):
@@ -123,7 +123,7 @@ def _layer(modules: Mapping[str, torch.nn.Module], name: str) -> torch.nn.Conv2d
 
 def find_pairs(model: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> list[Pair]:
     """Equalizable producer/consumer pairs of ``model`` (traced once with ``torch.export`` on ``example``)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     ep = torch.export.export(model, example, strict=False)
     params = dict(ep.graph_signature.inputs_to_parameters)
@@ -206,7 +206,7 @@ def _sim_int8_error(w: torch.Tensor, x: torch.Tensor) -> float:
 def equalize(model: torch.nn.Module, calib: Mapping[str, np.ndarray],
              cfg: CLEConfig = CLEConfig()) -> tuple[torch.nn.Module, list[JSONObject]]:
     """Equalize every pair in place (eval mode). Returns (model, per-pair log)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     model = model.eval()
     if not any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
@@ -292,7 +292,7 @@ def range_ratio(a: torch.Tensor) -> float:
 
 def _scale_producer(modules: Mapping[str, torch.nn.Module], p: Pair, s: torch.Tensor) -> None:
     """Divide output channel ``i`` of the producer (BN affine if there is one, else conv weight/bias) by s_i."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     if p.bn is not None:
         bn = modules[p.bn]

@@ -34,7 +34,7 @@ class EmbeddingQuantConfig:
 
 
 def _quantized_embedding_class() -> type:
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     class QuantizedEmbedding(torch.nn.Module):
         """``table_int8[ids] * row_scale[ids]``: the lookup reads one byte per weight."""
@@ -62,7 +62,7 @@ def _quantized_embedding_class() -> type:
 def quantize_embeddings(model: torch.nn.Module, cfg: EmbeddingQuantConfig = EmbeddingQuantConfig()
                         ) -> tuple[torch.nn.Module, list[JSONObject]]:
     """Replace large ``nn.Embedding`` tables in place; returns (model, one log entry per table)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     cls = _quantized_embedding_class()
     log: list[JSONObject] = []

@@ -23,7 +23,7 @@ import numpy as np
 
 from edgeq.errors import UsageError
 from edgeq.jsontypes import JSONObject
-from edgeq.outliers.stats import InputStats, linear_input_stats
+from edgeq.outliers.stats import InputStats, batches, linear_input_stats
 
 if TYPE_CHECKING:
     import torch
@@ -52,7 +52,7 @@ class SmoothQuantConfig:
 
 
 def _smoothed_linear_class() -> type:
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     class SmoothedLinear(torch.nn.Module):
         """``linear(x * inv_scale)`` with the weight's input channels multiplied by the scale."""
@@ -98,7 +98,7 @@ def _error(rows: torch.Tensor, weights: list[torch.Tensor], scale: torch.Tensor,
 def choose_scale(stats: InputStats, weights: list[torch.Tensor],
                  cfg: SmoothQuantConfig) -> tuple[float, torch.Tensor, float, float]:
     """(alpha, scale, error with it, error without smoothing) for one input tensor and the layers reading it."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     rows = torch.cat(stats.rows).float()
     wmax = torch.stack([w.abs().amax(0) for w in weights]).amax(0).clamp(min=1e-5)
@@ -126,7 +126,7 @@ def _set_module(model: torch.nn.Module, name: str, new: torch.nn.Module) -> None
 def fused_path_linear(model: torch.nn.Module, name: str) -> bool:
     """A Linear owned by torch.nn's fused transformer modules: their eval fast path reads ``linear.weight``
     directly instead of calling the Linear, so a wrapper in its place would be bypassed (or crash)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     parent_name = name.rpartition(".")[0]
     parent = model.get_submodule(parent_name) if parent_name else model
@@ -140,7 +140,7 @@ def smooth_quant(model: torch.nn.Module, calib: Mapping[str, np.ndarray],
 
     ``calib`` maps forward-argument names to calibration arrays (sample axis first), in forward order.
     """
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     stats = linear_input_stats(model, calib, cfg.calibration_samples)
     log: list[JSONObject] = []
@@ -170,9 +170,7 @@ def _undo_where_fused_path_runs(model: torch.nn.Module, calib: Mapping[str, np.n
     ``linear.weight`` directly, bypassing (and crashing on) the wrapper — but only when the model calls the layer's
     own forward; models that call its sub-blocks are fine. One inference batch tells: if it fails, those Linears
     go back to plain (logged as skipped)."""
-    import torch
-
-    from edgeq.outliers.stats import batches
+    import torch  # heavy: torch, imported only where a model is built or run
 
     fused = [r for r in replaced if fused_path_linear(model, r[0])]
     if not fused:

@@ -37,7 +37,7 @@ class InputStats:
 
 def batches(calib: Mapping[str, np.ndarray], max_samples: int, batch: int = 16) -> Iterator[tuple[torch.Tensor, ...]]:
     """Calibration samples as contiguous torch tensors, ``batch`` at a time (batched: fast on large images)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     if not calib:
         raise DataError("no calibration inputs", "pass one array per model input, keyed by input name")
@@ -53,7 +53,7 @@ def run_hooked(model: torch.nn.Module, calib: Mapping[str, np.ndarray], max_samp
                handles: list[RemovableHandle]) -> None:
     """Forward the calibration batches through ``model`` (no grad) while ``handles`` are registered; remove them
     afterwards, also on error."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     try:
         with torch.no_grad():
@@ -66,7 +66,7 @@ def run_hooked(model: torch.nn.Module, calib: Mapping[str, np.ndarray], max_samp
 def linear_input_stats(model: torch.nn.Module, calib: Mapping[str, np.ndarray], max_samples: int = 64,
                        rows_per_batch: int = 64, seed: int = 0) -> list[InputStats]:
     """Run the calibration set through ``model``; return one :class:`InputStats` per distinct Linear input."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     gen = torch.Generator().manual_seed(seed)
     by_layer: dict[str, tuple[int, torch.Tensor]] = {}

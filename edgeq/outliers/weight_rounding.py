@@ -25,6 +25,7 @@ import numpy as np
 
 from edgeq.errors import UsageError
 from edgeq.jsontypes import JSONObject
+from edgeq.outliers.cle import op_name
 from edgeq.outliers.stats import batches, run_hooked
 
 if TYPE_CHECKING:
@@ -57,9 +58,7 @@ class WeightRoundingConfig:
 
 def fold_batchnorm(model: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> list[str]:
     """Fold every ``conv2d -> batch_norm`` (BN the conv's only user) into the conv; the BN becomes Identity."""
-    import torch
-
-    from edgeq.outliers.cle import op_name
+    import torch  # heavy: torch, imported only where a model is built or run
 
     ep = torch.export.export(model, example, strict=False)
     params = dict(ep.graph_signature.inputs_to_parameters)
@@ -95,7 +94,7 @@ def receptive_fields(m: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """A zero-padded Conv2d's input ``x`` as its receptive fields, ``[groups, batch * positions, D]``.
 
     The module's own zero padding only; padding done outside (TF "same") is already in ``x``."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     pad: int | tuple[int, ...]
     if isinstance(m.padding, str):  # "valid" -> 0, "same" (stride 1) -> half the dilated kernel
@@ -119,7 +118,7 @@ def _gptq_rows(w: torch.Tensor, h: torch.Tensor, damp: float, act_order: bool = 
 
     ``act_order``: round the input columns in order of decreasing ``H`` diagonal (GPTQ's "act-order"): the columns
     that carry the most input energy are rounded first, while the most columns are left to absorb their error."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     if act_order:
         perm = torch.argsort(torch.diagonal(h, dim1=-2, dim2=-1), dim=-1, descending=True)  # [B, D]
@@ -157,7 +156,7 @@ def _gptq_rows(w: torch.Tensor, h: torch.Tensor, damp: float, act_order: bool = 
 
 def _h_error(d: torch.Tensor, h: torch.Tensor) -> float:
     """``sum_g tr(d_g H_g d_gᵀ)``: the expected squared output error of the weight change ``d``."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     return float(torch.einsum("grd,gde,gre->", d, h, d))
 
@@ -165,7 +164,7 @@ def _h_error(d: torch.Tensor, h: torch.Tensor) -> float:
 def round_weights(model: torch.nn.Module, calib: Mapping[str, np.ndarray],
                   cfg: WeightRoundingConfig = WeightRoundingConfig()) -> tuple[torch.nn.Module, list[JSONObject]]:
     """Fold BN, then replace each conv's weights by their GPTQ-rounded INT8-grid values. Returns (model, log)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     model = model.eval()
     kinds: tuple[type, ...] = (torch.nn.Conv2d, torch.nn.Linear) if cfg.linear else (torch.nn.Conv2d,)

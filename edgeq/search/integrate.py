@@ -16,10 +16,15 @@ optional top-level keys ``search`` (options, every trial, the pick, the closest 
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from edgeq.backends.executorch import INT8_DYNAMIC_NAME as PTE_INT8_DYNAMIC_NAME
+from edgeq.backends.executorch import bundle_program, static_export
+from edgeq.backends.onnx import INT8_DYNAMIC_NAME as ONNX_INT8_DYNAMIC_NAME
+from edgeq.backends.onnx import INT8_NAME, graph_stats
 from edgeq.config import (
     CALIBRATION_METHODS,
     INT_TYPES,
@@ -30,13 +35,19 @@ from edgeq.config import (
     QuantOptions,
 )
 from edgeq.data import Dataset
-from edgeq.errors import ManifestError
+from edgeq.errors import ManifestError, UsageError
 from edgeq.jsontypes import get_object_or_none, get_str_or_none, get_strs
 from edgeq.manifest import Artifact
+from edgeq.pipeline.state import BuildState
 from edgeq.progress import Progress
+from edgeq.search.pte_search import closest, search_pte
+from edgeq.search.pte_sensitivity import pte_sensitivity
+from edgeq.search.search import search_onnx
+from edgeq.search.sensitivity import NodeSensitivity, sensitivity_table
 from edgeq.select.summary import Selection
 from edgeq.targetspec import Target
 from edgeq.validate.metrics import distance_line
+from edgeq.validate.orchestrate import load_npz, validate_artifacts
 
 if TYPE_CHECKING:
     from edgeq.capture import Captured
@@ -102,17 +113,9 @@ def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scr
     ``static_base``: given when the first INT8 model was the predicted dynamic one (no static model was built):
     the resolved settings the static fallbacks start from, instead of the first model's record.
     """
-    import shutil
-
-    from edgeq.backends.onnx import graph_stats
-    from edgeq.search.search import search_onnx
-    from edgeq.validate.orchestrate import load_npz, validate_artifacts
-
     first_dynamic = static_base is not None
     art = first_candidate(artifacts, first_dynamic)
     if art is None:
-        from edgeq.errors import UsageError
-
         raise UsageError("the ONNX search needs an INT8 ONNX model from this export",
                          "call run_export_search only after should_search() returned True")
     prepped = next(p for p in (scratch / "model.prep.onnx", scratch / "model.pre_quant.onnx",
@@ -140,12 +143,10 @@ def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scr
         art.refresh(workdir)
     if best is not None and best.path is not None:
         if best.config.dynamic:  # the pick is a dynamic INT8 model: ship it under its own name
-            from edgeq.backends.onnx import INT8_DYNAMIC_NAME
 
             (workdir / art.path).unlink(missing_ok=True)
-            art.name, art.path, art.precision = ONNX_DYNAMIC, INT8_DYNAMIC_NAME, "int8-dynamic"
+            art.name, art.path, art.precision = ONNX_DYNAMIC, ONNX_INT8_DYNAMIC_NAME, "int8-dynamic"
         elif art.precision == "int8-dynamic":  # a static fallback replaces the predicted dynamic first model
-            from edgeq.backends.onnx import INT8_NAME
 
             (workdir / art.path).unlink(missing_ok=True)
             art.name, art.path, art.precision = ONNX_STATIC, INT8_NAME, "int8-static"
@@ -214,8 +215,6 @@ def pte_sensitivity_keys(config: PipelineConfig, budget: Budget, artifacts: list
         return {}
     if skip_ranking:  # the torch-side Linear ranking (edgeq.prepare) orders the moves; no PT2E debugger pass
         return {"sensitivity_pte": []}
-    from edgeq.search.pte_sensitivity import pte_sensitivity
-    from edgeq.search.sensitivity import sensitivity_table
 
     progress.stage("ranking .pte (PT2E) nodes by added quantization error")
     try:
@@ -245,13 +244,6 @@ def run_pte_search(config: PipelineConfig, budget: Budget, workdir: Path, artifa
     art = next((a for a in artifacts if a.format == "pte" and a.role == "candidate"), None)
     if not keys or art is None or all(v.budget_check["passed"] for v in art.validations):
         return keys
-    import shutil
-
-    from edgeq.backends.executorch import bundle_program, static_export
-    from edgeq.pipeline.state import BuildState
-    from edgeq.search.pte_search import closest, search_pte
-    from edgeq.search.sensitivity import NodeSensitivity
-    from edgeq.validate.orchestrate import load_npz, validate_artifacts
 
     ranking = [NodeSensitivity(r["node"], r["op_type"], r["tensor"], float("nan"), float(r["xmodel_sqnr_db"] or 0.0),
                                float(r["input_sqnr_db"] or 0.0), float(r["added_nsr"] or 0.0))
@@ -272,14 +264,13 @@ def run_pte_search(config: PipelineConfig, budget: Budget, workdir: Path, artifa
     winner = next((t for t in trials if t.passed), None)
     if winner is not None and winner.path is not None:
         if winner.quant.mode == "dynamic" and art.precision != "int8-dynamic":  # ship it under its own name
-            from edgeq.backends.executorch import INT8_DYNAMIC_NAME
 
             (workdir / art.path).unlink(missing_ok=True)
-            art.name, art.path, art.precision = "pte-int8-dynamic", INT8_DYNAMIC_NAME, "int8-dynamic"
+            art.name, art.path, art.precision = "pte-int8-dynamic", PTE_INT8_DYNAMIC_NAME, "int8-dynamic"
             bundle_art = next((a for a in artifacts if a.format == "bpte"), None)
             if bundle_art is not None:
                 bundle_art.precision = "int8-dynamic"
-                bundle_art.details["program"] = INT8_DYNAMIC_NAME
+                bundle_art.details["program"] = PTE_INT8_DYNAMIC_NAME
         shutil.copyfile(winner.path, workdir / art.path)
         # the shipped program's own record: its delegation and the backend config it was lowered with
         art.details = {**art.details, "delegation": winner.delegation, "backend_config": dict(backend_config or {})}

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
+from edgeq.executorch.quantize import make_quantizer, resolve_settings, sample_args
 from edgeq.search.sensitivity import NodeSensitivity, nsr
 from edgeq.signature import TensorSpec
 from edgeq.targetspec import Target
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 def pte_sensitivity(exported: torch.export.ExportedProgram, calib: Dataset, signature: list[TensorSpec], opts: QuantOptions, target: Target,
                     calib_samples: int = 32, max_samples: int = 8) -> list[NodeSensitivity]:
     """Rank the PT2E graph's nodes by the error their INT8 version adds (most sensitive first)."""
+    # optional: the [executorch] extra
     import torch
     from torchao.quantization.pt2e import (
         extract_results_from_loggers,
@@ -36,8 +38,6 @@ def pte_sensitivity(exported: torch.export.ExportedProgram, calib: Dataset, sign
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     from torchao.quantization.pt2e.utils import _fuse_conv_bn_
-
-    from edgeq.executorch.quantize import make_quantizer, resolve_settings, sample_args
 
     generate_numeric_debug_handle(exported)
     # The float logger copy is taken before prepare_pt2e (quantization mutates the module in place), with

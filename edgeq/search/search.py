@@ -50,14 +50,17 @@ from edgeq.config import Budget, QuantOptions, SearchOptions
 from edgeq.data import Dataset
 from edgeq.errors import EdgeqError, UsageError
 from edgeq.onnx.build import build_onnx_int8
-from edgeq.onnx.mixed import weights_to_fp16
+from edgeq.onnx.mixed import nodes_for_modules, weights_to_fp16
+from edgeq.onnx.quantize import activation_matmuls
 from edgeq.progress import Progress
 from edgeq.search.ladder import chain, linear_dominated, linear_ladder, safe_sensitivity, static_ladder
 from edgeq.search.patterns import Neighbourhood, fragile_nodes
+from edgeq.search.sensitivity import sensitivity_table
 from edgeq.search.trial import SearchResult, Trial, TrialConfig, trial_line
 from edgeq.select.ladder import TrialBudget, run_ladder
 from edgeq.select.rule import best_effort, shortfall, size_shortfall
 from edgeq.validate.metrics import budget_distance, check_budget, compare
+from edgeq.validate.runners.host import HostRunner
 
 # 8-bit uniform quantization of a full-scale signal: SQNR = 6.02·8 + 1.76 dB. An output that passes through
 # INT8 tensors cannot be cleaner than this.
@@ -101,8 +104,6 @@ class _Evaluator:
     def __init__(self, prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict[str, np.ndarray],
                  labels: np.ndarray | None, budget: Budget, workdir: Path, max_size_ratio: float | None,
                  float_model: Path | None = None) -> None:
-        from edgeq.validate.runners.host import HostRunner
-
         self.prepped, self.calib, self.inputs_npz = prepped, calib, inputs_npz
         self.reference, self.labels, self.budget, self.workdir = reference, labels, budget, workdir
         self.runner = HostRunner()
@@ -200,9 +201,6 @@ def search_onnx(prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict
                 int16 += hood.with_input_producers(s.node)
             int16 = [n for n in dict.fromkeys(int16) if n not in nodes]
         if cfg.dynamic:
-            from edgeq.onnx.mixed import nodes_for_modules
-            from edgeq.onnx.quantize import activation_matmuls
-
             mods = linears[: cfg.fp16_linears]
             kept = nodes_for_modules(prepped, mods) if mods else []
             # per-channel weights, full-range INT8 (no reduce_range: the activation scale is per run, the host
@@ -247,7 +245,6 @@ def search_onnx(prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict
                                prepped, calib, options)
         run = run_ladder(chain(ladder, static), evaluate, TrialBudget(options.max_trials, options.max_seconds),
                          cumulative=_CUMULATIVE)
-    from edgeq.search.sensitivity import sensitivity_table
 
     sens_rows = sensitivity_table(state.get("baseline_ranking") or [])
     best = best_of(trials)

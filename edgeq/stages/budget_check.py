@@ -14,6 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import onnx
+from onnx import helper
+
+from edgeq.executorch.layout import read_layout
 from edgeq.pipeline.stage import StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
 
@@ -29,9 +33,6 @@ _FAMILY = {"onnx": ("onnx", "ort"), "pte": ("pte", "bpte")}
 
 def onnx_memory_estimate(path: Path) -> dict[str, Any]:
     """Weights bytes and a liveness-based peak activation estimate at batch 1 (symbolic dims set to 1)."""
-    import onnx
-    from onnx import helper
-
     model = onnx.load(str(path))
     weights = sum(_tensor_proto_bytes(t) for t in model.graph.initializer)
     init_names = {t.name for t in model.graph.initializer}
@@ -88,8 +89,6 @@ def onnx_memory_estimate(path: Path) -> dict[str, Any]:
 
 
 def _tensor_proto_bytes(t: onnx.TensorProto) -> int:
-    from onnx import helper
-
     n = 1
     for d in t.dims:
         n *= d
@@ -100,8 +99,6 @@ def _tensor_proto_bytes(t: onnx.TensorProto) -> int:
 
 
 def pte_memory_estimate(path: Path) -> dict[str, Any]:
-    from edgeq.executorch.layout import read_layout
-
     lay = read_layout(path)
     return {"weights_bytes": lay.file_bytes, "peak_activation_bytes": max(lay.planned_memory_bytes, default=0),
             "tensors_without_shape": 0, "method": "ExecuTorch memory plan (non_const_buffer_sizes), exact"}

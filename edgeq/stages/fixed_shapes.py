@@ -16,6 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import onnx
+from onnx import helper
+
 from edgeq.onnx.graph_util import graph_path, outputs_moved
 from edgeq.onnx.io import save_atomic
 from edgeq.pipeline.stage import StageKind, StageResult, register_stage
@@ -71,6 +75,7 @@ def apply_fixed_shapes(model: onnx.ModelProto, plan: dict[str, list[int]]) -> on
     ORT's ``fix_output_shapes`` uses ONNX shape inference, which knows no ``com.microsoft`` ops (fused
     transformers); then the output shapes are taken from one run of the model on zeros of the fixed shapes.
     """
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_input_shape_fixed
 
     for name, shape in plan.items():
@@ -83,9 +88,7 @@ def apply_fixed_shapes(model: onnx.ModelProto, plan: dict[str, list[int]]) -> on
 
 
 def _fix_output_shapes_by_running(model: onnx.ModelProto) -> None:
-    import numpy as np
-    import onnxruntime as ort
-    from onnx import helper
+    import onnxruntime as ort  # heavy: onnxruntime, only where a model is quantized or run
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
@@ -107,8 +110,6 @@ def _fix_output_shapes_by_running(model: onnx.ModelProto) -> None:
                 reads=("model_path", "calib", "eval"), writes=("model_path", "fixed_shapes"),
                description="fix dynamic input dims (batch 1) for NNAPI/CoreML; the shipped INT8 model inherits them")
 def fixed_shapes(ctx: BuildState) -> StageResult:
-    import onnx
-
     src = graph_path(ctx, NAME)
     model = onnx.load(str(src))
     before = input_shapes(model)

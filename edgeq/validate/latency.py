@@ -75,7 +75,7 @@ def paired_latency(runs: dict[str, Callable[[], object]], baseline: str,
 
 def onnx_session_run(path: Path, sample: dict[str, np.ndarray], threads: int) -> Callable[[], object]:
     """One inference of an ONNX / ORT-format model on the CPU EP with ``threads`` intra-op threads."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy: onnxruntime, only where a model is quantized or run
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads

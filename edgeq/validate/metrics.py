@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgeq.config import Budget
+from edgeq.errors import RunnerError
 from edgeq.jsontypes import JSONObject, JSONValue
 
 
@@ -107,14 +108,10 @@ def compare(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray],
     names = list(reference)
     missing = [n for n in names if n not in candidate]
     if missing:
-        from edgeq.errors import RunnerError
-
         raise RunnerError(f"candidate outputs lack {missing}; got {sorted(candidate)}",
                           "the artifact's outputs differ from the float model's")
     for n in names:
         if reference[n].shape != candidate[n].shape:
-            from edgeq.errors import RunnerError
-
             raise RunnerError(f"output {n!r} has shape {candidate[n].shape}, the float model gives {reference[n].shape}",
                               "the artifact does not compute the same function; re-export it")
     ref_all = np.concatenate([_flat(reference[n]) for n in names], axis=1)

@@ -17,6 +17,7 @@ from edgeq.targetspec import Target
 from edgeq.validate.fleet_run import FleetRun, RunInputs, fleet_verdict, validation_of
 from edgeq.validate.latency import paired_onnx_latency
 from edgeq.validate.metrics import ACCURACY_FALLBACK
+from edgeq.validate.regressions import int8_regressions
 from edgeq.validate.runners import get_runner
 
 
@@ -126,7 +127,6 @@ def verdict(artifacts: list[Artifact], pass_log: list[dict[str, Any]],
     if validated == 0 and not infra:
         failures.append("no artifact was validated (no runner supports the produced formats)")
     host_vs_arm = _host_pass_arm_fail(artifacts)
-    from edgeq.validate.regressions import int8_regressions
 
     out = {"passed": not failures and not infra, "failures": failures, "host_passes_arm_fails": host_vs_arm,
            "notes": list(dict.fromkeys(notes)), "int8_regressions": int8_regressions(artifacts)}

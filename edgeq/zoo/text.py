@@ -42,6 +42,7 @@ _TOKEN_RE = re.compile(r"[a-z]+|[0-9]+|([^\sa-z0-9])\1*")
 
 def corpus_text() -> str:
     """The Python reference documentation shipped with CPython, in a fixed (sorted-topic) order."""
+    # heavy: ~1 MB of text, loaded only when the text zoo builds its corpus
     from pydoc_data.topics import topics
 
     return "\n\n".join(topics[k] for k in sorted(topics))
@@ -141,7 +142,7 @@ def write_text_data(folder: Path, model: str = "encoder", n_calib: int = 128,
 
 
 def _modules():  # type: ignore[no-untyped-def]
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
     from torch import nn
 
     class Attention(nn.Module):
@@ -233,14 +234,14 @@ def _modules():  # type: ignore[no-untyped-def]
 
 
 def _cache_path(kind: str, epochs: int, seed: int) -> Path:
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     key = hashlib.sha256(f"{RECIPE_VERSION}-{kind}-{epochs}-{seed}-{torch.__version__}".encode()).hexdigest()[:16]
     return cache_dir("models") / f"text_{kind}_{key}.pt"
 
 
 def _load_or_train(kind: str, epochs: int, seed: int):  # type: ignore[no-untyped-def]
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     torch.manual_seed(seed)
     encoder_cls, decoder_cls = _modules()
@@ -261,7 +262,7 @@ def _load_or_train(kind: str, epochs: int, seed: int):  # type: ignore[no-untype
 
 def _train_encoder(model, epochs: int, seed: int) -> None:  # type: ignore[no-untyped-def]
     """Masked-token prediction (BERT's objective): 15 % of real tokens -> [MASK], predict them."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
     import torch.nn.functional as F
 
     ids_np, mask_np = sentence_arrays("train")
@@ -289,7 +290,7 @@ def _train_encoder(model, epochs: int, seed: int) -> None:  # type: ignore[no-un
 
 def _train_decoder(model, epochs: int, seed: int) -> None:  # type: ignore[no-untyped-def]
     """Next-token prediction over 33-token windows of the training stream."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
     import torch.nn.functional as F
 
     win = torch.from_numpy(stream_windows("train"))

@@ -7,6 +7,7 @@ how they ship files and start the device-side program. A runner spec is a string
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,8 +74,6 @@ def get_runner(spec: str, target: Target) -> Runner:
 
 
 def _load_builtin() -> None:
-    import importlib
-
     for mod in ("host", "host_cpp", "emulator", "ssh"):
         try:
             importlib.import_module(f"edgeq.validate.runners.{mod}")

@@ -7,10 +7,14 @@ Latency is qemu's instruction-level time: reported with ``latency_kind="emulated
 
 from __future__ import annotations
 
+import importlib.util
 from importlib.resources import files
 from pathlib import Path
 
+from edgeq.emulator import load, qemu
+from edgeq.emulator.qemu import cpu_model
 from edgeq.errors import ArtifactError, EmulatorError
+from edgeq.executorch.cpp_runner import build_runner
 from edgeq.jsontypes import JSONObject
 from edgeq.targetspec import Target
 from edgeq.validate.runners.base import RunResult, parse_result, register_runner
@@ -23,9 +27,6 @@ class EmulatorRunner:
     name = "emulator"
 
     def __init__(self, target: Target, timeout: float | None = None) -> None:
-        from edgeq.emulator import load
-        from edgeq.emulator.qemu import cpu_model
-
         self.target = target
         self.cpu_model = cpu_model(target)  # typed error for a non-ARM target
         self.env = load()  # typed error when not set up
@@ -53,8 +54,6 @@ class EmulatorRunner:
     # --- ONNX ----------------------------------------------------------------------------------------------
 
     def _run_onnx(self, artifact: Path, inputs: Path, workdir: Path) -> RunResult:
-        from edgeq.emulator import qemu
-
         out = workdir / f"{artifact.stem}.{self.cpu_model}.outputs.npz"
         out.unlink(missing_ok=True)
         # Few timing repeats: each one is slow under qemu and the number is not device speed anyway.
@@ -78,9 +77,6 @@ class EmulatorRunner:
 
     def _run_pte(self, artifact: Path, inputs: Path, workdir: Path) -> RunResult:
         """The C++ runner, cross-built against the aarch64 wheel's runtime, on the emulated CPU."""
-        from edgeq.emulator import qemu
-        from edgeq.executorch.cpp_runner import build_runner
-
         binary = build_runner("aarch64", executorch_root=self.env.executorch_root)
         stem = f"{artifact.stem}.{self.cpu_model}"
         inp, out = workdir / f"{stem}.inputs.bin", workdir / f"{stem}.outputs.bin"
@@ -106,8 +102,6 @@ class EmulatorRunner:
 
 def pte_runner_available() -> bool:
     """The .pte path needs the C++ runner sources and their builder (the ExecuTorch feature)."""
-    import importlib.util
-
     try:
         return importlib.util.find_spec("edgeq.executorch.cpp_runner") is not None
     except ImportError:

@@ -6,6 +6,7 @@ deadline passes (``edgeq.validate.isolated``): a hung runtime fails the run inst
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 from collections.abc import Callable
@@ -14,8 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from edgeq.errors import ArtifactError, RunnerError
+from edgeq.executorch.runtime import executorch_version, load_inputs, run_pte
 from edgeq.jsontypes import JSONObject
 from edgeq.targetspec import Target
+from edgeq.validate.device import run_onnx
 from edgeq.validate.isolated import run_isolated
 from edgeq.validate.runners.base import RunResult, register_runner
 
@@ -42,8 +45,6 @@ class HostRunner:
 
 
 def _run_onnx(artifact: Path, inputs: Path, workdir: Path) -> RunResult:
-    from edgeq.validate.device import run_onnx
-
     out = workdir / f"{artifact.stem}.outputs.npz"
     try:
         info = run_onnx.run(str(artifact), str(inputs), str(out))
@@ -60,7 +61,6 @@ def _run_onnx(artifact: Path, inputs: Path, workdir: Path) -> RunResult:
 
 def _run_pte(artifact: Path, inputs: Path, workdir: Path) -> RunResult:
     # executorch is heavy (it loads torch): imported only when a .pte is run.
-    from edgeq.executorch.runtime import executorch_version, load_inputs, run_pte
 
     outputs, latency = run_pte(artifact, load_inputs(inputs))
     return RunResult(outputs, latency, "host", f"executorch {executorch_version()}")
@@ -72,8 +72,6 @@ _HOST_PROGRAMS: dict[str, Callable[[Path, Path, Path], RunResult]] = {"onnx": _r
 
 
 def _executorch_available() -> bool:
-    import importlib.util
-
     return importlib.util.find_spec("executorch") is not None
 
 

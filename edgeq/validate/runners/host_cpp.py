@@ -12,9 +12,12 @@ import subprocess
 from pathlib import Path
 
 from edgeq.errors import ArtifactError, RunnerError
+from edgeq.executorch.cpp_runner import build_runner
+from edgeq.executorch.runtime import check_pte_header
 from edgeq.jsontypes import JSONObject
 from edgeq.targetspec import Target
 from edgeq.validate.runners.base import RunResult, parse_result, register_runner
+from edgeq.validate.runners.host import host_cpu_name
 from edgeq.validate.tensor_files import read_output_tensors, write_input_tensors
 
 TIMEOUT_S = 600.0
@@ -38,8 +41,6 @@ class HostCppRunner:
     name = "host-cpp"
 
     def __init__(self, target: Target | None = None, timeout: float = TIMEOUT_S) -> None:
-        from edgeq.executorch.cpp_runner import build_runner
-
         self.target = target
         self.timeout = timeout
         # Build (or find the cached build) now: a missing compiler fails before any slow export work.
@@ -49,8 +50,6 @@ class HostCppRunner:
         return fmt == "pte"
 
     def describe(self) -> JSONObject:
-        from edgeq.validate.runners.host import host_cpu_name
-
         return {"runner": "host-cpp", "machine": platform.machine(), "cpu_model": host_cpu_name(),
                 "features": [], "emulated": False}
 
@@ -58,7 +57,6 @@ class HostCppRunner:
         if fmt != "pte":
             raise RunnerError(f"the host-cpp runner only executes .pte artifacts, not {fmt!r}",
                               "use the host runner for .onnx")
-        from edgeq.executorch.runtime import check_pte_header
 
         check_pte_header(artifact)
         binary = self.binary

@@ -27,11 +27,13 @@ from typing import Any
 
 import numpy as np
 
+from edgeq.emulator import load
 from edgeq.errors import DeviceError, DeviceUnreachableError, UsageError
+from edgeq.executorch.cpp_runner import build_runner
 from edgeq.targetspec import Target
 from edgeq.validate.runners import ssh_leftovers
 from edgeq.validate.runners.base import RunResult, parse_result, register_runner
-from edgeq.validate.runners.emulator import DEVICE_DIR
+from edgeq.validate.runners.emulator import DEVICE_DIR, pte_runner_available
 from edgeq.validate.tensor_files import read_output_npz, read_output_tensors, write_input_tensors
 
 INSTALL_HINT = ("on the device: sudo apt-get install -y python3 python3-pip && "
@@ -116,8 +118,6 @@ class SshRunner:
     # --- protocol -------------------------------------------------------------------------------------------
 
     def supports(self, fmt: str) -> bool:
-        from edgeq.validate.runners.emulator import pte_runner_available
-
         return fmt == "onnx" or (fmt == "pte" and pte_runner_available())
 
     def describe(self) -> dict[str, Any]:
@@ -159,9 +159,6 @@ class SshRunner:
 
     def _run_pte(self, artifact: Path, inputs: Path, workdir: Path) -> RunResult:
         """Ship the C++ runner (cross-built for aarch64) with the ExecuTorch runtime libraries it links."""
-        from edgeq.emulator import load
-        from edgeq.executorch.cpp_runner import build_runner
-
         machine = self.probe().get("machine")
         if machine != "aarch64":
             raise DeviceError(f"{self.spec.name} is {machine}; edgeq's .pte runner is cross-built for aarch64",
