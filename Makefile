@@ -29,14 +29,21 @@ emulator: venv system-deps
 	  echo "edgeq: run 'sudo apt-get install -y qemu-user-static' then 'make emulator' (emulator tests will skip)"; \
 	else $(VENV)/bin/edgeq emulator setup; fi
 
+# Two pytest workers (pytest-xdist) on the 2-core CI host: the quality tests pin torch and onnxruntime to one thread,
+# so two run side by side; a module stays on one worker (--dist loadfile), so its module fixtures (five sshd boards,
+# one export) are built once. Each worker builds the session fixtures it needs. PYTEST_WORKERS=0 runs serially.
+PYTEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
+
 test: venv system-deps emulator
 	$(PY) -m ruff check edgeq tests bench scripts
 	$(PY) -m mypy
 	$(MAKE) docs-build
-	$(PY) -m pytest -q --durations=25 tests
+	$(PYTEST) --durations=25 tests
 
+# The inner loop (under 3 minutes on 2 cores): everything but the end-to-end quality exports and the emulator.
 test-fast: venv
-	$(PY) -m pytest -q -m "not slow and not emulator" tests
+	$(PYTEST) -m "not slow and not emulator" tests
 
 # The slow quality tests idle and then under a CPU hog on every core: fails when any verdict differs.
 test-under-load: venv

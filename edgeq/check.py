@@ -28,6 +28,7 @@ from edgeq.config import Budget, FleetOptions
 from edgeq.emulator.sysroot import is_ready
 from edgeq.errors import ManifestError, TargetError, UsageError
 from edgeq.integrity import RUNNABLE, audit, sniff_format
+from edgeq.jsontypes import JSONObject, get_float, get_strs
 from edgeq.llm.check import LmCheck, check_lm, is_text_generation
 from edgeq.llm.target_checks import items_from_files, run_checks
 from edgeq.manifest import Artifact, Validation, read_manifest
@@ -64,7 +65,7 @@ class CheckResult:
     infra_failures: list[str] = field(default_factory=list)  # fewer boards answered than --min-boards
 
 
-def packaged_target(name: Any) -> Target:
+def packaged_target(name: object) -> Target:
     """A target profile shipped with edgeq, by name; a name from a manifest never reaches the file system."""
     if not isinstance(name, str) or not _TARGET_NAME.match(name) or name not in list_targets():
         raise TargetError(f"the manifest names target {name!r}, which is not a packaged profile",
@@ -102,7 +103,7 @@ def _recompute_artifacts(m: dict[str, Any], out: Path) -> tuple[list[Artifact], 
     return arts, findings
 
 
-def _gating_passes(m: dict[str, Any], arts: list[Artifact], out: Path, tgt: Target) -> list[dict[str, Any]]:
+def _gating_passes(m: dict[str, Any], arts: list[Artifact], out: Path, tgt: Target) -> list[JSONObject]:
     """The recorded passes, with the budget-check recomputed from the bytes and this target (its recorded
     failures could have been deleted from the manifest)."""
     kept = [p for p in m["passes"] if p.get("name") != NAME]
@@ -172,8 +173,8 @@ def check(outdir: str | Path, budget: Budget | None = None, runners: tuple[str, 
                 continue
             if compressed and not val.budget_check["passed"]:
                 failures.append(f"{a.name} on {val.runner}: the compressed float model misses the budget against "
-                                f"the stored reference ({'; '.join(val.budget_check['failures'])})")
-            elif not compressed and val.metrics["cosine_min"] < REFERENCE_MIN_COSINE:
+                                f"the stored reference ({'; '.join(get_strs(val.budget_check, 'failures'))})")
+            elif not compressed and get_float(val.metrics, "cosine_min") < REFERENCE_MIN_COSINE:
                 failures.append(f"{a.name} on {val.runner}: the stored float reference does not match the float "
                                 f"model (min cosine {val.metrics['cosine_min']:.4f}); reference or model replaced")
     infra = list(v.get("infra_failures", []))
@@ -211,7 +212,8 @@ def _check_lm(m: dict[str, Any], out: Path, arts: list[Artifact], findings: list
         res = check_lm(m, out, arts, max_ppl_increase, float_model, Path(tmp))
     # the target's checks again, from the bytes and the profile (the CLI's, else the packaged one the manifest names)
     tgt = _check_target(m, target)
-    target_failures = [f for p in run_checks(tgt, out, items_from_files(arts), None, 0) for f in p["failures"]]
+    target_failures = [f for p in run_checks(tgt, out, items_from_files(arts), None, 0)
+                       for f in get_strs(p, "failures")]
     by_name = {r.name: r for r in res.artifacts}
     for a in arts:
         r = by_name.get(a.name)
@@ -228,11 +230,11 @@ def _check_lm(m: dict[str, Any], out: Path, arts: list[Artifact], findings: list
     return CheckResult(out, not failures, failures, arts, Budget(), m2, [], findings + list(res.findings), [], llm=res)
 
 
-def replace_budget(m: dict[str, Any], eff: Budget) -> dict[str, Any]:
+def replace_budget(m: dict[str, Any], eff: Budget) -> JSONObject:
     return {**m, "budget_in_manifest": m["budget"], "budget": eff.to_dict()}
 
 
-def target_for(m: dict[str, Any]) -> Any:
+def target_for(m: dict[str, Any]) -> Target:
     """The target for ``validate``: a packaged profile by the manifest's name (never a path from the manifest)."""
     try:
         return packaged_target((m.get("target") or {}).get("name"))

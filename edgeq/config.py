@@ -12,6 +12,7 @@ from typing import Any, Literal
 from edgeq.compress.spec import CompressOptions, TrainOptions, parse_spec
 from edgeq.errors import UsageError
 from edgeq.imagefolder import Preprocess
+from edgeq.jsontypes import JSONObject
 from edgeq.manifest import MANIFEST_NAME
 
 CONFIG_VERSION = 1
@@ -80,7 +81,7 @@ class Budget:
             merged["max_accuracy_drop"] = None
         return Budget(**merged)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return asdict(self)
 
 
@@ -127,7 +128,7 @@ class QuantOptions:
                    if getattr(self, f.name) is None}
         return replace(self, **updates)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         d = asdict(self)
         d["nodes_to_exclude"] = list(self.nodes_to_exclude)
         d["op_types_to_exclude"] = list(self.op_types_to_exclude)
@@ -167,7 +168,7 @@ class SearchOptions:
         if self.sensitivity_samples < 1:
             raise UsageError("sensitivity_samples must be >= 1")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         d = asdict(self)
         d["calibrations"] = list(self.calibrations)
         return d
@@ -200,7 +201,7 @@ class FleetOptions:
             raise UsageError(f"--min-boards must be >= 1, got {self.min_boards}",
                              "it is how many boards must answer for the run to count")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return asdict(self)
 
 
@@ -271,7 +272,7 @@ class PipelineConfig:
 _NOT_RECORDED = ("output", "force", "target_sha256", "trust_pickle", "runner_timeout_s", "fleet")
 
 
-def config_to_dict(config: PipelineConfig) -> dict[str, Any]:
+def config_to_dict(config: PipelineConfig) -> JSONObject:
     """Every option of a run that affects the artifacts' bytes (all but output/force), JSON-ready.
 
     Paths that exist are made absolute so the record rebuilds from any working directory.

@@ -11,7 +11,7 @@ import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import numpy as np
 from numpy.lib import format as npformat
@@ -19,6 +19,9 @@ from numpy.lib import format as npformat
 from edgeq.errors import DataError, SignatureMismatchError
 from edgeq.imagefolder import Preprocess, is_image_folder, load_image_folder
 from edgeq.signature import TensorSpec
+
+if TYPE_CHECKING:
+    from edgeq.imagefolder import Preprocess
 
 LABELS_KEY = "labels"
 
@@ -165,7 +168,8 @@ def check_labels(labels: np.ndarray, source: str, n_classes: int | None = None) 
     return labels.astype(np.int64)
 
 
-def load_dataset(path: str | Path, preprocess: Any = None, input_names: list[str] | None = None) -> Dataset:
+def load_dataset(path: str | Path, preprocess: Preprocess | None = None,
+                 input_names: list[str] | None = None) -> Dataset:
     """Load an ``.npz`` file, a directory of ``.npy`` / ``.npz`` files, or a folder of images (see
     :mod:`edgeq.imagefolder`; ``preprocess`` is its :class:`~edgeq.imagefolder.Preprocess`)."""
     p = Path(path)

@@ -18,6 +18,7 @@ import onnx
 
 from edgeq.errors import ManifestError
 from edgeq.hashing import sha256_file
+from edgeq.jsontypes import JSONObject
 from edgeq.manifest import MANIFEST_NAME
 
 SIGNATURE_NAME = "edgeq.json.sig"  # signs the manifest, so it cannot be listed in it (edgeq.signing)
@@ -36,7 +37,7 @@ def described_paths(m: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
-def seal(m: dict[str, Any], outdir: Path) -> dict[str, Any]:
+def seal(m: dict[str, Any], outdir: Path) -> JSONObject:
     """Record every regular file under ``outdir`` not listed yet (reports, …) in ``m['files']``; returns ``m``."""
     listed = {p for p, _ in described_paths({**m, FILES_KEY: []})}
     extra = []
@@ -66,7 +67,7 @@ def _walk(outdir: Path) -> list[str]:
     return out
 
 
-def confined(outdir: Path, rel: Any, what: str) -> Path:
+def confined(outdir: Path, rel: object, what: str) -> Path:
     """``outdir / rel`` after checking that ``rel`` is a plain relative path to a regular file, no symlink on
     the way."""
     if not isinstance(rel, str) or not _REL.match(rel) or any(part in ("", ".", "..") for part in rel.split("/")):

@@ -17,21 +17,25 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgeq.config import ROUNDING_MODES, PipelineConfig
 from edgeq.data import Dataset
 from edgeq.errors import UsageError
+from edgeq.jsontypes import JSONObject, JSONValue, get_objects, number_or_none, objects
 from edgeq.outliers import AdaRoundConfig, OutlierConfig, WeightRoundingConfig, prepare_for_int8
 from edgeq.outliers.adaround import simulated_int8_error
 from edgeq.outliers.smoothquant import fake_int8
 from edgeq.outliers.stats import batches
 from edgeq.progress import Progress
 from edgeq.source import ModelSource, state_hash
+
+if TYPE_CHECKING:
+    import torch
 
 # Rows of the calibration set the sensitivity pass runs (one forward per Linear): enough to rank, cheap on 2 cores.
 SENSITIVITY_SAMPLES = 8
@@ -45,7 +49,7 @@ class LinearSensitivity:
     share: float
     params: int
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"module": self.module, "share": round(self.share, 5), "params": self.params}
 
 
@@ -66,7 +70,7 @@ def input_names(source: ModelSource) -> list[str]:
 
 
 def prepare_source(source: ModelSource, calib: Dataset, progress: Progress,
-                   explicit: bool = False, rounding: str = "gptq") -> tuple[ModelSource, dict[str, Any]]:
+                   explicit: bool = False, rounding: str = "gptq") -> tuple[ModelSource, JSONObject]:
     """A new source holding the prepared module (``source`` is untouched) and the manifest record.
 
     ``rounding`` (conv nets only; a model with LayerNorm/RMSNorm keeps GPTQ rounding under SmoothQuant):
@@ -81,7 +85,7 @@ def prepare_source(source: ModelSource, calib: Dataset, progress: Progress,
     data = {n: calib.inputs[n] for n in names}
     progress.stage("outlier-aware PTQ in torch (CLE, weight rounding, bias correction, SmoothQuant, INT8 embeddings)")
     t0 = time.perf_counter()
-    log: dict[str, Any] = {}
+    log: JSONObject = {}
     # SmoothQuant is for the norm-fed Linears of transformers; on a net without LayerNorm/RMSNorm (a CNN's
     # classifier) its explicit ``x * 1/s`` is one more per-tensor INT8 tensor: EfficientNet-Lite0 ONNX top-1
     # agreement 92 % without it, 90 % with it (README, "Quantization on real pretrained models").
@@ -100,12 +104,12 @@ def prepare_source(source: ModelSource, calib: Dataset, progress: Progress,
     progress.stage("sensitivity pass: each Linear's share of the simulated INT8 error")
     t1 = time.perf_counter()
     ranking = linear_sensitivity(module, data)
-    record: dict[str, Any] = {
+    record: JSONObject = {
         "applied": [k for k, v in log.items() if k != "rounding" and _changed(k, v)],
         "config": cfg.to_dict(),
         "smoothquant": [{k: e[k] for k in ("layers", "alpha", "outlier_ratio", "error_before", "error_after",
                                            "skipped") if k in e}
-                        for e in log.get("smoothquant", [])],
+                        for e in get_objects(log, "smoothquant")],
         "embeddings": log.get("embeddings", []),
         "bias_correction": log.get("bias_correction", []),
         "cle": log.get("cle", []),
@@ -135,8 +139,8 @@ def conv_outlier_config(rounding: str, samples: int) -> OutlierConfig:
 ADAROUND_SAMPLES = 200
 
 
-def conv_prepare(module: Any, data: Mapping[str, np.ndarray], rounding: str, progress: Progress,
-                 log: dict[str, Any]) -> tuple[Any, OutlierConfig]:
+def conv_prepare(module: torch.nn.Module, data: Mapping[str, np.ndarray], rounding: str, progress: Progress,
+                 log: JSONObject) -> tuple[torch.nn.Module, OutlierConfig]:
     """Prepare a copy of a conv net with ``rounding``; ``auto`` builds the GPTQ and the AdaRound preparations and
     keeps the one whose simulated INT8 output error (every conv/linear input fake-quantized, weights on their
     grid, :func:`edgeq.outliers.adaround.simulated_int8_error`) is lower on the last quarter of the calibration
@@ -149,10 +153,10 @@ def conv_prepare(module: Any, data: Mapping[str, np.ndarray], rounding: str, pro
     fit = max(1, samples * 3 // 4) if samples > 1 else samples
     fit_rows = {k: v[:fit] for k, v in data.items()}
     check_rows = {k: v[fit:] for k, v in data.items()} if fit < samples else dict(data)
-    picks: dict[str, tuple[Any, OutlierConfig, dict[str, Any]]] = {}
+    picks: dict[str, tuple[torch.nn.Module, OutlierConfig, JSONObject]] = {}
     errors: dict[str, float] = {}
     for mode in ("gptq", "adaround"):
-        cfg, sub = conv_outlier_config(mode, fit), dict[str, Any]()
+        cfg, sub = conv_outlier_config(mode, fit), JSONObject()
         progress.stage(f"conv rounding candidate: {mode}")
         m = prepare_for_int8(copy.deepcopy(module), fit_rows, cfg, log=sub, progress=progress)
         picks[mode] = (m, cfg, sub)
@@ -178,7 +182,7 @@ class SchemePrediction:
     pick: Mapping[str, str]
     reason: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"errors": {k: float(f"{v:.4g}") for k, v in self.errors.items()}, "pick": dict(self.pick),
                 "reason": self.reason}
 
@@ -196,7 +200,7 @@ SCHEME_FOR_FORMAT = {"onnx": "dynamic_per_tensor", "pte": "dynamic_per_token"}
 PREDICTION_SAMPLES = 32
 
 
-def predict_scheme(model: Any, calib: Mapping[str, np.ndarray], samples: int = PREDICTION_SAMPLES) -> SchemePrediction:
+def predict_scheme(model: torch.nn.Module, calib: Mapping[str, np.ndarray], samples: int = PREDICTION_SAMPLES) -> SchemePrediction:
     """Which activation scheme to try first, from a cheap simulation in torch on the calibration rows.
 
     Convolution nets (conv-dominated, or with convolutions and no LayerNorm/RMSNorm) are not simulated: their
@@ -216,10 +220,10 @@ def predict_scheme(model: Any, calib: Mapping[str, np.ndarray], samples: int = P
         return SchemePrediction({}, {f: "static" for f in SCHEME_FOR_FORMAT},
                                 "convolution net: static INT8 (the target's scheme) first, not simulated")
 
-    def per_sample(x: Any) -> Any:
+    def per_sample(x: torch.Tensor) -> torch.Tensor:
         return torch.stack([fake_int8(r, "per_tensor") for r in x]) if x.dim() > 1 else fake_int8(x, "per_tensor")
 
-    quantizers = {"static": lambda x: fake_int8(x, "per_tensor"), "dynamic_per_tensor": per_sample,
+    quantizers: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"static": lambda x: fake_int8(x, "per_tensor"), "dynamic_per_tensor": per_sample,
                   "dynamic_per_token": lambda x: fake_int8(x, "per_token")}
     # static QDQ also quantizes each Linear's output (one calibrated scale: attention's q/k/v, the FFN's hidden
     # layer); dynamic schemes keep MatMul outputs float
@@ -233,8 +237,10 @@ def predict_scheme(model: Any, calib: Mapping[str, np.ndarray], samples: int = P
     with torch.no_grad():
         ref = _first(model(*args)).float()
         for name, quant in quantizers.items():
-            def fwd(mod: Any, inp: tuple[Any, ...], out: Any, quant: Any = quant, q_out: bool = quant_out[name]) -> Any:
-                y = torch.nn.functional.linear(quant(inp[0]), qweights[id(mod)], mod.bias)
+            def fwd(mod: torch.nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor,
+                    quant: Callable[[torch.Tensor], torch.Tensor] = quant, q_out: bool = quant_out[name]) -> torch.Tensor:
+                bias = mod.bias if isinstance(mod, torch.nn.Linear) else None  # hooked on Linears only
+                y = torch.nn.functional.linear(quant(inp[0]), qweights[id(mod)], bias)
                 return quant(y) if q_out else y
 
             handles = [m.register_forward_hook(fwd) for m in lins]
@@ -252,14 +258,14 @@ def predict_scheme(model: Any, calib: Mapping[str, np.ndarray], samples: int = P
     return SchemePrediction(errors, pick, reason)
 
 
-def has_norm_layers(model: Any) -> bool:
+def has_norm_layers(model: torch.nn.Module) -> bool:
     """A LayerNorm / RMSNorm anywhere (by class, so transformers' own RMSNorm classes count too)."""
     import torch  # heavy: torch, imported only where a model is built or run
 
     return any(isinstance(m, torch.nn.LayerNorm) or "rmsnorm" in type(m).__name__.lower() for m in model.modules())
 
 
-def linear_dominated(model: Any) -> bool:
+def linear_dominated(model: torch.nn.Module) -> bool:
     """Linear weights outnumber convolution weights (transformers, MLPs; not a CNN with a classifier head):
     the search's linear moves (dynamic per-token linears, sensitive linears kept float) are then the ones with
     the largest expected gain."""
@@ -271,13 +277,13 @@ def linear_dominated(model: Any) -> bool:
     return bool(lin > 0 and lin >= conv)
 
 
-def _changed(method: str, entries: Any) -> bool:
+def _changed(method: str, entries: JSONValue) -> bool:
     if method == "smoothquant":
-        return any(e.get("alpha", 0.0) > 0 for e in entries)
+        return any((number_or_none(e.get("alpha")) or 0.0) > 0 for e in objects(entries, method))
     return bool(entries)
 
 
-def linear_sensitivity(model: Any, calib: Mapping[str, np.ndarray], samples: int = SENSITIVITY_SAMPLES,
+def linear_sensitivity(model: torch.nn.Module, calib: Mapping[str, np.ndarray], samples: int = SENSITIVITY_SAMPLES,
                        granularity: str = "per_tensor") -> list[LinearSensitivity]:
     """Linears ranked by how much of the simulated all-INT8 output error keeping each one float removes.
 
@@ -296,12 +302,13 @@ def linear_sensitivity(model: Any, calib: Mapping[str, np.ndarray], samples: int
     reached: set[str] = set()
     qweights = {n: fake_int8(m.weight.detach().float(), "per_channel").to(m.weight.dtype) for n, m in lins.items()}
 
-    def hook(name: str) -> Any:
-        def fwd(mod: Any, inp: tuple[Any, ...], out: Any) -> Any:
+    def hook(name: str) -> Callable[[torch.nn.Module, tuple[torch.Tensor, ...], torch.Tensor], torch.Tensor]:
+        def fwd(mod: torch.nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
             reached.add(name)
             if name in keep_float:
                 return out
-            return torch.nn.functional.linear(fake_int8(inp[0], granularity), qweights[name], mod.bias)
+            bias = mod.bias if isinstance(mod, torch.nn.Linear) else None  # hooked on Linears only
+            return torch.nn.functional.linear(fake_int8(inp[0], granularity), qweights[name], bias)
         return fwd
 
     was_training = model.training
@@ -328,9 +335,12 @@ def linear_sensitivity(model: Any, calib: Mapping[str, np.ndarray], samples: int
     return sorted(out, key=lambda s: -s.share)
 
 
-def _first(out: Any) -> Any:
-    while isinstance(out, tuple | list):
-        out = out[0]
-    if isinstance(out, dict):
-        out = next(iter(out.values()))
+def _first(out: object) -> torch.Tensor:
+    """The first tensor of a model's output (a tensor, or nested tuples / lists / dicts of them)."""
+    import torch  # heavy: torch, imported only where a model is built or run
+
+    while isinstance(out, tuple | list | dict):
+        out = next(iter(out.values())) if isinstance(out, dict) else out[0]
+    if not isinstance(out, torch.Tensor):
+        raise UsageError(f"the model returned a {type(out).__name__}, not a tensor", "return tensors from forward()")
     return out

@@ -17,9 +17,12 @@ import re
 import sys
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgeq.errors import ArtifactError, ModelSourceError
+
+if TYPE_CHECKING:
+    import torch
 
 TRUST_HINT = "re-save it with torch.export.save from a current torch, or pass --trust-pickle if you made the file " \
              "yourself (pickle can run arbitrary code)"
@@ -110,7 +113,7 @@ def pickle_findings(path: Path) -> tuple[zipfile.ZipFile, list[str]]:
     return z, findings
 
 
-def load_exported_program(path: Path, trust_pickle: bool = False) -> Any:
+def load_exported_program(path: Path, trust_pickle: bool = False) -> torch.export.ExportedProgram:
     """torch.export.load on a copy of the archive that holds only plain members; see the module docstring."""
     import torch  # heavy: torch, imported only where a model is built or run
 
@@ -125,7 +128,7 @@ def load_exported_program(path: Path, trust_pickle: bool = False) -> Any:
         if findings:
             print(f"edgeq: warning: --trust-pickle: loading {path} with pickle ({findings[0]}); this runs any code "
                   "the file contains", file=sys.stderr)
-            source: Any = str(path)
+            source: str | io.BytesIO = str(path)
         else:
             buf = io.BytesIO()
             with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as out:

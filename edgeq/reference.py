@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import onnx
 
@@ -20,7 +18,7 @@ def output_names_for(captured: Captured) -> list[str]:
     if captured.source.kind == "onnx":
         model = onnx.load(str(captured.source.onnx_file()), load_external_data=False)
         return [o.name for o in model.graph.output]
-    return canonical_output_names(len(captured.exported.graph_signature.user_outputs))
+    return canonical_output_names(len(captured.program().graph_signature.user_outputs))
 
 
 def reference_outputs(captured: Captured, data: Dataset, names: list[str]) -> tuple[dict[str, np.ndarray], str]:
@@ -40,7 +38,9 @@ def reference_outputs(captured: Captured, data: Dataset, names: list[str]) -> tu
     import torch  # heavy: torch, imported only where a model is built or run
     from torch.utils._pytree import tree_flatten
 
-    module: Any = captured.source.module if captured.source.kind == "factory" else captured.exported.module()
+    module = captured.source.module if captured.source.kind == "factory" else None
+    if module is None:
+        module = captured.program().module()
     step = REF_BATCH if captured.dynamic_batch else 1
     chunks = {n: [] for n in names}
     with torch.no_grad():

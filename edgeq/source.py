@@ -12,9 +12,10 @@ import importlib.util
 import inspect
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import onnx
@@ -25,6 +26,10 @@ from edgeq.hashing import sha256_bytes, sha256_file
 from edgeq.hfdir import is_hf_dir, load_hf_dir
 from edgeq.pt2safe import load_exported_program
 from edgeq.signature import TensorSpec
+
+if TYPE_CHECKING:
+    import onnx
+    import torch
 
 SourceKind = Literal["factory", "pt2", "onnx"]
 
@@ -37,8 +42,8 @@ class ModelSource:
     kind: SourceKind
     sha256: str
     input_names: list[str]
-    module: Any = None  # torch.nn.Module
-    exported: Any = None  # torch.export.ExportedProgram
+    module: torch.nn.Module | None = None
+    exported: torch.export.ExportedProgram | None = None
     onnx_path: Path | None = None
     example_inputs: dict[str, np.ndarray] | None = None
     declared_signature: list[TensorSpec] | None = None
@@ -102,7 +107,7 @@ def _load_onnx(path: Path) -> ModelSource:
                        input_names=[s.name for s in specs], onnx_path=path.absolute(), declared_signature=specs)
 
 
-def _onnx_value_spec(vi: Any) -> TensorSpec:
+def _onnx_value_spec(vi: onnx.ValueInfoProto) -> TensorSpec:
     tt = vi.type.tensor_type
     dtype = str(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
     dims: list[int | str] = []
@@ -129,7 +134,7 @@ def _load_pt2(path: Path, trust_pickle: bool = False) -> ModelSource:
                        exported=ep, declared_signature=specs)
 
 
-def import_factory(ref: str) -> Any:
+def import_factory(ref: str) -> Callable[..., object]:
     mod_name, _, attr = ref.rpartition(":")
     if not mod_name or not attr:
         raise ModelSourceError(f"bad model reference {ref!r}", "use pkg.module:factory or path/to/file.py:factory")
@@ -155,7 +160,7 @@ def import_factory(ref: str) -> Any:
     except Exception as e:
         raise ModelSourceError(f"importing {mod_name!r} raised {type(e).__name__}: {e}") from e
     try:
-        factory = getattr(module, attr)
+        factory: object = getattr(module, attr)
     except AttributeError as e:
         raise ModelSourceError(f"{mod_name!r} has no attribute {attr!r}",
                                f"define a function {attr}() returning an nn.Module") from e
@@ -182,7 +187,7 @@ def _load_factory(ref: str) -> ModelSource:
     except Exception as e:
         raise ModelSourceError(f"{ref}() raised {type(e).__name__}: {e}",
                                "the factory must build the model with no arguments") from e
-    example: Any = None
+    example: object = None
     if isinstance(produced, tuple) and len(produced) == 2 and isinstance(produced[0], torch.nn.Module):
         produced, example = produced
     if not isinstance(produced, torch.nn.Module):
@@ -210,14 +215,14 @@ def _load_hf_dir(p: Path) -> ModelSource:
                        module=module, example_inputs=example_np, declared_signature=specs)
 
 
-def _forward_input_names(module: Any) -> list[str]:
+def _forward_input_names(module: torch.nn.Module) -> list[str]:
     params = inspect.signature(module.forward).parameters.values()
     return [p.name for p in params
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty] or [
         p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
-def _example_to_numpy(example: Any, names: list[str], ref: str) -> dict[str, np.ndarray]:
+def _example_to_numpy(example: object, names: list[str], ref: str) -> dict[str, np.ndarray]:
     import torch  # heavy: torch, imported only where a model is built or run
 
     if isinstance(example, torch.Tensor):
@@ -230,7 +235,7 @@ def _example_to_numpy(example: Any, names: list[str], ref: str) -> dict[str, np.
         items = list(zip(names, example, strict=False))
     else:
         raise ModelSourceError(f"{ref}: example_inputs must be a tensor, tuple or dict, got {type(example).__name__}")
-    out = {}
+    out: dict[str, np.ndarray] = {}
     for k, v in items:
         if not isinstance(v, torch.Tensor):
             raise ModelSourceError(f"{ref}: example input {k!r} is a {type(v).__name__}, not a tensor")
@@ -238,7 +243,7 @@ def _example_to_numpy(example: Any, names: list[str], ref: str) -> dict[str, np.
     return out
 
 
-def state_hash(module: Any) -> str:
+def state_hash(module: torch.nn.Module) -> str:
     parts = []
     for k, v in module.state_dict().items():
         parts.append(k.encode())

@@ -6,13 +6,13 @@ import collections
 import dataclasses
 import shutil
 from pathlib import Path
-from typing import Any
 
 import onnx
 
 from edgeq.backends.base import FormatBackend, HostProgram, register_format
 from edgeq.config import QuantOptions
 from edgeq.errors import UsageError
+from edgeq.jsontypes import JSONObject
 from edgeq.manifest import Artifact
 from edgeq.onnx.build import build_onnx_int8
 from edgeq.onnx.export import export_float_onnx, preprocess
@@ -143,7 +143,7 @@ def rename_outputs(path: Path, names: list[str]) -> None:
     onnx.save(model, str(path))
 
 
-def graph_stats(path: Path) -> dict[str, Any]:
+def graph_stats(path: Path) -> JSONObject:
     model = onnx.load(str(path), load_external_data=False)
     ops = collections.Counter(n.op_type for n in model.graph.node)
     return {"nodes": sum(ops.values()), "op_counts": dict(sorted(ops.items())),

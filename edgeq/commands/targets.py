@@ -9,6 +9,7 @@ from typing import Any
 
 from edgeq.console import emit_json
 from edgeq.errors import UsageError
+from edgeq.jsontypes import JSONObject
 from edgeq.pipeline.stage import get_stage
 from edgeq.targets import list_targets, load_target, targets_dir
 
@@ -36,8 +37,8 @@ def key_features(t: Any) -> str:
     return ",".join(seen) or "-"
 
 
-def list_rows() -> list[dict[str, Any]]:
-    rows = []
+def list_rows() -> list[JSONObject]:
+    rows: list[JSONObject] = []
     for name in list_targets():
         t = load_target(name)
         rows.append({"name": t.name, "abi": t.abi, "cpu": f"{t.cpu.name} ({t.cpu.isa})", "os": t.os, "isa": t.cpu.isa, "features": key_features(t),

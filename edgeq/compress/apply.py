@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeq.compress.registry import CompressContext, get_method, param_count
 from edgeq.compress.spec import CompressOptions
 from edgeq.compress.train import Trainer, load_train_set
 from edgeq.data import Dataset
 from edgeq.errors import UsageError
+from edgeq.jsontypes import JSONObject
 from edgeq.progress import Progress
+from edgeq.targetspec import Target
+
+if TYPE_CHECKING:
+    import torch
 
 EXAMPLE_BATCH = 2  # a dynamic batch in torch.export needs >= 2
 
 
-def compress_model(model: Any, options: CompressOptions, calib: Dataset, input_names: list[str],
-                   target: Any = None, progress: Progress | None = None, *, per_channel: bool | None = None,
-                   handoff: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+def compress_model(model: torch.nn.Module, options: CompressOptions, calib: Dataset, input_names: list[str],
+                   target: Target | None = None, progress: Progress | None = None, *, per_channel: bool | None = None,
+                   handoff: dict[str, Any] | None = None) -> tuple[torch.nn.Module, JSONObject]:
     """Apply ``options.methods`` in order to ``model`` (a float nn.Module). Returns the model and a manifest record.
 
     ``handoff`` (optional) receives in-memory results for the backends, e.g. ``handoff["qat"]``: a QatGraph.

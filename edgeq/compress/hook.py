@@ -20,11 +20,13 @@ from edgeq.compress.spec import CompressOptions
 from edgeq.compress.train import first_tensor
 from edgeq.data import Dataset
 from edgeq.errors import UsageError
+from edgeq.jsontypes import JSONObject
 from edgeq.progress import Progress
 from edgeq.source import ModelSource, state_hash
+from edgeq.targetspec import Target
 
 
-def compress_source(source: ModelSource, options: CompressOptions, calib: Dataset, ev: Dataset, target: Any,
+def compress_source(source: ModelSource, options: CompressOptions, calib: Dataset, ev: Dataset, target: Target,
                     progress: Progress, per_channel: bool | None = None) -> tuple[ModelSource, dict[str, Any]]:
     """A new source holding the compressed module (``source`` itself is untouched) and the compression record.
 
@@ -41,7 +43,7 @@ def compress_source(source: ModelSource, options: CompressOptions, calib: Datase
     return dataclasses.replace(source, module=module.eval(), qat=handoff.get("qat")), record
 
 
-def _float_effect(original: Any, compressed: Any, ev: Dataset, names: list[str]) -> dict[str, Any]:
+def _float_effect(original: Any, compressed: Any, ev: Dataset, names: list[str]) -> JSONObject:
     """Before quantization: how far the compressed float model is from the original on the evaluation data."""
     import torch  # heavy: torch, imported only where a model is built or run
 
@@ -65,7 +67,7 @@ def gzip_bytes(path: Path) -> int:
     return len(gzip.compress(path.read_bytes(), compresslevel=6, mtime=0))
 
 
-def effect_summary(outdir: Path, artifacts: list[Any]) -> list[dict[str, Any]]:
+def effect_summary(outdir: Path, artifacts: list[Any]) -> list[JSONObject]:
     """Per validated artifact: bytes, gzip bytes, latency per runner and accuracy metrics, as measured."""
     rows = []
     for a in artifacts:

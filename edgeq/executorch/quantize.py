@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,6 +40,12 @@ from edgeq.executorch.graph_filters import (
     mask_derived_nodes,
     resolve_exclusions,
 )
+from edgeq.jsontypes import JSONObject
+from edgeq.signature import TensorSpec
+from edgeq.targetspec import Target
+
+if TYPE_CHECKING:
+    import torch
 
 TOOL = "torchao.quantization.pt2e (prepare_pt2e/convert_pt2e) + executorch XNNPACKQuantizer"
 
@@ -59,7 +65,7 @@ class PteQuantSettings:
     dynamic_linears: bool = False  # static mode, but aten.linear with XNNPACK's dynamic per-token activations
 
 
-def resolve_settings(quant: QuantOptions, target: Any) -> PteQuantSettings:
+def resolve_settings(quant: QuantOptions, target: Target) -> PteQuantSettings:
     per_channel = quant.per_channel if quant.per_channel is not None else bool(target.executorch.per_channel)
     # minmax maps to MinMaxObserver; the other methods to XNNPACK's default HistogramObserver, which picks the
     # range that minimises the L2 quantization error (the closest PT2E has to percentile/entropy calibration).
@@ -129,7 +135,7 @@ def make_quantizer(settings: PteQuantSettings) -> Any:
     return quantizer
 
 
-def quantize_pt2e(exported: Any, calib: Dataset, signature: list[Any], opts: QuantOptions, target: Any,
+def quantize_pt2e(exported: torch.export.ExportedProgram, calib: Dataset, signature: list[TensorSpec], opts: QuantOptions, target: Target,
                   on_sample: Callable[[], None] | None = None) -> tuple[Any, dict[str, Any]]:
     """Quantize a static-batch ExportedProgram. Returns (quantized ExportedProgram, manifest details)."""
     # optional: the [executorch] extra
@@ -198,7 +204,7 @@ def quantize_pt2e(exported: Any, calib: Dataset, signature: list[Any], opts: Qua
     return qep, info
 
 
-def convert_qat(qat: Any, calib: Dataset, signature: list[Any]) -> tuple[Any, dict[str, Any]]:
+def convert_qat(qat: Any, calib: Dataset, signature: list[TensorSpec]) -> tuple[Any, dict[str, Any]]:
     """``convert_pt2e`` on the QAT-trained graph (``edgeq.compress.qat.QatGraph``): the shipped scales are the
     ones QAT learnt, not a re-calibration. Re-exported with a static batch of 1 for ExecuTorch."""
     import torch
@@ -236,7 +242,7 @@ def _fake_quants(gm: Any) -> list[str]:
     return [n for n, m in gm.named_modules() if hasattr(m, "fake_quant_enabled")]
 
 
-def sample_args(data: Dataset, signature: list[Any], i: int) -> tuple[Any, ...]:
+def sample_args(data: Dataset, signature: list[TensorSpec], i: int) -> tuple[Any, ...]:
     """One sample as contiguous torch clones (numpy views can carry zero strides ExecuTorch rejects)."""
     import torch  # heavy: torch, imported only where a model is built or run
 
@@ -244,7 +250,7 @@ def sample_args(data: Dataset, signature: list[Any], i: int) -> tuple[Any, ...]:
                  for s in signature)
 
 
-def _observers(gm: Any) -> dict[str, Any]:
+def _observers(gm: Any) -> JSONObject:
     """observer module name -> the graph node it observes."""
     # optional: the [executorch] extra
     from torchao.quantization.pt2e.observer import _is_activation_post_process

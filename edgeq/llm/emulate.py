@@ -19,6 +19,7 @@ import numpy as np
 
 from edgeq.emulator import qemu
 from edgeq.errors import EmulatorError
+from edgeq.jsontypes import JSONObject
 from edgeq.llm.pte_export import custom_ops
 from edgeq.targets import load_target
 from edgeq.validate.runners.base import parse_result
@@ -28,7 +29,7 @@ DECODE_TOKENS = 8  # few: every emulated step is slow and the figure is not devi
 
 
 def emulated_speed(artifact: Path, fmt: str, target_name: str, prompt: np.ndarray, workdir: Path,
-                   decode_tokens: int = DECODE_TOKENS) -> dict[str, Any]:
+                   decode_tokens: int = DECODE_TOKENS) -> JSONObject:
     """{runner, cpu_model, metrics{decode_tokens_per_s, decode_ms_per_token, ...}, runtime, emulated: True}."""
     target = load_target(target_name)
     runner = EmulatorRunner(target)  # typed errors: a non-ARM target, the emulator not set up

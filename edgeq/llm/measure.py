@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from edgeq.hashing import sha256_file
+from edgeq.jsontypes import JSONObject
 from edgeq.llm.config import LlmConfig, Variant
 from edgeq.llm.emulate import emulated_speed
 from edgeq.llm.gptq import gptq_folder
@@ -73,7 +74,7 @@ def artifact_bytes(path: Path, fmt: str) -> int:
     return path.stat().st_size
 
 
-def finalize(ctx: Context, v: Variant, path: Path, out: Path, pick: bool, progress: Progress) -> dict[str, Any]:
+def finalize(ctx: Context, v: Variant, path: Path, out: Path, pick: bool, progress: Progress) -> JSONObject:
     """Move the artifact into OUT, measure it on the eval windows and return its manifest entry."""
     if v.format == "onnx":
         dest = out / "onnx" / v.name

@@ -24,6 +24,7 @@ import onnx
 from onnx import numpy_helper
 
 from edgeq.data import Dataset
+from edgeq.jsontypes import JSONObject
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def linear_convs(qdq: Any, float_model: Any) -> list[tuple[str, str, str]]:
 
 
 def correct_qdq_biases(float_path: Path, qdq_path: Path, calib: Dataset,
-                       config: QdqBiasCorrectionConfig = QdqBiasCorrectionConfig()) -> dict[str, Any]:
+                       config: QdqBiasCorrectionConfig = QdqBiasCorrectionConfig()) -> JSONObject:
     """Rewrite ``qdq_path`` in place with corrected conv biases; returns the manifest record."""
     t0 = time.perf_counter()
     record: dict[str, Any] = {"method": "sequential empirical bias correction (linear convs)",

@@ -31,7 +31,7 @@ def export_float_onnx(captured: Captured, path: Path, opset: int = 18,
     sink = io.StringIO()
     try:
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            program = torch.onnx.export(captured.exported, dynamo=True, opset_version=opset, verbose=False,
+            program = torch.onnx.export(captured.program(), dynamo=True, opset_version=opset, verbose=False,
                                         optimize=True, output_names=output_names)
     except Exception as e:
         raise CaptureError(f"torch.onnx.export failed: {type(e).__name__}: {str(e).strip().splitlines()[0][:300]}",

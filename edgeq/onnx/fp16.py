@@ -17,6 +17,7 @@ from typing import Any
 import onnx
 
 from edgeq.errors import ArtifactError, QuantizationError
+from edgeq.jsontypes import JSONObject
 from edgeq.onnx.io import save_atomic
 
 
@@ -27,7 +28,7 @@ def _elem_types(model: Any) -> collections.Counter[str]:
     return c
 
 
-def convert_fp16(src: Path, dst: Path, keep_io_float32: bool = True) -> dict[str, Any]:
+def convert_fp16(src: Path, dst: Path, keep_io_float32: bool = True) -> JSONObject:
     """Write a float16 copy of ``src`` to ``dst`` (atomically) and return what changed.
 
     The returned dict has ``initializers`` (dtype counts before/after), ``casts_added``, ``blocked_op_types``

@@ -16,6 +16,7 @@ import onnx
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
 from edgeq.errors import QuantizationError, UsageError
+from edgeq.jsontypes import JSONObject
 from edgeq.onnx.hybrid import gemms_as_matmuls, linear_nodes
 
 _CALIB = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy", "distribution": "Distribution"}
@@ -141,7 +142,7 @@ def quantize_onnx_static(src: Path, dst: Path, calib: Dataset, opts: QuantOption
 
 
 def quantize_onnx_hybrid(src: Path, dst: Path, calib: Dataset, opts: QuantOptions,
-                         on_sample: Callable[[], None] | None = None) -> dict[str, Any]:
+                         on_sample: Callable[[], None] | None = None) -> JSONObject:
     """The hybrid (:mod:`edgeq.onnx.hybrid`): static QDQ with the linear layers excluded, then ONNX Runtime's
     dynamic INT8 on exactly those layers."""
     # heavy: onnxruntime, only where a model is quantized or run

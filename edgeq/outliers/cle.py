@@ -29,12 +29,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeq.errors import UsageError
+from edgeq.errors import PassError, UsageError
+from edgeq.jsontypes import JSONObject
 from edgeq.outliers.stats import batches, run_hooked
+
+if TYPE_CHECKING:
+    import torch
+
+    from edgeq.outliers.stats import ObserveHook, OutputHook
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,7 @@ class CLEConfig:
         if not self.alphas or any(not 0.0 <= a <= 1.0 for a in self.alphas):
             raise UsageError(f"alphas must be a non-empty tuple of values in [0, 1], got {self.alphas}")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return asdict(self)
 
 
@@ -81,20 +87,41 @@ _TRANSPARENT = {"pad", "constant_pad_nd", "adaptive_avg_pool2d", "avg_pool2d", "
                 "dropout_", "view", "reshape", "flatten", "squeeze", "contiguous", "clone"}
 
 
-def op_name(node: Any) -> str:
+def op_name(node: torch.fx.Node) -> str:
     """`aten.conv2d.default` -> `conv2d` (the op name without namespace or overload)."""
     return str(getattr(node.target, "__name__", node.target)).split(".")[0]
 
 
-def _zero_pad(node: Any) -> bool:
+def _is_zero(value: object) -> bool:
+    """A pad value that is absent (the op's default, 0) or the number 0."""
+    return value is None or (isinstance(value, int | float) and float(value) == 0.0)
+
+
+def _zero_pad(node: torch.fx.Node) -> bool:
     """``aten.pad(x, pad, "constant", 0)`` / ``aten.constant_pad_nd(x, pad, 0)``."""
-    args = list(node.args) + [None] * 4
+    args = [*node.args, None, None, None, None]
     if op_name(node) == "constant_pad_nd":
-        return float(args[2] or 0.0) == 0.0
-    return args[2] in (None, "constant") and float(args[3] or 0.0) == 0.0
+        return _is_zero(args[2])
+    return args[2] in (None, "constant") and _is_zero(args[3])
 
 
-def find_pairs(model: Any, example: tuple[Any, ...]) -> list[Pair]:
+def _number_arg(node: torch.fx.Node, i: int, default: float) -> float | None:
+    """Positional argument ``i`` of ``node`` as a number (``default`` when absent); None when it is not one."""
+    value = node.args[i] if len(node.args) > i else default
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _layer(modules: Mapping[str, torch.nn.Module], name: str) -> torch.nn.Conv2d | torch.nn.Linear:
+    """The conv / linear ``find_pairs`` traced under ``name``."""
+    import torch  # heavy: torch, imported only where a model is built or run
+
+    m = modules[name]
+    if not isinstance(m, torch.nn.Conv2d | torch.nn.Linear):
+        raise PassError(f"cross-layer equalization: {name!r} is a {type(m).__name__}, not a conv or linear")
+    return m
+
+
+def find_pairs(model: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> list[Pair]:
     """Equalizable producer/consumer pairs of ``model`` (traced once with ``torch.export`` on ``example``)."""
     import torch  # heavy: torch, imported only where a model is built or run
 
@@ -102,7 +129,7 @@ def find_pairs(model: Any, example: tuple[Any, ...]) -> list[Pair]:
     params = dict(ep.graph_signature.inputs_to_parameters)
     modules = dict(model.named_modules())
 
-    def owner(node: Any, kinds: tuple[type, ...]) -> str | None:
+    def owner(node: object, kinds: tuple[type, ...]) -> str | None:
         if not isinstance(node, torch.fx.Node) or node.name not in params:
             return None
         fqn = params[node.name]
@@ -110,7 +137,7 @@ def find_pairs(model: Any, example: tuple[Any, ...]) -> list[Pair]:
         mod = modules.get(name)
         return name if isinstance(mod, kinds) and attr == "weight" else None
 
-    def single_user(node: Any) -> Any:
+    def single_user(node: torch.fx.Node) -> torch.fx.Node | None:
         users = list(node.users)
         return users[0] if len(users) == 1 else None
 
@@ -133,8 +160,10 @@ def find_pairs(model: Any, example: tuple[Any, ...]) -> list[Pair]:
             clamp = None
         elif op_name(cur) in ("relu6", "relu6_"):
             clamp = 6.0
-        elif op_name(cur) in ("hardtanh", "hardtanh_") and float(cur.args[1] if len(cur.args) > 1 else -1.0) == 0.0:
-            clamp = float(cur.args[2]) if len(cur.args) > 2 else 1.0
+        elif op_name(cur) in ("hardtanh", "hardtanh_") and _number_arg(cur, 1, -1.0) == 0.0:
+            clamp = _number_arg(cur, 2, 1.0)
+            if clamp is None:
+                continue  # a traced (non-constant) upper bound
         else:
             continue  # identity / other activations: not positively homogeneous or not worth it
         cur = single_user(cur)
@@ -149,8 +178,11 @@ def find_pairs(model: Any, example: tuple[Any, ...]) -> list[Pair]:
         cons = owner(cur.args[1], kinds)
         if cons is None:
             continue
-        c = modules[cons]
-        out_ch = modules[prod].out_channels
+        c = _layer(modules, cons)
+        producer = modules[prod]
+        if not isinstance(producer, torch.nn.Conv2d):
+            continue  # owner() matched a Conv2d weight: not reached
+        out_ch = producer.out_channels
         depthwise = isinstance(c, torch.nn.Conv2d) and c.groups == out_ch == c.in_channels
         if isinstance(c, torch.nn.Conv2d) and c.groups != 1 and not depthwise:
             continue  # grouped convs: not handled
@@ -160,18 +192,19 @@ def find_pairs(model: Any, example: tuple[Any, ...]) -> list[Pair]:
     return pairs
 
 
-def _sim_int8_error(w: Any, x: Any) -> float:
+def _sim_int8_error(w: torch.Tensor, x: torch.Tensor) -> float:
     """Squared error of ``x @ w.T`` with per-row symmetric INT8 ``w`` and affine 8-bit per-tensor ``x``."""
     amax = w.abs().amax(1, keepdim=True).clamp(min=1e-12) / 127.0
     wq = (w / amax).round().clamp(-127, 127) * amax
-    lo, hi = float(min(0.0, x.min())), float(max(0.0, x.max()))
+    lo, hi = min(0.0, float(x.min())), max(0.0, float(x.max()))
     scale = max(hi - lo, 1e-12) / 255.0
     zp = round(-lo / scale)
     xq = ((x / scale).round() + zp).clamp(0, 255).sub(zp) * scale
     return float(((xq @ wq.T) - (x @ w.T)).pow(2).sum())
 
 
-def equalize(model: Any, calib: Mapping[str, np.ndarray], cfg: CLEConfig = CLEConfig()) -> tuple[Any, list[dict[str, Any]]]:
+def equalize(model: torch.nn.Module, calib: Mapping[str, np.ndarray],
+             cfg: CLEConfig = CLEConfig()) -> tuple[torch.nn.Module, list[JSONObject]]:
     """Equalize every pair in place (eval mode). Returns (model, per-pair log)."""
     import torch  # heavy: torch, imported only where a model is built or run
 
@@ -187,17 +220,17 @@ def equalize(model: Any, calib: Mapping[str, np.ndarray], cfg: CLEConfig = CLECo
         return model, []
     modules = dict(model.named_modules())
     gen = torch.Generator().manual_seed(0)
-    pre_max: dict[str, Any] = {}
-    rows: dict[str, list[Any]] = {p.consumer: [] for p in pairs if not p.depthwise}
+    pre_max: dict[str, torch.Tensor] = {}
+    rows: dict[str, list[torch.Tensor]] = {p.consumer: [] for p in pairs if not p.depthwise}
 
-    def out_hook(key: str) -> Any:
-        def hook(_m: Any, _a: Any, out: Any) -> None:
+    def out_hook(key: str) -> OutputHook:
+        def hook(_m: torch.nn.Module, _a: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
             v = out.detach().float().transpose(0, 1).reshape(out.shape[1], -1).amax(1)
             pre_max[key] = torch.maximum(pre_max[key], v) if key in pre_max else v
         return hook
 
-    def in_hook(key: str) -> Any:
-        def hook(_m: Any, args: tuple[Any, ...]) -> None:
+    def in_hook(key: str) -> ObserveHook:
+        def hook(_m: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
             x = args[0].detach().float()
             flat = x.transpose(0, 1).reshape(x.shape[1], -1).T if x.dim() == 4 else x.reshape(-1, x.shape[-1])
             take = torch.randperm(flat.shape[0], generator=gen)[:cfg.rows_per_batch]
@@ -208,7 +241,7 @@ def equalize(model: Any, calib: Mapping[str, np.ndarray], cfg: CLEConfig = CLECo
     handles += [modules[k].register_forward_pre_hook(in_hook(k)) for k in rows]
     run_hooked(model, calib, cfg.calibration_samples, handles)
 
-    log: list[dict[str, Any]] = []
+    log: list[JSONObject] = []
     with torch.no_grad():
         for p in pairs:
             if p.producer not in pre_max:
@@ -219,7 +252,7 @@ def equalize(model: Any, calib: Mapping[str, np.ndarray], cfg: CLEConfig = CLECo
             if top <= 0.0:
                 continue
             base = (a / top).clamp(min=1.0 / cfg.max_scale)
-            cons = modules[p.consumer]
+            cons = _layer(modules, p.consumer)
             if p.depthwise:
                 alpha, gain = 1.0, None
             else:
@@ -241,7 +274,7 @@ def equalize(model: Any, calib: Mapping[str, np.ndarray], cfg: CLEConfig = CLECo
                 s = torch.where((m > p.clamp) | (m <= 0), torch.ones_like(s), torch.maximum(s, need))
             _scale_producer(modules, p, s)
             _scale_consumer(cons, s, p.depthwise)
-            entry: dict[str, Any] = {"producer": p.producer, "consumer": p.consumer, "alpha": alpha,
+            entry: JSONObject = {"producer": p.producer, "consumer": p.consumer, "alpha": alpha,
                                      "median_range_ratio_before": round(range_ratio(a), 2),
                                      "median_range_ratio_after": round(range_ratio(a / s), 2)}
             if gain is not None:
@@ -250,30 +283,32 @@ def equalize(model: Any, calib: Mapping[str, np.ndarray], cfg: CLEConfig = CLECo
     return model, log
 
 
-def range_ratio(a: Any) -> float:
+def range_ratio(a: torch.Tensor) -> float:
     """Tensor range over the median channel range: how many times coarser the shared INT8 step is for a typical
     channel than a per-channel scale would be (dead channels, range 0, do not count)."""
     alive = a[a > 0]
     return float(alive.max() / alive.median()) if alive.numel() else 1.0
 
 
-def _scale_producer(modules: dict[str, Any], p: Pair, s: Any) -> None:
+def _scale_producer(modules: Mapping[str, torch.nn.Module], p: Pair, s: torch.Tensor) -> None:
     """Divide output channel ``i`` of the producer (BN affine if there is one, else conv weight/bias) by s_i."""
+    import torch  # heavy: torch, imported only where a model is built or run
+
     if p.bn is not None:
         bn = modules[p.bn]
-        if bn.weight is None or bn.bias is None:
+        if not isinstance(bn, torch.nn.BatchNorm2d) or bn.weight is None or bn.bias is None:
             raise UsageError(f"BatchNorm {p.bn!r} has no affine parameters to scale",
                              "construct it with affine=True or exclude cross-layer equalization")
         bn.weight.div_(s.to(bn.weight.dtype))
         bn.bias.div_(s.to(bn.bias.dtype))
         return
-    conv = modules[p.producer]
+    conv = _layer(modules, p.producer)
     conv.weight.div_(s.reshape(-1, 1, 1, 1).to(conv.weight.dtype))
     if conv.bias is not None:
         conv.bias.div_(s.to(conv.bias.dtype))
 
 
-def _scale_consumer(cons: Any, s: Any, depthwise: bool) -> None:
+def _scale_consumer(cons: torch.nn.Conv2d | torch.nn.Linear, s: torch.Tensor, depthwise: bool) -> None:
     w = cons.weight
     if depthwise:
         w.mul_(s.reshape(-1, 1, 1, 1).to(w.dtype))

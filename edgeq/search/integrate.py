@@ -19,15 +19,24 @@ import dataclasses
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from edgeq.backends.executorch import INT8_DYNAMIC_NAME as PTE_INT8_DYNAMIC_NAME
 from edgeq.backends.executorch import bundle_program, static_export
 from edgeq.backends.onnx import INT8_DYNAMIC_NAME as ONNX_INT8_DYNAMIC_NAME
 from edgeq.backends.onnx import INT8_NAME, graph_stats
-from edgeq.config import Budget, PipelineConfig, QuantOptions
+from edgeq.config import (
+    CALIBRATION_METHODS,
+    INT_TYPES,
+    Budget,
+    CalibrationMethod,
+    IntType,
+    PipelineConfig,
+    QuantOptions,
+)
 from edgeq.data import Dataset
-from edgeq.errors import UsageError
+from edgeq.errors import ManifestError, UsageError
+from edgeq.jsontypes import get_object_or_none, get_str_or_none, get_strs
 from edgeq.manifest import Artifact
 from edgeq.pipeline.state import BuildState
 from edgeq.progress import Progress
@@ -36,8 +45,12 @@ from edgeq.search.pte_sensitivity import pte_sensitivity
 from edgeq.search.search import search_onnx
 from edgeq.search.sensitivity import NodeSensitivity, sensitivity_table
 from edgeq.select.summary import Selection
+from edgeq.targetspec import Target
 from edgeq.validate.metrics import distance_line
 from edgeq.validate.orchestrate import load_npz, validate_artifacts
+
+if TYPE_CHECKING:
+    from edgeq.capture import Captured
 
 ONNX_STATIC = "onnx-int8-static"
 
@@ -73,17 +86,25 @@ def should_search(config: PipelineConfig, budget: Budget, artifacts: list[Artifa
 def base_options(art: Artifact) -> QuantOptions:
     """The settings the first model was actually built with (after the target's configure passes)."""
     q = art.quantization or {}
-    return QuantOptions(mode="static", calibration=q.get("calibration"), per_channel=bool(q.get("per_channel")),
-                        activation_type=q.get("activation_type"), weight_type=q.get("weight_type"),
+    calibration = get_str_or_none(q, "calibration")
+    activation_type, weight_type = get_str_or_none(q, "activation_type"), get_str_or_none(q, "weight_type")
+    for value, allowed in ((calibration, CALIBRATION_METHODS), (activation_type, INT_TYPES), (weight_type, INT_TYPES)):
+        if value is not None and value not in allowed:
+            raise ManifestError(f"the recorded quantization setting {value!r} is not one of {', '.join(allowed)}")
+    samples = q.get("calibration_samples")
+    # The casts name the Literal types the membership checks above established.
+    return QuantOptions(mode="static", calibration=cast(CalibrationMethod | None, calibration),
+                        per_channel=bool(q.get("per_channel")),
+                        activation_type=cast(IntType | None, activation_type), weight_type=cast(IntType | None, weight_type),
                         reduce_range=bool(q.get("reduce_range")),
-                        nodes_to_exclude=tuple(q.get("nodes_excluded") or ()),
-                        op_types_to_exclude=tuple(q.get("op_types_excluded") or ()),
-                        max_calibration_samples=max(1, int(q.get("calibration_samples") or 256)))
+                        nodes_to_exclude=tuple(get_strs(q, "nodes_excluded")),
+                        op_types_to_exclude=tuple(get_strs(q, "op_types_excluded")),
+                        max_calibration_samples=max(1, samples if isinstance(samples, int) and samples else 256))
 
 
 def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scratch: Path,
                       artifacts: list[Artifact], calib: Dataset, inputs_rel: str, reference_rel: str,
-                      runners: tuple[str, ...], target: Any, progress: Progress,
+                      runners: tuple[str, ...], target: Target, progress: Progress,
                       linear_ranking: list[str] | None = None,
                       static_base: QuantOptions | None = None) -> dict[str, Any]:
     """Search, replace the ONNX INT8 artifact with the pick, re-validate it. Returns manifest keys to add.
@@ -110,7 +131,7 @@ def run_export_search(config: PipelineConfig, budget: Budget, workdir: Path, scr
                          float_model=float_model if float_model.is_file() else None, linear_ranking=linear_ranking,
                          first_dynamic=first_dynamic,
                          seed=None if first_dynamic else (workdir / art.path,
-                                                          (art.quantization or {}).get("bias_correction")))
+                                                          get_object_or_none(art.quantization or {}, "bias_correction")))
     # Only a trial inside the budget replaces the first model: a candidate the search rejected never ships as
     # "the INT8 model". When nothing met the budget the first model stays with its failing verdict (exit 1) and
     # the closest trials are reported with their distance on each metric (same rule as the .pte search).
@@ -176,8 +197,8 @@ def _print_closest(progress: Progress, rows: list[tuple[int, str, list[str], str
                        + (f" (distance to the budget: {distance_line(distance)})" if distance else ""))
 
 
-def pte_sensitivity_keys(config: PipelineConfig, budget: Budget, artifacts: list[Artifact], captured: Any,
-                         calib: Dataset, target: Any, progress: Progress, skip_ranking: bool = False) -> dict[str, Any]:
+def pte_sensitivity_keys(config: PipelineConfig, budget: Budget, artifacts: list[Artifact], captured: Captured,
+                         calib: Dataset, target: Target, progress: Progress, skip_ranking: bool = False) -> dict[str, Any]:
     """``sensitivity_pte``: the PT2E node-by-node ranking, when a ``.pte`` INT8 artifact would be searched.
 
     Same trigger as the ONNX search (``--search``, or an explicit budget the first model misses). The ``.pte``
@@ -197,7 +218,7 @@ def pte_sensitivity_keys(config: PipelineConfig, budget: Budget, artifacts: list
 
     progress.stage("ranking .pte (PT2E) nodes by added quantization error")
     try:
-        ranking = pte_sensitivity(captured.exported, calib, captured.signature, config.quant, target,
+        ranking = pte_sensitivity(captured.program(), calib, captured.signature, config.quant, target,
                                   max_samples=config.search.sensitivity_samples)
     except Exception as e:  # noqa: BLE001  the ranking is a diagnostic; it must never sink the export
         progress.stage(f"  .pte sensitivity unavailable: {type(e).__name__}: {str(e)[:200]}")
@@ -205,9 +226,9 @@ def pte_sensitivity_keys(config: PipelineConfig, budget: Budget, artifacts: list
     return {"sensitivity_pte": sensitivity_table(ranking)}
 
 
-def run_pte_search(config: PipelineConfig, budget: Budget, workdir: Path, artifacts: list[Artifact], captured: Any,
+def run_pte_search(config: PipelineConfig, budget: Budget, workdir: Path, artifacts: list[Artifact], captured: Captured,
                    calib: Dataset, ev: Dataset, inputs_rel: str, reference_rel: str, runners: tuple[str, ...],
-                   target: Any, progress: Progress, linear_ranking: list[str] | None = None,
+                   target: Target, progress: Progress, linear_ranking: list[str] | None = None,
                    first_dynamic: bool = False, backend_config: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``.pte`` half of the search: rank PT2E nodes, try the moves, ship the first model inside the budget.
 

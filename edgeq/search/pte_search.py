@@ -30,7 +30,9 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from edgeq.config import Budget, QuantOptions
 from edgeq.data import Dataset
@@ -38,13 +40,19 @@ from edgeq.errors import EdgeqError
 from edgeq.executorch.lower import lower_to_executorch
 from edgeq.executorch.quantize import quantize_pt2e
 from edgeq.executorch.runtime import run_pte
+from edgeq.jsontypes import JSONObject
 from edgeq.progress import Progress
 from edgeq.search.pte_moves import MoveFacts, propose_all
 from edgeq.search.sensitivity import NodeSensitivity
 from edgeq.select.ladder import TrialBudget, run_ladder
 from edgeq.select.rule import Scored, shortfall, size_shortfall
 from edgeq.select.rule import closest as select_closest
+from edgeq.signature import TensorSpec
+from edgeq.targetspec import Target
 from edgeq.validate.metrics import budget_distance, check_budget, compare
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -69,7 +77,7 @@ class PteTrial:
         return Scored(self.index, self.bytes if self.error is None else None, self.passed, self.shortfall,
                       errored=self.error is not None)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"index": self.index, "label": self.label, "mode": self.quant.mode,
                 "dynamic_linears": self.quant.dynamic_linears,
                 "nodes_excluded": list(self.quant.nodes_to_exclude), "metrics": self.metrics,
@@ -95,8 +103,8 @@ def plan_moves(base: QuantOptions, ranking: list[NodeSensitivity], max_trials: i
     return propose_all(facts)[:max_trials]
 
 
-def search_pte(static: Any, calib: Dataset, signature: list[Any], eval_inputs: list[Any],
-               reference: dict[str, Any], labels: Any, base: QuantOptions, budget: Budget, target: Any,
+def search_pte(static: torch.export.ExportedProgram, calib: Dataset, signature: list[TensorSpec], eval_inputs: list[np.ndarray],
+               reference: dict[str, np.ndarray], labels: np.ndarray | None, base: QuantOptions, budget: Budget, target: Target,
                ranking: list[NodeSensitivity], scratch: Path, progress: Progress,
                max_trials: int = 6, linear_ranking: list[str] | None = None, float_bytes: int | None = None,
                max_size_ratio: float | None = None, first_dynamic: bool = False,
@@ -127,14 +135,14 @@ def search_pte(static: Any, calib: Dataset, signature: list[Any], eval_inputs: l
 
 @dataclass(frozen=True)
 class _TrialContext:
-    static: Any  # torch.export.ExportedProgram (third-party)
+    static: torch.export.ExportedProgram
     calib: Dataset
-    signature: list[Any]
-    eval_inputs: list[Any]
-    reference: dict[str, Any]
-    labels: Any
+    signature: list[TensorSpec]
+    eval_inputs: list[np.ndarray]
+    reference: dict[str, np.ndarray]
+    labels: np.ndarray | None
     budget: Budget
-    target: Any
+    target: Target
     scratch: Path
     float_bytes: int | None
     max_size_ratio: float | None

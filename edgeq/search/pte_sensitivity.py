@@ -13,15 +13,20 @@ PT2E simulates it on the host, not the XNNPACK kernels' own arithmetic.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
 from edgeq.executorch.quantize import make_quantizer, resolve_settings, sample_args
 from edgeq.search.sensitivity import NodeSensitivity, nsr
+from edgeq.signature import TensorSpec
+from edgeq.targetspec import Target
+
+if TYPE_CHECKING:
+    import torch
 
 
-def pte_sensitivity(exported: Any, calib: Dataset, signature: list[Any], opts: QuantOptions, target: Any,
+def pte_sensitivity(exported: torch.export.ExportedProgram, calib: Dataset, signature: list[TensorSpec], opts: QuantOptions, target: Target,
                     calib_samples: int = 32, max_samples: int = 8) -> list[NodeSensitivity]:
     """Rank the PT2E graph's nodes by the error their INT8 version adds (most sensitive first)."""
     # optional: the [executorch] extra

@@ -43,6 +43,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgeq.backends.onnx import rename_outputs
 from edgeq.config import Budget, QuantOptions, SearchOptions
 from edgeq.data import Dataset
@@ -99,8 +101,8 @@ def check_budget_consistency(budget: Budget, options: SearchOptions) -> None:
 class _Evaluator:
     """Quantizes one trial and measures it on the evaluation set with the host runner."""
 
-    def __init__(self, prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict[str, Any],
-                 labels: Any, budget: Budget, workdir: Path, max_size_ratio: float | None,
+    def __init__(self, prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict[str, np.ndarray],
+                 labels: np.ndarray | None, budget: Budget, workdir: Path, max_size_ratio: float | None,
                  float_model: Path | None = None) -> None:
         self.prepped, self.calib, self.inputs_npz = prepped, calib, inputs_npz
         self.reference, self.labels, self.budget, self.workdir = reference, labels, budget, workdir
@@ -148,7 +150,7 @@ class _Evaluator:
         return trial
 
 
-def search_onnx(prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict[str, Any], labels: Any,
+def search_onnx(prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict[str, np.ndarray], labels: np.ndarray | None,
                 base: QuantOptions, budget: Budget, options: SearchOptions, workdir: Path,
                 progress: Progress | None = None,
                 on_trial: Callable[[Trial], None] | None = None, float_model: Path | None = None,

@@ -26,6 +26,7 @@ import onnx
 from onnx import numpy_helper
 
 from edgeq.data import Dataset
+from edgeq.jsontypes import JSONObject
 from edgeq.onnx.quantize import quiet_stdout, reader_class
 
 
@@ -45,7 +46,7 @@ class NodeSensitivity:
         """The added error expressed as an SQNR (lower = worse)."""
         return _db(self.added_nsr)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         d = asdict(self)
         d["added_db"] = self.added_db
         return {k: (_finite(v) if isinstance(v, float) else v) for k, v in d.items()}
@@ -188,6 +189,6 @@ def _weight_matching(float_model: Path, qdq_model: Path) -> dict[str, dict[str, 
     return out
 
 
-def sensitivity_table(ranking: list[NodeSensitivity], top: int = 20) -> list[dict[str, Any]]:
+def sensitivity_table(ranking: list[NodeSensitivity], top: int = 20) -> list[JSONObject]:
     """The manifest / report form: the ``top`` most sensitive nodes."""
     return [dict(rank=i + 1, **s.to_dict()) for i, s in enumerate(ranking[:top])]

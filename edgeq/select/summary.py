@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edgeq.jsontypes import JSONObject
+
 
 @dataclass(frozen=True)
 class Selection:
@@ -24,6 +26,6 @@ class Selection:
         return head + (f"budget not met after {self.trials} trials ({self.stopped}){cap}; shipped {self.shipped}, "
                        "whose verdict fails")
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> JSONObject:
         return {"format": self.format, "met": self.met, "trials": self.trials, "stopped": self.stopped,
                 "shipped": self.shipped, "time_capped": self.time_capped, "summary": self.line()}

@@ -14,7 +14,7 @@ fp16 variant applies the same fix (recorded in ``BuildState.fixed_shapes``), as 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -24,16 +24,20 @@ from edgeq.onnx.graph_util import graph_path, outputs_moved
 from edgeq.onnx.io import save_atomic
 from edgeq.pipeline.stage import StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
+from edgeq.targetspec import Target
+
+if TYPE_CHECKING:
+    import onnx
 
 NAME = "fixed-shapes"
 STATIC_SHAPE_EPS = ("NNAPI", "CoreML")
 
 
-def needs_static_shapes(target: Any) -> bool:
+def needs_static_shapes(target: Target) -> bool:
     return any(ep in STATIC_SHAPE_EPS for ep in target.onnx.execution_providers)
 
 
-def input_shapes(model: Any) -> dict[str, list[int | str | None]]:
+def input_shapes(model: onnx.ModelProto) -> dict[str, list[int | str | None]]:
     out: dict[str, list[int | str | None]] = {}
     init = {t.name for t in model.graph.initializer}
     for i in model.graph.input:
@@ -44,7 +48,7 @@ def input_shapes(model: Any) -> dict[str, list[int | str | None]]:
     return out
 
 
-def plan_fixed_shapes(model: Any, sample_shapes: dict[str, tuple[int, ...]], batch: int = 1) -> dict[str, list[int]]:
+def plan_fixed_shapes(model: onnx.ModelProto, sample_shapes: dict[str, tuple[int, ...]], batch: int = 1) -> dict[str, list[int]]:
     """Static shape per dynamic input: ``batch`` on axis 0, the data's size on the other dynamic axes."""
     plan: dict[str, list[int]] = {}
     for name, dims in input_shapes(model).items():
@@ -65,7 +69,7 @@ def plan_fixed_shapes(model: Any, sample_shapes: dict[str, tuple[int, ...]], bat
     return plan
 
 
-def apply_fixed_shapes(model: Any, plan: dict[str, list[int]]) -> Any:
+def apply_fixed_shapes(model: onnx.ModelProto, plan: dict[str, list[int]]) -> onnx.ModelProto:
     """Apply a plan from :func:`plan_fixed_shapes` in place (ORT's make_dynamic_shape_fixed steps).
 
     ORT's ``fix_output_shapes`` uses ONNX shape inference, which knows no ``com.microsoft`` ops (fused
@@ -83,7 +87,7 @@ def apply_fixed_shapes(model: Any, plan: dict[str, list[int]]) -> Any:
     return model
 
 
-def _fix_output_shapes_by_running(model: Any) -> None:
+def _fix_output_shapes_by_running(model: onnx.ModelProto) -> None:
     import onnxruntime as ort  # heavy: onnxruntime, only where a model is quantized or run
 
     opts = ort.SessionOptions()

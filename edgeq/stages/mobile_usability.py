@@ -22,6 +22,7 @@ import onnx
 from edgeq.pipeline.stage import StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
 from edgeq.report.html import register_section
+from edgeq.targetspec import Target
 
 NAME = "mobile-usability"
 MOBILE_EPS = ("NNAPI", "CoreML")
@@ -83,7 +84,7 @@ def analyze(model_path: Path, eps: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _is_mobile(target: Any) -> bool:
+def _is_mobile(target: Target) -> bool:
     return any(ep in MOBILE_EPS for ep in target.onnx.execution_providers)
 
 

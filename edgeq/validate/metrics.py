@@ -16,6 +16,7 @@ import numpy as np
 
 from edgeq.config import Budget
 from edgeq.errors import RunnerError
+from edgeq.jsontypes import JSONObject, JSONValue
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Metrics:
             return 100.0 * (self.reference_accuracy - self.accuracy)
         return None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         d = asdict(self)
         d["accuracy_drop_pts"] = self.accuracy_drop_pts
         return {k: _json_float(v) for k, v in d.items()}
@@ -49,7 +50,7 @@ class Metrics:
         return Metrics(**kwargs)
 
 
-def _json_float(v: Any) -> Any:
+def _json_float(v: JSONValue) -> JSONValue:
     if isinstance(v, float) and math.isinf(v):
         return "inf"
     return v
@@ -151,7 +152,7 @@ class BudgetCheck:
     failures: tuple[str, ...]
     notes: tuple[str, ...] = ()  # limits that could not be checked (e.g. accuracy without labels)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"passed": self.passed, "failures": list(self.failures), "notes": list(self.notes)}
 
 

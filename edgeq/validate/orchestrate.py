@@ -10,8 +10,10 @@ import numpy as np
 
 from edgeq.config import Budget
 from edgeq.data import check_labels
+from edgeq.jsontypes import get_strs
 from edgeq.manifest import Artifact, Validation
 from edgeq.progress import Progress
+from edgeq.targetspec import Target
 from edgeq.validate.fleet_run import FleetRun, RunInputs, fleet_verdict, validation_of
 from edgeq.validate.latency import paired_onnx_latency
 from edgeq.validate.metrics import ACCURACY_FALLBACK
@@ -25,7 +27,7 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def validate_artifacts(outdir: Path, artifacts: list[Artifact], inputs_rel: str, reference_rel: str,
-                       runner_specs: tuple[str, ...], target: Any, budget: Budget,
+                       runner_specs: tuple[str, ...], target: Target, budget: Budget,
                        progress: Progress, isolate: bool = False, fleet: FleetRun | None = None) -> list[Artifact]:
     """Run every validated artifact on every runner that supports its format; append Validation records.
 
@@ -115,9 +117,9 @@ def verdict(artifacts: list[Artifact], pass_log: list[dict[str, Any]],
         for v in art.validations:
             validated += 1
             where = v.runner + (f" ({v.cpu_model})" if v.emulated else "")
-            failures.extend(f"{art.name} on {where}: {f}" for f in v.budget_check["failures"])
+            failures.extend(f"{art.name} on {where}: {f}" for f in get_strs(v.budget_check, "failures"))
             notes.extend(ACCURACY_FALLBACK if n.startswith(ACCURACY_FALLBACK) else n.split(" (", 1)[0]
-                         for n in v.budget_check.get("notes", []))
+                         for n in get_strs(v.budget_check, "notes"))
     for p in pass_log:
         for f in p.get("failures", []):
             failures.append(f"pass {p['name']}: {f}")

@@ -10,12 +10,13 @@ from __future__ import annotations
 import importlib.util
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
 
 from edgeq.emulator import load, qemu
 from edgeq.emulator.qemu import cpu_model
 from edgeq.errors import ArtifactError, EmulatorError
 from edgeq.executorch.cpp_runner import build_runner
+from edgeq.jsontypes import JSONObject
+from edgeq.targetspec import Target
 from edgeq.validate.runners.base import RunResult, parse_result, register_runner
 from edgeq.validate.tensor_files import read_output_npz, read_output_tensors, write_input_tensors
 
@@ -25,7 +26,7 @@ DEVICE_DIR = Path(str(files("edgeq.validate").joinpath("device")))  # package da
 class EmulatorRunner:
     name = "emulator"
 
-    def __init__(self, target: Any, timeout: float | None = None) -> None:
+    def __init__(self, target: Target, timeout: float | None = None) -> None:
         self.target = target
         self.cpu_model = cpu_model(target)  # typed error for a non-ARM target
         self.env = load()  # typed error when not set up
@@ -38,7 +39,7 @@ class EmulatorRunner:
             return pte_runner_available()
         return False
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JSONObject:
         return {"runner": "emulator", "machine": "aarch64", "cpu_model": self.cpu_model,
                 "features": list(self.target.cpu.features), "emulated": True}
 
@@ -113,5 +114,5 @@ def _tail(text: str | None, n: int = 8) -> str:
 
 
 @register_runner("emulator")
-def _factory(spec: str, target: Any) -> EmulatorRunner:
+def _factory(spec: str, target: Target) -> EmulatorRunner:
     return EmulatorRunner(target, getattr(target, "runner_timeout_s", None))

@@ -30,6 +30,7 @@ import numpy as np
 from edgeq.emulator import load
 from edgeq.errors import DeviceError, DeviceUnreachableError, UsageError
 from edgeq.executorch.cpp_runner import build_runner
+from edgeq.targetspec import Target
 from edgeq.validate.runners import ssh_leftovers
 from edgeq.validate.runners.base import RunResult, parse_result, register_runner
 from edgeq.validate.runners.emulator import DEVICE_DIR, pte_runner_available
@@ -98,7 +99,7 @@ def parse_spec(spec: str) -> SshSpec:
 class SshRunner:
     name = "ssh"
 
-    def __init__(self, target: Any, spec: str, identity: str | None = None, known_hosts: str | None = None,
+    def __init__(self, target: Target, spec: str, identity: str | None = None, known_hosts: str | None = None,
                  ssh_config: str | None = None, timeout: float | None = None, connect_timeout: float = 10.0,
                  repeats: int | None = None, warmup: int = 3) -> None:
         self.target = target
@@ -340,6 +341,6 @@ def _tail(text: str | None, n: int = 6) -> str:
 
 
 @register_runner("ssh")
-def _factory(spec: str, target: Any) -> SshRunner:
+def _factory(spec: str, target: Target) -> SshRunner:
     return SshRunner(target, spec)
 
