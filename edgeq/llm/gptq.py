@@ -16,18 +16,24 @@ from __future__ import annotations
 import contextlib
 import copy
 import re
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgeq.errors import UsageError
 from edgeq.llm.source import LoadedLM, save_hf_folder
 
+if TYPE_CHECKING:  # annotations only: torch is imported where a model is quantized
+    from torch import Tensor
+    from torch.nn import Linear, Module
+
 DAMP = 0.01  # of the mean Hessian diagonal, added to its diagonal (the paper's default)
 BLOCK = 128  # columns rounded together before the lazy update of the rest (speed only)
 
 
-def group_grid(w: Any, group: int, symmetric: bool, bits: int = 4) -> tuple[Any, Any]:
+def group_grid(w: Tensor, group: int, symmetric: bool, bits: int = 4) -> tuple[Tensor, Tensor]:
     """(scale, zero) per output row and input group of W [out, in], chosen so that the format's quantizer, picking
     its own grid from the rounded weights, picks this one again whenever a group still reaches an end of its range.
     Asymmetric = onnxruntime's RTN: the group's [min, max] over 2^bits - 1 steps, integer zero point. Symmetric =
@@ -47,14 +53,14 @@ def group_grid(w: Any, group: int, symmetric: bool, bits: int = 4) -> tuple[Any,
     return scale, torch.round(-lo / scale).clamp(0, maxq)
 
 
-def _round(w: Any, scale: Any, zero: Any, bits: int) -> Any:
+def _round(w: Tensor, scale: Tensor, zero: Tensor, bits: int) -> Tensor:
     import torch  # heavy: torch, only where a model is quantized
 
     q = torch.clamp(torch.round(w / scale) + zero, 0, 2 ** bits - 1)
     return (q - zero) * scale
 
 
-def gptq_weight(w: Any, h: Any, group: int, symmetric: bool, act_order: bool, bits: int = 4) -> Any:
+def gptq_weight(w: Tensor, h: Tensor, group: int, symmetric: bool, act_order: bool, bits: int = 4) -> Tensor:
     """W [out, in] rounded by GPTQ with the Hessian H [in, in] of its inputs; returns the rounded float weight."""
     import torch  # heavy: torch, only where a model is quantized
 
@@ -87,7 +93,7 @@ def gptq_weight(w: Any, h: Any, group: int, symmetric: bool, act_order: bool, bi
     return q[:, torch.argsort(perm)]
 
 
-def _blocks(model: Any) -> list[Any]:
+def _blocks(model: Module) -> list[Module]:
     """The decoder blocks, in order (the ModuleList whose name ends in ``layers`` or ``h``)."""
     import torch  # heavy: torch, only where a model is quantized
 
@@ -101,15 +107,15 @@ class _Stop(Exception):
     """Raised by the first block's hook: the model's forward is needed only up to there."""
 
 
-def _block_inputs(model: Any, first: Any, ids: Any) -> tuple[list[Any], list[dict[str, Any]]]:
+def _block_inputs(model: Module, first: Module, ids: Tensor) -> tuple[list[Tensor], list[dict[str, Any]]]:
     """The first decoder block's hidden-state input and keyword arguments (mask, RoPE tables, positions) for
     each window of IDS: from here on each block runs alone on the previous block's outputs."""
     import torch  # heavy: torch, only where a model is quantized
 
-    xs: list[Any] = []
+    xs: list[Tensor] = []
     kws: list[dict[str, Any]] = []
 
-    def grab(_m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def grab(_m: Module, args: tuple[Tensor, ...], kwargs: dict[str, Any]) -> None:
         hidden = args[0] if args else kwargs.pop("hidden_states")
         xs.append(hidden.detach())
         kws.append({k: v for k, v in kwargs.items() if k != "hidden_states"})
@@ -126,15 +132,16 @@ def _block_inputs(model: Any, first: Any, ids: Any) -> tuple[list[Any], list[dic
     return xs, kws
 
 
-def _run_block(block: Any, xs: list[Any], kws: list[dict[str, Any]], lins: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+def _run_block(block: Module, xs: list[Tensor], kws: list[dict[str, Any]],
+               lins: dict[str, Linear]) -> tuple[list[Tensor], dict[str, Tensor]]:
     """BLOCK on each input: its outputs, and 2 X^T X / tokens of each of LINS' inputs X (when LINS is not empty)."""
     import torch  # heavy: torch, only where a model is quantized
 
     hs = {n: torch.zeros(m.in_features, m.in_features) for n, m in lins.items()}
     tokens = dict.fromkeys(lins, 0)
 
-    def hook(name: str) -> Any:
-        def add(_m: Any, inp: tuple[Any, ...], _out: Any) -> None:
+    def hook(name: str) -> Callable[[Module, tuple[Tensor, ...], Tensor], None]:
+        def add(_m: Module, inp: tuple[Tensor, ...], _out: Tensor) -> None:
             x = inp[0].detach().float().reshape(-1, inp[0].shape[-1])
             hs[name].add_(x.T @ x)
             tokens[name] += x.shape[0]
@@ -153,7 +160,7 @@ def _run_block(block: Any, xs: list[Any], kws: list[dict[str, Any]], lins: dict[
     return outs, {n: 2 * h / max(tokens[n], 1) for n, h in hs.items()}
 
 
-def gptq_model(model: Any, calib: np.ndarray, group: int, symmetric: bool, act_order: bool = True,
+def gptq_model(model: Module, calib: np.ndarray, group: int, symmetric: bool, act_order: bool = True,
                skip: frozenset[int] = frozenset()) -> list[str]:
     """MODEL's decoder-block linears replaced, in place, by their GPTQ rounding on the token windows CALIB
     [n, seq]; the output projection, the embedding and the blocks numbered in SKIP (kept 8-bit by the variant)
@@ -177,8 +184,8 @@ def gptq_model(model: Any, calib: np.ndarray, group: int, symmetric: bool, act_o
     return done
 
 
-def gptq_folder(lm: Any, calib: np.ndarray, group: int, symmetric: bool, dest: Any) -> Any:
-    """A HF folder at DEST (a Path) holding a copy of LM (edgeq.llm.source.LoadedLM) whose block linears are
+def gptq_folder(lm: LoadedLM, calib: np.ndarray, group: int, symmetric: bool, dest: Path) -> Path:
+    """A HF folder at DEST holding a copy of LM whose block linears are
     GPTQ-rounded (act order) on CALIB: the input of onnxruntime-genai's builder, whose RTN of the same group and
     symmetry then stores them. Written once per (group, symmetry): kept when DEST already has a config.json."""
     if (dest / "config.json").is_file():

@@ -65,7 +65,7 @@ def onnx_source(lm: LoadedLM, hf_folder: Path, calib: np.ndarray, v: Variant, ca
     if v.algo != "gptq":
         return hf_folder
     sym = "sym" if v.symmetric else "asym"
-    return Path(gptq_folder(lm, calib, v.group, v.symmetric, cache / f"gptq-g{v.group}-{sym}-{len(calib)}w"))
+    return gptq_folder(lm, calib, v.group, v.symmetric, cache / f"gptq-g{v.group}-{sym}-{len(calib)}w")
 
 
 def artifact_bytes(path: Path, fmt: str) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import onnx
 from onnx import numpy_helper
@@ -76,7 +75,7 @@ def quantize_hqq(path: Path, v: Variant) -> None:
     _save_in_place(model, path)
 
 
-def _untie_embedding(model: Any) -> None:
+def _untie_embedding(model: onnx.ModelProto) -> None:
     """A tied model's float build gathers its embedding rows from ``Transpose(lm_head weight)``: give the Gather
     its own table, so quantizing lm_head does not keep the float weight alive for the Transpose (and the table
     can be quantized as a table)."""
@@ -93,14 +92,14 @@ def _untie_embedding(model: Any) -> None:
         g.node.remove(t)
 
 
-def _set_accuracy_level(model: Any, level: int) -> None:
+def _set_accuracy_level(model: onnx.ModelProto, level: int) -> None:
     """HQQ's MatMulNBits nodes carry no accuracy_level: give them V's, as the builder does for its own."""
     for n in model.graph.node:
         if n.op_type == "MatMulNBits" and not any(a.name == "accuracy_level" for a in n.attribute):
             n.attribute.append(onnx.helper.make_attribute("accuracy_level", level))
 
 
-def _save_in_place(model: Any, path: Path) -> None:
+def _save_in_place(model: onnx.ModelProto, path: Path) -> None:
     """MODEL over PATH and its external data (written beside, then swapped in)."""
     data = path.name + ".data"
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
