@@ -6,8 +6,9 @@ Hessian diagonal first; the group grids are fixed from the float weights beforeh
 layout stays the contiguous blocks MatMulNBits and torchao store.
 
 The result is float weights that lie on that grid: the format's own round-to-nearest quantizer of the same group
-size and symmetry then stores them (a group whose rounded values no longer reach both ends of its range is
-re-rounded on a slightly finer grid: small). Why here and not onnxruntime's GPTQ: that one runs the whole ONNX
+size and symmetry then stores them. A group whose rounded values no longer reach the ends of its range is
+re-rounded by that quantizer on the finer grid it picks (SmolLM2-135M, asymmetric block 32: 19 % of the groups;
+the error is under half a step of the finer grid); storing GPTQ's own codes and grid would avoid it. Why here and not onnxruntime's GPTQ: that one runs the whole ONNX
 graph once per MatMul input per calibration sample (~120 full passes per window for a 30-layer model) and
 quantizes with the float inputs of every layer, not the rounded ones."""
 
