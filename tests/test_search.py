@@ -197,7 +197,9 @@ def test_unreachable_budget_ends_with_best_found_and_exit_1(tmp_path: Path, text
                   "-o", str(out), "--min-sqnr", "80", "--search-trials", "3", "--search-time", "1e9", "--outliers", "off")
     assert r.returncode == 1, r.stderr
     assert "verdict: FAIL" in r.stdout and "SQNR" in r.stdout
-    assert "search: budget not met after 3 trial(s)" in r.stdout and "closest trials" in r.stdout
+    # the CLI prints the selection's own summary (edgeq.select.summary.Selection.line): budget missed, what shipped
+    assert "search (onnx): budget not met after 3 trials" in r.stdout and "closest trials" in r.stdout
+    assert "shipped the first INT8 model (onnx-int8-static), whose verdict fails" in r.stdout
     m = json.loads((out / "edgeq.json").read_text())
     s = m["search"]
     assert not s["met"] and len(s["trials"]) == 3 and s["stopped"] == "trial limit (3) reached"
