@@ -29,14 +29,15 @@ def compress_source(source: ModelSource, options: CompressOptions, calib: Datase
     import copy
 
     from edgeq.compress.apply import compress_model
+    from edgeq.compress.registry import TargetScheme
 
     if source.kind != "factory" or source.module is None:
         raise UsageError(f"--compress needs a PyTorch factory model, got a {source.kind} source ({source.ref})",
                          "pass pkg.module:factory so edgeq can fine-tune the module")
     names = [s.name for s in source.declared_signature] if source.declared_signature else list(source.input_names)
     handoff: dict[str, Any] = {}
-    module, record = compress_model(copy.deepcopy(source.module), options, calib, names, target, progress,
-                                    per_channel=per_channel, handoff=handoff)
+    module, record = compress_model(copy.deepcopy(source.module), options, calib, names,
+                                    TargetScheme(target, per_channel), progress, handoff=handoff)
     record["float_eval"] = _float_effect(source.module, module, ev, names)
     record["compressed_sha256"] = state_hash(module)
     return dataclasses.replace(source, module=module.eval(), qat=handoff.get("qat")), record

@@ -10,6 +10,14 @@ from edgeq.compress.train import Trainer
 from edgeq.progress import Progress
 
 
+@dataclass(frozen=True)
+class TargetScheme:
+    """The quantization the compressed model is headed for (QAT imitates its quantizer settings)."""
+
+    target: Any = None  # edgeq.targets.Target
+    per_channel: bool | None = None  # --per-channel / --per-tensor (None: the target's setting)
+
+
 @dataclass
 class CompressContext:
     """What a method needs besides the model: the fine-tuner, example inputs, the target, progress."""

@@ -48,12 +48,13 @@ def build(ctx: Context, v: Variant) -> Path:
         if ctx.hf_folder is None:
             raise ValueError("the HF folder is written whenever onnx is among the formats")
         return build_onnx(ctx.hf_folder, ctx.work / v.name, v, ctx.work / "cache")
-    from edgeq.llm.pte_export import build_pte
+    from edgeq.llm.pte_export import PteLowering, build_pte
 
+    lowering = PteLowering(extended_ops=ctx.cfg.pte_delegation == "all",
+                           program=None if ctx.cfg.pte_program == "auto" else ctx.cfg.pte_program,
+                           segment_alignment=backend_config(load_target(ctx.cfg.target)).segment_alignment)
     return build_pte(ctx.lm.model, ctx.lm.tokenizer, ctx.work / f"{v.name}.pte", v, ctx.cfg.max_context,
-                     ctx.calib_windows, extended_ops=ctx.cfg.pte_delegation == "all",
-                     segment_alignment=backend_config(load_target(ctx.cfg.target)).segment_alignment,
-                     program=None if ctx.cfg.pte_program == "auto" else ctx.cfg.pte_program)
+                     ctx.calib_windows, lowering)
 
 
 def artifact_bytes(path: Path, fmt: str) -> int:
