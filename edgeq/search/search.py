@@ -215,8 +215,8 @@ class _OnnxSearch:
         return nodes, int16
 
     def _dynamic_trial(self, index: int, stage: str, cfg: TrialConfig) -> Trial:
+        from edgeq.onnx.dynamic import activation_matmuls
         from edgeq.onnx.mixed import nodes_for_modules
-        from edgeq.onnx.quantize import activation_matmuls
 
         base, prepped = self.start.base, self.data.prepped
         mods = self.linears[: cfg.fp16_linears]
