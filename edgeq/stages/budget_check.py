@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgeq.pipeline.stage import StageKind, StageResult, register_stage
+from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
 
 NAME = "budget-check"
@@ -125,8 +125,9 @@ def check_artifact(art: Any, outdir: Path, storage_mb: int, ram_mb: int) -> tupl
     return row, failures
 
 
-@register_stage(NAME, StageKind.CHECK, "artifact", formats=("onnx", "pte"), reads=("artifacts",),
-               description="artifact bytes vs storage_mb; weights + peak activation estimate vs ram_mb")
+@register_stage(NAME, StageKind.CHECK, "artifact", formats=("onnx", "pte"),
+                description="artifact bytes vs storage_mb; weights + peak activation estimate vs ram_mb",
+                declares=Declares(reads=("artifacts",)))
 def budget_check(ctx: BuildState) -> StageResult:
     t = ctx.target
     rows, failures = [], []

@@ -16,7 +16,7 @@ from typing import Any
 from edgeq.manifest import Artifact
 from edgeq.onnx.fp16 import convert_fp16
 from edgeq.onnx.io import save_atomic
-from edgeq.pipeline.stage import StageKind, StageResult, register_stage
+from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
 
 NAME = "fp16-variant"
@@ -24,8 +24,8 @@ FP16_NAME = "model.fp16.onnx"
 
 
 @register_stage(NAME, StageKind.EMITTER, "artifact", formats=("onnx",), applies_to=lambda t: bool(t.gpu_delegate),
-                reads=("artifacts", "fixed_shapes"), writes=("artifacts",),
-               description="float16 copy of the float model for the target's GPU delegate (validated as a candidate)")
+                description="float16 copy of the float model for the target's GPU delegate (validated as a candidate)",
+                declares=Declares(reads=("artifacts", "fixed_shapes"), writes=("artifacts",)))
 def fp16_variant(ctx: BuildState) -> StageResult:
     import onnx
 
