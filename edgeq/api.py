@@ -43,7 +43,7 @@ from edgeq.targets import load_target, with_runner_timeout
 from edgeq.targetspec import Target
 from edgeq.validate.fleet import is_board_spec
 from edgeq.validate.fleet_run import split_runners
-from edgeq.validate.orchestrate import validate_artifacts, verdict
+from edgeq.validate.orchestrate import ValidationRequest, validate_artifacts, verdict
 
 
 @dataclass
@@ -194,9 +194,11 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
             state = pipeline.run_phase("artifact", state.updated(artifacts=tuple(artifacts)), pass_log)
             artifacts += [a for a in state.artifacts if a not in artifacts]
 
-        validate_artifacts(tmp, artifacts, INPUTS_REL, REFERENCE_REL, runners, target, budget, progress)
+        validate_artifacts(ValidationRequest(tmp, INPUTS_REL, REFERENCE_REL, runners, target, budget), artifacts,
+                           progress)
         if boards is not None:  # the boards validate the artifacts that ship (the SELECT phase ran before)
-            validate_artifacts(tmp, artifacts, INPUTS_REL, REFERENCE_REL, (), target, budget, progress, fleet=boards)
+            validate_artifacts(ValidationRequest(tmp, INPUTS_REL, REFERENCE_REL, (), target, budget, fleet=boards),
+                               artifacts, progress)
         prediction = outliers.get("scheme_prediction")
         for key in ("search", "search_pte"):  # which scheme each search tried first, and why
             if prediction and key in search_keys:

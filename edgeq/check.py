@@ -34,7 +34,7 @@ from edgeq.targets import list_targets, load_target, parse_target, targets_dir, 
 from edgeq.targetspec import Target
 from edgeq.validate.bundled import check_bundle
 from edgeq.validate.fleet_run import split_runners
-from edgeq.validate.orchestrate import validate_artifacts, verdict
+from edgeq.validate.orchestrate import ValidationRequest, validate_artifacts, verdict
 
 # A float baseline must reproduce the stored reference this closely (measured fp32 ORT vs torch: cosine 1.0000,
 # SQNR > 100 dB on the digits CNN); anything lower means the reference is not this model's.
@@ -176,8 +176,8 @@ def _check_tensor(req: CheckRequest, m: dict[str, Any], arts: list[Artifact], fi
     if boards is not None:
         boards.preflight(progress)
     vd = m["validation_data"]
-    validate_artifacts(out, arts, vd["inputs"]["path"], vd["reference"]["path"], specs, tgt, eff, progress,
-                       isolate=True, fleet=boards)
+    validate_artifacts(ValidationRequest(out, vd["inputs"]["path"], vd["reference"]["path"], specs, tgt, eff,
+                                         isolate=True, fleet=boards), arts, progress)
     if "host" in specs:
         findings += _check_bundles(out, arts, eff, tgt, progress)
     record = boards.record() if boards is not None else None

@@ -68,7 +68,7 @@ def validate(outdir: str | Path, runners: tuple[str, ...], budget: Budget | None
     from edgeq.targets import with_runner_timeout
     from edgeq.validate.fleet_run import split_runners
     from edgeq.validate.metrics import Metrics, check_budget
-    from edgeq.validate.orchestrate import validate_artifacts, verdict
+    from edgeq.validate.orchestrate import ValidationRequest, validate_artifacts, verdict
     from edgeq.validate.runners import get_runner
 
     progress = progress or Progress(enabled=False)
@@ -88,8 +88,8 @@ def validate(outdir: str | Path, runners: tuple[str, ...], budget: Budget | None
     arts = [Artifact.from_dict(a) for a in m["artifacts"]]
     fresh = [Artifact.from_dict({**a.to_dict(), "validations": []}) for a in arts]
     vd = m["validation_data"]
-    validate_artifacts(out, fresh, vd["inputs"]["path"], vd["reference"]["path"], local, target, eff, progress,
-                       fleet=boards)
+    validate_artifacts(ValidationRequest(out, vd["inputs"]["path"], vd["reference"]["path"], local, target, eff,
+                                         fleet=boards), fresh, progress)
     if boards is not None:
         m["fleet"] = boards.record()
     dropped = boards is not None and any(o.state != "answered" for o in boards.outcomes.values())

@@ -25,7 +25,7 @@ from edgeq.progress import Progress
 from edgeq.search.grid import GridInputs, onnx_grid
 from edgeq.search.integrate import SearchContext, run_export_search, should_search
 from edgeq.search.integrate_pte import PteSearchInputs, run_pte_search
-from edgeq.validate.orchestrate import validate_artifacts
+from edgeq.validate.orchestrate import ValidationRequest, validate_artifacts
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,8 @@ def _host_checked(state: BuildState, built: list[Artifact], budget: Budget,
     """Run ``run`` with the candidates validated on the host (what decides whether to search); that validation is
     dropped afterwards, since every runner validates what ships once, after the artifact stages."""
     candidates = [a for a in built if a.role == "candidate"]
-    validate_artifacts(state.workdir, candidates, INPUTS_REL, REFERENCE_REL, ("host",), state.target, budget,
-                       Progress(False))
+    validate_artifacts(ValidationRequest(state.workdir, INPUTS_REL, REFERENCE_REL, ("host",), state.target, budget),
+                       candidates, Progress(False))
     try:
         return run()
     finally:

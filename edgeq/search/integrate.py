@@ -30,7 +30,7 @@ from edgeq.search.search import LadderStart, search_onnx
 from edgeq.search.trial import SearchResult, Trial
 from edgeq.select.summary import Selection
 from edgeq.validate.metrics import distance_line
-from edgeq.validate.orchestrate import load_npz, validate_artifacts
+from edgeq.validate.orchestrate import ValidationRequest, load_npz, validate_artifacts
 
 ONNX_STATIC = "onnx-int8-static"
 ONNX_DYNAMIC = "onnx-int8-dynamic"
@@ -56,8 +56,8 @@ class SearchContext:
         """Validate the replaced artifact on every runner, so the verdict comes from the chosen model."""
         art.validations = []
         if self.runners:
-            validate_artifacts(self.workdir, [art], self.inputs_rel, self.reference_rel, self.runners, self.target,
-                               self.budget, self.progress)
+            validate_artifacts(ValidationRequest(self.workdir, self.inputs_rel, self.reference_rel, self.runners,
+                                                 self.target, self.budget), [art], self.progress)
 
 
 def first_candidate(artifacts: list[Artifact], first_dynamic: bool = False) -> Artifact | None:
