@@ -21,6 +21,9 @@ def test_manifest_records_trials_pick_and_metrics(tiny_export: Any) -> None:
     assert m["llm"]["formats"]["onnx"]["pick"] == "onnx-w4g32-emb4"
     assert [t["name"] for t in m["llm"]["formats"]["onnx"]["trials"]] == ["onnx-w4g32-emb4", "onnx-w8g32-embf"]
     assert m["llm"]["formats"]["pte"]["pick"] == "pte-8da8pc-emb8"
+    sel = m["llm"]["formats"]["onnx"]["selection"]  # the one selection loop's record, in its one wording
+    assert sel["met"] and sel["shipped"] == "onnx-w4g32-emb4" and sel["trials"] == 2
+    assert sel["summary"].startswith("search (llm-onnx): shipped onnx-w4g32-emb4, which meets the budget")
     for t in m["llm"]["formats"]["onnx"]["trials"]:  # a rung is accepted on its 95 % upper bound, not the estimate
         assert t["calib"]["ppl_ratio_upper"] >= t["calib"]["ppl_ratio"]
         assert t["passed"] is (t["calib"]["ppl_ratio_upper"] <= 1 + 1000 / 100)
