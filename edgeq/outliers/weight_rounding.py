@@ -53,7 +53,7 @@ def fold_batchnorm(model: Any, example: tuple[Any, ...]) -> list[str]:
     """Fold every ``conv2d -> batch_norm`` (BN the conv's only user) into the conv; the BN becomes Identity."""
     import torch
 
-    from edgeq.outliers.cle import op_name
+    from edgeq.outliers.cle_pairs import op_name
 
     ep = torch.export.export(model, example, strict=False)
     params = dict(ep.graph_signature.inputs_to_parameters)
