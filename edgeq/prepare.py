@@ -27,7 +27,7 @@ from edgeq.config import ROUNDING_MODES, PipelineConfig
 from edgeq.data import Dataset
 from edgeq.errors import UsageError
 from edgeq.outliers import AdaRoundConfig, OutlierConfig, WeightRoundingConfig, prepare_for_int8
-from edgeq.outliers.adaround import simulated_int8_error
+from edgeq.outliers.int8_sim import simulated_int8_error
 from edgeq.progress import Progress
 from edgeq.source import ModelSource, state_hash
 
@@ -137,7 +137,7 @@ def conv_prepare(module: Any, data: Mapping[str, np.ndarray], rounding: str, pro
                  log: dict[str, Any]) -> tuple[Any, OutlierConfig]:
     """Prepare a copy of a conv net with ``rounding``; ``auto`` builds the GPTQ and the AdaRound preparations and
     keeps the one whose simulated INT8 output error (every conv/linear input fake-quantized, weights on their
-    grid, :func:`edgeq.outliers.adaround.simulated_int8_error`) is lower on the last quarter of the calibration
+    grid, :func:`edgeq.outliers.int8_sim.simulated_int8_error`) is lower on the last quarter of the calibration
     rows, which neither preparation fitted on: learned rounding can fit its rows (EfficientNet-Lite0, 200 crops:
     ONNX top-1 agreement 0.74 on held-out crops vs GPTQ's 0.93, docs/explanation/cnn-rounding.md)."""
     samples = int(next(iter(data.values())).shape[0])
