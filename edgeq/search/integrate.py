@@ -1,7 +1,7 @@
 """Hook the search into ``edgeq export``: decide whether to search, swap in the winner, re-validate it.
 
 When it runs (the first INT8 model of each format: static, or dynamic when the preparation predicted dynamic
-wins — :func:`edgeq.prepare.predict_scheme`; a user's ``--dynamic`` export is not searched):
+wins — :func:`edgeq.outliers.linear_sim.predict_scheme`; a user's ``--dynamic`` export is not searched):
 - ``SearchOptions.mode == "always"`` (``--search``): whenever a budget exists (flags or the target's defaults);
 - ``"auto"`` (default): when a budget flag was given explicitly and the first INT8 model misses it on
   the host;

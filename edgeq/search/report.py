@@ -76,7 +76,7 @@ def search_section(m: dict[str, Any]) -> str | None:
              + (f"Pick: trial #{_e(s['best'])}. " if s["met"] else "") + f"Limits: {s['options']['max_trials']} trials, "
              f"{s['options']['max_seconds']:g} s.</p>"]
     pred = s.get("scheme_prediction")
-    if pred:  # why the first candidate of each format was static or dynamic (edgeq.prepare.predict_scheme)
+    if pred:  # why the first candidate of each format was static or dynamic (edgeq.outliers.linear_sim.predict_scheme)
         picks = ", ".join(f"{_e(f)}: {_e(p)}" for f, p in pred["pick"].items())
         parts.append(f"<p>First scheme per format (predicted in torch before any build) — {picks}. "
                      f"{_e(pred['reason'])}.</p>")

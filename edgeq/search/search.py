@@ -96,7 +96,7 @@ class LadderStart:
     base: QuantOptions  # resolved (every field set): the baseline trial's settings
     linear_ranking: tuple[str, ...] = ()  # torch Linears, most sensitive first (edgeq.prepare): mixed-precision moves
     # the export's first INT8 model was already the dynamic one (predicted to beat static,
-    # :func:`edgeq.prepare.predict_scheme`): the ladder starts at the dynamic and mixed-precision moves
+    # :func:`edgeq.outliers.linear_sim.predict_scheme`): the ladder starts at the dynamic and mixed-precision moves
     first_dynamic: bool = False
     # the export's first static model (built with ``base``) and its bias-correction record: the baseline trial
     # measures it instead of quantizing the same settings again
