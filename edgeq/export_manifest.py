@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from edgeq.capture import Captured
-from edgeq.config import Budget, PipelineConfig, config_to_dict
+from edgeq.config import Budget, PipelineConfig
+from edgeq.config_file import config_to_dict
 from edgeq.data import Dataset
 from edgeq.hashing import sha256_file
 from edgeq.manifest import Artifact, new_manifest

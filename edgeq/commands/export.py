@@ -205,7 +205,7 @@ def is_manifest_config(path: Path) -> bool:
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     """``--config edgeq.json``: the manifest decides everything but -o/--force; other flags are an error."""
-    from edgeq.config import load_config
+    from edgeq.config_file import load_config
 
     defaults = vars(_defaults_parser().parse_args(["-o", "x"]))
     given = sorted(k for k, v in vars(args).items()
