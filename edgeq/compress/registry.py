@@ -8,13 +8,14 @@ from typing import Any
 
 from edgeq.compress.train import Trainer
 from edgeq.progress import Progress
+from edgeq.targetspec import Target
 
 
 @dataclass(frozen=True)
 class TargetScheme:
     """The quantization the compressed model is headed for (QAT imitates its quantizer settings)."""
 
-    target: Any = None  # edgeq.targets.Target
+    target: Target | None = None
     per_channel: bool | None = None  # --per-channel / --per-tensor (None: the target's setting)
 
 

@@ -94,7 +94,7 @@ def _select_pte(ctx: SelectContext, state: BuildState, built: list[Artifact]) ->
 
 
 def _search_pte(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> dict[str, Any]:
-    if state.eval is None:
+    if state.eval is None or state.captured is None:  # no program to search (pte_sensitivity_keys: nothing)
         return {}
     # state.captured: what the INT8 models were built from (the outlier-prepared copy, if any)
     inputs = PteSearchInputs(state.captured, state.eval, first_dynamic=ctx.first_dynamic.get("pte", False),

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgeq.backends.onnx import rename_outputs
 from edgeq.config import Budget
 from edgeq.data import Dataset
@@ -26,8 +28,8 @@ class EvalData:
     prepped: Path  # the pre-processed float graph every trial quantizes
     calib: Dataset
     inputs_npz: Path  # the evaluation inputs (and labels) the host runner feeds
-    reference: dict[str, Any]  # the float model's outputs on those inputs
-    labels: Any = None  # numpy labels (third-party array), or None
+    reference: dict[str, np.ndarray]  # the float model's outputs on those inputs
+    labels: np.ndarray | None = None
     float_model: Path | None = None  # the user's float model: size ratios are to it, not to the prepared graph
 
 

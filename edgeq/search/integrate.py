@@ -29,6 +29,7 @@ from edgeq.search.evaluate import EvalData
 from edgeq.search.search import LadderStart, search_onnx
 from edgeq.search.trial import SearchResult, Trial
 from edgeq.select.summary import Selection
+from edgeq.targetspec import Target
 from edgeq.validate.metrics import distance_line
 from edgeq.validate.orchestrate import ValidationRequest, load_npz, validate_artifacts
 
@@ -44,7 +45,7 @@ class SearchContext:
     budget: Budget
     workdir: Path  # the export's output folder
     calib: Dataset
-    target: Any  # edgeq.targets.Target
+    target: Target
     progress: Progress
     inputs_rel: str  # the evaluation inputs (and labels), relative to ``workdir``
     reference_rel: str  # the float reference outputs, relative to ``workdir``

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgeq.capture import Captured
 from edgeq.data import Dataset
 from edgeq.manifest import Artifact
 from edgeq.search.integrate import SearchContext, print_closest
@@ -22,7 +23,7 @@ def _pte_candidate(artifacts: list[Artifact]) -> Artifact | None:
     return next((a for a in artifacts if a.format == "pte" and a.role == "candidate"), None)
 
 
-def pte_sensitivity_keys(ctx: SearchContext, artifacts: list[Artifact], captured: Any,
+def pte_sensitivity_keys(ctx: SearchContext, artifacts: list[Artifact], captured: Captured | None,
                          skip_ranking: bool = False) -> dict[str, Any]:
     """``sensitivity_pte``: the PT2E node-by-node ranking, when a ``.pte`` INT8 artifact would be searched.
 
@@ -57,7 +58,7 @@ def pte_sensitivity_keys(ctx: SearchContext, artifacts: list[Artifact], captured
 class PteSearchInputs:
     """What the ``.pte`` search needs from the format's build, besides the search context."""
 
-    captured: Any  # edgeq.capture.Captured: what the INT8 models were built from (the outlier-prepared copy, if any)
+    captured: Captured  # what the INT8 models were built from (the outlier-prepared copy, if any)
     ev: Dataset  # the evaluation set (the golden-I/O bundle of the shipped program is built from it)
     first_dynamic: bool = False  # the first .pte was already the predicted dynamic model
     backend_config: dict[str, Any] = dataclasses.field(default_factory=dict)  # the target's ExecutorchBackendConfig

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgeq.config import Budget, QuantOptions
 from edgeq.data import Dataset
 from edgeq.errors import EdgeqError
@@ -44,6 +46,8 @@ from edgeq.search.sensitivity import NodeSensitivity
 from edgeq.select.ladder import TrialBudget, run_ladder
 from edgeq.select.rule import Scored, shortfall, size_shortfall
 from edgeq.select.rule import closest as select_closest
+from edgeq.signature import TensorSpec
+from edgeq.targetspec import Target
 from edgeq.validate.metrics import budget_distance, check_budget, compare
 
 
@@ -101,12 +105,12 @@ class PteSearchData:
 
     static: Any  # torch.export.ExportedProgram (third-party): the static-batch program every move quantizes
     calib: Dataset
-    signature: list[Any]
-    eval_inputs: list[Any]
-    reference: dict[str, Any]
-    labels: Any
+    signature: list[TensorSpec]
+    eval_inputs: list[np.ndarray]
+    reference: dict[str, np.ndarray]
+    labels: np.ndarray | None
     budget: Budget
-    target: Any
+    target: Target
     scratch: Path
     float_bytes: int | None
     max_size_ratio: float | None

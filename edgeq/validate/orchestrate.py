@@ -13,6 +13,7 @@ from edgeq.config import Budget
 from edgeq.data import check_labels
 from edgeq.manifest import Artifact, Validation
 from edgeq.progress import Progress
+from edgeq.targetspec import Target
 from edgeq.validate.fleet_run import FleetRun, RunInputs, fleet_verdict, validation_of
 from edgeq.validate.latency import paired_onnx_latency
 from edgeq.validate.metrics import ACCURACY_FALLBACK
@@ -32,7 +33,7 @@ class ValidationRequest:
     inputs_rel: str  # the evaluation inputs (and labels), relative to ``outdir``
     reference_rel: str  # the float reference outputs, relative to ``outdir``
     runner_specs: tuple[str, ...]
-    target: Any  # edgeq.targets.Target
+    target: Target
     budget: Budget
     # host runs happen in a child process, so a native crash on an untrusted file (``check``) is a typed error
     # instead of the end of edgeq
