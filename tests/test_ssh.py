@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -183,15 +182,16 @@ def test_unreachable_host(device: Device, digits_small, tmp_path: Path,  # type:
     from edgeq.cli import main
 
     closed = _free_port()
-    t0 = time.monotonic()
     with pytest.raises(DeviceError, match="unreachable"):
         device.runner("arm", None, spec=f"ssh://root@127.0.0.1:{closed}").probe()
-    # `edgeq export --validate-on ssh://...` reaches the device before any slow work, and writes nothing.
+    # `edgeq export --validate-on ssh://...` reaches the device before any slow work (the progress log never gets
+    # to loading the model — an order, not a duration, so a loaded machine gives the same verdict), writes nothing.
     calib, _ = digits_small
-    rc = main(["-q", "export", DIGITS_MODEL, "--calib", str(calib), "--target", "raspberry-pi-4",
+    rc = main(["export", DIGITS_MODEL, "--calib", str(calib), "--target", "raspberry-pi-4",
                "--validate-on", f"host,ssh://root@127.0.0.1:{closed}", "-o", str(tmp_path / "out")])
-    assert rc == 3 and "the device is unreachable" in capsys.readouterr().err and listing(tmp_path) == []
-    assert time.monotonic() - t0 < 30
+    err = capsys.readouterr().err
+    assert rc == 3 and "the device is unreachable" in err and listing(tmp_path) == []
+    assert "loading model" not in err, err
 
 
 def test_disconnect_mid_run_leaves_folder_untouched(device: Device, pi4_export, monkeypatch) -> None:  # type: ignore[no-untyped-def]
