@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.shelf import shelf, ssh_env  # noqa: F401  (the five-sshd fleet fixtures, for test_fleet and faults)
+
 # Trained weights and the emulator live in the user cache; tests share one per machine to stay fast,
 # unless the caller isolates them with EDGEQ_CACHE_DIR.
 os.environ.setdefault("ORT_LOGGING_LEVEL", "3")

@@ -9,10 +9,7 @@ gone mid-run, as when a Pi loses power. Nothing here asserts a duration (bench/f
 from __future__ import annotations
 
 import json
-import shutil
-import sys
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,7 +20,8 @@ from edgeq.validate.fleet import load_fleet, parse_fleet, select_boards
 from edgeq.validate.fleet_run import fleet_verdict
 from edgeq.validate.orchestrate import exit_code
 from tests.conftest import listing
-from tests.sshd import Sshd, free_port, keygen, require_sshd
+from tests.shelf import Shelf, export_copy
+from tests.sshd import free_port
 
 # --- the fleet file and selectors (no network) -------------------------------------------------------------------
 
@@ -122,124 +120,7 @@ def test_verdict_counts_and_exit_codes() -> None:
     assert exit_code({"passed": False, "failures": [], "infra_failures": infra}) == 3
 
 
-# --- five real boards --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Board:
-    name: str
-    sshd: Sshd
-    work: Path
-
-    @property
-    def addr(self) -> str:
-        return f"root@127.0.0.1:{self.sshd.port}{self.work}"
-
-
-@dataclass
-class Shelf:
-    boards: list[Board]
-    fleet_file: Path
-    key: Path
-    known_hosts: Path
-    ok_keys: str  # authorized_keys line of a healthy board
-
-
-@pytest.fixture(scope="module")
-def shelf(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    require_sshd()
-    root = tmp_path_factory.mktemp("shelf")
-    root.chmod(0o755)
-    bins = {"ok": root / "bin-ok", "killed": root / "bin-killed"}
-    for b in bins.values():
-        b.mkdir()
-    (bins["ok"] / "python3").write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
-    # Gone mid-run: on the real run (not the probe) kill every sshd above this process — the session and the
-    # listening server — so the run's connection drops and no new one gets in (all by pid).
-    (bins["killed"] / "python3").write_text(
-        "#!/bin/sh\ncase \"$1\" in run_onnx.py)\n  p=$$; pids=\"\"\n  while [ \"$p\" -gt 1 ]; do\n"
-        "    [ \"$(cat /proc/$p/comm)\" = sshd ] && pids=\"$pids $p\"\n"
-        "    p=$(awk '{print $4}' /proc/$p/stat)\n  done\n  kill -9 $pids; sleep 5; exit 1;;\nesac\n"
-        f"exec {sys.executable} \"$@\"\n")
-    for b in bins.values():
-        (b / "python3").chmod(0o755)
-    shell = root / "device-shell"
-    shell.write_text("#!/bin/sh\ncase \"$1\" in\n" + "".join(f"  {n}) PATH={b}:/usr/bin:/bin;;\n" for n, b in bins.items())
-                     + "esac\nexport PATH\nexec /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"\n")
-    shell.chmod(0o755)
-    key = root / "client"
-    pub = keygen(key)
-    line = {n: f'command="{shell} {n}",no-port-forwarding,no-pty {pub}\n' for n in bins}
-    boards = []
-    for i in range(1, 6):
-        d = root / f"b{i}"
-        d.mkdir()
-        (d / "work").mkdir()
-        boards.append(Board(f"b{i}", Sshd(d, line["killed" if i == 5 else "ok"]).start(), d / "work"))
-    kh = root / "known_hosts"
-    kh.write_text("".join(b.sshd.known_hosts_line for b in boards))
-    fleet = root / "edgeq-fleet.toml"
-    fleet.write_text("".join(f'[boards.{b.name}]\nssh = "{b.addr}"\ntarget = "x86-64"\ngroups = ["shelf"]\n\n'
-                             for b in boards))
-    yield Shelf(boards, fleet, key, kh, line["ok"])
-    for b in boards:
-        b.sshd.stop()
-
-
-@pytest.fixture
-def ssh_env(shelf: Shelf, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Shelf:
-    monkeypatch.setenv("EDGEQ_SSH_IDENTITY", str(shelf.key))
-    monkeypatch.setenv("EDGEQ_SSH_KNOWN_HOSTS", str(shelf.known_hosts))
-    monkeypatch.setenv("EDGEQ_SSH_REPEATS", "1")
-    monkeypatch.setenv("EDGEQ_CACHE_DIR", str(tmp_path / "cache"))  # the leftover records of this test only
-    return shelf
-
-
-def _export_copy(digits_export, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
-    out = tmp_path / "digits"
-    shutil.copytree(digits_export.output, out)
-    return out
-
-
-def test_five_boards_one_killed_mid_run(ssh_env: Shelf, digits_export, tmp_path: Path,  # type: ignore[no-untyped-def]
-                                       capsys: pytest.CaptureFixture[str]) -> None:
-    """4 passed + 1 unreachable in the verdict, the manifest, the reports and --json; exit 3 under --min-boards 5;
-    the killed board's folder is removed on the next connection to it."""
-    from edgeq.cli import main
-    from edgeq.validate.runners.ssh import SshRunner
-
-    out = _export_copy(digits_export, tmp_path)
-    capsys.readouterr()
-    rc = main(["-q", "--json", "validate", str(out), "--on", "host,fleet:shelf", "--fleet", str(ssh_env.fleet_file),
-               "--jobs", "5", "--min-boards", "5"])
-    doc = json.loads(capsys.readouterr().out)
-    assert rc == 3
-    want = {"boards": 5, "passed": 4, "failed": 0, "unreachable": 1, "error": 0, "answered": 4, "min_boards": 5,
-            "quorum_met": False}
-    m = json.loads((out / "edgeq.json").read_text())
-    assert m["verdict"]["fleet"] == doc["fleet"] == want
-    assert not doc["passed"] and not m["verdict"]["passed"] and doc["failures"] == []
-    assert "4 of 5 board(s) answered" in doc["infra_failures"][0] and "b5: unreachable" in doc["infra_failures"][0]
-    status = {b["name"]: b["status"] for b in m["fleet"]["boards"]}
-    assert status == {"b1": "passed", "b2": "passed", "b3": "passed", "b4": "passed", "b5": "unreachable"}
-    b5 = m["fleet"]["boards"][4]
-    assert "connection to the device was lost" in b5["reason"] and b5["validations"] == 0
-    for a in m["artifacts"]:  # one row per (artifact, answering board), plus the host; nothing from b5
-        if a["validations"]:
-            assert sorted(v.get("board") or v["runner"] for v in a["validations"]) == ["b1", "b2", "b3", "b4", "host"]
-    assert m["config"]["validate_on"][-1] == "fleet:shelf"
-    md = (out / "report.md").read_text()
-    assert "## Boards" in md and "| b5 |" in md and "UNREACHABLE" in md and "b1 (ssh://root@127.0.0.1:" in md
-    html = (out / "report.html").read_text()
-    assert "<h2>Boards</h2>" in html and html.count("<td>pass</td>") == 4 and "<td>UNREACHABLE</td>" in html
-    # The dropped run's folder is still on b5; the next connection to the board removes it.
-    killed = ssh_env.boards[4]
-    assert [p.name.startswith("edgeq-run.") for p in killed.work.iterdir()] == [True]
-    killed.sshd.stop()
-    killed.sshd.set_authorized_keys(ssh_env.ok_keys)
-    killed.sshd.start()
-    SshRunner(None, f"ssh://{killed.addr}").probe()
-    assert listing(killed.work) == [] and all(listing(b.work) == [] for b in ssh_env.boards)
+# --- five real boards (tests/shelf.py); the board killed mid-run is tests/faults/test_board_drop.py ---------
 
 
 def test_check_on_two_boards_junit(ssh_env: Shelf, digits_export, tmp_path: Path,  # type: ignore[no-untyped-def]
@@ -247,7 +128,7 @@ def test_check_on_two_boards_junit(ssh_env: Shelf, digits_export, tmp_path: Path
     """`edgeq check --on fleet:board=...`: a JUnit case per board; the folder is not written."""
     from edgeq.cli import main
 
-    out = _export_copy(digits_export, tmp_path)
+    out = export_copy(digits_export, tmp_path)
     before = {p: (out / p).read_bytes() for p in listing(out) if (out / p).is_file()}
     junit = tmp_path / "junit.xml"
     capsys.readouterr()
@@ -267,7 +148,7 @@ def test_too_few_boards_reachable_fails_before_work(ssh_env: Shelf, digits_expor
     """A board that does not answer the probe: under --min-boards 2 of 2, exit 3 and the folder is untouched."""
     from edgeq.commands.validate import validate
 
-    out = _export_copy(digits_export, tmp_path)
+    out = export_copy(digits_export, tmp_path)
     before = {p: (out / p).read_bytes() for p in listing(out) if (out / p).is_file()}
     closed = f"ssh://root@127.0.0.1:{free_port()}"
     with pytest.raises(DeviceUnreachableError, match="only 1 of 2 board") as e:
