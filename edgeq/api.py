@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from edgeq.backends.base import FormatBackend, get_backend
+from edgeq.compress.hook import effect_summary
+from edgeq.compress.spec import CompressOptions
 from edgeq.config import Budget, PipelineConfig, QuantOptions
+from edgeq.emulator.sysroot import is_ready
 from edgeq.errors import TargetError, UsageError
 from edgeq.explain.run import ExplainInputs, explain_export
 from edgeq.export_inputs import ExportModel, load_model, write_validation_data
@@ -34,10 +37,13 @@ from edgeq.pipeline.pipeline import Pipeline, build_format
 from edgeq.pipeline.selection import SelectContext, select
 from edgeq.pipeline.state import BuildState
 from edgeq.progress import Progress
+from edgeq.report import write_reports
+from edgeq.search.search import check_budget_consistency
 from edgeq.targets import load_target, with_runner_timeout
 from edgeq.targetspec import Target
 from edgeq.validate.fleet_run import FleetRun, split_runners
 from edgeq.validate.orchestrate import ValidationRequest, validate_artifacts
+from edgeq.validate.runners import get_runner
 
 
 @dataclass
@@ -75,8 +81,6 @@ AUTO_RUNNER = "auto"  # host, plus the emulator for ARM targets once `edgeq emul
 
 def resolve_runners(config: PipelineConfig, target: Target, progress: Progress | None = None) -> tuple[str, ...]:
     """Expand ``auto`` and de-duplicate; explicitly requested runners must be usable (checked before slow work)."""
-    from edgeq.validate.runners import get_runner
-
     specs: list[str] = []
     for spec in config.validate_on:
         if spec != AUTO_RUNNER:
@@ -86,8 +90,6 @@ def resolve_runners(config: PipelineConfig, target: Target, progress: Progress |
             continue
         specs.append("host")
         if target.is_arm and target.default_runner == "emulator" and target.cpu.qemu_model:
-            from edgeq.emulator.sysroot import is_ready
-
             if is_ready():
                 specs.append("emulator")
             elif progress is not None:
@@ -177,8 +179,6 @@ def _plan(config: PipelineConfig, progress: Progress) -> _Plan:
     backends = tuple(get_backend(fmt) for fmt in config.formats)  # an unavailable format fails before slow work
     budget = config.budget.merged_over(target.validation)
     if config.search.mode != "off":
-        from edgeq.search.search import check_budget_consistency
-
         check_budget_consistency(budget, config.search)  # contradictory budgets fail before any slow work
     local_specs, boards = split_runners(config.validate_on, target, config.fleet)  # boards run in parallel
     runners = resolve_runners(dataclasses.replace(config, validate_on=local_specs), target, progress)
@@ -219,11 +219,8 @@ def _finish(m: dict[str, Any], tmp: Path, model: ExportModel, artifacts: list[Ar
     if model.outliers:  # what the outlier-aware preparation applied (both formats' INT8 models are built from it)
         m["outliers"] = model.outliers
     if model.compression:
-        from edgeq.compress.hook import effect_summary
-
         m["compression"] = {**model.compression, "artifacts": effect_summary(tmp, artifacts)}
     write_manifest(m, tmp)
-    from edgeq.report import write_reports
 
     write_reports(m, tmp)
     write_manifest(seal(m, tmp), tmp)  # hash the reports and any other file, so check can trust them
@@ -283,7 +280,6 @@ def export_model(model: str, calib: str, output: str | Path, **kwargs: Any) -> E
     if isinstance(kwargs.get("budget"), dict):
         kwargs["budget"] = Budget(**kwargs["budget"])
     if isinstance(kwargs.get("compress"), str):  # the --compress spelling, e.g. "prune:0.3,qat"
-        from edgeq.compress.spec import CompressOptions
 
         kwargs["compress"] = CompressOptions.from_spec(kwargs["compress"], seed=kwargs.get("seed", 0))
     if isinstance(kwargs.get("formats"), str):

@@ -10,18 +10,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import onnx
+
+from edgeq.jsontypes import JSONObject
+
 # ExecuTorch ScalarType codes (runtime/core/portable_type/scalar_type.h) -> numpy dtype names.
 _ET_DTYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "float16", 6: "float32", 7: "float64",
               11: "bool"}
 
 
 def _onnx_io(path: Path) -> dict[str, list[dict[str, Any]]]:
-    import onnx
-
     model = onnx.load(str(path), load_external_data=False)
     init = {t.name for t in model.graph.initializer}
 
-    def spec(vi: Any) -> dict[str, Any]:
+    def spec(vi: Any) -> JSONObject:
         tt = vi.type.tensor_type
         dims: list[int | str] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
                                  for d in tt.shape.dim]
@@ -32,13 +34,13 @@ def _onnx_io(path: Path) -> dict[str, list[dict[str, Any]]]:
 
 
 def _pte_io(path: Path, signature: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    from executorch.runtime import Runtime
+    from executorch.runtime import Runtime  # optional: the [executorch] extra
 
     meta = Runtime.get().load_program(path).metadata("forward")
     names_in = [s["name"] for s in signature.get("inputs", [])]
     names_out = [s["name"] for s in signature.get("outputs", [])]
 
-    def spec(info: Any, i: int, names: list[str], kind: str) -> dict[str, Any]:
+    def spec(info: Any, i: int, names: list[str], kind: str) -> JSONObject:
         return {"name": names[i] if i < len(names) else f"{kind}_{i}",
                 "dtype": _ET_DTYPES.get(int(info.dtype()), f"scalar_type_{int(info.dtype())}"),
                 "shape": [int(d) for d in info.sizes()]}

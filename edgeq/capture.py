@@ -5,14 +5,17 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgeq.data import Dataset, check_against_signature
-from edgeq.errors import CaptureError, SignatureMismatchError
+from edgeq.errors import CaptureError, ModelSourceError, SignatureMismatchError
 from edgeq.signature import TensorSpec
 from edgeq.source import ModelSource
+
+if TYPE_CHECKING:
+    import torch
 
 _log = logging.getLogger(__name__)
 
@@ -25,17 +28,23 @@ class Captured:
 
     source: ModelSource
     signature: list[TensorSpec]
-    exported: Any = None  # torch.export.ExportedProgram (None for .onnx sources)
+    exported: torch.export.ExportedProgram | None = None  # None for .onnx sources
     dynamic_batch: bool = False
     output_names: list[str] | None = None
     static_batch_reason: str | None = None  # why a dynamic batch could not be exported (recorded in the manifest)
 
-    def example_inputs(self, data: Dataset, batch: int = 1) -> tuple[Any, ...]:
+    def program(self) -> torch.export.ExportedProgram:
+        """The exported program; only torch sources (a module or a .pt2) have one."""
+        if self.exported is None:
+            raise CaptureError(f"{self.source.ref} is a {self.source.kind} source: it has no exported torch program")
+        return self.exported
+
+    def example_inputs(self, data: Dataset, batch: int = 1) -> tuple[torch.Tensor, ...]:
         """Contiguous torch clones of the first ``batch`` samples, in signature order.
 
         Clones matter: numpy views such as ``x[:, None]`` carry zero strides that ExecuTorch rejects.
         """
-        import torch
+        import torch  # heavy: torch, imported only where a model is built or run
 
         return tuple(torch.from_numpy(np.ascontiguousarray(data.inputs[s.name][:batch]).copy()).contiguous().clone()
                      for s in self.signature)
@@ -73,9 +82,11 @@ def capture(source: ModelSource, calib: Dataset) -> tuple[Captured, Dataset]:
 
 
 def _export_module(source: ModelSource, signature: list[TensorSpec], calib: Dataset) -> Captured:
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     module = source.module
+    if module is None:
+        raise ModelSourceError(f"{source.ref} is a {source.kind} source, not a torch module")
     batch = min(EXAMPLE_BATCH, len(calib))
     base = Captured(source, signature)
     _eager_probe(module, base.example_inputs(calib, 1), signature, calib.source)
@@ -100,10 +111,10 @@ def _export_module(source: ModelSource, signature: list[TensorSpec], calib: Data
     return Captured(source, fixed, exported=ep, dynamic_batch=False, static_batch_reason=reason)
 
 
-def _eager_probe(module: Any, args: tuple[Any, ...], signature: list[TensorSpec], source: str) -> None:
+def _eager_probe(module: torch.nn.Module, args: tuple[torch.Tensor, ...], signature: list[TensorSpec], source: str) -> None:
     """Run one sample eagerly first: a shape or dtype that does not fit the model is a data error, and saying so
     beats a torch.export trace about guards."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     try:
         with torch.no_grad():

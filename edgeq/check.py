@@ -19,22 +19,28 @@ from __future__ import annotations
 
 import platform
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgeq.config import Budget, FleetOptions
+from edgeq.emulator.sysroot import is_ready
 from edgeq.errors import ManifestError, TargetError, UsageError
 from edgeq.integrity import RUNNABLE, audit, sniff_format
-from edgeq.llm.check import LmCheck
+from edgeq.jsontypes import JSONObject, get_float, get_strs
+from edgeq.llm.check import LmCheck, check_lm, is_text_generation
 from edgeq.llm.target_checks import items_from_files, run_checks
 from edgeq.manifest import Artifact, Validation, read_manifest
 from edgeq.progress import Progress
+from edgeq.signing import verify_folder
+from edgeq.stages.budget_check import NAME, check_artifact
 from edgeq.targets import list_targets, load_target, parse_target, targets_dir, with_runner_timeout
 from edgeq.targetspec import Target
 from edgeq.validate.bundled import check_bundle
 from edgeq.validate.fleet_run import split_runners
 from edgeq.validate.orchestrate import ValidationRequest, validate_artifacts, verdict
+from edgeq.validate.runners.host import HostRunner
 
 # A float baseline must reproduce the stored reference this closely (measured fp32 ORT vs torch: cosine 1.0000,
 # SQNR > 100 dB on the digits CNN); anything lower means the reference is not this model's.
@@ -59,7 +65,7 @@ class CheckResult:
     infra_failures: list[str] = field(default_factory=list)  # fewer boards answered than --min-boards
 
 
-def packaged_target(name: Any) -> Target:
+def packaged_target(name: object) -> Target:
     """A target profile shipped with edgeq, by name; a name from a manifest never reaches the file system."""
     if not isinstance(name, str) or not _TARGET_NAME.match(name) or name not in list_targets():
         raise TargetError(f"the manifest names target {name!r}, which is not a packaged profile",
@@ -75,11 +81,8 @@ def _check_target(m: dict[str, Any], target: str | None) -> Target:
 
 def default_runners(target: Target) -> tuple[str, ...]:
     specs = ["host"]
-    if target.is_arm and target.default_runner == "emulator" and target.cpu.qemu_model:
-        from edgeq.emulator.sysroot import is_ready
-
-        if is_ready():
-            specs.append("emulator")
+    if target.is_arm and target.default_runner == "emulator" and target.cpu.qemu_model and is_ready():
+        specs.append("emulator")
     return tuple(specs)
 
 
@@ -100,11 +103,9 @@ def _recompute_artifacts(m: dict[str, Any], out: Path) -> tuple[list[Artifact], 
     return arts, findings
 
 
-def _gating_passes(m: dict[str, Any], arts: list[Artifact], out: Path, tgt: Target) -> list[dict[str, Any]]:
+def _gating_passes(m: dict[str, Any], arts: list[Artifact], out: Path, tgt: Target) -> list[JSONObject]:
     """The recorded passes, with the budget-check recomputed from the bytes and this target (its recorded
     failures could have been deleted from the manifest)."""
-    from edgeq.stages.budget_check import NAME, check_artifact
-
     kept = [p for p in m["passes"] if p.get("name") != NAME]
     if NAME in tgt.passes:
         failures: list[str] = []
@@ -146,13 +147,10 @@ def run_check(req: CheckRequest, progress: Progress) -> CheckResult:
     """:func:`check` with its arguments in one typed request."""
     out = req.outdir
     if req.public_key is not None:
-        from edgeq.signing import verify_folder
-
         verify_folder(out, req.public_key)  # provenance first: the manifest below is then the signed one
     m = read_manifest(out)
     audit(m, out)
     arts, findings = _recompute_artifacts(m, out)
-    from edgeq.llm.check import is_text_generation
 
     if is_text_generation(m, out):
         return _check_lm(req, m, arts, findings, progress)
@@ -218,8 +216,8 @@ def _baseline_failures(arts: list[Artifact], compressed: bool) -> list[str]:
                 continue
             if compressed and not val.budget_check["passed"]:
                 failures.append(f"{a.name} on {val.runner}: the compressed float model misses the budget against "
-                                f"the stored reference ({'; '.join(val.budget_check['failures'])})")
-            elif not compressed and val.metrics["cosine_min"] < REFERENCE_MIN_COSINE:
+                                f"the stored reference ({'; '.join(get_strs(val.budget_check, 'failures'))})")
+            elif not compressed and get_float(val.metrics, "cosine_min") < REFERENCE_MIN_COSINE:
                 failures.append(f"{a.name} on {val.runner}: the stored float reference does not match the float "
                                 f"model (min cosine {val.metrics['cosine_min']:.4f}); reference or model replaced")
     return failures
@@ -227,10 +225,6 @@ def _baseline_failures(arts: list[Artifact], compressed: bool) -> list[str]:
 
 def _check_bundles(out: Path, arts: list[Artifact], eff: Budget, tgt: Target, progress: Progress) -> list[str]:
     """Each .bpte: its program runs its bundled inputs and must give its bundled outputs (edgeq.validate.bundled)."""
-    import tempfile
-
-    from edgeq.validate.runners.host import HostRunner
-
     bundles = [a for a in arts if a.format == "bpte"]
     if not bundles:
         return []
@@ -245,10 +239,6 @@ def _check_bundles(out: Path, arts: list[Artifact], eff: Budget, tgt: Target, pr
 
 def _check_lm(req: CheckRequest, m: dict[str, Any], arts: list[Artifact], findings: list[str],
               progress: Progress) -> CheckResult:
-    import tempfile
-
-    from edgeq.llm.check import check_lm
-
     out, runners, budget = req.outdir, req.runners, req.budget
     if runners and set(runners) != {"host"}:
         raise UsageError(f"--on {','.join(runners)}: language models are checked on the host runtimes only",
@@ -262,7 +252,8 @@ def _check_lm(req: CheckRequest, m: dict[str, Any], arts: list[Artifact], findin
         res = check_lm(m, out, arts, req.max_ppl_increase, req.float_model, Path(tmp))
     # the target's checks again, from the bytes and the profile (the CLI's, else the packaged one the manifest names)
     tgt = _check_target(m, req.target)
-    target_failures = [f for p in run_checks(tgt, out, items_from_files(arts), None, 0) for f in p["failures"]]
+    target_failures = [f for p in run_checks(tgt, out, items_from_files(arts), None, 0)
+                       for f in get_strs(p, "failures")]
     by_name = {r.name: r for r in res.artifacts}
     for a in arts:
         r = by_name.get(a.name)
@@ -279,11 +270,11 @@ def _check_lm(req: CheckRequest, m: dict[str, Any], arts: list[Artifact], findin
     return CheckResult(out, not failures, failures, arts, Budget(), m2, [], findings + list(res.findings), [], llm=res)
 
 
-def replace_budget(m: dict[str, Any], eff: Budget) -> dict[str, Any]:
+def replace_budget(m: dict[str, Any], eff: Budget) -> JSONObject:
     return {**m, "budget_in_manifest": m["budget"], "budget": eff.to_dict()}
 
 
-def target_for(m: dict[str, Any]) -> Any:
+def target_for(m: dict[str, Any]) -> Target:
     """The target for ``validate``: a packaged profile by the manifest's name (never a path from the manifest)."""
     try:
         return packaged_target((m.get("target") or {}).get("name"))

@@ -10,11 +10,16 @@ import argparse
 import importlib
 import os
 import sys
+import time
+import traceback
 from pathlib import Path
 
+from edgeq.cache import cache_dir
 from edgeq.commands.globalopts import add_global_flags, apply_config
-from edgeq.console import configure_output
+from edgeq.console import configure_output, emit_json
 from edgeq.errors import EdgeqError, storage_error
+from edgeq.manifest import edgeq_version
+from edgeq.outdir import Terminated, cleanup_scratch, install_signal_handlers
 
 COMMANDS = ("export", "check", "validate", "demo", "targets", "inspect", "emulator", "sweep", "sign", "generate",
             "explain")
@@ -43,7 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="PyTorch model -> INT8 ONNX / ExecuTorch artifacts for phones and boards, validated on the "
                     "ARM kernels they will run on.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    from edgeq.manifest import edgeq_version
 
     p.add_argument("--version", action="version", version=f"edgeq {edgeq_version()}")
     add_global_flags(p, on_subcommand=False)
@@ -87,8 +91,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from edgeq.outdir import Terminated, cleanup_scratch, install_signal_handlers
-
     raw = list(sys.argv[1:] if argv is None else argv)
     args: argparse.Namespace | None = None
     install_signal_handlers()
@@ -118,7 +120,6 @@ def _typed_error(e: EdgeqError, raw: list[str]) -> int:
     if e.hint:
         print(f"edgeq: hint: {e.hint}", file=sys.stderr)
     if "--json" in raw:  # scripts parse stdout even on failure
-        from edgeq.console import emit_json
 
         emit_json({"error": {"type": type(e).__name__, "cause": e.cause, "hint": e.hint,
                              "exit_code": e.exit_code}})
@@ -127,11 +128,6 @@ def _typed_error(e: EdgeqError, raw: list[str]) -> int:
 
 def _internal_error(e: Exception, verbose: bool) -> int:
     """One line on stderr, the traceback in a log file (and on stderr with -v); exit 3."""
-    import time
-    import traceback
-
-    from edgeq.cache import cache_dir
-
     text = "".join(traceback.format_exception(e))
     first = (str(e).splitlines() or [""])[0][:300]
     print(f"edgeq: internal error: {type(e).__name__}: {first}", file=sys.stderr)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from edgeq.compress.spec import CompressOptions
 from edgeq.errors import UsageError
 from edgeq.imagefolder import Preprocess
+from edgeq.jsontypes import JSONObject
 
 CONFIG_VERSION = 1
 
@@ -77,7 +78,7 @@ class Budget:
             merged["max_accuracy_drop"] = None
         return Budget(**merged)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return asdict(self)
 
 
@@ -124,7 +125,7 @@ class QuantOptions:
                    if getattr(self, f.name) is None}
         return replace(self, **updates)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         d = asdict(self)
         d["nodes_to_exclude"] = list(self.nodes_to_exclude)
         d["op_types_to_exclude"] = list(self.op_types_to_exclude)
@@ -164,7 +165,7 @@ class SearchOptions:
         if self.sensitivity_samples < 1:
             raise UsageError("sensitivity_samples must be >= 1")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         d = asdict(self)
         d["calibrations"] = list(self.calibrations)
         return d
@@ -197,7 +198,7 @@ class FleetOptions:
             raise UsageError(f"--min-boards must be >= 1, got {self.min_boards}",
                              "it is how many boards must answer for the run to count")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return asdict(self)
 
 

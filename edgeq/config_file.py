@@ -13,6 +13,7 @@ from edgeq.compress.spec import CompressOptions, TrainOptions, parse_spec
 from edgeq.config import Budget, FleetOptions, PipelineConfig, QuantOptions, SearchOptions
 from edgeq.errors import UsageError
 from edgeq.imagefolder import Preprocess
+from edgeq.jsontypes import JSONObject
 from edgeq.manifest import MANIFEST_NAME
 
 # Not recorded: where the run writes, the runner deadline (no effect on the bytes), trust_pickle (a manifest must
@@ -21,7 +22,7 @@ from edgeq.manifest import MANIFEST_NAME
 _NOT_RECORDED = ("output", "force", "target_sha256", "trust_pickle", "runner_timeout_s", "fleet")
 
 
-def config_to_dict(config: PipelineConfig) -> dict[str, Any]:
+def config_to_dict(config: PipelineConfig) -> JSONObject:
     """Every option of a run that affects the artifacts' bytes (all but output/force), JSON-ready.
 
     Paths that exist are made absolute so the record rebuilds from any working directory.

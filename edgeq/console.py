@@ -12,8 +12,9 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TextIO
 
+from edgeq.cache import cache_dir
 from edgeq.procs import pid_alive
 
 LOG_NAME = "last-run.log"
@@ -29,8 +30,6 @@ class _Counter(logging.Handler):
 
 
 def log_path() -> Path:
-    from edgeq.cache import cache_dir
-
     return cache_dir("logs") / LOG_NAME
 
 
@@ -86,10 +85,10 @@ def _say_where(counter: _Counter, path: Path) -> None:
               file=sys.stderr)
 
 
-def human(args: argparse.Namespace) -> Any:
+def human(args: argparse.Namespace) -> TextIO:
     """Where human-readable summaries go: stdout, or stderr when stdout carries the ``--json`` result."""
     return sys.stderr if getattr(args, "json", False) else sys.stdout
 
 
-def emit_json(obj: Any) -> None:
+def emit_json(obj: object) -> None:
     print(json.dumps(obj, indent=2, default=str), file=sys.stdout, flush=True)

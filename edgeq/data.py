@@ -11,12 +11,17 @@ import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import numpy as np
+from numpy.lib import format as npformat
 
 from edgeq.errors import DataError, SignatureMismatchError
+from edgeq.imagefolder import Preprocess, is_image_folder, load_image_folder
 from edgeq.signature import TensorSpec
+
+if TYPE_CHECKING:
+    from edgeq.imagefolder import Preprocess
 
 LABELS_KEY = "labels"
 
@@ -93,8 +98,6 @@ class Dataset:
 def _check_npy_header(f: IO[bytes], available: int, where: str) -> None:
     """Parse a .npy header (numpy's own parser: literal_eval, no pickle) and refuse it before any allocation
     when it declares more bytes than the file holds (a header bomb) or an object dtype (pickle)."""
-    from numpy.lib import format as npformat
-
     try:
         version = npformat.read_magic(f)
         if version == (1, 0):
@@ -165,13 +168,13 @@ def check_labels(labels: np.ndarray, source: str, n_classes: int | None = None) 
     return labels.astype(np.int64)
 
 
-def load_dataset(path: str | Path, preprocess: Any = None, input_names: list[str] | None = None) -> Dataset:
+def load_dataset(path: str | Path, preprocess: Preprocess | None = None,
+                 input_names: list[str] | None = None) -> Dataset:
     """Load an ``.npz`` file, a directory of ``.npy`` / ``.npz`` files, or a folder of images (see
     :mod:`edgeq.imagefolder`; ``preprocess`` is its :class:`~edgeq.imagefolder.Preprocess`)."""
     p = Path(path)
     if not p.exists():
         raise DataError(f"data not found: {p}", "pass an .npz file or a directory of .npy/.npz files")
-    from edgeq.imagefolder import Preprocess, is_image_folder, load_image_folder
 
     if is_image_folder(p):
         if not input_names or len(input_names) != 1:

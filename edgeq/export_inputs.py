@@ -11,9 +11,11 @@ from typing import Any, cast
 import numpy as np
 
 from edgeq.capture import Captured, capture
+from edgeq.compress.hook import compress_source
 from edgeq.config import PipelineConfig
 from edgeq.data import Dataset, check_against_signature, load_dataset
 from edgeq.outdir import INPUTS_REL, REFERENCE_REL, VALIDATION_DIR
+from edgeq.prepare import prepare_source, should_prepare
 from edgeq.progress import Progress
 from edgeq.reference import output_names_for, reference_outputs
 from edgeq.source import ModelSource, load_source
@@ -51,13 +53,10 @@ def load_model(config: PipelineConfig, target: Target, progress: Progress) -> Ex
         calib_all, ev = calib_all.split(config.eval_fraction, config.seed)
     float_source, compression = source, dict[str, Any]()
     if config.compress.enabled:
-        from edgeq.compress.hook import compress_source
-
         source, compression = compress_source(source, config.compress, calib_all, ev, target, progress,
                                               per_channel=config.quant.per_channel)
     outliers: dict[str, Any] = {}
     prepared_source = None
-    from edgeq.prepare import prepare_source, should_prepare
 
     # not on a QAT model: it ships its trained ranges, which a re-scaled copy would no longer match
     if should_prepare(config, source) and source.qat is None:

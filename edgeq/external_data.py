@@ -13,19 +13,22 @@ import os
 import shutil
 import stat
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+import onnx
 
 from edgeq.errors import ArtifactError
+
+if TYPE_CHECKING:
+    import onnx
 
 _HINT = "keep the external data files next to the .onnx (plain files, no links), as onnx.save(..., " \
         "save_as_external_data=True) writes them"
 
 
-def _external_entries(model: Any) -> list[dict[str, str]]:
-    import onnx
-
+def _external_entries(model: onnx.ModelProto) -> list[dict[str, str]]:
     graphs = [model.graph]
-    entries = []
+    entries: list[dict[str, str]] = []
     while graphs:
         g = graphs.pop()
         for t in g.initializer:
@@ -39,7 +42,7 @@ def _external_entries(model: Any) -> list[dict[str, str]]:
     return entries
 
 
-def check_external_data(model: Any, model_path: Path) -> list[Path]:
+def check_external_data(model: onnx.ModelProto, model_path: Path) -> list[Path]:
     """Validate every external-data reference of ``model`` (loaded with ``load_external_data=False``)."""
     base = Path(os.path.abspath(model_path)).parent
     files = []
@@ -68,8 +71,6 @@ def check_external_data(model: Any, model_path: Path) -> list[Path]:
 
 def write_self_contained(src: Path, dst: Path) -> None:
     """Copy ``src`` to ``dst``, pulling confined external data inside the file."""
-    import onnx
-
     model = onnx.load(str(src), load_external_data=False)
     if not check_external_data(model, src):
         shutil.copyfile(src, dst)

@@ -9,13 +9,16 @@ the example is the tokenizer's encoding of real sentences padded to ``seq_len``)
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from edgeq.errors import ModelSourceError
+from edgeq.jsontypes import JSONObject, as_object
+
+if TYPE_CHECKING:
+    import torch
 
 SEQ_LEN = 32
 EXAMPLE_TEXT = ("edgeq quantizes a model for a phone.", "The ARM kernels decide whether it is accurate enough.")
@@ -25,26 +28,40 @@ def is_hf_dir(p: Path) -> bool:
     return p.is_dir() and (p / "config.json").is_file()
 
 
-def _read_json(p: Path) -> dict[str, Any]:
+def _read_json(p: Path) -> JSONObject:
     try:
-        return dict(json.loads(p.read_text()))
+        return as_object(json.loads(p.read_text()), str(p), ModelSourceError)
     except (OSError, ValueError) as e:
         raise ModelSourceError(f"{p}: unreadable JSON ({e})", "is this a Hugging Face model directory?") from e
 
 
-def load_hf_dir(p: Path) -> tuple[Any, dict[str, Any]]:
+def _config_int(cfg: JSONObject, key: str, default: int) -> int:
+    """A positive integer field of config.json; absent, null or 0 is ``default``."""
+    value = cfg.get(key)
+    if not value:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ModelSourceError(f"config.json: {key!r} must be an integer, got {value!r}",
+                               "edgeq builds square inputs of one size from it")
+    return value
+
+
+def load_hf_dir(p: Path) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
     """(an nn.Module with named tensor inputs and one tensor output, example inputs as torch tensors)."""
+    import torch  # heavy: torch, imported only when a Hugging Face folder is loaded (edgeq.source imports this)
+
     if not (p / "model.safetensors").is_file():
         raise ModelSourceError(f"{p}: no model.safetensors",
                                "save the model with save_pretrained(..., safe_serialization=True); pickled "
                                "pytorch_model.bin weights are not loaded")
     try:
-        import transformers
+        import transformers  # heavy: transformers, only for Hugging Face and language models
     except ImportError as e:
         raise ModelSourceError(f"{p} is a Hugging Face model directory, but transformers is not installed",
                                "pip install transformers") from e
     cfg = _read_json(p / "config.json")
-    arch = (cfg.get("architectures") or [""])[0]
+    archs = cfg.get("architectures")
+    arch = archs[0] if isinstance(archs, list) and archs and isinstance(archs[0], str) else ""
     if arch.endswith("ForSequenceClassification"):
         auto: Any = transformers.AutoModelForSequenceClassification
     elif arch.endswith("ForImageClassification"):
@@ -65,38 +82,51 @@ def load_hf_dir(p: Path) -> tuple[Any, dict[str, Any]]:
                   return_tensors="pt")
         example = {"input_ids": enc["input_ids"].to(torch.int64).clone(),
                    "attention_mask": enc["attention_mask"].to(torch.int64).clone()}
-        return _TextWrapper(hf, mean_pool), example
-    size = int(cfg.get("image_size") or 224)
-    channels = int(cfg.get("num_channels") or 3)
+        return _wrappers()[0](hf, mean_pool), example
+    size = _config_int(cfg, "image_size", 224)
+    channels = _config_int(cfg, "num_channels", 3)
     torch.manual_seed(0)
-    return _VisionWrapper(hf), {"pixel_values": torch.randn(1, channels, size, size)}
+    return _wrappers()[1](hf), {"pixel_values": torch.randn(1, channels, size, size)}
 
 
-def _output(out: Any) -> Any:
+def _output(out: Any) -> torch.Tensor:  # a transformers ModelOutput or tuple (transformers is untyped here)
+    import torch  # heavy: torch, imported only when a Hugging Face folder is loaded
+
     for key in ("logits", "last_hidden_state"):
         v = getattr(out, key, None)
         if v is not None:
-            return v
-    return out[0]
+            break
+    else:
+        v = out[0]
+    if not isinstance(v, torch.Tensor):
+        raise ModelSourceError(f"the Hugging Face model returned a {type(v).__name__}, not a tensor")
+    return v
 
 
-class _TextWrapper(torch.nn.Module):
-    def __init__(self, hf: Any, mean_pool: bool) -> None:
-        super().__init__()
-        self.hf, self.mean_pool = hf, mean_pool
+@functools.cache
+def _wrappers() -> tuple[type[torch.nn.Module], type[torch.nn.Module]]:
+    """(text wrapper, vision wrapper): nn.Modules with the named inputs torch.export sees. Built on first use so
+    importing edgeq.source (every command) does not import torch."""
+    import torch  # heavy: torch, imported only when a Hugging Face folder is loaded
 
-    def forward(self, input_ids: Any, attention_mask: Any) -> Any:
-        out = _output(self.hf(input_ids=input_ids, attention_mask=attention_mask))
-        if not self.mean_pool:
-            return out
-        m = attention_mask.unsqueeze(-1).to(out.dtype)
-        return (out * m).sum(1) / m.sum(1).clamp(min=1e-9)
+    class TextWrapper(torch.nn.Module):
+        def __init__(self, hf: torch.nn.Module, mean_pool: bool) -> None:
+            super().__init__()
+            self.hf, self.mean_pool = hf, mean_pool
 
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            out = _output(self.hf(input_ids=input_ids, attention_mask=attention_mask))
+            if not self.mean_pool:
+                return out
+            m = attention_mask.unsqueeze(-1).to(out.dtype)
+            return (out * m).sum(1) / m.sum(1).clamp(min=1e-9)
 
-class _VisionWrapper(torch.nn.Module):
-    def __init__(self, hf: Any) -> None:
-        super().__init__()
-        self.hf = hf
+    class VisionWrapper(torch.nn.Module):
+        def __init__(self, hf: torch.nn.Module) -> None:
+            super().__init__()
+            self.hf = hf
 
-    def forward(self, pixel_values: Any) -> Any:
-        return _output(self.hf(pixel_values=pixel_values))
+        def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+            return _output(self.hf(pixel_values=pixel_values))
+
+    return TextWrapper, VisionWrapper

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from edgeq.errors import DataError
+from edgeq.jsontypes import JSONObject
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 MAX_IMAGES = 10_000
@@ -49,7 +49,7 @@ class Preprocess:
         if self.crop is not None and min(self.crop) < 1:
             raise DataError(f"--crop must be >= 1, got {self.crop}")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         d = asdict(self)
         d["crop"] = list(self.crop) if self.crop else None
         d["mean"], d["std"] = list(self.mean), list(self.std)
@@ -87,7 +87,7 @@ def _images(p: Path) -> tuple[list[Path], list[int] | None, list[str]]:
 
 
 def _one(f: Path, spec: Preprocess) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # Pillow only for image-folder DATA
 
     try:
         with Image.open(f) as im:

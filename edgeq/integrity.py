@@ -14,8 +14,11 @@ import stat
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import onnx
+
 from edgeq.errors import ManifestError
 from edgeq.hashing import sha256_file
+from edgeq.jsontypes import JSONObject
 from edgeq.manifest import MANIFEST_NAME
 
 SIGNATURE_NAME = "edgeq.json.sig"  # signs the manifest, so it cannot be listed in it (edgeq.signing)
@@ -34,7 +37,7 @@ def described_paths(m: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
-def seal(m: dict[str, Any], outdir: Path) -> dict[str, Any]:
+def seal(m: dict[str, Any], outdir: Path) -> JSONObject:
     """Record every regular file under ``outdir`` not listed yet (reports, …) in ``m['files']``; returns ``m``."""
     listed = {p for p, _ in described_paths({**m, FILES_KEY: []})}
     extra = []
@@ -64,7 +67,7 @@ def _walk(outdir: Path) -> list[str]:
     return out
 
 
-def confined(outdir: Path, rel: Any, what: str) -> Path:
+def confined(outdir: Path, rel: object, what: str) -> Path:
     """``outdir / rel`` after checking that ``rel`` is a plain relative path to a regular file, no symlink on
     the way."""
     if not isinstance(rel, str) or not _REL.match(rel) or any(part in ("", ".", "..") for part in rel.split("/")):
@@ -120,8 +123,6 @@ def sniff_format(path: Path) -> str:
     if head[4:6] == b"BP":
         return "bpte"
     try:
-        import onnx
-
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # noqa: BLE001 - any parse failure means "not ONNX"
         return "unknown"

@@ -25,14 +25,28 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from edgeq._version import __version__
+from edgeq.artifact_io import annotate_io
 from edgeq.errors import ManifestError
 from edgeq.hashing import sha256_file
+from edgeq.jsontypes import (
+    JSONObject,
+    get_bool,
+    get_float_or_none,
+    get_int,
+    get_object,
+    get_object_or_none,
+    get_objects,
+    get_str,
+    get_str_or_none,
+)
 
 SCHEMA = "edgeq.manifest"
 SCHEMA_VERSION = 1
@@ -48,21 +62,39 @@ class Validation:
     cpu_model: str
     features: list[str]
     emulated: bool
-    metrics: dict[str, Any]
-    budget_check: dict[str, Any]
+    metrics: JSONObject
+    budget_check: JSONObject
     latency_ms: float | None
     latency_kind: str
     runtime: str
     # How latency_ms was measured when not by the runner alone: the host's paired measurement (edgeq.validate.latency)
     # records method, threads, rounds and ratio_to_float here. Optional: older manifests lack it.
-    latency_detail: dict[str, Any] | None = None
+    latency_detail: JSONObject | None = None
     board: str | None = None  # the fleet board's name (edgeq.validate.fleet) when the runner is one of a fleet
 
-    def to_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        if d["board"] is None:  # only fleet runs name a board; other manifests keep their shape
-            del d["board"]
+    def to_dict(self) -> JSONObject:
+        d: JSONObject = {"runner": self.runner, "machine": self.machine, "cpu_model": self.cpu_model,
+                         "features": self.features, "emulated": self.emulated,
+                         "metrics": self.metrics, "budget_check": self.budget_check, "latency_ms": self.latency_ms,
+                         "latency_kind": self.latency_kind, "runtime": self.runtime,
+                         "latency_detail": self.latency_detail}
+        if self.board is not None:  # only fleet runs name a board; other manifests keep their shape
+            d["board"] = self.board
         return d
+
+    @staticmethod
+    def from_dict(d: Mapping[str, object]) -> Validation:
+        """A validation read back from edgeq.json; a field of the wrong type raises ManifestError."""
+        features = d.get("features")
+        if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+            raise ManifestError("validation 'features' must be a list of strings",
+                                "the manifest is malformed or was edited; re-run edgeq export")
+        return Validation(runner=get_str(d, "runner"), machine=get_str(d, "machine"),
+                          cpu_model=get_str(d, "cpu_model"), features=[str(f) for f in features],
+                          emulated=get_bool(d, "emulated"), metrics=get_object(d, "metrics"),
+                          budget_check=get_object(d, "budget_check"), latency_ms=get_float_or_none(d, "latency_ms"),
+                          latency_kind=get_str(d, "latency_kind"), runtime=get_str(d, "runtime"),
+                          latency_detail=get_object_or_none(d, "latency_detail"), board=get_str_or_none(d, "board"))
 
 
 @dataclass
@@ -74,8 +106,8 @@ class Artifact:
     role: str
     bytes: int = 0
     sha256: str = ""
-    quantization: dict[str, Any] | None = None
-    details: dict[str, Any] = field(default_factory=dict)
+    quantization: JSONObject | None = None
+    details: JSONObject = field(default_factory=dict)
     validations: list[Validation] = field(default_factory=list)
 
     def refresh(self, outdir: Path) -> None:
@@ -83,16 +115,21 @@ class Artifact:
         self.bytes = p.stat().st_size
         self.sha256 = sha256_file(p)
 
-    def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if k != "validations"}
-        d["validations"] = [v.to_dict() for v in self.validations]
-        return d
+    def to_dict(self) -> JSONObject:
+        return {"name": self.name, "path": self.path, "format": self.format, "precision": self.precision,
+                "role": self.role, "bytes": self.bytes, "sha256": self.sha256, "quantization": self.quantization,
+                "details": self.details, "validations": [v.to_dict() for v in self.validations]}
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> Artifact:
-        vals = [Validation(**v) for v in d.get("validations", [])]
-        keys = {"name", "path", "format", "precision", "role", "bytes", "sha256", "quantization", "details"}
-        return Artifact(**{k: d[k] for k in keys if k in d}, validations=vals)
+    def from_dict(d: Mapping[str, object]) -> Artifact:
+        """An artifact read back from edgeq.json (or a record built in memory); wrong types raise ManifestError."""
+        return Artifact(name=get_str(d, "name"), path=get_str(d, "path"), format=get_str(d, "format"),
+                        precision=get_str(d, "precision"), role=get_str(d, "role"),
+                        bytes=get_int(d, "bytes") if "bytes" in d else 0,
+                        sha256=get_str(d, "sha256") if "sha256" in d else "",
+                        quantization=get_object_or_none(d, "quantization"),
+                        details=get_object(d, "details") if "details" in d else {},
+                        validations=[Validation.from_dict(v) for v in get_objects(d, "validations")])
 
 
 def dependency_versions() -> dict[str, str | None]:
@@ -106,8 +143,6 @@ def dependency_versions() -> dict[str, str | None]:
 
 
 def edgeq_version() -> str:
-    from edgeq._version import __version__
-
     return __version__
 
 
@@ -138,13 +173,14 @@ def _need(cond: bool, where: str, what: str) -> None:
         raise ManifestError(f"{where}: {what}", "the manifest is malformed or was edited; re-run edgeq export")
 
 
-def _file_entry(e: Any, where: str) -> None:
-    _need(isinstance(e, dict), where, "must be an object")
+def _file_entry(e: object, where: str) -> None:
+    if not isinstance(e, dict):
+        raise ManifestError(f"{where}: must be an object")
     for k in ("path", "sha256"):
         _need(isinstance(e.get(k), str), where, f"{k!r} must be a string")
 
 
-def validate_manifest(m: Any, where: str = MANIFEST_NAME) -> None:
+def validate_manifest(m: object, where: str = MANIFEST_NAME) -> None:
     """Structural and type check of a manifest dict; raises ManifestError naming the first problem."""
     if not isinstance(m, dict):
         raise ManifestError(f"{where}: top level must be an object")
@@ -156,8 +192,11 @@ def validate_manifest(m: Any, where: str = MANIFEST_NAME) -> None:
     for k in _REQUIRED:
         if k not in m:
             raise ManifestError(f"{where}: missing key {k!r}")
-    for k in ("config", "budget", "validation_data", "target", "source", "signature"):
+    for k in ("config", "budget", "validation_data", "target", "source", "signature", "dependencies"):
         _need(isinstance(m[k], dict), where, f"{k!r} must be an object")
+    for k in ("created", "edgeq_version"):
+        _need(isinstance(m[k], str), where, f"{k!r} must be a string")
+    _need(m["verdict"] is None or isinstance(m["verdict"], dict), where, "'verdict' must be an object or null")
     _need(isinstance(m["artifacts"], list), where, "'artifacts' must be a list")
     _need(isinstance(m["passes"], list) and all(isinstance(p, dict) for p in m["passes"]), where,
           "'passes' must be a list of objects")
@@ -169,6 +208,8 @@ def validate_manifest(m: Any, where: str = MANIFEST_NAME) -> None:
                 raise ManifestError(f"{where}: artifacts[{i}] lacks {k!r}")
         for k in ("name", "path", "format", "precision", "role", "sha256"):
             _need(isinstance(a[k], str), f"{where}: artifacts[{i}]", f"{k!r} must be a string")
+        _need(isinstance(a["bytes"], int) and not isinstance(a["bytes"], bool), f"{where}: artifacts[{i}]",
+              "'bytes' must be an integer")
         _need(isinstance(a["details"], dict) and isinstance(a["validations"], list)
               and (a["quantization"] is None or isinstance(a["quantization"], dict)), f"{where}: artifacts[{i}]",
               "details/quantization must be objects, validations a list")
@@ -196,8 +237,6 @@ def validate_manifest(m: Any, where: str = MANIFEST_NAME) -> None:
 
 
 def write_manifest(m: dict[str, Any], outdir: Path) -> Path:
-    from edgeq.artifact_io import annotate_io
-
     annotate_io(m, outdir)  # what each shipped file accepts (apps read it; the batch may be fixed at 1)
     validate_manifest(m)
     p = outdir / MANIFEST_NAME

@@ -18,18 +18,22 @@ import copy
 import dataclasses
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgeq.config import ROUNDING_MODES, PipelineConfig
 from edgeq.data import Dataset
 from edgeq.errors import UsageError
+from edgeq.jsontypes import JSONObject, JSONValue, get_objects, number_or_none, objects
 from edgeq.outliers import AdaRoundConfig, OutlierConfig, WeightRoundingConfig, prepare_for_int8
 from edgeq.outliers.int8_sim import simulated_int8_error
 from edgeq.outliers.linear_sim import has_norm_layers, linear_dominated, linear_sensitivity, predict_scheme
 from edgeq.progress import Progress
 from edgeq.source import ModelSource, state_hash
+
+if TYPE_CHECKING:
+    import torch
 
 
 def should_prepare(config: PipelineConfig, source: ModelSource) -> bool:
@@ -49,7 +53,7 @@ def input_names(source: ModelSource) -> list[str]:
 
 
 def prepare_source(source: ModelSource, calib: Dataset, progress: Progress,
-                   explicit: bool = False, rounding: str = "gptq") -> tuple[ModelSource, dict[str, Any]]:
+                   explicit: bool = False, rounding: str = "gptq") -> tuple[ModelSource, JSONObject]:
     """A new source holding the prepared module (``source`` is untouched) and the manifest record.
 
     ``rounding`` (conv nets only; a model with LayerNorm/RMSNorm keeps GPTQ rounding under SmoothQuant):
@@ -64,7 +68,7 @@ def prepare_source(source: ModelSource, calib: Dataset, progress: Progress,
     data = {n: calib.inputs[n] for n in names}
     progress.stage("outlier-aware PTQ in torch (CLE, weight rounding, bias correction, SmoothQuant, INT8 embeddings)")
     t0 = time.perf_counter()
-    log: dict[str, Any] = {}
+    log: JSONObject = {}
     # SmoothQuant is for the norm-fed Linears of transformers; on a net without LayerNorm/RMSNorm (a CNN's
     # classifier) its explicit ``x * 1/s`` is one more per-tensor INT8 tensor: EfficientNet-Lite0 ONNX top-1
     # agreement 92 % without it, 90 % with it (README, "Quantization on real pretrained models").
@@ -83,12 +87,12 @@ def prepare_source(source: ModelSource, calib: Dataset, progress: Progress,
     progress.stage("sensitivity pass: each Linear's share of the simulated INT8 error")
     t1 = time.perf_counter()
     ranking = linear_sensitivity(module, data)
-    record: dict[str, Any] = {
+    record: JSONObject = {
         "applied": [k for k, v in log.items() if k != "rounding" and _changed(k, v)],
         "config": cfg.to_dict(),
         "smoothquant": [{k: e[k] for k in ("layers", "alpha", "outlier_ratio", "error_before", "error_after",
                                            "skipped") if k in e}
-                        for e in log.get("smoothquant", [])],
+                        for e in get_objects(log, "smoothquant")],
         "embeddings": log.get("embeddings", []),
         "bias_correction": log.get("bias_correction", []),
         "cle": log.get("cle", []),
@@ -118,8 +122,8 @@ def conv_outlier_config(rounding: str, samples: int) -> OutlierConfig:
 ADAROUND_SAMPLES = 200
 
 
-def conv_prepare(module: Any, data: Mapping[str, np.ndarray], rounding: str, progress: Progress,
-                 log: dict[str, Any]) -> tuple[Any, OutlierConfig]:
+def conv_prepare(module: torch.nn.Module, data: Mapping[str, np.ndarray], rounding: str, progress: Progress,
+                 log: JSONObject) -> tuple[torch.nn.Module, OutlierConfig]:
     """Prepare a copy of a conv net with ``rounding``; ``auto`` builds the GPTQ and the AdaRound preparations and
     keeps the one whose simulated INT8 output error (every conv/linear input fake-quantized, weights on their
     grid, :func:`edgeq.outliers.int8_sim.simulated_int8_error`) is lower on the last quarter of the calibration
@@ -132,10 +136,10 @@ def conv_prepare(module: Any, data: Mapping[str, np.ndarray], rounding: str, pro
     fit = max(1, samples * 3 // 4) if samples > 1 else samples
     fit_rows = {k: v[:fit] for k, v in data.items()}
     check_rows = {k: v[fit:] for k, v in data.items()} if fit < samples else dict(data)
-    picks: dict[str, tuple[Any, OutlierConfig, dict[str, Any]]] = {}
+    picks: dict[str, tuple[torch.nn.Module, OutlierConfig, JSONObject]] = {}
     errors: dict[str, float] = {}
     for mode in ("gptq", "adaround"):
-        cfg, sub = conv_outlier_config(mode, fit), dict[str, Any]()
+        cfg, sub = conv_outlier_config(mode, fit), JSONObject()
         progress.stage(f"conv rounding candidate: {mode}")
         m = prepare_for_int8(copy.deepcopy(module), fit_rows, cfg, log=sub, progress=progress)
         picks[mode] = (m, cfg, sub)
@@ -148,7 +152,7 @@ def conv_prepare(module: Any, data: Mapping[str, np.ndarray], rounding: str, pro
     return m, cfg
 
 
-def _changed(method: str, entries: Any) -> bool:
+def _changed(method: str, entries: JSONValue) -> bool:
     if method == "smoothquant":
-        return any(e.get("alpha", 0.0) > 0 for e in entries)
+        return any((number_or_none(e.get("alpha")) or 0.0) > 0 for e in objects(entries, method))
     return bool(entries)

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from edgeq.outdir import checkpoint
+
 
 class Progress:
     def __init__(self, enabled: bool = True) -> None:
@@ -15,8 +17,6 @@ class Progress:
         self._t0 = time.perf_counter()
 
     def stage(self, text: str) -> None:
-        from edgeq.outdir import checkpoint
-
         checkpoint(text)  # a no-op unless a test asked the run to pause here
         if self.enabled:
             print(f"[{time.perf_counter() - self._t0:6.1f}s] {text}", file=sys.stderr, flush=True)
@@ -24,7 +24,7 @@ class Progress:
     @contextmanager
     def bar(self, total: int, desc: str, unit: str = "sample") -> Iterator[Any]:
         """A tqdm bar; on a non-terminal stderr (CI logs) it stays quiet except for the stage line."""
-        from tqdm import tqdm
+        from tqdm import tqdm  # tqdm only when a progress bar is drawn
 
         if not self.enabled:
             yield _NullBar()

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import io
 import json
+import pickletools
 import re
 import sys
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgeq.errors import ArtifactError, ModelSourceError
+
+if TYPE_CHECKING:
+    import torch
 
 TRUST_HINT = "re-save it with torch.export.save from a current torch, or pass --trust-pickle if you made the file " \
              "yourself (pickle can run arbitrary code)"
@@ -43,8 +47,6 @@ def _tensor_global(module: str, name: str) -> bool:
 
 def sample_inputs_findings(blob: bytes, where: str) -> list[str]:
     """Static scan (pickletools parses opcodes, it never executes them) of a torch.save blob's pickles."""
-    import pickletools
-
     if not blob:
         return []
     try:
@@ -111,9 +113,9 @@ def pickle_findings(path: Path) -> tuple[zipfile.ZipFile, list[str]]:
     return z, findings
 
 
-def load_exported_program(path: Path, trust_pickle: bool = False) -> Any:
+def load_exported_program(path: Path, trust_pickle: bool = False) -> torch.export.ExportedProgram:
     """torch.export.load on a copy of the archive that holds only plain members; see the module docstring."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     if not path.is_file():
         raise ModelSourceError(f"model file not found: {path}", "check the path")
@@ -126,7 +128,7 @@ def load_exported_program(path: Path, trust_pickle: bool = False) -> Any:
         if findings:
             print(f"edgeq: warning: --trust-pickle: loading {path} with pickle ({findings[0]}); this runs any code "
                   "the file contains", file=sys.stderr)
-            source: Any = str(path)
+            source: str | io.BytesIO = str(path)
         else:
             buf = io.BytesIO()
             with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as out:

@@ -14,6 +14,12 @@ from typing import Any
 
 import pytest
 
+from edgeq.api import export_model
+from edgeq.check import check
+from edgeq.config import Budget
+from edgeq.errors import EdgeqError
+from edgeq.report.markdown import terminal_summary
+
 _BUDGET_OPTS = (("max_accuracy_drop", "PTS"), ("min_cosine", "C"), ("min_sqnr", "DB"), ("min_top1_agreement", "F"),
                ("min_nn_agreement", "F"))
 
@@ -43,10 +49,6 @@ class EdgeqCheckItem(pytest.Item):
         self.outdir = outdir
 
     def runtest(self) -> None:
-        from edgeq.check import check
-        from edgeq.config import Budget
-        from edgeq.report.markdown import terminal_summary
-
         opt = self.config.getoption
         budget = Budget(**{d: opt(f"edgeq_{d}") for d, _ in _BUDGET_OPTS})
         on = opt("edgeq_on")
@@ -61,8 +63,6 @@ class EdgeqCheckItem(pytest.Item):
             raise EdgeqCheckFailed(self.outdir, res.failures, terminal_summary(m, self.outdir))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
-        from edgeq.errors import EdgeqError
-
         e = excinfo.value
         if isinstance(e, EdgeqCheckFailed):
             return "edgeq check failed:\n" + "\n".join(f"  - {f}" for f in e.failures) + "\n\n" + e.summary
@@ -82,8 +82,6 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 @pytest.fixture
 def edgeq_export(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any]]:
     """Factory: ``edgeq_export(model, calib=..., **PipelineConfig fields)`` -> ExportResult in a fresh folder."""
-    from edgeq.api import export_model
-
     def run(model: str, calib: str | Path, output: str | Path | None = None, **kwargs: Any) -> Any:
         out = Path(output) if output is not None else tmp_path_factory.mktemp("edgeq") / "out"
         return export_model(model, str(calib), out, **kwargs)

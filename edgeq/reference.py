@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
+import onnx
 
 from edgeq.capture import Captured
 from edgeq.data import Dataset
@@ -17,17 +16,15 @@ REF_BATCH = 64
 def output_names_for(captured: Captured) -> list[str]:
     """Canonical output names: the ONNX model's own, else ``output`` / ``output_0..N``."""
     if captured.source.kind == "onnx":
-        import onnx
-
         model = onnx.load(str(captured.source.onnx_file()), load_external_data=False)
         return [o.name for o in model.graph.output]
-    return canonical_output_names(len(captured.exported.graph_signature.user_outputs))
+    return canonical_output_names(len(captured.program().graph_signature.user_outputs))
 
 
 def reference_outputs(captured: Captured, data: Dataset, names: list[str]) -> tuple[dict[str, np.ndarray], str]:
     """Run the float model on ``data``. Returns outputs keyed by ``names`` and what produced them."""
     if captured.source.kind == "onnx":
-        import onnxruntime as ort
+        import onnxruntime as ort  # heavy: onnxruntime, only where a model is quantized or run
 
         sess = ort.InferenceSession(str(captured.source.onnx_file()), providers=["CPUExecutionProvider"])
         dim0 = sess.get_inputs()[0].shape[0]
@@ -38,10 +35,12 @@ def reference_outputs(captured: Captured, data: Dataset, names: list[str]) -> tu
             for n, v in zip(names, sess.run(names, feeds), strict=True):
                 chunks[n].append(v)
         return {n: np.concatenate(v) for n, v in chunks.items()}, f"onnxruntime {ort.__version__} (float .onnx source)"
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
     from torch.utils._pytree import tree_flatten
 
-    module: Any = captured.source.module if captured.source.kind == "factory" else captured.exported.module()
+    module = captured.source.module if captured.source.kind == "factory" else None
+    if module is None:
+        module = captured.program().module()
     step = REF_BATCH if captured.dynamic_batch else 1
     chunks = {n: [] for n in names}
     with torch.no_grad():

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+
+from edgeq.errors import ManifestError
+from edgeq.jsontypes import JSONObject, as_list, get_str, get_str_or_none
 
 Dim = int | str  # a concrete size, or a symbolic name such as "batch"
 
@@ -15,11 +18,16 @@ class TensorSpec:
     shape: tuple[Dim, ...]
     layout: str | None = None  # e.g. "NCHW" when known
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         d = asdict(self)
         d["shape"] = list(self.shape)
         return d
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> TensorSpec:
-        return TensorSpec(d["name"], d["dtype"], tuple(d["shape"]), d.get("layout"))
+    def from_dict(d: Mapping[str, object]) -> TensorSpec:
+        """A tensor spec read back from edgeq.json; a field of the wrong type raises ManifestError."""
+        shape = as_list(d.get("shape"), "shape")
+        if not all(isinstance(s, str | int) and not isinstance(s, bool) for s in shape):
+            raise ManifestError(f"tensor spec shape {shape!r} must hold integers and dimension names")
+        return TensorSpec(get_str(d, "name"), get_str(d, "dtype"), tuple(s for s in shape if isinstance(s, str | int)),
+                          get_str_or_none(d, "layout"))

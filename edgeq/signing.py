@@ -16,6 +16,7 @@ from edgeq.manifest import MANIFEST_NAME
 
 
 def _read_key(path: Path, private: bool) -> object:
+    # cryptography only to sign or verify a manifest
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -35,6 +36,7 @@ def _read_key(path: Path, private: bool) -> object:
 
 def sign_folder(outdir: Path, private_key: Path) -> Path:
     """Write ``edgeq.json.sig`` (base64 ed25519 signature of edgeq.json's bytes); returns its path."""
+    # cryptography only to sign or verify a manifest
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
     key = _read_key(private_key, private=True)
@@ -50,6 +52,7 @@ def sign_folder(outdir: Path, private_key: Path) -> Path:
 
 def verify_folder(outdir: Path, public_key: Path) -> None:
     """Raise ManifestError unless ``edgeq.json.sig`` is a valid signature of edgeq.json by ``public_key``."""
+    # cryptography only to sign or verify a manifest
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric import ed25519
 

@@ -10,16 +10,26 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import onnx
 
 from edgeq.errors import ArtifactError, ModelSourceError
+from edgeq.external_data import check_external_data
 from edgeq.hashing import sha256_bytes, sha256_file
+from edgeq.hfdir import is_hf_dir, load_hf_dir
+from edgeq.pt2safe import load_exported_program
 from edgeq.signature import TensorSpec
+
+if TYPE_CHECKING:
+    import onnx
+    import torch
 
 SourceKind = Literal["factory", "pt2", "onnx"]
 
@@ -32,8 +42,8 @@ class ModelSource:
     kind: SourceKind
     sha256: str
     input_names: list[str]
-    module: Any = None  # torch.nn.Module
-    exported: Any = None  # torch.export.ExportedProgram
+    module: torch.nn.Module | None = None
+    exported: torch.export.ExportedProgram | None = None
     onnx_path: Path | None = None
     example_inputs: dict[str, np.ndarray] | None = None
     declared_signature: list[TensorSpec] | None = None
@@ -59,7 +69,6 @@ def load_source(ref: str, trust_pickle: bool = False) -> ModelSource:
     if ref.endswith(".pt2"):
         return _load_pt2(Path(ref), trust_pickle)
     p = Path(ref)
-    from edgeq.hfdir import is_hf_dir
 
     if is_hf_dir(p):
         return _load_hf_dir(p)
@@ -73,8 +82,6 @@ def load_source(ref: str, trust_pickle: bool = False) -> ModelSource:
 
 
 def _load_onnx(path: Path) -> ModelSource:
-    import onnx
-
     if not path.is_file():
         raise ModelSourceError(f"model file not found: {path}", "check the path")
     try:
@@ -82,7 +89,6 @@ def _load_onnx(path: Path) -> ModelSource:
     except Exception as e:  # onnx raises DecodeError, ...: all mean "unusable file"
         raise ArtifactError(f"{path}: corrupt or truncated ONNX model ({type(e).__name__}: {str(e)[:200]})",
                             "re-export the model; check the file was copied completely") from e
-    from edgeq.external_data import check_external_data
 
     check_external_data(model, path)  # confined to the model's folder before anything reads it
     try:
@@ -101,9 +107,7 @@ def _load_onnx(path: Path) -> ModelSource:
                        input_names=[s.name for s in specs], onnx_path=path.absolute(), declared_signature=specs)
 
 
-def _onnx_value_spec(vi: Any) -> TensorSpec:
-    import onnx
-
+def _onnx_value_spec(vi: onnx.ValueInfoProto) -> TensorSpec:
     tt = vi.type.tensor_type
     dtype = str(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
     dims: list[int | str] = []
@@ -116,8 +120,6 @@ def _onnx_value_spec(vi: Any) -> TensorSpec:
 
 
 def _load_pt2(path: Path, trust_pickle: bool = False) -> ModelSource:
-    from edgeq.pt2safe import load_exported_program
-
     ep = load_exported_program(path, trust_pickle)
     specs: list[TensorSpec] = []
     user_inputs = list(ep.graph_signature.user_inputs)
@@ -132,7 +134,7 @@ def _load_pt2(path: Path, trust_pickle: bool = False) -> ModelSource:
                        exported=ep, declared_signature=specs)
 
 
-def import_factory(ref: str) -> Any:
+def import_factory(ref: str) -> Callable[..., object]:
     mod_name, _, attr = ref.rpartition(":")
     if not mod_name or not attr:
         raise ModelSourceError(f"bad model reference {ref!r}", "use pkg.module:factory or path/to/file.py:factory")
@@ -158,7 +160,7 @@ def import_factory(ref: str) -> Any:
     except Exception as e:
         raise ModelSourceError(f"importing {mod_name!r} raised {type(e).__name__}: {e}") from e
     try:
-        factory = getattr(module, attr)
+        factory: object = getattr(module, attr)
     except AttributeError as e:
         raise ModelSourceError(f"{mod_name!r} has no attribute {attr!r}",
                                f"define a function {attr}() returning an nn.Module") from e
@@ -171,15 +173,13 @@ def import_factory(ref: str) -> Any:
 def _cwd_on_path() -> None:
     """Resolve ``pkg.module`` from the current directory first, as ``python -m`` does; the ``edgeq`` console
     script otherwise only sees installed packages."""
-    import os
-
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:
         sys.path.insert(0, cwd)
 
 
 def _load_factory(ref: str) -> ModelSource:
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     factory = import_factory(ref)
     try:
@@ -187,7 +187,7 @@ def _load_factory(ref: str) -> ModelSource:
     except Exception as e:
         raise ModelSourceError(f"{ref}() raised {type(e).__name__}: {e}",
                                "the factory must build the model with no arguments") from e
-    example: Any = None
+    example: object = None
     if isinstance(produced, tuple) and len(produced) == 2 and isinstance(produced[0], torch.nn.Module):
         produced, example = produced
     if not isinstance(produced, torch.nn.Module):
@@ -208,8 +208,6 @@ def _load_factory(ref: str) -> ModelSource:
 
 
 def _load_hf_dir(p: Path) -> ModelSource:
-    from edgeq.hfdir import load_hf_dir
-
     module, example = load_hf_dir(p)
     example_np = _example_to_numpy(example, _forward_input_names(module), str(p))
     specs = [TensorSpec(k, str(v.dtype), ("batch", *v.shape[1:])) for k, v in example_np.items()]
@@ -217,15 +215,15 @@ def _load_hf_dir(p: Path) -> ModelSource:
                        module=module, example_inputs=example_np, declared_signature=specs)
 
 
-def _forward_input_names(module: Any) -> list[str]:
+def _forward_input_names(module: torch.nn.Module) -> list[str]:
     params = inspect.signature(module.forward).parameters.values()
     return [p.name for p in params
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty] or [
         p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
-def _example_to_numpy(example: Any, names: list[str], ref: str) -> dict[str, np.ndarray]:
-    import torch
+def _example_to_numpy(example: object, names: list[str], ref: str) -> dict[str, np.ndarray]:
+    import torch  # heavy: torch, imported only where a model is built or run
 
     if isinstance(example, torch.Tensor):
         example = (example,)
@@ -237,7 +235,7 @@ def _example_to_numpy(example: Any, names: list[str], ref: str) -> dict[str, np.
         items = list(zip(names, example, strict=False))
     else:
         raise ModelSourceError(f"{ref}: example_inputs must be a tensor, tuple or dict, got {type(example).__name__}")
-    out = {}
+    out: dict[str, np.ndarray] = {}
     for k, v in items:
         if not isinstance(v, torch.Tensor):
             raise ModelSourceError(f"{ref}: example input {k!r} is a {type(v).__name__}, not a tensor")
@@ -245,7 +243,7 @@ def _example_to_numpy(example: Any, names: list[str], ref: str) -> dict[str, np.
     return out
 
 
-def state_hash(module: Any) -> str:
+def state_hash(module: torch.nn.Module) -> str:
     parts = []
     for k, v in module.state_dict().items():
         parts.append(k.encode())

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import MISSING, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from edgeq.config import Budget
 from edgeq.errors import PipelineError, TargetError
 from edgeq.hashing import sha256_bytes
 from edgeq.pipeline.stage import get_stage, stage_names, validate_order
+from edgeq.resources import profiles_dir
 from edgeq.targetspec import CpuSpec, ExecutorchSpec, OnnxScheme, Target
 
 # --- loading ---------------------------------------------------------------------------------------------
@@ -26,7 +29,7 @@ REMOVED_KEYS = {"formats": "choose formats per export (--format onnx,pte / Pipel
                 "quant_format": "edgeq always writes QDQ ONNX models (the [onnx] table sets its types)"}
 
 
-def _check_keys(where: str, table: dict[str, Any], required: set[str], optional: set[str]) -> None:
+def _check_keys(where: str, table: Mapping[str, object], required: set[str], optional: set[str]) -> None:
     missing = sorted(required - set(table))
     if missing:
         raise TargetError(f"{where}: missing key(s) {', '.join(missing)}",
@@ -39,6 +42,9 @@ def _check_keys(where: str, table: dict[str, Any], required: set[str], optional:
     if unknown:
         raise TargetError(f"{where}: unknown key(s) {', '.join(unknown)}",
                           f"valid keys here: {', '.join(sorted(required | optional))}")
+
+
+_Spec = TypeVar("_Spec", CpuSpec, OnnxScheme, ExecutorchSpec, Budget)  # the tables a profile is built from
 
 
 def _dc_keys(cls: type) -> tuple[set[str], set[str]]:
@@ -54,7 +60,7 @@ _SIMPLE_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "str": (str,), "boo
                                               "None": (type(None),)}
 
 
-def _type_ok(annotation: str, value: Any) -> bool:
+def _type_ok(annotation: str, value: object) -> bool:
     """Check a TOML value against a dataclass field annotation written as a string (``int | None``,
     ``tuple[str, ...]``). Unknown annotations are accepted; bool is not an int here (TOML has both)."""
     for part in (p.strip() for p in annotation.split("|")):
@@ -72,21 +78,19 @@ def _type_ok(annotation: str, value: Any) -> bool:
     return False
 
 
-def _build(cls: type, where: str, table: Any, convert: dict[str, Any] | None = None) -> Any:
+def _build(cls: type[_Spec], where: str, table: object) -> _Spec:
     if not isinstance(table, dict):
         raise TargetError(f"{where}: expected a table, got {type(table).__name__}")
     req, opt = _dc_keys(cls)
     _check_keys(where, table, req, opt)
     annotations = {f.name: f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "") for f in fields(cls)}
-    kwargs = {}
+    kwargs: dict[str, Any] = {}  # each value checked against its field's annotation (_type_ok) below
     for k, v in table.items():
         if isinstance(v, list):
             v = tuple(v)
         if not _type_ok(annotations.get(k, ""), v):
             raise TargetError(f"{where}: key '{k}' must be {annotations[k]}, got {type(v).__name__} {v!r}",
                               "see targets/raspberry-pi-4.toml for a complete example")
-        if convert and k in convert:
-            v = convert[k](v)
         kwargs[k] = v
     try:
         return cls(**kwargs)
@@ -98,7 +102,7 @@ RUNNER_TIMEOUT_KEY = "runner_timeout_s"  # in [validation]: not a budget, so not
 DEFAULT_RUNNER_TIMEOUT_S = 600.0  # a profile without the key: ten minutes per artifact run
 
 
-def _runner_timeout(path: str, value: Any) -> float:
+def _runner_timeout(path: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 86400:
         raise TargetError(f"{path} [validation]: {RUNNER_TIMEOUT_KEY} must be a number of seconds in (0, 86400], "
                           f"got {value!r}", "e.g. runner_timeout_s = 600")
@@ -197,8 +201,6 @@ def _check_semantics(path: str, raw: dict[str, Any], cpu: CpuSpec, et: Executorc
 
 def targets_dir() -> Path:
     """The bundled profiles (package data, ``edgeq/profiles``), or ``$EDGEQ_TARGETS_DIR`` when set."""
-    from edgeq.resources import profiles_dir
-
     env = os.environ.get("EDGEQ_TARGETS_DIR")
     return Path(env) if env else profiles_dir()
 
@@ -216,8 +218,6 @@ def load_target(name_or_path: str) -> Target:
         return parse_target(p.read_text(), str(p))
     f = targets_dir() / f"{name_or_path}.toml"
     if not f.is_file():
-        import difflib
-
         names = list_targets()
         close = difflib.get_close_matches(name_or_path, names, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""

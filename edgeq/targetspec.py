@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from edgeq.config import Budget, QuantOptions
+from edgeq.jsontypes import JSONObject
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class Target:
                             weight_type=self.onnx.weight_type,  # type: ignore[arg-type]
                             reduce_range=self.onnx.reduce_range)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> JSONObject:
         return {"name": self.name, "abi": self.abi, "cpu": self.cpu.name, "isa": self.cpu.isa,
                 "qemu_model": self.cpu.qemu_model, "features": list(self.cpu.features), "ram_mb": self.ram_mb,
                 "storage_mb": self.storage_mb, "sha256": self.sha256, "path": self.path}

@@ -7,6 +7,8 @@ registry (stages, format backends) are found by name at run time, which is not a
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import edgeq
@@ -133,3 +135,51 @@ def test_no_private_names_imported_across_modules() -> None:
                 found += [f"{module_name(p)}: {node.module}.{a.name}" for a in node.names
                           if a.name.startswith("_") and not a.name.startswith("__")]
     assert found == []
+
+
+
+def _function_local_import_blocks() -> list[tuple[str, list[str], list[ast.Import | ast.ImportFrom]]]:
+    """(module path, its lines, one block of consecutive import statements nested in a function)."""
+    out = []
+    for p in sorted(ROOT.rglob("*.py")):
+        if "sample_apps" in p.parts:  # standalone scripts shipped to devices, not the package
+            continue
+        src = p.read_text()
+        found: dict[int, ast.Import | ast.ImportFrom] = {}
+        for fn in ast.walk(ast.parse(src, str(p))):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                found.update({n.lineno: n for n in ast.walk(fn) if isinstance(n, (ast.Import, ast.ImportFrom))})
+        blocks: list[list[ast.Import | ast.ImportFrom]] = []
+        for n in (found[k] for k in sorted(found)):
+            if blocks and blocks[-1][-1].end_lineno == n.lineno - 1:
+                blocks[-1].append(n)
+            else:
+                blocks.append([n])
+        out += [(str(p.relative_to(ROOT.parent)), src.splitlines(), b) for b in blocks]
+    return out
+
+
+def _is_own(n: ast.Import | ast.ImportFrom) -> bool:
+    if isinstance(n, ast.ImportFrom):
+        return bool(n.level) or (n.module or "").startswith("edgeq")
+    return any(a.name.startswith("edgeq") for a in n.names)
+
+
+def test_function_local_imports_are_third_party_and_say_why() -> None:
+    """Issue #22: edgeq's own modules are imported at module level; a function imports only an optional or heavy
+    third-party package (kept out of ``import edgeq`` and the light commands), with a comment saying which."""
+    own, silent = [], []
+    for rel, lines, block in _function_local_import_blocks():
+        own += [f"{rel}:{n.lineno}" for n in block if _is_own(n)]
+        text = lines[block[0].lineno - 2:block[-1].end_lineno]  # the line above the block, then the block
+        if not any(line.lstrip().startswith("#") or "  #" in line for line in text):
+            silent.append(f"{rel}:{block[0].lineno}")
+    assert own == [] and silent == []
+
+
+def test_import_edgeq_loads_no_optional_or_heavy_framework() -> None:
+    """``import edgeq`` (and so ``edgeq --help``) stays free of torch and the optional extras."""
+    code = ("import sys, edgeq.cli; print(' '.join(m for m in ('torch', 'executorch', 'torchao', 'transformers', "
+            "'onnxruntime_genai', 'ray') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -8,7 +8,7 @@ report in ``details["delegation"]``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,9 +20,15 @@ from edgeq.errors import DataError, UsageError
 from edgeq.executorch.bundle import DEFAULT_CASES, derive_tolerances, write_bundle
 from edgeq.executorch.lower import lower_to_executorch
 from edgeq.executorch.quantize import convert_qat, quantize_pt2e, sample_args
+from edgeq.executorch.runtime import run_pte
+from edgeq.jsontypes import JSONObject
 from edgeq.manifest import Artifact
 from edgeq.pipeline.state import BuildState
 from edgeq.progress import Progress
+from edgeq.validate.runners.host import host_program
+
+if TYPE_CHECKING:
+    import torch
 
 FP32_NAME = "model.fp32.pte"
 INT8_NAME = "model.int8.pte"
@@ -83,7 +89,7 @@ class ExecutorchBackend(FormatBackend):
         label = f"calibrating on {n} samples" if scheme.mode == "static" else "dynamic INT8 (no calibration)"
         progress.stage(f"ExecuTorch: PT2E INT8 with the XNNPACK quantizer, {label}")
         with progress.bar(n if scheme.mode == "static" else 0, "calibration") as bar:
-            qep, qinfo = quantize_pt2e(state.program, calib, _captured(state).signature, scheme, state.target,
+            qep, qinfo = quantize_pt2e(_program(state), calib, _captured(state).signature, scheme, state.target,
                                        on_sample=lambda: bar.update(1))
         qinfo = {**qinfo, "outlier_prepared": state.float_captured is not None}  # built from edgeq.prepare's copy
         return state.updated(program=qep, quant=scheme, quantization=qinfo)
@@ -112,8 +118,6 @@ class ExecutorchBackend(FormatBackend):
         return state.updated(artifacts=(*state.artifacts, *arts))
 
     def load_runner(self) -> HostProgram:
-        from edgeq.validate.runners.host import host_program
-
         return host_program("pte")
 
 
@@ -121,6 +125,12 @@ def _captured(state: BuildState) -> Captured:
     if state.captured is None:
         raise UsageError("nothing captured to export", "capture the model first (edgeq.capture.capture)")
     return state.captured
+
+
+def _program(state: BuildState) -> torch.export.ExportedProgram:
+    if state.program is None:
+        raise UsageError("no exported program to quantize", "run the .pte backend's export step first")
+    return state.program
 
 
 def _calib(state: BuildState) -> Dataset:
@@ -140,13 +150,13 @@ def _check_inputs(state: BuildState) -> None:
                             f"use one of {', '.join(SUPPORTED_INPUT_DTYPES)} (e.g. cast token ids to int64)")
 
 
-def static_export(captured: Any, calib: Any) -> Any:
+def static_export(captured: Captured, calib: Dataset) -> torch.export.ExportedProgram:
     """An ExportedProgram with batch 1: ExecuTorch memory planning and XNNPACK want static shapes."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     if not captured.dynamic_batch:
-        return captured.exported
-    module = captured.source.module if captured.source.module is not None else captured.exported.module()
+        return captured.program()
+    module = captured.source.module if captured.source.module is not None else captured.program().module()
     args = sample_args(calib, captured.signature, 0)
     try:
         return torch.export.export(module, args, strict=False)
@@ -154,12 +164,10 @@ def static_export(captured: Any, calib: Any) -> Any:
         raise capture_error(e) from e
 
 
-def bundle_program(ctx: BuildState, static: Any, program: Any, pte: Path) -> dict[str, Any]:
+def bundle_program(ctx: BuildState, static: Any, program: Any, pte: Path) -> JSONObject:
     """Golden I/O from the float model on the first evaluation samples, with tolerances from the INT8 program."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
     from torch.utils._pytree import tree_flatten
-
-    from edgeq.executorch.runtime import run_pte
 
     ev, captured = ctx.eval if ctx.eval is not None else _calib(ctx), _captured(ctx)
     k = min(DEFAULT_CASES, len(ev))

@@ -6,13 +6,13 @@ import collections
 import dataclasses
 import shutil
 from pathlib import Path
-from typing import Any
 
 import onnx
 
 from edgeq.backends.base import FormatBackend, HostProgram, register_format
 from edgeq.config import QuantOptions
 from edgeq.errors import UsageError
+from edgeq.jsontypes import JSONObject
 from edgeq.manifest import Artifact
 from edgeq.onnx.build import build_onnx_int8
 from edgeq.onnx.dynamic import quantize_onnx_dynamic
@@ -20,6 +20,7 @@ from edgeq.onnx.export import export_float_onnx, preprocess
 from edgeq.onnx.quantize import QatGrid, quantize_onnx_static
 from edgeq.pipeline.state import BuildState
 from edgeq.progress import Progress
+from edgeq.validate.runners.host import host_program
 
 FP32_NAME = "model.fp32.onnx"
 INT8_NAME = "model.int8.onnx"
@@ -118,8 +119,6 @@ class OnnxBackend(FormatBackend):
         return state.updated(artifacts=(*state.artifacts, art))
 
     def load_runner(self) -> HostProgram:
-        from edgeq.validate.runners.host import host_program
-
         return host_program("onnx")
 
 
@@ -145,7 +144,7 @@ def rename_outputs(path: Path, names: list[str]) -> None:
     onnx.save(model, str(path))
 
 
-def graph_stats(path: Path) -> dict[str, Any]:
+def graph_stats(path: Path) -> JSONObject:
     model = onnx.load(str(path), load_external_data=False)
     ops = collections.Counter(n.op_type for n in model.graph.node)
     return {"nodes": sum(ops.values()), "op_counts": dict(sorted(ops.items())),

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgeq.check import CheckRequest, run_check
 from edgeq.commands.common import (
     add_budget_flags,
     add_fleet_flags,
@@ -14,6 +15,11 @@ from edgeq.commands.common import (
     fleet_from,
     progress_from,
 )
+from edgeq.console import emit_json, human
+from edgeq.report.junit import write_junit
+from edgeq.report.markdown import terminal_summary
+from edgeq.report.terminal import json_result
+from edgeq.validate.orchestrate import exit_code
 
 if TYPE_CHECKING:
     from edgeq.check import CheckResult
@@ -53,13 +59,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeq.check import CheckRequest, run_check
-    from edgeq.console import emit_json, human
-    from edgeq.report.junit import write_junit
-    from edgeq.report.markdown import terminal_summary
-    from edgeq.report.terminal import json_result
-    from edgeq.validate.orchestrate import exit_code
-
     runners = tuple(s.strip() for s in args.on.split(",")) if args.on else None
     request = CheckRequest(Path(args.outdir), budget_from(args), runners, target=args.target,
                            public_key=Path(args.public_key) if args.public_key is not None else None,

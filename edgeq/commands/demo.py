@@ -7,7 +7,12 @@ import sys
 import time
 from pathlib import Path
 
+from edgeq.api import export
+from edgeq.cache import cache_dir
 from edgeq.commands.common import progress_from
+from edgeq.config import Budget, PipelineConfig
+from edgeq.report.markdown import terminal_summary
+from edgeq.zoo.digits import write_digits_data
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,12 +28,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeq.api import export
-    from edgeq.cache import cache_dir
-    from edgeq.config import Budget, PipelineConfig
-    from edgeq.report.markdown import terminal_summary
-    from edgeq.zoo.digits import write_digits_data
-
     t0 = time.perf_counter()
     progress = progress_from(args)
     progress.stage("preparing scikit-learn digits (1,797 real handwritten 8x8 images)")

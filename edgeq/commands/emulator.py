@@ -6,6 +6,9 @@ import argparse
 import json
 
 from edgeq.commands.common import progress_from
+from edgeq.emulator import setup, status
+from edgeq.emulator.qemu import cpu_model
+from edgeq.targets import load_target
 
 DEFAULT_SMOKE_TARGET = "raspberry-pi-4"
 
@@ -29,10 +32,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run_setup(args: argparse.Namespace) -> int:
-    from edgeq.emulator import setup
-    from edgeq.emulator.qemu import cpu_model
-    from edgeq.targets import load_target
-
     target = load_target(args.target)
     cpu_model(target)  # a typed error for a non-ARM target before any download
     env = setup(target, progress_from(args), force=args.force)
@@ -42,8 +41,6 @@ def run_setup(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from edgeq.emulator import status
-
     st = status(verify=args.verify)
     if args.json:
         print(json.dumps(st, indent=1))

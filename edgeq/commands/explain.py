@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edgeq.console import emit_json, human
+from edgeq.explain.view import explain, render_text
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("explain", help="show where an export's error and latency come from (per layer / operator)",
@@ -17,9 +20,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeq.console import emit_json, human
-    from edgeq.explain.view import explain, render_text
-
     doc = explain(args.outdir)
     print(render_text(doc), file=human(args))
     if args.json:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from edgeq.api import export
 from edgeq.commands import text_generation
 from edgeq.commands.common import (
     add_budget_flags,
@@ -18,7 +19,14 @@ from edgeq.commands.common import (
 )
 from edgeq.commands.compress_flags import add_compress_flags, compress_from
 from edgeq.config import PipelineConfig, QuantOptions, SearchOptions
+from edgeq.config_file import load_config
+from edgeq.console import emit_json, human
 from edgeq.errors import UsageError
+from edgeq.imagefolder import Preprocess
+from edgeq.report.markdown import terminal_summary
+from edgeq.report.terminal import json_result
+from edgeq.select.summary import Selection
+from edgeq.validate.orchestrate import exit_code
 
 HELP = """\
 MODEL is one of:
@@ -117,8 +125,6 @@ def add_image_flags(p: argparse.ArgumentParser) -> None:
 
 
 def preprocess_from(args: argparse.Namespace) -> Any:
-    from edgeq.imagefolder import Preprocess
-
     given = {k: v for k, v in (("resize", args.resize), ("crop", args.crop), ("mean", args.mean),
                                ("std", args.std), ("layout", args.layout), ("dtype", args.image_dtype)) if v is not None}
     if args.grayscale:
@@ -171,10 +177,6 @@ def run(args: argparse.Namespace) -> int:
     if not rebuild and (args.model is None or args.calib is None):
         raise UsageError("export needs MODEL and --calib (or --config OUTDIR/edgeq.json)",
                          "e.g. edgeq export pkg.mod:factory --calib calib.npz -o out/; for LMs use --calib-text")
-    from edgeq.api import export
-    from edgeq.console import emit_json, human
-    from edgeq.report.markdown import terminal_summary
-    from edgeq.report.terminal import json_result
 
     cfg = config_from_args(args) if rebuild else PipelineConfig(
         model=args.model, calib=args.calib, eval=args.eval, output=args.output, target=args.target,
@@ -192,7 +194,6 @@ def run(args: argparse.Namespace) -> int:
             print(search_summary(result.manifest[key]), file=out)
     if args.json:
         emit_json({"command": "export", **json_result(result.manifest, str(result.output))})
-    from edgeq.validate.orchestrate import exit_code
 
     return exit_code(result.manifest["verdict"])
 
@@ -205,8 +206,6 @@ def is_manifest_config(path: Path) -> bool:
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     """``--config edgeq.json``: the manifest decides everything but -o/--force; other flags are an error."""
-    from edgeq.config_file import load_config
-
     defaults = vars(_defaults_parser().parse_args(["-o", "x"]))
     given = sorted(k for k, v in vars(args).items()
                    if k in defaults and k not in ("output", "force", "config", "runner_timeout") and v != defaults[k])
@@ -226,8 +225,6 @@ def _defaults_parser() -> argparse.ArgumentParser:
 def search_summary(s: dict[str, Any]) -> str:
     """The selection's one line (:meth:`edgeq.select.summary.Selection.line`: what shipped, budget met or not), plus
     the closest trials when the budget was not met."""
-    from edgeq.select.summary import Selection
-
     lines = [Selection.from_dict(s["selection"]).line()]
     if not s["met"] and s.get("closest"):
         by_index = {t["index"]: t for t in s["trials"]}

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from edgeq.llm.generate import generate
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
@@ -25,8 +27,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeq.llm.generate import generate
-
     sys.stdout.write(args.prompt)
     for piece in generate(args.outdir, args.prompt, args.format, max_new_tokens=args.max_new_tokens,
                           temperature=args.temperature, top_p=args.top_p, seed=args.seed):

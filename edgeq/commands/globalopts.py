@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeq.errors import UsageError
+from edgeq.jsontypes import JSONObject
 
 GLOBAL_DESTS = ("verbose", "quiet", "json", "config")
 
@@ -94,7 +95,7 @@ def _convert_one(where: str, action: argparse.Action, value: Any) -> Any:
     return out
 
 
-def read_config(path: Path) -> dict[str, Any]:
+def read_config(path: Path) -> JSONObject:
     try:
         return tomllib.loads(path.read_text())
     except FileNotFoundError as e:
@@ -119,7 +120,8 @@ def apply_config(path: Path, command: str, subparsers: dict[str, argparse.Argume
             raise UsageError(f"{path}: unknown key {key!r}",
                              f"keys are the long flags without dashes, e.g. calib, max-accuracy-drop; "
                              f"see `edgeq {command} --help`")
-    for key, value in raw.get(command, {}).items() if isinstance(raw.get(command), dict) else ():
+    section = raw.get(command)
+    for key, value in section.items() if isinstance(section, dict) else ():
         if key not in actions:
             raise UsageError(f"{path}: unknown key {key!r} in [{command}]", f"see `edgeq {command} --help`")
         merged[key] = value

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from edgeq.source import load_source
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("inspect", help="show a model's inputs (names, dtypes, shapes) so you can build DATA",
@@ -16,8 +18,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeq.source import load_source
-
     src = load_source(args.model, args.trust_pickle)
     print(f"model: {src.ref} ({src.kind}, sha256 {src.sha256[:12]})")
     if src.declared_signature:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edgeq.integrity import audit
+from edgeq.manifest import read_manifest
+from edgeq.signing import sign_folder
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("sign", help="sign an export folder's manifest with an ed25519 key",
@@ -19,10 +23,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeq.integrity import audit
-    from edgeq.manifest import read_manifest
-    from edgeq.signing import sign_folder
-
     audit(read_manifest(args.outdir), args.outdir)  # never sign a folder that already fails its own hashes
     print(f"signed: {sign_folder(args.outdir, args.private_key)}")
     return 0

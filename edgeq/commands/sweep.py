@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from edgeq.commands.common import add_budget_flags, budget_from, progress_from
 from edgeq.commands.compress_flags import add_compress_flags, compress_from
+from edgeq.compress.sweep import parse_ladders, run_compress_sweep
 from edgeq.config import PipelineConfig, QuantOptions
+from edgeq.console import emit_json, human
+from edgeq.errors import UsageError
+from edgeq.sweep import run_sweep
 
 EPILOG = """\
 Variants (ONNX): float32, fp16, dynamic INT8, static INT8 with the target's scheme and with each other
@@ -57,9 +62,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeq.console import emit_json, human
-    from edgeq.sweep import run_sweep
-
     cfg = PipelineConfig(
         model=args.model, calib=args.calib, eval=args.eval, output=args.output, target=args.target,
         formats=("onnx",), quant=QuantOptions(max_calibration_samples=args.calib_samples), budget=budget_from(args),
@@ -93,13 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_methods(args: argparse.Namespace, cfg: PipelineConfig) -> int:
     """``--methods``: compression ladders (edgeq.compress.sweep) instead of the precision grid."""
-    import dataclasses
-
-    from edgeq.compress.sweep import parse_ladders, run_compress_sweep
-
     if args.compress:
-        from edgeq.errors import UsageError
-
         raise UsageError("--compress and --methods exclude each other", "list the methods to sweep in --methods")
     ladders = parse_ladders(args.methods)
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())

@@ -7,6 +7,12 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from edgeq.console import emit_json
+from edgeq.errors import UsageError
+from edgeq.jsontypes import JSONObject
+from edgeq.pipeline.stage import get_stage
+from edgeq.targets import list_targets, load_target, targets_dir
+
 # ARM feature flags that change which int8/fp16 kernels run; shown in the list so targets are comparable at a glance.
 KEY_FEATURES = (("asimddp", "dotprod"), ("i8mm", "i8mm"), ("asimdhp", "fp16"), ("sve2", "sve2"),
                 ("avx512_vnni", "vnni"), ("avx_vnni", "vnni"))
@@ -31,10 +37,8 @@ def key_features(t: Any) -> str:
     return ",".join(seen) or "-"
 
 
-def list_rows() -> list[dict[str, Any]]:
-    from edgeq.targets import list_targets, load_target
-
-    rows = []
+def list_rows() -> list[JSONObject]:
+    rows: list[JSONObject] = []
     for name in list_targets():
         t = load_target(name)
         rows.append({"name": t.name, "abi": t.abi, "cpu": f"{t.cpu.name} ({t.cpu.isa})", "os": t.os, "isa": t.cpu.isa, "features": key_features(t),
@@ -46,8 +50,6 @@ def list_rows() -> list[dict[str, Any]]:
 
 
 def show_text(t: Any) -> str:
-    from edgeq.pipeline.stage import get_stage
-
     c = t.cpu
     lines = [f"{t.name}: {t.description}", f"  file       {t.path}  (sha256 {t.sha256[:12]})",
              f"  os / abi   {t.os} / {t.abi}",
@@ -79,17 +81,11 @@ def show_text(t: Any) -> str:
 
 
 def _target_file(t: Any) -> Path:
-    from edgeq.targets import targets_dir
-
     p = Path(t.path)
     return p if p.is_file() else targets_dir() / p.name
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeq.console import emit_json
-    from edgeq.errors import UsageError
-    from edgeq.targets import load_target
-
     if args.action == "show":
         if not args.name:
             raise UsageError("`edgeq targets show` needs a target name", "e.g. edgeq targets show raspberry-pi-5")

@@ -8,6 +8,9 @@ from pathlib import Path
 
 from edgeq.commands.common import progress_from
 from edgeq.errors import UsageError
+from edgeq.llm.api import export_llm
+from edgeq.llm.config import LlmConfig
+from edgeq.llm.source import looks_like_lm
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
@@ -50,15 +53,11 @@ def wants_llm(args: argparse.Namespace) -> bool:
         return True
     if args.task == "tensor":
         return False
-    from edgeq.llm.source import looks_like_lm
 
     return looks_like_lm(args.model)
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeq.llm.api import export_llm
-    from edgeq.llm.config import LlmConfig
-
     if args.calib_text is None:
         raise UsageError("text generation needs --calib-text FILE (plain UTF-8 text)",
                          "e.g. --calib-text calib.txt --eval-text eval.txt")

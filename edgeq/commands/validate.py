@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeq.check import target_for
 from edgeq.commands.common import (
     add_budget_flags,
     add_fleet_flags,
@@ -25,10 +26,20 @@ from edgeq.commands.common import (
     progress_from,
 )
 from edgeq.config import Budget, FleetOptions
+from edgeq.console import emit_json, human
 from edgeq.errors import UsageError
-from edgeq.integrity import audit
+from edgeq.integrity import audit, seal
 from edgeq.manifest import MANIFEST_NAME, Artifact, read_manifest, write_manifest
+from edgeq.outdir import commit_output
 from edgeq.progress import Progress
+from edgeq.report import write_reports
+from edgeq.report.markdown import terminal_summary
+from edgeq.report.terminal import json_result
+from edgeq.targets import with_runner_timeout
+from edgeq.validate.fleet_run import split_runners
+from edgeq.validate.metrics import Metrics, check_budget
+from edgeq.validate.orchestrate import ValidationRequest, exit_code, validate_artifacts, verdict
+from edgeq.validate.runners import get_runner
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -61,12 +72,6 @@ def validate(outdir: str | Path, runners: tuple[str, ...], budget: Budget | None
              progress: Progress | None = None, runner_timeout: float | None = None,
              fleet: FleetOptions | None = None) -> ValidateResult:
     """Python API of ``edgeq validate``. ``fleet``: how SSH boards run together (edgeq.validate.fleet_run)."""
-    from edgeq.check import target_for
-    from edgeq.targets import with_runner_timeout
-    from edgeq.validate.fleet_run import split_runners
-    from edgeq.validate.orchestrate import ValidationRequest, validate_artifacts, verdict
-    from edgeq.validate.runners import get_runner
-
     progress = progress or Progress(enabled=False)
     out = Path(outdir)
     if not runners:
@@ -106,7 +111,6 @@ def _merge_validations(arts: list[Artifact], fresh: list[Artifact], boards: set[
     """Each artifact's new validations replace its older ones from the same runner and CPU; the kept older ones
     are re-checked against the budget in force. ``boards``: every board of this fleet run — a board that did not
     answer now must not keep an older pass."""
-    from edgeq.validate.metrics import Metrics, check_budget
 
     for old, new in zip(arts, fresh, strict=True):
         replaced = {(v.runner, v.cpu_model) for v in new.validations}
@@ -118,9 +122,6 @@ def _merge_validations(arts: list[Artifact], fresh: list[Artifact], boards: set[
 
 def _rewrite_folder(out: Path, m: dict[str, Any]) -> None:
     """Replace ``out`` with a copy (hard links where possible) carrying the new manifest and reports, sealed."""
-    from edgeq.integrity import seal
-    from edgeq.outdir import commit_output
-    from edgeq.report import write_reports
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.edgeq-tmp-", dir=out.resolve().parent))
     try:
@@ -145,11 +146,6 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeq.console import emit_json, human
-    from edgeq.report.markdown import terminal_summary
-    from edgeq.report.terminal import json_result
-    from edgeq.validate.orchestrate import exit_code
-
     specs = tuple(s.strip() for s in args.on.split(",") if s.strip())
     res = validate(args.outdir, specs, budget_from(args), progress_from(args), args.runner_timeout, fleet_from(args))
     print(terminal_summary(res.manifest, str(args.outdir)), file=human(args))

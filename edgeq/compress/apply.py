@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeq.compress.registry import CompressContext, TargetScheme, get_method, param_count
 from edgeq.compress.spec import CompressOptions
 from edgeq.compress.train import Trainer, load_train_set
 from edgeq.data import Dataset
 from edgeq.errors import UsageError
+from edgeq.jsontypes import JSONObject
 from edgeq.progress import Progress
+
+if TYPE_CHECKING:
+    import torch
 
 EXAMPLE_BATCH = 2  # a dynamic batch in torch.export needs >= 2
 
 
-def compress_model(model: Any, options: CompressOptions, calib: Dataset, input_names: list[str],
+def compress_model(model: torch.nn.Module, options: CompressOptions, calib: Dataset, input_names: list[str],
                    scheme: TargetScheme | None = None, progress: Progress | None = None, *,
-                   handoff: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+                   handoff: dict[str, Any] | None = None) -> tuple[torch.nn.Module, JSONObject]:
     """Apply ``options.methods`` in order to ``model`` (a float nn.Module). Returns the model and a manifest record.
 
     ``scheme``: the target and per-channel setting the model will be quantized with (QAT imitates them).
@@ -26,7 +30,7 @@ def compress_model(model: Any, options: CompressOptions, calib: Dataset, input_n
 
     Fine-tuning uses ``--train-data`` (else the calibration data) and distils from the unmodified model.
     """
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     progress = progress or Progress(enabled=False)
     scheme = scheme or TargetScheme()

@@ -9,20 +9,24 @@ artifacts carry the dequantized (centroid-valued) weights; ``palettised_bytes`` 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgeq.compress.registry import CompressContext, register, weight_layers
 from edgeq.compress.spec import ClusterConfig
+from edgeq.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    import torch
 
 KMEANS_ITERS = 25
 
 
-def kmeans_1d(values: Any, k: int, iters: int = KMEANS_ITERS) -> tuple[Any, Any]:
+def kmeans_1d(values: torch.Tensor, k: int, iters: int = KMEANS_ITERS) -> tuple[torch.Tensor, torch.Tensor]:
     """Lloyd's k-means on a 1-D tensor with centroids initialised at quantiles (deterministic). -> (centroids, idx)"""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     v = values.detach().flatten().double()
-    k = min(k, int(v.unique().numel()))
+    k = min(k, int(torch.unique(v).numel()))
     qs = torch.linspace(0, 1, k, dtype=torch.float64)
     # torch.quantile refuses inputs over 16 M elements; a sorted-index lookup is the same thing
     centroids = v.sort().values[(qs * (v.numel() - 1)).round().long()]
@@ -37,18 +41,18 @@ def kmeans_1d(values: Any, k: int, iters: int = KMEANS_ITERS) -> tuple[Any, Any]
     return centroids, _nearest(v, centroids)
 
 
-def _nearest(v: Any, centroids: Any) -> Any:
+def _nearest(v: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
     """Index of the nearest centroid, in O(n log k) memory-light form (1-D centroids stay sorted under Lloyd)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     c, order = centroids.sort()
     mids = (c[1:] + c[:-1]) / 2
     return order[torch.bucketize(v, mids)]
 
 
-def _snap(weight: Any, idx: Any, k: int) -> None:
+def _snap(weight: torch.Tensor, idx: torch.Tensor, k: int) -> None:
     """Set every weight to its cluster's current mean (keeps the palette through fine-tuning)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     with torch.no_grad():
         v = weight.detach().flatten().double()
@@ -62,15 +66,17 @@ def palettised_bytes(n_weights: int, k: int) -> int:
 
 
 @register("cluster")
-def apply(model: Any, cfg: ClusterConfig, ctx: CompressContext) -> tuple[Any, dict[str, Any]]:
+def apply(model: torch.nn.Module, cfg: ClusterConfig, ctx: CompressContext) -> tuple[torch.nn.Module, JSONObject]:
+    import torch  # heavy: torch, imported only where a model is built or run
+
     assignments = {}
-    layers = []
+    layers: list[JSONObject] = []
     for name, mod in weight_layers(model):
         centroids, idx = kmeans_1d(mod.weight, cfg.clusters)
         assignments[name] = (mod, idx, int(centroids.numel()))
         _snap(mod.weight, idx, int(centroids.numel()))
 
-    def resnap(m: Any) -> None:
+    def resnap(m: torch.nn.Module) -> None:
         for mod, idx, k in assignments.values():
             _snap(mod.weight, idx, k)
 
@@ -78,7 +84,7 @@ def apply(model: Any, cfg: ClusterConfig, ctx: CompressContext) -> tuple[Any, di
     dense = palettised = 0
     for name, (mod, _, k) in assignments.items():
         n = int(mod.weight.numel())
-        distinct = int(mod.weight.detach().unique().numel())
+        distinct = int(torch.unique(mod.weight.detach()).numel())
         layers.append({"layer": name, "weights": n, "distinct_values": distinct})
         dense += n
         palettised += palettised_bytes(n, k)

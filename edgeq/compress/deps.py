@@ -37,7 +37,7 @@ class _Unprunable(Exception):
 
 
 def _ops() -> dict[str, set[Any]]:
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     a = torch.ops.aten
     return {
@@ -66,7 +66,7 @@ def _shape(node: Any) -> tuple[int, ...] | None:
 
 def find_groups(model: Any, example_args: tuple[Any, ...]) -> list[ChannelGroup]:
     """All prunable channel groups of ``model`` (exported once, in eval mode, with ``example_args``)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     was_training = model.training
     model.eval()
@@ -174,7 +174,7 @@ def _flatten_factor(src: Any, flat: Any) -> int:
 
 def channel_scores(model: Any, group: ChannelGroup) -> Any:
     """Importance per channel: L1 of the producer's rows × |BN γ| × L1 of the consumers' columns."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     state = dict(model.named_parameters())
     w = state[group.slices[0].fqn].detach()
@@ -194,7 +194,7 @@ def channel_scores(model: Any, group: ChannelGroup) -> Any:
 
 def shrink(model: Any, group: ChannelGroup, keep: Any) -> None:
     """Physically remove every channel not in ``keep`` (sorted indices) from the group's tensors."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     keep = torch.as_tensor(keep, dtype=torch.long).sort().values
     touched = set()
@@ -215,7 +215,7 @@ def shrink(model: Any, group: ChannelGroup, keep: Any) -> None:
 
 def _fix_attributes(mod: Any) -> None:
     """Keep the module's size attributes in step with its tensors (repr, re-export and state_dict loading)."""
-    from torch import nn
+    from torch import nn  # heavy: torch, imported only where a model is built or run
 
     if isinstance(mod, nn.Conv2d):
         mod.out_channels = mod.weight.shape[0]

@@ -7,6 +7,7 @@ compression and quantization together: a compressed model cannot pass by being c
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import gzip
 from pathlib import Path
@@ -14,23 +15,23 @@ from typing import Any
 
 import numpy as np
 
+from edgeq.compress.apply import compress_model
+from edgeq.compress.registry import TargetScheme
 from edgeq.compress.spec import CompressOptions
+from edgeq.compress.train import first_tensor
 from edgeq.data import Dataset
 from edgeq.errors import UsageError
+from edgeq.jsontypes import JSONObject
 from edgeq.progress import Progress
 from edgeq.source import ModelSource, state_hash
+from edgeq.targetspec import Target
 
 
-def compress_source(source: ModelSource, options: CompressOptions, calib: Dataset, ev: Dataset, target: Any,
+def compress_source(source: ModelSource, options: CompressOptions, calib: Dataset, ev: Dataset, target: Target,
                     progress: Progress, per_channel: bool | None = None) -> tuple[ModelSource, dict[str, Any]]:
     """A new source holding the compressed module (``source`` itself is untouched) and the compression record.
 
     After QAT the source also carries the trained fake-quant graph (``source.qat``) for the backends to reuse."""
-    import copy
-
-    from edgeq.compress.apply import compress_model
-    from edgeq.compress.registry import TargetScheme
-
     if source.kind != "factory" or source.module is None:
         raise UsageError(f"--compress needs a PyTorch factory model, got a {source.kind} source ({source.ref})",
                          "pass pkg.module:factory so edgeq can fine-tune the module")
@@ -43,11 +44,9 @@ def compress_source(source: ModelSource, options: CompressOptions, calib: Datase
     return dataclasses.replace(source, module=module.eval(), qat=handoff.get("qat")), record
 
 
-def _float_effect(original: Any, compressed: Any, ev: Dataset, names: list[str]) -> dict[str, Any]:
+def _float_effect(original: Any, compressed: Any, ev: Dataset, names: list[str]) -> JSONObject:
     """Before quantization: how far the compressed float model is from the original on the evaluation data."""
-    import torch
-
-    from edgeq.compress.train import first_tensor
+    import torch  # heavy: torch, imported only where a model is built or run
 
     args = tuple(torch.from_numpy(np.ascontiguousarray(ev.inputs[n])) for n in names)
     with torch.no_grad():
@@ -69,7 +68,7 @@ def gzip_bytes(path: Path) -> int:
     return len(gzip.compress(path.read_bytes(), compresslevel=6, mtime=0))
 
 
-def effect_summary(outdir: Path, artifacts: list[Any]) -> list[dict[str, Any]]:
+def effect_summary(outdir: Path, artifacts: list[Any]) -> list[JSONObject]:
     """Per validated artifact: bytes, gzip bytes, latency per runner and accuracy metrics, as measured."""
     rows = []
     for a in artifacts:

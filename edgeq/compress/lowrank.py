@@ -5,23 +5,27 @@ Linear → Linear(in, r, bias=False) · Linear(r, out); 1×1 Conv2d likewise wit
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgeq.compress.registry import CompressContext, param_count, register, weight_layers
 from edgeq.compress.spec import LowRankConfig
+from edgeq.jsontypes import JSONObject
 
-
-def rank_for(sigma: Any, energy: float) -> int:
+if TYPE_CHECKING:
     import torch
+
+
+def rank_for(sigma: torch.Tensor, energy: float) -> int:
+    import torch  # heavy: torch, imported only where a model is built or run
 
     e = sigma.double() ** 2
     frac = torch.cumsum(e, 0) / e.sum()
     return int((frac < energy).sum().item()) + 1
 
 
-def factorise(mod: Any, energy: float) -> Any | None:
+def factorise(mod: torch.nn.Linear | torch.nn.Conv2d, energy: float) -> torch.nn.Sequential | None:
     """The factorised replacement for ``mod``, or None when it would not be smaller."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
     from torch import nn
 
     is_conv = isinstance(mod, nn.Conv2d)
@@ -47,15 +51,15 @@ def factorise(mod: Any, energy: float) -> Any | None:
     with torch.no_grad():
         first.weight.copy_(first_w)
         second.weight.copy_(second_w)
-        if bias and second.bias is not None:
+        if mod.bias is not None and second.bias is not None:
             second.bias.copy_(mod.bias.detach())
     return nn.Sequential(first, second)
 
 
 @register("lowrank")
-def apply(model: Any, cfg: LowRankConfig, ctx: CompressContext) -> tuple[Any, dict[str, Any]]:
+def apply(model: torch.nn.Module, cfg: LowRankConfig, ctx: CompressContext) -> tuple[torch.nn.Module, JSONObject]:
     before = param_count(model)
-    layers = []
+    layers: list[JSONObject] = []
     for name, mod in weight_layers(model):
         if not name:
             continue  # the model itself is one layer: nothing to swap it into
@@ -64,7 +68,7 @@ def apply(model: Any, cfg: LowRankConfig, ctx: CompressContext) -> tuple[Any, di
             continue
         parent_path, _, leaf = name.rpartition(".")
         setattr(model.get_submodule(parent_path) if parent_path else model, leaf, new)
-        layers.append({"layer": name, "shape": list(mod.weight.shape[:2]), "rank": int(new[0].weight.shape[0])})
+        layers.append({"layer": name, "shape": list(mod.weight.shape[:2]), "rank": int(next(new.parameters()).shape[0])})
     tune = ctx.trainer.fine_tune(model, ctx.steps, f"lowrank {cfg.energy:g} fine-tune") if layers else {"steps": 0}
     return model, {"params_before": before, "params_after": param_count(model), "layers": layers, "fine_tune": tune,
                    "note": "factorised layers run as two smaller matmuls on every runtime" if layers else

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgeq.compress.deps import ChannelGroup, channel_scores, find_groups, shrink
 from edgeq.compress.registry import CompressContext, param_count, register
 from edgeq.compress.spec import PruneConfig
 from edgeq.errors import UsageError
+from edgeq.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_LAYER_RATIO = 0.9
 
@@ -26,7 +30,7 @@ def _keep_count(channels: int, ratio: float) -> int:
     return max(1, int(round(channels * (1.0 - ratio))))
 
 
-def _prune_group_to(model: Any, group: ChannelGroup, keep_n: int) -> None:
+def _prune_group_to(model: torch.nn.Module, group: ChannelGroup, keep_n: int) -> None:
     if keep_n >= group.channels:
         return
     scores = channel_scores(model, group)
@@ -34,7 +38,7 @@ def _prune_group_to(model: Any, group: ChannelGroup, keep_n: int) -> None:
     shrink(model, group, keep)
 
 
-def layer_ratios(model: Any, groups: list[ChannelGroup], ratio: float, ctx: CompressContext) -> dict[str, float]:
+def layer_ratios(model: torch.nn.Module, groups: list[ChannelGroup], ratio: float, ctx: CompressContext) -> dict[str, float]:
     """Per-producer ratios from a one-group-at-a-time sensitivity pass (distillation loss to the teacher)."""
     sens: dict[str, float] = {}
     for g in groups:
@@ -51,7 +55,7 @@ def layer_ratios(model: Any, groups: list[ChannelGroup], ratio: float, ctx: Comp
 
 
 @register("prune")
-def apply(model: Any, cfg: PruneConfig, ctx: CompressContext) -> tuple[Any, dict[str, Any]]:
+def apply(model: torch.nn.Module, cfg: PruneConfig, ctx: CompressContext) -> tuple[torch.nn.Module, JSONObject]:
     groups = find_groups(model, ctx.example)
     if not groups:
         raise UsageError("prune: the model has no prunable channel groups",
@@ -74,7 +78,7 @@ def apply(model: Any, cfg: PruneConfig, ctx: CompressContext) -> tuple[Any, dict
         ctx.progress.stage(f"prune: step {s}/{steps}, {param_count(model):,} parameters; fine-tuning")
         tune_log.append(ctx.trainer.fine_tune(model, step_budget, f"prune step {s}/{steps}"))
     final = {g.producer: g.channels for g in find_groups(model, ctx.example)}
-    layers = [{"layer": p, "ratio": round(ratios[p], 4), "channels_before": original[p],
+    layers: list[JSONObject] = [{"layer": p, "ratio": round(ratios[p], 4), "channels_before": original[p],
                "channels_after": final.get(p, original[p])} for p in original]
     return model, {"params_before": before, "params_after": param_count(model), "steps": steps,
                    "layers": layers, "fine_tune": tune_log,

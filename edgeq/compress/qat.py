@@ -16,12 +16,16 @@ quantization with the QAT scheme, the baseline QAT is measured against.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeq.compress.registry import CompressContext, register
 from edgeq.compress.spec import QatConfig
 from edgeq.compress.train import deterministic
 from edgeq.errors import QuantizationError
+from edgeq.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    import torch
 
 HANDOFF_KEY = "qat"
 CALIBRATION_BATCHES = 16  # --train-steps 0: observer passes over the training data (batch = --train-batch)
@@ -31,7 +35,7 @@ CALIBRATION_BATCHES = 16  # --train-steps 0: observer passes over the training d
 class QatGraph:
     """What the backends reuse: the trained PT2E graph (dynamic batch, eval mode) and its activation ranges."""
 
-    prepared: Any  # torch.fx.GraphModule with fake-quant modules
+    prepared: torch.fx.GraphModule  # torch.fx.GraphModule with fake-quant modules
     bits: int
     per_channel: bool
     trained: bool  # False: --train-steps 0, ranges from calibration only (PTQ with the QAT scheme)
@@ -49,6 +53,7 @@ class QatGraph:
 
 
 def qat_quantizer(per_channel: bool, bits: int = 8) -> Any:
+    # optional: the [executorch] extra
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
@@ -59,10 +64,10 @@ def qat_quantizer(per_channel: bool, bits: int = 8) -> Any:
         is_per_channel=per_channel, is_qat=True, weight_qmin=lo, weight_qmax=hi))
 
 
-def prepare(model: Any, example: tuple[Any, ...], per_channel: bool, bits: int = 8) -> Any:
+def prepare(model: torch.nn.Module, example: tuple[torch.Tensor, ...], per_channel: bool, bits: int = 8) -> Any:
     """Export with a dynamic batch and insert fake-quant modules (the model's weights are shared, not copied)."""
     import torch
-    from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e  # optional: the [executorch] extra
 
     dim = torch.export.Dim("batch", min=1, max=1 << 16)
     try:
@@ -73,7 +78,7 @@ def prepare(model: Any, example: tuple[Any, ...], per_channel: bool, bits: int =
                                 "QAT needs a model torch.export can capture with a dynamic batch") from e
 
 
-def fake_quant_ranges(prepared: Any) -> dict[str, dict[str, Any]]:
+def fake_quant_ranges(prepared: torch.fx.GraphModule) -> dict[str, dict[str, Any]]:
     """scale / zero point of every fake-quant module after training (per-tensor ones; per-channel summarised)."""
     out: dict[str, dict[str, Any]] = {}
     for name, mod in prepared.named_modules():
@@ -88,7 +93,7 @@ def fake_quant_ranges(prepared: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-def activation_ranges(prepared: Any) -> dict[str, tuple[float, int]]:
+def activation_ranges(prepared: torch.fx.GraphModule) -> dict[str, tuple[float, int]]:
     """Observed FX node name -> (scale, zero point) for each per-tensor activation fake-quant (weights excluded:
     a weight's fake-quant observes a ``get_attr`` node)."""
     modules = dict(prepared.named_modules())
@@ -109,14 +114,16 @@ def activation_ranges(prepared: Any) -> dict[str, tuple[float, int]]:
     return out
 
 
-def _set_mode(gm: Any, train: bool) -> None:
+def _set_mode(gm: torch.nn.Module, train: bool) -> None:  # a prepared GraphModule
+    # optional: the [executorch] extra
     from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
 
     (move_exported_model_to_train if train else move_exported_model_to_eval)(gm)
 
 
-def calibrate(prepared: Any, ctx: CompressContext) -> int:
+def calibrate(prepared: torch.fx.GraphModule, ctx: CompressContext) -> int:
     """PTQ with the QAT scheme: observers see the training data, fake quantization stays off meanwhile."""
+    # optional: the [executorch] extra
     import torch
     from torchao.quantization.pt2e.fake_quantize import disable_fake_quant, enable_fake_quant
 
@@ -145,8 +152,8 @@ def resolve_per_channel(cfg: QatConfig, ctx: CompressContext) -> bool:
 
 
 @register("qat")
-def apply(model: Any, cfg: QatConfig, ctx: CompressContext) -> tuple[Any, dict[str, Any]]:
-    import torch
+def apply(model: torch.nn.Module, cfg: QatConfig, ctx: CompressContext) -> tuple[torch.nn.Module, JSONObject]:
+    import torch  # heavy: torch, imported only where a model is built or run
 
     model.eval()
     per_channel = resolve_per_channel(cfg, ctx)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from edgeq.compress.train import Trainer
+from edgeq.jsontypes import JSONObject
 from edgeq.progress import Progress
 from edgeq.targetspec import Target
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -24,17 +29,18 @@ class CompressContext:
     """What a method needs besides the model: the fine-tuner, example inputs, the target, progress."""
 
     trainer: Trainer
-    example: tuple[Any, ...]
+    example: tuple[torch.Tensor, ...]
     progress: Progress
     steps: int  # fine-tune budget for this method
-    target: Any = None  # edgeq.targets.Target (QAT uses its quantizer settings)
+    target: Target | None = None  # edgeq.targets.Target (QAT uses its quantizer settings)
     per_channel: bool | None = None  # --per-channel / --per-tensor (None: the target's setting)
     # In-memory results a method leaves for the format backends (QAT: its trained fake-quant graph).
     handoff: dict[str, Any] | None = None
 
 
-# apply(model, config, ctx) -> (model, record). The model may be changed in place or replaced.
-Method = Callable[[Any, Any, CompressContext], tuple[Any, dict[str, Any]]]
+# apply(model, config, ctx) -> (model, record). The model may be changed in place or replaced. The config is
+# each method's own frozen dataclass (edgeq.compress.spec), so the shared signature cannot name one class.
+Method: TypeAlias = "Callable[[torch.nn.Module, Any, CompressContext], tuple[torch.nn.Module, JSONObject]]"
 _METHODS: dict[str, Method] = {}
 
 
@@ -48,19 +54,17 @@ def register(name: str) -> Callable[[Method], Method]:
 
 
 def get_method(name: str) -> Method:
-    import importlib
-
     if name not in _METHODS:
         importlib.import_module(f"edgeq.compress.{name}")
     return _METHODS[name]
 
 
-def param_count(model: Any) -> int:
+def param_count(model: torch.nn.Module) -> int:
     return sum(int(p.numel()) for p in model.parameters())
 
 
-def weight_layers(model: Any) -> list[tuple[str, Any]]:
+def weight_layers(model: torch.nn.Module) -> list[tuple[str, torch.nn.Linear | torch.nn.Conv2d]]:
     """(path, module) of every Linear and Conv2d: the layers the weight-level methods act on."""
-    from torch import nn
+    from torch import nn  # heavy: torch, imported only where a model is built or run
 
     return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]

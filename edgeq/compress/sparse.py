@@ -7,14 +7,18 @@ before. Only a sparse-aware format or a compressed download (zeros entropy-code 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgeq.compress.registry import CompressContext, register, weight_layers
 from edgeq.compress.spec import SparseConfig
+from edgeq.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    import torch
 
 
-def masks_for(model: Any, ratio: float) -> dict[str, Any]:
-    masks = {}
+def masks_for(model: torch.nn.Module, ratio: float) -> dict[str, torch.Tensor]:
+    masks: dict[str, torch.Tensor] = {}
     for name, mod in weight_layers(model):
         w = mod.weight.detach()
         k = int(w.numel() * ratio)
@@ -25,7 +29,7 @@ def masks_for(model: Any, ratio: float) -> dict[str, Any]:
     return masks
 
 
-def sparse_int8_bytes(model: Any) -> int:
+def sparse_int8_bytes(model: torch.nn.Module) -> int:
     """Bytes of the weights as INT8 non-zeros + a 1-bit occupancy mask (what a sparse format would store)."""
     total = 0
     for _, mod in weight_layers(model):
@@ -35,13 +39,13 @@ def sparse_int8_bytes(model: Any) -> int:
 
 
 @register("sparse")
-def apply(model: Any, cfg: SparseConfig, ctx: CompressContext) -> tuple[Any, dict[str, Any]]:
-    import torch
+def apply(model: torch.nn.Module, cfg: SparseConfig, ctx: CompressContext) -> tuple[torch.nn.Module, JSONObject]:
+    import torch  # heavy: torch, imported only where a model is built or run
 
     masks = masks_for(model, cfg.ratio)
     modules = dict(model.named_modules())
 
-    def reapply(m: Any) -> None:
+    def reapply(m: torch.nn.Module) -> None:
         with torch.no_grad():
             for name, mask in masks.items():
                 modules[name].weight.mul_(mask)

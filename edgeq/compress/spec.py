@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edgeq.errors import UsageError
+from edgeq.jsontypes import JSONObject
 
 COMPRESS_VERSION = 1
 
@@ -239,7 +240,7 @@ class CompressOptions:
     def enabled(self) -> bool:
         return bool(self.methods)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"version": self.version, "spec": format_spec(self.methods),
                 "methods": [{"method": m.name, **{k: v for k, v in asdict(m).items() if k != "name"}}
                             for m in self.methods],

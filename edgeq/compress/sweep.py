@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import multiprocessing
 import shutil
+import socket
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from edgeq.api import export
 from edgeq.compress.spec import MethodConfig, parse_item
+from edgeq.compress.sweep_report import write_sweep_report
 from edgeq.config import PipelineConfig
 from edgeq.errors import EdgeqError, UsageError
+from edgeq.jsontypes import JSONObject
+from edgeq.outdir import commit_output, prepare_output
 from edgeq.progress import Progress
 from edgeq.select.rule import Scored, pareto_front
 from edgeq.select.rule import pick as select_pick
@@ -53,7 +59,7 @@ def _variant_name(cfg: MethodConfig | None) -> str:
     return "int8" if cfg is None else f"{cfg.name}-{cfg.level:g}"
 
 
-def _row(name: str, manifest: dict[str, Any], method: str | None, level: float | None) -> dict[str, Any]:
+def _row(name: str, manifest: dict[str, Any], method: str | None, level: float | None) -> JSONObject:
     """One variant's measured numbers: per format, the INT8 candidate's bytes and first-runner metrics."""
     formats: dict[str, Any] = {}
     for a in manifest["artifacts"]:
@@ -72,9 +78,7 @@ def _row(name: str, manifest: dict[str, Any], method: str | None, level: float |
             "reference_accuracy": first.get("reference_accuracy"), "top1_agreement": first.get("top1_agreement"), "cosine": first.get("cosine"), "formats": formats}
 
 
-def _run_one(base: PipelineConfig, cfg: MethodConfig | None, trials: Path) -> dict[str, Any]:
-    from edgeq.api import export
-
+def _run_one(base: PipelineConfig, cfg: MethodConfig | None, trials: Path) -> JSONObject:
     name = _variant_name(cfg)
     methods = () if cfg is None else (cfg,)
     config = dataclasses.replace(base, output=trials / name, force=True,
@@ -88,7 +92,7 @@ def _run_one(base: PipelineConfig, cfg: MethodConfig | None, trials: Path) -> di
     return _row(name, result.manifest, cfg.name if cfg else None, cfg.level if cfg else None)
 
 
-def _run_ladder(base: PipelineConfig, ladder: tuple[MethodConfig, ...], trials: Path) -> list[dict[str, Any]]:
+def _run_ladder(base: PipelineConfig, ladder: tuple[MethodConfig, ...], trials: Path) -> list[JSONObject]:
     """Climb one method's ladder; stop at the first level that leaves the budget (it is kept, marked failed)."""
     rows = []
     for cfg in ladder:
@@ -113,13 +117,13 @@ def pareto(rows: list[dict[str, Any]], metric: str) -> list[str]:
     return [pts[i]["name"] for i in sorted(front)]
 
 
-def _run_job(base: PipelineConfig, name: str, ladder: tuple[MethodConfig, ...], trials: Path) -> list[dict[str, Any]]:
+def _run_job(base: PipelineConfig, name: str, ladder: tuple[MethodConfig, ...], trials: Path) -> list[JSONObject]:
     """One unit of parallel work: the INT8 baseline, or one method's whole ladder (climbed in order)."""
     return [_run_one(base, None, trials)] if name == "int8" else _run_ladder(base, ladder, trials)
 
 
 def _run_local(base: PipelineConfig, jobs: list[tuple[str, tuple[MethodConfig, ...]]], trials: Path, workers: int,
-               progress: Progress) -> list[dict[str, Any]]:
+               progress: Progress) -> list[JSONObject]:
     ctx = multiprocessing.get_context("spawn")  # torch and fork do not mix
     rows: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx) as pool:
@@ -138,7 +142,7 @@ def connect_ray(address: str) -> Any:
     cluster cannot be reached, instead of Ray's own minute-long retry loop.
     """
     try:
-        import ray
+        import ray  # optional dependency: ray (the [ray] extra)
     except ImportError as e:
         raise UsageError("--ray needs the Ray package, which is not installed",
                          "pip install 'edgeq[ray]' (or drop --ray to run trials in local processes)") from e
@@ -149,14 +153,12 @@ def connect_ray(address: str) -> Any:
     if address != "auto":
         if not sep or not port.isdigit():
             raise UsageError(f"--ray {address!r} is not host:port", "e.g. --ray 127.0.0.1:6379 (see `ray start --head`)")
-        import socket
 
         try:
             socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
         except OSError as e:
             raise UsageError(f"--ray {address}: no Ray cluster answers there ({e.strerror or e})",
                              "start one with `ray start --head` and pass the address it prints, or drop --ray") from e
-    import logging
 
     try:
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
@@ -167,7 +169,7 @@ def connect_ray(address: str) -> Any:
 
 
 def _run_on_ray(address: str, base: PipelineConfig, jobs: list[tuple[str, tuple[MethodConfig, ...]]], trials: Path,
-                progress: Progress) -> list[dict[str, Any]]:
+                progress: Progress) -> list[JSONObject]:
     """The same jobs as Ray tasks (one CPU each). Trial folders are written by the workers, so OUTDIR must be
     on a filesystem they share with this machine (always true for a local Ray instance)."""
     ray = connect_ray(address)
@@ -189,9 +191,6 @@ def run_compress_sweep(base: PipelineConfig, ladders: dict[str, tuple[MethodConf
     """Run the baseline and every ladder; write OUTDIR/{sweep.json, report.html, trials/}; return the summary.
 
     ``ray_address``: run the jobs as Ray tasks on that cluster instead of ``workers`` local processes."""
-    from edgeq.compress.sweep_report import write_sweep_report
-    from edgeq.outdir import commit_output, prepare_output
-
     progress = progress or Progress(enabled=False)
     if not ladders:
         raise UsageError("--methods is empty", "e.g. --methods prune,lowrank,cluster")
@@ -209,7 +208,7 @@ def run_compress_sweep(base: PipelineConfig, ladders: dict[str, tuple[MethodConf
             progress.stage(f"sweep: INT8 baseline + {len(ladders)} ladder(s) in {max(1, workers)} process(es)")
             rows = _run_local(base, jobs, trials, workers, progress)
         metric = "accuracy" if any(r.get("accuracy") is not None for r in rows) else "top1_agreement"
-        summary = {"metric": metric, "pick": pick(rows), "pareto": pareto(rows, metric), "variants": rows,
+        summary: JSONObject = {"metric": metric, "pick": pick(rows), "pareto": pareto(rows, metric), "variants": rows,
                    "executor": f"ray {ray_address}" if ray_address else f"{max(1, workers)} local process(es)",
                    "ladders": {m: [c.level for c in lad] for m, lad in ladders.items()},
                    "budget": base.budget.to_dict(), "formats": list(base.formats),

@@ -13,34 +13,39 @@ import copy
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgeq.compress.spec import TrainOptions
 from edgeq.data import Dataset, load_dataset
 from edgeq.errors import DataError, ModelSourceError, UsageError
+from edgeq.jsontypes import JSONObject
 from edgeq.progress import Progress
+from edgeq.source import import_factory
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
 class TrainSet:
     """Training inputs as torch tensors in forward() order, optional labels, and where they came from."""
 
-    inputs: tuple[Any, ...]
-    labels: Any
+    inputs: tuple[torch.Tensor, ...]
+    labels: torch.Tensor | None
     source: str
 
     def __len__(self) -> int:
         return int(self.inputs[0].shape[0])
 
-    def batch(self, idx: Any) -> tuple[tuple[Any, ...], Any]:
+    def batch(self, idx: torch.Tensor) -> tuple[tuple[Any, ...], Any]:
         return tuple(t[idx] for t in self.inputs), (None if self.labels is None else self.labels[idx])
 
 
 def load_train_set(path: str | None, fallback: Dataset, input_names: list[str]) -> TrainSet:
     """``--train-data`` (or the calibration data when none is given), checked against the model's inputs."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     ds = load_dataset(path) if path else fallback
     missing = [n for n in input_names if n not in ds.inputs]
@@ -61,9 +66,9 @@ def load_train_set(path: str | None, fallback: Dataset, input_names: list[str]) 
     return TrainSet(tuple(tensors), labels, ds.source)
 
 
-def first_tensor(out: Any) -> Any:
+def first_tensor(out: object) -> torch.Tensor:
     """The model's main output: the tensor itself, the first of a tuple/list, or the first value of a dict."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     if isinstance(out, torch.Tensor):
         return out
@@ -79,7 +84,7 @@ def first_tensor(out: Any) -> Any:
 @contextlib.contextmanager
 def deterministic(seed: int) -> Iterator[None]:
     """Seeded, deterministic-kernel region; the caller's global torch settings are restored afterwards."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     was = torch.are_deterministic_algorithms_enabled()
     threads = torch.get_num_threads()
@@ -97,8 +102,10 @@ def deterministic(seed: int) -> Iterator[None]:
         torch.set_rng_state(rng)
 
 
-def distill_loss(student: Any, teacher: Any, labels: Any, temperature: float, kind: str = "auto") -> Any:
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None, temperature: float,
+                 kind: str = "auto") -> torch.Tensor:
     """``kl`` for class scores, ``mse`` for embeddings / regression; ``auto``: KL for 2-D (batch, classes) outputs."""
+    # heavy: torch, imported only where a model is built or run
     import torch.nn.functional as F  # noqa: N812
 
     if kind == "kl" or (kind == "auto" and student.dim() == 2 and student.shape[-1] > 1):
@@ -112,42 +119,44 @@ def distill_loss(student: Any, teacher: Any, labels: Any, temperature: float, ki
     return loss
 
 
-def user_train_fn(ref: str) -> Callable[[Any, int], None]:
-    from edgeq.source import import_factory
-
+def user_train_fn(ref: str) -> Callable[[torch.nn.Module, int], None]:
     try:
         fn = import_factory(ref)
     except ModelSourceError as e:
         raise UsageError(f"--train-fn {ref}: {e.cause}", "pass pkg.module:function taking (model, step_budget)") from e
-    return fn  # type: ignore[no-any-return]
+
+    def train(model: torch.nn.Module, steps: int) -> None:
+        fn(model, steps)  # the user's function: what it returns is not used
+
+    return train
 
 
 @dataclass
 class Trainer:
     """Fine-tunes a student against the frozen float teacher; one instance per compression run."""
 
-    teacher: Any
+    teacher: torch.nn.Module
     data: TrainSet
     options: TrainOptions
     progress: Progress
 
     @classmethod
-    def create(cls, model: Any, data: TrainSet, options: TrainOptions, progress: Progress) -> Trainer:
+    def create(cls, model: torch.nn.Module, data: TrainSet, options: TrainOptions, progress: Progress) -> Trainer:
         teacher = copy.deepcopy(model).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
         return cls(teacher, data, options, progress)
 
-    def teacher_logits(self, inputs: tuple[Any, ...]) -> Any:
-        import torch
+    def teacher_logits(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        import torch  # heavy: torch, imported only where a model is built or run
 
         with torch.no_grad():
             return first_tensor(self.teacher(*inputs))
 
-    def fine_tune(self, model: Any, steps: int, desc: str, *, train_mode: Callable[[Any, bool], None] | None = None,
-                  after_step: Callable[[Any], None] | None = None) -> dict[str, Any]:
+    def fine_tune(self, model: torch.nn.Module, steps: int, desc: str, *, train_mode: Callable[[torch.nn.Module, bool], None] | None = None,
+                  after_step: Callable[[torch.nn.Module], None] | None = None) -> JSONObject:
         """Run ``steps`` optimizer steps on ``model`` (in place). Returns the first and last loss."""
-        import torch
+        import torch  # heavy: torch, imported only where a model is built or run
 
         if steps <= 0:
             return {"steps": 0}
@@ -179,7 +188,7 @@ class Trainer:
                         raise UsageError(f"fine-tuning diverged at step {step} (loss {loss.item()})",
                                          "lower --train-lr or check the training data")
                     opt.zero_grad(set_to_none=True)
-                    loss.backward()
+                    torch.autograd.backward(loss)  # loss.backward(): Tensor.backward is unannotated in torch
                     opt.step()
                     sched.step()
                     if after_step is not None:
@@ -192,9 +201,9 @@ class Trainer:
             set_mode(model, False)
         return {"steps": steps, "first_loss": first, "last_loss": last}
 
-    def agreement(self, model: Any, limit: int = 512) -> float:
+    def agreement(self, model: torch.nn.Module, limit: int = 512) -> float:
         """Top-1 agreement (or cosine for non-logit outputs) with the teacher on the training data."""
-        import torch
+        import torch  # heavy: torch, imported only where a model is built or run
 
         n = min(limit, len(self.data))
         inputs, _ = self.data.batch(torch.arange(n))
@@ -206,9 +215,9 @@ class Trainer:
             return float((s.argmax(-1) == t.argmax(-1)).float().mean())
         return float(torch.nn.functional.cosine_similarity(s.flatten(1), t.flatten(1)).mean())
 
-    def divergence(self, model: Any, limit: int = 256) -> float:
+    def divergence(self, model: torch.nn.Module, limit: int = 256) -> float:
         """Distillation loss without labels: how far ``model`` is from the teacher (for sensitivity)."""
-        import torch
+        import torch  # heavy: torch, imported only where a model is built or run
 
         n = min(limit, len(self.data))
         inputs, _ = self.data.batch(torch.arange(n))

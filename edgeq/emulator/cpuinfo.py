@@ -7,13 +7,16 @@ inside a private mount namespace (see ``qemu.py``) so the runtime sees the board
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgeq.errors import TargetError
 
+if TYPE_CHECKING:
+    from edgeq.targetspec import CpuSpec
 
-def synthesise(cpu: Any) -> str:
-    """``cpu`` is a :class:`edgeq.targets.CpuSpec` (ARM): one block per core, like the Linux arm64 kernel prints."""
+
+def synthesise(cpu: CpuSpec) -> str:
+    """``cpu`` is an ARM target's CPU: one block per core, like the Linux arm64 kernel prints."""
     if cpu.arch != "aarch64":
         raise TargetError(f"cannot synthesise an ARM /proc/cpuinfo for a {cpu.arch} CPU ({cpu.name})",
                           "emulation needs an aarch64 target, e.g. --target raspberry-pi-4")

@@ -96,7 +96,7 @@ def apt_opts(state: Path) -> list[str]:
 
 
 def _user() -> str:
-    import pwd
+    import pwd  # POSIX-only module: imported where it is used so the package still imports on Windows
 
     return pwd.getpwuid(os.geteuid()).pw_name
 

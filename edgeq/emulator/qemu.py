@@ -19,21 +19,22 @@ from edgeq.emulator.cpuinfo import synthesise
 from edgeq.emulator.env import EmulatorEnv, root
 from edgeq.errors import EmulatorError, TargetError
 from edgeq.hashing import sha256_bytes
+from edgeq.targetspec import Target
 
 DEFAULT_TIMEOUT = float(os.environ.get("EDGEQ_EMULATOR_TIMEOUT", "600"))
 # In the mount namespace: put the ARM cpuinfo in place, then become qemu ("$0" is the cpuinfo file).
 _MOUNT_AND_EXEC = 'mount --bind "$0" /proc/cpuinfo && exec "$@"'
 
 
-def cpu_model(target: Any) -> str:
+def cpu_model(target: Target | None) -> str:
     if target is None or not getattr(target, "is_arm", False) or not target.cpu.qemu_model:
         name = getattr(target, "name", None)
         raise TargetError(f"target {name!r} has no ARM CPU model to emulate",
                           "pick an aarch64 target, e.g. --target raspberry-pi-4 (see `edgeq targets`)")
-    return str(target.cpu.qemu_model)
+    return target.cpu.qemu_model
 
 
-def cpuinfo_file(target: Any) -> Path:
+def cpuinfo_file(target: Target) -> Path:
     """The synthesised cpuinfo for ``target`` in the cache (content-addressed, written atomically)."""
     text = synthesise(target.cpu)
     d = root() / "cpuinfo"
@@ -51,25 +52,25 @@ def namespace_prefix() -> list[str]:
     return ["unshare", "--mount"] if os.geteuid() == 0 else ["unshare", "--map-root-user", "--mount"]
 
 
-def command(env: EmulatorEnv, target: Any, program: list[str]) -> list[str]:
+def command(env: EmulatorEnv, target: Target, program: list[str]) -> list[str]:
     """The full argv that runs ``program`` (an aarch64 path + args) as ``target``'s CPU."""
     return [*namespace_prefix(), "sh", "-c", _MOUNT_AND_EXEC, str(cpuinfo_file(target)),
             env.qemu, "-cpu", cpu_model(target), "-L", str(env.sysroot), *program]
 
 
-def python_command(env: EmulatorEnv, target: Any) -> list[str]:
+def python_command(env: EmulatorEnv, target: Target) -> list[str]:
     """argv prefix of the emulated python3.11; append a script and its arguments."""
     return command(env, target, [str(env.python)])
 
 
-def launcher(env: EmulatorEnv, target: Any) -> str:
+def launcher(env: EmulatorEnv, target: Target) -> str:
     """A shell script that runs any aarch64 program given as its arguments on ``target``'s emulated CPU."""
     argv = " ".join(shlex.quote(a) for a in command(env, target, []))
     return (f"#!/bin/sh\n# edgeq: run an aarch64 program on emulated {target.cpu.name} ({cpu_model(target)}) "
             f"kernels\nexec {argv} \"$@\"\n")
 
 
-def python_wrapper(env: EmulatorEnv, target: Any) -> str:
+def python_wrapper(env: EmulatorEnv, target: Target) -> str:
     """A ``python3`` shell wrapper that is the emulated aarch64 python of ``target`` (e.g. on an sshd's PATH)."""
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in guest_env(env).items())
     argv = " ".join(shlex.quote(a) for a in python_command(env, target))
@@ -86,7 +87,7 @@ def guest_env(env: EmulatorEnv, extra: dict[str, str] | None = None) -> dict[str
     return e
 
 
-def run(env: EmulatorEnv, target: Any, program: list[str], *, timeout: float | None = None,
+def run(env: EmulatorEnv, target: Target, program: list[str], *, timeout: float | None = None,
         cwd: Path | None = None, extra_env: dict[str, str] | None = None,
         check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run an aarch64 program; raise EmulatorError on timeout, crash (signal) or — with ``check`` — any failure."""
@@ -121,7 +122,7 @@ def run(env: EmulatorEnv, target: Any, program: list[str], *, timeout: float | N
     return r
 
 
-def run_python(env: EmulatorEnv, target: Any, args: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+def run_python(env: EmulatorEnv, target: Target, args: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
     return run(env, target, [str(env.python), *args], **kw)
 
 

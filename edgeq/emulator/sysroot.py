@@ -39,10 +39,11 @@ from edgeq.emulator.fetch import (
     fetch_wheels,
     unpack_wheel,
 )
-from edgeq.emulator.qemu import run_python
+from edgeq.emulator.qemu import cpu_model, run_python
 from edgeq.errors import EmulatorError
 from edgeq.hashing import sha256_file
 from edgeq.progress import Progress
+from edgeq.targetspec import Target
 
 LAYOUT_VERSION = 1
 
@@ -165,7 +166,7 @@ def is_ready() -> bool:
 
 # --- setup -----------------------------------------------------------------------------------------------
 
-def setup(target: Any = None, progress: Progress | None = None, force: bool = False) -> EmulatorEnv:
+def setup(target: Target | None = None, progress: Progress | None = None, force: bool = False) -> EmulatorEnv:
     """Prepare the environment (a no-op when it is intact) and smoke-test it on ``target``'s CPU model."""
     progress = progress or Progress(enabled=False)
     t0 = time.perf_counter()
@@ -175,7 +176,7 @@ def setup(target: Any = None, progress: Progress | None = None, force: bool = Fa
         return _setup_locked(target, progress, force, qemu, t0)
 
 
-def _setup_locked(target: Any, progress: Progress, force: bool, qemu: str, t0: float) -> EmulatorEnv:
+def _setup_locked(target: Target | None, progress: Progress, force: bool, qemu: str, t0: float) -> EmulatorEnv:
     d = env_dir()
     stamp = _read_stamp(d) if d.is_dir() else None
     if stamp is not None and not force:
@@ -241,14 +242,14 @@ def _wheel_name(wheels: list[dict[str, Any]], w: Wheel) -> str:
     return str(next(x["file"] for x in wheels if x["sha256"] == w.sha256))
 
 
-def _smoke(env: EmulatorEnv, target: Any, progress: Progress, write: bool = True) -> None:
+def _smoke(env: EmulatorEnv, target: Target, progress: Progress, write: bool = True) -> None:
     """Import numpy + onnxruntime under the target's CPU model: proves the sysroot, wheels and cpuinfo work."""
     progress.stage(f"smoke test: import onnxruntime under qemu -cpu {target.cpu.qemu_model}")
     r = run_python(env, target, ["-c", SMOKE], timeout=300)
     if not r.stdout.startswith("aarch64"):
         raise EmulatorError(f"smoke test under {target.cpu.qemu_model} printed {r.stdout.strip()!r}",
                             "run `edgeq emulator setup --force` to rebuild the environment")
-    models = sorted(set(env.stamp.get("smoke_tested", [])) | {target.cpu.qemu_model})
+    models = sorted({str(m) for m in env.stamp.get("smoke_tested", [])} | {cpu_model(target)})
     env.stamp["smoke_tested"] = models
     if write:
         tmp = env.path / f".stamp.json.{os.getpid()}"

@@ -33,7 +33,7 @@ class VerifyResult:
 def write_bundle(program: Any, cases: list[tuple[tuple[Any, ...], list[np.ndarray]]], path: Path) -> None:
     """Serialize ``program`` (an ExecutorchProgramManager) with (inputs, expected outputs) test cases."""
     import torch
-    from executorch.devtools import BundledProgram
+    from executorch.devtools import BundledProgram  # optional: the [executorch] extra
     from executorch.devtools.bundled_program.config import MethodTestCase, MethodTestSuite
     from executorch.devtools.bundled_program.serialize import serialize_from_bundled_program_to_flatbuffer
 
@@ -55,7 +55,7 @@ def derive_tolerances(expected: list[list[np.ndarray]], actual: list[list[np.nda
 def read_bundle(path: Path) -> tuple[bytes, list[tuple[list[np.ndarray], list[np.ndarray]]]]:
     """(program bytes, [(inputs, expected outputs)]) of a ``.bpte`` — numpy only at the call site."""
     from executorch.devtools.bundled_program.serialize import deserialize_from_flatbuffer_to_bundled_program
-    from executorch.exir.scalar_type import ScalarType
+    from executorch.exir.scalar_type import ScalarType  # optional: the [executorch] extra
 
     try:
         bp = deserialize_from_flatbuffer_to_bundled_program(Path(path).read_bytes())
@@ -96,7 +96,7 @@ def verify_outputs(path: Path, outputs: list[list[np.ndarray]], rtol: float, ato
 
 def verify_on_runtime(path: Path, rtol: float, atol: float) -> VerifyResult:
     """What a device does: load the bundle into the ExecuTorch runtime, run each bundled input, verify."""
-    from executorch.extension.pybindings import portable_lib as et
+    from executorch.extension.pybindings import portable_lib as et  # optional: the [executorch] extra
 
     try:
         bundle = et._load_bundled_program_from_buffer(Path(path).read_bytes())

@@ -12,7 +12,7 @@ from typing import Any
 
 def is_clamp_node(node: Any) -> bool:
     """``relu6`` / ``hardtanh`` (clamps): fusable into XNNPACK's conv / linear output min / max."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     return bool(node.op == "call_function"
                 and node.target in (torch.ops.aten.hardtanh.default, torch.ops.aten.hardtanh_.default,
@@ -23,6 +23,7 @@ def annotate_clamp_fusions(gm: Any, config: Any, filter_fn: Callable[[Any], bool
     """Annotate ``conv2d|linear -> hardtanh`` like the stock ``conv -> relu`` pattern: the producer's input and
     weights (and bias) are quantized, its output is not, the clamp's output carries the activation observer.
     Returns how many patterns were annotated (the caller runs this before the stock patterns)."""
+    # optional: the [executorch] extra
     import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils import (
         _is_annotated,

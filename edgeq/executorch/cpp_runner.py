@@ -20,6 +20,7 @@ from pathlib import Path
 
 from edgeq.cache import cache_dir
 from edgeq.errors import RunnerError, UsageError
+from edgeq.resources import sample_app_dir
 
 SOURCES = ("CMakeLists.txt", "edgeq_runner.cpp", "edgeq_json.h", "edgeq_image.h", "edgeq_npz.h", "edgeq_sha256.h",
            "toolchain-aarch64.cmake")
@@ -30,8 +31,6 @@ BUILD_TIMEOUT_S = 900
 
 def source_dir() -> Path:
     """The runner sources, shipped as package data (``edgeq/sample_apps/raspberry_pi_cpp``)."""
-    from edgeq.resources import sample_app_dir
-
     return sample_app_dir("raspberry_pi_cpp")
 
 

@@ -15,7 +15,7 @@ from edgeq.errors import UsageError
 
 def is_float_node(node: Any) -> bool:
     """True when the node's output and every tensor input are floating point (safe to quantize)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     def floating(v: Any) -> bool:
         if isinstance(v, torch.Tensor):
@@ -35,7 +35,7 @@ def is_float_node(node: Any) -> bool:
 
 
 def float_valued(node: Any) -> bool:
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     v = node.meta.get("val")
     return isinstance(v, torch.Tensor) and v.dtype.is_floating_point
@@ -46,7 +46,7 @@ def mask_derived_nodes(model: Any) -> set[str]:
     ``(1 - mask) * -10000``. They are not activations: quantizing them (or the ``scores + bias`` add they feed)
     to INT8 stretches the range to ±10⁴ and wipes out the attention scores. They and their consumers stay float.
     """
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     derived: set[str] = set()
     for n in model.graph.nodes:
@@ -68,6 +68,7 @@ def convert_float_scalars_to_attrs(model: Any) -> Any:
     such as ``cumsum(mask) * mask + 1`` (position ids) silently becomes float and ``embedding`` then fails
     with "tensors used as indices must be long". Integer arithmetic keeps its Python scalars here.
     """
+    # optional: the [executorch] extra
     import torch
     from torchao.quantization.pt2e.utils import get_new_attr_name_with_prefix
 

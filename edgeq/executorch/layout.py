@@ -31,6 +31,7 @@ class PteLayout:
 
 def read_layout(path: Path) -> PteLayout:
     try:
+        # optional: the [executorch] extra
         from executorch.exir._serialize._program import (
             _ExtendedHeader,
             _flatbuffer_to_program,

@@ -10,6 +10,7 @@ import collections
 from typing import Any
 
 from edgeq.errors import QuantizationError, UsageError
+from edgeq.jsontypes import JSONObject
 
 # Graph plumbing, not compute: they never reach a kernel.
 _STRUCTURAL = {"getitem", "executorch_call_delegate"}
@@ -46,7 +47,7 @@ def lower_to_executorch(exported: Any, backend_config: dict[str, Any] | None = N
 
 def _op_name(node: Any) -> str:
     """``aten.convolution`` / ``aten.add.Tensor`` / ``quantized_decomposed.quantize_per_tensor``."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     target = node.target
     if not isinstance(target, torch._ops.OpOverload):
@@ -56,7 +57,7 @@ def _op_name(node: Any) -> str:
     return str(getattr(target, "__name__", target))
 
 
-def delegation_report(gm: Any) -> dict[str, Any]:
+def delegation_report(gm: Any) -> JSONObject:
     """Compute ops inside XNNPACK delegates vs ops left in the top-level graph (portable kernels)."""
     delegated: collections.Counter[str] = collections.Counter()
     left: collections.Counter[str] = collections.Counter()

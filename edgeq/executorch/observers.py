@@ -7,10 +7,12 @@ from typing import Any
 
 from edgeq.errors import QuantizationError
 from edgeq.executorch.graph_filters import is_float_node
+from edgeq.jsontypes import JSONObject
 
 
-def observers_of(gm: Any) -> dict[str, Any]:
+def observers_of(gm: Any) -> JSONObject:
     """observer module name -> the graph node it observes."""
+    # optional: the [executorch] extra
     from torchao.quantization.pt2e.observer import _is_activation_post_process
 
     modules = dict(gm.named_modules())
@@ -23,7 +25,7 @@ def observers_of(gm: Any) -> dict[str, Any]:
 
 def check_observers_reached(gm: Any, observers: dict[str, Any]) -> None:
     """An observer whose range is still empty never saw data: its scale would not come from calibration."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     modules = dict(gm.named_modules())
     missed = []

@@ -21,9 +21,10 @@ does not do and edgeq must (node filters in ``graph_filters``, the clamp fusion 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,6 +41,11 @@ from edgeq.executorch.graph_filters import (
     resolve_exclusions,
 )
 from edgeq.executorch.observers import check_observers_reached, float_compute_nodes, observers_of
+from edgeq.signature import TensorSpec
+from edgeq.targetspec import Target
+
+if TYPE_CHECKING:
+    import torch
 
 TOOL = "torchao.quantization.pt2e (prepare_pt2e/convert_pt2e) + executorch XNNPACKQuantizer"
 
@@ -59,7 +65,7 @@ class PteQuantSettings:
     dynamic_linears: bool = False  # static mode, but aten.linear with XNNPACK's dynamic per-token activations
 
 
-def resolve_settings(quant: QuantOptions, target: Any) -> PteQuantSettings:
+def resolve_settings(quant: QuantOptions, target: Target) -> PteQuantSettings:
     per_channel = quant.per_channel if quant.per_channel is not None else bool(target.executorch.per_channel)
     # minmax maps to MinMaxObserver; the other methods to XNNPACK's default HistogramObserver, which picks the
     # range that minimises the L2 quantization error (the closest PT2E has to percentile/entropy calibration).
@@ -76,6 +82,7 @@ def resolve_settings(quant: QuantOptions, target: Any) -> PteQuantSettings:
 
 
 def make_quantizer(settings: PteQuantSettings) -> Any:
+    # optional: the [executorch] extra
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
@@ -111,14 +118,14 @@ def make_quantizer(settings: PteQuantSettings) -> Any:
     config = get_symmetric_quantization_config(is_per_channel=settings.per_channel,
                                                is_dynamic=settings.mode == "dynamic")
     if settings.mode == "static" and settings.activation_observer == "minmax":
-        from torchao.quantization.pt2e.observer import MinMaxObserver
+        from torchao.quantization.pt2e.observer import MinMaxObserver  # optional: the [executorch] extra
 
         act = dataclasses.replace(config.input_activation,
                                   observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
         config = dataclasses.replace(config, input_activation=act, output_activation=act)
     quantizer = IntegerSafeXNNPACKQuantizer().set_global(config)
     if settings.dynamic_linears:
-        import torch
+        import torch  # heavy: torch, imported only where a model is built or run
 
         # operator-type configs are annotated before the global one, so every linear is taken by the dynamic
         # config and the static pass skips it (already annotated); its output is float (the classifier's logits)
@@ -128,9 +135,10 @@ def make_quantizer(settings: PteQuantSettings) -> Any:
     return quantizer
 
 
-def quantize_pt2e(exported: Any, calib: Dataset, signature: list[Any], opts: QuantOptions, target: Any,
+def quantize_pt2e(exported: torch.export.ExportedProgram, calib: Dataset, signature: list[TensorSpec], opts: QuantOptions, target: Target,
                   on_sample: Callable[[], None] | None = None) -> tuple[Any, dict[str, Any]]:
     """Quantize a static-batch ExportedProgram. Returns (quantized ExportedProgram, manifest details)."""
+    # optional: the [executorch] extra
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
@@ -185,10 +193,10 @@ def quantize_pt2e(exported: Any, calib: Dataset, signature: list[Any], opts: Qua
     return qep, info
 
 
-def _calibrate(prepared: Any, calib: Dataset, signature: list[Any], passes: int,
+def _calibrate(prepared: Any, calib: Dataset, signature: list[TensorSpec], passes: int,
                on_sample: Callable[[], None] | None) -> None:
     """Run the first ``passes`` calibration samples through the observed graph."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     with torch.no_grad():
         for i in range(passes):
@@ -204,13 +212,11 @@ def _calibrate(prepared: Any, calib: Dataset, signature: list[Any], passes: int,
                 on_sample()
 
 
-def convert_qat(qat: Any, calib: Dataset, signature: list[Any]) -> tuple[Any, dict[str, Any]]:
+def convert_qat(qat: Any, calib: Dataset, signature: list[TensorSpec]) -> tuple[Any, dict[str, Any]]:
     """``convert_pt2e`` on the QAT-trained graph (``edgeq.compress.qat.QatGraph``): the shipped scales are the
     ones QAT learnt, not a re-calibration. Re-exported with a static batch of 1 for ExecuTorch."""
-    import copy
-
     import torch
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e  # optional: the [executorch] extra
 
     try:
         converted = convert_pt2e(copy.deepcopy(qat.prepared))  # the graph stays reusable (search, rebuilds)
@@ -244,9 +250,9 @@ def _fake_quants(gm: Any) -> list[str]:
     return [n for n, m in gm.named_modules() if hasattr(m, "fake_quant_enabled")]
 
 
-def sample_args(data: Dataset, signature: list[Any], i: int) -> tuple[Any, ...]:
+def sample_args(data: Dataset, signature: list[TensorSpec], i: int) -> tuple[Any, ...]:
     """One sample as contiguous torch clones (numpy views can carry zero strides ExecuTorch rejects)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     return tuple(torch.from_numpy(np.ascontiguousarray(data.inputs[s.name][i:i + 1]).copy()).contiguous().clone()
                  for s in signature)

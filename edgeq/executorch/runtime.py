@@ -47,7 +47,7 @@ def check_pte_header(path: Path) -> None:
 def load_method(path: Path) -> Any:
     """Load ``forward`` of a .pte; a corrupt or truncated file is an :class:`ArtifactError`."""
     check_pte_header(path)
-    from executorch.runtime import Runtime, Verification
+    from executorch.runtime import Runtime, Verification  # optional: the [executorch] extra
 
     try:
         program = Runtime.get().load_program(path, verification=Verification.InternalConsistency)
@@ -63,7 +63,7 @@ def load_method(path: Path) -> Any:
 def run_pte(artifact: Path, inputs: list[np.ndarray], warmup: int = WARMUP,
             repeats: int = REPEATS) -> tuple[dict[str, np.ndarray], float | None]:
     """All samples one by one; returns (outputs keyed by canonical name, median single-sample latency in ms)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     method = load_method(artifact)
     n = inputs[0].shape[0]

@@ -10,6 +10,7 @@ import numpy as np
 
 from edgeq.explain.onnx_profile import profile_onnx
 from edgeq.explain.pte_profile import profile_pte
+from edgeq.jsontypes import JSONObject, get_object_or_none
 from edgeq.manifest import Artifact
 from edgeq.progress import Progress
 
@@ -40,11 +41,11 @@ def profile_artifacts(outdir: Path, artifacts: list[Artifact], inputs_rel: str,
     return {"profiles": profiles, "warnings": warnings, "notes": notes}
 
 
-def _slower_than_float(artifacts: list[Artifact], profiles: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _slower_than_float(artifacts: list[Artifact], profiles: list[dict[str, Any]]) -> list[JSONObject]:
     """A quantized artifact whose profiled run took longer than its float baseline's: name where its time went
     (the paired latency measurement says *that* it is slower; this says which operators)."""
     by_name = {p["artifact"]: p for p in profiles}
-    out = []
+    out: list[JSONObject] = []
     for a in artifacts:
         prof = by_name.get(a.name)
         ratio = _host_ratio(a)  # the paired latency measurement decides: a 10-run profile alone is too noisy
@@ -76,11 +77,12 @@ def _profile_one(path: Path, a: Artifact, inputs: dict[str, np.ndarray]) -> tupl
     return prof, _unfused_warnings(a, prof, unfused)
 
 
-def _delegation_warnings(a: Artifact, prof: dict[str, Any]) -> list[dict[str, Any]]:
+def _delegation_warnings(a: Artifact, prof: dict[str, Any]) -> list[JSONObject]:
     """Operators the XNNPACK partitioner left to ExecuTorch's portable kernels (the delegation report), with the
     share of the run their kernels took in the profile."""
-    deleg = a.details.get("delegation") or {}
-    counts: dict[str, int] = deleg.get("non_delegated_counts") or {}
+    deleg = get_object_or_none(a.details, "delegation") or {}
+    counts = {op: n for op, n in (get_object_or_none(deleg, "non_delegated_counts") or {}).items()
+              if isinstance(n, int)}
     if not counts:
         return []
     portable = sum(o["ms"] for o in prof["ops"] if o["where"] == "portable")
@@ -94,7 +96,7 @@ def _delegation_warnings(a: Artifact, prof: dict[str, Any]) -> list[dict[str, An
              "message": msg}]
 
 
-def _unfused_warnings(a: Artifact, prof: dict[str, Any], unfused: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _unfused_warnings(a: Artifact, prof: dict[str, Any], unfused: list[dict[str, Any]]) -> list[JSONObject]:
     if not unfused:
         return []
     ms = sum(u["ms"] or 0.0 for u in unfused)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 
+from edgeq.jsontypes import JSONObject
 from edgeq.search.sensitivity import nsr
 
 
@@ -27,7 +27,7 @@ class LayerError:
     added_db: float  # the noise this layer adds beyond its inputs', as an SQNR (lower = worse)
     nodes: tuple[str, ...] = ()  # every float-graph node the layer covers (a Conv whose Relu was folded into it)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         d = asdict(self)
         d["nodes"] = list(self.nodes or (self.layer,))
         for k in ("sqnr_db", "added_db", "cosine"):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
@@ -19,7 +20,7 @@ from edgeq.onnx.quantize import quantize_onnx_static, quiet_stdout, reader_class
 
 def onnx_layer_errors(float_model: Path, qdq_model: Path, data: Dataset) -> list[LayerError]:
     """One entry per float-graph node whose output the quantized model also computes, in graph order."""
-    import onnx
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization.qdq_loss_debug import (
         collect_activations,
         create_activation_matching,
@@ -77,7 +78,7 @@ def _group(node: Any, producer: dict[str, Any], measured: dict[str, Any]) -> tup
 
 def output_sqnr(model: Path, data: Dataset, reference: dict[str, np.ndarray]) -> float:
     """SQNR of the model's outputs against the float reference outputs, over all outputs and samples."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy: onnxruntime, only where a model is quantized or run
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1

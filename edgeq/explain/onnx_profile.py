@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from edgeq.explain.profile import OpTime, Profile, mean_per_run, overhead_row, per_run_coverage, sorted_ops
 
@@ -30,7 +31,7 @@ _PLUMBING = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Shape", 
 def profile_onnx(path: Path, sample: dict[str, np.ndarray], artifact: str, runs: int = 10,
                  warmup: int = 2) -> tuple[Profile, list[dict[str, Any]]]:
     """(per-node profile, float nodes between Q/DQ) of one ONNX / ORT-format model on one sample."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy: onnxruntime, only where a model is quantized or run
 
     with tempfile.TemporaryDirectory(prefix="edgeq-prof-") as tmp:
         opts = ort.SessionOptions()
@@ -90,8 +91,6 @@ def _is_float_compute(op: str) -> bool:
 
 def unfused_float_nodes(optimized: Path) -> list[dict[str, Any]]:
     """Float nodes the runtime executes between a DequantizeLinear and a QuantizeLinear, in graph order."""
-    import onnx
-
     graph = onnx.load(str(optimized), load_external_data=False).graph
     if not any(n.op_type == "QuantizeLinear" for n in graph.node):
         return []  # not a QDQ model (float or dynamic INT8): nothing was meant to be fused

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import asdict, dataclass, field
-from typing import Any
+
+from edgeq.jsontypes import JSONObject
 
 TOP = 12  # operators the report and the terminal list by name; the rest are summed in one row
 
@@ -42,7 +43,7 @@ class Profile:
     def total_ms(self) -> float:
         return sum(o.ms for o in self.ops)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         d = asdict(self)
         d["ops"] = [asdict(o) for o in self.ops]
         d["notes"] = list(self.notes)

@@ -19,10 +19,11 @@ from edgeq.config import QuantOptions
 from edgeq.data import Dataset
 from edgeq.executorch.quantize import quantize_pt2e, sample_args
 from edgeq.explain.layers import LayerError, added_db, cosine, sqnr_db
+from edgeq.targetspec import Target
 
 
 def _flat(x: Any) -> list[np.ndarray]:
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
     from torch.utils._pytree import tree_flatten
 
     leaves, _ = tree_flatten(x)
@@ -30,8 +31,9 @@ def _flat(x: Any) -> list[np.ndarray]:
 
 
 def pte_layer_errors(exported: Any, calib: Dataset, ev: Dataset, signature: list[Any], opts: QuantOptions,
-                     target: Any) -> list[LayerError]:
+                     target: Target) -> list[LayerError]:
     """One entry per float-graph node matched in the quantized graph, in graph order."""
+    # optional: the [executorch] extra
     import torch
     from torchao.quantization.pt2e import (
         extract_results_from_loggers,
@@ -74,9 +76,9 @@ def pte_layer_errors(exported: Any, calib: Dataset, ev: Dataset, signature: list
 
 
 def pt2e_output_sqnr(exported: Any, calib: Dataset, ev: Dataset, signature: list[Any], opts: QuantOptions,
-                     target: Any, keep_float: str | None) -> float:
+                     target: Target, keep_float: str | None) -> float:
     """Output SQNR (vs the float graph) of the PT2E graph built with ``opts``, ``keep_float`` excluded."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     if keep_float is not None:
         opts = dataclasses.replace(opts, nodes_to_exclude=(*opts.nodes_to_exclude, keep_float))

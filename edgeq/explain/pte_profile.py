@@ -32,7 +32,7 @@ def profile_pte(path: Path, inputs: list[np.ndarray], artifact: str, runs: int =
                 warmup: int = 2) -> Profile:
     """Profile ``forward`` of one ``.pte`` on the first sample of ``inputs`` (batch 1)."""
     import torch
-    from executorch.devtools import Inspector
+    from executorch.devtools import Inspector  # optional: the [executorch] extra
     from executorch.extension.pybindings.portable_lib import _load_for_executorch
 
     module = _load_for_executorch(str(path), enable_etdump=True, debug_buffer_size=0)

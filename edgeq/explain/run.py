@@ -21,6 +21,7 @@ from edgeq.explain.latency import profile_artifacts
 from edgeq.explain.layers import LayerError, worst
 from edgeq.explain.onnx_layers import MOVES, onnx_layer_errors, output_sqnr, rebuild_wider
 from edgeq.explain.pte_layers import pt2e_output_sqnr, pte_layer_errors
+from edgeq.jsontypes import JSONObject
 from edgeq.manifest import Artifact
 from edgeq.onnx.export import preprocess
 from edgeq.progress import Progress
@@ -44,7 +45,7 @@ class ExplainInputs:
     moves: int = 3  # worst layers rebuilt wider when the budget is missed
 
 
-def explain_export(x: ExplainInputs, progress: Progress | None = None) -> dict[str, Any]:
+def explain_export(x: ExplainInputs, progress: Progress | None = None) -> JSONObject:
     progress = progress or Progress(enabled=False)
     out = profile_artifacts(x.outdir, list(x.artifacts), x.inputs_rel, progress)
     out["layer_error"] = []
@@ -77,7 +78,7 @@ def _missed(a: Artifact) -> bool:
     return any(not v.budget_check.get("passed", True) for v in a.validations)
 
 
-def _layer_error(x: ExplainInputs, a: Artifact, progress: Progress) -> dict[str, Any]:
+def _layer_error(x: ExplainInputs, a: Artifact, progress: Progress) -> JSONObject:
     ev = x.ev.head(x.samples)
     opts = _options(x, a.format)
     if a.format == "onnx":
@@ -102,7 +103,7 @@ def _layer_error(x: ExplainInputs, a: Artifact, progress: Progress) -> dict[str,
 
 
 def _measure_moves(x: ExplainInputs, a: Artifact, layers: list[LayerError], opts: QuantOptions, ev: Dataset,
-                   source: Any) -> list[dict[str, Any]]:
+                   source: Any) -> list[JSONObject]:
     """Output SQNR of the recipe rebuilt as is and with one worst layer wider; the difference is the move's gain."""
     sig = list(x.captured.signature)
     if a.format == "onnx":
@@ -121,7 +122,7 @@ def _measure_moves(x: ExplainInputs, a: Artifact, layers: list[LayerError], opts
         moves = ("kept in float",)  # XNNPACK's PT2E quantizer has no 16-bit activation scheme
 
     base = measure((), "")
-    out = []
+    out: list[JSONObject] = []
     for w in worst(layers, x.moves):
         for move in moves:
             after = measure(w.nodes or (w.layer,), move)

@@ -11,6 +11,7 @@ from typing import Any
 
 from edgeq.errors import ManifestError
 from edgeq.explain.section import best_moves, move_text, top_rows
+from edgeq.jsontypes import JSONObject
 from edgeq.manifest import MANIFEST_NAME, read_manifest
 
 
@@ -24,7 +25,7 @@ def _confined_manifest(outdir: Path) -> Path:
     return p
 
 
-def explain(outdir: Path) -> dict[str, Any]:
+def explain(outdir: Path) -> JSONObject:
     """The ``--json`` document: per-layer error (when recorded), warnings, and the top operators per artifact."""
     m = read_manifest(_confined_manifest(Path(outdir)))
     try:
@@ -36,7 +37,7 @@ def explain(outdir: Path) -> dict[str, Any]:
                             "the manifest was edited or written by another edgeq; re-run edgeq export") from e
 
 
-def _document(m: dict[str, Any], outdir: Path) -> dict[str, Any]:
+def _document(m: dict[str, Any], outdir: Path) -> JSONObject:
     ex = m.get("explain") or {}
     profiles = [{"artifact": p["artifact"], "format": p["format"], "source": p["source"], "runs": p["runs"],
                  "wall_ms": p["wall_ms"], "runtime_ms": p["runtime_ms"], "total_ms": p["total_ms"],

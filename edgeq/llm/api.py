@@ -13,13 +13,17 @@ import numpy as np
 from edgeq.emulator.qemu import cpu_model
 from edgeq.emulator.sysroot import is_ready
 from edgeq.errors import OutputExistsError, UsageError
+from edgeq.integrity import seal
 from edgeq.llm import measure
 from edgeq.llm.config import FORMATS, PTE_DELEGATIONS, PTE_PROGRAMS, LlmConfig
 from edgeq.llm.metrics import greedy, score
+from edgeq.llm.onnx_export import check_architecture
 from edgeq.llm.runners import TorchLM
 from edgeq.llm.select import Lower, select_format
 from edgeq.llm.source import LoadedLM, float_bytes, load_lm, save_hf_folder
 from edgeq.llm.text import calib_eval_windows
+from edgeq.manifest import write_manifest
+from edgeq.outdir import commit_output, discard_output, prepare_output
 from edgeq.progress import Progress
 from edgeq.targets import load_target
 
@@ -75,8 +79,6 @@ def export_llm(cfg: LlmConfig, progress: Progress | None = None, lower: Lower = 
     pr.stage(f"loading the language model {cfg.model}")
     lm = load_lm(cfg.model)
     if "onnx" in cfg.formats:
-        from edgeq.llm.onnx_export import check_architecture
-
         # before minutes of float scoring: a family the ONNX builder cannot write fails now, by name
         check_architecture(str((lm.model.config.architectures or [type(lm.model).__name__])[0]))
     if cfg.max_context > int(getattr(lm.model.config, "max_position_embeddings", cfg.max_context)):
@@ -85,9 +87,6 @@ def export_llm(cfg: LlmConfig, progress: Progress | None = None, lower: Lower = 
     calib, evalw = calib_eval_windows(lm.tokenizer, cfg.calib_text, cfg.eval_text, cfg.seq_len, cfg.calib_windows,
                                       cfg.eval_windows)
     pr.stage(f"text: {len(calib)} calibration and {len(evalw)} evaluation windows of {cfg.seq_len} tokens")
-    from edgeq.integrity import seal
-    from edgeq.manifest import write_manifest
-    from edgeq.outdir import commit_output, discard_output, prepare_output
 
     # The same output rules as every export: a lock, --force only over an edgeq folder, no partial folder left.
     tmp = prepare_output(cfg.output, cfg.force)

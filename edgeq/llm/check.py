@@ -29,7 +29,10 @@ from typing import Any
 import numpy as np
 
 from edgeq.errors import ManifestError, UsageError
+from edgeq.integrity import confined
 from edgeq.llm.metrics import WindowScores, compare, score
+from edgeq.llm.runners import TorchLM, open_runner
+from edgeq.llm.source import load_lm
 from edgeq.validate.isolated import run_forked
 
 # Quantized perplexity below this fraction of the stored float perplexity fails the reference (see above).
@@ -63,7 +66,6 @@ class LmCheck:
 def is_text_generation(m: dict[str, Any], out: Path) -> bool:
     """The folder is an LM export when its reference file holds per-token NLL; the manifest's task must agree."""
     ref = (m.get("validation_data") or {}).get("reference") or {}
-    from edgeq.integrity import confined
 
     path = confined(out, ref.get("path"), "validation_data.reference")
     try:
@@ -97,8 +99,6 @@ def _budget(m: dict[str, Any], cli: float | None) -> tuple[float, str, list[str]
 
 
 def _load_windows(out: Path, m: dict[str, Any]) -> tuple[np.ndarray, WindowScores]:
-    from edgeq.integrity import confined
-
     vd = m["validation_data"]
     try:
         with np.load(confined(out, vd["inputs"]["path"], "validation_data.inputs"), allow_pickle=False) as z:
@@ -121,8 +121,6 @@ def score_isolated(path: Path, fmt: str, windows: np.ndarray, workdir: Path) -> 
     res.unlink(missing_ok=True)
 
     def work() -> None:
-        from edgeq.llm.runners import open_runner
-
         runner = open_runner(path, fmt)
         vocab = runner.forward(windows[0][:1], 0).shape[-1]
         if int(windows.max()) >= vocab or int(windows.min()) < 0:
@@ -137,9 +135,6 @@ def score_isolated(path: Path, fmt: str, windows: np.ndarray, workdir: Path) -> 
 
 
 def _float_scores(model: str, windows: np.ndarray) -> WindowScores:
-    from edgeq.llm.runners import TorchLM
-    from edgeq.llm.source import load_lm
-
     lm = load_lm(model)
     return score(TorchLM(lm.model, int(windows.shape[1]) + 1), windows)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+
+from edgeq.jsontypes import JSONObject
 
 FORMATS = ("onnx", "pte")
 PTE_DELEGATIONS = ("linears", "all")
@@ -44,7 +45,7 @@ class Variant:
         sq = "-sq" if self.smooth else ""
         return f"{self.format}-{act}{self.bits}{grp}{sym}{algo}{sq}{keep}{acc}{emb}"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         d = asdict(self)
         d["name"] = self.name
         d["keep8"] = list(self.keep8)
@@ -85,7 +86,7 @@ class LlmConfig:
     force: bool = False
     version: int = 1
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         d = asdict(self)
         d["output"] = str(self.output)
         d["calib_text"] = str(self.calib_text)

@@ -17,17 +17,20 @@ from typing import Any
 
 import numpy as np
 
+from edgeq.emulator import qemu
 from edgeq.errors import EmulatorError
+from edgeq.jsontypes import JSONObject
+from edgeq.llm.pte_export import custom_ops
+from edgeq.targets import load_target
+from edgeq.validate.runners.base import parse_result
+from edgeq.validate.runners.emulator import DEVICE_DIR, EmulatorRunner
 
 DECODE_TOKENS = 8  # few: every emulated step is slow and the figure is not device speed anyway
 
 
 def emulated_speed(artifact: Path, fmt: str, target_name: str, prompt: np.ndarray, workdir: Path,
-                   decode_tokens: int = DECODE_TOKENS) -> dict[str, Any]:
+                   decode_tokens: int = DECODE_TOKENS) -> JSONObject:
     """{runner, cpu_model, metrics{decode_tokens_per_s, decode_ms_per_token, ...}, runtime, emulated: True}."""
-    from edgeq.targets import load_target
-    from edgeq.validate.runners.emulator import EmulatorRunner
-
     target = load_target(target_name)
     runner = EmulatorRunner(target)  # typed errors: a non-ARM target, the emulator not set up
     workdir.mkdir(parents=True, exist_ok=True)
@@ -42,10 +45,6 @@ def emulated_speed(artifact: Path, fmt: str, target_name: str, prompt: np.ndarra
 
 
 def _onnx(runner: Any, folder: Path, prompt: np.ndarray, decode_tokens: int) -> tuple[dict[str, Any], str]:
-    from edgeq.emulator import qemu
-    from edgeq.validate.runners.base import parse_result
-    from edgeq.validate.runners.emulator import DEVICE_DIR
-
     args = [str(DEVICE_DIR / "lm_decode_onnx.py"), str(folder), ",".join(str(int(t)) for t in prompt),
             "--decode-tokens", str(decode_tokens)]
     r = qemu.run_python(runner.env, runner.target, args, timeout=runner.timeout, check=False)
@@ -61,8 +60,6 @@ def _onnx(runner: Any, folder: Path, prompt: np.ndarray, decode_tokens: int) -> 
 
 
 def _pte(runner: Any, pte: Path, prompt: np.ndarray, workdir: Path) -> tuple[dict[str, Any], str]:
-    from edgeq.llm.pte_export import custom_ops
-
     if ops := custom_ops(pte):
         raise EmulatorError(f"{pte.name} calls {', '.join(ops)}, which the ExecuTorch wheel's C++ runtime (the "
                             "emulated runner's) has no kernels for",

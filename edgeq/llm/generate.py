@@ -25,7 +25,7 @@ def pick_artifact(outdir: Path, fmt: str | None) -> tuple[Path, str]:
 
 
 def load_tokenizer(outdir: Path) -> Any:
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # heavy: transformers, only for Hugging Face and language models
 
     return AutoTokenizer.from_pretrained(str(Path(outdir) / "tokenizer"))
 

@@ -12,8 +12,12 @@ from typing import Any
 import numpy as np
 
 from edgeq.hashing import sha256_file
+from edgeq.jsontypes import JSONObject
 from edgeq.llm.config import LlmConfig, Variant
+from edgeq.llm.emulate import emulated_speed
 from edgeq.llm.metrics import WindowScores, compare, greedy, greedy_agreement, score, speed
+from edgeq.llm.onnx_export import build_onnx, folder_bytes
+from edgeq.llm.pte_export import PteLowering, build_pte, custom_ops
 from edgeq.llm.runners import open_runner
 from edgeq.llm.source import LoadedLM
 from edgeq.llm.target_checks import KvShape, backend_config, items_from_manifest, run_checks
@@ -43,12 +47,9 @@ class Context:
 
 def build(ctx: Context, v: Variant) -> Path:
     if v.format == "onnx":
-        from edgeq.llm.onnx_export import build_onnx
-
         if ctx.hf_folder is None:
             raise ValueError("the HF folder is written whenever onnx is among the formats")
         return build_onnx(ctx.hf_folder, ctx.work / v.name, v, ctx.work / "cache")
-    from edgeq.llm.pte_export import PteLowering, build_pte
 
     lowering = PteLowering(extended_ops=ctx.cfg.pte_delegation == "all",
                            program=None if ctx.cfg.pte_program == "auto" else ctx.cfg.pte_program,
@@ -59,13 +60,11 @@ def build(ctx: Context, v: Variant) -> Path:
 
 def artifact_bytes(path: Path, fmt: str) -> int:
     if fmt == "onnx":
-        from edgeq.llm.onnx_export import folder_bytes
-
         return folder_bytes(path)
     return path.stat().st_size
 
 
-def finalize(ctx: Context, v: Variant, path: Path, out: Path, pick: bool, progress: Progress) -> dict[str, Any]:
+def finalize(ctx: Context, v: Variant, path: Path, out: Path, pick: bool, progress: Progress) -> JSONObject:
     """Move the artifact into OUT, measure it on the eval windows and return its manifest entry."""
     if v.format == "onnx":
         dest = out / "onnx" / v.name
@@ -104,8 +103,6 @@ def finalize(ctx: Context, v: Variant, path: Path, out: Path, pick: bool, progre
                   "runtime": "onnxruntime" if v.format == "onnx" else "executorch-pybind"}
     validations = [validation]
     for target in _emulated_targets(ctx, v, dest, progress):
-        from edgeq.llm.emulate import emulated_speed
-
         progress.stage(f"{v.name}: decode speed on emulated {target} (qemu; not device speed)")
         emu = emulated_speed(dest, v.format, target, ctx.prompts[0], ctx.work / "emulator")
         # speed only: perplexity and agreement are gated on the host run above
@@ -114,8 +111,6 @@ def finalize(ctx: Context, v: Variant, path: Path, out: Path, pick: bool, progre
     rel = main.relative_to(out)
     details: dict[str, Any] = {"pick": pick, "folder": str(dest.relative_to(out)), "task": "text-generation"}
     if v.format == "pte":
-        from edgeq.llm.pte_export import custom_ops  # executorch: the optional .pte toolchain
-
         ops = custom_ops(dest)
         # what a runtime must link to load it: ExecuTorch's LLM runner has the llama:: custom ops
         details["pte_program"] = "custom-sdpa" if ops else "static-cache"
@@ -132,7 +127,6 @@ def _emulated_targets(ctx: Context, v: Variant, dest: Path, progress: Progress) 
     up front (``check_config``); the emulation a ``--target`` adds by itself skips it, and says so."""
     if v.format != "pte" or not ctx.cfg.emulate:
         return ctx.cfg.emulate
-    from edgeq.llm.pte_export import custom_ops
 
     ops = custom_ops(dest)
     if ops:

@@ -79,7 +79,7 @@ def ratio_upper_bound(base: WindowScores, got: WindowScores, confidence: float =
     d = got.nll.mean(axis=1) - base.nll.mean(axis=1)
     if len(d) < 2:
         return float(math.exp(float(d.mean())))
-    from scipy import stats
+    from scipy import stats  # heavy: scipy, only for the Student-t bound of an LM search
 
     t = float(stats.t.ppf(confidence, len(d) - 1))
     return float(math.exp(float(d.mean()) + t * float(d.std(ddof=1)) / math.sqrt(len(d))))

@@ -18,12 +18,16 @@ import contextlib
 import functools
 import inspect
 import io
+import json
 import logging
 import os
+import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import onnx
 
 from edgeq.errors import CaptureError, ModelSourceError, UsageError
 from edgeq.llm.config import Variant
@@ -73,6 +77,7 @@ def builder_options(v: Variant) -> tuple[str, dict[str, str]]:
 
 def _builder() -> Any:
     try:
+        # heavy: onnxruntime-genai, only to build a language model's ONNX folder
         import onnxruntime_genai.models.builder as builder
     except ImportError as e:  # optional dependency of the ONNX LM path
         raise ModelSourceError(f"onnxruntime-genai's model builder cannot be imported: {e}",
@@ -122,7 +127,7 @@ def supported_architectures() -> tuple[str, ...]:
 def check_architecture(arch: str) -> str:
     """ARCH (config.json's first architecture), or a typed error naming it and the ones the builder writes."""
     if arch not in builder_writers():
-        import onnxruntime_genai
+        import onnxruntime_genai  # heavy: onnxruntime-genai, only to build a language model's ONNX folder
 
         raise ModelSourceError(
             f"the ONNX LM export does not support {arch}: onnxruntime-genai {onnxruntime_genai.__version__}'s "
@@ -168,8 +173,6 @@ def _position_ids_input(builder: Any) -> Iterator[None]:
 
 def build_onnx(hf_folder: Path, out: Path, v: Variant, cache_dir: Path) -> Path:
     """Write OUT/model.onnx (+ .data), genai_config.json and tokenizer files for variant V."""
-    import json
-
     builder = _builder()
     check_architecture(str((json.loads((hf_folder / "config.json").read_text()).get("architectures") or ["?"])[0]))
     precision, opts = builder_options(v)
@@ -215,9 +218,7 @@ def quantize_embedding(path: Path, block: int) -> None:
     The builder quantizes the table only in 4-bit builds, so an 8-bit LM kept ~28 % of its bytes in a float table
     (SmolLM2-135M: 0.53x float); with this the 8-bit body ships at ~0.3x. Same quantizer and op as the 4-bit
     builds' table (onnxruntime's MatMulNBitsQuantizer, symmetric, per block of the hidden axis)."""
-    import tempfile
-
-    import onnx
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization.matmul_nbits_quantizer import (
         DefaultWeightOnlyQuantConfig,
         MatMulNBitsQuantizer,
@@ -244,8 +245,6 @@ def quantize_embedding(path: Path, block: int) -> None:
 
 def _check_io(path: Path) -> None:
     """The convention apps rely on: a builder upgrade that drops an input must fail here, not on the device."""
-    import onnx
-
     g = onnx.load(str(path), load_external_data=False).graph
     names = {i.name for i in g.input}
     missing = {"input_ids", "attention_mask", "position_ids", "past_key_values.0.key"} - names

@@ -22,6 +22,7 @@ import numpy as np
 from edgeq.errors import CaptureError, UsageError
 from edgeq.llm.config import Variant
 from edgeq.llm.pte_sdpa import unsupported, wrapper
+from edgeq.llm.smooth import smooth_decoder
 
 PROGRAMS = ("custom-sdpa", "static-cache")
 
@@ -41,6 +42,7 @@ def program_for(model: Any) -> str:
 
 
 def _static_cache_wrapper(model: Any, max_context: int) -> Any:
+    # heavy: transformers, only for Hugging Face and language models
     import torch
     from transformers.integrations.executorch import TorchExportableModuleWithStaticCache
 
@@ -58,6 +60,7 @@ def _static_cache_wrapper(model: Any, max_context: int) -> Any:
 
 
 def quantize_linears(model: Any, v: Variant) -> None:
+    # optional: the [executorch] extra
     import torch
     from torchao.quantization import (
         Int8DynamicActivationIntxWeightConfig,
@@ -112,7 +115,7 @@ def quantized_model(model: Any, v: Variant, calib: np.ndarray | None = None) -> 
     float weights when V asks for it (from the calibration token windows CALIB), torchao's quantized linears and
     ExecuTorch's quantized embedding table. It runs eagerly in torch, which is how the search judges a rung before
     paying for its lowering."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     m = copy.deepcopy(model)
     if m.config.tie_word_embeddings and v.bits != 32:
@@ -122,12 +125,12 @@ def quantized_model(model: Any, v: Variant, calib: np.ndarray | None = None) -> 
     if v.smooth:
         if calib is None:
             raise UsageError(f"{v.name} needs calibration windows (SmoothQuant)", "pass calib= token windows")
-        from edgeq.llm.smooth import smooth_decoder
 
         smooth_decoder(m, calib)
     if v.bits != 32:
         quantize_linears(m, v)
     if v.embedding_bits:
+        # optional: the [executorch] extra
         from executorch.examples.models.llama.source_transformation.quantize import (
             get_quant_embedding_transform,
         )
@@ -148,6 +151,7 @@ def _partitioners(v: Variant, extended_ops: bool) -> list[Any]:
     instead of ~1000 to lower, same perplexity, but prefill ~3x and decode ~2x slower in ExecuTorch's Python
     runtime, whose CPU kernels for those float ops are slower than XNNPACK's. EXTENDED_OPS (ExecuTorch's
     ``--xnnpack-extended-ops``) delegates every op XNNPACK takes: the slow build, the fast program."""
+    # optional: the [executorch] extra
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
         XnnpackDynamicallyQuantizedPartitioner,
         XnnpackPartitioner,
@@ -174,7 +178,7 @@ def lower(wrapped: Any, v: Variant, max_context: int, meta: dict[str, Any],
     import torch
     from executorch.backends.xnnpack._passes.convert_to_linear import ConvertToLinearPass
     from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
-    from executorch.exir.passes import MemoryPlanningPass
+    from executorch.exir.passes import MemoryPlanningPass  # optional: the [executorch] extra
     from executorch.exir.passes.sym_shape_eval_pass import ConstraintBasedSymShapeEvalPass
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -185,6 +189,7 @@ def lower(wrapped: Any, v: Variant, max_context: int, meta: dict[str, Any],
     with sdpa_kernel([SDPBackend.MATH]), torch.no_grad():
         ep = torch.export.export(wrapped, example, dynamic_shapes=shapes, strict=True)
         if lowering.program == "custom-sdpa":
+            # optional: the [executorch] extra
             from executorch.extension.llm.export.export_passes import RemoveRedundantTransposes
 
             gm = RemoveRedundantTransposes()(ep.module())[0]
@@ -205,7 +210,7 @@ def lower(wrapped: Any, v: Variant, max_context: int, meta: dict[str, Any],
 def custom_ops(pte: Path) -> list[str]:
     """The ``llama::`` custom operators the program's forward calls (empty for the static-cache program): what a
     runtime must link (ExecuTorch's LLM runner does; the wheel's bare C++ runtime does not)."""
-    from executorch.exir._serialize._program import deserialize_pte_binary
+    from executorch.exir._serialize._program import deserialize_pte_binary  # optional: the [executorch] extra
 
     prog = deserialize_pte_binary(Path(pte).read_bytes())
     prog = getattr(prog, "program", prog)  # newer ExecuTorch wraps the program with its named data

@@ -36,7 +36,7 @@ def _attention(module: Any, query: Any, key: Any, value: Any, attention_mask: An
                scaling: float | None = None, softcap: float | None = None, **kwargs: Any) -> tuple[Any, None]:
     """transformers attention interface over ExecuTorch's custom SDPA. QUERY [B, Hq, T, D]; KEY / VALUE: the
     whole cache as [B, Hkv, S, D] views of the [B, S, Hkv, D] buffers (the transposes cancel in the graph)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     if softcap:
         raise CaptureError("attention soft-capping reached llama::custom_sdpa", "build the static-cache program")
@@ -64,6 +64,7 @@ def _no_mask(*args: Any, **kwargs: Any) -> None:
 
 def register() -> None:
     """Load the custom ops into torch and register the attention (idempotent)."""
+    # optional: the [executorch] extra
     from executorch.extension.llm.custom_ops import custom_ops  # noqa: F401  (registers torch.ops.llama.*)
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface
@@ -81,6 +82,7 @@ def _kv_shape(config: Any) -> tuple[int, int]:
 def wrapper(model: Any, max_context: int) -> Any:
     """MODEL (a transformers causal LM, changed in place: its attention implementation) as the module to export:
     ``forward(tokens [1, T], input_pos [1]) -> logits``, one CustomKVCache buffer pair per layer."""
+    # optional: the [executorch] extra
     import torch
     from executorch.examples.models.llama.source_transformation.custom_kv_cache import CustomKVCache
     from transformers import StaticCache

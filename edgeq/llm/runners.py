@@ -4,6 +4,7 @@ logits. ``reset()`` forgets the cache."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,6 +33,7 @@ class TorchLM:
         self._cache = None
 
     def forward(self, ids: np.ndarray, start: int) -> np.ndarray:
+        # heavy: transformers, only for Hugging Face and language models
         import torch
         from transformers import DynamicCache
 
@@ -56,7 +58,7 @@ class OnnxLM:
     new positions written at ``start``."""
 
     def __init__(self, folder: Path, max_context: int = 4096, threads: int = 0) -> None:
-        import onnxruntime as ort
+        import onnxruntime as ort  # heavy: onnxruntime, only where a model is quantized or run
 
         path = Path(folder) / "model.onnx"
         if not path.is_file():
@@ -109,8 +111,6 @@ class OnnxLM:
 
 
 def _sliding_window(folder: Path) -> int:
-    import json
-
     cfg = Path(folder) / "genai_config.json"
     if not cfg.is_file():
         return 0
@@ -121,7 +121,6 @@ def _sliding_window(folder: Path) -> int:
 def _head_dim(folder: Path, shape: list[Any]) -> int:
     if isinstance(shape[3], int):
         return int(shape[3])
-    import json
 
     cfg = json.loads((Path(folder) / "genai_config.json").read_text())
     return int(cfg["model"]["decoder"]["head_size"])
@@ -134,7 +133,7 @@ class PteLM:
     def __init__(self, path: Path) -> None:
         import executorch.extension.llm.custom_ops.custom_ops  # noqa: F401  (llama::custom_sdpa, update_cache)
         import executorch.kernels.quantized  # noqa: F401  (registers embedding_byte & co for the runtime)
-        from executorch.runtime import Runtime
+        from executorch.runtime import Runtime  # optional: the [executorch] extra
 
         if not Path(path).is_file():
             raise ArtifactError(f"{path} not found", "export with --format pte first")
@@ -155,7 +154,7 @@ class PteLM:
         return None
 
     def forward(self, ids: np.ndarray, start: int) -> np.ndarray:
-        import torch
+        import torch  # heavy: torch, imported only where a model is built or run
 
         if start + len(ids) > self.max_context:
             raise RunnerError(f"position {start + len(ids)} exceeds the program's KV cache ({self.max_context})",

@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 
 from edgeq.errors import QuantizationError
+from edgeq.jsontypes import JSONObject
 from edgeq.outliers.smoothquant import SmoothQuantConfig, choose_scale
-from edgeq.outliers.stats import linear_input_stats
+from edgeq.outliers.stats import InputStats, linear_input_stats
 
 # RMSNorms whose forward is ``weight * normalized(x)`` (Gemma's ``(1 + weight)`` is not one of them)
 _PLAIN_RMSNORMS = ("LlamaRMSNorm", "Qwen2RMSNorm", "Qwen3RMSNorm", "MistralRMSNorm", "Phi3RMSNorm",
@@ -38,14 +39,14 @@ def _plain_norm(block: Any, name: str) -> Any:
 
 
 def _logits(model: Any, window: np.ndarray) -> Any:
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     with torch.no_grad():
         return model(torch.from_numpy(np.ascontiguousarray(window[None]))).logits.float()
 
 
-def _apply(st: Any, linears: list[Any], producer: Any, kind: str, cfg: SmoothQuantConfig,
-           log: list[dict[str, Any]]) -> None:
+def _apply(st: InputStats, linears: list[Any], producer: Any, kind: str, cfg: SmoothQuantConfig,
+           log: list[JSONObject]) -> None:
     """Choose the scale for the input ST of LINEARS and fold it: their input columns * s, PRODUCER / s (a norm's
     weight, or the up-projection's output rows)."""
     weights = [m.weight.detach().float() for m in linears]
@@ -66,15 +67,15 @@ def _apply(st: Any, linears: list[Any], producer: Any, kind: str, cfg: SmoothQua
             producer.bias.div_(s)
 
 
-def smooth_decoder(model: Any, windows: np.ndarray, cfg: SmoothQuantConfig = PER_TOKEN) -> list[dict[str, Any]]:
+def smooth_decoder(model: Any, windows: np.ndarray, cfg: SmoothQuantConfig = PER_TOKEN) -> list[JSONObject]:
     """Migrate per-token activation outliers of MODEL (a HF causal LM, float) into its weights, in place, from
     the calibration token WINDOWS [n, T]. Returns one log entry per Linear input considered. Float logits stay
     the same (checked on one window: a relative change above 1e-4 raises QuantizationError)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     before = _logits(model, windows[0])
     stats = linear_input_stats(model, {"input_ids": windows}, cfg.calibration_samples)
-    log: list[dict[str, Any]] = []
+    log: list[JSONObject] = []
     with torch.no_grad():
         for st in stats:
             head = model.get_output_embeddings()

@@ -39,6 +39,7 @@ def looks_like_lm(ref: str) -> bool:
 
 def load_lm(ref: str) -> LoadedLM:
     try:
+        # heavy: transformers, only for Hugging Face and language models
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as e:
         raise ModelSourceError("transformers is not installed", "pip install 'transformers==5.23.0' gguf") from e

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeq.config import QuantOptions
+from edgeq.jsontypes import JSONObject
 from edgeq.manifest import Artifact
 from edgeq.pipeline.stage import get_stage
 from edgeq.pipeline.state import BuildState, EtBackendConfig
@@ -64,7 +65,7 @@ def items_from_files(arts: list[Artifact]) -> list[LmItem]:
 
 
 def run_checks(target: Target, out: Path, items: list[LmItem], kv: KvShape | None,
-               context: int) -> list[dict[str, Any]]:
+               context: int) -> list[JSONObject]:
     """The pass-log entries of the target's checks over the shipped LM artifacts (``kv``: None when the model's
     config is not at hand — ``edgeq check`` — and the RAM estimate is then the weights alone, said so)."""
     log = [_budget(target, out, items, kv, context)]
@@ -78,7 +79,7 @@ def run_checks(target: Target, out: Path, items: list[LmItem], kv: KvShape | Non
     return log
 
 
-def _budget(target: Target, out: Path, items: list[LmItem], kv: KvShape | None, context: int) -> dict[str, Any]:
+def _budget(target: Target, out: Path, items: list[LmItem], kv: KvShape | None, context: int) -> JSONObject:
     rows: list[dict[str, Any]] = []
     failures: list[str] = []
     for i in items:

@@ -20,8 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
+from onnx import numpy_helper
 
 from edgeq.data import Dataset
+from edgeq.jsontypes import JSONObject
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,7 @@ class QdqBiasCorrectionConfig:
 
 
 def _session(model: Any) -> Any:
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy: onnxruntime, only where a model is quantized or run
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
@@ -58,8 +61,6 @@ def _upstream(model: Any, names: list[str]) -> list[Any]:
 
 
 def _channel_means(model: Any, names: list[str], feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    import onnx
-
     m = onnx.ModelProto()
     m.CopyFrom(model)
     keep = _upstream(m, names)
@@ -102,11 +103,8 @@ def linear_convs(qdq: Any, float_model: Any) -> list[tuple[str, str, str]]:
 
 
 def correct_qdq_biases(float_path: Path, qdq_path: Path, calib: Dataset,
-                       config: QdqBiasCorrectionConfig = QdqBiasCorrectionConfig()) -> dict[str, Any]:
+                       config: QdqBiasCorrectionConfig = QdqBiasCorrectionConfig()) -> JSONObject:
     """Rewrite ``qdq_path`` in place with corrected conv biases; returns the manifest record."""
-    import onnx
-    from onnx import numpy_helper
-
     t0 = time.perf_counter()
     record: dict[str, Any] = {"method": "sequential empirical bias correction (linear convs)",
                               "config": dict(config.__dict__), "convs": 0}

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import onnx
+
 from edgeq.config import QuantOptions
 from edgeq.errors import QuantizationError
 from edgeq.onnx.quantize import QTYPE, op_types_to_quantize, quiet_stdout
@@ -12,6 +14,7 @@ from edgeq.onnx.quantize import QTYPE, op_types_to_quantize, quiet_stdout
 
 def quantize_onnx_dynamic(src: Path, dst: Path, opts: QuantOptions) -> dict[str, Any]:
     """Dynamic INT8: weights quantized offline, activations quantized per batch at run time."""
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     wtype = "int8" if opts.weight_type in (None, "int8", "int16") else "uint8"
@@ -44,8 +47,6 @@ def activation_matmuls(src: Path) -> list[str]:
     Dynamic INT8 quantizes both of their inputs with one per-tensor scale each, and the softmax output's range is
     set by its rare peaks; they hold no weights, so keeping them float costs no size and little time.
     """
-    import onnx
-
     model = onnx.load(str(src), load_external_data=False)
     inits = {t.name for t in model.graph.initializer}
     consts = {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}

@@ -14,27 +14,27 @@ import io
 from pathlib import Path
 from typing import Any
 
+import onnx
+
 from edgeq.errors import ArtifactError, QuantizationError
+from edgeq.jsontypes import JSONObject
 from edgeq.onnx.io import save_atomic
 
 
 def _elem_types(model: Any) -> collections.Counter[str]:
-    import onnx
-
     c: collections.Counter[str] = collections.Counter()
     for init in model.graph.initializer:
         c[onnx.TensorProto.DataType.Name(init.data_type).lower()] += 1
     return c
 
 
-def convert_fp16(src: Path, dst: Path, keep_io_float32: bool = True) -> dict[str, Any]:
+def convert_fp16(src: Path, dst: Path, keep_io_float32: bool = True) -> JSONObject:
     """Write a float16 copy of ``src`` to ``dst`` (atomically) and return what changed.
 
     The returned dict has ``initializers`` (dtype counts before/after), ``casts_added``, ``blocked_op_types``
     (ops ORT's converter keeps in float32), ``bytes_before``/``bytes_after`` and ``keep_io_float32``.
     """
-    import onnx
-    from onnxruntime.transformers import float16
+    from onnxruntime.transformers import float16  # heavy: onnxruntime, only where a model is quantized or run
 
     src, dst = Path(src), Path(dst)
     try:

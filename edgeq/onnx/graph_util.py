@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeq.errors import PassError
+
 # Graph passes check themselves on a few real samples: a rewrite that moves outputs beyond this is reverted.
 SELF_CHECK_SAMPLES = 4
 SELF_CHECK_RTOL = 1e-3
@@ -20,7 +22,7 @@ def op_counts(model: Any) -> dict[str, int]:
 
 def run(path: Path | str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     """Run a model on the CPU EP, one sample at a time (works for fixed and dynamic batch alike)."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy: onnxruntime, only where a model is quantized or run
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
@@ -66,8 +68,6 @@ def outputs_moved(ctx: Any, before: Path, after: Path, details: dict[str, Any]) 
 
 def graph_path(ctx: Any, pass_name: str) -> Path:
     """The graph a pre/post-quant pass rewrites; a pass run without one is misconfigured."""
-    from edgeq.errors import PassError
-
     if ctx.model_path is None:
         raise PassError(f"{pass_name} rewrites a graph, but none was given", "it belongs to a graph stage")
     return Path(ctx.model_path)

@@ -17,12 +17,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import onnx
+from onnx import helper, numpy_helper
+
 
 def gemms_as_matmuls(model: Any) -> int:
     """Rewrite each plain ``Gemm`` whose weight is an initializer as ``MatMul`` (+ bias ``Add``), in place.
     Returns how many were rewritten; Gemms with other attributes are left alone."""
-    from onnx import helper, numpy_helper
-
     g = model.graph
     inits = {t.name: t for t in g.initializer}
     nodes, done, transposed = [], 0, set()
@@ -70,8 +71,6 @@ def linear_nodes(model: Any) -> tuple[list[str], list[str]]:
 
 def has_convs_and_linears(path: Path) -> bool:
     """Whether the hybrid changes anything: the graph has a Conv and a linear layer (MatMul / Gemm with a weight)."""
-    import onnx
-
     model = onnx.load(str(path), load_external_data=False)
     g = model.graph
     inits = {t.name for t in g.initializer}

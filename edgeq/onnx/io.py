@@ -7,11 +7,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import onnx
+
 
 def save_atomic(model: Any, path: Path) -> None:
     """Write ``model`` next to ``path`` and rename it into place."""
-    import onnx
-
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".onnx", dir=path.parent)
     os.close(fd)

@@ -10,9 +10,14 @@ measurable error for weights — the activations, not the weights, carry the out
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
 
 MODULE_MAP_KEY = "edgeq.node_modules"
 _SCOPES = "pkg.torch.onnx.name_scopes"
@@ -21,8 +26,6 @@ _SCOPES = "pkg.torch.onnx.name_scopes"
 def module_map_of_nodes(model: Any) -> dict[str, str]:
     """``{MatMul/Gemm node name: innermost module path}`` from the exporter's per-node name scopes (whose last
     entry is the FX node the ONNX node came from, the one before it the module that ran it)."""
-    import ast
-
     out: dict[str, str] = {}
     for node in model.graph.node:
         if node.op_type not in ("MatMul", "Gemm"):
@@ -53,8 +56,6 @@ def record_module_map(model: Any) -> bool:
 
 
 def read_module_map(path: Path) -> dict[str, str]:
-    import onnx
-
     model = onnx.load(str(path), load_external_data=False)
     for p in model.metadata_props:
         if p.key == MODULE_MAP_KEY:
@@ -69,8 +70,6 @@ def nodes_for_modules(path: Path, modules: list[str]) -> list[str]:
     A module matches its own path and the wrapper around it (``dense`` for ``dense.linear``: SmoothQuant wraps
     a Linear and the sensitivity pass names the inner one).
     """
-    import onnx
-
     mapping = read_module_map(path)
     present = {n.name for n in onnx.load(str(path), load_external_data=False).graph.node}
     out: list[str] = []
@@ -87,10 +86,6 @@ def weights_to_fp16(path: Path, nodes: list[str]) -> list[str]:
 
     Returns the nodes changed. Initializers shared with other nodes keep a float32 copy for those.
     """
-    import numpy as np
-    import onnx
-    from onnx import helper, numpy_helper
-
     model = onnx.load(str(path))
     inits = {t.name: t for t in model.graph.initializer}
     wanted = set(nodes)

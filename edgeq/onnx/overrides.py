@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from edgeq.config import QuantOptions
 
@@ -20,7 +21,7 @@ def fixed_range_overrides(src: Path, ranges: dict[str, tuple[float, int]]) -> di
     """
     if not ranges:
         return {}
-    import onnx
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization import QuantType
 
     model = onnx.load(str(src), load_external_data=False)
@@ -31,7 +32,7 @@ def fixed_range_overrides(src: Path, ranges: dict[str, tuple[float, int]]) -> di
 
 
 def int16_overrides(src: Path, opts: QuantOptions) -> dict[str, list[dict[str, Any]]]:
-    import onnx
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization import QuantType
 
     qtype = QuantType.QUInt16 if opts.activation_type in ("uint8", "uint16") else QuantType.QInt16

@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
 from edgeq.errors import QuantizationError, UsageError
+from edgeq.jsontypes import JSONObject
+from edgeq.onnx.hybrid import gemms_as_matmuls, linear_nodes
 from edgeq.onnx.overrides import fixed_range_overrides, int16_overrides
 
 _CALIB = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy", "distribution": "Distribution"}
@@ -46,6 +49,7 @@ class DatasetReader:
 
 
 def reader_class() -> type:
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization import CalibrationDataReader
 
     class Reader(DatasetReader, CalibrationDataReader):  # type: ignore[misc]  # untyped ORT base; ORT checks isinstance
@@ -136,6 +140,7 @@ def _run_quantize_static(src: Path, dst: Path, reader: Any, opts: QuantOptions, 
                          calibration_cache: Path | None, weight_type: str) -> None:
     """ORT's ``quantize_static`` with ``opts`` and ``weight_type`` (int4 for 4-bit QAT weights), calibrating
     through the cache when given."""
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     assert opts.calibration is not None and opts.activation_type is not None  # checked by quantize_onnx_static
@@ -160,13 +165,11 @@ def _run_quantize_static(src: Path, dst: Path, reader: Any, opts: QuantOptions, 
 
 
 def quantize_onnx_hybrid(src: Path, dst: Path, calib: Dataset, opts: QuantOptions,
-                         on_sample: Callable[[], None] | None = None) -> dict[str, Any]:
+                         on_sample: Callable[[], None] | None = None) -> JSONObject:
     """The hybrid (:mod:`edgeq.onnx.hybrid`): static QDQ with the linear layers excluded, then ONNX Runtime's
     dynamic INT8 on exactly those layers."""
-    import onnx
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from edgeq.onnx.hybrid import gemms_as_matmuls, linear_nodes
 
     model = onnx.load(str(src))
     rewritten = gemms_as_matmuls(model)
@@ -200,6 +203,7 @@ ENTROPY_BINS = 512
 
 def entropy_ranges(src: Path, reader: Any, cache: Path, op_types: list[str] | None, tmp: Path) -> None:
     """KL-divergence (TensorRT-style) activation ranges of SRC over READER, written as ORT's calibration cache."""
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
 
     calibrator = create_calibrator(src, op_types, augmented_model_path=str(tmp / "entropy.augmented.onnx"),
@@ -217,8 +221,6 @@ def float_graph_outputs(path: Path) -> list[str]:
     classifier's logits land on a grid of range/255 (EfficientNet-Lite1: steps of 0.052), which flips top-1 where
     two classes are close — measured 0.887 -> 0.907 top-1 agreement with float on 150 held-out crops, the same
     model otherwise. The producer keeps its quantized inputs (ORT still runs it on the integer kernels)."""
-    import onnx
-
     model = onnx.load(str(path), load_external_data=False)  # external data stays where it is, beside PATH
     g = model.graph
     producer = {o: n for n in g.node for o in n.output}
@@ -266,7 +268,6 @@ def activation_symmetric(activation_type: str | None) -> bool:
 def op_types_to_quantize(src: Path, excluded: tuple[str, ...]) -> list[str] | None:
     if not excluded:
         return None
-    import onnx
 
     model = onnx.load(str(src), load_external_data=False)
     return sorted({n.op_type for n in model.graph.node} - set(excluded))

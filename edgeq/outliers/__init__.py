@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgeq.jsontypes import JSONObject
 from edgeq.outliers.adaround import AdaRoundConfig, adaround
 from edgeq.outliers.bias_correction import BiasCorrectionConfig, correct_bias
 from edgeq.outliers.cle import CLEConfig, equalize
@@ -24,6 +25,9 @@ from edgeq.outliers.embedding import EmbeddingQuantConfig, quantize_embeddings
 from edgeq.outliers.smoothquant import SmoothQuantConfig, smooth_quant
 from edgeq.outliers.weight_rounding import WeightRoundingConfig, round_weights
 from edgeq.progress import Progress
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["AdaRoundConfig", "BiasCorrectionConfig", "CLEConfig", "EmbeddingQuantConfig", "OutlierConfig", "SmoothQuantConfig",
            "WeightRoundingConfig", "adaround", "correct_bias", "equalize", "prepare_for_int8", "quantize_embeddings",
@@ -43,19 +47,19 @@ class OutlierConfig:
     adaround: AdaRoundConfig | None = None
     version: int = 3  # 2: cross-layer equalization (cle) and conv weight rounding added; 3: adaround
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return asdict(self)
 
 
-def prepare_for_int8(model: Any, calib: Mapping[str, np.ndarray], cfg: OutlierConfig = OutlierConfig(),
-                     log: dict[str, Any] | None = None, progress: Progress | None = None) -> Any:
+def prepare_for_int8(model: torch.nn.Module, calib: Mapping[str, np.ndarray], cfg: OutlierConfig = OutlierConfig(),
+                     log: JSONObject | None = None, progress: Progress | None = None) -> torch.nn.Module:
     """Apply the configured methods to ``model`` (in place, eval mode) and return it.
 
     ``calib``: forward-argument name -> calibration array (sample axis first). ``log`` (optional) receives one
     key per method that ran, with what it changed.
     """
     model = model.eval()
-    record: dict[str, Any] = {} if log is None else log
+    record: JSONObject = {} if log is None else log
     if cfg.cle is not None:  # first: bias correction must see the weights that will be rounded
         model, record["cle"] = equalize(model, calib, cfg.cle)
     if cfg.adaround is not None:  # learned rounding, in place of GPTQ (same grid, same place in the order)

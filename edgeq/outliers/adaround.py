@@ -30,15 +30,23 @@ import copy
 import hashlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgeq.errors import UsageError
+from edgeq.jsontypes import JSONObject
 from edgeq.outliers.int8_sim import fake_quant, input_ranges
 from edgeq.outliers.stats import batches
 from edgeq.outliers.weight_rounding import fold_batchnorm
 from edgeq.progress import Progress
+
+if TYPE_CHECKING:
+    import torch
+
+    from edgeq.outliers.stats import ObserveHook, RewriteHook
+
+    Layer = torch.nn.Conv2d | torch.nn.Linear
 
 ZETA, GAMMA = 1.1, -0.1  # AdaRound's stretch of the sigmoid, so h reaches exactly 0 and 1
 
@@ -71,7 +79,7 @@ class AdaRoundConfig:
         if self.activation_bits not in (0, 8):
             raise UsageError(f"activation_bits must be 0 or 8, got {self.activation_bits}")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return asdict(self)
 
 
@@ -79,10 +87,10 @@ class _Stop(Exception):
     """Raised by a hook after a stage's last layer: the rest of the forward is not needed."""
 
 
-def _fields(m: Any, x: Any, take: int, key: str) -> Any:
+def _fields(m: torch.nn.Module, x: torch.Tensor, take: int, key: str) -> torch.Tensor:
     """``take`` sampled inputs of layer ``m`` as [groups, take, D]: a conv's receptive fields (gathered at sampled
     output positions, no full im2col), a linear's feature rows. The same ``key`` samples the same positions."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     if not isinstance(m, torch.nn.Conv2d):
         rows = x.reshape(-1, x.shape[-1])
@@ -102,34 +110,35 @@ def _fields(m: Any, x: Any, take: int, key: str) -> Any:
     return cols.reshape(cols.shape[0], m.groups, -1).permute(1, 0, 2)
 
 
-def _sample(n: int, take: int, key: str) -> Any:
-    import torch
+def _sample(n: int, take: int, key: str) -> torch.Tensor:
+    import torch  # heavy: torch, imported only where a model is built or run
 
     seed = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little")
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:take]
 
 
-def _stage_problems(ref: Any, model: Any, stage: list[str], ranges: dict[str, tuple[float, float]],
-                    calib: Mapping[str, np.ndarray], cfg: AdaRoundConfig) -> dict[str, tuple[Any, Any]]:
+def _stage_problems(ref: torch.nn.Module, model: torch.nn.Module, stage: list[str],
+                    ranges: dict[str, tuple[float, float]], calib: Mapping[str, np.ndarray],
+                    cfg: AdaRoundConfig) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """``(A, T)`` per stage layer with ``||W~ A - T||^2`` = the layer's output error over the sampled inputs."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     ref_mods, q_mods = dict(ref.named_modules()), dict(model.named_modules())
     last = stage[-1]
-    grams: dict[str, list[Any]] = {}  # conv: [X^T X^, X^T X] summed
-    rows: dict[str, list[tuple[Any, Any]]] = {}  # linear: (X^, X) chunks
-    captured: dict[str, Any] = {}
+    grams: dict[str, list[torch.Tensor]] = {}  # conv: [X^T X^, X^T X] summed
+    rows: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # linear: (X^, X) chunks
+    captured: dict[str, torch.Tensor] = {}
     batch_no = [0]  # the hooks' sample key: the same positions in the float and the INT8 forward of a batch
 
-    def ref_hook(name: str) -> Any:
-        def pre(m: Any, args: tuple[Any, ...]) -> None:
+    def ref_hook(name: str) -> ObserveHook:
+        def pre(m: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
             captured[name] = _fields(m, args[0].detach().float(), cfg.patches_per_batch, f"{cfg.seed}/{name}/{batch_no[0]}")
             if name == last:
                 raise _Stop
         return pre
 
-    def q_hook(name: str) -> Any:
-        def pre(m: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    def q_hook(name: str) -> RewriteHook:
+        def pre(m: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
             x = args[0]
             if cfg.activation_bits and name in ranges:
                 x = fake_quant(x, *ranges[name], cfg.activation_bits)
@@ -139,9 +148,9 @@ def _stage_problems(ref: Any, model: Any, stage: list[str], ranges: dict[str, tu
                 if isinstance(m, torch.nn.Linear):
                     rows.setdefault(name, []).append((xq[0], xf[0]))
                 else:
-                    g = grams.setdefault(name, [0.0, 0.0])
-                    g[0] = g[0] + xq.transpose(1, 2).double() @ xq.double()
-                    g[1] = g[1] + xq.transpose(1, 2).double() @ xf.double()
+                    hq, c = xq.transpose(1, 2).double() @ xq.double(), xq.transpose(1, 2).double() @ xf.double()
+                    g = grams.get(name)
+                    grams[name] = [hq, c] if g is None else [g[0] + hq, g[1] + c]
             if name == last:
                 raise _Stop
             return (x, *args[1:])
@@ -164,11 +173,14 @@ def _stage_problems(ref: Any, model: Any, stage: list[str], ranges: dict[str, tu
     return {name: p for name in stage if (p := _problem(q_mods[name], rows.get(name), grams.get(name))) is not None}
 
 
-def _problem(layer: Any, rows: list[tuple[Any, Any]] | None, gram: list[Any] | None) -> tuple[Any, Any] | None:
+def _problem(layer: torch.nn.Module, rows: list[tuple[torch.Tensor, torch.Tensor]] | None,
+             gram: list[torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor] | None:
     """One layer's ``(A, T)``: from its sampled (INT8-path, float-path) input rows (linear), else from its summed
     Gram matrices (conv, via a Cholesky factor); None when the calibration never reached it."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
+    if not isinstance(layer, torch.nn.Conv2d | torch.nn.Linear):
+        return None  # stages hold the convs / linears adaround() chose: not reached
     w = layer.weight.detach().double()
     g = layer.groups if isinstance(layer, torch.nn.Conv2d) else 1
     wg = w.reshape(g, w.shape[0] // g, -1)
@@ -187,11 +199,12 @@ def _problem(layer: Any, rows: list[tuple[Any, Any]] | None, gram: list[Any] | N
     return low, t.transpose(1, 2)
 
 
-def _learn_rows(w: Any, a: Any, t: Any, cfg: AdaRoundConfig) -> tuple[Any, float, float]:
+def _learn_rows(w: torch.Tensor, a: torch.Tensor, t: torch.Tensor,
+                cfg: AdaRoundConfig) -> tuple[torch.Tensor, float, float]:
     """Learned rounding of ``w`` [G, R, D] on its per-row INT8 grid minimising ``||W~ a - t||^2``.
 
     Returns (the rounded weights, their error, round-to-nearest's error)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     w, a, t = w.float(), a.float(), t.float()
     scale = (w.abs().amax(2, keepdim=True) / 127.0).clamp(min=1e-12)
@@ -200,7 +213,7 @@ def _learn_rows(w: Any, a: Any, t: Any, cfg: AdaRoundConfig) -> tuple[Any, float
     pinned = torch.zeros_like(w, dtype=torch.bool).scatter_(2, w.abs().argmax(2, keepdim=True), True)
     nearest = torch.clamp(torch.round(ws), -127, 127)
 
-    def err(q: Any) -> Any:
+    def err(q: torch.Tensor) -> torch.Tensor:
         return ((q * scale) @ a - t).pow(2).sum()
 
     e_near = float(err(nearest))
@@ -218,19 +231,19 @@ def _learn_rows(w: Any, a: Any, t: Any, cfg: AdaRoundConfig) -> tuple[Any, float
             beta = cfg.beta_end + 0.5 * (cfg.beta_start - cfg.beta_end) * (1 + np.cos(np.pi * frac_done))
             loss = loss + cfg.reg_weight * (1 - (2 * h - 1).abs().pow(beta)).sum() / h.numel()
         opt.zero_grad()
-        loss.backward()
+        torch.autograd.backward(loss)  # loss.backward(): Tensor.backward is unannotated in torch
         opt.step()
     with torch.no_grad():
         hard = torch.where(pinned, nearest, torch.clamp(base + (v >= 0).float(), -127, 127))
         return hard * scale, float(err(hard)), e_near
 
 
-def adaround(model: Any, calib: Mapping[str, np.ndarray], cfg: AdaRoundConfig = AdaRoundConfig(),
-             progress: Progress | None = None) -> tuple[Any, list[dict[str, Any]]]:
+def adaround(model: torch.nn.Module, calib: Mapping[str, np.ndarray], cfg: AdaRoundConfig = AdaRoundConfig(),
+             progress: Progress | None = None) -> tuple[torch.nn.Module, list[JSONObject]]:
     """Fold BN, then give every conv (and linear) learned INT8-grid weights, stage by stage. Returns (model, log).
 
     ``model`` is changed in place (eval mode); ``calib``: forward-argument name -> array, sample axis first."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     torch.manual_seed(cfg.seed)
     model = model.eval()
@@ -241,13 +254,13 @@ def adaround(model: Any, calib: Mapping[str, np.ndarray], cfg: AdaRoundConfig = 
         folded = fold_batchnorm(model, next(batches(calib, 1)))
     except Exception as e:  # noqa: BLE001  tracing is best effort: an untraceable model is left unchanged
         return model, [{"skipped": f"torch.export failed: {type(e).__name__}: {str(e)[:200]}"}]
-    layers: dict[str, Any] = {n: m for n, m in model.named_modules() if isinstance(m, kinds)
-              and getattr(m, "padding_mode", "zeros") == "zeros"}
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, kinds)
+              and isinstance(m, torch.nn.Conv2d | torch.nn.Linear) and getattr(m, "padding_mode", "zeros") == "zeros"}
     ranges, order = input_ranges(model, layers, calib, cfg.calibration_samples)
     ref = copy.deepcopy(model)  # the float reference the stages reconstruct
     k = min(cfg.passes, len(order))
     stages = [list(s) for s in np.array_split(np.array(order, dtype=object), k) if len(s)]
-    log: list[dict[str, Any]] = [{"batchnorm_folded": len(folded), "layers": len(order), "passes": len(stages)}]
+    log: list[JSONObject] = [{"batchnorm_folded": len(folded), "layers": len(order), "passes": len(stages)}]
     progress = progress or Progress(enabled=False)
     with progress.bar(len(order), "learned rounding (AdaRound)", unit="layer") as bar:
         for stage in stages:

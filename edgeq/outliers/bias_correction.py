@@ -15,12 +15,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgeq.errors import UsageError
+from edgeq.jsontypes import JSONObject
 from edgeq.outliers.stats import run_hooked
+
+if TYPE_CHECKING:
+    import torch
+
+    from edgeq.outliers.stats import ObserveHook
 
 
 @dataclass(frozen=True)
@@ -36,26 +42,26 @@ class BiasCorrectionConfig:
         if self.calibration_samples < 1:
             raise UsageError(f"calibration_samples must be >= 1, got {self.calibration_samples}")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return asdict(self)
 
 
-def per_channel_int8(w: Any) -> Any:
+def per_channel_int8(w: torch.Tensor) -> torch.Tensor:
     """Symmetric INT8 round trip with one scale per output channel (dim 0)."""
     amax = w.abs().reshape(w.shape[0], -1).amax(1).clamp(min=1e-12)
     scale = (amax / 127.0).reshape(-1, *([1] * (w.dim() - 1)))
     return (w / scale).round().clamp(-127, 127) * scale
 
 
-def _input_means(model: Any, calib: Mapping[str, np.ndarray], layers: dict[str, Any],
-                 max_samples: int) -> dict[str, Any]:
+def _input_means(model: torch.nn.Module, calib: Mapping[str, np.ndarray],
+                 layers: Mapping[str, torch.nn.Conv2d | torch.nn.Linear], max_samples: int) -> dict[str, torch.Tensor]:
     """Per-input-channel mean of each layer's input over the calibration set (spatial positions included)."""
 
-    sums: dict[str, Any] = {}
+    sums: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
 
-    def hook(name: str) -> Any:
-        def pre(_m: Any, args: tuple[Any, ...]) -> None:
+    def hook(name: str) -> ObserveHook:
+        def pre(_m: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
             x = args[0].detach().float()
             if x.dim() == 4:  # N C H W
                 s, n = x.sum((0, 2, 3)), x.shape[0] * x.shape[2] * x.shape[3]
@@ -70,17 +76,18 @@ def _input_means(model: Any, calib: Mapping[str, np.ndarray], layers: dict[str, 
     return {n: sums[n] / counts[n] for n in sums}
 
 
-def correct_bias(model: Any, calib: Mapping[str, np.ndarray],
-                 cfg: BiasCorrectionConfig = BiasCorrectionConfig()) -> tuple[Any, list[dict[str, Any]]]:
+def correct_bias(model: torch.nn.Module, calib: Mapping[str, np.ndarray],
+                 cfg: BiasCorrectionConfig = BiasCorrectionConfig()) -> tuple[torch.nn.Module, list[JSONObject]]:
     """Adjust biases in place (adding a zero bias where a layer has none). Returns (model, per-layer log)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     kinds: tuple[type, ...] = (torch.nn.Conv2d, torch.nn.Linear) if cfg.linear else (torch.nn.Conv2d,)
-    layers: dict[str, Any] = {n: m for n, m in model.named_modules() if isinstance(m, kinds)}
+    layers = {n: m for n, m in model.named_modules()
+              if isinstance(m, kinds) and isinstance(m, torch.nn.Conv2d | torch.nn.Linear)}
     if not layers:
         return model, []
     means = _input_means(model, calib, layers, cfg.calibration_samples)
-    log = []
+    log: list[JSONObject] = []
     with torch.no_grad():
         for name, m in layers.items():
             if name not in means:

@@ -29,13 +29,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgeq.errors import UsageError
-from edgeq.outliers.cle_pairs import Pair, find_pairs
+from edgeq.jsontypes import JSONObject
+from edgeq.outliers.cle_pairs import Pair, find_pairs, layer
 from edgeq.outliers.stats import batches, run_hooked
+
+if TYPE_CHECKING:
+    import torch
+
+    from edgeq.outliers.stats import ObserveHook, OutputHook
 
 
 @dataclass(frozen=True)
@@ -62,24 +68,25 @@ class CLEConfig:
         if not self.alphas or any(not 0.0 <= a <= 1.0 for a in self.alphas):
             raise UsageError(f"alphas must be a non-empty tuple of values in [0, 1], got {self.alphas}")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return asdict(self)
 
 
-def _sim_int8_error(w: Any, x: Any) -> float:
+def _sim_int8_error(w: torch.Tensor, x: torch.Tensor) -> float:
     """Squared error of ``x @ w.T`` with per-row symmetric INT8 ``w`` and affine 8-bit per-tensor ``x``."""
     amax = w.abs().amax(1, keepdim=True).clamp(min=1e-12) / 127.0
     wq = (w / amax).round().clamp(-127, 127) * amax
-    lo, hi = float(min(0.0, x.min())), float(max(0.0, x.max()))
+    lo, hi = min(0.0, float(x.min())), max(0.0, float(x.max()))
     scale = max(hi - lo, 1e-12) / 255.0
     zp = round(-lo / scale)
     xq = ((x / scale).round() + zp).clamp(0, 255).sub(zp) * scale
     return float(((xq @ wq.T) - (x @ w.T)).pow(2).sum())
 
 
-def equalize(model: Any, calib: Mapping[str, np.ndarray], cfg: CLEConfig = CLEConfig()) -> tuple[Any, list[dict[str, Any]]]:
+def equalize(model: torch.nn.Module, calib: Mapping[str, np.ndarray],
+             cfg: CLEConfig = CLEConfig()) -> tuple[torch.nn.Module, list[JSONObject]]:
     """Equalize every pair in place (eval mode). Returns (model, per-pair log)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     model = model.eval()
     if not any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
@@ -93,7 +100,7 @@ def equalize(model: Any, calib: Mapping[str, np.ndarray], cfg: CLEConfig = CLECo
         return model, []
     modules = dict(model.named_modules())
     pre_max, rows = _calibration_stats(model, calib, pairs, modules, cfg)
-    log: list[dict[str, Any]] = []
+    log: list[JSONObject] = []
     with torch.no_grad():
         for p in pairs:
             if p.producer not in pre_max:
@@ -104,23 +111,24 @@ def equalize(model: Any, calib: Mapping[str, np.ndarray], cfg: CLEConfig = CLECo
     return model, log
 
 
-def _calibration_stats(model: Any, calib: Mapping[str, np.ndarray], pairs: list[Pair], modules: dict[str, Any],
-                       cfg: CLEConfig) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+def _calibration_stats(model: torch.nn.Module, calib: Mapping[str, np.ndarray], pairs: list[Pair],
+                       modules: dict[str, torch.nn.Module],
+                       cfg: CLEConfig) -> tuple[dict[str, torch.Tensor], dict[str, list[torch.Tensor]]]:
     """Per producer: its per-channel output maxima; per (non-depthwise) consumer: sampled input rows."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     gen = torch.Generator().manual_seed(0)
-    pre_max: dict[str, Any] = {}
-    rows: dict[str, list[Any]] = {p.consumer: [] for p in pairs if not p.depthwise}
+    pre_max: dict[str, torch.Tensor] = {}
+    rows: dict[str, list[torch.Tensor]] = {p.consumer: [] for p in pairs if not p.depthwise}
 
-    def out_hook(key: str) -> Any:
-        def hook(_m: Any, _a: Any, out: Any) -> None:
+    def out_hook(key: str) -> OutputHook:
+        def hook(_m: torch.nn.Module, _a: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
             v = out.detach().float().transpose(0, 1).reshape(out.shape[1], -1).amax(1)
             pre_max[key] = torch.maximum(pre_max[key], v) if key in pre_max else v
         return hook
 
-    def in_hook(key: str) -> Any:
-        def hook(_m: Any, args: tuple[Any, ...]) -> None:
+    def in_hook(key: str) -> ObserveHook:
+        def hook(_m: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
             x = args[0].detach().float()
             flat = x.transpose(0, 1).reshape(x.shape[1], -1).T if x.dim() == 4 else x.reshape(-1, x.shape[-1])
             take = torch.randperm(flat.shape[0], generator=gen)[:cfg.rows_per_batch]
@@ -133,17 +141,18 @@ def _calibration_stats(model: Any, calib: Mapping[str, np.ndarray], pairs: list[
     return pre_max, rows
 
 
-def _equalize_pair(p: Pair, modules: dict[str, Any], m: Any, rows: list[Any], cfg: CLEConfig) -> dict[str, Any] | None:
+def _equalize_pair(p: Pair, modules: dict[str, torch.nn.Module], m: torch.Tensor, rows: list[torch.Tensor],
+                   cfg: CLEConfig) -> JSONObject | None:
     """Scale one pair (``m``: the producer's per-channel output maxima, ``rows``: the consumer's sampled inputs)
     by the exponent that minimizes the simulated INT8 error; None when it is left alone."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     a = m.clamp(min=0.0) if p.clamp is None else m.clamp(min=0.0, max=p.clamp)
     top = float(a.max())
     if top <= 0.0:
         return None
     base = (a / top).clamp(min=1.0 / cfg.max_scale)
-    cons = modules[p.consumer]
+    cons = layer(modules, p.consumer)
     if p.depthwise:
         alpha, gain = 1.0, None
     else:
@@ -164,38 +173,40 @@ def _equalize_pair(p: Pair, modules: dict[str, Any], m: Any, rows: list[Any], cf
         s = torch.where((m > p.clamp) | (m <= 0), torch.ones_like(s), torch.maximum(s, need))
     _scale_producer(modules, p, s)
     _scale_consumer(cons, s, p.depthwise)
-    entry: dict[str, Any] = {"producer": p.producer, "consumer": p.consumer, "alpha": alpha,
-                             "median_range_ratio_before": round(range_ratio(a), 2),
-                             "median_range_ratio_after": round(range_ratio(a / s), 2)}
+    entry: JSONObject = {"producer": p.producer, "consumer": p.consumer, "alpha": alpha,
+                         "median_range_ratio_before": round(range_ratio(a), 2),
+                         "median_range_ratio_after": round(range_ratio(a / s), 2)}
     if gain is not None:
         entry["simulated_error_drop"] = round(gain, 3)
     return entry
 
 
-def range_ratio(a: Any) -> float:
+def range_ratio(a: torch.Tensor) -> float:
     """Tensor range over the median channel range: how many times coarser the shared INT8 step is for a typical
     channel than a per-channel scale would be (dead channels, range 0, do not count)."""
     alive = a[a > 0]
     return float(alive.max() / alive.median()) if alive.numel() else 1.0
 
 
-def _scale_producer(modules: dict[str, Any], p: Pair, s: Any) -> None:
+def _scale_producer(modules: Mapping[str, torch.nn.Module], p: Pair, s: torch.Tensor) -> None:
     """Divide output channel ``i`` of the producer (BN affine if there is one, else conv weight/bias) by s_i."""
+    import torch  # heavy: torch, imported only where a model is built or run
+
     if p.bn is not None:
         bn = modules[p.bn]
-        if bn.weight is None or bn.bias is None:
+        if not isinstance(bn, torch.nn.BatchNorm2d) or bn.weight is None or bn.bias is None:
             raise UsageError(f"BatchNorm {p.bn!r} has no affine parameters to scale",
                              "construct it with affine=True or exclude cross-layer equalization")
         bn.weight.div_(s.to(bn.weight.dtype))
         bn.bias.div_(s.to(bn.bias.dtype))
         return
-    conv = modules[p.producer]
+    conv = layer(modules, p.producer)
     conv.weight.div_(s.reshape(-1, 1, 1, 1).to(conv.weight.dtype))
     if conv.bias is not None:
         conv.bias.div_(s.to(conv.bias.dtype))
 
 
-def _scale_consumer(cons: Any, s: Any, depthwise: bool) -> None:
+def _scale_consumer(cons: torch.nn.Conv2d | torch.nn.Linear, s: torch.Tensor, depthwise: bool) -> None:
     w = cons.weight
     if depthwise:
         w.mul_(s.reshape(-1, 1, 1, 1).to(w.dtype))

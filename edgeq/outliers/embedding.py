@@ -9,9 +9,13 @@ int8 table, a second lookup for the row scales, a multiply), so ONNX (Gather int
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgeq.errors import UsageError
+from edgeq.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -25,12 +29,12 @@ class EmbeddingQuantConfig:
         if self.min_rows < 1:
             raise UsageError(f"min_rows must be >= 1, got {self.min_rows}")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return asdict(self)
 
 
 def _quantized_embedding_class() -> type:
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     class QuantizedEmbedding(torch.nn.Module):
         """``table_int8[ids] * row_scale[ids]``: the lookup reads one byte per weight."""
@@ -55,12 +59,13 @@ def _quantized_embedding_class() -> type:
     return QuantizedEmbedding
 
 
-def quantize_embeddings(model: Any, cfg: EmbeddingQuantConfig = EmbeddingQuantConfig()) -> tuple[Any, list[dict[str, Any]]]:
+def quantize_embeddings(model: torch.nn.Module, cfg: EmbeddingQuantConfig = EmbeddingQuantConfig()
+                        ) -> tuple[torch.nn.Module, list[JSONObject]]:
     """Replace large ``nn.Embedding`` tables in place; returns (model, one log entry per table)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     cls = _quantized_embedding_class()
-    log = []
+    log: list[JSONObject] = []
     for name, mod in list(model.named_modules()):
         if isinstance(mod, torch.nn.Embedding) and mod.num_embeddings >= cfg.min_rows:
             q = cls(mod)

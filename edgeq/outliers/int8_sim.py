@@ -5,32 +5,40 @@ scheme prediction measure against)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgeq.errors import UsageError
 from edgeq.outliers.stats import batches, run_hooked
 
-
-def fake_quant(x: Any, lo: float, hi: float, bits: int) -> Any:
-    """Per-tensor asymmetric fake quantization with the range including 0 (ORT QDQ / XNNPACK static)."""
+if TYPE_CHECKING:
     import torch
 
+    from edgeq.outliers.stats import ObserveHook, RewriteHook
+
+    Layer = torch.nn.Conv2d | torch.nn.Linear
+
+
+def fake_quant(x: torch.Tensor, lo: float, hi: float, bits: int) -> torch.Tensor:
+    """Per-tensor asymmetric fake quantization with the range including 0 (ORT QDQ / XNNPACK static)."""
+    import torch  # heavy: torch, imported only where a model is built or run
+
     lo, hi = min(lo, 0.0), max(hi, 0.0)
-    levels = 2**bits - 1
+    levels = (1 << bits) - 1  # not 2**bits: int ** int is typed Any (a negative power is a float)
     scale = max(hi - lo, 1e-12) / levels
     zp = round(-lo / scale)
     return (torch.clamp(torch.round(x / scale) + zp, 0, levels) - zp) * scale
 
 
-def input_ranges(model: Any, layers: dict[str, Any], calib: Mapping[str, np.ndarray],
+def input_ranges(model: torch.nn.Module, layers: Mapping[str, Layer], calib: Mapping[str, np.ndarray],
                  samples: int) -> tuple[dict[str, tuple[float, float]], list[str]]:
     """Each layer's input min/max over the calibration set (float model) and the order layers run in."""
     ranges: dict[str, tuple[float, float]] = {}
     order: list[str] = []
 
-    def hook(name: str) -> Any:
-        def pre(_m: Any, args: tuple[Any, ...]) -> None:
+    def hook(name: str) -> ObserveHook:
+        def pre(_m: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
             x = args[0].detach()
             lo, hi = float(x.min()), float(x.max())
             if name not in ranges:
@@ -49,20 +57,20 @@ def input_ranges(model: Any, layers: dict[str, Any], calib: Mapping[str, np.ndar
 SIMULATION_SAMPLES = 64
 
 
-def simulated_int8_error(model: Any, reference: Any, calib: Mapping[str, np.ndarray],
+def simulated_int8_error(model: torch.nn.Module, reference: torch.nn.Module, calib: Mapping[str, np.ndarray],
                          samples: int = SIMULATION_SAMPLES, bits: int = 8) -> float:
     """Relative squared output error of ``model`` run as the static INT8 scheme (every conv / linear input
     fake-quantized per tensor from its calibration min/max, weights on their per-channel INT8 grid) against the
     float ``reference``, on the first ``samples`` calibration rows. ``bits=0``: float activations (the weights'
     share of the error alone)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     layers = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)}
     ranges, _ = input_ranges(model, layers, calib, samples)
     saved = {n: m.weight.detach().clone() for n, m in layers.items()}
 
-    def hook(name: str) -> Any:
-        def pre(_m: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    def hook(name: str) -> RewriteHook:
+        def pre(_m: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
             return (fake_quant(args[0], *ranges[name], bits), *args[1:]) if name in ranges else args
         return pre
 
@@ -87,7 +95,12 @@ def simulated_int8_error(model: Any, reference: Any, calib: Mapping[str, np.ndar
     return num / max(den, 1e-30)
 
 
-def _first(out: Any) -> Any:
-    while isinstance(out, tuple | list):
-        out = out[0]
-    return next(iter(out.values())) if isinstance(out, dict) else out
+def _first(out: object) -> torch.Tensor:
+    """The first tensor of a model's output (a tensor, or nested tuples / lists / dicts of them)."""
+    import torch  # heavy: torch, imported only where a model is built or run
+
+    while isinstance(out, tuple | list | dict):
+        out = next(iter(out.values())) if isinstance(out, dict) else out[0]
+    if not isinstance(out, torch.Tensor):
+        raise UsageError(f"the model returned a {type(out).__name__}, not a tensor", "return tensors from forward()")
+    return out

@@ -3,14 +3,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgeq.errors import UsageError
+from edgeq.jsontypes import JSONObject
 from edgeq.outliers.smoothquant import fake_int8
 from edgeq.outliers.stats import batches
+
+if TYPE_CHECKING:
+    import torch
 
 # Rows of the calibration set the sensitivity pass runs (one forward per Linear): enough to rank, cheap on 2 cores.
 SENSITIVITY_SAMPLES = 8
@@ -24,7 +29,7 @@ class LinearSensitivity:
     share: float
     params: int
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"module": self.module, "share": round(self.share, 5), "params": self.params}
 
 
@@ -41,7 +46,7 @@ class SchemePrediction:
     pick: Mapping[str, str]
     reason: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"errors": {k: float(f"{v:.4g}") for k, v in self.errors.items()}, "pick": dict(self.pick),
                 "reason": self.reason}
 
@@ -59,7 +64,7 @@ SCHEME_FOR_FORMAT = {"onnx": "dynamic_per_tensor", "pte": "dynamic_per_token"}
 PREDICTION_SAMPLES = 32
 
 
-def predict_scheme(model: Any, calib: Mapping[str, np.ndarray], samples: int = PREDICTION_SAMPLES) -> SchemePrediction:
+def predict_scheme(model: torch.nn.Module, calib: Mapping[str, np.ndarray], samples: int = PREDICTION_SAMPLES) -> SchemePrediction:
     """Which activation scheme to try first, from a cheap simulation in torch on the calibration rows.
 
     Convolution nets (conv-dominated, or with convolutions and no LayerNorm/RMSNorm) are not simulated: their
@@ -70,7 +75,7 @@ def predict_scheme(model: Any, calib: Mapping[str, np.ndarray], samples: int = P
     one scale per sample (ORT's per-run scale, the host runs one sample at a time); ``dynamic_per_token``: one
     scale per row (XNNPACK's qd8 linears) — and the whole-model output error is measured for each.
     """
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     has_conv = any(isinstance(m, torch.nn.Conv1d | torch.nn.Conv2d | torch.nn.Conv3d) for m in model.modules())
     if not linear_dominated(model) or (has_conv and not has_norm_layers(model)):
@@ -79,10 +84,10 @@ def predict_scheme(model: Any, calib: Mapping[str, np.ndarray], samples: int = P
         return SchemePrediction({}, {f: "static" for f in SCHEME_FOR_FORMAT},
                                 "convolution net: static INT8 (the target's scheme) first, not simulated")
 
-    def per_sample(x: Any) -> Any:
+    def per_sample(x: torch.Tensor) -> torch.Tensor:
         return torch.stack([fake_int8(r, "per_tensor") for r in x]) if x.dim() > 1 else fake_int8(x, "per_tensor")
 
-    quantizers = {"static": lambda x: fake_int8(x, "per_tensor"), "dynamic_per_tensor": per_sample,
+    quantizers: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"static": lambda x: fake_int8(x, "per_tensor"), "dynamic_per_tensor": per_sample,
                   "dynamic_per_token": lambda x: fake_int8(x, "per_token")}
     # static QDQ also quantizes each Linear's output (one calibrated scale: attention's q/k/v, the FFN's hidden
     # layer); dynamic schemes keep MatMul outputs float
@@ -96,8 +101,10 @@ def predict_scheme(model: Any, calib: Mapping[str, np.ndarray], samples: int = P
     with torch.no_grad():
         ref = _first(model(*args)).float()
         for name, quant in quantizers.items():
-            def fwd(mod: Any, inp: tuple[Any, ...], out: Any, quant: Any = quant, q_out: bool = quant_out[name]) -> Any:
-                y = torch.nn.functional.linear(quant(inp[0]), qweights[id(mod)], mod.bias)
+            def fwd(mod: torch.nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor,
+                    quant: Callable[[torch.Tensor], torch.Tensor] = quant, q_out: bool = quant_out[name]) -> torch.Tensor:
+                bias = mod.bias if isinstance(mod, torch.nn.Linear) else None  # hooked on Linears only
+                y = torch.nn.functional.linear(quant(inp[0]), qweights[id(mod)], bias)
                 return quant(y) if q_out else y
 
             handles = [m.register_forward_hook(fwd) for m in lins]
@@ -115,18 +122,18 @@ def predict_scheme(model: Any, calib: Mapping[str, np.ndarray], samples: int = P
     return SchemePrediction(errors, pick, reason)
 
 
-def has_norm_layers(model: Any) -> bool:
+def has_norm_layers(model: torch.nn.Module) -> bool:
     """A LayerNorm / RMSNorm anywhere (by class, so transformers' own RMSNorm classes count too)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     return any(isinstance(m, torch.nn.LayerNorm) or "rmsnorm" in type(m).__name__.lower() for m in model.modules())
 
 
-def linear_dominated(model: Any) -> bool:
+def linear_dominated(model: torch.nn.Module) -> bool:
     """Linear weights outnumber convolution weights (transformers, MLPs; not a CNN with a classifier head):
     the search's linear moves (dynamic per-token linears, sensitive linears kept float) are then the ones with
     the largest expected gain."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     lin = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
     conv = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Conv1d | torch.nn.Conv2d
@@ -134,7 +141,7 @@ def linear_dominated(model: Any) -> bool:
     return bool(lin > 0 and lin >= conv)
 
 
-def linear_sensitivity(model: Any, calib: Mapping[str, np.ndarray], samples: int = SENSITIVITY_SAMPLES,
+def linear_sensitivity(model: torch.nn.Module, calib: Mapping[str, np.ndarray], samples: int = SENSITIVITY_SAMPLES,
                        granularity: str = "per_tensor") -> list[LinearSensitivity]:
     """Linears ranked by how much of the simulated all-INT8 output error keeping each one float removes.
 
@@ -143,7 +150,7 @@ def linear_sensitivity(model: Any, calib: Mapping[str, np.ndarray], samples: int
     quantized, then one per Linear with that Linear float. Linears the calibration data never reaches are left
     out (nothing measured).
     """
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     lins = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
     if not lins:
@@ -153,12 +160,13 @@ def linear_sensitivity(model: Any, calib: Mapping[str, np.ndarray], samples: int
     reached: set[str] = set()
     qweights = {n: fake_int8(m.weight.detach().float(), "per_channel").to(m.weight.dtype) for n, m in lins.items()}
 
-    def hook(name: str) -> Any:
-        def fwd(mod: Any, inp: tuple[Any, ...], out: Any) -> Any:
+    def hook(name: str) -> Callable[[torch.nn.Module, tuple[torch.Tensor, ...], torch.Tensor], torch.Tensor]:
+        def fwd(mod: torch.nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
             reached.add(name)
             if name in keep_float:
                 return out
-            return torch.nn.functional.linear(fake_int8(inp[0], granularity), qweights[name], mod.bias)
+            bias = mod.bias if isinstance(mod, torch.nn.Linear) else None  # hooked on Linears only
+            return torch.nn.functional.linear(fake_int8(inp[0], granularity), qweights[name], bias)
         return fwd
 
     was_training = model.training
@@ -185,9 +193,12 @@ def linear_sensitivity(model: Any, calib: Mapping[str, np.ndarray], samples: int
     return sorted(out, key=lambda s: -s.share)
 
 
-def _first(out: Any) -> Any:
-    while isinstance(out, tuple | list):
-        out = out[0]
-    if isinstance(out, dict):
-        out = next(iter(out.values()))
+def _first(out: object) -> torch.Tensor:
+    """The first tensor of a model's output (a tensor, or nested tuples / lists / dicts of them)."""
+    import torch  # heavy: torch, imported only where a model is built or run
+
+    while isinstance(out, tuple | list | dict):
+        out = next(iter(out.values())) if isinstance(out, dict) else out[0]
+    if not isinstance(out, torch.Tensor):
+        raise UsageError(f"the model returned a {type(out).__name__}, not a tensor", "return tensors from forward()")
     return out

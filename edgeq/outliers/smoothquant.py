@@ -17,12 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgeq.errors import UsageError
-from edgeq.outliers.stats import InputStats, linear_input_stats
+from edgeq.jsontypes import JSONObject
+from edgeq.outliers.stats import InputStats, batches, linear_input_stats
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -43,12 +47,12 @@ class SmoothQuantConfig:
         if self.activation not in ("per_tensor", "per_token"):
             raise UsageError(f"unknown activation granularity {self.activation!r}", "use per_tensor or per_token")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return asdict(self)
 
 
 def _smoothed_linear_class() -> type:
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     class SmoothedLinear(torch.nn.Module):
         """``linear(x * inv_scale)`` with the weight's input channels multiplied by the scale."""
@@ -71,7 +75,7 @@ def _smoothed_linear_class() -> type:
     return SmoothedLinear
 
 
-def fake_int8(x: Any, granularity: str) -> Any:
+def fake_int8(x: torch.Tensor, granularity: str) -> torch.Tensor:
     """Symmetric INT8 round trip: per tensor, per row (token) or per output channel (``per_channel``, rows)."""
     if granularity == "per_tensor":
         amax = x.abs().amax().clamp(min=1e-8)
@@ -81,7 +85,7 @@ def fake_int8(x: Any, granularity: str) -> Any:
     return (x / scale).round().clamp(-127, 127) * scale
 
 
-def _error(rows: Any, weights: list[Any], scale: Any, granularity: str) -> float:
+def _error(rows: torch.Tensor, weights: list[torch.Tensor], scale: torch.Tensor, granularity: str) -> float:
     xs = fake_int8(rows / scale, granularity)
     err = 0.0
     for w in weights:
@@ -91,9 +95,10 @@ def _error(rows: Any, weights: list[Any], scale: Any, granularity: str) -> float
     return err
 
 
-def choose_scale(stats: InputStats, weights: list[Any], cfg: SmoothQuantConfig) -> tuple[float, Any, float, float]:
+def choose_scale(stats: InputStats, weights: list[torch.Tensor],
+                 cfg: SmoothQuantConfig) -> tuple[float, torch.Tensor, float, float]:
     """(alpha, scale, error with it, error without smoothing) for one input tensor and the layers reading it."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     rows = torch.cat(stats.rows).float()
     wmax = torch.stack([w.abs().amax(0) for w in weights]).amax(0).clamp(min=1e-5)
@@ -112,16 +117,16 @@ def choose_scale(stats: InputStats, weights: list[Any], cfg: SmoothQuantConfig) 
     return best[0], best[1], best[2], base
 
 
-def _set_module(model: Any, name: str, new: Any) -> None:
+def _set_module(model: torch.nn.Module, name: str, new: torch.nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, new)
 
 
-def fused_path_linear(model: Any, name: str) -> bool:
+def fused_path_linear(model: torch.nn.Module, name: str) -> bool:
     """A Linear owned by torch.nn's fused transformer modules: their eval fast path reads ``linear.weight``
     directly instead of calling the Linear, so a wrapper in its place would be bypassed (or crash)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     parent_name = name.rpartition(".")[0]
     parent = model.get_submodule(parent_name) if parent_name else model
@@ -129,21 +134,21 @@ def fused_path_linear(model: Any, name: str) -> bool:
                       | torch.nn.MultiheadAttention)
 
 
-def smooth_quant(model: Any, calib: Mapping[str, np.ndarray],
-                 cfg: SmoothQuantConfig = SmoothQuantConfig()) -> tuple[Any, list[dict[str, Any]]]:
+def smooth_quant(model: torch.nn.Module, calib: Mapping[str, np.ndarray],
+                 cfg: SmoothQuantConfig = SmoothQuantConfig()) -> tuple[torch.nn.Module, list[JSONObject]]:
     """Migrate activation outliers into the weights of every Linear, in place. Returns (model, per-input log).
 
     ``calib`` maps forward-argument names to calibration arrays (sample axis first), in forward order.
     """
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     stats = linear_input_stats(model, calib, cfg.calibration_samples)
-    log: list[dict[str, Any]] = []
-    replaced: list[tuple[str, Any, dict[str, Any]]] = []
+    log: list[JSONObject] = []
+    replaced: list[tuple[str, torch.nn.Linear, JSONObject]] = []
     cls = _smoothed_linear_class()
     for st in stats:
-        linears = [model.get_submodule(n) for n in st.layers]
-        if any(not isinstance(m, torch.nn.Linear) for m in linears):
+        linears = [m for m in map(model.get_submodule, st.layers) if isinstance(m, torch.nn.Linear)]
+        if len(linears) != len(st.layers):
             continue
         weights = [m.weight.detach().float() for m in linears]
         alpha, scale, err, base = choose_scale(st, weights, cfg)
@@ -159,15 +164,13 @@ def smooth_quant(model: Any, calib: Mapping[str, np.ndarray],
     return model, log
 
 
-def _undo_where_fused_path_runs(model: Any, calib: Mapping[str, np.ndarray],
-                                replaced: list[tuple[str, Any, dict[str, Any]]]) -> None:
+def _undo_where_fused_path_runs(model: torch.nn.Module, calib: Mapping[str, np.ndarray],
+                                replaced: list[tuple[str, torch.nn.Linear, JSONObject]]) -> None:
     """torch.nn's TransformerEncoderLayer / MultiheadAttention take a fused eval fast path that reads
     ``linear.weight`` directly, bypassing (and crashing on) the wrapper — but only when the model calls the layer's
     own forward; models that call its sub-blocks are fine. One inference batch tells: if it fails, those Linears
     go back to plain (logged as skipped)."""
-    import torch
-
-    from edgeq.outliers.stats import batches
+    import torch  # heavy: torch, imported only where a model is built or run
 
     fused = [r for r in replaced if fused_path_linear(model, r[0])]
     if not fused:

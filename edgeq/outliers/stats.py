@@ -7,13 +7,23 @@ so that per-layer choices (SmoothQuant strength, bias correction) are cheap to e
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 
 from edgeq.errors import DataError
+
+if TYPE_CHECKING:  # torch is imported when a preparation runs, not when edgeq is
+    import torch
+    from torch.utils.hooks import RemovableHandle
+
+    # A forward pre-hook that observes a layer's inputs; one that returns them (changed) instead.
+    ObserveHook: TypeAlias = Callable[[torch.nn.Module, tuple[torch.Tensor, ...]], None]
+    RewriteHook: TypeAlias = Callable[[torch.nn.Module, tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]]
+    # A forward hook that observes a layer's output.
+    OutputHook: TypeAlias = Callable[[torch.nn.Module, tuple[torch.Tensor, ...], torch.Tensor], None]
 
 
 @dataclass
@@ -21,13 +31,13 @@ class InputStats:
     """For one input tensor: the layers reading it, per-channel |max| over calibration, sampled rows."""
 
     layers: list[str]
-    absmax: Any  # torch.Tensor [in_features]
-    rows: list[Any] = field(default_factory=list)  # torch.Tensor [n, in_features] chunks
+    absmax: torch.Tensor  # [in_features]
+    rows: list[torch.Tensor] = field(default_factory=list)  # [n, in_features] chunks
 
 
-def batches(calib: Mapping[str, np.ndarray], max_samples: int, batch: int = 16) -> Iterator[tuple[Any, ...]]:
+def batches(calib: Mapping[str, np.ndarray], max_samples: int, batch: int = 16) -> Iterator[tuple[torch.Tensor, ...]]:
     """Calibration samples as contiguous torch tensors, ``batch`` at a time (batched: fast on large images)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     if not calib:
         raise DataError("no calibration inputs", "pass one array per model input, keyed by input name")
@@ -39,10 +49,11 @@ def batches(calib: Mapping[str, np.ndarray], max_samples: int, batch: int = 16) 
 
 
 
-def run_hooked(model: Any, calib: Mapping[str, np.ndarray], max_samples: int, handles: list[Any]) -> None:
+def run_hooked(model: torch.nn.Module, calib: Mapping[str, np.ndarray], max_samples: int,
+               handles: list[RemovableHandle]) -> None:
     """Forward the calibration batches through ``model`` (no grad) while ``handles`` are registered; remove them
     afterwards, also on error."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     try:
         with torch.no_grad():
@@ -52,20 +63,20 @@ def run_hooked(model: Any, calib: Mapping[str, np.ndarray], max_samples: int, ha
         for h in handles:
             h.remove()
 
-def linear_input_stats(model: Any, calib: Mapping[str, np.ndarray], max_samples: int = 64,
+def linear_input_stats(model: torch.nn.Module, calib: Mapping[str, np.ndarray], max_samples: int = 64,
                        rows_per_batch: int = 64, seed: int = 0) -> list[InputStats]:
     """Run the calibration set through ``model``; return one :class:`InputStats` per distinct Linear input."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     gen = torch.Generator().manual_seed(seed)
-    by_layer: dict[str, tuple[int, Any]] = {}
+    by_layer: dict[str, tuple[int, torch.Tensor]] = {}
     groups: dict[tuple[str, ...], InputStats] = {}
     # id -> (the tensor, readers). Holding the tensor keeps its id from being reused by a later tensor of the
     # same forward pass, which would merge unrelated layers into one group.
-    seen_in_pass: dict[int, tuple[Any, list[str]]] = {}
+    seen_in_pass: dict[int, tuple[torch.Tensor, list[str]]] = {}
 
-    def hook(name: str) -> Any:
-        def pre(_mod: Any, args: tuple[Any, ...]) -> None:
+    def hook(name: str) -> ObserveHook:
+        def pre(_mod: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
             x = args[0]
             seen_in_pass.setdefault(id(x), (x, []))[1].append(name)
             by_layer[name] = (id(x), x.detach().reshape(-1, x.shape[-1]))

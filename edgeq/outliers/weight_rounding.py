@@ -19,12 +19,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgeq.errors import UsageError
+from edgeq.jsontypes import JSONObject
+from edgeq.outliers.cle_pairs import op_name
 from edgeq.outliers.stats import batches, run_hooked
+
+if TYPE_CHECKING:
+    import torch
+
+    from edgeq.outliers.stats import ObserveHook
 
 
 @dataclass(frozen=True)
@@ -45,15 +52,13 @@ class WeightRoundingConfig:
         if not 0.0 < self.damp < 1.0:
             raise UsageError(f"damp must be in (0, 1), got {self.damp}")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return asdict(self)
 
 
-def fold_batchnorm(model: Any, example: tuple[Any, ...]) -> list[str]:
+def fold_batchnorm(model: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> list[str]:
     """Fold every ``conv2d -> batch_norm`` (BN the conv's only user) into the conv; the BN becomes Identity."""
-    import torch
-
-    from edgeq.outliers.cle_pairs import op_name
+    import torch  # heavy: torch, imported only where a model is built or run
 
     ep = torch.export.export(model, example, strict=False)
     params = dict(ep.graph_signature.inputs_to_parameters)
@@ -85,16 +90,18 @@ def fold_batchnorm(model: Any, example: tuple[Any, ...]) -> list[str]:
     return folded
 
 
-def receptive_fields(m: Any, x: Any) -> Any:
+def receptive_fields(m: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """A zero-padded Conv2d's input ``x`` as its receptive fields, ``[groups, batch * positions, D]``.
 
     The module's own zero padding only; padding done outside (TF "same") is already in ``x``."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
-    pad: Any = m.padding
-    if isinstance(pad, str):  # "valid" -> 0, "same" (stride 1) -> half the dilated kernel
+    pad: int | tuple[int, ...]
+    if isinstance(m.padding, str):  # "valid" -> 0, "same" (stride 1) -> half the dilated kernel
         dk = zip(m.dilation, m.kernel_size, strict=True)
-        pad = 0 if pad == "valid" else tuple(d * (k - 1) // 2 for d, k in dk)
+        pad = 0 if m.padding == "valid" else tuple(d * (k - 1) // 2 for d, k in dk)
+    else:
+        pad = m.padding
     cols = torch.nn.functional.unfold(x, m.kernel_size, m.dilation, pad, m.stride)
     k = m.kernel_size[0] * m.kernel_size[1]
     g = m.groups
@@ -102,16 +109,16 @@ def receptive_fields(m: Any, x: Any) -> Any:
     return cols.reshape(g, -1, cols.shape[-1])
 
 
-def _grid(w: Any, scale: Any) -> Any:
+def _grid(w: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return (w / scale).round().clamp(-127, 127) * scale
 
 
-def _gptq_rows(w: Any, h: Any, damp: float, act_order: bool = False) -> Any:
+def _gptq_rows(w: torch.Tensor, h: torch.Tensor, damp: float, act_order: bool = False) -> torch.Tensor:
     """Round rows of ``w`` [B, R, D] (one ``h`` [B, D, D] per batch entry) onto the per-row INT8 grid.
 
     ``act_order``: round the input columns in order of decreasing ``H`` diagonal (GPTQ's "act-order"): the columns
     that carry the most input energy are rounded first, while the most columns are left to absorb their error."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     if act_order:
         perm = torch.argsort(torch.diagonal(h, dim1=-2, dim2=-1), dim=-1, descending=True)  # [B, D]
@@ -147,17 +154,17 @@ def _gptq_rows(w: Any, h: Any, damp: float, act_order: bool = False) -> Any:
     return q
 
 
-def _h_error(d: Any, h: Any) -> float:
+def _h_error(d: torch.Tensor, h: torch.Tensor) -> float:
     """``sum_g tr(d_g H_g d_gᵀ)``: the expected squared output error of the weight change ``d``."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     return float(torch.einsum("grd,gde,gre->", d, h, d))
 
 
-def round_weights(model: Any, calib: Mapping[str, np.ndarray],
-                  cfg: WeightRoundingConfig = WeightRoundingConfig()) -> tuple[Any, list[dict[str, Any]]]:
+def round_weights(model: torch.nn.Module, calib: Mapping[str, np.ndarray],
+                  cfg: WeightRoundingConfig = WeightRoundingConfig()) -> tuple[torch.nn.Module, list[JSONObject]]:
     """Fold BN, then replace each conv's weights by their GPTQ-rounded INT8-grid values. Returns (model, log)."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     model = model.eval()
     kinds: tuple[type, ...] = (torch.nn.Conv2d, torch.nn.Linear) if cfg.linear else (torch.nn.Conv2d,)
@@ -170,13 +177,14 @@ def round_weights(model: Any, calib: Mapping[str, np.ndarray],
             folded = fold_batchnorm(model, first)
         except Exception as e:  # noqa: BLE001  tracing is best effort: an untraceable model is left unchanged
             return model, [{"skipped": f"torch.export failed: {type(e).__name__}: {str(e)[:200]}"}]
-    layers: dict[str, Any] = {n: m for n, m in model.named_modules() if isinstance(m, kinds)}
-    hs: dict[str, Any] = {}
+    layers = {n: m for n, m in model.named_modules()
+              if isinstance(m, kinds) and isinstance(m, torch.nn.Conv2d | torch.nn.Linear)}
+    hs: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
     gen = torch.Generator().manual_seed(0)
 
-    def hook(name: str, m: Any) -> Any:
-        def pre(_m: Any, args: tuple[Any, ...]) -> None:
+    def hook(name: str, m: torch.nn.Conv2d | torch.nn.Linear) -> ObserveHook:
+        def pre(_m: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
             x = args[0].detach().float()
             if isinstance(m, torch.nn.Conv2d):
                 if m.padding_mode != "zeros":
@@ -193,7 +201,7 @@ def round_weights(model: Any, calib: Mapping[str, np.ndarray],
 
     handles = [m.register_forward_pre_hook(hook(n, m)) for n, m in layers.items()]
     run_hooked(model, calib, cfg.calibration_samples, handles)
-    log: list[dict[str, Any]] = [{"batchnorm_folded": len(folded)}] if folded else []
+    log: list[JSONObject] = [{"batchnorm_folded": len(folded)}] if folded else []
     with torch.no_grad():
         for name, m in layers.items():
             if name not in hs:

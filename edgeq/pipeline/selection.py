@@ -17,6 +17,7 @@ from typing import Any
 from edgeq.backends.onnx import PREP_NAME
 from edgeq.config import Budget, PipelineConfig
 from edgeq.data import Dataset
+from edgeq.jsontypes import JSONObject
 from edgeq.manifest import Artifact
 from edgeq.outdir import INPUTS_REL, REFERENCE_REL
 from edgeq.pipeline.pipeline import Pipeline
@@ -44,7 +45,7 @@ class SelectContext:
 Selector = Callable[[SelectContext, BuildState, list[Artifact]], dict[str, Any]]
 
 
-def select(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> dict[str, Any]:
+def select(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> JSONObject:
     """Run the format's selection; returns the manifest keys it adds (``search``, ``search_pte``, ...)."""
     if ctx.config.search.mode == "grid":
         return _grid_onnx(ctx, state, built) if state.fmt == "onnx" else {}
@@ -60,7 +61,7 @@ def select(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> dict
 
 
 def _host_checked(state: BuildState, built: list[Artifact], budget: Budget,
-                  run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+                  run: Callable[[], dict[str, Any]]) -> JSONObject:
     """Run ``run`` with the candidates validated on the host (what decides whether to search); that validation is
     dropped afterwards, since every runner validates what ships once, after the artifact stages."""
     candidates = [a for a in built if a.role == "candidate"]
@@ -73,11 +74,11 @@ def _host_checked(state: BuildState, built: list[Artifact], budget: Budget,
             a.validations = []
 
 
-def _select_onnx(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> dict[str, Any]:
+def _select_onnx(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> JSONObject:
     return _host_checked(state, built, ctx.budget, lambda: _search_onnx(ctx, state, built))
 
 
-def _search_onnx(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> dict[str, Any]:
+def _search_onnx(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> JSONObject:
     first_dynamic = ctx.first_dynamic.get("onnx", False)
     if not should_search(ctx.config, ctx.budget, built, first_dynamic=first_dynamic):
         return {}
@@ -85,7 +86,7 @@ def _search_onnx(ctx: SelectContext, state: BuildState, built: list[Artifact]) -
                              static_base=state.quant if first_dynamic else None)
 
 
-def _select_pte(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> dict[str, Any]:
+def _select_pte(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> JSONObject:
     # The .pte search starts on --search or an explicit budget only (pte_sensitivity_keys), never on the target's
     # defaults alone: without either, the host check would only run the .pte once more for nothing.
     if ctx.config.search.mode != "always" and ctx.config.budget.is_empty():
@@ -93,8 +94,8 @@ def _select_pte(ctx: SelectContext, state: BuildState, built: list[Artifact]) ->
     return _host_checked(state, built, ctx.budget, lambda: _search_pte(ctx, state, built))
 
 
-def _search_pte(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> dict[str, Any]:
-    if state.eval is None or state.captured is None:  # no program to search (pte_sensitivity_keys: nothing)
+def _search_pte(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> JSONObject:
+    if state.eval is None or state.captured is None:  # a .pte is built from a captured torch program only
         return {}
     # state.captured: what the INT8 models were built from (the outlier-prepared copy, if any)
     inputs = PteSearchInputs(state.captured, state.eval, first_dynamic=ctx.first_dynamic.get("pte", False),
@@ -108,7 +109,7 @@ def _search_context(ctx: SelectContext, state: BuildState, scratch: Path | None 
                          REFERENCE_REL, scratch=scratch, linear_ranking=ctx.linear_ranking)
 
 
-def _grid_onnx(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> dict[str, Any]:
+def _grid_onnx(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> JSONObject:
     """The sweep's grid, built beside the first static model from the same graph, data and builder."""
     first = next((a for a in built if a.role == "candidate" and a.precision == "int8-static"), None)
     if first is None:

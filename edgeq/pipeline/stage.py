@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
 from edgeq.errors import EdgeqError, PassError, PipelineError
+from edgeq.jsontypes import JSONObject
 from edgeq.pipeline.state import STATE_FIELDS, BuildState
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ class StageResult:
     state: BuildState | None = None  # the updated state (None: unchanged)
     verdict_failures: tuple[str, ...] = ()  # e.g. over the storage budget
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"name": self.name, "changed": self.changed, "summary": self.summary, "details": self.details,
                 "failures": list(self.verdict_failures)}
 

@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeq.config import QuantOptions
+from edgeq.jsontypes import JSONObject
 
 if TYPE_CHECKING:  # type-only: capture/data/targets import torch and onnx helpers lazily
+    import torch
+
     from edgeq.capture import Captured
     from edgeq.data import Dataset
     from edgeq.manifest import Artifact
@@ -27,7 +30,7 @@ class EtBackendConfig:
     extract_delegate_segments: bool = False
     segment_alignment: int | None = None
 
-    def kwargs(self) -> dict[str, Any]:
+    def kwargs(self) -> JSONObject:
         out: dict[str, Any] = {}
         if self.extract_delegate_segments:
             out["extract_delegate_segments"] = True
@@ -56,9 +59,9 @@ class BuildState:
     opset: int = 18
     progress: Progress | None = None
     model_path: Path | None = None  # the graph a Transform rewrites (ONNX)
-    # In-memory models a backend carries between its steps (torch ExportedPrograms: third-party, hence Any).
-    program: Any = None
-    float_program: Any = None
+    # In-memory models a backend carries between its steps.
+    program: torch.export.ExportedProgram | None = None
+    float_program: torch.export.ExportedProgram | None = None
     artifacts: tuple[Artifact, ...] = ()
     fixed_shapes: dict[str, list[int]] | None = None  # the plan fixed-shapes applied; fp16-variant re-applies it
     executorch_backend_config: EtBackendConfig = field(default_factory=EtBackendConfig)

@@ -7,6 +7,7 @@ mobile usability), so this module stays the single page layout.
 from __future__ import annotations
 
 import html
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -51,8 +52,6 @@ _SECTION_MODULES = ("edgeq.report.plot_sections", "edgeq.report.core_sections", 
 
 
 def _load_section_modules() -> None:
-    import importlib
-
     for mod in _SECTION_MODULES:
         try:
             importlib.import_module(mod)

@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from edgeq.jsontypes import get_strs
 from edgeq.manifest import Artifact
 
 
@@ -31,8 +32,9 @@ def write_junit(path: Path, artifacts: list[Artifact], suite: str, extra_failure
         m = v.metrics
         ET.SubElement(tc, "system-out").text = ", ".join(f"{k}={m[k]}" for k in sorted(m))
         if not v.budget_check["passed"]:
-            f = ET.SubElement(tc, "failure", message="; ".join(v.budget_check["failures"]))
-            f.text = "\n".join(v.budget_check["failures"])
+            failures = get_strs(v.budget_check, "failures")
+            f = ET.SubElement(tc, "failure", message="; ".join(failures))
+            f.text = "\n".join(failures)
     for b in boards:
         tc = ET.SubElement(ts, "testcase", classname=f"edgeq.{suite}.boards", name=f"board {b['name']} ({b['runner']})")
         ET.SubElement(tc, "system-out").text = f"status={b['status']} validations={b['validations']}"

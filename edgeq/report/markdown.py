@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from edgeq.report.boards import markdown_lines, terminal_lines
 from edgeq.report.rows import fmt_bytes, fmt_latency, fmt_num, rows
+from edgeq.report.terminal import all_warnings, fitted_table, operator_warnings, verdict_line
 
 TABLE_HEAD = ("artifact", "bytes", "× float", "runner", "accuracy", "drop (pt)", "top-1 agree", "cos mean", "cos min",
          "SQNR dB", "max |Δ|", "latency", "budget")
@@ -24,8 +26,6 @@ def table(manifest: dict[str, Any]) -> list[tuple[str, ...]]:
 
 def terminal_summary(manifest: dict[str, Any], outdir: str) -> str:
     """Fits 100 columns (lower-priority metric columns are dropped; report.md has them all)."""
-    from edgeq.report.terminal import all_warnings, fitted_table, operator_warnings, verdict_line
-
     lines = fitted_table(manifest)
     v = manifest["verdict"]
     lines.append("")
@@ -46,8 +46,6 @@ def terminal_summary(manifest: dict[str, Any], outdir: str) -> str:
 
 def _clip(line: str, width: int = 100) -> str:
     """Pass summaries can be long prose: wrap them under their name instead of running past the width."""
-    import textwrap
-
     return "\n".join(textwrap.wrap(line, width, subsequent_indent=" " * 5, break_on_hyphens=False)) or line
 
 

@@ -8,6 +8,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from edgeq.jsontypes import JSONObject
 from edgeq.report.rows import fmt_bytes, fmt_num, rows
 
 WIDTH = 100
@@ -178,7 +179,7 @@ def fitted_table(manifest: dict[str, Any], width: int = WIDTH) -> list[str]:
     return lines
 
 
-def json_result(manifest: dict[str, Any], outdir: str) -> dict[str, Any]:
+def json_result(manifest: dict[str, Any], outdir: str) -> JSONObject:
     """The ``--json`` document of export / check / validate: verdict, margins, warnings, artifacts."""
     v = manifest["verdict"]
     arts = []

@@ -19,6 +19,7 @@ from edgeq.onnx.mixed import weights_to_fp16
 from edgeq.search.trial import Trial
 from edgeq.select.rule import shortfall, size_shortfall
 from edgeq.validate.metrics import Metrics, budget_distance, check_budget, compare
+from edgeq.validate.runners.host import HostRunner
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,6 @@ class Evaluator:
     """Quantizes one trial and measures it on the evaluation set with the host runner."""
 
     def __init__(self, data: EvalData, budget: Budget, workdir: Path, max_size_ratio: float | None) -> None:
-        from edgeq.validate.runners.host import HostRunner
-
         self.data, self.budget, self.workdir = data, budget, workdir
         self.runner = HostRunner()
         self.max_size_ratio = max_size_ratio

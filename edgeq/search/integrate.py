@@ -19,10 +19,22 @@ import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from edgeq.config import Budget, PipelineConfig, QuantOptions
+from edgeq.backends.onnx import INT8_DYNAMIC_NAME as ONNX_INT8_DYNAMIC_NAME
+from edgeq.backends.onnx import INT8_NAME, graph_stats
+from edgeq.config import (
+    CALIBRATION_METHODS,
+    INT_TYPES,
+    Budget,
+    CalibrationMethod,
+    IntType,
+    PipelineConfig,
+    QuantOptions,
+)
 from edgeq.data import Dataset
+from edgeq.errors import ManifestError, UsageError
+from edgeq.jsontypes import get_object_or_none, get_str_or_none, get_strs
 from edgeq.manifest import Artifact
 from edgeq.progress import Progress
 from edgeq.search.evaluate import EvalData
@@ -32,6 +44,9 @@ from edgeq.select.summary import Selection
 from edgeq.targetspec import Target
 from edgeq.validate.metrics import distance_line
 from edgeq.validate.orchestrate import ValidationRequest, load_npz, validate_artifacts
+
+if TYPE_CHECKING:
+    pass
 
 ONNX_STATIC = "onnx-int8-static"
 ONNX_DYNAMIC = "onnx-int8-dynamic"
@@ -89,12 +104,20 @@ def should_search(config: PipelineConfig, budget: Budget, artifacts: list[Artifa
 def base_options(art: Artifact) -> QuantOptions:
     """The settings the first model was actually built with (after the target's configure passes)."""
     q = art.quantization or {}
-    return QuantOptions(mode="static", calibration=q.get("calibration"), per_channel=bool(q.get("per_channel")),
-                        activation_type=q.get("activation_type"), weight_type=q.get("weight_type"),
+    calibration = get_str_or_none(q, "calibration")
+    activation_type, weight_type = get_str_or_none(q, "activation_type"), get_str_or_none(q, "weight_type")
+    for value, allowed in ((calibration, CALIBRATION_METHODS), (activation_type, INT_TYPES), (weight_type, INT_TYPES)):
+        if value is not None and value not in allowed:
+            raise ManifestError(f"the recorded quantization setting {value!r} is not one of {', '.join(allowed)}")
+    samples = q.get("calibration_samples")
+    # The casts name the Literal types the membership checks above established.
+    return QuantOptions(mode="static", calibration=cast(CalibrationMethod | None, calibration),
+                        per_channel=bool(q.get("per_channel")),
+                        activation_type=cast(IntType | None, activation_type), weight_type=cast(IntType | None, weight_type),
                         reduce_range=bool(q.get("reduce_range")),
-                        nodes_to_exclude=tuple(q.get("nodes_excluded") or ()),
-                        op_types_to_exclude=tuple(q.get("op_types_excluded") or ()),
-                        max_calibration_samples=max(1, int(q.get("calibration_samples") or 256)))
+                        nodes_to_exclude=tuple(get_strs(q, "nodes_excluded")),
+                        op_types_to_exclude=tuple(get_strs(q, "op_types_excluded")),
+                        max_calibration_samples=max(1, samples if isinstance(samples, int) and samples else 256))
 
 
 def run_export_search(ctx: SearchContext, artifacts: list[Artifact],
@@ -107,8 +130,6 @@ def run_export_search(ctx: SearchContext, artifacts: list[Artifact],
     first_dynamic = static_base is not None
     art = first_candidate(artifacts, first_dynamic)
     if art is None:
-        from edgeq.errors import UsageError
-
         raise UsageError("the ONNX search needs an INT8 ONNX model from this export",
                          "call run_export_search only after should_search() returned True")
     base = dataclasses.replace(static_base, mode="static") if static_base is not None else base_options(art)
@@ -147,7 +168,7 @@ def _search(ctx: SearchContext, art: Artifact, base: QuantOptions, first_dynamic
     data = EvalData(prepped, ctx.calib, workdir / ctx.inputs_rel, load_npz(workdir / ctx.reference_rel),
                     load_npz(workdir / ctx.inputs_rel).get("labels"),
                     float_model=float_model if float_model.is_file() else None)
-    seed = None if first_dynamic else (workdir / art.path, (art.quantization or {}).get("bias_correction"))
+    seed = None if first_dynamic else (workdir / art.path, get_object_or_none(art.quantization or {}, "bias_correction"))
     start = LadderStart(base, ctx.linear_ranking, first_dynamic=first_dynamic, seed=seed)
     return search_onnx(data, start, ctx.budget, ctx.config.search, scratch / "search", ctx.progress)
 
@@ -155,8 +176,6 @@ def _search(ctx: SearchContext, art: Artifact, base: QuantOptions, first_dynamic
 def _ship_trial(ctx: SearchContext, art: Artifact, best: Trial, built: Path, base: QuantOptions) -> None:
     """Replace the first model's file (with ``built``, the trial's model) and record with the passing trial's,
     then validate it again."""
-    from edgeq.backends.onnx import graph_stats
-
     _rename_for_scheme(ctx.workdir, art, best, base)
     shutil.copyfile(built, ctx.workdir / art.path)
     art.quantization = {**(art.quantization or {}), "calibration": best.quant.calibration,
@@ -186,11 +205,9 @@ def _ship_trial(ctx: SearchContext, art: Artifact, best: Trial, built: Path, bas
 def _rename_for_scheme(workdir: Path, art: Artifact, best: Trial, base: QuantOptions) -> None:
     """A pick of the other scheme than the first model (dynamic for static, or the reverse) ships under its own
     name: the first model's file is removed and the artifact renamed."""
-    from edgeq.backends.onnx import INT8_DYNAMIC_NAME, INT8_NAME
-
     if best.config.dynamic:  # the pick is a dynamic INT8 model: ship it under its own name
         (workdir / art.path).unlink(missing_ok=True)
-        art.name, art.path, art.precision = ONNX_DYNAMIC, INT8_DYNAMIC_NAME, "int8-dynamic"
+        art.name, art.path, art.precision = ONNX_DYNAMIC, ONNX_INT8_DYNAMIC_NAME, "int8-dynamic"
     elif art.precision == "int8-dynamic":  # a static fallback replaces the predicted dynamic first model
         (workdir / art.path).unlink(missing_ok=True)
         art.name, art.path, art.precision = ONNX_STATIC, INT8_NAME, "int8-static"

@@ -7,16 +7,22 @@ import dataclasses
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from edgeq.backends.executorch import INT8_DYNAMIC_NAME, bundle_program, static_export
 from edgeq.capture import Captured
 from edgeq.data import Dataset
 from edgeq.manifest import Artifact
+from edgeq.pipeline.state import BuildState
 from edgeq.search.integrate import SearchContext, print_closest
 from edgeq.search.pte_search import PteSearchData, PteTrial, closest, search_pte
-from edgeq.search.sensitivity import NodeSensitivity
+from edgeq.search.pte_sensitivity import pte_sensitivity
+from edgeq.search.sensitivity import NodeSensitivity, sensitivity_table
 from edgeq.select.summary import Selection
 from edgeq.validate.orchestrate import load_npz
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _pte_candidate(artifacts: list[Artifact]) -> Artifact | None:
@@ -41,12 +47,9 @@ def pte_sensitivity_keys(ctx: SearchContext, artifacts: list[Artifact], captured
         return {}
     if skip_ranking:  # the torch-side Linear ranking (edgeq.prepare) orders the moves; no PT2E debugger pass
         return {"sensitivity_pte": []}
-    from edgeq.search.pte_sensitivity import pte_sensitivity
-    from edgeq.search.sensitivity import sensitivity_table
-
     ctx.progress.stage("ranking .pte (PT2E) nodes by added quantization error")
     try:
-        ranking = pte_sensitivity(captured.exported, ctx.calib, captured.signature, config.quant, ctx.target,
+        ranking = pte_sensitivity(captured.program(), ctx.calib, captured.signature, config.quant, ctx.target,
                                   max_samples=config.search.sensitivity_samples)
     except Exception as e:  # noqa: BLE001  the ranking is a diagnostic; it must never sink the export
         ctx.progress.stage(f"  .pte sensitivity unavailable: {type(e).__name__}: {str(e)[:200]}")
@@ -78,8 +81,6 @@ def run_pte_search(ctx: SearchContext, artifacts: list[Artifact], inputs: PteSea
     art = _pte_candidate(artifacts)
     if not keys or art is None or all(v.budget_check["passed"] for v in art.validations):
         return keys
-    from edgeq.backends.executorch import static_export
-
     static = static_export(inputs.captured, ctx.calib)
     ctx.progress.stage(f"searching for a .pte INT8 model inside the budget (first model: {art.name})")
     t0 = time.perf_counter()
@@ -106,7 +107,7 @@ def _scratch(ctx: SearchContext) -> Path:
     return ctx.workdir.parent / f".{ctx.workdir.name}-pte-search"
 
 
-def _search(ctx: SearchContext, artifacts: list[Artifact], inputs: PteSearchInputs, static: Any,
+def _search(ctx: SearchContext, artifacts: list[Artifact], inputs: PteSearchInputs, static: torch.export.ExportedProgram,
             rows: list[dict[str, Any]]) -> list[PteTrial]:
     """Run the ``.pte`` moves on the static-batch program, ordered by the ranking ``rows`` (``sensitivity_pte``)."""
     ranking = [NodeSensitivity(r["node"], r["op_type"], r["tensor"], float("nan"), float(r["xmodel_sqnr_db"] or 0.0),
@@ -125,12 +126,9 @@ def _search(ctx: SearchContext, artifacts: list[Artifact], inputs: PteSearchInpu
                       linear_ranking=list(ctx.linear_ranking), first_dynamic=inputs.first_dynamic)
 
 
-def _ship_winner(ctx: SearchContext, artifacts: list[Artifact], inputs: PteSearchInputs, static: Any,
+def _ship_winner(ctx: SearchContext, artifacts: list[Artifact], inputs: PteSearchInputs, static: torch.export.ExportedProgram,
                  winner: PteTrial) -> None:
     """Replace the first ``.pte`` (and its ``.bpte`` bundle's program) with the winner, then validate it again."""
-    from edgeq.backends.executorch import INT8_DYNAMIC_NAME, bundle_program
-    from edgeq.pipeline.state import BuildState
-
     workdir, art = ctx.workdir, _pte_candidate(artifacts)
     bundle = next((a for a in artifacts if a.format == "bpte"), None)
     if art is None or winner.path is None:

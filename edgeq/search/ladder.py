@@ -7,16 +7,20 @@ nodes). Later stages build on the best trial so far, so the static ladder is gen
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import onnx
+
 from edgeq.config import QuantOptions, SearchOptions
 from edgeq.data import Dataset
 from edgeq.onnx.hybrid import has_convs_and_linears
 from edgeq.search.patterns import CATEGORIES
+from edgeq.search.sensitivity import onnx_sensitivity
 from edgeq.search.trial import Trial, TrialConfig
 
 
@@ -24,8 +28,6 @@ def linear_dominated(path: Path) -> bool:
     """True when MatMul/Gemm weights outnumber convolution weights (a transformer, an MLP): the outliers then
     sit in the linears' activations, and per-run (dynamic) activation scales plus kept-float linears are the
     moves with the largest expected gain."""
-    import onnx
-
     model = onnx.load(str(path), load_external_data=False)
     sizes = {t.name: math.prod(t.dims) for t in model.graph.initializer}
     lin = sum(sizes.get(i, 0) for n in model.graph.node if n.op_type in ("MatMul", "Gemm") for i in n.input[1:2])
@@ -91,13 +93,9 @@ def static_ladder(base: QuantOptions, patterns: dict[str, list[str]], state: dic
 
 
 def safe_sensitivity(prepped: Path, qdq: Path, calib: Dataset, options: SearchOptions) -> list[Any]:
-    from edgeq.search.sensitivity import onnx_sensitivity
-
     try:
         return onnx_sensitivity(prepped, qdq, calib, max_samples=options.sensitivity_samples)
     except Exception as e:  # noqa: BLE001  the debugger is best-effort: without it the ladder skips its stage
-        import logging
-
         logging.getLogger(__name__).warning("ONNX sensitivity analysis failed (%s: %s); the search skips its "
                                             "sensitivity stage", type(e).__name__, str(e)[:300])
         return []

@@ -12,6 +12,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import onnx
+
 CATEGORIES: tuple[str, ...] = ("mask_arithmetic", "softmax", "layernorm", "gelu", "residual_add")
 
 # Ops that transform a mask elementwise (or reshape it) without mixing in activations.
@@ -22,8 +24,6 @@ _LN_DECOMPOSED = {"ReduceMean", "Pow", "Sqrt", "Reciprocal"}
 
 def fragile_nodes(model_path: str | Path) -> dict[str, list[str]]:
     """Category -> node names (graph order) for :data:`CATEGORIES`."""
-    import onnx
-
     model = onnx.load(str(model_path), load_external_data=False)
     g = model.graph
     consts = {i.name for i in g.initializer} | {o for n in g.node if n.op_type == "Constant" for o in n.output}
@@ -106,8 +106,6 @@ class Neighbourhood:
     """
 
     def __init__(self, model_path: str | Path) -> None:
-        import onnx
-
         g = onnx.load(str(model_path), load_external_data=False).graph
         consts = {i.name for i in g.initializer}
         self.readers: dict[str, list[str]] = defaultdict(list)

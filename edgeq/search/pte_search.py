@@ -30,7 +30,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,6 +40,7 @@ from edgeq.errors import EdgeqError
 from edgeq.executorch.lower import lower_to_executorch
 from edgeq.executorch.quantize import quantize_pt2e
 from edgeq.executorch.runtime import run_pte
+from edgeq.jsontypes import JSONObject
 from edgeq.progress import Progress
 from edgeq.search.pte_moves import MoveFacts, propose_all
 from edgeq.search.sensitivity import NodeSensitivity
@@ -49,6 +50,9 @@ from edgeq.select.rule import closest as select_closest
 from edgeq.signature import TensorSpec
 from edgeq.targetspec import Target
 from edgeq.validate.metrics import budget_distance, check_budget, compare
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -73,7 +77,7 @@ class PteTrial:
         return Scored(self.index, self.bytes if self.error is None else None, self.passed, self.shortfall,
                       errored=self.error is not None)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"index": self.index, "label": self.label, "mode": self.quant.mode,
                 "dynamic_linears": self.quant.dynamic_linears,
                 "nodes_excluded": list(self.quant.nodes_to_exclude), "metrics": self.metrics,
@@ -103,7 +107,7 @@ def plan_moves(base: QuantOptions, ranking: list[NodeSensitivity], max_trials: i
 class PteSearchData:
     """What every ``.pte`` trial is built from, measured on, and checked against."""
 
-    static: Any  # torch.export.ExportedProgram (third-party): the static-batch program every move quantizes
+    static: torch.export.ExportedProgram  # the static-batch program every move quantizes
     calib: Dataset
     signature: list[TensorSpec]
     eval_inputs: list[np.ndarray]

@@ -13,16 +13,23 @@ PT2E simulates it on the host, not the XNNPACK kernels' own arithmetic.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
+from edgeq.executorch.quantize import make_quantizer, resolve_settings, sample_args
 from edgeq.search.sensitivity import NodeSensitivity, nsr
+from edgeq.signature import TensorSpec
+from edgeq.targetspec import Target
+
+if TYPE_CHECKING:
+    import torch
 
 
-def pte_sensitivity(exported: Any, calib: Dataset, signature: list[Any], opts: QuantOptions, target: Any,
+def pte_sensitivity(exported: torch.export.ExportedProgram, calib: Dataset, signature: list[TensorSpec], opts: QuantOptions, target: Target,
                     calib_samples: int = 32, max_samples: int = 8) -> list[NodeSensitivity]:
     """Rank the PT2E graph's nodes by the error their INT8 version adds (most sensitive first)."""
+    # optional: the [executorch] extra
     import torch
     from torchao.quantization.pt2e import (
         extract_results_from_loggers,
@@ -31,8 +38,6 @@ def pte_sensitivity(exported: Any, calib: Dataset, signature: list[Any], opts: Q
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     from torchao.quantization.pt2e.utils import _fuse_conv_bn_
-
-    from edgeq.executorch.quantize import make_quantizer, resolve_settings, sample_args
 
     generate_numeric_debug_handle(exported)
     # The float logger copy is taken before prepare_pt2e (quantization mutates the module in place), with
@@ -72,7 +77,7 @@ def pte_sensitivity(exported: Any, calib: Dataset, signature: list[Any], opts: Q
 
 def _node_sqnr(ref: dict[Any, Any], act: dict[Any, Any]) -> dict[str, float]:
     """Per float node: the SQNR (dB) of its INT8 counterpart's logged outputs against its own."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     sqnr: dict[str, float] = {}
     for key, (ref_name, _stack, ref_stats) in ref.items():

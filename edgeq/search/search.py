@@ -45,10 +45,13 @@ from typing import Any
 
 from edgeq.config import Budget, QuantOptions, SearchOptions
 from edgeq.errors import EdgeqError, UsageError
+from edgeq.onnx.dynamic import activation_matmuls
+from edgeq.onnx.mixed import nodes_for_modules
 from edgeq.progress import Progress
 from edgeq.search.evaluate import EvalData, Evaluator
 from edgeq.search.ladder import chain, linear_dominated, linear_ladder, safe_sensitivity, static_ladder
 from edgeq.search.patterns import Neighbourhood, fragile_nodes
+from edgeq.search.sensitivity import sensitivity_table
 from edgeq.search.trial import SearchResult, Trial, TrialConfig, trial_line
 from edgeq.select.ladder import TrialBudget, run_ladder
 from edgeq.select.rule import best_effort
@@ -150,8 +153,6 @@ class _OnnxSearch:
                                    self.data.prepped, self.data.calib, options)
             run = run_ladder(chain(ladder, static), self.evaluate,
                              TrialBudget(options.max_trials, options.max_seconds), cumulative=_CUMULATIVE)
-        from edgeq.search.sensitivity import sensitivity_table
-
         sens_rows = sensitivity_table(self.state.get("baseline_ranking") or [])
         best = self.best_of(self.trials)
         return SearchResult(met=bool(best and best.passed), best=best, trials=self.trials,
@@ -215,9 +216,6 @@ class _OnnxSearch:
         return nodes, int16
 
     def _dynamic_trial(self, index: int, stage: str, cfg: TrialConfig) -> Trial:
-        from edgeq.onnx.dynamic import activation_matmuls
-        from edgeq.onnx.mixed import nodes_for_modules
-
         base, prepped = self.start.base, self.data.prepped
         mods = self.linears[: cfg.fp16_linears]
         kept = nodes_for_modules(prepped, mods) if mods else []

@@ -21,7 +21,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
 from edgeq.data import Dataset
+from edgeq.jsontypes import JSONObject
+from edgeq.onnx.quantize import quiet_stdout, reader_class
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,7 @@ class NodeSensitivity:
         """The added error expressed as an SQNR (lower = worse)."""
         return _db(self.added_nsr)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         d = asdict(self)
         d["added_db"] = self.added_db
         return {k: (_finite(v) if isinstance(v, float) else v) for k, v in d.items()}
@@ -66,7 +72,7 @@ def onnx_sensitivity(float_model: Path, qdq_model: Path, data: Dataset, max_samp
     ``float_model`` must be the graph ``qdq_model`` was quantized from (same tensor names), i.e. the
     pre-processed float model.
     """
-    import onnx
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization.qdq_loss_debug import (
         collect_activations,
         compute_activation_error,
@@ -75,8 +81,6 @@ def onnx_sensitivity(float_model: Path, qdq_model: Path, data: Dataset, max_samp
         create_activation_matching,
         modify_model_output_intermediate_tensors,
     )
-
-    from edgeq.onnx.quantize import quiet_stdout, reader_class
 
     data = data.head(max_samples)
     with tempfile.TemporaryDirectory(prefix="edgeq-sens-") as tmp, quiet_stdout():
@@ -137,10 +141,6 @@ def _clamp_folded_activations(matching: dict[str, dict[str, Any]], fg: Any, qg: 
     and its SQNR against the Q/DQ output measures the ReLU6 (0.07 dB on every EfficientNet-Lite1 Clip), not the
     quantization — which put those Clips at the top of the ranking and made their 16-bit moves useless.
     """
-    import numpy as np
-    import onnx
-    from onnx import numpy_helper
-
     consts = {t.name: float(numpy_helper.to_array(t).reshape(-1)[0]) for t in fg.initializer
               if math.prod(t.dims) == 1 and t.data_location != onnx.TensorProto.EXTERNAL}
     consts.update({n.output[0]: float(numpy_helper.to_array(a.t).reshape(-1)[0]) for n in fg.node
@@ -165,10 +165,6 @@ def _weight_matching(float_model: Path, qdq_model: Path) -> dict[str, dict[str, 
     ORT's helper subtracts the zero point in the stored integer type, which wraps around for uint8 weights with
     a non-zero zero point (it reported -22 dB for an embedding table whose true SQNR is 34 dB).
     """
-    import numpy as np
-    import onnx
-    from onnx import numpy_helper
-
     fl = {i.name: i for i in onnx.load(str(float_model)).graph.initializer}  # the weights themselves are compared
     qm = onnx.load(str(qdq_model), load_external_data=False).graph
     qi = {i.name: i for i in qm.initializer}
@@ -193,6 +189,6 @@ def _weight_matching(float_model: Path, qdq_model: Path) -> dict[str, dict[str, 
     return out
 
 
-def sensitivity_table(ranking: list[NodeSensitivity], top: int = 20) -> list[dict[str, Any]]:
+def sensitivity_table(ranking: list[NodeSensitivity], top: int = 20) -> list[JSONObject]:
     """The manifest / report form: the ``top`` most sensitive nodes."""
     return [dict(rank=i + 1, **s.to_dict()) for i, s in enumerate(ranking[:top])]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeq.config import Budget, CalibrationMethod, QuantOptions, SearchOptions
+from edgeq.jsontypes import JSONObject
 from edgeq.select.rule import Scored, closest, shortfall
 from edgeq.validate.metrics import Metrics
 
@@ -68,7 +69,7 @@ class Trial:
         return Scored(self.index, self.bytes if self.metrics is not None else None, self.passed, self.shortfall,
                       errored=self.metrics is None, latency_ms=self.latency_ms)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {
             "index": self.index, "stage": self.stage, "label": self.config.label(), "config": asdict(self.config),
             "mode": "dynamic" if self.config.dynamic else "static",
@@ -103,7 +104,7 @@ class SearchResult:
         by_index = {t.index: t for t in self.trials}
         return [by_index[r.order] for r in closest([t.scored() for t in self.trials], n)]
 
-    def to_dict(self, budget: Budget, options: SearchOptions) -> dict[str, Any]:
+    def to_dict(self, budget: Budget, options: SearchOptions) -> JSONObject:
         return {
             "met": self.met, "best": self.best.index if self.best else None, "stopped": self.stopped,
             "time_capped": self.time_capped,

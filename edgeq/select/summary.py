@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edgeq.jsontypes import JSONObject
+
 
 @dataclass(frozen=True)
 class Selection:
@@ -30,6 +32,6 @@ class Selection:
         return cls(str(d["format"]), bool(d["met"]), int(str(d["trials"])), str(d["stopped"]), str(d["shipped"]),
                    bool(d.get("time_capped", False)))
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> JSONObject:
         return {"format": self.format, "met": self.met, "trials": self.trials, "stopped": self.stopped,
                 "shipped": self.shipped, "time_capped": self.time_capped, "summary": self.line()}

@@ -12,10 +12,19 @@ Over budget is a failed verdict with the numbers.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import onnx
+from onnx import helper
+
+from edgeq.executorch.layout import read_layout
 from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
+
+if TYPE_CHECKING:
+    import onnx
+
+    from edgeq.manifest import Artifact
 
 NAME = "budget-check"
 MB = 1024 * 1024
@@ -24,9 +33,6 @@ _FAMILY = {"onnx": ("onnx", "ort"), "pte": ("pte", "bpte")}
 
 def onnx_memory_estimate(path: Path) -> dict[str, Any]:
     """Weights bytes and a liveness-based peak activation estimate at batch 1 (symbolic dims set to 1)."""
-    import onnx
-    from onnx import helper
-
     model = onnx.load(str(path))
     weights = sum(_tensor_proto_bytes(t) for t in model.graph.initializer)
     init_names = {t.name for t in model.graph.initializer}
@@ -82,9 +88,7 @@ def onnx_memory_estimate(path: Path) -> dict[str, Any]:
             "method": "liveness over graph order at batch 1 (lower bound of the runtime arena)"}
 
 
-def _tensor_proto_bytes(t: Any) -> int:
-    from onnx import helper
-
+def _tensor_proto_bytes(t: onnx.TensorProto) -> int:
     n = 1
     for d in t.dims:
         n *= d
@@ -95,14 +99,12 @@ def _tensor_proto_bytes(t: Any) -> int:
 
 
 def pte_memory_estimate(path: Path) -> dict[str, Any]:
-    from edgeq.executorch.layout import read_layout
-
     lay = read_layout(path)
     return {"weights_bytes": lay.file_bytes, "peak_activation_bytes": max(lay.planned_memory_bytes, default=0),
             "tensors_without_shape": 0, "method": "ExecuTorch memory plan (non_const_buffer_sizes), exact"}
 
 
-def check_artifact(art: Any, outdir: Path, storage_mb: int, ram_mb: int) -> tuple[dict[str, Any], list[str]]:
+def check_artifact(art: Artifact, outdir: Path, storage_mb: int, ram_mb: int) -> tuple[dict[str, Any], list[str]]:
     p = outdir / art.path
     size = p.stat().st_size
     row: dict[str, Any] = {"artifact": art.name, "bytes": size, "storage_budget_bytes": storage_mb * MB}

@@ -7,9 +7,8 @@ never mappable. Either is a failed verdict on targets that ask for the layout.
 
 from __future__ import annotations
 
-from typing import Any
-
 from edgeq.executorch.layout import read_layout
+from edgeq.jsontypes import JSONObject
 from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
 from edgeq.stages.executorch_layout import segment_alignment
@@ -23,26 +22,29 @@ NAME = "executorch-alignment"
 def executorch_alignment(ctx: BuildState) -> StageResult:
     # Check against the alignment the build used (the layout stage's choice), else the target's page size.
     align = ctx.executorch_backend_config.segment_alignment or segment_alignment(ctx.target)
-    rows: list[dict[str, Any]] = []
+    rows: list[JSONObject] = []
     failures: list[str] = []
+    said: list[str] = []  # one summary clause per .pte
     for a in ctx.artifacts:
         if a.format != "pte":
             continue
         lay = read_layout(ctx.workdir / a.path)
         bad = lay.misaligned(align)
-        row = {"artifact": a.name, "segment_base_offset": lay.segment_base_offset,
-               "segments": [{"offset": o, "size": s, "offset_mod_alignment": o % align} for o, s in lay.segments],
-               "delegate_segments": list(lay.delegate_segments), "inline_delegates": lay.inline_delegates,
-               "alignment": align, "aligned": not bad and lay.inline_delegates == 0}
+        aligned = not bad and lay.inline_delegates == 0
+        row: JSONObject = {
+            "artifact": a.name, "segment_base_offset": lay.segment_base_offset,
+            "segments": [{"offset": o, "size": s, "offset_mod_alignment": o % align} for o, s in lay.segments],
+            "delegate_segments": list(lay.delegate_segments), "inline_delegates": lay.inline_delegates,
+            "alignment": align, "aligned": aligned}
         a.details["pte_layout"] = row
         rows.append(row)
+        said.append(f"{a.name}: {len(lay.segments)} segment(s) at {[o for o, _ in lay.segments]}, "
+                    f"{'all' if aligned else 'NOT'} {align}-byte aligned")
         for i, off in bad:
             failures.append(f"{a.name}: segment {i} starts at byte {off}, not a multiple of {align} "
                             f"(off by {off % align})")
         if lay.inline_delegates:
             failures.append(f"{a.name}: {lay.inline_delegates} delegate blob(s) stored inline in the flatbuffer "
                             "(not extracted into segments, so they cannot be memory-mapped)")
-    summary = "; ".join(f"{r['artifact']}: {len(r['segments'])} segment(s) at "
-                        f"{[s['offset'] for s in r['segments']]}, {'all' if r['aligned'] else 'NOT'} "
-                        f"{align}-byte aligned" for r in rows) or "no .pte artifact"
+    summary = "; ".join(said) or "no .pte artifact"
     return StageResult(NAME, changed=False, summary=summary, details={"artifacts": rows}, verdict_failures=tuple(failures))

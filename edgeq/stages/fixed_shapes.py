@@ -14,22 +14,30 @@ fp16 variant applies the same fix (recorded in ``BuildState.fixed_shapes``), as 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import onnx
+from onnx import helper
 
 from edgeq.onnx.graph_util import graph_path, outputs_moved
 from edgeq.onnx.io import save_atomic
 from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
+from edgeq.targetspec import Target
+
+if TYPE_CHECKING:
+    import onnx
 
 NAME = "fixed-shapes"
 STATIC_SHAPE_EPS = ("NNAPI", "CoreML")
 
 
-def needs_static_shapes(target: Any) -> bool:
+def needs_static_shapes(target: Target) -> bool:
     return any(ep in STATIC_SHAPE_EPS for ep in target.onnx.execution_providers)
 
 
-def input_shapes(model: Any) -> dict[str, list[int | str | None]]:
+def input_shapes(model: onnx.ModelProto) -> dict[str, list[int | str | None]]:
     out: dict[str, list[int | str | None]] = {}
     init = {t.name for t in model.graph.initializer}
     for i in model.graph.input:
@@ -40,7 +48,7 @@ def input_shapes(model: Any) -> dict[str, list[int | str | None]]:
     return out
 
 
-def plan_fixed_shapes(model: Any, sample_shapes: dict[str, tuple[int, ...]], batch: int = 1) -> dict[str, list[int]]:
+def plan_fixed_shapes(model: onnx.ModelProto, sample_shapes: dict[str, tuple[int, ...]], batch: int = 1) -> dict[str, list[int]]:
     """Static shape per dynamic input: ``batch`` on axis 0, the data's size on the other dynamic axes."""
     plan: dict[str, list[int]] = {}
     for name, dims in input_shapes(model).items():
@@ -61,12 +69,13 @@ def plan_fixed_shapes(model: Any, sample_shapes: dict[str, tuple[int, ...]], bat
     return plan
 
 
-def apply_fixed_shapes(model: Any, plan: dict[str, list[int]]) -> Any:
+def apply_fixed_shapes(model: onnx.ModelProto, plan: dict[str, list[int]]) -> onnx.ModelProto:
     """Apply a plan from :func:`plan_fixed_shapes` in place (ORT's make_dynamic_shape_fixed steps).
 
     ORT's ``fix_output_shapes`` uses ONNX shape inference, which knows no ``com.microsoft`` ops (fused
     transformers); then the output shapes are taken from one run of the model on zeros of the fixed shapes.
     """
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_input_shape_fixed
 
     for name, shape in plan.items():
@@ -78,10 +87,8 @@ def apply_fixed_shapes(model: Any, plan: dict[str, list[int]]) -> Any:
     return model
 
 
-def _fix_output_shapes_by_running(model: Any) -> None:
-    import numpy as np
-    import onnxruntime as ort
-    from onnx import helper
+def _fix_output_shapes_by_running(model: onnx.ModelProto) -> None:
+    import onnxruntime as ort  # heavy: onnxruntime, only where a model is quantized or run
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
@@ -103,8 +110,6 @@ def _fix_output_shapes_by_running(model: Any) -> None:
                 description="fix dynamic input dims (batch 1) for NNAPI/CoreML; the shipped INT8 model inherits them",
                 declares=Declares(reads=("model_path", "calib", "eval"), writes=("model_path", "fixed_shapes")))
 def fixed_shapes(ctx: BuildState) -> StageResult:
-    import onnx
-
     src = graph_path(ctx, NAME)
     model = onnx.load(str(src))
     before = input_shapes(model)

@@ -13,11 +13,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import onnx
+
 from edgeq.manifest import Artifact
 from edgeq.onnx.fp16 import convert_fp16
 from edgeq.onnx.io import save_atomic
 from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
+from edgeq.stages.fixed_shapes import apply_fixed_shapes
 
 NAME = "fp16-variant"
 FP16_NAME = "model.fp16.onnx"
@@ -27,8 +30,6 @@ FP16_NAME = "model.fp16.onnx"
                 description="float16 copy of the float model for the target's GPU delegate (validated as a candidate)",
                 declares=Declares(reads=("artifacts", "fixed_shapes"), writes=("artifacts",)))
 def fp16_variant(ctx: BuildState) -> StageResult:
-    import onnx
-
     base = next((a for a in ctx.artifacts if a.format == "onnx" and a.precision == "fp32"), None)
     if base is None:
         return StageResult(NAME, changed=False, summary="no float ONNX artifact to convert")
@@ -39,7 +40,6 @@ def fp16_variant(ctx: BuildState) -> StageResult:
         if plan:
             # Fix the float graph first: ORT's converter appends its Cast nodes out of topological order,
             # which the shape fixer's checker rejects.
-            from edgeq.stages.fixed_shapes import apply_fixed_shapes
 
             fixed = Path(tmp) / "model.fixed.onnx"
             save_atomic(apply_fixed_shapes(onnx.load(str(src)), plan), fixed)

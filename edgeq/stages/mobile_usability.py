@@ -17,9 +17,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import onnx
+
 from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
 from edgeq.report.html import register_section
+from edgeq.targetspec import Target
 
 NAME = "mobile-usability"
 MOBILE_EPS = ("NNAPI", "CoreML")
@@ -27,6 +30,7 @@ MAX_LISTED_BLOCKERS = 40
 
 
 def _checkers() -> dict[str, Any]:
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.tools.mobile_helpers import usability_checker as uc
 
     return {
@@ -39,7 +43,7 @@ def _checkers() -> dict[str, Any]:
 
 def analyze(model_path: Path, eps: tuple[str, ...]) -> dict[str, Any]:
     """Partitioning per EP (NNAPI; CoreML as both MLProgram and NeuralNetwork) with blocking nodes."""
-    import onnx
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.tools.onnx_model_utils import optimize_model
 
     logging.getLogger("usability_checker").setLevel(logging.ERROR)
@@ -80,7 +84,7 @@ def analyze(model_path: Path, eps: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _is_mobile(target: Any) -> bool:
+def _is_mobile(target: Target) -> bool:
     return any(ep in MOBILE_EPS for ep in target.onnx.execution_providers)
 
 

@@ -29,6 +29,7 @@ CONFIG_NAME = "required_operators.config"
 
 def convert_to_ort(models: list[Path], outdir: Path, arm: bool) -> tuple[list[Path], Path]:
     """Convert ``models`` into ``outdir``; return the .ort paths (same order) and the operator config path."""
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
 
     logging.getLogger("ort_format_model").setLevel(logging.WARNING)  # it logs every step at INFO

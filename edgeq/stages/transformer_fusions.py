@@ -15,6 +15,9 @@ import io
 import logging
 from typing import Any
 
+import onnx
+from onnx import helper
+
 from edgeq.onnx.graph_util import SELF_CHECK_RTOL, graph_path, op_counts, outputs_moved
 from edgeq.onnx.io import save_atomic
 from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
@@ -31,6 +34,7 @@ def looks_like_transformer(ops: dict[str, int]) -> bool:
 
 def fuse(model: Any) -> tuple[Any, dict[str, int]]:
     """Return the fused model and the count of each fused operator (ONNX Runtime's statistics)."""
+    # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.transformers.optimizer import optimize_model
 
     # The optimizer logs every fusion attempt at INFO/WARNING; the pass reports a summary instead.
@@ -44,7 +48,6 @@ def fuse(model: Any) -> tuple[Any, dict[str, int]]:
     # The fused ops live in com.microsoft; declare the domain so ONNX tooling (shape inference, checker) accepts them.
     domains = {o.domain for o in fused.opset_import}
     used = {n.domain for n in fused.graph.node if n.domain not in ("", "ai.onnx")}
-    from onnx import helper
 
     for d in sorted(used - domains):
         fused.opset_import.append(helper.make_opsetid(d, 1))
@@ -55,8 +58,6 @@ def fuse(model: Any) -> tuple[Any, dict[str, int]]:
                 description="Attention/SkipLayerNorm/GELU fusions (onnxruntime.transformers) on transformer graphs",
                 declares=Declares(reads=("model_path", "calib", "eval"), writes=("model_path",)))
 def transformer_fusions(ctx: BuildState) -> StageResult:
-    import onnx
-
     src = graph_path(ctx, NAME)
     model = onnx.load(str(src))
     before = op_counts(model)

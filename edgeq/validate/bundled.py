@@ -26,6 +26,7 @@ from edgeq.config import Budget
 from edgeq.errors import ArtifactError
 from edgeq.executorch.bundle import ATOL_RANGE_FLOOR, read_bundle, verify_outputs
 from edgeq.executorch.runtime import executorch_version, run_pte
+from edgeq.jsontypes import get_object_or_none, get_strs
 from edgeq.manifest import Artifact, Validation
 from edgeq.validate.isolated import run_forked
 from edgeq.validate.metrics import check_budget, compare
@@ -50,7 +51,7 @@ def bundle_atol(art: Artifact, expected: list[list[np.ndarray]]) -> tuple[float,
     """(rtol, atol, where atol came from): the recorded tolerance, capped by the outputs' range."""
     span = max((float(np.ptp(e)) if e.size else 0.0) for es in expected for e in es)
     cap = max(ATOL_CAP_OF_SPAN * span, 1e-4)
-    rec = (art.details or {}).get("bundled") or {}
+    rec = get_object_or_none(art.details, "bundled") or {}
     atol, rtol = rec.get("atol"), rec.get("rtol", 0.0)
     if not isinstance(atol, (int, float)) or isinstance(atol, bool) or not math.isfinite(atol) or atol < 0:
         return 0.0, max(ATOL_RANGE_FLOOR * span, 1e-4), "no usable atol recorded: 1 % of the outputs' range"
@@ -81,7 +82,7 @@ def check_bundle(outdir: Path, art: Artifact, budget: Budget, workdir: Path, tim
     reference = {f"output_{k}": np.concatenate([es[k] for es in expected]) for k in range(len(expected[0]))}
     metrics = compare(reference, {f"output_{k}": g for k, g in enumerate(got)}, None)
     bc = check_budget(metrics, Budget(min_cosine=budget.min_cosine, min_sqnr=budget.min_sqnr)).to_dict()
-    failures = [f"bundled {f}" for f in res.failures[:3]] + list(bc["failures"])
+    failures = [f"bundled {f}" for f in res.failures[:3]] + get_strs(bc, "failures")
     bc.update(passed=not failures, failures=failures,
               bundled={"cases": res.cases, "rtol": rtol, "atol": atol, "atol_source": atol_source,
                        "max_abs_diff": res.max_abs_diff})

@@ -25,6 +25,7 @@ from typing import Any
 
 from edgeq.config import DEFAULT_FLEET_FILE
 from edgeq.errors import FleetError, UsageError
+from edgeq.jsontypes import JSONObject
 from edgeq.targets import list_targets
 from edgeq.validate.runners.ssh_spec import SshSpec, parse_spec
 
@@ -46,7 +47,7 @@ class Board:
     target: str | None = None
     groups: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"name": self.name, "runner": self.runner, "target": self.target, "groups": list(self.groups)}
 
 
@@ -86,7 +87,7 @@ def _kind_of(fleet: Fleet, name: str) -> str:
                      f"use {SELECTOR_HELP}")
 
 
-def ssh_spec_of(text: Any, where: str) -> SshSpec:
+def ssh_spec_of(text: object, where: str) -> SshSpec:
     """``user@host[:port][/workdir]`` with or without ``ssh://``; a FleetError naming the board otherwise."""
     if not isinstance(text, str) or not text:
         raise FleetError(f"{where}: 'ssh' must be a string like \"ci@10.0.0.5\"", "user@host[:port][/workdir]")

@@ -22,8 +22,10 @@ import numpy as np
 
 from edgeq.config import Budget, FleetOptions
 from edgeq.errors import DeviceUnreachableError, FleetError, RunnerError
+from edgeq.jsontypes import JSONObject
 from edgeq.manifest import Artifact, Validation
 from edgeq.progress import Progress
+from edgeq.targetspec import Target
 from edgeq.validate.fleet import Board, is_board_spec, select_boards
 from edgeq.validate.metrics import check_budget, compare
 from edgeq.validate.runners.base import RunResult
@@ -67,7 +69,7 @@ class RunInputs:
 
 
 class FleetRun:
-    def __init__(self, boards: list[Board], options: FleetOptions, target: Any) -> None:
+    def __init__(self, boards: list[Board], options: FleetOptions, target: Target) -> None:
         self.options = options
         self.min_boards = options.min_boards if options.min_boards is not None else len(boards)
         if self.min_boards > len(boards):
@@ -165,7 +167,7 @@ class FleetRun:
             for name, v in o.validations:
                 by_name[name].validations.append(v)
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> JSONObject:
         """The manifest's ``fleet`` section: the options and one entry per board, with its status."""
         boards = []
         for o in self.outcomes.values():
@@ -178,7 +180,7 @@ class FleetRun:
                 "min_boards": self.min_boards, "boards": boards}
 
 
-def split_runners(specs: tuple[str, ...], target: Any, options: FleetOptions) -> tuple[tuple[str, ...], FleetRun | None]:
+def split_runners(specs: tuple[str, ...], target: Target, options: FleetOptions) -> tuple[tuple[str, ...], FleetRun | None]:
     """``specs`` without the boards, and the fleet run of the boards (None for zero or one plain ssh:// board,
     which keeps the single-device behaviour: any failure of it is an error)."""
     boards = [s for s in specs if is_board_spec(s)]

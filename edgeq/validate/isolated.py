@@ -12,6 +12,9 @@ hangs (a ``Loop`` with an absurd trip count, a deadlock) is killed with SIGKILL 
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
+import importlib
 import json
 import os
 import signal
@@ -61,16 +64,12 @@ def run_forked(label: str, fmt: str, work: Callable[[], None], err: Path, timeou
     fork). A native crash in the child raises :class:`ArtifactError`; a typed edgeq error raised in the child is
     raised again here with its cause and hint; anything else becomes a :class:`RunnerError` with its last line.
     A child still running after ``timeout`` seconds is killed: :class:`RunnerError`."""
-    import contextlib
-    import importlib
-
     for mod in _PRELOAD.get(fmt, ()):
         with contextlib.suppress(ImportError):  # not installed: the child reports it as a typed error
             importlib.import_module(mod)
     err.unlink(missing_ok=True)
     pid = os.fork()
     if pid == 0:  # the child: never returns, never runs the parent's cleanup
-        import faulthandler
 
         faulthandler.disable()  # a crash here is expected and reported by the parent; no stack dump
         code = _OTHER

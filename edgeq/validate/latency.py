@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeq.jsontypes import JSONObject
+
 METHOD = "paired"
 
 
@@ -35,7 +37,7 @@ class PairedTiming:
     round_seconds: float = 0.02  # each artifact's share of one round: runs per round = this / one run's time
     budget_seconds: float = 12.0  # all rounds of all artifacts together, bounds the cost on large models
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return dict(self.__dict__)
 
 
@@ -73,7 +75,7 @@ def paired_latency(runs: dict[str, Callable[[], object]], baseline: str,
 
 def onnx_session_run(path: Path, sample: dict[str, np.ndarray], threads: int) -> Callable[[], object]:
     """One inference of an ONNX / ORT-format model on the CPU EP with ``threads`` intra-op threads."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy: onnxruntime, only where a model is quantized or run
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads

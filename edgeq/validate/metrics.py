@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from edgeq.config import Budget
+from edgeq.errors import RunnerError
+from edgeq.jsontypes import JSONObject, JSONValue
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class Metrics:
             return 100.0 * (self.reference_accuracy - self.accuracy)
         return None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         d = asdict(self)
         d["accuracy_drop_pts"] = self.accuracy_drop_pts
         return {k: _json_float(v) for k, v in d.items()}
@@ -48,7 +50,7 @@ class Metrics:
         return Metrics(**kwargs)
 
 
-def _json_float(v: Any) -> Any:
+def _json_float(v: JSONValue) -> JSONValue:
     if isinstance(v, float) and math.isinf(v):
         return "inf"
     return v
@@ -106,14 +108,10 @@ def compare(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray],
     names = list(reference)
     missing = [n for n in names if n not in candidate]
     if missing:
-        from edgeq.errors import RunnerError
-
         raise RunnerError(f"candidate outputs lack {missing}; got {sorted(candidate)}",
                           "the artifact's outputs differ from the float model's")
     for n in names:
         if reference[n].shape != candidate[n].shape:
-            from edgeq.errors import RunnerError
-
             raise RunnerError(f"output {n!r} has shape {candidate[n].shape}, the float model gives {reference[n].shape}",
                               "the artifact does not compute the same function; re-export it")
     ref_all = np.concatenate([_flat(reference[n]) for n in names], axis=1)
@@ -154,7 +152,7 @@ class BudgetCheck:
     failures: tuple[str, ...]
     notes: tuple[str, ...] = ()  # limits that could not be checked (e.g. accuracy without labels)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"passed": self.passed, "failures": list(self.failures), "notes": list(self.notes)}
 
 

@@ -11,12 +11,14 @@ import numpy as np
 
 from edgeq.config import Budget
 from edgeq.data import check_labels
+from edgeq.jsontypes import get_strs
 from edgeq.manifest import Artifact, Validation
 from edgeq.progress import Progress
 from edgeq.targetspec import Target
 from edgeq.validate.fleet_run import FleetRun, RunInputs, fleet_verdict, validation_of
 from edgeq.validate.latency import paired_onnx_latency
 from edgeq.validate.metrics import ACCURACY_FALLBACK
+from edgeq.validate.regressions import int8_regressions
 from edgeq.validate.runners import get_runner
 
 
@@ -129,9 +131,9 @@ def verdict(artifacts: list[Artifact], pass_log: list[dict[str, Any]],
         for v in art.validations:
             validated += 1
             where = v.runner + (f" ({v.cpu_model})" if v.emulated else "")
-            failures.extend(f"{art.name} on {where}: {f}" for f in v.budget_check["failures"])
+            failures.extend(f"{art.name} on {where}: {f}" for f in get_strs(v.budget_check, "failures"))
             notes.extend(ACCURACY_FALLBACK if n.startswith(ACCURACY_FALLBACK) else n.split(" (", 1)[0]
-                         for n in v.budget_check.get("notes", []))
+                         for n in get_strs(v.budget_check, "notes"))
     for p in pass_log:
         for f in p.get("failures", []):
             failures.append(f"pass {p['name']}: {f}")
@@ -139,7 +141,6 @@ def verdict(artifacts: list[Artifact], pass_log: list[dict[str, Any]],
     if validated == 0 and not infra:
         failures.append("no artifact was validated (no runner supports the produced formats)")
     host_vs_arm = _host_pass_arm_fail(artifacts)
-    from edgeq.validate.regressions import int8_regressions
 
     out = {"passed": not failures and not infra, "failures": failures, "host_passes_arm_fails": host_vs_arm,
            "notes": list(dict.fromkeys(notes)), "int8_regressions": int8_regressions(artifacts)}

@@ -26,6 +26,7 @@ INPUT_NAME = "image"
 
 def digits_arrays(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x_train, y_train, x_test, y_test): images as float32 N×1×8×8 in [0, 1], a stratified 75/25 split."""
+    # heavy: scikit-learn, only for the demo's digits data
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -53,7 +54,7 @@ def write_digits_data(folder: Path) -> tuple[Path, Path]:
 
 
 def _build(width: int, hidden: int):  # type: ignore[no-untyped-def]
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
     from torch import nn
 
     class DigitsCNN(nn.Module):
@@ -74,7 +75,7 @@ def _build(width: int, hidden: int):  # type: ignore[no-untyped-def]
 
 
 def _train(width: int, hidden: int, epochs: int, seed: int = 0):  # type: ignore[no-untyped-def]
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     key = hashlib.sha256(f"{RECIPE_VERSION}-{width}-{hidden}-{epochs}-{seed}-{torch.__version__}".encode()).hexdigest()[:16]
     path = cache_dir("models") / f"digits_cnn_w{width}_h{hidden}_{key}.pt"

@@ -24,15 +24,13 @@ import hashlib
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import numpy as np
 
 from edgeq.cache import cache_dir
+from edgeq.zoo.text_models import TextDecoder, TextEncoder
 from edgeq.zoo.weights import load_or_train
-
-if TYPE_CHECKING:
-    from edgeq.zoo.text_models import TextDecoder, TextEncoder
 
 RECIPE_VERSION = 2
 SEQ_LEN = 32
@@ -45,6 +43,7 @@ _TOKEN_RE = re.compile(r"[a-z]+|[0-9]+|([^\sa-z0-9])\1*")
 
 def corpus_text() -> str:
     """The Python reference documentation shipped with CPython, in a fixed (sorted-topic) order."""
+    # heavy: ~1 MB of text, loaded only when the text zoo builds its corpus
     from pydoc_data.topics import topics
 
     return "\n\n".join(topics[k] for k in sorted(topics))
@@ -144,16 +143,14 @@ def write_text_data(folder: Path, model: str = "encoder", n_calib: int = 128,
 
 
 def _cache_path(kind: str, epochs: int, seed: int) -> Path:
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     key = hashlib.sha256(f"{RECIPE_VERSION}-{kind}-{epochs}-{seed}-{torch.__version__}".encode()).hexdigest()[:16]
     return cache_dir("models") / f"text_{kind}_{key}.pt"
 
 
 def _load_or_train(kind: str, epochs: int, seed: int):  # type: ignore[no-untyped-def]
-    import torch
-
-    from edgeq.zoo.text_models import TextDecoder, TextEncoder
+    import torch  # heavy: torch, imported only where a model is built or run
 
     torch.manual_seed(seed)
     model = TextEncoder(VOCAB_SIZE, SEQ_LEN) if kind == "encoder" else TextDecoder(VOCAB_SIZE, SEQ_LEN)
@@ -173,7 +170,7 @@ def _load_or_train(kind: str, epochs: int, seed: int):  # type: ignore[no-untype
 
 def _train_encoder(model: TextEncoder, epochs: int, seed: int) -> None:
     """Masked-token prediction (BERT's objective): 15 % of real tokens -> [MASK], predict them."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
     import torch.nn.functional as F
 
     ids_np, mask_np = sentence_arrays("train")
@@ -201,7 +198,7 @@ def _train_encoder(model: TextEncoder, epochs: int, seed: int) -> None:
 
 def _train_decoder(model: TextDecoder, epochs: int, seed: int) -> None:
     """Next-token prediction over 33-token windows of the training stream."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
     import torch.nn.functional as F
 
     win = torch.from_numpy(stream_windows("train"))

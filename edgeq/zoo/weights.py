@@ -10,7 +10,7 @@ from typing import Any
 
 def load_or_train(model: Any, path: Path, train: Callable[[Any], None]) -> Any:
     """Load ``path`` into ``model`` (``weights_only``: no pickle code runs), else ``train(model)`` and save it."""
-    import torch
+    import torch  # heavy: torch, imported only where a model is built or run
 
     if path.is_file():
         try:

@@ -15,10 +15,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 
 def main() -> int:
-    import numpy as np
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy: onnxruntime, imported when the script runs (as run_onnx.py does)
 
     ap = argparse.ArgumentParser()
     ap.add_argument("model_dir", type=Path)

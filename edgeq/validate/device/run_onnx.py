@@ -22,7 +22,7 @@ import numpy as np
 
 def run(model: str, inputs: str, outputs: str, batch: int = 32, warmup: int = 2, repeats: int = 10,
         threads: int = 0) -> dict[str, Any]:
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy: onnxruntime, only where a model is quantized or run
 
     opts = ort.SessionOptions()
     if threads > 0:

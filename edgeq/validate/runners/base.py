@@ -7,6 +7,7 @@ how they ship files and start the device-side program. A runner spec is a string
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgeq.errors import RunnerError, UsageError
+from edgeq.jsontypes import JSONObject
+from edgeq.targetspec import Target
 
 RESULT_PREFIX = "EDGEQ_RESULT "  # the last line every device-side program prints: "EDGEQ_RESULT {json}"
 
@@ -34,14 +37,14 @@ class Runner(Protocol):
 
     def supports(self, fmt: str) -> bool: ...
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JSONObject:
         """Where it runs: runner, machine, cpu model, features — recorded in the manifest."""
         ...
 
     def run(self, artifact: Path, fmt: str, inputs: Path, workdir: Path) -> RunResult: ...
 
 
-RunnerFactory = Callable[[str, Any], Runner]  # (spec, target) -> Runner
+RunnerFactory = Callable[[str, Target], Runner]  # (spec, target) -> Runner
 _REGISTRY: dict[str, RunnerFactory] = {}
 
 
@@ -60,7 +63,7 @@ def runner_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_runner(spec: str, target: Any) -> Runner:
+def get_runner(spec: str, target: Target) -> Runner:
     """Build a runner from a spec string such as ``host`` or ``ssh://pi@raspberrypi.local``."""
     _load_builtin()
     scheme = spec.split("://", 1)[0]
@@ -71,8 +74,6 @@ def get_runner(spec: str, target: Any) -> Runner:
 
 
 def _load_builtin() -> None:
-    import importlib
-
     for mod in ("host", "host_cpp", "emulator", "ssh"):
         try:
             importlib.import_module(f"edgeq.validate.runners.{mod}")

@@ -7,11 +7,16 @@ Latency is qemu's instruction-level time: reported with ``latency_kind="emulated
 
 from __future__ import annotations
 
+import importlib.util
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
 
+from edgeq.emulator import load, qemu
+from edgeq.emulator.qemu import cpu_model
 from edgeq.errors import ArtifactError, EmulatorError
+from edgeq.executorch.cpp_runner import build_runner
+from edgeq.jsontypes import JSONObject
+from edgeq.targetspec import Target
 from edgeq.validate.runners.base import RunResult, parse_result, register_runner
 from edgeq.validate.tensor_files import read_output_npz, read_output_tensors, write_input_tensors
 
@@ -21,10 +26,7 @@ DEVICE_DIR = Path(str(files("edgeq.validate").joinpath("device")))  # package da
 class EmulatorRunner:
     name = "emulator"
 
-    def __init__(self, target: Any, timeout: float | None = None) -> None:
-        from edgeq.emulator import load
-        from edgeq.emulator.qemu import cpu_model
-
+    def __init__(self, target: Target, timeout: float | None = None) -> None:
         self.target = target
         self.cpu_model = cpu_model(target)  # typed error for a non-ARM target
         self.env = load()  # typed error when not set up
@@ -37,7 +39,7 @@ class EmulatorRunner:
             return pte_runner_available()
         return False
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JSONObject:
         return {"runner": "emulator", "machine": "aarch64", "cpu_model": self.cpu_model,
                 "features": list(self.target.cpu.features), "emulated": True}
 
@@ -52,8 +54,6 @@ class EmulatorRunner:
     # --- ONNX ----------------------------------------------------------------------------------------------
 
     def _run_onnx(self, artifact: Path, inputs: Path, workdir: Path) -> RunResult:
-        from edgeq.emulator import qemu
-
         out = workdir / f"{artifact.stem}.{self.cpu_model}.outputs.npz"
         out.unlink(missing_ok=True)
         # Few timing repeats: each one is slow under qemu and the number is not device speed anyway.
@@ -77,9 +77,6 @@ class EmulatorRunner:
 
     def _run_pte(self, artifact: Path, inputs: Path, workdir: Path) -> RunResult:
         """The C++ runner, cross-built against the aarch64 wheel's runtime, on the emulated CPU."""
-        from edgeq.emulator import qemu
-        from edgeq.executorch.cpp_runner import build_runner
-
         binary = build_runner("aarch64", executorch_root=self.env.executorch_root)
         stem = f"{artifact.stem}.{self.cpu_model}"
         inp, out = workdir / f"{stem}.inputs.bin", workdir / f"{stem}.outputs.bin"
@@ -105,8 +102,6 @@ class EmulatorRunner:
 
 def pte_runner_available() -> bool:
     """The .pte path needs the C++ runner sources and their builder (the ExecuTorch feature)."""
-    import importlib.util
-
     try:
         return importlib.util.find_spec("edgeq.executorch.cpp_runner") is not None
     except ImportError:
@@ -119,5 +114,5 @@ def _tail(text: str | None, n: int = 8) -> str:
 
 
 @register_runner("emulator")
-def _factory(spec: str, target: Any) -> EmulatorRunner:
+def _factory(spec: str, target: Target) -> EmulatorRunner:
     return EmulatorRunner(target, getattr(target, "runner_timeout_s", None))

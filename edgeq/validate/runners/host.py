@@ -6,15 +6,19 @@ deadline passes (``edgeq.validate.isolated``): a hung runtime fails the run inst
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from edgeq.errors import ArtifactError, RunnerError
+from edgeq.executorch.runtime import executorch_version, load_inputs, run_pte
+from edgeq.jsontypes import JSONObject
+from edgeq.targetspec import Target
+from edgeq.validate.device import run_onnx
 from edgeq.validate.isolated import run_isolated
 from edgeq.validate.runners.base import RunResult, register_runner
 
@@ -22,7 +26,7 @@ from edgeq.validate.runners.base import RunResult, register_runner
 class HostRunner:
     name = "host"
 
-    def __init__(self, target: Any = None, timeout: float | None = None) -> None:
+    def __init__(self, target: Target | None = None, timeout: float | None = None) -> None:
         self.target = target
         # None: run in this process (the forked child itself, the paired timing); else the child's deadline
         self.timeout = timeout
@@ -30,7 +34,7 @@ class HostRunner:
     def supports(self, fmt: str) -> bool:
         return fmt in _HOST_PROGRAMS and (fmt != "pte" or _executorch_available())
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JSONObject:
         return {"runner": "host", "machine": platform.machine(), "cpu_model": host_cpu_name(),
                 "features": [], "emulated": False}
 
@@ -41,8 +45,6 @@ class HostRunner:
 
 
 def _run_onnx(artifact: Path, inputs: Path, workdir: Path) -> RunResult:
-    from edgeq.validate.device import run_onnx
-
     out = workdir / f"{artifact.stem}.outputs.npz"
     try:
         info = run_onnx.run(str(artifact), str(inputs), str(out))
@@ -59,7 +61,6 @@ def _run_onnx(artifact: Path, inputs: Path, workdir: Path) -> RunResult:
 
 def _run_pte(artifact: Path, inputs: Path, workdir: Path) -> RunResult:
     # executorch is heavy (it loads torch): imported only when a .pte is run.
-    from edgeq.executorch.runtime import executorch_version, load_inputs, run_pte
 
     outputs, latency = run_pte(artifact, load_inputs(inputs))
     return RunResult(outputs, latency, "host", f"executorch {executorch_version()}")
@@ -71,8 +72,6 @@ _HOST_PROGRAMS: dict[str, Callable[[Path, Path, Path], RunResult]] = {"onnx": _r
 
 
 def _executorch_available() -> bool:
-    import importlib.util
-
     return importlib.util.find_spec("executorch") is not None
 
 
@@ -95,7 +94,7 @@ def host_cpu_name() -> str:
 
 
 @register_runner("host")
-def _factory(spec: str, target: Any) -> HostRunner:
+def _factory(spec: str, target: Target) -> HostRunner:
     return HostRunner(target, getattr(target, "runner_timeout_s", None))
 
 

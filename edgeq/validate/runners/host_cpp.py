@@ -10,10 +10,14 @@ from __future__ import annotations
 import platform
 import subprocess
 from pathlib import Path
-from typing import Any
 
 from edgeq.errors import ArtifactError, RunnerError
+from edgeq.executorch.cpp_runner import build_runner
+from edgeq.executorch.runtime import check_pte_header
+from edgeq.jsontypes import JSONObject
+from edgeq.targetspec import Target
 from edgeq.validate.runners.base import RunResult, parse_result, register_runner
+from edgeq.validate.runners.host import host_cpu_name
 from edgeq.validate.tensor_files import read_output_tensors, write_input_tensors
 
 TIMEOUT_S = 600.0
@@ -36,9 +40,7 @@ def check_returncode(r: subprocess.CompletedProcess[str], artifact: Path, where:
 class HostCppRunner:
     name = "host-cpp"
 
-    def __init__(self, target: Any = None, timeout: float = TIMEOUT_S) -> None:
-        from edgeq.executorch.cpp_runner import build_runner
-
+    def __init__(self, target: Target | None = None, timeout: float = TIMEOUT_S) -> None:
         self.target = target
         self.timeout = timeout
         # Build (or find the cached build) now: a missing compiler fails before any slow export work.
@@ -47,9 +49,7 @@ class HostCppRunner:
     def supports(self, fmt: str) -> bool:
         return fmt == "pte"
 
-    def describe(self) -> dict[str, Any]:
-        from edgeq.validate.runners.host import host_cpu_name
-
+    def describe(self) -> JSONObject:
         return {"runner": "host-cpp", "machine": platform.machine(), "cpu_model": host_cpu_name(),
                 "features": [], "emulated": False}
 
@@ -57,7 +57,6 @@ class HostCppRunner:
         if fmt != "pte":
             raise RunnerError(f"the host-cpp runner only executes .pte artifacts, not {fmt!r}",
                               "use the host runner for .onnx")
-        from edgeq.executorch.runtime import check_pte_header
 
         check_pte_header(artifact)
         binary = self.binary
@@ -82,5 +81,5 @@ def _native_arch() -> str:
 
 
 @register_runner("host-cpp")
-def _factory(spec: str, target: Any) -> HostCppRunner:
+def _factory(spec: str, target: Target) -> HostCppRunner:
     return HostCppRunner(target, getattr(target, "runner_timeout_s", None) or TIMEOUT_S)

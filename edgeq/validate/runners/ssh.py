@@ -26,10 +26,13 @@ from typing import Any
 
 import numpy as np
 
+from edgeq.emulator import load
 from edgeq.errors import DeviceError, DeviceUnreachableError
+from edgeq.executorch.cpp_runner import build_runner
+from edgeq.targetspec import Target
 from edgeq.validate.runners import ssh_leftovers
 from edgeq.validate.runners.base import RunResult, parse_result, register_runner
-from edgeq.validate.runners.emulator import DEVICE_DIR
+from edgeq.validate.runners.emulator import DEVICE_DIR, pte_runner_available
 from edgeq.validate.runners.ssh_spec import ARM_PARTS, PROBE_SCRIPT, classify_ssh_error, parse_spec, tail_of
 from edgeq.validate.tensor_files import read_output_npz, read_output_tensors, write_input_tensors
 
@@ -54,7 +57,7 @@ class SshOptions:
 class SshRunner:
     name = "ssh"
 
-    def __init__(self, target: Any, spec: str, options: SshOptions | None = None) -> None:
+    def __init__(self, target: Target, spec: str, options: SshOptions | None = None) -> None:
         o = options or SshOptions()
         self.target = target
         self.spec = parse_spec(spec)
@@ -72,8 +75,6 @@ class SshRunner:
     # --- protocol -------------------------------------------------------------------------------------------
 
     def supports(self, fmt: str) -> bool:
-        from edgeq.validate.runners.emulator import pte_runner_available
-
         return fmt == "onnx" or (fmt == "pte" and pte_runner_available())
 
     def describe(self) -> dict[str, Any]:
@@ -115,9 +116,6 @@ class SshRunner:
 
     def _run_pte(self, artifact: Path, inputs: Path, workdir: Path) -> RunResult:
         """Ship the C++ runner (cross-built for aarch64) with the ExecuTorch runtime libraries it links."""
-        from edgeq.emulator import load
-        from edgeq.executorch.cpp_runner import build_runner
-
         machine = self.probe().get("machine")
         if machine != "aarch64":
             raise DeviceError(f"{self.spec.name} is {machine}; edgeq's .pte runner is cross-built for aarch64",
@@ -277,6 +275,6 @@ def _s(b: bytes | str | None) -> str:
 
 
 @register_runner("ssh")
-def _factory(spec: str, target: Any) -> SshRunner:
+def _factory(spec: str, target: Target) -> SshRunner:
     return SshRunner(target, spec)
 
