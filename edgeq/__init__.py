@@ -14,7 +14,8 @@ from edgeq.api import ExportResult
 from edgeq.api import export as run_pipeline
 from edgeq.api import export_model as export
 from edgeq.check import CheckResult, check
-from edgeq.config import Budget, PipelineConfig, QuantOptions, SearchOptions, load_config
+from edgeq.config import Budget, PipelineConfig, QuantOptions, SearchOptions
+from edgeq.config_file import load_config
 from edgeq.errors import EdgeqError
 from edgeq.targets import list_targets, load_target
 from edgeq.targetspec import Target

@@ -8,30 +8,26 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import numpy as np
-
-from edgeq.backends.base import get_backend
-from edgeq.capture import capture
-from edgeq.compress.hook import compress_source, effect_summary
+from edgeq.backends.base import FormatBackend, get_backend
+from edgeq.compress.hook import effect_summary
 from edgeq.compress.spec import CompressOptions
-from edgeq.config import Budget, PipelineConfig, QuantOptions, config_to_dict
-from edgeq.data import Dataset, check_against_signature, load_dataset
+from edgeq.config import Budget, PipelineConfig, QuantOptions
 from edgeq.emulator.sysroot import is_ready
 from edgeq.errors import TargetError, UsageError
 from edgeq.explain.run import ExplainInputs, explain_export
-from edgeq.hashing import sha256_file
+from edgeq.export_inputs import ExportModel, load_model, write_validation_data
+from edgeq.export_manifest import ExportRecord, compose_manifest
 from edgeq.integrity import seal
 from edgeq.llm.api import export_llm
 from edgeq.llm.config import LlmConfig
-from edgeq.manifest import Artifact, new_manifest, write_manifest
+from edgeq.manifest import Artifact, write_manifest
 from edgeq.outdir import (
     INPUTS_REL,
     REFERENCE_REL,
-    VALIDATION_DIR,
     commit_output,
     discard_output,
     make_scratch,
@@ -40,18 +36,13 @@ from edgeq.outdir import (
 from edgeq.pipeline.pipeline import Pipeline, build_format
 from edgeq.pipeline.selection import SelectContext, select
 from edgeq.pipeline.state import BuildState
-from edgeq.prepare import prepare_source, should_prepare
 from edgeq.progress import Progress
-from edgeq.reference import output_names_for, reference_outputs
 from edgeq.report import write_reports
 from edgeq.search.search import check_budget_consistency
-from edgeq.signature import TensorSpec
-from edgeq.source import load_source
 from edgeq.targets import load_target, with_runner_timeout
 from edgeq.targetspec import Target
-from edgeq.validate.fleet import is_board_spec
-from edgeq.validate.fleet_run import split_runners
-from edgeq.validate.orchestrate import validate_artifacts, verdict
+from edgeq.validate.fleet_run import FleetRun, split_runners
+from edgeq.validate.orchestrate import ValidationRequest, validate_artifacts
 from edgeq.validate.runners import get_runner
 
 
@@ -107,141 +98,66 @@ def resolve_runners(config: PipelineConfig, target: Target, progress: Progress |
     return tuple(dict.fromkeys(specs))
 
 
-def _load_data(config: PipelineConfig, input_names: list[str]) -> tuple[Dataset, Dataset | None]:
-    calib = load_dataset(config.calib, config.preprocess, input_names)
-    ev = load_dataset(config.eval, config.preprocess, input_names) if config.eval else None
-    return calib, ev
+@dataclass(frozen=True)
+class _Plan:
+    """What an export decides before any slow work: the target, the formats, the budget and the runners."""
+
+    target: Target
+    backends: tuple[FormatBackend, ...]
+    pipeline: Pipeline
+    budget: Budget
+    runners: tuple[str, ...]
+    boards: FleetRun | None  # SSH boards validated in parallel, after the local runners
+
+
+@dataclass
+class _Built:
+    """What the format builds produced, in build order."""
+
+    artifacts: list[Artifact] = field(default_factory=list)
+    pass_log: list[dict[str, Any]] = field(default_factory=list)
+    search_keys: dict[str, Any] = field(default_factory=dict)  # "search", "sensitivity", "sensitivity_pte", ...
+    resolved_quant: dict[str, Any] = field(default_factory=dict)
 
 
 def export(config: PipelineConfig, progress: Progress | None = None) -> ExportResult:
     """Run the whole pipeline for one config. Raises an :class:`edgeq.errors.EdgeqError` on bad input."""
     progress = progress or Progress(enabled=False)
-    target = with_runner_timeout(load_target(config.target), config.runner_timeout_s)
-    if config.target_sha256 is not None and target.sha256 != config.target_sha256:
-        raise TargetError(f"target profile {target.path} changed since the recorded export "
-                          f"(sha256 {target.sha256[:12]}… vs {config.target_sha256[:12]}…)",
-                          "restore the profile to rebuild the same artifacts, or export with the new one without "
-                          "the recorded configuration")
-    backends = [get_backend(fmt) for fmt in config.formats]  # an unavailable format fails before slow work
-    pipeline = Pipeline.for_target(target)
-    budget = config.budget.merged_over(target.validation)
-    if config.search.mode != "off":
-        check_budget_consistency(budget, config.search)  # contradictory budgets fail before any slow work
-    local_specs, boards = split_runners(config.validate_on, target, config.fleet)  # boards run in parallel
-    runners = resolve_runners(dataclasses.replace(config, validate_on=local_specs), target, progress)
-    if boards is not None:
-        boards.preflight(progress)  # fewer than --min-boards reachable: fail before any slow work
-    progress.stage(f"loading model {config.model}")
-    source = load_source(config.model, config.trust_pickle)
-    calib_all, ev = _load_data(config, source.input_names)
-    if ev is None:
-        calib_all, ev = calib_all.split(config.eval_fraction, config.seed)
-    float_source, compression = source, dict[str, Any]()
-    if config.compress.enabled:
-        source, compression = compress_source(source, config.compress, calib_all, ev, target, progress,
-                                              per_channel=config.quant.per_channel)
-    outliers: dict[str, Any] = {}
-    prepared_source = None
-
-    # not on a QAT model: it ships its trained ranges, which a re-scaled copy would no longer match
-    if should_prepare(config, source) and source.qat is None:
-        prepared_source, outliers = prepare_source(source, calib_all, progress, explicit=config.outliers == "on",
-                                                      rounding=config.rounding)
-    progress.stage(f"capturing with torch.export ({len(calib_all)} calibration / {len(ev)} evaluation samples)")
-    captured, calib = capture(source, calib_all)
-    # INT8 is built from the prepared copy in every format; float artifacts and the reference stay the model's own.
-    quant_captured = capture(prepared_source, calib_all)[0] if prepared_source is not None else captured
-    ev = check_against_signature(ev, captured.signature).head(config.max_eval_samples)
-    output_names = output_names_for(captured)
-    first = {b.name: _first_scheme(config, outliers, b.name) for b in backends}
-    states = [BuildState(target=target, fmt=b.name, workdir=config.output, quant=first[b.name], calib=calib, eval=ev,
-                         captured=quant_captured, float_captured=captured if prepared_source is not None else None,
-                         output_names=tuple(output_names), opset=config.opset, progress=progress)
-              for b in backends]
-    for backend, state in zip(backends, states, strict=True):
+    plan = _plan(config, progress)
+    model = load_model(config, plan.target, progress)
+    first = {b.name: _first_scheme(config, model.outliers, b.name) for b in plan.backends}
+    states = [BuildState(target=plan.target, fmt=b.name, workdir=config.output, quant=first[b.name],
+                         calib=model.calib, eval=model.ev, captured=model.quant_captured,
+                         float_captured=model.captured if model.prepared else None,
+                         output_names=model.output_names, opset=config.opset, progress=progress)
+              for b in plan.backends]
+    for backend, state in zip(plan.backends, states, strict=True):
         backend.preflight(state)  # e.g. .pte refuses an ONNX source or node exclusions, before any slow work
 
     tmp = prepare_output(config.output, config.force)
     scratch = make_scratch()
     try:
-        (tmp / VALIDATION_DIR).mkdir()
-        ev.to_npz(tmp / INPUTS_REL)
-        progress.stage("computing float reference outputs")
-        # The uncompressed model is the reference, so the verdict covers compression + quantization together.
-        ref, ref_kind = reference_outputs(dataclasses.replace(captured, source=float_source), ev, output_names)
-        np.savez(tmp / REFERENCE_REL, **cast("dict[str, Any]", ref))  # numpy types **kwds as if allow_pickle were among them
-
-        pass_log: list[dict[str, Any]] = []
-        artifacts: list[Artifact] = []
-        search_keys: dict[str, Any] = {}
-        resolved_quant: dict[str, Any] = {}
-        select_ctx = SelectContext(config, budget, calib, progress, qat=source.qat is not None,
-                                   linear_ranking=tuple(_linear_ranking(outliers)),
+        ref, ref_kind = write_validation_data(tmp, model, progress)
+        select_ctx = SelectContext(config, plan.budget, model.calib, progress, qat=model.source.qat is not None,
+                                   linear_ranking=tuple(_linear_ranking(model.outliers)),
                                    first_dynamic={f: q.mode == "dynamic" and config.quant.mode == "static"
                                                   for f, q in first.items()})
-        for backend, state in zip(backends, states, strict=True):
-            state = build_format(backend, pipeline, state.updated(workdir=tmp, scratch=scratch), pass_log)
-            resolved_quant[backend.name] = state.quant.to_dict()  # after the target's scheme and the user's options
-            built = list(state.artifacts)
-            # SELECT: the search may replace the format's INT8 model (the grid adds its variants); it runs before
-            # the artifact stages so that what they derive (.ort, usability, 16 KB alignment, budget check)
-            # describes the models that ship.
-            search_keys.update(select(select_ctx, state, built))
-            artifacts += built
-            # Emitters and Checks see every artifact built so far (each filters by format).
-            state = pipeline.run_phase("artifact", state.updated(artifacts=tuple(artifacts)), pass_log)
-            artifacts += [a for a in state.artifacts if a not in artifacts]
-
-        validate_artifacts(tmp, artifacts, INPUTS_REL, REFERENCE_REL, runners, target, budget, progress)
-        if boards is not None:  # the boards validate the artifacts that ship (the SELECT phase ran before)
-            validate_artifacts(tmp, artifacts, INPUTS_REL, REFERENCE_REL, (), target, budget, progress, fleet=boards)
-        prediction = outliers.get("scheme_prediction")
+        built = _build_formats(plan, select_ctx, states, tmp, scratch)
+        _validate(plan, tmp, built.artifacts, progress)
+        prediction = model.outliers.get("scheme_prediction")
         for key in ("search", "search_pte"):  # which scheme each search tried first, and why
-            if prediction and key in search_keys:
-                search_keys[key]["scheme_prediction"] = prediction
-
-        m = new_manifest()
-        m["source"] = {"ref": source.ref, "kind": source.kind, "sha256": source.sha256}
-        m["target"] = target.summary()
-        m["config"] = {"recorded": config_to_dict(config), "resolved_quant": resolved_quant,
-                       "formats": list(config.formats), "quant": config.quant.to_dict(),
-                       "eval_fraction": config.eval_fraction, "seed": config.seed, "opset": config.opset,
-                       "max_eval_samples": config.max_eval_samples,
-                       "validate_on": [*runners, *(s for s in config.validate_on if is_board_spec(s))],
-                       "calib": str(config.calib), "eval": config.eval, "dynamic_batch": captured.dynamic_batch,
-                       "static_batch_reason": captured.static_batch_reason,
-                       "search": config.search.to_dict(), "compress": config.compress.to_dict()}
-        m["budget"] = budget.to_dict()
-        m["signature"] = {"inputs": [s.to_dict() for s in captured.signature],
-                          "outputs": [_output_spec(n, ref[n], captured.dynamic_batch).to_dict() for n in output_names]}
-        if config.preprocess is not None:  # image-folder data: apps must preprocess exactly this way
-            m["config"]["preprocess"] = config.preprocess.to_dict()
-            for spec in m["signature"]["inputs"]:
-                spec["preprocessing"] = config.preprocess.to_dict()
-                spec["layout"] = config.preprocess.layout
-        m["validation_data"] = {
-            "inputs": {"path": INPUTS_REL, "sha256": sha256_file(tmp / INPUTS_REL)},
-            "reference": {"path": REFERENCE_REL, "sha256": sha256_file(tmp / REFERENCE_REL), "kind": ref_kind},
-            "samples": len(ev), "has_labels": ev.labels is not None,
-            "source": config.eval or f"{config.calib} (held-out {config.eval_fraction:.0%} split, seed {config.seed})",
-        }
-        m["passes"] = pass_log
-        m["artifacts"] = [a.to_dict() for a in artifacts]
-        if boards is not None:
-            m["fleet"] = boards.record()
-        m["verdict"] = verdict(artifacts, pass_log, m.get("fleet"))
-        m.update(search_keys)  # optional keys: "search", "sensitivity", "sensitivity_pte"
+            if prediction and key in built.search_keys:
+                built.search_keys[key]["scheme_prediction"] = prediction
+        m = compose_manifest(ExportRecord(config, plan.target, plan.budget, plan.runners, model.source,
+                                          model.captured, model.ev, ref, ref_kind, model.output_names,
+                                          built.resolved_quant, built.pass_log, built.artifacts,
+                                          plan.boards.record() if plan.boards is not None else None), tmp)
+        m.update(built.search_keys)  # optional keys: "search", "sensitivity", "sensitivity_pte"
         # where the error and the time come from: per layer, per operator (after the searches: what ships)
-        m["explain"] = explain_export(ExplainInputs(tmp, scratch, tuple(artifacts), INPUTS_REL, REFERENCE_REL,
-                                                    quant_captured, calib, ev, resolved_quant, target, search_keys),
-                                      progress)
-        if outliers:  # what the outlier-aware preparation applied (both formats' INT8 models are built from it)
-            m["outliers"] = outliers
-        if compression:
-            m["compression"] = {**compression, "artifacts": effect_summary(tmp, artifacts)}
-        write_manifest(m, tmp)
-        write_reports(m, tmp)
-        write_manifest(seal(m, tmp), tmp)  # hash the reports and any other file, so check can trust them
+        m["explain"] = explain_export(ExplainInputs(tmp, scratch, tuple(built.artifacts), INPUTS_REL, REFERENCE_REL,
+                                                    model.quant_captured, model.calib, model.ev, built.resolved_quant,
+                                                    plan.target, built.search_keys), progress)
+        _finish(m, tmp, model, built.artifacts)
         commit_output(tmp, config.output)
     except BaseException:
         discard_output(tmp, config.output)
@@ -250,6 +166,64 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         shutil.rmtree(scratch, ignore_errors=True)
     progress.stage(f"wrote {config.output}")
     return ExportResult(config.output, m)
+
+
+def _plan(config: PipelineConfig, progress: Progress) -> _Plan:
+    """The target, formats, budget and runners; everything that can fail fast fails here."""
+    target = with_runner_timeout(load_target(config.target), config.runner_timeout_s)
+    if config.target_sha256 is not None and target.sha256 != config.target_sha256:
+        raise TargetError(f"target profile {target.path} changed since the recorded export "
+                          f"(sha256 {target.sha256[:12]}… vs {config.target_sha256[:12]}…)",
+                          "restore the profile to rebuild the same artifacts, or export with the new one without "
+                          "the recorded configuration")
+    backends = tuple(get_backend(fmt) for fmt in config.formats)  # an unavailable format fails before slow work
+    budget = config.budget.merged_over(target.validation)
+    if config.search.mode != "off":
+        check_budget_consistency(budget, config.search)  # contradictory budgets fail before any slow work
+    local_specs, boards = split_runners(config.validate_on, target, config.fleet)  # boards run in parallel
+    runners = resolve_runners(dataclasses.replace(config, validate_on=local_specs), target, progress)
+    if boards is not None:
+        boards.preflight(progress)  # fewer than --min-boards reachable: fail before any slow work
+    return _Plan(target, backends, Pipeline.for_target(target), budget, runners, boards)
+
+
+def _build_formats(plan: _Plan, select_ctx: SelectContext, states: list[BuildState], tmp: Path,
+                   scratch: Path) -> _Built:
+    """Build every format: its stages, its SELECT phase, then the artifact stages over everything built so far."""
+    built = _Built()
+    for backend, state in zip(plan.backends, states, strict=True):
+        state = build_format(backend, plan.pipeline, state.updated(workdir=tmp, scratch=scratch), built.pass_log)
+        built.resolved_quant[backend.name] = state.quant.to_dict()  # after the target's scheme and the user's options
+        fmt_built = list(state.artifacts)
+        # SELECT: the search may replace the format's INT8 model (the grid adds its variants); it runs before
+        # the artifact stages so that what they derive (.ort, usability, 16 KB alignment, budget check)
+        # describes the models that ship.
+        built.search_keys.update(select(select_ctx, state, fmt_built))
+        built.artifacts += fmt_built
+        # Emitters and Checks see every artifact built so far (each filters by format).
+        state = plan.pipeline.run_phase("artifact", state.updated(artifacts=tuple(built.artifacts)), built.pass_log)
+        built.artifacts += [a for a in state.artifacts if a not in built.artifacts]
+    return built
+
+
+def _validate(plan: _Plan, tmp: Path, artifacts: list[Artifact], progress: Progress) -> None:
+    validate_artifacts(ValidationRequest(tmp, INPUTS_REL, REFERENCE_REL, plan.runners, plan.target, plan.budget),
+                       artifacts, progress)
+    if plan.boards is not None:  # the boards validate the artifacts that ship (the SELECT phase ran before)
+        validate_artifacts(ValidationRequest(tmp, INPUTS_REL, REFERENCE_REL, (), plan.target, plan.budget,
+                                             fleet=plan.boards), artifacts, progress)
+
+
+def _finish(m: dict[str, Any], tmp: Path, model: ExportModel, artifacts: list[Artifact]) -> None:
+    """The manifest's last keys, the reports, and the seal over every file."""
+    if model.outliers:  # what the outlier-aware preparation applied (both formats' INT8 models are built from it)
+        m["outliers"] = model.outliers
+    if model.compression:
+        m["compression"] = {**model.compression, "artifacts": effect_summary(tmp, artifacts)}
+    write_manifest(m, tmp)
+
+    write_reports(m, tmp)
+    write_manifest(seal(m, tmp), tmp)  # hash the reports and any other file, so check can trust them
 
 
 def _first_scheme(config: PipelineConfig, outliers: dict[str, Any], fmt: str) -> QuantOptions:
@@ -288,11 +262,6 @@ def _export_text_generation(model: str, calib: str, output: str | Path, kwargs: 
                     eval_text=Path(ev) if ev is not None else None, **kwargs)
     result = export_llm(cfg, progress)
     return ExportResult(result.output, result.manifest)
-
-
-def _output_spec(name: str, arr: Any, dynamic: bool) -> TensorSpec:
-    shape: tuple[int | str, ...] = (("batch" if dynamic else 1), *arr.shape[1:])
-    return TensorSpec(name, str(arr.dtype), shape)
 
 
 def export_model(model: str, calib: str, output: str | Path, **kwargs: Any) -> ExportResult:

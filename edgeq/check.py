@@ -39,7 +39,7 @@ from edgeq.targets import list_targets, load_target, parse_target, targets_dir, 
 from edgeq.targetspec import Target
 from edgeq.validate.bundled import check_bundle
 from edgeq.validate.fleet_run import split_runners
-from edgeq.validate.orchestrate import validate_artifacts, verdict
+from edgeq.validate.orchestrate import ValidationRequest, validate_artifacts, verdict
 from edgeq.validate.runners.host import HostRunner
 
 # A float baseline must reproduce the stored reference this closely (measured fp32 ORT vs torch: cosine 1.0000,
@@ -116,50 +116,70 @@ def _gating_passes(m: dict[str, Any], arts: list[Artifact], out: Path, tgt: Targ
     return kept
 
 
+@dataclass(frozen=True)
+class CheckRequest:
+    """What one ``check`` enforces: the folder, and the command line's budget, runners, target and limits."""
+
+    outdir: Path
+    budget: Budget | None = None  # over the target profile's defaults (tensor models)
+    runners: tuple[str, ...] | None = None  # None: the default runners (host, plus the emulator when set up)
+    target: str | None = None  # a profile name or file; None: the packaged profile the manifest names
+    public_key: Path | None = None  # verify the folder's signature first
+    max_ppl_increase: float | None = None  # text-generation folders: over the budget recorded at export
+    float_model: str | None = None  # text-generation folders: recompute the float perplexity from this model
+    runner_timeout: float | None = None  # seconds, over the profile's runner_timeout_s
+    fleet: FleetOptions | None = None
+
+
 def check(outdir: str | Path, budget: Budget | None = None, runners: tuple[str, ...] | None = None,
           progress: Progress | None = None, target: str | None = None,
           public_key: str | Path | None = None, max_ppl_increase: float | None = None,
           float_model: str | None = None, runner_timeout: float | None = None,
           fleet: FleetOptions | None = None) -> CheckResult:
-    progress = progress or Progress(enabled=False)
-    out = Path(outdir)
-    if public_key is not None:
-        verify_folder(out, Path(public_key))  # provenance first: the manifest below is then the signed one
+    """Re-validate the export folder ``outdir`` (see the module doc); the documented keyword entry point over
+    :func:`run_check`."""
+    request = CheckRequest(Path(outdir), budget, runners, target, Path(public_key) if public_key is not None else None,
+                           max_ppl_increase, float_model, runner_timeout, fleet)
+    return run_check(request, progress or Progress(enabled=False))
+
+
+def run_check(req: CheckRequest, progress: Progress) -> CheckResult:
+    """:func:`check` with its arguments in one typed request."""
+    out = req.outdir
+    if req.public_key is not None:
+        verify_folder(out, req.public_key)  # provenance first: the manifest below is then the signed one
     m = read_manifest(out)
     audit(m, out)
     arts, findings = _recompute_artifacts(m, out)
 
     if is_text_generation(m, out):
-        return _check_lm(m, out, arts, findings, runners, budget, max_ppl_increase, float_model, progress, target)
-    if max_ppl_increase is not None or float_model is not None:
+        return _check_lm(req, m, arts, findings, progress)
+    if req.max_ppl_increase is not None or req.float_model is not None:
         raise UsageError("--max-ppl-increase and --float-model apply to text-generation folders only",
                          f"{out} holds a tensor-model export; use --max-accuracy-drop / --min-cosine ...")
-    tgt = with_runner_timeout(_check_target(m, target), runner_timeout)
-    eff = (budget or Budget()).merged_over(tgt.validation)
-    try:
-        stored = Budget(**m["budget"])
-    except TypeError as e:
-        raise ManifestError(f"edgeq.json: budget is malformed ({e})") from e
-    if stored != eff:
-        diff = ", ".join(f"{k} {getattr(stored, k)} -> {getattr(eff, k)}" for k in eff.to_dict()
-                         if getattr(stored, k) != getattr(eff, k))
-        findings.append(f"budget differs from the manifest's ({diff}); enforced: the command line over the "
-                        f"{tgt.name} profile")
+    return _check_tensor(req, m, arts, findings, progress)
+
+
+def _check_tensor(req: CheckRequest, m: dict[str, Any], arts: list[Artifact], findings: list[str],
+                  progress: Progress) -> CheckResult:
+    out = req.outdir
+    tgt = with_runner_timeout(_check_target(m, req.target), req.runner_timeout)
+    eff = (req.budget or Budget()).merged_over(tgt.validation)
+    findings += _budget_findings(m, eff, tgt)
     recorded = [s for s in (m.get("config") or {}).get("validate_on") or [] if isinstance(s, str)]
     remote = [s for s in recorded if "://" in s or s.startswith("fleet:")]
-    if remote and not runners:
+    if remote and not req.runners:
         findings.append(f"not contacting runner(s) named in the manifest: {', '.join(remote)} (use --on)")
-    specs, boards = split_runners(runners or default_runners(tgt), tgt, fleet or FleetOptions())
+    specs, boards = split_runners(req.runners or default_runners(tgt), tgt, req.fleet or FleetOptions())
     if boards is not None:
         boards.preflight(progress)
     vd = m["validation_data"]
-    validate_artifacts(out, arts, vd["inputs"]["path"], vd["reference"]["path"], specs, tgt, eff, progress,
-                       isolate=True, fleet=boards)
+    validate_artifacts(ValidationRequest(out, vd["inputs"]["path"], vd["reference"]["path"], specs, tgt, eff,
+                                         isolate=True, fleet=boards), arts, progress)
     if "host" in specs:
         findings += _check_bundles(out, arts, eff, tgt, progress)
     record = boards.record() if boards is not None else None
     v = verdict(arts, _gating_passes(m, arts, out, tgt), record)
-    failures = list(v["failures"])
     # With --compress the float baseline is the compressed model and the reference the original one: the baseline
     # then cannot equal the reference, so it must meet the budget against it instead (still failing a reference
     # regenerated from another model, unless the budget is loose enough to admit that model too).
@@ -167,6 +187,29 @@ def check(outdir: str | Path, budget: Budget | None = None, runners: tuple[str, 
     if compressed:
         findings.append("the manifest declares compression: the float baseline is held to the budget against the "
                         "stored reference instead of to identity with it")
+    failures = list(v["failures"]) + _baseline_failures(arts, compressed)
+    infra = list(v.get("infra_failures", []))
+    return CheckResult(out, not failures and not infra, failures, arts, eff, replace_budget(m, eff),
+                       v["host_passes_arm_fails"], findings, list(v.get("notes", [])), fleet=record,
+                       fleet_verdict=v.get("fleet"), infra_failures=infra)
+
+
+def _budget_findings(m: dict[str, Any], eff: Budget, tgt: Target) -> list[str]:
+    """The manifest's budget is shown, not obeyed: a difference from the enforced one is a finding."""
+    try:
+        stored = Budget(**m["budget"])
+    except TypeError as e:
+        raise ManifestError(f"edgeq.json: budget is malformed ({e})") from e
+    if stored == eff:
+        return []
+    diff = ", ".join(f"{k} {getattr(stored, k)} -> {getattr(eff, k)}" for k in eff.to_dict()
+                     if getattr(stored, k) != getattr(eff, k))
+    return [f"budget differs from the manifest's ({diff}); enforced: the command line over the {tgt.name} profile"]
+
+
+def _baseline_failures(arts: list[Artifact], compressed: bool) -> list[str]:
+    """The float baseline must reproduce the stored reference (or, compressed, meet the budget against it)."""
+    failures = []
     for a in arts:
         for val in a.validations:
             if a.role != "baseline" or a.precision != "fp32":
@@ -177,10 +220,7 @@ def check(outdir: str | Path, budget: Budget | None = None, runners: tuple[str, 
             elif not compressed and get_float(val.metrics, "cosine_min") < REFERENCE_MIN_COSINE:
                 failures.append(f"{a.name} on {val.runner}: the stored float reference does not match the float "
                                 f"model (min cosine {val.metrics['cosine_min']:.4f}); reference or model replaced")
-    infra = list(v.get("infra_failures", []))
-    return CheckResult(out, not failures and not infra, failures, arts, eff, replace_budget(m, eff),
-                       v["host_passes_arm_fails"], findings, list(v.get("notes", [])), fleet=record,
-                       fleet_verdict=v.get("fleet"), infra_failures=infra)
+    return failures
 
 
 def _check_bundles(out: Path, arts: list[Artifact], eff: Budget, tgt: Target, progress: Progress) -> list[str]:
@@ -197,9 +237,9 @@ def _check_bundles(out: Path, arts: list[Artifact], eff: Budget, tgt: Target, pr
     return []
 
 
-def _check_lm(m: dict[str, Any], out: Path, arts: list[Artifact], findings: list[str],
-              runners: tuple[str, ...] | None, budget: Budget | None, max_ppl_increase: float | None,
-              float_model: str | None, progress: Progress, target: str | None = None) -> CheckResult:
+def _check_lm(req: CheckRequest, m: dict[str, Any], arts: list[Artifact], findings: list[str],
+              progress: Progress) -> CheckResult:
+    out, runners, budget = req.outdir, req.runners, req.budget
     if runners and set(runners) != {"host"}:
         raise UsageError(f"--on {','.join(runners)}: language models are checked on the host runtimes only",
                          "drop --on (LM artifacts are built for and measured on the host CPU)")
@@ -209,9 +249,9 @@ def _check_lm(m: dict[str, Any], out: Path, arts: list[Artifact], findings: list
     progress.stage(f"re-measuring perplexity of {sum(a.format in ('onnx', 'pte') for a in arts)} language "
                    "model artifact(s) on the stored windows")
     with tempfile.TemporaryDirectory(prefix="edgeq-check-lm-") as tmp:
-        res = check_lm(m, out, arts, max_ppl_increase, float_model, Path(tmp))
+        res = check_lm(m, out, arts, req.max_ppl_increase, req.float_model, Path(tmp))
     # the target's checks again, from the bytes and the profile (the CLI's, else the packaged one the manifest names)
-    tgt = _check_target(m, target)
+    tgt = _check_target(m, req.target)
     target_failures = [f for p in run_checks(tgt, out, items_from_files(arts), None, 0)
                        for f in get_strs(p, "failures")]
     by_name = {r.name: r for r in res.artifacts}

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import math
-import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from edgeq.compress.spec import CompressOptions, TrainOptions, parse_spec
+from edgeq.compress.spec import CompressOptions
 from edgeq.errors import UsageError
 from edgeq.imagefolder import Preprocess
 from edgeq.jsontypes import JSONObject
-from edgeq.manifest import MANIFEST_NAME
 
 CONFIG_VERSION = 1
 
@@ -207,7 +204,7 @@ class FleetOptions:
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """One edgeq run. Build it from CLI flags, from ``edgeq.toml`` (:func:`load_config`) or in Python."""
+    """One edgeq run. Build it from CLI flags, from ``edgeq.toml`` (:func:`edgeq.load_config`) or in Python."""
 
     model: str
     calib: str
@@ -264,133 +261,3 @@ class PipelineConfig:
             raise UsageError(f"unknown rounding {self.rounding!r}", f"use one of {', '.join(ROUNDING_MODES)}")
         if self.version != CONFIG_VERSION:
             raise UsageError(f"config version {self.version} is not supported (this edgeq reads {CONFIG_VERSION})")
-
-
-# Not recorded: where the run writes, the runner deadline (no effect on the bytes), trust_pickle (a manifest must
-# never switch on unpickling for a rebuild), and how boards were driven (fleet: the manifest's "fleet" section
-# records that run's boards and options).
-_NOT_RECORDED = ("output", "force", "target_sha256", "trust_pickle", "runner_timeout_s", "fleet")
-
-
-def config_to_dict(config: PipelineConfig) -> JSONObject:
-    """Every option of a run that affects the artifacts' bytes (all but output/force), JSON-ready.
-
-    Paths that exist are made absolute so the record rebuilds from any working directory.
-    """
-    d: dict[str, Any] = {}
-    for f in fields(PipelineConfig):
-        if f.name in _NOT_RECORDED:
-            continue
-        v = getattr(config, f.name)
-        if isinstance(v, QuantOptions | SearchOptions | Budget | CompressOptions):
-            v = v.to_dict()
-        elif isinstance(v, Preprocess):
-            v = asdict(v)
-        elif isinstance(v, tuple):
-            v = list(v)
-        elif f.name in ("model", "calib", "eval", "target") and isinstance(v, str) and Path(v).exists():
-            v = str(Path(v).resolve())
-        d[f.name] = v
-    return d
-
-
-def config_from_dict(raw: dict[str, Any], where: str, **overrides: Any) -> PipelineConfig:
-    """The inverse of :func:`config_to_dict` (also reads edgeq.toml's tables); ``overrides`` win."""
-    raw = dict(raw)
-    known = {f.name for f in fields(PipelineConfig)}
-    unknown = set(raw) - known
-    if unknown:
-        raise UsageError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}",
-                         f"valid keys: {', '.join(sorted(known))}")
-    quant = raw.pop("quant", {})
-    budget = raw.pop("budget", {})
-    search = raw.pop("search", {})
-    compress = _compress_from(raw.pop("compress", {}), where)
-    preprocess = raw.pop("preprocess", None)
-    fleet = raw.pop("fleet", {})
-    if isinstance(preprocess, dict):
-        pkw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in preprocess.items()}
-        preprocess = Preprocess(**pkw)
-    try:
-        qkw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in quant.items()}
-        skw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in search.items()}
-        q = QuantOptions(**qkw)
-        b = Budget(**budget)
-        srch = SearchOptions(**skw)
-        fleet_opts = FleetOptions(**fleet) if isinstance(fleet, dict) else fleet
-    except TypeError as e:
-        raise UsageError(f"{where}: {e}") from e
-    for key in ("formats", "validate_on"):
-        if key in raw:
-            raw[key] = tuple(raw[key])
-    raw.update(overrides)
-    raw.setdefault("search", srch)
-    raw.setdefault("fleet", fleet_opts)
-    raw.setdefault("compress", compress)
-    raw.setdefault("preprocess", preprocess)
-    raw.setdefault("quant", q)
-    raw.setdefault("budget", b)
-    try:
-        return PipelineConfig(**raw)
-    except TypeError as e:
-        raise UsageError(f"{where}: {e}", "model, calib and output are required") from e
-
-
-def load_config(path: str | Path, **overrides: Any) -> PipelineConfig:
-    """Read a run's configuration: an ``edgeq.toml`` (top-level keys of :class:`PipelineConfig`, ``[quant]``,
-    ``[budget]`` and ``[search]`` tables), or a manifest ``edgeq.json`` (or its folder) written by
-    ``edgeq export``, whose recorded configuration rebuilds the same artifacts. ``overrides`` (e.g.
-    ``output=...``) win over the file."""
-    p = Path(path)
-    if p.is_dir() and (p / MANIFEST_NAME).is_file():
-        p = p / MANIFEST_NAME
-    if p.suffix == ".json":
-        return _from_manifest(p, overrides)
-    try:
-        raw = tomllib.loads(p.read_text())
-    except FileNotFoundError as e:
-        raise UsageError(f"config file not found: {p}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"{p} is not valid TOML: {e}") from e
-    return config_from_dict(raw, str(p), **overrides)
-
-
-def _from_manifest(p: Path, overrides: dict[str, Any]) -> PipelineConfig:
-    try:
-        m = json.loads(p.read_text())
-    except FileNotFoundError as e:
-        raise UsageError(f"manifest not found: {p}") from e
-    except json.JSONDecodeError as e:
-        raise UsageError(f"{p} is not valid JSON: {e}") from e
-    rec = m.get("config", {}).get("recorded") if isinstance(m, dict) and isinstance(m.get("config"), dict) else None
-    if not isinstance(rec, dict):
-        raise UsageError(f"{p} records no rebuildable configuration (config.recorded)",
-                         "it was written by an older edgeq; re-run edgeq export to get one")
-    if "trust_pickle" in rec:
-        raise UsageError(f"{p}: config.recorded sets trust_pickle, which a manifest may never do",
-                         "pass --trust-pickle yourself to export a pickle-backed .pt2")
-    target = m.get("target") if isinstance(m.get("target"), dict) else {}
-    overrides.setdefault("target_sha256", target.get("sha256"))
-    return config_from_dict(rec, f"{p} config.recorded", **overrides)
-
-
-def _compress_from(raw: Any, where: str) -> CompressOptions:
-    """``[compress]`` in edgeq.toml (``methods = "prune:0.3,qat"`` plus :class:`TrainOptions` keys), or the
-    manifest's recorded ``{"spec": ..., "train": {...}}``."""
-    if isinstance(raw, CompressOptions):
-        return raw
-    if not isinstance(raw, dict):
-        raise UsageError(f"{where}: compress must be a table", 'e.g. [compress] methods = "prune:0.3"')
-    table = dict(raw)
-    spec = table.pop("methods", None)
-    if "spec" in table:  # the manifest's form (CompressOptions.to_dict)
-        spec = table.pop("spec")
-        table.pop("version", None)
-        table.pop("methods", None)
-        table = dict(table.pop("train", {}))
-    known = {f.name for f in fields(TrainOptions)}
-    unknown = set(table) - known
-    if unknown:
-        raise UsageError(f"{where}: unknown compress key(s) {', '.join(sorted(unknown))}",
-                         f"valid: methods, {', '.join(sorted(known))}")
-    return CompressOptions(parse_spec(str(spec or "")), TrainOptions(**table))

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edgeq.config import Budget, PipelineConfig, QuantOptions, load_config
+from edgeq.config import Budget, PipelineConfig, QuantOptions
+from edgeq.config_file import load_config
 from edgeq.errors import UsageError
 
 

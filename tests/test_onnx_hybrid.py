@@ -78,7 +78,8 @@ def test_hybrid_model_has_static_convs_and_dynamic_linears(conv_classifier, tmp_
 def test_search_tries_the_hybrid_on_a_conv_net_with_linears(conv_classifier, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import onnxruntime as ort
 
-    from edgeq.search.search import search_onnx
+    from edgeq.search.evaluate import EvalData
+    from edgeq.search.search import LadderStart, search_onnx
 
     src, data = conv_classifier
     inputs = tmp_path / "inputs.npz"
@@ -88,7 +89,8 @@ def test_search_tries_the_hybrid_on_a_conv_net_with_linears(conv_classifier, tmp
     ref = {"logits": np.concatenate([sess.run(None, {"image": x[i:i + 1]})[0] for i in range(len(x))])}
     base = QuantOptions(activation_type="uint8", weight_type="int8", per_channel=True, reduce_range=False,
                         calibration="minmax")
-    res = search_onnx(src, data, inputs, ref, None, base, Budget(min_sqnr=200.0),  # unreachable: every stage runs
+    res = search_onnx(EvalData(src, data, inputs, ref), LadderStart(base),
+                      Budget(min_sqnr=200.0),  # unreachable: every stage runs
                       SearchOptions(max_trials=4, calibrations=("minmax",), max_seconds=1e9), tmp_path / "search")
     stages = [t.stage for t in res.trials]
     assert stages[:2] == ["baseline", "hybrid"], stages

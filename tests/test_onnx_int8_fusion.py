@@ -164,7 +164,8 @@ def test_search_trials_get_the_bias_correction_of_the_first_model(float_onnx, tm
 
     from edgeq.config import Budget, SearchOptions
     from edgeq.onnx.bias_correct import correct_qdq_biases
-    from edgeq.search.search import search_onnx
+    from edgeq.search.evaluate import EvalData
+    from edgeq.search.search import LadderStart, search_onnx
 
     src, calib = float_onnx
     inputs = tmp_path / "inputs.npz"
@@ -175,7 +176,7 @@ def test_search_trials_get_the_bias_correction_of_the_first_model(float_onnx, tm
     ref = {"logits": np.concatenate([sess.run(None, {"image": calib.inputs["image"][i:i + 1]})[0] for i in range(4)])}
     base = QuantOptions(activation_type="uint8", weight_type="int8", per_channel=True, reduce_range=False,
                         calibration="minmax")
-    res = search_onnx(src, calib, inputs, ref, None, base, Budget(min_cosine=0.999999),
+    res = search_onnx(EvalData(src, calib, inputs, ref), LadderStart(base), Budget(min_cosine=0.999999),
                       SearchOptions(max_trials=1), tmp_path / "search")
     trial = res.trials[0]
     assert trial.bias_correction is not None and trial.bias_correction["convs"] == 3

@@ -49,7 +49,8 @@ def test_sensitivity_pass_ranks_the_linears_and_prepare_keeps_the_source() -> No
     import torch
 
     from edgeq.data import Dataset
-    from edgeq.prepare import linear_sensitivity, prepare_source
+    from edgeq.outliers.linear_sim import linear_sensitivity
+    from edgeq.prepare import prepare_source
     from edgeq.progress import Progress
     from edgeq.source import load_source
 
@@ -86,7 +87,7 @@ def test_export_onnx_applies_records_and_searches_the_moves(data: tuple[Path, Pa
     fp32 = onnx.load(str(tmp_path / "out" / "model.fp32.onnx"))
     assert not any(t.data_type == onnx.TensorProto.INT8 for t in fp32.graph.initializer)
     trials = m["search"]["trials"]
-    # dynamic predicted to beat static (edgeq.prepare.predict_scheme): no static baseline trial, dynamic first
+    # dynamic predicted to beat static (edgeq.outliers.linear_sim.predict_scheme): no static baseline trial, dynamic first
     assert out["scheme_prediction"]["pick"]["onnx"] == "dynamic"
     assert [t["stage"] for t in trials] == ["dynamic", "mixed-precision", "mixed-precision"]
     assert trials[1]["fp16_linears"] == [out["linear_sensitivity"][0]["module"]] and trials[1]["fp16_nodes"]

@@ -27,7 +27,8 @@ def tokens(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_encoder_predicts_dynamic_and_the_cnn_static() -> None:
     from edgeq.data import Dataset
-    from edgeq.prepare import predict_scheme, prepare_source
+    from edgeq.outliers.linear_sim import predict_scheme
+    from edgeq.prepare import prepare_source
     from edgeq.progress import Progress
     from edgeq.source import load_source
 

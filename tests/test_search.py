@@ -197,7 +197,9 @@ def test_unreachable_budget_ends_with_best_found_and_exit_1(tmp_path: Path, text
                   "-o", str(out), "--min-sqnr", "80", "--search-trials", "3", "--search-time", "1e9", "--outliers", "off")
     assert r.returncode == 1, r.stderr
     assert "verdict: FAIL" in r.stdout and "SQNR" in r.stdout
-    assert "search: budget not met after 3 trial(s)" in r.stdout and "closest trials" in r.stdout
+    # the CLI prints the selection's own summary (edgeq.select.summary.Selection.line): budget missed, what shipped
+    assert "search (onnx): budget not met after 3 trials" in r.stdout and "closest trials" in r.stdout
+    assert "shipped the first INT8 model (onnx-int8-static), whose verdict fails" in r.stdout
     m = json.loads((out / "edgeq.json").read_text())
     s = m["search"]
     assert not s["met"] and len(s["trials"]) == 3 and s["stopped"] == "trial limit (3) reached"
@@ -214,15 +216,16 @@ def test_unreachable_budget_ends_with_best_found_and_exit_1(tmp_path: Path, text
 
 
 def test_search_time_limit_bounds_the_search(plain, searched, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from edgeq.search.search import search_onnx
+    from edgeq.search.evaluate import EvalData
+    from edgeq.search.search import LadderStart, search_onnx
     from edgeq.validate.orchestrate import load_npz
 
     prepped, _, calib = plain
     out = searched.output
     q = QuantOptions(calibration="minmax", per_channel=True, activation_type="uint8", weight_type="int8",
                      reduce_range=True)
-    res = search_onnx(prepped, calib, out / "validation/inputs.npz", load_npz(out / "validation/reference.npz"),
-                      None, q, Budget(min_sqnr=80), SearchOptions(max_seconds=0.01), tmp_path)
+    data = EvalData(prepped, calib, out / "validation/inputs.npz", load_npz(out / "validation/reference.npz"))
+    res = search_onnx(data, LadderStart(q), Budget(min_sqnr=80), SearchOptions(max_seconds=0.01), tmp_path)
     assert len(res.trials) == 1 and res.stopped.startswith("safety time cap") and res.time_capped and not res.met
     assert res.best is res.trials[0] and res.closest() == [res.trials[0]]
 
@@ -232,7 +235,8 @@ def test_baseline_trial_measures_the_seed_instead_of_requantizing(plain, searche
     measured, with its bias-correction record, not a second quantization of the same settings."""
     import filecmp
 
-    from edgeq.search.search import search_onnx
+    from edgeq.search.evaluate import EvalData
+    from edgeq.search.search import LadderStart, search_onnx
     from edgeq.validate.orchestrate import load_npz
 
     prepped, plain_model, calib = plain
@@ -240,9 +244,9 @@ def test_baseline_trial_measures_the_seed_instead_of_requantizing(plain, searche
     q = QuantOptions(calibration="minmax", per_channel=True, activation_type="uint8", weight_type="int8",
                      reduce_range=True)
     record = {"convs": 0, "method": "seeded"}
-    res = search_onnx(prepped, calib, out / "validation/inputs.npz", load_npz(out / "validation/reference.npz"),
-                      None, q, Budget(min_sqnr=80), SearchOptions(max_seconds=0.01), tmp_path,
-                      seed=(plain_model, record))
+    data = EvalData(prepped, calib, out / "validation/inputs.npz", load_npz(out / "validation/reference.npz"))
+    res = search_onnx(data, LadderStart(q, seed=(plain_model, record)), Budget(min_sqnr=80),
+                      SearchOptions(max_seconds=0.01), tmp_path)
     first = res.trials[0]
     assert first.stage == "baseline" and first.path is not None and first.metrics is not None
     assert filecmp.cmp(first.path, plain_model, shallow=False) and first.bytes == plain_model.stat().st_size

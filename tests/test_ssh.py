@@ -34,10 +34,11 @@ class Device:
         return f"ssh://root@127.0.0.1:{self.port}/tmp"
 
     def runner(self, personality: str, target, **kw):  # type: ignore[no-untyped-def]
-        from edgeq.validate.runners.ssh import SshRunner
+        from edgeq.validate.runners.ssh import SshOptions, SshRunner
 
-        return SshRunner(target, kw.pop("spec", self.spec), identity=str(self.keys[personality]),
-                         known_hosts=str(self.known_hosts), **kw)
+        spec = kw.pop("spec", self.spec)
+        return SshRunner(target, spec, SshOptions(identity=str(self.keys[personality]),
+                                                  known_hosts=str(self.known_hosts), **kw))
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +106,7 @@ def _formats() -> tuple[str, ...]:
 
 
 def test_spec_parsing() -> None:
-    from edgeq.validate.runners.ssh import parse_spec
+    from edgeq.validate.runners.ssh_spec import parse_spec
 
     s = parse_spec("ssh://pi@raspberrypi.local:2222/home/pi/edgeq")
     assert (s.user, s.host, s.port, s.workdir) == ("pi", "raspberrypi.local", 2222, "/home/pi/edgeq")

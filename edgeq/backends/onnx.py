@@ -15,8 +15,9 @@ from edgeq.errors import UsageError
 from edgeq.jsontypes import JSONObject
 from edgeq.manifest import Artifact
 from edgeq.onnx.build import build_onnx_int8
+from edgeq.onnx.dynamic import quantize_onnx_dynamic
 from edgeq.onnx.export import export_float_onnx, preprocess
-from edgeq.onnx.quantize import quantize_onnx_dynamic, quantize_onnx_static
+from edgeq.onnx.quantize import QatGrid, quantize_onnx_static
 from edgeq.pipeline.state import BuildState
 from edgeq.progress import Progress
 from edgeq.validate.runners.host import host_program
@@ -87,7 +88,7 @@ class OnnxBackend(FormatBackend):
             out = state.workdir / INT8_NAME
             with progress.bar(n, "calibration (tensors without a QAT range)") as bar:
                 qinfo = quantize_onnx_static(prepped, out, state.calib, scheme, on_sample=lambda: bar.update(1),
-                                             fixed_ranges=qat.activation_ranges, weight_bits=qat.bits)
+                                             qat=QatGrid(qat.activation_ranges, qat.bits))
             qinfo["ranges"] = {"source": "qat", "description": qat.describe(),
                                "activation_ranges_from_qat": len(qinfo["fixed_ranges"]),
                                "qat_activation_ranges": len(qat.activation_ranges),

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeq.check import check
+from edgeq.check import CheckRequest, run_check
 from edgeq.commands.common import (
     add_budget_flags,
     add_fleet_flags,
@@ -60,9 +60,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     runners = tuple(s.strip() for s in args.on.split(",")) if args.on else None
-    res = check(args.outdir, budget_from(args), runners, progress_from(args), target=args.target,
-                public_key=args.public_key, max_ppl_increase=args.max_ppl_increase, float_model=args.float_model,
-                runner_timeout=args.runner_timeout, fleet=fleet_from(args))
+    request = CheckRequest(Path(args.outdir), budget_from(args), runners, target=args.target,
+                           public_key=Path(args.public_key) if args.public_key is not None else None,
+                           max_ppl_increase=args.max_ppl_increase, float_model=args.float_model,
+                           runner_timeout=args.runner_timeout, fleet=fleet_from(args))
+    res = run_check(request, progress_from(args))
     m = dict(res.manifest)
     m["artifacts"] = [a.to_dict() for a in res.artifacts]
     m["budget"] = res.budget.to_dict() if res.llm is None else res.manifest["budget"]

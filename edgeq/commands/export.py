@@ -18,12 +18,14 @@ from edgeq.commands.common import (
     progress_from,
 )
 from edgeq.commands.compress_flags import add_compress_flags, compress_from
-from edgeq.config import PipelineConfig, QuantOptions, SearchOptions, load_config
+from edgeq.config import PipelineConfig, QuantOptions, SearchOptions
+from edgeq.config_file import load_config
 from edgeq.console import emit_json, human
 from edgeq.errors import UsageError
 from edgeq.imagefolder import Preprocess
 from edgeq.report.markdown import terminal_summary
 from edgeq.report.terminal import json_result
+from edgeq.select.summary import Selection
 from edgeq.validate.orchestrate import exit_code
 
 HELP = """\
@@ -187,9 +189,9 @@ def run(args: argparse.Namespace) -> int:
     result = export(cfg, progress_from(args))
     out = human(args)
     print(terminal_summary(result.manifest, str(result.output)), file=out)
-    search = result.manifest.get("search")
-    if search:
-        print(search_summary(search), file=out)
+    for key in ("search", "search_pte"):  # the ONNX and the .pte selection, each in the Selection's words
+        if result.manifest.get(key):
+            print(search_summary(result.manifest[key]), file=out)
     if args.json:
         emit_json({"command": "export", **json_result(result.manifest, str(result.output))})
 
@@ -220,17 +222,14 @@ def _defaults_parser() -> argparse.ArgumentParser:
     return sub.choices["export"]
 
 
-def search_summary(s: dict) -> str:  # type: ignore[type-arg]
-    """One line on the search that names what shipped, plus the closest trials when the budget was not met."""
-    best = next((t for t in s["trials"] if t["index"] == s["best"]), None)
-    if s["met"] and best:
-        return (f"search: trial {best['index']} of {len(s['trials'])} meets the budget and ships ({best['label']}; "
-                f"{s['seconds']:.1f} s)")
-    capped = " — stopped by the safety time cap, so the result depends on machine speed" if s.get("time_capped") else ""
-    lines = [f"search: budget not met after {len(s['trials'])} trial(s) ({s['stopped']}){capped}; shipped the first "
-             "INT8 model (its verdict fails); closest trials:"]
-    by_index = {t["index"]: t for t in s["trials"]}
-    for i in s["closest"]:
-        t = by_index[i]
-        lines.append(f"  trial {i} [{t['label']}]: {'; '.join(t['failures']) or t['error']}")
+def search_summary(s: dict[str, Any]) -> str:
+    """The selection's one line (:meth:`edgeq.select.summary.Selection.line`: what shipped, budget met or not), plus
+    the closest trials when the budget was not met."""
+    lines = [Selection.from_dict(s["selection"]).line()]
+    if not s["met"] and s.get("closest"):
+        by_index = {t["index"]: t for t in s["trials"]}
+        lines.append("closest trials:")
+        for i in s["closest"]:
+            t = by_index[i]
+            lines.append(f"  trial {i} [{t['label']}]: {'; '.join(t['failures']) or t['error']}")
     return "\n".join(lines)

@@ -38,7 +38,7 @@ from edgeq.report.terminal import json_result
 from edgeq.targets import with_runner_timeout
 from edgeq.validate.fleet_run import split_runners
 from edgeq.validate.metrics import Metrics, check_budget
-from edgeq.validate.orchestrate import exit_code, validate_artifacts, verdict
+from edgeq.validate.orchestrate import ValidationRequest, exit_code, validate_artifacts, verdict
 from edgeq.validate.runners import get_runner
 
 
@@ -89,26 +89,39 @@ def validate(outdir: str | Path, runners: tuple[str, ...], budget: Budget | None
     arts = [Artifact.from_dict(a) for a in m["artifacts"]]
     fresh = [Artifact.from_dict({**a.to_dict(), "validations": []}) for a in arts]
     vd = m["validation_data"]
-    validate_artifacts(out, fresh, vd["inputs"]["path"], vd["reference"]["path"], local, target, eff, progress,
-                       fleet=boards)
+    validate_artifacts(ValidationRequest(out, vd["inputs"]["path"], vd["reference"]["path"], local, target, eff,
+                                         fleet=boards), fresh, progress)
     if boards is not None:
         m["fleet"] = boards.record()
     dropped = boards is not None and any(o.state != "answered" for o in boards.outcomes.values())
     if not any(a.validations for a in fresh) and not dropped:  # boards that dropped are the verdict's to report
         raise UsageError(f"no artifact in {out} can run on {', '.join(runners)}",
                          f"formats here: {', '.join(sorted({a.format for a in arts}))}")
-    for old, new in zip(arts, fresh, strict=True):
-        replaced = {(v.runner, v.cpu_model) for v in new.validations}
-        # every board of this fleet run: a board that did not answer now must not keep an older pass
-        gone = boards.runner_names if boards is not None else set()
-        kept = [v for v in old.validations if (v.runner, v.cpu_model) not in replaced and v.runner not in gone]
-        for v in kept:  # a budget given now applies to the recorded results too
-            v.budget_check = check_budget(Metrics.from_dict(v.metrics), eff).to_dict()
-        old.validations = kept + new.validations
+    _merge_validations(arts, fresh, boards.runner_names if boards is not None else set(), eff)
     m["artifacts"] = [a.to_dict() for a in arts]
     m["budget"] = eff.to_dict()
     m["config"]["validate_on"] = list(dict.fromkeys([*m["config"].get("validate_on", []), *runners]))
     m["verdict"] = verdict(arts, m["passes"], m.get("fleet"))
+
+    _rewrite_folder(out, m)
+    return ValidateResult(out, m)
+
+
+def _merge_validations(arts: list[Artifact], fresh: list[Artifact], boards: set[str], eff: Budget) -> None:
+    """Each artifact's new validations replace its older ones from the same runner and CPU; the kept older ones
+    are re-checked against the budget in force. ``boards``: every board of this fleet run — a board that did not
+    answer now must not keep an older pass."""
+
+    for old, new in zip(arts, fresh, strict=True):
+        replaced = {(v.runner, v.cpu_model) for v in new.validations}
+        kept = [v for v in old.validations if (v.runner, v.cpu_model) not in replaced and v.runner not in boards]
+        for v in kept:  # a budget given now applies to the recorded results too
+            v.budget_check = check_budget(Metrics.from_dict(v.metrics), eff).to_dict()
+        old.validations = kept + new.validations
+
+
+def _rewrite_folder(out: Path, m: dict[str, Any]) -> None:
+    """Replace ``out`` with a copy (hard links where possible) carrying the new manifest and reports, sealed."""
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.edgeq-tmp-", dir=out.resolve().parent))
     try:
@@ -123,7 +136,6 @@ def validate(outdir: str | Path, runners: tuple[str, ...], budget: Budget | None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return ValidateResult(out, m)
 
 
 def _link_or_copy(src: str, dst: str) -> None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from edgeq.compress.registry import CompressContext, get_method, param_count
+from edgeq.compress.registry import CompressContext, TargetScheme, get_method, param_count
 from edgeq.compress.spec import CompressOptions
 from edgeq.compress.train import Trainer, load_train_set
 from edgeq.data import Dataset
 from edgeq.errors import UsageError
 from edgeq.jsontypes import JSONObject
 from edgeq.progress import Progress
-from edgeq.targetspec import Target
 
 if TYPE_CHECKING:
     import torch
@@ -21,9 +20,11 @@ EXAMPLE_BATCH = 2  # a dynamic batch in torch.export needs >= 2
 
 
 def compress_model(model: torch.nn.Module, options: CompressOptions, calib: Dataset, input_names: list[str],
-                   target: Target | None = None, progress: Progress | None = None, *, per_channel: bool | None = None,
+                   scheme: TargetScheme | None = None, progress: Progress | None = None, *,
                    handoff: dict[str, Any] | None = None) -> tuple[torch.nn.Module, JSONObject]:
     """Apply ``options.methods`` in order to ``model`` (a float nn.Module). Returns the model and a manifest record.
+
+    ``scheme``: the target and per-channel setting the model will be quantized with (QAT imitates them).
 
     ``handoff`` (optional) receives in-memory results for the backends, e.g. ``handoff["qat"]``: a QatGraph.
 
@@ -32,6 +33,7 @@ def compress_model(model: torch.nn.Module, options: CompressOptions, calib: Data
     import torch  # heavy: torch, imported only where a model is built or run
 
     progress = progress or Progress(enabled=False)
+    scheme = scheme or TargetScheme()
     if not options.enabled:
         return model, {}
     if not isinstance(model, torch.nn.Module):
@@ -51,8 +53,8 @@ def compress_model(model: torch.nn.Module, options: CompressOptions, calib: Data
     for cfg in options.methods:
         t0 = time.perf_counter()
         progress.stage(f"compress: {cfg.name} (level {cfg.level:g})")
-        ctx = CompressContext(trainer=trainer, example=example, progress=progress, steps=steps, target=target,
-                              per_channel=per_channel, handoff=handoff)
+        ctx = CompressContext(trainer=trainer, example=example, progress=progress, steps=steps, target=scheme.target,
+                              per_channel=scheme.per_channel, handoff=handoff)
         model, rec = get_method(cfg.name)(model, cfg, ctx)
         model.eval()
         rec = {"method": cfg.name, "level": cfg.level, **rec, "params": param_count(model),

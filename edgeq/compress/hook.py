@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgeq.compress.apply import compress_model
+from edgeq.compress.registry import TargetScheme
 from edgeq.compress.spec import CompressOptions
 from edgeq.compress.train import first_tensor
 from edgeq.data import Dataset
@@ -36,8 +37,8 @@ def compress_source(source: ModelSource, options: CompressOptions, calib: Datase
                          "pass pkg.module:factory so edgeq can fine-tune the module")
     names = [s.name for s in source.declared_signature] if source.declared_signature else list(source.input_names)
     handoff: dict[str, Any] = {}
-    module, record = compress_model(copy.deepcopy(source.module), options, calib, names, target, progress,
-                                    per_channel=per_channel, handoff=handoff)
+    module, record = compress_model(copy.deepcopy(source.module), options, calib, names,
+                                    TargetScheme(target, per_channel), progress, handoff=handoff)
     record["float_eval"] = _float_effect(source.module, module, ev, names)
     record["compressed_sha256"] = state_hash(module)
     return dataclasses.replace(source, module=module.eval(), qat=handoff.get("qat")), record

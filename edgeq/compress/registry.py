@@ -16,6 +16,14 @@ if TYPE_CHECKING:
     import torch
 
 
+@dataclass(frozen=True)
+class TargetScheme:
+    """The quantization the compressed model is headed for (QAT imitates its quantizer settings)."""
+
+    target: Target | None = None
+    per_channel: bool | None = None  # --per-channel / --per-tensor (None: the target's setting)
+
+
 @dataclass
 class CompressContext:
     """What a method needs besides the model: the fine-tuner, example inputs, the target, progress."""

@@ -40,7 +40,7 @@ from edgeq.executorch.graph_filters import (
     mask_derived_nodes,
     resolve_exclusions,
 )
-from edgeq.jsontypes import JSONObject
+from edgeq.executorch.observers import check_observers_reached, float_compute_nodes, observers_of
 from edgeq.signature import TensorSpec
 from edgeq.targetspec import Target
 
@@ -154,30 +154,19 @@ def quantize_pt2e(exported: torch.export.ExportedProgram, calib: Dataset, signat
     except Exception as e:
         raise QuantizationError(f"prepare_pt2e (XNNPACKQuantizer) failed: {type(e).__name__}: {str(e)[:300]}",
                                 "exclude the failing module or use --format onnx") from e
-    observers = _observers(prepared)
+    observers = observers_of(prepared)
     # Dynamic mode still needs one pass: the weight observers record their ranges when the graph runs.
     passes = n if settings.mode == "static" else 1
     if passes:
-        with torch.no_grad():
-            for i in range(passes):
-                args = sample_args(calib, signature, i)
-                try:
-                    prepared(*args)
-                except Exception as e:
-                    raise QuantizationError(
-                        f"calibration failed on sample {i}: {type(e).__name__}: {str(e)[:300]}",
-                        "an integer tensor may have been annotated for quantization; report the model to edgeq",
-                    ) from e
-                if on_sample and settings.mode == "static":
-                    on_sample()
-        _check_observers_reached(prepared, observers)
+        _calibrate(prepared, calib, signature, passes, on_sample if settings.mode == "static" else None)
+        check_observers_reached(prepared, observers)
     try:
         converted = convert_pt2e(prepared)
         example = sample_args(calib, signature, 0)
         qep = torch.export.export(converted, example, strict=False)
     except Exception as e:
         raise QuantizationError(f"convert_pt2e failed: {type(e).__name__}: {str(e)[:300]}") from e
-    kept_float = _float_compute_nodes(converted)
+    kept_float = float_compute_nodes(converted)
     info = {
         "method": settings.mode,
         "format": "PT2E Q/DQ (XNNPACK)",
@@ -202,6 +191,25 @@ def quantize_pt2e(exported: torch.export.ExportedProgram, calib: Dataset, signat
         "tool": TOOL,
     }
     return qep, info
+
+
+def _calibrate(prepared: Any, calib: Dataset, signature: list[TensorSpec], passes: int,
+               on_sample: Callable[[], None] | None) -> None:
+    """Run the first ``passes`` calibration samples through the observed graph."""
+    import torch  # heavy: torch, imported only where a model is built or run
+
+    with torch.no_grad():
+        for i in range(passes):
+            args = sample_args(calib, signature, i)
+            try:
+                prepared(*args)
+            except Exception as e:
+                raise QuantizationError(
+                    f"calibration failed on sample {i}: {type(e).__name__}: {str(e)[:300]}",
+                    "an integer tensor may have been annotated for quantization; report the model to edgeq",
+                ) from e
+            if on_sample:
+                on_sample()
 
 
 def convert_qat(qat: Any, calib: Dataset, signature: list[TensorSpec]) -> tuple[Any, dict[str, Any]]:
@@ -232,7 +240,7 @@ def convert_qat(qat: Any, calib: Dataset, signature: list[TensorSpec]) -> tuple[
                    "activation_ranges_from_qat": len(qat.activation_ranges),
                    "weights": "QAT weight fake-quant scales (convert_pt2e)"},
         "observers": len(_fake_quants(qat.prepared)),
-        "integer_nodes_not_quantized": _float_compute_nodes(converted)["integer"],
+        "integer_nodes_not_quantized": float_compute_nodes(converted)["integer"],
         "tool": "torchao.quantization.pt2e convert_pt2e on the prepare_qat_pt2e graph (executorch XNNPACKQuantizer)",
     }
     return qep, info
@@ -248,59 +256,3 @@ def sample_args(data: Dataset, signature: list[TensorSpec], i: int) -> tuple[Any
 
     return tuple(torch.from_numpy(np.ascontiguousarray(data.inputs[s.name][i:i + 1]).copy()).contiguous().clone()
                  for s in signature)
-
-
-def _observers(gm: Any) -> JSONObject:
-    """observer module name -> the graph node it observes."""
-    # optional: the [executorch] extra
-    from torchao.quantization.pt2e.observer import _is_activation_post_process
-
-    modules = dict(gm.named_modules())
-    out = {}
-    for node in gm.graph.nodes:
-        if node.op == "call_module" and _is_activation_post_process(modules.get(str(node.target))):
-            out[str(node.target)] = node.args[0] if node.args else node
-    return out
-
-
-def _check_observers_reached(gm: Any, observers: dict[str, Any]) -> None:
-    """An observer whose range is still empty never saw data: its scale would not come from calibration."""
-    import torch  # heavy: torch, imported only where a model is built or run
-
-    modules = dict(gm.named_modules())
-    missed = []
-    for name, observed in observers.items():
-        obs = modules[name]
-        lo, hi = getattr(obs, "min_val", None), getattr(obs, "max_val", None)
-        if not isinstance(lo, torch.Tensor) or not isinstance(hi, torch.Tensor):
-            continue
-        if lo.numel() == 0 or not bool(torch.isfinite(lo).all()) or not bool(torch.isfinite(hi).all()):
-            missed.append((name, observed))
-    if missed:
-        name, node = missed[0]
-        where = _user_location(node)
-        raise QuantizationError(
-            f"calibration data never reached observer {name!r} on node {getattr(node, 'name', node)!r}{where}"
-            + (f" (and {len(missed) - 1} more)" if len(missed) > 1 else "")
-            + "; its scale would be a meaningless default, not a measured range",
-            "calibrate with samples that exercise every branch of the model, or remove the unused branch",
-        )
-
-
-def _user_location(node: Any) -> str:
-    stack = getattr(node, "meta", {}).get("nn_module_stack") or {}
-    if stack:
-        path, _ = list(stack.values())[-1]
-        return f" in module {path!r}" if path else ""
-    return ""
-
-
-def _float_compute_nodes(gm: Any) -> dict[str, list[str]]:
-    """Integer-valued compute nodes (index paths) that the filter kept out of quantization."""
-    names = []
-    for node in gm.graph.nodes:
-        if node.op == "call_function" and not is_float_node(node) and node.meta.get("val") is not None:
-            target = getattr(node.target, "__name__", str(node.target))
-            if "quantize" not in target:
-                names.append(node.name)
-    return {"integer": names[:50]}

@@ -18,7 +18,7 @@ from edgeq.llm.emulate import emulated_speed
 from edgeq.llm.gptq import gptq_folder
 from edgeq.llm.metrics import WindowScores, compare, greedy, greedy_agreement, score, speed
 from edgeq.llm.onnx_export import build_onnx, folder_bytes
-from edgeq.llm.pte_export import build_pte, custom_ops
+from edgeq.llm.pte_export import PteLowering, build_pte, custom_ops
 from edgeq.llm.runners import open_runner
 from edgeq.llm.source import LoadedLM
 from edgeq.llm.target_checks import KvShape, backend_config, items_from_manifest, run_checks
@@ -53,10 +53,11 @@ def build(ctx: Context, v: Variant) -> Path:
         return build_onnx(onnx_source(ctx.lm, ctx.hf_folder, ctx.calib_windows, v, ctx.work / "cache"),
                           ctx.work / v.name, v, ctx.work / "cache")
 
+    lowering = PteLowering(extended_ops=ctx.cfg.pte_delegation == "all",
+                           program=None if ctx.cfg.pte_program == "auto" else ctx.cfg.pte_program,
+                           segment_alignment=backend_config(load_target(ctx.cfg.target)).segment_alignment)
     return build_pte(ctx.lm.model, ctx.lm.tokenizer, ctx.work / f"{v.name}.pte", v, ctx.cfg.max_context,
-                     ctx.calib_windows, extended_ops=ctx.cfg.pte_delegation == "all",
-                     segment_alignment=backend_config(load_target(ctx.cfg.target)).segment_alignment,
-                     program=None if ctx.cfg.pte_program == "auto" else ctx.cfg.pte_program)
+                     ctx.calib_windows, lowering)
 
 
 def onnx_source(lm: LoadedLM, hf_folder: Path, calib: np.ndarray, v: Variant, cache: Path) -> Path:

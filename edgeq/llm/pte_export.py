@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,15 @@ from edgeq.llm.pte_sdpa import unsupported, wrapper
 from edgeq.llm.smooth import smooth_decoder
 
 PROGRAMS = ("custom-sdpa", "static-cache")
+
+
+@dataclass(frozen=True)
+class PteLowering:
+    """How a quantized LM is lowered to ``.pte``."""
+
+    extended_ops: bool = False  # delegate all XNNPACK-supported ops, not only the quantized linears
+    program: str | None = None  # one of PROGRAMS (None: ``program_for(model)``)
+    segment_alignment: int | None = None  # the target's page size for the extracted segments (Android: 16 KB)
 
 
 def program_for(model: Any) -> str:
@@ -168,15 +178,15 @@ def _partitioners(v: Variant, extended_ops: bool) -> list[Any]:
     return [part]
 
 
-def lower(wrapped: Any, v: Variant, max_context: int, meta: dict[str, Any], extended_ops: bool = False,
-          program: str = "custom-sdpa", segment_alignment: int | None = None) -> bytes:
+def lower(wrapped: Any, v: Variant, max_context: int, meta: dict[str, Any],
+          lowering: PteLowering = PteLowering(program="custom-sdpa")) -> bytes:
     """The program bytes of WRAPPED (forward(tokens, input_pos)): one strict torch.export with a dynamic token
     dimension, XNNPACK lowering, and the ExecutorchBackendConfig of ExecuTorch's LLMEdgeManager.to_executorch
     (delegate segments extracted, quant fusion + constant propagation, planned memory without graph inputs).
     LLMEdgeManager itself exports twice (export(), then again inside to_edge_transform_and_lower); once is
     enough. The custom-SDPA program is exported a second time after ExecuTorch's RemoveRedundantTransposes (the
     cache's [B, S, H, D] -> [B, H, S, D] view and the attention's transpose back cancel), as optimum-executorch
-    does. ``segment_alignment``: the target's page size for the extracted segments (Android: 16 KB)."""
+    does. ``lowering.segment_alignment``: the target's page size for the extracted segments (Android: 16 KB)."""
     import torch
     from executorch.backends.xnnpack._passes.convert_to_linear import ConvertToLinearPass
     from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
@@ -190,14 +200,14 @@ def lower(wrapped: Any, v: Variant, max_context: int, meta: dict[str, Any], exte
     shapes = ({1: token_dim}, None)
     with sdpa_kernel([SDPBackend.MATH]), torch.no_grad():
         ep = torch.export.export(wrapped, example, dynamic_shapes=shapes, strict=True)
-        if program == "custom-sdpa":
+        if lowering.program == "custom-sdpa":
             # optional: the [executorch] extra
             from executorch.extension.llm.export.export_passes import RemoveRedundantTransposes
 
             gm = RemoveRedundantTransposes()(ep.module())[0]
             ep = torch.export.export(gm, example, dynamic_shapes=shapes, strict=True)
         ep = ep.run_decompositions({})
-    edge = to_edge_transform_and_lower(ep, partitioner=_partitioners(v, extended_ops),
+    edge = to_edge_transform_and_lower(ep, partitioner=_partitioners(v, lowering.extended_ops),
                                        compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True),
                                        constant_methods=meta)
     edge = edge.transform([ConvertToLinearPass()])
@@ -205,7 +215,7 @@ def lower(wrapped: Any, v: Variant, max_context: int, meta: dict[str, Any], exte
         extract_delegate_segments=True, do_quant_fusion_and_const_prop=True,
         memory_planning_pass=MemoryPlanningPass(alloc_graph_input=False),
         sym_shape_eval_pass=ConstraintBasedSymShapeEvalPass(),
-        **({"segment_alignment": segment_alignment} if segment_alignment else {})))
+        **({"segment_alignment": lowering.segment_alignment} if lowering.segment_alignment else {})))
     return bytes(prog.buffer)
 
 
@@ -221,12 +231,10 @@ def custom_ops(pte: Path) -> list[str]:
 
 
 def build_pte(model: Any, tokenizer: Any, out: Path, v: Variant, max_context: int,
-              calib: np.ndarray | None = None, extended_ops: bool = False, program: str | None = None,
-              segment_alignment: int | None = None) -> Path:
+              calib: np.ndarray | None = None, lowering: PteLowering = PteLowering()) -> Path:
     """Quantize a deep copy of MODEL per V (CALIB: calibration token windows, needed by smoothed variants) and
-    write OUT (.pte). EXTENDED_OPS: delegate all XNNPACK-supported ops, not only the quantized linears.
-    PROGRAM: one of PROGRAMS (None: ``program_for(model)``)."""
-    program = program or program_for(model)
+    write OUT (.pte), lowered per LOWERING."""
+    program = lowering.program or program_for(model)
     if program not in PROGRAMS:
         raise UsageError(f"unknown .pte program {program!r}", f"use one of {', '.join(PROGRAMS)}")
     m = quantized_model(model, v, calib)
@@ -239,11 +247,11 @@ def build_pte(model: Any, tokenizer: Any, out: Path, v: Variant, max_context: in
             "get_eos_ids": [int(eos)] if eos is not None else [], "enable_dynamic_shape": True}
     logging.getLogger("root").setLevel(logging.WARNING)
     try:
-        data = lower(wrapped, v, max_context, meta, extended_ops, program, segment_alignment)
+        data = lower(wrapped, v, max_context, meta, replace(lowering, program=program))
     except Exception as e:  # torch.export / ExecuTorch lowering raise many types
         other = PROGRAMS[1 - PROGRAMS.index(program)]
         raise CaptureError(f"ExecuTorch export of {v.name} ({program} program) failed: {type(e).__name__}: {e}",
-                           f"try the {other} program (build_pte(program={other!r}))") from e
+                           f"try the {other} program (build_pte(lowering=PteLowering(program={other!r})))") from e
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(data)
     return out

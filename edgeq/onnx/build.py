@@ -14,7 +14,8 @@ from typing import Any
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
 from edgeq.onnx.bias_correct import correct_qdq_biases
-from edgeq.onnx.quantize import quantize_onnx_dynamic, quantize_onnx_static
+from edgeq.onnx.dynamic import quantize_onnx_dynamic
+from edgeq.onnx.quantize import quantize_onnx_static
 
 
 def build_onnx_int8(prepped: Path, out: Path, calib: Dataset, opts: QuantOptions,

@@ -1,4 +1,4 @@
-"""Static (QDQ) and dynamic INT8 quantization with ``onnxruntime.quantization``."""
+"""Static (QDQ) INT8 quantization with ``onnxruntime.quantization`` (dynamic INT8: :mod:`edgeq.onnx.dynamic`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import contextlib
 import io
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,10 @@ from edgeq.data import Dataset
 from edgeq.errors import QuantizationError, UsageError
 from edgeq.jsontypes import JSONObject
 from edgeq.onnx.hybrid import gemms_as_matmuls, linear_nodes
+from edgeq.onnx.overrides import fixed_range_overrides, int16_overrides
 
 _CALIB = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy", "distribution": "Distribution"}
-_QTYPE = {"int8": "QInt8", "uint8": "QUInt8", "int16": "QInt16", "uint16": "QUInt16", "int4": "QInt4"}
+QTYPE = {"int8": "QInt8", "uint8": "QUInt8", "int16": "QInt16", "uint16": "QUInt16", "int4": "QInt4"}
 
 
 class DatasetReader:
@@ -57,65 +58,41 @@ def reader_class() -> type:
     return Reader
 
 
+@dataclass(frozen=True)
+class QatGrid:
+    """What QAT trained, for the QDQ model to keep instead of calibrating."""
+
+    # tensor name -> (scale, INT8 zero point) that replace the calibrated range of that tensor
+    fixed_ranges: dict[str, tuple[float, int]] = field(default_factory=dict)
+    weight_bits: int = 8  # 4 stores the weights as QDQ int4 (symmetric [-8, 7])
+
+
 def quantize_onnx_static(src: Path, dst: Path, calib: Dataset, opts: QuantOptions,
                          on_sample: Callable[[], None] | None = None, *,
-                         fixed_ranges: dict[str, tuple[float, int]] | None = None,
-                         weight_bits: int = 8, calibration_cache: Path | None = None) -> dict[str, Any]:
+                         qat: QatGrid | None = None, calibration_cache: Path | None = None) -> dict[str, Any]:
     """QDQ static quantization. Returns the quantization details for the manifest.
 
-    ``fixed_ranges``: tensor name -> (scale, INT8 zero point) that replace the calibrated range of that tensor
-    (QAT's trained activation ranges); ``weight_bits`` 4 stores the weights as QDQ int4 (symmetric [-8, 7]).
+    ``qat``: QAT's trained activation ranges and weight bits (:class:`QatGrid`).
     ``calibration_cache``: ORT's JSON cache of the calibrated ranges — read when it exists, written otherwise. The
     ranges depend only on SRC, the calibration data and the method (not on per-channel weights, excluded nodes or
     16-bit overrides), so the search's trials of one method calibrate once.
     ``opts.dynamic_linears``: the hybrid (:mod:`edgeq.onnx.hybrid`), which calibrates its own rewritten graph (the
     cache does not apply to it).
     """
-    # heavy: onnxruntime, only where a model is quantized or run
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
     if opts.dynamic_linears:
         return quantize_onnx_hybrid(src, dst, calib, opts, on_sample)
 
     calib = calib.head(opts.max_calibration_samples)
-    reader = reader_class()(calib, on_sample)
-    extra: dict[str, Any] = {
-        # Weights are symmetric INT8 (what ARM/x86 int8 GEMM kernels want).
-        "WeightSymmetric": True,
-        "ActivationSymmetric": activation_symmetric(opts.activation_type),
-        "CalibMovingAverage": False,
-    }
-    if opts.calibration == "percentile":
-        extra["CalibPercentile"] = 99.999
-    if opts.int16_activation_nodes:
-        # Mixed precision: these nodes' outputs get 16-bit Q/DQ (ORT bumps the opset to 21 for 16-bit types).
-        extra["TensorQuantOverrides"] = _int16_overrides(src, opts)
-    fixed = fixed_range_overrides(src, fixed_ranges or {})
-    if fixed:
-        extra["TensorQuantOverrides"] = {**extra.get("TensorQuantOverrides", {}), **fixed}
-    weight_type = "int4" if weight_bits == 4 else opts.weight_type
+    qat = qat or QatGrid()
+    fixed = fixed_range_overrides(src, qat.fixed_ranges)
+    extra = _extra_options(src, opts, fixed)
+    weight_type = "int4" if qat.weight_bits == 4 else opts.weight_type
     if not (opts.calibration and opts.activation_type and opts.weight_type):
         raise UsageError("quantize_onnx_static needs calibration, activation_type and weight_type set",
                          "pass QuantOptions.resolved(target.quant_defaults())")
     try:
-        with quiet_stdout(), tempfile.TemporaryDirectory(prefix="edgeq-calib-") as tmp:
-            cache = calibration_cache
-            if opts.calibration == "entropy" and not (cache is not None and cache.is_file()):
-                cache = cache or Path(tmp, "entropy.json")
-                entropy_ranges(src, reader, cache, _op_types(src, opts.op_types_to_exclude), Path(tmp))
-            quantize_static(
-                str(src), str(dst), None if cache is not None and cache.is_file() else reader,
-                calibration_cache_path=str(cache) if cache is not None else None,
-                quant_format=QuantFormat.QDQ,
-                per_channel=bool(opts.per_channel),
-                reduce_range=bool(opts.reduce_range),
-                activation_type=getattr(QuantType, _QTYPE[opts.activation_type]),
-                weight_type=getattr(QuantType, _QTYPE[weight_type or "int8"]),
-                nodes_to_exclude=list(opts.nodes_to_exclude) or None,
-                op_types_to_quantize=_op_types(src, opts.op_types_to_exclude),
-                calibrate_method=getattr(CalibrationMethod, _CALIB[opts.calibration]),
-                extra_options=extra,
-            )
+        _run_quantize_static(src, dst, reader_class()(calib, on_sample), opts, extra, calibration_cache,
+                             weight_type or "int8")
     except KeyboardInterrupt:
         raise
     except Exception as e:
@@ -139,6 +116,52 @@ def quantize_onnx_static(src: Path, dst: Path, calib: Dataset, opts: QuantOption
         "fixed_ranges": sorted(fixed),
         "tool": "onnxruntime.quantization.quantize_static",
     }
+
+
+def _extra_options(src: Path, opts: QuantOptions, fixed: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """ORT's ``extra_options`` for ``opts``: symmetric weights, the activations' symmetry, range overrides."""
+    extra: dict[str, Any] = {
+        # Weights are symmetric INT8 (what ARM/x86 int8 GEMM kernels want).
+        "WeightSymmetric": True,
+        "ActivationSymmetric": activation_symmetric(opts.activation_type),
+        "CalibMovingAverage": False,
+    }
+    if opts.calibration == "percentile":
+        extra["CalibPercentile"] = 99.999
+    if opts.int16_activation_nodes:
+        # Mixed precision: these nodes' outputs get 16-bit Q/DQ (ORT bumps the opset to 21 for 16-bit types).
+        extra["TensorQuantOverrides"] = int16_overrides(src, opts)
+    if fixed:
+        extra["TensorQuantOverrides"] = {**extra.get("TensorQuantOverrides", {}), **fixed}
+    return extra
+
+
+def _run_quantize_static(src: Path, dst: Path, reader: Any, opts: QuantOptions, extra: dict[str, Any],
+                         calibration_cache: Path | None, weight_type: str) -> None:
+    """ORT's ``quantize_static`` with ``opts`` and ``weight_type`` (int4 for 4-bit QAT weights), calibrating
+    through the cache when given."""
+    # heavy: onnxruntime, only where a model is quantized or run
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    assert opts.calibration is not None and opts.activation_type is not None  # checked by quantize_onnx_static
+    with quiet_stdout(), tempfile.TemporaryDirectory(prefix="edgeq-calib-") as tmp:
+        cache = calibration_cache
+        if opts.calibration == "entropy" and not (cache is not None and cache.is_file()):
+            cache = cache or Path(tmp, "entropy.json")
+            entropy_ranges(src, reader, cache, op_types_to_quantize(src, opts.op_types_to_exclude), Path(tmp))
+        quantize_static(
+            str(src), str(dst), None if cache is not None and cache.is_file() else reader,
+            calibration_cache_path=str(cache) if cache is not None else None,
+            quant_format=QuantFormat.QDQ,
+            per_channel=bool(opts.per_channel),
+            reduce_range=bool(opts.reduce_range),
+            activation_type=getattr(QuantType, QTYPE[opts.activation_type]),
+            weight_type=getattr(QuantType, QTYPE[weight_type]),
+            nodes_to_exclude=list(opts.nodes_to_exclude) or None,
+            op_types_to_quantize=op_types_to_quantize(src, opts.op_types_to_exclude),
+            calibrate_method=getattr(CalibrationMethod, _CALIB[opts.calibration]),
+            extra_options=extra,
+        )
 
 
 def quantize_onnx_hybrid(src: Path, dst: Path, calib: Dataset, opts: QuantOptions,
@@ -242,66 +265,7 @@ def activation_symmetric(activation_type: str | None) -> bool:
     return activation_type == "int16"
 
 
-def fixed_range_overrides(src: Path, ranges: dict[str, tuple[float, int]]) -> dict[str, list[dict[str, Any]]]:
-    """ORT ``TensorQuantOverrides`` pinning scale and zero point of every named tensor the ONNX graph has.
-
-    Names are torch.export FX node names; the dynamo ONNX exporter names a node's output after its FX node, so
-    the shared ones (``relu``, ``linear_1``, the inputs) match. Tensors the ONNX graph lacks (e.g. the conv
-    output ahead of a BatchNorm the exporter folded) have no ONNX counterpart and are skipped; ORT calibrates
-    the rest.
-    """
-    if not ranges:
-        return {}
-    # heavy: onnxruntime, only where a model is quantized or run
-    from onnxruntime.quantization import QuantType
-
-    model = onnx.load(str(src), load_external_data=False)
-    names = {i.name for i in model.graph.input} | {o for n in model.graph.node for o in n.output}
-    return {name: [{"quant_type": QuantType.QInt8, "scale": np.array(scale, dtype=np.float32),
-                    "zero_point": np.array(zp, dtype=np.int8)}]
-            for name, (scale, zp) in ranges.items() if name in names}
-
-
-def quantize_onnx_dynamic(src: Path, dst: Path, opts: QuantOptions) -> dict[str, Any]:
-    """Dynamic INT8: weights quantized offline, activations quantized per batch at run time."""
-    # heavy: onnxruntime, only where a model is quantized or run
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    wtype = "int8" if opts.weight_type in (None, "int8", "int16") else "uint8"
-    try:
-        with quiet_stdout():
-            quantize_dynamic(str(src), str(dst), per_channel=bool(opts.per_channel),
-                             reduce_range=bool(opts.reduce_range), weight_type=getattr(QuantType, _QTYPE[wtype]),
-                             nodes_to_exclude=list(opts.nodes_to_exclude) or None,
-                             op_types_to_quantize=_op_types(src, opts.op_types_to_exclude))
-    except Exception as e:
-        raise QuantizationError(f"onnxruntime dynamic quantization failed: {type(e).__name__}: {str(e)[:300]}") from e
-    return {
-        "method": "dynamic",
-        "format": "QOperator",
-        "calibration": None,
-        "calibration_samples": 0,
-        "per_channel": bool(opts.per_channel),
-        "activation_type": "uint8 (dynamic)",
-        "weight_type": wtype,
-        "reduce_range": bool(opts.reduce_range),
-        "nodes_excluded": list(opts.nodes_to_exclude),
-        "op_types_excluded": list(opts.op_types_to_exclude),
-        "tool": "onnxruntime.quantization.quantize_dynamic",
-    }
-
-
-def _int16_overrides(src: Path, opts: QuantOptions) -> dict[str, list[dict[str, Any]]]:
-    # heavy: onnxruntime, only where a model is quantized or run
-    from onnxruntime.quantization import QuantType
-
-    qtype = QuantType.QUInt16 if opts.activation_type in ("uint8", "uint16") else QuantType.QInt16
-    wanted = set(opts.int16_activation_nodes)
-    model = onnx.load(str(src), load_external_data=False)
-    return {o: [{"quant_type": qtype}] for n in model.graph.node if n.name in wanted for o in n.output if o}
-
-
-def _op_types(src: Path, excluded: tuple[str, ...]) -> list[str] | None:
+def op_types_to_quantize(src: Path, excluded: tuple[str, ...]) -> list[str] | None:
     if not excluded:
         return None
 
@@ -316,16 +280,3 @@ def quiet_stdout() -> Iterator[None]:
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink):
         yield
-
-
-def activation_matmuls(src: Path) -> list[str]:
-    """MatMul nodes with no weight input (attention ``Q K^T`` and ``P V``).
-
-    Dynamic INT8 quantizes both of their inputs with one per-tensor scale each, and the softmax output's range is
-    set by its rare peaks; they hold no weights, so keeping them float costs no size and little time.
-    """
-    model = onnx.load(str(src), load_external_data=False)
-    inits = {t.name for t in model.graph.initializer}
-    consts = {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
-    return [n.name for n in model.graph.node
-            if n.op_type == "MatMul" and not any(i in inits or i in consts for i in n.input)]

@@ -36,7 +36,8 @@ import numpy as np
 
 from edgeq.errors import UsageError
 from edgeq.jsontypes import JSONObject
-from edgeq.outliers.stats import batches, run_hooked
+from edgeq.outliers.int8_sim import fake_quant, input_ranges
+from edgeq.outliers.stats import batches
 from edgeq.outliers.weight_rounding import fold_batchnorm
 from edgeq.progress import Progress
 
@@ -86,17 +87,6 @@ class _Stop(Exception):
     """Raised by a hook after a stage's last layer: the rest of the forward is not needed."""
 
 
-def _fake_quant(x: torch.Tensor, lo: float, hi: float, bits: int) -> torch.Tensor:
-    """Per-tensor asymmetric fake quantization with the range including 0 (ORT QDQ / XNNPACK static)."""
-    import torch  # heavy: torch, imported only where a model is built or run
-
-    lo, hi = min(lo, 0.0), max(hi, 0.0)
-    levels = (1 << bits) - 1  # not 2**bits: int ** int is typed Any (a negative power is a float)
-    scale = max(hi - lo, 1e-12) / levels
-    zp = round(-lo / scale)
-    return (torch.clamp(torch.round(x / scale) + zp, 0, levels) - zp) * scale
-
-
 def _fields(m: torch.nn.Module, x: torch.Tensor, take: int, key: str) -> torch.Tensor:
     """``take`` sampled inputs of layer ``m`` as [groups, take, D]: a conv's receptive fields (gathered at sampled
     output positions, no full im2col), a linear's feature rows. The same ``key`` samples the same positions."""
@@ -127,28 +117,6 @@ def _sample(n: int, take: int, key: str) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:take]
 
 
-def _ranges_and_order(model: torch.nn.Module, layers: Mapping[str, Layer], calib: Mapping[str, np.ndarray],
-                      cfg: AdaRoundConfig) -> tuple[dict[str, tuple[float, float]], list[str]]:
-    """Each layer's input min/max over the calibration set (float model) and the order layers run in."""
-    ranges: dict[str, tuple[float, float]] = {}
-    order: list[str] = []
-
-    def hook(name: str) -> ObserveHook:
-        def pre(_m: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-            x = args[0].detach()
-            lo, hi = float(x.min()), float(x.max())
-            if name not in ranges:
-                order.append(name)
-                ranges[name] = (lo, hi)
-            else:
-                ranges[name] = (min(lo, ranges[name][0]), max(hi, ranges[name][1]))
-        return pre
-
-    handles = [m.register_forward_pre_hook(hook(n)) for n, m in layers.items()]
-    run_hooked(model, calib, cfg.calibration_samples, handles)
-    return ranges, order
-
-
 def _stage_problems(ref: torch.nn.Module, model: torch.nn.Module, stage: list[str],
                     ranges: dict[str, tuple[float, float]], calib: Mapping[str, np.ndarray],
                     cfg: AdaRoundConfig) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -173,7 +141,7 @@ def _stage_problems(ref: torch.nn.Module, model: torch.nn.Module, stage: list[st
         def pre(m: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
             x = args[0]
             if cfg.activation_bits and name in ranges:
-                x = _fake_quant(x, *ranges[name], cfg.activation_bits)
+                x = fake_quant(x, *ranges[name], cfg.activation_bits)
             if name in captured:
                 xq = _fields(m, x.detach().float(), cfg.patches_per_batch, f"{cfg.seed}/{name}/{batch_no[0]}")
                 xf = captured[name]
@@ -202,27 +170,33 @@ def _stage_problems(ref: torch.nn.Module, model: torch.nn.Module, stage: list[st
                 finally:
                     for h in handles:
                         h.remove()
-    out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    for name in stage:
-        layer = q_mods[name]
-        if not isinstance(layer, torch.nn.Conv2d | torch.nn.Linear):
-            continue  # stages hold the convs / linears adaround() chose: not reached
-        w = layer.weight.detach().double()
-        g = layer.groups if isinstance(layer, torch.nn.Conv2d) else 1
-        wg = w.reshape(g, w.shape[0] // g, -1)
-        if name in rows:
-            xq = torch.cat([r[0] for r in rows[name]]).double()
-            xf = torch.cat([r[1] for r in rows[name]]).double()
-            out[name] = (xq.T.unsqueeze(0), wg @ xf.T.unsqueeze(0))
-        elif name in grams:
-            hq, c = grams[name]
-            d = hq.shape[-1]
-            eye = torch.eye(d, dtype=hq.dtype)
-            hq = hq + eye * (1e-6 * torch.diagonal(hq, dim1=-2, dim2=-1).mean(-1).clamp(min=1e-12))[:, None, None]
-            low = torch.linalg.cholesky(hq)  # X^T X^ = L L^T: ||W~ L - T||^2 = ||W~ X^ - W X||^2 + const
-            t = torch.linalg.solve_triangular(low, (wg @ c.transpose(1, 2)).transpose(1, 2), upper=False)
-            out[name] = (low, t.transpose(1, 2))
-    return out
+    return {name: p for name in stage if (p := _problem(q_mods[name], rows.get(name), grams.get(name))) is not None}
+
+
+def _problem(layer: torch.nn.Module, rows: list[tuple[torch.Tensor, torch.Tensor]] | None,
+             gram: list[torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """One layer's ``(A, T)``: from its sampled (INT8-path, float-path) input rows (linear), else from its summed
+    Gram matrices (conv, via a Cholesky factor); None when the calibration never reached it."""
+    import torch  # heavy: torch, imported only where a model is built or run
+
+    if not isinstance(layer, torch.nn.Conv2d | torch.nn.Linear):
+        return None  # stages hold the convs / linears adaround() chose: not reached
+    w = layer.weight.detach().double()
+    g = layer.groups if isinstance(layer, torch.nn.Conv2d) else 1
+    wg = w.reshape(g, w.shape[0] // g, -1)
+    if rows is not None:
+        xq = torch.cat([r[0] for r in rows]).double()
+        xf = torch.cat([r[1] for r in rows]).double()
+        return xq.T.unsqueeze(0), wg @ xf.T.unsqueeze(0)
+    if gram is None:
+        return None
+    hq, c = gram
+    d = hq.shape[-1]
+    eye = torch.eye(d, dtype=hq.dtype)
+    hq = hq + eye * (1e-6 * torch.diagonal(hq, dim1=-2, dim2=-1).mean(-1).clamp(min=1e-12))[:, None, None]
+    low = torch.linalg.cholesky(hq)  # X^T X^ = L L^T: ||W~ L - T||^2 = ||W~ X^ - W X||^2 + const
+    t = torch.linalg.solve_triangular(low, (wg @ c.transpose(1, 2)).transpose(1, 2), upper=False)
+    return low, t.transpose(1, 2)
 
 
 def _learn_rows(w: torch.Tensor, a: torch.Tensor, t: torch.Tensor,
@@ -282,7 +256,7 @@ def adaround(model: torch.nn.Module, calib: Mapping[str, np.ndarray], cfg: AdaRo
         return model, [{"skipped": f"torch.export failed: {type(e).__name__}: {str(e)[:200]}"}]
     layers = {n: m for n, m in model.named_modules() if isinstance(m, kinds)
               and isinstance(m, torch.nn.Conv2d | torch.nn.Linear) and getattr(m, "padding_mode", "zeros") == "zeros"}
-    ranges, order = _ranges_and_order(model, layers, calib, cfg)
+    ranges, order = input_ranges(model, layers, calib, cfg.calibration_samples)
     ref = copy.deepcopy(model)  # the float reference the stages reconstruct
     k = min(cfg.passes, len(order))
     stages = [list(s) for s in np.array_split(np.array(order, dtype=object), k) if len(s)]
@@ -309,56 +283,3 @@ def adaround(model: torch.nn.Module, calib: Mapping[str, np.ndarray], cfg: AdaRo
                         m.weight.copy_(torch.clamp(torch.round(w / s), -127, 127) * s)
                 bar.update(1)
     return model, log
-
-
-# Rows the whole-model simulation runs: a few batches, enough to rank two preparations of one model.
-SIMULATION_SAMPLES = 64
-
-
-def simulated_int8_error(model: torch.nn.Module, reference: torch.nn.Module, calib: Mapping[str, np.ndarray],
-                         samples: int = SIMULATION_SAMPLES, bits: int = 8) -> float:
-    """Relative squared output error of ``model`` run as the static INT8 scheme (every conv / linear input
-    fake-quantized per tensor from its calibration min/max, weights on their per-channel INT8 grid) against the
-    float ``reference``, on the first ``samples`` calibration rows. ``bits=0``: float activations (the weights'
-    share of the error alone)."""
-    import torch  # heavy: torch, imported only where a model is built or run
-
-    layers = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)}
-    ranges, _ = _ranges_and_order(model, layers, calib, AdaRoundConfig(calibration_samples=samples))
-    saved = {n: m.weight.detach().clone() for n, m in layers.items()}
-
-    def hook(name: str) -> RewriteHook:
-        def pre(_m: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-            return (_fake_quant(args[0], *ranges[name], bits), *args[1:]) if name in ranges else args
-        return pre
-
-    num = den = 0.0
-    handles = [m.register_forward_pre_hook(hook(n)) for n, m in layers.items()] if bits else []
-    try:
-        with torch.no_grad():
-            for n, m in layers.items():
-                w = saved[n]
-                s = (w.abs().amax(tuple(range(1, w.dim())), keepdim=True) / 127.0).clamp(min=1e-12)
-                m.weight.copy_(torch.clamp(torch.round(w / s), -127, 127) * s)
-            for args in batches(calib, samples):
-                ref, out = _first(reference(*args)).float(), _first(model(*args)).float()
-                num += float(((out - ref) ** 2).sum())
-                den += float((ref**2).sum())
-    finally:
-        for h in handles:
-            h.remove()
-        with torch.no_grad():
-            for n, m in layers.items():
-                m.weight.copy_(saved[n])
-    return num / max(den, 1e-30)
-
-
-def _first(out: object) -> torch.Tensor:
-    """The first tensor of a model's output (a tensor, or nested tuples / lists / dicts of them)."""
-    import torch  # heavy: torch, imported only where a model is built or run
-
-    while isinstance(out, tuple | list | dict):
-        out = next(iter(out.values())) if isinstance(out, dict) else out[0]
-    if not isinstance(out, torch.Tensor):
-        raise UsageError(f"the model returned a {type(out).__name__}, not a tensor", "return tensors from forward()")
-    return out

@@ -33,8 +33,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeq.errors import PassError, UsageError
+from edgeq.errors import UsageError
 from edgeq.jsontypes import JSONObject
+from edgeq.outliers.cle_pairs import Pair, find_pairs, layer
 from edgeq.outliers.stats import batches, run_hooked
 
 if TYPE_CHECKING:
@@ -71,127 +72,6 @@ class CLEConfig:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class Pair:
-    """One equalizable chain: producer conv (+ BN), the activation's upper clamp (None = ReLU/identity), the
-    consumer and whether the consumer is depthwise."""
-
-    producer: str
-    bn: str | None
-    clamp: float | None
-    consumer: str
-    depthwise: bool
-
-
-_TRANSPARENT = {"pad", "constant_pad_nd", "adaptive_avg_pool2d", "avg_pool2d", "max_pool2d", "dropout",
-                "dropout_", "view", "reshape", "flatten", "squeeze", "contiguous", "clone"}
-
-
-def op_name(node: torch.fx.Node) -> str:
-    """`aten.conv2d.default` -> `conv2d` (the op name without namespace or overload)."""
-    return str(getattr(node.target, "__name__", node.target)).split(".")[0]
-
-
-def _is_zero(value: object) -> bool:
-    """A pad value that is absent (the op's default, 0) or the number 0."""
-    return value is None or (isinstance(value, int | float) and float(value) == 0.0)
-
-
-def _zero_pad(node: torch.fx.Node) -> bool:
-    """``aten.pad(x, pad, "constant", 0)`` / ``aten.constant_pad_nd(x, pad, 0)``."""
-    args = [*node.args, None, None, None, None]
-    if op_name(node) == "constant_pad_nd":
-        return _is_zero(args[2])
-    return args[2] in (None, "constant") and _is_zero(args[3])
-
-
-def _number_arg(node: torch.fx.Node, i: int, default: float) -> float | None:
-    """Positional argument ``i`` of ``node`` as a number (``default`` when absent); None when it is not one."""
-    value = node.args[i] if len(node.args) > i else default
-    return float(value) if isinstance(value, int | float) else None
-
-
-def _layer(modules: Mapping[str, torch.nn.Module], name: str) -> torch.nn.Conv2d | torch.nn.Linear:
-    """The conv / linear ``find_pairs`` traced under ``name``."""
-    import torch  # heavy: torch, imported only where a model is built or run
-
-    m = modules[name]
-    if not isinstance(m, torch.nn.Conv2d | torch.nn.Linear):
-        raise PassError(f"cross-layer equalization: {name!r} is a {type(m).__name__}, not a conv or linear")
-    return m
-
-
-def find_pairs(model: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> list[Pair]:
-    """Equalizable producer/consumer pairs of ``model`` (traced once with ``torch.export`` on ``example``)."""
-    import torch  # heavy: torch, imported only where a model is built or run
-
-    ep = torch.export.export(model, example, strict=False)
-    params = dict(ep.graph_signature.inputs_to_parameters)
-    modules = dict(model.named_modules())
-
-    def owner(node: object, kinds: tuple[type, ...]) -> str | None:
-        if not isinstance(node, torch.fx.Node) or node.name not in params:
-            return None
-        fqn = params[node.name]
-        name, _, attr = fqn.rpartition(".")
-        mod = modules.get(name)
-        return name if isinstance(mod, kinds) and attr == "weight" else None
-
-    def single_user(node: torch.fx.Node) -> torch.fx.Node | None:
-        users = list(node.users)
-        return users[0] if len(users) == 1 else None
-
-    pairs = []
-    for node in ep.graph.nodes:
-        if node.op != "call_function" or op_name(node) != "conv2d":
-            continue
-        prod = owner(node.args[1], (torch.nn.Conv2d,))
-        if prod is None:
-            continue
-        cur, bn = single_user(node), None
-        if cur is not None and op_name(cur) == "batch_norm":
-            bn = owner(cur.args[1], (torch.nn.BatchNorm2d,))
-            if bn is None:
-                continue
-            cur = single_user(cur)
-        if cur is None:
-            continue
-        if op_name(cur) in ("relu", "relu_"):
-            clamp = None
-        elif op_name(cur) in ("relu6", "relu6_"):
-            clamp = 6.0
-        elif op_name(cur) in ("hardtanh", "hardtanh_") and _number_arg(cur, 1, -1.0) == 0.0:
-            clamp = _number_arg(cur, 2, 1.0)
-            if clamp is None:
-                continue  # a traced (non-constant) upper bound
-        else:
-            continue  # identity / other activations: not positively homogeneous or not worth it
-        cur = single_user(cur)
-        while cur is not None and op_name(cur) in _TRANSPARENT:
-            if op_name(cur) in ("pad", "constant_pad_nd") and not _zero_pad(cur):
-                cur = None  # non-zero / reflect padding does not commute with per-channel scaling
-                break
-            cur = single_user(cur)
-        if cur is None or op_name(cur) not in ("conv2d", "linear"):
-            continue
-        kinds: tuple[type, ...] = (torch.nn.Conv2d,) if op_name(cur) == "conv2d" else (torch.nn.Linear,)
-        cons = owner(cur.args[1], kinds)
-        if cons is None:
-            continue
-        c = _layer(modules, cons)
-        producer = modules[prod]
-        if not isinstance(producer, torch.nn.Conv2d):
-            continue  # owner() matched a Conv2d weight: not reached
-        out_ch = producer.out_channels
-        depthwise = isinstance(c, torch.nn.Conv2d) and c.groups == out_ch == c.in_channels
-        if isinstance(c, torch.nn.Conv2d) and c.groups != 1 and not depthwise:
-            continue  # grouped convs: not handled
-        if isinstance(c, torch.nn.Linear) and c.in_features != out_ch:
-            continue  # flatten over spatial positions: channel i is not column i
-        pairs.append(Pair(prod, bn, clamp, cons, depthwise))
-    return pairs
-
-
 def _sim_int8_error(w: torch.Tensor, x: torch.Tensor) -> float:
     """Squared error of ``x @ w.T`` with per-row symmetric INT8 ``w`` and affine 8-bit per-tensor ``x``."""
     amax = w.abs().amax(1, keepdim=True).clamp(min=1e-12) / 127.0
@@ -219,6 +99,24 @@ def equalize(model: torch.nn.Module, calib: Mapping[str, np.ndarray],
     if not pairs:
         return model, []
     modules = dict(model.named_modules())
+    pre_max, rows = _calibration_stats(model, calib, pairs, modules, cfg)
+    log: list[JSONObject] = []
+    with torch.no_grad():
+        for p in pairs:
+            if p.producer not in pre_max:
+                continue  # not reached by the calibration data
+            entry = _equalize_pair(p, modules, pre_max[p.producer], rows.get(p.consumer, []), cfg)
+            if entry is not None:
+                log.append(entry)
+    return model, log
+
+
+def _calibration_stats(model: torch.nn.Module, calib: Mapping[str, np.ndarray], pairs: list[Pair],
+                       modules: dict[str, torch.nn.Module],
+                       cfg: CLEConfig) -> tuple[dict[str, torch.Tensor], dict[str, list[torch.Tensor]]]:
+    """Per producer: its per-channel output maxima; per (non-depthwise) consumer: sampled input rows."""
+    import torch  # heavy: torch, imported only where a model is built or run
+
     gen = torch.Generator().manual_seed(0)
     pre_max: dict[str, torch.Tensor] = {}
     rows: dict[str, list[torch.Tensor]] = {p.consumer: [] for p in pairs if not p.depthwise}
@@ -240,47 +138,47 @@ def equalize(model: torch.nn.Module, calib: Mapping[str, np.ndarray],
     handles = [modules[p.bn or p.producer].register_forward_hook(out_hook(p.producer)) for p in pairs]
     handles += [modules[k].register_forward_pre_hook(in_hook(k)) for k in rows]
     run_hooked(model, calib, cfg.calibration_samples, handles)
+    return pre_max, rows
 
-    log: list[JSONObject] = []
-    with torch.no_grad():
-        for p in pairs:
-            if p.producer not in pre_max:
-                continue  # not reached by the calibration data
-            m = pre_max[p.producer]
-            a = m.clamp(min=0.0) if p.clamp is None else m.clamp(min=0.0, max=p.clamp)
-            top = float(a.max())
-            if top <= 0.0:
-                continue
-            base = (a / top).clamp(min=1.0 / cfg.max_scale)
-            cons = _layer(modules, p.consumer)
-            if p.depthwise:
-                alpha, gain = 1.0, None
-            else:
-                x = torch.cat(rows[p.consumer])
-                w = cons.weight.detach().float().reshape(cons.weight.shape[0], -1)
-                if w.shape[1] != x.shape[1]:
-                    continue  # k x k consumer: columns are not channels; not simulated, left alone
-                errs = {al: _sim_int8_error(w * base.pow(al), x / base.pow(al)) for al in cfg.alphas}
-                alpha = min(errs, key=lambda k: errs[k])
-                gain = 1.0 - errs[alpha] / max(errs.get(0.0, _sim_int8_error(w, x)), 1e-30)
-                if alpha == 0.0 or gain < cfg.min_gain:
-                    continue
-            s = base.pow(alpha)
-            if p.clamp is not None:
-                # exactness on the calibration data: the clamp must not cut a value it did not cut before
-                need = (m.clamp(min=0.0) * cfg.headroom / p.clamp).clamp(max=1.0)
-                # saturating channels, and channels never active on calibration (no evidence of their range),
-                # keep s = 1
-                s = torch.where((m > p.clamp) | (m <= 0), torch.ones_like(s), torch.maximum(s, need))
-            _scale_producer(modules, p, s)
-            _scale_consumer(cons, s, p.depthwise)
-            entry: JSONObject = {"producer": p.producer, "consumer": p.consumer, "alpha": alpha,
-                                     "median_range_ratio_before": round(range_ratio(a), 2),
-                                     "median_range_ratio_after": round(range_ratio(a / s), 2)}
-            if gain is not None:
-                entry["simulated_error_drop"] = round(gain, 3)
-            log.append(entry)
-    return model, log
+
+def _equalize_pair(p: Pair, modules: dict[str, torch.nn.Module], m: torch.Tensor, rows: list[torch.Tensor],
+                   cfg: CLEConfig) -> JSONObject | None:
+    """Scale one pair (``m``: the producer's per-channel output maxima, ``rows``: the consumer's sampled inputs)
+    by the exponent that minimizes the simulated INT8 error; None when it is left alone."""
+    import torch  # heavy: torch, imported only where a model is built or run
+
+    a = m.clamp(min=0.0) if p.clamp is None else m.clamp(min=0.0, max=p.clamp)
+    top = float(a.max())
+    if top <= 0.0:
+        return None
+    base = (a / top).clamp(min=1.0 / cfg.max_scale)
+    cons = layer(modules, p.consumer)
+    if p.depthwise:
+        alpha, gain = 1.0, None
+    else:
+        x = torch.cat(rows)
+        w = cons.weight.detach().float().reshape(cons.weight.shape[0], -1)
+        if w.shape[1] != x.shape[1]:
+            return None  # k x k consumer: columns are not channels; not simulated, left alone
+        errs = {al: _sim_int8_error(w * base.pow(al), x / base.pow(al)) for al in cfg.alphas}
+        alpha = min(errs, key=lambda k: errs[k])
+        gain = 1.0 - errs[alpha] / max(errs.get(0.0, _sim_int8_error(w, x)), 1e-30)
+        if alpha == 0.0 or gain < cfg.min_gain:
+            return None
+    s = base.pow(alpha)
+    if p.clamp is not None:
+        # exactness on the calibration data: the clamp must not cut a value it did not cut before
+        need = (m.clamp(min=0.0) * cfg.headroom / p.clamp).clamp(max=1.0)
+        # saturating channels, and channels never active on calibration (no evidence of their range), keep s = 1
+        s = torch.where((m > p.clamp) | (m <= 0), torch.ones_like(s), torch.maximum(s, need))
+    _scale_producer(modules, p, s)
+    _scale_consumer(cons, s, p.depthwise)
+    entry: JSONObject = {"producer": p.producer, "consumer": p.consumer, "alpha": alpha,
+                         "median_range_ratio_before": round(range_ratio(a), 2),
+                         "median_range_ratio_after": round(range_ratio(a / s), 2)}
+    if gain is not None:
+        entry["simulated_error_drop"] = round(gain, 3)
+    return entry
 
 
 def range_ratio(a: torch.Tensor) -> float:
@@ -302,7 +200,7 @@ def _scale_producer(modules: Mapping[str, torch.nn.Module], p: Pair, s: torch.Te
         bn.weight.div_(s.to(bn.weight.dtype))
         bn.bias.div_(s.to(bn.bias.dtype))
         return
-    conv = _layer(modules, p.producer)
+    conv = layer(modules, p.producer)
     conv.weight.div_(s.reshape(-1, 1, 1, 1).to(conv.weight.dtype))
     if conv.bias is not None:
         conv.bias.div_(s.to(conv.bias.dtype))

@@ -25,7 +25,7 @@ import numpy as np
 
 from edgeq.errors import UsageError
 from edgeq.jsontypes import JSONObject
-from edgeq.outliers.cle import op_name
+from edgeq.outliers.cle_pairs import op_name
 from edgeq.outliers.stats import batches, run_hooked
 
 if TYPE_CHECKING:

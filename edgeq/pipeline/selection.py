@@ -24,8 +24,9 @@ from edgeq.pipeline.pipeline import Pipeline
 from edgeq.pipeline.state import BuildState
 from edgeq.progress import Progress
 from edgeq.search.grid import GridInputs, onnx_grid
-from edgeq.search.integrate import run_export_search, run_pte_search, should_search
-from edgeq.validate.orchestrate import validate_artifacts
+from edgeq.search.integrate import SearchContext, run_export_search, should_search
+from edgeq.search.integrate_pte import PteSearchInputs, run_pte_search
+from edgeq.validate.orchestrate import ValidationRequest, validate_artifacts
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,8 @@ def _host_checked(state: BuildState, built: list[Artifact], budget: Budget,
     """Run ``run`` with the candidates validated on the host (what decides whether to search); that validation is
     dropped afterwards, since every runner validates what ships once, after the artifact stages."""
     candidates = [a for a in built if a.role == "candidate"]
-    validate_artifacts(state.workdir, candidates, INPUTS_REL, REFERENCE_REL, ("host",), state.target, budget,
-                       Progress(False))
+    validate_artifacts(ValidationRequest(state.workdir, INPUTS_REL, REFERENCE_REL, ("host",), state.target, budget),
+                       candidates, Progress(False))
     try:
         return run()
     finally:
@@ -81,8 +82,7 @@ def _search_onnx(ctx: SelectContext, state: BuildState, built: list[Artifact]) -
     first_dynamic = ctx.first_dynamic.get("onnx", False)
     if not should_search(ctx.config, ctx.budget, built, first_dynamic=first_dynamic):
         return {}
-    return run_export_search(ctx.config, ctx.budget, state.workdir, _scratch(state), built, ctx.calib, INPUTS_REL,
-                             REFERENCE_REL, (), state.target, ctx.progress, list(ctx.linear_ranking),
+    return run_export_search(_search_context(ctx, state, _scratch(state)), built,
                              static_base=state.quant if first_dynamic else None)
 
 
@@ -98,10 +98,15 @@ def _search_pte(ctx: SelectContext, state: BuildState, built: list[Artifact]) ->
     if state.eval is None or state.captured is None:  # a .pte is built from a captured torch program only
         return {}
     # state.captured: what the INT8 models were built from (the outlier-prepared copy, if any)
-    return run_pte_search(ctx.config, ctx.budget, state.workdir, built, state.captured, ctx.calib, state.eval,
-                          INPUTS_REL, REFERENCE_REL, (), state.target, ctx.progress, list(ctx.linear_ranking),
-                          first_dynamic=ctx.first_dynamic.get("pte", False),
-                          backend_config=state.executorch_backend_config.kwargs())
+    inputs = PteSearchInputs(state.captured, state.eval, first_dynamic=ctx.first_dynamic.get("pte", False),
+                             backend_config=state.executorch_backend_config.kwargs())
+    return run_pte_search(_search_context(ctx, state), built, inputs)
+
+
+def _search_context(ctx: SelectContext, state: BuildState, scratch: Path | None = None) -> SearchContext:
+    """The search's view of this run (no runners: every runner validates what ships after the artifact phase)."""
+    return SearchContext(ctx.config, ctx.budget, state.workdir, ctx.calib, state.target, ctx.progress, INPUTS_REL,
+                         REFERENCE_REL, scratch=scratch, linear_ranking=ctx.linear_ranking)
 
 
 def _grid_onnx(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> JSONObject:

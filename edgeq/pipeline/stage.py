@@ -102,10 +102,19 @@ _REGISTRY: dict[str, StageSpec] = {}
 _LOADED = False
 
 
+@dataclass(frozen=True)
+class Declares:
+    """The :class:`~edgeq.pipeline.state.BuildState` fields a stage reads and writes."""
+
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+
+
 def register_stage(name: str, kind: StageKind, phase: Phase, formats: tuple[str, ...], description: str,
-                   reads: tuple[str, ...] = (), writes: tuple[str, ...] = (),
+                   declares: Declares = Declares(),
                    applies_to: Callable[[Target], bool] | None = None) -> Callable[[StageFn], StageFn]:
     """Register ``fn`` as a stage. Kind, phase and the declared fields are checked here, at import time."""
+    reads, writes = declares.reads, declares.writes
     if phase not in KIND_PHASES[kind]:
         raise PassError(f"stage {name!r}: a {kind} runs in {', '.join(KIND_PHASES[kind])}, not {phase!r}")
     unknown = sorted((set(reads) | set(writes)) - STATE_FIELDS)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgeq.report.html import esc, register_section
-from edgeq.report.plots import BudgetLine, Point, fmt_bytes_axis, hbars, legend, scatter
+from edgeq.report.plots import Axes, BudgetLine, Point, fmt_bytes_axis, hbars, legend, scatter
 from edgeq.report.terminal import all_warnings, margins
 
 
@@ -77,14 +77,17 @@ def tradeoff_section(m: dict[str, Any]) -> str | None:
     by_latency = _points(m, axis, "latency")
     if not by_size:
         return None
+    size_axes = Axes("artifact size (log scale)", axis.label, f"{axis.label} vs size", log_x=True,
+                     x_fmt=fmt_bytes_axis)
     parts = ["<h2>Accuracy vs size and latency</h2>",
              "<p class='muted'>Blue: float; green: quantized artifacts; grey: search trials. The dashed red line is "
              "the budget, the shaded side fails it. Emulated latency is qemu time (it proves the kernels, not the "
              "device's speed).</p><div class='plots'>",
-             f"<figure>{scatter(by_size, 'artifact size (log scale)', axis.label, f'{axis.label} vs size', axis.budget, log_x=True, x_fmt=fmt_bytes_axis)}"
+             f"<figure>{scatter(by_size, size_axes, axis.budget)}"
              f"{legend(by_size)}</figure>"]
     if by_latency:
-        parts.append(f"<figure>{scatter(by_latency, 'median latency, ms', axis.label, f'{axis.label} vs latency', axis.budget)}"
+        latency_axes = Axes("median latency, ms", axis.label, f"{axis.label} vs latency")
+        parts.append(f"<figure>{scatter(by_latency, latency_axes, axis.budget)}"
                      f"{legend(by_latency)}</figure>")
     parts.append("</div>")
     return "".join(parts)

@@ -50,16 +50,50 @@ def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [first + k * step for k in range(int((hi - first) / step + 1e-9) + 1)]
 
 
-def scatter(points: Sequence[Point], x_label: str, y_label: str, title: str, budget: BudgetLine | None = None,
-            log_x: bool = False, width: int = 600, height: int = 360,
-            x_fmt: Callable[[float], str] = lambda v: f"{v:.3g}") -> str:
+def _general(v: float) -> str:
+    return f"{v:.3g}"
+
+
+@dataclass(frozen=True)
+class Axes:
+    """A chart's title, axis labels and x scale."""
+
+    x_label: str
+    y_label: str
+    title: str
+    log_x: bool = False
+    x_fmt: Callable[[float], str] = _general  # tick labels of the x axis (in data units)
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """The plot area and the data ranges it maps (x already on the log scale when the axes are)."""
+
+    ml: float
+    mt: float
+    pw: float
+    ph: float
+    x0: float
+    x1: float
+    y0: float
+    y1: float
+
+    def sx(self, v: float) -> float:
+        return self.ml + (v - self.x0) / (self.x1 - self.x0) * self.pw
+
+    def sy(self, v: float) -> float:
+        return self.mt + self.ph - (v - self.y0) / (self.y1 - self.y0) * self.ph
+
+
+def scatter(points: Sequence[Point], axes: Axes, budget: BudgetLine | None = None, width: int = 600,
+            height: int = 360) -> str:
     """Numbered points; ``budget`` draws a dashed line and shades the side that fails it."""
     if not points:
         return ""
     ml, mr, mt, mb = 64, 24, 30, 46
 
     def fx(v: float) -> float:
-        return math.log10(max(v, 1e-12)) if log_x else v
+        return math.log10(max(v, 1e-12)) if axes.log_x else v
 
     xs = [fx(p.x) for p in points]
     ys = [p.y for p in points] + ([budget.y] if budget else [])
@@ -69,56 +103,61 @@ def scatter(points: Sequence[Point], x_label: str, y_label: str, title: str, bud
     if y1 - y0 < 1e-12:
         y0, y1 = y0 - (abs(y0) * 0.01 or 0.01), y1 + (abs(y1) * 0.01 or 0.01)
     xp, yp = (x1 - x0) * 0.08, (y1 - y0) * 0.12
-    x0, x1, y0, y1 = x0 - xp, x1 + xp, y0 - yp, y1 + yp
-    pw, ph = width - ml - mr, height - mt - mb
-
-    def sx(v: float) -> float:
-        return ml + (v - x0) / (x1 - x0) * pw
-
-    def sy(v: float) -> float:
-        return mt + ph - (v - y0) / (y1 - y0) * ph
-
-    out = [_svg_open(width, height, title)]
+    f = _Frame(ml, mt, width - ml - mr, height - mt - mb, x0 - xp, x1 + xp, y0 - yp, y1 + yp)
+    out = [_svg_open(width, height, axes.title)]
     obstacles: list[Box] = []
     if budget is not None:
-        by = sy(budget.y)
-        top, bottom = (by, mt + ph) if budget.higher_is_better else (mt, by)
-        out.append(f"<rect class='fail-zone' x='{ml}' y='{top:.1f}' width='{pw}' height='{max(0.0, bottom - top):.1f}' "
-                   "fill='#cf222e' opacity='.07'/>")
-        out.append(f"<line class='budget-line' x1='{ml}' y1='{by:.1f}' x2='{ml + pw}' y2='{by:.1f}' stroke='#cf222e' "
-                   f"stroke-width='1.5' stroke-dasharray='6 4'><title>{esc(budget.label)}</title></line>")
-        ty = by - 5 if budget.higher_is_better else by + 13
-        out.append(f"<text x='{ml + pw - 4}' y='{ty:.1f}' text-anchor='end' fill='#cf222e'>{esc(budget.label)}</text>")
-        obstacles.append((ml + pw - 4 - CHAR_W * len(budget.label), ty - 12, ml + pw - 4, ty + 4))
-    out.append(f"<line x1='{ml}' y1='{mt + ph}' x2='{ml + pw}' y2='{mt + ph}' stroke='#57606a'/>"
-               f"<line x1='{ml}' y1='{mt}' x2='{ml}' y2='{mt + ph}' stroke='#57606a'/>")
-    if log_x and x1 - x0 > 1.5:  # several decades: one tick per power of ten
-        xticks = [float(k) for k in range(math.ceil(x0), math.floor(x1) + 1)]
-    elif log_x:  # ticks at round values of the data itself (8 KB, 16 KB ...), placed on the log scale
-        xticks = [math.log10(v) for v in _nice_ticks(10 ** x0, 10 ** x1) if v > 0]
-    else:
-        xticks = _nice_ticks(x0, x1)
-    for t in xticks:
-        label = x_fmt(10 ** t if log_x else t)
-        out.append(f"<line x1='{sx(t):.1f}' y1='{mt + ph}' x2='{sx(t):.1f}' y2='{mt + ph + 4}' stroke='#57606a'/>"
-                   f"<text x='{sx(t):.1f}' y='{mt + ph + 16}' text-anchor='middle'>{label}</text>")
-    for t in _nice_ticks(y0, y1):
-        out.append(f"<line x1='{ml - 4}' y1='{sy(t):.1f}' x2='{ml}' y2='{sy(t):.1f}' stroke='#57606a'/>"
-                   f"<text x='{ml - 6}' y='{sy(t) + 4:.1f}' text-anchor='end'>{t:.4g}</text>")
-    out.append(f"<text x='{ml + pw / 2}' y='{height - 8}' text-anchor='middle'>{esc(x_label)}</text>"
-               f"<text x='14' y='{mt + ph / 2}' text-anchor='middle' "
-               f"transform='rotate(-90 14 {mt + ph / 2})'>{esc(y_label)}</text>")
+        out += _budget_marks(f, budget, obstacles)
+    out += _axis_marks(f, axes, height)
     pos = []
     for i, p in enumerate(points):
-        px, py = sx(fx(p.x)), sy(p.y)
+        px, py = f.sx(fx(p.x)), f.sy(p.y)
         pos.append((px, py))
         out.append(f"<circle class='pt' cx='{px:.1f}' cy='{py:.1f}' r='{3.5 if p.kind == 'trial' else 5}' "
                    f"fill='{_COLOURS.get(p.kind, '#1a7f37')}' opacity='.85'><title>{i + 1}: {esc(p.name)} "
                    f"({p.x:.4g}, {p.y:.5g})</title></circle>")
-    for bx, by_, text in place_labels(pos, (ml, mt - 12, ml + pw + mr - 2, mt + ph), obstacles):
+    for bx, by_, text in place_labels(pos, (ml, mt - 12, ml + f.pw + mr - 2, mt + f.ph), obstacles):
         out.append(f"<text class='pt-label' x='{bx + 1:.1f}' y='{by_ + 12:.1f}' fill='#24292f'>{esc(text)}</text>")
     out.append("</svg>")
     return "".join(out)
+
+
+def _budget_marks(f: _Frame, budget: BudgetLine, obstacles: list[Box]) -> list[str]:
+    """The dashed budget line, its label (added to ``obstacles`` for the point labels), the failing side shaded."""
+    ml, mt, pw, ph = f.ml, f.mt, f.pw, f.ph
+    by = f.sy(budget.y)
+    top, bottom = (by, mt + ph) if budget.higher_is_better else (mt, by)
+    ty = by - 5 if budget.higher_is_better else by + 13
+    obstacles.append((ml + pw - 4 - CHAR_W * len(budget.label), ty - 12, ml + pw - 4, ty + 4))
+    return [f"<rect class='fail-zone' x='{ml}' y='{top:.1f}' width='{pw}' height='{max(0.0, bottom - top):.1f}' "
+            "fill='#cf222e' opacity='.07'/>",
+            f"<line class='budget-line' x1='{ml}' y1='{by:.1f}' x2='{ml + pw}' y2='{by:.1f}' stroke='#cf222e' "
+            f"stroke-width='1.5' stroke-dasharray='6 4'><title>{esc(budget.label)}</title></line>",
+            f"<text x='{ml + pw - 4}' y='{ty:.1f}' text-anchor='end' fill='#cf222e'>{esc(budget.label)}</text>"]
+
+
+def _axis_marks(f: _Frame, axes: Axes, height: int) -> list[str]:
+    """Both axes with their ticks and labels."""
+    ml, mt, pw, ph, x0, x1 = f.ml, f.mt, f.pw, f.ph, f.x0, f.x1
+    out = [f"<line x1='{ml}' y1='{mt + ph}' x2='{ml + pw}' y2='{mt + ph}' stroke='#57606a'/>"
+           f"<line x1='{ml}' y1='{mt}' x2='{ml}' y2='{mt + ph}' stroke='#57606a'/>"]
+    if axes.log_x and x1 - x0 > 1.5:  # several decades: one tick per power of ten
+        xticks = [float(k) for k in range(math.ceil(x0), math.floor(x1) + 1)]
+    elif axes.log_x:  # ticks at round values of the data itself (8 KB, 16 KB ...), placed on the log scale
+        xticks = [math.log10(v) for v in _nice_ticks(10 ** x0, 10 ** x1) if v > 0]
+    else:
+        xticks = _nice_ticks(x0, x1)
+    for t in xticks:
+        label = axes.x_fmt(10 ** t if axes.log_x else t)
+        out.append(f"<line x1='{f.sx(t):.1f}' y1='{mt + ph}' x2='{f.sx(t):.1f}' y2='{mt + ph + 4}' stroke='#57606a'/>"
+                   f"<text x='{f.sx(t):.1f}' y='{mt + ph + 16}' text-anchor='middle'>{label}</text>")
+    for t in _nice_ticks(f.y0, f.y1):
+        out.append(f"<line x1='{ml - 4}' y1='{f.sy(t):.1f}' x2='{ml}' y2='{f.sy(t):.1f}' stroke='#57606a'/>"
+                   f"<text x='{ml - 6}' y='{f.sy(t) + 4:.1f}' text-anchor='end'>{t:.4g}</text>")
+    out.append(f"<text x='{ml + pw / 2}' y='{height - 8}' text-anchor='middle'>{esc(axes.x_label)}</text>"
+               f"<text x='14' y='{mt + ph / 2}' text-anchor='middle' "
+               f"transform='rotate(-90 14 {mt + ph / 2})'>{esc(axes.y_label)}</text>")
+    return out
 
 
 def _ranges(members: list[int]) -> str:

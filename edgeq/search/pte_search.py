@@ -103,39 +103,11 @@ def plan_moves(base: QuantOptions, ranking: list[NodeSensitivity], max_trials: i
     return propose_all(facts)[:max_trials]
 
 
-def search_pte(static: torch.export.ExportedProgram, calib: Dataset, signature: list[TensorSpec], eval_inputs: list[np.ndarray],
-               reference: dict[str, np.ndarray], labels: np.ndarray | None, base: QuantOptions, budget: Budget, target: Target,
-               ranking: list[NodeSensitivity], scratch: Path, progress: Progress,
-               max_trials: int = 6, linear_ranking: list[str] | None = None, float_bytes: int | None = None,
-               max_size_ratio: float | None = None, first_dynamic: bool = False,
-               backend_config: dict[str, Any] | None = None) -> list[PteTrial]:
-    """Run the planned moves until one meets ``budget``; returns every trial (the last one passed, if any).
-
-    ``backend_config``: the ``ExecutorchBackendConfig`` options the target's configure stages chose (e.g. Android's
-    16 KB segment alignment). Every trial is lowered with them, so the passing trial's program is exactly the
-    program that ships — never a second lowering without the target's layout.
-    """
-    scratch.mkdir(parents=True, exist_ok=True)
-    targets = {str(n.target) for n in static.graph.nodes if n.op == "call_function"}
-    conv_and_linear = "aten.linear.default" in targets and any(t.startswith("aten.conv") for t in targets)
-    moves = plan_moves(base, ranking, max_trials, linear_ranking, first_dynamic, conv_and_linear)
-    ctx = _TrialContext(static, calib, signature, eval_inputs, reference, labels, budget, target, scratch,
-                        float_bytes, max_size_ratio, backend_config or {})
-    count = iter(range(1, len(moves) + 1))
-
-    def evaluate(stage: str, move: tuple[str, QuantOptions]) -> PteTrial:
-        i = next(count)
-        progress.stage(f"  .pte trial {i}: {move[0]}")
-        return _run_trial(ctx, PteTrial(i, move[0], move[1]))
-
-    # one move per stage: the loop stops at the first trial inside the budget
-    run = run_ladder(((label, [(label, q)]) for label, q in moves), evaluate, TrialBudget(len(moves)))
-    return run.trials
-
-
 @dataclass(frozen=True)
-class _TrialContext:
-    static: torch.export.ExportedProgram
+class PteSearchData:
+    """What every ``.pte`` trial is built from, measured on, and checked against."""
+
+    static: torch.export.ExportedProgram  # the static-batch program every move quantizes
     calib: Dataset
     signature: list[TensorSpec]
     eval_inputs: list[np.ndarray]
@@ -146,10 +118,33 @@ class _TrialContext:
     scratch: Path
     float_bytes: int | None
     max_size_ratio: float | None
+    # the ``ExecutorchBackendConfig`` options the target's configure stages chose (e.g. Android's 16 KB segment
+    # alignment). Every trial is lowered with them, so the passing trial's program is exactly the program that
+    # ships — never a second lowering without the target's layout.
     backend_config: dict[str, Any]
 
 
-def _run_trial(ctx: _TrialContext, t: PteTrial) -> PteTrial:
+def search_pte(data: PteSearchData, base: QuantOptions, ranking: list[NodeSensitivity], progress: Progress,
+               max_trials: int = 6, linear_ranking: list[str] | None = None,
+               first_dynamic: bool = False) -> list[PteTrial]:
+    """Run the planned moves until one meets ``data.budget``; returns every trial (the last one passed, if any)."""
+    data.scratch.mkdir(parents=True, exist_ok=True)
+    targets = {str(n.target) for n in data.static.graph.nodes if n.op == "call_function"}
+    conv_and_linear = "aten.linear.default" in targets and any(t.startswith("aten.conv") for t in targets)
+    moves = plan_moves(base, ranking, max_trials, linear_ranking, first_dynamic, conv_and_linear)
+    count = iter(range(1, len(moves) + 1))
+
+    def evaluate(stage: str, move: tuple[str, QuantOptions]) -> PteTrial:
+        i = next(count)
+        progress.stage(f"  .pte trial {i}: {move[0]}")
+        return _run_trial(data, PteTrial(i, move[0], move[1]))
+
+    # one move per stage: the loop stops at the first trial inside the budget
+    run = run_ladder(((label, [(label, q)]) for label, q in moves), evaluate, TrialBudget(len(moves)))
+    return run.trials
+
+
+def _run_trial(ctx: PteSearchData, t: PteTrial) -> PteTrial:
     """Quantize, lower (with the target's backend config), run and score one move."""
     t0 = time.perf_counter()
     try:

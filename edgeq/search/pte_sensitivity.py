@@ -13,7 +13,7 @@ PT2E simulates it on the host, not the XNNPACK kernels' own arithmetic.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
@@ -56,22 +56,8 @@ def pte_sensitivity(exported: torch.export.ExportedProgram, calib: Dataset, sign
             act_model(*args)
     ref, act = extract_results_from_loggers(ref_model), extract_results_from_loggers(act_model)
 
-    sqnr: dict[str, float] = {}
+    sqnr = _node_sqnr(ref, act)
     kinds: dict[str, str] = {}
-    for key, (ref_name, _stack, ref_stats) in ref.items():
-        if key not in act or not ref_name:
-            continue
-        act_stats = act[key][2]
-        if (not ref_stats or len(ref_stats) != len(act_stats)
-                or not all(isinstance(x, torch.Tensor) and x.is_floating_point() for x in (*ref_stats, *act_stats))):
-            continue
-        r = torch.cat([x.flatten().double() for x in ref_stats])
-        a = torch.cat([x.flatten().double() for x in act_stats])
-        if r.shape != a.shape:
-            continue
-        noise = float(((r - a) ** 2).sum())
-        sqnr[ref_name] = math.inf if noise == 0 else 10 * math.log10(max(float((r ** 2).sum()), 1e-30) / noise)
-
     graph = float_module.graph  # the BN-folded topology: a ReLU's input is then the convolution
     for n in graph.nodes:
         if n.name in sqnr:
@@ -87,3 +73,24 @@ def pte_sensitivity(exported: torch.export.ExportedProgram, calib: Dataset, sign
         result.append(NodeSensitivity(n.name, kinds.get(n.name, "?"), n.name, math.nan, out_db, in_db, added))
     result.sort(key=lambda s: -s.added_nsr)
     return result
+
+
+def _node_sqnr(ref: dict[Any, Any], act: dict[Any, Any]) -> dict[str, float]:
+    """Per float node: the SQNR (dB) of its INT8 counterpart's logged outputs against its own."""
+    import torch  # heavy: torch, imported only where a model is built or run
+
+    sqnr: dict[str, float] = {}
+    for key, (ref_name, _stack, ref_stats) in ref.items():
+        if key not in act or not ref_name:
+            continue
+        act_stats = act[key][2]
+        if (not ref_stats or len(ref_stats) != len(act_stats)
+                or not all(isinstance(x, torch.Tensor) and x.is_floating_point() for x in (*ref_stats, *act_stats))):
+            continue
+        r = torch.cat([x.flatten().double() for x in ref_stats])
+        a = torch.cat([x.flatten().double() for x in act_stats])
+        if r.shape != a.shape:
+            continue
+        noise = float(((r - a) ** 2).sum())
+        sqnr[ref_name] = math.inf if noise == 0 else 10 * math.log10(max(float((r ** 2).sum()), 1e-30) / noise)
+    return sqnr

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from edgeq.report.html import register_section
+from edgeq.report.plots import Axes
 from edgeq.search.svg import hbar_chart, scatter
 
 
@@ -75,7 +76,7 @@ def search_section(m: dict[str, Any]) -> str | None:
              + (f"Pick: trial #{_e(s['best'])}. " if s["met"] else "") + f"Limits: {s['options']['max_trials']} trials, "
              f"{s['options']['max_seconds']:g} s.</p>"]
     pred = s.get("scheme_prediction")
-    if pred:  # why the first candidate of each format was static or dynamic (edgeq.prepare.predict_scheme)
+    if pred:  # why the first candidate of each format was static or dynamic (edgeq.outliers.linear_sim.predict_scheme)
         picks = ", ".join(f"{_e(f)}: {_e(p)}" for f, p in pred["pick"].items())
         parts.append(f"<p>First scheme per format (predicted in torch before any build) — {picks}. "
                      f"{_e(pred['reason'])}.</p>")
@@ -83,8 +84,8 @@ def search_section(m: dict[str, Any]) -> str | None:
     if done:
         pts = [(t["bytes"] / fb, t["metrics"]["cosine_mean"]) for t in done]
         pick = next((i for i, t in enumerate(done) if t["index"] == s["best"]), None) if s["met"] else None
-        parts.append(scatter(pts, [f"#{t['index']}" for t in done], "bytes × float", "mean cosine",
-                             "trials: cosine vs size", pick))
+        parts.append(scatter(pts, [f"#{t['index']}" for t in done],
+                             Axes("bytes × float", "mean cosine", "trials: cosine vs size"), pick))
     parts.append("<table><tr><th>#</th><th>stage</th><th>configuration</th><th>float nodes</th><th>int16 nodes</th>"
                  "<th>× float bytes</th><th>latency ms</th><th>cos mean</th><th>SQNR dB</th><th>drop pt</th>"
                  "<th>result</th></tr>")
@@ -119,10 +120,10 @@ def sweep_section(m: dict[str, Any]) -> str | None:
              f"<p>{len(rows)} variant(s) on the host; y = {_e(metric)} against the float model. "
              + (f"Budget pick: <b>{_e(s['pick'])}</b> (smallest, then fastest, inside the budget)."
                 if s.get("pick") else "<b>No variant meets the budget.</b>") + "</p>",
-             scatter([(r["bytes"], y) for r, y in zip(rows, ys, strict=True)], labels, "bytes (log)", metric,
-                     f"{metric} vs bytes", pick, log_x=True),
+             scatter([(r["bytes"], y) for r, y in zip(rows, ys, strict=True)], labels,
+                     Axes("bytes (log)", metric, f"{metric} vs bytes", log_x=True), pick),
              scatter([(r["latency_ms"] or 0.0, y) for r, y in zip(rows, ys, strict=True)], labels,
-                     "host latency ms", metric, f"{metric} vs host latency", pick),
+                     Axes("host latency ms", metric, f"{metric} vs host latency"), pick),
              "<table><tr><th>variant</th><th>precision</th><th>bytes</th><th>× float</th><th>latency ms</th>"
              "<th>cos mean</th><th>SQNR dB</th><th>drop pt</th><th>Pareto (bytes)</th><th>Pareto (latency)</th>"
              "<th>budget</th></tr>"]

@@ -39,28 +39,22 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from edgeq.backends.onnx import rename_outputs
 from edgeq.config import Budget, QuantOptions, SearchOptions
-from edgeq.data import Dataset
 from edgeq.errors import EdgeqError, UsageError
-from edgeq.onnx.build import build_onnx_int8
-from edgeq.onnx.mixed import nodes_for_modules, weights_to_fp16
-from edgeq.onnx.quantize import activation_matmuls
+from edgeq.onnx.dynamic import activation_matmuls
+from edgeq.onnx.mixed import nodes_for_modules
 from edgeq.progress import Progress
+from edgeq.search.evaluate import EvalData, Evaluator
 from edgeq.search.ladder import chain, linear_dominated, linear_ladder, safe_sensitivity, static_ladder
 from edgeq.search.patterns import Neighbourhood, fragile_nodes
 from edgeq.search.sensitivity import sensitivity_table
 from edgeq.search.trial import SearchResult, Trial, TrialConfig, trial_line
 from edgeq.select.ladder import TrialBudget, run_ladder
-from edgeq.select.rule import best_effort, shortfall, size_shortfall
-from edgeq.validate.metrics import budget_distance, check_budget, compare
-from edgeq.validate.runners.host import HostRunner
+from edgeq.select.rule import best_effort
 
 # 8-bit uniform quantization of a full-scale signal: SQNR = 6.02·8 + 1.76 dB. An output that passes through
 # INT8 tensors cannot be cleaner than this.
@@ -98,98 +92,117 @@ def check_budget_consistency(budget: Budget, options: SearchOptions) -> None:
                          "only the float model is exact; use e.g. --min-cosine 0.99")
 
 
-class _Evaluator:
-    """Quantizes one trial and measures it on the evaluation set with the host runner."""
+@dataclass(frozen=True)
+class LadderStart:
+    """Where the ladder starts: the resolved settings and what the export already knows about the model."""
 
-    def __init__(self, prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict[str, np.ndarray],
-                 labels: np.ndarray | None, budget: Budget, workdir: Path, max_size_ratio: float | None,
-                 float_model: Path | None = None) -> None:
-        self.prepped, self.calib, self.inputs_npz = prepped, calib, inputs_npz
-        self.reference, self.labels, self.budget, self.workdir = reference, labels, budget, workdir
-        self.runner = HostRunner()
-        self.max_size_ratio = max_size_ratio
-        # Ratios are to the user's float model: the prepared graph (INT8 embedding tables) is already smaller.
-        baseline = float_model if float_model is not None else prepped
-        self.float_bytes = baseline.stat().st_size
-        self.float_latency = self.runner.run(baseline, "onnx", inputs_npz, workdir).latency_ms
-
-    def run(self, trial: Trial, seed: tuple[Path, dict[str, Any] | None] | None = None) -> Trial:
-        """Quantize and measure TRIAL; ``seed`` = (model, its bias-correction record) already built with exactly
-        this trial's settings (the export's first model), measured instead of quantized again."""
-        t0 = time.perf_counter()
-        trial.path = self.workdir / f"trial{trial.index:02d}.onnx"
-        try:
-            if seed is not None:
-                shutil.copyfile(seed[0], trial.path)
-                trial.bias_correction, trial.reused = seed[1], True
-            else:
-                qinfo = build_onnx_int8(self.prepped, trial.path, self.calib, trial.quant,
-                                        calibration_cache=self.workdir / f"calibration.{trial.quant.calibration}.json")
-                trial.bias_correction = qinfo.get("bias_correction")
-                if trial.config.dynamic:
-                    weights_to_fp16(trial.path, list(trial.fp16_nodes))
-            rename_outputs(trial.path, list(self.reference))
-            res = self.runner.run(trial.path, "onnx", self.inputs_npz, self.workdir)
-            trial.metrics = compare(self.reference, res.outputs, self.labels)
-            trial.latency_ms = res.latency_ms
-            trial.bytes = trial.path.stat().st_size
-            bc = check_budget(trial.metrics, self.budget)
-            failures = list(bc.failures)
-            ratio = trial.bytes / self.float_bytes
-            if self.max_size_ratio is not None and ratio > self.max_size_ratio + 1e-9:
-                failures.append(f"size {ratio:.3f}× float > {self.max_size_ratio:g}×")
-            trial.failures = tuple(failures)
-            trial.passed = not failures
-            trial.distance = budget_distance(trial.metrics, self.budget)
-            if self.max_size_ratio is not None:
-                trial.distance["size_ratio"] = round(self.max_size_ratio - ratio, 6)
-            trial.shortfall = shortfall(trial.metrics, self.budget) + size_shortfall(ratio, self.max_size_ratio)
-        except EdgeqError as e:  # one broken configuration must not end the search
-            trial.error = e.cause
-        trial.seconds = time.perf_counter() - t0
-        return trial
+    base: QuantOptions  # resolved (every field set): the baseline trial's settings
+    linear_ranking: tuple[str, ...] = ()  # torch Linears, most sensitive first (edgeq.prepare): mixed-precision moves
+    # the export's first INT8 model was already the dynamic one (predicted to beat static,
+    # :func:`edgeq.outliers.linear_sim.predict_scheme`): the ladder starts at the dynamic and mixed-precision moves
+    first_dynamic: bool = False
+    # the export's first static model (built with ``base``) and its bias-correction record: the baseline trial
+    # measures it instead of quantizing the same settings again
+    seed: tuple[Path, dict[str, Any] | None] | None = None
 
 
-def search_onnx(prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict[str, np.ndarray], labels: np.ndarray | None,
-                base: QuantOptions, budget: Budget, options: SearchOptions, workdir: Path,
-                progress: Progress | None = None,
-                on_trial: Callable[[Trial], None] | None = None, float_model: Path | None = None,
-                linear_ranking: list[str] | None = None, first_dynamic: bool = False,
-                seed: tuple[Path, dict[str, Any] | None] | None = None) -> SearchResult:
-    """Run the ladder (see the module doc). ``base`` must be resolved (every field set).
+def search_onnx(data: EvalData, start: LadderStart, budget: Budget, options: SearchOptions, workdir: Path,
+                progress: Progress | None = None, on_trial: Callable[[Trial], None] | None = None) -> SearchResult:
+    """Run the ladder (see the module doc) from ``start`` and measure every trial on ``data``.
 
-    ``seed``: the export's first static model (built with ``base``, bias-corrected, and its bias-correction record):
-    the baseline trial measures it instead of quantizing the same settings again (on EfficientNet-Lite1 that
-    was ~85 s of a 300 s search limit spent on a model the export already had).
-
-    ``first_dynamic``: the export's first INT8 model was already the dynamic one (the preparation predicted it
-    beats static, :func:`edgeq.prepare.predict_scheme`): the static baseline is not tried first — the ladder
-    starts at the dynamic and mixed-precision moves, and static QDQ comes only as the later fallbacks.
+    The seed (``start.seed``) saves the baseline's quantization: on EfficientNet-Lite1 that was ~85 s of a 300 s
+    search limit spent on a model the export already had. With ``start.first_dynamic`` the static baseline is not
+    tried first — static QDQ comes only as the later fallbacks.
     """
-    progress = progress or Progress(enabled=False)
     check_budget_consistency(budget, options)
     if budget.is_empty() and options.max_size_ratio is None:
         raise UsageError("the search needs a budget", "give --max-accuracy-drop, --min-cosine or --min-sqnr")
     workdir.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
-    cap = options.max_size_ratio if options.max_size_ratio is not None else DEFAULT_MAX_SIZE_RATIO
-    ev = _Evaluator(prepped, calib, inputs_npz, reference, labels, budget, workdir, cap, float_model)
-    patterns = fragile_nodes(prepped)
-    linears = list(linear_ranking or [])
-    linear_first = first_dynamic or (bool(linears) and linear_dominated(prepped))
-    trials: list[Trial] = []
-    sens_rows: list[dict[str, Any]] = []
-    state: dict[str, Any] = {"ranking": None, "baseline_ranking": None}
+    return _OnnxSearch(data, start, budget, options, workdir, progress or Progress(enabled=False), on_trial).run()
 
-    hood = Neighbourhood(prepped)
 
-    def make(stage: str, cfg: TrialConfig) -> Trial:
+class _OnnxSearch:
+    """One run of the ONNX ladder: turns its moves into trials, measures them, and picks the result."""
+
+    def __init__(self, data: EvalData, start: LadderStart, budget: Budget, options: SearchOptions, workdir: Path,
+                 progress: Progress, on_trial: Callable[[Trial], None] | None) -> None:
+        self.data, self.start, self.budget, self.options = data, start, budget, options
+        self.progress, self.on_trial = progress, on_trial
+        self.t_start = time.perf_counter()
+        cap = options.max_size_ratio if options.max_size_ratio is not None else DEFAULT_MAX_SIZE_RATIO
+        self.ev = Evaluator(data, budget, workdir, cap)
+        self.patterns = fragile_nodes(data.prepped)
+        self.linears = list(start.linear_ranking)
+        self.linear_first = start.first_dynamic or (bool(self.linears) and linear_dominated(data.prepped))
+        self.trials: list[Trial] = []
+        # the static ladder reads and fills the node rankings (the baseline's, the one its moves use)
+        self.state: dict[str, Any] = {"ranking": None, "baseline_ranking": None}
+        self.hood = Neighbourhood(data.prepped)
+        self.advance_bar: Callable[[int], object] = lambda n: None  # the progress bar's update, while it is open
+
+    def run(self) -> SearchResult:
+        base, options = self.start.base, self.options
+        # A bar with an ETA over the trial limit (the search usually stops earlier, at the first passing stage).
+        with self.progress.bar(options.max_trials, "search trials", unit="trial") as bar:
+            self.advance_bar = bar.update
+            ladder = (linear_ladder(base, self.linears, baseline=not self.start.first_dynamic) if self.linear_first
+                      else iter(()))
+            # the static ladder builds on the best *static* trial (its moves are QDQ settings)
+            static = static_ladder(base, self.patterns, self.state,
+                                   lambda: self.best_of([t for t in self.trials if not t.config.dynamic]),
+                                   self.data.prepped, self.data.calib, options)
+            run = run_ladder(chain(ladder, static), self.evaluate,
+                             TrialBudget(options.max_trials, options.max_seconds), cumulative=_CUMULATIVE)
+        sens_rows = sensitivity_table(self.state.get("baseline_ranking") or [])
+        best = self.best_of(self.trials)
+        return SearchResult(met=bool(best and best.passed), best=best, trials=self.trials,
+                            float_bytes=self.ev.float_bytes, float_latency_ms=self.ev.float_latency,
+                            seconds=time.perf_counter() - self.t_start, stopped=run.stopped,
+                            sensitivity=sens_rows, patterns=self.patterns, time_capped=run.time_capped)
+
+    def best_of(self, pool: list[Trial]) -> Trial | None:
+        by_index = {t.index: t for t in pool}
+        chosen = best_effort([t.scored() for t in pool])
+        return by_index[chosen.order] if chosen is not None else None
+
+    def evaluate(self, stage: str, cfg: TrialConfig) -> Trial:
+        trial = self.make(stage, cfg)
+        self.trials.append(trial)
+        reuse = self.start.seed if stage == "baseline" and not cfg.dynamic else None
+        self.progress.stage(f"search trial {trial.index}/{self.options.max_trials} [{stage}] {cfg.label()}"
+                            + (" (the export's first model, not rebuilt)" if reuse else ""))
+        self.ev.run(trial, reuse)
+        self.advance_bar(1)
+        self.progress.stage("  -> " + trial_line(trial, self.ev.float_bytes))
+        if self.on_trial:
+            self.on_trial(trial)
+        # linear-dominated: the torch-side ranking (edgeq.prepare) orders the first moves; the ONNX node
+        # ranking (a debugger pass over the whole graph) is computed only if the static stages need it
+        if trial.index == 1 and trial.path is not None and trial.metrics is not None and not self.linear_first:
+            self.state["baseline_ranking"] = safe_sensitivity(self.data.prepped, trial.path, self.data.calib,
+                                                              self.options)
+        return trial
+
+    def make(self, stage: str, cfg: TrialConfig) -> Trial:
+        """The trial for one move: ``cfg`` turned into quantization settings on this graph."""
+        base, index = self.start.base, len(self.trials) + 1
+        if cfg.dynamic:
+            return self._dynamic_trial(index, stage, cfg)
+        nodes, int16 = self._protected_nodes(cfg)
+        q = replace(base, calibration=cfg.calibration, per_channel=cfg.per_channel,
+                    nodes_to_exclude=tuple(dict.fromkeys((*base.nodes_to_exclude, *nodes))),
+                    int16_activation_nodes=tuple(int16), dynamic_linears=cfg.hybrid)
+        return Trial(index, stage, cfg, q)
+
+    def _protected_nodes(self, cfg: TrialConfig) -> tuple[list[str], list[str]]:
+        """The nodes ``cfg`` keeps in float, and those it gives 16-bit activations."""
+        hood = self.hood
         # a pattern node's inputs stay float too (ORT would otherwise quantize them at their producer's output):
         # Softmax after an Add of a -1e4 mask constant is destroyed by the Add's INT8 output, not by Softmax
         nodes: list[str] = list(dict.fromkeys(
-            m for c in cfg.exclude for n in patterns.get(c, []) for m in hood.with_light_input_producers(n)))
+            m for c in cfg.exclude for n in self.patterns.get(c, []) for m in hood.with_light_input_producers(n)))
         int16: list[str] = []
-        ranking = state["ranking"] or []
+        ranking = self.state["ranking"] or []
         if cfg.float_top_k:
             # the node's whole island (input producers, node, readers) skips Q/DQ on the node's tensors
             for s in [s for s in ranking if s.node not in nodes][: cfg.float_top_k]:
@@ -200,57 +213,19 @@ def search_onnx(prepped: Path, calib: Dataset, inputs_npz: Path, reference: dict
             for s in [s for s in ranking if s.node not in nodes][: cfg.int16_top_k]:
                 int16 += hood.with_input_producers(s.node)
             int16 = [n for n in dict.fromkeys(int16) if n not in nodes]
-        if cfg.dynamic:
-            mods = linears[: cfg.fp16_linears]
-            kept = nodes_for_modules(prepped, mods) if mods else []
-            # per-channel weights, full-range INT8 (no reduce_range: the activation scale is per run, the host
-            # validation measures the kernels the artifact will use)
-            dq = replace(base, mode="dynamic", per_channel=cfg.per_channel, reduce_range=False,
-                         nodes_to_exclude=tuple(dict.fromkeys((*base.nodes_to_exclude, *activation_matmuls(prepped),
-                                                               *kept))),
-                         int16_activation_nodes=())
-            return Trial(len(trials) + 1, stage, cfg, dq, fp16_nodes=tuple(kept), fp16_modules=tuple(mods))
-        q = replace(base, calibration=cfg.calibration, per_channel=cfg.per_channel,
-                    nodes_to_exclude=tuple(dict.fromkeys((*base.nodes_to_exclude, *nodes))),
-                    int16_activation_nodes=tuple(int16), dynamic_linears=cfg.hybrid)
-        return Trial(len(trials) + 1, stage, cfg, q)
+        return nodes, int16
 
-    def best_of(pool: list[Trial]) -> Trial | None:
-        by_index = {t.index: t for t in pool}
-        chosen = best_effort([t.scored() for t in pool])
-        return by_index[chosen.order] if chosen is not None else None
-
-    def evaluate(stage: str, cfg: TrialConfig) -> Trial:
-        trial = make(stage, cfg)
-        trials.append(trial)
-        reuse = seed if stage == "baseline" and not cfg.dynamic else None
-        progress.stage(f"search trial {trial.index}/{options.max_trials} [{stage}] {cfg.label()}"
-                       + (" (the export's first model, not rebuilt)" if reuse else ""))
-        ev.run(trial, reuse)
-        bar.update(1)
-        progress.stage("  -> " + trial_line(trial, ev.float_bytes))
-        if on_trial:
-            on_trial(trial)
-        # linear-dominated: the torch-side ranking (edgeq.prepare) orders the first moves; the ONNX node
-        # ranking (a debugger pass over the whole graph) is computed only if the static stages need it
-        if trial.index == 1 and trial.path is not None and trial.metrics is not None and not linear_first:
-            state["baseline_ranking"] = safe_sensitivity(prepped, trial.path, calib, options)
-        return trial
-
-    # A bar with an ETA over the trial limit (the search usually stops earlier, at the first passing stage).
-    with progress.bar(options.max_trials, "search trials", unit="trial") as bar:
-        ladder = linear_ladder(base, linears, baseline=not first_dynamic) if linear_first else iter(())
-        # the static ladder builds on the best *static* trial (its moves are QDQ settings)
-        static = static_ladder(base, patterns, state, lambda: best_of([t for t in trials if not t.config.dynamic]),
-                               prepped, calib, options)
-        run = run_ladder(chain(ladder, static), evaluate, TrialBudget(options.max_trials, options.max_seconds),
-                         cumulative=_CUMULATIVE)
-
-    sens_rows = sensitivity_table(state.get("baseline_ranking") or [])
-    best = best_of(trials)
-    return SearchResult(met=bool(best and best.passed), best=best, trials=trials, float_bytes=ev.float_bytes,
-                        float_latency_ms=ev.float_latency, seconds=time.perf_counter() - t_start, stopped=run.stopped,
-                        sensitivity=sens_rows, patterns=patterns, time_capped=run.time_capped)
+    def _dynamic_trial(self, index: int, stage: str, cfg: TrialConfig) -> Trial:
+        base, prepped = self.start.base, self.data.prepped
+        mods = self.linears[: cfg.fp16_linears]
+        kept = nodes_for_modules(prepped, mods) if mods else []
+        # per-channel weights, full-range INT8 (no reduce_range: the activation scale is per run, the host
+        # validation measures the kernels the artifact will use)
+        dq = replace(base, mode="dynamic", per_channel=cfg.per_channel, reduce_range=False,
+                     nodes_to_exclude=tuple(dict.fromkeys((*base.nodes_to_exclude, *activation_matmuls(prepped),
+                                                           *kept))),
+                     int16_activation_nodes=())
+        return Trial(index, stage, cfg, dq, fp16_nodes=tuple(kept), fp16_modules=tuple(mods))
 
 
 def copy_best(result: SearchResult, dst: Path) -> None:

@@ -6,6 +6,7 @@ import html
 import math
 from collections.abc import Sequence
 
+from edgeq.report.plots import Axes
 from edgeq.select.rule import pareto_front
 
 
@@ -34,11 +35,13 @@ def hbar_chart(labels: Sequence[str], values: Sequence[float], title: str, unit:
     return "".join(out)
 
 
-def scatter(points: Sequence[tuple[float, float]], labels: Sequence[str], x_label: str, y_label: str,
-            title: str, pick: int | None = None, log_x: bool = False, width: int = 560, height: int = 340) -> str:
-    """Trade-off scatter: Pareto front joined by a line, the budget's pick ringed."""
+def scatter(points: Sequence[tuple[float, float]], labels: Sequence[str], axes: Axes, pick: int | None = None,
+            width: int = 560, height: int = 340) -> str:
+    """Trade-off scatter: Pareto front joined by a line, the budget's pick ringed (``axes.x_fmt`` is not used: the
+    ticks are ``.3g``)."""
     if not points:
         return ""
+    x_label, y_label, title, log_x = axes.x_label, axes.y_label, axes.title, axes.log_x
     ml, mr, mt, mb = 60, 20, 28, 44
     xs = [math.log10(max(p[0], 1e-12)) if log_x else p[0] for p in points]
     ys = [p[1] for p in points]

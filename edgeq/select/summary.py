@@ -26,6 +26,12 @@ class Selection:
         return head + (f"budget not met after {self.trials} trials ({self.stopped}){cap}; shipped {self.shipped}, "
                        "whose verdict fails")
 
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> Selection:
+        """The selection a manifest recorded (``search.selection`` / ``search_pte.selection``)."""
+        return cls(str(d["format"]), bool(d["met"]), int(str(d["trials"])), str(d["stopped"]), str(d["shipped"]),
+                   bool(d.get("time_capped", False)))
+
     def to_dict(self) -> JSONObject:
         return {"format": self.format, "met": self.met, "trials": self.trials, "stopped": self.stopped,
                 "shipped": self.shipped, "time_capped": self.time_capped, "summary": self.line()}

@@ -18,7 +18,7 @@ import onnx
 from onnx import helper
 
 from edgeq.executorch.layout import read_layout
-from edgeq.pipeline.stage import StageKind, StageResult, register_stage
+from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
 
 if TYPE_CHECKING:
@@ -127,8 +127,9 @@ def check_artifact(art: Artifact, outdir: Path, storage_mb: int, ram_mb: int) ->
     return row, failures
 
 
-@register_stage(NAME, StageKind.CHECK, "artifact", formats=("onnx", "pte"), reads=("artifacts",),
-               description="artifact bytes vs storage_mb; weights + peak activation estimate vs ram_mb")
+@register_stage(NAME, StageKind.CHECK, "artifact", formats=("onnx", "pte"),
+                description="artifact bytes vs storage_mb; weights + peak activation estimate vs ram_mb",
+                declares=Declares(reads=("artifacts",)))
 def budget_check(ctx: BuildState) -> StageResult:
     t = ctx.target
     rows, failures = [], []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from edgeq.executorch.layout import read_layout
 from edgeq.jsontypes import JSONObject
-from edgeq.pipeline.stage import StageKind, StageResult, register_stage
+from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
 from edgeq.stages.executorch_layout import segment_alignment
 
@@ -17,8 +17,8 @@ NAME = "executorch-alignment"
 
 
 @register_stage(NAME, StageKind.CHECK, "artifact", formats=("pte",), applies_to=lambda t: t.os == "android",
-                reads=("artifacts", "executorch_backend_config"),
-               description="verify .pte segment offsets are aligned to the target's page size (16 KB)")
+                description="verify .pte segment offsets are aligned to the target's page size (16 KB)",
+                declares=Declares(reads=("artifacts", "executorch_backend_config")))
 def executorch_alignment(ctx: BuildState) -> StageResult:
     # Check against the alignment the build used (the layout stage's choice), else the target's page size.
     align = ctx.executorch_backend_config.segment_alignment or segment_alignment(ctx.target)

@@ -9,7 +9,7 @@ backend, and ``executorch-alignment`` checks the written file.
 
 from __future__ import annotations
 
-from edgeq.pipeline.stage import StageKind, StageResult, register_stage
+from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState, EtBackendConfig
 from edgeq.targetspec import Target
 
@@ -22,8 +22,8 @@ def segment_alignment(target: Target) -> int:
 
 
 @register_stage(NAME, StageKind.TRANSFORM, "configure", formats=("pte",), applies_to=lambda t: t.os == "android",
-                writes=("executorch_backend_config",),
-                description="extract delegate segments aligned to 16 KB pages (Android 15+) so the .pte can be mmapped")
+                description="extract delegate segments aligned to 16 KB pages (Android 15+) so the .pte can be mmapped",
+                declares=Declares(writes=("executorch_backend_config",)))
 def executorch_layout(ctx: BuildState) -> StageResult:
     align = segment_alignment(ctx.target)
     cfg = EtBackendConfig(extract_delegate_segments=True, segment_alignment=align)

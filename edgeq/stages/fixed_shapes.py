@@ -22,7 +22,7 @@ from onnx import helper
 
 from edgeq.onnx.graph_util import graph_path, outputs_moved
 from edgeq.onnx.io import save_atomic
-from edgeq.pipeline.stage import StageKind, StageResult, register_stage
+from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
 from edgeq.targetspec import Target
 
@@ -107,8 +107,8 @@ def _fix_output_shapes_by_running(model: onnx.ModelProto) -> None:
 
 
 @register_stage(NAME, StageKind.TRANSFORM, "pre_quant", formats=("onnx",), applies_to=needs_static_shapes,
-                reads=("model_path", "calib", "eval"), writes=("model_path", "fixed_shapes"),
-               description="fix dynamic input dims (batch 1) for NNAPI/CoreML; the shipped INT8 model inherits them")
+                description="fix dynamic input dims (batch 1) for NNAPI/CoreML; the shipped INT8 model inherits them",
+                declares=Declares(reads=("model_path", "calib", "eval"), writes=("model_path", "fixed_shapes")))
 def fixed_shapes(ctx: BuildState) -> StageResult:
     src = graph_path(ctx, NAME)
     model = onnx.load(str(src))

@@ -18,7 +18,7 @@ import onnx
 from edgeq.manifest import Artifact
 from edgeq.onnx.fp16 import convert_fp16
 from edgeq.onnx.io import save_atomic
-from edgeq.pipeline.stage import StageKind, StageResult, register_stage
+from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
 from edgeq.stages.fixed_shapes import apply_fixed_shapes
 
@@ -27,8 +27,8 @@ FP16_NAME = "model.fp16.onnx"
 
 
 @register_stage(NAME, StageKind.EMITTER, "artifact", formats=("onnx",), applies_to=lambda t: bool(t.gpu_delegate),
-                reads=("artifacts", "fixed_shapes"), writes=("artifacts",),
-               description="float16 copy of the float model for the target's GPU delegate (validated as a candidate)")
+                description="float16 copy of the float model for the target's GPU delegate (validated as a candidate)",
+                declares=Declares(reads=("artifacts", "fixed_shapes"), writes=("artifacts",)))
 def fp16_variant(ctx: BuildState) -> StageResult:
     base = next((a for a in ctx.artifacts if a.format == "onnx" and a.precision == "fp32"), None)
     if base is None:

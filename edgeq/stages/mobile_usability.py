@@ -19,7 +19,7 @@ from typing import Any
 
 import onnx
 
-from edgeq.pipeline.stage import StageKind, StageResult, register_stage
+from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
 from edgeq.report.html import register_section
 from edgeq.targetspec import Target
@@ -88,8 +88,9 @@ def _is_mobile(target: Target) -> bool:
     return any(ep in MOBILE_EPS for ep in target.onnx.execution_providers)
 
 
-@register_stage(NAME, StageKind.CHECK, "artifact", formats=("onnx",), applies_to=_is_mobile, reads=("artifacts",),
-               description="NNAPI/CoreML partitions, coverage and blocking nodes (ORT mobile usability checker)")
+@register_stage(NAME, StageKind.CHECK, "artifact", formats=("onnx",), applies_to=_is_mobile,
+                description="NNAPI/CoreML partitions, coverage and blocking nodes (ORT mobile usability checker)",
+                declares=Declares(reads=("artifacts",)))
 def mobile_usability(ctx: BuildState) -> StageResult:
     eps = tuple(ep for ep in ctx.target.onnx.execution_providers if ep in MOBILE_EPS)
     per_art: dict[str, Any] = {}

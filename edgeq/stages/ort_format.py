@@ -20,7 +20,7 @@ from pathlib import Path
 
 from edgeq.errors import ArtifactError
 from edgeq.manifest import Artifact
-from edgeq.pipeline.stage import StageKind, StageResult, register_stage
+from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
 
 NAME = "ort-format"
@@ -71,8 +71,9 @@ def required_ops(config: Path) -> list[str]:
     return out
 
 
-@register_stage(NAME, StageKind.EMITTER, "artifact", formats=("onnx",), reads=("artifacts",), writes=("artifacts",),
-               description=".ort models + required_operators.config for an ONNX Runtime reduced build")
+@register_stage(NAME, StageKind.EMITTER, "artifact", formats=("onnx",),
+                description=".ort models + required_operators.config for an ONNX Runtime reduced build",
+                declares=Declares(reads=("artifacts",), writes=("artifacts",)))
 def ort_format(ctx: BuildState) -> StageResult:
     # INT8 candidates only: ORT's CPU optimizer casts an fp16 graph's weights back to fp32 (no fp16 CPU kernels),
     # so an fp16 .ort is twice the .onnx and buys nothing; the fp16 variant is for GPU delegates.

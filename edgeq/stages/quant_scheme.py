@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any, cast
 
 from edgeq.hostcpu import host_arch, host_features
-from edgeq.pipeline.stage import StageKind, StageResult, register_stage
+from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
 from edgeq.targetspec import Target
 
@@ -39,8 +39,9 @@ def _condition_record(target: Target) -> dict[str, Any] | None:
             "host_has": sorted(set(flags) & host_features()), "met": host_condition(target)}
 
 
-@register_stage(NAME, StageKind.TRANSFORM, "configure", formats=("onnx",), reads=("quant",), writes=("quant",),
-                description="fill the quantization options from the target's [onnx] scheme (user options win)")
+@register_stage(NAME, StageKind.TRANSFORM, "configure", formats=("onnx",),
+                description="fill the quantization options from the target's [onnx] scheme (user options win)",
+                declares=Declares(reads=("quant",), writes=("quant",)))
 def quant_scheme(ctx: BuildState) -> StageResult:
     target = ctx.target
     defaults = target.quant_defaults()

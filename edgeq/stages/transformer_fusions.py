@@ -20,7 +20,7 @@ from onnx import helper
 
 from edgeq.onnx.graph_util import SELF_CHECK_RTOL, graph_path, op_counts, outputs_moved
 from edgeq.onnx.io import save_atomic
-from edgeq.pipeline.stage import StageKind, StageResult, register_stage
+from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
 
 NAME = "transformer-fusions"
@@ -54,9 +54,9 @@ def fuse(model: Any) -> tuple[Any, dict[str, int]]:
     return fused, stats
 
 
-@register_stage(NAME, StageKind.TRANSFORM, "pre_quant", formats=("onnx",), reads=("model_path", "calib", "eval"),
-                writes=("model_path",),
-               description="Attention/SkipLayerNorm/GELU fusions (onnxruntime.transformers) on transformer graphs")
+@register_stage(NAME, StageKind.TRANSFORM, "pre_quant", formats=("onnx",),
+                description="Attention/SkipLayerNorm/GELU fusions (onnxruntime.transformers) on transformer graphs",
+                declares=Declares(reads=("model_path", "calib", "eval"), writes=("model_path",)))
 def transformer_fusions(ctx: BuildState) -> StageResult:
     src = graph_path(ctx, NAME)
     model = onnx.load(str(src))

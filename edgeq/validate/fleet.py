@@ -27,7 +27,7 @@ from edgeq.config import DEFAULT_FLEET_FILE
 from edgeq.errors import FleetError, UsageError
 from edgeq.jsontypes import JSONObject
 from edgeq.targets import list_targets
-from edgeq.validate.runners.ssh import SshSpec, parse_spec
+from edgeq.validate.runners.ssh_spec import SshSpec, parse_spec
 
 SELECTOR_PREFIX = "fleet:"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,23 +27,36 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def validate_artifacts(outdir: Path, artifacts: list[Artifact], inputs_rel: str, reference_rel: str,
-                       runner_specs: tuple[str, ...], target: Target, budget: Budget,
-                       progress: Progress, isolate: bool = False, fleet: FleetRun | None = None) -> list[Artifact]:
-    """Run every validated artifact on every runner that supports its format; append Validation records.
+@dataclass(frozen=True)
+class ValidationRequest:
+    """Where a folder's evaluation data lives, and what validates its artifacts against which budget."""
 
-    ``isolate``: host runs happen in a child process, so a native crash on an untrusted file (``check``) is a
-    typed error instead of the end of edgeq. ``fleet``: SSH boards validated in parallel (edgeq.validate.fleet_run),
-    after the runners of ``runner_specs``; their outcomes stay in ``fleet`` for the manifest's fleet section."""
-    inputs_path = outdir / inputs_rel
-    reference = load_npz(outdir / reference_rel)
+    outdir: Path
+    inputs_rel: str  # the evaluation inputs (and labels), relative to ``outdir``
+    reference_rel: str  # the float reference outputs, relative to ``outdir``
+    runner_specs: tuple[str, ...]
+    target: Target
+    budget: Budget
+    # host runs happen in a child process, so a native crash on an untrusted file (``check``) is a typed error
+    # instead of the end of edgeq
+    isolate: bool = False
+    # SSH boards validated in parallel (edgeq.validate.fleet_run), after the runners of ``runner_specs``; their
+    # outcomes stay in ``fleet`` for the manifest's fleet section
+    fleet: FleetRun | None = None
+
+
+def validate_artifacts(req: ValidationRequest, artifacts: list[Artifact], progress: Progress) -> list[Artifact]:
+    """Run every validated artifact on every runner that supports its format; append Validation records."""
+    outdir, budget, fleet = req.outdir, req.budget, req.fleet
+    inputs_path = outdir / req.inputs_rel
+    reference = load_npz(outdir / req.reference_rel)
     data = load_npz(inputs_path)
     labels = data.get("labels")
     if labels is not None:
         primary = next(iter(reference.values()))
         classes = int(primary.shape[1]) if primary.ndim == 2 and primary.shape[1] > 1 else None
         labels = check_labels(labels, str(inputs_path), classes)  # within the model's classes, before any run
-    runners = [get_runner(spec, target) for spec in runner_specs]
+    runners = [get_runner(spec, req.target) for spec in req.runner_specs]
     jobs = [(art, runner) for art in artifacts if art.role != "auxiliary"
             for runner in runners if runner.supports(art.format)]
     n_samples = len(next(iter(reference.values())))
@@ -60,7 +74,7 @@ def validate_artifacts(outdir: Path, artifacts: list[Artifact], inputs_rel: str,
             art.validations.append(validation_of(where, result, reference, labels, budget))
         if fleet is not None:
             fleet.run(artifacts, RunInputs(outdir, inputs_path, reference, labels, budget, Path(tmp)), progress, bar)
-    if not isolate and any(r.name == "host" for r in runners):
+    if not req.isolate and any(r.name == "host" for r in runners):
         # Not for untrusted files (isolate): the paired timing loads every model into this process.
         pair_host_latency(outdir, artifacts, data, progress)
     return artifacts

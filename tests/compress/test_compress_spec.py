@@ -18,7 +18,7 @@ from edgeq.compress.spec import (
     format_spec,
     parse_spec,
 )
-from edgeq.config import load_config
+from edgeq.config_file import load_config
 from edgeq.errors import UsageError
 
 TINY = Path(__file__).resolve().parent / "tiny_models.py"

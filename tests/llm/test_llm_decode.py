@@ -79,7 +79,7 @@ def test_emulated_cortex_a76_decodes_like_the_host(tiny_export: Any, emulator_en
     from edgeq.llm.config import Variant
     from edgeq.llm.emulate import emulated_speed
     from edgeq.llm.metrics import greedy
-    from edgeq.llm.pte_export import build_pte
+    from edgeq.llm.pte_export import PteLowering, build_pte
 
     runner, path = _runner(tiny_export, fmt)
     prompt = _ids(tiny_export)[:12]
@@ -89,7 +89,7 @@ def test_emulated_cortex_a76_decodes_like_the_host(tiny_export: Any, emulator_en
         src = str(tiny_lm["model"])
         path = build_pte(AutoModelForCausalLM.from_pretrained(src).eval(), AutoTokenizer.from_pretrained(src),
                          tmp_path / "static.pte", Variant("pte", 8, 0, activations="dynamic-int8"), 64,
-                         program="static-cache")
+                         lowering=PteLowering(program="static-cache"))
         runner = PteLM(path)
     got = emulated_speed(path, fmt, "raspberry-pi-5", prompt, tmp_path, decode_tokens=6)
     assert got["emulated"] is True and got["cpu_model"] == "cortex-a76" and got["latency_kind"] == "emulated"

@@ -20,7 +20,7 @@ from torch import nn
 
 from edgeq.errors import UsageError
 from edgeq.outliers import AdaRoundConfig, OutlierConfig, adaround, prepare_for_int8
-from edgeq.outliers.adaround import simulated_int8_error
+from edgeq.outliers.int8_sim import simulated_int8_error
 from edgeq.outliers.weight_rounding import fold_batchnorm
 from edgeq.source import state_hash
 

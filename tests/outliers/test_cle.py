@@ -15,7 +15,8 @@ from torch import nn
 
 from edgeq.errors import UsageError
 from edgeq.outliers import CLEConfig, OutlierConfig, equalize, prepare_for_int8
-from edgeq.outliers.cle import find_pairs, range_ratio
+from edgeq.outliers.cle import range_ratio
+from edgeq.outliers.cle_pairs import find_pairs
 
 
 class MobileBlock(nn.Module):

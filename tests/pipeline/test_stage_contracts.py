@@ -9,7 +9,15 @@ import pytest
 from edgeq.config import QuantOptions
 from edgeq.errors import PassError, PipelineError, TargetError
 from edgeq.pipeline.pipeline import Pipeline
-from edgeq.pipeline.stage import StageKind, StageResult, StageSpec, get_stage, register_stage, stage_names
+from edgeq.pipeline.stage import (
+    Declares,
+    StageKind,
+    StageResult,
+    StageSpec,
+    get_stage,
+    register_stage,
+    stage_names,
+)
 from edgeq.pipeline.state import BuildState, EtBackendConfig
 from edgeq.targets import load_target, targets_dir
 
@@ -21,8 +29,10 @@ def _state(target: str = "android-arm64", fmt: str = "onnx") -> BuildState:
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"kind": StageKind.CHECK, "phase": "pre_quant"}, "a check runs in artifact, not 'pre_quant'"),
     ({"kind": StageKind.TRANSFORM, "phase": "artifact"}, "a transform runs in configure, pre_quant, post_quant"),
-    ({"kind": StageKind.TRANSFORM, "phase": "pre_quant", "reads": ("notes",)}, "unknown BuildState field(s) notes"),
-    ({"kind": StageKind.CHECK, "phase": "artifact", "writes": ("artifacts",)}, "a check may not write artifacts"),
+    ({"kind": StageKind.TRANSFORM, "phase": "pre_quant", "declares": Declares(reads=("notes",))},
+     "unknown BuildState field(s) notes"),
+    ({"kind": StageKind.CHECK, "phase": "artifact", "declares": Declares(writes=("artifacts",))},
+     "a check may not write artifacts"),
 ])
 def test_registration_checks_kind_phase_and_fields(kwargs, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(PassError, match=message.replace("(", r"\(").replace(")", r"\)")):

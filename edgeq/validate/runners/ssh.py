@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import re
 import shlex
 import subprocess
 import tarfile
@@ -28,89 +27,47 @@ from typing import Any
 import numpy as np
 
 from edgeq.emulator import load
-from edgeq.errors import DeviceError, DeviceUnreachableError, UsageError
+from edgeq.errors import DeviceError, DeviceUnreachableError
 from edgeq.executorch.cpp_runner import build_runner
 from edgeq.targetspec import Target
 from edgeq.validate.runners import ssh_leftovers
 from edgeq.validate.runners.base import RunResult, parse_result, register_runner
 from edgeq.validate.runners.emulator import DEVICE_DIR, pte_runner_available
+from edgeq.validate.runners.ssh_spec import ARM_PARTS, PROBE_SCRIPT, classify_ssh_error, parse_spec, tail_of
 from edgeq.validate.tensor_files import read_output_npz, read_output_tensors, write_input_tensors
 
 INSTALL_HINT = ("on the device: sudo apt-get install -y python3 python3-pip && "
                 "python3 -m pip install onnxruntime numpy  (Raspberry Pi OS: add --break-system-packages or use a venv)")
 
-# Runs on the device with plain python3: what it is, and whether the ONNX runtime is there.
-_PROBE = r"""
-import json, platform, sys
-d = {"machine": platform.machine(), "python": platform.python_version(), "cpu": "", "features": []}
-try:
-    for line in open("/proc/cpuinfo"):
-        k, _, v = line.partition(":")
-        k, v = k.strip(), v.strip()
-        if k in ("model name", "Model", "Hardware") and not d["cpu"]:
-            d["cpu"] = v
-        elif k == "CPU part" and not d.get("part"):
-            d["part"] = v
-        elif k in ("Features", "flags") and not d["features"]:
-            d["features"] = v.split()
-except OSError:
-    pass
-for mod in ("numpy", "onnxruntime"):
-    try:
-        d[mod] = __import__(mod).__version__
-    except Exception as e:
-        d[mod] = None
-        d[mod + "_error"] = f"{type(e).__name__}: {e}"
-print("EDGEQ_RESULT " + json.dumps(d))
-"""
-
-# MIDR part numbers of the cores edgeq targets (for a readable cpu_model when cpuinfo has no model name).
-_ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
-              "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76",
-              "0xd0c": "Neoverse-N1", "0xd0d": "Cortex-A77", "0xd41": "Cortex-A78", "0xd44": "Cortex-X1",
-              "0xd46": "Cortex-A510", "0xd47": "Cortex-A710", "0xd48": "Cortex-X2"}
-
-_SPEC = re.compile(r"^ssh://(?:(?P<user>[^@/:]+)@)?(?P<host>\[[0-9a-fA-F:]+\]|[^@/:\[\]]+)(?::(?P<port>\d+))?"
-                   r"(?P<workdir>/.*)?$")
-
 
 @dataclass(frozen=True)
-class SshSpec:
-    user: str | None
-    host: str
-    port: int
-    workdir: str
+class SshOptions:
+    """How to reach a board and how long and how often to run there; None: the ``EDGEQ_SSH_*`` environment
+    variable (module doc), then the default."""
 
-    @property
-    def name(self) -> str:
-        return f"ssh://{self.user + '@' if self.user else ''}{self.host}" + (f":{self.port}" if self.port != 22 else "")
-
-
-def parse_spec(spec: str) -> SshSpec:
-    m = _SPEC.match(spec)
-    if not m:
-        raise UsageError(f"bad ssh runner {spec!r}", "use ssh://user@host[:port][/workdir], e.g. ssh://pi@raspberrypi.local")
-    port = int(m["port"] or 22)
-    if not 0 < port < 65536:
-        raise UsageError(f"bad port {port} in {spec!r}", "ports are 1-65535")
-    return SshSpec(m["user"], m["host"].strip("[]"), port, (m["workdir"] or "/tmp").rstrip("/") or "/")
+    identity: str | None = None  # private key file
+    known_hosts: str | None = None
+    ssh_config: str | None = None  # an ssh_config file (ssh -F)
+    timeout: float | None = None  # seconds for one run (default 600)
+    connect_timeout: float = 10.0
+    repeats: int | None = None  # timed runs (default 20)
+    warmup: int = 3
 
 
 class SshRunner:
     name = "ssh"
 
-    def __init__(self, target: Target, spec: str, identity: str | None = None, known_hosts: str | None = None,
-                 ssh_config: str | None = None, timeout: float | None = None, connect_timeout: float = 10.0,
-                 repeats: int | None = None, warmup: int = 3) -> None:
+    def __init__(self, target: Target, spec: str, options: SshOptions | None = None) -> None:
+        o = options or SshOptions()
         self.target = target
         self.spec = parse_spec(spec)
-        self.identity = identity or os.environ.get("EDGEQ_SSH_IDENTITY")
-        self.known_hosts = known_hosts or os.environ.get("EDGEQ_SSH_KNOWN_HOSTS")
-        self.ssh_config = ssh_config or os.environ.get("EDGEQ_SSH_CONFIG")
-        self.timeout = timeout or float(os.environ.get("EDGEQ_SSH_TIMEOUT", "600"))
-        self.connect_timeout = connect_timeout
-        self.repeats = repeats or int(os.environ.get("EDGEQ_SSH_REPEATS", "20"))
-        self.warmup = warmup
+        self.identity = o.identity or os.environ.get("EDGEQ_SSH_IDENTITY")
+        self.known_hosts = o.known_hosts or os.environ.get("EDGEQ_SSH_KNOWN_HOSTS")
+        self.ssh_config = o.ssh_config or os.environ.get("EDGEQ_SSH_CONFIG")
+        self.timeout = o.timeout or float(os.environ.get("EDGEQ_SSH_TIMEOUT", "600"))
+        self.connect_timeout = o.connect_timeout
+        self.repeats = o.repeats or int(os.environ.get("EDGEQ_SSH_REPEATS", "20"))
+        self.warmup = o.warmup
         # A fleet's per-board limit (time.monotonic() seconds): every ssh call ends by then (edgeq.validate.fleet_run).
         self.deadline: float | None = None
         self._probe: dict[str, Any] | None = None
@@ -122,7 +79,7 @@ class SshRunner:
 
     def describe(self) -> dict[str, Any]:
         p = self.probe()
-        cpu = p.get("cpu") or _ARM_PARTS.get(str(p.get("part", "")).lower(), p.get("part") or "unknown")
+        cpu = p.get("cpu") or ARM_PARTS.get(str(p.get("part", "")).lower(), p.get("part") or "unknown")
         return {"runner": self.spec.name, "machine": p.get("machine", "unknown"), "cpu_model": cpu,
                 "features": list(p.get("features", [])), "emulated": False}
 
@@ -204,7 +161,7 @@ class SshRunner:
     def _result(self, r: subprocess.CompletedProcess[bytes], program: str, artifact: Path) -> dict[str, Any]:
         if r.returncode != 0:
             raise DeviceError(f"{self.spec.name}: {program} failed on {artifact.name} (exit {r.returncode})"
-                              + _tail(r.stderr.decode(errors="replace")), "the device's stderr is above")
+                              + tail_of(r.stderr.decode(errors="replace")), "the device's stderr is above")
         return parse_result(r.stdout.decode(errors="replace"), f"{self.spec.name} {program}", DeviceError)
 
     # --- device facts ---------------------------------------------------------------------------------------
@@ -218,12 +175,12 @@ class SshRunner:
         if self._probe is not None:
             return self._probe
         self._remove_leftovers()
-        r = self._ssh("python3 -", stdin=_PROBE.encode(), what="probing the device", check=False)
+        r = self._ssh("python3 -", stdin=PROBE_SCRIPT.encode(), what="probing the device", check=False)
         err = r.stderr.decode(errors="replace")
         if r.returncode == 127 or ("python3" in err and "not found" in err):
             raise DeviceError(f"{self.spec.name}: python3 is not installed on the device", INSTALL_HINT)
         if r.returncode != 0:
-            raise DeviceError(f"{self.spec.name}: python3 failed on the device (exit {r.returncode})" + _tail(err),
+            raise DeviceError(f"{self.spec.name}: python3 failed on the device (exit {r.returncode})" + tail_of(err),
                               INSTALL_HINT)
         self._probe = parse_result(r.stdout.decode(errors="replace"), f"{self.spec.name} probe", DeviceError)
         return self._probe
@@ -268,14 +225,14 @@ class SshRunner:
         except FileNotFoundError as e:
             raise DeviceError("the ssh client is not installed", "apt-get install -y openssh-client") from e
         except subprocess.TimeoutExpired as e:
-            raise DeviceUnreachableError(f"{self.spec.name}: {what} timed out after {t:.0f} s" + _tail(_s(e.stderr)),
+            raise DeviceUnreachableError(f"{self.spec.name}: {what} timed out after {t:.0f} s" + tail_of(_s(e.stderr)),
                                          "raise EDGEQ_SSH_TIMEOUT (one run) or --board-timeout (a fleet board's "
                                          "whole share) for slow boards, or check the device") from None
         if r.returncode == 255:  # ssh's own failure: connection or authentication
             raise classify_ssh_error(self.spec, what, r.stderr.decode(errors="replace"))
         if check and r.returncode != 0:
             raise DeviceError(f"{self.spec.name}: {what} failed (exit {r.returncode})"
-                              + _tail(r.stderr.decode(errors="replace")))
+                              + tail_of(r.stderr.decode(errors="replace")))
         return r
 
     def _cleanup(self, quoted_dir: str) -> None:
@@ -293,24 +250,6 @@ class SshRunner:
             self._ssh("rm -rf " + " ".join(shlex.quote(d) for d in old), what="removing folders of a dropped run")
             for d in old:
                 ssh_leftovers.forget(self.spec.name, d, True)
-
-
-def classify_ssh_error(spec: SshSpec, what: str, err: str) -> DeviceError:
-    low = err.lower()
-    where = f"{spec.name}: {what}"
-    if "permission denied" in low or "too many authentication failures" in low:
-        return DeviceError(f"{where}: authentication failed (key-based auth refused)" + _tail(err),
-                           f"install your public key on the device: ssh-copy-id -p {spec.port} "
-                           f"{spec.user + '@' if spec.user else ''}{spec.host}; or set EDGEQ_SSH_IDENTITY=KEYFILE")
-    if "host key verification failed" in low or "remote host identification has changed" in low:
-        return DeviceError(f"{where}: the device's host key is unknown or changed" + _tail(err),
-                           "connect once with ssh to accept it, or set EDGEQ_SSH_KNOWN_HOSTS")
-    if any(s in low for s in ("connection refused", "no route to host", "could not resolve", "name or service",
-                              "network is unreachable", "connection timed out", "operation timed out")):
-        return DeviceUnreachableError(f"{where}: the device is unreachable" + _tail(err),
-                                      f"check that it is on, that sshd listens on port {spec.port}, and the address")
-    return DeviceUnreachableError(f"{where}: the connection to the device was lost" + _tail(err),
-                                  "the device disconnected mid-run (reboot, power, network); nothing was recorded — retry")
 
 
 def _check_rows(outputs: dict[str, np.ndarray], inputs: Path, where: str) -> None:
@@ -333,11 +272,6 @@ def _tar(files: dict[str, Path]) -> bytes:
 
 def _s(b: bytes | str | None) -> str:
     return b.decode(errors="replace") if isinstance(b, bytes) else (b or "")
-
-
-def _tail(text: str | None, n: int = 6) -> str:
-    lines = [ln for ln in (text or "").strip().splitlines() if ln.strip()]
-    return ("; stderr: " + " | ".join(lines[-n:])) if lines else ""
 
 
 @register_runner("ssh")

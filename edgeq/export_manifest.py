@@ -1,0 +1,88 @@
+"""The manifest of a tensor-model export (``edgeq.json``): what was built from what, validated how, and the verdict.
+
+:func:`edgeq.api.export` gathers the facts; this module only writes them down, in the manifest's keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeq.capture import Captured
+from edgeq.config import Budget, PipelineConfig
+from edgeq.config_file import config_to_dict
+from edgeq.data import Dataset
+from edgeq.hashing import sha256_file
+from edgeq.manifest import Artifact, new_manifest
+from edgeq.outdir import INPUTS_REL, REFERENCE_REL
+from edgeq.signature import TensorSpec
+from edgeq.source import ModelSource
+from edgeq.targetspec import Target
+from edgeq.validate.fleet import is_board_spec
+from edgeq.validate.orchestrate import verdict
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    """Everything an export's manifest records, gathered once the artifacts are built and validated."""
+
+    config: PipelineConfig
+    target: Target
+    budget: Budget  # in force: the flags over the target's defaults
+    runners: tuple[str, ...]  # the local runners that validated (boards are in ``fleet``)
+    source: ModelSource  # the model the artifacts were built from (compressed, when --compress)
+    captured: Captured
+    ev: Dataset
+    reference: dict[str, np.ndarray]
+    reference_kind: str
+    output_names: tuple[str, ...]
+    resolved_quant: dict[str, Any]  # per format, after the target's scheme and the user's options
+    pass_log: list[dict[str, Any]]
+    artifacts: list[Artifact]
+    fleet: dict[str, Any] | None = None  # the boards' record (edgeq.validate.fleet_run.FleetRun.record)
+
+
+def compose_manifest(rec: ExportRecord, folder: Path) -> dict[str, Any]:
+    """The manifest of ``rec``; ``folder`` holds the validation data it hashes."""
+    config, captured = rec.config, rec.captured
+    m = new_manifest()
+    m["source"] = {"ref": rec.source.ref, "kind": rec.source.kind, "sha256": rec.source.sha256}
+    m["target"] = rec.target.summary()
+    m["config"] = {"recorded": config_to_dict(config), "resolved_quant": rec.resolved_quant,
+                   "formats": list(config.formats), "quant": config.quant.to_dict(),
+                   "eval_fraction": config.eval_fraction, "seed": config.seed, "opset": config.opset,
+                   "max_eval_samples": config.max_eval_samples,
+                   "validate_on": [*rec.runners, *(s for s in config.validate_on if is_board_spec(s))],
+                   "calib": str(config.calib), "eval": config.eval, "dynamic_batch": captured.dynamic_batch,
+                   "static_batch_reason": captured.static_batch_reason,
+                   "search": config.search.to_dict(), "compress": config.compress.to_dict()}
+    m["budget"] = rec.budget.to_dict()
+    m["signature"] = {"inputs": [s.to_dict() for s in captured.signature],
+                      "outputs": [output_spec(n, rec.reference[n], captured.dynamic_batch).to_dict()
+                                  for n in rec.output_names]}
+    if config.preprocess is not None:  # image-folder data: apps must preprocess exactly this way
+        m["config"]["preprocess"] = config.preprocess.to_dict()
+        for spec in m["signature"]["inputs"]:
+            spec["preprocessing"] = config.preprocess.to_dict()
+            spec["layout"] = config.preprocess.layout
+    m["validation_data"] = {
+        "inputs": {"path": INPUTS_REL, "sha256": sha256_file(folder / INPUTS_REL)},
+        "reference": {"path": REFERENCE_REL, "sha256": sha256_file(folder / REFERENCE_REL),
+                      "kind": rec.reference_kind},
+        "samples": len(rec.ev), "has_labels": rec.ev.labels is not None,
+        "source": config.eval or f"{config.calib} (held-out {config.eval_fraction:.0%} split, seed {config.seed})",
+    }
+    m["passes"] = rec.pass_log
+    m["artifacts"] = [a.to_dict() for a in rec.artifacts]
+    if rec.fleet is not None:
+        m["fleet"] = rec.fleet
+    m["verdict"] = verdict(rec.artifacts, rec.pass_log, m.get("fleet"))
+    return m
+
+
+def output_spec(name: str, arr: np.ndarray, dynamic: bool) -> TensorSpec:
+    shape: tuple[int | str, ...] = (("batch" if dynamic else 1), *arr.shape[1:])
+    return TensorSpec(name, str(arr.dtype), shape)

@@ -1,0 +1,89 @@
+"""Measuring one ONNX search trial: quantize it, run it on the host, score it against the budget and size cap."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeq.backends.onnx import rename_outputs
+from edgeq.config import Budget
+from edgeq.data import Dataset
+from edgeq.errors import EdgeqError
+from edgeq.onnx.build import build_onnx_int8
+from edgeq.onnx.mixed import weights_to_fp16
+from edgeq.search.trial import Trial
+from edgeq.select.rule import shortfall, size_shortfall
+from edgeq.validate.metrics import Metrics, budget_distance, check_budget, compare
+from edgeq.validate.runners.host import HostRunner
+
+
+@dataclass(frozen=True)
+class EvalData:
+    """What every ONNX trial is built from and measured on."""
+
+    prepped: Path  # the pre-processed float graph every trial quantizes
+    calib: Dataset
+    inputs_npz: Path  # the evaluation inputs (and labels) the host runner feeds
+    reference: dict[str, np.ndarray]  # the float model's outputs on those inputs
+    labels: np.ndarray | None = None
+    float_model: Path | None = None  # the user's float model: size ratios are to it, not to the prepared graph
+
+
+class Evaluator:
+    """Quantizes one trial and measures it on the evaluation set with the host runner."""
+
+    def __init__(self, data: EvalData, budget: Budget, workdir: Path, max_size_ratio: float | None) -> None:
+        self.data, self.budget, self.workdir = data, budget, workdir
+        self.runner = HostRunner()
+        self.max_size_ratio = max_size_ratio
+        # Ratios are to the user's float model: the prepared graph (INT8 embedding tables) is already smaller.
+        baseline = data.float_model if data.float_model is not None else data.prepped
+        self.float_bytes = baseline.stat().st_size
+        self.float_latency = self.runner.run(baseline, "onnx", data.inputs_npz, workdir).latency_ms
+
+    def run(self, trial: Trial, seed: tuple[Path, dict[str, Any] | None] | None = None) -> Trial:
+        """Quantize and measure TRIAL; ``seed`` = (model, its bias-correction record) already built with exactly
+        this trial's settings (the export's first model), measured instead of quantized again."""
+        t0 = time.perf_counter()
+        trial.path = self.workdir / f"trial{trial.index:02d}.onnx"
+        try:
+            self._build(trial, trial.path, seed)
+            rename_outputs(trial.path, list(self.data.reference))
+            res = self.runner.run(trial.path, "onnx", self.data.inputs_npz, self.workdir)
+            trial.metrics = compare(self.data.reference, res.outputs, self.data.labels)
+            trial.latency_ms = res.latency_ms
+            trial.bytes = trial.path.stat().st_size
+            self._score(trial, trial.metrics)
+        except EdgeqError as e:  # one broken configuration must not end the search
+            trial.error = e.cause
+        trial.seconds = time.perf_counter() - t0
+        return trial
+
+    def _build(self, trial: Trial, path: Path, seed: tuple[Path, dict[str, Any] | None] | None) -> None:
+        if seed is not None:
+            shutil.copyfile(seed[0], path)
+            trial.bias_correction, trial.reused = seed[1], True
+            return
+        qinfo = build_onnx_int8(self.data.prepped, path, self.data.calib, trial.quant,
+                                calibration_cache=self.workdir / f"calibration.{trial.quant.calibration}.json")
+        trial.bias_correction = qinfo.get("bias_correction")
+        if trial.config.dynamic:
+            weights_to_fp16(path, list(trial.fp16_nodes))
+
+    def _score(self, trial: Trial, metrics: Metrics) -> None:
+        """The verdict against the budget and the size cap, and the distance to both."""
+        failures = list(check_budget(metrics, self.budget).failures)
+        ratio = trial.bytes / self.float_bytes
+        if self.max_size_ratio is not None and ratio > self.max_size_ratio + 1e-9:
+            failures.append(f"size {ratio:.3f}× float > {self.max_size_ratio:g}×")
+        trial.failures = tuple(failures)
+        trial.passed = not failures
+        trial.distance = budget_distance(metrics, self.budget)
+        if self.max_size_ratio is not None:
+            trial.distance["size_ratio"] = round(self.max_size_ratio - ratio, 6)
+        trial.shortfall = shortfall(metrics, self.budget) + size_shortfall(ratio, self.max_size_ratio)
