@@ -11,6 +11,22 @@ import pytest
 
 from tests.shelf import shelf, ssh_env  # noqa: F401  (the five-sshd fleet fixtures, for test_fleet and faults)
 
+# Fixtures that run a whole export or a search (tens of seconds each, more on a loaded host): a test that uses one is
+# end to end, so it is marked `slow` and `make test-fast` (the inner loop, under 3 minutes on 2 cores) leaves it out.
+# `make test` runs everything.
+EXPORT_FIXTURES = frozenset({
+    "pte_export", "encoder_export",  # test_executorch: the digits CNN and a text encoder to .pte
+    "tiny_lm_export", "peaked_4bit",  # tests/llm: the tiny Llama exported in both formats; a 4-bit .pte lowering
+    "swept", "searched", "plain", "both_formats",  # test_sweep, test_search, test_rebuild
+    "shelf",  # five sshd boards and their exports (test_fleet, faults/test_board_drop)
+})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if EXPORT_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 # Trained weights and the emulator live in the user cache; tests share one per machine to stay fast,
 # unless the caller isolates them with EDGEQ_CACHE_DIR.
 os.environ.setdefault("ORT_LOGGING_LEVEL", "3")

@@ -33,6 +33,7 @@ def test_help_teaches() -> None:
         assert text in r.stdout, text
 
 
+@pytest.mark.slow  # an end-to-end export or search: out of the inner loop (make test-fast)
 def test_export_then_check_pass_and_fail(tmp_path: Path, digits_small) -> None:  # type: ignore[no-untyped-def]
     calib, ev = digits_small
     out = tmp_path / "out"

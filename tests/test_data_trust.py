@@ -42,6 +42,7 @@ def test_labels_beyond_the_models_classes_are_refused() -> None:
     assert check_labels(np.array([[1], [2]], dtype=np.int32), "e", 3).tolist() == [1, 2]
 
 
+@pytest.mark.slow  # an end-to-end export or search: out of the inner loop (make test-fast)
 def test_out_of_range_labels_fail_the_export_with_exit_2_and_no_output(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "c.npz", input=rng.random((20, 1, 8, 8), dtype=np.float32),

@@ -225,6 +225,7 @@ class MaskedAttention(nn.Module):
         return torch.softmax(scores, dim=-1) @ self.v(x)
 
 
+@pytest.mark.slow  # an end-to-end export or search: out of the inner loop (make test-fast)
 def test_mask_bias_stays_float() -> None:
     """Quantizing `scores + bias` to INT8 stretches its range to 1e4 and flattens the attention; edgeq keeps
     everything computed from the integer mask (and its consumers) in float."""

@@ -100,6 +100,7 @@ def test_search_tries_the_hybrid_on_a_conv_net_with_linears(conv_classifier, tmp
     assert hybrid.bias_correction is not None  # its static convolutions get the first model's correction
 
 
+@pytest.mark.slow  # an end-to-end export or search: out of the inner loop (make test-fast)
 def test_export_with_dynamic_linears_ships_the_hybrid_in_both_formats(tmp_path: Path) -> None:
     """``QuantOptions(dynamic_linears=True)`` from the Python API: the first INT8 model of each format is the hybrid
     (not silently the static scheme), and the manifest says so."""

@@ -34,6 +34,7 @@ def test_sigterm_mid_export_leaves_nothing_and_exits_143(tmp_path: Path, calib: 
     assert not list(Path(tempfile.gettempdir()).glob(f"edgeq-scratch-{pid}-*"))
 
 
+@pytest.mark.slow  # an end-to-end export or search: out of the inner loop (make test-fast)
 def test_leftovers_of_a_killed_run_are_removed_on_the_next_start(tmp_path: Path, calib: Path) -> None:
     # What SIGKILL leaves: a temporary OUTDIR sibling, a stale lock file and a scratch folder of a dead pid.
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
@@ -84,6 +85,7 @@ def test_force_cli_on_a_users_folder_exits_2_and_deletes_nothing(tmp_path: Path,
     assert sorted(p.name for p in tmp_path.iterdir()) == [calib.name, "mine"]
 
 
+@pytest.mark.slow  # an end-to-end export or search: out of the inner loop (make test-fast)
 def test_a_second_export_into_the_same_outdir_fails_clearly(tmp_path: Path, calib: Path) -> None:
     """Process A holds OUTDIR (paused by the test hook); process B must fail at once, and A must still finish."""
     from edgeq.outdir import PAUSE_ENV, PAUSE_MARKER

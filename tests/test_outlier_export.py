@@ -97,6 +97,7 @@ def test_export_onnx_applies_records_and_searches_the_moves(data: tuple[Path, Pa
     assert not res.passed and m["search"]["closest"]
 
 
+@pytest.mark.slow  # an end-to-end export or search: out of the inner loop (make test-fast)
 def test_outliers_on_and_off(data: tuple[Path, Path], tmp_path: Path) -> None:
     """on: the INT8 ONNX model is built from the prepared copy (an int8 token table), the float one from the
     user's model, the reference too (outputs of the shipped float model match it); off: nothing prepared."""

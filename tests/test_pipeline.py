@@ -112,6 +112,7 @@ def test_onnx_and_pt2_sources(tmp_path: Path, digits_small, digits_export) -> No
     assert res.manifest["signature"]["inputs"][0]["shape"] == [1, 1, 8, 8]
 
 
+@pytest.mark.slow  # an end-to-end export or search: out of the inner loop (make test-fast)
 def test_options_reach_the_quantizer(tmp_path: Path, digits_small) -> None:  # type: ignore[no-untyped-def]
     calib, ev = digits_small
     res = edgeq.export(DIGITS_MODEL, calib=str(calib), eval=str(ev), output=tmp_path / "opts",
@@ -131,6 +132,7 @@ def test_options_reach_the_quantizer(tmp_path: Path, digits_small) -> None:  # t
     assert onnx.TensorProto.INT8 in zp_types and onnx.TensorProto.UINT8 not in zp_types
 
 
+@pytest.mark.slow  # an end-to-end export or search: out of the inner loop (make test-fast)
 def test_tight_budget_fails_with_numbers(tmp_path: Path, digits_small) -> None:  # type: ignore[no-untyped-def]
     calib, ev = digits_small
     res = edgeq.export(DIGITS_MODEL, calib=str(calib), eval=str(ev), output=tmp_path / "tight",
@@ -236,6 +238,7 @@ def test_manifest_schema_rejects_broken_manifests(digits_export) -> None:  # typ
             validate_manifest(broken)
 
 
+@pytest.mark.slow  # an end-to-end export or search: out of the inner loop (make test-fast)
 def test_files_derived_by_target_passes_describe_the_searched_model(tmp_path: Path, digits_small) -> None:  # type: ignore[no-untyped-def]
     """On a mobile target the search replaces model.int8.onnx before the artifact passes run, so the shipped .ort
     is the searched model, not the first attempt."""

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import edgeq
 
 FIX = Path(__file__).resolve().parent / "fixture_models.py"
 
 
+@pytest.mark.slow  # an end-to-end export or search: out of the inner loop (make test-fast)
 def test_pte_search_replaces_a_first_model_that_misses(tmp_path: Path, outlier_data: Path) -> None:
     res = edgeq.export(f"{FIX}:outlier_mlp", calib=str(outlier_data), output=tmp_path / "out", formats=("pte",),
                        budget={"min_cosine": 0.999}, outliers="off")  # the PT2E ranking's moves
@@ -23,6 +26,7 @@ def test_pte_search_replaces_a_first_model_that_misses(tmp_path: Path, outlier_d
     assert res.passed and all(v.budget_check["passed"] for v in art.validations)
 
 
+@pytest.mark.slow  # an end-to-end export or search: out of the inner loop (make test-fast)
 def test_pte_search_reports_the_closest_when_nothing_meets(tmp_path: Path, outlier_data: Path) -> None:
     res = edgeq.export(f"{FIX}:outlier_mlp", calib=str(outlier_data), output=tmp_path / "out", formats=("pte",),
                        budget={"min_sqnr": 400.0}, outliers="off")  # beyond even float32 kernel differences

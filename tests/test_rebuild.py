@@ -36,6 +36,7 @@ def test_manifest_records_every_option(both_formats: edgeq.ExportResult) -> None
     assert "trust_pickle" not in rec  # a manifest must never switch pickle loading on for a rebuild
 
 
+@pytest.mark.slow  # an end-to-end export or search: out of the inner loop (make test-fast)
 def test_rebuild_from_manifest_is_byte_identical(both_formats: edgeq.ExportResult, tmp_path: Path) -> None:
     cfg = edgeq.load_config(both_formats.output / "edgeq.json", output=tmp_path / "b")
     assert cfg.quant.calibration == "percentile" and cfg.formats == ("onnx", "pte")

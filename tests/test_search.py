@@ -190,6 +190,7 @@ def test_sensitivity_ranking_points_at_the_right_nodes(plain, tmp_path: Path) ->
     assert top > plain_db + 10 and top > bottom + 10 and abs(bottom - plain_db) < 1
 
 
+@pytest.mark.slow  # an end-to-end export or search: out of the inner loop (make test-fast)
 def test_unreachable_budget_ends_with_best_found_and_exit_1(tmp_path: Path, text_files, target_file) -> None:  # type: ignore[no-untyped-def]
     calib, ev = text_files
     out = tmp_path / "out"
@@ -306,6 +307,7 @@ def test_when_the_search_runs(searched) -> None:  # type: ignore[no-untyped-def]
     assert not should_search(cfg("auto", flags), flags, arts)  # the first model already meets it
 
 
+@pytest.mark.slow  # an end-to-end export or search: out of the inner loop (make test-fast)
 def test_decoder_goes_through_search_and_validation(tmp_path: Path, target_file) -> None:  # type: ignore[no-untyped-def]
     """The GPT-style causal LM: plain INT8 misses a 25 dB SQNR budget (the causal mask's -1e4 constant ruins
     the scores' INT8 range); the search keeps the Softmax and its mask Add in float and meets it."""

@@ -46,7 +46,7 @@ def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def tiny_export(tiny_lm: dict[str, Path]) -> Any:
+def tiny_lm_export(tiny_lm: dict[str, Path]) -> Any:
     """Both formats, one 4-bit and one 8-bit rung each, short windows: the shared artifact of the tests."""
     from edgeq.llm.api import export_llm
     from edgeq.llm.config import LlmConfig, Variant

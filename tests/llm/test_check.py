@@ -91,13 +91,13 @@ def test_tensor_flags_are_refused_for_lm_folders(peaked: dict[str, Path]) -> Non
     assert main(["check", str(peaked["out"]), "--on", "emulator"]) == 2
 
 
-def test_pte_and_onnx_of_the_shared_export_pass(tiny_export: Any, tmp_path: Path) -> None:
+def test_pte_and_onnx_of_the_shared_export_pass(tiny_lm_export: Any, tmp_path: Path) -> None:
     from edgeq.check import check
 
-    res = check(tiny_export.output, max_ppl_increase=1000.0)
+    res = check(tiny_lm_export.output, max_ppl_increase=1000.0)
     assert res.passed and res.llm is not None
     assert {a.format for a in res.llm.artifacts} == {"onnx", "pte"}
-    out = _copy(tiny_export.output, tmp_path)
+    out = _copy(tiny_lm_export.output, tmp_path)
     pte = next(out.glob("pte/*.pte"))
     data = bytearray(pte.read_bytes())
     data[-100] ^= 0xFF

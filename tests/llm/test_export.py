@@ -16,8 +16,8 @@ def _art(res: Any, name: str) -> dict[str, Any]:
     return next(a for a in res.manifest["artifacts"] if a["name"] == name)
 
 
-def test_manifest_records_trials_pick_and_metrics(tiny_export: Any) -> None:
-    m = json.loads((tiny_export.output / "edgeq.json").read_text())
+def test_manifest_records_trials_pick_and_metrics(tiny_lm_export: Any) -> None:
+    m = json.loads((tiny_lm_export.output / "edgeq.json").read_text())
     assert m["llm"]["formats"]["onnx"]["pick"] == "onnx-w4g32-emb4"
     assert [t["name"] for t in m["llm"]["formats"]["onnx"]["trials"]] == ["onnx-w4g32-emb4", "onnx-w8g32-embf"]
     assert m["llm"]["formats"]["pte"]["pick"] == "pte-8da8pc-emb8"
@@ -29,17 +29,17 @@ def test_manifest_records_trials_pick_and_metrics(tiny_export: Any) -> None:
         assert t["passed"] is (t["calib"]["ppl_ratio_upper"] <= 1 + 1000 / 100)
     for a in m["artifacts"]:
         v = a["validations"][0]
-        assert (tiny_export.output / a["path"]).is_file()
+        assert (tiny_lm_export.output / a["path"]).is_file()
         assert {"ppl", "ppl_ratio", "top1_agreement", "greedy_agreement", "decode_tokens_per_s",
                 "prefill_tokens_per_s", "size_ratio"} <= set(v["metrics"])
         assert v["budget_check"]["passed"] is (v["metrics"]["ppl_ratio"] <= 1 + 1000 / 100)
-    four, eight = _art(tiny_export, "onnx-w4g32-emb4"), _art(tiny_export, "onnx-w8g32-embf")
+    four, eight = _art(tiny_lm_export, "onnx-w4g32-emb4"), _art(tiny_lm_export, "onnx-w8g32-embf")
     assert four["bytes"] < eight["bytes"]
-    assert not list(tiny_export.output.parent.glob(".out.*")), "the temporary folder must be renamed away"
+    assert not list(tiny_lm_export.output.parent.glob(".out.*")), "the temporary folder must be renamed away"
 
 
-def test_onnx_follows_the_genai_convention(tiny_export: Any) -> None:
-    folder = tiny_export.output / "onnx" / "onnx-w4g32-emb4"
+def test_onnx_follows_the_genai_convention(tiny_lm_export: Any) -> None:
+    folder = tiny_lm_export.output / "onnx" / "onnx-w4g32-emb4"
     cfg = json.loads((folder / "genai_config.json").read_text())
     assert cfg["model"]["decoder"]["inputs"]["past_key_names"] == "past_key_values.%d.key"
     assert (folder / "tokenizer.json").is_file()
@@ -50,11 +50,11 @@ def test_onnx_follows_the_genai_convention(tiny_export: Any) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "pte"])
-def test_token_by_token_decoding_matches_the_full_pass(tiny_export: Any, fmt: str) -> None:
-    art = next(a for a in tiny_export.manifest["artifacts"] if a["format"] == fmt)
-    path = tiny_export.output / art["details"]["folder"]
+def test_token_by_token_decoding_matches_the_full_pass(tiny_lm_export: Any, fmt: str) -> None:
+    art = next(a for a in tiny_lm_export.manifest["artifacts"] if a["format"] == fmt)
+    path = tiny_lm_export.output / art["details"]["folder"]
     runner = OnnxLM(path) if fmt == "onnx" else PteLM(path)
-    ids = np.load(tiny_export.output / "validation" / "inputs.npz")["eval_windows"][0][:20]
+    ids = np.load(tiny_lm_export.output / "validation" / "inputs.npz")["eval_windows"][0][:20]
     runner.reset()
     full = runner.forward(ids, 0)  # an empty past is the prefill
     runner.reset()
@@ -63,11 +63,11 @@ def test_token_by_token_decoding_matches_the_full_pass(tiny_export: Any, fmt: st
     assert art["validations"][0]["metrics"]["stepwise_vs_full_ppl_rel_diff"] < 1e-3
 
 
-def test_pte_has_the_executorch_llm_metadata(tiny_export: Any, tiny_lm: dict[str, Path]) -> None:
+def test_pte_has_the_executorch_llm_metadata(tiny_lm_export: Any, tiny_lm: dict[str, Path]) -> None:
     from transformers import AutoModelForCausalLM
 
-    art = next(a for a in tiny_export.manifest["artifacts"] if a["format"] == "pte")
-    r = PteLM(tiny_export.output / art["path"])
+    art = next(a for a in tiny_lm_export.manifest["artifacts"] if a["format"] == "pte")
+    r = PteLM(tiny_lm_export.output / art["path"])
     assert r.meta["get_max_context_len"] == 64 and r.meta["get_max_seq_len"] == 64
     assert r.meta["get_vocab_size"] == 320 and r.meta["use_kv_cache"] is True
     assert r.meta["get_bos_id"] == 0 and r.meta["get_eos_ids"] == 1
@@ -83,12 +83,12 @@ def test_pte_has_the_executorch_llm_metadata(tiny_export: Any, tiny_lm: dict[str
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "pte"])
-def test_generate_streams_from_both_formats(tiny_export: Any, fmt: str) -> None:
+def test_generate_streams_from_both_formats(tiny_lm_export: Any, fmt: str) -> None:
     from edgeq.llm.generate import generate
 
-    pieces = list(generate(tiny_export.output, "The for statement", fmt, max_new_tokens=6))
+    pieces = list(generate(tiny_lm_export.output, "The for statement", fmt, max_new_tokens=6))
     assert 1 <= len(pieces) <= 6 and all(isinstance(p, str) for p in pieces)
-    again = list(generate(tiny_export.output, "The for statement", fmt, max_new_tokens=6))
+    again = list(generate(tiny_lm_export.output, "The for statement", fmt, max_new_tokens=6))
     assert pieces == again  # greedy is deterministic
-    sampled = list(generate(tiny_export.output, "The", fmt, max_new_tokens=6, temperature=1.0, top_p=0.9, seed=1))
+    sampled = list(generate(tiny_lm_export.output, "The", fmt, max_new_tokens=6, temperature=1.0, top_p=0.9, seed=1))
     assert len(sampled) >= 1

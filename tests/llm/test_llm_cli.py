@@ -32,8 +32,8 @@ def test_bad_seq_len_and_existing_output(tiny_lm: dict[str, Path], tmp_path: Pat
     assert main([*base, "-o", str(tmp_path / "exists")]) == 2
 
 
-def test_generate_cli_streams(tiny_export: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["generate", str(tiny_export.output), "--prompt", "The", "--format", "onnx",
+def test_generate_cli_streams(tiny_lm_export: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["generate", str(tiny_lm_export.output), "--prompt", "The", "--format", "onnx",
                  "--max-new-tokens", "4"]) == 0
     assert capsys.readouterr().out.startswith("The")
 

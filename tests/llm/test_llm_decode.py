@@ -26,9 +26,9 @@ def _ids(res: Any) -> np.ndarray:
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "pte"])
-def test_redecoding_a_position_rewinds_the_cache(tiny_export: Any, fmt: str) -> None:
-    runner, _ = _runner(tiny_export, fmt)
-    ids = _ids(tiny_export)[:24]
+def test_redecoding_a_position_rewinds_the_cache(tiny_lm_export: Any, fmt: str) -> None:
+    runner, _ = _runner(tiny_lm_export, fmt)
+    ids = _ids(tiny_lm_export)[:24]
     runner.reset()
     runner.forward(ids[:20], 0)
     first = runner.forward(ids[20:21], 20)
@@ -37,20 +37,20 @@ def test_redecoding_a_position_rewinds_the_cache(tiny_export: Any, fmt: str) -> 
     np.testing.assert_allclose(again, first, atol=1e-4, rtol=1e-4)
 
 
-def test_decode_curve_rows_cover_the_positions(tiny_export: Any) -> None:
+def test_decode_curve_rows_cover_the_positions(tiny_lm_export: Any) -> None:
     from bench.llm_decode import decode_curve
 
-    runner, _ = _runner(tiny_export, "onnx")
-    rows = decode_curve(runner, _ids(tiny_export), [4, 16, 40], repeats=1)
+    runner, _ = _runner(tiny_lm_export, "onnx")
+    rows = decode_curve(runner, _ids(tiny_lm_export), [4, 16, 40], repeats=1)
     assert [r["position"] for r in rows] == [4, 16, 40]
     assert all(r["cache_ms"] > 0 and r["rerun_ms"] > 0 for r in rows)  # shape only: no timing asserted
 
 
-def test_interleaved_decode_comparison_reports_every_artifact(tiny_export: Any) -> None:
+def test_interleaved_decode_comparison_reports_every_artifact(tiny_lm_export: Any) -> None:
     from bench.llm_decode import interleaved
 
-    runners = {fmt: _runner(tiny_export, fmt)[0] for fmt in ("onnx", "pte")}
-    got = interleaved(runners, _ids(tiny_export), prompt=8, steps=4, rounds=2)
+    runners = {fmt: _runner(tiny_lm_export, fmt)[0] for fmt in ("onnx", "pte")}
+    got = interleaved(runners, _ids(tiny_lm_export), prompt=8, steps=4, rounds=2)
     assert set(got["decode_tokens_per_s"]) == {"onnx", "pte"} and got["rounds"] == 2
     assert all(v > 0 for v in got["decode_tokens_per_s"].values())  # shape only: no timing asserted
     assert len(got["load_average_1min"]) == 2
@@ -69,7 +69,7 @@ def test_emulating_a_non_arm_target_is_refused_before_the_export(tiny_lm: dict[s
 
 @pytest.mark.emulator
 @pytest.mark.parametrize("fmt", ["onnx", "pte"])
-def test_emulated_cortex_a76_decodes_like_the_host(tiny_export: Any, emulator_env: Any, fmt: str,
+def test_emulated_cortex_a76_decodes_like_the_host(tiny_lm_export: Any, emulator_env: Any, fmt: str,
                                                    tiny_lm: dict[str, Path], tmp_path: Path) -> None:
     """The shipped custom-SDPA .pte needs ExecuTorch's llama:: kernels, which the wheel's C++ runtime lacks: a
     typed error names them; the static-cache program of the same variant is what the emulated runner measures."""
@@ -81,8 +81,8 @@ def test_emulated_cortex_a76_decodes_like_the_host(tiny_export: Any, emulator_en
     from edgeq.llm.metrics import greedy
     from edgeq.llm.pte_export import PteLowering, build_pte
 
-    runner, path = _runner(tiny_export, fmt)
-    prompt = _ids(tiny_export)[:12]
+    runner, path = _runner(tiny_lm_export, fmt)
+    prompt = _ids(tiny_lm_export)[:12]
     if fmt == "pte":
         with pytest.raises(EmulatorError, match="llama::custom_sdpa"):
             emulated_speed(path, fmt, "raspberry-pi-5", prompt, tmp_path, decode_tokens=6)

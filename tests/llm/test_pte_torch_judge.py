@@ -53,16 +53,16 @@ def test_eager_8da4w_tracks_the_lowered_pte(peaked_4bit: dict[str, Any]) -> None
     assert compare(lowered, eager)["top1_agreement"] >= 0.95
 
 
-def test_manifest_says_how_each_pte_rung_was_judged(tiny_export: Any) -> None:
+def test_manifest_says_how_each_pte_rung_was_judged(tiny_lm_export: Any) -> None:
     """The shared export's 8-bit pick: estimated in torch, then lowered and judged on its artifact."""
-    (trial,) = tiny_export.manifest["llm"]["formats"]["pte"]["trials"]
+    (trial,) = tiny_lm_export.manifest["llm"]["formats"]["pte"]["trials"]
     assert trial["name"] == PTE8 and trial["judged_on"] == "artifact" and trial["passed"]
     assert set(trial["torch_eager_calib"]) == {"ppl", "ppl_ratio", "ppl_ratio_upper", "top1_agreement"}
     assert trial["torch_vs_artifact_ppl_rel_diff"] < TORCH_VS_PTE_TOL
-    assert all(t["judged_on"] == "artifact" for t in tiny_export.manifest["llm"]["formats"]["onnx"]["trials"])
+    assert all(t["judged_on"] == "artifact" for t in tiny_lm_export.manifest["llm"]["formats"]["onnx"]["trials"])
 
 
-def test_lowered_pick_missing_the_budget_falls_through(tiny_lm: dict[str, Path], tiny_export: Any,
+def test_lowered_pick_missing_the_budget_falls_through(tiny_lm: dict[str, Path], tiny_lm_export: Any,
                                                        peaked_4bit: dict[str, Any], tmp_path: Path) -> None:
     """The 4-bit rung passes in torch (x0.999) but its 'lowering' goes wrong: the hook hands back a real .pte of
     another model (the peaked copy, x1.2 on these windows), so the artifact misses the 5 % budget and the search
@@ -78,7 +78,7 @@ def test_lowered_pick_missing_the_budget_falls_through(tiny_lm: dict[str, Path],
 
     def lower(ctx: Context, v: Variant) -> Path:
         lowered.append(v.name)
-        src = peaked_4bit["pte"] if v == four else tiny_export.output / "pte" / f"{PTE8}.pte"
+        src = peaked_4bit["pte"] if v == four else tiny_lm_export.output / "pte" / f"{PTE8}.pte"
         dest = ctx.work / f"{v.name}.pte"
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(src, dest)

@@ -7,12 +7,15 @@ import filecmp
 import json
 from pathlib import Path
 
+import pytest
+
 import edgeq
 from edgeq.executorch.layout import read_layout
 
 FIX = Path(__file__).resolve().parents[1] / "fixture_models.py"
 
 
+@pytest.mark.slow  # an end-to-end export or search: out of the inner loop (make test-fast)
 def test_android_search_ships_a_16k_aligned_pte_described_by_its_own_record(tmp_path: Path,
                                                                             outlier_data: Path) -> None:
     """The first INT8 .pte misses the budget; the searched program that ships keeps the target's 16 KB layout, and
@@ -37,6 +40,7 @@ def test_android_search_ships_a_16k_aligned_pte_described_by_its_own_record(tmp_
     assert res.passed
 
 
+@pytest.mark.slow  # an end-to-end export or search: out of the inner loop (make test-fast)
 def test_export_and_sweep_write_the_same_bytes_for_the_same_recipe(tmp_path: Path) -> None:
     """``edgeq export --calibration percentile`` and the sweep's percentile row are one build path."""
     from edgeq.zoo.digits import write_digits_data

@@ -48,6 +48,7 @@ def test_truncated_pte_is_an_artifact_error(pte_pair, tmp_path):  # type: ignore
         read_layout(broken)
 
 
+@pytest.mark.slow  # an end-to-end export or search: out of the inner loop (make test-fast)
 def test_android_pte_export_is_page_aligned(tmp_path, digits_small):  # type: ignore[no-untyped-def]
     """End to end: the ExecuTorch backend takes the layout pass's config; the check passes on the real file."""
     import edgeq
