@@ -5,15 +5,16 @@ ONNX-only: trials are ``onnxruntime.quantization`` QDQ configurations of the pre
 The search climbs a ladder of stages, each one more conservative (more float / more bits) than the last, and
 stops after the first stage in which some trial meets the budget — so the result is the least-protected model
 that passes, which is also the smallest and usually the fastest. Inside a stage the passing trial with the
-fewest bytes (then the lowest host latency) wins.
+fewest bytes (sizes within 5 % tie, then the earliest trial) wins. The moves are data, one file each, listed in
+:data:`edgeq.search.onnx_moves.ONNX_MOVES` in the order below; a new move is one file plus one line there.
 
 1. ``baseline``     the target's default scheme (what plain quantization gives)
 2. ``calibration``  the other calibration methods (minmax / percentile / entropy), then per-channel flipped
-3. ``patterns``     known-fragile transformer patterns kept in float, cumulatively: attention-mask arithmetic,
+3. ``hybrid``       graphs with convolutions and linear layers: static convolutions, dynamic INT8 linears
+                    (:mod:`edgeq.onnx.hybrid`), on the best calibration so far
+   ``patterns``     known-fragile transformer patterns kept in float, cumulatively: attention-mask arithmetic,
                     Softmax, GELU, LayerNorm, residual Adds (:mod:`edgeq.search.patterns`), each with its
                     weight-free input producers
-   ``hybrid``       graphs with convolutions and linear layers: static convolutions, dynamic INT8 linears
-                    (:mod:`edgeq.onnx.hybrid`), on the best calibration so far
 4. ``sensitivity``  the top-k nodes by added error (:mod:`edgeq.search.sensitivity`) at 16-bit activations,
                     then kept in float, k = 2, 4, 8, ... (on top of the best pattern set)
 
@@ -46,12 +47,14 @@ from typing import Any
 from edgeq.config import Budget, QuantOptions, SearchOptions
 from edgeq.errors import EdgeqError, UsageError
 from edgeq.onnx.dynamic import activation_matmuls
+from edgeq.onnx.hybrid import has_convs_and_linears
 from edgeq.onnx.mixed import nodes_for_modules
 from edgeq.progress import Progress
 from edgeq.search.evaluate import EvalData, Evaluator
-from edgeq.search.ladder import chain, linear_dominated, linear_ladder, safe_sensitivity, static_ladder
+from edgeq.search.ladder import linear_dominated, safe_sensitivity
+from edgeq.search.onnx_moves import LadderView, cumulative_stages, stages
 from edgeq.search.patterns import Neighbourhood, fragile_nodes
-from edgeq.search.sensitivity import sensitivity_table
+from edgeq.search.sensitivity import NodeSensitivity, sensitivity_table
 from edgeq.search.trial import SearchResult, Trial, TrialConfig, trial_line
 from edgeq.select.ladder import TrialBudget, run_ladder
 from edgeq.select.rule import best_effort
@@ -66,7 +69,6 @@ MIN_SIZE_RATIO = 0.25  # nothing INT8 is smaller than a quarter of float32
 # Without an explicit --max-size-ratio a trial must still be a quantized model worth shipping: one that keeps so
 # much in float that it is >= 3/4 of the float file "meets" any budget by not quantizing — that is the float model.
 DEFAULT_MAX_SIZE_RATIO = 0.75
-_CUMULATIVE = frozenset({"patterns", "sensitivity", "mixed-precision"})  # stages ordered from least to most protected
 
 def check_budget_consistency(budget: Budget, options: SearchOptions) -> None:
     """Budgets that no model can meet together are a usage error, raised before any work.
@@ -141,24 +143,32 @@ class _OnnxSearch:
         self.advance_bar: Callable[[int], object] = lambda n: None  # the progress bar's update, while it is open
 
     def run(self) -> SearchResult:
-        base, options = self.start.base, self.options
+        options = self.options
         # A bar with an ETA over the trial limit (the search usually stops earlier, at the first passing stage).
         with self.progress.bar(options.max_trials, "search trials", unit="trial") as bar:
             self.advance_bar = bar.update
-            ladder = (linear_ladder(base, self.linears, baseline=not self.start.first_dynamic) if self.linear_first
-                      else iter(()))
-            # the static ladder builds on the best *static* trial (its moves are QDQ settings)
-            static = static_ladder(base, self.patterns, self.state,
-                                   lambda: self.best_of([t for t in self.trials if not t.config.dynamic]),
-                                   self.data.prepped, self.data.calib, options)
-            run = run_ladder(chain(ladder, static), self.evaluate,
-                             TrialBudget(options.max_trials, options.max_seconds), cumulative=_CUMULATIVE)
+            run = run_ladder(stages(self.view()), self.evaluate, TrialBudget(options.max_trials, options.max_seconds),
+                             cumulative=cumulative_stages())
         sens_rows = sensitivity_table(self.state.get("baseline_ranking") or [])
         best = self.best_of(self.trials)
         return SearchResult(met=bool(best and best.passed), best=best, trials=self.trials,
                             float_bytes=self.ev.float_bytes, float_latency_ms=self.ev.float_latency,
                             seconds=time.perf_counter() - self.t_start, stopped=run.stopped,
                             sensitivity=sens_rows, patterns=self.patterns, time_capped=run.time_capped)
+
+    def view(self) -> LadderView:
+        """What the moves propose from; the static moves build on the best *static* trial (their moves are QDQ
+        settings)."""
+        return LadderView(self.start.base, self.options, self.patterns, tuple(self.linears), self.linear_first,
+                          self.start.first_dynamic, has_convs_and_linears(self.data.prepped),
+                          lambda: self.best_of([t for t in self.trials if not t.config.dynamic]), self.rank_nodes)
+
+    def rank_nodes(self, trial: Trial) -> list[NodeSensitivity]:
+        """The node ranking of TRIAL's model, kept for the 16-bit / float moves built on it."""
+        if trial.path is None:  # nothing was built: nothing to rank
+            return []
+        self.state["ranking"] = safe_sensitivity(self.data.prepped, trial.path, self.data.calib, self.options)
+        return list(self.state["ranking"])
 
     def best_of(self, pool: list[Trial]) -> Trial | None:
         by_index = {t.index: t for t in pool}

@@ -1,0 +1,44 @@
+"""Linear-dominated graphs (transformers, MLPs): the outliers sit in the linears' activations, so per-run (dynamic)
+activation scales and kept-float linears are the moves with the largest expected gain; they come first."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from edgeq.search.onnx_moves.base import LadderView
+from edgeq.search.trial import TrialConfig
+
+MIXED_PRECISION_KS = (1, 2, 3, 4, 6, 8)  # linears kept float (fp16 weights), cumulatively; the size cap bounds k
+
+
+def _dynamic_start(view: LadderView) -> TrialConfig:
+    return TrialConfig(view.base.calibration or "minmax", True, dynamic=True)
+
+
+class LinearBaseline:
+    """The static baseline first, unless the export predicted it hopeless (its first model is the dynamic one)."""
+
+    stage, cumulative = "baseline", False
+
+    def propose(self, view: LadderView) -> list[TrialConfig]:
+        return [view.start] if view.linear_first and not view.first_dynamic else []
+
+
+class Dynamic:
+    """Dynamic INT8 MatMuls with per-channel weights."""
+
+    stage, cumulative = "dynamic", False
+
+    def propose(self, view: LadderView) -> list[TrialConfig]:
+        return [_dynamic_start(view)] if view.linear_first else []
+
+
+class MixedPrecision:
+    """On top of dynamic INT8: the k most sensitive linears float with fp16 weights, k growing."""
+
+    stage, cumulative = "mixed-precision", True
+
+    def propose(self, view: LadderView) -> list[TrialConfig]:
+        if not view.linear_first:
+            return []
+        return [replace(_dynamic_start(view), fp16_linears=k) for k in MIXED_PRECISION_KS if k <= len(view.linears)]
