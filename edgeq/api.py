@@ -154,9 +154,10 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
                                           plan.boards.record() if plan.boards is not None else None), tmp)
         m.update(built.search_keys)  # optional keys: "search", "sensitivity", "sensitivity_pte"
         # where the error and the time come from: per layer, per operator (after the searches: what ships)
-        m["explain"] = explain_export(ExplainInputs(tmp, scratch, tuple(built.artifacts), INPUTS_REL, REFERENCE_REL,
-                                                    model.quant_captured, model.calib, model.ev, built.resolved_quant,
-                                                    plan.target, built.search_keys), progress)
+        m["explain"] = (explain_export(ExplainInputs(tmp, scratch, tuple(built.artifacts), INPUTS_REL, REFERENCE_REL,
+                                                     model.quant_captured, model.calib, model.ev,
+                                                     built.resolved_quant, plan.target, built.search_keys), progress)
+                        if config.explain else {"skipped": "--no-explain"})
         _finish(m, tmp, model, built.artifacts)
         commit_output(tmp, config.output)
     except BaseException:

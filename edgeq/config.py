@@ -235,6 +235,9 @@ class PipelineConfig:
     version: int = CONFIG_VERSION
     # --runner-timeout: seconds before one artifact run is killed (None: the target's runner_timeout_s)
     runner_timeout_s: float | None = None
+    # --no-explain: skip edgeq.explain's per-layer error and per-operator profiles (diagnostics only: the artifacts,
+    # their validation and the verdict do not depend on them, so it is not recorded for rebuilds)
+    explain: bool = True
     # Set when the config comes from a manifest: the export refuses a target profile that changed since, as
     # it would not rebuild the same bytes.
     target_sha256: str | None = None

@@ -19,7 +19,7 @@ from edgeq.manifest import MANIFEST_NAME
 # Not recorded: where the run writes, the runner deadline (no effect on the bytes), trust_pickle (a manifest must
 # never switch on unpickling for a rebuild), and how boards were driven (fleet: the manifest's "fleet" section
 # records that run's boards and options).
-_NOT_RECORDED = ("output", "force", "target_sha256", "trust_pickle", "runner_timeout_s", "fleet")
+_NOT_RECORDED = ("output", "force", "target_sha256", "trust_pickle", "runner_timeout_s", "fleet", "explain")
 
 
 def config_to_dict(config: PipelineConfig) -> JSONObject:

@@ -83,6 +83,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_quant_flags(p)
     add_budget_flags(p)
     add_runner_timeout_flag(p)
+    p.add_argument("--no-explain", dest="explain", action="store_false",
+                   help="skip the per-layer error and per-operator time profiles of the report and `edgeq explain` "
+                        "(diagnostics only: what ships and the verdict are the same; saves their runs, which a "
+                        "missed budget makes longer by rebuilding the worst layers wider)")
     add_fleet_flags(p)
     add_search_flags(p)
     add_image_flags(p)
@@ -185,7 +189,8 @@ def run(args: argparse.Namespace) -> int:
         max_eval_samples=args.max_eval_samples, seed=args.seed, opset=args.opset, search=search_from(args),
         trust_pickle=args.trust_pickle, validate_on=tuple(s.strip() for s in args.validate_on.split(",") if s.strip()),
         preprocess=preprocess_from(args), compress=compress_from(args), outliers=args.outliers,
-        runner_timeout_s=args.runner_timeout, fleet=fleet_from(args), rounding=args.rounding)
+        runner_timeout_s=args.runner_timeout, fleet=fleet_from(args), rounding=args.rounding,
+        explain=args.explain)
     result = export(cfg, progress_from(args))
     out = human(args)
     print(terminal_summary(result.manifest, str(result.output)), file=out)
@@ -208,12 +213,14 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     """``--config edgeq.json``: the manifest decides everything but -o/--force; other flags are an error."""
     defaults = vars(_defaults_parser().parse_args(["-o", "x"]))
     given = sorted(k for k, v in vars(args).items()
-                   if k in defaults and k not in ("output", "force", "config", "runner_timeout") and v != defaults[k])
+                   if k in defaults and k not in ("output", "force", "config", "runner_timeout", "explain")
+                   and v != defaults[k])
     if given:
         flags = ", ".join("--" + k.replace("_", "-") if k != "model" else "MODEL" for k in given)
         raise UsageError(f"--config takes every option from {args.config}; also given: {flags}",
                          "drop those flags, or edit the config file")
-    return load_config(args.config, output=args.output, force=args.force, runner_timeout_s=args.runner_timeout)
+    return load_config(args.config, output=args.output, force=args.force, runner_timeout_s=args.runner_timeout,
+                       explain=args.explain)
 
 
 def _defaults_parser() -> argparse.ArgumentParser:

@@ -44,7 +44,8 @@ def _document(m: dict[str, Any], outdir: Path) -> JSONObject:
                  "coverage": p.get("coverage"), "top": top_rows(p)} for p in ex.get("profiles") or []]
     return {"output": str(outdir), "passed": bool(m["verdict"]["passed"]), "failures": list(m["verdict"]["failures"]),
             "layer_error": ex.get("layer_error") or [], "warnings": [w["message"] for w in ex.get("warnings") or []],
-            "notes": list(ex.get("notes") or []), "profiles": profiles}
+            "notes": list(ex.get("notes") or []), "profiles": profiles,
+            "skipped": str(ex["skipped"]) if ex.get("skipped") else None}
 
 
 def render_text(doc: dict[str, Any]) -> str:
@@ -65,7 +66,10 @@ def render_text(doc: dict[str, Any]) -> str:
             share = r["ms"] / (p["runtime_ms"] or p["total_ms"] or 1.0)
             lines.append(f"  {r['name']:<{min(w, 48)}}  {r['op'][:34]:<34}  {r['where'][:16]:<16}  "
                          f"{r['ms']:>9.4f} ms  {share:>6.1%}")
-    if not doc["profiles"] and not doc["layer_error"]:
+    if doc.get("skipped"):
+        lines.append(f"no per-layer error or operator profile: the export was run with {doc['skipped']} "
+                     "(re-export without it to get them)")
+    elif not doc["profiles"] and not doc["layer_error"]:
         lines.append("no per-layer error or operator profile recorded (exported by an older edgeq?)")
     return "\n".join(lines)
 
