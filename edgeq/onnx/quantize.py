@@ -143,7 +143,9 @@ def _run_quantize_static(src: Path, dst: Path, reader: Any, opts: QuantOptions, 
     # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    assert opts.calibration is not None and opts.activation_type is not None  # checked by quantize_onnx_static
+    if opts.calibration is None or opts.activation_type is None:  # quantize_onnx_static resolved them first
+        raise UsageError("ORT static quantization needs calibration and activation_type set",
+                         "pass QuantOptions.resolved(target.quant_defaults())")
     with quiet_stdout(), tempfile.TemporaryDirectory(prefix="edgeq-calib-") as tmp:
         cache = calibration_cache
         if opts.calibration == "entropy" and not (cache is not None and cache.is_file()):

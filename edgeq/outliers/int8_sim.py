@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeq.errors import UsageError
-from edgeq.outliers.stats import batches, run_hooked
+from edgeq.outliers.stats import batches, first_tensor, run_hooked
 
 if TYPE_CHECKING:
     import torch
@@ -83,7 +82,7 @@ def simulated_int8_error(model: torch.nn.Module, reference: torch.nn.Module, cal
                 s = (w.abs().amax(tuple(range(1, w.dim())), keepdim=True) / 127.0).clamp(min=1e-12)
                 m.weight.copy_(torch.clamp(torch.round(w / s), -127, 127) * s)
             for args in batches(calib, samples):
-                ref, out = _first(reference(*args)).float(), _first(model(*args)).float()
+                ref, out = first_tensor(reference(*args)).float(), first_tensor(model(*args)).float()
                 num += float(((out - ref) ** 2).sum())
                 den += float((ref**2).sum())
     finally:
@@ -93,14 +92,3 @@ def simulated_int8_error(model: torch.nn.Module, reference: torch.nn.Module, cal
             for n, m in layers.items():
                 m.weight.copy_(saved[n])
     return num / max(den, 1e-30)
-
-
-def _first(out: object) -> torch.Tensor:
-    """The first tensor of a model's output (a tensor, or nested tuples / lists / dicts of them)."""
-    import torch  # heavy: torch, imported only where a model is built or run
-
-    while isinstance(out, tuple | list | dict):
-        out = next(iter(out.values())) if isinstance(out, dict) else out[0]
-    if not isinstance(out, torch.Tensor):
-        raise UsageError(f"the model returned a {type(out).__name__}, not a tensor", "return tensors from forward()")
-    return out

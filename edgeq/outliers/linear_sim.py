@@ -9,10 +9,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeq.errors import UsageError
 from edgeq.jsontypes import JSONObject
 from edgeq.outliers.smoothquant import fake_int8
-from edgeq.outliers.stats import batches
+from edgeq.outliers.stats import batches, first_tensor
 
 if TYPE_CHECKING:
     import torch
@@ -99,7 +98,7 @@ def predict_scheme(model: torch.nn.Module, calib: Mapping[str, np.ndarray], samp
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        ref = _first(model(*args)).float()
+        ref = first_tensor(model(*args)).float()
         for name, quant in quantizers.items():
             def fwd(mod: torch.nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor,
                     quant: Callable[[torch.Tensor], torch.Tensor] = quant, q_out: bool = quant_out[name]) -> torch.Tensor:
@@ -109,7 +108,7 @@ def predict_scheme(model: torch.nn.Module, calib: Mapping[str, np.ndarray], samp
 
             handles = [m.register_forward_hook(fwd) for m in lins]
             try:
-                q = _first(model(*args)).float()
+                q = first_tensor(model(*args)).float()
             finally:
                 for h in handles:
                     h.remove()
@@ -172,11 +171,11 @@ def linear_sensitivity(model: torch.nn.Module, calib: Mapping[str, np.ndarray], 
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        ref = _first(model(*args)).float()
+        ref = first_tensor(model(*args)).float()
         handles = [m.register_forward_hook(hook(n)) for n, m in lins.items()]
         try:
             def err() -> float:
-                q = _first(model(*args)).float()
+                q = first_tensor(model(*args)).float()
                 return float(((q - ref) ** 2).sum() / (ref**2).sum().clamp(min=1e-20))
 
             base = err()
@@ -191,14 +190,3 @@ def linear_sensitivity(model: torch.nn.Module, calib: Mapping[str, np.ndarray], 
                 h.remove()
     model.train(was_training)
     return sorted(out, key=lambda s: -s.share)
-
-
-def _first(out: object) -> torch.Tensor:
-    """The first tensor of a model's output (a tensor, or nested tuples / lists / dicts of them)."""
-    import torch  # heavy: torch, imported only where a model is built or run
-
-    while isinstance(out, tuple | list | dict):
-        out = next(iter(out.values())) if isinstance(out, dict) else out[0]
-    if not isinstance(out, torch.Tensor):
-        raise UsageError(f"the model returned a {type(out).__name__}, not a tensor", "return tensors from forward()")
-    return out

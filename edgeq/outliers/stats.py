@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 
-from edgeq.errors import DataError
+from edgeq.errors import DataError, UsageError
 
 if TYPE_CHECKING:  # torch is imported when a preparation runs, not when edgeq is
     import torch
@@ -104,3 +104,14 @@ def linear_input_stats(model: torch.nn.Module, calib: Mapping[str, np.ndarray], 
         for h in handles:
             h.remove()
     return list(groups.values())
+
+
+def first_tensor(out: object) -> torch.Tensor:
+    """The first tensor of a model's output (a tensor, or nested tuples / lists / dicts of them)."""
+    import torch  # heavy: torch, imported only where a model is built or run
+
+    while isinstance(out, tuple | list | dict):
+        out = next(iter(out.values())) if isinstance(out, dict) else out[0]
+    if not isinstance(out, torch.Tensor):
+        raise UsageError(f"the model returned a {type(out).__name__}, not a tensor", "return tensors from forward()")
+    return out
