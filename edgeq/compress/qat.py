@@ -23,6 +23,7 @@ from edgeq.compress.spec import QatConfig
 from edgeq.compress.train import deterministic
 from edgeq.errors import QuantizationError
 from edgeq.jsontypes import JSONObject
+from edgeq.targetspec import ExecutorchSpec
 
 if TYPE_CHECKING:
     import torch
@@ -148,7 +149,7 @@ def resolve_per_channel(cfg: QatConfig, ctx: CompressContext) -> bool:
     if ctx.per_channel is not None:
         return ctx.per_channel
     target = ctx.target
-    return bool(target.executorch.per_channel) if target is not None else True
+    return bool(target.spec(ExecutorchSpec).per_channel) if target is not None else True
 
 
 @register("qat")

@@ -20,7 +20,7 @@ def lower_to_executorch(exported: Any, backend_config: dict[str, Any] | None = N
                         partitioner: str = "xnnpack") -> tuple[Any, dict[str, Any]]:
     """``to_edge_transform_and_lower`` + ``to_executorch``. Returns (ExecutorchProgramManager, delegation report).
 
-    ``partitioner`` is the target's ``[executorch] partitioner`` (targets.KNOWN_PARTITIONERS)."""
+    ``partitioner`` is the target's ``[formats.executorch] partitioner`` (targetspec.KNOWN_PARTITIONERS)."""
     # executorch loads torch: imported on use so the ONNX-only paths never pay for it.
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower

@@ -42,7 +42,7 @@ from edgeq.executorch.graph_filters import (
 )
 from edgeq.executorch.observers import check_observers_reached, float_compute_nodes, observers_of
 from edgeq.signature import TensorSpec
-from edgeq.targetspec import Target
+from edgeq.targetspec import ExecutorchSpec, Target
 
 if TYPE_CHECKING:
     import torch
@@ -66,7 +66,7 @@ class PteQuantSettings:
 
 
 def resolve_settings(quant: QuantOptions, target: Target) -> PteQuantSettings:
-    per_channel = quant.per_channel if quant.per_channel is not None else bool(target.executorch.per_channel)
+    per_channel = quant.per_channel if quant.per_channel is not None else bool(target.spec(ExecutorchSpec).per_channel)
     # minmax maps to MinMaxObserver; the other methods to XNNPACK's default HistogramObserver, which picks the
     # range that minimises the L2 quantization error (the closest PT2E has to percentile/entropy calibration).
     observer = "minmax" if quant.calibration == "minmax" else "histogram"

@@ -17,7 +17,7 @@ from edgeq.jsontypes import JSONObject
 from edgeq.manifest import Artifact
 from edgeq.pipeline.stage import get_stage
 from edgeq.pipeline.state import BuildState, EtBackendConfig
-from edgeq.targetspec import Target
+from edgeq.targetspec import ExecutorchSpec, Target
 
 MB = 1024 * 1024
 KV_BYTES_PER_VALUE = 4  # both runtimes keep the KV cache in float32 here
@@ -41,7 +41,7 @@ class KvShape:
 
 def backend_config(target: Target) -> EtBackendConfig:
     """The ``.pte`` layout the target asks for: extracted delegate segments, on its page size when it has one."""
-    return EtBackendConfig(extract_delegate_segments=True, segment_alignment=target.executorch.segment_alignment)
+    return EtBackendConfig(extract_delegate_segments=True, segment_alignment=target.spec(ExecutorchSpec).segment_alignment)
 
 
 @dataclass(frozen=True)

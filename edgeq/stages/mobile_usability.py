@@ -22,7 +22,7 @@ import onnx
 from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
 from edgeq.report.html import register_section
-from edgeq.targetspec import Target
+from edgeq.targetspec import OnnxScheme, Target
 
 NAME = "mobile-usability"
 MOBILE_EPS = ("NNAPI", "CoreML")
@@ -85,14 +85,14 @@ def analyze(model_path: Path, eps: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _is_mobile(target: Target) -> bool:
-    return any(ep in MOBILE_EPS for ep in target.onnx.execution_providers)
+    return any(ep in MOBILE_EPS for ep in target.spec(OnnxScheme).execution_providers)
 
 
 @register_stage(NAME, StageKind.CHECK, "artifact", formats=("onnx",), applies_to=_is_mobile,
                 description="NNAPI/CoreML partitions, coverage and blocking nodes (ORT mobile usability checker)",
                 declares=Declares(reads=("artifacts",)))
 def mobile_usability(ctx: BuildState) -> StageResult:
-    eps = tuple(ep for ep in ctx.target.onnx.execution_providers if ep in MOBILE_EPS)
+    eps = tuple(ep for ep in ctx.target.spec(OnnxScheme).execution_providers if ep in MOBILE_EPS)
     per_art: dict[str, Any] = {}
     for a in ctx.artifacts:
         if a.format != "onnx" or a.role != "candidate":
