@@ -68,8 +68,7 @@ class ExecutorchBackend(FormatBackend):
         (state.workdir / FP32_NAME).write_bytes(prog.buffer)
         art = Artifact(name="pte-fp32", path=FP32_NAME, format="pte", precision="fp32", role="baseline",
                        details={"delegation": deleg, "batch": 1,
-                                "backend_config": state.executorch_backend_config.kwargs()})
-        art.refresh(state.workdir)
+                                "backend_config": state.executorch_backend_config.kwargs()}).refresh(state.workdir)
         return state.updated(program=static, float_program=float_static, artifacts=(*state.artifacts, art))
 
     def scheme(self, state: BuildState) -> QuantOptions:
@@ -107,15 +106,13 @@ class ExecutorchBackend(FormatBackend):
         progress.stage("ExecuTorch: bundling golden I/O (.bpte)")
         bundle_info = bundle_program(state, state.float_program, int8_prog, state.workdir / int8_name)
         precision = "int8-static" if static else "int8-dynamic"
-        arts = [
+        arts = [a.refresh(state.workdir) for a in (
             Artifact(name=f"pte-{precision}", path=int8_name, format="pte", precision=precision, role="candidate",
                      quantization=qinfo,
                      details={"delegation": int8_deleg, "batch": 1, "backend_config": backend_config}),
             Artifact(name="pte-bundled", path=BUNDLE_NAME, format="bpte", precision=precision, role="auxiliary",
                      details={"bundled": bundle_info, "program": int8_name}),
-        ]
-        for a in arts:
-            a.refresh(state.workdir)
+        )]
         return state.updated(artifacts=(*state.artifacts, *arts))
 
     def load_runner(self) -> HostProgram:

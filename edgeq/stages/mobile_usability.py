@@ -98,7 +98,6 @@ def mobile_usability(ctx: BuildState) -> StageResult:
         if a.format != "onnx" or a.role != "candidate":
             continue
         res = analyze(ctx.workdir / a.path, eps)
-        a.details["mobile_usability"] = res
         per_art[a.name] = res
     parts = []
     for name, res in per_art.items():
@@ -109,6 +108,7 @@ def mobile_usability(ctx: BuildState) -> StageResult:
                          + (f" (blocked: {', '.join(f'{op}×{n}' for op, n in blocked.most_common(4))})"
                             if blocked else ""))
     return StageResult(NAME, changed=False, details={"artifacts": per_art},
+                       artifact_details={name: {"mobile_usability": res} for name, res in per_art.items()},
                       summary="; ".join(parts) or "no ONNX candidate to analyze")
 
 
