@@ -110,18 +110,17 @@ def _runner_timeout(path: str, value: object) -> float:
     return float(value)
 
 
-def _current_layout(path: str, raw: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """``raw`` with its format tables under ``formats``, and the prefix that names one in errors.
+def _current_layout(path: str, raw: Mapping[str, object]) -> tuple[dict[str, object], str]:
+    """``raw``'s top-level keys with its format tables under ``formats``, and the prefix that names one in errors.
 
     Profiles written before ``[formats.onnx]`` had top-level ``[onnx]`` / ``[executorch]`` tables; they are read
     the same way (their bytes, so their sha256, unchanged), and a list-valued ``formats`` is the old format choice."""
     legacy = [k for k in FORMAT_SPECS if k in raw]
-    old_list = "formats" in raw and not isinstance(raw["formats"], dict)
-    if old_list:
+    if "formats" in raw and not isinstance(raw["formats"], dict):
         raise TargetError(f"{path}: key 'formats' is no longer part of a target profile",
                           f"delete it: {REMOVED_KEYS['formats']}")
     if not legacy:
-        return raw, "formats."
+        return dict(raw), "formats."
     if "formats" in raw:
         raise TargetError(f"{path}: both a [formats] table and a top-level [{legacy[0]}] table",
                           f"move [{legacy[0]}] to [formats.{legacy[0]}]")
@@ -161,10 +160,10 @@ def parse_target(text: str, path: str) -> Target:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise TargetError(f"{path}: not valid TOML ({e})") from e
-    raw, table_prefix = _current_layout(path, raw)
-    _check_keys(path, raw, _TOP_REQUIRED, _TOP_OPTIONAL)
+    layout, table_prefix = _current_layout(path, raw)
+    _check_keys(path, layout, _TOP_REQUIRED, _TOP_OPTIONAL)
     cpu = _build(CpuSpec, f"{path} [cpu]", raw["cpu"])
-    formats = _format_specs(path, raw["formats"], table_prefix)
+    formats = _format_specs(path, layout["formats"], table_prefix)
     validation = dict(raw["validation"]) if isinstance(raw["validation"], dict) else raw["validation"]
     timeout = _runner_timeout(path, validation.pop(RUNNER_TIMEOUT_KEY, DEFAULT_RUNNER_TIMEOUT_S)
                               if isinstance(validation, dict) else DEFAULT_RUNNER_TIMEOUT_S)
