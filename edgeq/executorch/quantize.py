@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
 
-    from edgeq.compress.qat import QatGraph
+    from edgeq.compress.qat_graph import QatGraph
 
 TOOL = "torchao.quantization.pt2e (prepare_pt2e/convert_pt2e) + executorch XNNPACKQuantizer"
 
