@@ -98,7 +98,8 @@ class ExecutorchBackend(FormatBackend):
         progress = state.progress or Progress(enabled=False)
         progress.stage("ExecuTorch: lowering the INT8 graph to XNNPACK")
         backend_config = state.executorch_backend_config.kwargs()
-        int8_prog, int8_deleg = lower_to_executorch(state.program, backend_config, state.target.spec(ExecutorchSpec).partitioner)
+        int8_prog, int8_deleg = lower_to_executorch(_program(state), backend_config,
+                                                    state.target.spec(ExecutorchSpec).partitioner)
         static = state.quant.mode == "static"
         int8_name = INT8_NAME if static else INT8_DYNAMIC_NAME
         (state.workdir / int8_name).write_bytes(int8_prog.buffer)
