@@ -7,6 +7,7 @@ the result as an ORT-format flatbuffer, which the minimal mobile runtime (onnxru
 fusions (``session.qdqisint8allowed``) — the ARM kernels ORT's converter prepares for when told the platform.
 All INT8 ONNX candidates are converted together so one config covers them all (fp16: see ``ort_format``).
 The files are ``auxiliary`` artifacts: derived and hashed, not validated separately (same graph as the .onnx).
+Each .ort is rewritten into canonical bytes (``edgeq.onnx.ort_canonical``) so the same .onnx ships the same .ort.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from edgeq.errors import ArtifactError
 from edgeq.manifest import Artifact
+from edgeq.onnx.ort_canonical import canonicalize_ort_file
 from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
 
@@ -48,6 +50,7 @@ def convert_to_ort(models: list[Path], outdir: Path, arm: bool) -> tuple[list[Pa
             ort_file = dst / (m.stem + ".ort")
             if not ort_file.is_file():
                 raise ArtifactError(f"ONNX Runtime's ORT-format converter produced no {ort_file.name}: {sink.getvalue()[-300:]}")
+            canonicalize_ort_file(ort_file)  # ORT's own bytes differ per run (hash-map order); see ort_canonical
             shutil.move(str(ort_file), outdir / ort_file.name)
             produced.append(outdir / ort_file.name)
         config = dst / CONFIG_NAME

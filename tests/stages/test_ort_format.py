@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgeq.hashing import sha256_file
 from edgeq.pipeline.stage import get_stage
-from edgeq.stages.ort_format import CONFIG_NAME, required_ops
+from edgeq.stages.ort_format import CONFIG_NAME, convert_to_ort, required_ops
 from edgeq.targets import load_target
 
 
@@ -45,3 +46,11 @@ def test_declared_for_mobile_targets_only():  # type: ignore[no-untyped-def]
     assert spec.phase == "artifact" and spec.formats == ("onnx",)
     assert "ort-format" in load_target("android-arm64").passes and "ort-format" in load_target("ios-arm64").passes
     assert "ort-format" not in load_target("raspberry-pi-5").passes
+
+
+def test_shipped_ort_is_what_a_fresh_conversion_gives(android_export, tmp_path):  # type: ignore[no-untyped-def]
+    """Same .onnx, same .ort bytes: converting the shipped INT8 model again reproduces the hashed artifact."""
+    out = android_export.output
+    art = android_export.artifact("ort-int8-static")
+    (again,), _config = convert_to_ort([out / "model.int8.onnx"], tmp_path, arm=True)
+    assert sha256_file(again) == sha256_file(out / art.path) == art.sha256
