@@ -22,6 +22,16 @@ from edgeq.explain.run import ExplainInputs, explain_export
 from edgeq.export_inputs import ExportModel, load_model, write_validation_data
 from edgeq.export_manifest import ExportRecord, compose_manifest
 from edgeq.integrity import seal
+from edgeq.jsontypes import (
+    JSONObject,
+    as_object,
+    get_object,
+    get_object_or_none,
+    get_objects,
+    get_str,
+    get_strs,
+    number_or_none,
+)
 from edgeq.llm.api import export_llm
 from edgeq.llm.config import LlmConfig
 from edgeq.manifest import Artifact, write_manifest
@@ -51,19 +61,19 @@ class ExportResult:
     """What ``edgeq.export`` returns: the output folder, the manifest and convenient views of it."""
 
     output: Path
-    manifest: dict[str, Any]
+    manifest: JSONObject
 
     @property
     def passed(self) -> bool:
-        return bool(self.manifest["verdict"]["passed"])
+        return bool(get_object(self.manifest, "verdict")["passed"])
 
     @property
     def failures(self) -> list[str]:
-        return list(self.manifest["verdict"]["failures"])
+        return get_strs(get_object(self.manifest, "verdict"), "failures")
 
     @property
     def artifacts(self) -> list[Artifact]:
-        return [Artifact.from_dict(a) for a in self.manifest["artifacts"]]
+        return [Artifact.from_dict(a) for a in get_objects(self.manifest, "artifacts")]
 
     def artifact(self, name: str) -> Artifact:
         for a in self.artifacts:
@@ -115,9 +125,9 @@ class _Built:
     """What the format builds produced, in build order."""
 
     artifacts: list[Artifact] = field(default_factory=list)
-    pass_log: list[dict[str, Any]] = field(default_factory=list)
-    search_keys: dict[str, Any] = field(default_factory=dict)  # "search", "sensitivity", "sensitivity_pte", ...
-    resolved_quant: dict[str, Any] = field(default_factory=dict)
+    pass_log: list[JSONObject] = field(default_factory=list)
+    search_keys: JSONObject = field(default_factory=dict)  # "search", "sensitivity", "sensitivity_pte", ...
+    resolved_quant: dict[str, JSONObject] = field(default_factory=dict)
 
 
 def export(config: PipelineConfig, progress: Progress | None = None) -> ExportResult:
@@ -147,7 +157,7 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         prediction = model.outliers.get("scheme_prediction")
         for key in ("search", "search_pte"):  # which scheme each search tried first, and why
             if prediction and key in built.search_keys:
-                built.search_keys[key]["scheme_prediction"] = prediction
+                as_object(built.search_keys[key], key)["scheme_prediction"] = prediction
         m = compose_manifest(ExportRecord(config, plan.target, plan.budget, plan.runners, model.source,
                                           model.captured, model.ev, ref, ref_kind, model.output_names,
                                           built.resolved_quant, built.pass_log, built.artifacts,
@@ -215,7 +225,7 @@ def _validate(plan: _Plan, tmp: Path, artifacts: list[Artifact], progress: Progr
                                              fleet=plan.boards), artifacts, progress)
 
 
-def _finish(m: dict[str, Any], tmp: Path, model: ExportModel, artifacts: list[Artifact]) -> None:
+def _finish(m: JSONObject, tmp: Path, model: ExportModel, artifacts: list[Artifact]) -> None:
     """The manifest's last keys, the reports, and the seal over every file."""
     if model.outliers:  # what the outlier-aware preparation applied (both formats' INT8 models are built from it)
         m["outliers"] = model.outliers
@@ -227,12 +237,13 @@ def _finish(m: dict[str, Any], tmp: Path, model: ExportModel, artifacts: list[Ar
     write_manifest(seal(m, tmp), tmp)  # hash the reports and any other file, so check can trust them
 
 
-def _first_scheme(config: PipelineConfig, outliers: dict[str, Any], fmt: str) -> QuantOptions:
+def _first_scheme(config: PipelineConfig, outliers: JSONObject, fmt: str) -> QuantOptions:
     """The first INT8 model of ``fmt``: dynamic when the preparation's simulation predicts it beats static
     (``outliers["scheme_prediction"]``), so a transformer's hopeless static model is never built and lowered
     (MiniLM: ≈ 14 min for the static ``.pte`` alone); the target's scheme otherwise. Only when the search may run
     (with ``--no-search`` the user gets the scheme asked for) and the user did not pick a mode explicitly."""
-    pick = (outliers.get("scheme_prediction") or {}).get("pick", {}).get(fmt)
+    prediction = get_object_or_none(outliers, "scheme_prediction") or {}
+    pick = (get_object_or_none(prediction, "pick") or {}).get(fmt)
     if pick != "dynamic" or config.search.mode in ("off", "grid") or config.quant.mode != "static":
         return config.quant
     # the dynamic search move's settings: per-channel weights, full-range INT8 (the scale is per run)
@@ -241,12 +252,13 @@ def _first_scheme(config: PipelineConfig, outliers: dict[str, Any], fmt: str) ->
                                reduce_range=False if config.quant.reduce_range is None else config.quant.reduce_range)
 
 
-def _linear_ranking(outliers: dict[str, Any]) -> list[str]:
+def _linear_ranking(outliers: JSONObject) -> list[str]:
     """Linear modules, most sensitive first (the preparation's sensitivity pass), for the search's linear moves;
     empty for convolution-dominated models (their moves are the static ones)."""
     if not outliers.get("linear_dominated"):
         return []
-    return [r["module"] for r in outliers.get("linear_sensitivity", []) if r.get("share", 0.0) > 0]
+    return [get_str(r, "module") for r in get_objects(outliers, "linear_sensitivity")
+            if (number_or_none(r.get("share")) or 0.0) > 0]
 
 
 def _export_text_generation(model: str, calib: str, output: str | Path, kwargs: dict[str, Any]) -> ExportResult:

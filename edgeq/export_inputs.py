@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
 
 import numpy as np
 
@@ -14,6 +13,8 @@ from edgeq.capture import Captured, capture
 from edgeq.compress.hook import compress_source
 from edgeq.config import PipelineConfig
 from edgeq.data import Dataset, check_against_signature, load_dataset
+from edgeq.jsontypes import JSONObject
+from edgeq.npz import save_npz
 from edgeq.outdir import INPUTS_REL, REFERENCE_REL, VALIDATION_DIR
 from edgeq.prepare import prepare_source, should_prepare
 from edgeq.progress import Progress
@@ -28,8 +29,8 @@ class ExportModel:
 
     source: ModelSource  # compressed, when --compress
     float_source: ModelSource  # the user's model: the reference
-    compression: dict[str, Any]
-    outliers: dict[str, Any]  # what the outlier-aware preparation applied
+    compression: JSONObject
+    outliers: JSONObject  # what the outlier-aware preparation applied
     captured: Captured
     quant_captured: Captured  # what INT8 is built from (the prepared copy, if any)
     prepared: bool
@@ -51,11 +52,11 @@ def load_model(config: PipelineConfig, target: Target, progress: Progress) -> Ex
     calib_all, ev = _load_data(config, source.input_names)
     if ev is None:
         calib_all, ev = calib_all.split(config.eval_fraction, config.seed)
-    float_source, compression = source, dict[str, Any]()
+    float_source, compression = source, JSONObject()
     if config.compress.enabled:
         source, compression = compress_source(source, config.compress, calib_all, ev, target, progress,
                                               per_channel=config.quant.per_channel)
-    outliers: dict[str, Any] = {}
+    outliers: JSONObject = {}
     prepared_source = None
 
     # not on a QAT model: it ships its trained ranges, which a re-scaled copy would no longer match
@@ -79,5 +80,5 @@ def write_validation_data(tmp: Path, model: ExportModel, progress: Progress) -> 
     # The uncompressed model is the reference, so the verdict covers compression + quantization together.
     ref, ref_kind = reference_outputs(dataclasses.replace(model.captured, source=model.float_source), model.ev,
                                       list(model.output_names))
-    np.savez(tmp / REFERENCE_REL, **cast("dict[str, Any]", ref))  # numpy types **kwds as if allow_pickle were among them
+    save_npz(tmp / REFERENCE_REL, ref)
     return ref, ref_kind

@@ -157,7 +157,7 @@ def write(ctx: Context, out: Path, artifacts: list[dict[str, Any]], formats: dic
     m["source"] = {"ref": ctx.cfg.model, "kind": ctx.lm.kind, "sha256": None}
     target = load_target(ctx.cfg.target)
     m["target"] = target.summary()
-    m["passes"] = run_checks(target, out, items_from_manifest(artifacts), KvShape.of(ctx.lm.model.config),
+    m["passes"] = passes = run_checks(target, out, items_from_manifest(artifacts), KvShape.of(ctx.lm.model.config),
                              ctx.cfg.max_context)
     m["config"] = ctx.cfg.to_dict()
     m["budget"] = {"max_ppl_increase_pct": ctx.cfg.max_ppl_increase}
@@ -171,7 +171,7 @@ def write(ctx: Context, out: Path, artifacts: list[dict[str, Any]], formats: dic
                       "kind": "float per-token nll and argmax"},
         "samples": int(len(evalw)), "has_labels": False, "source": str(ctx.cfg.eval_text or ctx.cfg.calib_text)}
     m["artifacts"] = artifacts
-    m["verdict"] = verdict(formats, artifacts, ctx.limit, m["passes"])
+    m["verdict"] = verdict(formats, artifacts, ctx.limit, passes)
     m["llm"] = {"float": {"ppl_eval": round(ctx.eval_scores.ppl, 4), "ppl_calib": round(ctx.calib_scores.ppl, 4),
                           "bytes": ctx.fbytes},
                 "seq_len": ctx.cfg.seq_len, "calib_windows": int(len(calib)), "eval_windows": int(len(evalw)),

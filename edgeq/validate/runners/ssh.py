@@ -22,13 +22,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from edgeq.emulator import load
 from edgeq.errors import DeviceError, DeviceUnreachableError
 from edgeq.executorch.cpp_runner import build_runner
+from edgeq.jsontypes import JSONObject, get_float_or_none, get_strs
 from edgeq.targetspec import Target
 from edgeq.validate.runners import ssh_leftovers
 from edgeq.validate.runners.base import RunResult, parse_result, register_runner
@@ -70,18 +70,18 @@ class SshRunner:
         self.warmup = o.warmup
         # A fleet's per-board limit (time.monotonic() seconds): every ssh call ends by then (edgeq.validate.fleet_run).
         self.deadline: float | None = None
-        self._probe: dict[str, Any] | None = None
+        self._probe: JSONObject | None = None
 
     # --- protocol -------------------------------------------------------------------------------------------
 
     def supports(self, fmt: str) -> bool:
         return fmt == "onnx" or (fmt == "pte" and pte_runner_available())
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JSONObject:
         p = self.probe()
         cpu = p.get("cpu") or ARM_PARTS.get(str(p.get("part", "")).lower(), p.get("part") or "unknown")
         return {"runner": self.spec.name, "machine": p.get("machine", "unknown"), "cpu_model": cpu,
-                "features": list(p.get("features", [])), "emulated": False}
+                "features": get_strs(p, "features", DeviceError), "emulated": False}
 
     def run(self, artifact: Path, fmt: str, inputs: Path, workdir: Path) -> RunResult:
         if fmt == "pte" and self.supports("pte"):
@@ -109,7 +109,7 @@ class SshRunner:
         finally:
             os.unlink(f.name)
         _check_rows(outputs, inputs, self.spec.name)
-        return RunResult(outputs, info.get("latency_ms_median"), "device",
+        return RunResult(outputs, get_float_or_none(info, "latency_ms_median", DeviceError), "device",
                          f"{info.get('runtime', 'onnxruntime')} {info.get('machine', '')} ({self.spec.name})".strip(),
                          {"latency_ms_all": info.get("latency_ms_all"), "repeats": self.repeats,
                           "warmup": self.warmup})
@@ -144,7 +144,7 @@ class SshRunner:
             out.write_bytes(blob)
             outputs = read_output_tensors(out, DeviceError, f"{self.spec.name} edgeq_runner")
         _check_rows(outputs, inputs, self.spec.name)
-        return RunResult(outputs, info.get("latency_ms_median"), "device",
+        return RunResult(outputs, get_float_or_none(info, "latency_ms_median", DeviceError), "device",
                          f"{info.get('runtime', 'executorch-cpp')} aarch64 ({self.spec.name})",
                          {"load_ms": info.get("load_ms"), "repeats": self.repeats, "warmup": self.warmup})
 
@@ -158,7 +158,7 @@ class SshRunner:
         ssh_leftovers.remember(self.spec.name, rdir)
         return rdir
 
-    def _result(self, r: subprocess.CompletedProcess[bytes], program: str, artifact: Path) -> dict[str, Any]:
+    def _result(self, r: subprocess.CompletedProcess[bytes], program: str, artifact: Path) -> JSONObject:
         if r.returncode != 0:
             raise DeviceError(f"{self.spec.name}: {program} failed on {artifact.name} (exit {r.returncode})"
                               + tail_of(r.stderr.decode(errors="replace")), "the device's stderr is above")
@@ -170,7 +170,7 @@ class SshRunner:
         """Reach the device before any slow work (called by export/validate for an explicit ssh runner)."""
         self.probe()
 
-    def probe(self) -> dict[str, Any]:
+    def probe(self) -> JSONObject:
         """Connect once: machine, CPU, python, numpy/onnxruntime (typed errors with install hints)."""
         if self._probe is not None:
             return self._probe
