@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 import onnx
@@ -34,6 +34,25 @@ if TYPE_CHECKING:
 SourceKind = Literal["factory", "pt2", "onnx"]
 
 
+class TrainedQat(Protocol):
+    """What the format backends read of a QAT result (edgeq.compress.qat.QatGraph; compress sits above this
+    module, so the source holds it by this shape)."""
+
+    @property
+    def prepared(self) -> torch.fx.GraphModule: ...
+
+    @property
+    def bits(self) -> int: ...
+
+    @property
+    def per_channel(self) -> bool: ...
+
+    @property
+    def activation_ranges(self) -> dict[str, tuple[float, int]]: ...
+
+    def describe(self) -> str: ...
+
+
 @dataclass
 class ModelSource:
     """A resolved model. Exactly one of ``module`` / ``exported`` / ``onnx_path`` is set."""
@@ -48,8 +67,8 @@ class ModelSource:
     example_inputs: dict[str, np.ndarray] | None = None
     declared_signature: list[TensorSpec] | None = None
     # edgeq.compress.qat.QatGraph after --compress ...,qat: the trained fake-quant graph whose ranges both format
-    # backends ship (instead of re-calibrating). Any: compress sits above this module.
-    qat: Any = None
+    # backends ship (instead of re-calibrating).
+    qat: TrainedQat | None = None
 
     @property
     def is_torch(self) -> bool:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import difflib
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, fields, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from edgeq.config import Budget
 from edgeq.errors import PipelineError, TargetError
@@ -84,7 +84,7 @@ def _build(cls: type[_Spec], where: str, table: object) -> _Spec:
     req, opt = _dc_keys(cls)
     _check_keys(where, table, req, opt)
     annotations = {f.name: f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "") for f in fields(cls)}
-    kwargs: dict[str, Any] = {}  # each value checked against its field's annotation (_type_ok) below
+    kwargs: dict[str, object] = {}  # each value checked against its field's annotation (_type_ok) below
     for k, v in table.items():
         if isinstance(v, list):
             v = tuple(v)
@@ -92,8 +92,10 @@ def _build(cls: type[_Spec], where: str, table: object) -> _Spec:
             raise TargetError(f"{where}: key '{k}' must be {annotations[k]}, got {type(v).__name__} {v!r}",
                               "see targets/raspberry-pi-4.toml for a complete example")
         kwargs[k] = v
+    # every value was checked against its field's annotation above, at run time where mypy cannot follow
+    make: Callable[..., _Spec] = cls
     try:
-        return cls(**kwargs)
+        return make(**kwargs)
     except (TypeError, ValueError) as e:
         raise TargetError(f"{where}: {e}") from e
 
@@ -166,7 +168,7 @@ ARM_CPUINFO_KEYS = ("cpuinfo_implementer", "cpuinfo_part", "cpuinfo_variant", "c
                     "cpuinfo_architecture")
 
 
-def _check_semantics(path: str, raw: dict[str, Any], cpu: CpuSpec, et: ExecutorchSpec, passes: list[str]) -> None:
+def _check_semantics(path: str, raw: Mapping[str, object], cpu: CpuSpec, et: ExecutorchSpec, passes: list[str]) -> None:
     """Cross-field rules the per-key types cannot express."""
     if raw["os"] not in KNOWN_OS:
         raise TargetError(f"{path}: 'os' must be one of {', '.join(KNOWN_OS)}, got {raw['os']!r}")
