@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from edgeq.backends.base import FormatBackend, get_backend
 from edgeq.compress.hook import effect_summary
@@ -261,23 +261,34 @@ def _linear_ranking(outliers: JSONObject) -> list[str]:
             if (number_or_none(r.get("share")) or 0.0) > 0]
 
 
-def _export_text_generation(model: str, calib: str, output: str | Path, kwargs: dict[str, Any]) -> ExportResult:
+def _pop_progress(kwargs: dict[str, object]) -> Progress | None:
+    progress = kwargs.pop("progress", None)
+    if progress is not None and not isinstance(progress, Progress):
+        raise UsageError(f"progress must be an edgeq.progress.Progress, got {type(progress).__name__}")
+    return progress
+
+
+def _export_text_generation(model: str, calib: str, output: str | Path, kwargs: dict[str, object]) -> ExportResult:
     fields = {f.name for f in dataclasses.fields(LlmConfig)} - {"model", "output", "calib_text", "eval_text"}
     unknown = set(kwargs) - fields - {"progress", "eval"}
     if unknown:
         raise UsageError(f"unknown text-generation option(s) {', '.join(sorted(unknown))}",
                          f"valid: eval, progress, {', '.join(sorted(fields))}")
-    progress = kwargs.pop("progress", None)
+    progress = _pop_progress(kwargs)
     ev = kwargs.pop("eval", None)
-    if isinstance(kwargs.get("formats"), str):
-        kwargs["formats"] = tuple(f.strip() for f in kwargs["formats"].split(",") if f.strip())
-    cfg = LlmConfig(model=model, output=Path(output), calib_text=Path(calib),
-                    eval_text=Path(ev) if ev is not None else None, **kwargs)
+    if ev is not None and not isinstance(ev, str | Path):
+        raise UsageError(f"eval must be a path to the evaluation text, got {type(ev).__name__}")
+    formats = kwargs.get("formats")
+    if isinstance(formats, str):
+        kwargs["formats"] = tuple(f.strip() for f in formats.split(",") if f.strip())
+    make: Callable[..., LlmConfig] = LlmConfig  # the user's keywords: LlmConfig checks its own values
+    cfg = make(model=model, output=Path(output), calib_text=Path(calib),
+               eval_text=Path(ev) if ev is not None else None, **kwargs)
     result = export_llm(cfg, progress)
     return ExportResult(result.output, result.manifest)
 
 
-def export_model(model: str, calib: str, output: str | Path, **kwargs: Any) -> ExportResult:
+def export_model(model: str, calib: str, output: str | Path, **kwargs: object) -> ExportResult:
     """Convenience wrapper: ``edgeq.export("pkg.mod:factory", "calib.npz", "out", target="raspberry-pi-5")``.
 
     ``task="text-generation"`` exports a causal LM (an HF folder or a ``.gguf``) with ``calib`` as the calibration
@@ -289,12 +300,13 @@ def export_model(model: str, calib: str, output: str | Path, **kwargs: Any) -> E
     unknown = set(kwargs) - cfg_fields - {"progress"}
     if unknown:
         raise UsageError(f"unknown option(s) {', '.join(sorted(unknown))}", f"valid: {', '.join(sorted(cfg_fields))}")
-    progress = kwargs.pop("progress", None)
-    if isinstance(kwargs.get("budget"), dict):
-        kwargs["budget"] = Budget(**kwargs["budget"])
-    if isinstance(kwargs.get("compress"), str):  # the --compress spelling, e.g. "prune:0.3,qat"
-
-        kwargs["compress"] = CompressOptions.from_spec(kwargs["compress"], seed=kwargs.get("seed", 0))
-    if isinstance(kwargs.get("formats"), str):
-        kwargs["formats"] = tuple(kwargs["formats"].split(","))
-    return export(PipelineConfig(model=model, calib=str(calib), output=Path(output), **kwargs), progress)
+    progress = _pop_progress(kwargs)
+    budget, compress, formats = kwargs.get("budget"), kwargs.get("compress"), kwargs.get("formats")
+    if isinstance(budget, dict):
+        kwargs["budget"] = Budget(**budget)
+    if isinstance(compress, str):  # the --compress spelling, e.g. "prune:0.3,qat"
+        kwargs["compress"] = CompressOptions.from_spec(compress, seed=kwargs.get("seed", 0))
+    if isinstance(formats, str):
+        kwargs["formats"] = tuple(formats.split(","))
+    make: Callable[..., PipelineConfig] = PipelineConfig  # the user's keywords: PipelineConfig checks its own values
+    return export(make(model=model, calib=str(calib), output=Path(output), **kwargs), progress)
