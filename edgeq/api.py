@@ -15,22 +15,19 @@ from pathlib import Path
 from edgeq.backends.base import FormatBackend, get_backend
 from edgeq.compress.hook import effect_summary
 from edgeq.compress.spec import CompressOptions
-from edgeq.config import Budget, PipelineConfig, QuantOptions
+from edgeq.config import Budget, PipelineConfig
 from edgeq.emulator.sysroot import is_ready
 from edgeq.errors import TargetError, UsageError
 from edgeq.explain.run import ExplainInputs, explain_export
-from edgeq.export_inputs import ExportModel, load_model, write_validation_data
+from edgeq.export_inputs import ExportModel, first_scheme, linear_ranking, load_model, write_validation_data
 from edgeq.export_manifest import ExportRecord, compose_manifest
 from edgeq.integrity import seal
 from edgeq.jsontypes import (
     JSONObject,
     as_object,
     get_object,
-    get_object_or_none,
     get_objects,
-    get_str,
     get_strs,
-    number_or_none,
 )
 from edgeq.llm.api import export_llm
 from edgeq.llm.config import LlmConfig
@@ -135,7 +132,7 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
     progress = progress or Progress(enabled=False)
     plan = _plan(config, progress)
     model = load_model(config, plan.target, progress)
-    first = {b.name: _first_scheme(config, model.outliers, b.name) for b in plan.backends}
+    first = {b.name: first_scheme(config, model.outliers, b.name) for b in plan.backends}
     states = [BuildState(target=plan.target, fmt=b.name, workdir=config.output, quant=first[b.name],
                          calib=model.calib, eval=model.ev, captured=model.quant_captured,
                          float_captured=model.captured if model.prepared else None,
@@ -149,7 +146,7 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
     try:
         ref, ref_kind = write_validation_data(tmp, model, progress)
         select_ctx = SelectContext(config, plan.budget, model.calib, progress, qat=model.source.qat is not None,
-                                   linear_ranking=tuple(_linear_ranking(model.outliers)),
+                                   linear_ranking=tuple(linear_ranking(model.outliers)),
                                    first_dynamic={f: q.mode == "dynamic" and config.quant.mode == "static"
                                                   for f, q in first.items()})
         built = _build_formats(plan, select_ctx, states, tmp, scratch)
@@ -235,30 +232,6 @@ def _finish(m: JSONObject, tmp: Path, model: ExportModel, artifacts: list[Artifa
 
     write_reports(m, tmp)
     write_manifest(seal(m, tmp), tmp)  # hash the reports and any other file, so check can trust them
-
-
-def _first_scheme(config: PipelineConfig, outliers: JSONObject, fmt: str) -> QuantOptions:
-    """The first INT8 model of ``fmt``: dynamic when the preparation's simulation predicts it beats static
-    (``outliers["scheme_prediction"]``), so a transformer's hopeless static model is never built and lowered
-    (MiniLM: ≈ 14 min for the static ``.pte`` alone); the target's scheme otherwise. Only when the search may run
-    (with ``--no-search`` the user gets the scheme asked for) and the user did not pick a mode explicitly."""
-    prediction = get_object_or_none(outliers, "scheme_prediction") or {}
-    pick = (get_object_or_none(prediction, "pick") or {}).get(fmt)
-    if pick != "dynamic" or config.search.mode in ("off", "grid") or config.quant.mode != "static":
-        return config.quant
-    # the dynamic search move's settings: per-channel weights, full-range INT8 (the scale is per run)
-    return dataclasses.replace(config.quant, mode="dynamic",
-                               per_channel=True if config.quant.per_channel is None else config.quant.per_channel,
-                               reduce_range=False if config.quant.reduce_range is None else config.quant.reduce_range)
-
-
-def _linear_ranking(outliers: JSONObject) -> list[str]:
-    """Linear modules, most sensitive first (the preparation's sensitivity pass), for the search's linear moves;
-    empty for convolution-dominated models (their moves are the static ones)."""
-    if not outliers.get("linear_dominated"):
-        return []
-    return [get_str(r, "module") for r in get_objects(outliers, "linear_sensitivity")
-            if (number_or_none(r.get("share")) or 0.0) > 0]
 
 
 def _pop_progress(kwargs: dict[str, object]) -> Progress | None:

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import platform
-import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import TypedDict, Unpack
 
 from edgeq.config import Budget, FleetOptions
 from edgeq.emulator.sysroot import is_ready
-from edgeq.errors import ManifestError, TargetError, UsageError
+from edgeq.errors import ManifestError, UsageError
 from edgeq.integrity import RUNNABLE, audit, sniff_format
 from edgeq.jsontypes import (
     JSONObject,
@@ -43,7 +42,7 @@ from edgeq.manifest import Artifact, Validation, read_manifest
 from edgeq.progress import Progress
 from edgeq.signing import verify_folder
 from edgeq.stages.budget_check import NAME, check_artifact
-from edgeq.targets import list_targets, load_target, parse_target, targets_dir, with_runner_timeout
+from edgeq.targets import load_target, manifest_target, with_runner_timeout
 from edgeq.targetspec import Target
 from edgeq.validate.bundled import check_bundle
 from edgeq.validate.fleet_run import split_runners
@@ -53,7 +52,6 @@ from edgeq.validate.runners.host import HostRunner
 # A float baseline must reproduce the stored reference this closely (measured fp32 ORT vs torch: cosine 1.0000,
 # SQNR > 100 dB on the digits CNN); anything lower means the reference is not this model's.
 REFERENCE_MIN_COSINE = 0.999
-_TARGET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
 @dataclass
@@ -73,23 +71,9 @@ class CheckResult:
     infra_failures: list[str] = field(default_factory=list)  # fewer boards answered than --min-boards
 
 
-def packaged_target(name: object) -> Target:
-    """A target profile shipped with edgeq, by name; a name from a manifest never reaches the file system."""
-    if not isinstance(name, str) or not _TARGET_NAME.match(name) or name not in list_targets():
-        raise TargetError(f"the manifest names target {name!r}, which is not a packaged profile",
-                          "pass --target NAME or --target FILE.toml to check against a profile you choose")
-    f = targets_dir() / f"{name}.toml"
-    return parse_target(f.read_text(), f"targets/{f.name}")
-
-
 def _check_target(m: JSONObject, target: str | None) -> Target:
     """The profile ``check`` enforces: the command line's, else the packaged one the manifest names (by name only)."""
-    return load_target(target) if target else packaged_target(_target_name(m))
-
-
-def _target_name(m: JSONObject) -> object:
-    """The target name the manifest records (unchecked: :func:`packaged_target` vets it)."""
-    return (get_object_or_none(m, "target") or {}).get("name")
+    return load_target(target) if target else manifest_target(m)
 
 
 def default_runners(target: Target) -> tuple[str, ...]:
@@ -299,11 +283,4 @@ def _check_lm(req: CheckRequest, m: JSONObject, arts: list[Artifact], findings: 
 def replace_budget(m: JSONObject, eff: Budget) -> JSONObject:
     return {**m, "budget_in_manifest": m["budget"], "budget": eff.to_dict()}
 
-
-def target_for(m: JSONObject) -> Target:
-    """The target for ``validate``: a packaged profile by the manifest's name (never a path from the manifest)."""
-    try:
-        return packaged_target(_target_name(m))
-    except TargetError as e:
-        raise TargetError(e.cause, "re-export with a packaged target, or use `edgeq check --target FILE.toml`") from e
 

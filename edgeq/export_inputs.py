@@ -11,9 +11,9 @@ import numpy as np
 
 from edgeq.capture import Captured, capture
 from edgeq.compress.hook import compress_source
-from edgeq.config import PipelineConfig
+from edgeq.config import PipelineConfig, QuantOptions
 from edgeq.data import Dataset, check_against_signature, load_dataset
-from edgeq.jsontypes import JSONObject
+from edgeq.jsontypes import JSONObject, get_object_or_none, get_objects, get_str, number_or_none
 from edgeq.npz import save_npz
 from edgeq.outdir import INPUTS_REL, REFERENCE_REL, VALIDATION_DIR
 from edgeq.prepare import prepare_source, should_prepare
@@ -82,3 +82,27 @@ def write_validation_data(tmp: Path, model: ExportModel, progress: Progress) -> 
                                       list(model.output_names))
     save_npz(tmp / REFERENCE_REL, ref)
     return ref, ref_kind
+
+
+def first_scheme(config: PipelineConfig, outliers: JSONObject, fmt: str) -> QuantOptions:
+    """The first INT8 model of ``fmt``: dynamic when the preparation's simulation predicts it beats static
+    (``outliers["scheme_prediction"]``), so a transformer's hopeless static model is never built and lowered
+    (MiniLM: ≈ 14 min for the static ``.pte`` alone); the target's scheme otherwise. Only when the search may run
+    (with ``--no-search`` the user gets the scheme asked for) and the user did not pick a mode explicitly."""
+    prediction = get_object_or_none(outliers, "scheme_prediction") or {}
+    pick = (get_object_or_none(prediction, "pick") or {}).get(fmt)
+    if pick != "dynamic" or config.search.mode in ("off", "grid") or config.quant.mode != "static":
+        return config.quant
+    # the dynamic search move's settings: per-channel weights, full-range INT8 (the scale is per run)
+    return dataclasses.replace(config.quant, mode="dynamic",
+                               per_channel=True if config.quant.per_channel is None else config.quant.per_channel,
+                               reduce_range=False if config.quant.reduce_range is None else config.quant.reduce_range)
+
+
+def linear_ranking(outliers: JSONObject) -> list[str]:
+    """Linear modules, most sensitive first (the preparation's sensitivity pass), for the search's linear moves;
+    empty for convolution-dominated models (their moves are the static ones)."""
+    if not outliers.get("linear_dominated"):
+        return []
+    return [get_str(r, "module") for r in get_objects(outliers, "linear_sensitivity")
+            if (number_or_none(r.get("share")) or 0.0) > 0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, fields, replace
@@ -13,6 +14,7 @@ from typing import TypeVar
 from edgeq.config import Budget
 from edgeq.errors import PipelineError, TargetError
 from edgeq.hashing import sha256_bytes
+from edgeq.jsontypes import get_object_or_none
 from edgeq.pipeline.stage import get_stage, stage_names, validate_order
 from edgeq.resources import profiles_dir
 from edgeq.targetspec import CpuSpec, ExecutorchSpec, OnnxScheme, Target
@@ -225,3 +227,28 @@ def load_target(name_or_path: str) -> Target:
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise TargetError(f"unknown target {name_or_path!r}", f"{hint}known targets: {', '.join(names)}")
     return parse_target(f.read_text(), f"targets/{f.name}")
+
+
+_TARGET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+def packaged_target(name: object) -> Target:
+    """A target profile shipped with edgeq, by name; a name from a manifest never reaches the file system."""
+    if not isinstance(name, str) or not _TARGET_NAME.match(name) or name not in list_targets():
+        raise TargetError(f"the manifest names target {name!r}, which is not a packaged profile",
+                          "pass --target NAME or --target FILE.toml to check against a profile you choose")
+    f = targets_dir() / f"{name}.toml"
+    return parse_target(f.read_text(), f"targets/{f.name}")
+
+
+def manifest_target(m: Mapping[str, object]) -> Target:
+    """The packaged profile a manifest names: by name only (``check`` and ``validate`` never read its path)."""
+    return packaged_target((get_object_or_none(m, "target") or {}).get("name"))
+
+
+def target_for(m: Mapping[str, object]) -> Target:
+    """The target for ``validate``: :func:`manifest_target`, with the hint for a folder exported elsewhere."""
+    try:
+        return manifest_target(m)
+    except TargetError as e:
+        raise TargetError(e.cause, "re-export with a packaged target, or use `edgeq check --target FILE.toml`") from e

@@ -15,7 +15,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeq.check import target_for
 from edgeq.commands.common import (
     add_budget_flags,
     add_fleet_flags,
@@ -35,7 +34,7 @@ from edgeq.progress import Progress
 from edgeq.report import write_reports
 from edgeq.report.markdown import terminal_summary
 from edgeq.report.terminal import json_result
-from edgeq.targets import with_runner_timeout
+from edgeq.targets import target_for, with_runner_timeout
 from edgeq.validate.fleet_run import split_runners
 from edgeq.validate.metrics import Metrics, check_budget
 from edgeq.validate.orchestrate import ValidationRequest, exit_code, validate_artifacts, verdict
