@@ -210,7 +210,7 @@ def _build_formats(plan: _Plan, select_ctx: SelectContext, states: list[BuildSta
         built.artifacts += fmt_built
         # Emitters and Checks see every artifact built so far (each filters by format).
         state = plan.pipeline.run_phase("artifact", state.updated(artifacts=tuple(built.artifacts)), built.pass_log)
-        built.artifacts += [a for a in state.artifacts if a not in built.artifacts]
+        built.artifacts = list(state.artifacts)  # what the emitters added, and each artifact as the checks noted it
     return built
 
 
@@ -278,7 +278,10 @@ def export_model(model: str, calib: str, output: str | Path, **kwargs: object) -
     if isinstance(budget, dict):
         kwargs["budget"] = Budget(**budget)
     if isinstance(compress, str):  # the --compress spelling, e.g. "prune:0.3,qat"
-        kwargs["compress"] = CompressOptions.from_spec(compress, seed=kwargs.get("seed", 0))
+        seed = kwargs.get("seed", 0)
+        if not isinstance(seed, int):
+            raise UsageError(f"seed must be an integer, got {type(seed).__name__}")
+        kwargs["compress"] = CompressOptions.from_spec(compress, seed=seed)
     if isinstance(formats, str):
         kwargs["formats"] = tuple(formats.split(","))
     make: Callable[..., PipelineConfig] = PipelineConfig  # the user's keywords: PipelineConfig checks its own values

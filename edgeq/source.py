@@ -15,11 +15,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import onnx
 
+from edgeq.compress.qat_graph import QatGraph
 from edgeq.errors import ArtifactError, ModelSourceError
 from edgeq.external_data import check_external_data
 from edgeq.hashing import sha256_bytes, sha256_file
@@ -33,24 +34,6 @@ if TYPE_CHECKING:
 
 SourceKind = Literal["factory", "pt2", "onnx"]
 
-
-class TrainedQat(Protocol):
-    """What the format backends read of a QAT result (edgeq.compress.qat.QatGraph; compress sits above this
-    module, so the source holds it by this shape)."""
-
-    @property
-    def prepared(self) -> torch.fx.GraphModule: ...
-
-    @property
-    def bits(self) -> int: ...
-
-    @property
-    def per_channel(self) -> bool: ...
-
-    @property
-    def activation_ranges(self) -> dict[str, tuple[float, int]]: ...
-
-    def describe(self) -> str: ...
 
 
 @dataclass
@@ -66,9 +49,9 @@ class ModelSource:
     onnx_path: Path | None = None
     example_inputs: dict[str, np.ndarray] | None = None
     declared_signature: list[TensorSpec] | None = None
-    # edgeq.compress.qat.QatGraph after --compress ...,qat: the trained fake-quant graph whose ranges both format
+    # edgeq.compress.qat_graph.QatGraph after --compress ...,qat: the trained fake-quant graph whose ranges both format
     # backends ship (instead of re-calibrating).
-    qat: TrainedQat | None = None
+    qat: QatGraph | None = None
 
     @property
     def is_torch(self) -> bool:

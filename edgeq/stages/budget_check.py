@@ -18,6 +18,7 @@ import onnx
 from onnx import helper
 
 from edgeq.executorch.layout import read_layout
+from edgeq.jsontypes import JSONObject
 from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
 
@@ -139,8 +140,10 @@ def budget_check(ctx: BuildState) -> StageResult:
         row, fails = check_artifact(art, ctx.workdir, t.storage_mb, t.ram_mb)
         rows.append(row)
         failures += fails
-    for a, row in zip([a for a in ctx.artifacts if a.format in _FAMILY.get(ctx.fmt, (ctx.fmt,))], rows, strict=True):
-        a.details["budget"] = {k: v for k, v in row.items() if k != "artifact"}
+    noted: dict[str, JSONObject] = {
+        a.name: {"budget": {k: v for k, v in row.items() if k != "artifact"}}
+        for a, row in zip([a for a in ctx.artifacts if a.format in _FAMILY.get(ctx.fmt, (ctx.fmt,))], rows,
+                          strict=True)}
     worst_ram = max((r.get("ram_estimate_bytes", 0) for r in rows), default=0)
     largest = max((r["bytes"] for r in rows), default=0)
     summary = (f"{len(rows)} artifact(s): largest {largest / MB:.2f} MB of {t.storage_mb} MB storage, "
@@ -148,4 +151,4 @@ def budget_check(ctx: BuildState) -> StageResult:
                + ("" if not failures else f" — {len(failures)} over budget"))
     return StageResult(NAME, changed=False, summary=summary, details={"artifacts": rows, "storage_mb": t.storage_mb,
                                                                       "ram_mb": t.ram_mb},
-                      verdict_failures=tuple(failures))
+                      verdict_failures=tuple(failures), artifact_details=noted)
