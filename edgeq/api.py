@@ -8,20 +8,27 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from edgeq.backends.base import FormatBackend, get_backend
 from edgeq.compress.hook import effect_summary
 from edgeq.compress.spec import CompressOptions
-from edgeq.config import Budget, PipelineConfig, QuantOptions
+from edgeq.config import Budget, PipelineConfig
 from edgeq.emulator.sysroot import is_ready
 from edgeq.errors import TargetError, UsageError
 from edgeq.explain.run import ExplainInputs, explain_export
-from edgeq.export_inputs import ExportModel, load_model, write_validation_data
+from edgeq.export_inputs import ExportModel, first_scheme, linear_ranking, load_model, write_validation_data
 from edgeq.export_manifest import ExportRecord, compose_manifest
 from edgeq.integrity import seal
+from edgeq.jsontypes import (
+    JSONObject,
+    as_object,
+    get_object,
+    get_objects,
+    get_strs,
+)
 from edgeq.llm.api import export_llm
 from edgeq.llm.config import LlmConfig
 from edgeq.manifest import Artifact, write_manifest
@@ -51,19 +58,19 @@ class ExportResult:
     """What ``edgeq.export`` returns: the output folder, the manifest and convenient views of it."""
 
     output: Path
-    manifest: dict[str, Any]
+    manifest: JSONObject
 
     @property
     def passed(self) -> bool:
-        return bool(self.manifest["verdict"]["passed"])
+        return bool(get_object(self.manifest, "verdict")["passed"])
 
     @property
     def failures(self) -> list[str]:
-        return list(self.manifest["verdict"]["failures"])
+        return get_strs(get_object(self.manifest, "verdict"), "failures")
 
     @property
     def artifacts(self) -> list[Artifact]:
-        return [Artifact.from_dict(a) for a in self.manifest["artifacts"]]
+        return [Artifact.from_dict(a) for a in get_objects(self.manifest, "artifacts")]
 
     def artifact(self, name: str) -> Artifact:
         for a in self.artifacts:
@@ -115,9 +122,9 @@ class _Built:
     """What the format builds produced, in build order."""
 
     artifacts: list[Artifact] = field(default_factory=list)
-    pass_log: list[dict[str, Any]] = field(default_factory=list)
-    search_keys: dict[str, Any] = field(default_factory=dict)  # "search", "sensitivity", "sensitivity_pte", ...
-    resolved_quant: dict[str, Any] = field(default_factory=dict)
+    pass_log: list[JSONObject] = field(default_factory=list)
+    search_keys: JSONObject = field(default_factory=dict)  # "search", "sensitivity", "sensitivity_pte", ...
+    resolved_quant: dict[str, JSONObject] = field(default_factory=dict)
 
 
 def export(config: PipelineConfig, progress: Progress | None = None) -> ExportResult:
@@ -125,7 +132,7 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
     progress = progress or Progress(enabled=False)
     plan = _plan(config, progress)
     model = load_model(config, plan.target, progress)
-    first = {b.name: _first_scheme(config, model.outliers, b.name) for b in plan.backends}
+    first = {b.name: first_scheme(config, model.outliers, b.name) for b in plan.backends}
     states = [BuildState(target=plan.target, fmt=b.name, workdir=config.output, quant=first[b.name],
                          calib=model.calib, eval=model.ev, captured=model.quant_captured,
                          float_captured=model.captured if model.prepared else None,
@@ -139,7 +146,7 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
     try:
         ref, ref_kind = write_validation_data(tmp, model, progress)
         select_ctx = SelectContext(config, plan.budget, model.calib, progress, qat=model.source.qat is not None,
-                                   linear_ranking=tuple(_linear_ranking(model.outliers)),
+                                   linear_ranking=tuple(linear_ranking(model.outliers)),
                                    first_dynamic={f: q.mode == "dynamic" and config.quant.mode == "static"
                                                   for f, q in first.items()})
         built = _build_formats(plan, select_ctx, states, tmp, scratch)
@@ -147,7 +154,7 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         prediction = model.outliers.get("scheme_prediction")
         for key in ("search", "search_pte"):  # which scheme each search tried first, and why
             if prediction and key in built.search_keys:
-                built.search_keys[key]["scheme_prediction"] = prediction
+                as_object(built.search_keys[key], key)["scheme_prediction"] = prediction
         m = compose_manifest(ExportRecord(config, plan.target, plan.budget, plan.runners, model.source,
                                           model.captured, model.ev, ref, ref_kind, model.output_names,
                                           built.resolved_quant, built.pass_log, built.artifacts,
@@ -215,7 +222,7 @@ def _validate(plan: _Plan, tmp: Path, artifacts: list[Artifact], progress: Progr
                                              fleet=plan.boards), artifacts, progress)
 
 
-def _finish(m: dict[str, Any], tmp: Path, model: ExportModel, artifacts: list[Artifact]) -> None:
+def _finish(m: JSONObject, tmp: Path, model: ExportModel, artifacts: list[Artifact]) -> None:
     """The manifest's last keys, the reports, and the seal over every file."""
     if model.outliers:  # what the outlier-aware preparation applied (both formats' INT8 models are built from it)
         m["outliers"] = model.outliers
@@ -227,45 +234,34 @@ def _finish(m: dict[str, Any], tmp: Path, model: ExportModel, artifacts: list[Ar
     write_manifest(seal(m, tmp), tmp)  # hash the reports and any other file, so check can trust them
 
 
-def _first_scheme(config: PipelineConfig, outliers: dict[str, Any], fmt: str) -> QuantOptions:
-    """The first INT8 model of ``fmt``: dynamic when the preparation's simulation predicts it beats static
-    (``outliers["scheme_prediction"]``), so a transformer's hopeless static model is never built and lowered
-    (MiniLM: ≈ 14 min for the static ``.pte`` alone); the target's scheme otherwise. Only when the search may run
-    (with ``--no-search`` the user gets the scheme asked for) and the user did not pick a mode explicitly."""
-    pick = (outliers.get("scheme_prediction") or {}).get("pick", {}).get(fmt)
-    if pick != "dynamic" or config.search.mode in ("off", "grid") or config.quant.mode != "static":
-        return config.quant
-    # the dynamic search move's settings: per-channel weights, full-range INT8 (the scale is per run)
-    return dataclasses.replace(config.quant, mode="dynamic",
-                               per_channel=True if config.quant.per_channel is None else config.quant.per_channel,
-                               reduce_range=False if config.quant.reduce_range is None else config.quant.reduce_range)
+def _pop_progress(kwargs: dict[str, object]) -> Progress | None:
+    progress = kwargs.pop("progress", None)
+    if progress is not None and not isinstance(progress, Progress):
+        raise UsageError(f"progress must be an edgeq.progress.Progress, got {type(progress).__name__}")
+    return progress
 
 
-def _linear_ranking(outliers: dict[str, Any]) -> list[str]:
-    """Linear modules, most sensitive first (the preparation's sensitivity pass), for the search's linear moves;
-    empty for convolution-dominated models (their moves are the static ones)."""
-    if not outliers.get("linear_dominated"):
-        return []
-    return [r["module"] for r in outliers.get("linear_sensitivity", []) if r.get("share", 0.0) > 0]
-
-
-def _export_text_generation(model: str, calib: str, output: str | Path, kwargs: dict[str, Any]) -> ExportResult:
+def _export_text_generation(model: str, calib: str, output: str | Path, kwargs: dict[str, object]) -> ExportResult:
     fields = {f.name for f in dataclasses.fields(LlmConfig)} - {"model", "output", "calib_text", "eval_text"}
     unknown = set(kwargs) - fields - {"progress", "eval"}
     if unknown:
         raise UsageError(f"unknown text-generation option(s) {', '.join(sorted(unknown))}",
                          f"valid: eval, progress, {', '.join(sorted(fields))}")
-    progress = kwargs.pop("progress", None)
+    progress = _pop_progress(kwargs)
     ev = kwargs.pop("eval", None)
-    if isinstance(kwargs.get("formats"), str):
-        kwargs["formats"] = tuple(f.strip() for f in kwargs["formats"].split(",") if f.strip())
-    cfg = LlmConfig(model=model, output=Path(output), calib_text=Path(calib),
-                    eval_text=Path(ev) if ev is not None else None, **kwargs)
+    if ev is not None and not isinstance(ev, str | Path):
+        raise UsageError(f"eval must be a path to the evaluation text, got {type(ev).__name__}")
+    formats = kwargs.get("formats")
+    if isinstance(formats, str):
+        kwargs["formats"] = tuple(f.strip() for f in formats.split(",") if f.strip())
+    make: Callable[..., LlmConfig] = LlmConfig  # the user's keywords: LlmConfig checks its own values
+    cfg = make(model=model, output=Path(output), calib_text=Path(calib),
+               eval_text=Path(ev) if ev is not None else None, **kwargs)
     result = export_llm(cfg, progress)
     return ExportResult(result.output, result.manifest)
 
 
-def export_model(model: str, calib: str, output: str | Path, **kwargs: Any) -> ExportResult:
+def export_model(model: str, calib: str, output: str | Path, **kwargs: object) -> ExportResult:
     """Convenience wrapper: ``edgeq.export("pkg.mod:factory", "calib.npz", "out", target="raspberry-pi-5")``.
 
     ``task="text-generation"`` exports a causal LM (an HF folder or a ``.gguf``) with ``calib`` as the calibration
@@ -277,12 +273,16 @@ def export_model(model: str, calib: str, output: str | Path, **kwargs: Any) -> E
     unknown = set(kwargs) - cfg_fields - {"progress"}
     if unknown:
         raise UsageError(f"unknown option(s) {', '.join(sorted(unknown))}", f"valid: {', '.join(sorted(cfg_fields))}")
-    progress = kwargs.pop("progress", None)
-    if isinstance(kwargs.get("budget"), dict):
-        kwargs["budget"] = Budget(**kwargs["budget"])
-    if isinstance(kwargs.get("compress"), str):  # the --compress spelling, e.g. "prune:0.3,qat"
-
-        kwargs["compress"] = CompressOptions.from_spec(kwargs["compress"], seed=kwargs.get("seed", 0))
-    if isinstance(kwargs.get("formats"), str):
-        kwargs["formats"] = tuple(kwargs["formats"].split(","))
-    return export(PipelineConfig(model=model, calib=str(calib), output=Path(output), **kwargs), progress)
+    progress = _pop_progress(kwargs)
+    budget, compress, formats = kwargs.get("budget"), kwargs.get("compress"), kwargs.get("formats")
+    if isinstance(budget, dict):
+        kwargs["budget"] = Budget(**budget)
+    if isinstance(compress, str):  # the --compress spelling, e.g. "prune:0.3,qat"
+        seed = kwargs.get("seed", 0)
+        if not isinstance(seed, int):
+            raise UsageError(f"seed must be an integer, got {type(seed).__name__}")
+        kwargs["compress"] = CompressOptions.from_spec(compress, seed=seed)
+    if isinstance(formats, str):
+        kwargs["formats"] = tuple(formats.split(","))
+    make: Callable[..., PipelineConfig] = PipelineConfig  # the user's keywords: PipelineConfig checks its own values
+    return export(make(model=model, calib=str(calib), output=Path(output), **kwargs), progress)

@@ -7,23 +7,32 @@ layout and preprocessing of the matching signature input."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Protocol, SupportsInt
 
 import onnx
 
-from edgeq.jsontypes import JSONObject
+from edgeq.jsontypes import JSONObject, as_object, get_objects, get_str
 
 # ExecuTorch ScalarType codes (runtime/core/portable_type/scalar_type.h) -> numpy dtype names.
 _ET_DTYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "float16", 6: "float32", 7: "float64",
               11: "bool"}
 
 
-def _onnx_io(path: Path) -> dict[str, list[dict[str, Any]]]:
+class _TensorMeta(Protocol):
+    """What ExecuTorch's runtime (untyped) reports of one input or output tensor."""
+
+    def dtype(self) -> SupportsInt: ...
+
+    def sizes(self) -> Sequence[SupportsInt]: ...
+
+
+def _onnx_io(path: Path) -> dict[str, list[JSONObject]]:
     model = onnx.load(str(path), load_external_data=False)
     init = {t.name for t in model.graph.initializer}
 
-    def spec(vi: Any) -> JSONObject:
+    def spec(vi: onnx.ValueInfoProto) -> JSONObject:
         tt = vi.type.tensor_type
         dims: list[int | str] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
                                  for d in tt.shape.dim]
@@ -33,14 +42,14 @@ def _onnx_io(path: Path) -> dict[str, list[dict[str, Any]]]:
             "outputs": [spec(o) for o in model.graph.output]}
 
 
-def _pte_io(path: Path, signature: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+def _pte_io(path: Path, signature: Mapping[str, object]) -> dict[str, list[JSONObject]]:
     from executorch.runtime import Runtime  # optional: the [executorch] extra
 
     meta = Runtime.get().load_program(path).metadata("forward")
-    names_in = [s["name"] for s in signature.get("inputs", [])]
-    names_out = [s["name"] for s in signature.get("outputs", [])]
+    names_in = [get_str(s, "name") for s in get_objects(signature, "inputs")]
+    names_out = [get_str(s, "name") for s in get_objects(signature, "outputs")]
 
-    def spec(info: Any, i: int, names: list[str], kind: str) -> JSONObject:
+    def spec(info: _TensorMeta, i: int, names: list[str], kind: str) -> JSONObject:
         return {"name": names[i] if i < len(names) else f"{kind}_{i}",
                 "dtype": _ET_DTYPES.get(int(info.dtype()), f"scalar_type_{int(info.dtype())}"),
                 "shape": [int(d) for d in info.sizes()]}
@@ -49,7 +58,7 @@ def _pte_io(path: Path, signature: dict[str, Any]) -> dict[str, list[dict[str, A
             "outputs": [spec(meta.output_tensor_meta(i), i, names_out, "output") for i in range(meta.num_outputs())]}
 
 
-def artifact_io(path: Path, fmt: str, signature: dict[str, Any]) -> dict[str, Any] | None:
+def artifact_io(path: Path, fmt: str, signature: Mapping[str, object]) -> dict[str, list[JSONObject]] | None:
     """The file's own I/O, or None for formats that are not run directly (.ort is the .onnx's twin; .bpte)."""
     if fmt == "onnx":
         io = _onnx_io(path)
@@ -57,24 +66,25 @@ def artifact_io(path: Path, fmt: str, signature: dict[str, Any]) -> dict[str, An
         io = _pte_io(path, signature)
     else:
         return None
-    by_name = {s["name"]: s for s in signature.get("inputs", [])}
+    by_name = {s.get("name"): s for s in get_objects(signature, "inputs")}
     for spec in io["inputs"]:
         src = by_name.get(spec["name"], {})
         spec["layout"] = src.get("layout")
         spec["preprocessing"] = src.get("preprocessing")
-        spec["batch"] = spec["shape"][0] if spec["shape"] and isinstance(spec["shape"][0], int) else "dynamic"
+        shape = spec["shape"]
+        spec["batch"] = shape[0] if isinstance(shape, list) and shape and isinstance(shape[0], int) else "dynamic"
     return io
 
 
-def annotate_io(manifest: dict[str, Any], outdir: Path) -> None:
+def annotate_io(manifest: JSONObject, outdir: Path) -> None:
     """Fill ``details.io`` of every directly runnable artifact that lacks it (idempotent)."""
     sig = manifest.get("signature") or {}
-    for a in manifest.get("artifacts") or []:
-        details = a.setdefault("details", {})
+    for a in get_objects(manifest, "artifacts"):
+        details = as_object(a.setdefault("details", {}), "details")
         if "io" in details:
             continue
-        f = outdir / a["path"]
+        f = outdir / get_str(a, "path")
         if f.is_file():
-            io = artifact_io(f, a["format"], sig)
+            io = artifact_io(f, get_str(a, "format"), as_object(sig, "signature"))
             if io is not None:
                 details["io"] = io

@@ -18,24 +18,31 @@
 from __future__ import annotations
 
 import platform
-import re
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TypedDict, Unpack
 
 from edgeq.config import Budget, FleetOptions
 from edgeq.emulator.sysroot import is_ready
-from edgeq.errors import ManifestError, TargetError, UsageError
+from edgeq.errors import ManifestError, UsageError
 from edgeq.integrity import RUNNABLE, audit, sniff_format
-from edgeq.jsontypes import JSONObject, get_float, get_strs
+from edgeq.jsontypes import (
+    JSONObject,
+    get_float,
+    get_object,
+    get_object_or_none,
+    get_objects,
+    get_str,
+    get_strs,
+)
 from edgeq.llm.check import LmCheck, check_lm, is_text_generation
 from edgeq.llm.target_checks import items_from_files, run_checks
 from edgeq.manifest import Artifact, Validation, read_manifest
 from edgeq.progress import Progress
 from edgeq.signing import verify_folder
 from edgeq.stages.budget_check import NAME, check_artifact
-from edgeq.targets import list_targets, load_target, parse_target, targets_dir, with_runner_timeout
+from edgeq.targets import load_target, manifest_target, with_runner_timeout
 from edgeq.targetspec import Target
 from edgeq.validate.bundled import check_bundle
 from edgeq.validate.fleet_run import split_runners
@@ -45,7 +52,6 @@ from edgeq.validate.runners.host import HostRunner
 # A float baseline must reproduce the stored reference this closely (measured fp32 ORT vs torch: cosine 1.0000,
 # SQNR > 100 dB on the digits CNN); anything lower means the reference is not this model's.
 REFERENCE_MIN_COSINE = 0.999
-_TARGET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
 @dataclass
@@ -55,28 +61,19 @@ class CheckResult:
     failures: list[str]
     artifacts: list[Artifact]
     budget: Budget
-    manifest: dict[str, Any]
+    manifest: JSONObject
     host_passes_arm_fails: list[str]
     findings: list[str] = field(default_factory=list)  # manifest claims that the files or the CLI overrode
     notes: list[str] = field(default_factory=list)
     llm: LmCheck | None = None  # set for text-generation folders (then ``budget`` is empty)
-    fleet: dict[str, Any] | None = None  # the boards of a fleet run (edgeq.validate.fleet_run.FleetRun.record)
-    fleet_verdict: dict[str, Any] | None = None  # per-status board counts
+    fleet: JSONObject | None = None  # the boards of a fleet run (edgeq.validate.fleet_run.FleetRun.record)
+    fleet_verdict: JSONObject | None = None  # per-status board counts
     infra_failures: list[str] = field(default_factory=list)  # fewer boards answered than --min-boards
 
 
-def packaged_target(name: object) -> Target:
-    """A target profile shipped with edgeq, by name; a name from a manifest never reaches the file system."""
-    if not isinstance(name, str) or not _TARGET_NAME.match(name) or name not in list_targets():
-        raise TargetError(f"the manifest names target {name!r}, which is not a packaged profile",
-                          "pass --target NAME or --target FILE.toml to check against a profile you choose")
-    f = targets_dir() / f"{name}.toml"
-    return parse_target(f.read_text(), f"targets/{f.name}")
-
-
-def _check_target(m: dict[str, Any], target: str | None) -> Target:
+def _check_target(m: JSONObject, target: str | None) -> Target:
     """The profile ``check`` enforces: the command line's, else the packaged one the manifest names (by name only)."""
-    return load_target(target) if target else packaged_target((m.get("target") or {}).get("name"))
+    return load_target(target) if target else manifest_target(m)
 
 
 def default_runners(target: Target) -> tuple[str, ...]:
@@ -86,9 +83,9 @@ def default_runners(target: Target) -> tuple[str, ...]:
     return tuple(specs)
 
 
-def _recompute_artifacts(m: dict[str, Any], out: Path) -> tuple[list[Artifact], list[str]]:
+def _recompute_artifacts(m: JSONObject, out: Path) -> tuple[list[Artifact], list[str]]:
     arts, findings = [], []
-    for d in m["artifacts"]:
+    for d in get_objects(m, "artifacts"):
         a = Artifact.from_dict({**d, "validations": []})
         fmt = sniff_format(out / a.path)
         if (fmt in (*RUNNABLE, "bpte") or a.format in (*RUNNABLE, "bpte")) and fmt != a.format:
@@ -103,10 +100,10 @@ def _recompute_artifacts(m: dict[str, Any], out: Path) -> tuple[list[Artifact], 
     return arts, findings
 
 
-def _gating_passes(m: dict[str, Any], arts: list[Artifact], out: Path, tgt: Target) -> list[JSONObject]:
+def _gating_passes(m: JSONObject, arts: list[Artifact], out: Path, tgt: Target) -> list[JSONObject]:
     """The recorded passes, with the budget-check recomputed from the bytes and this target (its recorded
     failures could have been deleted from the manifest)."""
-    kept = [p for p in m["passes"] if p.get("name") != NAME]
+    kept = [p for p in get_objects(m, "passes") if p.get("name") != NAME]
     if NAME in tgt.passes:
         failures: list[str] = []
         for a in arts:
@@ -131,15 +128,29 @@ class CheckRequest:
     fleet: FleetOptions | None = None
 
 
+class CheckOptions(TypedDict, total=False):
+    """The rarely used keywords of :func:`check`, each the :class:`CheckRequest` field of the same name."""
+
+    public_key: str | Path | None  # verify the folder's signature first
+    max_ppl_increase: float | None  # text-generation folders: over the budget recorded at export
+    float_model: str | None  # text-generation folders: recompute the float perplexity from this model
+    runner_timeout: float | None  # seconds, over the profile's runner_timeout_s
+    fleet: FleetOptions | None
+
+
 def check(outdir: str | Path, budget: Budget | None = None, runners: tuple[str, ...] | None = None,
           progress: Progress | None = None, target: str | None = None,
-          public_key: str | Path | None = None, max_ppl_increase: float | None = None,
-          float_model: str | None = None, runner_timeout: float | None = None,
-          fleet: FleetOptions | None = None) -> CheckResult:
+          **options: Unpack[CheckOptions]) -> CheckResult:
     """Re-validate the export folder ``outdir`` (see the module doc); the documented keyword entry point over
-    :func:`run_check`."""
-    request = CheckRequest(Path(outdir), budget, runners, target, Path(public_key) if public_key is not None else None,
-                           max_ppl_increase, float_model, runner_timeout, fleet)
+    :func:`run_check`. ``options`` are the keywords of :class:`CheckOptions`: ``public_key``,
+    ``max_ppl_increase``, ``float_model``, ``runner_timeout`` and ``fleet``."""
+    unknown = sorted(set(options) - CheckOptions.__optional_keys__)
+    if unknown:
+        raise TypeError(f"check() got an unexpected keyword argument {unknown[0]!r}")
+    key = options.get("public_key")
+    request = CheckRequest(Path(outdir), budget, runners, target, Path(key) if key is not None else None,
+                           options.get("max_ppl_increase"), options.get("float_model"),
+                           options.get("runner_timeout"), options.get("fleet"))
     return run_check(request, progress or Progress(enabled=False))
 
 
@@ -160,21 +171,23 @@ def run_check(req: CheckRequest, progress: Progress) -> CheckResult:
     return _check_tensor(req, m, arts, findings, progress)
 
 
-def _check_tensor(req: CheckRequest, m: dict[str, Any], arts: list[Artifact], findings: list[str],
+def _check_tensor(req: CheckRequest, m: JSONObject, arts: list[Artifact], findings: list[str],
                   progress: Progress) -> CheckResult:
     out = req.outdir
     tgt = with_runner_timeout(_check_target(m, req.target), req.runner_timeout)
     eff = (req.budget or Budget()).merged_over(tgt.validation)
     findings += _budget_findings(m, eff, tgt)
-    recorded = [s for s in (m.get("config") or {}).get("validate_on") or [] if isinstance(s, str)]
+    listed = (get_object_or_none(m, "config") or {}).get("validate_on")
+    recorded = [s for s in listed if isinstance(s, str)] if isinstance(listed, list) else []
     remote = [s for s in recorded if "://" in s or s.startswith("fleet:")]
     if remote and not req.runners:
         findings.append(f"not contacting runner(s) named in the manifest: {', '.join(remote)} (use --on)")
     specs, boards = split_runners(req.runners or default_runners(tgt), tgt, req.fleet or FleetOptions())
     if boards is not None:
         boards.preflight(progress)
-    vd = m["validation_data"]
-    validate_artifacts(ValidationRequest(out, vd["inputs"]["path"], vd["reference"]["path"], specs, tgt, eff,
+    vd = get_object(m, "validation_data")
+    inputs, reference = get_str(get_object(vd, "inputs"), "path"), get_str(get_object(vd, "reference"), "path")
+    validate_artifacts(ValidationRequest(out, inputs, reference, specs, tgt, eff,
                                          isolate=True, fleet=boards), arts, progress)
     if "host" in specs:
         findings += _check_bundles(out, arts, eff, tgt, progress)
@@ -187,19 +200,16 @@ def _check_tensor(req: CheckRequest, m: dict[str, Any], arts: list[Artifact], fi
     if compressed:
         findings.append("the manifest declares compression: the float baseline is held to the budget against the "
                         "stored reference instead of to identity with it")
-    failures = list(v["failures"]) + _baseline_failures(arts, compressed)
-    infra = list(v.get("infra_failures", []))
+    failures = get_strs(v, "failures") + _baseline_failures(arts, compressed)
+    infra = get_strs(v, "infra_failures")
     return CheckResult(out, not failures and not infra, failures, arts, eff, replace_budget(m, eff),
-                       v["host_passes_arm_fails"], findings, list(v.get("notes", [])), fleet=record,
-                       fleet_verdict=v.get("fleet"), infra_failures=infra)
+                       get_strs(v, "host_passes_arm_fails"), findings, get_strs(v, "notes"), fleet=record,
+                       fleet_verdict=get_object_or_none(v, "fleet"), infra_failures=infra)
 
 
-def _budget_findings(m: dict[str, Any], eff: Budget, tgt: Target) -> list[str]:
+def _budget_findings(m: JSONObject, eff: Budget, tgt: Target) -> list[str]:
     """The manifest's budget is shown, not obeyed: a difference from the enforced one is a finding."""
-    try:
-        stored = Budget(**m["budget"])
-    except TypeError as e:
-        raise ManifestError(f"edgeq.json: budget is malformed ({e})") from e
+    stored = Budget.from_dict(get_object(m, "budget"))
     if stored == eff:
         return []
     diff = ", ".join(f"{k} {getattr(stored, k)} -> {getattr(eff, k)}" for k in eff.to_dict()
@@ -237,7 +247,7 @@ def _check_bundles(out: Path, arts: list[Artifact], eff: Budget, tgt: Target, pr
     return []
 
 
-def _check_lm(req: CheckRequest, m: dict[str, Any], arts: list[Artifact], findings: list[str],
+def _check_lm(req: CheckRequest, m: JSONObject, arts: list[Artifact], findings: list[str],
               progress: Progress) -> CheckResult:
     out, runners, budget = req.outdir, req.runners, req.budget
     if runners and set(runners) != {"host"}:
@@ -264,20 +274,13 @@ def _check_lm(req: CheckRequest, m: dict[str, Any], arts: list[Artifact], findin
                 runtime="onnxruntime" if r.format == "onnx" else "executorch-pybind",
                 budget_check={"max_ppl_increase_pct": res.max_ppl_increase_pct, "ppl_ratio": r.metrics["ppl_ratio"],
                               "passed": r.passed, "failures": list(r.failures)}),))
-    m2 = {**m, "budget_in_manifest": m.get("budget"),
+    m2: JSONObject = {**m, "budget_in_manifest": m.get("budget"),
           "budget": {"max_ppl_increase_pct": res.max_ppl_increase_pct, "source": res.budget_source}}
     failures = list(res.failures) + target_failures
     return CheckResult(out, not failures, failures, arts, Budget(), m2, [], findings + list(res.findings), [], llm=res)
 
 
-def replace_budget(m: dict[str, Any], eff: Budget) -> JSONObject:
+def replace_budget(m: JSONObject, eff: Budget) -> JSONObject:
     return {**m, "budget_in_manifest": m["budget"], "budget": eff.to_dict()}
 
-
-def target_for(m: dict[str, Any]) -> Target:
-    """The target for ``validate``: a packaged profile by the manifest's name (never a path from the manifest)."""
-    try:
-        return packaged_target((m.get("target") or {}).get("name"))
-    except TargetError as e:
-        raise TargetError(e.cause, "re-export with a packaged target, or use `edgeq check --target FILE.toml`") from e
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Literal
 
 from edgeq.compress.spec import CompressOptions
-from edgeq.errors import UsageError
+from edgeq.errors import EdgeqError, ManifestError, UsageError
 from edgeq.imagefolder import Preprocess
-from edgeq.jsontypes import JSONObject
+from edgeq.jsontypes import JSONObject, get_float_or_none
 
 CONFIG_VERSION = 1
 
@@ -61,6 +62,18 @@ class Budget:
             raise UsageError(
                 f"--min-nn-agreement must be in [0, 1], got {self.min_nn_agreement}", "e.g. 0.95"
             )
+
+    @staticmethod
+    def from_dict(d: Mapping[str, object], where: str = "edgeq.json",
+                  error: type[EdgeqError] = ManifestError) -> Budget:
+        """A budget as :meth:`to_dict` writes it (a manifest's, a config file's); an unknown key or a limit that
+        is not a number raises ``error``."""
+        names = [f.name for f in fields(Budget)]
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise error(f"{where}: budget is malformed (unknown key(s) {', '.join(unknown)})",
+                        f"budget keys: {', '.join(names)}")
+        return Budget(**{k: get_float_or_none(d, k, error) for k in names})
 
     def is_empty(self) -> bool:
         return all(getattr(self, f.name) is None for f in fields(self))

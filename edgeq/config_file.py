@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 from edgeq.compress.spec import CompressOptions, TrainOptions, parse_spec
 from edgeq.config import Budget, FleetOptions, PipelineConfig, QuantOptions, SearchOptions
@@ -21,13 +22,15 @@ from edgeq.manifest import MANIFEST_NAME
 # records that run's boards and options).
 _NOT_RECORDED = ("output", "force", "target_sha256", "trust_pickle", "runner_timeout_s", "fleet", "explain")
 
+T = TypeVar("T")
+
 
 def config_to_dict(config: PipelineConfig) -> JSONObject:
     """Every option of a run that affects the artifacts' bytes (all but output/force), JSON-ready.
 
     Paths that exist are made absolute so the record rebuilds from any working directory.
     """
-    d: dict[str, Any] = {}
+    d: JSONObject = {}
     for f in fields(PipelineConfig):
         if f.name in _NOT_RECORDED:
             continue
@@ -44,7 +47,23 @@ def config_to_dict(config: PipelineConfig) -> JSONObject:
     return d
 
 
-def config_from_dict(raw: dict[str, Any], where: str, **overrides: Any) -> PipelineConfig:
+def _construct(make: Callable[..., T], kwargs: Mapping[str, object], where: str, hint: str = "") -> T:
+    """``make(**kwargs)`` with keyword values read from a file. Each option record checks its own values; a name
+    it lacks (or a required one missing) is a TypeError, which becomes a UsageError naming the file."""
+    try:
+        return make(**kwargs)
+    except TypeError as e:
+        raise UsageError(f"{where}: {e}", hint) from e
+
+
+def _table(value: object, key: str, where: str, lists_as_tuples: bool = True) -> dict[str, object]:
+    """The ``[key]`` table of a config file (the manifest's object), its lists as the tuples the records hold."""
+    if not isinstance(value, dict):
+        raise UsageError(f"{where}: {key} must be a table", f"e.g. [{key}] in edgeq.toml")
+    return {str(k): tuple(v) if lists_as_tuples and isinstance(v, list) else v for k, v in value.items()}
+
+
+def config_from_dict(raw: Mapping[str, object], where: str, **overrides: object) -> PipelineConfig:
     """The inverse of :func:`config_to_dict` (also reads edgeq.toml's tables); ``overrides`` win."""
     raw = dict(raw)
     known = {f.name for f in fields(PipelineConfig)}
@@ -52,41 +71,34 @@ def config_from_dict(raw: dict[str, Any], where: str, **overrides: Any) -> Pipel
     if unknown:
         raise UsageError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}",
                          f"valid keys: {', '.join(sorted(known))}")
-    quant = raw.pop("quant", {})
-    budget = raw.pop("budget", {})
-    search = raw.pop("search", {})
+    quant = _table(raw.pop("quant", {}), "quant", where)
+    budget = _table(raw.pop("budget", {}), "budget", where, lists_as_tuples=False)
+    search = _table(raw.pop("search", {}), "search", where)
     compress = _compress_from(raw.pop("compress", {}), where)
     preprocess = raw.pop("preprocess", None)
     fleet = raw.pop("fleet", {})
     if isinstance(preprocess, dict):
-        pkw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in preprocess.items()}
-        preprocess = Preprocess(**pkw)
-    try:
-        qkw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in quant.items()}
-        skw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in search.items()}
-        q = QuantOptions(**qkw)
-        b = Budget(**budget)
-        srch = SearchOptions(**skw)
-        fleet_opts = FleetOptions(**fleet) if isinstance(fleet, dict) else fleet
-    except TypeError as e:
-        raise UsageError(f"{where}: {e}") from e
+        preprocess = _construct(Preprocess, _table(preprocess, "preprocess", where), where)
+    q = _construct(QuantOptions, quant, where)
+    b = _construct(Budget, budget, where)
+    srch = _construct(SearchOptions, search, where)
+    if isinstance(fleet, dict):
+        fleet = _construct(FleetOptions, _table(fleet, "fleet", where, lists_as_tuples=False), where)
     for key in ("formats", "validate_on"):
-        if key in raw:
-            raw[key] = tuple(raw[key])
+        value = raw.get(key)
+        if isinstance(value, list | tuple):
+            raw[key] = tuple(value)
     raw.update(overrides)
     raw.setdefault("search", srch)
-    raw.setdefault("fleet", fleet_opts)
+    raw.setdefault("fleet", fleet)
     raw.setdefault("compress", compress)
     raw.setdefault("preprocess", preprocess)
     raw.setdefault("quant", q)
     raw.setdefault("budget", b)
-    try:
-        return PipelineConfig(**raw)
-    except TypeError as e:
-        raise UsageError(f"{where}: {e}", "model, calib and output are required") from e
+    return _construct(PipelineConfig, raw, where, "model, calib and output are required")
 
 
-def load_config(path: str | Path, **overrides: Any) -> PipelineConfig:
+def load_config(path: str | Path, **overrides: object) -> PipelineConfig:
     """Read a run's configuration: an ``edgeq.toml`` (top-level keys of :class:`PipelineConfig`, ``[quant]``,
     ``[budget]`` and ``[search]`` tables), or a manifest ``edgeq.json`` (or its folder) written by
     ``edgeq export``, whose recorded configuration rebuilds the same artifacts. ``overrides`` (e.g.
@@ -105,7 +117,7 @@ def load_config(path: str | Path, **overrides: Any) -> PipelineConfig:
     return config_from_dict(raw, str(p), **overrides)
 
 
-def _from_manifest(p: Path, overrides: dict[str, Any]) -> PipelineConfig:
+def _from_manifest(p: Path, overrides: dict[str, object]) -> PipelineConfig:
     try:
         m = json.loads(p.read_text())
     except FileNotFoundError as e:
@@ -124,7 +136,7 @@ def _from_manifest(p: Path, overrides: dict[str, Any]) -> PipelineConfig:
     return config_from_dict(rec, f"{p} config.recorded", **overrides)
 
 
-def _compress_from(raw: Any, where: str) -> CompressOptions:
+def _compress_from(raw: object, where: str) -> CompressOptions:
     """``[compress]`` in edgeq.toml (``methods = "prune:0.3,qat"`` plus :class:`TrainOptions` keys), or the
     manifest's recorded ``{"spec": ..., "train": {...}}``."""
     if isinstance(raw, CompressOptions):

@@ -11,13 +11,14 @@ import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 from numpy.lib import format as npformat
 
 from edgeq.errors import DataError, SignatureMismatchError
 from edgeq.imagefolder import Preprocess, is_image_folder, load_image_folder
+from edgeq.npz import save_npz
 from edgeq.signature import TensorSpec
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ class Dataset:
         arrays = dict(self.inputs)
         if self.labels is not None:
             arrays[LABELS_KEY] = self.labels
-        np.savez(path, **cast("dict[str, Any]", arrays))  # numpy types **kwds as if allow_pickle were among them
+        save_npz(path, arrays)
 
 
 def _check_npy_header(f: IO[bytes], available: int, where: str) -> None:

@@ -6,14 +6,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
 
 import numpy as np
 
 from edgeq.capture import Captured, capture
 from edgeq.compress.hook import compress_source
-from edgeq.config import PipelineConfig
+from edgeq.config import PipelineConfig, QuantOptions
 from edgeq.data import Dataset, check_against_signature, load_dataset
+from edgeq.jsontypes import JSONObject, get_object_or_none, get_objects, get_str, number_or_none
+from edgeq.npz import save_npz
 from edgeq.outdir import INPUTS_REL, REFERENCE_REL, VALIDATION_DIR
 from edgeq.prepare import prepare_source, should_prepare
 from edgeq.progress import Progress
@@ -28,8 +29,8 @@ class ExportModel:
 
     source: ModelSource  # compressed, when --compress
     float_source: ModelSource  # the user's model: the reference
-    compression: dict[str, Any]
-    outliers: dict[str, Any]  # what the outlier-aware preparation applied
+    compression: JSONObject
+    outliers: JSONObject  # what the outlier-aware preparation applied
     captured: Captured
     quant_captured: Captured  # what INT8 is built from (the prepared copy, if any)
     prepared: bool
@@ -51,11 +52,11 @@ def load_model(config: PipelineConfig, target: Target, progress: Progress) -> Ex
     calib_all, ev = _load_data(config, source.input_names)
     if ev is None:
         calib_all, ev = calib_all.split(config.eval_fraction, config.seed)
-    float_source, compression = source, dict[str, Any]()
+    float_source, compression = source, JSONObject()
     if config.compress.enabled:
         source, compression = compress_source(source, config.compress, calib_all, ev, target, progress,
                                               per_channel=config.quant.per_channel)
-    outliers: dict[str, Any] = {}
+    outliers: JSONObject = {}
     prepared_source = None
 
     # not on a QAT model: it ships its trained ranges, which a re-scaled copy would no longer match
@@ -79,5 +80,29 @@ def write_validation_data(tmp: Path, model: ExportModel, progress: Progress) -> 
     # The uncompressed model is the reference, so the verdict covers compression + quantization together.
     ref, ref_kind = reference_outputs(dataclasses.replace(model.captured, source=model.float_source), model.ev,
                                       list(model.output_names))
-    np.savez(tmp / REFERENCE_REL, **cast("dict[str, Any]", ref))  # numpy types **kwds as if allow_pickle were among them
+    save_npz(tmp / REFERENCE_REL, ref)
     return ref, ref_kind
+
+
+def first_scheme(config: PipelineConfig, outliers: JSONObject, fmt: str) -> QuantOptions:
+    """The first INT8 model of ``fmt``: dynamic when the preparation's simulation predicts it beats static
+    (``outliers["scheme_prediction"]``), so a transformer's hopeless static model is never built and lowered
+    (MiniLM: ≈ 14 min for the static ``.pte`` alone); the target's scheme otherwise. Only when the search may run
+    (with ``--no-search`` the user gets the scheme asked for) and the user did not pick a mode explicitly."""
+    prediction = get_object_or_none(outliers, "scheme_prediction") or {}
+    pick = (get_object_or_none(prediction, "pick") or {}).get(fmt)
+    if pick != "dynamic" or config.search.mode in ("off", "grid") or config.quant.mode != "static":
+        return config.quant
+    # the dynamic search move's settings: per-channel weights, full-range INT8 (the scale is per run)
+    return dataclasses.replace(config.quant, mode="dynamic",
+                               per_channel=True if config.quant.per_channel is None else config.quant.per_channel,
+                               reduce_range=False if config.quant.reduce_range is None else config.quant.reduce_range)
+
+
+def linear_ranking(outliers: JSONObject) -> list[str]:
+    """Linear modules, most sensitive first (the preparation's sensitivity pass), for the search's linear moves;
+    empty for convolution-dominated models (their moves are the static ones)."""
+    if not outliers.get("linear_dominated"):
+        return []
+    return [get_str(r, "module") for r in get_objects(outliers, "linear_sensitivity")
+            if (number_or_none(r.get("share")) or 0.0) > 0]

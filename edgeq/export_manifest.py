@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -16,6 +15,7 @@ from edgeq.config import Budget, PipelineConfig
 from edgeq.config_file import config_to_dict
 from edgeq.data import Dataset
 from edgeq.hashing import sha256_file
+from edgeq.jsontypes import JSONObject
 from edgeq.manifest import Artifact, new_manifest
 from edgeq.outdir import INPUTS_REL, REFERENCE_REL
 from edgeq.signature import TensorSpec
@@ -39,35 +39,37 @@ class ExportRecord:
     reference: dict[str, np.ndarray]
     reference_kind: str
     output_names: tuple[str, ...]
-    resolved_quant: dict[str, Any]  # per format, after the target's scheme and the user's options
-    pass_log: list[dict[str, Any]]
+    resolved_quant: dict[str, JSONObject]  # per format, after the target's scheme and the user's options
+    pass_log: list[JSONObject]
     artifacts: list[Artifact]
-    fleet: dict[str, Any] | None = None  # the boards' record (edgeq.validate.fleet_run.FleetRun.record)
+    fleet: JSONObject | None = None  # the boards' record (edgeq.validate.fleet_run.FleetRun.record)
 
 
-def compose_manifest(rec: ExportRecord, folder: Path) -> dict[str, Any]:
+def compose_manifest(rec: ExportRecord, folder: Path) -> JSONObject:
     """The manifest of ``rec``; ``folder`` holds the validation data it hashes."""
     config, captured = rec.config, rec.captured
     m = new_manifest()
     m["source"] = {"ref": rec.source.ref, "kind": rec.source.kind, "sha256": rec.source.sha256}
     m["target"] = rec.target.summary()
-    m["config"] = {"recorded": config_to_dict(config), "resolved_quant": rec.resolved_quant,
-                   "formats": list(config.formats), "quant": config.quant.to_dict(),
-                   "eval_fraction": config.eval_fraction, "seed": config.seed, "opset": config.opset,
-                   "max_eval_samples": config.max_eval_samples,
-                   "validate_on": [*rec.runners, *(s for s in config.validate_on if is_board_spec(s))],
-                   "calib": str(config.calib), "eval": config.eval, "dynamic_batch": captured.dynamic_batch,
-                   "static_batch_reason": captured.static_batch_reason,
-                   "search": config.search.to_dict(), "compress": config.compress.to_dict()}
-    m["budget"] = rec.budget.to_dict()
-    m["signature"] = {"inputs": [s.to_dict() for s in captured.signature],
-                      "outputs": [output_spec(n, rec.reference[n], captured.dynamic_batch).to_dict()
-                                  for n in rec.output_names]}
+    recorded: JSONObject = {"recorded": config_to_dict(config), "resolved_quant": rec.resolved_quant,
+                          "formats": list(config.formats), "quant": config.quant.to_dict(),
+                          "eval_fraction": config.eval_fraction, "seed": config.seed, "opset": config.opset,
+                          "max_eval_samples": config.max_eval_samples,
+                          "validate_on": [*rec.runners, *(s for s in config.validate_on if is_board_spec(s))],
+                          "calib": str(config.calib), "eval": config.eval, "dynamic_batch": captured.dynamic_batch,
+                          "static_batch_reason": captured.static_batch_reason,
+                          "search": config.search.to_dict(), "compress": config.compress.to_dict()}
+    inputs = [s.to_dict() for s in captured.signature]
     if config.preprocess is not None:  # image-folder data: apps must preprocess exactly this way
-        m["config"]["preprocess"] = config.preprocess.to_dict()
-        for spec in m["signature"]["inputs"]:
+        recorded["preprocess"] = config.preprocess.to_dict()
+        for spec in inputs:
             spec["preprocessing"] = config.preprocess.to_dict()
             spec["layout"] = config.preprocess.layout
+    m["config"] = recorded
+    m["budget"] = rec.budget.to_dict()
+    m["signature"] = {"inputs": inputs,
+                      "outputs": [output_spec(n, rec.reference[n], captured.dynamic_batch).to_dict()
+                                  for n in rec.output_names]}
     m["validation_data"] = {
         "inputs": {"path": INPUTS_REL, "sha256": sha256_file(folder / INPUTS_REL)},
         "reference": {"path": REFERENCE_REL, "sha256": sha256_file(folder / REFERENCE_REL),
@@ -79,7 +81,7 @@ def compose_manifest(rec: ExportRecord, folder: Path) -> dict[str, Any]:
     m["artifacts"] = [a.to_dict() for a in rec.artifacts]
     if rec.fleet is not None:
         m["fleet"] = rec.fleet
-    m["verdict"] = verdict(rec.artifacts, rec.pass_log, m.get("fleet"))
+    m["verdict"] = verdict(rec.artifacts, rec.pass_log, rec.fleet)
     return m
 
 

@@ -62,12 +62,9 @@ def load_hf_dir(p: Path) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
     cfg = _read_json(p / "config.json")
     archs = cfg.get("architectures")
     arch = archs[0] if isinstance(archs, list) and archs and isinstance(archs[0], str) else ""
-    if arch.endswith("ForSequenceClassification"):
-        auto: Any = transformers.AutoModelForSequenceClassification
-    elif arch.endswith("ForImageClassification"):
-        auto = transformers.AutoModelForImageClassification
-    else:
-        auto = transformers.AutoModel
+    auto = (transformers.AutoModelForSequenceClassification if arch.endswith("ForSequenceClassification")
+            else transformers.AutoModelForImageClassification if arch.endswith("ForImageClassification")
+            else transformers.AutoModel)
     try:
         hf = auto.from_pretrained(str(p), local_files_only=True, use_safetensors=True).eval()
     except Exception as e:  # transformers raises OSError/ValueError/KeyError for broken folders

@@ -11,14 +11,14 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import onnx
 
 from edgeq.errors import ManifestError
 from edgeq.hashing import sha256_file
-from edgeq.jsontypes import JSONObject
+from edgeq.jsontypes import JSONObject, get_object, get_objects
 from edgeq.manifest import MANIFEST_NAME
 
 SIGNATURE_NAME = "edgeq.json.sig"  # signs the manifest, so it cannot be listed in it (edgeq.signing)
@@ -28,19 +28,20 @@ _REL = re.compile(r"^[A-Za-z0-9_.+-]+(/[A-Za-z0-9_.+-]+)*$")
 _HINT = "the folder changed after export; re-run edgeq export (or restore the original folder)"
 
 
-def described_paths(m: dict[str, Any]) -> list[tuple[str, str]]:
-    """(relative path, sha256) of every file the manifest lists."""
-    out = [(a["path"], a["sha256"]) for a in m["artifacts"]]
-    vd = m["validation_data"]
-    out += [(vd["inputs"]["path"], vd["inputs"]["sha256"]), (vd["reference"]["path"], vd["reference"]["sha256"])]
-    out += [(f["path"], f["sha256"]) for f in m.get(FILES_KEY) or []]
+def described_paths(m: Mapping[str, object]) -> list[tuple[object, object]]:
+    """(relative path, sha256) of every file the manifest lists, as written there (:func:`audit` checks them)."""
+    out: list[tuple[object, object]] = [(a["path"], a["sha256"]) for a in get_objects(m, "artifacts")]
+    vd = get_object(m, "validation_data")
+    inputs, reference = get_object(vd, "inputs"), get_object(vd, "reference")
+    out += [(inputs["path"], inputs["sha256"]), (reference["path"], reference["sha256"])]
+    out += [(f["path"], f["sha256"]) for f in get_objects(m, FILES_KEY)]
     return out
 
 
-def seal(m: dict[str, Any], outdir: Path) -> JSONObject:
+def seal(m: JSONObject, outdir: Path) -> JSONObject:
     """Record every regular file under ``outdir`` not listed yet (reports, …) in ``m['files']``; returns ``m``."""
     listed = {p for p, _ in described_paths({**m, FILES_KEY: []})}
-    extra = []
+    extra: list[JSONObject] = []
     for rel in sorted(_walk(outdir)):
         if rel not in (MANIFEST_NAME, SIGNATURE_NAME) and rel not in listed:
             p = outdir / rel
@@ -87,13 +88,13 @@ def confined(outdir: Path, rel: object, what: str) -> Path:
     return cur
 
 
-def audit(m: dict[str, Any], outdir: Path) -> None:
+def audit(m: Mapping[str, object], outdir: Path) -> None:
     """Confine, re-hash, and compare the folder's listing with the manifest's. Raises ManifestError."""
     manifest = outdir / MANIFEST_NAME
     if manifest.is_symlink():
         raise ManifestError(f"{manifest} is a symbolic link", "check the real export folder")
     entries = described_paths(m)
-    seen: set[str] = set()
+    seen: set[object] = set()
     for rel, digest in entries:
         p = confined(outdir, rel, MANIFEST_NAME)
         if rel in seen:

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from edgeq._version import __version__
 from edgeq.artifact_io import annotate_io
@@ -39,6 +38,7 @@ from edgeq.hashing import sha256_file
 from edgeq.jsontypes import (
     JSONObject,
     JSONValue,
+    as_object,
     get_bool,
     get_float_or_none,
     get_int,
@@ -158,7 +158,7 @@ def edgeq_version() -> str:
     return __version__
 
 
-def new_manifest() -> dict[str, Any]:
+def new_manifest() -> JSONObject:
     return {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -248,7 +248,7 @@ def validate_manifest(m: object, where: str = MANIFEST_NAME) -> None:
         _file_entry(f, f"{where}: files[{i}]")
 
 
-def write_manifest(m: dict[str, Any], outdir: Path) -> Path:
+def write_manifest(m: JSONObject, outdir: Path) -> Path:
     annotate_io(m, outdir)  # what each shipped file accepts (apps read it; the batch may be fixed at 1)
     validate_manifest(m)
     p = outdir / MANIFEST_NAME
@@ -256,13 +256,13 @@ def write_manifest(m: dict[str, Any], outdir: Path) -> Path:
     return p
 
 
-def read_manifest(outdir: Path) -> dict[str, Any]:
+def read_manifest(outdir: Path) -> JSONObject:
     p = outdir / MANIFEST_NAME if outdir.is_dir() else outdir
     if not p.is_file():
         raise ManifestError(f"no {MANIFEST_NAME} in {outdir}", "point at a folder written by `edgeq export`")
     try:
-        m: dict[str, Any] = json.loads(p.read_text())
+        m: object = json.loads(p.read_text())
     except json.JSONDecodeError as e:
         raise ManifestError(f"{p}: not valid JSON ({e})", "the manifest is corrupt; re-run edgeq export") from e
     validate_manifest(m, str(p))
-    return m
+    return as_object(m, str(p))

@@ -6,9 +6,17 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Protocol
 
 from edgeq.outdir import checkpoint
+
+
+class ProgressBar(Protocol):
+    """What callers use of a tqdm bar (tqdm is untyped); :class:`_NullBar` is the quiet one."""
+
+    def update(self, n: int = 1) -> None: ...
+
+    def set_postfix_str(self, s: str) -> None: ...
 
 
 class Progress:
@@ -22,7 +30,7 @@ class Progress:
             print(f"[{time.perf_counter() - self._t0:6.1f}s] {text}", file=sys.stderr, flush=True)
 
     @contextmanager
-    def bar(self, total: int, desc: str, unit: str = "sample") -> Iterator[Any]:
+    def bar(self, total: int, desc: str, unit: str = "sample") -> Iterator[ProgressBar]:
         """A tqdm bar; on a non-terminal stderr (CI logs) it stays quiet except for the stage line."""
         from tqdm import tqdm  # tqdm only when a progress bar is drawn
 

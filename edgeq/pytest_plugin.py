@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from edgeq.api import export_model
+from edgeq.api import ExportResult, export_model
 from edgeq.check import check
 from edgeq.config import Budget
 from edgeq.errors import EdgeqError
@@ -44,8 +43,8 @@ class EdgeqCheckFailed(Exception):
 
 
 class EdgeqCheckItem(pytest.Item):
-    def __init__(self, *, outdir: str, **kw: Any) -> None:
-        super().__init__(**kw)
+    def __init__(self, *, outdir: str, name: str, parent: pytest.Collector | None = None) -> None:
+        super().__init__(name, parent)  # what from_parent passes (besides outdir)
         self.outdir = outdir
 
     def runtest(self) -> None:
@@ -62,7 +61,7 @@ class EdgeqCheckItem(pytest.Item):
                             "host_passes_arm_fails": res.host_passes_arm_fails}
             raise EdgeqCheckFailed(self.outdir, res.failures, terminal_summary(m, self.outdir))
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: str | None = None) -> str:
         e = excinfo.value
         if isinstance(e, EdgeqCheckFailed):
             return "edgeq check failed:\n" + "\n".join(f"  - {f}" for f in e.failures) + "\n\n" + e.summary
@@ -80,9 +79,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 
 @pytest.fixture
-def edgeq_export(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any]]:
+def edgeq_export(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., ExportResult]]:
     """Factory: ``edgeq_export(model, calib=..., **PipelineConfig fields)`` -> ExportResult in a fresh folder."""
-    def run(model: str, calib: str | Path, output: str | Path | None = None, **kwargs: Any) -> Any:
+    def run(model: str, calib: str | Path, output: str | Path | None = None, **kwargs: object) -> ExportResult:
         out = Path(output) if output is not None else tmp_path_factory.mktemp("edgeq") / "out"
         return export_model(model, str(calib), out, **kwargs)
 

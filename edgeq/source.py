@@ -15,11 +15,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import onnx
 
+from edgeq.compress.qat_graph import QatGraph
 from edgeq.errors import ArtifactError, ModelSourceError
 from edgeq.external_data import check_external_data
 from edgeq.hashing import sha256_bytes, sha256_file
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     import torch
 
 SourceKind = Literal["factory", "pt2", "onnx"]
+
 
 
 @dataclass
@@ -47,9 +49,9 @@ class ModelSource:
     onnx_path: Path | None = None
     example_inputs: dict[str, np.ndarray] | None = None
     declared_signature: list[TensorSpec] | None = None
-    # edgeq.compress.qat.QatGraph after --compress ...,qat: the trained fake-quant graph whose ranges both format
-    # backends ship (instead of re-calibrating). Any: compress sits above this module.
-    qat: Any = None
+    # edgeq.compress.qat_graph.QatGraph after --compress ...,qat: the trained fake-quant graph whose ranges both format
+    # backends ship (instead of re-calibrating).
+    qat: QatGraph | None = None
 
     @property
     def is_torch(self) -> bool:

@@ -13,13 +13,23 @@ The folder is built in a temporary sibling and renamed into place, like ``edgeq 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
 
 from edgeq.api import export
 from edgeq.config import Budget, PipelineConfig
 from edgeq.integrity import seal
-from edgeq.manifest import Artifact, read_manifest, write_manifest
+from edgeq.jsontypes import (
+    JSONObject,
+    as_list,
+    get_bool,
+    get_float,
+    get_int,
+    get_object,
+    get_object_or_none,
+    get_objects,
+)
+from edgeq.manifest import Artifact, Validation, read_manifest, write_manifest
 from edgeq.outdir import commit_output, discard_output, prepare_output
 from edgeq.progress import Progress
 from edgeq.report import write_reports
@@ -33,14 +43,14 @@ __all__ = ["VARIANT_DIR", "pick_variant", "run_sweep", "sweep_table"]
 
 
 
-def pick_variant(rows: list[dict[str, Any]]) -> str | None:
+def pick_variant(rows: Sequence[Mapping[str, object]]) -> str | None:
     """The selection engine's pick over the sweep's rows (in build order): smallest inside the budget, sizes within
     5 % of it tie and the earliest built wins — never a latency, so the pick is the same on any machine."""
-    chosen = pick([Scored(i, r["bytes"], bool(r.get("passed"))) for i, r in enumerate(rows)])
+    chosen = pick([Scored(i, get_int(r, "bytes"), bool(r.get("passed"))) for i, r in enumerate(rows)])
     return None if chosen is None else str(rows[chosen.order]["name"])
 
 
-def run_sweep(config: PipelineConfig, progress: Progress | None = None) -> dict[str, Any]:
+def run_sweep(config: PipelineConfig, progress: Progress | None = None) -> JSONObject:
     """Build, validate and report the grid; returns the manifest (``verdict``: every variant inside the budget).
 
     The grid is the export's SELECT phase with the grid strategy (:mod:`edgeq.search.grid`): the variants come
@@ -54,14 +64,16 @@ def run_sweep(config: PipelineConfig, progress: Progress | None = None) -> dict[
         export(replace(config, output=run, force=False, formats=("onnx",), quant=replace(config.quant, mode="static"),
                        search=replace(config.search, mode="grid")), progress)
         m = read_manifest(run)
-        arts = [Artifact.from_dict(a) for a in m["artifacts"]]
-        budget = Budget(**m["budget"])
-        m["sweep"] = sweep_table(arts, budget, has_labels=bool(m["validation_data"]["has_labels"]))
+        arts = [Artifact.from_dict(a) for a in get_objects(m, "artifacts")]
+        budget = Budget.from_dict(get_object(m, "budget"))
+        table = sweep_table(arts, budget, has_labels=get_bool(get_object(m, "validation_data"), "has_labels"))
+        m["sweep"] = table
         # The one verdict function, over every variant: what `edgeq check` will say about this folder.
-        m["verdict"] = verdict(arts, m["passes"], m.get("fleet"))
-        if m["sweep"]["pick"] is None:
-            m["verdict"]["failures"].append("no variant of the sweep meets the budget on the host")
-            m["verdict"]["passed"] = False
+        v = verdict(arts, get_objects(m, "passes"), get_object_or_none(m, "fleet"))
+        if table["pick"] is None:
+            v["failures"] = [*as_list(v["failures"]), "no variant of the sweep meets the budget on the host"]
+            v["passed"] = False
+        m["verdict"] = v
         write_manifest(m, run)
         write_reports(m, run)
         write_manifest(seal(m, run), run)
@@ -72,26 +84,28 @@ def run_sweep(config: PipelineConfig, progress: Progress | None = None) -> dict[
     return m
 
 
-def sweep_table(arts: list[Artifact], budget: Budget, has_labels: bool) -> dict[str, Any]:
+def sweep_table(arts: list[Artifact], budget: Budget, has_labels: bool) -> JSONObject:
     """Host rows, Pareto flags and the pick (ONNX artifacts with a host validation)."""
     fp32 = next((a for a in arts if a.name == "onnx-fp32"), None)
     metric = "accuracy" if has_labels else "cosine_mean"
-    rows: list[dict[str, Any]] = []
+    rows: list[JSONObject] = []
+    hosts: list[Validation] = []  # each row's host validation, in row order
     for a in arts:
         v = next((v for v in a.validations if v.runner == "host"), None)
         if a.format != "onnx" or v is None:
             continue
+        hosts.append(v)
         mt = v.metrics
         bc = check_budget(Metrics.from_dict(mt), budget)
         rows.append({"name": a.name, "precision": a.precision, "path": a.path, "bytes": a.bytes,
                      "size_ratio": a.bytes / fp32.bytes if fp32 and fp32.bytes else None,
                      "latency_ms": v.latency_ms, "metrics": mt, "passed": bc.passed, "failures": list(bc.failures),
                      "label": (a.quantization or {}).get("calibration")})
-    if metric == "accuracy" and any(r["metrics"].get("accuracy") is None for r in rows):
+    if metric == "accuracy" and any(v.metrics.get("accuracy") is None for v in hosts):
         metric = "cosine_mean"
-    ys = [float(r["metrics"][metric]) for r in rows]
-    for key, xs in (("pareto_bytes", [float(r["bytes"]) for r in rows]),
-                    ("pareto_latency", [float(r["latency_ms"] or 0.0) for r in rows])):
+    ys = [float(get_float(v.metrics, metric)) for v in hosts]
+    for key, xs in (("pareto_bytes", [float(get_int(r, "bytes")) for r in rows]),
+                    ("pareto_latency", [float(v.latency_ms or 0.0) for v in hosts])):
         front = set(pareto_front(list(zip(xs, ys, strict=True))))
         for i, r in enumerate(rows):
             r[key] = i in front

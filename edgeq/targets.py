@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, fields, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from edgeq.config import Budget
 from edgeq.errors import PipelineError, TargetError
 from edgeq.hashing import sha256_bytes
+from edgeq.jsontypes import get_object_or_none
 from edgeq.pipeline.stage import get_stage, stage_names, validate_order
 from edgeq.resources import profiles_dir
 from edgeq.targetspec import FORMAT_SPECS, CpuSpec, FormatSpec, Target
@@ -85,7 +87,7 @@ def _build(cls: type[_Spec], where: str, table: object) -> _Spec:
     req, opt = _dc_keys(cls)
     _check_keys(where, table, req, opt)
     annotations = {f.name: f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "") for f in fields(cls)}
-    kwargs: dict[str, Any] = {}  # each value checked against its field's annotation (_type_ok) below
+    kwargs: dict[str, object] = {}  # each value checked against its field's annotation (_type_ok) below
     for k, v in table.items():
         if isinstance(v, list):
             v = tuple(v)
@@ -93,8 +95,10 @@ def _build(cls: type[_Spec], where: str, table: object) -> _Spec:
             raise TargetError(f"{where}: key '{k}' must be {annotations[k]}, got {type(v).__name__} {v!r}",
                               "see targets/raspberry-pi-4.toml for a complete example")
         kwargs[k] = v
+    # every value was checked against its field's annotation above, at run time where mypy cannot follow
+    make: Callable[..., _Spec] = cls
     try:
-        return cls(**kwargs)
+        return make(**kwargs)
     except (TypeError, ValueError) as e:
         raise TargetError(f"{where}: {e}") from e
 
@@ -203,7 +207,7 @@ ARM_CPUINFO_KEYS = ("cpuinfo_implementer", "cpuinfo_part", "cpuinfo_variant", "c
                     "cpuinfo_architecture")
 
 
-def _check_semantics(path: str, raw: dict[str, Any], cpu: CpuSpec, passes: list[str]) -> None:
+def _check_semantics(path: str, raw: Mapping[str, object], cpu: CpuSpec, passes: list[str]) -> None:
     """Cross-field rules the per-key types cannot express (each format's own: ``FormatSpec.check``)."""
     if raw["os"] not in KNOWN_OS:
         raise TargetError(f"{path}: 'os' must be one of {', '.join(KNOWN_OS)}, got {raw['os']!r}")
@@ -253,3 +257,28 @@ def load_target(name_or_path: str) -> Target:
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise TargetError(f"unknown target {name_or_path!r}", f"{hint}known targets: {', '.join(names)}")
     return parse_target(f.read_text(), f"targets/{f.name}")
+
+
+_TARGET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+def packaged_target(name: object) -> Target:
+    """A target profile shipped with edgeq, by name; a name from a manifest never reaches the file system."""
+    if not isinstance(name, str) or not _TARGET_NAME.match(name) or name not in list_targets():
+        raise TargetError(f"the manifest names target {name!r}, which is not a packaged profile",
+                          "pass --target NAME or --target FILE.toml to check against a profile you choose")
+    f = targets_dir() / f"{name}.toml"
+    return parse_target(f.read_text(), f"targets/{f.name}")
+
+
+def manifest_target(m: Mapping[str, object]) -> Target:
+    """The packaged profile a manifest names: by name only (``check`` and ``validate`` never read its path)."""
+    return packaged_target((get_object_or_none(m, "target") or {}).get("name"))
+
+
+def target_for(m: Mapping[str, object]) -> Target:
+    """The target for ``validate``: :func:`manifest_target`, with the hint for a folder exported elsewhere."""
+    try:
+        return manifest_target(m)
+    except TargetError as e:
+        raise TargetError(e.cause, "re-export with a packaged target, or use `edgeq check --target FILE.toml`") from e

@@ -47,17 +47,17 @@ def test_encoder_predicts_dynamic_and_the_cnn_static() -> None:
 
 
 def test_first_scheme_follows_the_prediction_only_when_the_search_may_run() -> None:
-    from edgeq.api import _first_scheme
+    from edgeq.export_inputs import first_scheme
 
     rec = {"scheme_prediction": {"pick": {"onnx": "dynamic", "pte": "static"}}}
     cfg = PipelineConfig(model=ENCODER, calib="x.npz", output=Path("o"), budget=Budget(min_cosine=0.99))
-    onnx_q = _first_scheme(cfg, rec, "onnx")
+    onnx_q = first_scheme(cfg, rec, "onnx")
     assert onnx_q.mode == "dynamic" and onnx_q.per_channel is True and onnx_q.reduce_range is False
-    assert _first_scheme(cfg, rec, "pte").mode == "static"
+    assert first_scheme(cfg, rec, "pte").mode == "static"
     off = PipelineConfig(model=ENCODER, calib="x.npz", output=Path("o"), search=SearchOptions(mode="off"))
-    assert _first_scheme(off, rec, "onnx").mode == "static"  # --no-search: the scheme asked for
+    assert first_scheme(off, rec, "onnx").mode == "static"  # --no-search: the scheme asked for
     user = PipelineConfig(model=ENCODER, calib="x.npz", output=Path("o"), quant=QuantOptions(per_channel=False))
-    assert _first_scheme(user, rec, "onnx").per_channel is False  # explicit options still win
+    assert first_scheme(user, rec, "onnx").per_channel is False  # explicit options still win
 
 
 def test_pte_moves_start_at_mixed_precision_after_a_dynamic_first_model() -> None:

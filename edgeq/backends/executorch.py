@@ -8,7 +8,7 @@ report in ``details["delegation"]``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from edgeq.backends.base import FormatBackend, HostProgram, register_format
 from edgeq.capture import Captured, capture_error
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
-from edgeq.errors import DataError, UsageError
+from edgeq.errors import DataError, PipelineError, UsageError
 from edgeq.executorch.bundle import DEFAULT_CASES, derive_tolerances, write_bundle
 from edgeq.executorch.lower import lower_to_executorch
 from edgeq.executorch.quantize import convert_qat, quantize_pt2e, sample_args
@@ -30,6 +30,7 @@ from edgeq.validate.runners.host import host_program
 
 if TYPE_CHECKING:
     import torch
+    from executorch.exir import ExecutorchProgramManager
 
 FP32_NAME = "model.fp32.pte"
 INT8_NAME = "model.int8.pte"
@@ -163,10 +164,15 @@ def static_export(captured: Captured, calib: Dataset) -> torch.export.ExportedPr
         raise capture_error(e) from e
 
 
-def bundle_program(ctx: BuildState, static: Any, program: Any, pte: Path) -> JSONObject:
-    """Golden I/O from the float model on the first evaluation samples, with tolerances from the INT8 program."""
+def bundle_program(ctx: BuildState, static: torch.export.ExportedProgram | None, program: ExecutorchProgramManager,
+                   pte: Path) -> JSONObject:
+    """Golden I/O from the float model (``static``) on the first evaluation samples, with tolerances from the INT8
+    program ``pte``; ``program`` is its ExecuTorch program, which the bundle serializes."""
     import torch  # heavy: torch, imported only where a model is built or run
     from torch.utils._pytree import tree_flatten
+
+    if static is None:
+        raise PipelineError("the .bpte bundle needs the float program (capture runs before emit)")
 
     ev, captured = ctx.eval if ctx.eval is not None else _calib(ctx), _captured(ctx)
     k = min(DEFAULT_CASES, len(ev))

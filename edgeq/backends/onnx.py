@@ -12,7 +12,7 @@ import onnx
 from edgeq.backends.base import FormatBackend, HostProgram, register_format
 from edgeq.config import QuantOptions
 from edgeq.errors import UsageError
-from edgeq.jsontypes import JSONObject
+from edgeq.jsontypes import JSONObject, get_strs
 from edgeq.manifest import Artifact
 from edgeq.onnx.build import build_onnx_int8
 from edgeq.onnx.dynamic import quantize_onnx_dynamic
@@ -89,7 +89,7 @@ class OnnxBackend(FormatBackend):
                 qinfo = quantize_onnx_static(prepped, out, state.calib, scheme, on_sample=lambda: bar.update(1),
                                              qat=QatGrid(qat.activation_ranges, qat.bits))
             qinfo["ranges"] = {"source": "qat", "description": qat.describe(),
-                               "activation_ranges_from_qat": len(qinfo["fixed_ranges"]),
+                               "activation_ranges_from_qat": len(get_strs(qinfo, "fixed_ranges")),
                                "qat_activation_ranges": len(qat.activation_ranges),
                                "weights": "symmetric min/max of the QAT-trained weights (the QAT weight grid)"}
         else:

@@ -16,6 +16,7 @@ from edgeq.commands.common import (
     progress_from,
 )
 from edgeq.console import emit_json, human
+from edgeq.jsontypes import JSONObject, get_object, get_objects
 from edgeq.report.junit import write_junit
 from edgeq.report.markdown import terminal_summary
 from edgeq.report.terminal import json_result
@@ -68,11 +69,12 @@ def run(args: argparse.Namespace) -> int:
     m = dict(res.manifest)
     m["artifacts"] = [a.to_dict() for a in res.artifacts]
     m["budget"] = res.budget.to_dict() if res.llm is None else res.manifest["budget"]
-    m["verdict"] = {"passed": res.passed, "failures": res.failures, "host_passes_arm_fails": res.host_passes_arm_fails,
-                    "notes": res.notes}
+    verdict: JSONObject = {"passed": res.passed, "failures": res.failures,
+                           "host_passes_arm_fails": res.host_passes_arm_fails, "notes": res.notes}
     if res.fleet is not None:
         m["fleet"] = res.fleet
-        m["verdict"].update(fleet=res.fleet_verdict, infra_failures=res.infra_failures)
+        verdict.update(fleet=res.fleet_verdict, infra_failures=res.infra_failures)
+    m["verdict"] = verdict
     for f in res.findings:
         print(f"note: {f}", file=human(args))
     if res.llm is not None:
@@ -82,12 +84,13 @@ def run(args: argparse.Namespace) -> int:
     if args.junit:
         write_junit(args.junit, res.artifacts, suite=f"edgeq-check-{args.outdir.name}",
                     extra_failures=[f for f in res.failures if f.startswith("pass ") or f.startswith("no artifact")],
-                    properties={"target": m["target"]["name"], "model": m["source"]["ref"]},
-                    boards=(res.fleet or {}).get("boards"))
+                    properties={"target": get_object(m, "target").get("name"),
+                                "model": get_object(m, "source").get("ref")},
+                    boards=get_objects(res.fleet, "boards") if res.fleet is not None else None)
     if args.json:
         emit_json({"command": "check", **json_result(m, str(args.outdir)),
                    "junit": str(args.junit) if args.junit else None})
-    return exit_code(m["verdict"])
+    return exit_code(verdict)
 
 
 def lm_summary(res: CheckResult, out: str) -> str:

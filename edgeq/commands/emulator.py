@@ -8,6 +8,8 @@ import json
 from edgeq.commands.common import progress_from
 from edgeq.emulator import setup, status
 from edgeq.emulator.qemu import cpu_model
+from edgeq.errors import EmulatorError
+from edgeq.jsontypes import as_list, get_objects, get_str, get_strs, number_or_none
 from edgeq.targets import load_target
 
 DEFAULT_SMOKE_TARGET = "raspberry-pi-4"
@@ -36,7 +38,7 @@ def run_setup(args: argparse.Namespace) -> int:
     cpu_model(target)  # a typed error for a non-ARM target before any download
     env = setup(target, progress_from(args), force=args.force)
     print(f"emulator ready: {env.path}")
-    print(f"  smoke-tested CPU models: {', '.join(env.stamp.get('smoke_tested', []))}")
+    print(f"  smoke-tested CPU models: {', '.join(get_strs(env.stamp, 'smoke_tested', EmulatorError))}")
     return 0
 
 
@@ -50,10 +52,11 @@ def run_status(args: argparse.Namespace) -> int:
     print(f"env:       {st['env']}")
     if st["ready"]:
         print(f"state:     ready (set up {st.get('created')}, {st.get('files')} files, "
-              f"{(st.get('bytes') or 0) / 1e6:.0f} MB{', every hash verified' if args.verify else ''})")
-        print(f"debs:      {len(st.get('debs') or [])} arm64 packages")
-        print(f"wheels:    {', '.join(w['file'].split('-cp')[0] for w in st.get('wheels') or [])}")
-        print(f"tested on: {', '.join(st.get('smoke_tested') or []) or '-'}")
+              f"{(number_or_none(st.get('bytes')) or 0) / 1e6:.0f} MB{', every hash verified' if args.verify else ''})")
+        print(f"debs:      {len(as_list(st.get('debs') or [], 'debs', EmulatorError))} arm64 packages")
+        wheels = get_objects(st, "wheels", EmulatorError)
+        print(f"wheels:    {', '.join(get_str(w, 'file', EmulatorError).split('-cp')[0] for w in wheels)}")
+        print(f"tested on: {', '.join(get_strs(st, 'smoke_tested', EmulatorError)) or '-'}")
         return 0
     print(f"state:     NOT READY: {st['problem']}")
     print("hint:      run `edgeq emulator setup`")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from edgeq.api import export
 from edgeq.commands import text_generation
@@ -23,6 +22,7 @@ from edgeq.config_file import load_config
 from edgeq.console import emit_json, human
 from edgeq.errors import UsageError
 from edgeq.imagefolder import Preprocess
+from edgeq.jsontypes import JSONObject, as_list, get_object, get_objects, get_strs
 from edgeq.report.markdown import terminal_summary
 from edgeq.report.terminal import json_result
 from edgeq.select.summary import Selection
@@ -128,7 +128,7 @@ def add_image_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--grayscale", action="store_true", help="decode as one channel instead of RGB")
 
 
-def preprocess_from(args: argparse.Namespace) -> Any:
+def preprocess_from(args: argparse.Namespace) -> Preprocess | None:
     given = {k: v for k, v in (("resize", args.resize), ("crop", args.crop), ("mean", args.mean),
                                ("std", args.std), ("layout", args.layout), ("dtype", args.image_dtype)) if v is not None}
     if args.grayscale:
@@ -196,11 +196,11 @@ def run(args: argparse.Namespace) -> int:
     print(terminal_summary(result.manifest, str(result.output)), file=out)
     for key in ("search", "search_pte"):  # the ONNX and the .pte selection, each in the Selection's words
         if result.manifest.get(key):
-            print(search_summary(result.manifest[key]), file=out)
+            print(search_summary(get_object(result.manifest, key)), file=out)
     if args.json:
         emit_json({"command": "export", **json_result(result.manifest, str(result.output))})
 
-    return exit_code(result.manifest["verdict"])
+    return exit_code(get_object(result.manifest, "verdict"))
 
 
 def is_manifest_config(path: Path) -> bool:
@@ -229,14 +229,14 @@ def _defaults_parser() -> argparse.ArgumentParser:
     return sub.choices["export"]
 
 
-def search_summary(s: dict[str, Any]) -> str:
+def search_summary(s: JSONObject) -> str:
     """The selection's one line (:meth:`edgeq.select.summary.Selection.line`: what shipped, budget met or not), plus
     the closest trials when the budget was not met."""
-    lines = [Selection.from_dict(s["selection"]).line()]
+    lines = [Selection.from_dict(dict(get_object(s, "selection"))).line()]
     if not s["met"] and s.get("closest"):
-        by_index = {t["index"]: t for t in s["trials"]}
+        by_index = {t["index"]: t for t in get_objects(s, "trials")}
         lines.append("closest trials:")
-        for i in s["closest"]:
+        for i in as_list(s["closest"], "closest"):
             t = by_index[i]
-            lines.append(f"  trial {i} [{t['label']}]: {'; '.join(t['failures']) or t['error']}")
+            lines.append(f"  trial {i} [{t['label']}]: {'; '.join(get_strs(t, 'failures')) or t['error']}")
     return "\n".join(lines)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from edgeq.errors import UsageError
 from edgeq.jsontypes import JSONObject
@@ -19,13 +20,23 @@ from edgeq.jsontypes import JSONObject
 GLOBAL_DESTS = ("verbose", "quiet", "json", "config")
 
 
+class _FlagSpec(TypedDict, total=False):
+    """The ``add_argument`` keywords the global flags use."""
+
+    action: str
+    type: Callable[[str], Path]
+    metavar: str
+    help: str
+    default: object
+
+
 def add_global_flags(p: argparse.ArgumentParser, *, on_subcommand: bool) -> None:
     """On the main parser the flags get real defaults; on a subparser they default to SUPPRESS so an absent
     flag after the subcommand does not reset one given before it."""
-    d: dict[str, Any] = {"default": argparse.SUPPRESS} if on_subcommand else {}
+    d: _FlagSpec = {"default": argparse.SUPPRESS} if on_subcommand else {}
     taken = {s for a in p._actions for s in a.option_strings}
     g = p.add_argument_group("global options (before or after the subcommand)")
-    specs: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+    specs: list[tuple[tuple[str, ...], _FlagSpec]] = [
         (("-v", "--verbose"), {"action": "count", "help": "more detail: library warnings (-vv: info lines)",
                                "default": argparse.SUPPRESS if on_subcommand else 0}),
         (("-q", "--quiet"), {"action": "store_true", "help": "no progress output (errors and the verdict only)", **d}),
@@ -62,7 +73,7 @@ def _flag_actions(p: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     return out
 
 
-def _convert(path: Path, key: str, action: argparse.Action, value: Any) -> Any:
+def _convert(path: Path, key: str, action: argparse.Action, value: object) -> object:
     where = f"{path}: key {key!r}"
     if isinstance(action, argparse._StoreConstAction):  # store_true / store_false / store_const
         if not isinstance(value, bool):
@@ -82,7 +93,7 @@ def _convert(path: Path, key: str, action: argparse.Action, value: Any) -> Any:
     return _convert_one(where, action, value)
 
 
-def _convert_one(where: str, action: argparse.Action, value: Any) -> Any:
+def _convert_one(where: str, action: argparse.Action, value: object) -> object:
     if isinstance(value, dict):
         raise UsageError(f"{where} is a table; expected a value")
     text = str(value).lower() if isinstance(value, bool) else str(value)
@@ -110,7 +121,7 @@ def apply_config(path: Path, command: str, subparsers: dict[str, argparse.Argume
     sub = subparsers[command]
     actions = _flag_actions(sub)
     everywhere = {k for p in subparsers.values() for k in _flag_actions(p)}
-    merged: dict[str, Any] = {}
+    merged: dict[str, object] = {}
     for key, value in raw.items():
         if isinstance(value, dict) and key in subparsers:
             continue
@@ -125,10 +136,10 @@ def apply_config(path: Path, command: str, subparsers: dict[str, argparse.Argume
         if key not in actions:
             raise UsageError(f"{path}: unknown key {key!r} in [{command}]", f"see `edgeq {command} --help`")
         merged[key] = value
-    for key, value in merged.items():
+    for key, given in merged.items():
         action = actions[key]
         # set_defaults reaches every action sharing the dest (--per-channel / --per-tensor)
-        sub.set_defaults(**{action.dest: _convert(path, key, action, value)})
+        sub.set_defaults(**{action.dest: _convert(path, key, action, given)})
         action.required = False
         if not action.option_strings:
             action.nargs = "?"  # a positional given in the file may be left out on the command line

@@ -12,6 +12,7 @@ from edgeq.compress.sweep import parse_ladders, run_compress_sweep
 from edgeq.config import PipelineConfig, QuantOptions
 from edgeq.console import emit_json, human
 from edgeq.errors import UsageError
+from edgeq.jsontypes import get_object, get_objects, get_str, get_strs
 from edgeq.sweep import run_sweep
 
 EPILOG = """\
@@ -70,24 +71,25 @@ def run(args: argparse.Namespace) -> int:
     if args.methods:
         return run_methods(args, cfg)
     m = run_sweep(cfg, progress_from(args))
-    s = m["sweep"]
+    s = get_object(m, "sweep")
+    metric = get_str(s, "metric")
     out = human(args)
-    print(f"{'variant':34} {'bytes':>9} {'× float':>8} {'latency ms':>11} {s['metric']:>12}  budget", file=out)
-    for r in s["variants"]:
-        y = r["metrics"][s["metric"]]
+    print(f"{'variant':34} {'bytes':>9} {'× float':>8} {'latency ms':>11} {metric:>12}  budget", file=out)
+    for r in get_objects(s, "variants"):
+        y = get_object(r, "metrics")[metric]
         lat = f"{r['latency_ms']:.3f}" if r["latency_ms"] is not None else "–"
         star = " *" if r["name"] == s["pick"] else ""
         print(f"{r['name']:34} {r['bytes']:>9} {r['size_ratio'] or 0:>8.3f} {lat:>11} {y:>12.5f}  "
               f"{'pass' if r['passed'] else 'FAIL'}{star}", file=out)
     print(f"pick: {s['pick']}" if s["pick"] else "pick: none — no variant meets the budget", file=out)
-    v = m["verdict"]
+    v = get_object(m, "verdict")
     # The folder's verdict, as `edgeq check` computes it: every variant in it must meet the budget.
     print(f"verdict: {'PASS' if v['passed'] else 'FAIL'}"
-          + ("" if v["passed"] else f" ({len(v['failures'])} variant/runner result(s) over budget; `edgeq check` "
+          + ("" if v["passed"] else f" ({len(get_strs(v, 'failures'))} variant/runner result(s) over budget; `edgeq check` "
                                     "on this folder agrees)"), file=out)
     print(f"report: {args.output}/report.html", file=out)
     if args.json:
-        emit_json({"command": "sweep", "passed": bool(v["passed"]), "pick": s["pick"], "metric": s["metric"],
+        emit_json({"command": "sweep", "passed": bool(v["passed"]), "pick": s["pick"], "metric": metric,
                    "variants": s["variants"], "budget": m.get("budget"), "output": str(args.output),
                    "report": f"{args.output}/report.html"})
     return 0 if v["passed"] else 1

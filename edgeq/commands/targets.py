@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
-from typing import Any
 
 from edgeq.console import emit_json
 from edgeq.errors import UsageError
 from edgeq.jsontypes import JSONObject
 from edgeq.pipeline.stage import get_stage
 from edgeq.targets import list_targets, load_target, targets_dir
-from edgeq.targetspec import ExecutorchSpec, OnnxScheme
+from edgeq.targetspec import ExecutorchSpec, OnnxScheme, Target
 
 # ARM feature flags that change which int8/fp16 kernels run; shown in the list so targets are comparable at a glance.
 KEY_FEATURES = (("asimddp", "dotprod"), ("i8mm", "i8mm"), ("asimdhp", "fp16"), ("sve2", "sve2"),
@@ -29,7 +28,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-def key_features(t: Any) -> str:
+def key_features(t: Target) -> str:
     feats = set(t.cpu.features)
     seen: list[str] = []
     for flag, label in KEY_FEATURES:
@@ -51,7 +50,7 @@ def list_rows() -> list[JSONObject]:
     return rows
 
 
-def show_text(t: Any) -> str:
+def show_text(t: Target) -> str:
     c = t.cpu
     lines = [f"{t.name}: {t.description}", f"  file       {t.path}  (sha256 {t.sha256[:12]})",
              f"  os / abi   {t.os} / {t.abi}",
@@ -82,7 +81,7 @@ def show_text(t: Any) -> str:
     return "\n".join(lines)
 
 
-def _target_file(t: Any) -> Path:
+def _target_file(t: Target) -> Path:
     p = Path(t.path)
     return p if p.is_file() else targets_dir() / p.name
 

@@ -14,9 +14,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
-from edgeq.check import target_for
 from edgeq.commands.common import (
     add_budget_flags,
     add_fleet_flags,
@@ -29,13 +27,14 @@ from edgeq.config import Budget, FleetOptions
 from edgeq.console import emit_json, human
 from edgeq.errors import UsageError
 from edgeq.integrity import audit, seal
+from edgeq.jsontypes import JSONObject, get_object, get_object_or_none, get_objects, get_str, get_strs
 from edgeq.manifest import MANIFEST_NAME, Artifact, read_manifest, write_manifest
 from edgeq.outdir import commit_output
 from edgeq.progress import Progress
 from edgeq.report import write_reports
 from edgeq.report.markdown import terminal_summary
 from edgeq.report.terminal import json_result
-from edgeq.targets import with_runner_timeout
+from edgeq.targets import target_for, with_runner_timeout
 from edgeq.validate.fleet_run import split_runners
 from edgeq.validate.metrics import Metrics, check_budget
 from edgeq.validate.orchestrate import ValidationRequest, exit_code, validate_artifacts, verdict
@@ -61,11 +60,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 @dataclass
 class ValidateResult:
     output: Path
-    manifest: dict[str, Any]
+    manifest: JSONObject
 
     @property
     def passed(self) -> bool:
-        return bool(self.manifest["verdict"]["passed"])
+        return bool(get_object(self.manifest, "verdict")["passed"])
 
 
 def validate(outdir: str | Path, runners: tuple[str, ...], budget: Budget | None = None,
@@ -78,7 +77,7 @@ def validate(outdir: str | Path, runners: tuple[str, ...], budget: Budget | None
         raise UsageError("no runner given", "use --on emulator, --on host or --on ssh://user@host")
     m = read_manifest(out)
     audit(m, out)  # confine and re-hash every file before trusting the folder
-    eff = (budget or Budget()).merged_over(Budget(**m["budget"]))
+    eff = (budget or Budget()).merged_over(Budget.from_dict(get_object(m, "budget")))
     target = with_runner_timeout(target_for(m), runner_timeout)
     local, boards = split_runners(runners, target, fleet or FleetOptions())
     for spec in local:
@@ -86,11 +85,11 @@ def validate(outdir: str | Path, runners: tuple[str, ...], budget: Budget | None
         getattr(runner, "preflight", lambda: None)()
     if boards is not None:
         boards.preflight(progress)
-    arts = [Artifact.from_dict(a) for a in m["artifacts"]]
+    arts = [Artifact.from_dict(a) for a in get_objects(m, "artifacts")]
     fresh = [Artifact.from_dict({**a.to_dict(), "validations": []}) for a in arts]
-    vd = m["validation_data"]
-    validate_artifacts(ValidationRequest(out, vd["inputs"]["path"], vd["reference"]["path"], local, target, eff,
-                                         fleet=boards), fresh, progress)
+    vd = get_object(m, "validation_data")
+    inputs, reference = get_str(get_object(vd, "inputs"), "path"), get_str(get_object(vd, "reference"), "path")
+    validate_artifacts(ValidationRequest(out, inputs, reference, local, target, eff, fleet=boards), fresh, progress)
     if boards is not None:
         m["fleet"] = boards.record()
     dropped = boards is not None and any(o.state != "answered" for o in boards.outcomes.values())
@@ -100,8 +99,9 @@ def validate(outdir: str | Path, runners: tuple[str, ...], budget: Budget | None
     _merge_validations(arts, fresh, boards.runner_names if boards is not None else set(), eff)
     m["artifacts"] = [a.to_dict() for a in arts]
     m["budget"] = eff.to_dict()
-    m["config"]["validate_on"] = list(dict.fromkeys([*m["config"].get("validate_on", []), *runners]))
-    m["verdict"] = verdict(arts, m["passes"], m.get("fleet"))
+    config = get_object(m, "config")
+    config["validate_on"] = list(dict.fromkeys([*get_strs(config, "validate_on"), *runners]))
+    m["verdict"] = verdict(arts, get_objects(m, "passes"), get_object_or_none(m, "fleet"))
 
     _rewrite_folder(out, m)
     return ValidateResult(out, m)
@@ -120,7 +120,7 @@ def _merge_validations(arts: list[Artifact], fresh: list[Artifact], boards: set[
         arts[i] = replace(old, validations=(*kept, *new.validations))
 
 
-def _rewrite_folder(out: Path, m: dict[str, Any]) -> None:
+def _rewrite_folder(out: Path, m: JSONObject) -> None:
     """Replace ``out`` with a copy (hard links where possible) carrying the new manifest and reports, sealed."""
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.edgeq-tmp-", dir=out.resolve().parent))
@@ -151,4 +151,4 @@ def run(args: argparse.Namespace) -> int:
     print(terminal_summary(res.manifest, str(args.outdir)), file=human(args))
     if args.json:
         emit_json({"command": "validate", **json_result(res.manifest, str(args.outdir))})
-    return exit_code(res.manifest["verdict"])
+    return exit_code(get_object(res.manifest, "verdict"))

@@ -6,9 +6,9 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from edgeq.cache import cache_dir
+from edgeq.jsontypes import JSONObject
 
 PYTHON = "python3.11"
 
@@ -28,7 +28,7 @@ class EmulatorEnv:
 
     path: Path
     qemu: str
-    stamp: dict[str, Any]
+    stamp: JSONObject  # stamp.json: what set-up downloaded and every file's hash
 
     @property
     def sysroot(self) -> Path:

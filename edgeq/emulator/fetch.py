@@ -10,7 +10,6 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from edgeq.emulator.env import find_qemu, root
 from edgeq.errors import EmulatorError
@@ -54,9 +53,10 @@ def apt_get() -> str:
     return os.environ.get("EDGEQ_APT_GET", "apt-get")
 
 
-def run_tool(cmd: list[str], what: str, timeout: float, hint: str = "", **kw: Any) -> subprocess.CompletedProcess[str]:
+def run_tool(cmd: list[str], what: str, timeout: float, hint: str = "",
+             cwd: str | Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
     except FileNotFoundError as e:
         raise EmulatorError(f"{what}: {cmd[0]} is not available ({e.strerror})", hint) from e
     except subprocess.TimeoutExpired as e:
@@ -101,7 +101,17 @@ def _user() -> str:
     return pwd.getpwuid(os.geteuid()).pw_name
 
 
-def fetch_debs(progress: Progress) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class _Deb:
+    """One arm64 package as ``apt-get --print-uris`` lists it."""
+
+    url: str
+    file: str
+    size: int
+    sha256: str
+
+
+def fetch_debs(progress: Progress) -> list[dict[str, str]]:
     """Download the arm64 .debs (cached); each is checked against the SHA256 in Debian's signed index."""
     hint = ("edgeq fetches the arm64 Debian packages with apt-get (Debian/Ubuntu); check that apt works and "
             "deb.debian.org is reachable")
@@ -114,28 +124,27 @@ def fetch_debs(progress: Progress) -> list[dict[str, Any]]:
     run_tool([apt_get(), *opts, "-qq", "update"], "apt-get update (arm64 index)", TIMEOUT_APT, hint)
     r = run_tool([apt_get(), *opts, "--print-uris", "download", *DEB_PACKAGES], "apt-get --print-uris download",
              TIMEOUT_APT, hint)
-    entries: list[dict[str, Any]] = []
+    entries: list[_Deb] = []
     for line in r.stdout.splitlines():
         parts = line.split()
         if len(parts) == 4 and parts[3].startswith("SHA256:"):
-            entries.append({"url": parts[0].strip("'"), "file": parts[1], "size": int(parts[2]),
-                            "sha256": parts[3].split(":", 1)[1]})
+            entries.append(_Deb(parts[0].strip("'"), parts[1], int(parts[2]), parts[3].split(":", 1)[1]))
     if len(entries) != len(DEB_PACKAGES):
         raise EmulatorError(f"apt listed {len(entries)} of {len(DEB_PACKAGES)} arm64 packages", hint)
     debs = root() / "downloads" / "debs"
     debs.mkdir(parents=True, exist_ok=True)
-    todo = [e for e in entries if not ((debs / e["file"]).is_file() and sha256_file(debs / e["file"]) == e["sha256"])]
+    todo = [e for e in entries if not ((debs / e.file).is_file() and sha256_file(debs / e.file) == e.sha256)]
     if todo:
         progress.stage(f"downloading {len(todo)} arm64 Debian package(s)")
         with tempfile.TemporaryDirectory(dir=debs, prefix=".dl-") as tmp:
-            names = [e["file"].split("_", 1)[0] for e in todo]
+            names = [e.file.split("_", 1)[0] for e in todo]
             run_tool([apt_get(), *opts, "-qq", "download", *names], "apt-get download (arm64)", TIMEOUT_APT, hint, cwd=tmp)
             for e in todo:
-                got = Path(tmp, e["file"])
-                if not got.is_file() or sha256_file(got) != e["sha256"]:
-                    raise EmulatorError(f"{e['file']}: downloaded file does not match Debian's SHA256", hint)
-                os.replace(got, debs / e["file"])
-    return [{"file": e["file"], "sha256": e["sha256"]} for e in entries]
+                got = Path(tmp, e.file)
+                if not got.is_file() or sha256_file(got) != e.sha256:
+                    raise EmulatorError(f"{e.file}: downloaded file does not match Debian's SHA256", hint)
+                os.replace(got, debs / e.file)
+    return [{"file": e.file, "sha256": e.sha256} for e in entries]
 
 
 def wheel_file(w: Wheel) -> Path | None:
@@ -146,7 +155,7 @@ def wheel_file(w: Wheel) -> Path | None:
     return None
 
 
-def fetch_wheels(progress: Progress) -> list[dict[str, Any]]:
+def fetch_wheels(progress: Progress) -> list[dict[str, str]]:
     """Download the pinned aarch64 wheels (cached); pip refuses any file whose hash differs from the pin."""
     d = root() / "downloads" / "wheels"
     d.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,6 @@ import shlex
 import signal
 import subprocess
 from pathlib import Path
-from typing import Any
 
 from edgeq.emulator.cpuinfo import synthesise
 from edgeq.emulator.env import EmulatorEnv, root
@@ -122,8 +121,10 @@ def run(env: EmulatorEnv, target: Target, program: list[str], *, timeout: float 
     return r
 
 
-def run_python(env: EmulatorEnv, target: Target, args: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
-    return run(env, target, [str(env.python), *args], **kw)
+def run_python(env: EmulatorEnv, target: Target, args: list[str], *, timeout: float | None = None,
+               cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """The emulated python3 with ``args`` (see :func:`run`)."""
+    return run(env, target, [str(env.python), *args], timeout=timeout, cwd=cwd, check=check)
 
 
 def _what(program: list[str]) -> str:

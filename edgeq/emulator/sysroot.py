@@ -26,7 +26,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from edgeq.emulator.env import PYTHON, EmulatorEnv, find_qemu, root
 from edgeq.emulator.fetch import (
@@ -42,6 +41,7 @@ from edgeq.emulator.fetch import (
 from edgeq.emulator.qemu import cpu_model, run_python
 from edgeq.errors import EmulatorError
 from edgeq.hashing import sha256_file
+from edgeq.jsontypes import JSONObject, get_object_or_none, get_strs
 from edgeq.progress import Progress
 from edgeq.targetspec import Target
 
@@ -63,7 +63,7 @@ def env_dir() -> Path:
 
 # --- status / load ---------------------------------------------------------------------------------------
 
-def _read_stamp(d: Path) -> dict[str, Any] | None:
+def _read_stamp(d: Path) -> JSONObject | None:
     try:
         s = json.loads((d / "stamp.json").read_text())
     except (OSError, json.JSONDecodeError):
@@ -71,9 +71,14 @@ def _read_stamp(d: Path) -> dict[str, Any] | None:
     return s if isinstance(s, dict) and s.get("key") == env_key() else None
 
 
-def _quick_ok(d: Path, stamp: dict[str, Any]) -> str | None:
+def _files(stamp: JSONObject) -> JSONObject:
+    """The stamp's ``files``: relative path -> sha256 (or ``link:TARGET``)."""
+    return get_object_or_none(stamp, "files", EmulatorError) or {}
+
+
+def _quick_ok(d: Path, stamp: JSONObject) -> str | None:
     """None when the key files are present with their recorded hashes, else what is wrong."""
-    files = stamp.get("files", {})
+    files = _files(stamp)
     for rel in KEY_FILES:
         p = d / rel
         if not (p.is_file() or p.is_symlink()):
@@ -101,21 +106,21 @@ def _entry_hash(p: Path) -> str:
     return "link:" + os.readlink(p) if p.is_symlink() else sha256_file(p)
 
 
-def verify_tree(d: Path, stamp: dict[str, Any]) -> list[str]:
+def verify_tree(d: Path, stamp: JSONObject) -> list[str]:
     """Files added, missing or changed since set-up (empty = intact)."""
-    want, have = stamp.get("files", {}), tree_hashes(d)
+    want, have = _files(stamp), tree_hashes(d)
     bad = [f"missing {k}" for k in want if k not in have]
     bad += [f"changed {k}" for k in want if k in have and have[k] != want[k]]
     bad += [f"unexpected {k}" for k in have if k not in want]
     return bad
 
 
-def status(verify: bool = False) -> dict[str, Any]:
+def status(verify: bool = False) -> JSONObject:
     """What is there: qemu, the environment, its stamp; ``verify`` re-hashes every file."""
     d = env_dir()
     stamp = _read_stamp(d) if d.is_dir() else None
     partial = sorted(p.name for p in root().glob(f"env-{env_key()}.partial-*"))
-    st: dict[str, Any] = {
+    st: JSONObject = {
         "qemu": find_qemu(), "cache": str(root()), "env": str(d), "key": env_key(),
         "ready": False, "half_finished": bool(partial) or (d.is_dir() and stamp is None), "problem": None,
     }
@@ -127,7 +132,7 @@ def status(verify: bool = False) -> dict[str, Any]:
         return st
     st.update({"created": stamp.get("created"), "debs": stamp.get("debs"), "wheels": stamp.get("wheels"),
                "smoke_tested": stamp.get("smoke_tested", []), "setup_seconds": stamp.get("setup_seconds"),
-               "files": len(stamp.get("files", {})), "bytes": stamp.get("bytes")})
+               "files": len(_files(stamp)), "bytes": stamp.get("bytes")})
     problem = _quick_ok(d, stamp)
     if problem is None and verify:
         bad = verify_tree(d, stamp)
@@ -183,7 +188,7 @@ def _setup_locked(target: Target | None, progress: Progress, force: bool, qemu: 
         bad = verify_tree(d, stamp)
         if not bad:
             env = EmulatorEnv(d, qemu, stamp)
-            if target is not None and target.cpu.qemu_model not in stamp.get("smoke_tested", []):
+            if target is not None and target.cpu.qemu_model not in get_strs(stamp, "smoke_tested", EmulatorError):
                 _smoke(env, target, progress)
             progress.stage(f"emulator already set up at {d}")
             return env
@@ -238,7 +243,7 @@ def _setup_locked(target: Target | None, progress: Progress, force: bool, qemu: 
     return EmulatorEnv(d, qemu, stamp)
 
 
-def _wheel_name(wheels: list[dict[str, Any]], w: Wheel) -> str:
+def _wheel_name(wheels: list[dict[str, str]], w: Wheel) -> str:
     return str(next(x["file"] for x in wheels if x["sha256"] == w.sha256))
 
 
@@ -249,7 +254,7 @@ def _smoke(env: EmulatorEnv, target: Target, progress: Progress, write: bool = T
     if not r.stdout.startswith("aarch64"):
         raise EmulatorError(f"smoke test under {target.cpu.qemu_model} printed {r.stdout.strip()!r}",
                             "run `edgeq emulator setup --force` to rebuild the environment")
-    models = sorted({str(m) for m in env.stamp.get("smoke_tested", [])} | {cpu_model(target)})
+    models = sorted({*get_strs(env.stamp, "smoke_tested", EmulatorError), cpu_model(target)})
     env.stamp["smoke_tested"] = models
     if write:
         tmp = env.path / f".stamp.json.{os.getpid()}"

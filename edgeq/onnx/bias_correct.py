@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -25,6 +25,9 @@ from onnx import numpy_helper
 
 from edgeq.data import Dataset
 from edgeq.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ class QdqBiasCorrectionConfig:
     batch: int = 16
 
 
-def _session(model: Any) -> Any:
+def _session(model: onnx.ModelProto) -> InferenceSession:
     import onnxruntime as ort  # heavy: onnxruntime, only where a model is quantized or run
 
     opts = ort.SessionOptions()
@@ -45,7 +48,7 @@ def _session(model: Any) -> Any:
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
-def _upstream(model: Any, names: list[str]) -> list[Any]:
+def _upstream(model: onnx.ModelProto, names: list[str]) -> list[onnx.NodeProto]:
     """The nodes NAMES depend on, in graph order: ORT runs every node of a graph whatever the fetches, so the
     measurement of an early conv would otherwise pay for the whole network."""
     nodes = list(model.graph.node)
@@ -60,7 +63,7 @@ def _upstream(model: Any, names: list[str]) -> list[Any]:
     return [nodes[i] for i in sorted(needed)]
 
 
-def _channel_means(model: Any, names: list[str], feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def _channel_means(model: onnx.ModelProto, names: list[str], feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     m = onnx.ModelProto()
     m.CopyFrom(model)
     keep = _upstream(m, names)
@@ -80,12 +83,12 @@ def _channel_means(model: Any, names: list[str], feeds: list[dict[str, np.ndarra
     return {n: s / counts[n] for n, s in sums.items()}
 
 
-def _fixed_batch(model: Any) -> int | None:
+def _fixed_batch(model: onnx.ModelProto) -> int | None:
     dims = model.graph.input[0].type.tensor_type.shape.dim if model.graph.input else []
     return int(dims[0].dim_value) if dims and dims[0].dim_value > 0 else None
 
 
-def linear_convs(qdq: Any, float_model: Any) -> list[tuple[str, str, str]]:
+def linear_convs(qdq: onnx.ModelProto, float_model: onnx.ModelProto) -> list[tuple[str, str, str]]:
     """(conv output, bias INT32 initializer, bias scale initializer) for each Conv of ``qdq`` in graph order whose
     output the float model also has as a plain Conv output (so it is not a folded clamp's output)."""
     inits = {t.name for t in qdq.graph.initializer}
@@ -106,8 +109,8 @@ def correct_qdq_biases(float_path: Path, qdq_path: Path, calib: Dataset,
                        config: QdqBiasCorrectionConfig = QdqBiasCorrectionConfig()) -> JSONObject:
     """Rewrite ``qdq_path`` in place with corrected conv biases; returns the manifest record."""
     t0 = time.perf_counter()
-    record: dict[str, Any] = {"method": "sequential empirical bias correction (linear convs)",
-                              "config": dict(config.__dict__), "convs": 0}
+    record: JSONObject = {"method": "sequential empirical bias correction (linear convs)",
+                          "config": dict(config.__dict__), "convs": 0}
     graph_only = onnx.load(str(qdq_path), load_external_data=False)
     if not any(n.op_type == "Conv" for n in graph_only.graph.node):  # e.g. transformers: nothing to load
         return {**record, "seconds": round(time.perf_counter() - t0, 2)}

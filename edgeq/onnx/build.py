@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
+from edgeq.jsontypes import JSONObject
 from edgeq.onnx.bias_correct import correct_qdq_biases
 from edgeq.onnx.dynamic import quantize_onnx_dynamic
 from edgeq.onnx.quantize import quantize_onnx_static
@@ -20,7 +20,7 @@ from edgeq.onnx.quantize import quantize_onnx_static
 
 def build_onnx_int8(prepped: Path, out: Path, calib: Dataset, opts: QuantOptions,
                     on_sample: Callable[[], None] | None = None,
-                    calibration_cache: Path | None = None) -> dict[str, Any]:
+                    calibration_cache: Path | None = None) -> JSONObject:
     """Quantize the pre-processed float graph ``prepped`` to ``out`` with ``opts``; returns the manifest record."""
     if opts.mode == "dynamic":
         return quantize_onnx_dynamic(prepped, out, opts)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import onnx
 
 from edgeq.config import QuantOptions
 from edgeq.errors import QuantizationError
+from edgeq.jsontypes import JSONObject
 from edgeq.onnx.quantize import QTYPE, op_types_to_quantize, quiet_stdout
 
 
-def quantize_onnx_dynamic(src: Path, dst: Path, opts: QuantOptions) -> dict[str, Any]:
+def quantize_onnx_dynamic(src: Path, dst: Path, opts: QuantOptions) -> JSONObject:
     """Dynamic INT8: weights quantized offline, activations quantized per batch at run time."""
     # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization import QuantType, quantize_dynamic

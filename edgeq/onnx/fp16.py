@@ -12,7 +12,6 @@ import collections
 import contextlib
 import io
 from pathlib import Path
-from typing import Any
 
 import onnx
 
@@ -21,7 +20,7 @@ from edgeq.jsontypes import JSONObject
 from edgeq.onnx.io import save_atomic
 
 
-def _elem_types(model: Any) -> collections.Counter[str]:
+def _elem_types(model: onnx.ModelProto) -> collections.Counter[str]:
     c: collections.Counter[str] = collections.Counter()
     for init in model.graph.initializer:
         c[onnx.TensorProto.DataType.Name(init.data_type).lower()] += 1

@@ -4,18 +4,34 @@ from __future__ import annotations
 
 import collections
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import numpy as np
+import onnx
 
+from edgeq.data import Dataset
 from edgeq.errors import PassError
+from edgeq.jsontypes import JSONObject
 
 # Graph passes check themselves on a few real samples: a rewrite that moves outputs beyond this is reverted.
 SELF_CHECK_SAMPLES = 4
 SELF_CHECK_RTOL = 1e-3
 
 
-def op_counts(model: Any) -> dict[str, int]:
+class GraphPassContext(Protocol):
+    """What a graph pass reads of its build state (edgeq.pipeline.state.BuildState)."""
+
+    @property
+    def calib(self) -> Dataset | None: ...
+
+    @property
+    def eval(self) -> Dataset | None: ...
+
+    @property
+    def model_path(self) -> Path | None: ...
+
+
+def op_counts(model: onnx.ModelProto) -> dict[str, int]:
     c = collections.Counter(n.op_type for n in model.graph.node)
     return dict(sorted(c.items()))
 
@@ -36,7 +52,7 @@ def run(path: Path | str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     return [np.concatenate([o[j] for o in outs]) for j in range(len(outs[0]))]
 
 
-def sample_feeds(ctx: Any, n: int = SELF_CHECK_SAMPLES) -> dict[str, np.ndarray] | None:
+def sample_feeds(ctx: GraphPassContext, n: int = SELF_CHECK_SAMPLES) -> dict[str, np.ndarray] | None:
     """A few calibration (or evaluation) samples as feeds, or None if the pass runs without data."""
     ds = ctx.calib if ctx.calib is not None else ctx.eval
     if ds is None or len(ds) == 0:
@@ -54,7 +70,7 @@ def max_rel_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     return worst
 
 
-def outputs_moved(ctx: Any, before: Path, after: Path, details: dict[str, Any]) -> float | None:
+def outputs_moved(ctx: GraphPassContext, before: Path, after: Path, details: JSONObject) -> float | None:
     """A graph pass's self-check: the max relative output change from ``before`` to ``after`` on a few
     calibration samples, recorded in ``details``. Returns the change when it exceeds the tolerance (the caller
     reverts), else ``None``. Without sample data there is nothing to run, so nothing is reverted."""
@@ -66,7 +82,7 @@ def outputs_moved(ctx: Any, before: Path, after: Path, details: dict[str, Any]) 
     return diff if diff > SELF_CHECK_RTOL else None
 
 
-def graph_path(ctx: Any, pass_name: str) -> Path:
+def graph_path(ctx: GraphPassContext, pass_name: str) -> Path:
     """The graph a pre/post-quant pass rewrites; a pass run without one is misconfigured."""
     if ctx.model_path is None:
         raise PassError(f"{pass_name} rewrites a graph, but none was given", "it belongs to a graph stage")

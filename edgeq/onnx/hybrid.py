@@ -15,13 +15,12 @@ goes back through an 8-bit grid. The quantization itself is
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import onnx
 from onnx import helper, numpy_helper
 
 
-def gemms_as_matmuls(model: Any) -> int:
+def gemms_as_matmuls(model: onnx.ModelProto) -> int:
     """Rewrite each plain ``Gemm`` whose weight is an initializer as ``MatMul`` (+ bias ``Add``), in place.
     Returns how many were rewritten; Gemms with other attributes are left alone."""
     g = model.graph
@@ -58,7 +57,7 @@ def gemms_as_matmuls(model: Any) -> int:
     return done
 
 
-def linear_nodes(model: Any) -> tuple[list[str], list[str]]:
+def linear_nodes(model: onnx.ModelProto) -> tuple[list[str], list[str]]:
     """(MatMuls with a constant weight, the bias Adds that read only them and a constant) by node name."""
     g = model.graph
     consts = {t.name for t in g.initializer} | {o for n in g.node if n.op_type == "Constant" for o in n.output}

@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import onnx
 
 
-def save_atomic(model: Any, path: Path) -> None:
+def save_atomic(model: onnx.ModelProto, path: Path) -> None:
     """Write ``model`` next to ``path`` and rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".onnx", dir=path.parent)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import ast
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -23,7 +22,7 @@ MODULE_MAP_KEY = "edgeq.node_modules"
 _SCOPES = "pkg.torch.onnx.name_scopes"
 
 
-def module_map_of_nodes(model: Any) -> dict[str, str]:
+def module_map_of_nodes(model: onnx.ModelProto) -> dict[str, str]:
     """``{MatMul/Gemm node name: innermost module path}`` from the exporter's per-node name scopes (whose last
     entry is the FX node the ONNX node came from, the one before it the module that ran it)."""
     out: dict[str, str] = {}
@@ -42,7 +41,7 @@ def module_map_of_nodes(model: Any) -> dict[str, str]:
     return out
 
 
-def record_module_map(model: Any) -> bool:
+def record_module_map(model: onnx.ModelProto) -> bool:
     """Store :func:`module_map_of_nodes` in the model's metadata (before per-node metadata is stripped)."""
     mapping = module_map_of_nodes(model)
     if not mapping:

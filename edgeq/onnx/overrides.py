@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 import onnx
 
 from edgeq.config import QuantOptions
 
+if TYPE_CHECKING:
+    from onnxruntime.quantization import QuantType
 
-def fixed_range_overrides(src: Path, ranges: dict[str, tuple[float, int]]) -> dict[str, list[dict[str, Any]]]:
+
+class TensorOverride(TypedDict, total=False):
+    """One entry of ORT's ``TensorQuantOverrides`` for a tensor (ORT reads numpy scalars and its own enum)."""
+
+    quant_type: QuantType
+    scale: np.ndarray
+    zero_point: np.ndarray
+
+
+TensorOverrides = dict[str, list[TensorOverride]]  # tensor name -> its overrides
+
+
+def fixed_range_overrides(src: Path, ranges: dict[str, tuple[float, int]]) -> TensorOverrides:
     """ORT ``TensorQuantOverrides`` pinning scale and zero point of every named tensor the ONNX graph has.
 
     Names are torch.export FX node names; the dynamo ONNX exporter names a node's output after its FX node, so
@@ -31,7 +45,7 @@ def fixed_range_overrides(src: Path, ranges: dict[str, tuple[float, int]]) -> di
             for name, (scale, zp) in ranges.items() if name in names}
 
 
-def int16_overrides(src: Path, opts: QuantOptions) -> dict[str, list[dict[str, Any]]]:
+def int16_overrides(src: Path, opts: QuantOptions) -> TensorOverrides:
     # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization import QuantType
 

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 import onnx
@@ -18,7 +18,7 @@ from edgeq.data import Dataset
 from edgeq.errors import QuantizationError, UsageError
 from edgeq.jsontypes import JSONObject
 from edgeq.onnx.hybrid import gemms_as_matmuls, linear_nodes
-from edgeq.onnx.overrides import fixed_range_overrides, int16_overrides
+from edgeq.onnx.overrides import TensorOverrides, fixed_range_overrides, int16_overrides
 
 _CALIB = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy", "distribution": "Distribution"}
 QTYPE = {"int8": "QInt8", "uint8": "QUInt8", "int16": "QInt16", "uint16": "QUInt16", "int4": "QInt4"}
@@ -48,7 +48,7 @@ class DatasetReader:
         return len(self._data)
 
 
-def reader_class() -> type:
+def reader_class() -> type[DatasetReader]:
     # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization import CalibrationDataReader
 
@@ -56,6 +56,16 @@ def reader_class() -> type:
         pass
 
     return Reader
+
+
+class OrtExtraOptions(TypedDict, total=False):
+    """The ``extra_options`` edgeq passes to ORT's ``quantize_static`` (ORT's own key names)."""
+
+    WeightSymmetric: bool
+    ActivationSymmetric: bool
+    CalibMovingAverage: bool
+    CalibPercentile: float
+    TensorQuantOverrides: TensorOverrides
 
 
 @dataclass(frozen=True)
@@ -69,7 +79,7 @@ class QatGrid:
 
 def quantize_onnx_static(src: Path, dst: Path, calib: Dataset, opts: QuantOptions,
                          on_sample: Callable[[], None] | None = None, *,
-                         qat: QatGrid | None = None, calibration_cache: Path | None = None) -> dict[str, Any]:
+                         qat: QatGrid | None = None, calibration_cache: Path | None = None) -> JSONObject:
     """QDQ static quantization. Returns the quantization details for the manifest.
 
     ``qat``: QAT's trained activation ranges and weight bits (:class:`QatGrid`).
@@ -118,9 +128,9 @@ def quantize_onnx_static(src: Path, dst: Path, calib: Dataset, opts: QuantOption
     }
 
 
-def _extra_options(src: Path, opts: QuantOptions, fixed: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def _extra_options(src: Path, opts: QuantOptions, fixed: TensorOverrides) -> OrtExtraOptions:
     """ORT's ``extra_options`` for ``opts``: symmetric weights, the activations' symmetry, range overrides."""
-    extra: dict[str, Any] = {
+    extra: OrtExtraOptions = {
         # Weights are symmetric INT8 (what ARM/x86 int8 GEMM kernels want).
         "WeightSymmetric": True,
         "ActivationSymmetric": activation_symmetric(opts.activation_type),
@@ -136,7 +146,7 @@ def _extra_options(src: Path, opts: QuantOptions, fixed: dict[str, list[dict[str
     return extra
 
 
-def _run_quantize_static(src: Path, dst: Path, reader: Any, opts: QuantOptions, extra: dict[str, Any],
+def _run_quantize_static(src: Path, dst: Path, reader: DatasetReader, opts: QuantOptions, extra: OrtExtraOptions,
                          calibration_cache: Path | None, weight_type: str) -> None:
     """ORT's ``quantize_static`` with ``opts`` and ``weight_type`` (int4 for 4-bit QAT weights), calibrating
     through the cache when given."""
@@ -203,7 +213,7 @@ def quantize_onnx_hybrid(src: Path, dst: Path, calib: Dataset, opts: QuantOption
 ENTROPY_BINS = 512
 
 
-def entropy_ranges(src: Path, reader: Any, cache: Path, op_types: list[str] | None, tmp: Path) -> None:
+def entropy_ranges(src: Path, reader: DatasetReader, cache: Path, op_types: list[str] | None, tmp: Path) -> None:
     """KL-divergence (TensorRT-style) activation ranges of SRC over READER, written as ORT's calibration cache."""
     # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data

@@ -14,6 +14,7 @@ from edgeq.backends.onnx import rename_outputs
 from edgeq.config import Budget
 from edgeq.data import Dataset
 from edgeq.errors import EdgeqError
+from edgeq.jsontypes import get_object_or_none
 from edgeq.onnx.build import build_onnx_int8
 from edgeq.onnx.mixed import weights_to_fp16
 from edgeq.search.trial import Trial
@@ -71,7 +72,7 @@ class Evaluator:
             return
         qinfo = build_onnx_int8(self.data.prepped, path, self.data.calib, trial.quant,
                                 calibration_cache=self.workdir / f"calibration.{trial.quant.calibration}.json")
-        trial.bias_correction = qinfo.get("bias_correction")
+        trial.bias_correction = get_object_or_none(qinfo, "bias_correction")
         if trial.config.dynamic:
             weights_to_fp16(path, list(trial.fp16_nodes))
 

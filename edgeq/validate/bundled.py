@@ -28,6 +28,7 @@ from edgeq.executorch.bundle import ATOL_RANGE_FLOOR, read_bundle, verify_output
 from edgeq.executorch.runtime import executorch_version, run_pte
 from edgeq.jsontypes import get_object_or_none, get_strs
 from edgeq.manifest import Artifact, Validation
+from edgeq.npz import save_npz
 from edgeq.validate.isolated import run_forked
 from edgeq.validate.metrics import check_budget, compare
 from edgeq.validate.runners.host import host_cpu_name
@@ -44,7 +45,7 @@ def _run_cases(path: Path, workdir: Path, out: Path) -> None:
     pte.write_bytes(program)
     inputs = [np.concatenate([c[0][k] for c in cases]) for k in range(len(cases[0][0]))]
     outputs, _ = run_pte(pte, inputs, warmup=0, repeats=0)
-    np.savez(out, **{f"o{k}": v for k, v in enumerate(outputs.values())})  # type: ignore[arg-type]
+    save_npz(out, {f"o{k}": v for k, v in enumerate(outputs.values())})
 
 
 def bundle_atol(art: Artifact, expected: list[list[np.ndarray]]) -> tuple[float, float, str]:

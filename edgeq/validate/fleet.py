@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from edgeq.config import DEFAULT_FLEET_FILE
 from edgeq.errors import FleetError, UsageError
@@ -113,7 +113,7 @@ def load_fleet(path: str | Path | None) -> Fleet:
     return parse_fleet(raw, str(p))
 
 
-def parse_fleet(raw: dict[str, Any], where: str) -> Fleet:
+def parse_fleet(raw: Mapping[str, object], where: str) -> Fleet:
     extra = set(raw) - {"boards"}
     boards_raw = raw.get("boards")
     if extra or not isinstance(boards_raw, dict) or not boards_raw:

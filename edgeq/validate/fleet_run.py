@@ -16,15 +16,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from edgeq.config import Budget, FleetOptions
 from edgeq.errors import DeviceUnreachableError, FleetError, RunnerError
-from edgeq.jsontypes import JSONObject
+from edgeq.jsontypes import JSONObject, get_int, get_objects, get_str, get_strs
 from edgeq.manifest import Artifact, Validation
-from edgeq.progress import Progress
+from edgeq.progress import Progress, ProgressBar
 from edgeq.targetspec import Target
 from edgeq.validate.fleet import Board, is_board_spec, select_boards
 from edgeq.validate.metrics import check_budget, compare
@@ -34,13 +33,14 @@ from edgeq.validate.runners.ssh import SshRunner
 STATUSES = ("passed", "failed", "unreachable", "error")
 
 
-def validation_of(where: dict[str, Any], result: RunResult, reference: dict[str, np.ndarray],
+def validation_of(where: JSONObject, result: RunResult, reference: dict[str, np.ndarray],
                   labels: np.ndarray | None, budget: Budget, board: str | None = None) -> Validation:
     """One (artifact, runner) record: the run's outputs against the float reference, checked on the budget."""
     metrics = compare(reference, result.outputs, labels)
     return Validation(
-        runner=where["runner"], machine=where["machine"], cpu_model=where["cpu_model"],
-        features=list(where.get("features", [])), emulated=bool(where.get("emulated")),
+        runner=get_str(where, "runner", RunnerError), machine=get_str(where, "machine", RunnerError),
+        cpu_model=get_str(where, "cpu_model", RunnerError), features=get_strs(where, "features", RunnerError),
+        emulated=bool(where.get("emulated")),
         metrics=metrics.to_dict(), budget_check=check_budget(metrics, budget).to_dict(),
         latency_ms=result.latency_ms, latency_kind=result.latency_kind, runtime=result.runtime, board=board)
 
@@ -147,7 +147,7 @@ class FleetRun:
         r = self.runners[o.board.name]
         return [a for a in artifacts if a.role != "auxiliary" and r.supports(a.format)]
 
-    def run(self, artifacts: list[Artifact], inputs: RunInputs, progress: Progress, bar: Any) -> None:
+    def run(self, artifacts: list[Artifact], inputs: RunInputs, progress: Progress, bar: ProgressBar) -> None:
         """Validate on every board that answered the probe; add each board's records, in board order, to the
         artifacts (new Artifacts in the same places of ``artifacts``)."""
         def work(o: Outcome) -> Outcome:
@@ -194,15 +194,17 @@ def split_runners(specs: tuple[str, ...], target: Target, options: FleetOptions)
     return tuple(s for s in specs if not is_board_spec(s)), FleetRun(picked, options, target)
 
 
-def fleet_verdict(fleet: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def fleet_verdict(fleet: JSONObject) -> tuple[JSONObject, list[str]]:
     """Counts per status for the verdict, and the infrastructure failure when too few boards answered."""
-    counts = {s: sum(b["status"] == s for b in fleet["boards"]) for s in STATUSES}
+    boards = get_objects(fleet, "boards")
+    counts = {s: sum(b["status"] == s for b in boards) for s in STATUSES}
     answered = counts["passed"] + counts["failed"]
-    summary = {"boards": len(fleet["boards"]), **counts, "answered": answered, "min_boards": fleet["min_boards"],
-               "quorum_met": answered >= fleet["min_boards"]}
+    min_boards = get_int(fleet, "min_boards")
+    summary: JSONObject = {"boards": len(boards), **counts, "answered": answered, "min_boards": min_boards,
+                           "quorum_met": answered >= min_boards}
     infra = []
     if not summary["quorum_met"]:
-        down = [f"{b['name']}: {b['status']}" for b in fleet["boards"] if b["status"] in ("unreachable", "error")]
-        infra.append(f"fleet: {answered} of {len(fleet['boards'])} board(s) answered, --min-boards "
-                     f"{fleet['min_boards']} ({'; '.join(down)})")
+        down = [f"{b['name']}: {b['status']}" for b in boards if b["status"] in ("unreachable", "error")]
+        infra.append(f"fleet: {answered} of {len(boards)} board(s) answered, --min-boards "
+                     f"{min_boards} ({'; '.join(down)})")
     return summary, infra

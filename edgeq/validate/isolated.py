@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeq.errors import ArtifactError, EdgeqError, RunnerError, error_class
+from edgeq.npz import save_npz
 from edgeq.validate.runners.base import RunResult
 
 _OK, _TYPED, _OTHER = 0, 2, 4
@@ -46,7 +47,7 @@ def run_isolated(artifact: Path, fmt: str, inputs: Path, workdir: Path, timeout:
     def work() -> None:
         res = program(artifact, inputs, workdir)
         out = workdir / f"{artifact.name}.isolated.npz"
-        np.savez(out, **res.outputs)  # type: ignore[arg-type]
+        save_npz(out, res.outputs)
         result.write_text(json.dumps({"outputs": str(out), "latency_ms": res.latency_ms,
                                       "latency_kind": res.latency_kind, "runtime": res.runtime}))
 

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -42,7 +41,7 @@ class PairedTiming:
 
 
 def paired_latency(runs: dict[str, Callable[[], object]], baseline: str,
-                   timing: PairedTiming = PairedTiming()) -> dict[str, dict[str, Any]]:
+                   timing: PairedTiming = PairedTiming()) -> dict[str, JSONObject]:
     """Time the callables of ``runs`` interleaved; returns per name its median ms and median ratio to ``baseline``.
 
     ``runs`` maps a name to a zero-argument callable doing one inference (``baseline`` is one of the names)."""
@@ -88,7 +87,7 @@ def onnx_session_run(path: Path, sample: dict[str, np.ndarray], threads: int) ->
 
 
 def paired_onnx_latency(baseline: Path, candidates: list[Path], inputs: dict[str, np.ndarray],
-                        timing: PairedTiming = PairedTiming()) -> dict[Path, dict[str, Any]]:
+                        timing: PairedTiming = PairedTiming()) -> dict[Path, JSONObject]:
     """Paired single-sample latency of ONNX candidates against their float model (first sample of ``inputs``)."""
     sample = {k: v[:1] for k, v in inputs.items() if k != "labels"}
     paths = [baseline, *[c for c in candidates if c != baseline]]

@@ -9,14 +9,14 @@ among the evaluation samples?); with labels, task accuracy of both and the drop 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 
 from edgeq.config import Budget
 from edgeq.errors import RunnerError
-from edgeq.jsontypes import JSONObject, JSONValue
+from edgeq.jsontypes import JSONObject, JSONValue, get_float, get_int
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,18 @@ class Metrics:
         return {k: _json_float(v) for k, v in d.items()}
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> Metrics:
-        keys = {f for f in Metrics.__dataclass_fields__}
-        kwargs: dict[str, Any] = {k: (math.inf if v == "inf" else v) for k, v in d.items() if k in keys}
-        return Metrics(**kwargs)
+    def from_dict(d: Mapping[str, object]) -> Metrics:
+        """Metrics read back from a manifest (``"inf"`` is an infinite SQNR); a wrong type raises ManifestError."""
+        def num(k: str) -> float:
+            return math.inf if d.get(k) == "inf" else get_float(d, k)
+
+        def opt(k: str) -> float | None:
+            return None if d.get(k) is None else num(k)
+
+        return Metrics(samples=get_int(d, "samples"), cosine_mean=num("cosine_mean"), cosine_min=num("cosine_min"),
+                       sqnr_db=num("sqnr_db"), max_abs_diff=num("max_abs_diff"), top1_agreement=opt("top1_agreement"),
+                       accuracy=opt("accuracy"), reference_accuracy=opt("reference_accuracy"),
+                       nn_agreement=opt("nn_agreement"))
 
 
 def _json_float(v: JSONValue) -> JSONValue:

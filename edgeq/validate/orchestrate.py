@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from edgeq.config import Budget
 from edgeq.data import check_labels
-from edgeq.jsontypes import get_strs
+from edgeq.jsontypes import JSONObject, get_float, get_strs
 from edgeq.manifest import Artifact, Validation
 from edgeq.progress import Progress
 from edgeq.targetspec import Target
@@ -109,7 +109,7 @@ def pair_host_latency(outdir: Path, artifacts: list[Artifact], inputs: dict[str,
             v = _host_validation(art)
             rec = timed.get(outdir / art.path)
             if v is not None and rec is not None:
-                v.latency_ms = float(rec["latency_ms"])
+                v.latency_ms = float(get_float(rec, "latency_ms"))
                 v.latency_detail = rec
 
 
@@ -117,8 +117,8 @@ def _host_validation(art: Artifact) -> Validation | None:
     return next((v for v in art.validations if v.runner == "host" and v.latency_ms is not None), None)
 
 
-def verdict(artifacts: list[Artifact], pass_log: list[dict[str, Any]],
-            fleet: dict[str, Any] | None = None) -> dict[str, Any]:
+def verdict(artifacts: list[Artifact], pass_log: Sequence[JSONObject],
+            fleet: JSONObject | None = None) -> JSONObject:
     """Pass when every validated artifact meets the budget on every runner and no pass reported a failure.
 
     The one verdict function: export, check, validate and sweep all call it. ``notes`` says how a limit was
@@ -136,21 +136,21 @@ def verdict(artifacts: list[Artifact], pass_log: list[dict[str, Any]],
             notes.extend(ACCURACY_FALLBACK if n.startswith(ACCURACY_FALLBACK) else n.split(" (", 1)[0]
                          for n in get_strs(v.budget_check, "notes"))
     for p in pass_log:
-        for f in p.get("failures", []):
+        for f in get_strs(p, "failures"):
             failures.append(f"pass {p['name']}: {f}")
     summary, infra = fleet_verdict(fleet) if fleet else (None, [])
     if validated == 0 and not infra:
         failures.append("no artifact was validated (no runner supports the produced formats)")
     host_vs_arm = _host_pass_arm_fail(artifacts)
 
-    out = {"passed": not failures and not infra, "failures": failures, "host_passes_arm_fails": host_vs_arm,
+    out: JSONObject = {"passed": not failures and not infra, "failures": failures, "host_passes_arm_fails": host_vs_arm,
            "notes": list(dict.fromkeys(notes)), "int8_regressions": int8_regressions(artifacts)}
     if summary is not None:
         out.update(fleet=summary, infra_failures=infra)
     return out
 
 
-def exit_code(v: dict[str, Any]) -> int:
+def exit_code(v: Mapping[str, object]) -> int:
     """0 pass; 1 a budget failure (a definite result more boards cannot change); 3 when the run itself fell
     short: fewer boards answered than ``--min-boards`` and nothing was over budget."""
     if v["passed"]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from edgeq.cache import cache_dir
+from edgeq.npz import save_npz
 from edgeq.zoo.weights import load_or_train
 
 # 2: trained on one torch thread (version 1 used the machine's thread count, so the weights, and every quality
@@ -47,8 +47,7 @@ def write_digits_data(folder: Path) -> tuple[Path, Path]:
         # the folder may be the shared user cache (``edgeq demo``): a concurrent reader sees the old file or the
         # new one, never a half-written zip
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-        splits: dict[str, Any] = {INPUT_NAME: x, "labels": y}  # Any: numpy types **kwds as if allow_pickle
-        np.savez(tmp, **splits)
+        save_npz(tmp, {INPUT_NAME: x, "labels": y})
         os.replace(tmp, path)
     return calib, ev
 

@@ -24,11 +24,11 @@ import hashlib
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, cast
 
 import numpy as np
 
 from edgeq.cache import cache_dir
+from edgeq.npz import save_npz
 from edgeq.zoo.text_models import TextDecoder, TextEncoder
 from edgeq.zoo.weights import load_or_train
 
@@ -137,7 +137,7 @@ def write_text_data(folder: Path, model: str = "encoder", n_calib: int = 128,
             arrays = {"input_ids": np.ascontiguousarray(win[pick, :SEQ_LEN]),
                       "labels": np.ascontiguousarray(win[pick, SEQ_LEN])}
         path = folder / f"text_{model}_{'calib' if split == 'train' else 'eval'}.npz"
-        np.savez(path, **cast("dict[str, Any]", arrays))  # numpy types **kwds as if allow_pickle were among them
+        save_npz(path, arrays)
         paths.append(path)
     return paths[0], paths[1]
 

@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    import torch
+
+M = TypeVar("M", bound="torch.nn.Module")
 
 
-def load_or_train(model: Any, path: Path, train: Callable[[Any], None]) -> Any:
+def load_or_train(model: M, path: Path, train: Callable[[M], None]) -> M:
     """Load ``path`` into ``model`` (``weights_only``: no pickle code runs), else ``train(model)`` and save it."""
     import torch  # heavy: torch, imported only where a model is built or run
 

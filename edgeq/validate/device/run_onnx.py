@@ -15,13 +15,24 @@ import json
 import platform
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TypedDict
 
 import numpy as np
 
 
+class RunInfo(TypedDict):
+    """The JSON line this program prints (after ``EDGEQ_RESULT``)."""
+
+    latency_ms_median: float | None
+    latency_ms_all: list[float]
+    samples: int
+    runtime: str
+    machine: str
+
+
 def run(model: str, inputs: str, outputs: str, batch: int = 32, warmup: int = 2, repeats: int = 10,
-        threads: int = 0) -> dict[str, Any]:
+        threads: int = 0) -> RunInfo:
     import onnxruntime as ort  # heavy: onnxruntime, only where a model is quantized or run
 
     opts = ort.SessionOptions()
@@ -40,8 +51,9 @@ def run(model: str, inputs: str, outputs: str, batch: int = 32, warmup: int = 2,
         res = sess.run(names, {k: v[start:start + step] for k, v in feeds.items()})
         for k, v in zip(names, res):  # noqa: B905  (device Pythons may be 3.9: no strict=)
             chunks[k].append(v)
-    merged: dict[str, Any] = {k: np.concatenate(v) for k, v in chunks.items()}  # numpy types **kwds as bool
-    np.savez(outputs, **merged)
+    # numpy's stub types **kwds as if allow_pickle (a bool) were among them: the untyped view is the boundary
+    savez: Callable[..., None] = np.savez
+    savez(outputs, **{k: np.concatenate(v) for k, v in chunks.items()})
     single = {k: np.ascontiguousarray(v[:1]) for k, v in feeds.items()}
     for _ in range(warmup):
         sess.run(names, single)

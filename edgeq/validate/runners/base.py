@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -29,7 +29,7 @@ class RunResult:
     latency_ms: float | None  # median single-sample latency
     latency_kind: str  # "host", "emulated" (instruction-level under qemu: not device speed), "device"
     runtime: str
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: JSONObject = field(default_factory=dict)
 
 
 class Runner(Protocol):
@@ -88,7 +88,7 @@ def tail_text(text: str | None, n: int = 8) -> str:
     return ("; stderr: " + " | ".join(lines[-n:])) if lines else ""
 
 
-def parse_result(stdout: str, where: str, err: type[Exception] = RunnerError) -> dict[str, Any]:
+def parse_result(stdout: str, where: str, err: type[Exception] = RunnerError) -> JSONObject:
     """The ``EDGEQ_RESULT {json}`` line a device-side program prints last."""
     for line in reversed((stdout or "").splitlines()):
         if line.startswith(RESULT_PREFIX):

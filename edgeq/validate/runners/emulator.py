@@ -15,7 +15,7 @@ from edgeq.emulator import load, qemu
 from edgeq.emulator.qemu import cpu_model
 from edgeq.errors import ArtifactError, EmulatorError
 from edgeq.executorch.cpp_runner import build_runner
-from edgeq.jsontypes import JSONObject
+from edgeq.jsontypes import JSONObject, get_float_or_none
 from edgeq.targetspec import Target
 from edgeq.validate.runners.base import RunResult, parse_result, register_runner
 from edgeq.validate.tensor_files import read_output_npz, read_output_tensors, write_input_tensors
@@ -69,7 +69,7 @@ class EmulatorRunner:
                                 + _tail(err), "the runner's stderr is above")
         info = parse_result(r.stdout, f"run_onnx.py under qemu -cpu {self.cpu_model}", EmulatorError)
         outputs = read_output_npz(out, EmulatorError, f"run_onnx.py under qemu -cpu {self.cpu_model}")
-        return RunResult(outputs, info.get("latency_ms_median"), "emulated",
+        return RunResult(outputs, get_float_or_none(info, "latency_ms_median", EmulatorError), "emulated",
                          f"{info.get('runtime', 'onnxruntime')} aarch64 (qemu {self.cpu_model})",
                          {"latency_ms_all": info.get("latency_ms_all"), "machine": info.get("machine")})
 
@@ -95,7 +95,7 @@ class EmulatorRunner:
                                 + _tail(err), "the runner's stderr is above")
         info = parse_result(r.stdout, f"edgeq_runner under qemu -cpu {self.cpu_model}", EmulatorError)
         outputs = read_output_tensors(out, EmulatorError, f"edgeq_runner under qemu -cpu {self.cpu_model}")
-        return RunResult(outputs, info.get("latency_ms_median"), "emulated",
+        return RunResult(outputs, get_float_or_none(info, "latency_ms_median", EmulatorError), "emulated",
                          f"{info.get('runtime', 'executorch-cpp')} aarch64 (qemu {self.cpu_model})",
                          {"load_ms": info.get("load_ms")})
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from edgeq.errors import ArtifactError, RunnerError
 from edgeq.executorch.cpp_runner import build_runner
 from edgeq.executorch.runtime import check_pte_header
-from edgeq.jsontypes import JSONObject
+from edgeq.jsontypes import JSONObject, get_float_or_none
 from edgeq.targetspec import Target
 from edgeq.validate.runners.base import RunResult, parse_result, register_runner
 from edgeq.validate.runners.host import host_cpu_name
@@ -71,8 +71,8 @@ class HostCppRunner:
             raise RunnerError(f"the C++ runner timed out after {self.timeout:.0f} s on {artifact.name}") from e
         check_returncode(r, artifact, "the C++ runner")
         info = parse_result(r.stdout, "the C++ runner")
-        return RunResult(read_output_tensors(bin_out, RunnerError, "the C++ runner"), info.get("latency_ms_median"), "host",
-                         info.get("runtime", "executorch-cpp"), {"load_ms": info.get("load_ms")})
+        return RunResult(read_output_tensors(bin_out, RunnerError, "the C++ runner"), get_float_or_none(info, "latency_ms_median", RunnerError), "host",
+                         str(info.get("runtime", "executorch-cpp")), {"load_ms": info.get("load_ms")})
 
 
 def _native_arch() -> str:

@@ -25,13 +25,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from edgeq.emulator import load
 from edgeq.errors import DeviceError, DeviceUnreachableError
 from edgeq.executorch.cpp_runner import build_runner
+from edgeq.jsontypes import JSONObject, get_float_or_none, get_strs
 from edgeq.targetspec import Target
 from edgeq.validate.runners import ssh_leftovers
 from edgeq.validate.runners.base import RunResult, parse_result, register_runner
@@ -73,18 +73,18 @@ class SshRunner:
         self.warmup = o.warmup
         # A fleet's per-board limit (time.monotonic() seconds): every ssh call ends by then (edgeq.validate.fleet_run).
         self.deadline: float | None = None
-        self._probe: dict[str, Any] | None = None
+        self._probe: JSONObject | None = None
 
     # --- protocol -------------------------------------------------------------------------------------------
 
     def supports(self, fmt: str) -> bool:
         return fmt == "onnx" or (fmt == "pte" and pte_runner_available())
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JSONObject:
         p = self.probe()
         cpu = p.get("cpu") or ARM_PARTS.get(str(p.get("part", "")).lower(), p.get("part") or "unknown")
         return {"runner": self.spec.name, "machine": p.get("machine", "unknown"), "cpu_model": cpu,
-                "features": list(p.get("features", [])), "emulated": False}
+                "features": get_strs(p, "features", DeviceError), "emulated": False}
 
     def run(self, artifact: Path, fmt: str, inputs: Path, workdir: Path) -> RunResult:
         if fmt == "pte" and self.supports("pte"):
@@ -103,7 +103,7 @@ class SshRunner:
         finally:
             os.unlink(f.name)
         _check_rows(outputs, inputs, self.spec.name)
-        return RunResult(outputs, info.get("latency_ms_median"), "device",
+        return RunResult(outputs, get_float_or_none(info, "latency_ms_median", DeviceError), "device",
                          f"{info.get('runtime', 'onnxruntime')} {info.get('machine', '')} ({self.spec.name})".strip(),
                          {"latency_ms_all": info.get("latency_ms_all"), "repeats": self.repeats,
                           "warmup": self.warmup})
@@ -129,12 +129,12 @@ class SshRunner:
             out.write_bytes(blob)
             outputs = read_output_tensors(out, DeviceError, f"{self.spec.name} edgeq_runner")
         _check_rows(outputs, inputs, self.spec.name)
-        return RunResult(outputs, info.get("latency_ms_median"), "device",
+        return RunResult(outputs, get_float_or_none(info, "latency_ms_median", DeviceError), "device",
                          f"{info.get('runtime', 'executorch-cpp')} aarch64 ({self.spec.name})",
                          {"load_ms": info.get("load_ms"), "repeats": self.repeats, "warmup": self.warmup})
 
     def _session(self, files: dict[str, Path], program: str, outputs: str,
-                 artifact: Path) -> tuple[dict[str, Any], bytes]:
+                 artifact: Path) -> tuple[JSONObject, bytes]:
         """One ssh connection per artifact: make a private folder, unpack ``files`` into it, run ``program`` there,
         send back its result (``result.json``) and ``outputs`` as a tar stream, and remove the folder on the way out.
         Each ssh connection costs a key exchange and a process start on the board (0.1-0.7 s measured on a loaded
@@ -164,7 +164,7 @@ class SshRunner:
         """Reach the device before any slow work (called by export/validate for an explicit ssh runner)."""
         self.probe()
 
-    def probe(self) -> dict[str, Any]:
+    def probe(self) -> JSONObject:
         """Connect once: machine, CPU, python, numpy/onnxruntime (typed errors with install hints)."""
         if self._probe is not None:
             return self._probe
