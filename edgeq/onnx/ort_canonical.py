@@ -189,7 +189,7 @@ def canonical_bytes(buf: bytes) -> bytes:
         builder.Finish(builder.EndObject(), file_identifier=FILE_IDENTIFIER)
         out = bytes(builder.Output())
         again = read_session(out)
-    except (struct.error, IndexError, ValueError, TypeError, RuntimeError) as e:  # RuntimeError: builder errors
+    except (struct.error, IndexError, ValueError, TypeError, OverflowError, RuntimeError) as e:  # RuntimeError: builder errors
         raise ArtifactError(f"could not rewrite the ORT-format model into canonical bytes: {e!r}") from e
     if again.resolver != layout.resolver or out[again.tail_start:] != buf[layout.tail_start:]:
         raise ArtifactError("canonical ORT-format rewrite changed the model's content (refusing to ship it)")
