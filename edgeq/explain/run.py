@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,11 +22,14 @@ from edgeq.explain.latency import profile_artifacts
 from edgeq.explain.layers import LayerError, worst
 from edgeq.explain.onnx_layers import MOVES, onnx_layer_errors, output_sqnr, rebuild_wider
 from edgeq.explain.pte_layers import pt2e_output_sqnr, pte_layer_errors
-from edgeq.jsontypes import JSONObject
+from edgeq.jsontypes import JSONObject, get_objects, get_strs
 from edgeq.manifest import Artifact
 from edgeq.onnx.export import preprocess
 from edgeq.progress import Progress
 from edgeq.targetspec import Target
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class ExplainInputs:
     ev: Dataset
     quant: dict[str, dict[str, Any]]  # resolved quantization options per format (manifest config.resolved_quant)
     target: Target
-    search: dict[str, Any]  # the export's search keys: the shipped model's layer overrides
+    search: Mapping[str, JSONObject]  # the export's search keys: the shipped model's layer overrides
     samples: int = 8  # evaluation samples the per-layer comparison runs on
     moves: int = 3  # worst layers rebuilt wider when the budget is missed
 
@@ -48,16 +52,17 @@ class ExplainInputs:
 def explain_export(x: ExplainInputs, progress: Progress | None = None) -> JSONObject:
     progress = progress or Progress(enabled=False)
     out = profile_artifacts(x.outdir, list(x.artifacts), x.inputs_rel, progress)
-    out["layer_error"] = []
+    layer_error: list[JSONObject] = []
+    notes = get_strs(out, "notes")
     for a in x.artifacts:
         if a.role != "candidate" or a.precision != "int8-static" or a.format not in ("onnx", "pte"):
             continue
         progress.stage(f"explain: per-layer error of {a.name}")
         try:
-            out["layer_error"].append(_layer_error(x, a, progress))
+            layer_error.append(_layer_error(x, a, progress))
         except Exception as e:  # a diagnostic: the artifact itself was validated already
-            out["notes"].append(f"{a.name}: no per-layer error ({type(e).__name__}: {str(e)[:200]})")
-    return out
+            notes.append(f"{a.name}: no per-layer error ({type(e).__name__}: {str(e)[:200]})")
+    return {**out, "notes": notes, "layer_error": layer_error}
 
 
 def _options(x: ExplainInputs, fmt: str) -> QuantOptions:
@@ -67,10 +72,10 @@ def _options(x: ExplainInputs, fmt: str) -> QuantOptions:
         d[k] = tuple(d.get(k) or ())
     opts = QuantOptions(**d)
     s = x.search.get("search" if fmt == "onnx" else "search_pte") or {}
-    best = next((t for t in s.get("trials") or [] if t.get("index") == s.get("best")), None)
+    best = next((t for t in get_objects(s, "trials") if t.get("index") == s.get("best")), None)
     if best is not None:
-        opts = dataclasses.replace(opts, nodes_to_exclude=tuple(best.get("nodes_excluded") or ()),
-                                   int16_activation_nodes=tuple(best.get("int16_activation_nodes") or ()))
+        opts = dataclasses.replace(opts, nodes_to_exclude=tuple(get_strs(best, "nodes_excluded")),
+                                   int16_activation_nodes=tuple(get_strs(best, "int16_activation_nodes")))
     return opts
 
 
@@ -91,7 +96,7 @@ def _layer_error(x: ExplainInputs, a: Artifact, progress: Progress) -> JSONObjec
         program = static_export(x.captured, x.calib)
         layers = pte_layer_errors(program, x.calib, ev, list(x.captured.signature), opts, x.target)
         method = "torchao numeric debugger: PT2E-converted graph vs the float graph before lowering"
-    rec: dict[str, Any] = {"artifact": a.name, "format": a.format, "samples": len(ev), "method": method,
+    rec: JSONObject = {"artifact": a.name, "format": a.format, "samples": len(ev), "method": method,
                            "layers": [ly.to_dict() for ly in layers],
                            "worst": [dict(rank=i + 1, **w.to_dict()) for i, w in enumerate(worst(layers))],
                            "moves": []}
@@ -103,22 +108,25 @@ def _layer_error(x: ExplainInputs, a: Artifact, progress: Progress) -> JSONObjec
 
 
 def _measure_moves(x: ExplainInputs, a: Artifact, layers: list[LayerError], opts: QuantOptions, ev: Dataset,
-                   source: Any) -> list[JSONObject]:
+                   source: Path | torch.export.ExportedProgram) -> list[JSONObject]:
     """Output SQNR of the recipe rebuilt as is and with one worst layer wider; the difference is the move's gain."""
     sig = list(x.captured.signature)
-    if a.format == "onnx":
+    if isinstance(source, Path):  # the .onnx path: the pre-processed float model (a .pte's is its ExportedProgram)
+        float_model = source
         with np.load(x.outdir / x.reference_rel, allow_pickle=False) as z:
             ref = {k: z[k] for k in z.files}
         cache = x.scratch / "explain.calibration.json"
         built = iter(range(1000))
 
         def measure(nodes: tuple[str, ...], move: str) -> float:
-            path = rebuild_wider(source, x.scratch / f"explain.{next(built)}.onnx", x.calib, opts, nodes, move, cache)
+            path = rebuild_wider(float_model, x.scratch / f"explain.{next(built)}.onnx", x.calib, opts, nodes, move, cache)
             return output_sqnr(path, ev, ref)
         moves: tuple[str, ...] = MOVES
     else:
+        program = source
+
         def measure(nodes: tuple[str, ...], move: str) -> float:
-            return pt2e_output_sqnr(source, x.calib, ev, sig, opts, x.target, nodes[0] if nodes else None)
+            return pt2e_output_sqnr(program, x.calib, ev, sig, opts, x.target, nodes[0] if nodes else None)
         moves = ("kept in float",)  # XNNPACK's PT2E quantizer has no 16-bit activation scheme
 
     base = measure((), "")
