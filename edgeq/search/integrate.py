@@ -19,7 +19,7 @@ import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from edgeq.backends.onnx import INT8_DYNAMIC_NAME as ONNX_INT8_DYNAMIC_NAME
 from edgeq.backends.onnx import INT8_NAME, graph_stats
@@ -34,7 +34,7 @@ from edgeq.config import (
 )
 from edgeq.data import Dataset
 from edgeq.errors import ManifestError, UsageError
-from edgeq.jsontypes import get_object_or_none, get_str_or_none, get_strs
+from edgeq.jsontypes import JSONObject, get_object_or_none, get_str_or_none, get_strs
 from edgeq.manifest import Artifact
 from edgeq.progress import Progress
 from edgeq.search.evaluate import EvalData
@@ -121,7 +121,7 @@ def base_options(art: Artifact) -> QuantOptions:
 
 
 def run_export_search(ctx: SearchContext, artifacts: list[Artifact],
-                      static_base: QuantOptions | None = None) -> dict[str, Any]:
+                      static_base: QuantOptions | None = None) -> JSONObject:
     """Search, replace the ONNX INT8 artifact with the pick, re-validate it. Returns manifest keys to add.
 
     ``static_base``: given when the first INT8 model was the predicted dynamic one (no static model was built):
