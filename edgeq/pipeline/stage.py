@@ -16,7 +16,7 @@ import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from edgeq.errors import EdgeqError, PassError, PipelineError
 from edgeq.jsontypes import JSONObject
@@ -53,7 +53,7 @@ class StageResult:
     name: str
     changed: bool
     summary: str  # one line for the terminal and the report
-    details: dict[str, Any] = field(default_factory=dict)
+    details: JSONObject = field(default_factory=dict)
     state: BuildState | None = None  # the updated state (None: unchanged)
     verdict_failures: tuple[str, ...] = ()  # e.g. over the storage budget
 
