@@ -1,5 +1,7 @@
-"""Fleet wall time: `edgeq validate --on fleet:...` on 1 board, on 5 boards in parallel (--jobs 5), and on the
-same 5 boards one at a time (--jobs 1, what `--validate-on ssh://a,ssh://b,...` did before fleets).
+"""Fleet wall time: `edgeq validate --on fleet:...` on 1 board, on 5 boards in parallel (--jobs 5), on 5 boards in
+parallel of which one is killed mid-run (its sshd, listener and session, dies when its first artifact starts: the
+issue's "five boards, one killed mid-run"), and on the same 5 healthy boards one at a time (--jobs 1, what
+`--validate-on ssh://a,ssh://b,...` did before fleets).
 
 Five real sshd servers on 127.0.0.1 (tests/sshd.py), each board's python3 being this Python with onnxruntime, one
 digits CNN export (fp32 + INT8 ONNX). Prints the median wall time of ``ROUNDS`` runs of each, their ratio, and the
@@ -22,28 +24,37 @@ from pathlib import Path
 
 from edgeq.commands.validate import validate
 from edgeq.config import FleetOptions
-from tests.sshd import Sshd, keygen
+from tests.sshd import Sshd, dropping_python, keygen
 
 BOARDS = 5
 
 
-def _shelf(root: Path) -> tuple[list[Sshd], Path]:
-    bin_dir = root / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "python3").write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
-    (bin_dir / "python3").chmod(0o755)
+def _device_shell(root: Path) -> Path:
+    """The boards' forced command: ``device-shell ok|killed`` puts that kind of board's python3 first on PATH."""
+    for kind, text in (("ok", f"#!/bin/sh\nexec {sys.executable} \"$@\"\n"), ("killed", dropping_python(sys.executable))):
+        (root / f"bin-{kind}").mkdir()
+        (root / f"bin-{kind}" / "python3").write_text(text)
+        (root / f"bin-{kind}" / "python3").chmod(0o755)
     shell = root / "device-shell"
-    shell.write_text(f"#!/bin/sh\nexport PATH={bin_dir}:/usr/bin:/bin\nexec /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"\n")
+    shell.write_text(f"#!/bin/sh\nexport PATH={root}/bin-$1:/usr/bin:/bin\nexec /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"\n")
     shell.chmod(0o755)
+    return shell
+
+
+def _shelf(root: Path) -> tuple[list[Sshd], Path]:
+    """Boards b1..b5 (group "shelf", healthy) and b6 (killed mid-run); group "drop" is b1..b4 + b6."""
+    shell = _device_shell(root)
     pub = keygen(root / "client")
     servers, fleet = [], []
-    for i in range(1, BOARDS + 1):
+    for i in range(1, BOARDS + 2):
         d = root / f"b{i}"
         (d / "work").mkdir(parents=True)
-        s = Sshd(d, f'command="{shell}",no-port-forwarding,no-pty {pub}\n').start()
+        kind = "killed" if i == BOARDS + 1 else "ok"
+        s = Sshd(d, f'command="{shell} {kind}",no-port-forwarding,no-pty {pub}\n').start()
         servers.append(s)
+        groups = ["drop"] if kind == "killed" else ["shelf", "drop"] if i < BOARDS else ["shelf"]
         fleet.append(f'[boards.b{i}]\nssh = "root@127.0.0.1:{s.port}{d / "work"}"\ntarget = "x86-64"\n'
-                     f'groups = ["shelf"]\n')
+                     f'groups = {groups!r}\n'.replace("'", '"'))
     (root / "known_hosts").write_text("".join(s.known_hosts_line for s in servers))
     (root / "edgeq-fleet.toml").write_text("\n".join(fleet))
     os.environ.update(EDGEQ_SSH_IDENTITY=str(root / "client"), EDGEQ_SSH_KNOWN_HOSTS=str(root / "known_hosts"),
@@ -61,13 +72,29 @@ def _export(root: Path) -> Path:
     return out
 
 
-def _timed(outdir: Path, selector: str, fleet: Path, jobs: int) -> float:
+def _timed(outdir: Path, selector: str, fleet: Path, jobs: int, want: tuple[int, int] | None = None) -> float:
+    """Wall seconds of one validate run. ``want``: (passed, unreachable) boards expected; default: the run passes."""
     t0 = time.perf_counter()
     res = validate(outdir, (selector,), fleet=FleetOptions(file=str(fleet), jobs=jobs))
     dt = time.perf_counter() - t0
-    if not res.passed:
+    counts = res.manifest["verdict"].get("fleet") or {}
+    if want is None and not res.passed:
         raise SystemExit(f"{selector}: the run did not pass: {res.manifest['verdict']}")
+    if want is not None and (counts.get("passed"), counts.get("unreachable")) != want:
+        raise SystemExit(f"{selector}: expected {want[0]} passed and {want[1]} unreachable, got {counts}")
     return dt
+
+
+def _dropped(outdir: Path, fleet: Path, killed: Sshd) -> float:
+    """5 boards with --jobs 5, one of which dies mid-run; its sshd is started again for the next round."""
+    dt = _timed(outdir, "fleet:drop", fleet, BOARDS, want=(BOARDS - 1, 1))
+    killed.stop()
+    killed.start()
+    return dt
+
+
+def _line(label: str, times: list[float]) -> str:
+    return f"{label}: median {statistics.median(times):.2f} s of {len(times)} ({', '.join(f'{t:.2f}' for t in times)})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,22 +110,27 @@ def main(argv: list[str] | None = None) -> int:
         out = root / "run"
         shutil.copytree(args.export or _export(root), out)
         load_before = os.getloadavg()
-        one, five, seq = [], [], []
+        one: list[float] = []
+        five: list[float] = []
+        drop: list[float] = []
+        seq: list[float] = []
         for _ in range(args.rounds):  # interleaved, so a change in the host's load hits all alike
             one.append(_timed(out, "fleet:b1", fleet, 1))
             five.append(_timed(out, "fleet:shelf", fleet, BOARDS))
+            drop.append(_dropped(out, fleet, servers[-1]))
             seq.append(_timed(out, "fleet:shelf", fleet, 1))
         load_after = os.getloadavg()
-        m1, m5 = statistics.median(one), statistics.median(five)
         print(f"host: {os.cpu_count()} cores, load average (1/5/15 min) before {load_before[0]:.2f}/"
               f"{load_before[1]:.2f}/{load_before[2]:.2f}, after {load_after[0]:.2f}/{load_after[1]:.2f}/"
               f"{load_after[2]:.2f}")
-        print(f"1 board : median {m1:.2f} s of {args.rounds} ({', '.join(f'{t:.2f}' for t in one)})")
-        print(f"{BOARDS} boards: median {m5:.2f} s of {args.rounds} ({', '.join(f'{t:.2f}' for t in five)}), "
-              f"--jobs {BOARDS}")
-        ms = statistics.median(seq)
-        print(f"{BOARDS} boards: median {ms:.2f} s of {args.rounds} ({', '.join(f'{t:.2f}' for t in seq)}), --jobs 1")
-        print(f"ratio {BOARDS} boards / 1 board: {m5 / m1:.2f}x with --jobs {BOARDS}, {ms / m1:.2f}x with --jobs 1")
+        print(_line("1 board", one))
+        print(_line(f"{BOARDS} boards, --jobs {BOARDS}", five))
+        print(_line(f"{BOARDS} boards, one killed mid-run, --jobs {BOARDS} ({BOARDS - 1} passed, 1 unreachable)", drop))
+        print(_line(f"{BOARDS} boards, --jobs 1", seq))
+        m1 = statistics.median(one)
+        print(f"ratio to 1 board: {statistics.median(five) / m1:.2f}x with --jobs {BOARDS}, "
+              f"{statistics.median(drop) / m1:.2f}x with one board killed, {statistics.median(seq) / m1:.2f}x "
+              f"with --jobs 1")
     finally:
         for s in servers:
             s.stop()

@@ -1,6 +1,6 @@
 """Five real ``sshd`` boards on 127.0.0.1 for the fleet tests (tests/test_fleet.py) and the board-drop fault
 (tests/faults/test_board_drop.py). Each board's python3 is the host's Python with onnxruntime (real SSH, real
-runtime). Board ``b5`` kills its own sshd -- the listener and the session -- when the first artifact starts running:
+runtime). Board ``b5`` loses power when its first artifact starts running (tests.sshd.dropping_python):
 the board is gone mid-run, as when a Pi loses power. The fixtures ``shelf`` and ``ssh_env`` are re-exported by tests/conftest.py.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sshd import Sshd, keygen, require_sshd
+from tests.sshd import Sshd, dropping_python, keygen, require_sshd
 
 
 @dataclass
@@ -45,13 +45,7 @@ def shelf(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
     for b in bins.values():
         b.mkdir()
     (bins["ok"] / "python3").write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
-    # Gone mid-run: on the real run (not the probe) kill every sshd above this process — the session and the
-    # listening server — so the run's connection drops and no new one gets in (all by pid).
-    (bins["killed"] / "python3").write_text(
-        "#!/bin/sh\ncase \"$1\" in run_onnx.py)\n  p=$$; pids=\"\"\n  while [ \"$p\" -gt 1 ]; do\n"
-        "    [ \"$(cat /proc/$p/comm)\" = sshd ] && pids=\"$pids $p\"\n"
-        "    p=$(awk '{print $4}' /proc/$p/stat)\n  done\n  kill -9 $pids; sleep 5; exit 1;;\nesac\n"
-        f"exec {sys.executable} \"$@\"\n")
+    (bins["killed"] / "python3").write_text(dropping_python(sys.executable))  # gone mid-run
     for b in bins.values():
         (b / "python3").chmod(0o755)
     shell = root / "device-shell"

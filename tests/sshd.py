@@ -25,6 +25,18 @@ def require_sshd() -> None:
         pytest.skip("openssh-server/client not installed (scripts/system-deps.sh installs them)")
 
 
+def dropping_python(python: str) -> str:
+    """A board's ``python3`` that loses power when the real run starts (``run_onnx.py``; the probe runs normally):
+    it kills -9, by pid, every process from the listening sshd down to itself -- the server, the session and the
+    shells, itself last -- so the run's connection drops, nothing on the board cleans up after it, and no new
+    connection gets in."""
+    return ("#!/bin/sh\ncase \"$1\" in run_onnx.py)\n  p=$$; pids=\"\"\n  while [ \"$p\" -gt 1 ]; do\n"
+            "    pids=\"$p $pids\"; up=$(awk '{print $4}' /proc/$p/stat)\n"
+            "    [ \"$(cat /proc/$p/comm)\" = sshd ] && [ \"$(cat /proc/$up/comm)\" != sshd ] && break\n"
+            "    p=$up\n  done\n  kill -9 $pids; exit 1;;\nesac\n"
+            f"exec {python} \"$@\"\n")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
