@@ -9,20 +9,21 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from edgeq.backends.executorch import static_export
 from edgeq.backends.onnx import PREP_NAME
 from edgeq.capture import Captured
-from edgeq.config import QuantOptions
+from edgeq.config import CalibrationMethod, IntType, QuantMode, QuantOptions
 from edgeq.data import Dataset
+from edgeq.errors import ManifestError
 from edgeq.explain.latency import profile_artifacts
 from edgeq.explain.layers import LayerError, worst
 from edgeq.explain.onnx_layers import MOVES, onnx_layer_errors, output_sqnr, rebuild_wider
 from edgeq.explain.pte_layers import pt2e_output_sqnr, pte_layer_errors
-from edgeq.jsontypes import JSONObject, get_objects, get_strs
+from edgeq.jsontypes import JSONObject, get_int, get_objects, get_str_or_none, get_strs
 from edgeq.manifest import Artifact
 from edgeq.onnx.export import preprocess
 from edgeq.progress import Progress
@@ -42,7 +43,7 @@ class ExplainInputs:
     captured: Captured  # the graph INT8 was built from (the outlier-prepared copy when there is one)
     calib: Dataset
     ev: Dataset
-    quant: dict[str, dict[str, Any]]  # resolved quantization options per format (manifest config.resolved_quant)
+    quant: Mapping[str, JSONObject]  # resolved quantization options per format (manifest config.resolved_quant)
     target: Target
     search: Mapping[str, JSONObject]  # the export's search keys: the shipped model's layer overrides
     samples: int = 8  # evaluation samples the per-layer comparison runs on
@@ -67,16 +68,48 @@ def explain_export(x: ExplainInputs, progress: Progress | None = None) -> JSONOb
 
 def _options(x: ExplainInputs, fmt: str) -> QuantOptions:
     """The shipped recipe: the resolved options plus the search's per-layer overrides of the model it kept."""
-    d = dict(x.quant.get(fmt) or {})
-    for k in ("nodes_to_exclude", "op_types_to_exclude", "int16_activation_nodes"):
-        d[k] = tuple(d.get(k) or ())
-    opts = QuantOptions(**d)
+    opts = _resolved_options(x.quant.get(fmt) or {})
     s = x.search.get("search" if fmt == "onnx" else "search_pte") or {}
     best = next((t for t in get_objects(s, "trials") if t.get("index") == s.get("best")), None)
     if best is not None:
         opts = dataclasses.replace(opts, nodes_to_exclude=tuple(get_strs(best, "nodes_excluded")),
                                    int16_activation_nodes=tuple(get_strs(best, "int16_activation_nodes")))
     return opts
+
+
+_T = TypeVar("_T", bound=str)
+_MODES: dict[str, QuantMode] = {"static": "static", "dynamic": "dynamic"}
+_CALIBRATIONS: dict[str, CalibrationMethod] = {
+    "minmax": "minmax", "percentile": "percentile", "entropy": "entropy", "distribution": "distribution"}
+_INT_TYPES: dict[str, IntType] = {"int8": "int8", "uint8": "uint8", "int16": "int16", "uint16": "uint16"}
+
+
+def _choice(d: JSONObject, key: str, allowed: Mapping[str, _T]) -> _T | None:
+    value = get_str_or_none(d, key)
+    if value is not None and value not in allowed:
+        raise ManifestError(f"the recorded quantization setting {key}={value!r} is not one of {', '.join(allowed)}")
+    return None if value is None else allowed[value]
+
+
+def _flag(d: JSONObject, key: str) -> bool | None:
+    value = d.get(key)
+    return value if isinstance(value, bool) else None
+
+
+def _resolved_options(d: JSONObject) -> QuantOptions:
+    """``QuantOptions.to_dict()``'s record (the manifest's ``config.resolved_quant``) read back; a missing key
+    keeps the field's default."""
+    defaults = QuantOptions()
+    return QuantOptions(
+        mode=_choice(d, "mode", _MODES) or defaults.mode, calibration=_choice(d, "calibration", _CALIBRATIONS),
+        per_channel=_flag(d, "per_channel"), activation_type=_choice(d, "activation_type", _INT_TYPES),
+        weight_type=_choice(d, "weight_type", _INT_TYPES), reduce_range=_flag(d, "reduce_range"),
+        nodes_to_exclude=tuple(get_strs(d, "nodes_to_exclude")),
+        op_types_to_exclude=tuple(get_strs(d, "op_types_to_exclude")),
+        max_calibration_samples=get_int(d, "max_calibration_samples") if "max_calibration_samples" in d
+        else defaults.max_calibration_samples,
+        int16_activation_nodes=tuple(get_strs(d, "int16_activation_nodes")),
+        dynamic_linears=bool(d.get("dynamic_linears", defaults.dynamic_linears)))
 
 
 def _missed(a: Artifact) -> bool:
