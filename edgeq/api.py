@@ -203,7 +203,7 @@ def _build_formats(plan: _Plan, select_ctx: SelectContext, states: list[BuildSta
         built.artifacts += fmt_built
         # Emitters and Checks see every artifact built so far (each filters by format).
         state = plan.pipeline.run_phase("artifact", state.updated(artifacts=tuple(built.artifacts)), built.pass_log)
-        built.artifacts += [a for a in state.artifacts if a not in built.artifacts]
+        built.artifacts = list(state.artifacts)  # what the emitters added, and each artifact as the checks noted it
     return built
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import platform
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,10 +95,10 @@ def _recompute_artifacts(m: dict[str, Any], out: Path) -> tuple[list[Artifact], 
             findings.append(f"{a.name}: the manifest says format {a.format!r}, the bytes are {fmt!r}")
             if fmt == "unknown":
                 raise ManifestError(f"{a.path}: not a readable {a.format} file", "re-run edgeq export")
-            a.format = fmt
+            a = replace(a, format=fmt)
         if fmt in RUNNABLE and a.role == "auxiliary":
             findings.append(f"{a.name}: the manifest marks a runnable {fmt} model 'auxiliary'; validated anyway")
-            a.role = "candidate"
+            a = replace(a, role="candidate")
         arts.append(a)
     return arts, findings
 
@@ -232,8 +232,8 @@ def _check_bundles(out: Path, arts: list[Artifact], eff: Budget, tgt: Target, pr
         return [f"{a.name}: not re-validated (the ExecuTorch runtime is not installed here)" for a in bundles]
     progress.stage(f"running the bundled inputs of {len(bundles)} .bpte bundle(s)")
     with tempfile.TemporaryDirectory(prefix="edgeq-bundle-") as tmp:
-        for a in bundles:
-            a.validations.append(check_bundle(out, a, eff, Path(tmp), tgt.runner_timeout_s))
+        for a in bundles:  # each bundle's record, on the artifact in its place of ``arts``
+            arts[arts.index(a)] = a.with_validation(check_bundle(out, a, eff, Path(tmp), tgt.runner_timeout_s))
     return []
 
 
@@ -255,15 +255,15 @@ def _check_lm(req: CheckRequest, m: dict[str, Any], arts: list[Artifact], findin
     target_failures = [f for p in run_checks(tgt, out, items_from_files(arts), None, 0)
                        for f in get_strs(p, "failures")]
     by_name = {r.name: r for r in res.artifacts}
-    for a in arts:
+    for i, a in enumerate(arts):
         r = by_name.get(a.name)
         if r is not None:
-            a.validations = [Validation(
+            arts[i] = replace(a, validations=(Validation(
                 runner="host", machine=platform.machine(), cpu_model=platform.processor() or "host", features=[],
                 emulated=False, metrics=dict(r.metrics), latency_ms=None, latency_kind="none",
                 runtime="onnxruntime" if r.format == "onnx" else "executorch-pybind",
                 budget_check={"max_ppl_increase_pct": res.max_ppl_increase_pct, "ppl_ratio": r.metrics["ppl_ratio"],
-                              "passed": r.passed, "failures": list(r.failures)})]
+                              "passed": r.passed, "failures": list(r.failures)}),))
     m2 = {**m, "budget_in_manifest": m.get("budget"),
           "budget": {"max_ppl_increase_pct": res.max_ppl_increase_pct, "source": res.budget_source}}
     failures = list(res.failures) + target_failures

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import platform
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -38,6 +38,7 @@ from edgeq.errors import ManifestError
 from edgeq.hashing import sha256_file
 from edgeq.jsontypes import (
     JSONObject,
+    JSONValue,
     get_bool,
     get_float_or_none,
     get_int,
@@ -97,8 +98,12 @@ class Validation:
                           latency_detail=get_object_or_none(d, "latency_detail"), board=get_str_or_none(d, "board"))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Artifact:
+    """One shipped file. Frozen: an update is a new Artifact (``refresh``, ``with_detail``, ``with_validation``,
+    ``dataclasses.replace``) put back where the old one was held (``BuildState.artifacts``); ``details`` and
+    ``quantization`` are replaced whole, never edited in place, so an earlier state never sees a later change."""
+
     name: str  # unique within a manifest, e.g. "onnx-int8"
     path: str  # relative to the output directory
     format: str  # onnx | ort | pte | bpte | ...
@@ -108,12 +113,19 @@ class Artifact:
     sha256: str = ""
     quantization: JSONObject | None = None
     details: JSONObject = field(default_factory=dict)
-    validations: list[Validation] = field(default_factory=list)
+    validations: tuple[Validation, ...] = ()
 
-    def refresh(self, outdir: Path) -> None:
+    def refresh(self, outdir: Path) -> Artifact:
+        """This artifact with the size and sha256 of its file as written now."""
         p = outdir / self.path
-        self.bytes = p.stat().st_size
-        self.sha256 = sha256_file(p)
+        return replace(self, bytes=p.stat().st_size, sha256=sha256_file(p))
+
+    def with_detail(self, key: str, value: JSONValue) -> Artifact:
+        """``details[key] = value`` on a copy (an existing key keeps its place, so the JSON order is unchanged)."""
+        return replace(self, details={**self.details, key: value})
+
+    def with_validation(self, validation: Validation) -> Artifact:
+        return replace(self, validations=(*self.validations, validation))
 
     def to_dict(self) -> JSONObject:
         return {"name": self.name, "path": self.path, "format": self.format, "precision": self.precision,
@@ -129,7 +141,7 @@ class Artifact:
                         sha256=get_str(d, "sha256") if "sha256" in d else "",
                         quantization=get_object_or_none(d, "quantization"),
                         details=get_object(d, "details") if "details" in d else {},
-                        validations=[Validation.from_dict(v) for v in get_objects(d, "validations")])
+                        validations=tuple(Validation.from_dict(v) for v in get_objects(d, "validations")))
 
 
 def dependency_versions() -> dict[str, str | None]:

@@ -15,18 +15,19 @@ from edgeq.errors import PipelineError, TargetError
 from edgeq.hashing import sha256_bytes
 from edgeq.pipeline.stage import get_stage, stage_names, validate_order
 from edgeq.resources import profiles_dir
-from edgeq.targetspec import CpuSpec, ExecutorchSpec, OnnxScheme, Target
+from edgeq.targetspec import FORMAT_SPECS, CpuSpec, FormatSpec, Target
 
 # --- loading ---------------------------------------------------------------------------------------------
 
-_TOP_REQUIRED = {"name", "description", "os", "abi", "ram_mb", "storage_mb", "cpu", "onnx",
-                 "executorch", "passes", "validation"}
+_TOP_REQUIRED = {"name", "description", "os", "abi", "ram_mb", "storage_mb", "cpu", "formats", "passes",
+                 "validation"}
 _TOP_OPTIONAL = {"gpu_delegate", "default_runner", "sources"}
 
 
 # Keys older profiles carried that decided nothing; named so a user file gets a precise fix, not "unknown key".
-REMOVED_KEYS = {"formats": "choose formats per export (--format onnx,pte / PipelineConfig.formats)",
-                "quant_format": "edgeq always writes QDQ ONNX models (the [onnx] table sets its types)"}
+REMOVED_KEYS = {"formats": "choose formats per export (--format onnx,pte / PipelineConfig.formats); "
+                           "[formats.onnx] / [formats.executorch] tables hold each format's settings",
+                "quant_format": "edgeq always writes QDQ ONNX models (the [formats.onnx] table sets its types)"}
 
 
 def _check_keys(where: str, table: Mapping[str, object], required: set[str], optional: set[str]) -> None:
@@ -44,7 +45,7 @@ def _check_keys(where: str, table: Mapping[str, object], required: set[str], opt
                           f"valid keys here: {', '.join(sorted(required | optional))}")
 
 
-_Spec = TypeVar("_Spec", CpuSpec, OnnxScheme, ExecutorchSpec, Budget)  # the tables a profile is built from
+_Spec = TypeVar("_Spec", CpuSpec, FormatSpec, Budget)  # the tables a profile is built from
 
 
 def _dc_keys(cls: type) -> tuple[set[str], set[str]]:
@@ -109,6 +110,44 @@ def _runner_timeout(path: str, value: object) -> float:
     return float(value)
 
 
+def _current_layout(path: str, raw: Mapping[str, object]) -> tuple[dict[str, object], str]:
+    """``raw``'s top-level keys with its format tables under ``formats``, and the prefix that names one in errors.
+
+    Profiles written before ``[formats.onnx]`` had top-level ``[onnx]`` / ``[executorch]`` tables; they are read
+    the same way (their bytes, so their sha256, unchanged), and a list-valued ``formats`` is the old format choice."""
+    legacy = [k for k in FORMAT_SPECS if k in raw]
+    if "formats" in raw and not isinstance(raw["formats"], dict):
+        raise TargetError(f"{path}: key 'formats' is no longer part of a target profile",
+                          f"delete it: {REMOVED_KEYS['formats']}")
+    if not legacy:
+        return dict(raw), "formats."
+    if "formats" in raw:
+        raise TargetError(f"{path}: both a [formats] table and a top-level [{legacy[0]}] table",
+                          f"move [{legacy[0]}] to [formats.{legacy[0]}]")
+    rest = {k: v for k, v in raw.items() if k not in legacy}
+    return {**rest, "formats": {k: raw[k] for k in legacy}}, ""
+
+
+def _format_specs(path: str, tables: object, prefix: str) -> dict[str, FormatSpec]:
+    """One spec per format table (``[formats.onnx]`` -> OnnxScheme), each checked by its own rules."""
+    if not isinstance(tables, dict):
+        raise TargetError(f"{path}: 'formats' must hold one table per format, e.g. [formats.onnx]")
+    unknown = sorted(set(tables) - set(FORMAT_SPECS))
+    if unknown:
+        raise TargetError(f"{path}: unknown format table(s) {', '.join(f'[{prefix}{k}]' for k in unknown)}",
+                          f"known formats: {', '.join(FORMAT_SPECS)}")
+    missing = [k for k in FORMAT_SPECS if k not in tables]
+    if missing:
+        raise TargetError(f"{path}: missing table(s) {', '.join(f'[{prefix}{k}]' for k in missing)}",
+                          "see targets/raspberry-pi-4.toml for a complete example")
+    specs: dict[str, FormatSpec] = {}
+    for name, cls in FORMAT_SPECS.items():
+        where = f"{path} [{prefix}{name}]"
+        specs[name] = _build(cls, where, tables[name])
+        specs[name].check(where)
+    return specs
+
+
 def with_runner_timeout(target: Target, seconds: float | None) -> Target:
     """``target`` with its per-run deadline replaced by ``--runner-timeout`` (None: keep the profile's)."""
     if seconds is None:
@@ -121,10 +160,10 @@ def parse_target(text: str, path: str) -> Target:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise TargetError(f"{path}: not valid TOML ({e})") from e
-    _check_keys(path, raw, _TOP_REQUIRED, _TOP_OPTIONAL)
+    layout, table_prefix = _current_layout(path, raw)
+    _check_keys(path, layout, _TOP_REQUIRED, _TOP_OPTIONAL)
     cpu = _build(CpuSpec, f"{path} [cpu]", raw["cpu"])
-    onnx = _build(OnnxScheme, f"{path} [onnx]", raw["onnx"])
-    et = _build(ExecutorchSpec, f"{path} [executorch]", raw["executorch"])
+    formats = _format_specs(path, layout["formats"], table_prefix)
     validation = dict(raw["validation"]) if isinstance(raw["validation"], dict) else raw["validation"]
     timeout = _runner_timeout(path, validation.pop(RUNNER_TIMEOUT_KEY, DEFAULT_RUNNER_TIMEOUT_S)
                               if isinstance(validation, dict) else DEFAULT_RUNNER_TIMEOUT_S)
@@ -149,11 +188,10 @@ def parse_target(text: str, path: str) -> Target:
             raise TargetError(f"{path}: '{k}' must be a positive integer (MB)")
     if cpu.arch not in ("aarch64", "x86_64"):
         raise TargetError(f"{path} [cpu]: arch must be aarch64 or x86_64, got {cpu.arch!r}")
-    _check_semantics(path, raw, cpu, et, passes)
+    _check_semantics(path, raw, cpu, passes)
     return Target(
         name=raw["name"], description=raw["description"], os=raw["os"], abi=raw["abi"], cpu=cpu,
-        ram_mb=raw["ram_mb"], storage_mb=raw["storage_mb"], onnx=onnx,
-        executorch=et, passes=tuple(passes), validation=budget, gpu_delegate=raw.get("gpu_delegate"),
+        ram_mb=raw["ram_mb"], storage_mb=raw["storage_mb"], formats=formats, passes=tuple(passes), validation=budget, gpu_delegate=raw.get("gpu_delegate"),
         default_runner=raw.get("default_runner", "host"), sources=tuple(raw.get("sources", ())),
         runner_timeout_s=timeout,
         path=path, sha256=sha256_bytes(text.encode()),
@@ -161,18 +199,14 @@ def parse_target(text: str, path: str) -> Target:
 
 
 KNOWN_OS = ("linux", "android", "ios")
-KNOWN_PARTITIONERS = ("xnnpack",)  # ExecuTorch partitioners edgeq lowers with (Vulkan/CoreML need other toolchains)
 ARM_CPUINFO_KEYS = ("cpuinfo_implementer", "cpuinfo_part", "cpuinfo_variant", "cpuinfo_revision",
                     "cpuinfo_architecture")
 
 
-def _check_semantics(path: str, raw: dict[str, Any], cpu: CpuSpec, et: ExecutorchSpec, passes: list[str]) -> None:
-    """Cross-field rules the per-key types cannot express."""
+def _check_semantics(path: str, raw: dict[str, Any], cpu: CpuSpec, passes: list[str]) -> None:
+    """Cross-field rules the per-key types cannot express (each format's own: ``FormatSpec.check``)."""
     if raw["os"] not in KNOWN_OS:
         raise TargetError(f"{path}: 'os' must be one of {', '.join(KNOWN_OS)}, got {raw['os']!r}")
-    if et.partitioner not in KNOWN_PARTITIONERS:
-        raise TargetError(f"{path} [executorch]: unknown partitioner {et.partitioner!r}",
-                          f"edgeq lowers .pte files with: {', '.join(KNOWN_PARTITIONERS)}")
     dup = sorted({p for p in passes if passes.count(p) > 1})
     if dup:
         raise TargetError(f"{path}: pass(es) listed twice: {', '.join(dup)}")
@@ -193,10 +227,6 @@ def _check_semantics(path: str, raw: dict[str, Any], cpu: CpuSpec, et: Executorc
             if not (isinstance(v, str) and v.startswith("0x") and all(c in "0123456789abcdef" for c in v[2:].lower())
                     and len(v) > 2):
                 raise TargetError(f"{path} [cpu]: '{k}' must be a hex string like 0xd08, got {v!r}")
-    if et.segment_alignment is not None and (et.segment_alignment <= 0
-                                             or et.segment_alignment & (et.segment_alignment - 1)):
-        raise TargetError(f"{path} [executorch]: 'segment_alignment' must be a power of two, "
-                          f"got {et.segment_alignment}")
 
 
 def targets_dir() -> Path:

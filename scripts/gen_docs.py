@@ -31,6 +31,7 @@ import edgeq.errors as errors  # noqa: E402
 import edgeq.manifest as manifest  # noqa: E402
 from edgeq.pipeline.stage import get_stage, stage_names  # noqa: E402
 from edgeq.targets import list_targets, load_target  # noqa: E402
+from edgeq.targetspec import ExecutorchSpec, OnnxScheme  # noqa: E402
 
 MARKER = re.compile(r"<!-- gen:([a-z-]+) -->")
 WIDTH = 100  # usage lines are wrapped at a fixed width, so the page does not depend on the terminal
@@ -153,7 +154,7 @@ def render_exit_codes() -> str:
 # --- targets and stages --------------------------------------------------------------------------------------------
 
 def _scheme(t: Any) -> str:
-    o = t.onnx
+    o = t.spec(OnnxScheme)
     s = (f"A:{o.activation_type} W:{o.weight_type}, {'per-channel' if o.per_channel else 'per-tensor'}"
          f"{', reduce_range' if o.reduce_range else ''}, {o.calibration}")
     if o.if_host_has:
@@ -168,19 +169,18 @@ def render_targets() -> str:
     details: list[str] = []
     for name in list_targets():
         t = load_target(name)
-        b = t.validation
+        b, et = t.validation, t.spec(ExecutorchSpec)
         budget = ", ".join(f"{k} {v}" for k, v in vars(b).items() if v is not None)
         out.append(f"| `{t.name}` | {t.abi} | {t.cpu.name} ({t.cpu.isa}) | {_code(t.cpu.qemu_model) or '–'} | "
                    f"{t.cpu.cores} | {t.ram_mb} / {t.storage_mb} | {_cell(_scheme(t))} | "
-                   f"{', '.join(t.onnx.execution_providers)} | {t.gpu_delegate or '–'} | {t.default_runner} | "
+                   f"{', '.join(t.spec(OnnxScheme).execution_providers)} | {t.gpu_delegate or '–'} | {t.default_runner} | "
                    f"{_cell(budget)} | {', '.join(f'`{p}`' for p in t.passes)} |")
         details += [f"### `{t.name}`", "", _cell(t.description), "",
                     f"- CPU features: {', '.join(f'`{f}`' for f in t.cpu.features) or '–'}",
-                    f"- ONNX scheme: {_cell(t.onnx.reason)}",
-                    f"- ExecuTorch: partitioner `{t.executorch.partitioner}`, "
-                    f"{'per-channel' if t.executorch.per_channel else 'per-tensor'} weights"
-                    + (f", segment alignment {t.executorch.segment_alignment} bytes"
-                       if t.executorch.segment_alignment else ""),
+                    f"- ONNX scheme: {_cell(t.spec(OnnxScheme).reason)}",
+                    f"- ExecuTorch: partitioner `{et.partitioner}`, "
+                    f"{'per-channel' if et.per_channel else 'per-tensor'} weights"
+                    + (f", segment alignment {et.segment_alignment} bytes" if et.segment_alignment else ""),
                     "- Sources: " + ("; ".join(_cell(s) for s in t.sources) or "–"), ""]
     return "\n".join(out + [""] + details)
 

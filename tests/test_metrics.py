@@ -97,6 +97,6 @@ def test_accuracy_budget_that_cannot_be_checked_is_named_in_the_verdict() -> Non
     bc = check_budget(m, Budget(max_accuracy_drop=1.0))
     assert bc.passed and bc.notes[0].startswith("not checked")
     art = Artifact("a", "a.onnx", "onnx", "int8-static", "candidate",
-                   validations=[Validation("host", "x86_64", "cpu", [], False, m.to_dict(), bc.to_dict(), None,
-                                           "host", "ort")])
+                   validations=(Validation("host", "x86_64", "cpu", [], False, m.to_dict(), bc.to_dict(), None,
+                                           "host", "ort"),))
     assert verdict([art], [])["notes"] == ["not checked: accuracy drop"]

@@ -14,11 +14,11 @@ def _v(latency: float | None, runner: str = "host") -> Validation:
 
 
 def _arts(int8_bytes: int, int8_ms: float) -> list[Artifact]:
-    fp = Artifact("onnx-fp32", "model.fp32.onnx", "onnx", "fp32", "baseline", bytes=1000, validations=[_v(10.0)])
+    fp = Artifact("onnx-fp32", "model.fp32.onnx", "onnx", "fp32", "baseline", bytes=1000, validations=(_v(10.0),))
     q = Artifact("onnx-int8-static", "model.int8.onnx", "onnx", "int8-static", "candidate", bytes=int8_bytes,
-                 validations=[_v(int8_ms)])
+                 validations=(_v(int8_ms),))
     pte = Artifact("pte-int8-static", "model.int8.pte", "pte", "int8-static", "candidate", bytes=5000,
-                   validations=[_v(50.0)])  # no float .pte to compare with: nothing reported
+                   validations=(_v(50.0),))  # no float .pte to compare with: nothing reported
     return [fp, q, pte]
 
 

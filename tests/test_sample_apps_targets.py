@@ -14,6 +14,7 @@ import pytest
 
 from edgeq.resources import sample_app_dir
 from edgeq.targets import list_targets
+from edgeq.targetspec import OnnxScheme
 
 pytestmark = pytest.mark.slow
 FIX = Path(__file__).resolve().parent / "fixture_models.py"
@@ -44,7 +45,7 @@ def test_pi_app_runs_every_targets_export(target: str, tiny_data: tuple[Path, Pa
     cand = next(a for a in m["artifacts"] if a["format"] == "onnx" and a["precision"].startswith("int8"))
     io = cand["details"]["io"]["inputs"][0]
     assert io["name"] == "image" and io["dtype"] == "float32" and io["shape"][1:] == [1, 8, 8]
-    if any(ep in ("NNAPI", "CoreML") for ep in edgeq.load_target(target).onnx.execution_providers):
+    if any(ep in ("NNAPI", "CoreML") for ep in edgeq.load_target(target).spec(OnnxScheme).execution_providers):
         assert io["batch"] == 1 and m["signature"]["inputs"][0]["shape"][0] == "batch"  # the case that crashed
     app = sample_app_dir("raspberry_pi_python") / "edgeq_app.py"
     r = subprocess.run([sys.executable, str(app), str(out), "--allow-failed"], capture_output=True, text=True,

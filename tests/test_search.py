@@ -37,7 +37,7 @@ qemu_model = ""
 features = ["avx2"]
 cores = 2
 
-[onnx]
+[formats.onnx]
 activation_type = "uint8"
 weight_type = "int8"
 per_channel = true
@@ -46,7 +46,7 @@ calibration = "minmax"
 execution_providers = ["CPU"]
 reason = "x86-64 without VNNI: U8S8 + reduce_range"
 
-[executorch]
+[formats.executorch]
 partitioner = "xnnpack"
 
 [validation]

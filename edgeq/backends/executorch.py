@@ -25,6 +25,7 @@ from edgeq.jsontypes import JSONObject
 from edgeq.manifest import Artifact
 from edgeq.pipeline.state import BuildState
 from edgeq.progress import Progress
+from edgeq.targetspec import ExecutorchSpec
 from edgeq.validate.runners.host import host_program
 
 if TYPE_CHECKING:
@@ -63,16 +64,15 @@ class ExecutorchBackend(FormatBackend):
         float_static = static if state.float_captured is None else static_export(state.float_captured, _calib(state))
         progress.stage("ExecuTorch: lowering the float graph to XNNPACK")
         prog, deleg = lower_to_executorch(float_static, state.executorch_backend_config.kwargs(),
-                                          state.target.executorch.partitioner)
+                                          state.target.spec(ExecutorchSpec).partitioner)
         (state.workdir / FP32_NAME).write_bytes(prog.buffer)
         art = Artifact(name="pte-fp32", path=FP32_NAME, format="pte", precision="fp32", role="baseline",
                        details={"delegation": deleg, "batch": 1,
-                                "backend_config": state.executorch_backend_config.kwargs()})
-        art.refresh(state.workdir)
+                                "backend_config": state.executorch_backend_config.kwargs()}).refresh(state.workdir)
         return state.updated(program=static, float_program=float_static, artifacts=(*state.artifacts, art))
 
     def scheme(self, state: BuildState) -> QuantOptions:
-        return state.quant  # the XNNPACK settings are resolved from the target's [executorch] table in quantize
+        return state.quant  # the XNNPACK settings are resolved from the target's [formats.executorch] table in quantize
 
     def quantize(self, state: BuildState, scheme: QuantOptions) -> BuildState:
         progress = state.progress or Progress(enabled=False)
@@ -98,7 +98,8 @@ class ExecutorchBackend(FormatBackend):
         progress = state.progress or Progress(enabled=False)
         progress.stage("ExecuTorch: lowering the INT8 graph to XNNPACK")
         backend_config = state.executorch_backend_config.kwargs()
-        int8_prog, int8_deleg = lower_to_executorch(state.program, backend_config, state.target.executorch.partitioner)
+        int8_prog, int8_deleg = lower_to_executorch(_program(state), backend_config,
+                                                    state.target.spec(ExecutorchSpec).partitioner)
         static = state.quant.mode == "static"
         int8_name = INT8_NAME if static else INT8_DYNAMIC_NAME
         (state.workdir / int8_name).write_bytes(int8_prog.buffer)
@@ -106,15 +107,13 @@ class ExecutorchBackend(FormatBackend):
         progress.stage("ExecuTorch: bundling golden I/O (.bpte)")
         bundle_info = bundle_program(state, state.float_program, int8_prog, state.workdir / int8_name)
         precision = "int8-static" if static else "int8-dynamic"
-        arts = [
+        arts = [a.refresh(state.workdir) for a in (
             Artifact(name=f"pte-{precision}", path=int8_name, format="pte", precision=precision, role="candidate",
                      quantization=qinfo,
                      details={"delegation": int8_deleg, "batch": 1, "backend_config": backend_config}),
             Artifact(name="pte-bundled", path=BUNDLE_NAME, format="bpte", precision=precision, role="auxiliary",
                      details={"bundled": bundle_info, "program": int8_name}),
-        ]
-        for a in arts:
-            a.refresh(state.workdir)
+        )]
         return state.updated(artifacts=(*state.artifacts, *arts))
 
     def load_runner(self) -> HostProgram:

@@ -52,8 +52,7 @@ class OnnxBackend(FormatBackend):
         fp32 = export_float_onnx(float_captured, state.workdir / FP32_NAME, state.opset, list(state.output_names))
         rename_outputs(fp32, list(state.output_names))
         art = Artifact(name="onnx-fp32", path=FP32_NAME, format="onnx", precision="fp32", role="baseline",
-                       details=graph_stats(fp32))
-        art.refresh(state.workdir)
+                       details=graph_stats(fp32)).refresh(state.workdir)
         # Graph stages work on a scratch copy; the shipped float model stays the plain export.
         work = _scratch(state) / PRE_QUANT_NAME
         if state.float_captured is not None:  # INT8 is built from the outlier-prepared model
@@ -114,8 +113,7 @@ class OnnxBackend(FormatBackend):
             out = state.workdir / (INT8_NAME if state.quant.mode == "static" else INT8_DYNAMIC_NAME)
         precision = "int8-static" if state.quant.mode == "static" else "int8-dynamic"
         art = Artifact(name=f"onnx-{precision}", path=out.name, format="onnx", precision=precision, role="candidate",
-                       quantization=state.quantization, details=graph_stats(out))
-        art.refresh(state.workdir)
+                       quantization=state.quantization, details=graph_stats(out)).refresh(state.workdir)
         return state.updated(artifacts=(*state.artifacts, art))
 
     def load_runner(self) -> HostProgram:

@@ -12,6 +12,7 @@ from edgeq.errors import UsageError
 from edgeq.jsontypes import JSONObject
 from edgeq.pipeline.stage import get_stage
 from edgeq.targets import list_targets, load_target, targets_dir
+from edgeq.targetspec import ExecutorchSpec, OnnxScheme
 
 # ARM feature flags that change which int8/fp16 kernels run; shown in the list so targets are comparable at a glance.
 KEY_FEATURES = (("asimddp", "dotprod"), ("i8mm", "i8mm"), ("asimdhp", "fp16"), ("sve2", "sve2"),
@@ -41,10 +42,11 @@ def list_rows() -> list[JSONObject]:
     rows: list[JSONObject] = []
     for name in list_targets():
         t = load_target(name)
+        o = t.spec(OnnxScheme)
         rows.append({"name": t.name, "abi": t.abi, "cpu": f"{t.cpu.name} ({t.cpu.isa})", "os": t.os, "isa": t.cpu.isa, "features": key_features(t),
                      "qemu": t.cpu.qemu_model or "-", "ram_mb": t.ram_mb, "storage_mb": t.storage_mb,
-                     "scheme": f"{t.onnx.activation_type}/{t.onnx.weight_type}" + (" rr" if t.onnx.reduce_range else ""),
-                     "eps": ",".join(t.onnx.execution_providers), "gpu": t.gpu_delegate or "-",
+                     "scheme": f"{o.activation_type}/{o.weight_type}" + (" rr" if o.reduce_range else ""),
+                     "eps": ",".join(o.execution_providers), "gpu": t.gpu_delegate or "-",
                      "description": t.description})
     return rows
 
@@ -58,14 +60,14 @@ def show_text(t: Any) -> str:
     if c.cpuinfo_part:
         lines.append(f"  cpuinfo    implementer {c.cpuinfo_implementer} part {c.cpuinfo_part} variant "
                      f"{c.cpuinfo_variant} revision {c.cpuinfo_revision}")
-    o = t.onnx
+    o, et = t.spec(OnnxScheme), t.spec(ExecutorchSpec)
     lines += [f"  budgets    RAM {t.ram_mb} MB, storage {t.storage_mb} MB",
               f"  onnx       QDQ {o.activation_type}/{o.weight_type} "
               f"{'per-channel' if o.per_channel else 'per-tensor'}{' reduce_range' if o.reduce_range else ''}, "
               f"{o.calibration} calibration; EPs {', '.join(o.execution_providers)}",
               f"             why: {o.reason}",
-              f"  executorch {t.executorch.partitioner}"
-              + (f", segment alignment {t.executorch.segment_alignment} B" if t.executorch.segment_alignment else ""),
+              f"  executorch {et.partitioner}"
+              + (f", segment alignment {et.segment_alignment} B" if et.segment_alignment else ""),
               f"  gpu        {t.gpu_delegate or '-'}",
               "  validation " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(t.validation).items()
                                           if v is not None),

@@ -12,7 +12,7 @@ import argparse
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,12 +112,12 @@ def _merge_validations(arts: list[Artifact], fresh: list[Artifact], boards: set[
     are re-checked against the budget in force. ``boards``: every board of this fleet run — a board that did not
     answer now must not keep an older pass."""
 
-    for old, new in zip(arts, fresh, strict=True):
+    for i, (old, new) in enumerate(zip(arts, fresh, strict=True)):
         replaced = {(v.runner, v.cpu_model) for v in new.validations}
         kept = [v for v in old.validations if (v.runner, v.cpu_model) not in replaced and v.runner not in boards]
         for v in kept:  # a budget given now applies to the recorded results too
             v.budget_check = check_budget(Metrics.from_dict(v.metrics), eff).to_dict()
-        old.validations = kept + new.validations
+        arts[i] = replace(old, validations=(*kept, *new.validations))
 
 
 def _rewrite_folder(out: Path, m: dict[str, Any]) -> None:

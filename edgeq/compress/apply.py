@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from edgeq.compress.qat_graph import QatGraph
 from edgeq.compress.registry import CompressContext, TargetScheme, get_method, param_count
 from edgeq.compress.spec import CompressOptions
 from edgeq.compress.train import Trainer, load_train_set
@@ -21,7 +22,7 @@ EXAMPLE_BATCH = 2  # a dynamic batch in torch.export needs >= 2
 
 def compress_model(model: torch.nn.Module, options: CompressOptions, calib: Dataset, input_names: list[str],
                    scheme: TargetScheme | None = None, progress: Progress | None = None, *,
-                   handoff: dict[str, Any] | None = None) -> tuple[torch.nn.Module, JSONObject]:
+                   handoff: dict[str, QatGraph] | None = None) -> tuple[torch.nn.Module, JSONObject]:
     """Apply ``options.methods`` in order to ``model`` (a float nn.Module). Returns the model and a manifest record.
 
     ``scheme``: the target and per-channel setting the model will be quantized with (QAT imitates them).
@@ -46,9 +47,10 @@ def compress_model(model: torch.nn.Module, options: CompressOptions, calib: Data
     example = tuple(t.clone().contiguous() for t in example)
     model = model.eval()
     trainer = Trainer.create(model, data, options.train, progress)
-    record: dict[str, Any] = {**options.to_dict(), "train_data": data.source, "train_samples": len(data),
-                              "has_labels": data.labels is not None, "params_float": param_count(model),
-                              "steps": []}
+    records: list[JSONObject] = []
+    record: JSONObject = {**options.to_dict(), "train_data": data.source, "train_samples": len(data),
+                          "has_labels": data.labels is not None, "params_float": param_count(model),
+                          "steps": records}
     steps = options.train.steps
     for cfg in options.methods:
         t0 = time.perf_counter()
@@ -60,6 +62,6 @@ def compress_model(model: torch.nn.Module, options: CompressOptions, calib: Data
         rec = {"method": cfg.name, "level": cfg.level, **rec, "params": param_count(model),
                "teacher_agreement": round(trainer.agreement(model), 5),
                "seconds": round(time.perf_counter() - t0, 2)}
-        record["steps"].append(rec)
+        records.append(rec)
     record["params_compressed"] = param_count(model)
     return model, record

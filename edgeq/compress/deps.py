@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class _Unprunable(Exception):
     """Internal: a path from the producer reaches an op we cannot map channel-wise."""
 
 
-def _ops() -> dict[str, set[Any]]:
+def _ops() -> dict[str, set[object]]:  # kind -> aten overloads (compared with node.target)
     import torch  # heavy: torch, imported only where a model is built or run
 
     a = torch.ops.aten
@@ -54,7 +57,7 @@ def _ops() -> dict[str, set[Any]]:
     }
 
 
-def _shape(node: Any) -> tuple[int, ...] | None:
+def _shape(node: torch.fx.Node) -> tuple[int, ...] | None:
     val = node.meta.get("val") if hasattr(node, "meta") else None
     if val is None or not hasattr(val, "shape"):
         return None
@@ -64,7 +67,7 @@ def _shape(node: Any) -> tuple[int, ...] | None:
         return None
 
 
-def find_groups(model: Any, example_args: tuple[Any, ...]) -> list[ChannelGroup]:
+def find_groups(model: torch.nn.Module, example_args: tuple[torch.Tensor, ...]) -> list[ChannelGroup]:
     """All prunable channel groups of ``model`` (exported once, in eval mode, with ``example_args``)."""
     import torch  # heavy: torch, imported only where a model is built or run
 
@@ -89,20 +92,25 @@ def find_groups(model: Any, example_args: tuple[Any, ...]) -> list[ChannelGroup]
     return groups
 
 
-def _weight_fqn(node: Any, names: dict[str, str], idx: int) -> str:
-    if len(node.args) <= idx or node.args[idx] is None:
-        raise _Unprunable
-    w = node.args[idx]
-    if getattr(w, "op", None) != "placeholder" or w.name not in names or len(w.users) != 1:
+def _weight_fqn(node: torch.fx.Node, names: dict[str, str], idx: int) -> str:
+    import torch  # heavy: torch, imported only where a model is built or run
+
+    w = node.args[idx] if len(node.args) > idx else None
+    if not isinstance(w, torch.fx.Node) or w.op != "placeholder" or w.name not in names or len(w.users) != 1:
         raise _Unprunable  # computed or shared weights cannot be sliced independently
     return names[w.name]
 
 
-def _conv_groups(node: Any) -> int:
-    return int(node.args[6]) if len(node.args) > 6 else 1
+def _conv_groups(node: torch.fx.Node) -> int:
+    if len(node.args) <= 6:
+        return 1
+    groups = node.args[6]
+    if not isinstance(groups, int):
+        raise _Unprunable  # a symbolic group count: the channel mapping is unknown
+    return groups
 
 
-def _group_for(node: Any, names: dict[str, str], ops: dict[str, set[Any]]) -> ChannelGroup:
+def _group_for(node: torch.fx.Node, names: dict[str, str], ops: dict[str, set[object]]) -> ChannelGroup:
     is_conv = node.target in ops["conv"]
     if is_conv and _conv_groups(node) != 1:
         raise _Unprunable
@@ -123,7 +131,7 @@ def _group_for(node: Any, names: dict[str, str], ops: dict[str, set[Any]]) -> Ch
     return ChannelGroup(wfqn.rsplit(".", 1)[0], channels, tuple(slices), tuple(consumers))
 
 
-def _walk(node: Any, state: tuple[str, int], names: dict[str, str], ops: dict[str, set[Any]],
+def _walk(node: torch.fx.Node, state: tuple[str, int], names: dict[str, str], ops: dict[str, set[object]],
           slices: list[ParamSlice], consumers: list[str]) -> None:
     if not node.users:
         raise _Unprunable
@@ -143,7 +151,11 @@ def _walk(node: Any, state: tuple[str, int], names: dict[str, str], ops: dict[st
         elif t in ops["pool"] and state[0] == "axis1":
             _walk(u, state, names, ops, slices, consumers)
         elif t in ops["mean"] and state[0] == "axis1":
-            dims = {int(d) % 4 for d in u.args[1]}
+            dim_arg = u.args[1]
+            dim_list = [d for d in dim_arg if isinstance(d, int)] if isinstance(dim_arg, list | tuple) else []
+            if not isinstance(dim_arg, list | tuple) or len(dim_list) != len(dim_arg):
+                raise _Unprunable
+            dims = {d % 4 for d in dim_list}
             keep = bool(u.args[2]) if len(u.args) > 2 else False
             if dims != {2, 3}:
                 raise _Unprunable
@@ -162,7 +174,7 @@ def _walk(node: Any, state: tuple[str, int], names: dict[str, str], ops: dict[st
             raise _Unprunable
 
 
-def _flatten_factor(src: Any, flat: Any) -> int:
+def _flatten_factor(src: torch.fx.Node, flat: torch.fx.Node) -> int:
     """N×C×H×W → N×(C·H·W): each channel becomes H·W consecutive features."""
     s_in, s_out = _shape(src), _shape(flat)
     if s_in is None or s_out is None or len(s_in) != 4 or len(s_out) != 2:
@@ -172,7 +184,7 @@ def _flatten_factor(src: Any, flat: Any) -> int:
     return s_in[2] * s_in[3]
 
 
-def channel_scores(model: Any, group: ChannelGroup) -> Any:
+def channel_scores(model: torch.nn.Module, group: ChannelGroup) -> torch.Tensor:
     """Importance per channel: L1 of the producer's rows × |BN γ| × L1 of the consumers' columns."""
     import torch  # heavy: torch, imported only where a model is built or run
 
@@ -180,10 +192,10 @@ def channel_scores(model: Any, group: ChannelGroup) -> Any:
     w = state[group.slices[0].fqn].detach()
     score = w.abs().reshape(w.shape[0], -1).sum(1)
     for s in group.slices[1:]:
-        t = state.get(s.fqn)
-        if t is None:
+        param = state.get(s.fqn)
+        if param is None:
             continue  # BatchNorm running statistics
-        t = t.detach()
+        t = param.detach()
         if s.dim == 0 and s.fqn.endswith(".weight") and t.dim() == 1:
             score = score * t.abs()  # BatchNorm γ
         elif s.dim == 1:
@@ -192,7 +204,7 @@ def channel_scores(model: Any, group: ChannelGroup) -> Any:
     return score + torch.finfo(score.dtype).tiny
 
 
-def shrink(model: Any, group: ChannelGroup, keep: Any) -> None:
+def shrink(model: torch.nn.Module, group: ChannelGroup, keep: torch.Tensor) -> None:
     """Physically remove every channel not in ``keep`` (sorted indices) from the group's tensors."""
     import torch  # heavy: torch, imported only where a model is built or run
 
@@ -213,7 +225,7 @@ def shrink(model: Any, group: ChannelGroup, keep: Any) -> None:
         _fix_attributes(mod)
 
 
-def _fix_attributes(mod: Any) -> None:
+def _fix_attributes(mod: torch.nn.Module) -> None:
     """Keep the module's size attributes in step with its tensors (repr, re-export and state_dict loading)."""
     from torch import nn  # heavy: torch, imported only where a model is built or run
 

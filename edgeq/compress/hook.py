@@ -11,11 +11,12 @@ import copy
 import dataclasses
 import gzip
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgeq.compress.apply import compress_model
+from edgeq.compress.qat_graph import QatGraph
 from edgeq.compress.registry import TargetScheme
 from edgeq.compress.spec import CompressOptions
 from edgeq.compress.train import first_tensor
@@ -26,9 +27,14 @@ from edgeq.progress import Progress
 from edgeq.source import ModelSource, state_hash
 from edgeq.targetspec import Target
 
+if TYPE_CHECKING:
+    import torch
+
+    from edgeq.manifest import Artifact
+
 
 def compress_source(source: ModelSource, options: CompressOptions, calib: Dataset, ev: Dataset, target: Target,
-                    progress: Progress, per_channel: bool | None = None) -> tuple[ModelSource, dict[str, Any]]:
+                    progress: Progress, per_channel: bool | None = None) -> tuple[ModelSource, JSONObject]:
     """A new source holding the compressed module (``source`` itself is untouched) and the compression record.
 
     After QAT the source also carries the trained fake-quant graph (``source.qat``) for the backends to reuse."""
@@ -36,7 +42,7 @@ def compress_source(source: ModelSource, options: CompressOptions, calib: Datase
         raise UsageError(f"--compress needs a PyTorch factory model, got a {source.kind} source ({source.ref})",
                          "pass pkg.module:factory so edgeq can fine-tune the module")
     names = [s.name for s in source.declared_signature] if source.declared_signature else list(source.input_names)
-    handoff: dict[str, Any] = {}
+    handoff: dict[str, QatGraph] = {}
     module, record = compress_model(copy.deepcopy(source.module), options, calib, names,
                                     TargetScheme(target, per_channel), progress, handoff=handoff)
     record["float_eval"] = _float_effect(source.module, module, ev, names)
@@ -44,7 +50,7 @@ def compress_source(source: ModelSource, options: CompressOptions, calib: Datase
     return dataclasses.replace(source, module=module.eval(), qat=handoff.get("qat")), record
 
 
-def _float_effect(original: Any, compressed: Any, ev: Dataset, names: list[str]) -> JSONObject:
+def _float_effect(original: torch.nn.Module, compressed: torch.nn.Module, ev: Dataset, names: list[str]) -> JSONObject:
     """Before quantization: how far the compressed float model is from the original on the evaluation data."""
     import torch  # heavy: torch, imported only where a model is built or run
 
@@ -52,8 +58,8 @@ def _float_effect(original: Any, compressed: Any, ev: Dataset, names: list[str])
     with torch.no_grad():
         a = first_tensor(original.eval()(*args)).float()
         b = first_tensor(compressed.eval()(*args)).float()
-    out: dict[str, Any] = {"samples": len(ev),
-                           "cosine": float(torch.nn.functional.cosine_similarity(a.flatten(1), b.flatten(1)).mean())}
+    out: JSONObject = {"samples": len(ev),
+                       "cosine": float(torch.nn.functional.cosine_similarity(a.flatten(1), b.flatten(1)).mean())}
     if a.dim() == 2 and a.shape[1] > 1:
         out["top1_agreement"] = float((a.argmax(1) == b.argmax(1)).float().mean())
         if ev.labels is not None:
@@ -68,17 +74,18 @@ def gzip_bytes(path: Path) -> int:
     return len(gzip.compress(path.read_bytes(), compresslevel=6, mtime=0))
 
 
-def effect_summary(outdir: Path, artifacts: list[Any]) -> list[JSONObject]:
+def effect_summary(outdir: Path, artifacts: list[Artifact]) -> list[JSONObject]:
     """Per validated artifact: bytes, gzip bytes, latency per runner and accuracy metrics, as measured."""
     rows = []
     for a in artifacts:
         if a.role == "auxiliary":
             continue
         p = outdir / a.path
-        row: dict[str, Any] = {"artifact": a.name, "format": a.format, "precision": a.precision, "bytes": a.bytes,
-                               "gzip_bytes": gzip_bytes(p) if p.is_file() else None, "runners": []}
+        runners: list[JSONObject] = []
+        row: JSONObject = {"artifact": a.name, "format": a.format, "precision": a.precision, "bytes": a.bytes,
+                           "gzip_bytes": gzip_bytes(p) if p.is_file() else None, "runners": runners}
         for v in a.validations:
-            row["runners"].append({"runner": v.runner, "latency_ms": v.latency_ms,
+            runners.append({"runner": v.runner, "latency_ms": v.latency_ms,
                                    "accuracy": v.metrics.get("accuracy"),
                                    "accuracy_drop_pts": v.metrics.get("accuracy_drop_pts"),
                                    "cosine": v.metrics.get("cosine_mean"),

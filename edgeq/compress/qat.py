@@ -15,44 +15,25 @@ quantization with the QAT scheme, the baseline QAT is measured against.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from edgeq.compress.qat_graph import QatGraph
 from edgeq.compress.registry import CompressContext, register
 from edgeq.compress.spec import QatConfig
 from edgeq.compress.train import deterministic
 from edgeq.errors import QuantizationError
 from edgeq.jsontypes import JSONObject
+from edgeq.targetspec import ExecutorchSpec
 
 if TYPE_CHECKING:
     import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
 
 HANDOFF_KEY = "qat"
 CALIBRATION_BATCHES = 16  # --train-steps 0: observer passes over the training data (batch = --train-batch)
 
 
-@dataclass(frozen=True)
-class QatGraph:
-    """What the backends reuse: the trained PT2E graph (dynamic batch, eval mode) and its activation ranges."""
-
-    prepared: torch.fx.GraphModule  # torch.fx.GraphModule with fake-quant modules
-    bits: int
-    per_channel: bool
-    trained: bool  # False: --train-steps 0, ranges from calibration only (PTQ with the QAT scheme)
-    # FX node name -> (scale, zero point) of its per-tensor INT8 activation fake-quant
-    activation_ranges: dict[str, tuple[float, int]] = field(default_factory=dict)
-
-    @property
-    def weight_qrange(self) -> tuple[int, int]:
-        return (-8, 7) if self.bits == 4 else (-127, 127)
-
-    def describe(self) -> str:
-        grid = "per-channel" if self.per_channel else "per-tensor"
-        how = "QAT-trained" if self.trained else "calibrated (no fine-tune)"
-        return f"{self.bits}-bit {grid} symmetric weights, INT8 activations, {how} fake-quant ranges"
-
-
-def qat_quantizer(per_channel: bool, bits: int = 8) -> Any:
+def qat_quantizer(per_channel: bool, bits: int = 8) -> XNNPACKQuantizer:
     # optional: the [executorch] extra
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
@@ -64,7 +45,8 @@ def qat_quantizer(per_channel: bool, bits: int = 8) -> Any:
         is_per_channel=per_channel, is_qat=True, weight_qmin=lo, weight_qmax=hi))
 
 
-def prepare(model: torch.nn.Module, example: tuple[torch.Tensor, ...], per_channel: bool, bits: int = 8) -> Any:
+def prepare(model: torch.nn.Module, example: tuple[torch.Tensor, ...], per_channel: bool,
+            bits: int = 8) -> torch.fx.GraphModule:
     """Export with a dynamic batch and insert fake-quant modules (the model's weights are shared, not copied)."""
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e  # optional: the [executorch] extra
@@ -72,15 +54,16 @@ def prepare(model: torch.nn.Module, example: tuple[torch.Tensor, ...], per_chann
     dim = torch.export.Dim("batch", min=1, max=1 << 16)
     try:
         gm = torch.export.export(model, example, dynamic_shapes=tuple({0: dim} for _ in example), strict=False).module()
-        return prepare_qat_pt2e(gm, qat_quantizer(per_channel, bits))
+        prepared: torch.fx.GraphModule = prepare_qat_pt2e(gm, qat_quantizer(per_channel, bits))
+        return prepared
     except Exception as e:
         raise QuantizationError(f"qat: prepare_qat_pt2e failed: {type(e).__name__}: {str(e)[:300]}",
                                 "QAT needs a model torch.export can capture with a dynamic batch") from e
 
 
-def fake_quant_ranges(prepared: torch.fx.GraphModule) -> dict[str, dict[str, Any]]:
+def fake_quant_ranges(prepared: torch.fx.GraphModule) -> dict[str, JSONObject]:
     """scale / zero point of every fake-quant module after training (per-tensor ones; per-channel summarised)."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, JSONObject] = {}
     for name, mod in prepared.named_modules():
         if not hasattr(mod, "fake_quant_enabled") or not hasattr(mod, "calculate_qparams"):
             continue
@@ -148,7 +131,7 @@ def resolve_per_channel(cfg: QatConfig, ctx: CompressContext) -> bool:
     if ctx.per_channel is not None:
         return ctx.per_channel
     target = ctx.target
-    return bool(target.executorch.per_channel) if target is not None else True
+    return bool(target.spec(ExecutorchSpec).per_channel) if target is not None else True
 
 
 @register("qat")

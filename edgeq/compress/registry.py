@@ -5,8 +5,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
+from edgeq.compress.qat_graph import QatGraph
 from edgeq.compress.train import Trainer
 from edgeq.jsontypes import JSONObject
 from edgeq.progress import Progress
@@ -35,12 +36,13 @@ class CompressContext:
     target: Target | None = None  # edgeq.targets.Target (QAT uses its quantizer settings)
     per_channel: bool | None = None  # --per-channel / --per-tensor (None: the target's setting)
     # In-memory results a method leaves for the format backends (QAT: its trained fake-quant graph).
-    handoff: dict[str, Any] | None = None
+    handoff: dict[str, QatGraph] | None = None
 
 
 # apply(model, config, ctx) -> (model, record). The model may be changed in place or replaced. The config is
-# each method's own frozen dataclass (edgeq.compress.spec), so the shared signature cannot name one class.
-Method: TypeAlias = "Callable[[torch.nn.Module, Any, CompressContext], tuple[torch.nn.Module, JSONObject]]"
+# each method's own frozen dataclass (edgeq.compress.spec), chosen by name at run time: a Callable taking one
+# MethodConfig member cannot stand for the others (parameters are contravariant), so the arguments are left open.
+Method: TypeAlias = "Callable[..., tuple[torch.nn.Module, JSONObject]]"
 _METHODS: dict[str, Method] = {}
 
 

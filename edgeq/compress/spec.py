@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TypedDict, Unpack
 
 from edgeq.errors import UsageError
 from edgeq.jsontypes import JSONObject
@@ -224,6 +224,19 @@ class TrainOptions:
             raise UsageError(f"--train-fn {self.fn!r} is not pkg.module:function", "e.g. --train-fn mypkg.train:step")
 
 
+class TrainArgs(TypedDict, total=False):
+    """:class:`TrainOptions`' fields as keyword arguments (``CompressOptions.from_spec(spec, steps=...)``)."""
+
+    data: str | None
+    steps: int
+    batch_size: int
+    lr: float
+    temperature: float
+    fn: str | None
+    seed: int
+    distill: str
+
+
 @dataclass(frozen=True)
 class CompressOptions:
     """What ``--compress`` asks for, plus how to fine-tune. Empty ``methods`` = no compression."""
@@ -233,7 +246,7 @@ class CompressOptions:
     version: int = COMPRESS_VERSION
 
     @classmethod
-    def from_spec(cls, spec: str | None, **train: Any) -> CompressOptions:
+    def from_spec(cls, spec: str | None, **train: Unpack[TrainArgs]) -> CompressOptions:
         return cls(parse_spec(spec or ""), TrainOptions(**train))
 
     @property

@@ -17,18 +17,21 @@ import shutil
 import socket
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgeq.api import export
 from edgeq.compress.spec import MethodConfig, parse_item
-from edgeq.compress.sweep_report import write_sweep_report
+from edgeq.compress.sweep_report import SweepSummary, write_sweep_report
 from edgeq.config import PipelineConfig
 from edgeq.errors import EdgeqError, UsageError
-from edgeq.jsontypes import JSONObject
+from edgeq.jsontypes import JSONObject, get_float, get_int, get_object, get_objects, get_str
 from edgeq.outdir import commit_output, prepare_output
 from edgeq.progress import Progress
 from edgeq.select.rule import Scored, pareto_front
 from edgeq.select.rule import pick as select_pick
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 DEFAULT_LADDERS: dict[str, tuple[str, ...]] = {
     "prune": ("0.1", "0.2", "0.3", "0.4", "0.5"),
@@ -59,21 +62,24 @@ def _variant_name(cfg: MethodConfig | None) -> str:
     return "int8" if cfg is None else f"{cfg.name}-{cfg.level:g}"
 
 
-def _row(name: str, manifest: dict[str, Any], method: str | None, level: float | None) -> JSONObject:
+def _row(name: str, manifest: JSONObject, method: str | None, level: float | None) -> JSONObject:
     """One variant's measured numbers: per format, the INT8 candidate's bytes and first-runner metrics."""
-    formats: dict[str, Any] = {}
-    for a in manifest["artifacts"]:
-        if a["role"] != "candidate" or a["format"] in formats or not a["validations"]:
+    formats: dict[str, JSONObject] = {}
+    for a in get_objects(manifest, "artifacts"):
+        validations = get_objects(a, "validations")
+        if a["role"] != "candidate" or get_str(a, "format") in formats or not validations:
             continue
-        v = a["validations"][0]
-        formats[a["format"]] = {"artifact": a["name"], "bytes": a["bytes"], "latency_ms": v["latency_ms"],
-                                "accuracy": v["metrics"].get("accuracy"),
-                                "reference_accuracy": v["metrics"].get("reference_accuracy"),
-                                "top1_agreement": v["metrics"].get("top1_agreement"),
-                                "cosine": v["metrics"].get("cosine_mean"), "runner": v["runner"]}
-    first: dict[str, Any] = next(iter(formats.values()), {})
-    return {"name": name, "method": method, "level": level, "passed": manifest["verdict"]["passed"],
-            "failures": manifest["verdict"]["failures"], "bytes": first.get("bytes"),
+        v = validations[0]
+        metrics = get_object(v, "metrics")
+        formats[get_str(a, "format")] = {"artifact": a["name"], "bytes": a["bytes"], "latency_ms": v["latency_ms"],
+                                         "accuracy": metrics.get("accuracy"),
+                                         "reference_accuracy": metrics.get("reference_accuracy"),
+                                         "top1_agreement": metrics.get("top1_agreement"),
+                                         "cosine": metrics.get("cosine_mean"), "runner": v["runner"]}
+    first: JSONObject = next(iter(formats.values()), {})
+    verdict = get_object(manifest, "verdict")
+    return {"name": name, "method": method, "level": level, "passed": verdict["passed"],
+            "failures": verdict["failures"], "bytes": first.get("bytes"),
             "latency_ms": first.get("latency_ms"), "accuracy": first.get("accuracy"),
             "reference_accuracy": first.get("reference_accuracy"), "top1_agreement": first.get("top1_agreement"), "cosine": first.get("cosine"), "formats": formats}
 
@@ -103,18 +109,18 @@ def _run_ladder(base: PipelineConfig, ladder: tuple[MethodConfig, ...], trials: 
     return rows
 
 
-def pick(rows: list[dict[str, Any]]) -> str | None:
+def pick(rows: list[JSONObject]) -> str | None:
     """The selection engine's pick (:func:`edgeq.select.rule.pick`) over rows whose verdict passed."""
-    chosen = select_pick([Scored(i, r["bytes"], bool(r["passed"])) for i, r in enumerate(rows)
+    chosen = select_pick([Scored(i, get_int(r, "bytes"), bool(r["passed"])) for i, r in enumerate(rows)
                           if r["bytes"] is not None])
     return None if chosen is None else str(rows[chosen.order]["name"])
 
 
-def pareto(rows: list[dict[str, Any]], metric: str) -> list[str]:
+def pareto(rows: list[JSONObject], metric: str) -> list[str]:
     """Variants no other variant beats on bytes and the metric at once (the engine's one Pareto front)."""
     pts = [r for r in rows if r["bytes"] is not None and r.get(metric) is not None]
-    front = pareto_front([(float(r["bytes"]), float(r[metric])) for r in pts])
-    return [pts[i]["name"] for i in sorted(front)]
+    front = pareto_front([(float(get_float(r, "bytes")), float(get_float(r, metric))) for r in pts])
+    return [get_str(pts[i], "name") for i in sorted(front)]
 
 
 def _run_job(base: PipelineConfig, name: str, ladder: tuple[MethodConfig, ...], trials: Path) -> list[JSONObject]:
@@ -125,9 +131,9 @@ def _run_job(base: PipelineConfig, name: str, ladder: tuple[MethodConfig, ...], 
 def _run_local(base: PipelineConfig, jobs: list[tuple[str, tuple[MethodConfig, ...]]], trials: Path, workers: int,
                progress: Progress) -> list[JSONObject]:
     ctx = multiprocessing.get_context("spawn")  # torch and fork do not mix
-    rows: list[dict[str, Any]] = []
+    rows: list[JSONObject] = []
     with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx) as pool:
-        futures: dict[str, Future[list[dict[str, Any]]]] = {
+        futures: dict[str, Future[list[JSONObject]]] = {
             name: pool.submit(_run_job, base, name, lad, trials) for name, lad in jobs}
         for name, fut in futures.items():
             rows += fut.result()
@@ -135,7 +141,7 @@ def _run_local(base: PipelineConfig, jobs: list[tuple[str, tuple[MethodConfig, .
     return rows
 
 
-def connect_ray(address: str) -> Any:
+def connect_ray(address: str) -> ModuleType:
     """Connect this process to the Ray cluster at ``address`` (``host:port``, ``ray://host:port`` or ``auto``).
 
     A driver that already called ``ray.init`` keeps its connection. Errors say whether Ray is missing or the
@@ -175,7 +181,7 @@ def _run_on_ray(address: str, base: PipelineConfig, jobs: list[tuple[str, tuple[
     ray = connect_ray(address)
     task = ray.remote(num_cpus=1)(_run_job)
     refs = {name: task.remote(base, name, lad, trials) for name, lad in jobs}
-    rows: list[dict[str, Any]] = []
+    rows: list[JSONObject] = []
     for name, ref in refs.items():
         try:
             rows += ray.get(ref)
@@ -187,7 +193,7 @@ def _run_on_ray(address: str, base: PipelineConfig, jobs: list[tuple[str, tuple[
 
 
 def run_compress_sweep(base: PipelineConfig, ladders: dict[str, tuple[MethodConfig, ...]], workers: int = 2,
-                       progress: Progress | None = None, ray_address: str | None = None) -> dict[str, Any]:
+                       progress: Progress | None = None, ray_address: str | None = None) -> SweepSummary:
     """Run the baseline and every ladder; write OUTDIR/{sweep.json, report.html, trials/}; return the summary.
 
     ``ray_address``: run the jobs as Ray tasks on that cluster instead of ``workers`` local processes."""
@@ -208,7 +214,7 @@ def run_compress_sweep(base: PipelineConfig, ladders: dict[str, tuple[MethodConf
             progress.stage(f"sweep: INT8 baseline + {len(ladders)} ladder(s) in {max(1, workers)} process(es)")
             rows = _run_local(base, jobs, trials, workers, progress)
         metric = "accuracy" if any(r.get("accuracy") is not None for r in rows) else "top1_agreement"
-        summary: JSONObject = {"metric": metric, "pick": pick(rows), "pareto": pareto(rows, metric), "variants": rows,
+        summary: SweepSummary = {"metric": metric, "pick": pick(rows), "pareto": pareto(rows, metric), "variants": rows,
                    "executor": f"ray {ray_address}" if ray_address else f"{max(1, workers)} local process(es)",
                    "ladders": {m: [c.level for c in lad] for m, lad in ladders.items()},
                    "budget": base.budget.to_dict(), "formats": list(base.formats),

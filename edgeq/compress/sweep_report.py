@@ -4,39 +4,67 @@ with the Pareto front joined, the budget drawn, the pick ringed, and the table o
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
+
+from edgeq.jsontypes import (
+    JSONObject,
+    as_object,
+    get_float,
+    get_object,
+    get_str,
+    get_str_or_none,
+    get_strs,
+    number_or_none,
+)
 
 W, H, PAD = 460, 300, 48
 COLORS = {"int8": "#444", "prune": "#1f77b4", "sparse": "#9467bd", "lowrank": "#2ca02c", "cluster": "#ff7f0e",
           "qat": "#d62728"}
 
 
-def _scale(lo: float, hi: float, a: float, b: float) -> Any:
+class SweepSummary(TypedDict):
+    """``sweep.json``: the compression sweep's trials (one JSON row per variant), its pick and Pareto front."""
+
+    metric: str
+    pick: str | None
+    pareto: list[str]
+    variants: list[JSONObject]
+    executor: str
+    ladders: dict[str, list[float]]
+    budget: JSONObject
+    formats: list[str]
+    compress_train: JSONObject
+
+
+def _scale(lo: float, hi: float, a: float, b: float) -> Callable[[float], float]:
     span = (hi - lo) or 1.0
     return lambda v: a + (v - lo) / span * (b - a)
 
 
-def budget_floor(summary: dict[str, Any]) -> float | None:
+def budget_floor(summary: SweepSummary) -> float | None:
     """The lowest metric value inside the budget, when the budget is on that metric."""
     b = summary["budget"]
     rows = summary["variants"]
     if summary["metric"] == "accuracy" and b.get("max_accuracy_drop") is not None:
-        ref = next((r["reference_accuracy"] for r in rows if r.get("reference_accuracy") is not None), None)
-        return None if ref is None else ref - b["max_accuracy_drop"] / 100.0
-    if summary["metric"] == "top1_agreement" and b.get("min_top1_agreement") is not None:
-        return float(b["min_top1_agreement"])
+        ref = next((get_float(r, "reference_accuracy") for r in rows if r.get("reference_accuracy") is not None),
+                   None)
+        return None if ref is None else ref - get_float(b, "max_accuracy_drop") / 100.0
+    floor = number_or_none(b.get("min_top1_agreement"))
+    if summary["metric"] == "top1_agreement" and floor is not None:
+        return floor
     return None
 
 
-def scatter(summary: dict[str, Any], x_key: str, x_label: str) -> str:
+def scatter(summary: SweepSummary, x_key: str, x_label: str) -> str:
     metric = summary["metric"]
     pts = [r for r in summary["variants"] if r.get(x_key) is not None and r.get(metric) is not None]
     if not pts:
         return f"<p>no measured {html.escape(x_label)}</p>"
     floor = budget_floor(summary)
-    xs = [float(r[x_key]) for r in pts]
-    ys = [float(r[metric]) for r in pts] + ([floor] if floor is not None else [])
+    xs = [float(get_float(r, x_key)) for r in pts]
+    ys = [float(get_float(r, metric)) for r in pts] + ([floor] if floor is not None else [])
     sx = _scale(min(xs) * 0.95, max(xs) * 1.05, PAD, W - 10)
     sy = _scale(min(ys) - 0.01, max(ys) + 0.01, H - PAD, 10)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" role="img">',
@@ -51,33 +79,42 @@ def scatter(summary: dict[str, Any], x_key: str, x_label: str) -> str:
         y = sy(floor)
         parts.append(f'<line x1="{PAD}" y1="{y:.1f}" x2="{W - 10}" y2="{y:.1f}" stroke="#c00" stroke-dasharray="5,4"/>'
                      f'<text x="{W - 12}" y="{y - 4:.1f}" font-size="10" fill="#c00" text-anchor="end">budget</text>')
-    front = sorted((r for r in pts if r["name"] in summary["pareto"]), key=lambda r: float(r[x_key]))
+    front = sorted((r for r in pts if get_str(r, "name") in summary["pareto"]), key=lambda r: float(get_float(r, x_key)))
     if len(front) > 1:
-        path = " ".join(f"{sx(float(r[x_key])):.1f},{sy(float(r[metric])):.1f}" for r in front)
+        path = " ".join(f"{sx(float(get_float(r, x_key))):.1f},{sy(float(get_float(r, metric))):.1f}" for r in front)
         parts.append(f'<polyline points="{path}" fill="none" stroke="#888" stroke-width="1.5"/>')
     for r in pts:
-        cx, cy = sx(float(r[x_key])), sy(float(r[metric]))
-        color = COLORS.get(r["method"] or "int8", "#000")
+        cx, cy = sx(float(get_float(r, x_key))), sy(float(get_float(r, metric)))
+        color = COLORS.get(get_str_or_none(r, "method") or "int8", "#000")
         fill = color if r["passed"] else "white"
         parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="{fill}" stroke="{color}" stroke-width="2">'
-                     f'<title>{html.escape(r["name"])}</title></circle>')
+                     f'<title>{html.escape(get_str(r, "name"))}</title></circle>')
         if r["name"] == summary["pick"]:
             parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="10" fill="none" stroke="#000" stroke-width="2"/>')
     parts.append("</svg>")
     return "".join(parts)
 
 
-def write_sweep_report(summary: dict[str, Any], path: Path) -> None:
+def _format_cells(formats: JSONObject) -> str:
+    cells = []
+    for f, value in formats.items():
+        d = as_object(value, f)
+        cells.append(f"{f}: {d['bytes']:,} B, {d['latency_ms']:.3f} ms" if d.get("latency_ms") is not None
+                     else f"{f}: {d['bytes']:,} B")
+    return "; ".join(cells)
+
+
+def write_sweep_report(summary: SweepSummary, path: Path) -> None:
     metric = summary["metric"]
     rows = []
     for r in summary["variants"]:
-        fmts = "; ".join(f"{f}: {d['bytes']:,} B, {d['latency_ms']:.3f} ms" if d.get("latency_ms") is not None
-                         else f"{f}: {d['bytes']:,} B" for f, d in r["formats"].items())
+        fmts = _format_cells(get_object(r, "formats"))
         val = r.get(metric)
-        rows.append(f"<tr><td>{html.escape(r['name'])}{' ★' if r['name'] == summary['pick'] else ''}</td>"
+        name = get_str(r, "name")
+        rows.append(f"<tr><td>{html.escape(name)}{' ★' if name == summary['pick'] else ''}</td>"
                     f"<td>{'' if val is None else f'{val:.4f}'}</td><td>{html.escape(fmts)}</td>"
                     f"<td>{'pass' if r['passed'] else 'FAIL'}</td>"
-                    f"<td>{html.escape('; '.join(r['failures'])[:300])}</td></tr>")
+                    f"<td>{html.escape('; '.join(get_strs(r, 'failures'))[:300])}</td></tr>")
     pick = summary["pick"] or "none — no variant meets the budget"
     body = (f"<h1>edgeq compression sweep</h1><p>pick: <b>{html.escape(pick)}</b> (smallest, then fastest, inside "
             f"the budget). Ladders: {html.escape(str(summary['ladders']))}; each ladder stops at the first level "

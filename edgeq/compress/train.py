@@ -13,7 +13,7 @@ import copy
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -39,7 +39,7 @@ class TrainSet:
     def __len__(self) -> int:
         return int(self.inputs[0].shape[0])
 
-    def batch(self, idx: torch.Tensor) -> tuple[tuple[Any, ...], Any]:
+    def batch(self, idx: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]:
         return tuple(t[idx] for t in self.inputs), (None if self.labels is None else self.labels[idx])
 
 

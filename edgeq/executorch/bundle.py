@@ -10,11 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgeq.errors import ArtifactError
+
+if TYPE_CHECKING:
+    import torch
+    from executorch.devtools.bundled_program.schema.bundled_program_schema import Value
+    from executorch.exir import ExecutorchProgramManager
 
 DEFAULT_CASES = 8
 ATOL_FACTOR = 2.0  # ARM kernels round differently from x86 ones; leave room for that, not for a broken model
@@ -30,7 +35,8 @@ class VerifyResult:
     max_abs_diff: float
 
 
-def write_bundle(program: Any, cases: list[tuple[tuple[Any, ...], list[np.ndarray]]], path: Path) -> None:
+def write_bundle(program: ExecutorchProgramManager, cases: list[tuple[tuple[torch.Tensor, ...], list[np.ndarray]]],
+                 path: Path) -> None:
     """Serialize ``program`` (an ExecutorchProgramManager) with (inputs, expected outputs) test cases."""
     import torch
     from executorch.devtools import BundledProgram  # optional: the [executorch] extra
@@ -66,7 +72,7 @@ def read_bundle(path: Path) -> tuple[bytes, list[tuple[list[np.ndarray], list[np
               ScalarType.BYTE: np.uint8, ScalarType.CHAR: np.int8, ScalarType.BOOL: np.bool_,
               ScalarType.HALF: np.float16, ScalarType.DOUBLE: np.float64}
 
-    def arr(v: Any) -> np.ndarray:
+    def arr(v: Value) -> np.ndarray:
         t = v.val
         return np.frombuffer(bytes(t.data), dtype=dtypes[ScalarType(t.scalar_type)]).reshape(t.sizes).copy()
 

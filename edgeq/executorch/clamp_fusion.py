@@ -7,10 +7,14 @@ Runtime's QDQ does for Clip) instead of observing the pre-clamp range.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+    from torchao.quantization.pt2e.quantizer import QuantizationConfig
 
 
-def is_clamp_node(node: Any) -> bool:
+def is_clamp_node(node: torch.fx.Node) -> bool:
     """``relu6`` / ``hardtanh`` (clamps): fusable into XNNPACK's conv / linear output min / max."""
     import torch  # heavy: torch, imported only where a model is built or run
 
@@ -19,7 +23,8 @@ def is_clamp_node(node: Any) -> bool:
                                     torch.ops.aten.relu6.default, torch.ops.aten.relu6_.default))
 
 
-def annotate_clamp_fusions(gm: Any, config: Any, filter_fn: Callable[[Any], bool]) -> int:
+def annotate_clamp_fusions(gm: torch.fx.GraphModule, config: QuantizationConfig,
+                           filter_fn: Callable[[torch.fx.Node], bool]) -> int:
     """Annotate ``conv2d|linear -> hardtanh`` like the stock ``conv -> relu`` pattern: the producer's input and
     weights (and bias) are quantized, its output is not, the clamp's output carries the activation observer.
     Returns how many patterns were annotated (the caller runs this before the stock patterns)."""

@@ -7,17 +7,20 @@ from integer inputs (an additive attention bias ``(1 - mask) * -1e4``) would str
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgeq.config import QuantOptions
 from edgeq.errors import UsageError
 
+if TYPE_CHECKING:
+    import torch
 
-def is_float_node(node: Any) -> bool:
+
+def is_float_node(node: torch.fx.Node) -> bool:
     """True when the node's output and every tensor input are floating point (safe to quantize)."""
     import torch  # heavy: torch, imported only where a model is built or run
 
-    def floating(v: Any) -> bool:
+    def floating(v: object) -> bool:
         if isinstance(v, torch.Tensor):
             return v.dtype.is_floating_point
         if isinstance(v, (list, tuple)):
@@ -34,14 +37,14 @@ def is_float_node(node: Any) -> bool:
     return True
 
 
-def float_valued(node: Any) -> bool:
+def float_valued(node: torch.fx.Node) -> bool:
     import torch  # heavy: torch, imported only where a model is built or run
 
     v = node.meta.get("val")
     return isinstance(v, torch.Tensor) and v.dtype.is_floating_point
 
 
-def mask_derived_nodes(model: Any) -> set[str]:
+def mask_derived_nodes(model: torch.fx.GraphModule) -> set[str]:
     """Nodes computed only from integer/bool inputs and Python scalars — e.g. BERT's additive attention bias
     ``(1 - mask) * -10000``. They are not activations: quantizing them (or the ``scores + bias`` add they feed)
     to INT8 stretches the range to ±10⁴ and wipes out the attention scores. They and their consumers stay float.
@@ -61,7 +64,7 @@ def mask_derived_nodes(model: Any) -> set[str]:
     return derived
 
 
-def convert_float_scalars_to_attrs(model: Any) -> Any:
+def convert_float_scalars_to_attrs(model: torch.fx.GraphModule) -> torch.fx.GraphModule:
     """XNNPACKQuantizer's scalar rewrite (``x + 1`` → ``x + tensor(1.0)``), restricted to float nodes.
 
     The stock rewrite turns the scalar of *every* ``add``/``mul`` into a float tensor, so an integer index path
@@ -94,18 +97,18 @@ def convert_float_scalars_to_attrs(model: Any) -> Any:
     return model
 
 
-def op_short(node: Any) -> str:
+def op_short(node: torch.fx.Node) -> str:
     """``aten.linear.default`` -> ``linear``."""
     name = getattr(node.target, "__name__", str(node.target))
     return name.split(".")[0]
 
 
-def module_paths(node: Any) -> list[str]:
+def module_paths(node: torch.fx.Node) -> list[str]:
     stack = node.meta.get("nn_module_stack") or {}
     return [str(path) for path, _ in stack.values() if path]
 
 
-def resolve_exclusions(gm: Any, quant: QuantOptions) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+def resolve_exclusions(gm: torch.fx.GraphModule, quant: QuantOptions) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     """Map ``--exclude-node`` / ``--exclude-op-type`` onto the PT2E graph, or refuse names it does not have.
 
     A node name may be an FX node (``linear_3``) or a module path (``bert.encoder.layer.0.output.dense``: every
@@ -132,7 +135,7 @@ def resolve_exclusions(gm: Any, quant: QuantOptions) -> tuple[tuple[str, ...], t
     return ex_nodes, ex_modules, tuple(quant.op_types_to_exclude)
 
 
-def excluded(node: Any, exclude_nodes: tuple[str, ...], exclude_modules: tuple[str, ...],
+def excluded(node: torch.fx.Node, exclude_nodes: tuple[str, ...], exclude_modules: tuple[str, ...],
              exclude_ops: tuple[str, ...]) -> bool:
     if node.name in exclude_nodes or op_short(node) in exclude_ops:
         return True

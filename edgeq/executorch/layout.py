@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from edgeq.errors import ArtifactError
 
@@ -46,7 +45,7 @@ def read_layout(path: Path) -> PteLayout:
         has_eh = bool(eh and eh.is_valid())
         program_size = eh.program_size if has_eh and eh is not None else len(data)
         base = eh.segment_base_offset if has_eh and eh is not None else 0
-        program: Any = _flatbuffer_to_program(data[:program_size])
+        program = _flatbuffer_to_program(data[:program_size])
     except Exception as e:
         raise ArtifactError(f"{path.name} is not a readable ExecuTorch program: {type(e).__name__}: {str(e)[:200]}",
                             "re-export the .pte; the file may be truncated") from e

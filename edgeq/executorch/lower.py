@@ -7,20 +7,24 @@ loss on a phone. The delegation report counts them so the manifest, the terminal
 from __future__ import annotations
 
 import collections
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgeq.errors import QuantizationError, UsageError
 from edgeq.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    import torch
+    from executorch.exir import ExecutorchProgramManager
 
 # Graph plumbing, not compute: they never reach a kernel.
 _STRUCTURAL = {"getitem", "executorch_call_delegate"}
 
 
-def lower_to_executorch(exported: Any, backend_config: dict[str, Any] | None = None,
-                        partitioner: str = "xnnpack") -> tuple[Any, dict[str, Any]]:
+def lower_to_executorch(exported: torch.export.ExportedProgram, backend_config: JSONObject | None = None,
+                        partitioner: str = "xnnpack") -> tuple[ExecutorchProgramManager, JSONObject]:
     """``to_edge_transform_and_lower`` + ``to_executorch``. Returns (ExecutorchProgramManager, delegation report).
 
-    ``partitioner`` is the target's ``[executorch] partitioner`` (targets.KNOWN_PARTITIONERS)."""
+    ``partitioner`` is the target's ``[formats.executorch] partitioner`` (targetspec.KNOWN_PARTITIONERS)."""
     # executorch loads torch: imported on use so the ONNX-only paths never pay for it.
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
@@ -45,7 +49,7 @@ def lower_to_executorch(exported: Any, backend_config: dict[str, Any] | None = N
     return program, report
 
 
-def _op_name(node: Any) -> str:
+def _op_name(node: torch.fx.Node) -> str:
     """``aten.convolution`` / ``aten.add.Tensor`` / ``quantized_decomposed.quantize_per_tensor``."""
     import torch  # heavy: torch, imported only where a model is built or run
 
@@ -57,7 +61,7 @@ def _op_name(node: Any) -> str:
     return str(getattr(target, "__name__", target))
 
 
-def delegation_report(gm: Any) -> JSONObject:
+def delegation_report(gm: torch.fx.GraphModule) -> JSONObject:
     """Compute ops inside XNNPACK delegates vs ops left in the top-level graph (portable kernels)."""
     delegated: collections.Counter[str] = collections.Counter()
     left: collections.Counter[str] = collections.Counter()
@@ -84,5 +88,5 @@ def delegation_report(gm: Any) -> JSONObject:
     }
 
 
-def _short(node: Any) -> str:
+def _short(node: torch.fx.Node) -> str:
     return str(getattr(node.target, "__name__", node.target)).split(".")[0]

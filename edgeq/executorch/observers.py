@@ -3,14 +3,16 @@ integer-valued compute the quantizer kept out."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgeq.errors import QuantizationError
 from edgeq.executorch.graph_filters import is_float_node
-from edgeq.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    import torch
 
 
-def observers_of(gm: Any) -> JSONObject:
+def observers_of(gm: torch.fx.GraphModule) -> dict[str, torch.fx.Node]:
     """observer module name -> the graph node it observes."""
     # optional: the [executorch] extra
     from torchao.quantization.pt2e.observer import _is_activation_post_process
@@ -23,7 +25,7 @@ def observers_of(gm: Any) -> JSONObject:
     return out
 
 
-def check_observers_reached(gm: Any, observers: dict[str, Any]) -> None:
+def check_observers_reached(gm: torch.fx.GraphModule, observers: dict[str, torch.fx.Node]) -> None:
     """An observer whose range is still empty never saw data: its scale would not come from calibration."""
     import torch  # heavy: torch, imported only where a model is built or run
 
@@ -47,7 +49,7 @@ def check_observers_reached(gm: Any, observers: dict[str, Any]) -> None:
         )
 
 
-def _user_location(node: Any) -> str:
+def _user_location(node: torch.fx.Node) -> str:
     stack = getattr(node, "meta", {}).get("nn_module_stack") or {}
     if stack:
         path, _ = list(stack.values())[-1]
@@ -55,7 +57,7 @@ def _user_location(node: Any) -> str:
     return ""
 
 
-def float_compute_nodes(gm: Any) -> dict[str, list[str]]:
+def float_compute_nodes(gm: torch.fx.GraphModule) -> dict[str, list[str]]:
     """Integer-valued compute nodes (index paths) that the filter kept out of quantization."""
     names = []
     for node in gm.graph.nodes:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -41,11 +41,15 @@ from edgeq.executorch.graph_filters import (
     resolve_exclusions,
 )
 from edgeq.executorch.observers import check_observers_reached, float_compute_nodes, observers_of
+from edgeq.jsontypes import JSONObject
 from edgeq.signature import TensorSpec
-from edgeq.targetspec import Target
+from edgeq.targetspec import ExecutorchSpec, Target
 
 if TYPE_CHECKING:
     import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
+
+    from edgeq.compress.qat_graph import QatGraph
 
 TOOL = "torchao.quantization.pt2e (prepare_pt2e/convert_pt2e) + executorch XNNPACKQuantizer"
 
@@ -66,7 +70,7 @@ class PteQuantSettings:
 
 
 def resolve_settings(quant: QuantOptions, target: Target) -> PteQuantSettings:
-    per_channel = quant.per_channel if quant.per_channel is not None else bool(target.executorch.per_channel)
+    per_channel = quant.per_channel if quant.per_channel is not None else bool(target.spec(ExecutorchSpec).per_channel)
     # minmax maps to MinMaxObserver; the other methods to XNNPACK's default HistogramObserver, which picks the
     # range that minimises the L2 quantization error (the closest PT2E has to percentile/entropy calibration).
     observer = "minmax" if quant.calibration == "minmax" else "histogram"
@@ -81,7 +85,7 @@ def resolve_settings(quant: QuantOptions, target: Target) -> PteQuantSettings:
                             dynamic_linears=quant.dynamic_linears and quant.mode == "static")
 
 
-def make_quantizer(settings: PteQuantSettings) -> Any:
+def make_quantizer(settings: PteQuantSettings) -> XNNPACKQuantizer:
     # optional: the [executorch] extra
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
@@ -96,24 +100,25 @@ def make_quantizer(settings: PteQuantSettings) -> Any:
         mask_derived_float: list[str] = []
         clamp_fusions: int = 0
 
-        def transform_for_annotation(self, model: Any) -> Any:
+        def transform_for_annotation(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
             self.mask_derived = mask_derived_nodes(model)  # before scalars become tensor constants
             self.mask_derived_float = [n.name for n in model.graph.nodes
                                        if n.name in self.mask_derived and n.op == "call_function"
                                        and float_valued(n)]
             return convert_float_scalars_to_attrs(model)
 
-        def annotate(self, model: Any) -> Any:
+        def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
             derived = self.mask_derived
 
-            def keep(n: Any) -> bool:
+            def keep(n: torch.fx.Node) -> bool:
                 return (is_float_node(n) and n.name not in derived
                         and not any(a.name in derived for a in n.all_input_nodes) and not excluded(n, settings.exclude_nodes, settings.exclude_modules, settings.exclude_ops))
 
             self.set_filter_function(keep)
             if settings.mode == "static":  # dynamic mode quantizes weights / linear inputs only: no output clamp
                 self.clamp_fusions = annotate_clamp_fusions(model, self.global_config, keep)
-            return super().annotate(model)
+            annotated: torch.fx.GraphModule = super().annotate(model)
+            return annotated
 
     config = get_symmetric_quantization_config(is_per_channel=settings.per_channel,
                                                is_dynamic=settings.mode == "dynamic")
@@ -136,7 +141,7 @@ def make_quantizer(settings: PteQuantSettings) -> Any:
 
 
 def quantize_pt2e(exported: torch.export.ExportedProgram, calib: Dataset, signature: list[TensorSpec], opts: QuantOptions, target: Target,
-                  on_sample: Callable[[], None] | None = None) -> tuple[Any, dict[str, Any]]:
+                  on_sample: Callable[[], None] | None = None) -> tuple[torch.export.ExportedProgram, JSONObject]:
     """Quantize a static-batch ExportedProgram. Returns (quantized ExportedProgram, manifest details)."""
     # optional: the [executorch] extra
     import torch
@@ -167,7 +172,7 @@ def quantize_pt2e(exported: torch.export.ExportedProgram, calib: Dataset, signat
     except Exception as e:
         raise QuantizationError(f"convert_pt2e failed: {type(e).__name__}: {str(e)[:300]}") from e
     kept_float = float_compute_nodes(converted)
-    info = {
+    info: JSONObject = {
         "method": settings.mode,
         "format": "PT2E Q/DQ (XNNPACK)",
         "scheme": ("int8 symmetric per-channel weights" if settings.per_channel else "int8 symmetric per-tensor weights")
@@ -193,7 +198,7 @@ def quantize_pt2e(exported: torch.export.ExportedProgram, calib: Dataset, signat
     return qep, info
 
 
-def _calibrate(prepared: Any, calib: Dataset, signature: list[TensorSpec], passes: int,
+def _calibrate(prepared: torch.fx.GraphModule, calib: Dataset, signature: list[TensorSpec], passes: int,
                on_sample: Callable[[], None] | None) -> None:
     """Run the first ``passes`` calibration samples through the observed graph."""
     import torch  # heavy: torch, imported only where a model is built or run
@@ -212,7 +217,8 @@ def _calibrate(prepared: Any, calib: Dataset, signature: list[TensorSpec], passe
                 on_sample()
 
 
-def convert_qat(qat: Any, calib: Dataset, signature: list[TensorSpec]) -> tuple[Any, dict[str, Any]]:
+def convert_qat(qat: QatGraph, calib: Dataset,
+                signature: list[TensorSpec]) -> tuple[torch.export.ExportedProgram, JSONObject]:
     """``convert_pt2e`` on the QAT-trained graph (``edgeq.compress.qat.QatGraph``): the shipped scales are the
     ones QAT learnt, not a re-calibration. Re-exported with a static batch of 1 for ExecuTorch."""
     import torch
@@ -225,7 +231,7 @@ def convert_qat(qat: Any, calib: Dataset, signature: list[TensorSpec]) -> tuple[
         raise QuantizationError(f"convert_pt2e of the QAT graph failed: {type(e).__name__}: {str(e)[:300]}",
                                 "export without qat in --compress and report the model to edgeq") from e
     grid = "per-channel" if qat.per_channel else "per-tensor"
-    info = {
+    info: JSONObject = {
         "method": "static",
         "format": "PT2E Q/DQ (XNNPACK)",
         "scheme": f"{'int4' if qat.bits == 4 else 'int8'} symmetric {grid} weights, int8 activations",
@@ -246,11 +252,11 @@ def convert_qat(qat: Any, calib: Dataset, signature: list[TensorSpec]) -> tuple[
     return qep, info
 
 
-def _fake_quants(gm: Any) -> list[str]:
+def _fake_quants(gm: torch.fx.GraphModule) -> list[str]:
     return [n for n, m in gm.named_modules() if hasattr(m, "fake_quant_enabled")]
 
 
-def sample_args(data: Dataset, signature: list[TensorSpec], i: int) -> tuple[Any, ...]:
+def sample_args(data: Dataset, signature: list[TensorSpec], i: int) -> tuple[torch.Tensor, ...]:
     """One sample as contiguous torch clones (numpy views can carry zero strides ExecuTorch rejects)."""
     import torch  # heavy: torch, imported only where a model is built or run
 

@@ -2,31 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from edgeq.jsontypes import JSONObject, get_float, get_object_or_none, get_objects, get_str, get_strs
 from edgeq.report.html import esc, register_section
 
 
+def _quantization_items(name: str, q: JSONObject) -> list[str]:
+    items = []
+    kept_int, kept_float = get_strs(q, "integer_nodes_not_quantized"), get_strs(q, "mask_derived_kept_float")
+    if kept_int or kept_float:
+        items.append(f"<li><b>{esc(name)}</b>: integer nodes never quantized: "
+                     f"{esc(', '.join(kept_int) or 'none')}; float nodes computed "
+                     f"from integer inputs (attention-mask bias), kept float: "
+                     f"{esc(', '.join(kept_float) or 'none')}</li>")
+    ignored = get_strs(q, "ignored_options")
+    if ignored:
+        items.append(f"<li><b>{esc(name)}</b>: options XNNPACK cannot honour, ignored: "
+                     f"{esc('; '.join(ignored))}</li>")
+    return items
+
+
 @register_section("executorch")
-def executorch_section(manifest: dict[str, Any]) -> str | None:
-    arts = [a for a in manifest["artifacts"] if a["format"] in ("pte", "bpte")]
+def executorch_section(manifest: JSONObject) -> str | None:
+    arts = [a for a in get_objects(manifest, "artifacts") if get_str(a, "format") in ("pte", "bpte")]
     if not arts:
         return None
     items = []
     for a in arts:
-        q = a.get("quantization") or {}
-        if q.get("integer_nodes_not_quantized") or q.get("mask_derived_kept_float"):
-            items.append(f"<li><b>{esc(a['name'])}</b>: integer nodes never quantized: "
-                         f"{esc(', '.join(q.get('integer_nodes_not_quantized') or []) or 'none')}; float nodes computed "
-                         f"from integer inputs (attention-mask bias), kept float: "
-                         f"{esc(', '.join(q.get('mask_derived_kept_float') or []) or 'none')}</li>")
-        if q.get("ignored_options"):
-            items.append(f"<li><b>{esc(a['name'])}</b>: options XNNPACK cannot honour, ignored: "
-                         f"{esc('; '.join(q['ignored_options']))}</li>")
-        b = (a.get("details") or {}).get("bundled")
+        items += _quantization_items(get_str(a, "name"), get_object_or_none(a, "quantization") or {})
+        details = get_object_or_none(a, "details") or {}
+        b = get_object_or_none(details, "bundled")
         if b:
-            atol, measured = f"{b['atol']:.4g}", f"{b['measured_max_abs_diff']:.4g}"
-            items.append(f"<li><b>{esc(a['path'])}</b> (ExecuTorch BundledProgram of {esc(a['details'].get('program'))}): "
+            atol, measured = f"{get_float(b, 'atol'):.4g}", f"{get_float(b, 'measured_max_abs_diff'):.4g}"
+            items.append(f"<li><b>{esc(get_str(a, 'path'))}</b> (ExecuTorch BundledProgram of "
+                         f"{esc(details.get('program'))}): "
                          f"{esc(b['test_cases'])} evaluation inputs with the float model's outputs; a device verifies "
                          f"itself with rtol={esc(b['rtol'])}, atol={esc(atol)} (measured INT8 max |Δ| "
                          f"{esc(measured)})</li>")

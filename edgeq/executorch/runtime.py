@@ -9,12 +9,16 @@ from __future__ import annotations
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgeq.errors import ArtifactError, RunnerError
 from edgeq.validate.tensor_files import canonical_output_names
+
+if TYPE_CHECKING:
+    import torch
+    from executorch.runtime import Method
 
 WARMUP = 3
 REPEATS = 20
@@ -44,7 +48,7 @@ def check_pte_header(path: Path) -> None:
                             "the file is corrupt or not a .pte; re-run edgeq export")
 
 
-def load_method(path: Path) -> Any:
+def load_method(path: Path) -> Method:
     """Load ``forward`` of a .pte; a corrupt or truncated file is an :class:`ArtifactError`."""
     check_pte_header(path)
     from executorch.runtime import Runtime, Verification  # optional: the [executorch] extra
@@ -68,7 +72,7 @@ def run_pte(artifact: Path, inputs: list[np.ndarray], warmup: int = WARMUP,
     method = load_method(artifact)
     n = inputs[0].shape[0]
 
-    def sample(i: int) -> list[Any]:
+    def sample(i: int) -> list[torch.Tensor]:
         # Fresh contiguous clones: numpy views can carry zero strides that ExecuTorch rejects.
         return [torch.from_numpy(np.ascontiguousarray(x[i:i + 1]).copy()).contiguous() for x in inputs]
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -14,6 +13,7 @@ from edgeq.emulator.qemu import cpu_model
 from edgeq.emulator.sysroot import is_ready
 from edgeq.errors import OutputExistsError, UsageError
 from edgeq.integrity import seal
+from edgeq.jsontypes import JSONObject, get_object
 from edgeq.llm import measure
 from edgeq.llm.config import FORMATS, PTE_DELEGATIONS, PTE_PROGRAMS, LlmConfig
 from edgeq.llm.metrics import greedy, score
@@ -31,7 +31,7 @@ from edgeq.targets import load_target
 @dataclass
 class LlmResult:
     output: Path
-    manifest: dict[str, Any]
+    manifest: JSONObject
     passed: bool
 
 
@@ -101,7 +101,7 @@ def export_llm(cfg: LlmConfig, progress: Progress | None = None, lower: Lower = 
 
 
 def _run(cfg: LlmConfig, lm: LoadedLM, calib: np.ndarray, evalw: np.ndarray, out: Path,
-         pr: Progress, lower: Lower) -> tuple[dict[str, Any], bool]:
+         pr: Progress, lower: Lower) -> tuple[JSONObject, bool]:
     ref = TorchLM(lm.model, cfg.max_context)
     with pr.bar(len(calib) + len(evalw), "float perplexity", unit="window") as bar:
         base_c, base_e = score(ref, calib, bar=bar), score(ref, evalw, bar=bar)
@@ -115,7 +115,8 @@ def _run(cfg: LlmConfig, lm: LoadedLM, calib: np.ndarray, evalw: np.ndarray, out
     lm.tokenizer.save_pretrained(str(tok_dir))
     limit = 1 + cfg.max_ppl_increase / 100
     ctx = measure.Context(cfg, lm, hf, work, fbytes, base_c, base_e, ref_greedy, prompts, limit, calib, evalw)
-    formats, artifacts = {}, []
+    formats: dict[str, JSONObject] = {}
+    artifacts: list[JSONObject] = []
     for fmt in cfg.formats:
         found = select_format(ctx, fmt, pr, lower)
         formats[fmt] = {"trials": found.trials, "pick": found.ship[0][0].name, "met": found.selection.met,
@@ -124,4 +125,4 @@ def _run(cfg: LlmConfig, lm: LoadedLM, calib: np.ndarray, evalw: np.ndarray, out
             artifacts.append(measure.finalize(ctx, v, path, out, pick=rank == 0, progress=pr))
     shutil.rmtree(work, ignore_errors=True)
     manifest = measure.write(ctx, out, artifacts, formats, calib, evalw)
-    return manifest, bool(manifest["verdict"]["passed"])
+    return manifest, bool(get_object(manifest, "verdict")["passed"])

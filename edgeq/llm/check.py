@@ -24,16 +24,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgeq.errors import ManifestError, UsageError
 from edgeq.integrity import confined
+from edgeq.jsontypes import JSONObject, as_object, get_object, get_object_or_none, number_or_none
 from edgeq.llm.metrics import WindowScores, compare, score
 from edgeq.llm.runners import TorchLM, open_runner
 from edgeq.llm.source import load_lm
 from edgeq.validate.isolated import run_forked
+
+if TYPE_CHECKING:
+    from edgeq.manifest import Artifact
 
 # Quantized perplexity below this fraction of the stored float perplexity fails the reference (see above).
 # Measured: 4- and 8-bit variants of SmolLM2-135M and of the tiny random test Llama stay >= 0.995x float.
@@ -47,7 +51,7 @@ FLOAT_RTOL = 1e-3
 class LmArtifactCheck:
     name: str
     format: str
-    metrics: dict[str, Any]
+    metrics: dict[str, float]
     passed: bool
     failures: tuple[str, ...]
 
@@ -63,9 +67,9 @@ class LmCheck:
     findings: tuple[str, ...]
 
 
-def is_text_generation(m: dict[str, Any], out: Path) -> bool:
+def is_text_generation(m: JSONObject, out: Path) -> bool:
     """The folder is an LM export when its reference file holds per-token NLL; the manifest's task must agree."""
-    ref = (m.get("validation_data") or {}).get("reference") or {}
+    ref = get_object_or_none(get_object_or_none(m, "validation_data") or {}, "reference") or {}
 
     path = confined(out, ref.get("path"), "validation_data.reference")
     try:
@@ -73,17 +77,18 @@ def is_text_generation(m: dict[str, Any], out: Path) -> bool:
             files = set(z.files)
     except (OSError, ValueError):
         files = set()
-    says = (m.get("signature") or {}).get("task") == "text-generation"
+    task = (get_object_or_none(m, "signature") or {}).get("task")
+    says = task == "text-generation"
     lm = {"nll", "argmax"} <= files
     if says != lm:
-        raise ManifestError(f"the manifest says task {(m.get('signature') or {}).get('task')!r} but "
+        raise ManifestError(f"the manifest says task {task!r} but "
                             f"{ref.get('path')} {'holds' if lm else 'does not hold'} per-token NLL",
                             "the folder was edited; re-run edgeq export")
     return lm
 
 
-def _budget(m: dict[str, Any], cli: float | None) -> tuple[float, str, list[str]]:
-    raw = (m.get("budget") or {}).get("max_ppl_increase_pct")
+def _budget(m: JSONObject, cli: float | None) -> tuple[float, str, list[str]]:
+    raw = (get_object_or_none(m, "budget") or {}).get("max_ppl_increase_pct")
     stored = float(raw) if isinstance(raw, (int, float)) and not isinstance(raw, bool) else None
     if cli is not None:
         if not 0 <= cli < 1e6:
@@ -98,12 +103,13 @@ def _budget(m: dict[str, Any], cli: float | None) -> tuple[float, str, list[str]
                                 f"to choose it)"]
 
 
-def _load_windows(out: Path, m: dict[str, Any]) -> tuple[np.ndarray, WindowScores]:
-    vd = m["validation_data"]
+def _load_windows(out: Path, m: JSONObject) -> tuple[np.ndarray, WindowScores]:
+    vd = get_object(m, "validation_data")
     try:
-        with np.load(confined(out, vd["inputs"]["path"], "validation_data.inputs"), allow_pickle=False) as z:
+        inputs, reference = get_object(vd, "inputs")["path"], get_object(vd, "reference")["path"]
+        with np.load(confined(out, inputs, "validation_data.inputs"), allow_pickle=False) as z:
             wins = np.asarray(z["eval_windows"])
-        with np.load(confined(out, vd["reference"]["path"], "validation_data.reference"), allow_pickle=False) as z:
+        with np.load(confined(out, reference, "validation_data.reference"), allow_pickle=False) as z:
             ref = WindowScores(np.asarray(z["nll"], dtype=np.float64), np.asarray(z["argmax"]))
     except (KeyError, OSError, ValueError) as e:
         raise ManifestError(f"the validation files are not an LM export's ({e})", "re-run edgeq export") from e
@@ -139,7 +145,7 @@ def _float_scores(model: str, windows: np.ndarray) -> WindowScores:
     return score(TorchLM(lm.model, int(windows.shape[1]) + 1), windows)
 
 
-def check_lm(m: dict[str, Any], out: Path, arts: list[Any], max_ppl_increase: float | None,
+def check_lm(m: JSONObject, out: Path, arts: list[Artifact], max_ppl_increase: float | None,
              float_model: str | None, workdir: Path) -> LmCheck:
     """Re-measure every runnable artifact of an LM folder; ARTS carry the formats recomputed from the bytes."""
     pct, source, findings = _budget(m, max_ppl_increase)
@@ -162,13 +168,13 @@ def check_lm(m: dict[str, Any], out: Path, arts: list[Any], max_ppl_increase: fl
         findings.append("float perplexity comes from the stored reference (the float model is not in the folder); "
                         f"it is held to >= {REFERENCE_FLOOR} x every shipped artifact's, pass --float-model to "
                         "recompute it")
-    claimed = ((m.get("llm") or {}).get("float") or {}).get("ppl_eval")
+    claimed = (get_object_or_none(get_object_or_none(m, "llm") or {}, "float") or {}).get("ppl_eval")
     if isinstance(claimed, (int, float)) and abs(float(claimed) / ref.ppl - 1) > 1e-3:
         findings.append(f"the manifest claims float PPL {claimed}, the reference gives {ref.ppl:.4f}")
     limit = 1 + pct / 100
     results = []
     for a, got_a in zip(runnable, scores, strict=True):
-        met: dict[str, Any] = compare(ref, got_a)
+        met = compare(ref, got_a)
         fails = []
         if met["ppl_ratio"] > limit:
             fails.append(f"perplexity x{met['ppl_ratio']:.4f} > x{limit:.4f} (budget {pct:g} %)")
@@ -176,8 +182,9 @@ def check_lm(m: dict[str, Any], out: Path, arts: list[Any], max_ppl_increase: fl
             failures.append(f"{a.name}: perplexity x{met['ppl_ratio']:.4f} of the stored float reference is below "
                             f"x{REFERENCE_FLOOR}: a quantized model does not beat float by that much, so the "
                             "reference is not this model's (inflated or replaced)")
-        old: dict[str, Any] = next((v.get("metrics", {}) for v in _validations(m, a.name)), {})
-        if isinstance(old.get("ppl_ratio"), (int, float)) and abs(old["ppl_ratio"] - met["ppl_ratio"]) > 1e-3:
+        old = next((get_object_or_none(v, "metrics") or {} for v in _validations(m, a.name)), {})
+        old_ratio = number_or_none(old.get("ppl_ratio"))
+        if old_ratio is not None and abs(old_ratio - met["ppl_ratio"]) > 1e-3:
             findings.append(f"{a.name}: the manifest claims PPL x{old['ppl_ratio']}, re-measured x{met['ppl_ratio']}")
         failures += [f"{a.name}: {f}" for f in fails]
         results.append(LmArtifactCheck(a.name, a.format, met, not fails, tuple(fails)))
@@ -186,8 +193,10 @@ def check_lm(m: dict[str, Any], out: Path, arts: list[Any], max_ppl_increase: fl
     return LmCheck(pct, source, ref.ppl, float_source, tuple(results), tuple(failures), tuple(findings))
 
 
-def _validations(m: dict[str, Any], name: str) -> list[dict[str, Any]]:
-    for a in m.get("artifacts") or []:
+def _validations(m: JSONObject, name: str) -> list[JSONObject]:
+    arts = m.get("artifacts")
+    for a in arts if isinstance(arts, list | tuple) else []:
         if isinstance(a, dict) and a.get("name") == name:
-            return [v for v in a.get("validations") or [] if isinstance(v, dict)]
+            vals = a.get("validations")
+            return [as_object(v) for v in (vals if isinstance(vals, list | tuple) else []) if isinstance(v, dict)]
     return []

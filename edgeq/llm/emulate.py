@@ -13,7 +13,6 @@ Everything here is qemu's instruction-level time on this host: reported as ``emu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -44,7 +43,7 @@ def emulated_speed(artifact: Path, fmt: str, target_name: str, prompt: np.ndarra
             "latency_ms": metrics["decode_ms_per_token"], "latency_kind": "emulated"}
 
 
-def _onnx(runner: Any, folder: Path, prompt: np.ndarray, decode_tokens: int) -> tuple[dict[str, Any], str]:
+def _onnx(runner: EmulatorRunner, folder: Path, prompt: np.ndarray, decode_tokens: int) -> tuple[JSONObject, str]:
     args = [str(DEVICE_DIR / "lm_decode_onnx.py"), str(folder), ",".join(str(int(t)) for t in prompt),
             "--decode-tokens", str(decode_tokens)]
     r = qemu.run_python(runner.env, runner.target, args, timeout=runner.timeout, check=False)
@@ -53,13 +52,13 @@ def _onnx(runner: Any, folder: Path, prompt: np.ndarray, decode_tokens: int) -> 
         tail = " | ".join((r.stderr or "").strip().splitlines()[-6:])
         raise EmulatorError(f"{where} failed (exit {r.returncode}): {tail}", "the program's stderr is above")
     info = parse_result(r.stdout, where, EmulatorError)
-    metrics = {k: info[k] for k in ("prefill_tokens_per_s", "decode_tokens_per_s", "decode_ms_per_token",
+    metrics: JSONObject = {k: info[k] for k in ("prefill_tokens_per_s", "decode_tokens_per_s", "decode_ms_per_token",
                                     "decode_tokens")}
     metrics["generated"] = info["generated"]
     return metrics, f"{info.get('runtime', 'onnxruntime')} aarch64 (qemu {runner.cpu_model})"
 
 
-def _pte(runner: Any, pte: Path, prompt: np.ndarray, workdir: Path) -> tuple[dict[str, Any], str]:
+def _pte(runner: EmulatorRunner, pte: Path, prompt: np.ndarray, workdir: Path) -> tuple[JSONObject, str]:
     if ops := custom_ops(pte):
         raise EmulatorError(f"{pte.name} calls {', '.join(ops)}, which the ExecuTorch wheel's C++ runtime (the "
                             "emulated runner's) has no kernels for",
@@ -72,7 +71,7 @@ def _pte(runner: Any, pte: Path, prompt: np.ndarray, workdir: Path) -> tuple[dic
     if res.latency_ms is None:
         raise EmulatorError(f"the emulated C++ runner reported no latency for {pte.name}")
     logits = next(iter(res.outputs.values()))
-    metrics = {"decode_tokens_per_s": round(1000.0 / res.latency_ms, 2), "decode_ms_per_token": round(res.latency_ms, 3),
+    metrics: JSONObject = {"decode_tokens_per_s": round(1000.0 / res.latency_ms, 2), "decode_ms_per_token": round(res.latency_ms, 3),
                "decode_kind": "single-token step through the static KV cache (median of 5)",
                "stepwise_argmax": logits.reshape(len(ids), -1).argmax(-1).tolist()}
     return metrics, res.runtime

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TypedDict, Unpack
 
 import numpy as np
 
 from edgeq.errors import ArtifactError, UsageError
+from edgeq.llm.hf import HFTokenizer
 from edgeq.llm.runners import LmRunner, open_runner
 from edgeq.manifest import read_manifest
 
@@ -24,7 +25,7 @@ def pick_artifact(outdir: Path, fmt: str | None) -> tuple[Path, str]:
     return Path(outdir) / a["details"]["folder"], a["format"]
 
 
-def load_tokenizer(outdir: Path) -> Any:
+def load_tokenizer(outdir: Path) -> HFTokenizer:
     from transformers import AutoTokenizer  # heavy: transformers, only for Hugging Face and language models
 
     return AutoTokenizer.from_pretrained(str(Path(outdir) / "tokenizer"))
@@ -42,7 +43,7 @@ def sample(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.
     return int(order[keep][rng.choice(len(probs), p=probs)])
 
 
-def stream(runner: LmRunner, tokenizer: Any, prompt: str, max_new_tokens: int = 64, temperature: float = 0.0,
+def stream(runner: LmRunner, tokenizer: HFTokenizer, prompt: str, max_new_tokens: int = 64, temperature: float = 0.0,
            top_p: float = 0.9, seed: int = 0) -> Iterator[str]:
     """Yield text pieces as tokens are decoded through the KV cache; stops at an EOS token."""
     if max_new_tokens < 1:
@@ -75,6 +76,15 @@ def stream(runner: LmRunner, tokenizer: Any, prompt: str, max_new_tokens: int = 
         pos += 1
 
 
-def generate(outdir: Path, prompt: str, fmt: str | None = None, **kw: Any) -> Iterator[str]:
+class SamplingArgs(TypedDict, total=False):
+    """:func:`stream`'s decoding options, as keyword arguments of :func:`generate`."""
+
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    seed: int
+
+
+def generate(outdir: Path, prompt: str, fmt: str | None = None, **kw: Unpack[SamplingArgs]) -> Iterator[str]:
     path, f = pick_artifact(outdir, fmt)
     return stream(open_runner(path, f), load_tokenizer(outdir), prompt, **kw)

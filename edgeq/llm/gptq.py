@@ -19,11 +19,11 @@ import copy
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeq.errors import UsageError
+from edgeq.errors import QuantizationError, UsageError
 from edgeq.llm.source import LoadedLM, save_hf_folder
 
 if TYPE_CHECKING:  # annotations only: torch is imported where a model is quantized
@@ -108,16 +108,18 @@ class _Stop(Exception):
     """Raised by the first block's hook: the model's forward is needed only up to there."""
 
 
-def _block_inputs(model: Module, first: Module, ids: Tensor) -> tuple[list[Tensor], list[dict[str, Any]]]:
+def _block_inputs(model: Module, first: Module, ids: Tensor) -> tuple[list[Tensor], list[dict[str, object]]]:
     """The first decoder block's hidden-state input and keyword arguments (mask, RoPE tables, positions) for
     each window of IDS: from here on each block runs alone on the previous block's outputs."""
     import torch  # heavy: torch, only where a model is quantized
 
     xs: list[Tensor] = []
-    kws: list[dict[str, Any]] = []
+    kws: list[dict[str, object]] = []
 
-    def grab(_m: Module, args: tuple[Tensor, ...], kwargs: dict[str, Any]) -> None:
+    def grab(_m: Module, args: tuple[Tensor, ...], kwargs: dict[str, object]) -> None:
         hidden = args[0] if args else kwargs.pop("hidden_states")
+        if not isinstance(hidden, torch.Tensor):
+            raise QuantizationError(f"GPTQ: the first decoder block got {type(hidden).__name__} hidden states")
         xs.append(hidden.detach())
         kws.append({k: v for k, v in kwargs.items() if k != "hidden_states"})
         raise _Stop
@@ -133,7 +135,7 @@ def _block_inputs(model: Module, first: Module, ids: Tensor) -> tuple[list[Tenso
     return xs, kws
 
 
-def _run_block(block: Module, xs: list[Tensor], kws: list[dict[str, Any]],
+def _run_block(block: Module, xs: list[Tensor], kws: list[dict[str, object]],
                lins: dict[str, Linear]) -> tuple[list[Tensor], dict[str, Tensor]]:
     """BLOCK on each input: its outputs, and 2 X^T X / tokens of each of LINS' inputs X (when LINS is not empty)."""
     import torch  # heavy: torch, only where a model is quantized

@@ -7,12 +7,11 @@ import platform
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from edgeq.hashing import sha256_file
-from edgeq.jsontypes import JSONObject
+from edgeq.jsontypes import JSONObject, get_object_or_none, get_objects, get_strs
 from edgeq.llm.config import LlmConfig, Variant
 from edgeq.llm.emulate import emulated_speed
 from edgeq.llm.gptq import gptq_folder
@@ -90,7 +89,8 @@ def finalize(ctx: Context, v: Variant, path: Path, out: Path, pick: bool, progre
     runner = open_runner(dest, v.format)
     with progress.bar(len(ctx.eval_windows), f"{v.name} perplexity (eval text)", unit="window") as bar:
         got = score(runner, ctx.eval_windows, bar=bar)
-    metrics: dict[str, Any] = compare(ctx.eval_scores, got)
+    met = compare(ctx.eval_scores, got)
+    metrics: JSONObject = {**met}
     metrics["greedy_agreement"] = round(greedy_agreement(
         ctx.ref_greedy, [greedy(runner, p, ctx.cfg.greedy_tokens) for p in ctx.prompts]), 4)
     metrics["greedy_tokens"] = ctx.cfg.greedy_tokens
@@ -99,18 +99,19 @@ def finalize(ctx: Context, v: Variant, path: Path, out: Path, pick: bool, progre
     step = score(runner, ctx.eval_windows[:k], stepwise=True)
     metrics["stepwise_ppl"] = round(step.ppl, 4)
     metrics["stepwise_vs_full_ppl_rel_diff"] = float(f"{abs(step.ppl / full.ppl - 1):.2e}")
-    metrics.update(speed(runner, ctx.eval_windows[0]))
+    fast = speed(runner, ctx.eval_windows[0])
+    metrics.update(fast)
     size = artifact_bytes(dest, v.format)
     metrics["size_ratio"] = round(size / ctx.fbytes, 4)
-    ok = metrics["ppl_ratio"] <= ctx.limit
-    progress.stage(f"{v.name}: eval PPL x{metrics['ppl_ratio']:.3f}, top-1 agreement {metrics['top1_agreement']:.1%}, "
-                   f"{metrics['decode_tokens_per_s']:.0f} decode tokens/s on the host")
-    validation = {"runner": "host", "machine": platform.machine(), "cpu_model": platform.processor() or "host",
+    ok = met["ppl_ratio"] <= ctx.limit
+    progress.stage(f"{v.name}: eval PPL x{met['ppl_ratio']:.3f}, top-1 agreement {met['top1_agreement']:.1%}, "
+                   f"{fast['decode_tokens_per_s']:.0f} decode tokens/s on the host")
+    validation: JSONObject = {"runner": "host", "machine": platform.machine(), "cpu_model": platform.processor() or "host",
                   "features": [], "emulated": False, "metrics": metrics,
-                  "budget_check": {"max_ppl_increase_pct": ctx.cfg.max_ppl_increase, "ppl_ratio": metrics["ppl_ratio"],
+                  "budget_check": {"max_ppl_increase_pct": ctx.cfg.max_ppl_increase, "ppl_ratio": met["ppl_ratio"],
                                    "passed": ok, "failures": [] if ok else [
-                                       f"perplexity x{metrics['ppl_ratio']:.4f} > x{ctx.limit:.4f}"]},
-                  "latency_ms": metrics["decode_ms_per_token"], "latency_kind": "decode-token-median",
+                                       f"perplexity x{met['ppl_ratio']:.4f} > x{ctx.limit:.4f}"]},
+                  "latency_ms": fast["decode_ms_per_token"], "latency_kind": "decode-token-median",
                   "runtime": "onnxruntime" if v.format == "onnx" else "executorch-pybind"}
     validations = [validation]
     for target in _emulated_targets(ctx, v, dest, progress):
@@ -120,7 +121,7 @@ def finalize(ctx: Context, v: Variant, path: Path, out: Path, pick: bool, progre
         emu["budget_check"] = {"passed": True, "failures": [], "scope": "speed only, not gated"}
         validations.append(emu)
     rel = main.relative_to(out)
-    details: dict[str, Any] = {"pick": pick, "folder": str(dest.relative_to(out)), "task": "text-generation"}
+    details: JSONObject = {"pick": pick, "folder": str(dest.relative_to(out)), "task": "text-generation"}
     if v.format == "pte":
         ops = custom_ops(dest)
         # what a runtime must link to load it: ExecuTorch's LLM runner has the llama:: custom ops
@@ -147,18 +148,19 @@ def _emulated_targets(ctx: Context, v: Variant, dest: Path, progress: Progress) 
     return ctx.cfg.emulate
 
 
-def write(ctx: Context, out: Path, artifacts: list[dict[str, Any]], formats: dict[str, Any], calib: np.ndarray,
-          evalw: np.ndarray) -> dict[str, Any]:
+def write(ctx: Context, out: Path, artifacts: list[JSONObject], formats: dict[str, JSONObject], calib: np.ndarray,
+          evalw: np.ndarray) -> JSONObject:
     vd = out / "validation"
     vd.mkdir(parents=True, exist_ok=True)
     np.savez(vd / "inputs.npz", eval_windows=evalw)
     np.savez(vd / "reference.npz", nll=ctx.eval_scores.nll, argmax=ctx.eval_scores.argmax)
-    m = new_manifest()
+    m: JSONObject = new_manifest()
     m["source"] = {"ref": ctx.cfg.model, "kind": ctx.lm.kind, "sha256": None}
     target = load_target(ctx.cfg.target)
     m["target"] = target.summary()
-    m["passes"] = run_checks(target, out, items_from_manifest(artifacts), KvShape.of(ctx.lm.model.config),
-                             ctx.cfg.max_context)
+    passes = run_checks(target, out, items_from_manifest(artifacts), KvShape.of(ctx.lm.model.config),
+                        ctx.cfg.max_context)
+    m["passes"] = passes
     m["config"] = ctx.cfg.to_dict()
     m["budget"] = {"max_ppl_increase_pct": ctx.cfg.max_ppl_increase}
     m["signature"] = {"task": "text-generation",
@@ -171,7 +173,7 @@ def write(ctx: Context, out: Path, artifacts: list[dict[str, Any]], formats: dic
                       "kind": "float per-token nll and argmax"},
         "samples": int(len(evalw)), "has_labels": False, "source": str(ctx.cfg.eval_text or ctx.cfg.calib_text)}
     m["artifacts"] = artifacts
-    m["verdict"] = verdict(formats, artifacts, ctx.limit, m["passes"])
+    m["verdict"] = verdict(formats, artifacts, ctx.limit, passes)
     m["llm"] = {"float": {"ppl_eval": round(ctx.eval_scores.ppl, 4), "ppl_calib": round(ctx.calib_scores.ppl, 4),
                           "bytes": ctx.fbytes},
                 "seq_len": ctx.cfg.seq_len, "calib_windows": int(len(calib)), "eval_windows": int(len(evalw)),
@@ -182,18 +184,18 @@ def write(ctx: Context, out: Path, artifacts: list[dict[str, Any]], formats: dic
     return m
 
 
-def verdict(formats: dict[str, Any], artifacts: list[dict[str, Any]], limit: float,
-            passes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def verdict(formats: dict[str, JSONObject], artifacts: list[JSONObject], limit: float,
+            passes: list[JSONObject] | None = None) -> JSONObject:
     """Failed when a format has no variant inside the budget on the calibration windows, or when a shipped
     artifact's perplexity on the eval windows is over it: the search picks on calibration text, but the eval
     windows are what ``edgeq check`` re-measures, so export and check must agree on them."""
     failures = [f"{fmt}: no variant inside x{limit:.3f} float perplexity" for fmt, f in formats.items()
                 if not f["met"]]
     for a in artifacts:
-        for v in a.get("validations", []):
-            bc = v.get("budget_check") or {}
+        for v in get_objects(a, "validations"):
+            bc = get_object_or_none(v, "budget_check") or {}
             if not v.get("emulated") and not bc.get("passed", True):
-                failures.append(f"{a['name']}: " + "; ".join(bc.get("failures") or ["budget missed"])
+                failures.append(f"{a['name']}: " + "; ".join(get_strs(bc, "failures") or ["budget missed"])
                                 + " on the eval windows")
-    failures += [f for p in passes or [] for f in p.get("failures", [])]  # the target's checks
+    failures += [f for p in passes or [] for f in get_strs(p, "failures")]  # the target's checks
     return {"passed": not failures, "failures": failures}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 
@@ -27,7 +27,13 @@ class WindowScores:
         return float(math.exp(float(self.nll.mean())))
 
 
-def score(runner: LmRunner, wins: np.ndarray, stepwise: bool = False, bar: Any = None) -> WindowScores:
+class Ticker(Protocol):
+    """A progress bar (Progress.bar's tqdm bar, or its no-op stand-in)."""
+
+    def update(self, n: int = 1) -> object: ...
+
+
+def score(runner: LmRunner, wins: np.ndarray, stepwise: bool = False, bar: Ticker | None = None) -> WindowScores:
     """Full-sequence pass per window (or one token at a time through the KV cache when ``stepwise``)."""
     nll, arg = [], []
     for w in wins:

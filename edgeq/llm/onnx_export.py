@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import functools
+import importlib
 import inspect
 import io
 import json
@@ -24,12 +25,13 @@ import os
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from types import ModuleType
 
 import onnx
 
 from edgeq.errors import CaptureError, ModelSourceError, UsageError
 from edgeq.llm.config import Variant
+from edgeq.llm.hf import HFConfig
 from edgeq.llm.onnx_weights import EMBEDDING_BLOCK, quantize_embedding, quantize_hqq
 
 
@@ -92,10 +94,10 @@ def builder_options(v: Variant) -> tuple[str, dict[str, str]]:
     return f"int{v.bits}", opts
 
 
-def _builder() -> Any:
+def _builder() -> ModuleType:
     try:
         # heavy: onnxruntime-genai, only to build a language model's ONNX folder
-        import onnxruntime_genai.models.builder as builder
+        builder = importlib.import_module("onnxruntime_genai.models.builder")
     except ImportError as e:  # optional dependency of the ONNX LM path
         raise ModelSourceError(f"onnxruntime-genai's model builder cannot be imported: {e}",
                                "pip install 'onnxruntime-genai==0.18.0'") from e
@@ -153,7 +155,7 @@ def check_architecture(arch: str) -> str:
     return arch
 
 
-def _per_layer_type_rope(builder: Any, config: Any) -> None:
+def _per_layer_type_rope(builder: ModuleType, config: HFConfig) -> None:
     """Give the builder's writer the RoPE layout it reads, in place on the config it loaded.
 
     transformers >= 5 stores a model with separate local/global RoPE (Gemma 3) as ``rope_parameters =
@@ -174,11 +176,11 @@ def _per_layer_type_rope(builder: Any, config: Any) -> None:
 
 
 @contextlib.contextmanager
-def _position_ids_input(builder: Any) -> Iterator[None]:
+def _position_ids_input(builder: ModuleType) -> Iterator[None]:
     """Make the builder keep ``position_ids`` (see the module docstring); restored afterwards."""
-    cls: Any = getattr(builder, "Model", None)
+    cls = getattr(builder, "Model", None)  # the builder's base writer class (untyped third-party code)
     old = getattr(cls, "__dict__", {}).get("is_fused_rope_supported")
-    if old is None:
+    if cls is None or old is None:
         raise CaptureError("this onnxruntime-genai builder has no Model.is_fused_rope_supported hook, so edgeq "
                            "cannot keep the position_ids input", "pin onnxruntime-genai==0.18.0 (tested)")
     cls.is_fused_rope_supported = lambda self: False

@@ -15,15 +15,24 @@ import logging
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 
 from edgeq.errors import CaptureError, UsageError
 from edgeq.llm.config import Variant
 from edgeq.llm.gptq import gptq_model
+from edgeq.llm.hf import HFModel, HFTokenizer
 from edgeq.llm.pte_sdpa import unsupported, wrapper
 from edgeq.llm.smooth import smooth_decoder
+
+if TYPE_CHECKING:
+    import torch
+    from executorch.exir.backend.partitioner import Partitioner
+    from torchao.core.config import AOBaseConfig
+
+# the constant methods the ExecuTorch LLM runner reads (get_max_seq_len, get_eos_ids, ...)
+PteMetadata: TypeAlias = dict[str, int | bool | list[int]]
 
 PROGRAMS = ("custom-sdpa", "static-cache")
 
@@ -37,12 +46,12 @@ class PteLowering:
     segment_alignment: int | None = None  # the target's page size for the extracted segments (Android: 16 KB)
 
 
-def program_for(model: Any) -> str:
+def program_for(model: HFModel) -> str:
     """The fast custom-SDPA program unless the model's attention needs what the custom op lacks."""
     return "static-cache" if unsupported(model.config.get_text_config()) else "custom-sdpa"
 
 
-def _static_cache_wrapper(model: Any, max_context: int) -> Any:
+def _static_cache_wrapper(model: HFModel, max_context: int) -> torch.nn.Module:
     # heavy: transformers, only for Hugging Face and language models
     import torch
     from transformers.integrations.executorch import TorchExportableModuleWithStaticCache
@@ -60,7 +69,7 @@ def _static_cache_wrapper(model: Any, max_context: int) -> Any:
     return EtLlm().eval()
 
 
-def quantize_linears(model: Any, v: Variant) -> None:
+def quantize_linears(model: HFModel, v: Variant) -> None:
     # optional: the [executorch] extra
     import torch
     from torchao.quantization import (
@@ -79,7 +88,7 @@ def quantize_linears(model: Any, v: Variant) -> None:
         raise UsageError("8-bit weight-only linears give wrong logits in this ExecuTorch/XNNPACK .pte",
                          "use activations='dynamic-int8' (8da8w: int8 per-token activations, XNNPACK)")
 
-    def config(bits: int, group: int) -> Any:
+    def config(bits: int, group: int) -> AOBaseConfig:
         gran = PerGroup(group) if group else PerAxis(0)
         dtype = torch.int4 if bits == 4 else torch.int8  # type: ignore[attr-defined]
         # HQQ scale search for 4-bit, as ExecuTorch's llama recipe does by default (plain min/max loses more);
@@ -96,7 +105,7 @@ def quantize_linears(model: Any, v: Variant) -> None:
     head = model.get_output_embeddings()
     last = int(model.config.num_hidden_layers) - 1
 
-    def kept8(m: Any, fqn: str) -> bool:
+    def kept8(m: torch.nn.Module, fqn: str) -> bool:
         """Layers V keeps at 8 bits (per channel): the output projection, and the first and last decoder
         blocks, which quantization hurts most in small LMs (the llama.cpp k-quant mixes keep them wider too)."""
         if not isinstance(m, torch.nn.Linear):
@@ -106,7 +115,7 @@ def quantize_linears(model: Any, v: Variant) -> None:
         block = re.search(r"(?:^|\.)(?:layers|h)\.(\d+)\.", fqn)
         return "ends" in v.keep8 and block is not None and int(block.group(1)) in (0, last)
 
-    def body(m: Any, fqn: str) -> bool:
+    def body(m: torch.nn.Module, fqn: str) -> bool:
         if not isinstance(m, torch.nn.Linear) or kept8(m, fqn):
             return False
         return v.group == 0 or m.in_features % v.group == 0
@@ -116,7 +125,7 @@ def quantize_linears(model: Any, v: Variant) -> None:
     quantize_(model, config(v.bits, v.group), filter_fn=body)
 
 
-def quantized_model(model: Any, v: Variant, calib: np.ndarray | None = None) -> Any:
+def quantized_model(model: HFModel, v: Variant, calib: np.ndarray | None = None) -> HFModel:
     """A deep copy of MODEL quantized per V exactly as the .pte lowering receives it: SmoothQuant folded into the
     float weights when V asks for it (from the calibration token windows CALIB), torchao's quantized linears and
     ExecuTorch's quantized embedding table. It runs eagerly in torch, which is how the search judges a rung before
@@ -151,7 +160,7 @@ def quantized_model(model: Any, v: Variant, calib: np.ndarray | None = None) -> 
     return m
 
 
-def _partitioners(v: Variant, extended_ops: bool) -> list[Any]:
+def _partitioners(v: Variant, extended_ops: bool) -> list[Partitioner]:
     """XNNPACK partitioners for V. Quantized variants delegate only the dynamically quantized linears, as
     ExecuTorch's llama recipe does by default (get_xnnpack_partitioner(dynamic_quant_only_partitioner=True)); the
     float ops between them (norms, RoPE, attention, the KV-cache writes) run on ExecuTorch's CPU kernels. Why:
@@ -178,7 +187,7 @@ def _partitioners(v: Variant, extended_ops: bool) -> list[Any]:
     return [part]
 
 
-def lower(wrapped: Any, v: Variant, max_context: int, meta: dict[str, Any],
+def lower(wrapped: torch.nn.Module, v: Variant, max_context: int, meta: PteMetadata,
           lowering: PteLowering = PteLowering(program="custom-sdpa")) -> bytes:
     """The program bytes of WRAPPED (forward(tokens, input_pos)): one strict torch.export with a dynamic token
     dimension, XNNPACK lowering, and the ExecutorchBackendConfig of ExecuTorch's LLMEdgeManager.to_executorch
@@ -230,7 +239,7 @@ def custom_ops(pte: Path) -> list[str]:
     return sorted(o for o in ops if o.startswith("llama::"))
 
 
-def build_pte(model: Any, tokenizer: Any, out: Path, v: Variant, max_context: int,
+def build_pte(model: HFModel, tokenizer: HFTokenizer, out: Path, v: Variant, max_context: int,
               calib: np.ndarray | None = None, lowering: PteLowering = PteLowering()) -> Path:
     """Quantize a deep copy of MODEL per V (CALIB: calibration token windows, needed by smoothed variants) and
     write OUT (.pte), lowered per LOWERING."""
@@ -241,7 +250,7 @@ def build_pte(model: Any, tokenizer: Any, out: Path, v: Variant, max_context: in
     wrapped = wrapper(m, max_context) if program == "custom-sdpa" else _static_cache_wrapper(m, max_context)
     eos = tokenizer.eos_token_id
     bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else m.config.bos_token_id
-    meta = {"get_max_seq_len": max_context, "get_max_context_len": max_context,
+    meta: PteMetadata = {"get_max_seq_len": max_context, "get_max_context_len": max_context,
             "get_vocab_size": int(m.config.vocab_size), "use_kv_cache": True,
             "get_bos_id": int(bos if bos is not None else 0),
             "get_eos_ids": [int(eos)] if eos is not None else [], "enable_dynamic_shape": True}

@@ -16,14 +16,19 @@ ExecuTorch's LLM-runner convention ``forward(tokens [1, T], input_pos [1]) -> lo
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgeq.errors import CaptureError
+from edgeq.llm.hf import HFConfig, HFModel
+
+if TYPE_CHECKING:
+    import torch
+    from executorch.examples.models.llama.source_transformation.custom_kv_cache import CustomKVCache
 
 ATTENTION = "edgeq_executorch_custom_sdpa"  # the name registered in transformers' attention/mask interfaces
 
 
-def unsupported(config: Any) -> str | None:
+def unsupported(config: HFConfig) -> str | None:
     """Why the custom-SDPA program cannot express this model's attention, or None when it can."""
     if getattr(config, "attn_logit_softcapping", None):
         return "attention logit soft-capping (llama::custom_sdpa has no soft-cap)"
@@ -32,14 +37,20 @@ def unsupported(config: Any) -> str | None:
     return None
 
 
-def _attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, position_ids: Any = None,
-               scaling: float | None = None, softcap: float | None = None, **kwargs: Any) -> tuple[Any, None]:
+def _attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+               attention_mask: torch.Tensor | None, position_ids: torch.Tensor | None = None,
+               scaling: float | None = None, **kwargs: object) -> tuple[torch.Tensor, None]:
     """transformers attention interface over ExecuTorch's custom SDPA. QUERY [B, Hq, T, D]; KEY / VALUE: the
-    whole cache as [B, Hkv, S, D] views of the [B, S, Hkv, D] buffers (the transposes cancel in the graph)."""
+    whole cache as [B, Hkv, S, D] views of the [B, S, Hkv, D] buffers (the transposes cancel in the graph).
+    transformers passes everything after the tensors by keyword, so the rarely set ``softcap`` is read from
+    KWARGS (with ``dropout``, ``sliding_window``, ... which the custom op ignores)."""
     import torch  # heavy: torch, imported only where a model is built or run
 
-    if softcap:
+    if kwargs.get("softcap"):
         raise CaptureError("attention soft-capping reached llama::custom_sdpa", "build the static-cache program")
+    if position_ids is None:
+        raise CaptureError("llama::custom_sdpa needs position_ids (the cache's start position)",
+                           "call the exported wrapper, which passes them")
     q, k, v = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)
     dtype = q.dtype
     q, k, v = q.float(), k.float(), v.float()
@@ -57,7 +68,7 @@ def _attention(module: Any, query: Any, key: Any, value: Any, attention_mask: An
     return out.to(dtype), None
 
 
-def _no_mask(*args: Any, **kwargs: Any) -> None:
+def _no_mask(*args: object, **kwargs: object) -> None:
     """The mask interface: the custom op masks causally itself (sliding layers build theirs in ``_attention``)."""
     return None
 
@@ -73,13 +84,13 @@ def register() -> None:
     AttentionMaskInterface.register(ATTENTION, _no_mask)
 
 
-def _kv_shape(config: Any) -> tuple[int, int]:
+def _kv_shape(config: HFConfig) -> tuple[int, int]:
     heads = int(getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
     head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
     return heads, head_dim
 
 
-def wrapper(model: Any, max_context: int) -> Any:
+def wrapper(model: HFModel, max_context: int) -> torch.nn.Module:
     """MODEL (a transformers causal LM, changed in place: its attention implementation) as the module to export:
     ``forward(tokens [1, T], input_pos [1]) -> logits``, one CustomKVCache buffer pair per layer."""
     # optional: the [executorch] extra
@@ -99,18 +110,19 @@ def wrapper(model: Any, max_context: int) -> Any:
     class _Cache(StaticCache):
         """transformers' cache API over ExecuTorch's CustomKVCache: update() writes at ``input_pos``."""
 
-        def __init__(self, layers: Any) -> None:
+        def __init__(self, layers: torch.nn.ModuleList) -> None:
             super().__init__(config=config, max_cache_len=max_context)
             # as transformers' own export wrapper: window layers' mask sizes depend on the token count (an export
             # guard T <= window); the window is applied in _attention instead
             self.layers = [StaticLayer(max_context) if isinstance(la, StaticSlidingWindowLayer) else la
                            for la in self.layers]
             self.kv = layers
-            self.input_pos: Any = None
+            self.input_pos: torch.Tensor | None = None
 
-        def update(self, key_states: Any, value_states: Any, layer_idx: int, *args: Any,
-                   **kwargs: Any) -> tuple[Any, Any]:
-            return self.kv[layer_idx].update(self.input_pos, key_states, value_states)  # type: ignore[no-any-return]
+        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: object,
+                   **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
+            layer: CustomKVCache = self.kv[layer_idx]
+            return layer.update(self.input_pos, key_states, value_states)  # type: ignore[no-any-return]
 
     class EtLlm(torch.nn.Module):
         def __init__(self) -> None:

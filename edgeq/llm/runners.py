@@ -5,12 +5,17 @@ logits. ``reset()`` forgets the cache."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol, SupportsInt
 
 import numpy as np
 
 from edgeq.errors import ArtifactError, RunnerError
+from edgeq.llm.hf import HFModel
+
+if TYPE_CHECKING:
+    from transformers import DynamicCache
 
 
 class LmRunner(Protocol):
@@ -24,10 +29,10 @@ class LmRunner(Protocol):
 class TorchLM:
     """The float reference: the transformers model with its own dynamic cache."""
 
-    def __init__(self, model: Any, max_context: int) -> None:
+    def __init__(self, model: HFModel, max_context: int) -> None:
         self.model = model
         self.max_context = max_context
-        self._cache: Any = None
+        self._cache: DynamicCache | None = None
 
     def reset(self) -> None:
         self._cache = None
@@ -118,7 +123,7 @@ def _sliding_window(folder: Path) -> int:
     return int(sw.get("window_size", 0))
 
 
-def _head_dim(folder: Path, shape: list[Any]) -> int:
+def _head_dim(folder: Path, shape: Sequence[int | str | None]) -> int:
     if isinstance(shape[3], int):
         return int(shape[3])
 
@@ -143,12 +148,19 @@ class PteLM:
         except RuntimeError as e:
             raise ArtifactError(f"ExecuTorch cannot load {path}: {e}") from e
         self.meta = {name: self._const(name) for name in self.program.method_names if name.startswith(("get_", "use_"))}
-        self.max_context = int(self.meta.get("get_max_context_len", self.meta.get("get_max_seq_len", 128)))
-        self.max_tokens = int(self.meta.get("get_max_seq_len", self.max_context)) - 1
+        self.max_context = self._meta_int("get_max_context_len", self._meta_int("get_max_seq_len", 128))
+        self.max_tokens = self._meta_int("get_max_seq_len", self.max_context) - 1
 
-    def _const(self, name: str) -> Any:
+    def _const(self, name: str) -> object:
         out = self.program.load_method(name).execute([])
         return out[0] if len(out) == 1 else list(out)
+
+    def _meta_int(self, name: str, default: int) -> int:
+        value = self.meta.get(name, default)
+        if not isinstance(value, SupportsInt):
+            raise ArtifactError(f"the program's {name}() is not an integer (got {type(value).__name__})",
+                                "re-export the .pte with edgeq")
+        return int(value)
 
     def reset(self) -> None:
         return None

@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from edgeq.jsontypes import JSONObject, get_int
 from edgeq.llm import measure
 from edgeq.llm.config import Variant
 from edgeq.llm.metrics import CONFIDENCE, WindowScores, compare, score
@@ -40,17 +40,22 @@ class Rung:
     """One judged rung: its manifest row, and its artifact when it was lowered (None: judged in torch only)."""
 
     variant: Variant
-    record: dict[str, Any]
+    record: JSONObject
     path: Path | None
 
     @property
     def passed(self) -> bool:
         return bool(self.record["passed"]) and self.path is not None
 
+    @property
+    def bytes(self) -> int | None:
+        """The artifact's size (None: judged in torch only, never lowered)."""
+        return get_int(self.record, "bytes") if self.record.get("bytes") is not None else None
+
 
 @dataclass(frozen=True)
 class FormatSelection:
-    trials: list[dict[str, Any]]
+    trials: list[JSONObject]
     ship: list[tuple[Variant, Path]]  # the pick first (when one met the budget), then the reference
     selection: Selection
 
@@ -65,7 +70,7 @@ def select_format(ctx: measure.Context, fmt: str, pr: Progress, lower: Lower = m
     rungs = list(run.trials)
     if rungs[-1].variant != last:  # an earlier rung passed: the reference is still built, never estimated
         rungs.append(_judge(ctx, last, pr, lower, estimate_first=False, reference=True))
-    chosen = pick([Scored(i, r.record["bytes"], r.passed) for i, r in enumerate(rungs)])
+    chosen = pick([Scored(i, r.bytes, r.passed) for i, r in enumerate(rungs)])
     picked = rungs[chosen.order] if chosen is not None else None
     reference = rungs[-1]
     ship = [(r.variant, r.path) for r in (picked, reference) if r is not None and r.path is not None]
@@ -109,7 +114,7 @@ def _judge_artifact(ctx: measure.Context, v: Variant, pr: Progress, lower: Lower
     m = compare(ctx.calib_scores, got)
     size = measure.artifact_bytes(path, v.format)
     ok = m["ppl_ratio_upper"] <= ctx.limit
-    record: dict[str, Any] = {"name": v.name, "variant": v.to_dict(), "bytes": size,
+    record: JSONObject = {"name": v.name, "variant": v.to_dict(), "bytes": size,
                               "size_ratio": round(size / ctx.fbytes, 4), "calib": m, "passed": ok,
                               "build_s": round(build_s, 1), "judged_on": "artifact"}
     if estimate is not None:

@@ -17,14 +17,18 @@ graph (no ``x * 1/s`` op), so the lowered program has the same ops as without sm
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgeq.errors import QuantizationError
 from edgeq.jsontypes import JSONObject
+from edgeq.llm.hf import HFModel
 from edgeq.outliers.smoothquant import SmoothQuantConfig, choose_scale
 from edgeq.outliers.stats import InputStats, linear_input_stats
+
+if TYPE_CHECKING:
+    import torch
 
 # RMSNorms whose forward is ``weight * normalized(x)`` (Gemma's ``(1 + weight)`` is not one of them)
 _PLAIN_RMSNORMS = ("LlamaRMSNorm", "Qwen2RMSNorm", "Qwen3RMSNorm", "MistralRMSNorm", "Phi3RMSNorm",
@@ -33,23 +37,24 @@ _LAYER = re.compile(r"^(?P<block>.*\.layers\.\d+)\.(?P<rest>.+)$")
 PER_TOKEN = SmoothQuantConfig(activation="per_token", calibration_samples=16)
 
 
-def _plain_norm(block: Any, name: str) -> Any:
+def _plain_norm(block: torch.nn.Module | None, name: str) -> torch.nn.Module | None:
     norm = getattr(block, name, None)
     return norm if norm is not None and type(norm).__name__ in _PLAIN_RMSNORMS else None
 
 
-def _logits(model: Any, window: np.ndarray) -> Any:
+def _logits(model: HFModel, window: np.ndarray) -> torch.Tensor:
     import torch  # heavy: torch, imported only where a model is built or run
 
     with torch.no_grad():
-        return model(torch.from_numpy(np.ascontiguousarray(window[None]))).logits.float()
+        logits: torch.Tensor = model(torch.from_numpy(np.ascontiguousarray(window[None]))).logits
+        return logits.float()
 
 
-def _apply(st: InputStats, linears: list[Any], producer: Any, kind: str, cfg: SmoothQuantConfig,
+def _apply(st: InputStats, linears: list[torch.nn.Module], producer: torch.nn.Module, kind: str, cfg: SmoothQuantConfig,
            log: list[JSONObject]) -> None:
     """Choose the scale for the input ST of LINEARS and fold it: their input columns * s, PRODUCER / s (a norm's
     weight, or the up-projection's output rows)."""
-    weights = [m.weight.detach().float() for m in linears]
+    weights = [m.get_parameter("weight").detach().float() for m in linears]
     alpha, scale, err, base = choose_scale(st, weights, cfg)
     applied = alpha > 0 and err < base * (1 - cfg.min_gain)
     log.append({"layers": st.layers, "alpha": alpha if applied else 0.0,
@@ -58,16 +63,17 @@ def _apply(st: InputStats, linears: list[Any], producer: Any, kind: str, cfg: Sm
         return
     s = scale.to(weights[0].dtype)
     for m in linears:
-        m.weight.mul_(s[None, :])
+        m.get_parameter("weight").mul_(s[None, :])
     if kind == "norm":
-        producer.weight.div_(s)
+        producer.get_parameter("weight").div_(s)
     else:
-        producer.weight.div_(s[:, None])
-        if producer.bias is not None:
-            producer.bias.div_(s)
+        producer.get_parameter("weight").div_(s[:, None])
+        bias = getattr(producer, "bias", None)  # the up-projection Linear's (None when it has none)
+        if bias is not None:
+            bias.div_(s)
 
 
-def smooth_decoder(model: Any, windows: np.ndarray, cfg: SmoothQuantConfig = PER_TOKEN) -> list[JSONObject]:
+def smooth_decoder(model: HFModel, windows: np.ndarray, cfg: SmoothQuantConfig = PER_TOKEN) -> list[JSONObject]:
     """Migrate per-token activation outliers of MODEL (a HF causal LM, float) into its weights, in place, from
     the calibration token WINDOWS [n, T]. Returns one log entry per Linear input considered. Float logits stay
     the same (checked on one window: a relative change above 1e-4 raises QuantizationError)."""

@@ -7,15 +7,15 @@ import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from edgeq.errors import ModelSourceError
+from edgeq.llm.hf import HFModel, HFTokenizer
 
 
 @dataclass
 class LoadedLM:
-    model: Any  # transformers PreTrainedModel (float32, eval mode)
-    tokenizer: Any
+    model: HFModel  # float32, eval mode
+    tokenizer: HFTokenizer
     ref: str
     kind: str  # hf-folder | gguf | factory
 
@@ -92,7 +92,7 @@ def _from_factory(ref: str) -> LoadedLM:
     return LoadedLM(out[0], out[1], ref, "factory")
 
 
-def _drop_gguf_quantizer(model: Any) -> None:
+def _drop_gguf_quantizer(model: HFModel) -> None:
     # transformers dequantizes GGUF blocks to float on load but keeps a quantizer that forbids save_pretrained;
     # the float weights are what we export, so the marker goes.
     model.hf_quantizer = None
@@ -123,7 +123,7 @@ def save_hf_folder(lm: LoadedLM, folder: Path) -> Path:
     return folder
 
 
-def float_bytes(model: Any) -> int:
+def float_bytes(model: HFModel) -> int:
     """Bytes of the float weights, each shared (tied) tensor counted once."""
     seen: set[int] = set()
     total = 0

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from edgeq.config import QuantOptions
-from edgeq.jsontypes import JSONObject
+from edgeq.jsontypes import JSONObject, get_object, get_str
+from edgeq.llm.hf import HFConfig
 from edgeq.manifest import Artifact
 from edgeq.pipeline.stage import get_stage
 from edgeq.pipeline.state import BuildState, EtBackendConfig
-from edgeq.targetspec import Target
+from edgeq.targetspec import ExecutorchSpec, Target
 
 MB = 1024 * 1024
 KV_BYTES_PER_VALUE = 4  # both runtimes keep the KV cache in float32 here
@@ -30,7 +30,7 @@ class KvShape:
     head_dim: int
 
     @classmethod
-    def of(cls, config: Any) -> KvShape:  # a transformers PretrainedConfig (third-party)
+    def of(cls, config: HFConfig) -> KvShape:
         heads = int(config.num_attention_heads)
         head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
         return cls(int(config.num_hidden_layers), int(getattr(config, "num_key_value_heads", None) or heads), head_dim)
@@ -41,7 +41,7 @@ class KvShape:
 
 def backend_config(target: Target) -> EtBackendConfig:
     """The ``.pte`` layout the target asks for: extracted delegate segments, on its page size when it has one."""
-    return EtBackendConfig(extract_delegate_segments=True, segment_alignment=target.executorch.segment_alignment)
+    return EtBackendConfig(extract_delegate_segments=True, segment_alignment=target.spec(ExecutorchSpec).segment_alignment)
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,9 @@ class LmItem:
     main: str  # the runtime's entry file (.pte, or the folder's model.onnx)
 
 
-def items_from_manifest(artifacts: list[dict[str, Any]]) -> list[LmItem]:
-    return [LmItem(a["name"], a["format"], a["details"]["folder"], a["path"]) for a in artifacts]
+def items_from_manifest(artifacts: list[JSONObject]) -> list[LmItem]:
+    return [LmItem(get_str(a, "name"), get_str(a, "format"), get_str(get_object(a, "details"), "folder"),
+                   get_str(a, "path")) for a in artifacts]
 
 
 def items_from_files(arts: list[Artifact]) -> list[LmItem]:
@@ -80,7 +81,8 @@ def run_checks(target: Target, out: Path, items: list[LmItem], kv: KvShape | Non
 
 
 def _budget(target: Target, out: Path, items: list[LmItem], kv: KvShape | None, context: int) -> JSONObject:
-    rows: list[dict[str, Any]] = []
+    rows: list[JSONObject] = []
+    sizes: list[tuple[str, int, int]] = []  # (artifact, bytes, RAM estimate) for the summary
     failures: list[str] = []
     for i in items:
         root = out / i.root
@@ -90,6 +92,7 @@ def _budget(target: Target, out: Path, items: list[LmItem], kv: KvShape | None, 
         rows.append({"artifact": i.name, "bytes": size, "storage_budget_bytes": target.storage_mb * MB,
                      "weights_bytes": size, "kv_cache_bytes": cache if kv is not None else None,
                      "ram_estimate_bytes": ram, "ram_budget_bytes": target.ram_mb * MB, "context": context})
+        sizes.append((i.name, size, ram))
         if size > target.storage_mb * MB:
             failures.append(f"{i.name} is {size / MB:.1f} MB, over {target.name}'s storage budget of "
                             f"{target.storage_mb} MB")
@@ -99,7 +102,7 @@ def _budget(target: Target, out: Path, items: list[LmItem], kv: KvShape | None, 
                             + f"), over {target.name}'s {target.ram_mb} MB")
     method = ("artifact bytes + float32 KV cache at --max-context (activations excluded)" if kv is not None
               else "artifact bytes only (the model config for the KV cache is not in the folder)")
-    summary = "; ".join(f"{r['artifact']}: {r['bytes'] / MB:.1f} MB, ~{r['ram_estimate_bytes'] / MB:.1f} MB RAM"
-                        for r in rows) or "no artifact"
+    summary = "; ".join(f"{name}: {size / MB:.1f} MB, ~{ram / MB:.1f} MB RAM"
+                        for name, size, ram in sizes) or "no artifact"
     return {"stage": "artifact", "kind": "check", "format": "llm", "name": "budget-check", "changed": False,
             "summary": summary, "details": {"artifacts": rows, "method": method}, "failures": failures}

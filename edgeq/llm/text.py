@@ -9,16 +9,16 @@ float baseline and the quantized ratios are judged on text the model never saw i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from edgeq.errors import DataError
+from edgeq.llm.hf import HFTokenizer
 
 _PROBE = "The"  # any short text: only what the tokenizer puts in front of it matters
 
 
-def bos_id(tokenizer: Any) -> int | None:
+def bos_id(tokenizer: HFTokenizer) -> int | None:
     """The BOS id the model expects in front of a text, or None when it is trained without one.
 
     The tokenizer decides (its post-processor / ``add_bos_token``, which transformers sets from the model's own
@@ -35,7 +35,7 @@ def bos_id(tokenizer: Any) -> int | None:
     return None
 
 
-def tokenize_file(tokenizer: Any, path: Path) -> np.ndarray:
+def tokenize_file(tokenizer: HFTokenizer, path: Path) -> np.ndarray:
     if not Path(path).is_file():
         raise DataError(f"text file not found: {path}")
     try:
@@ -70,7 +70,7 @@ def _with_bos(rows: np.ndarray, bos: int | None) -> np.ndarray:
     return np.concatenate([np.full((len(rows), 1), bos, dtype=np.int64), rows], axis=1)
 
 
-def calib_eval_windows(tokenizer: Any, calib: Path, eval_: Path | None, seq_len: int, n_calib: int,
+def calib_eval_windows(tokenizer: HFTokenizer, calib: Path, eval_: Path | None, seq_len: int, n_calib: int,
                        n_eval: int) -> tuple[np.ndarray, np.ndarray]:
     """Calibration and evaluation windows (BOS-prefixed when the model uses BOS, see ``bos_id``). Without an eval
     file, eval comes from the far end of the calibration text so the two never share a text token."""

@@ -10,7 +10,7 @@ validates it once afterwards. The check's host validation is dropped again at th
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edgeq.backends.onnx import PREP_NAME
@@ -63,14 +63,15 @@ def _host_checked(state: BuildState, built: list[Artifact], budget: Budget,
                   run: Callable[[], JSONObject]) -> JSONObject:
     """Run ``run`` with the candidates validated on the host (what decides whether to search); that validation is
     dropped afterwards, since every runner validates what ships once, after the artifact stages."""
-    candidates = [a for a in built if a.role == "candidate"]
-    validate_artifacts(ValidationRequest(state.workdir, INPUTS_REL, REFERENCE_REL, ("host",), state.target, budget),
-                       candidates, Progress(False))
+    at = [i for i, a in enumerate(built) if a.role == "candidate"]
+    checked = validate_artifacts(ValidationRequest(state.workdir, INPUTS_REL, REFERENCE_REL, ("host",), state.target,
+                                                   budget), [built[i] for i in at], Progress(False))
+    for i, a in zip(at, checked, strict=True):
+        built[i] = a
     try:
         return run()
-    finally:
-        for a in candidates:
-            a.validations = []
+    finally:  # nothing is validated before SELECT: every validation in ``built`` is this host check's
+        built[:] = [replace(a, validations=()) if a.validations else a for a in built]
 
 
 def _select_onnx(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> JSONObject:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Literal
 
@@ -55,6 +55,9 @@ class StageResult:
     summary: str  # one line for the terminal and the report
     details: JSONObject = field(default_factory=dict)
     state: BuildState | None = None  # the updated state (None: unchanged)
+    # A Check's findings about one artifact, recorded in its manifest entry: artifact name -> {details key: value}.
+    # Not a build change (a Check writes no state field): ``StageSpec.run`` applies them to the returned state.
+    artifact_details: Mapping[str, JSONObject] = field(default_factory=dict)
     verdict_failures: tuple[str, ...] = ()  # e.g. over the storage budget
 
     def to_dict(self) -> JSONObject:
@@ -95,6 +98,9 @@ class StageSpec:
             if extra:
                 raise PassError(f"stage {self.name!r} changed {', '.join(sorted(extra))}, which it does not declare "
                                 f"in writes={sorted(self.writes)}", "declare the field or stop writing it")
+        if result.artifact_details:
+            noted = (result.state or state).with_artifact_details(result.artifact_details)
+            result = replace(result, state=noted)
         return result
 
 

@@ -6,6 +6,7 @@ it writes, so the pipeline can check that it wrote nothing else and order stages
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict, Unpack
@@ -93,6 +94,14 @@ class BuildState:
 
     def updated(self, **changes: Unpack[StateChanges]) -> BuildState:
         return replace(self, **changes)
+
+    def with_artifact_details(self, details: Mapping[str, JSONObject]) -> BuildState:
+        """Each artifact named in ``details`` with those keys set in its ``details`` (a new Artifact, same place)."""
+        def noted(a: Artifact) -> Artifact:
+            for key, value in details.get(a.name, {}).items():
+                a = a.with_detail(key, value)
+            return a
+        return replace(self, artifacts=tuple(noted(a) for a in self.artifacts))
 
     def changed_fields(self, other: BuildState) -> set[str]:
         return {f.name for f in fields(self) if getattr(self, f.name) is not getattr(other, f.name)

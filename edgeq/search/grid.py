@@ -68,8 +68,7 @@ def onnx_grid(g: GridInputs, first: Artifact, progress: Progress) -> tuple[list[
         rename_outputs(g.workdir / rel, list(g.output_names))
         a = Artifact(name=name, path=rel, format="onnx", precision=precision, role="candidate",
                      quantization={**info, **({"recipe": recipe.to_dict()} if recipe else {})}, details=graph_stats(g.workdir / rel))
-        a.refresh(g.workdir)
-        new.append(a)
+        new.append(a.refresh(g.workdir))
 
     if g.with_fp16:
         add("onnx-fp16", "fp16", lambda p: {"method": "fp16", **convert_fp16(g.workdir / "model.fp32.onnx", p)}, None)

@@ -68,12 +68,13 @@ class SearchContext:
     runners: tuple[str, ...] = ()  # runners that validate the pick again (none: the artifact phase does it)
     linear_ranking: tuple[str, ...] = ()  # torch Linear modules, most sensitive first (edgeq.prepare)
 
-    def revalidate(self, art: Artifact) -> None:
-        """Validate the replaced artifact on every runner, so the verdict comes from the chosen model."""
-        art.validations = []
-        if self.runners:
-            validate_artifacts(ValidationRequest(self.workdir, self.inputs_rel, self.reference_rel, self.runners,
-                                                 self.target, self.budget), [art], self.progress)
+    def revalidate(self, art: Artifact) -> Artifact:
+        """The replaced artifact validated on every runner, so the verdict comes from the chosen model."""
+        art = dataclasses.replace(art, validations=())
+        if not self.runners:
+            return art
+        return validate_artifacts(ValidationRequest(self.workdir, self.inputs_rel, self.reference_rel, self.runners,
+                                                    self.target, self.budget), [art], self.progress)[0]
 
 
 def first_candidate(artifacts: list[Artifact], first_dynamic: bool = False) -> Artifact | None:
@@ -122,7 +123,8 @@ def base_options(art: Artifact) -> QuantOptions:
 
 def run_export_search(ctx: SearchContext, artifacts: list[Artifact],
                       static_base: QuantOptions | None = None) -> JSONObject:
-    """Search, replace the ONNX INT8 artifact with the pick, re-validate it. Returns manifest keys to add.
+    """Search, replace the ONNX INT8 artifact with the pick in ``artifacts``, re-validate it. Returns manifest keys
+    to add.
 
     ``static_base``: given when the first INT8 model was the predicted dynamic one (no static model was built):
     the resolved settings the static fallbacks start from, instead of the first model's record.
@@ -138,13 +140,15 @@ def run_export_search(ctx: SearchContext, artifacts: list[Artifact],
     # "the INT8 model". When nothing met the budget the first model stays with its failing verdict (exit 1) and
     # the closest trials are reported with their distance on each metric (same rule as the .pte search).
     best = result.best if result.met else None
+    first = art
     if best is None:
-        art.quantization = {**(art.quantization or {}),
-                            "search": {"trial": None, "met": False, "shipped": "first model (no trial met the budget)",
-                                       "closest": [t.index for t in result.closest()]}}
-        art.refresh(ctx.workdir)
+        art = dataclasses.replace(art, quantization={
+            **(art.quantization or {}),
+            "search": {"trial": None, "met": False, "shipped": "first model (no trial met the budget)",
+                       "closest": [t.index for t in result.closest()]}}).refresh(ctx.workdir)
     elif best.path is not None:
-        _ship_trial(ctx, art, best, best.path, base)
+        art = _ship_trial(ctx, art, best, best.path, base)
+    artifacts[artifacts.index(first)] = art
     met = best is not None  # `best`: the trial that replaced the first model, above
     shipped = f"trial {best.index} ({best.config.label()})" if best is not None else f"the first INT8 model ({art.name})"
     sel = Selection("onnx", met, len(result.trials), result.stopped, shipped, result.time_capped)
@@ -173,48 +177,49 @@ def _search(ctx: SearchContext, art: Artifact, base: QuantOptions, first_dynamic
     return search_onnx(data, start, ctx.budget, ctx.config.search, scratch / "search", ctx.progress)
 
 
-def _ship_trial(ctx: SearchContext, art: Artifact, best: Trial, built: Path, base: QuantOptions) -> None:
-    """Replace the first model's file (with ``built``, the trial's model) and record with the passing trial's,
-    then validate it again."""
-    _rename_for_scheme(ctx.workdir, art, best, base)
+def _ship_trial(ctx: SearchContext, art: Artifact, best: Trial, built: Path, base: QuantOptions) -> Artifact:
+    """Replace the first model's file (with ``built``, the trial's model); the artifact recorded with the passing
+    trial's settings, validated again."""
+    art = _rename_for_scheme(ctx.workdir, art, best, base)
     shutil.copyfile(built, ctx.workdir / art.path)
-    art.quantization = {**(art.quantization or {}), "calibration": best.quant.calibration,
+    q: JSONObject = {**(art.quantization or {}), "calibration": best.quant.calibration,
                         "per_channel": bool(best.quant.per_channel),
                         "nodes_excluded": list(best.quant.nodes_to_exclude),
                         "int16_activation_nodes": list(best.quant.int16_activation_nodes),
                         "search": {"trial": best.index, "stage": best.stage, "label": best.config.label(),
                                    "met": True}}  # only a trial inside the budget ships
-    art.quantization.pop("bias_correction", None)
+    q.pop("bias_correction", None)
     if best.bias_correction is not None:
-        art.quantization["bias_correction"] = best.bias_correction
+        q["bias_correction"] = best.bias_correction
     if best.config.dynamic:
-        art.quantization.update({"method": "dynamic", "format": "QOperator", "calibration": None,
+        q.update({"method": "dynamic", "format": "QOperator", "calibration": None,
                                  "calibration_samples": 0, "activation_type": "uint8 (dynamic)",
                                  "reduce_range": bool(best.quant.reduce_range),
                                  "fp16_linears": list(best.fp16_modules), "fp16_nodes": list(best.fp16_nodes),
                                  "tool": "onnxruntime.quantization.quantize_dynamic"})
     if best.config.hybrid:
-        art.quantization.update({"method": "hybrid", "dynamic_linears": True,
+        q.update({"method": "hybrid", "dynamic_linears": True,
                                  "tool": "onnxruntime.quantization.quantize_static (convolutions) + "
                                          "quantize_dynamic (linears)"})
-    art.details = graph_stats(ctx.workdir / art.path)
-    art.refresh(ctx.workdir)
-    ctx.revalidate(art)
+    art = dataclasses.replace(art, quantization=q, details=graph_stats(ctx.workdir / art.path))
+    return ctx.revalidate(art.refresh(ctx.workdir))
 
 
-def _rename_for_scheme(workdir: Path, art: Artifact, best: Trial, base: QuantOptions) -> None:
+def _rename_for_scheme(workdir: Path, art: Artifact, best: Trial, base: QuantOptions) -> Artifact:
     """A pick of the other scheme than the first model (dynamic for static, or the reverse) ships under its own
     name: the first model's file is removed and the artifact renamed."""
     if best.config.dynamic:  # the pick is a dynamic INT8 model: ship it under its own name
         (workdir / art.path).unlink(missing_ok=True)
-        art.name, art.path, art.precision = ONNX_DYNAMIC, ONNX_INT8_DYNAMIC_NAME, "int8-dynamic"
-    elif art.precision == "int8-dynamic":  # a static fallback replaces the predicted dynamic first model
+        return dataclasses.replace(art, name=ONNX_DYNAMIC, path=ONNX_INT8_DYNAMIC_NAME, precision="int8-dynamic")
+    if art.precision == "int8-dynamic":  # a static fallback replaces the predicted dynamic first model
         (workdir / art.path).unlink(missing_ok=True)
-        art.name, art.path, art.precision = ONNX_STATIC, INT8_NAME, "int8-static"
-        art.quantization = {**(art.quantization or {}), "method": "static", "format": "QDQ",
-                            "calibration_samples": base.max_calibration_samples,
-                            "activation_type": best.quant.activation_type, "reduce_range": best.quant.reduce_range,
-                            "tool": "onnxruntime.quantization.quantize_static"}
+        return dataclasses.replace(
+            art, name=ONNX_STATIC, path=INT8_NAME, precision="int8-static",
+            quantization={**(art.quantization or {}), "method": "static", "format": "QDQ",
+                          "calibration_samples": base.max_calibration_samples,
+                          "activation_type": best.quant.activation_type, "reduce_range": best.quant.reduce_range,
+                          "tool": "onnxruntime.quantization.quantize_static"})
+    return art
 
 
 def print_closest(progress: Progress, rows: list[tuple[int, str, list[str], str | None, dict[str, float]]]) -> None:

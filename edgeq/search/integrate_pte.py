@@ -134,29 +134,32 @@ def _search(ctx: SearchContext, artifacts: list[Artifact], inputs: PteSearchInpu
 
 def _ship_winner(ctx: SearchContext, artifacts: list[Artifact], inputs: PteSearchInputs, static: torch.export.ExportedProgram,
                  winner: PteTrial) -> None:
-    """Replace the first ``.pte`` (and its ``.bpte`` bundle's program) with the winner, then validate it again."""
-    workdir, art = ctx.workdir, _pte_candidate(artifacts)
-    bundle = next((a for a in artifacts if a.format == "bpte"), None)
-    if art is None or winner.path is None:
+    """Replace the first ``.pte`` (and its ``.bpte`` bundle's program) with the winner in ``artifacts``, then
+    validate it again."""
+    workdir, first = ctx.workdir, _pte_candidate(artifacts)
+    first_bundle = bundle = next((a for a in artifacts if a.format == "bpte"), None)
+    if first is None or winner.path is None:
         return
+    art = first
     if winner.quant.mode == "dynamic" and art.precision != "int8-dynamic":  # ship it under its own name
         (workdir / art.path).unlink(missing_ok=True)
-        art.name, art.path, art.precision = "pte-int8-dynamic", INT8_DYNAMIC_NAME, "int8-dynamic"
+        art = dataclasses.replace(art, name="pte-int8-dynamic", path=INT8_DYNAMIC_NAME, precision="int8-dynamic")
         if bundle is not None:
-            bundle.precision = "int8-dynamic"
-            bundle.details["program"] = INT8_DYNAMIC_NAME
+            bundle = dataclasses.replace(bundle, precision="int8-dynamic").with_detail("program", INT8_DYNAMIC_NAME)
     shutil.copyfile(winner.path, workdir / art.path)
     # the shipped program's own record: its delegation and the backend config it was lowered with
-    art.details = {**art.details, "delegation": winner.delegation, "backend_config": dict(inputs.backend_config)}
-    art.quantization = {**(art.quantization or {}), "method": winner.quant.mode,
-                        "dynamic_linears": winner.quant.dynamic_linears,
-                        "nodes_excluded": list(winner.quant.nodes_to_exclude),
-                        "backend_config": dict(inputs.backend_config),
-                        "search": {"trial": winner.index, "label": winner.label, "met": True}}
-    art.refresh(workdir)
-    ctx.revalidate(art)
+    art = dataclasses.replace(
+        art, details={**art.details, "delegation": winner.delegation, "backend_config": dict(inputs.backend_config)},
+        quantization={**(art.quantization or {}), "method": winner.quant.mode,
+                      "dynamic_linears": winner.quant.dynamic_linears,
+                      "nodes_excluded": list(winner.quant.nodes_to_exclude),
+                      "backend_config": dict(inputs.backend_config),
+                      "search": {"trial": winner.index, "label": winner.label, "met": True}})
+    artifacts[artifacts.index(first)] = ctx.revalidate(art.refresh(workdir))
     if bundle is not None and winner.program is not None:  # the golden-I/O bundle carries the shipped program
         state = BuildState(target=ctx.target, fmt="pte", workdir=workdir, quant=winner.quant, calib=ctx.calib,
                            eval=inputs.ev, captured=inputs.captured)
-        bundle.details["bundled"] = bundle_program(state, static, winner.program, workdir / art.path)
-        bundle.refresh(workdir)
+        bundled = bundle_program(state, static, winner.program, workdir / art.path)
+        bundle = bundle.with_detail("bundled", bundled).refresh(workdir)
+    if bundle is not None and first_bundle is not None:
+        artifacts[artifacts.index(first_bundle)] = bundle

@@ -48,7 +48,7 @@ from edgeq.select.ladder import TrialBudget, run_ladder
 from edgeq.select.rule import Scored, shortfall, size_shortfall
 from edgeq.select.rule import closest as select_closest
 from edgeq.signature import TensorSpec
-from edgeq.targetspec import Target
+from edgeq.targetspec import ExecutorchSpec, Target
 from edgeq.validate.metrics import budget_distance, check_budget, compare
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ def _run_trial(ctx: PteSearchData, t: PteTrial) -> PteTrial:
     t0 = time.perf_counter()
     try:
         qep, _ = quantize_pt2e(ctx.static, ctx.calib, ctx.signature, t.quant, ctx.target)
-        program, t.delegation = lower_to_executorch(qep, ctx.backend_config, ctx.target.executorch.partitioner)
+        program, t.delegation = lower_to_executorch(qep, ctx.backend_config, ctx.target.spec(ExecutorchSpec).partitioner)
         t.path = ctx.scratch / f"trial{t.index}.pte"
         t.path.write_bytes(program.buffer)
         t.bytes = t.path.stat().st_size

@@ -150,8 +150,10 @@ def budget_check(ctx: BuildState) -> StageResult:
         row, fails = check_artifact(art, ctx.workdir, t.storage_mb, t.ram_mb)
         rows.append(row)
         failures += fails
-    for a, row in zip([a for a in ctx.artifacts if a.format in _FAMILY.get(ctx.fmt, (ctx.fmt,))], rows, strict=True):
-        a.details["budget"] = {k: v for k, v in row.items() if k != "artifact"}
+    noted: dict[str, JSONObject] = {
+        a.name: {"budget": {k: v for k, v in row.items() if k != "artifact"}}
+        for a, row in zip([a for a in ctx.artifacts if a.format in _FAMILY.get(ctx.fmt, (ctx.fmt,))], rows,
+                          strict=True)}
     worst_ram = max((get_int(r, "ram_estimate_bytes") for r in rows if "ram_estimate_bytes" in r), default=0)
     largest = max((get_int(r, "bytes") for r in rows), default=0)
     summary = (f"{len(rows)} artifact(s): largest {largest / MB:.2f} MB of {t.storage_mb} MB storage, "
@@ -159,4 +161,4 @@ def budget_check(ctx: BuildState) -> StageResult:
                + ("" if not failures else f" — {len(failures)} over budget"))
     return StageResult(NAME, changed=False, summary=summary, details={"artifacts": rows, "storage_mb": t.storage_mb,
                                                                       "ram_mb": t.ram_mb},
-                      verdict_failures=tuple(failures))
+                      verdict_failures=tuple(failures), artifact_details=noted)

@@ -25,6 +25,7 @@ def executorch_alignment(ctx: BuildState) -> StageResult:
     rows: list[JSONObject] = []
     failures: list[str] = []
     said: list[str] = []  # one summary clause per .pte
+    noted: dict[str, JSONObject] = {}  # recorded in each .pte's manifest entry
     for a in ctx.artifacts:
         if a.format != "pte":
             continue
@@ -36,7 +37,7 @@ def executorch_alignment(ctx: BuildState) -> StageResult:
             "segments": [{"offset": o, "size": s, "offset_mod_alignment": o % align} for o, s in lay.segments],
             "delegate_segments": list(lay.delegate_segments), "inline_delegates": lay.inline_delegates,
             "alignment": align, "aligned": aligned}
-        a.details["pte_layout"] = row
+        noted[a.name] = {"pte_layout": row}
         rows.append(row)
         said.append(f"{a.name}: {len(lay.segments)} segment(s) at {[o for o, _ in lay.segments]}, "
                     f"{'all' if aligned else 'NOT'} {align}-byte aligned")
@@ -47,4 +48,5 @@ def executorch_alignment(ctx: BuildState) -> StageResult:
             failures.append(f"{a.name}: {lay.inline_delegates} delegate blob(s) stored inline in the flatbuffer "
                             "(not extracted into segments, so they cannot be memory-mapped)")
     summary = "; ".join(said) or "no .pte artifact"
-    return StageResult(NAME, changed=False, summary=summary, details={"artifacts": rows}, verdict_failures=tuple(failures))
+    return StageResult(NAME, changed=False, summary=summary, details={"artifacts": rows}, verdict_failures=tuple(failures),
+                       artifact_details=noted)

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState, EtBackendConfig
-from edgeq.targetspec import Target
+from edgeq.targetspec import ExecutorchSpec, Target
 
 NAME = "executorch-layout"
 ANDROID_PAGE = 16384  # bytes: Android 15 16 KB page size support (developer.android.com/guide/practices/page-sizes)
 
 
 def segment_alignment(target: Target) -> int:
-    return int(target.executorch.segment_alignment or ANDROID_PAGE)
+    return int(target.spec(ExecutorchSpec).segment_alignment or ANDROID_PAGE)
 
 
 @register_stage(NAME, StageKind.TRANSFORM, "configure", formats=("pte",), applies_to=lambda t: t.os == "android",

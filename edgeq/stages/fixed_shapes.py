@@ -25,7 +25,7 @@ from edgeq.onnx.graph_util import graph_path, outputs_moved
 from edgeq.onnx.io import save_atomic
 from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
-from edgeq.targetspec import Target
+from edgeq.targetspec import OnnxScheme, Target
 
 if TYPE_CHECKING:
     import onnx
@@ -35,7 +35,7 @@ STATIC_SHAPE_EPS = ("NNAPI", "CoreML")
 
 
 def needs_static_shapes(target: Target) -> bool:
-    return any(ep in STATIC_SHAPE_EPS for ep in target.onnx.execution_providers)
+    return any(ep in STATIC_SHAPE_EPS for ep in target.spec(OnnxScheme).execution_providers)
 
 
 def input_shapes(model: onnx.ModelProto) -> dict[str, list[int | str | None]]:

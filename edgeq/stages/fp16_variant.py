@@ -50,8 +50,7 @@ def fp16_variant(ctx: BuildState) -> StageResult:
         info["fixed_shapes"] = plan
     info["gpu_delegate"] = ctx.target.gpu_delegate
     art = Artifact(name="onnx-fp16", path=FP16_NAME, format="onnx", precision="fp16", role="candidate",
-                   details={"fp16": info, "derived_from": base.name})
-    art.refresh(ctx.workdir)
+                   details={"fp16": info, "derived_from": base.name}).refresh(ctx.workdir)
     return StageResult(NAME, changed=True, state=ctx.updated(artifacts=(*ctx.artifacts, art)), details=info,
                       summary=f"{FP16_NAME}: {bytes_before / 1024:.1f} KB -> {art.bytes / 1024:.1f} KB "
                               f"for the {ctx.target.gpu_delegate} delegate ({info['casts_added']} Cast nodes at the "

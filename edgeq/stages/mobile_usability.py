@@ -32,7 +32,7 @@ from edgeq.jsontypes import (
 from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
 from edgeq.report.html import register_section
-from edgeq.targetspec import Target
+from edgeq.targetspec import OnnxScheme, Target
 
 if TYPE_CHECKING:  # onnxruntime ships no type information: the name documents what the checkers return
     from onnxruntime.tools.mobile_helpers.usability_checker import PartitioningInfo
@@ -101,20 +101,19 @@ def analyze(model_path: Path, eps: tuple[str, ...]) -> JSONObject:
 
 
 def _is_mobile(target: Target) -> bool:
-    return any(ep in MOBILE_EPS for ep in target.onnx.execution_providers)
+    return any(ep in MOBILE_EPS for ep in target.spec(OnnxScheme).execution_providers)
 
 
 @register_stage(NAME, StageKind.CHECK, "artifact", formats=("onnx",), applies_to=_is_mobile,
                 description="NNAPI/CoreML partitions, coverage and blocking nodes (ORT mobile usability checker)",
                 declares=Declares(reads=("artifacts",)))
 def mobile_usability(ctx: BuildState) -> StageResult:
-    eps = tuple(ep for ep in ctx.target.onnx.execution_providers if ep in MOBILE_EPS)
+    eps = tuple(ep for ep in ctx.target.spec(OnnxScheme).execution_providers if ep in MOBILE_EPS)
     per_art: dict[str, JSONObject] = {}
     for a in ctx.artifacts:
         if a.format != "onnx" or a.role != "candidate":
             continue
         res = analyze(ctx.workdir / a.path, eps)
-        a.details["mobile_usability"] = res
         per_art[a.name] = res
     parts = []
     for name, res in per_art.items():
@@ -125,6 +124,7 @@ def mobile_usability(ctx: BuildState) -> StageResult:
                          + (f" (blocked: {', '.join(f'{op}×{n}' for op, n in blocked.most_common(4))})"
                             if blocked else ""))
     return StageResult(NAME, changed=False, details={"artifacts": per_art},
+                       artifact_details={name: {"mobile_usability": res} for name, res in per_art.items()},
                       summary="; ".join(parts) or "no ONNX candidate to analyze")
 
 

@@ -90,15 +90,13 @@ def ort_format(ctx: BuildState) -> StageResult:
             o.rename(ctx.workdir / o.name)
             art = Artifact(name=a.name.replace("onnx-", "ort-", 1), path=o.name, format="ort", precision=a.precision,
                            role="auxiliary", details={"derived_from": a.name, "onnx_bytes": a.bytes})
-            art.refresh(ctx.workdir)
-            new.append(art)
+            new.append(art.refresh(ctx.workdir))
         config.rename(ctx.workdir / CONFIG_NAME)
     finally:
         shutil.rmtree(stage_dir, ignore_errors=True)
     ops = required_ops(ctx.workdir / CONFIG_NAME)
     cfg = Artifact(name="ort-required-operators", path=CONFIG_NAME, format="config", precision="n/a",
-                   role="auxiliary", details={"operators": ops, "for": [a.name for a in new]})
-    cfg.refresh(ctx.workdir)
+                   role="auxiliary", details={"operators": ops, "for": [a.name for a in new]}).refresh(ctx.workdir)
     sizes = ", ".join(f"{a.path} {a.bytes / 1024:.1f} KB" for a in new)
     return StageResult(NAME, changed=True, state=ctx.updated(artifacts=(*ctx.artifacts, *new, cfg)),
                       details={"models": [a.path for a in new], "required_operators": ops,

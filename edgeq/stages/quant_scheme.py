@@ -1,4 +1,4 @@
-"""Apply the target profile's ONNX quantization scheme (its ``[onnx]`` table) and record why it was chosen.
+"""Apply the target profile's ONNX quantization scheme (its ``[formats.onnx]`` table) and record why it was chosen.
 
 The scheme is data, not code: ``activation_type``/``weight_type`` (S8S8 on ARM64 for ONNX Runtime's NEON/SDOT/I8MM
 int8 GEMM kernels; U8S8 on x86-64, whose ORT kernels fuse uint8-activation QDQ only, with ``reduce_range`` where
@@ -21,7 +21,7 @@ from edgeq.hostcpu import host_arch, host_features
 from edgeq.jsontypes import JSONObject
 from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
-from edgeq.targetspec import Target
+from edgeq.targetspec import OnnxScheme, Target
 
 NAME = "quant-scheme"
 SCHEME_FIELDS = ("activation_type", "weight_type", "per_channel", "reduce_range", "calibration")
@@ -30,12 +30,12 @@ _INT_TYPE_BY_NAME: dict[str, IntType] = {"int8": "int8", "uint8": "uint8", "int1
 
 def host_condition(target: Target) -> bool:
     """True when the target names host flags for its second scheme and this machine (same arch) has one."""
-    flags = target.onnx.if_host_has
+    flags = target.spec(OnnxScheme).if_host_has
     return bool(flags) and host_arch() == target.cpu.arch and bool(set(flags) & host_features())
 
 
 def _condition_record(target: Target) -> JSONObject | None:
-    flags = target.onnx.if_host_has
+    flags = target.spec(OnnxScheme).if_host_has
     if not flags:
         return None
     return {"if_host_has": list(flags), "host_arch": host_arch(),
@@ -52,14 +52,14 @@ def _activation_type(name: str | None, default: IntType | None) -> IntType | Non
 
 
 @register_stage(NAME, StageKind.TRANSFORM, "configure", formats=("onnx",),
-                description="fill the quantization options from the target's [onnx] scheme (user options win)",
+                description="fill the quantization options from the target's [formats.onnx] scheme (user options win)",
                 declares=Declares(reads=("quant",), writes=("quant",)))
 def quant_scheme(ctx: BuildState) -> StageResult:
     target = ctx.target
     defaults = target.quant_defaults()
-    reason = target.onnx.reason
+    o = target.spec(OnnxScheme)
+    reason = o.reason
     if host_condition(target):
-        o = target.onnx
         defaults = replace(defaults, activation_type=_activation_type(o.if_host_activation_type, defaults.activation_type),
                            reduce_range=defaults.reduce_range if o.if_host_reduce_range is None
                            else o.if_host_reduce_range)

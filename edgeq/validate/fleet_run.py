@@ -148,7 +148,8 @@ class FleetRun:
         return [a for a in artifacts if a.role != "auxiliary" and r.supports(a.format)]
 
     def run(self, artifacts: list[Artifact], inputs: RunInputs, progress: Progress, bar: Any) -> None:
-        """Validate on every board that answered the probe; append each board's records, in board order."""
+        """Validate on every board that answered the probe; add each board's records, in board order, to the
+        artifacts (new Artifacts in the same places of ``artifacts``)."""
         def work(o: Outcome) -> Outcome:
             runner = self.runners[o.board.name]
             where = runner.describe()
@@ -162,10 +163,10 @@ class FleetRun:
         n = self.jobs_for(artifacts)
         self._pool(work, progress, "the run")
         bar.update(n)
-        by_name = {a.name: a for a in artifacts}
+        at = {a.name: i for i, a in enumerate(artifacts)}
         for o in self.outcomes.values():
             for name, v in o.validations:
-                by_name[name].validations.append(v)
+                artifacts[at[name]] = artifacts[at[name]].with_validation(v)
 
     def record(self) -> JSONObject:
         """The manifest's ``fleet`` section: the options and one entry per board, with its status."""

@@ -46,7 +46,8 @@ class ValidationRequest:
 
 
 def validate_artifacts(req: ValidationRequest, artifacts: list[Artifact], progress: Progress) -> list[Artifact]:
-    """Run every validated artifact on every runner that supports its format; append Validation records."""
+    """Run every validated artifact on every runner that supports its format; each gets its Validation records
+    (a new Artifact in the same place of ``artifacts``, which is also returned)."""
     outdir, budget, fleet = req.outdir, req.budget, req.fleet
     inputs_path = outdir / req.inputs_rel
     reference = load_npz(outdir / req.reference_rel)
@@ -57,21 +58,21 @@ def validate_artifacts(req: ValidationRequest, artifacts: list[Artifact], progre
         classes = int(primary.shape[1]) if primary.ndim == 2 and primary.shape[1] > 1 else None
         labels = check_labels(labels, str(inputs_path), classes)  # within the model's classes, before any run
     runners = [get_runner(spec, req.target) for spec in req.runner_specs]
-    jobs = [(art, runner) for art in artifacts if art.role != "auxiliary"
+    jobs = [(i, runner) for i, art in enumerate(artifacts) if art.role != "auxiliary"
             for runner in runners if runner.supports(art.format)]
     n_samples = len(next(iter(reference.values())))
     n_fleet = fleet.jobs_for(artifacts) if fleet is not None else 0
     progress.stage(f"validating {len(jobs) + n_fleet} artifact/runner pair(s) on {n_samples} samples")
     with (tempfile.TemporaryDirectory(prefix="edgeq-run-") as tmp,
           progress.bar(len(jobs) + n_fleet, "validation", unit="run") as bar):
-        for art, runner in jobs:
-            where = runner.describe()
+        for i, runner in jobs:
+            art, where = artifacts[i], runner.describe()
             bar.set_postfix_str(f"{art.name} on {where['runner']}"
                                 + (f" ({where['cpu_model']})" if where.get("emulated") else ""))
             # the host runner runs each artifact in a forked child with the target's deadline (runners.host)
             result = runner.run(outdir / art.path, art.format, inputs_path, Path(tmp))
             bar.update(1)
-            art.validations.append(validation_of(where, result, reference, labels, budget))
+            artifacts[i] = art.with_validation(validation_of(where, result, reference, labels, budget))
         if fleet is not None:
             fleet.run(artifacts, RunInputs(outdir, inputs_path, reference, labels, budget, Path(tmp)), progress, bar)
     if not req.isolate and any(r.name == "host" for r in runners):

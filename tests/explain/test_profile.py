@@ -98,9 +98,9 @@ def test_slower_than_float_names_where_the_time_goes(folder: tuple[Path, list[Ar
 
     out, arts = folder
     base = Artifact("onnx-fp32", "model.onnx", "onnx", "fp32", "baseline")
-    slow = Artifact("onnx-int8-static", "model.onnx", "onnx", "int8-static", "candidate", validations=[
+    slow = Artifact("onnx-int8-static", "model.onnx", "onnx", "int8-static", "candidate", validations=(
         Validation("host", "x86_64", "host", [], False, {}, {"passed": True, "failures": []}, 1.0, "host", "ort",
-                   latency_detail={"ratio_to_float": 1.6})])
+                   latency_detail={"ratio_to_float": 1.6}),))
     ex = profile_artifacts(out, [base, slow], "inputs.npz")
     [w] = [w for w in ex["warnings"] if w["kind"] == "slower_than_float"]
     slowest = next(p for p in ex["profiles"] if p["artifact"] == "onnx-int8-static")["ops"][0]["name"]

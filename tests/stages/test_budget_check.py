@@ -39,7 +39,7 @@ def test_memory_estimate_is_a_liveness_peak(tmp_path):  # type: ignore[no-untype
 def test_over_budget_fails_with_numbers(tmp_path):  # type: ignore[no-untyped-def]
     _mlp(tmp_path / "model.onnx")
     art = Artifact(name="onnx-fp32", path="model.onnx", format="onnx", precision="fp32", role="baseline")
-    art.refresh(tmp_path)
+    art = art.refresh(tmp_path)
     digest = art.sha256
     tight = dataclasses.replace(load_target("raspberry-pi-zero-2w"), storage_mb=4, ram_mb=5)
     from edgeq.config import QuantOptions
@@ -53,9 +53,10 @@ def test_over_budget_fails_with_numbers(tmp_path):  # type: ignore[no-untyped-de
     assert "needs ~8.01 MB RAM" in ram and "5 MB" in ram
     row = res.details["artifacts"][0]
     assert row["bytes"] > 4 * MB and row["ram_estimate_bytes"] == 8 * MB + 8192 and not row["within_budget"]
-    assert art.details["budget"]["within_budget"] is False
-    art.refresh(tmp_path)
-    assert art.sha256 == digest  # an analysis: the artifact is unchanged
+    assert res.state is not None and res.state.changed_fields(ctx) == {"artifacts"}  # the finding, recorded:
+    noted = res.state.artifacts[0]
+    assert noted.details["budget"]["within_budget"] is False and art.details == {}  # on a new Artifact
+    assert noted.refresh(tmp_path).sha256 == digest  # an analysis: the artifact's file is unchanged
     v = verdict([], [{"name": "budget-check", **res.to_dict()}])
     assert not v["passed"] and any("storage budget of 4 MB" in f for f in v["failures"])
 

@@ -15,10 +15,11 @@ from edgeq.targets import load_target
 
 def _check(folder, name):  # type: ignore[no-untyped-def]
     art = Artifact(name=f"pte-{name}", path=name, format="pte", precision="fp32", role="candidate")
-    art.refresh(folder)
     ctx = BuildState(target=load_target("android-arm64"), fmt="pte", workdir=folder, quant=QuantOptions(),
-                      artifacts=(art,))
-    return get_stage("executorch-alignment").run(ctx), art
+                      artifacts=(art.refresh(folder),))
+    res = get_stage("executorch-alignment").run(ctx)
+    assert res.state is not None  # the check's finding, recorded on the artifact it describes
+    return res, res.state.artifacts[0]
 
 
 def test_aligned_file_passes(pte_pair):  # type: ignore[no-untyped-def]

@@ -1,4 +1,4 @@
-"""quant-scheme: the target TOML's [onnx] table decides (S8S8 on ARM64, U8S8 + reduce_range on x86); user choices win."""
+"""quant-scheme: the target TOML's [formats.onnx] table decides (S8S8 on ARM64, U8S8 + reduce_range on x86); user choices win."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from edgeq.config import QuantOptions
 from edgeq.pipeline.stage import get_stage
 from edgeq.pipeline.state import BuildState
 from edgeq.targets import load_target
+from edgeq.targetspec import OnnxScheme
 
 
 def _run(target, quant=None):  # type: ignore[no-untyped-def]
@@ -37,7 +38,7 @@ def test_the_toml_decides_not_code(monkeypatch) -> None:  # type: ignore[no-unty
     t = load_target("x86-64")
     vnni = dataclasses.replace(t, cpu=dataclasses.replace(t.cpu, features=("avx2", "avx512_vnni")))
     assert _run(vnni).details["chosen"]["reduce_range"] is True
-    edited = dataclasses.replace(vnni, onnx=dataclasses.replace(t.onnx, reduce_range=False, reason="VNNI"))
+    edited = vnni.with_spec(dataclasses.replace(t.spec(OnnxScheme), reduce_range=False, reason="VNNI"))
     res = _run(edited)
     assert res.details["chosen"]["reduce_range"] is False and res.summary == "VNNI"
 
@@ -95,7 +96,7 @@ def test_x86_scheme_follows_the_host_vnni(monkeypatch) -> None:  # type: ignore[
     """x86-64 names both schemes in its TOML; the host's VNNI flag drops reduce_range. Activations stay uint8 with
     VNNI too: ORT's x86 kernels fuse uint8-activation QDQ only (tests/test_onnx_int8_fusion.py shows the graphs)."""
     t = load_target("x86-64")
-    assert t.onnx.if_host_has and t.onnx.if_host_activation_type == "uint8"
+    assert t.spec(OnnxScheme).if_host_has and t.spec(OnnxScheme).if_host_activation_type == "uint8"
     monkeypatch.setattr("edgeq.stages.quant_scheme.host_arch", lambda: "x86_64")
     monkeypatch.setattr("edgeq.stages.quant_scheme.host_features", lambda: frozenset({"avx2", "avx512_vnni"}))
     res = _run(t)
