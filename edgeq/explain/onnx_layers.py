@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -59,10 +58,11 @@ def onnx_layer_errors(float_model: Path, qdq_model: Path, data: Dataset) -> list
     return out
 
 
-def _group(node: Any, producer: dict[str, Any], measured: dict[str, Any]) -> tuple[list[Any], list[str]]:
+def _group(node: onnx.NodeProto, producer: dict[str, onnx.NodeProto],
+           measured: dict[str, tuple[float, float]]) -> tuple[list[onnx.NodeProto], list[str]]:
     """(the nodes of NODE's layer in graph order, the measured tensors it reads): a producer whose output the
     quantized model never computes (a Conv whose Relu / Clip onnxruntime folded into it) belongs to the layer."""
-    group, ins, todo, seen = [node], [], [i for i in node.input if i], set()
+    group, ins, todo, seen = [node], [], [i for i in node.input if i], set[str]()
     while todo:
         t = todo.pop()
         if t in seen:

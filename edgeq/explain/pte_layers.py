@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,10 +19,15 @@ from edgeq.config import QuantOptions
 from edgeq.data import Dataset
 from edgeq.executorch.quantize import quantize_pt2e, sample_args
 from edgeq.explain.layers import LayerError, added_db, cosine, sqnr_db
+from edgeq.signature import TensorSpec
 from edgeq.targetspec import Target
 
+if TYPE_CHECKING:
+    import torch
 
-def _flat(x: Any) -> list[np.ndarray]:
+
+def _flat(x: object) -> list[np.ndarray]:
+    """The floating-point tensors of any pytree (a logger's stats, a model's outputs), flattened to float64."""
     import torch  # heavy: torch, imported only where a model is built or run
     from torch.utils._pytree import tree_flatten
 
@@ -30,8 +35,8 @@ def _flat(x: Any) -> list[np.ndarray]:
     return [t.detach().double().numpy().ravel() for t in leaves if isinstance(t, torch.Tensor) and t.is_floating_point()]
 
 
-def pte_layer_errors(exported: Any, calib: Dataset, ev: Dataset, signature: list[Any], opts: QuantOptions,
-                     target: Target) -> list[LayerError]:
+def pte_layer_errors(exported: torch.export.ExportedProgram, calib: Dataset, ev: Dataset, signature: list[TensorSpec],
+                     opts: QuantOptions, target: Target) -> list[LayerError]:
     """One entry per float-graph node matched in the quantized graph, in graph order."""
     # optional: the [executorch] extra
     import torch
@@ -75,8 +80,8 @@ def pte_layer_errors(exported: Any, calib: Dataset, ev: Dataset, signature: list
     return out
 
 
-def pt2e_output_sqnr(exported: Any, calib: Dataset, ev: Dataset, signature: list[Any], opts: QuantOptions,
-                     target: Target, keep_float: str | None) -> float:
+def pt2e_output_sqnr(exported: torch.export.ExportedProgram, calib: Dataset, ev: Dataset, signature: list[TensorSpec],
+                     opts: QuantOptions, target: Target, keep_float: str | None) -> float:
     """Output SQNR (vs the float graph) of the PT2E graph built with ``opts``, ``keep_float`` excluded."""
     import torch  # heavy: torch, imported only where a model is built or run
 

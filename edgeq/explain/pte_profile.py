@@ -16,8 +16,9 @@ import re
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 
@@ -26,6 +27,24 @@ from edgeq.explain.profile import OpTime, Profile, mean_per_run, overhead_row, p
 _RUN = "Method::execute"
 _DELEGATE = "DELEGATE_CALL"
 _INSTANCE = re.compile(r"\s+#\d+$")  # XNNPACK numbers its operator instances: "Convolution (NHWC, QC8) IGEMM #3"
+
+
+class _PerfData(Protocol):
+    @property
+    def raw(self) -> Sequence[float]: ...
+
+
+class InspectorEvent(Protocol):
+    """What is read of an ``executorch.devtools.inspector.Event`` (executorch ships no type information)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def is_delegated_op(self) -> bool | None: ...
+
+    @property
+    def perf_data(self) -> _PerfData | None: ...
 
 
 def profile_pte(path: Path, inputs: list[np.ndarray], artifact: str, runs: int = 10,
@@ -54,12 +73,12 @@ def profile_pte(path: Path, inputs: list[np.ndarray], artifact: str, runs: int =
     return _from_events(events, artifact, warmup, runs, wall)
 
 
-def _times(e: Any, warmup: int, runs: int) -> list[float]:
+def _times(e: InspectorEvent, warmup: int, runs: int) -> list[float]:
     raw = list(e.perf_data.raw) if e.perf_data is not None else []
     return [float(x) for x in raw[warmup:warmup + runs]]  # ms, one per run (the Inspector's default scale)
 
 
-def _from_events(events: list[Any], artifact: str, warmup: int, runs: int, wall: list[float]) -> Profile:
+def _from_events(events: Sequence[InspectorEvent], artifact: str, warmup: int, runs: int, wall: list[float]) -> Profile:
     whole: list[float] = []
     delegate: list[float] = []
     kernels: dict[str, list[float]] = collections.defaultdict(list)

@@ -6,26 +6,31 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from edgeq.backends.executorch import static_export
 from edgeq.backends.onnx import PREP_NAME
 from edgeq.capture import Captured
-from edgeq.config import QuantOptions
+from edgeq.config import CalibrationMethod, IntType, QuantMode, QuantOptions
 from edgeq.data import Dataset
+from edgeq.errors import ManifestError
 from edgeq.explain.latency import profile_artifacts
 from edgeq.explain.layers import LayerError, worst
 from edgeq.explain.onnx_layers import MOVES, onnx_layer_errors, output_sqnr, rebuild_wider
 from edgeq.explain.pte_layers import pt2e_output_sqnr, pte_layer_errors
-from edgeq.jsontypes import JSONObject
+from edgeq.jsontypes import JSONObject, get_int, get_object_or_none, get_objects, get_str_or_none, get_strs
 from edgeq.manifest import Artifact
 from edgeq.onnx.export import preprocess
 from edgeq.progress import Progress
 from edgeq.targetspec import Target
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -38,9 +43,9 @@ class ExplainInputs:
     captured: Captured  # the graph INT8 was built from (the outlier-prepared copy when there is one)
     calib: Dataset
     ev: Dataset
-    quant: dict[str, dict[str, Any]]  # resolved quantization options per format (manifest config.resolved_quant)
+    quant: Mapping[str, JSONObject]  # resolved quantization options per format (manifest config.resolved_quant)
     target: Target
-    search: dict[str, Any]  # the export's search keys: the shipped model's layer overrides
+    search: JSONObject  # the export's search keys: the shipped model's layer overrides
     samples: int = 8  # evaluation samples the per-layer comparison runs on
     moves: int = 3  # worst layers rebuilt wider when the budget is missed
 
@@ -48,30 +53,63 @@ class ExplainInputs:
 def explain_export(x: ExplainInputs, progress: Progress | None = None) -> JSONObject:
     progress = progress or Progress(enabled=False)
     out = profile_artifacts(x.outdir, list(x.artifacts), x.inputs_rel, progress)
-    out["layer_error"] = []
+    layer_error: list[JSONObject] = []
+    notes = get_strs(out, "notes")
     for a in x.artifacts:
         if a.role != "candidate" or a.precision != "int8-static" or a.format not in ("onnx", "pte"):
             continue
         progress.stage(f"explain: per-layer error of {a.name}")
         try:
-            out["layer_error"].append(_layer_error(x, a, progress))
+            layer_error.append(_layer_error(x, a, progress))
         except Exception as e:  # a diagnostic: the artifact itself was validated already
-            out["notes"].append(f"{a.name}: no per-layer error ({type(e).__name__}: {str(e)[:200]})")
-    return out
+            notes.append(f"{a.name}: no per-layer error ({type(e).__name__}: {str(e)[:200]})")
+    return {**out, "notes": notes, "layer_error": layer_error}
 
 
 def _options(x: ExplainInputs, fmt: str) -> QuantOptions:
     """The shipped recipe: the resolved options plus the search's per-layer overrides of the model it kept."""
-    d = dict(x.quant.get(fmt) or {})
-    for k in ("nodes_to_exclude", "op_types_to_exclude", "int16_activation_nodes"):
-        d[k] = tuple(d.get(k) or ())
-    opts = QuantOptions(**d)
-    s = x.search.get("search" if fmt == "onnx" else "search_pte") or {}
-    best = next((t for t in s.get("trials") or [] if t.get("index") == s.get("best")), None)
+    opts = _resolved_options(x.quant.get(fmt) or {})
+    s = get_object_or_none(x.search, "search" if fmt == "onnx" else "search_pte") or {}
+    best = next((t for t in get_objects(s, "trials") if t.get("index") == s.get("best")), None)
     if best is not None:
-        opts = dataclasses.replace(opts, nodes_to_exclude=tuple(best.get("nodes_excluded") or ()),
-                                   int16_activation_nodes=tuple(best.get("int16_activation_nodes") or ()))
+        opts = dataclasses.replace(opts, nodes_to_exclude=tuple(get_strs(best, "nodes_excluded")),
+                                   int16_activation_nodes=tuple(get_strs(best, "int16_activation_nodes")))
     return opts
+
+
+_T = TypeVar("_T", bound=str)
+_MODES: dict[str, QuantMode] = {"static": "static", "dynamic": "dynamic"}
+_CALIBRATIONS: dict[str, CalibrationMethod] = {
+    "minmax": "minmax", "percentile": "percentile", "entropy": "entropy", "distribution": "distribution"}
+_INT_TYPES: dict[str, IntType] = {"int8": "int8", "uint8": "uint8", "int16": "int16", "uint16": "uint16"}
+
+
+def _choice(d: JSONObject, key: str, allowed: Mapping[str, _T]) -> _T | None:
+    value = get_str_or_none(d, key)
+    if value is not None and value not in allowed:
+        raise ManifestError(f"the recorded quantization setting {key}={value!r} is not one of {', '.join(allowed)}")
+    return None if value is None else allowed[value]
+
+
+def _flag(d: JSONObject, key: str) -> bool | None:
+    value = d.get(key)
+    return value if isinstance(value, bool) else None
+
+
+def _resolved_options(d: JSONObject) -> QuantOptions:
+    """``QuantOptions.to_dict()``'s record (the manifest's ``config.resolved_quant``) read back; a missing key
+    keeps the field's default."""
+    defaults = QuantOptions()
+    return QuantOptions(
+        mode=_choice(d, "mode", _MODES) or defaults.mode, calibration=_choice(d, "calibration", _CALIBRATIONS),
+        per_channel=_flag(d, "per_channel"), activation_type=_choice(d, "activation_type", _INT_TYPES),
+        weight_type=_choice(d, "weight_type", _INT_TYPES), reduce_range=_flag(d, "reduce_range"),
+        nodes_to_exclude=tuple(get_strs(d, "nodes_to_exclude")),
+        op_types_to_exclude=tuple(get_strs(d, "op_types_to_exclude")),
+        max_calibration_samples=get_int(d, "max_calibration_samples") if "max_calibration_samples" in d
+        else defaults.max_calibration_samples,
+        int16_activation_nodes=tuple(get_strs(d, "int16_activation_nodes")),
+        dynamic_linears=bool(d.get("dynamic_linears", defaults.dynamic_linears)))
 
 
 def _missed(a: Artifact) -> bool:
@@ -91,7 +129,7 @@ def _layer_error(x: ExplainInputs, a: Artifact, progress: Progress) -> JSONObjec
         program = static_export(x.captured, x.calib)
         layers = pte_layer_errors(program, x.calib, ev, list(x.captured.signature), opts, x.target)
         method = "torchao numeric debugger: PT2E-converted graph vs the float graph before lowering"
-    rec: dict[str, Any] = {"artifact": a.name, "format": a.format, "samples": len(ev), "method": method,
+    rec: JSONObject = {"artifact": a.name, "format": a.format, "samples": len(ev), "method": method,
                            "layers": [ly.to_dict() for ly in layers],
                            "worst": [dict(rank=i + 1, **w.to_dict()) for i, w in enumerate(worst(layers))],
                            "moves": []}
@@ -103,22 +141,25 @@ def _layer_error(x: ExplainInputs, a: Artifact, progress: Progress) -> JSONObjec
 
 
 def _measure_moves(x: ExplainInputs, a: Artifact, layers: list[LayerError], opts: QuantOptions, ev: Dataset,
-                   source: Any) -> list[JSONObject]:
+                   source: Path | torch.export.ExportedProgram) -> list[JSONObject]:
     """Output SQNR of the recipe rebuilt as is and with one worst layer wider; the difference is the move's gain."""
     sig = list(x.captured.signature)
-    if a.format == "onnx":
+    if isinstance(source, Path):  # the .onnx path: the pre-processed float model (a .pte's is its ExportedProgram)
+        float_model = source
         with np.load(x.outdir / x.reference_rel, allow_pickle=False) as z:
             ref = {k: z[k] for k in z.files}
         cache = x.scratch / "explain.calibration.json"
         built = iter(range(1000))
 
         def measure(nodes: tuple[str, ...], move: str) -> float:
-            path = rebuild_wider(source, x.scratch / f"explain.{next(built)}.onnx", x.calib, opts, nodes, move, cache)
+            path = rebuild_wider(float_model, x.scratch / f"explain.{next(built)}.onnx", x.calib, opts, nodes, move, cache)
             return output_sqnr(path, ev, ref)
         moves: tuple[str, ...] = MOVES
     else:
+        program = source
+
         def measure(nodes: tuple[str, ...], move: str) -> float:
-            return pt2e_output_sqnr(source, x.calib, ev, sig, opts, x.target, nodes[0] if nodes else None)
+            return pt2e_output_sqnr(program, x.calib, ev, sig, opts, x.target, nodes[0] if nodes else None)
         moves = ("kept in float",)  # XNNPACK's PT2E quantizer has no 16-bit activation scheme
 
     base = measure((), "")

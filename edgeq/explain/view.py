@@ -7,12 +7,20 @@ resolves outside OUTDIR, so pointing it at a folder from elsewhere cannot make i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from edgeq.errors import ManifestError
 from edgeq.explain.section import best_moves, move_text, top_rows
-from edgeq.jsontypes import JSONObject
+from edgeq.jsontypes import (
+    JSONObject,
+    as_list,
+    get_float,
+    get_object,
+    get_object_or_none,
+    get_objects,
+    get_str,
+)
 from edgeq.manifest import MANIFEST_NAME, read_manifest
+from edgeq.report.rows import number
 
 
 def _confined_manifest(outdir: Path) -> Path:
@@ -37,34 +45,36 @@ def explain(outdir: Path) -> JSONObject:
                             "the manifest was edited or written by another edgeq; re-run edgeq export") from e
 
 
-def _document(m: dict[str, Any], outdir: Path) -> JSONObject:
-    ex = m.get("explain") or {}
+def _document(m: JSONObject, outdir: Path) -> JSONObject:
+    ex = get_object_or_none(m, "explain") or {}
     profiles = [{"artifact": p["artifact"], "format": p["format"], "source": p["source"], "runs": p["runs"],
                  "wall_ms": p["wall_ms"], "runtime_ms": p["runtime_ms"], "total_ms": p["total_ms"],
-                 "coverage": p.get("coverage"), "top": top_rows(p)} for p in ex.get("profiles") or []]
-    return {"output": str(outdir), "passed": bool(m["verdict"]["passed"]), "failures": list(m["verdict"]["failures"]),
-            "layer_error": ex.get("layer_error") or [], "warnings": [w["message"] for w in ex.get("warnings") or []],
-            "notes": list(ex.get("notes") or []), "profiles": profiles,
+                 "coverage": p.get("coverage"), "top": top_rows(p)} for p in get_objects(ex, "profiles")]
+    verdict = get_object(m, "verdict")
+    return {"output": str(outdir), "passed": bool(verdict["passed"]), "failures": list(as_list(verdict["failures"])),
+            "layer_error": get_objects(ex, "layer_error"), "warnings": [w["message"] for w in get_objects(ex, "warnings")],
+            "notes": list(as_list(ex.get("notes") or [])), "profiles": profiles,
             "skipped": str(ex["skipped"]) if ex.get("skipped") else None}
 
 
-def render_text(doc: dict[str, Any]) -> str:
+def render_text(doc: JSONObject) -> str:
     lines = [f"{doc['output']}: {'PASS' if doc['passed'] else 'FAIL'}"]
-    lines += [f"  - {f}" for f in doc["failures"]]
-    for le in doc["layer_error"]:
+    lines += [f"  - {f}" for f in as_list(doc["failures"])]
+    for le in get_objects(doc, "layer_error"):
         lines += layer_lines(le)
-    for w in doc["warnings"]:
+    for w in as_list(doc["warnings"]):
         lines.append(f"WARNING {w}")
-    for n in doc["notes"]:
+    for n in as_list(doc["notes"]):
         lines.append(f"note: {n}")
-    for p in doc["profiles"]:
+    for p in get_objects(doc, "profiles"):
         cov = "" if p["coverage"] is None else f", {p['coverage']:.0%} of the wall time of the same runs"
         lines.append("")
         lines.append(f"{p['artifact']}: {p['total_ms']:.4f} ms per run over {p['runs']} runs ({p['source']}{cov})")
-        w = max(len(r["name"]) for r in p["top"]) if p["top"] else 8
-        for r in p["top"]:
-            share = r["ms"] / (p["runtime_ms"] or p["total_ms"] or 1.0)
-            lines.append(f"  {r['name']:<{min(w, 48)}}  {r['op'][:34]:<34}  {r['where'][:16]:<16}  "
+        top = get_objects(p, "top")
+        w = max(len(get_str(r, "name")) for r in top) if top else 8
+        for r in top:
+            share = get_float(r, "ms") / (number(p, "runtime_ms") or number(p, "total_ms") or 1.0)
+            lines.append(f"  {r['name']:<{min(w, 48)}}  {get_str(r, 'op')[:34]:<34}  {get_str(r, 'where')[:16]:<16}  "
                          f"{r['ms']:>9.4f} ms  {share:>6.1%}")
     if doc.get("skipped"):
         lines.append(f"no per-layer error or operator profile: the export was run with {doc['skipped']} "
@@ -74,14 +84,14 @@ def render_text(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def layer_lines(le: dict[str, Any]) -> list[str]:
+def layer_lines(le: JSONObject) -> list[str]:
     """The per-layer error of one artifact: the worst layers and the measured moves."""
     out = [f"{le['artifact']}: per-layer error against float ({le['samples']} samples, {le['method']})"]
-    for r in le.get("worst") or []:
+    for r in get_objects(le, "worst"):
         cos = "–" if r["cosine"] is None else f"{r['cosine']:.4f}"
         out.append(f"  worst #{r['rank']}: {r['layer']} ({r['op']}): SQNR {r['sqnr_db']:.1f} dB, cosine {cos}, "
                    f"its own noise {r['added_db']:.1f} dB")
-    for mv in le.get("moves") or []:
+    for mv in get_objects(le, "moves"):
         out.append(f"  {mv['layer']}: {move_text(mv)}")
     if le.get("moves"):
         best = best_moves(le)

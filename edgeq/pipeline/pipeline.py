@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from edgeq.backends.base import FormatBackend
+from edgeq.jsontypes import JSONObject
 from edgeq.pipeline.stage import Phase, StageSpec, get_stage, validate_order
 from edgeq.pipeline.state import BuildState
 from edgeq.targetspec import Target
@@ -39,7 +39,7 @@ class Pipeline:
             if spec.phase == phase and fmt in spec.formats and spec.applies_to(target):
                 yield spec
 
-    def run_phase(self, phase: Phase, state: BuildState, log: list[dict[str, Any]]) -> BuildState:
+    def run_phase(self, phase: Phase, state: BuildState, log: list[JSONObject]) -> BuildState:
         """Run this phase's stages for ``state.fmt`` in order; each one's record goes to ``log`` (the manifest)."""
         for spec in self.applicable(state.target, phase, state.fmt):
             result = spec.run(state)
@@ -50,7 +50,7 @@ class Pipeline:
 
 
 def build_format(backend: FormatBackend, pipeline: Pipeline, state: BuildState,
-                 log: list[dict[str, Any]]) -> BuildState:
+                 log: list[JSONObject]) -> BuildState:
     """One format's build: the backend's steps with the target's Transform stages between them.
 
     configure stages -> capture -> pre_quant stages -> quantize(scheme) -> post_quant stages -> emit.

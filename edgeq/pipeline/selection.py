@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from edgeq.backends.onnx import PREP_NAME
 from edgeq.config import Budget, PipelineConfig
@@ -42,7 +41,7 @@ class SelectContext:
     first_dynamic: dict[str, bool] = field(default_factory=dict)  # per format: the first model was predicted dynamic
 
 
-Selector = Callable[[SelectContext, BuildState, list[Artifact]], dict[str, Any]]
+Selector = Callable[[SelectContext, BuildState, list[Artifact]], JSONObject]
 
 
 def select(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> JSONObject:
@@ -61,7 +60,7 @@ def select(ctx: SelectContext, state: BuildState, built: list[Artifact]) -> JSON
 
 
 def _host_checked(state: BuildState, built: list[Artifact], budget: Budget,
-                  run: Callable[[], dict[str, Any]]) -> JSONObject:
+                  run: Callable[[], JSONObject]) -> JSONObject:
     """Run ``run`` with the candidates validated on the host (what decides whether to search); that validation is
     dropped afterwards, since every runner validates what ships once, after the artifact stages."""
     at = [i for i, a in enumerate(built) if a.role == "candidate"]

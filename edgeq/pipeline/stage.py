@@ -16,7 +16,7 @@ import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from edgeq.errors import EdgeqError, PassError, PipelineError
 from edgeq.jsontypes import JSONObject
@@ -53,7 +53,7 @@ class StageResult:
     name: str
     changed: bool
     summary: str  # one line for the terminal and the report
-    details: dict[str, Any] = field(default_factory=dict)
+    details: JSONObject = field(default_factory=dict)
     state: BuildState | None = None  # the updated state (None: unchanged)
     # A Check's findings about one artifact, recorded in its manifest entry: artifact name -> {details key: value}.
     # Not a build change (a Check writes no state field): ``StageSpec.run`` applies them to the returned state.

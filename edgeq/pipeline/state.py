@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 from edgeq.config import QuantOptions
 from edgeq.jsontypes import JSONObject
@@ -32,12 +32,36 @@ class EtBackendConfig:
     segment_alignment: int | None = None
 
     def kwargs(self) -> JSONObject:
-        out: dict[str, Any] = {}
+        out: JSONObject = {}
         if self.extract_delegate_segments:
             out["extract_delegate_segments"] = True
         if self.segment_alignment is not None:
             out["segment_alignment"] = self.segment_alignment
         return out
+
+
+class StateChanges(TypedDict, total=False):
+    """The fields ``BuildState.updated`` may change, each with its type (the same names as BuildState's)."""
+
+    target: Target
+    fmt: str
+    workdir: Path
+    quant: QuantOptions
+    scratch: Path | None
+    calib: Dataset | None
+    eval: Dataset | None
+    captured: Captured | None
+    float_captured: Captured | None
+    output_names: tuple[str, ...]
+    opset: int
+    progress: Progress | None
+    model_path: Path | None
+    program: torch.export.ExportedProgram | None
+    float_program: torch.export.ExportedProgram | None
+    artifacts: tuple[Artifact, ...]
+    fixed_shapes: dict[str, list[int]] | None
+    executorch_backend_config: EtBackendConfig
+    quantization: JSONObject | None
 
 
 @dataclass(frozen=True)
@@ -66,9 +90,9 @@ class BuildState:
     artifacts: tuple[Artifact, ...] = ()
     fixed_shapes: dict[str, list[int]] | None = None  # the plan fixed-shapes applied; fp16-variant re-applies it
     executorch_backend_config: EtBackendConfig = field(default_factory=EtBackendConfig)
-    quantization: dict[str, Any] | None = None  # what the backend's quantizer recorded
+    quantization: JSONObject | None = None  # what the backend's quantizer recorded
 
-    def updated(self, **changes: Any) -> BuildState:
+    def updated(self, **changes: Unpack[StateChanges]) -> BuildState:
         return replace(self, **changes)
 
     def with_artifact_details(self, details: Mapping[str, JSONObject]) -> BuildState:

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from edgeq.jsontypes import JSONObject, get_object_or_none, get_objects
 
 BOARD_HEAD = ("board", "runner", "profile", "status", "artifacts", "seconds", "reason")
 
 
-def board_rows(manifest: dict[str, Any]) -> list[tuple[str, ...]]:
-    fleet = manifest.get("fleet") or {}
-    return [(b["name"], b["runner"], b.get("target") or "–", b["status"].upper() if b["status"] != "passed" else "pass",
-             str(b["validations"]), f"{b['seconds']:.1f}", b.get("reason") or "")
-            for b in fleet.get("boards", [])]
+def board_rows(manifest: JSONObject) -> list[tuple[str, ...]]:
+    fleet = get_object_or_none(manifest, "fleet") or {}
+    return [(str(b["name"]), str(b["runner"]), str(b.get("target") or "–"),
+             str(b["status"]).upper() if b["status"] != "passed" else "pass",
+             str(b["validations"]), f"{b['seconds']:.1f}", str(b.get("reason") or ""))
+            for b in get_objects(fleet, "boards")]
 
 
-def summary_line(manifest: dict[str, Any]) -> str | None:
+def summary_line(manifest: JSONObject) -> str | None:
     """``boards: 4 passed, 0 failed, 1 unreachable, 0 error · 4 of 5 answered (--min-boards 5: NOT met)``"""
-    f = (manifest.get("verdict") or {}).get("fleet")
+    f = get_object_or_none(get_object_or_none(manifest, "verdict") or {}, "fleet")
     if not f:
         return None
     return (f"boards: {f['passed']} passed, {f['failed']} failed, {f['unreachable']} unreachable, {f['error']} error"
@@ -24,7 +25,7 @@ def summary_line(manifest: dict[str, Any]) -> str | None:
             f"{'met' if f['quorum_met'] else 'NOT met'})")
 
 
-def terminal_lines(manifest: dict[str, Any]) -> list[str]:
+def terminal_lines(manifest: JSONObject) -> list[str]:
     line = summary_line(manifest)
     if line is None:
         return []
@@ -35,7 +36,7 @@ def terminal_lines(manifest: dict[str, Any]) -> list[str]:
     return out
 
 
-def markdown_lines(manifest: dict[str, Any]) -> list[str]:
+def markdown_lines(manifest: JSONObject) -> list[str]:
     line = summary_line(manifest)
     if line is None:
         return []

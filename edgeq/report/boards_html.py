@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from edgeq.jsontypes import JSONObject
 from edgeq.report.boards import BOARD_HEAD, board_rows, summary_line
 from edgeq.report.html import esc, register_section
 
 
 @register_section("fleet")
-def fleet_section(manifest: dict[str, Any]) -> str | None:
+def fleet_section(manifest: JSONObject) -> str | None:
     line = summary_line(manifest)
     if line is None:
         return None

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from edgeq.jsontypes import JSONObject, get_object, get_object_or_none, get_objects
 from edgeq.report.html import esc, register_section
 
 _QUANT_KEYS = ("method", "format", "scheme", "calibration", "calibration_samples", "per_channel", "activation_type",
@@ -11,15 +10,14 @@ _QUANT_KEYS = ("method", "format", "scheme", "calibration", "calibration_samples
 
 
 @register_section("quantization")
-def quantization_section(manifest: dict[str, Any]) -> str | None:
-    arts = [a for a in manifest["artifacts"] if a.get("quantization")]
-    if not arts:
+def quantization_section(manifest: JSONObject) -> str | None:
+    quantized = [(a, get_object(a, "quantization")) for a in get_objects(manifest, "artifacts") if a.get("quantization")]
+    if not quantized:
         return None
-    keys = [k for k in _QUANT_KEYS if any(k in a["quantization"] for a in arts)]
+    keys = [k for k in _QUANT_KEYS if any(k in q for _, q in quantized)]
     head = "".join(f"<th>{esc(k.replace('_', ' '))}</th>" for k in keys)
     rows = []
-    for a in arts:
-        q = a["quantization"]
+    for a, q in quantized:
         cells = []
         for k in keys:
             v = q.get(k)
@@ -33,13 +31,13 @@ def quantization_section(manifest: dict[str, Any]) -> str | None:
 
 
 @register_section("signature")
-def signature_section(manifest: dict[str, Any]) -> str | None:
-    sig = manifest.get("signature")
+def signature_section(manifest: JSONObject) -> str | None:
+    sig = get_object_or_none(manifest, "signature")
     if not sig:
         return None
     rows = []
     for kind in ("inputs", "outputs"):
-        for s in sig[kind]:
+        for s in get_objects(sig, kind):
             rows.append(f"<tr><td>{kind[:-1]}</td><td><code>{esc(s['name'])}</code></td><td>{esc(s['dtype'])}</td>"
                         f"<td>{esc(s['shape'])}</td></tr>")
     return ("<h2>I/O signature</h2><p class='muted'>What an app feeds and reads (also in edgeq.json → signature).</p>"

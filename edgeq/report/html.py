@@ -9,11 +9,11 @@ from __future__ import annotations
 import html
 import importlib
 from collections.abc import Callable
-from typing import Any
 
+from edgeq.jsontypes import JSONObject, get_object, get_objects, get_strs
 from edgeq.report.markdown import TABLE_HEAD, extra_sections, table
 
-Section = Callable[[dict[str, Any]], str | None]  # manifest -> HTML fragment (or None to skip)
+Section = Callable[[JSONObject], str | None]  # manifest -> HTML fragment (or None to skip)
 _SECTIONS: list[tuple[str, Section]] = []
 
 
@@ -41,7 +41,7 @@ figure{margin:0;flex:1 1 560px;max-width:640px;min-width:0} .legend{font-size:.8
 """
 
 
-def esc(x: Any) -> str:
+def esc(x: object) -> str:
     return html.escape(str(x))
 
 
@@ -60,27 +60,27 @@ def _load_section_modules() -> None:
                 raise
 
 
-def render_html(manifest: dict[str, Any]) -> str:
-    v = manifest["verdict"]
-    t = manifest["target"]
-    src = manifest["source"]
-    vd = manifest["validation_data"]
+def render_html(manifest: JSONObject) -> str:
+    v = get_object(manifest, "verdict")
+    t = get_object(manifest, "target")
+    src = get_object(manifest, "source")
+    vd = get_object(manifest, "validation_data")
     ok = v["passed"]
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>edgeq report — {esc(src['ref'])}</title>",
              f"<style>{_CSS}</style></head><body>",
              f"<h1>edgeq report <span class='badge {'pass' if ok else 'fail'}'>{'PASS' if ok else 'FAIL'}</span></h1>",
              f"<p>Model <code>{esc(src['ref'])}</code> ({esc(src['kind'])}) → target <b>{esc(t['name'])}</b> "
              f"({esc(t['cpu'])}, {esc(t['isa'])}, {esc(t['abi'])}).<br>Evaluated on {vd['samples']} samples from "
-             f"{esc(vd['source'])}; reference: {esc(vd['reference']['kind'])}.<br>Budget: "
-             + ", ".join(f"{esc(k)} = {esc(val)}" for k, val in manifest["budget"].items() if val is not None)
+             f"{esc(vd['source'])}; reference: {esc(get_object(vd, 'reference')['kind'])}.<br>Budget: "
+             + ", ".join(f"{esc(k)} = {esc(val)}" for k, val in get_object(manifest, "budget").items() if val is not None)
              + "</p>"]
     if v.get("host_passes_arm_fails"):
         parts.append("<div class='warn'><b>Host passes, ARM fails.</b> The x86 host verdict would have shipped a model "
                      "that fails on the device's kernels:<ul>"
-                     + "".join(f"<li>{esc(f)}</li>" for f in v["host_passes_arm_fails"]) + "</ul></div>")
+                     + "".join(f"<li>{esc(f)}</li>" for f in get_strs(v, "host_passes_arm_fails")) + "</ul></div>")
     if v.get("int8_regressions"):
         parts.append("<div class='warn'><b>INT8 larger or slower than float.</b><ul>"
-                     + "".join(f"<li>{esc(f)}</li>" for f in v["int8_regressions"]) + "</ul></div>")
+                     + "".join(f"<li>{esc(f)}</li>" for f in get_strs(v, "int8_regressions")) + "</ul></div>")
     parts.append("<h2>Artifacts</h2><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in TABLE_HEAD) + "</tr>")
     for row in table(manifest):
         bad = row[-1] == "FAIL"
@@ -89,10 +89,11 @@ def render_html(manifest: dict[str, Any]) -> str:
     parts.append("</table><p class='muted'>Size and latency ratios are against the float artifact of the same format "
                  "on the same runner. Latency: median single-sample run after warm-up. <b>Emulated</b> latency is qemu "
                  "executing ARM instructions on an x86 host — it proves the kernels and numerics, never device speed.</p>")
-    if manifest["passes"]:
+    passes = get_objects(manifest, "passes")
+    if passes:
         parts.append("<h2>Passes (in order)</h2><table><tr><th>stage</th><th>pass</th><th>format</th><th>changed</th>"
                      "<th>what it did</th></tr>")
-        for p in manifest["passes"]:
+        for p in passes:
             parts.append(f"<tr><td>{esc(p['stage'])}</td><td>{esc(p['name'])}</td><td>{esc(p['format'])}</td>"
                          f"<td>{'yes' if p['changed'] else 'no'}</td><td>{esc(p['summary'])}</td></tr>")
         parts.append("</table>")
@@ -105,8 +106,8 @@ def render_html(manifest: dict[str, Any]) -> str:
         if frag:
             parts.append(frag)
     parts.append("<h2>Verdict</h2>" + ("<p class='badge pass'>PASS</p>" if ok else "<p class='badge fail'>FAIL</p><ul>"
-                 + "".join(f"<li>{esc(f)}</li>" for f in [*v["failures"], *v.get("infra_failures", [])]) + "</ul>"))
-    deps = ", ".join(f"{esc(k)} {esc(val)}" for k, val in manifest["dependencies"].items() if val)
+                 + "".join(f"<li>{esc(f)}</li>" for f in [*get_strs(v, "failures"), *get_strs(v, "infra_failures")]) + "</ul>"))
+    deps = ", ".join(f"{esc(k)} {esc(val)}" for k, val in get_object(manifest, "dependencies").items() if val)
     parts.append(f"<p class='muted'>edgeq {esc(manifest['edgeq_version'])} · {deps} · {esc(manifest['created'])}</p>")
     parts.append("</body></html>")
     # Wide tables scroll inside their own box instead of widening the page.

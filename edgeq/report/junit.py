@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from edgeq.jsontypes import get_strs
+from edgeq.jsontypes import JSONObject, get_strs
 from edgeq.manifest import Artifact
 
 
 def write_junit(path: Path, artifacts: list[Artifact], suite: str, extra_failures: list[str] | None = None,
-                properties: dict[str, Any] | None = None, boards: list[dict[str, Any]] | None = None) -> None:
+                properties: JSONObject | None = None, boards: Sequence[JSONObject] | None = None) -> None:
     """``boards`` (a fleet run's manifest entries): one more case per board, an ``error`` when it did not answer."""
     cases = []
     for a in artifacts:
@@ -32,16 +32,16 @@ def write_junit(path: Path, artifacts: list[Artifact], suite: str, extra_failure
         m = v.metrics
         ET.SubElement(tc, "system-out").text = ", ".join(f"{k}={m[k]}" for k in sorted(m))
         if not v.budget_check["passed"]:
-            failures = get_strs(v.budget_check, "failures")
-            f = ET.SubElement(tc, "failure", message="; ".join(failures))
-            f.text = "\n".join(failures)
+            messages = get_strs(v.budget_check, "failures")
+            f = ET.SubElement(tc, "failure", message="; ".join(messages))
+            f.text = "\n".join(messages)
     for b in boards:
         tc = ET.SubElement(ts, "testcase", classname=f"edgeq.{suite}.boards", name=f"board {b['name']} ({b['runner']})")
         ET.SubElement(tc, "system-out").text = f"status={b['status']} validations={b['validations']}"
         if b["status"] == "failed":
             ET.SubElement(tc, "failure", message="over budget on this board")
         elif b["status"] != "passed":
-            ET.SubElement(tc, "error", message=f"{b['status']}: {b.get('reason', '')}").text = b.get("reason", "")
+            ET.SubElement(tc, "error", message=f"{b['status']}: {b.get('reason', '')}").text = str(b.get("reason", ""))
     for i, msg in enumerate(extra_failures or []):
         tc = ET.SubElement(ts, "testcase", classname=f"edgeq.{suite}", name=f"check {i}")
         ET.SubElement(tc, "failure", message=msg).text = msg

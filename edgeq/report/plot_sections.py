@@ -4,10 +4,11 @@ accuracy vs size and vs latency with the budget drawn, and agreement with the fl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from edgeq.jsontypes import JSONObject, get_float, get_object, get_object_or_none, get_objects, get_str
 from edgeq.report.html import esc, register_section
 from edgeq.report.plots import Axes, BudgetLine, Point, fmt_bytes_axis, hbars, legend, scatter
+from edgeq.report.rows import number
 from edgeq.report.terminal import all_warnings, margins
 
 
@@ -19,51 +20,52 @@ class Axis:
     budget: BudgetLine | None
 
 
-def primary_axis(m: dict[str, Any]) -> Axis:
+def primary_axis(m: JSONObject) -> Axis:
     """The metric the budget constrains (task accuracy when labels and a drop budget exist), else cosine."""
-    b = m.get("budget") or {}
-    labels = bool(m.get("validation_data", {}).get("has_labels"))
-    if b.get("max_accuracy_drop") is not None and labels:
+    b = get_object_or_none(m, "budget") or {}
+    labels = bool((get_object_or_none(m, "validation_data") or {}).get("has_labels"))
+    drop = number(b, "max_accuracy_drop")
+    if drop is not None and labels:
         ref = _reference_accuracy(m)
         line = None
         if ref is not None:
-            y = ref * 100 - b["max_accuracy_drop"]
-            line = BudgetLine(y, f"budget: accuracy ≥ {y:.2f} % (float {ref * 100:.2f} % − "
-                                 f"{b['max_accuracy_drop']:g} pt)")
+            y = ref * 100 - drop
+            line = BudgetLine(y, f"budget: accuracy ≥ {y:.2f} % (float {ref * 100:.2f} % − {drop:g} pt)")
         return Axis("accuracy", "task accuracy (%)", 100.0, line)
     for key, bkey, label in (("cosine_mean", "min_cosine", "mean cosine to float"),
                              ("top1_agreement", "min_top1_agreement", "top-1 agreement with float"),
                              ("sqnr_db", "min_sqnr", "SQNR (dB)")):
-        if b.get(bkey) is not None:
-            return Axis(key, label, 1.0, BudgetLine(float(b[bkey]), f"budget: {label} ≥ {b[bkey]:g}"))
+        limit = number(b, bkey)
+        if limit is not None:
+            return Axis(key, label, 1.0, BudgetLine(float(limit), f"budget: {label} ≥ {limit:g}"))
     return Axis("cosine_mean", "mean cosine to float", 1.0, None)
 
 
-def _reference_accuracy(m: dict[str, Any]) -> float | None:
-    for a in m["artifacts"]:
-        for v in a.get("validations") or []:
-            ref = v["metrics"].get("reference_accuracy")
+def _reference_accuracy(m: JSONObject) -> float | None:
+    for a in get_objects(m, "artifacts"):
+        for v in get_objects(a, "validations"):
+            ref = get_object(v, "metrics").get("reference_accuracy")
             if isinstance(ref, int | float):
                 return float(ref)
     return None
 
 
-def _runner(v: dict[str, Any]) -> str:
-    return str(v["runner"]) + (f" {v['cpu_model']} (emulated)" if v.get("emulated") else "")
+def _runner(v: JSONObject) -> str:
+    return get_str(v, "runner") + (f" {v['cpu_model']} (emulated)" if v.get("emulated") else "")
 
 
-def _points(m: dict[str, Any], axis: Axis, x_key: str) -> list[Point]:
+def _points(m: JSONObject, axis: Axis, x_key: str) -> list[Point]:
     pts = []
-    for a in m["artifacts"]:
-        for v in a.get("validations") or []:
-            y = v["metrics"].get(axis.key)
+    for a in get_objects(m, "artifacts"):
+        for v in get_objects(a, "validations"):
+            y = get_object(v, "metrics").get(axis.key)
             x = a["bytes"] if x_key == "bytes" else v.get("latency_ms")
             if isinstance(y, int | float) and isinstance(x, int | float) and x > 0:
                 kind = "float" if a.get("role") == "baseline" else "artifact"
                 pts.append(Point(float(x), float(y) * axis.scale, f"{a['name']} on {_runner(v)}", kind))
-    search = m.get("search") or {}
-    for t in search.get("trials") or []:
-        y = (t.get("metrics") or {}).get(axis.key)
+    search = get_object_or_none(m, "search") or {}
+    for t in get_objects(search, "trials"):
+        y = (get_object_or_none(t, "metrics") or {}).get(axis.key)
         x = t.get("bytes") if x_key == "bytes" else t.get("latency_ms")
         if isinstance(y, int | float) and isinstance(x, int | float) and x > 0:
             pts.append(Point(float(x), float(y) * axis.scale, f"search trial #{t['index']}: {t['label']}", "trial"))
@@ -71,7 +73,7 @@ def _points(m: dict[str, Any], axis: Axis, x_key: str) -> list[Point]:
 
 
 @register_section("tradeoff")
-def tradeoff_section(m: dict[str, Any]) -> str | None:
+def tradeoff_section(m: JSONObject) -> str | None:
     axis = primary_axis(m)
     by_size = _points(m, axis, "bytes")
     by_latency = _points(m, axis, "latency")
@@ -94,21 +96,23 @@ def tradeoff_section(m: dict[str, Any]) -> str | None:
 
 
 @register_section("agreement")
-def agreement_section(m: dict[str, Any]) -> str | None:
-    b = m.get("budget") or {}
+def agreement_section(m: JSONObject) -> str | None:
+    b = get_object_or_none(m, "budget") or {}
     labels, values = [], []
     key = "top1_agreement"
-    cands = [(a, v) for a in m["artifacts"] if a.get("role") != "baseline" for v in a.get("validations") or []]
+    cands = [(a, v) for a in get_objects(m, "artifacts") if a.get("role") != "baseline"
+             for v in get_objects(a, "validations")]
     if not cands:
         return None
     # argmax agreement means something for classifiers (labels or a top-1 budget); embeddings compare by cosine
-    classifier = b.get("min_top1_agreement") is not None or bool(m.get("validation_data", {}).get("has_labels"))
-    if not classifier or not all(isinstance(v["metrics"].get(key), int | float) for _, v in cands):
+    classifier = (b.get("min_top1_agreement") is not None
+                  or bool((get_object_or_none(m, "validation_data") or {}).get("has_labels")))
+    if not classifier or not all(isinstance(get_object(v, "metrics").get(key), int | float) for _, v in cands):
         key = "cosine_mean"
     for a, v in cands:
         labels.append(f"{a['name']} · {_runner(v)}")
-        values.append(float(v["metrics"][key]))
-    limit = b.get("min_top1_agreement" if key == "top1_agreement" else "min_cosine")
+        values.append(float(get_float(get_object(v, "metrics"), key)))
+    limit = number(b, "min_top1_agreement" if key == "top1_agreement" else "min_cosine")
     what = "top-1 agreement (argmax matches)" if key == "top1_agreement" else "mean cosine"
     chart = hbars(labels, values, f"{what} with the float model, per runner", limit=limit,
                   limit_label=f"budget {limit:g}" if limit is not None else "")
@@ -117,7 +121,7 @@ def agreement_section(m: dict[str, Any]) -> str | None:
 
 
 @register_section("margins")
-def margins_section(m: dict[str, Any]) -> str | None:
+def margins_section(m: JSONObject) -> str | None:
     ms = margins(m)
     warns = all_warnings(m)
     if not ms and not warns:

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+
+from edgeq.jsontypes import (
+    JSONObject,
+    JSONValue,
+    get_int,
+    get_object,
+    get_object_or_none,
+    get_objects,
+    get_str,
+    get_strs,
+)
 
 
 @dataclass(frozen=True)
@@ -29,53 +40,75 @@ class Row:
     latency_how: str = "single measurement run"  # or how the paired host timing ran
 
 
-def _baseline(artifacts: list[dict[str, Any]], fmt: str) -> dict[str, Any] | None:
+def _baseline(artifacts: list[JSONObject], fmt: str) -> JSONObject | None:
     for a in artifacts:
         if a["format"] == fmt and a["role"] == "baseline":
             return a
     return None
 
 
-def rows(manifest: dict[str, Any]) -> list[Row]:
-    arts = manifest["artifacts"]
+def number(obj: Mapping[str, JSONValue], key: str) -> float | None:
+    """A metric as recorded (an int stays an int, so formatting is unchanged); null or a non-number is None."""
+    value = obj.get(key)
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _metric(metrics: JSONObject, key: str) -> float | str | None:
+    value = metrics.get(key)
+    return value if isinstance(value, str) else number(metrics, key)
+
+
+def rows(manifest: JSONObject) -> list[Row]:
+    arts = get_objects(manifest, "artifacts")
     out: list[Row] = []
     for a in arts:
-        base = _baseline(arts, a["format"])
-        size_ratio = a["bytes"] / base["bytes"] if base and base["bytes"] else None
-        vals = a["validations"] or [None]
+        base = _baseline(arts, get_str(a, "format"))
+        name, fmt, precision, size = get_str(a, "name"), get_str(a, "format"), get_str(a, "precision"), get_int(a, "bytes")
+        base_bytes = get_int(base, "bytes") if base else 0
+        size_ratio = size / base_bytes if base and base_bytes else None
+        vals = get_objects(a, "validations")
+        if not vals:
+            out.append(Row(name, fmt, precision, size, size_ratio, "-", None, None, None,
+                           None, None, None, None, None, "", None, None, ()))
         for v in vals:
-            if v is None:
-                out.append(Row(a["name"], a["format"], a["precision"], a["bytes"], size_ratio, "-", None, None, None,
-                               None, None, None, None, None, "", None, None, ()))
-                continue
-            m = v["metrics"]
-            lat_ratio = None
-            paired = v.get("latency_detail") or {}
-            if paired.get("ratio_to_float") is not None:  # timed interleaved with the float model: its own ratio
-                lat_ratio = float(paired["ratio_to_float"])
-            elif base and v["latency_ms"]:
-                bl = [bv for bv in base["validations"] if bv["runner"] == v["runner"] and bv["cpu_model"] == v["cpu_model"]]
-                if bl and bl[0]["latency_ms"]:
-                    lat_ratio = v["latency_ms"] / bl[0]["latency_ms"]
-            runner = v["runner"] + (f" ({v['cpu_model']}, emulated)" if v["emulated"] else "")
-            if v.get("board"):  # a fleet board: its name first, so each board is its own recognisable row
-                runner = f"{v['board']} ({v['runner']})"
-            out.append(Row(a["name"], a["format"], a["precision"], a["bytes"], size_ratio, runner,
-                           m.get("accuracy"), m.get("accuracy_drop_pts"), m.get("top1_agreement"),
-                           m.get("cosine_mean"), m.get("cosine_min"), m.get("sqnr_db"), m.get("max_abs_diff"),
-                           v["latency_ms"], v["latency_kind"], lat_ratio, v["budget_check"]["passed"],
-                           tuple(v["budget_check"]["failures"]), _latency_how(paired)))
+            out.append(_row(a, v, base, size_ratio))
     return out
 
 
-def _latency_how(paired: dict[str, Any]) -> str:
+def _row(a: JSONObject, v: JSONObject, base: JSONObject | None, size_ratio: float | None) -> Row:
+    m = get_object(v, "metrics")
+    latency_ms = number(v, "latency_ms")
+    lat_ratio = None
+    paired = get_object_or_none(v, "latency_detail") or {}
+    ratio_to_float = number(paired, "ratio_to_float")
+    if ratio_to_float is not None:  # timed interleaved with the float model: its own ratio
+        lat_ratio = float(ratio_to_float)
+    elif base and latency_ms:
+        bl = [bv for bv in get_objects(base, "validations")
+              if bv["runner"] == v["runner"] and bv["cpu_model"] == v["cpu_model"]]
+        base_ms = number(bl[0], "latency_ms") if bl else None
+        if base_ms:
+            lat_ratio = latency_ms / base_ms
+    runner = get_str(v, "runner") + (f" ({v['cpu_model']}, emulated)" if v["emulated"] else "")
+    if v.get("board"):  # a fleet board: its name first, so each board is its own recognisable row
+        runner = f"{v['board']} ({v['runner']})"
+    check = get_object(v, "budget_check")
+    passed = check["passed"]
+    return Row(get_str(a, "name"), get_str(a, "format"), get_str(a, "precision"), get_int(a, "bytes"), size_ratio,
+               runner, number(m, "accuracy"), number(m, "accuracy_drop_pts"), number(m, "top1_agreement"),
+               number(m, "cosine_mean"), number(m, "cosine_min"), _metric(m, "sqnr_db"), number(m, "max_abs_diff"),
+               latency_ms, get_str(v, "latency_kind"), lat_ratio, passed if isinstance(passed, bool) else None,
+               tuple(get_strs(check, "failures")), _latency_how(paired))
+
+
+def _latency_how(paired: JSONObject) -> str:
     if not paired:
         return "single measurement run"
     return (f"median of {paired.get('rounds')} rounds interleaved with the float model, "
             f"{paired.get('threads')} thread, batch 1")
 
 
-def fmt_num(x: Any, spec: str = ".4f") -> str:
+def fmt_num(x: float | str | None, spec: str = ".4f") -> str:
     if x is None:
         return "–"
     if isinstance(x, str):

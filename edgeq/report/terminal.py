@@ -6,10 +6,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
 
-from edgeq.jsontypes import JSONObject
-from edgeq.report.rows import fmt_bytes, fmt_num, rows
+from edgeq.jsontypes import (
+    JSONObject,
+    as_list,
+    get_object,
+    get_object_or_none,
+    get_objects,
+    get_str,
+    get_strs,
+)
+from edgeq.report.rows import Row, fmt_bytes, fmt_num, number, rows
 
 WIDTH = 100
 
@@ -42,21 +49,22 @@ _LIMITS = (  # budget key, metric key, label, op, unit
 )
 
 
-def margins(manifest: dict[str, Any]) -> list[Margin]:
-    budget = manifest.get("budget") or {}
+def margins(manifest: JSONObject) -> list[Margin]:
+    budget = get_object_or_none(manifest, "budget") or {}
     out: list[Margin] = []
-    for a in manifest["artifacts"]:
+    for a in get_objects(manifest, "artifacts"):
         if a.get("role") == "baseline":
             continue
-        for v in a.get("validations") or []:
-            runner = v["runner"] + (f" {v['cpu_model']}" if v.get("emulated") else "")
+        for v in get_objects(a, "validations"):
+            runner = get_str(v, "runner") + (f" {v['cpu_model']}" if v.get("emulated") else "")
+            metrics = get_object(v, "metrics")
             for bkey, mkey, label, op, unit in _LIMITS:
-                limit = budget.get(bkey)
-                value = v["metrics"].get(mkey)
+                limit = number(budget, bkey)
+                value = metrics.get(mkey)
                 if limit is None or not isinstance(value, int | float) or math.isnan(value):
                     continue
                 m = limit - value if op == "<=" else value - limit
-                out.append(Margin(a["name"], runner, label, float(value), float(limit), op, m, unit))
+                out.append(Margin(get_str(a, "name"), runner, label, float(value), float(limit), op, m, unit))
     return out
 
 
@@ -64,10 +72,10 @@ def _fmt(x: float, unit: str) -> str:
     return f"{x:.2f}" if unit else f"{x:.4f}"
 
 
-def verdict_line(manifest: dict[str, Any]) -> str:
+def verdict_line(manifest: JSONObject) -> str:
     """``verdict: PASS · accuracy drop 0.44 pt <= 1 pt (margin 0.56 pt; worst of 2 artifact×runner) · ...``"""
-    v = manifest["verdict"]
-    notes = "; ".join(v.get("notes") or [])  # e.g. how a budget was checked without labels
+    v = get_object(manifest, "verdict")
+    notes = "; ".join(get_strs(v, "notes"))  # e.g. how a budget was checked without labels
     head = "verdict: " + ("PASS" if v["passed"] else "FAIL") + (f" [{notes}]" if notes else "")
     ms = margins(manifest)
     if not ms:
@@ -85,16 +93,17 @@ def verdict_line(manifest: dict[str, Any]) -> str:
             + ", ".join(sorted(worst_of)))
 
 
-def resolution_warnings(manifest: dict[str, Any]) -> list[str]:
+def resolution_warnings(manifest: JSONObject) -> list[str]:
     """When one sample moves the metric by more than half the budget, the verdict is decided by noise."""
-    budget = manifest.get("budget") or {}
-    n = int(manifest.get("validation_data", {}).get("samples") or 0)
+    budget = get_object_or_none(manifest, "budget") or {}
+    validation_data = get_object_or_none(manifest, "validation_data") or {}
+    n = int(number(validation_data, "samples") or 0)
     if n <= 0:
         return []
     out = []
     per_sample = 100.0 / n
-    drop_budget = budget.get("max_accuracy_drop")
-    if drop_budget is not None and manifest["validation_data"].get("has_labels") and per_sample > drop_budget / 2:
+    drop_budget = number(budget, "max_accuracy_drop")
+    if drop_budget is not None and validation_data.get("has_labels") and per_sample > drop_budget / 2:
         for m in (x for x in margins(manifest) if x.metric == "accuracy drop"):
             acc = _accuracy_of(manifest, m.artifact, m.runner)
             p = min(max(acc if acc is not None else 0.5, 1.0 / n), 1 - 1.0 / n)
@@ -105,24 +114,24 @@ def resolution_warnings(manifest: dict[str, Any]) -> list[str]:
                        f"95% CI [{m.value - half:.2f}, {m.value + half:.2f}] pt (use --eval with "
                        f"≥ {math.ceil(200 / drop_budget)} samples)")
             break
-    top1 = budget.get("min_top1_agreement")
+    top1 = number(budget, "min_top1_agreement")
     if top1 is not None and top1 < 1 and 1.0 / n > (1 - top1) / 2:
         out.append(f"eval set too small to resolve the budget: {n} samples, one disagreement = {1 / n:.4f} "
                    f"> half the allowed {1 - top1:.4f} of top-1 disagreement")
     return out
 
 
-def _accuracy_of(manifest: dict[str, Any], artifact: str, runner: str) -> float | None:
-    for a in manifest["artifacts"]:
+def _accuracy_of(manifest: JSONObject, artifact: str, runner: str) -> float | None:
+    for a in get_objects(manifest, "artifacts"):
         if a["name"] == artifact:
-            for v in a.get("validations") or []:
-                acc = v["metrics"].get("reference_accuracy")
+            for v in get_objects(a, "validations"):
+                acc = get_object(v, "metrics").get("reference_accuracy")
                 if isinstance(acc, int | float):
                     return float(acc)
     return None
 
 
-def size_speed_warnings(manifest: dict[str, Any]) -> list[str]:
+def size_speed_warnings(manifest: JSONObject) -> list[str]:
     out = []
     seen_size = set()
     for r in rows(manifest):
@@ -139,17 +148,17 @@ def size_speed_warnings(manifest: dict[str, Any]) -> list[str]:
     return out
 
 
-def all_warnings(manifest: dict[str, Any]) -> list[str]:
+def all_warnings(manifest: JSONObject) -> list[str]:
     return resolution_warnings(manifest) + size_speed_warnings(manifest)
 
 
-def operator_warnings(manifest: dict[str, Any]) -> list[str]:
+def operator_warnings(manifest: JSONObject) -> list[str]:
     """edgeq.explain's findings: operators outside the XNNPACK delegate, float nodes around unfused Q/DQ (the
     report shows them in its per-operator section, next to the profile)."""
-    return [str(w.get("message")) for w in (manifest.get("explain") or {}).get("warnings") or []]
+    return [str(w.get("message")) for w in get_objects(get_object_or_none(manifest, "explain") or {}, "warnings")]
 
 
-def _cells(r: Any) -> tuple[str, ...]:
+def _cells(r: Row) -> tuple[str, ...]:
     lat = "–" if r.latency_ms is None else f"{r.latency_ms:.3f} ms" + (
         f" {r.latency_ratio:.2f}×" if r.latency_ratio is not None else "") + (
         " emu" if r.latency_kind == "emulated" else "")
@@ -159,7 +168,7 @@ def _cells(r: Any) -> tuple[str, ...]:
             "–" if r.passed is None else ("pass" if r.passed else "FAIL"))
 
 
-def fitted_table(manifest: dict[str, Any], width: int = WIDTH) -> list[str]:
+def fitted_table(manifest: JSONObject, width: int = WIDTH) -> list[str]:
     body = [_cells(r) for r in rows(manifest)]
     keep = list(range(len(_COLS)))
 
@@ -179,25 +188,28 @@ def fitted_table(manifest: dict[str, Any], width: int = WIDTH) -> list[str]:
     return lines
 
 
-def json_result(manifest: dict[str, Any], outdir: str) -> JSONObject:
+def _json_validation(x: JSONObject) -> JSONObject:
+    check = get_object(x, "budget_check")
+    return {"runner": x["runner"], "board": x.get("board"), "cpu_model": x.get("cpu_model"),
+            "emulated": x.get("emulated"), "metrics": x["metrics"], "latency_ms": x.get("latency_ms"),
+            "latency_kind": x.get("latency_kind"), "passed": check["passed"], "failures": check["failures"]}
+
+
+def json_result(manifest: JSONObject, outdir: str) -> JSONObject:
     """The ``--json`` document of export / check / validate: verdict, margins, warnings, artifacts."""
-    v = manifest["verdict"]
-    arts = []
-    for a in manifest["artifacts"]:
+    v = get_object(manifest, "verdict")
+    arts: list[JSONObject] = []
+    for a in get_objects(manifest, "artifacts"):
         arts.append({"name": a["name"], "path": a["path"], "format": a["format"], "precision": a["precision"],
                      "role": a.get("role"), "bytes": a["bytes"], "sha256": a.get("sha256"),
-                     "validations": [{"runner": x["runner"], "board": x.get("board"), "cpu_model": x.get("cpu_model"),
-                                      "emulated": x.get("emulated"), "metrics": x["metrics"],
-                                      "latency_ms": x.get("latency_ms"), "latency_kind": x.get("latency_kind"),
-                                      "passed": x["budget_check"]["passed"],
-                                      "failures": x["budget_check"]["failures"]}
-                                     for x in a.get("validations") or []]})
-    return {"passed": bool(v["passed"]), "failures": list(v["failures"]),
-            "host_passes_arm_fails": list(v.get("host_passes_arm_fails", [])),
-            "target": manifest["target"]["name"], "model": manifest["source"]["ref"],
+                     "validations": [_json_validation(x) for x in get_objects(a, "validations")]})
+    validation_data = get_object_or_none(manifest, "validation_data") or {}
+    return {"passed": bool(v["passed"]), "failures": list(as_list(v["failures"])),
+            "host_passes_arm_fails": list(as_list(v.get("host_passes_arm_fails", []))),
+            "target": get_object(manifest, "target")["name"], "model": get_object(manifest, "source")["ref"],
             "budget": manifest.get("budget"), "margins": [asdict(m) for m in margins(manifest)],
             "warnings": all_warnings(manifest) + operator_warnings(manifest),
-            "eval_samples": manifest.get("validation_data", {}).get("samples"),
-            "artifacts": arts, "fleet": v.get("fleet"), "infra_failures": list(v.get("infra_failures", [])),
-            "boards": (manifest.get("fleet") or {}).get("boards"), "output": outdir, "manifest": f"{outdir}/edgeq.json",
-            "report": f"{outdir}/report.html"}
+            "eval_samples": validation_data.get("samples"),
+            "artifacts": arts, "fleet": v.get("fleet"), "infra_failures": list(as_list(v.get("infra_failures", []))),
+            "boards": (get_object_or_none(manifest, "fleet") or {}).get("boards"), "output": outdir,
+            "manifest": f"{outdir}/edgeq.json", "report": f"{outdir}/report.html"}

@@ -6,7 +6,6 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -14,7 +13,7 @@ from edgeq.backends.onnx import rename_outputs
 from edgeq.config import Budget
 from edgeq.data import Dataset
 from edgeq.errors import EdgeqError
-from edgeq.jsontypes import get_object_or_none
+from edgeq.jsontypes import JSONObject, get_object_or_none
 from edgeq.onnx.build import build_onnx_int8
 from edgeq.onnx.mixed import weights_to_fp16
 from edgeq.search.trial import Trial
@@ -47,7 +46,7 @@ class Evaluator:
         self.float_bytes = baseline.stat().st_size
         self.float_latency = self.runner.run(baseline, "onnx", data.inputs_npz, workdir).latency_ms
 
-    def run(self, trial: Trial, seed: tuple[Path, dict[str, Any] | None] | None = None) -> Trial:
+    def run(self, trial: Trial, seed: tuple[Path, JSONObject | None] | None = None) -> Trial:
         """Quantize and measure TRIAL; ``seed`` = (model, its bias-correction record) already built with exactly
         this trial's settings (the export's first model), measured instead of quantized again."""
         t0 = time.perf_counter()
@@ -65,7 +64,7 @@ class Evaluator:
         trial.seconds = time.perf_counter() - t0
         return trial
 
-    def _build(self, trial: Trial, path: Path, seed: tuple[Path, dict[str, Any] | None] | None) -> None:
+    def _build(self, trial: Trial, path: Path, seed: tuple[Path, JSONObject | None] | None) -> None:
         if seed is not None:
             shutil.copyfile(seed[0], path)
             trial.bias_correction, trial.reused = seed[1], True

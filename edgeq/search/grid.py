@@ -11,18 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from edgeq.backends.onnx import graph_stats, rename_outputs
 from edgeq.config import CalibrationMethod, QuantOptions
 from edgeq.data import Dataset
 from edgeq.errors import EdgeqError
+from edgeq.jsontypes import JSONObject
 from edgeq.manifest import Artifact
 from edgeq.onnx.build import build_onnx_int8
 from edgeq.onnx.fp16 import convert_fp16
 from edgeq.progress import Progress
 from edgeq.search.patterns import Neighbourhood, fragile_nodes
-from edgeq.search.sensitivity import onnx_sensitivity, sensitivity_table
+from edgeq.search.sensitivity import NodeSensitivity, onnx_sensitivity, sensitivity_table
 
 VARIANT_DIR = "variants"
 MIXED_TOP_K = 8  # the most sensitive nodes' inputs and outputs at 16-bit activations in the mixed variant
@@ -52,12 +52,12 @@ def static_variants(base: QuantOptions, patterns: dict[str, list[str]]) -> list[
     return out
 
 
-def onnx_grid(g: GridInputs, first: Artifact, progress: Progress) -> tuple[list[Artifact], list[dict[str, Any]]]:
+def onnx_grid(g: GridInputs, first: Artifact, progress: Progress) -> tuple[list[Artifact], list[JSONObject]]:
     """Build the grid; returns the variants (role candidate, under ``variants/``) and the sensitivity ranking."""
     (g.workdir / VARIANT_DIR).mkdir(exist_ok=True)
     new: list[Artifact] = []
 
-    def add(name: str, precision: str, build: Callable[[Path], dict[str, Any]], recipe: QuantOptions | None) -> None:
+    def add(name: str, precision: str, build: Callable[[Path], JSONObject], recipe: QuantOptions | None) -> None:
         rel = f"{VARIANT_DIR}/{name}.onnx"
         progress.stage(f"sweep: building {name}")
         try:
@@ -85,11 +85,11 @@ def onnx_grid(g: GridInputs, first: Artifact, progress: Progress) -> tuple[list[
     return new, sensitivity_table(ranking)
 
 
-def _builder(g: GridInputs, q: QuantOptions) -> Callable[[Path], dict[str, Any]]:
+def _builder(g: GridInputs, q: QuantOptions) -> Callable[[Path], JSONObject]:
     return lambda path: build_onnx_int8(g.prepped, path, g.calib, q)
 
 
-def _ranking(g: GridInputs, first: Artifact, progress: Progress) -> list[Any]:
+def _ranking(g: GridInputs, first: Artifact, progress: Progress) -> list[NodeSensitivity]:
     try:
         return onnx_sensitivity(g.prepped, g.workdir / first.path, g.calib, max_samples=g.sensitivity_samples)
     except Exception as e:  # noqa: BLE001  no ranking -> no mixed-precision variant, said out loud

@@ -19,7 +19,7 @@ import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from edgeq.backends.onnx import INT8_DYNAMIC_NAME as ONNX_INT8_DYNAMIC_NAME
 from edgeq.backends.onnx import INT8_NAME, graph_stats
@@ -122,7 +122,7 @@ def base_options(art: Artifact) -> QuantOptions:
 
 
 def run_export_search(ctx: SearchContext, artifacts: list[Artifact],
-                      static_base: QuantOptions | None = None) -> dict[str, Any]:
+                      static_base: QuantOptions | None = None) -> JSONObject:
     """Search, replace the ONNX INT8 artifact with the pick in ``artifacts``, re-validate it. Returns manifest keys
     to add.
 

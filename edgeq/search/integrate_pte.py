@@ -7,11 +7,12 @@ import dataclasses
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from edgeq.backends.executorch import INT8_DYNAMIC_NAME, bundle_program, static_export
 from edgeq.capture import Captured
 from edgeq.data import Dataset
+from edgeq.jsontypes import JSONObject, JSONValue, get_objects, get_str
 from edgeq.manifest import Artifact
 from edgeq.pipeline.state import BuildState
 from edgeq.search.integrate import SearchContext, print_closest
@@ -25,12 +26,17 @@ if TYPE_CHECKING:
     import torch
 
 
+def _db(value: JSONValue) -> float:
+    """A ranking row's dB / NSR as ``sensitivity_table`` wrote it: a number, ``"inf"``, or null (read as 0)."""
+    return float(value) if isinstance(value, int | float | str) and value else 0.0
+
+
 def _pte_candidate(artifacts: list[Artifact]) -> Artifact | None:
     return next((a for a in artifacts if a.format == "pte" and a.role == "candidate"), None)
 
 
 def pte_sensitivity_keys(ctx: SearchContext, artifacts: list[Artifact], captured: Captured | None,
-                         skip_ranking: bool = False) -> dict[str, Any]:
+                         skip_ranking: bool = False) -> JSONObject:
     """``sensitivity_pte``: the PT2E node-by-node ranking, when a ``.pte`` INT8 artifact would be searched.
 
     Same trigger as the ONNX search (``--search``, or an explicit budget the first model misses). The ``.pte``
@@ -64,10 +70,10 @@ class PteSearchInputs:
     captured: Captured  # what the INT8 models were built from (the outlier-prepared copy, if any)
     ev: Dataset  # the evaluation set (the golden-I/O bundle of the shipped program is built from it)
     first_dynamic: bool = False  # the first .pte was already the predicted dynamic model
-    backend_config: dict[str, Any] = dataclasses.field(default_factory=dict)  # the target's ExecutorchBackendConfig
+    backend_config: JSONObject = dataclasses.field(default_factory=dict)  # the target's ExecutorchBackendConfig
 
 
-def run_pte_search(ctx: SearchContext, artifacts: list[Artifact], inputs: PteSearchInputs) -> dict[str, Any]:
+def run_pte_search(ctx: SearchContext, artifacts: list[Artifact], inputs: PteSearchInputs) -> JSONObject:
     """The ``.pte`` half of the search: rank PT2E nodes, try the moves, ship the first model inside the budget.
 
     ``inputs.first_dynamic``: the first ``.pte`` was already the predicted dynamic model, so the moves start at
@@ -84,7 +90,7 @@ def run_pte_search(ctx: SearchContext, artifacts: list[Artifact], inputs: PteSea
     static = static_export(inputs.captured, ctx.calib)
     ctx.progress.stage(f"searching for a .pte INT8 model inside the budget (first model: {art.name})")
     t0 = time.perf_counter()
-    trials = _search(ctx, artifacts, inputs, static, keys.get("sensitivity_pte", []))
+    trials = _search(ctx, artifacts, inputs, static, get_objects(keys, "sensitivity_pte"))
     winner = next((t for t in trials if t.passed), None)
     if winner is not None and winner.path is not None:
         _ship_winner(ctx, artifacts, inputs, static, winner)
@@ -108,10 +114,10 @@ def _scratch(ctx: SearchContext) -> Path:
 
 
 def _search(ctx: SearchContext, artifacts: list[Artifact], inputs: PteSearchInputs, static: torch.export.ExportedProgram,
-            rows: list[dict[str, Any]]) -> list[PteTrial]:
+            rows: list[JSONObject]) -> list[PteTrial]:
     """Run the ``.pte`` moves on the static-batch program, ordered by the ranking ``rows`` (``sensitivity_pte``)."""
-    ranking = [NodeSensitivity(r["node"], r["op_type"], r["tensor"], float("nan"), float(r["xmodel_sqnr_db"] or 0.0),
-                               float(r["input_sqnr_db"] or 0.0), float(r["added_nsr"] or 0.0))
+    ranking = [NodeSensitivity(get_str(r, "node"), get_str(r, "op_type"), get_str(r, "tensor"), float("nan"),
+                               _db(r["xmodel_sqnr_db"]), _db(r["input_sqnr_db"]), _db(r["added_nsr"]))
                for r in rows]
     data = load_npz(ctx.workdir / ctx.inputs_rel)
     fp32 = next((a for a in artifacts if a.format == "pte" and a.role == "baseline"), None)

@@ -8,13 +8,12 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Any
 
 import onnx
 
 from edgeq.config import SearchOptions
 from edgeq.data import Dataset
-from edgeq.search.sensitivity import onnx_sensitivity
+from edgeq.search.sensitivity import NodeSensitivity, onnx_sensitivity
 
 
 def linear_dominated(path: Path) -> bool:
@@ -28,7 +27,7 @@ def linear_dominated(path: Path) -> bool:
     return bool(lin > 0 and lin >= conv)
 
 
-def safe_sensitivity(prepped: Path, qdq: Path, calib: Dataset, options: SearchOptions) -> list[Any]:
+def safe_sensitivity(prepped: Path, qdq: Path, calib: Dataset, options: SearchOptions) -> list[NodeSensitivity]:
     try:
         return onnx_sensitivity(prepped, qdq, calib, max_samples=options.sensitivity_samples)
     except Exception as e:  # noqa: BLE001  the debugger is best-effort: without it the ladder skips its stage

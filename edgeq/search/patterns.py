@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import onnx
 
@@ -27,8 +26,8 @@ def fragile_nodes(model_path: str | Path) -> dict[str, list[str]]:
     model = onnx.load(str(model_path), load_external_data=False)
     g = model.graph
     consts = {i.name for i in g.initializer} | {o for n in g.node if n.op_type == "Constant" for o in n.output}
-    consumers: dict[str, list[Any]] = defaultdict(list)
-    producer = {}
+    consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    producer: dict[str, onnx.NodeProto] = {}
     for n in g.node:
         for x in n.input:
             consumers[x].append(n)
@@ -69,7 +68,8 @@ def fragile_nodes(model_path: str | Path) -> dict[str, list[str]]:
     return out
 
 
-def _near_reduce_mean(n, producer, consumers) -> bool:  # type: ignore[no-untyped-def]
+def _near_reduce_mean(n: onnx.NodeProto, producer: dict[str, onnx.NodeProto],
+                      consumers: dict[str, list[onnx.NodeProto]]) -> bool:
     """Pow/Sqrt/Reciprocal next to a ReduceMean, or a ReduceMean next to one of them or feeding a Sub (the mean
     subtracted): the decomposed LayerNorm's variance path. A CNN's global average pool (a ReduceMean feeding the
     classifier) is not a LayerNorm."""
@@ -80,7 +80,8 @@ def _near_reduce_mean(n, producer, consumers) -> bool:  # type: ignore[no-untype
     return any(m.op_type == "ReduceMean" for m in around)
 
 
-def _erf_ring(erf: Any, producer: dict[str, Any], consumers: dict[str, list[Any]]) -> list[Any]:
+def _erf_ring(erf: onnx.NodeProto, producer: dict[str, onnx.NodeProto],
+             consumers: dict[str, list[onnx.NodeProto]]) -> list[onnx.NodeProto]:
     """GELU(x) = x * 0.5 * (1 + erf(x / sqrt 2)): the Div before Erf and the Add/Mul chain after it."""
     ring = []
     pre = producer.get(erf.input[0])

@@ -30,7 +30,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -53,6 +53,7 @@ from edgeq.validate.metrics import budget_distance, check_budget, compare
 
 if TYPE_CHECKING:
     import torch
+    from executorch.exir import ExecutorchProgramManager
 
 
 @dataclass
@@ -60,7 +61,7 @@ class PteTrial:
     index: int
     label: str
     quant: QuantOptions
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: JSONObject = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     passed: bool = False
     bytes: int = 0
@@ -69,9 +70,9 @@ class PteTrial:
     path: Path | None = None
     distance: dict[str, float] = field(default_factory=dict)  # per budget limit, negative = missed (+ size_ratio)
     shortfall: float = math.inf  # the selection engine's distance to the budget (0 = inside)
-    delegation: dict[str, Any] = field(default_factory=dict)  # the lowered program's XNNPACK delegation report
+    delegation: JSONObject = field(default_factory=dict)  # the lowered program's XNNPACK delegation report
     # the passing trial's lowered program, kept so the golden-I/O bundle reuses it (re-lowering MiniLM: ~1 min)
-    program: Any = field(default=None, repr=False)
+    program: ExecutorchProgramManager | None = field(default=None, repr=False)
 
     def scored(self) -> Scored:
         return Scored(self.index, self.bytes if self.error is None else None, self.passed, self.shortfall,
@@ -121,7 +122,7 @@ class PteSearchData:
     # the ``ExecutorchBackendConfig`` options the target's configure stages chose (e.g. Android's 16 KB segment
     # alignment). Every trial is lowered with them, so the passing trial's program is exactly the program that
     # ships — never a second lowering without the target's layout.
-    backend_config: dict[str, Any]
+    backend_config: JSONObject
 
 
 def search_pte(data: PteSearchData, base: QuantOptions, ranking: list[NodeSensitivity], progress: Progress,

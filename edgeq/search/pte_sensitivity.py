@@ -13,7 +13,8 @@ PT2E simulates it on the host, not the XNNPACK kernels' own arithmetic.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Hashable, Mapping, Sequence
+from typing import TYPE_CHECKING, TypeAlias
 
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
@@ -24,6 +25,9 @@ from edgeq.targetspec import Target
 
 if TYPE_CHECKING:
     import torch
+
+# torchao's extract_results_from_loggers, per debug handle: (node name, stack trace, the logged outputs)
+LoggedNode: TypeAlias = tuple[str | None, object, Sequence[object]]
 
 
 def pte_sensitivity(exported: torch.export.ExportedProgram, calib: Dataset, signature: list[TensorSpec], opts: QuantOptions, target: Target,
@@ -75,7 +79,7 @@ def pte_sensitivity(exported: torch.export.ExportedProgram, calib: Dataset, sign
     return result
 
 
-def _node_sqnr(ref: dict[Any, Any], act: dict[Any, Any]) -> dict[str, float]:
+def _node_sqnr(ref: Mapping[Hashable, LoggedNode], act: Mapping[Hashable, LoggedNode]) -> dict[str, float]:
     """Per float node: the SQNR (dB) of its INT8 counterpart's logged outputs against its own."""
     import torch  # heavy: torch, imported only where a model is built or run
 
@@ -84,13 +88,21 @@ def _node_sqnr(ref: dict[Any, Any], act: dict[Any, Any]) -> dict[str, float]:
         if key not in act or not ref_name:
             continue
         act_stats = act[key][2]
-        if (not ref_stats or len(ref_stats) != len(act_stats)
-                or not all(isinstance(x, torch.Tensor) and x.is_floating_point() for x in (*ref_stats, *act_stats))):
+        ref_t, act_t = _float_tensors(ref_stats), _float_tensors(act_stats)
+        if not ref_stats or len(ref_stats) != len(act_stats) or ref_t is None or act_t is None:
             continue
-        r = torch.cat([x.flatten().double() for x in ref_stats])
-        a = torch.cat([x.flatten().double() for x in act_stats])
+        r = torch.cat([x.flatten().double() for x in ref_t])
+        a = torch.cat([x.flatten().double() for x in act_t])
         if r.shape != a.shape:
             continue
         noise = float(((r - a) ** 2).sum())
         sqnr[ref_name] = math.inf if noise == 0 else 10 * math.log10(max(float((r ** 2).sum()), 1e-30) / noise)
     return sqnr
+
+
+def _float_tensors(stats: Sequence[object]) -> list[torch.Tensor] | None:
+    """The logged outputs as tensors, or None when one of them is not a floating-point tensor."""
+    import torch  # heavy: torch, imported only where a model is built or run
+
+    out = [x for x in stats if isinstance(x, torch.Tensor) and x.is_floating_point()]
+    return out if len(out) == len(stats) else None

@@ -42,10 +42,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from edgeq.config import Budget, QuantOptions, SearchOptions
 from edgeq.errors import EdgeqError, UsageError
+from edgeq.jsontypes import JSONObject
 from edgeq.onnx.dynamic import activation_matmuls
 from edgeq.onnx.hybrid import has_convs_and_linears
 from edgeq.onnx.mixed import nodes_for_modules
@@ -105,7 +105,7 @@ class LadderStart:
     first_dynamic: bool = False
     # the export's first static model (built with ``base``) and its bias-correction record: the baseline trial
     # measures it instead of quantizing the same settings again
-    seed: tuple[Path, dict[str, Any] | None] | None = None
+    seed: tuple[Path, JSONObject | None] | None = None
 
 
 def search_onnx(data: EvalData, start: LadderStart, budget: Budget, options: SearchOptions, workdir: Path,
@@ -138,7 +138,8 @@ class _OnnxSearch:
         self.linear_first = start.first_dynamic or (bool(self.linears) and linear_dominated(data.prepped))
         self.trials: list[Trial] = []
         # the static ladder reads and fills the node rankings (the baseline's, the one its moves use)
-        self.state: dict[str, Any] = {"ranking": None, "baseline_ranking": None}
+        self.ranking: list[NodeSensitivity] = []  # of the trial the latest sensitivity move builds on
+        self.baseline_ranking: list[NodeSensitivity] = []  # of the first trial: the report's sensitivity table
         self.hood = Neighbourhood(data.prepped)
         self.advance_bar: Callable[[int], object] = lambda n: None  # the progress bar's update, while it is open
 
@@ -149,7 +150,7 @@ class _OnnxSearch:
             self.advance_bar = bar.update
             run = run_ladder(stages(self.view()), self.evaluate, TrialBudget(options.max_trials, options.max_seconds),
                              cumulative=cumulative_stages())
-        sens_rows = sensitivity_table(self.state.get("baseline_ranking") or [])
+        sens_rows = sensitivity_table(self.baseline_ranking)
         best = self.best_of(self.trials)
         return SearchResult(met=bool(best and best.passed), best=best, trials=self.trials,
                             float_bytes=self.ev.float_bytes, float_latency_ms=self.ev.float_latency,
@@ -167,8 +168,8 @@ class _OnnxSearch:
         """The node ranking of TRIAL's model, kept for the 16-bit / float moves built on it."""
         if trial.path is None:  # nothing was built: nothing to rank
             return []
-        self.state["ranking"] = safe_sensitivity(self.data.prepped, trial.path, self.data.calib, self.options)
-        return list(self.state["ranking"])
+        self.ranking = safe_sensitivity(self.data.prepped, trial.path, self.data.calib, self.options)
+        return list(self.ranking)
 
     def best_of(self, pool: list[Trial]) -> Trial | None:
         by_index = {t.index: t for t in pool}
@@ -189,7 +190,7 @@ class _OnnxSearch:
         # linear-dominated: the torch-side ranking (edgeq.prepare) orders the first moves; the ONNX node
         # ranking (a debugger pass over the whole graph) is computed only if the static stages need it
         if trial.index == 1 and trial.path is not None and trial.metrics is not None and not self.linear_first:
-            self.state["baseline_ranking"] = safe_sensitivity(self.data.prepped, trial.path, self.data.calib,
+            self.baseline_ranking = safe_sensitivity(self.data.prepped, trial.path, self.data.calib,
                                                               self.options)
         return trial
 
@@ -212,7 +213,7 @@ class _OnnxSearch:
         nodes: list[str] = list(dict.fromkeys(
             m for c in cfg.exclude for n in self.patterns.get(c, []) for m in hood.with_light_input_producers(n)))
         int16: list[str] = []
-        ranking = self.state["ranking"] or []
+        ranking = self.ranking
         if cfg.float_top_k:
             # the node's whole island (input producers, node, readers) skips Q/DQ on the node's tensors
             for s in [s for s in ranking if s.node not in nodes][: cfg.float_top_k]:

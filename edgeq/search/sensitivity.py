@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import math
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -115,12 +115,12 @@ def onnx_sensitivity(float_model: Path, qdq_model: Path, data: Dataset, max_samp
     return result
 
 
-def _measured_inputs(node: Any, producer: dict[str, Any], measured: dict[str, float]) -> list[str]:
+def _measured_inputs(node: onnx.NodeProto, producer: dict[str, onnx.NodeProto], measured: Mapping[str, float]) -> list[str]:
     """The measured tensors NODE reads: an input the quantized model has no reading for (the output of a Conv
     whose Relu / Clip ORT folded into it) is replaced by its producer's inputs, so the folded pair's added error
     is the pair's, not everything accumulated since the graph input."""
     out: list[str] = []
-    todo, seen = [i for i in node.input if i], set()
+    todo, seen = [i for i in node.input if i], set[str]()
     while todo:
         t = todo.pop()
         if t in seen:
@@ -133,7 +133,8 @@ def _measured_inputs(node: Any, producer: dict[str, Any], measured: dict[str, fl
     return out
 
 
-def _clamp_folded_activations(matching: dict[str, dict[str, Any]], fg: Any, qg: Any) -> None:
+def _clamp_folded_activations(matching: dict[str, dict[str, Sequence[np.ndarray]]], fg: onnx.GraphProto,
+                              qg: onnx.GraphProto) -> None:
     """Apply the float graph's Relu / Clip to the pre-Q/DQ reading of tensors whose clamp ORT folded away.
 
     ORT's QDQ quantizer removes a Relu / Clip that follows a Conv and lets the Conv write the clamp's output name,
@@ -159,7 +160,7 @@ def _clamp_folded_activations(matching: dict[str, dict[str, Any]], fg: Any, qg: 
             matching[t]["pre_qdq"] = [np.clip(a, lo, hi) for a in pre]
 
 
-def _weight_matching(float_model: Path, qdq_model: Path) -> dict[str, dict[str, Any]]:
+def _weight_matching(float_model: Path, qdq_model: Path) -> dict[str, dict[str, np.ndarray]]:
     """``create_weight_matching``'s result, dequantized in float64.
 
     ORT's helper subtracts the zero point in the stored integer type, which wraps around for uint8 weights with
@@ -168,7 +169,7 @@ def _weight_matching(float_model: Path, qdq_model: Path) -> dict[str, dict[str, 
     fl = {i.name: i for i in onnx.load(str(float_model)).graph.initializer}  # the weights themselves are compared
     qm = onnx.load(str(qdq_model), load_external_data=False).graph
     qi = {i.name: i for i in qm.initializer}
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, dict[str, np.ndarray]] = {}
     for n in qm.node:
         if n.op_type != "DequantizeLinear" or n.input[0] not in qi or len(n.input) < 2:
             continue

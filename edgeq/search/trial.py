@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from edgeq.config import Budget, CalibrationMethod, QuantOptions, SearchOptions
 from edgeq.jsontypes import JSONObject
@@ -62,7 +61,7 @@ class Trial:
     fp16_nodes: tuple[str, ...] = ()  # kept-float linears' MatMul/Gemm nodes, weights stored as float16
     fp16_modules: tuple[str, ...] = ()  # the torch modules they come from
     distance: dict[str, float] = field(default_factory=dict)  # per budget limit, negative = missed (+ size_ratio)
-    bias_correction: dict[str, Any] | None = None  # edgeq.onnx.bias_correct's record (static 8-bit trials)
+    bias_correction: JSONObject | None = None  # edgeq.onnx.bias_correct's record (static 8-bit trials)
     reused: bool = False  # the export's first model, measured as this trial instead of quantized again
 
     def scored(self) -> Scored:
@@ -95,7 +94,7 @@ class SearchResult:
     float_latency_ms: float | None
     seconds: float
     stopped: str  # why the search ended
-    sensitivity: list[dict[str, Any]] = field(default_factory=list)
+    sensitivity: list[JSONObject] = field(default_factory=list)
     patterns: dict[str, list[str]] = field(default_factory=dict)
 
     time_capped: bool = False  # the wall-clock safety cap, not the trial budget, ended the search

@@ -12,13 +12,13 @@ Over budget is a failed verdict with the numbers.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 import onnx
 from onnx import helper
 
 from edgeq.executorch.layout import read_layout
-from edgeq.jsontypes import JSONObject
+from edgeq.jsontypes import JSONObject, get_int
 from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
 
@@ -32,7 +32,16 @@ MB = 1024 * 1024
 _FAMILY = {"onnx": ("onnx", "ort"), "pte": ("pte", "bpte")}
 
 
-def onnx_memory_estimate(path: Path) -> dict[str, Any]:
+class MemoryEstimate(TypedDict):
+    """What an artifact needs in RAM at batch 1, and how that was estimated."""
+
+    weights_bytes: int
+    peak_activation_bytes: int
+    tensors_without_shape: int  # ONNX tensors shape inference left unsized (counted as 0 bytes)
+    method: str
+
+
+def onnx_memory_estimate(path: Path) -> MemoryEstimate:
     """Weights bytes and a liveness-based peak activation estimate at batch 1 (symbolic dims set to 1)."""
     model = onnx.load(str(path))
     weights = sum(_tensor_proto_bytes(t) for t in model.graph.initializer)
@@ -99,16 +108,16 @@ def _tensor_proto_bytes(t: onnx.TensorProto) -> int:
         return len(t.raw_data)
 
 
-def pte_memory_estimate(path: Path) -> dict[str, Any]:
+def pte_memory_estimate(path: Path) -> MemoryEstimate:
     lay = read_layout(path)
     return {"weights_bytes": lay.file_bytes, "peak_activation_bytes": max(lay.planned_memory_bytes, default=0),
             "tensors_without_shape": 0, "method": "ExecuTorch memory plan (non_const_buffer_sizes), exact"}
 
 
-def check_artifact(art: Artifact, outdir: Path, storage_mb: int, ram_mb: int) -> tuple[dict[str, Any], list[str]]:
+def check_artifact(art: Artifact, outdir: Path, storage_mb: int, ram_mb: int) -> tuple[JSONObject, list[str]]:
     p = outdir / art.path
     size = p.stat().st_size
-    row: dict[str, Any] = {"artifact": art.name, "bytes": size, "storage_budget_bytes": storage_mb * MB}
+    row: JSONObject = {"artifact": art.name, "bytes": size, "storage_budget_bytes": storage_mb * MB}
     failures = []
     if size > storage_mb * MB:
         failures.append(f"{art.name} is {size / MB:.2f} MB, over the target's storage budget of {storage_mb} MB")
@@ -119,7 +128,7 @@ def check_artifact(art: Artifact, outdir: Path, storage_mb: int, ram_mb: int) ->
         mem = pte_memory_estimate(p)
     if mem is not None:
         ram = mem["weights_bytes"] + mem["peak_activation_bytes"]
-        row.update(mem, ram_estimate_bytes=ram, ram_budget_bytes=ram_mb * MB)
+        row.update(**mem, ram_estimate_bytes=ram, ram_budget_bytes=ram_mb * MB)
         if ram > ram_mb * MB:
             failures.append(f"{art.name} needs ~{ram / MB:.2f} MB RAM (weights {mem['weights_bytes'] / MB:.2f} MB + "
                             f"peak activations {mem['peak_activation_bytes'] / MB:.2f} MB), over the target's "
@@ -133,7 +142,8 @@ def check_artifact(art: Artifact, outdir: Path, storage_mb: int, ram_mb: int) ->
                 declares=Declares(reads=("artifacts",)))
 def budget_check(ctx: BuildState) -> StageResult:
     t = ctx.target
-    rows, failures = [], []
+    rows: list[JSONObject] = []
+    failures: list[str] = []
     for art in ctx.artifacts:
         if art.format not in _FAMILY.get(ctx.fmt, (ctx.fmt,)):
             continue
@@ -144,8 +154,8 @@ def budget_check(ctx: BuildState) -> StageResult:
         a.name: {"budget": {k: v for k, v in row.items() if k != "artifact"}}
         for a, row in zip([a for a in ctx.artifacts if a.format in _FAMILY.get(ctx.fmt, (ctx.fmt,))], rows,
                           strict=True)}
-    worst_ram = max((r.get("ram_estimate_bytes", 0) for r in rows), default=0)
-    largest = max((r["bytes"] for r in rows), default=0)
+    worst_ram = max((get_int(r, "ram_estimate_bytes") for r in rows if "ram_estimate_bytes" in r), default=0)
+    largest = max((get_int(r, "bytes") for r in rows), default=0)
     summary = (f"{len(rows)} artifact(s): largest {largest / MB:.2f} MB of {t.storage_mb} MB storage, "
                f"RAM estimate up to {worst_ram / MB:.2f} MB of {t.ram_mb} MB"
                + ("" if not failures else f" — {len(failures)} over budget"))

@@ -14,12 +14,13 @@ fp16 variant applies the same fix (recorded in ``BuildState.fixed_shapes``), as 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 from onnx import helper
 
+from edgeq.jsontypes import JSONObject
 from edgeq.onnx.graph_util import graph_path, outputs_moved
 from edgeq.onnx.io import save_atomic
 from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
@@ -122,12 +123,12 @@ def fixed_shapes(ctx: BuildState) -> StageResult:
     apply_fixed_shapes(model, plan)
     out: Path = src.with_name(src.stem + ".fixed.onnx")
     save_atomic(model, out)
-    details: dict[str, Any] = {"inputs_before": before, "inputs_after": input_shapes(model),
-                               "outputs_after": {o.name: [d.dim_value if d.HasField("dim_value") else d.dim_param
-                                                          for d in o.type.tensor_type.shape.dim]
-                                                 for o in model.graph.output},
-                               "applies_to": ["onnx-int8 (built from this graph)", "onnx-fp16 (same plan)"],
-                               "not_applied_to": ["model.fp32.onnx (shipped as exported: the reference)"]}
+    details: JSONObject = {"inputs_before": before, "inputs_after": input_shapes(model),
+                           "outputs_after": {o.name: [d.dim_value if d.HasField("dim_value") else d.dim_param
+                                                      for d in o.type.tensor_type.shape.dim]
+                                             for o in model.graph.output},
+                           "applies_to": ["onnx-int8 (built from this graph)", "onnx-fp16 (same plan)"],
+                           "not_applied_to": ["model.fp32.onnx (shipped as exported: the reference)"]}
     moved = outputs_moved(ctx, src, out, details)
     if moved is not None:
         out.unlink()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import onnx
 
@@ -44,14 +43,15 @@ def fp16_variant(ctx: BuildState) -> StageResult:
             fixed = Path(tmp) / "model.fixed.onnx"
             save_atomic(apply_fixed_shapes(onnx.load(str(src)), plan), fixed)
             src = fixed
-        info: dict[str, Any] = convert_fp16(src, dst, keep_io_float32=True)
-    info["bytes_before"] = (ctx.workdir / base.path).stat().st_size
+        info = convert_fp16(src, dst, keep_io_float32=True)
+    bytes_before = (ctx.workdir / base.path).stat().st_size
+    info["bytes_before"] = bytes_before
     if plan:
         info["fixed_shapes"] = plan
     info["gpu_delegate"] = ctx.target.gpu_delegate
     art = Artifact(name="onnx-fp16", path=FP16_NAME, format="onnx", precision="fp16", role="candidate",
                    details={"fp16": info, "derived_from": base.name}).refresh(ctx.workdir)
     return StageResult(NAME, changed=True, state=ctx.updated(artifacts=(*ctx.artifacts, art)), details=info,
-                      summary=f"{FP16_NAME}: {info['bytes_before'] / 1024:.1f} KB -> {art.bytes / 1024:.1f} KB "
+                      summary=f"{FP16_NAME}: {bytes_before / 1024:.1f} KB -> {art.bytes / 1024:.1f} KB "
                               f"for the {ctx.target.gpu_delegate} delegate ({info['casts_added']} Cast nodes at the "
                               "float32 edges)")

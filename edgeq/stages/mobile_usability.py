@@ -14,22 +14,37 @@ import collections
 import html
 import logging
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import onnx
 
+from edgeq.jsontypes import (
+    JSONObject,
+    as_object,
+    get_int,
+    get_object,
+    get_object_or_none,
+    get_objects,
+    get_str,
+)
 from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
 from edgeq.report.html import register_section
 from edgeq.targetspec import OnnxScheme, Target
+
+if TYPE_CHECKING:  # onnxruntime ships no type information: the name documents what the checkers return
+    from onnxruntime.tools.mobile_helpers.usability_checker import PartitioningInfo
+
+Checker = Callable[[onnx.ModelProto, bool], "PartitioningInfo"]  # (model, require fixed input sizes)
 
 NAME = "mobile-usability"
 MOBILE_EPS = ("NNAPI", "CoreML")
 MAX_LISTED_BLOCKERS = 40
 
 
-def _checkers() -> dict[str, Any]:
+def _checkers() -> dict[str, Checker]:
     # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.tools.mobile_helpers import usability_checker as uc
 
@@ -41,7 +56,7 @@ def _checkers() -> dict[str, Any]:
     }
 
 
-def analyze(model_path: Path, eps: tuple[str, ...]) -> dict[str, Any]:
+def analyze(model_path: Path, eps: tuple[str, ...]) -> JSONObject:
     """Partitioning per EP (NNAPI; CoreML as both MLProgram and NeuralNetwork) with blocking nodes."""
     # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.tools.onnx_model_utils import optimize_model
@@ -54,7 +69,8 @@ def analyze(model_path: Path, eps: tuple[str, ...]) -> dict[str, Any]:
     dynamic_inputs = [i.name for i in model.graph.input
                       if any(not d.HasField("dim_value") for d in i.type.tensor_type.shape.dim)]
     checkers = _checkers()
-    out: dict[str, Any] = {"dynamic_inputs": dynamic_inputs, "eps": {}}
+    per_ep: JSONObject = {}
+    out: JSONObject = {"dynamic_inputs": dynamic_inputs, "eps": per_ep}
     for ep in eps:
         for key, fn in checkers.items():
             if not key.startswith(ep):
@@ -62,7 +78,7 @@ def analyze(model_path: Path, eps: tuple[str, ...]) -> dict[str, Any]:
             info = fn(model, True)  # require fixed sizes: what actually happens at run time
             in_groups = {id(n) for g in info.supported_groups for n in g}
             unsupported = set(info.unsupported_ops)
-            blockers = []
+            blockers: list[JSONObject] = []
             for n in model.graph.node:
                 if id(n) in in_groups:
                     continue
@@ -71,7 +87,7 @@ def analyze(model_path: Path, eps: tuple[str, ...]) -> dict[str, Any]:
                                  "reason": "operator not supported" if op in unsupported
                                  else "dynamic input shape or unsupported rank"})
             pct = 100.0 * info.num_supported_nodes / max(1, info.num_nodes)
-            out["eps"][key] = {
+            per_ep[key] = {
                 "nodes": info.num_nodes, "supported_nodes": info.num_supported_nodes,
                 "partitions": info.num_partitions, "partition_sizes": [len(g) for g in info.supported_groups],
                 "percent_supported": round(pct, 1), "suitability": info.suitability().name,
@@ -93,7 +109,7 @@ def _is_mobile(target: Target) -> bool:
                 declares=Declares(reads=("artifacts",)))
 def mobile_usability(ctx: BuildState) -> StageResult:
     eps = tuple(ep for ep in ctx.target.spec(OnnxScheme).execution_providers if ep in MOBILE_EPS)
-    per_art: dict[str, Any] = {}
+    per_art: dict[str, JSONObject] = {}
     for a in ctx.artifacts:
         if a.format != "onnx" or a.role != "candidate":
             continue
@@ -101,8 +117,8 @@ def mobile_usability(ctx: BuildState) -> StageResult:
         per_art[a.name] = res
     parts = []
     for name, res in per_art.items():
-        for ep, r in res["eps"].items():
-            blocked = collections.Counter(b["op"].split(":")[-1] for b in r["blocking_nodes"])
+        for ep, r, blocking in _per_ep(res):
+            blocked = collections.Counter(get_str(b, "op").split(":")[-1] for b in blocking)
             parts.append(f"{name} {ep}: {r['supported_nodes']}/{r['nodes']} nodes in {r['partitions']} "
                          f"partition(s), {r['suitability']}"
                          + (f" (blocked: {', '.join(f'{op}×{n}' for op, n in blocked.most_common(4))})"
@@ -112,23 +128,33 @@ def mobile_usability(ctx: BuildState) -> StageResult:
                       summary="; ".join(parts) or "no ONNX candidate to analyze")
 
 
+def _per_ep(res: JSONObject) -> list[tuple[str, JSONObject, list[JSONObject]]]:
+    """(EP, its record, its listed blocking nodes) of one artifact's analysis."""
+    out = []
+    for ep, value in get_object(res, "eps").items():
+        r = as_object(value, ep)
+        out.append((ep, r, get_objects(r, "blocking_nodes")))
+    return out
+
+
 @register_section("mobile-usability")
-def _section(manifest: dict[str, Any]) -> str | None:
+def _section(manifest: JSONObject) -> str | None:
     rows = []
-    for a in manifest.get("artifacts", []):
-        res = (a.get("details") or {}).get("mobile_usability")
+    for a in get_objects(manifest, "artifacts"):
+        res = get_object_or_none(get_object_or_none(a, "details") or {}, "mobile_usability")
         if not res:
             continue
-        for ep, r in res["eps"].items():
+        for ep, r, blocking in _per_ep(res):
             groups: dict[tuple[str, str], list[str]] = {}
-            for b in r["blocking_nodes"]:
-                groups.setdefault((b["op"].split(":")[-1], b["reason"]), []).append(b["node"] or "(unnamed)")
+            for b in blocking:
+                groups.setdefault((get_str(b, "op").split(":")[-1], get_str(b, "reason")), []).append(
+                    str(b["node"] or "(unnamed)"))
             blockers = "; ".join(f"{op} ×{len(names)} ({reason}): {', '.join(names[:3])}"
                                  + (" …" if len(names) > 3 else "") for (op, reason), names in groups.items())
-            more = r["blocking_nodes_total"] - len(r["blocking_nodes"])
-            rows.append(f"<tr><td>{html.escape(a['name'])}</td><td>{html.escape(ep)}</td>"
+            more = get_int(r, "blocking_nodes_total") - len(blocking)
+            rows.append(f"<tr><td>{html.escape(get_str(a, 'name'))}</td><td>{html.escape(ep)}</td>"
                         f"<td class='num'>{r['supported_nodes']}/{r['nodes']} ({r['percent_supported']}%)</td>"
-                        f"<td class='num'>{r['partitions']}</td><td>{html.escape(r['suitability'])}</td>"
+                        f"<td class='num'>{r['partitions']}</td><td>{html.escape(get_str(r, 'suitability'))}</td>"
                         f"<td>{html.escape(blockers) or '—'}{f' (+{more} more not listed)' if more > 0 else ''}"
                         "</td></tr>")
     if not rows:

@@ -14,15 +14,18 @@ flags checked and the outcome are recorded in the manifest's pass log.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, cast
 
+from edgeq.config import INT_TYPES, IntType
+from edgeq.errors import UsageError
 from edgeq.hostcpu import host_arch, host_features
+from edgeq.jsontypes import JSONObject
 from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
 from edgeq.targetspec import OnnxScheme, Target
 
 NAME = "quant-scheme"
 SCHEME_FIELDS = ("activation_type", "weight_type", "per_channel", "reduce_range", "calibration")
+_INT_TYPE_BY_NAME: dict[str, IntType] = {"int8": "int8", "uint8": "uint8", "int16": "int16", "uint16": "uint16"}
 
 
 def host_condition(target: Target) -> bool:
@@ -31,12 +34,21 @@ def host_condition(target: Target) -> bool:
     return bool(flags) and host_arch() == target.cpu.arch and bool(set(flags) & host_features())
 
 
-def _condition_record(target: Target) -> dict[str, Any] | None:
+def _condition_record(target: Target) -> JSONObject | None:
     flags = target.spec(OnnxScheme).if_host_has
     if not flags:
         return None
     return {"if_host_has": list(flags), "host_arch": host_arch(),
             "host_has": sorted(set(flags) & host_features()), "met": host_condition(target)}
+
+
+def _activation_type(name: str | None, default: IntType | None) -> IntType | None:
+    """The target's ``if_host_activation_type`` (a string in the TOML) as a QuantOptions activation type."""
+    if not name:
+        return default
+    if name not in _INT_TYPE_BY_NAME:  # QuantOptions' own check, with its message
+        raise UsageError(f"unknown activation_type {name!r}", f"choose one of {', '.join(INT_TYPES)}")
+    return _INT_TYPE_BY_NAME[name]
 
 
 @register_stage(NAME, StageKind.TRANSFORM, "configure", formats=("onnx",),
@@ -48,7 +60,7 @@ def quant_scheme(ctx: BuildState) -> StageResult:
     o = target.spec(OnnxScheme)
     reason = o.reason
     if host_condition(target):
-        defaults = replace(defaults, activation_type=cast(Any, o.if_host_activation_type or defaults.activation_type),
+        defaults = replace(defaults, activation_type=_activation_type(o.if_host_activation_type, defaults.activation_type),
                            reduce_range=defaults.reduce_range if o.if_host_reduce_range is None
                            else o.if_host_reduce_range)
         reason = o.if_host_reason or f"host CPU has {'/'.join(o.if_host_has)}"

@@ -13,11 +13,11 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from typing import Any
 
 import onnx
 from onnx import helper
 
+from edgeq.jsontypes import JSONObject
 from edgeq.onnx.graph_util import SELF_CHECK_RTOL, graph_path, op_counts, outputs_moved
 from edgeq.onnx.io import save_atomic
 from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
@@ -32,7 +32,7 @@ def looks_like_transformer(ops: dict[str, int]) -> bool:
     return ops.get("Softmax", 0) > 0 and ops.get("MatMul", 0) >= 2 and has_norm
 
 
-def fuse(model: Any) -> tuple[Any, dict[str, int]]:
+def fuse(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, int]]:
     """Return the fused model and the count of each fused operator (ONNX Runtime's statistics)."""
     # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.transformers.optimizer import optimize_model
@@ -44,7 +44,7 @@ def fuse(model: Any) -> tuple[Any, dict[str, int]]:
         # num_heads/hidden_size = 0: detected from the graph (the fusion reads them off the Reshape shapes).
         opt = optimize_model(model, model_type="bert", num_heads=0, hidden_size=0, opt_level=0)
     stats = {k: int(v) for k, v in opt.get_fused_operator_statistics().items() if v}
-    fused = opt.model
+    fused: onnx.ModelProto = opt.model  # onnxruntime's OnnxModel wraps the ModelProto
     # The fused ops live in com.microsoft; declare the domain so ONNX tooling (shape inference, checker) accepts them.
     domains = {o.domain for o in fused.opset_import}
     used = {n.domain for n in fused.graph.node if n.domain not in ("", "ai.onnx")}
@@ -71,9 +71,9 @@ def transformer_fusions(ctx: BuildState) -> StageResult:
                           details={"transformer": True, "op_counts_before": before})
     out = src.with_name(src.stem + ".fused.onnx")
     save_atomic(fused, out)
-    details: dict[str, Any] = {"transformer": True, "fused": stats, "op_counts_before": before,
-                               "op_counts_after": after, "nodes_before": sum(before.values()),
-                               "nodes_after": sum(after.values())}
+    details: JSONObject = {"transformer": True, "fused": stats, "op_counts_before": before,
+                           "op_counts_after": after, "nodes_before": sum(before.values()),
+                           "nodes_after": sum(after.values())}
     moved = outputs_moved(ctx, src, out, details)
     if moved is not None:
         out.unlink()

@@ -18,7 +18,7 @@ from edgeq.pipeline.stage import (
     register_stage,
     stage_names,
 )
-from edgeq.pipeline.state import BuildState, EtBackendConfig
+from edgeq.pipeline.state import STATE_FIELDS, BuildState, EtBackendConfig, StateChanges
 from edgeq.targets import load_target, targets_dir
 
 
@@ -58,6 +58,11 @@ def test_stages_return_a_new_state_and_never_mutate() -> None:
     assert before.executorch_backend_config == EtBackendConfig()
     assert after.executorch_backend_config.kwargs() == {"extract_delegate_segments": True, "segment_alignment": 16384}
     assert [(e["name"], e["kind"], e["stage"]) for e in log] == [("executorch-layout", "transform", "configure")]
+
+
+def test_state_changes_name_every_build_state_field() -> None:
+    """``BuildState.updated`` is typed by ``StateChanges``: a field added to one must be added to the other."""
+    assert set(StateChanges.__annotations__) == STATE_FIELDS
 
 
 def test_a_reader_listed_before_its_writer_is_refused(tmp_path: Path) -> None:
