@@ -76,11 +76,13 @@ def _target_text() -> dict[str, Any]:
 
 
 @SETTINGS
-@given(section=st.sampled_from(["", "cpu", "onnx", "executorch", "validation"]), key=st.text(max_size=12),
+@given(section=st.sampled_from(["", "cpu", "formats.onnx", "formats.executorch", "validation"]), key=st.text(max_size=12),
        value=json_values, drop=st.booleans(), garbage=st.binary(max_size=16))
 def test_target_toml(section: str, key: str, value: Any, drop: bool, garbage: bytes) -> None:
     raw = _target_text()
-    table = raw if not section else raw[section]
+    table = raw
+    for part in filter(None, section.split(".")):  # "formats.onnx": the [formats.onnx] table
+        table = table[part]
     existing = sorted(table)
     name = existing[len(key) % len(existing)] if key == "" or drop else key
     if drop:
