@@ -113,6 +113,15 @@ def get_bool(obj: Mapping[str, object], key: str, error: type[EdgeqError] = Mani
 
 def number_or_none(value: object) -> float | None:
     """A JSON number as float; anything else (null, a string, a bool) is None — for optional metrics."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
+    v = recorded_number(value)
+    return None if v is None else float(v)
+
+
+def recorded_number(value: object) -> float | None:
+    """A JSON number as recorded (an int stays an int, so rendering it is unchanged); anything else is None."""
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def get_number_or_none(obj: Mapping[str, object], key: str) -> float | None:
+    """``obj[key]`` as :func:`recorded_number` reads it: for optional metrics that a report prints as recorded."""
+    return recorded_number(obj.get(key))

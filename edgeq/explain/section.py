@@ -5,9 +5,17 @@ from __future__ import annotations
 
 from edgeq.explain.profile import TOP
 from edgeq.explain.svg import layer_plot, time_bars
-from edgeq.jsontypes import JSONObject, get_float, get_int, get_object_or_none, get_objects, get_str, get_strs
+from edgeq.jsontypes import (
+    JSONObject,
+    get_float,
+    get_int,
+    get_number_or_none,
+    get_object_or_none,
+    get_objects,
+    get_str,
+    get_strs,
+)
 from edgeq.report.html import esc, register_section
-from edgeq.report.rows import number
 
 
 def top_rows(prof: JSONObject, top: int = TOP) -> list[JSONObject]:
@@ -22,7 +30,7 @@ def top_rows(prof: JSONObject, top: int = TOP) -> list[JSONObject]:
 
 
 def _table(prof: JSONObject) -> str:
-    run = number(prof, "runtime_ms") or number(prof, "total_ms") or 1.0
+    run = get_number_or_none(prof, "runtime_ms") or get_number_or_none(prof, "total_ms") or 1.0
     rows = "".join(f"<tr><td><code>{esc(o['name'])}</code></td><td>{esc(o['op'])}</td><td>{esc(o['where'])}</td>"
                    f"<td class='num'>{o['ms']:.4f}</td><td class='num'>{get_float(o, 'ms') / run:.1%}</td></tr>"
                    for o in top_rows(prof))
@@ -73,7 +81,7 @@ def _layer_block(le: JSONObject) -> str:
 def best_moves(le: JSONObject) -> list[JSONObject]:
     """The measured moves that improved the output, best first (a layer's local error does not always reach the
     output: later layers can average it away, so the ranking of the fixes is the measured one)."""
-    return sorted((m for m in get_objects(le, "moves") if (number(m, "gain_db") or 0) > 0),
+    return sorted((m for m in get_objects(le, "moves") if (get_number_or_none(m, "gain_db") or 0) > 0),
                   key=lambda m: -get_float(m, "gain_db"))
 
 

@@ -14,13 +14,13 @@ from edgeq.jsontypes import (
     JSONObject,
     as_list,
     get_float,
+    get_number_or_none,
     get_object,
     get_object_or_none,
     get_objects,
     get_str,
 )
 from edgeq.manifest import MANIFEST_NAME, read_manifest
-from edgeq.report.rows import number
 
 
 def _confined_manifest(outdir: Path) -> Path:
@@ -73,7 +73,7 @@ def render_text(doc: JSONObject) -> str:
         top = get_objects(p, "top")
         w = max(len(get_str(r, "name")) for r in top) if top else 8
         for r in top:
-            share = get_float(r, "ms") / (number(p, "runtime_ms") or number(p, "total_ms") or 1.0)
+            share = get_float(r, "ms") / (get_number_or_none(p, "runtime_ms") or get_number_or_none(p, "total_ms") or 1.0)
             lines.append(f"  {r['name']:<{min(w, 48)}}  {get_str(r, 'op')[:34]:<34}  {get_str(r, 'where')[:16]:<16}  "
                          f"{r['ms']:>9.4f} ms  {share:>6.1%}")
     if doc.get("skipped"):

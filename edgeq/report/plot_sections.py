@@ -5,10 +5,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgeq.jsontypes import JSONObject, get_float, get_object, get_object_or_none, get_objects, get_str
+from edgeq.jsontypes import (
+    JSONObject,
+    get_float,
+    get_number_or_none,
+    get_object,
+    get_object_or_none,
+    get_objects,
+    get_str,
+)
 from edgeq.report.html import esc, register_section
 from edgeq.report.plots import Axes, BudgetLine, Point, fmt_bytes_axis, hbars, legend, scatter
-from edgeq.report.rows import number
 from edgeq.report.terminal import all_warnings, margins
 
 
@@ -24,7 +31,7 @@ def primary_axis(m: JSONObject) -> Axis:
     """The metric the budget constrains (task accuracy when labels and a drop budget exist), else cosine."""
     b = get_object_or_none(m, "budget") or {}
     labels = bool((get_object_or_none(m, "validation_data") or {}).get("has_labels"))
-    drop = number(b, "max_accuracy_drop")
+    drop = get_number_or_none(b, "max_accuracy_drop")
     if drop is not None and labels:
         ref = _reference_accuracy(m)
         line = None
@@ -35,7 +42,7 @@ def primary_axis(m: JSONObject) -> Axis:
     for key, bkey, label in (("cosine_mean", "min_cosine", "mean cosine to float"),
                              ("top1_agreement", "min_top1_agreement", "top-1 agreement with float"),
                              ("sqnr_db", "min_sqnr", "SQNR (dB)")):
-        limit = number(b, bkey)
+        limit = get_number_or_none(b, bkey)
         if limit is not None:
             return Axis(key, label, 1.0, BudgetLine(float(limit), f"budget: {label} ≥ {limit:g}"))
     return Axis("cosine_mean", "mean cosine to float", 1.0, None)
@@ -112,7 +119,7 @@ def agreement_section(m: JSONObject) -> str | None:
     for a, v in cands:
         labels.append(f"{a['name']} · {_runner(v)}")
         values.append(float(get_float(get_object(v, "metrics"), key)))
-    limit = number(b, "min_top1_agreement" if key == "top1_agreement" else "min_cosine")
+    limit = get_number_or_none(b, "min_top1_agreement" if key == "top1_agreement" else "min_cosine")
     what = "top-1 agreement (argmax matches)" if key == "top1_agreement" else "mean cosine"
     chart = hbars(labels, values, f"{what} with the float model, per runner", limit=limit,
                   limit_label=f"budget {limit:g}" if limit is not None else "")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from edgeq.jsontypes import (
     JSONObject,
-    JSONValue,
     get_int,
+    get_number_or_none,
     get_object,
     get_object_or_none,
     get_objects,
@@ -47,15 +46,9 @@ def _baseline(artifacts: list[JSONObject], fmt: str) -> JSONObject | None:
     return None
 
 
-def number(obj: Mapping[str, JSONValue], key: str) -> float | None:
-    """A metric as recorded (an int stays an int, so formatting is unchanged); null or a non-number is None."""
-    value = obj.get(key)
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
 def _metric(metrics: JSONObject, key: str) -> float | str | None:
     value = metrics.get(key)
-    return value if isinstance(value, str) else number(metrics, key)
+    return value if isinstance(value, str) else get_number_or_none(metrics, key)
 
 
 def rows(manifest: JSONObject) -> list[Row]:
@@ -77,16 +70,16 @@ def rows(manifest: JSONObject) -> list[Row]:
 
 def _row(a: JSONObject, v: JSONObject, base: JSONObject | None, size_ratio: float | None) -> Row:
     m = get_object(v, "metrics")
-    latency_ms = number(v, "latency_ms")
+    latency_ms = get_number_or_none(v, "latency_ms")
     lat_ratio = None
     paired = get_object_or_none(v, "latency_detail") or {}
-    ratio_to_float = number(paired, "ratio_to_float")
+    ratio_to_float = get_number_or_none(paired, "ratio_to_float")
     if ratio_to_float is not None:  # timed interleaved with the float model: its own ratio
         lat_ratio = float(ratio_to_float)
     elif base and latency_ms:
         bl = [bv for bv in get_objects(base, "validations")
               if bv["runner"] == v["runner"] and bv["cpu_model"] == v["cpu_model"]]
-        base_ms = number(bl[0], "latency_ms") if bl else None
+        base_ms = get_number_or_none(bl[0], "latency_ms") if bl else None
         if base_ms:
             lat_ratio = latency_ms / base_ms
     runner = get_str(v, "runner") + (f" ({v['cpu_model']}, emulated)" if v["emulated"] else "")
@@ -95,8 +88,8 @@ def _row(a: JSONObject, v: JSONObject, base: JSONObject | None, size_ratio: floa
     check = get_object(v, "budget_check")
     passed = check["passed"]
     return Row(get_str(a, "name"), get_str(a, "format"), get_str(a, "precision"), get_int(a, "bytes"), size_ratio,
-               runner, number(m, "accuracy"), number(m, "accuracy_drop_pts"), number(m, "top1_agreement"),
-               number(m, "cosine_mean"), number(m, "cosine_min"), _metric(m, "sqnr_db"), number(m, "max_abs_diff"),
+               runner, get_number_or_none(m, "accuracy"), get_number_or_none(m, "accuracy_drop_pts"), get_number_or_none(m, "top1_agreement"),
+               get_number_or_none(m, "cosine_mean"), get_number_or_none(m, "cosine_min"), _metric(m, "sqnr_db"), get_number_or_none(m, "max_abs_diff"),
                latency_ms, get_str(v, "latency_kind"), lat_ratio, passed if isinstance(passed, bool) else None,
                tuple(get_strs(check, "failures")), _latency_how(paired))
 

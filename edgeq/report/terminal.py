@@ -10,13 +10,14 @@ from dataclasses import asdict, dataclass
 from edgeq.jsontypes import (
     JSONObject,
     as_list,
+    get_number_or_none,
     get_object,
     get_object_or_none,
     get_objects,
     get_str,
     get_strs,
 )
-from edgeq.report.rows import Row, fmt_bytes, fmt_num, number, rows
+from edgeq.report.rows import Row, fmt_bytes, fmt_num, rows
 
 WIDTH = 100
 
@@ -59,7 +60,7 @@ def margins(manifest: JSONObject) -> list[Margin]:
             runner = get_str(v, "runner") + (f" {v['cpu_model']}" if v.get("emulated") else "")
             metrics = get_object(v, "metrics")
             for bkey, mkey, label, op, unit in _LIMITS:
-                limit = number(budget, bkey)
+                limit = get_number_or_none(budget, bkey)
                 value = metrics.get(mkey)
                 if limit is None or not isinstance(value, int | float) or math.isnan(value):
                     continue
@@ -97,12 +98,12 @@ def resolution_warnings(manifest: JSONObject) -> list[str]:
     """When one sample moves the metric by more than half the budget, the verdict is decided by noise."""
     budget = get_object_or_none(manifest, "budget") or {}
     validation_data = get_object_or_none(manifest, "validation_data") or {}
-    n = int(number(validation_data, "samples") or 0)
+    n = int(get_number_or_none(validation_data, "samples") or 0)
     if n <= 0:
         return []
     out = []
     per_sample = 100.0 / n
-    drop_budget = number(budget, "max_accuracy_drop")
+    drop_budget = get_number_or_none(budget, "max_accuracy_drop")
     if drop_budget is not None and validation_data.get("has_labels") and per_sample > drop_budget / 2:
         for m in (x for x in margins(manifest) if x.metric == "accuracy drop"):
             acc = _accuracy_of(manifest, m.artifact, m.runner)
@@ -114,7 +115,7 @@ def resolution_warnings(manifest: JSONObject) -> list[str]:
                        f"95% CI [{m.value - half:.2f}, {m.value + half:.2f}] pt (use --eval with "
                        f"≥ {math.ceil(200 / drop_budget)} samples)")
             break
-    top1 = number(budget, "min_top1_agreement")
+    top1 = get_number_or_none(budget, "min_top1_agreement")
     if top1 is not None and top1 < 1 and 1.0 / n > (1 - top1) / 2:
         out.append(f"eval set too small to resolve the budget: {n} samples, one disagreement = {1 / n:.4f} "
                    f"> half the allowed {1 - top1:.4f} of top-1 disagreement")

@@ -11,6 +11,7 @@ from edgeq.jsontypes import (
     as_list,
     get_float,
     get_int,
+    get_number_or_none,
     get_object,
     get_object_or_none,
     get_objects,
@@ -19,7 +20,6 @@ from edgeq.jsontypes import (
 )
 from edgeq.report.html import register_section
 from edgeq.report.plots import Axes
-from edgeq.report.rows import number
 from edgeq.search.svg import hbar_chart, scatter
 
 
@@ -137,7 +137,7 @@ def sweep_section(m: JSONObject) -> str | None:
                 if s.get("pick") else "<b>No variant meets the budget.</b>") + "</p>",
              scatter([(get_float(r, "bytes"), y) for r, y in zip(rows, ys, strict=True)], labels,
                      Axes("bytes (log)", metric, f"{metric} vs bytes", log_x=True), pick),
-             scatter([(number(r, "latency_ms") or 0.0, y) for r, y in zip(rows, ys, strict=True)], labels,
+             scatter([(get_number_or_none(r, "latency_ms") or 0.0, y) for r, y in zip(rows, ys, strict=True)], labels,
                      Axes("host latency ms", metric, f"{metric} vs host latency"), pick),
              "<table><tr><th>variant</th><th>precision</th><th>bytes</th><th>× float</th><th>latency ms</th>"
              "<th>cos mean</th><th>SQNR dB</th><th>drop pt</th><th>Pareto (bytes)</th><th>Pareto (latency)</th>"
