@@ -17,33 +17,20 @@ import argparse
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from edgeq.commands.validate import validate
 from edgeq.config import FleetOptions
-from tests.sshd import Sshd, dropping_python, keygen
+from tests.sshd import Sshd, device_shell, keygen
 
 BOARDS = 5
 
 
-def _device_shell(root: Path) -> Path:
-    """The boards' forced command: ``device-shell ok|killed`` puts that kind of board's python3 first on PATH."""
-    for kind, text in (("ok", f"#!/bin/sh\nexec {sys.executable} \"$@\"\n"), ("killed", dropping_python(sys.executable))):
-        (root / f"bin-{kind}").mkdir()
-        (root / f"bin-{kind}" / "python3").write_text(text)
-        (root / f"bin-{kind}" / "python3").chmod(0o755)
-    shell = root / "device-shell"
-    shell.write_text(f"#!/bin/sh\nexport PATH={root}/bin-$1:/usr/bin:/bin\nexec /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"\n")
-    shell.chmod(0o755)
-    return shell
-
-
 def _shelf(root: Path) -> tuple[list[Sshd], Path]:
     """Boards b1..b5 (group "shelf", healthy) and b6 (killed mid-run); group "drop" is b1..b4 + b6."""
-    shell = _device_shell(root)
+    shell = device_shell(root)
     pub = keygen(root / "client")
     servers, fleet = [], []
     for i in range(1, BOARDS + 2):

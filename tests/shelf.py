@@ -7,13 +7,12 @@ the board is gone mid-run, as when a Pi loses power. The fixtures ``shelf`` and 
 from __future__ import annotations
 
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.sshd import Sshd, dropping_python, keygen, require_sshd
+from tests.sshd import Sshd, device_shell, keygen, require_sshd
 
 
 @dataclass
@@ -41,20 +40,10 @@ def shelf(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
     require_sshd()
     root = tmp_path_factory.mktemp("shelf")
     root.chmod(0o755)
-    bins = {"ok": root / "bin-ok", "killed": root / "bin-killed"}
-    for b in bins.values():
-        b.mkdir()
-    (bins["ok"] / "python3").write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
-    (bins["killed"] / "python3").write_text(dropping_python(sys.executable))  # gone mid-run
-    for b in bins.values():
-        (b / "python3").chmod(0o755)
-    shell = root / "device-shell"
-    shell.write_text("#!/bin/sh\ncase \"$1\" in\n" + "".join(f"  {n}) PATH={b}:/usr/bin:/bin;;\n" for n, b in bins.items())
-                     + "esac\nexport PATH\nexec /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"\n")
-    shell.chmod(0o755)
+    shell = device_shell(root)
     key = root / "client"
     pub = keygen(key)
-    line = {n: f'command="{shell} {n}",no-port-forwarding,no-pty {pub}\n' for n in bins}
+    line = {n: f'command="{shell} {n}",no-port-forwarding,no-pty {pub}\n' for n in ("ok", "killed")}
     boards = []
     for i in range(1, 6):
         d = root / f"b{i}"

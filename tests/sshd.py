@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -35,6 +36,22 @@ def dropping_python(python: str) -> str:
             "    [ \"$(cat /proc/$p/comm)\" = sshd ] && [ \"$(cat /proc/$up/comm)\" != sshd ] && break\n"
             "    p=$up\n  done\n  kill -9 $pids; exit 1;;\nesac\n"
             f"exec {python} \"$@\"\n")
+
+
+def device_shell(root: Path) -> Path:
+    """The boards' forced command (authorized_keys ``command="device-shell ok|killed"``): puts that kind of board's
+    ``python3`` first on PATH -- the host's Python (``ok``) or one that loses power mid-run (``killed``) -- and runs
+    the client's command."""
+    bins = {"ok": f"#!/bin/sh\nexec {sys.executable} \"$@\"\n", "killed": dropping_python(sys.executable)}
+    for kind, text in bins.items():
+        (root / f"bin-{kind}").mkdir()
+        (root / f"bin-{kind}" / "python3").write_text(text)
+        (root / f"bin-{kind}" / "python3").chmod(0o755)
+    shell = root / "device-shell"
+    shell.write_text("#!/bin/sh\ncase \"$1\" in\n" + "".join(f"  {k}) PATH={root}/bin-{k}:/usr/bin:/bin;;\n" for k in bins)
+                     + "esac\nexport PATH\nexec /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"\n")
+    shell.chmod(0o755)
+    return shell
 
 
 def free_port() -> int:
