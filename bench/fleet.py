@@ -5,8 +5,10 @@ issue's "five boards, one killed mid-run"), and on the same 5 healthy boards one
 
 Five real sshd servers on 127.0.0.1 (tests/sshd.py), each board's python3 being this Python with onnxruntime, one
 digits CNN export (fp32 + INT8 ONNX). Prints the median wall time of ``ROUNDS`` runs of each, their ratio, and the
-host's load average and core count: all five "boards" share this machine's cores, so only the SSH, process start
-and copy latency overlap; the inference itself competes for the same CPUs (on real boards it would not).
+host's load average and core count. All five "boards" share this machine's cores, so the boards' own work (sshd,
+python3, the onnxruntime import, the inference) competes for the same CPUs, which on real boards it would not. Each
+line therefore also gives the machine's busy CPU seconds during the run (/proc/stat, every process) and the floor
+they set, busy / cores: a parallel run at its floor could only be faster with more cores, i.e. with real boards.
 
     sudo python -m bench.fleet [--rounds N] [--export OUTDIR]     (needs openssh-server; runs sshd as root)
 """
@@ -59,20 +61,28 @@ def _export(root: Path) -> Path:
     return out
 
 
-def _timed(outdir: Path, selector: str, fleet: Path, jobs: int, want: tuple[int, int] | None = None) -> float:
-    """Wall seconds of one validate run. ``want``: (passed, unreachable) boards expected; default: the run passes."""
-    t0 = time.perf_counter()
+def _busy_cpu() -> float:
+    """CPU seconds spent by every process of this machine since boot (user + nice + system + irq + softirq)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
+
+
+def _timed(outdir: Path, selector: str, fleet: Path, jobs: int,
+           want: tuple[int, int] | None = None) -> tuple[float, float]:
+    """Wall seconds and the machine's busy CPU seconds of one validate run. ``want``: (passed, unreachable) boards
+    expected; default: the run passes."""
+    c0, t0 = _busy_cpu(), time.perf_counter()
     res = validate(outdir, (selector,), fleet=FleetOptions(file=str(fleet), jobs=jobs))
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, _busy_cpu() - c0
     counts = res.manifest["verdict"].get("fleet") or {}
     if want is None and not res.passed:
         raise SystemExit(f"{selector}: the run did not pass: {res.manifest['verdict']}")
     if want is not None and (counts.get("passed"), counts.get("unreachable")) != want:
         raise SystemExit(f"{selector}: expected {want[0]} passed and {want[1]} unreachable, got {counts}")
-    return dt
+    return dt, cpu
 
 
-def _dropped(outdir: Path, fleet: Path, killed: Sshd) -> float:
+def _dropped(outdir: Path, fleet: Path, killed: Sshd) -> tuple[float, float]:
     """5 boards with --jobs 5, one of which dies mid-run; its sshd is started again for the next round."""
     dt = _timed(outdir, "fleet:drop", fleet, BOARDS, want=(BOARDS - 1, 1))
     killed.stop()
@@ -80,8 +90,10 @@ def _dropped(outdir: Path, fleet: Path, killed: Sshd) -> float:
     return dt
 
 
-def _line(label: str, times: list[float]) -> str:
-    return f"{label}: median {statistics.median(times):.2f} s of {len(times)} ({', '.join(f'{t:.2f}' for t in times)})"
+def _line(label: str, runs: list[tuple[float, float]]) -> str:
+    wall, cpu = [w for w, _ in runs], statistics.median(c for _, c in runs)
+    return (f"{label}: median {statistics.median(wall):.2f} s of {len(wall)} ({', '.join(f'{t:.2f}' for t in wall)});"
+            f" busy CPU {cpu:.2f} s, floor on {os.cpu_count()} cores {cpu / (os.cpu_count() or 1):.2f} s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,10 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         out = root / "run"
         shutil.copytree(args.export or _export(root), out)
         load_before = os.getloadavg()
-        one: list[float] = []
-        five: list[float] = []
-        drop: list[float] = []
-        seq: list[float] = []
+        one: list[tuple[float, float]] = []
+        five: list[tuple[float, float]] = []
+        drop: list[tuple[float, float]] = []
+        seq: list[tuple[float, float]] = []
         for _ in range(args.rounds):  # interleaved, so a change in the host's load hits all alike
             one.append(_timed(out, "fleet:b1", fleet, 1))
             five.append(_timed(out, "fleet:shelf", fleet, BOARDS))
@@ -114,10 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         print(_line(f"{BOARDS} boards, --jobs {BOARDS}", five))
         print(_line(f"{BOARDS} boards, one killed mid-run, --jobs {BOARDS} ({BOARDS - 1} passed, 1 unreachable)", drop))
         print(_line(f"{BOARDS} boards, --jobs 1", seq))
-        m1 = statistics.median(one)
-        print(f"ratio to 1 board: {statistics.median(five) / m1:.2f}x with --jobs {BOARDS}, "
-              f"{statistics.median(drop) / m1:.2f}x with one board killed, {statistics.median(seq) / m1:.2f}x "
-              f"with --jobs 1")
+        m1 = statistics.median(w for w, _ in one)
+        ratio = {k: statistics.median(w for w, _ in v) / m1 for k, v in (("five", five), ("drop", drop), ("seq", seq))}
+        print(f"ratio to 1 board: {ratio['five']:.2f}x with --jobs {BOARDS}, {ratio['drop']:.2f}x with one board "
+              f"killed, {ratio['seq']:.2f}x with --jobs 1")
     finally:
         for s in servers:
             s.stop()

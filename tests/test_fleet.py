@@ -221,3 +221,31 @@ def test_junit_case_per_board(tmp_path: Path) -> None:
     err = by["board c (ssh://hc)"].find("error")
     assert err is not None and "unreachable: refused" in (err.get("message") or "")
     assert by["board a (ssh://ha)"].find("error") is None and by["board a (ssh://ha)"].find("failure") is None
+
+
+def test_board_runs_its_onnx_artifacts_in_one_connection(ssh_env: Shelf, digits_export, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A fleet board's share (``run_all``): one ssh connection and one onnxruntime import for all its ONNX
+    artifacts, with the same outputs, in the same order, as one session per artifact."""
+    import numpy as np
+
+    from edgeq.targets import load_target
+    from edgeq.validate.runners.ssh import SshRunner
+
+    out = export_copy(digits_export, tmp_path)
+    models = sorted(out.glob("*.onnx"))
+    assert len(models) >= 2, models
+    inputs = out / "validation" / "inputs.npz"
+    board = ssh_env.boards[0]
+    runner = SshRunner(load_target("x86-64"), f"ssh://{board.addr}")
+    runner.probe()
+    log = board.sshd.root / "sshd.log"
+    accepted = log.read_text().count("Accepted publickey")
+    together = runner.run_all([(m, "onnx") for m in models], inputs, tmp_path)
+    assert log.read_text().count("Accepted publickey") == accepted + 1
+    alone = [runner.run(m, "onnx", inputs, tmp_path) for m in models]
+    assert log.read_text().count("Accepted publickey") == accepted + 1 + len(models)
+    for a, b in zip(together, alone, strict=True):
+        assert a.outputs.keys() == b.outputs.keys()
+        assert all(np.array_equal(a.outputs[k], b.outputs[k]) for k in a.outputs)
+        assert a.latency_ms is not None and a.latency_kind == "device"
+    assert not list(board.work.iterdir())  # every session removed its folder

@@ -153,8 +153,10 @@ class FleetRun:
         def work(o: Outcome) -> Outcome:
             runner = self.runners[o.board.name]
             where = runner.describe()
-            for art in self._supported(o, artifacts):
-                res = runner.run(inputs.outdir / art.path, art.format, inputs.inputs, inputs.workdir)
+            share = self._supported(o, artifacts)
+            results = runner.run_all([(inputs.outdir / a.path, a.format) for a in share], inputs.inputs,
+                                     inputs.workdir)
+            for art, res in zip(share, results, strict=True):
                 o.validations.append((art.name, validation_of(where, res, inputs.reference, inputs.labels,
                                                               inputs.budget, o.board.name)))
             o.state = "answered"

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """edgeq device-side ONNX runner: numpy + onnxruntime only, no torch, no edgeq import.
 
-Usage: run_onnx.py MODEL.onnx INPUTS.npz OUTPUTS.npz [--batch N] [--warmup N] [--repeats N] [--threads N]
+Usage: run_onnx.py MODEL.onnx INPUTS.npz OUTPUTS.npz [--next MODEL2.onnx OUTPUTS2.npz ...] [--batch N] [--warmup N]
+                   [--repeats N] [--threads N]
 
 Runs every sample of INPUTS.npz (arrays keyed by input name, first axis = samples; a ``labels`` key is
 ignored), writes OUTPUTS.npz (keyed by output name) and prints one JSON line with the latency of a
-single-sample run (median over --repeats after --warmup runs) and the runtime's version.
+single-sample run (median over --repeats after --warmup runs) and the runtime's version; ``--next`` runs more
+models on the same inputs in the same process, one JSON line each, in order.
 """
 
 from __future__ import annotations
@@ -81,9 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--threads", type=int, default=0)
+    # One process for all of a board's models: importing onnxruntime takes seconds on a small board.
+    ap.add_argument("--next", nargs=2, action="append", default=[], metavar=("MODEL", "OUTPUTS"),
+                    help="another model to run on the same inputs afterwards (one result line each, in order)")
     a = ap.parse_args(argv)
-    info = run(a.model, a.inputs, a.outputs, a.batch, a.warmup, a.repeats, a.threads)
-    print("EDGEQ_RESULT " + json.dumps(info))
+    for model, outputs in [(a.model, a.outputs), *a.next]:
+        info = run(model, a.inputs, outputs, a.batch, a.warmup, a.repeats, a.threads)
+        print("EDGEQ_RESULT " + json.dumps(info), flush=True)
     return 0
 
 

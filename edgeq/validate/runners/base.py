@@ -99,3 +99,11 @@ def parse_result(stdout: str, where: str, err: type[Exception] = RunnerError) ->
             if isinstance(d, dict):
                 return d
     raise err(f"{where}: no {RESULT_PREFIX.strip()} line in its output" + tail_text(stdout))
+
+
+def parse_results(stdout: str, where: str, count: int, err: type[Exception] = RunnerError) -> list[JSONObject]:
+    """The ``count`` ``EDGEQ_RESULT {json}`` lines a device-side program printed for ``count`` models, in order."""
+    lines = [ln for ln in (stdout or "").splitlines() if ln.startswith(RESULT_PREFIX)]
+    if len(lines) != count:
+        raise err(f"{where}: {len(lines)} result line(s) for {count} model(s)" + tail_text(stdout))
+    return [parse_result(ln, where, err) for ln in lines]

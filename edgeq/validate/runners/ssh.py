@@ -1,8 +1,9 @@
 """The ``ssh`` runner: the same device-side program on a real board (Raspberry Pi or any Linux box) over SSH.
 
-Spec: ``ssh://user@host[:port][/workdir]`` (workdir default ``/tmp``). Per artifact, one ssh connection: make a
-private folder on the device, unpack the artifact + inputs + ``run_onnx.py`` into it (a tar stream on stdin: no
-scp/sftp needed), run it, send the result and outputs back as a tar stream on stdout, remove the folder. A folder
+Spec: ``ssh://user@host[:port][/workdir]`` (workdir default ``/tmp``). Per session, one ssh connection: make a
+private folder on the device, unpack the artifacts + inputs + ``run_onnx.py`` into it (a tar stream on stdin: no
+scp/sftp needed), run them, send the results and outputs back as a tar stream on stdout, remove the folder. A fleet
+board runs all its ONNX artifacts in one session (``run_all``); each ``.pte`` has its own. A folder
 that a dropped connection left is removed on the next connection (ssh_leftovers). Key-based auth only
 (``BatchMode``); every ssh call has a timeout.
 
@@ -23,6 +24,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +36,7 @@ from edgeq.executorch.cpp_runner import build_runner
 from edgeq.jsontypes import JSONObject, get_float_or_none, get_strs
 from edgeq.targetspec import Target
 from edgeq.validate.runners import ssh_leftovers
-from edgeq.validate.runners.base import RunResult, parse_result, register_runner
+from edgeq.validate.runners.base import RunResult, parse_result, parse_results, register_runner
 from edgeq.validate.runners.emulator import DEVICE_DIR, pte_runner_available
 from edgeq.validate.runners.ssh_spec import ARM_PARTS, PROBE_SCRIPT, classify_ssh_error, parse_spec, tail_of
 from edgeq.validate.tensor_files import read_output_npz, read_output_tensors, write_input_tensors
@@ -91,22 +93,38 @@ class SshRunner:
             return self._run_pte(artifact, inputs, workdir)
         if fmt != "onnx":
             raise DeviceError(f"the ssh runner cannot execute {fmt!r} artifacts", "supported: onnx, pte")
+        return self._run_onnx([artifact], inputs, workdir)[0]
+
+    def run_all(self, artifacts: Sequence[tuple[Path, str]], inputs: Path, workdir: Path) -> list[RunResult]:
+        """A board's whole share, in the given order: its ONNX artifacts in one session (one connection and one
+        onnxruntime import on the board, which take seconds on a small board), each ``.pte`` in its own."""
+        onnx = [a for a, fmt in artifacts if fmt == "onnx"]
+        done = iter(self._run_onnx(onnx, inputs, workdir) if onnx else [])
+        return [next(done) if fmt == "onnx" else self.run(a, fmt, inputs, workdir) for a, fmt in artifacts]
+
+    def _run_onnx(self, artifacts: list[Path], inputs: Path, workdir: Path) -> list[RunResult]:
         self._require_onnxruntime()
-        program = (f"python3 run_onnx.py model.onnx inputs.npz outputs.npz --warmup {self.warmup} "
+        models = {f"model{i}.onnx": a for i, a in enumerate(artifacts)}
+        outs = [f"outputs{i}.npz" for i in range(len(artifacts))]
+        more = "".join(f" --next model{i}.onnx outputs{i}.npz" for i in range(1, len(artifacts)))
+        program = (f"python3 run_onnx.py model0.onnx inputs.npz outputs0.npz{more} --warmup {self.warmup} "
                    f"--repeats {self.repeats}")
-        info, blob = self._session({"model.onnx": artifact, "inputs.npz": inputs,
-                                    "run_onnx.py": DEVICE_DIR / "run_onnx.py"}, program, "outputs.npz", artifact)
-        with tempfile.NamedTemporaryFile(dir=workdir, suffix=".npz", delete=False) as f:
-            f.write(blob)
-        try:
-            outputs = read_output_npz(Path(f.name), DeviceError, f"{self.spec.name} run_onnx.py")
-        finally:
-            os.unlink(f.name)
-        _check_rows(outputs, inputs, self.spec.name)
-        return RunResult(outputs, get_float_or_none(info, "latency_ms_median", DeviceError), "device",
-                         f"{info.get('runtime', 'onnxruntime')} {info.get('machine', '')} ({self.spec.name})".strip(),
-                         {"latency_ms_all": info.get("latency_ms_all"), "repeats": self.repeats,
-                          "warmup": self.warmup})
+        infos, blobs = self._session({**models, "inputs.npz": inputs, "run_onnx.py": DEVICE_DIR / "run_onnx.py"},
+                                     program, outs, ", ".join(a.name for a in artifacts))
+        results = []
+        for info, out in zip(infos, outs, strict=True):
+            with tempfile.NamedTemporaryFile(dir=workdir, suffix=".npz", delete=False) as f:
+                f.write(blobs[out])
+            try:
+                outputs = read_output_npz(Path(f.name), DeviceError, f"{self.spec.name} run_onnx.py")
+            finally:
+                os.unlink(f.name)
+            _check_rows(outputs, inputs, self.spec.name)
+            results.append(RunResult(
+                outputs, get_float_or_none(info, "latency_ms_median", DeviceError), "device",
+                f"{info.get('runtime', 'onnxruntime')} {info.get('machine', '')} ({self.spec.name})".strip(),
+                {"latency_ms_all": info.get("latency_ms_all"), "repeats": self.repeats, "warmup": self.warmup}))
+        return results
 
     def _run_pte(self, artifact: Path, inputs: Path, workdir: Path) -> RunResult:
         """Ship the C++ runner (cross-built for aarch64) with the ExecuTorch runtime libraries it links."""
@@ -123,40 +141,42 @@ class SshRunner:
             # EDGEQ_DEVICE_LAUNCHER: an optional prefix set in the device's environment (e.g. taskset).
             program = (f"LD_LIBRARY_PATH=$PWD/lib ${{EDGEQ_DEVICE_LAUNCHER:-}} ./edgeq_runner model.pte inputs.bin "
                        f"outputs.bin --warmup {self.warmup} --repeats {self.repeats}")
-            info, blob = self._session({"model.pte": artifact, "inputs.bin": inp, "edgeq_runner": binary, **libs},
-                                       program, "outputs.bin", artifact)
+            infos, blobs = self._session({"model.pte": artifact, "inputs.bin": inp, "edgeq_runner": binary, **libs},
+                                         program, ["outputs.bin"], artifact.name)
+            info = infos[0]
             out = Path(tmp, "outputs.bin")
-            out.write_bytes(blob)
+            out.write_bytes(blobs["outputs.bin"])
             outputs = read_output_tensors(out, DeviceError, f"{self.spec.name} edgeq_runner")
         _check_rows(outputs, inputs, self.spec.name)
         return RunResult(outputs, get_float_or_none(info, "latency_ms_median", DeviceError), "device",
                          f"{info.get('runtime', 'executorch-cpp')} aarch64 ({self.spec.name})",
                          {"load_ms": info.get("load_ms"), "repeats": self.repeats, "warmup": self.warmup})
 
-    def _session(self, files: dict[str, Path], program: str, outputs: str,
-                 artifact: Path) -> tuple[JSONObject, bytes]:
-        """One ssh connection per artifact: make a private folder, unpack ``files`` into it, run ``program`` there,
-        send back its result (``result.json``) and ``outputs`` as a tar stream, and remove the folder on the way out.
-        Each ssh connection costs a key exchange and a process start on the board (0.1-0.7 s measured on a loaded
-        host), and this used to take five per artifact: most of a small model's time on a fleet."""
+    def _session(self, files: dict[str, Path], program: str, outputs: list[str],
+                 what: str) -> tuple[list[JSONObject], dict[str, bytes]]:
+        """One ssh connection: make a private folder, unpack ``files`` into it, run ``program`` there, send back its
+        result lines (``result.json``, one per output file) and ``outputs`` as a tar stream, and remove the folder on
+        the way out. Each ssh connection costs a key exchange and a process start on the board (0.25 s of CPU
+        measured on a 2-core x86 host between loopback peers, more on a small board): once per board share, not
+        once per step."""
         rdir = f"{self.spec.workdir.rstrip('/')}/edgeq-run.{secrets.token_hex(8)}"
         ssh_leftovers.remember(self.spec.name, rdir)  # first: a dropped connection leaves it for the next one
         w, q = shlex.quote(self.spec.workdir), shlex.quote(rdir)
         script = (f"D={q}; umask 077 && mkdir -p {w} && mkdir \"$D\" || exit 1; trap 'cd / && rm -rf \"$D\"' EXIT; "
-                  f"cd \"$D\" && tar -x -f - && {program} > result.json && tar -c -f - result.json {outputs}")
+                  f"cd \"$D\" && tar -x -f - && {program} > result.json && tar -c -f - result.json {' '.join(outputs)}")
         try:
-            r = self._ssh(script, stdin=_tar(files), what=f"running {artifact.name}", timeout=self.timeout,
-                          check=False)
+            r = self._ssh(script, stdin=_tar(files), what=f"running {what}", timeout=self.timeout, check=False)
         except BaseException:
             self._cleanup(q)  # the board may still hold the folder; if it is gone, the next connection removes it
             raise
         ssh_leftovers.forget(self.spec.name, rdir, True)  # ssh returned the script's exit: its trap removed the folder
         name = "run_onnx.py" if "run_onnx.py" in files else "edgeq_runner"
         if r.returncode != 0:
-            raise DeviceError(f"{self.spec.name}: {name} failed on {artifact.name} (exit {r.returncode})"
+            raise DeviceError(f"{self.spec.name}: {name} failed on {what} (exit {r.returncode})"
                               + tail_of(r.stderr.decode(errors="replace")), "the device's stderr is above")
         text = _member(r.stdout, "result.json", self.spec.name).decode(errors="replace")
-        return parse_result(text, f"{self.spec.name} {name}", DeviceError), _member(r.stdout, outputs, self.spec.name)
+        infos = parse_results(text, f"{self.spec.name} {name}", len(outputs), DeviceError)
+        return infos, {o: _member(r.stdout, o, self.spec.name) for o in outputs}
 
     # --- device facts ---------------------------------------------------------------------------------------
 

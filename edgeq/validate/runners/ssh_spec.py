@@ -24,12 +24,22 @@ try:
             d["features"] = v.split()
 except OSError:
     pass
-for mod in ("numpy", "onnxruntime"):
-    try:
-        d[mod] = __import__(mod).__version__
-    except Exception as e:
-        d[mod] = None
-        d[mod + "_error"] = f"{type(e).__name__}: {e}"
+try:
+    import numpy
+    d["numpy"] = numpy.__version__
+except Exception as e:
+    d["numpy"], d["numpy_error"] = None, f"{type(e).__name__}: {e}"
+# onnxruntime is found, not imported: its import costs 0.5 s of CPU on a fast host and seconds on a Pi Zero, and
+# a .pte board never needs it (a broken install fails the first ONNX run, with its stderr in the error).
+try:
+    import importlib.util, re
+    spec = importlib.util.find_spec("onnxruntime")
+    if spec is None or not spec.origin:
+        raise ModuleNotFoundError("No module named 'onnxruntime'")
+    m = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", open(spec.origin).read(), re.M)
+    d["onnxruntime"] = m.group(1) if m else "unknown"
+except Exception as e:
+    d["onnxruntime"], d["onnxruntime_error"] = None, f"{type(e).__name__}: {e}"
 print("EDGEQ_RESULT " + json.dumps(d))
 """
 
