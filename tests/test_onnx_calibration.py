@@ -110,3 +110,45 @@ def test_bias_correction_runs_only_the_nodes_a_conv_needs(relu6_cnn) -> None:  #
     assert [n.op_type for n in last].count("Conv") == 3 and not any(n.op_type == "Gemm" for n in last)
     order = [n.name for n in model.graph.node]
     assert [n.name for n in last] == [n for n in order if n in {m.name for m in last}]  # graph order kept
+
+
+@pytest.fixture(scope="module")
+def denormal_tensor_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Dataset]:
+    """Two MatMuls with a tensor between them whose largest magnitude is a deep float32 denormal (~1e-42), as in the
+    relative-position encoder whose ONNX search trial died on it."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32) * 0.1, "w1")
+    w2 = numpy_helper.from_array(rng.standard_normal((8, 4)).astype(np.float32), "w2")
+    tiny = numpy_helper.from_array(np.array(1e-43, np.float32), "tiny")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Mul", ["h", "tiny"], ["t"]),
+         helper.make_node("MatMul", ["t", "w2"], ["y"])], "denormal",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])], [w1, w2, tiny])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+    path = tmp_path_factory.mktemp("denormal") / "denormal.onnx"
+    onnx.save(model, str(path))
+    return path, Dataset({"x": rng.standard_normal((16, 8)).astype(np.float32)})
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_histogram_calibration_survives_an_all_but_zero_tensor(denormal_tensor_model, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                method: str) -> None:
+    """ORT's histogram collector cannot bin a tensor whose range is a deep denormal ("Too many bins for data
+    range"); edgeq flushes such magnitudes to zero (edgeq.onnx.histogram_calib), and the model quantizes, with the
+    normal tensors' ranges unchanged."""
+    from onnxruntime.quantization.calibrate import HistogramCollector
+
+    src, data = denormal_tensor_model
+    with pytest.raises(ValueError, match="Too many bins"):  # what ORT alone does with this tensor
+        c = HistogramCollector(method, symmetric=False, num_bins=512, num_quantized_bins=128, percentile=99.999,
+                               scenario="same")
+        c.collect({"t": [np.array([1e-43, -3e-44, 0.0], np.float32)]})
+    dst = tmp_path / f"{method}.onnx"
+    quantize_onnx_static(src, dst, data, _opts(method))
+    scales = _activation_scales(dst)
+    assert scales and all(np.isfinite(v) for v in scales.values())
+    assert scales.get("x", 0.0) > 1e-3  # the input's range is an ordinary one

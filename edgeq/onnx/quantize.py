@@ -17,6 +17,7 @@ from edgeq.config import QuantOptions
 from edgeq.data import Dataset
 from edgeq.errors import QuantizationError, UsageError
 from edgeq.jsontypes import JSONObject
+from edgeq.onnx.histogram_calib import histogram_ranges
 from edgeq.onnx.hybrid import gemms_as_matmuls, linear_nodes
 from edgeq.onnx.overrides import TensorOverrides, fixed_range_overrides, int16_overrides
 
@@ -150,30 +151,47 @@ def _run_quantize_static(src: Path, dst: Path, reader: DatasetReader, opts: Quan
                          calibration_cache: Path | None, weight_type: str) -> None:
     """ORT's ``quantize_static`` with ``opts`` and ``weight_type`` (int4 for 4-bit QAT weights), calibrating
     through the cache when given."""
-    # heavy: onnxruntime, only where a model is quantized or run
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
     if opts.calibration is None or opts.activation_type is None:  # quantize_onnx_static resolved them first
         raise UsageError("ORT static quantization needs calibration and activation_type set",
                          "pass QuantOptions.resolved(target.quant_defaults())")
     with quiet_stdout(), tempfile.TemporaryDirectory(prefix="edgeq-calib-") as tmp:
         cache = calibration_cache
+        op_types = op_types_to_quantize(src, opts.op_types_to_exclude)
         if opts.calibration == "entropy" and not (cache is not None and cache.is_file()):
             cache = cache or Path(tmp, "entropy.json")
-            entropy_ranges(src, reader, cache, op_types_to_quantize(src, opts.op_types_to_exclude), Path(tmp))
-        quantize_static(
-            str(src), str(dst), None if cache is not None and cache.is_file() else reader,
-            calibration_cache_path=str(cache) if cache is not None else None,
-            quant_format=QuantFormat.QDQ,
-            per_channel=bool(opts.per_channel),
-            reduce_range=bool(opts.reduce_range),
-            activation_type=getattr(QuantType, QTYPE[opts.activation_type]),
-            weight_type=getattr(QuantType, QTYPE[weight_type]),
-            nodes_to_exclude=list(opts.nodes_to_exclude) or None,
-            op_types_to_quantize=op_types_to_quantize(src, opts.op_types_to_exclude),
-            calibrate_method=getattr(CalibrationMethod, _CALIB[opts.calibration]),
-            extra_options=extra,
-        )
+            histogram_ranges(src, reader, cache, op_types, Path(tmp), "entropy")
+        try:
+            _quantize_static_call(src, dst, reader, cache, opts, extra, weight_type)
+        except ValueError as e:
+            if opts.calibration != "percentile" or "Too many bins" not in str(e) or (cache and cache.is_file()):
+                raise
+            # ORT's own percentile histogram failed on an all-but-zero tensor: calibrate here, denormals flushed
+            # (edgeq.onnx.histogram_calib), and quantize from that cache.
+            reader.rewind()
+            cache = cache or Path(tmp, "percentile.json")
+            histogram_ranges(src, reader, cache, op_types, Path(tmp), "percentile", float(extra["CalibPercentile"]))
+            _quantize_static_call(src, dst, reader, cache, opts, extra, weight_type)
+
+
+def _quantize_static_call(src: Path, dst: Path, reader: DatasetReader, cache: Path | None, opts: QuantOptions,
+                          extra: OrtExtraOptions, weight_type: str) -> None:
+    # heavy: onnxruntime, only where a model is quantized or run
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    assert opts.calibration is not None and opts.activation_type is not None  # checked by _run_quantize_static
+    quantize_static(
+        str(src), str(dst), None if cache is not None and cache.is_file() else reader,
+        calibration_cache_path=str(cache) if cache is not None else None,
+        quant_format=QuantFormat.QDQ,
+        per_channel=bool(opts.per_channel),
+        reduce_range=bool(opts.reduce_range),
+        activation_type=getattr(QuantType, QTYPE[opts.activation_type]),
+        weight_type=getattr(QuantType, QTYPE[weight_type]),
+        nodes_to_exclude=list(opts.nodes_to_exclude) or None,
+        op_types_to_quantize=op_types_to_quantize(src, opts.op_types_to_exclude),
+        calibrate_method=getattr(CalibrationMethod, _CALIB[opts.calibration]),
+        extra_options=extra,
+    )
 
 
 def quantize_onnx_hybrid(src: Path, dst: Path, calib: Dataset, opts: QuantOptions,
@@ -205,25 +223,6 @@ def quantize_onnx_hybrid(src: Path, dst: Path, calib: Dataset, opts: QuantOption
                                     f"{type(e).__name__}: {str(e)[:300]}", "use the static scheme") from e
     return {**info, "method": "hybrid", "dynamic_linears": matmuls, "gemms_rewritten": rewritten,
             "tool": "onnxruntime.quantization.quantize_static (convolutions) + quantize_dynamic (linears)"}
-
-
-# ORT's quantize_static runs its entropy calibrator with 128 histogram bins and 128 quantized bins, which leaves
-# one candidate threshold — the full range: its "entropy" ranges equal minmax's (EfficientNet-Lite1: identical
-# models). edgeq runs the calibrator itself with enough bins for the KL search to choose a clipping threshold.
-ENTROPY_BINS = 512
-
-
-def entropy_ranges(src: Path, reader: DatasetReader, cache: Path, op_types: list[str] | None, tmp: Path) -> None:
-    """KL-divergence (TensorRT-style) activation ranges of SRC over READER, written as ORT's calibration cache."""
-    # heavy: onnxruntime, only where a model is quantized or run
-    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
-
-    calibrator = create_calibrator(src, op_types, augmented_model_path=str(tmp / "entropy.augmented.onnx"),
-                                   calibrate_method=CalibrationMethod.Entropy,
-                                   extra_options={"num_bins": ENTROPY_BINS, "num_quantized_bins": 128})
-    calibrator.collect_data(reader)
-    save_tensors_data(calibrator.compute_data(), cache)
-    reader.rewind()
 
 
 def float_graph_outputs(path: Path) -> list[str]:
