@@ -48,6 +48,7 @@ from edgeq.report import write_reports
 from edgeq.search.search import check_budget_consistency
 from edgeq.targets import load_target, with_runner_timeout
 from edgeq.targetspec import Target
+from edgeq.timing import PhaseClock
 from edgeq.validate.fleet_run import FleetRun, split_runners
 from edgeq.validate.orchestrate import ValidationRequest, validate_artifacts
 from edgeq.validate.runners import get_runner
@@ -130,8 +131,10 @@ class _Built:
 def export(config: PipelineConfig, progress: Progress | None = None) -> ExportResult:
     """Run the whole pipeline for one config. Raises an :class:`edgeq.errors.EdgeqError` on bad input."""
     progress = progress or Progress(enabled=False)
+    clock = PhaseClock()
     plan = _plan(config, progress)
-    model = load_model(config, plan.target, progress)
+    with clock.phase("capture + preparation"):
+        model = load_model(config, plan.target, progress)
     first = {b.name: first_scheme(config, model.outliers, b.name) for b in plan.backends}
     states = [BuildState(target=plan.target, fmt=b.name, workdir=config.output, quant=first[b.name],
                          calib=model.calib, eval=model.ev, captured=model.quant_captured,
@@ -149,22 +152,25 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
                                    linear_ranking=tuple(linear_ranking(model.outliers)),
                                    first_dynamic={f: q.mode == "dynamic" and config.quant.mode == "static"
                                                   for f, q in first.items()})
-        built = _build_formats(plan, select_ctx, states, tmp, scratch)
-        _validate(plan, tmp, built.artifacts, progress)
+        built = _build_formats(plan, select_ctx, states, (tmp, scratch), clock)
+        with clock.phase("validate"):
+            _validate(plan, tmp, built.artifacts, progress)
         prediction = model.outliers.get("scheme_prediction")
-        for key in ("search", "search_pte"):  # which scheme each search tried first, and why
-            if prediction and key in built.search_keys:
-                as_object(built.search_keys[key], key)["scheme_prediction"] = prediction
+        for key in [k for k in ("search", "search_pte") if prediction and k in built.search_keys]:
+            as_object(built.search_keys[key], key)["scheme_prediction"] = prediction  # what it tried first, and why
         m = compose_manifest(ExportRecord(config, plan.target, plan.budget, plan.runners, model.source,
                                           model.captured, model.ev, ref, ref_kind, model.output_names,
                                           built.resolved_quant, built.pass_log, built.artifacts,
                                           plan.boards.record() if plan.boards is not None else None), tmp)
         m.update(built.search_keys)  # optional keys: "search", "sensitivity", "sensitivity_pte"
         # where the error and the time come from: per layer, per operator (after the searches: what ships)
-        m["explain"] = (explain_export(ExplainInputs(tmp, scratch, tuple(built.artifacts), INPUTS_REL, REFERENCE_REL,
-                                                     model.quant_captured, model.calib, model.ev,
-                                                     built.resolved_quant, plan.target, built.search_keys), progress)
-                        if config.explain else {"skipped": "--no-explain"})
+        with clock.phase("explain"):
+            m["explain"] = (explain_export(ExplainInputs(tmp, scratch, tuple(built.artifacts), INPUTS_REL,
+                                                         REFERENCE_REL, model.quant_captured, model.calib, model.ev,
+                                                         built.resolved_quant, plan.target, built.search_keys),
+                                           progress)
+                            if config.explain else {"skipped": "--no-explain"})
+        m["timing"] = clock.record(m)
         _finish(m, tmp, model, built.artifacts)
         commit_output(tmp, config.output)
     except BaseException:
@@ -195,21 +201,27 @@ def _plan(config: PipelineConfig, progress: Progress) -> _Plan:
     return _Plan(target, backends, Pipeline.for_target(target), budget, runners, boards)
 
 
-def _build_formats(plan: _Plan, select_ctx: SelectContext, states: list[BuildState], tmp: Path,
-                   scratch: Path) -> _Built:
-    """Build every format: its stages, its SELECT phase, then the artifact stages over everything built so far."""
+def _build_formats(plan: _Plan, select_ctx: SelectContext, states: list[BuildState], dirs: tuple[Path, Path],
+                   clock: PhaseClock) -> _Built:
+    """Build every format: its stages, SELECT, then the artifact stages over everything built so far (``dirs``:
+    the output's temporary folder, the scratch folder)."""
     built = _Built()
+    tmp, scratch = dirs
     for backend, state in zip(plan.backends, states, strict=True):
-        state = build_format(backend, plan.pipeline, state.updated(workdir=tmp, scratch=scratch), built.pass_log)
+        with clock.phase(f"build {backend.name}"):
+            state = build_format(backend, plan.pipeline, state.updated(workdir=tmp, scratch=scratch), built.pass_log)
         built.resolved_quant[backend.name] = state.quant.to_dict()  # after the target's scheme and the user's options
         fmt_built = list(state.artifacts)
         # SELECT: the search may replace the format's INT8 model (the grid adds its variants); it runs before
         # the artifact stages so that what they derive (.ort, usability, 16 KB alignment, budget check)
         # describes the models that ship.
-        built.search_keys.update(select(select_ctx, state, fmt_built))
+        with clock.phase(f"search {backend.name}"):
+            built.search_keys.update(select(select_ctx, state, fmt_built))
         built.artifacts += fmt_built
         # Emitters and Checks see every artifact built so far (each filters by format).
-        state = plan.pipeline.run_phase("artifact", state.updated(artifacts=tuple(built.artifacts)), built.pass_log)
+        with clock.phase(f"artifact stages {backend.name}"):
+            state = plan.pipeline.run_phase("artifact", state.updated(artifacts=tuple(built.artifacts)),
+                                            built.pass_log)
         built.artifacts = list(state.artifacts)  # what the emitters added, and each artifact as the checks noted it
     return built
 

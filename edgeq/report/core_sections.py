@@ -1,9 +1,11 @@
-"""Report sections every export has: how each artifact was quantized, and the I/O signature apps must feed."""
+"""Report sections every export has: how each artifact was quantized, the I/O signature apps must feed, and where
+the export's time went."""
 
 from __future__ import annotations
 
 from edgeq.jsontypes import JSONObject, get_object, get_object_or_none, get_objects
 from edgeq.report.html import esc, register_section
+from edgeq.timing import timing_rows
 
 _QUANT_KEYS = ("method", "format", "scheme", "calibration", "calibration_samples", "per_channel", "activation_type",
                "weight_type", "reduce_range", "nodes_excluded", "op_types_excluded", "preprocessing", "tool")
@@ -42,3 +44,15 @@ def signature_section(manifest: JSONObject) -> str | None:
                         f"<td>{esc(s['shape'])}</td></tr>")
     return ("<h2>I/O signature</h2><p class='muted'>What an app feeds and reads (also in edgeq.json → signature).</p>"
             "<table><tr><th></th><th>name</th><th>dtype</th><th>shape</th></tr>" + "".join(rows) + "</table>")
+
+
+@register_section("timing")
+def timing_section(manifest: JSONObject) -> str | None:
+    rows = timing_rows(manifest)
+    if not rows:
+        return None
+    body = "".join(f"<tr><td>{esc(p)}</td><td class='num'>{esc(s)}</td><td class='num'>{esc(share)}</td>"
+                   f"<td>{esc(bought)}</td></tr>" for p, s, share, bought in rows)
+    return ("<h2>Where the time went</h2><p class='muted'>Wall seconds of this export on this machine (edgeq.json → "
+            "timing). They never decide what ships: the search's budget is counted in trials.</p>"
+            "<table><tr><th>phase</th><th>seconds</th><th>share</th><th>what it bought</th></tr>" + body + "</table>")

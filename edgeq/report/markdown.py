@@ -8,6 +8,7 @@ from edgeq.jsontypes import JSONObject, get_object, get_object_or_none, get_obje
 from edgeq.report.boards import markdown_lines, terminal_lines
 from edgeq.report.rows import fmt_bytes, fmt_latency, fmt_num, rows
 from edgeq.report.terminal import all_warnings, fitted_table, operator_warnings, verdict_line
+from edgeq.timing import timing_line, timing_rows
 
 TABLE_HEAD = ("artifact", "bytes", "× float", "runner", "accuracy", "drop (pt)", "top-1 agree", "cos mean", "cos min",
          "SQNR dB", "max |Δ|", "latency", "budget")
@@ -38,6 +39,9 @@ def terminal_summary(manifest: JSONObject, outdir: str) -> str:
     for w in all_warnings(manifest) + operator_warnings(manifest):
         lines.append(_clip(f"WARNING {w}"))
     lines += terminal_lines(manifest)
+    time_line = timing_line(manifest)
+    if time_line:
+        lines.append(_clip(time_line))
     lines += [f"  - {f}" for f in [*get_strs(v, "failures"), *get_strs(v, "infra_failures")]]
     lines.append(f"report: {outdir}/report.html")
     lines.append(verdict_line(manifest))
@@ -92,6 +96,10 @@ def render_markdown(manifest: JSONObject) -> str:
     if v.get("int8_regressions"):
         out += ["## ⚠ INT8 larger or slower than float", ""] + [f"- {f}" for f in get_strs(v, "int8_regressions")] + [""]
     out += markdown_lines(manifest)
+    timing = timing_rows(manifest)
+    if timing:
+        out += ["## Where the time went", "", "| phase | seconds | share | what it bought |", "|---|---|---|---|"]
+        out += [f"| {' | '.join(row)} |" for row in timing] + [""]
     out += ["## Verdict", "", f"**{'PASS' if v['passed'] else 'FAIL'}**", ""]
     out += [f"- {f}" for f in [*get_strs(v, "failures"), *get_strs(v, "infra_failures")]]
     return "\n".join(out) + "\n"

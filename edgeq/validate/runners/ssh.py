@@ -16,12 +16,10 @@ median of N single-sample runs after warm-up (``latency_kind="device"``).
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import secrets
 import shlex
 import subprocess
-import tarfile
 import tempfile
 import time
 from collections.abc import Sequence
@@ -39,6 +37,7 @@ from edgeq.validate.runners import ssh_leftovers
 from edgeq.validate.runners.base import RunResult, parse_result, parse_results, register_runner
 from edgeq.validate.runners.emulator import DEVICE_DIR, pte_runner_available
 from edgeq.validate.runners.ssh_spec import ARM_PARTS, PROBE_SCRIPT, classify_ssh_error, parse_spec, tail_of
+from edgeq.validate.runners.tar_stream import tar_member, tar_of
 from edgeq.validate.tensor_files import read_output_npz, read_output_tensors, write_input_tensors
 
 INSTALL_HINT = ("on the device: sudo apt-get install -y python3 python3-pip && "
@@ -165,7 +164,7 @@ class SshRunner:
         script = (f"D={q}; umask 077 && mkdir -p {w} && mkdir \"$D\" || exit 1; trap 'cd / && rm -rf \"$D\"' EXIT; "
                   f"cd \"$D\" && tar -x -f - && {program} > result.json && tar -c -f - result.json {' '.join(outputs)}")
         try:
-            r = self._ssh(script, stdin=_tar(files), what=f"running {what}", timeout=self.timeout, check=False)
+            r = self._ssh(script, stdin=tar_of(files), what=f"running {what}", timeout=self.timeout, check=False)
         except BaseException:
             self._cleanup(q)  # the board may still hold the folder; if it is gone, the next connection removes it
             raise
@@ -174,9 +173,9 @@ class SshRunner:
         if r.returncode != 0:
             raise DeviceError(f"{self.spec.name}: {name} failed on {what} (exit {r.returncode})"
                               + tail_of(r.stderr.decode(errors="replace")), "the device's stderr is above")
-        text = _member(r.stdout, "result.json", self.spec.name).decode(errors="replace")
+        text = tar_member(r.stdout, "result.json", self.spec.name).decode(errors="replace")
         infos = parse_results(text, f"{self.spec.name} {name}", len(outputs), DeviceError)
-        return infos, {o: _member(r.stdout, o, self.spec.name) for o in outputs}
+        return infos, {o: tar_member(r.stdout, o, self.spec.name) for o in outputs}
 
     # --- device facts ---------------------------------------------------------------------------------------
 
@@ -274,28 +273,6 @@ def _check_rows(outputs: dict[str, np.ndarray], inputs: Path, where: str) -> Non
     if bad:
         raise DeviceError(f"{where}: output shape mismatch from the device: {bad} for {n} input samples",
                           "the device ran a different model or a truncated file; re-run")
-
-
-def _member(stream: bytes, name: str, where: str) -> bytes:
-    """One regular file of the tar stream a run sent back (read in memory: nothing is extracted to disk)."""
-    try:
-        with tarfile.open(fileobj=io.BytesIO(stream), mode="r:") as tf:
-            info = tf.getmember(name)
-            f = tf.extractfile(info) if info.isreg() else None
-            if f is None:
-                raise KeyError(name)
-            return f.read()
-    except (tarfile.TarError, KeyError) as e:
-        raise DeviceError(f"{where}: the run sent back no {name} ({e})",
-                          "the device's tar or the runner misbehaved; re-run, or check the board") from e
-
-
-def _tar(files: dict[str, Path]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as t:
-        for arcname, path in files.items():
-            t.add(str(path), arcname=arcname, recursive=False)
-    return buf.getvalue()
 
 
 def _s(b: bytes | str | None) -> str:

@@ -1,0 +1,38 @@
+"""The manifest's ``timing`` section (edgeq.timing): each phase of a real export with its seconds, what the
+preparation and the searches bought, and the same rows in report.md, report.html and the terminal summary."""
+
+from __future__ import annotations
+
+from edgeq.jsontypes import JSONObject
+from edgeq.report.markdown import terminal_summary
+from edgeq.timing import search_gain, timing_rows
+
+
+def test_export_records_where_its_time_went(digits_export) -> None:  # type: ignore[no-untyped-def]
+    m = digits_export.manifest
+    phases = [p["phase"] for p in m["timing"]["phases"]]
+    assert phases == ["capture + preparation", "build onnx", "search onnx", "artifact stages onnx", "validate",
+                      "explain"]
+    seconds = [p["seconds"] for p in m["timing"]["phases"]]
+    assert all(s >= 0 for s in seconds) and sum(seconds) <= m["timing"]["total_s"] + 0.05
+    assert seconds[0] > 0 and seconds[4] > 0  # capture and validation do real work on any machine
+    md = (digits_export.output / "report.md").read_text()
+    assert "## Where the time went" in md and "| validate |" in md
+    assert "Where the time went" in (digits_export.output / "report.html").read_text()
+    assert any(line.startswith("time: ") for line in terminal_summary(m, "out").splitlines())
+    assert [r[0] for r in timing_rows(m)] == phases
+
+
+def _search(best: int | None) -> JSONObject:
+    trials: list[JSONObject] = [{"index": i, "metrics": {"top1_agreement": a, "cosine_mean": 0.99}}
+                                for i, a in enumerate((0.8375, 0.9, 0.935))]
+    return {"best": best, "trials": trials}
+
+
+def test_search_gain_names_the_shipped_trial_against_the_first() -> None:
+    assert search_gain(_search(2)) == "top-1 agreement 0.8375 -> 0.9350 (trial 2 of 3)"
+    assert search_gain(_search(None)) == "3 trial(s), none met the budget: the first INT8 model ships"
+    cos_only: JSONObject = {"best": 1, "trials": [{"index": 0, "metrics": {"cosine_mean": 0.98}},
+                                                  {"index": 1, "metrics": {"cosine_mean": 0.995}}]}
+    assert search_gain(cos_only) == "cosine 0.98000 -> 0.99500 (trial 1 of 2)"
+    assert search_gain(None) is None and search_gain({"trials": []}) is None
