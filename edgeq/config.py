@@ -113,6 +113,9 @@ class QuantOptions:
     # Hybrid: static INT8 everywhere except the linear layers, which get dynamic per-token INT8 activations (and
     # so write float outputs) — a search move for graphs with both convolutions and linears (.pte).
     dynamic_linears: bool = False
+    # Dynamic INT8 with one activation scale per token (row of a linear layer's input) instead of one per tensor
+    # (ONNX: edgeq.onnx.per_token; a .pte's dynamic activations are always per token).
+    per_token: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in ("static", "dynamic"):
@@ -120,6 +123,8 @@ class QuantOptions:
         if self.dynamic_linears and self.mode != "static":
             raise UsageError("dynamic_linears (static convolutions, dynamic linears) needs mode='static'",
                              "mode='dynamic' already quantizes every linear dynamically")
+        if self.per_token and self.mode != "dynamic":
+            raise UsageError("per-token activation scales are a dynamic INT8 scheme", "use mode='dynamic' (--dynamic)")
         if self.calibration is not None and self.calibration not in CALIBRATION_METHODS:
             raise UsageError(
                 f"unknown calibration method {self.calibration!r}",

@@ -46,10 +46,12 @@ def test_later_moves_build_on_the_best_trial() -> None:
 def test_a_linear_dominated_graph_starts_with_dynamic_and_mixed_precision() -> None:
     view = _view(linear_first=True, linears=("l0", "l1", "l2"), convs_and_linears=False, patterns={})
     got = list(stages(view))
-    assert [s for s, _ in got][:3] == ["baseline", "dynamic", "mixed-precision"]
-    assert [c.fp16_linears for c in got[2][1]] == [1, 2, 3]  # bounded by the linears there are
+    assert [s for s, _ in got][:4] == ["baseline", "dynamic", "per-token", "mixed-precision"]
+    assert got[2][1] == [TrialConfig("minmax", True, dynamic=True, per_token=True)]
+    assert "per-token activations" in got[2][1][0].label()
+    assert [c.fp16_linears for c in got[3][1]] == [1, 2, 3]  # bounded by the linears there are
     first_dynamic = [s for s, _ in stages(replace(view, first_dynamic=True))]
-    assert first_dynamic[:2] == ["dynamic", "mixed-precision"]  # the static baseline only after them
+    assert first_dynamic[:3] == ["dynamic", "per-token", "mixed-precision"]  # the static baseline only after them
     assert "hybrid" not in first_dynamic
 
 
@@ -67,6 +69,6 @@ class _PerTensorEntropy:
 
 
 def test_a_new_move_is_one_class_and_one_line() -> None:
-    moves = (*ONNX_MOVES[:5], _PerTensorEntropy(), *ONNX_MOVES[5:])
+    moves = (*ONNX_MOVES[:6], _PerTensorEntropy(), *ONNX_MOVES[6:])
     got = list(stages(_view(), moves))
     assert got[2] == ("calibration", [TrialConfig("entropy", False, exclude=("softmax",))])  # after the methods

@@ -35,6 +35,10 @@ def add_quant_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("quantization (defaults come from the target profile)")
     g.add_argument("--dynamic", action="store_true",
                    help="dynamic INT8 (weights offline, activations at run time) instead of static QDQ")
+    g.add_argument("--per-token", action="store_true",
+                   help="dynamic INT8 with one activation scale per token (row) instead of one per tensor: what "
+                        "encoders with outlier tokens need (implies --dynamic; a .pte's dynamic INT8 is always per "
+                        "token)")
     g.add_argument("--calibration", choices=CALIBRATION_METHODS, help="activation range calibration method")
     pc = g.add_mutually_exclusive_group()
     pc.add_argument("--per-channel", dest="per_channel", action="store_true", default=None,

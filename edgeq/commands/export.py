@@ -168,7 +168,8 @@ def search_from(args: argparse.Namespace) -> SearchOptions:
 
 def quant_from(args: argparse.Namespace) -> QuantOptions:
     return QuantOptions(
-        mode="dynamic" if args.dynamic else "static", calibration=args.calibration, per_channel=args.per_channel,
+        mode="dynamic" if args.dynamic or args.per_token else "static", per_token=args.per_token,
+        calibration=args.calibration, per_channel=args.per_channel,
         activation_type=args.activation_type, weight_type=args.weight_type, reduce_range=args.reduce_range,
         nodes_to_exclude=tuple(args.exclude_node), op_types_to_exclude=tuple(args.exclude_op_type),
         max_calibration_samples=args.calib_samples)

@@ -9,11 +9,15 @@ import onnx
 from edgeq.config import QuantOptions
 from edgeq.errors import QuantizationError
 from edgeq.jsontypes import JSONObject
+from edgeq.onnx.per_token import quantize_onnx_per_token
 from edgeq.onnx.quantize import QTYPE, op_types_to_quantize, quiet_stdout
 
 
 def quantize_onnx_dynamic(src: Path, dst: Path, opts: QuantOptions) -> JSONObject:
-    """Dynamic INT8: weights quantized offline, activations quantized per batch at run time."""
+    """Dynamic INT8: weights quantized offline, activations quantized per batch at run time (one scale per tensor,
+    ONNX Runtime's ``DynamicQuantizeMatMul``; with ``opts.per_token`` one per token, edgeq.onnx.per_token)."""
+    if opts.per_token:
+        return quantize_onnx_per_token(src, dst, opts)
     # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

@@ -19,11 +19,13 @@ fewest bytes (sizes within 5 % tie, then the earliest trial) wins. The moves are
                     then kept in float, k = 2, 4, 8, ... (on top of the best pattern set)
 
 Linear-dominated graphs (MatMul/Gemm weights outnumber Conv weights: transformers, MLPs) whose export ran the
-outlier-aware preparation (:mod:`edgeq.prepare`, which ranks the torch Linears by sensitivity) first climb two
+outlier-aware preparation (:mod:`edgeq.prepare`, which ranks the torch Linears by sensitivity) first climb three
 stages with the largest expected gain there, after the baseline:
 
 - ``dynamic``          ONNX Runtime dynamic INT8 MatMuls (activation scale per run), per-channel weights,
                        attention MatMuls (no weights) float;
+- ``per-token``        the same with one activation scale per token (:mod:`edgeq.onnx.per_token`): the same
+                       bytes, for encoders whose outlier tokens starve the per-tensor scale;
 - ``mixed-precision``  that model with the k most sensitive Linears float, weights stored as float16
                        (:mod:`edgeq.onnx.mixed`), k = 1, 2, 3, 4, 6, 8 — bounded by the size cap;
 
@@ -232,7 +234,7 @@ class _OnnxSearch:
         kept = nodes_for_modules(prepped, mods) if mods else []
         # per-channel weights, full-range INT8 (no reduce_range: the activation scale is per run, the host
         # validation measures the kernels the artifact will use)
-        dq = replace(base, mode="dynamic", per_channel=cfg.per_channel, reduce_range=False,
+        dq = replace(base, mode="dynamic", per_token=cfg.per_token, per_channel=cfg.per_channel, reduce_range=False,
                      nodes_to_exclude=tuple(dict.fromkeys((*base.nodes_to_exclude, *activation_matmuls(prepped),
                                                            *kept))),
                      int16_activation_nodes=())

@@ -24,10 +24,12 @@ class TrialConfig:
     dynamic: bool = False  # ORT dynamic INT8 MatMuls (activation scales per run), attention MatMuls float
     fp16_linears: int = 0  # most sensitive torch Linears (edgeq.prepare ranking) kept float, fp16 weights
     hybrid: bool = False  # static QDQ convolutions, ORT dynamic INT8 linear layers (edgeq.onnx.hybrid)
+    per_token: bool = False  # dynamic INT8 with one activation scale per token (edgeq.onnx.per_token)
 
     def label(self) -> str:
         if self.dynamic:
-            parts = ["dynamic INT8 MatMul", "per-channel" if self.per_channel else "per-tensor"]
+            parts = ["dynamic INT8 MatMul" + (", per-token activations" if self.per_token else ""),
+                     "per-channel" if self.per_channel else "per-tensor"]
             if self.fp16_linears:
                 parts.append(f"top-{self.fp16_linears} sensitive linears float (fp16 weights)")
             return ", ".join(parts)

@@ -16,12 +16,14 @@ from edgeq.search.onnx_moves.calibration import Baseline, CalibrationMethods, Pe
 from edgeq.search.onnx_moves.hybrid import Hybrid
 from edgeq.search.onnx_moves.linear import Dynamic, LinearBaseline, MixedPrecision
 from edgeq.search.onnx_moves.patterns import FragilePatterns
+from edgeq.search.onnx_moves.per_token import PerTokenDynamic
 from edgeq.search.onnx_moves.sensitivity import SensitiveNodes
 from edgeq.search.trial import TrialConfig
 
 ONNX_MOVES: tuple[OnnxMove, ...] = (
     LinearBaseline(),
     Dynamic(),
+    PerTokenDynamic(),
     MixedPrecision(),
     Baseline(),
     CalibrationMethods(),
