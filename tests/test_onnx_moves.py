@@ -72,3 +72,13 @@ def test_a_new_move_is_one_class_and_one_line() -> None:
     moves = (*ONNX_MOVES[:6], _PerTensorEntropy(), *ONNX_MOVES[6:])
     got = list(stages(_view(), moves))
     assert got[2] == ("calibration", [TrialConfig("entropy", False, exclude=("softmax",))])  # after the methods
+
+
+def test_mixed_precision_builds_on_the_best_dynamic_trial() -> None:
+    """Per token came closer than per tensor (a held-out encoder's outlier tokens): the linears kept float are
+    added to the per-token model."""
+    per_token = Trial(2, "per-token", TrialConfig("minmax", True, dynamic=True, per_token=True), BASE)
+    view = _view(linear_first=True, linears=("l0", "l1"), convs_and_linears=False, patterns={},
+                 best_dynamic=lambda: per_token)
+    mixed = dict(stages(view))["mixed-precision"]
+    assert [(c.fp16_linears, c.per_token) for c in mixed] == [(1, True), (2, True)]

@@ -161,10 +161,12 @@ class _OnnxSearch:
 
     def view(self) -> LadderView:
         """What the moves propose from; the static moves build on the best *static* trial (their moves are QDQ
-        settings)."""
+        settings), mixed precision on the best plain dynamic one (per tensor or per token)."""
         return LadderView(self.start.base, self.options, self.patterns, tuple(self.linears), self.linear_first,
                           self.start.first_dynamic, has_convs_and_linears(self.data.prepped),
-                          lambda: self.best_of([t for t in self.trials if not t.config.dynamic]), self.rank_nodes)
+                          lambda: self.best_of([t for t in self.trials if not t.config.dynamic]), self.rank_nodes,
+                          lambda: self.best_of([t for t in self.trials
+                                                if t.config.dynamic and not t.config.fp16_linears]))
 
     def rank_nodes(self, trial: Trial) -> list[NodeSensitivity]:
         """The node ranking of TRIAL's model, kept for the 16-bit / float moves built on it."""

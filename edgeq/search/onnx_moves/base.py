@@ -28,6 +28,7 @@ class LadderView:
     convs_and_linears: bool  # the graph has both (the hybrid move applies)
     best_static: Callable[[], Trial | None]  # the best static trial measured so far
     rank_nodes: Callable[[Trial], list[NodeSensitivity]]  # the node ranking of a trial's model (kept for its moves)
+    best_dynamic: Callable[[], Trial | None] = lambda: None  # the best plain dynamic trial (no linear kept float)
 
     @property
     def start(self) -> TrialConfig:

@@ -34,11 +34,14 @@ class Dynamic:
 
 
 class MixedPrecision:
-    """On top of dynamic INT8: the k most sensitive linears float with fp16 weights, k growing."""
+    """On top of the best dynamic INT8 trial (one activation scale per tensor or per token, whichever came closer):
+    the k most sensitive linears float with fp16 weights, k growing."""
 
     stage, cumulative = "mixed-precision", True
 
     def propose(self, view: LadderView) -> list[TrialConfig]:
         if not view.linear_first:
             return []
-        return [replace(_dynamic_start(view), fp16_linears=k) for k in MIXED_PRECISION_KS if k <= len(view.linears)]
+        best = view.best_dynamic()
+        base = best.config if best is not None else _dynamic_start(view)
+        return [replace(base, fp16_linears=k) for k in MIXED_PRECISION_KS if k <= len(view.linears)]
