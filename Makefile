@@ -50,6 +50,7 @@ test-under-load: venv
 	PYTHON=$(PY) bash scripts/under-load.sh
 
 bench: venv system-deps emulator
+	$(PY) -m pip install --quiet -e '.[test,executorch,hf,bench]'
 	$(PY) -m bench.run
 
 # The docs site (docs/, mkdocs.yml): strict (a broken link or an unknown page fails), offline (no fonts or CDN at

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.real_models import SEQ_LEN, sentence_texts
+from bench.real_models import SEQ_LEN, MiniLMEncoder, sentence_texts
 from edgeq.cache import cache_dir
 
 PARTS = 5
@@ -66,10 +66,9 @@ def mpnet_encoder() -> tuple[Any, dict[str, Any]]:
     import torch
     from transformers import MPNetModel
 
-    from bench.real_models import MiniLMEncoder  # the same pooling head (what SentenceTransformer.encode returns)
-
     model = MPNetModel.from_pretrained(str(mpnet_path()), attn_implementation="eager").eval()
     ids, mask = sentences("calib", 1)
+    # MiniLMEncoder: the same pooling head (what SentenceTransformer.encode returns)
     return MiniLMEncoder(model).eval(), {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
 
 

@@ -33,6 +33,7 @@ Data:
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import re
 from functools import lru_cache
@@ -243,12 +244,14 @@ def write_npz(folder: Path, model: str, n_calib: int, n_eval: int) -> tuple[Path
     paths = []
     for split, n in (("calib", n_calib), ("eval", n_eval)):
         p = folder / f"{model}_{split}.npz"
-        if model == "minilm":
-            ids, mask = sentences(split, n)
+        if model in ("minilm", "mpnet"):
+            # bench.mpnet imports this module (the sentences, SEQ_LEN), so its tokenizer is reached here lazily
+            ids, mask = sentences(split, n) if model == "minilm" else importlib.import_module("bench.mpnet").sentences(
+                split, n)
             np.savez(p, input_ids=ids, attention_mask=mask)
         elif model in IMAGE_MODELS:
             np.savez(p, image=photo_crops(split, n, size=IMAGE_MODELS[model]))
         else:
-            raise ValueError(f"unknown model {model!r}; have minilm, {', '.join(IMAGE_MODELS)}")
+            raise ValueError(f"unknown model {model!r}; have minilm, mpnet, {', '.join(IMAGE_MODELS)}")
         paths.append(p)
     return paths[0], paths[1]
