@@ -93,8 +93,9 @@ def first_scheme(config: PipelineConfig, outliers: JSONObject, fmt: str) -> Quan
     pick = (get_object_or_none(prediction, "pick") or {}).get(fmt)
     if pick != "dynamic" or config.search.mode in ("off", "grid") or config.quant.mode != "static":
         return config.quant
-    # the dynamic search move's settings: per-channel weights, full-range INT8 (the scale is per run)
-    return dataclasses.replace(config.quant, mode="dynamic",
+    # the dynamic search move's settings: per-channel weights, full-range INT8 (the scale is per run), one scale
+    # per token (ONNX: edgeq.onnx.per_token; a .pte's dynamic INT8 always is)
+    return dataclasses.replace(config.quant, mode="dynamic", per_token=fmt == "onnx",
                                per_channel=True if config.quant.per_channel is None else config.quant.per_channel,
                                reduce_range=False if config.quant.reduce_range is None else config.quant.reduce_range)
 

@@ -53,6 +53,7 @@ def test_first_scheme_follows_the_prediction_only_when_the_search_may_run() -> N
     cfg = PipelineConfig(model=ENCODER, calib="x.npz", output=Path("o"), budget=Budget(min_cosine=0.99))
     onnx_q = first_scheme(cfg, rec, "onnx")
     assert onnx_q.mode == "dynamic" and onnx_q.per_channel is True and onnx_q.reduce_range is False
+    assert onnx_q.per_token  # the ONNX first dynamic model has one activation scale per token, as the .pte's
     assert first_scheme(cfg, rec, "pte").mode == "static"
     off = PipelineConfig(model=ENCODER, calib="x.npz", output=Path("o"), search=SearchOptions(mode="off"))
     assert first_scheme(off, rec, "onnx").mode == "static"  # --no-search: the scheme asked for
@@ -83,8 +84,9 @@ def test_encoder_export_builds_no_static_model(tokens: tuple[Path, Path], tmp_pa
     pred = m["outliers"]["scheme_prediction"]
     assert pred["pick"] == {"onnx": "dynamic", "pte": "dynamic"}
     onnx_trials = m["search"]["trials"]
-    assert [t["stage"] for t in onnx_trials] == ["dynamic", "mixed-precision"]
+    assert [t["stage"] for t in onnx_trials] == ["per-token", "mixed-precision"]
     assert all(t["mode"] == "dynamic" for t in onnx_trials)
+    assert all(t["config"]["per_token"] for t in onnx_trials)  # mixed precision builds on the per-token model
     pte_trials = m["search_pte"]["trials"]
     assert pte_trials and all(t["mode"] == "dynamic" for t in pte_trials)
     assert pte_trials[0]["nodes_excluded"]  # starts at mixed precision: the plain dynamic model is the first one

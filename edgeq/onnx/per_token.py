@@ -33,6 +33,7 @@ from edgeq.errors import QuantizationError
 from edgeq.jsontypes import JSONObject
 from edgeq.onnx.quantize import quiet_stdout
 
+PER_TOKEN_TOOL = "edgeq.onnx.per_token (MatMulInteger) + onnxruntime.quantization.quantize_dynamic (Gather)"
 # Below this a row is all zeros (padding): its scale is clamped so Round(X / s) stays finite.
 _TINY_SCALE = 1e-8
 
@@ -150,4 +151,4 @@ def quantize_onnx_per_token(src: Path, dst: Path, opts: QuantOptions) -> JSONObj
             "per_channel": per_channel, "activation_type": "int8 (dynamic, per token)", "weight_type": "int8",
             "reduce_range": False, "per_token_linears": done, "nodes_excluded": list(opts.nodes_to_exclude),
             "op_types_excluded": list(opts.op_types_to_exclude),
-            "tool": "edgeq.onnx.per_token (MatMulInteger) + onnxruntime.quantization.quantize_dynamic (Gather)"}
+            "per_token": True, "tool": PER_TOKEN_TOOL}

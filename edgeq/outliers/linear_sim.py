@@ -55,7 +55,9 @@ class SchemePrediction:
 # this factor above static's. Near ties (a model without outliers, errors near float noise) go to dynamic, which
 # needs no calibration and is the cheaper model to build and lower.
 STATIC_FLATTERY = 2.0
-SCHEME_FOR_FORMAT = {"onnx": "dynamic_per_tensor", "pte": "dynamic_per_token"}
+# The dynamic model each format's first model would be: both per token (ONNX through edgeq.onnx.per_token, whose
+# first models beat ORT's one scale per tensor on both real encoders measured: docs/explanation/outliers.md).
+SCHEME_FOR_FORMAT = {"onnx": "dynamic_per_token", "pte": "dynamic_per_token"}
 
 
 # Rows the scheme prediction runs (three forwards in all): more than the per-Linear ranking, because the three

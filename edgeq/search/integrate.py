@@ -36,6 +36,7 @@ from edgeq.data import Dataset
 from edgeq.errors import ManifestError, UsageError
 from edgeq.jsontypes import JSONObject, get_object_or_none, get_str_or_none, get_strs
 from edgeq.manifest import Artifact
+from edgeq.onnx.per_token import PER_TOKEN_TOOL
 from edgeq.progress import Progress
 from edgeq.search.evaluate import EvalData
 from edgeq.search.search import LadderStart, search_onnx
@@ -134,7 +135,8 @@ def run_export_search(ctx: SearchContext, artifacts: list[Artifact],
     if art is None:
         raise UsageError("the ONNX search needs an INT8 ONNX model from this export",
                          "call run_export_search only after should_search() returned True")
-    base = dataclasses.replace(static_base, mode="static") if static_base is not None else base_options(art)
+    base = (dataclasses.replace(static_base, mode="static", per_token=False) if static_base is not None
+            else base_options(art))
     result = _search(ctx, art, base, first_dynamic)
     # Only a trial inside the budget replaces the first model: a candidate the search rejected never ships as
     # "the INT8 model". When nothing met the budget the first model stays with its failing verdict (exit 1) and
@@ -192,11 +194,13 @@ def _ship_trial(ctx: SearchContext, art: Artifact, best: Trial, built: Path, bas
     if best.bias_correction is not None:
         q["bias_correction"] = best.bias_correction
     if best.config.dynamic:
+        per_token = best.quant.per_token
         q.update({"method": "dynamic", "format": "QOperator", "calibration": None,
-                                 "calibration_samples": 0, "activation_type": "uint8 (dynamic)",
-                                 "reduce_range": bool(best.quant.reduce_range),
-                                 "fp16_linears": list(best.fp16_modules), "fp16_nodes": list(best.fp16_nodes),
-                                 "tool": "onnxruntime.quantization.quantize_dynamic"})
+                  "calibration_samples": 0, "per_token": per_token,
+                  "activation_type": "int8 (dynamic, per token)" if per_token else "uint8 (dynamic)",
+                  "reduce_range": bool(best.quant.reduce_range),
+                  "fp16_linears": list(best.fp16_modules), "fp16_nodes": list(best.fp16_nodes),
+                  "tool": (PER_TOKEN_TOOL if per_token else "onnxruntime.quantization.quantize_dynamic")})
     if best.config.hybrid:
         q.update({"method": "hybrid", "dynamic_linears": True,
                                  "tool": "onnxruntime.quantization.quantize_static (convolutions) + "

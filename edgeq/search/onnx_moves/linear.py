@@ -25,12 +25,13 @@ class LinearBaseline:
 
 
 class Dynamic:
-    """Dynamic INT8 MatMuls with per-channel weights."""
+    """Dynamic INT8 MatMuls with per-channel weights, one activation scale per tensor (ORT's). Not when the first
+    model was the predicted dynamic one: that is per token, and per tensor is the coarser of the two scales."""
 
     stage, cumulative = "dynamic", False
 
     def propose(self, view: LadderView) -> list[TrialConfig]:
-        return [_dynamic_start(view)] if view.linear_first else []
+        return [_dynamic_start(view)] if view.linear_first and not view.first_dynamic else []
 
 
 class MixedPrecision:
