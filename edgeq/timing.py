@@ -15,9 +15,13 @@ from dataclasses import dataclass, field
 
 from edgeq.jsontypes import JSONObject, get_number_or_none, get_object_or_none, get_objects
 
-# The metric a search's gain is shown in, first present wins (classification, then embeddings/regression).
-_GAIN_METRICS = (("top1_agreement", "top-1 agreement", ".4f"), ("cosine_mean", "cosine", ".5f"),
-                 ("sqnr_db", "SQNR dB", ".1f"))
+# The metric a search's gain is shown in: the first of these whose budget limit is set (an embedding's top-1
+# "agreement" is the argmax of a vector, meaningless), else cosine.
+_GAIN_METRICS = (("min_nn_agreement", "nn_agreement", "NN agreement", ".4f"),
+                 ("min_top1_agreement", "top1_agreement", "top-1 agreement", ".4f"),
+                 ("max_accuracy_drop", "top1_agreement", "top-1 agreement", ".4f"),
+                 ("min_cosine", "cosine_mean", "cosine", ".5f"), ("min_sqnr", "sqnr_db", "SQNR dB", ".1f"))
+_FALLBACK = ("cosine_mean", "cosine", ".5f")
 
 
 @dataclass
@@ -53,7 +57,8 @@ def _bought(phase: str, manifest: JSONObject) -> str | None:
         return _preparation(manifest)
     m = re.fullmatch(r"search (onnx|pte)", phase)
     if m:
-        return search_gain(get_object_or_none(manifest, "search" if m[1] == "onnx" else "search_pte"))
+        return search_gain(get_object_or_none(manifest, "search" if m[1] == "onnx" else "search_pte"),
+                           get_object_or_none(manifest, "budget") or {})
     return None
 
 
@@ -68,8 +73,9 @@ def _preparation(manifest: JSONObject) -> str | None:
     return f"outlier-aware preparation {prep:.1f} s" + (f" ({chosen} weight rounding)" if chosen else "")
 
 
-def search_gain(search: JSONObject | None) -> str | None:
-    """"top-1 agreement 0.8375 -> 0.9350 (trial 7 of 14)" for a search that shipped a trial, else what it cost."""
+def search_gain(search: JSONObject | None, budget: JSONObject) -> str | None:
+    """"top-1 agreement 0.8375 -> 0.9350 (trial 7 of 14)" for a search that shipped a trial, in the budget's
+    metric, else what it cost."""
     if search is None:
         return None
     trials = get_objects(search, "trials")
@@ -80,11 +86,12 @@ def search_gain(search: JSONObject | None) -> str | None:
     if shipped is None:
         return f"{len(trials)} trial(s), none met the budget: the first INT8 model ships"
     first, last = get_object_or_none(trials[0], "metrics"), get_object_or_none(shipped, "metrics")
-    for key, label, fmt in _GAIN_METRICS:
-        a, b = (get_number_or_none(first, key) if first else None), (get_number_or_none(last, key) if last else None)
-        if a is not None and b is not None:
-            return f"{label} {a:{fmt}} -> {b:{fmt}} (trial {best} of {len(trials)})"
-    return f"trial {best} of {len(trials)} shipped"
+    key, label, fmt = next(((k, lb, f) for limit, k, lb, f in _GAIN_METRICS if budget.get(limit) is not None),
+                           _FALLBACK)
+    a, b = (get_number_or_none(first, key) if first else None), (get_number_or_none(last, key) if last else None)
+    if a is None or b is None:
+        return f"trial {best} of {len(trials)} shipped"
+    return f"{label} {a:{fmt}} -> {b:{fmt}} (trial {best} of {len(trials)})"
 
 
 def timing_rows(manifest: JSONObject) -> list[tuple[str, str, str, str]]:
