@@ -155,16 +155,17 @@ class SshRunner:
                  what: str) -> tuple[list[JSONObject], dict[str, bytes]]:
         """One ssh connection: make a private folder, unpack ``files`` into it, run ``program`` there, send back its
         result lines (``result.json``, one per output file) and ``outputs`` as a tar stream, and remove the folder on
-        the way out. Each ssh connection costs a key exchange and a process start on the board (0.25 s of CPU
-        measured on a 2-core x86 host between loopback peers, more on a small board): once per board share, not
-        once per step."""
+        the way out; its time limit is one run's (``EDGEQ_SSH_TIMEOUT``) per output file. Each ssh connection costs
+        a key exchange and a process start on the board (0.25 s of CPU measured on a 2-core x86 host between
+        loopback peers, more on a small board): once per board share, not once per step."""
         rdir = f"{self.spec.workdir.rstrip('/')}/edgeq-run.{secrets.token_hex(8)}"
         ssh_leftovers.remember(self.spec.name, rdir)  # first: a dropped connection leaves it for the next one
         w, q = shlex.quote(self.spec.workdir), shlex.quote(rdir)
         script = (f"D={q}; umask 077 && mkdir -p {w} && mkdir \"$D\" || exit 1; trap 'cd / && rm -rf \"$D\"' EXIT; "
                   f"cd \"$D\" && tar -x -f - && {program} > result.json && tar -c -f - result.json {' '.join(outputs)}")
         try:
-            r = self._ssh(script, stdin=tar_of(files), what=f"running {what}", timeout=self.timeout, check=False)
+            r = self._ssh(script, stdin=tar_of(files), what=f"running {what}", timeout=self.timeout * len(outputs),
+                          check=False)
         except BaseException:
             self._cleanup(q)  # the board may still hold the folder; if it is gone, the next connection removes it
             raise
