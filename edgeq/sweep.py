@@ -61,7 +61,8 @@ def run_sweep(config: PipelineConfig, progress: Progress | None = None) -> JSONO
     holder = prepare_output(config.output, config.force)
     try:
         run = holder / "run"
-        export(replace(config, output=run, force=False, formats=("onnx",), quant=replace(config.quant, mode="static"),
+        static = replace(config.quant, mode="static", per_token=False)
+        export(replace(config, output=run, force=False, formats=("onnx",), quant=static,
                        search=replace(config.search, mode="grid")), progress)
         m = read_manifest(run)
         arts = [Artifact.from_dict(a) for a in get_objects(m, "artifacts")]

@@ -129,8 +129,9 @@ def _search(ctx: SearchContext, artifacts: list[Artifact], inputs: PteSearchInpu
         target=ctx.target, scratch=_scratch(ctx), float_bytes=fp32.bytes if fp32 is not None else None,
         # only an explicit --max-size-ratio: a small program's fixed flatbuffer overhead would fail a default cap
         max_size_ratio=ctx.config.search.max_size_ratio, backend_config=inputs.backend_config)
-    return search_pte(search_data, dataclasses.replace(ctx.config.quant, mode="static"), ranking, ctx.progress,
-                      linear_ranking=list(ctx.linear_ranking), first_dynamic=inputs.first_dynamic)
+    static_base = dataclasses.replace(ctx.config.quant, mode="static", per_token=False)
+    return search_pte(search_data, static_base, ranking, ctx.progress, linear_ranking=list(ctx.linear_ranking),
+                      first_dynamic=inputs.first_dynamic)
 
 
 def _ship_winner(ctx: SearchContext, artifacts: list[Artifact], inputs: PteSearchInputs, static: torch.export.ExportedProgram,
