@@ -87,9 +87,10 @@ def test_export_onnx_applies_records_and_searches_the_moves(data: tuple[Path, Pa
     fp32 = onnx.load(str(tmp_path / "out" / "model.fp32.onnx"))
     assert not any(t.data_type == onnx.TensorProto.INT8 for t in fp32.graph.initializer)
     trials = m["search"]["trials"]
-    # dynamic predicted to beat static (edgeq.outliers.linear_sim.predict_scheme): no static baseline trial, dynamic first
+    # dynamic predicted to beat static (edgeq.outliers.linear_sim.predict_scheme): no static baseline trial, the
+    # per-token dynamic model (the first model's scheme) first, no per-tensor one
     assert out["scheme_prediction"]["pick"]["onnx"] == "dynamic"
-    assert [t["stage"] for t in trials] == ["dynamic", "mixed-precision", "mixed-precision"]
+    assert [t["stage"] for t in trials] == ["per-token", "mixed-precision", "mixed-precision"]
     assert trials[1]["fp16_linears"] == [out["linear_sensitivity"][0]["module"]] and trials[1]["fp16_nodes"]
     q = res.artifacts[1] if res.artifacts[1].role == "candidate" else res.artifacts[-1]
     assert q.quantization is not None and q.quantization["outlier_prepared"] is True
