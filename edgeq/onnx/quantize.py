@@ -150,10 +150,7 @@ def _extra_options(src: Path, opts: QuantOptions, fixed: TensorOverrides) -> Ort
 def _run_quantize_static(src: Path, dst: Path, reader: DatasetReader, opts: QuantOptions, extra: OrtExtraOptions,
                          calibration_cache: Path | None, weight_type: str) -> None:
     """ORT's ``quantize_static`` with ``opts`` and ``weight_type`` (int4 for 4-bit QAT weights), calibrating
-    through the cache when given."""
-    if opts.calibration is None or opts.activation_type is None:  # quantize_onnx_static resolved them first
-        raise UsageError("ORT static quantization needs calibration and activation_type set",
-                         "pass QuantOptions.resolved(target.quant_defaults())")
+    through the cache when given (unresolved options: a UsageError from :func:`_quantize_static_call`)."""
     with quiet_stdout(), tempfile.TemporaryDirectory(prefix="edgeq-calib-") as tmp:
         cache = calibration_cache
         op_types = op_types_to_quantize(src, opts.op_types_to_exclude)
@@ -178,7 +175,9 @@ def _quantize_static_call(src: Path, dst: Path, reader: DatasetReader, cache: Pa
     # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    assert opts.calibration is not None and opts.activation_type is not None  # checked by _run_quantize_static
+    if opts.calibration is None or opts.activation_type is None:  # quantize_onnx_static resolved them first
+        raise UsageError("ORT static quantization needs calibration and activation_type set",
+                         "pass QuantOptions.resolved(target.quant_defaults())")
     quantize_static(
         str(src), str(dst), None if cache is not None and cache.is_file() else reader,
         calibration_cache_path=str(cache) if cache is not None else None,
