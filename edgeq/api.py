@@ -170,8 +170,7 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
                                                          built.resolved_quant, plan.target, built.search_keys),
                                            progress)
                             if config.explain else {"skipped": "--no-explain"})
-        m["timing"] = clock.record(m)
-        _finish(m, tmp, model, built.artifacts)
+        _finish(m, tmp, model, built.artifacts, clock)
         commit_output(tmp, config.output)
     except BaseException:
         discard_output(tmp, config.output)
@@ -234,12 +233,13 @@ def _validate(plan: _Plan, tmp: Path, artifacts: list[Artifact], progress: Progr
                                              fleet=plan.boards), artifacts, progress)
 
 
-def _finish(m: JSONObject, tmp: Path, model: ExportModel, artifacts: list[Artifact]) -> None:
-    """The manifest's last keys, the reports, and the seal over every file."""
+def _finish(m: JSONObject, tmp: Path, model: ExportModel, artifacts: list[Artifact], clock: PhaseClock) -> None:
+    """The manifest's last keys (timing last: it reads the preparation's record), the reports, the seal."""
     if model.outliers:  # what the outlier-aware preparation applied (both formats' INT8 models are built from it)
         m["outliers"] = model.outliers
     if model.compression:
         m["compression"] = {**model.compression, "artifacts": effect_summary(tmp, artifacts)}
+    m["timing"] = clock.record(m)
     write_manifest(m, tmp)
 
     write_reports(m, tmp)

@@ -81,8 +81,8 @@ def search_gain(search: JSONObject | None, budget: JSONObject) -> str | None:
     trials = get_objects(search, "trials")
     if not trials:
         return None
-    best = search.get("best")
-    shipped = next((t for t in trials if t.get("index") == best), None) if best is not None else None
+    best = search.get("best")  # the ONNX record names its best-scoring trial even when none met the budget
+    shipped = next((t for t in trials if t.get("index") == best), None) if search.get("met") is True else None
     if shipped is None:
         return f"{len(trials)} trial(s), none met the budget: the first INT8 model ships"
     first, last = get_object_or_none(trials[0], "metrics"), get_object_or_none(shipped, "metrics")

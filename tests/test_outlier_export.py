@@ -96,6 +96,10 @@ def test_export_onnx_applies_records_and_searches_the_moves(data: tuple[Path, Pa
     assert q.quantization is not None and q.quantization["outlier_prepared"] is True
     # an impossible budget: exit 1 (not passed), the closest trials are listed with their failures
     assert not res.passed and m["search"]["closest"]
+    # the time each phase took, next to what it bought (edgeq.timing reads the records written before it)
+    bought = {p["phase"]: p.get("bought", "") for p in m["timing"]["phases"]}
+    assert bought["capture + preparation"].startswith("outlier-aware preparation")
+    assert bought["search onnx"] == "3 trial(s), none met the budget: the first INT8 model ships"
 
 
 @pytest.mark.slow  # an end-to-end export or search: out of the inner loop (make test-fast)
