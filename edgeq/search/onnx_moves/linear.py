@@ -11,7 +11,8 @@ from edgeq.search.trial import TrialConfig
 MIXED_PRECISION_KS = (1, 2, 3, 4, 6, 8)  # linears kept float (fp16 weights), cumulatively; the size cap bounds k
 
 
-def _dynamic_start(view: LadderView) -> TrialConfig:
+def dynamic_start(view: LadderView) -> TrialConfig:
+    """The plain dynamic INT8 config: per-channel weights, one activation scale per tensor."""
     return TrialConfig(view.base.calibration or "minmax", True, dynamic=True)
 
 
@@ -31,7 +32,7 @@ class Dynamic:
     stage, cumulative = "dynamic", False
 
     def propose(self, view: LadderView) -> list[TrialConfig]:
-        return [_dynamic_start(view)] if view.linear_first and not view.first_dynamic else []
+        return [dynamic_start(view)] if view.linear_first and not view.first_dynamic else []
 
 
 class MixedPrecision:
@@ -44,5 +45,5 @@ class MixedPrecision:
         if not view.linear_first:
             return []
         best = view.best_dynamic()
-        base = best.config if best is not None else _dynamic_start(view)
+        base = best.config if best is not None else dynamic_start(view)
         return [replace(base, fp16_linears=k) for k in MIXED_PRECISION_KS if k <= len(view.linears)]

@@ -4,7 +4,10 @@ model, a little slower (the scales are computed by plain ONNX operators), so it 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from edgeq.search.onnx_moves.base import LadderView
+from edgeq.search.onnx_moves.linear import dynamic_start
 from edgeq.search.trial import TrialConfig
 
 
@@ -14,4 +17,4 @@ class PerTokenDynamic:
     def propose(self, view: LadderView) -> list[TrialConfig]:
         if not view.linear_first:
             return []
-        return [TrialConfig(view.base.calibration or "minmax", True, dynamic=True, per_token=True)]
+        return [replace(dynamic_start(view), per_token=True)]
