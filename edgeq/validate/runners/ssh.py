@@ -37,7 +37,7 @@ from edgeq.validate.runners import ssh_leftovers
 from edgeq.validate.runners.base import RunResult, parse_result, parse_results, register_runner
 from edgeq.validate.runners.emulator import DEVICE_DIR, pte_runner_available
 from edgeq.validate.runners.ssh_spec import ARM_PARTS, PROBE_SCRIPT, classify_ssh_error, parse_spec, tail_of
-from edgeq.validate.runners.tar_stream import tar_member, tar_of
+from edgeq.validate.runners.tar_stream import tar_members, tar_of
 from edgeq.validate.tensor_files import read_output_npz, read_output_tensors, write_input_tensors
 
 INSTALL_HINT = ("on the device: sudo apt-get install -y python3 python3-pip && "
@@ -110,7 +110,7 @@ class SshRunner:
                    f"--repeats {self.repeats}")
         infos, blobs = self._session({**models, "inputs.npz": inputs, "run_onnx.py": DEVICE_DIR / "run_onnx.py"},
                                      program, outs, ", ".join(a.name for a in artifacts))
-        results = []
+        results, n = [], _samples(inputs)
         for info, out in zip(infos, outs, strict=True):
             with tempfile.NamedTemporaryFile(dir=workdir, suffix=".npz", delete=False) as f:
                 f.write(blobs[out])
@@ -118,7 +118,7 @@ class SshRunner:
                 outputs = read_output_npz(Path(f.name), DeviceError, f"{self.spec.name} run_onnx.py")
             finally:
                 os.unlink(f.name)
-            _check_rows(outputs, inputs, self.spec.name)
+            _check_rows(outputs, n, self.spec.name)
             results.append(RunResult(
                 outputs, get_float_or_none(info, "latency_ms_median", DeviceError), "device",
                 f"{info.get('runtime', 'onnxruntime')} {info.get('machine', '')} ({self.spec.name})".strip(),
@@ -146,7 +146,7 @@ class SshRunner:
             out = Path(tmp, "outputs.bin")
             out.write_bytes(blobs["outputs.bin"])
             outputs = read_output_tensors(out, DeviceError, f"{self.spec.name} edgeq_runner")
-        _check_rows(outputs, inputs, self.spec.name)
+        _check_rows(outputs, _samples(inputs), self.spec.name)
         return RunResult(outputs, get_float_or_none(info, "latency_ms_median", DeviceError), "device",
                          f"{info.get('runtime', 'executorch-cpp')} aarch64 ({self.spec.name})",
                          {"load_ms": info.get("load_ms"), "repeats": self.repeats, "warmup": self.warmup})
@@ -174,9 +174,9 @@ class SshRunner:
         if r.returncode != 0:
             raise DeviceError(f"{self.spec.name}: {name} failed on {what} (exit {r.returncode})"
                               + tail_of(r.stderr.decode(errors="replace")), "the device's stderr is above")
-        text = tar_member(r.stdout, "result.json", self.spec.name).decode(errors="replace")
-        infos = parse_results(text, f"{self.spec.name} {name}", len(outputs), DeviceError)
-        return infos, {o: tar_member(r.stdout, o, self.spec.name) for o in outputs}
+        blobs = tar_members(r.stdout, ["result.json", *outputs], self.spec.name)
+        text = blobs.pop("result.json").decode(errors="replace")
+        return parse_results(text, f"{self.spec.name} {name}", len(outputs), DeviceError), blobs
 
     # --- device facts ---------------------------------------------------------------------------------------
 
@@ -266,10 +266,14 @@ class SshRunner:
                 ssh_leftovers.forget(self.spec.name, d, True)
 
 
-def _check_rows(outputs: dict[str, np.ndarray], inputs: Path, where: str) -> None:
-    """A device that returns outputs for a different number of samples is broken, not 'inaccurate'."""
+def _samples(inputs: Path) -> int:
+    """How many samples the validation inputs hold (read once per session, however many artifacts it ran)."""
     with np.load(inputs, allow_pickle=False) as z:
-        n = next(z[k].shape[0] for k in z.files if k != "labels")
+        return int(next(z[k].shape[0] for k in z.files if k != "labels"))
+
+
+def _check_rows(outputs: dict[str, np.ndarray], n: int, where: str) -> None:
+    """A device that returns outputs for a different number of samples (``n``) is broken, not 'inaccurate'."""
     bad = {k: v.shape for k, v in outputs.items() if v.ndim == 0 or v.shape[0] != n}
     if bad:
         raise DeviceError(f"{where}: output shape mismatch from the device: {bad} for {n} input samples",
