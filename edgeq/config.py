@@ -116,6 +116,10 @@ class QuantOptions:
     # Dynamic INT8 with one activation scale per token (row of a linear layer's input) instead of one per tensor
     # (ONNX: edgeq.onnx.per_token; a .pte's dynamic activations are always per token).
     per_token: bool = False
+    # Linear layers kept float by ``nodes_to_exclude`` store float16 weights and compute in float16 (.pte:
+    # XNNPACK's fp16 GEMM, edgeq.executorch.fp16_linears). ONNX ignores it: the ONNX search's kept linears always store
+    # float16 weights (edgeq.onnx.mixed).
+    fp16_float_linears: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in ("static", "dynamic"):

@@ -67,6 +67,7 @@ def test_pte_moves_start_at_mixed_precision_after_a_dynamic_first_model() -> Non
     moves = plan_moves(QuantOptions(mode="static"), [], 6, ["a", "b", "c"], first_dynamic=True)
     assert [q.mode for _, q in moves] == ["dynamic"] * 3
     assert [q.nodes_to_exclude for _, q in moves] == [("a",), ("a", "b"), ("a", "b", "c")]
+    assert all(q.fp16_float_linears for _, q in moves)  # kept linears as float16 GEMMs: half the bytes
 
 
 @pytest.mark.slow  # both formats with .pte lowering: ~2-5 min on a loaded 2-core machine

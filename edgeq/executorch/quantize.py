@@ -32,6 +32,7 @@ from edgeq.config import QuantOptions
 from edgeq.data import Dataset
 from edgeq.errors import QuantizationError
 from edgeq.executorch.clamp_fusion import annotate_clamp_fusions
+from edgeq.executorch.fp16_linears import halve_float_linears
 from edgeq.executorch.graph_filters import (
     convert_float_scalars_to_attrs,
     excluded,
@@ -167,6 +168,7 @@ def quantize_pt2e(exported: torch.export.ExportedProgram, calib: Dataset, signat
         check_observers_reached(prepared, observers)
     try:
         converted = convert_pt2e(prepared)
+        fp16_linears = _halve_kept_linears(converted, settings, opts)
         example = sample_args(calib, signature, 0)
         qep = torch.export.export(converted, example, strict=False)
     except Exception as e:
@@ -192,6 +194,7 @@ def quantize_pt2e(exported: torch.export.ExportedProgram, calib: Dataset, signat
         "clamp_fusions": int(getattr(quantizer, "clamp_fusions", 0)),
         "ignored_options": list(settings.ignored),
         "nodes_excluded": [*settings.exclude_nodes, *settings.exclude_modules],
+        "fp16_linears": fp16_linears,
         "op_types_excluded": list(settings.exclude_ops),
         "tool": TOOL,
     }
@@ -262,3 +265,12 @@ def sample_args(data: Dataset, signature: list[TensorSpec], i: int) -> tuple[tor
 
     return tuple(torch.from_numpy(np.ascontiguousarray(data.inputs[s.name][i:i + 1]).copy()).contiguous().clone()
                  for s in signature)
+
+
+def _halve_kept_linears(converted: torch.fx.GraphModule, settings: PteQuantSettings,
+                        opts: QuantOptions) -> list[str]:
+    """The excluded (float) linears as float16 GEMMs, when asked."""
+    if not opts.fp16_float_linears:
+        return []
+    return halve_float_linears(converted, lambda n: excluded(n, settings.exclude_nodes, settings.exclude_modules,
+                                                             settings.exclude_ops))

@@ -155,6 +155,7 @@ def _ship_winner(ctx: SearchContext, artifacts: list[Artifact], inputs: PteSearc
         quantization={**(art.quantization or {}), "method": winner.quant.mode,
                       "dynamic_linears": winner.quant.dynamic_linears,
                       "nodes_excluded": list(winner.quant.nodes_to_exclude),
+                      "fp16_float_linears": winner.quant.fp16_float_linears,
                       "backend_config": dict(inputs.backend_config),
                       "search": {"trial": winner.index, "label": winner.label, "met": True}})
     artifacts[artifacts.index(first)] = ctx.revalidate(art.refresh(workdir))

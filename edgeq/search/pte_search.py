@@ -6,8 +6,8 @@ ExecuTorch runtime over the evaluation inputs and checked against the float refe
 1. ``dynamic`` — dynamically quantized linears (XNNPACK's qd8 kernels: one INT8 scale per row = per token), for
    graphs whose most sensitive nodes are linears (transformers' outlier activations), or whenever the export's
    outlier-aware preparation ranked Linear modules (:mod:`edgeq.prepare`);
-2. ``mixed precision`` — the dynamic model with the 1, 2, 3 most sensitive Linear modules (that ranking) kept
-   float, within the size cap;
+2. ``mixed precision`` — the dynamic model with the 1, 2, 3, 4, 6, 8 most sensitive Linear modules (that ranking)
+   kept float as float16 GEMMs (:mod:`edgeq.executorch.fp16_linears`), within the size cap;
 3. ``hybrid`` — for conv nets with linear layers whose ranking does not point at the linears: static INT8
    convolutions, XNNPACK's dynamically quantized linears (float outputs: a classifier's logits leave the 8-bit grid
    that flips top-1 between close classes), the same size as the static model;
@@ -81,7 +81,8 @@ class PteTrial:
     def to_dict(self) -> JSONObject:
         return {"index": self.index, "label": self.label, "mode": self.quant.mode,
                 "dynamic_linears": self.quant.dynamic_linears,
-                "nodes_excluded": list(self.quant.nodes_to_exclude), "metrics": self.metrics,
+                "nodes_excluded": list(self.quant.nodes_to_exclude),
+                "fp16_float_linears": self.quant.fp16_float_linears, "metrics": self.metrics,
                 "failures": self.failures, "passed": self.passed, "bytes": self.bytes,
                 "seconds": round(self.seconds, 2), "error": self.error, "distance": self.distance}
 
