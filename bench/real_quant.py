@@ -1,7 +1,7 @@
 """Quantization on real pretrained models: edgeq export vs the plain one-liners, both formats, one run.
 
 For every real model in :mod:`bench.real_models` and :mod:`bench.mpnet` (all-MiniLM-L6-v2, all-mpnet-base-v2 held
-out, EfficientNet-Lite0/1, EfficientNet-Lite2 held out) and
+out, EfficientNet-Lite0/1, EfficientNet-Lite2 and MobileNetV2 held out) and
 both formats, one table, every row measured the same way against the float PyTorch model on the same held-out
 samples: cosine to float (mean / min), nearest-neighbour agreement (encoders) or top-1 agreement (classifiers),
 size x float and latency x float (ratios to the float artifact of the same format; latency single-threaded,
@@ -74,9 +74,10 @@ MODELS = {
                                     CNN_BUDGET),
     "efficientnet_lite2": RealModel("efficientnet_lite2", "bench.real_models:efficientnet_lite2", "logits", 64, 400,
                                     CNN_BUDGET),
+    "mobilenet_v2": RealModel("mobilenet_v2", "bench.mobilenet:mobilenet_v2", "logits", 64, 400, CNN_BUDGET),
 }
 # Measured, never tuned on: no method's default or threshold may be chosen by looking at these rows.
-HELD_OUT = ("efficientnet_lite2", "mpnet")
+HELD_OUT = ("efficientnet_lite2", "mobilenet_v2", "mpnet")
 FACTORIES = {k: m.factory for k, m in MODELS.items()}
 
 
