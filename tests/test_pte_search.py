@@ -34,3 +34,19 @@ def test_pte_search_reports_the_closest_when_nothing_meets(tmp_path: Path, outli
     assert not s["met"] and s["closest"] and not res.passed
     art = res.artifact("pte-int8-static")
     assert "search" not in (art.quantization or {})  # the first model stays: no rejected trial ships
+
+
+def test_a_move_keeping_more_float_than_an_over_cap_trial_is_not_built() -> None:
+    """Mixed-precision moves grow k: once one is over --max-size-ratio, every later one that keeps at least the
+    same layers float is too, and is recorded as not built instead of lowered and run."""
+    from edgeq.config import QuantOptions
+    from edgeq.search.pte_search import PteTrial, _over_cap_subset
+
+    def keep(*names: str, fp16: bool = True) -> QuantOptions:
+        return QuantOptions(mode="dynamic", nodes_to_exclude=names, fp16_float_linears=fp16)
+
+    fits, over = PteTrial(1, "top-1", keep("a")), PteTrial(2, "top-2", keep("a", "b"), size_over_cap=True)
+    assert _over_cap_subset([fits, over], keep("a", "b", "c")) is over
+    assert _over_cap_subset([fits, over], keep("a", "c")) is None  # not a superset: it may be smaller
+    assert _over_cap_subset([fits], keep("a", "b")) is None  # nothing was over the cap
+    assert _over_cap_subset([over], keep("a", "b", "c", fp16=False)) is None  # another scheme, other sizes

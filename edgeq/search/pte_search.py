@@ -70,6 +70,7 @@ class PteTrial:
     path: Path | None = None
     distance: dict[str, float] = field(default_factory=dict)  # per budget limit, negative = missed (+ size_ratio)
     shortfall: float = math.inf  # the selection engine's distance to the budget (0 = inside)
+    size_over_cap: bool = False  # built, and larger than --max-size-ratio allows
     delegation: JSONObject = field(default_factory=dict)  # the lowered program's XNNPACK delegation report
     # the passing trial's lowered program, kept so the golden-I/O bundle reuses it (re-lowering MiniLM: ~1 min)
     program: ExecutorchProgramManager | None = field(default=None, repr=False)
@@ -136,14 +137,35 @@ def search_pte(data: PteSearchData, base: QuantOptions, ranking: list[NodeSensit
     moves = plan_moves(base, ranking, max_trials, linear_ranking, first_dynamic, conv_and_linear)
     count = iter(range(1, len(moves) + 1))
 
+    done: list[PteTrial] = []
+
     def evaluate(stage: str, move: tuple[str, QuantOptions]) -> PteTrial:
         i = next(count)
-        progress.stage(f"  .pte trial {i}: {move[0]}")
-        return _run_trial(data, PteTrial(i, move[0], move[1]))
+        trial = PteTrial(i, move[0], move[1])
+        over = _over_cap_subset(done, move[1])
+        if over is not None:  # it keeps more in float than a trial already over the size cap: cannot fit
+            trial.error = f"not built: keeps float every layer trial {over.index} kept, which was over the size cap"
+        else:
+            progress.stage(f"  .pte trial {i}: {move[0]}")
+            trial = _run_trial(data, trial)
+        done.append(trial)
+        return trial
 
     # one move per stage: the loop stops at the first trial inside the budget
     run = run_ladder(((label, [(label, q)]) for label, q in moves), evaluate, TrialBudget(len(moves)))
     return run.trials
+
+
+def _over_cap_subset(done: list[PteTrial], quant: QuantOptions) -> PteTrial | None:
+    """A built trial of the same scheme that was over the size cap and kept in float a subset of what ``quant``
+    keeps: ``quant``'s program is at least as large, so building it would only confirm the miss."""
+    keeps = set(quant.nodes_to_exclude)
+    for t in done:
+        same_scheme = (t.quant.mode, t.quant.dynamic_linears, t.quant.fp16_float_linears) == (
+            quant.mode, quant.dynamic_linears, quant.fp16_float_linears)
+        if same_scheme and t.size_over_cap and set(t.quant.nodes_to_exclude) <= keeps:
+            return t
+    return None
 
 
 def _run_trial(ctx: PteSearchData, t: PteTrial) -> PteTrial:
@@ -165,6 +187,7 @@ def _run_trial(ctx: PteSearchData, t: PteTrial) -> PteTrial:
             t.distance["size_ratio"] = round(ctx.max_size_ratio - ratio, 6)
             t.shortfall += size_shortfall(ratio, ctx.max_size_ratio)
             if ratio > ctx.max_size_ratio + 1e-9:
+                t.size_over_cap = True
                 t.failures.append(f"size {ratio:.3f}× float > {ctx.max_size_ratio:g}×")
         t.passed = not t.failures
         if t.passed:
