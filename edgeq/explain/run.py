@@ -74,6 +74,10 @@ def _options(x: ExplainInputs, fmt: str) -> QuantOptions:
     if best is not None:
         opts = dataclasses.replace(opts, nodes_to_exclude=tuple(get_strs(best, "nodes_excluded")),
                                    int16_activation_nodes=tuple(get_strs(best, "int16_activation_nodes")))
+    if best is not None and fmt == "pte":  # a .pte trial records its whole scheme (PteTrial.to_dict)
+        opts = dataclasses.replace(opts, mode=_choice(best, "mode", _MODES) or opts.mode,
+                                   dynamic_linears=_flag(best, "dynamic_linears") or False,
+                                   fp16_float_linears=_flag(best, "fp16_float_linears") or False)
     return opts
 
 
@@ -109,7 +113,9 @@ def _resolved_options(d: JSONObject) -> QuantOptions:
         max_calibration_samples=get_int(d, "max_calibration_samples") if "max_calibration_samples" in d
         else defaults.max_calibration_samples,
         int16_activation_nodes=tuple(get_strs(d, "int16_activation_nodes")),
-        dynamic_linears=bool(d.get("dynamic_linears", defaults.dynamic_linears)))
+        dynamic_linears=bool(d.get("dynamic_linears", defaults.dynamic_linears)),
+        per_token=bool(d.get("per_token", defaults.per_token)),
+        fp16_float_linears=bool(d.get("fp16_float_linears", defaults.fp16_float_linears)))
 
 
 def _missed(a: Artifact) -> bool:
