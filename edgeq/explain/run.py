@@ -22,7 +22,7 @@ from edgeq.errors import ManifestError
 from edgeq.explain.latency import profile_artifacts
 from edgeq.explain.layers import LayerError, worst
 from edgeq.explain.onnx_layers import MOVES, onnx_layer_errors, output_sqnr, rebuild_wider
-from edgeq.explain.pte_layers import pt2e_output_sqnr, pte_layer_errors
+from edgeq.explain.pte_layers import PTE_FLOAT_MOVE, float_neighbourhood, pt2e_output_sqnr, pte_layer_errors
 from edgeq.jsontypes import JSONObject, get_int, get_object_or_none, get_objects, get_str_or_none, get_strs
 from edgeq.manifest import Artifact
 from edgeq.onnx.export import preprocess
@@ -157,6 +157,9 @@ def _measure_moves(x: ExplainInputs, a: Artifact, layers: list[LayerError], opts
         cache = x.scratch / "explain.calibration.json"
         built = iter(range(1000))
 
+        def widen(nodes: tuple[str, ...]) -> tuple[str, ...]:
+            return nodes
+
         def measure(nodes: tuple[str, ...], move: str) -> float:
             path = rebuild_wider(float_model, x.scratch / f"explain.{next(built)}.onnx", x.calib, opts, nodes, move, cache)
             return output_sqnr(path, ev, ref)
@@ -164,17 +167,21 @@ def _measure_moves(x: ExplainInputs, a: Artifact, layers: list[LayerError], opts
     else:
         program = source
 
+        def widen(nodes: tuple[str, ...]) -> tuple[str, ...]:
+            return float_neighbourhood(program, nodes[0])
+
         def measure(nodes: tuple[str, ...], move: str) -> float:
-            return pt2e_output_sqnr(program, x.calib, ev, sig, opts, x.target, nodes[0] if nodes else None)
-        moves = ("kept in float",)  # XNNPACK's PT2E quantizer has no 16-bit activation scheme
+            return pt2e_output_sqnr(program, x.calib, ev, sig, opts, x.target, nodes)
+        moves = (PTE_FLOAT_MOVE,)  # XNNPACK's PT2E quantizer has no 16-bit activation scheme
 
     base = measure((), "")
     out: list[JSONObject] = []
     for w in worst(layers, x.moves):
         for move in moves:
-            after = measure(w.nodes or (w.layer,), move)
+            nodes = widen(w.nodes or (w.layer,))
+            after = measure(nodes, move)
             gain = None if math.isinf(after) or math.isinf(base) else after - base
-            out.append({"layer": w.layer, "op": w.op, "nodes": list(w.nodes or (w.layer,)), "move": move,
+            out.append({"layer": w.layer, "op": w.op, "nodes": list(nodes), "move": move,
                         "base_db": _finite(base), "after_db": _finite(after), "gain_db": gain})
     return out
 
