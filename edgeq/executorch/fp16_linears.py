@@ -17,6 +17,7 @@ the per-CPU emulation, not the host, is what checks it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -28,25 +29,29 @@ def halve_float_linears(gm: torch.fx.GraphModule, keep: Callable[[torch.fx.Node]
 
     A linear is float32 when its weight is a float32 module attribute (an INT8 weight arrives through a
     dequantize node). Returns the rewritten nodes' names, in graph order."""
-    changed = [_halve(gm, node) for node in list(gm.graph.nodes) if _is_float_linear(gm, node) and keep(node)]
+    changed: list[str] = []
+    for node in list(gm.graph.nodes):
+        weight = _float_weight(gm, node)
+        if weight is not None and keep(node):
+            _halve(gm, node, weight)
+            changed.append(node.name)
     if changed:
-        _drop_unused_attrs(gm)
         gm.graph.lint()
         gm.recompile()
     return changed
 
 
-def _halve(gm: torch.fx.GraphModule, node: torch.fx.Node) -> str:
-    """``node`` (a float32 linear) as ``cast(fp16) -> linear(fp16 weight, fp16 bias) -> cast(fp32)``."""
+def _halve(gm: torch.fx.GraphModule, node: torch.fx.Node, weight: torch.fx.Node) -> None:
+    """``node`` (a float32 linear) as ``cast(fp16) -> linear(fp16 weight, fp16 bias) -> cast(fp32)``; the float32
+    weight and bias are dropped once no node reads them, so the program does not carry both copies."""
     import torch  # heavy: torch, imported only where a model is built or run
 
-    x, weight, *rest = node.args
-    bias = rest[0] if rest else None
-    assert isinstance(weight, torch.fx.Node)  # _is_float_linear checked it is a get_attr node
+    x, _, *rest = node.args
+    bias = rest[0] if rest and isinstance(rest[0], torch.fx.Node) else None
     with gm.graph.inserting_before(node):
         x16 = gm.graph.call_function(torch.ops.aten._to_copy.default, (x,), {"dtype": torch.float16})
         w16 = _half_attr(gm, weight)
-        b16 = _half_attr(gm, bias) if isinstance(bias, torch.fx.Node) else None
+        b16 = _half_attr(gm, bias) if bias is not None else None
     node.args = (x16, w16, b16)
     with gm.graph.inserting_after(node):
         back = gm.graph.call_function(torch.ops.aten._to_copy.default, (node,), {"dtype": torch.float32})
@@ -54,42 +59,36 @@ def _halve(gm: torch.fx.GraphModule, node: torch.fx.Node) -> str:
     for meta_key in ("nn_module_stack", "stack_trace"):  # the casts belong to the layer they wrap
         if meta_key in node.meta:
             x16.meta[meta_key] = back.meta[meta_key] = node.meta[meta_key]
-    return node.name
+    for old in (weight, bias):
+        if old is not None and not old.users:
+            _drop_attr(gm, old)
 
 
-def _is_float_linear(gm: torch.fx.GraphModule, node: torch.fx.Node) -> bool:
+def _float_weight(gm: torch.fx.GraphModule, node: torch.fx.Node) -> torch.fx.Node | None:
+    """The ``get_attr`` node of ``node``'s weight when ``node`` is an ``aten.linear`` with a float32 weight."""
     import torch  # heavy: torch, imported only where a model is built or run
 
     if node.op != "call_function" or node.target is not torch.ops.aten.linear.default or len(node.args) < 2:
-        return False
+        return None
     weight = node.args[1]
     if not (isinstance(weight, torch.fx.Node) and weight.op == "get_attr"):
-        return False
-    value = _attr(gm, str(weight.target))
-    return isinstance(value, torch.Tensor) and value.dtype == torch.float32
+        return None
+    value = attrgetter(str(weight.target))(gm)
+    return weight if isinstance(value, torch.Tensor) and value.dtype == torch.float32 else None
 
 
 def _half_attr(gm: torch.fx.GraphModule, source: torch.fx.Node) -> torch.fx.Node:
     """A new ``get_attr`` node holding a float16 copy of ``source``'s tensor (a buffer: nothing trains it)."""
     name = str(source.target).replace(".", "_") + "_fp16"
     if not hasattr(gm, name):
-        gm.register_buffer(name, _attr(gm, str(source.target)).detach().half())
+        gm.register_buffer(name, attrgetter(str(source.target))(gm).detach().half())
     return gm.graph.get_attr(name)
 
 
-def _attr(gm: torch.fx.GraphModule, dotted: str) -> torch.Tensor:
-    owner, _, leaf = dotted.rpartition(".")
-    module = gm.get_submodule(owner) if owner else gm
-    value: torch.Tensor = getattr(module, leaf)
-    return value
-
-
-def _drop_unused_attrs(gm: torch.fx.GraphModule) -> None:
-    """Remove the float32 weights no node reads any more, so the program does not carry both copies."""
-    for node in list(gm.graph.nodes):
-        if node.op == "get_attr" and not node.users:
-            owner, _, leaf = str(node.target).rpartition(".")
-            module = gm.get_submodule(owner) if owner else gm
-            gm.graph.erase_node(node)
-            if not any(n.op == "get_attr" and n.target == node.target for n in gm.graph.nodes):
-                delattr(module, leaf)
+def _drop_attr(gm: torch.fx.GraphModule, node: torch.fx.Node) -> None:
+    """Erase an unread ``get_attr`` node, and its tensor once no other node names it."""
+    target = str(node.target)
+    gm.graph.erase_node(node)
+    if not any(n.op == "get_attr" and n.target == target for n in gm.graph.nodes):
+        owner, _, leaf = target.rpartition(".")
+        delattr(gm.get_submodule(owner) if owner else gm, leaf)

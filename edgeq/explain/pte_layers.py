@@ -90,7 +90,8 @@ PTE_FLOAT_MOVE = "kept in float with its input and output"
 
 def float_neighbourhood(exported: torch.export.ExportedProgram, name: str) -> tuple[str, ...]:
     """``name`` and the compute nodes that feed it or read it: excluded together, its edges stay float."""
-    node = next((n for n in exported.module().graph.nodes if n.name == name), None)
+    # the exported graph itself: its compute nodes carry the names the quantizer's exclusions match
+    node = next((n for n in exported.graph.nodes if n.name == name), None)
     if node is None:
         return (name,)
     near = [a.name for a in node.all_input_nodes if a.op == "call_function"]
