@@ -66,19 +66,36 @@ def explain_export(x: ExplainInputs, progress: Progress | None = None) -> JSONOb
     return {**out, "notes": notes, "layer_error": layer_error}
 
 
-def _options(x: ExplainInputs, fmt: str) -> QuantOptions:
-    """The shipped recipe: the resolved options plus the search's per-layer overrides of the model it kept."""
+def _options(x: ExplainInputs, a: Artifact) -> QuantOptions:
+    """The recipe of the model that shipped: the resolved options, plus the per-layer overrides of the search
+    trial that replaced the first model. A search that met nothing ships the first model, so its closest trial's
+    overrides (often 16-bit on the very layers explain would widen) are not part of what shipped."""
+    fmt = a.format
     opts = _resolved_options(x.quant.get(fmt) or {})
-    s = get_object_or_none(x.search, "search" if fmt == "onnx" else "search_pte") or {}
-    best = next((t for t in get_objects(s, "trials") if t.get("index") == s.get("best")), None)
-    if best is not None:
-        opts = dataclasses.replace(opts, nodes_to_exclude=tuple(get_strs(best, "nodes_excluded")),
-                                   int16_activation_nodes=tuple(get_strs(best, "int16_activation_nodes")))
-    if best is not None and fmt == "pte":  # a .pte trial records its whole scheme (PteTrial.to_dict)
-        opts = dataclasses.replace(opts, mode=_choice(best, "mode", _MODES) or opts.mode,
-                                   dynamic_linears=_flag(best, "dynamic_linears") or False,
-                                   fp16_float_linears=_flag(best, "fp16_float_linears") or False)
+    trial = _shipped_trial(x, a)
+    if trial is None:
+        return opts
+    opts = dataclasses.replace(opts, nodes_to_exclude=tuple(get_strs(trial, "nodes_excluded")),
+                               int16_activation_nodes=tuple(get_strs(trial, "int16_activation_nodes")))
+    config = get_object_or_none(trial, "config")
+    if config is not None and fmt == "onnx":  # an ONNX trial records its calibration in its TrialConfig
+        opts = dataclasses.replace(opts, calibration=_choice(config, "calibration", _CALIBRATIONS) or opts.calibration,
+                                   per_channel=_flag(config, "per_channel"))
+    if fmt == "pte":  # a .pte trial records its whole scheme (PteTrial.to_dict)
+        opts = dataclasses.replace(opts, mode=_choice(trial, "mode", _MODES) or opts.mode,
+                                   dynamic_linears=_flag(trial, "dynamic_linears") or False,
+                                   fp16_float_linears=_flag(trial, "fp16_float_linears") or False)
     return opts
+
+
+def _shipped_trial(x: ExplainInputs, a: Artifact) -> JSONObject | None:
+    """The search trial whose model is A's file (the artifact's own record says which), or None: the first model."""
+    shipped = get_object_or_none(a.quantization or {}, "search") or {}
+    index = shipped.get("trial")
+    if shipped.get("met") is not True or not isinstance(index, int):
+        return None
+    s = get_object_or_none(x.search, "search" if a.format == "onnx" else "search_pte") or {}
+    return next((t for t in get_objects(s, "trials") if t.get("index") == index), None)
 
 
 _T = TypeVar("_T", bound=str)
@@ -124,7 +141,7 @@ def _missed(a: Artifact) -> bool:
 
 def _layer_error(x: ExplainInputs, a: Artifact, progress: Progress) -> JSONObject:
     ev = x.ev.head(x.samples)
-    opts = _options(x, a.format)
+    opts = _options(x, a)
     if a.format == "onnx":
         float_model = x.scratch / PREP_NAME
         if not float_model.is_file():  # an export whose scratch was not kept: pre-process the float model again
