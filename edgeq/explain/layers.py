@@ -43,6 +43,25 @@ def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
     return math.inf if noise == 0 else 10 * math.log10(max(float((r ** 2).sum()), 1e-30) / noise)
 
 
+@dataclass(frozen=True)
+class OutputError:
+    """A model's outputs against the float reference on the same samples: the SQNR over all of them, and each
+    sample's own squared error (a move's gain is a paired comparison: on how many samples did the error drop)."""
+
+    sqnr_db: float
+    sample_noise: tuple[float, ...]
+
+    @staticmethod
+    def of(refs: list[np.ndarray], gots: list[np.ndarray]) -> OutputError:
+        """REFS[i], GOTS[i]: sample i's outputs, flattened and concatenated."""
+        noise = tuple(float(((r.astype(np.float64) - g.astype(np.float64)) ** 2).sum()) for r, g in zip(refs, gots, strict=True))
+        return OutputError(sqnr_db(np.concatenate(refs), np.concatenate(gots)), noise)
+
+    def better_samples(self, base: OutputError) -> int:
+        """The samples whose outputs are closer to float than under BASE (ties are not better)."""
+        return sum(a < b for a, b in zip(self.sample_noise, base.sample_noise, strict=True))
+
+
 def cosine(ref: np.ndarray, got: np.ndarray) -> float:
     r, g = ref.astype(np.float64).ravel(), got.astype(np.float64).ravel()
     den = float(np.linalg.norm(r) * np.linalg.norm(g))

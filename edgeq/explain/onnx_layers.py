@@ -13,7 +13,7 @@ import onnx
 
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
-from edgeq.explain.layers import LayerError, added_db, cosine, sqnr_db
+from edgeq.explain.layers import LayerError, OutputError, added_db, cosine, sqnr_db
 from edgeq.onnx.quantize import quantize_onnx_static, quiet_stdout, reader_class
 
 
@@ -76,8 +76,8 @@ def _group(node: onnx.NodeProto, producer: dict[str, onnx.NodeProto],
     return group, ins
 
 
-def output_sqnr(model: Path, data: Dataset, reference: dict[str, np.ndarray]) -> float:
-    """SQNR of the model's outputs against the float reference outputs, over all outputs and samples."""
+def output_error(model: Path, data: Dataset, reference: dict[str, np.ndarray]) -> OutputError:
+    """The model's outputs against the float reference outputs, over all outputs, per sample and in all."""
     import onnxruntime as ort  # heavy: onnxruntime, only where a model is quantized or run
 
     opts = ort.SessionOptions()
@@ -85,14 +85,12 @@ def output_sqnr(model: Path, data: Dataset, reference: dict[str, np.ndarray]) ->
     opts.log_severity_level = 3
     sess = ort.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
-    n = len(data)
-    got: dict[str, list[np.ndarray]] = {k: [] for k in names}
-    for i in range(n):
+    refs, gots = [], []
+    for i in range(len(data)):
         res = sess.run(names, {k: v[i:i + 1] for k, v in data.inputs.items()})
-        for k, v in zip(names, res, strict=True):
-            got[k].append(np.asarray(v))
-    ref = np.concatenate([reference[k][:n].ravel() for k in names])
-    return sqnr_db(ref, np.concatenate([np.concatenate(got[k]).ravel() for k in names]))
+        gots.append(np.concatenate([np.asarray(v).ravel() for v in res]))
+        refs.append(np.concatenate([reference[k][i:i + 1].ravel() for k in names]))
+    return OutputError.of(refs, gots)
 
 
 MOVES = ("16-bit activations", "kept in float")

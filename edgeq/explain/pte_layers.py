@@ -18,7 +18,7 @@ import numpy as np
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
 from edgeq.executorch.quantize import quantize_pt2e, sample_args
-from edgeq.explain.layers import LayerError, added_db, cosine, sqnr_db
+from edgeq.explain.layers import LayerError, OutputError, added_db, cosine, sqnr_db
 from edgeq.signature import TensorSpec
 from edgeq.targetspec import Target
 
@@ -99,9 +99,9 @@ def float_neighbourhood(exported: torch.export.ExportedProgram, name: str) -> tu
     return tuple(dict.fromkeys((name, *near)))
 
 
-def pt2e_output_sqnr(exported: torch.export.ExportedProgram, calib: Dataset, ev: Dataset, signature: list[TensorSpec],
-                     opts: QuantOptions, target: Target, keep_float: tuple[str, ...] = ()) -> float:
-    """Output SQNR (vs the float graph) of the PT2E graph built with ``opts``, the ``keep_float`` nodes excluded."""
+def pt2e_output_error(exported: torch.export.ExportedProgram, calib: Dataset, ev: Dataset, signature: list[TensorSpec],
+                      opts: QuantOptions, target: Target, keep_float: tuple[str, ...] = ()) -> OutputError:
+    """Outputs (vs the float graph's) of the PT2E graph built with ``opts``, the ``keep_float`` nodes excluded."""
     import torch  # heavy: torch, imported only where a model is built or run
 
     if keep_float:
@@ -112,6 +112,6 @@ def pt2e_output_sqnr(exported: torch.export.ExportedProgram, calib: Dataset, ev:
     with torch.no_grad():
         for i in range(len(ev)):
             args = sample_args(ev, signature, i)
-            refs += _flat(fm(*args))
-            gots += _flat(qm(*args))
-    return sqnr_db(np.concatenate(refs), np.concatenate(gots))
+            refs.append(np.concatenate([a.ravel() for a in _flat(fm(*args))]))
+            gots.append(np.concatenate([a.ravel() for a in _flat(qm(*args))]))
+    return OutputError.of(refs, gots)

@@ -20,9 +20,9 @@ from edgeq.config import CalibrationMethod, IntType, QuantMode, QuantOptions
 from edgeq.data import Dataset
 from edgeq.errors import ManifestError
 from edgeq.explain.latency import profile_artifacts
-from edgeq.explain.layers import LayerError, worst
-from edgeq.explain.onnx_layers import MOVES, onnx_layer_errors, output_sqnr, rebuild_wider
-from edgeq.explain.pte_layers import PTE_FLOAT_MOVE, float_neighbourhood, pt2e_output_sqnr, pte_layer_errors
+from edgeq.explain.layers import LayerError, OutputError, worst
+from edgeq.explain.onnx_layers import MOVES, onnx_layer_errors, output_error, rebuild_wider
+from edgeq.explain.pte_layers import PTE_FLOAT_MOVE, float_neighbourhood, pt2e_output_error, pte_layer_errors
 from edgeq.jsontypes import JSONObject, get_int, get_object_or_none, get_objects, get_str_or_none, get_strs
 from edgeq.manifest import Artifact
 from edgeq.onnx.export import preprocess
@@ -177,9 +177,9 @@ def _measure_moves(x: ExplainInputs, a: Artifact, layers: list[LayerError], opts
         def widen(nodes: tuple[str, ...]) -> tuple[str, ...]:
             return nodes
 
-        def measure(nodes: tuple[str, ...], move: str) -> float:
+        def measure(nodes: tuple[str, ...], move: str) -> OutputError:
             path = rebuild_wider(float_model, x.scratch / f"explain.{next(built)}.onnx", x.calib, opts, nodes, move, cache)
-            return output_sqnr(path, ev, ref)
+            return output_error(path, ev, ref)
         moves: tuple[str, ...] = MOVES
     else:
         program = source
@@ -187,8 +187,8 @@ def _measure_moves(x: ExplainInputs, a: Artifact, layers: list[LayerError], opts
         def widen(nodes: tuple[str, ...]) -> tuple[str, ...]:
             return float_neighbourhood(program, nodes[0])
 
-        def measure(nodes: tuple[str, ...], move: str) -> float:
-            return pt2e_output_sqnr(program, x.calib, ev, sig, opts, x.target, nodes)
+        def measure(nodes: tuple[str, ...], move: str) -> OutputError:
+            return pt2e_output_error(program, x.calib, ev, sig, opts, x.target, nodes)
         moves = (PTE_FLOAT_MOVE,)  # XNNPACK's PT2E quantizer has no 16-bit activation scheme
 
     base = measure((), "")
@@ -197,9 +197,11 @@ def _measure_moves(x: ExplainInputs, a: Artifact, layers: list[LayerError], opts
         for move in moves:
             nodes = widen(w.nodes or (w.layer,))
             after = measure(nodes, move)
-            gain = None if math.isinf(after) or math.isinf(base) else after - base
+            gain = None if math.isinf(after.sqnr_db) or math.isinf(base.sqnr_db) else after.sqnr_db - base.sqnr_db
             out.append({"layer": w.layer, "op": w.op, "nodes": list(nodes), "move": move,
-                        "base_db": _finite(base), "after_db": _finite(after), "gain_db": gain})
+                        "base_db": _finite(base.sqnr_db), "after_db": _finite(after.sqnr_db), "gain_db": gain,
+                        # paired: a gain that holds on most samples is the layer's, not one sample's noise
+                        "samples_better": after.better_samples(base), "samples": len(ev)})
     return out
 
 

@@ -95,6 +95,6 @@ def layer_lines(le: JSONObject) -> list[str]:
         out.append(f"  {mv['layer']}: {move_text(mv)}")
     if le.get("moves"):
         best = best_moves(le)
-        out.append("  best measured move: " + (f"{best[0]['move']} on {best[0]['layer']} ({best[0]['gain_db']:+.1f} dB)"
+        out.append("  best measured move: " + (f"{best[0]['move']} on {best[0]['layer']} ({best[0]['gain_db']:+.2f} dB)"
                                                if best else "none of the rebuilt layers improved the output"))
     return out

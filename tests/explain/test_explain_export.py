@@ -48,10 +48,13 @@ def test_worst_layers_named_and_widening_the_top_one_helps(missed: edgeq.ExportR
     assert {m["layer"] for m in rec["moves"]} == {w["layer"] for w in rec["worst"]}  # each named layer rebuilt
     best = best_moves(rec)  # widening a named layer measurably improves the output
     assert best and best[0]["gain_db"] > 0 and best[0]["after_db"] > best[0]["base_db"], rec["moves"]
+    # paired, sample by sample: the gain holds on most of the samples the rebuilt models ran on
+    assert best[0]["samples"] >= 8 and best[0]["samples_better"] > best[0]["samples"] // 2, best[0]
     section = render_html(missed.manifest).split("Where the error comes from", 1)[1].split("<h2>", 1)[0]
     for w in rec["worst"]:
         assert w["layer"] in section
     assert "dB measured" in section and f"on <code>{best[0]['layer']}</code>" in section
+    assert f"closer to float on {best[0]['samples_better']} of {best[0]['samples']} samples" in section
 
 
 def test_explain_command_reads_the_folder(missed: edgeq.ExportResult) -> None:
