@@ -57,7 +57,7 @@ MANIFEST_NAME = "edgeq.json"
 ROLES = ("baseline", "candidate", "auxiliary")  # baseline: float artifacts; auxiliary: derived, not validated (.ort, .bpte)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Validation:
     runner: str
     machine: str

@@ -115,8 +115,8 @@ def _merge_validations(arts: list[Artifact], fresh: list[Artifact], boards: set[
     for i, (old, new) in enumerate(zip(arts, fresh, strict=True)):
         replaced = {(v.runner, v.cpu_model) for v in new.validations}
         kept = [v for v in old.validations if (v.runner, v.cpu_model) not in replaced and v.runner not in boards]
-        for v in kept:  # a budget given now applies to the recorded results too
-            v.budget_check = check_budget(Metrics.from_dict(v.metrics), eff).to_dict()
+        # a budget given now applies to the recorded results too
+        kept = [replace(v, budget_check=check_budget(Metrics.from_dict(v.metrics), eff).to_dict()) for v in kept]
         arts[i] = replace(old, validations=(*kept, *new.validations))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -109,8 +110,9 @@ def pair_host_latency(outdir: Path, artifacts: list[Artifact], inputs: dict[str,
             v = _host_validation(art)
             rec = timed.get(outdir / art.path)
             if v is not None and rec is not None:
-                v.latency_ms = float(get_float(rec, "latency_ms"))
-                v.latency_detail = rec
+                timed_v = dataclasses.replace(v, latency_ms=float(get_float(rec, "latency_ms")), latency_detail=rec)
+                artifacts[artifacts.index(art)] = dataclasses.replace(
+                    art, validations=tuple(timed_v if x is v else x for x in art.validations))
 
 
 def _host_validation(art: Artifact) -> Validation | None:
