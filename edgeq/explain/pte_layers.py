@@ -88,17 +88,6 @@ def pte_layer_errors(exported: torch.export.ExportedProgram, calib: Dataset, ev:
 PTE_FLOAT_MOVE = "kept in float with its input and output"
 
 
-def float_neighbourhood(exported: torch.export.ExportedProgram, name: str) -> tuple[str, ...]:
-    """``name`` and the compute nodes that feed it or read it: excluded together, its edges stay float."""
-    # the exported graph itself: its compute nodes carry the names the quantizer's exclusions match
-    node = next((n for n in exported.graph.nodes if n.name == name), None)
-    if node is None:
-        return (name,)
-    near = [a.name for a in node.all_input_nodes if a.op == "call_function"]
-    near += [u.name for u in node.users if u.op == "call_function"]
-    return tuple(dict.fromkeys((name, *near)))
-
-
 def pt2e_output_error(exported: torch.export.ExportedProgram, calib: Dataset, ev: Dataset, signature: list[TensorSpec],
                       opts: QuantOptions, target: Target, keep_float: tuple[str, ...] = ()) -> OutputError:
     """Outputs (vs the float graph's) of the PT2E graph built with ``opts``, the ``keep_float`` nodes excluded."""

@@ -19,10 +19,11 @@ from edgeq.capture import Captured
 from edgeq.config import CalibrationMethod, IntType, QuantMode, QuantOptions
 from edgeq.data import Dataset
 from edgeq.errors import ManifestError
+from edgeq.executorch.neighbourhood import float_neighbourhood
 from edgeq.explain.latency import profile_artifacts
 from edgeq.explain.layers import LayerError, OutputError, worst
 from edgeq.explain.onnx_layers import MOVES, onnx_layer_errors, output_error, rebuild_wider
-from edgeq.explain.pte_layers import PTE_FLOAT_MOVE, float_neighbourhood, pt2e_output_error, pte_layer_errors
+from edgeq.explain.pte_layers import PTE_FLOAT_MOVE, pt2e_output_error, pte_layer_errors
 from edgeq.jsontypes import JSONObject, get_int, get_object_or_none, get_objects, get_str_or_none, get_strs
 from edgeq.manifest import Artifact
 from edgeq.onnx.export import preprocess

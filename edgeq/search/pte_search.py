@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,6 +39,7 @@ from edgeq.config import Budget, QuantOptions
 from edgeq.data import Dataset
 from edgeq.errors import EdgeqError
 from edgeq.executorch.lower import lower_to_executorch
+from edgeq.executorch.neighbourhood import float_neighbourhood
 from edgeq.executorch.quantize import quantize_pt2e
 from edgeq.executorch.runtime import run_pte
 from edgeq.jsontypes import JSONObject
@@ -89,8 +91,9 @@ class PteTrial:
 
 
 def plan_moves(base: QuantOptions, ranking: list[NodeSensitivity], max_trials: int,
-               linear_ranking: list[str] | None = None,
-               first_dynamic: bool = False, conv_and_linear: bool | None = None) -> list[tuple[str, QuantOptions]]:
+               linear_ranking: list[str] | None = None, first_dynamic: bool = False,
+               conv_and_linear: bool | None = None,
+               conv_edges: Mapping[str, tuple[str, ...]] | None = None) -> list[tuple[str, QuantOptions]]:
     """Candidate settings, most promising first: the graph's facts through the move list
     (:data:`edgeq.search.pte_moves.PTE_MOVES`). ``first_dynamic``: the shipped first model is already the plain
     dynamic one (predicted to beat static): start at mixed precision, no static moves."""
@@ -102,7 +105,8 @@ def plan_moves(base: QuantOptions, ranking: list[NodeSensitivity], max_trials: i
     kinds = {s.op_type for s in ranking}
     if conv_and_linear is None:
         conv_and_linear = "linear" in kinds and any(k.startswith("conv") for k in kinds)
-    facts = MoveFacts(base, tuple(top), tuple(linears), linear_first, conv_and_linear, first_dynamic)
+    facts = MoveFacts(base, tuple(top), tuple(linears), linear_first, conv_and_linear, first_dynamic,
+                      dict(conv_edges or {}))
     return propose_all(facts)[:max_trials]
 
 
@@ -134,7 +138,9 @@ def search_pte(data: PteSearchData, base: QuantOptions, ranking: list[NodeSensit
     data.scratch.mkdir(parents=True, exist_ok=True)
     targets = {str(n.target) for n in data.static.graph.nodes if n.op == "call_function"}
     conv_and_linear = "aten.linear.default" in targets and any(t.startswith("aten.conv") for t in targets)
-    moves = plan_moves(base, ranking, max_trials, linear_ranking, first_dynamic, conv_and_linear)
+    # the ranked convolutions' edges, so "kept in float" keeps their inputs and outputs float too
+    edges = {r.node: float_neighbourhood(data.static, r.node) for r in ranking if r.op_type.startswith("conv")}
+    moves = plan_moves(base, ranking, max_trials, linear_ranking, first_dynamic, conv_and_linear, edges)
     count = iter(range(1, len(moves) + 1))
 
     done: list[PteTrial] = []

@@ -11,8 +11,9 @@ from torch import nn
 
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
+from edgeq.executorch.neighbourhood import float_neighbourhood
 from edgeq.explain.layers import OutputError
-from edgeq.explain.pte_layers import float_neighbourhood, pt2e_output_error
+from edgeq.explain.pte_layers import pt2e_output_error
 from edgeq.signature import TensorSpec
 
 SHAPE = (1, 3, 12, 12)

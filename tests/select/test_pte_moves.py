@@ -44,3 +44,13 @@ def test_transformer_and_predicted_dynamic_ladders() -> None:
 def test_every_move_is_listed_once_by_name() -> None:
     names = [m.name for m in PTE_MOVES]
     assert len(names) == len(set(names)) and "observer" in names
+
+
+def test_a_convolution_kept_in_float_takes_its_edges_along() -> None:
+    # alone, a conv's INT8 input and output stay (PT2E quantizes an edge when either end is annotated)
+    edges = {"conv_1": ("conv_1", "clamp_0", "conv_2"), "conv_2": ("conv_2", "conv_1", "add_3")}
+    floats = [(label, q.nodes_to_exclude) for label, q in propose_all(_facts(conv_edges=edges)) if "float" in label]
+    assert floats[0] == ("static, top-4 sensitive nodes float (convolutions with their inputs and outputs)",
+                         ("conv_1", "clamp_0", "conv_2", "add_3"))  # add_3 is not a convolution: alone
+    plain = [q.nodes_to_exclude for label, q in propose_all(_facts()) if "float" in label]
+    assert plain[0] == ("conv_1", "conv_2", "add_3")  # no edges known: the nodes alone, as before

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from edgeq.config import QuantOptions
@@ -18,6 +19,9 @@ class MoveFacts:
     linear_first: bool  # the error sits in the linears (transformers, MLPs)
     conv_and_linear: bool  # the program has convolutions and linear layers
     first_dynamic: bool  # the first model already is the plain dynamic one (predicted to beat static)
+    # a ranked convolution -> it and the compute nodes on its edges (edgeq.executorch.neighbourhood): what keeping
+    # it in float excludes, since alone only its already on-grid weight would leave INT8
+    conv_edges: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 Proposal = tuple[str, QuantOptions]
