@@ -14,7 +14,8 @@ import onnx
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
 from edgeq.explain.layers import LayerError, OutputError, added_db, cosine, sqnr_db
-from edgeq.onnx.quantize import quantize_onnx_static, quiet_stdout, reader_class
+from edgeq.onnx.build import build_onnx_int8
+from edgeq.onnx.quantize import quiet_stdout, reader_class
 
 
 def onnx_layer_errors(float_model: Path, qdq_model: Path, data: Dataset) -> list[LayerError]:
@@ -98,11 +99,13 @@ MOVES = ("16-bit activations", "kept in float")
 
 def rebuild_wider(float_model: Path, out: Path, calib: Dataset, opts: QuantOptions, nodes: tuple[str, ...],
                   move: str, cache: Path) -> Path:
-    """The export's static QDQ recipe again with NODES wider (no NODES: the recipe as is). ``cache``: the
-    calibrated ranges, shared by every rebuild (they depend only on the float graph, the data and the method)."""
+    """The export's static QDQ recipe again with NODES wider (no NODES: the recipe as is), through the export's
+    own build path (bias correction included: without it MobileNetV2's per-tensor rebuild agreed with float on
+    0.640 of the crops where the shipped model agreed on 0.805). ``cache``: the calibrated ranges, shared by every
+    rebuild (they depend only on the float graph, the data and the method)."""
     if move == "16-bit activations":
         opts = dataclasses.replace(opts, int16_activation_nodes=(*opts.int16_activation_nodes, *nodes))
     elif move == "kept in float":
         opts = dataclasses.replace(opts, nodes_to_exclude=(*opts.nodes_to_exclude, *nodes))
-    quantize_onnx_static(float_model, out, calib, opts, calibration_cache=cache)
+    build_onnx_int8(float_model, out, calib, opts, calibration_cache=cache)
     return out
