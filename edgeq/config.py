@@ -116,9 +116,9 @@ class QuantOptions:
     # Dynamic INT8 with one activation scale per token (row of a linear layer's input) instead of one per tensor
     # (ONNX: edgeq.onnx.per_token; a .pte's dynamic activations are always per token).
     per_token: bool = False
-    # Linear layers kept float by ``nodes_to_exclude`` store float16 weights and compute in float16 (.pte:
-    # XNNPACK's fp16 GEMM, edgeq.executorch.fp16_linears). ONNX ignores it: the ONNX search's kept linears always store
-    # float16 weights (edgeq.onnx.mixed).
+    # Linear layers kept float by ``nodes_to_exclude`` / ``op_types_to_exclude`` store float16 weights (.pte: and
+    # compute in float16, XNNPACK's fp16 GEMM, edgeq.executorch.fp16_linears; ONNX: float16 weights behind a Cast,
+    # edgeq.onnx.mixed, as the ONNX search's kept linears). False when nothing is kept float.
     fp16_float_linears: bool = False
 
     def __post_init__(self) -> None:
@@ -140,6 +140,10 @@ class QuantOptions:
                 raise UsageError(f"unknown {name} {value!r}", f"choose one of {', '.join(INT_TYPES)}")
         if self.max_calibration_samples < 1:
             raise UsageError("max_calibration_samples must be >= 1")
+        if self.fp16_float_linears and not (self.nodes_to_exclude or self.op_types_to_exclude):
+            # nothing is kept float, so nothing is stored in float16: one spelling of the same build (a recipe,
+            # edgeq.recipe, says float16 per kept layer and converts back to exactly these options)
+            object.__setattr__(self, "fp16_float_linears", False)
 
     def resolved(self, defaults: QuantOptions) -> QuantOptions:
         """Fill unset (None) fields from ``defaults``."""

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
 import edgeq
+from edgeq.backends.executorch import static_export
+from edgeq.executorch.lower import lower_to_executorch
+from edgeq.executorch.quantize import quantize_pt2e
+from edgeq.export_inputs import load_model
+from edgeq.progress import Progress
+from edgeq.recipe import Recipe
+from edgeq.targets import load_target
+from edgeq.targetspec import ExecutorchSpec
 
 FIX = Path(__file__).resolve().parent / "fixture_models.py"
 
@@ -24,6 +33,15 @@ def test_pte_search_replaces_a_first_model_that_misses(tmp_path: Path, outlier_d
     assert art.quantization["search"]["trial"] == trials[-1]["index"]
     assert art.quantization["nodes_excluded"]  # the winner keeps the sensitive linear(s) in float
     assert res.passed and all(v.budget_check["passed"] for v in art.validations)
+    # the winner records its recipe, and building it again gives the shipped program
+    recipe = Recipe.from_dict(art.quantization["recipe"])
+    assert recipe.nodes("float", "float16") and recipe.to_quant_options().mode == trials[-1]["mode"]
+    cfg = edgeq.load_config(res.output / "edgeq.json", output=tmp_path / "unused")
+    model, target = load_model(cfg, load_target(cfg.target), Progress(enabled=False)), load_target(cfg.target)
+    qep, _ = quantize_pt2e(static_export(model.quant_captured, model.calib), model.calib,
+                           model.quant_captured.signature, recipe.to_quant_options(), target)
+    prog, _ = lower_to_executorch(qep, art.details["backend_config"], target.spec(ExecutorchSpec).partitioner)
+    assert hashlib.sha256(prog.buffer).hexdigest() == art.sha256
 
 
 @pytest.mark.slow  # an end-to-end export or search: out of the inner loop (make test-fast)

@@ -324,3 +324,24 @@ def test_decoder_goes_through_search_and_validation(tmp_path: Path, target_file)
     assert art.validations[0].metrics["sqnr_db"] >= 25
     assert art.bytes < 0.5 * res.artifact("onnx-fp32").bytes
     assert res.manifest["signature"]["outputs"][0]["shape"][1:] == [32, 1024]
+
+
+def test_the_shipped_trial_records_the_recipe_that_rebuilds_it(searched, plain, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The winner's ``quantization.recipe`` is the trial's, and building it gives the shipped bytes."""
+    from edgeq.backends.onnx import rename_outputs
+    from edgeq.hashing import sha256_file
+    from edgeq.onnx.build import build_onnx_recipe
+    from edgeq.recipe import Recipe
+
+    s = searched.manifest["search"]
+    best = next(t for t in s["trials"] if t["index"] == s["best"])
+    art = searched.artifact("onnx-int8-static")
+    recipe = Recipe.from_dict(art.quantization["recipe"])
+    assert recipe.nodes("float") == tuple(best["nodes_excluded"]) and recipe.nodes("float16") == ()
+    assert recipe.nodes("int16-activations") == tuple(best["int16_activation_nodes"])
+    assert recipe.activations.calibration == best["config"]["calibration"]
+    prepped, _, calib = plain
+    out = tmp_path / "again.onnx"
+    build_onnx_recipe(prepped, out, calib, recipe)
+    rename_outputs(out, [o["name"] for o in searched.manifest["signature"]["outputs"]])
+    assert sha256_file(out) == art.sha256

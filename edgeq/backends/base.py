@@ -1,7 +1,10 @@
 """The format backend interface: every format (``onnx``, ``pte``; later ones plug in) implements the same four steps.
 
 - ``capture``: the float model in the format (writes the fp32 baseline artifact, sets ``model_path``/``program``);
-- ``quantize(scheme)``: INT8 with the resolved scheme (calibrated on the shared calibration set);
+- ``quantize(scheme)``: INT8 with the resolved scheme (calibrated on the shared calibration set); it starts with
+  ``check_recipe``, which refuses a recipe (:class:`edgeq.recipe.Recipe`) with an ingredient outside the format's
+  declared ``recipe_support`` instead of building something else, and the artifact records the recipe it was
+  built from (``quantization.recipe``);
 - ``emit``: write the quantized artifact(s) and add them to ``BuildState.artifacts``;
 - ``load_runner``: how this machine executes the format's artifacts (the host program for validation).
 
@@ -20,6 +23,7 @@ from typing import ClassVar
 from edgeq.config import QuantOptions
 from edgeq.errors import UsageError
 from edgeq.pipeline.state import BuildState
+from edgeq.recipe import Recipe, RecipeSupport, check_support
 from edgeq.validate.runners.base import RunResult
 
 HostProgram = Callable[[Path, Path, Path], RunResult]  # (artifact, inputs.npz, workdir) -> outputs + timing
@@ -27,6 +31,12 @@ HostProgram = Callable[[Path, Path, Path], RunResult]  # (artifact, inputs.npz, 
 
 class FormatBackend(ABC):
     name: ClassVar[str]
+    recipe_support: ClassVar[RecipeSupport]  # the recipes this format builds; check_recipe refuses the rest
+
+    def check_recipe(self, recipe: Recipe) -> None:
+        """Raise :class:`UsageError` (cause: the ingredient and why; hint: the fix) for a recipe this format cannot
+        build as written."""
+        check_support(recipe, self.recipe_support)
 
     @abstractmethod
     def preflight(self, state: BuildState) -> None:

@@ -25,6 +25,7 @@ from edgeq.jsontypes import JSONObject
 from edgeq.manifest import Artifact
 from edgeq.pipeline.state import BuildState
 from edgeq.progress import Progress
+from edgeq.recipe import Reason, Recipe, RecipeSupport
 from edgeq.targetspec import ExecutorchSpec
 from edgeq.validate.runners.host import host_program
 
@@ -40,22 +41,38 @@ BUNDLE_NAME = "model.int8.bpte"
 SUPPORTED_INPUT_DTYPES = ("float32", "float16", "int64", "int32", "uint8", "int8", "bool")
 
 
+_LLM_FLOW = "n-bit .pte weights (8da4w) come from the LLM flow (edgeq export --task text-generation), or keep 8 bits"
+# What the XNNPACK PT2E flow builds. No-ops: XNNPACK takes signed int8 activations and symmetric int8 weights, so
+# other 8/16-bit types and reduce_range are built as int8 and listed in quantization.ignored_options; its dynamic
+# activations are always per token.
+PTE_SUPPORT = RecipeSupport(
+    fmt="pte", schemes=("static", "dynamic", "hybrid"), override_kinds=("float", "float16"),
+    weight_types=("int8", "uint8", "int16", "uint16"), mixed_float_kinds=False,
+    reasons=(Reason("override:int16-activations", "XNNPACK's PT2E quantizer has no 16-bit activation scheme",
+                    "use --format onnx for W8A16 mixed precision, or export the formats separately"),
+             Reason("overrides:mixed-float", "the XNNPACK flow stores every kept-float linear in float16 or none "
+                    "(edgeq.executorch.fp16_linears)", "make every kept layer float, or every one float16"),
+             Reason("scheme:weight-only", "the image/tensor .pte flow quantizes activations (static or dynamic INT8)",
+                    _LLM_FLOW),
+             Reason("weights:int4", "XNNPACK's PT2E quantizer config takes int8 weights", _LLM_FLOW),
+             Reason("weights:uint4", "XNNPACK's PT2E quantizer config takes int8 weights", _LLM_FLOW),
+             Reason("weights:group-wise", "its INT8 weights have one scale per channel or per tensor", _LLM_FLOW),
+             Reason("weights:asymmetric", "XNNPACK's INT8 weights are symmetric", "drop symmetric=false")),
+    no_ops=("activation dtype other than int8, weight dtype other than int8, reduce_range: built as symmetric int8 "
+            "(listed in quantization.ignored_options)",
+            "per-tensor dynamic activations: XNNPACK's dynamic activations are per token"))
+
+
 @register_format
 class ExecutorchBackend(FormatBackend):
     name = "pte"
+    recipe_support = PTE_SUPPORT
 
     def preflight(self, state: BuildState) -> None:
         _check_inputs(state)
-        q = state.quant
         # Node and op-type exclusions are honoured by the PT2E quantizer (module paths, FX node names, aten ops;
-        # names the graph lacks are refused there). 16-bit activations have no XNNPACK PT2E scheme edgeq can drive,
-        # so they are refused rather than silently dropped.
-        if q.int16_activation_nodes:
-            nodes = q.int16_activation_nodes
-            raise UsageError(f"--format pte cannot keep nodes at 16 bits ({', '.join(nodes[:5])}"
-                             f"{', ...' if len(nodes) > 5 else ''}): XNNPACK's PT2E quantizer has no 16-bit "
-                             "activation scheme",
-                             "use --format onnx for W8A16 mixed precision, or export the formats separately")
+        # names the graph lacks are refused there); what XNNPACK cannot build is refused here, before any slow work.
+        self.check_recipe(Recipe.from_quant_options(state.quant))
 
     def capture(self, state: BuildState) -> BuildState:
         progress = state.progress or Progress(enabled=False)
@@ -77,6 +94,8 @@ class ExecutorchBackend(FormatBackend):
 
     def quantize(self, state: BuildState, scheme: QuantOptions) -> BuildState:
         progress = state.progress or Progress(enabled=False)
+        recipe = Recipe.from_quant_options(scheme)
+        self.check_recipe(recipe)
         calib = _calib(state)
         qat = _captured(state).source.qat
         if qat is not None:
@@ -85,14 +104,15 @@ class ExecutorchBackend(FormatBackend):
                                  "drop --dynamic (or drop qat from --compress)")
             progress.stage(f"ExecuTorch: convert_pt2e on the QAT graph ({qat.describe()})")
             qep, qinfo = convert_qat(qat, calib, _captured(state).signature)
-            return state.updated(program=qep, quant=scheme, quantization=qinfo)
+            return state.updated(program=qep, quant=scheme, quantization={**qinfo, "recipe": recipe.to_dict()})
         n = min(len(calib), scheme.max_calibration_samples)
         label = f"calibrating on {n} samples" if scheme.mode == "static" else "dynamic INT8 (no calibration)"
         progress.stage(f"ExecuTorch: PT2E INT8 with the XNNPACK quantizer, {label}")
         with progress.bar(n if scheme.mode == "static" else 0, "calibration") as bar:
             qep, qinfo = quantize_pt2e(_program(state), calib, _captured(state).signature, scheme, state.target,
                                        on_sample=lambda: bar.update(1))
-        qinfo = {**qinfo, "outlier_prepared": state.float_captured is not None}  # built from edgeq.prepare's copy
+        # built from edgeq.prepare's copy; the recipe quantize_pt2e(recipe.to_quant_options()) builds again
+        qinfo = {**qinfo, "outlier_prepared": state.float_captured is not None, "recipe": recipe.to_dict()}
         return state.updated(program=qep, quant=scheme, quantization=qinfo)
 
     def emit(self, state: BuildState) -> BuildState:

@@ -10,16 +10,18 @@ from pathlib import Path
 import onnx
 
 from edgeq.backends.base import FormatBackend, HostProgram, register_format
+from edgeq.compress.qat_graph import QatGraph
 from edgeq.config import QuantOptions
+from edgeq.data import Dataset
 from edgeq.errors import UsageError
 from edgeq.jsontypes import JSONObject, get_strs
 from edgeq.manifest import Artifact
-from edgeq.onnx.build import build_onnx_int8
-from edgeq.onnx.dynamic import quantize_onnx_dynamic
+from edgeq.onnx.build import build_onnx_recipe, store_float16_layers
 from edgeq.onnx.export import export_float_onnx, preprocess
 from edgeq.onnx.quantize import QatGrid, quantize_onnx_static
 from edgeq.pipeline.state import BuildState
 from edgeq.progress import Progress
+from edgeq.recipe import OVERRIDE_KINDS, Reason, Recipe, RecipeSupport
 from edgeq.validate.runners.host import host_program
 
 FP32_NAME = "model.fp32.onnx"
@@ -27,6 +29,22 @@ INT8_NAME = "model.int8.onnx"
 INT8_DYNAMIC_NAME = "model.int8-dynamic.onnx"
 PRE_QUANT_NAME = "model.pre_quant.onnx"
 PREP_NAME = "model.prep.onnx"
+
+
+_LLM_FLOW = ("n-bit weights come from the LLM flow (edgeq export --task text-generation: MatMulNBits), or keep "
+             "8-bit weights")
+# What the ONNX backend builds. A float16 layer stays float with its MatMul/Gemm weight stored in float16 behind a
+# Cast (edgeq.onnx.mixed, as the ONNX search's kept linears); ONNX Runtime runs it in float32.
+ONNX_SUPPORT = RecipeSupport(
+    fmt="onnx", schemes=("static", "dynamic", "hybrid"), override_kinds=OVERRIDE_KINDS,
+    weight_types=("int8", "uint8", "int16", "uint16"),
+    reasons=(Reason("scheme:weight-only", "its INT8 builds quantize activations too (QDQ or dynamic INT8)", _LLM_FLOW),
+             Reason("weights:int4", "ONNX Runtime's QDQ and dynamic quantizers take 8- or 16-bit weights", _LLM_FLOW),
+             Reason("weights:uint4", "ONNX Runtime's QDQ and dynamic quantizers take 8- or 16-bit weights", _LLM_FLOW),
+             Reason("weights:group-wise", "its INT8 weights have one scale per channel or per tensor", _LLM_FLOW),
+             Reason("weights:asymmetric", "its INT8 weights are symmetric", "drop symmetric=false")),
+    no_ops=("int16 / uint16 weights in a dynamic recipe: quantize_dynamic takes 8-bit weights (built as int8)",
+            "int16-activations overrides in a dynamic recipe: dynamic activations are 8-bit (recorded, not built)"))
 
 
 def _scratch(state: BuildState) -> Path:
@@ -38,6 +56,7 @@ def _scratch(state: BuildState) -> Path:
 @register_format
 class OnnxBackend(FormatBackend):
     name = "onnx"
+    recipe_support = ONNX_SUPPORT
 
     def preflight(self, state: BuildState) -> None:
         if state.captured is None:
@@ -65,42 +84,29 @@ class OnnxBackend(FormatBackend):
 
     def quantize(self, state: BuildState, scheme: QuantOptions) -> BuildState:
         progress = state.progress or Progress(enabled=False)
+        recipe = Recipe.from_quant_options(scheme)
+        self.check_recipe(recipe)
         if state.model_path is None or state.calib is None:
             raise UsageError("the ONNX backend quantizes after capture", "call capture() first")
         progress.stage("ONNX: pre-processing (onnxruntime quant_pre_process)")
         prepped, prep_note = preprocess(state.model_path, _scratch(state) / PREP_NAME)
         qat = state.captured.source.qat if state.captured is not None else None
-        if qat is not None and (scheme.mode == "dynamic" or scheme.dynamic_linears):
+        if qat is not None and recipe.scheme != "static":
             raise UsageError("--compress qat trains static INT8 activation ranges; --dynamic would discard them",
                              "drop --dynamic (or drop qat from --compress)")
-        if scheme.mode == "dynamic":
-            progress.stage("ONNX: dynamic INT8 quantization")
-            out = state.workdir / INT8_DYNAMIC_NAME
-            qinfo = quantize_onnx_dynamic(prepped, out, scheme)
-        elif qat is not None:
+        if qat is not None:
             # QAT: the trained activation ranges replace calibration; the weights are the QAT-trained ones on the
             # same symmetric grid (per-channel / per-tensor and bits as trained). INT8 activations like XNNPACK's.
             scheme = dataclasses.replace(scheme, per_channel=qat.per_channel, activation_type="int8",
                                          reduce_range=False)
-            n = min(len(state.calib), scheme.max_calibration_samples)
-            progress.stage(f"ONNX: QDQ with the QAT ranges ({qat.describe()})")
-            out = state.workdir / INT8_NAME
-            with progress.bar(n, "calibration (tensors without a QAT range)") as bar:
-                qinfo = quantize_onnx_static(prepped, out, state.calib, scheme, on_sample=lambda: bar.update(1),
-                                             qat=QatGrid(qat.activation_ranges, qat.bits))
-            qinfo["ranges"] = {"source": "qat", "description": qat.describe(),
-                               "activation_ranges_from_qat": len(get_strs(qinfo, "fixed_ranges")),
-                               "qat_activation_ranges": len(qat.activation_ranges),
-                               "weights": "symmetric min/max of the QAT-trained weights (the QAT weight grid)"}
+            recipe = Recipe.from_quant_options(scheme)
+            out, qinfo = state.workdir / INT8_NAME, _quantize_qat(state, prepped, recipe, qat)
         else:
-            n = min(len(state.calib), scheme.max_calibration_samples)
-            progress.stage(f"ONNX: calibrating on {n} samples ({scheme.calibration}) and quantizing (QDQ, then bias "
-                           "correction of the linear convs)")
-            out = state.workdir / INT8_NAME
-            with progress.bar(n, "calibration") as bar:  # (the hybrid too: opts.dynamic_linears)
-                qinfo = build_onnx_int8(prepped, out, state.calib, scheme, on_sample=lambda: bar.update(1))
+            out = state.workdir / (INT8_NAME if scheme.mode == "static" else INT8_DYNAMIC_NAME)
+            qinfo = _quantize(state, prepped, out, recipe)
         qinfo["preprocessing"] = prep_note
         qinfo["outlier_prepared"] = state.float_captured is not None  # built from edgeq.prepare's copy
+        qinfo["recipe"] = recipe.to_dict()  # what this file is built from (build_onnx_recipe rebuilds it)
         return state.updated(model_path=out, quant=scheme, quantization=qinfo)
 
     def emit(self, state: BuildState) -> BuildState:
@@ -118,6 +124,45 @@ class OnnxBackend(FormatBackend):
 
     def load_runner(self) -> HostProgram:
         return host_program("onnx")
+
+
+def _quantize(state: BuildState, prepped: Path, out: Path, recipe: Recipe) -> JSONObject:
+    """The INT8 model of ``recipe`` (static, hybrid or dynamic) from the pre-processed graph."""
+    progress = state.progress or Progress(enabled=False)
+    if recipe.scheme == "dynamic":
+        progress.stage("ONNX: dynamic INT8 quantization")
+        return build_onnx_recipe(prepped, out, _calib(state), recipe)
+    n = min(len(_calib(state)), recipe.activations.max_calibration_samples)
+    progress.stage(f"ONNX: calibrating on {n} samples ({recipe.activations.calibration}) and quantizing (QDQ, then "
+                   "bias correction of the linear convs)")
+    with progress.bar(n, "calibration") as bar:  # (the hybrid too: opts.dynamic_linears)
+        return build_onnx_recipe(prepped, out, _calib(state), recipe, on_sample=lambda: bar.update(1))
+
+
+def _quantize_qat(state: BuildState, prepped: Path, recipe: Recipe, qat: QatGraph) -> JSONObject:
+    """QDQ with the QAT-trained ranges (calibration only for tensors without one), float16 layers as the recipe
+    says."""
+    progress = state.progress or Progress(enabled=False)
+    n = min(len(_calib(state)), recipe.activations.max_calibration_samples)
+    progress.stage(f"ONNX: QDQ with the QAT ranges ({qat.describe()})")
+    out = state.workdir / INT8_NAME
+    with progress.bar(n, "calibration (tensors without a QAT range)") as bar:
+        qinfo = quantize_onnx_static(prepped, out, _calib(state), recipe.kept_float32().to_quant_options(),
+                                     on_sample=lambda: bar.update(1), qat=QatGrid(qat.activation_ranges, qat.bits))
+    qinfo["ranges"] = {"source": "qat", "description": qat.describe(),
+                       "activation_ranges_from_qat": len(get_strs(qinfo, "fixed_ranges")),
+                       "qat_activation_ranges": len(qat.activation_ranges),
+                       "weights": "symmetric min/max of the QAT-trained weights (the QAT weight grid)"}
+    fp16 = store_float16_layers(out, recipe)
+    if fp16:
+        qinfo["fp16_nodes"] = fp16
+    return qinfo
+
+
+def _calib(state: BuildState) -> Dataset:
+    if state.calib is None:
+        raise UsageError("the ONNX backend quantizes after capture", "call capture() first")
+    return state.calib
 
 
 def rename_outputs(path: Path, names: list[str]) -> None:

@@ -14,8 +14,7 @@ from edgeq.config import Budget
 from edgeq.data import Dataset
 from edgeq.errors import EdgeqError
 from edgeq.jsontypes import JSONObject, get_object_or_none
-from edgeq.onnx.build import build_onnx_int8
-from edgeq.onnx.mixed import weights_to_fp16
+from edgeq.onnx.build import build_onnx_recipe
 from edgeq.search.trial import Trial
 from edgeq.select.rule import shortfall, size_shortfall
 from edgeq.validate.metrics import Metrics, budget_distance, check_budget, compare
@@ -69,11 +68,10 @@ class Evaluator:
             shutil.copyfile(seed[0], path)
             trial.bias_correction, trial.reused = seed[1], True
             return
-        qinfo = build_onnx_int8(self.data.prepped, path, self.data.calib, trial.quant,
-                                calibration_cache=self.workdir / f"calibration.{trial.quant.calibration}.json")
+        # the recipe the manifest records when this trial ships: one build path for both
+        qinfo = build_onnx_recipe(self.data.prepped, path, self.data.calib, trial.recipe(),
+                                  calibration_cache=self.workdir / f"calibration.{trial.quant.calibration}.json")
         trial.bias_correction = get_object_or_none(qinfo, "bias_correction")
-        if trial.config.dynamic:
-            weights_to_fp16(path, list(trial.fp16_nodes))
 
     def _score(self, trial: Trial, metrics: Metrics) -> None:
         """The verdict against the budget and the size cap, and the distance to both."""

@@ -190,6 +190,8 @@ def _ship_trial(ctx: SearchContext, art: Artifact, best: Trial, built: Path, bas
                         "int16_activation_nodes": list(best.quant.int16_activation_nodes),
                         "search": {"trial": best.index, "stage": best.stage, "label": best.config.label(),
                                    "met": True}}  # only a trial inside the budget ships
+    if not best.reused:  # a reused trial is the first model's file: its recipe stays
+        q["recipe"] = best.recipe().to_dict()
     q.pop("bias_correction", None)
     if best.bias_correction is not None:
         q["bias_correction"] = best.bias_correction

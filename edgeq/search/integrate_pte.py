@@ -15,6 +15,7 @@ from edgeq.data import Dataset
 from edgeq.jsontypes import JSONObject, JSONValue, get_objects, get_str
 from edgeq.manifest import Artifact
 from edgeq.pipeline.state import BuildState
+from edgeq.recipe import Recipe
 from edgeq.search.integrate import SearchContext, print_closest
 from edgeq.search.pte_search import PteSearchData, PteTrial, closest, search_pte
 from edgeq.search.pte_sensitivity import pte_sensitivity
@@ -157,6 +158,7 @@ def _ship_winner(ctx: SearchContext, artifacts: list[Artifact], inputs: PteSearc
                       "nodes_excluded": list(winner.quant.nodes_to_exclude),
                       "fp16_float_linears": winner.quant.fp16_float_linears,
                       "backend_config": dict(inputs.backend_config),
+                      "recipe": Recipe.from_quant_options(winner.quant).to_dict(),  # what the shipped file is built from
                       "search": {"trial": winner.index, "label": winner.label, "met": True}})
     artifacts[artifacts.index(first)] = ctx.revalidate(art.refresh(workdir))
     if bundle is not None and winner.program is not None:  # the golden-I/O bundle carries the shipped program

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from edgeq.config import Budget, CalibrationMethod, QuantOptions, SearchOptions
 from edgeq.jsontypes import JSONObject
+from edgeq.recipe import Recipe
 from edgeq.select.rule import Scored, closest, shortfall
 from edgeq.validate.metrics import Metrics
 
@@ -65,6 +66,11 @@ class Trial:
     distance: dict[str, float] = field(default_factory=dict)  # per budget limit, negative = missed (+ size_ratio)
     bias_correction: JSONObject | None = None  # edgeq.onnx.bias_correct's record (static 8-bit trials)
     reused: bool = False  # the export's first model, measured as this trial instead of quantized again
+
+    def recipe(self) -> Recipe:
+        """What this trial's model is built from (:func:`edgeq.onnx.build.build_onnx_recipe`): its options, with the
+        kept linears' weights in float16."""
+        return Recipe.from_quant_options(self.quant).with_float16(self.fp16_nodes)
 
     def scored(self) -> Scored:
         return Scored(self.index, self.bytes if self.metrics is not None else None, self.passed, self.shortfall,

@@ -1,0 +1,117 @@
+"""Reading a recipe's parts back from JSON (a manifest's ``quantization.recipe``, a config file): every key is
+checked, an unknown one or a value of the wrong type raises the caller's typed error naming the key and the fix."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import TypeVar
+
+from edgeq.errors import EdgeqError
+from edgeq.jsontypes import JSONObject, as_list, as_object
+from edgeq.recipe.parts import (
+    CALIBRATION_METHODS,
+    FLOAT_KINDS,
+    GRANULARITIES,
+    INT_TYPES,
+    OVERRIDE_KINDS,
+    WEIGHT_TYPES,
+    Activations,
+    LayerOverride,
+    OpTypeOverride,
+    Weights,
+)
+
+_T = TypeVar("_T", bound=str)
+
+
+def check_keys(d: Mapping[str, object], allowed: tuple[str, ...], where: str, error: type[EdgeqError]) -> None:
+    """Refuse a key ``allowed`` does not list: a typo, or a field a newer edgeq added."""
+    unknown = sorted(set(d) - set(allowed))
+    if unknown:
+        raise error(f"{where}: unknown key {unknown[0]!r}" + (f" (and {', '.join(unknown[1:])})" if unknown[1:] else ""),
+                    f"{where} keys are {', '.join(allowed)}: remove {unknown[0]!r}, or read it with the edgeq that "
+                    "wrote it")
+
+
+def literal(d: Mapping[str, object], key: str, allowed: tuple[_T, ...], default: _T, where: str,
+            error: type[EdgeqError]) -> _T:
+    value = d.get(key, default)
+    for a in allowed:
+        if value == a:
+            return a
+    raise error(f"{where}: {key}={value!r} is not one of {', '.join(allowed)}", f"set {key} to one of them")
+
+
+def optional_literal(d: Mapping[str, object], key: str, allowed: tuple[_T, ...], where: str,
+                     error: type[EdgeqError]) -> _T | None:
+    if d.get(key) is None:
+        return None
+    return literal(d, key, allowed, allowed[0], where, error)
+
+
+def optional_bool(d: Mapping[str, object], key: str, where: str, error: type[EdgeqError],
+                  default: bool | None = None) -> bool | None:
+    value = d.get(key, default)
+    if value is not None and not isinstance(value, bool):
+        raise error(f"{where}: {key} must be true, false or null, got {value!r}", f"set {key} to a boolean")
+    return value
+
+
+def integer(d: Mapping[str, object], key: str, default: int, minimum: int, where: str,
+            error: type[EdgeqError]) -> int:
+    value = d.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise error(f"{where}: {key} must be an integer >= {minimum}, got {value!r}", f"set {key} to one")
+    return value
+
+
+def activations_from(value: object, where: str, error: type[EdgeqError]) -> Activations:
+    d = as_object(value, where, error)
+    check_keys(d, ("dtype", "granularity", "calibration", "max_calibration_samples"), where, error)
+    return Activations(dtype=optional_literal(d, "dtype", INT_TYPES, where, error),
+                       granularity=literal(d, "granularity", GRANULARITIES, "per-tensor", where, error),
+                       calibration=optional_literal(d, "calibration", CALIBRATION_METHODS, where, error),
+                       max_calibration_samples=integer(d, "max_calibration_samples", 256, 1, where, error))
+
+
+def weights_from(value: object, where: str, error: type[EdgeqError]) -> Weights:
+    d = as_object(value, where, error)
+    check_keys(d, ("dtype", "per_channel", "group_size", "symmetric", "reduce_range"), where, error)
+    return Weights(dtype=optional_literal(d, "dtype", WEIGHT_TYPES, where, error),
+                   per_channel=optional_bool(d, "per_channel", where, error),
+                   group_size=integer(d, "group_size", 0, 0, where, error),
+                   symmetric=bool(optional_bool(d, "symmetric", where, error, default=True)),
+                   reduce_range=optional_bool(d, "reduce_range", where, error))
+
+
+def _name(d: Mapping[str, object], key: str, where: str, error: type[EdgeqError]) -> str:
+    value = d.get(key)
+    if not isinstance(value, str) or not value:
+        raise error(f"{where}: {key} must be a non-empty string, got {value!r}", f"name the layer in {key}")
+    return value
+
+
+def overrides_from(value: object, where: str, error: type[EdgeqError]) -> tuple[LayerOverride, ...]:
+    out = []
+    for i, row in enumerate(as_list(value, where, error)):
+        d = as_object(row, f"{where}[{i}]", error)
+        check_keys(d, ("node", "kind"), f"{where}[{i}]", error)
+        out.append(LayerOverride(_name(d, "node", f"{where}[{i}]", error),
+                                 literal(d, "kind", OVERRIDE_KINDS, "float", f"{where}[{i}]", error)))
+    return tuple(out)
+
+
+def op_types_from(value: object, where: str, error: type[EdgeqError]) -> tuple[OpTypeOverride, ...]:
+    out = []
+    for i, row in enumerate(as_list(value, where, error)):
+        d = as_object(row, f"{where}[{i}]", error)
+        check_keys(d, ("op_type", "kind"), f"{where}[{i}]", error)
+        out.append(OpTypeOverride(_name(d, "op_type", f"{where}[{i}]", error),
+                                  literal(d, "kind", FLOAT_KINDS, "float", f"{where}[{i}]", error)))
+    return tuple(out)
+
+
+def part_dict(part: Activations | Weights | LayerOverride | OpTypeOverride) -> JSONObject:
+    d: JSONObject = asdict(part)
+    return d

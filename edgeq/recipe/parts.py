@@ -1,0 +1,110 @@
+"""The ingredients of a :class:`edgeq.recipe.Recipe`: activations, weights and per-layer overrides, each a frozen
+dataclass whose fields are ``Literal`` types, validated on construction (typed errors, never asserts)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from edgeq.config import CalibrationMethod, IntType
+from edgeq.errors import UsageError
+
+CALIBRATION_METHODS: tuple[CalibrationMethod, ...] = ("minmax", "percentile", "entropy", "distribution")
+INT_TYPES: tuple[IntType, ...] = ("int8", "uint8", "int16", "uint16")
+
+# static: calibrated INT8 activations; dynamic: activation scales computed per run (per tensor or per token),
+# n-bit weights; hybrid: static convolutions + dynamic linears; weight-only: n-bit weights, float activations.
+RecipeScheme = Literal["static", "dynamic", "hybrid", "weight-only"]
+SCHEMES: tuple[RecipeScheme, ...] = ("static", "dynamic", "hybrid", "weight-only")
+Granularity = Literal["per-tensor", "per-token"]
+GRANULARITIES: tuple[Granularity, ...] = ("per-tensor", "per-token")
+WeightType = Literal["int4", "uint4", "int8", "uint8", "int16", "uint16"]
+WEIGHT_TYPES: tuple[WeightType, ...] = ("int4", "uint4", "int8", "uint8", "int16", "uint16")
+# float: the layer stays float32; float16: it stays float with float16 weights (a .pte computes it in float16
+# too); int16-activations: its inputs and outputs get 16-bit Q/DQ (ONNX mixed precision).
+OverrideKind = Literal["float", "float16", "int16-activations"]
+OVERRIDE_KINDS: tuple[OverrideKind, ...] = ("float", "float16", "int16-activations")
+FloatKind = Literal["float", "float16"]
+FLOAT_KINDS: tuple[FloatKind, ...] = ("float", "float16")
+
+__all__ = ["CALIBRATION_METHODS", "INT_TYPES", "Activations", "CalibrationMethod", "IntType", "LayerOverride",
+           "OpTypeOverride", "Weights"]
+
+
+def _check(value: object, allowed: tuple[str, ...], what: str) -> None:
+    if value not in allowed:
+        raise UsageError(f"unknown {what} {value!r}", f"choose one of {', '.join(allowed)}")
+
+
+@dataclass(frozen=True)
+class Activations:
+    """How activations are quantized. ``None`` = the target profile's choice (filled when the recipe is resolved).
+
+    ``dtype`` and ``calibration`` apply to calibrated (static) activations, ``granularity`` to dynamic ones: one
+    scale per tensor (ONNX Runtime's ``DynamicQuantizeMatMul``) or per token (a linear input's row).
+    """
+
+    dtype: IntType | None = None
+    granularity: Granularity = "per-tensor"
+    calibration: CalibrationMethod | None = None
+    max_calibration_samples: int = 256
+
+    def __post_init__(self) -> None:
+        if self.dtype is not None:
+            _check(self.dtype, INT_TYPES, "activation dtype")
+        _check(self.granularity, GRANULARITIES, "activation granularity")
+        if self.calibration is not None:
+            _check(self.calibration, CALIBRATION_METHODS, "calibration method")
+        if isinstance(self.max_calibration_samples, bool) or not isinstance(self.max_calibration_samples, int) \
+                or self.max_calibration_samples < 1:
+            raise UsageError(f"max_calibration_samples must be an integer >= 1, got {self.max_calibration_samples!r}")
+
+
+@dataclass(frozen=True)
+class Weights:
+    """How weights are quantized. ``group_size`` 0: one scale per output channel (``per_channel``) or per tensor;
+    > 0: one scale per group of that many inputs (4-bit LLM weights, torchao's ``group_size``)."""
+
+    dtype: WeightType | None = None
+    per_channel: bool | None = None
+    group_size: int = 0
+    symmetric: bool = True
+    reduce_range: bool | None = None  # 7-bit weights: x86 ONNX Runtime's saturation workaround
+
+    def __post_init__(self) -> None:
+        if self.dtype is not None:
+            _check(self.dtype, WEIGHT_TYPES, "weight dtype")
+        if isinstance(self.group_size, bool) or not isinstance(self.group_size, int) or self.group_size < 0:
+            raise UsageError(f"weight group_size must be an integer >= 0, got {self.group_size!r}",
+                             "0 = per channel / per tensor, e.g. 32 for group-wise 4-bit weights")
+
+    @property
+    def bits(self) -> int | None:
+        return None if self.dtype is None else int(self.dtype.removeprefix("u").removeprefix("int"))
+
+
+@dataclass(frozen=True)
+class LayerOverride:
+    """One layer (an ONNX node name; for a .pte an FX node name or a torch module path) quantized otherwise than
+    the rest (torchao's ``ModuleFqnToConfig`` entry)."""
+
+    node: str
+    kind: OverrideKind
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.node, str) or not self.node:
+            raise UsageError(f"a layer override needs a node name, got {self.node!r}")
+        _check(self.kind, OVERRIDE_KINDS, "layer override kind")
+
+
+@dataclass(frozen=True)
+class OpTypeOverride:
+    """Every layer of one operator type kept out of INT8 (ONNX: ``Softmax``; .pte: an aten op name, ``linear``)."""
+
+    op_type: str
+    kind: FloatKind = "float"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.op_type, str) or not self.op_type:
+            raise UsageError(f"an op-type override needs an operator type, got {self.op_type!r}")
+        _check(self.kind, FLOAT_KINDS, "op-type override kind")
