@@ -18,6 +18,7 @@ import pytest
 
 from edgeq.config import Budget, QuantOptions, SearchOptions
 from edgeq.errors import UsageError
+from edgeq.manifest import Artifact
 
 ENCODER = "edgeq.zoo.text:text_encoder"
 TARGET_TOML = """
@@ -288,9 +289,12 @@ def test_when_the_search_runs(searched) -> None:  # type: ignore[no-untyped-def]
     from edgeq.config import PipelineConfig
     from edgeq.search.integrate import should_search
 
-    arts = searched.artifacts
-    art = next(a for a in arts if a.name == "onnx-int8-static")
-    art.validations[0].budget_check = {"passed": False, "failures": ["x"]}  # as the first, plain model did
+    def first_model_check(check: dict[str, object]) -> list[Artifact]:
+        """The export's artifacts with the first INT8 model's host verdict replaced (validations are frozen)."""
+        return [replace(a, validations=(replace(a.validations[0], budget_check=check), *a.validations[1:]))
+                if a.name == "onnx-int8-static" else a for a in searched.artifacts]
+
+    arts = first_model_check({"passed": False, "failures": ["x"]})  # as the first, plain model did
 
     def cfg(mode: str, budget: Budget) -> PipelineConfig:
         return PipelineConfig(model="m", calib="c", output=Path("o"), budget=budget,
@@ -303,7 +307,7 @@ def test_when_the_search_runs(searched) -> None:  # type: ignore[no-untyped-def]
     assert should_search(cfg("auto", Budget()), flags, arts)
     assert should_search(cfg("always", Budget()), flags, arts)
     assert not should_search(cfg("always", Budget()), Budget(), arts)  # nothing to search for
-    art.validations[0].budget_check = {"passed": True, "failures": []}
+    arts = first_model_check({"passed": True, "failures": []})
     assert not should_search(cfg("auto", flags), flags, arts)  # the first model already meets it
 
 

@@ -14,8 +14,9 @@ import onnx
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
 from edgeq.explain.layers import LayerError, OutputError, added_db, cosine, sqnr_db
-from edgeq.onnx.build import build_onnx_int8
+from edgeq.onnx.build import build_onnx_recipe
 from edgeq.onnx.quantize import quiet_stdout, reader_class
+from edgeq.recipe import Recipe
 
 
 def onnx_layer_errors(float_model: Path, qdq_model: Path, data: Dataset) -> list[LayerError]:
@@ -107,5 +108,5 @@ def rebuild_wider(float_model: Path, out: Path, calib: Dataset, opts: QuantOptio
         opts = dataclasses.replace(opts, int16_activation_nodes=(*opts.int16_activation_nodes, *nodes))
     elif move == "kept in float":
         opts = dataclasses.replace(opts, nodes_to_exclude=(*opts.nodes_to_exclude, *nodes))
-    build_onnx_int8(float_model, out, calib, opts, calibration_cache=cache)
+    build_onnx_recipe(float_model, out, calib, Recipe.from_quant_options(opts), calibration_cache=cache)
     return out
