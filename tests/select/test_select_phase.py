@@ -57,4 +57,7 @@ def test_export_and_sweep_write_the_same_bytes_for_the_same_recipe(tmp_path: Pat
                                  outliers="off"))
     row = next(v for v in m["sweep"]["variants"] if v["name"] == "onnx-int8-static-percentile")
     assert filecmp.cmp(exported.output / "model.int8.onnx", tmp_path / "sw" / row["path"], shallow=False)
+    # and both record that one recipe, in the one format the manifest reads back (edgeq.recipe.Recipe)
+    variant = next(a for a in m["artifacts"] if a["path"] == row["path"])
+    assert variant["quantization"]["recipe"] == exported.artifact("onnx-int8-static").quantization["recipe"]
     assert row["size_ratio"] is not None and m["sweep"]["pick"] in {v["name"] for v in m["sweep"]["variants"]} | {None}
