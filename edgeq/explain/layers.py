@@ -26,11 +26,14 @@ class LayerError:
     cosine: float | None
     added_db: float  # the noise this layer adds beyond its inputs', as an SQNR (lower = worse)
     nodes: tuple[str, ...] = ()  # every float-graph node the layer covers (a Conv whose Relu was folded into it)
+    # the model's output SQNR with only this layer quantized (everything else float): what its own quantization
+    # costs at the output, amplification by the later layers included (None: not measured)
+    alone_db: float | None = None
 
     def to_dict(self) -> JSONObject:
         d = asdict(self)
         d["nodes"] = list(self.nodes or (self.layer,))
-        for k in ("sqnr_db", "added_db", "cosine"):
+        for k in ("sqnr_db", "added_db", "cosine", "alone_db"):
             v = d[k]
             if isinstance(v, float) and math.isinf(v):
                 d[k] = 999.0  # "no error": JSON has no infinity; 999 dB reads as exact
@@ -75,5 +78,10 @@ def added_db(out_db: float, in_dbs: list[float]) -> float:
 
 
 def worst(layers: list[LayerError], k: int = 3) -> list[LayerError]:
-    """The ``k`` layers that add the most noise (ties: the earlier layer, whose error every later one inherits)."""
+    """The ``k`` layers whose quantization costs the output most: by the output SQNR with the layer quantized alone
+    when that was measured, else by the noise the layer adds beyond its inputs (ties: the earlier layer, whose
+    error every later one inherits)."""
+    if any(x.alone_db is not None for x in layers):
+        alone = [x for x in layers if x.alone_db is not None and not math.isinf(x.alone_db)]
+        return sorted(alone, key=lambda x: (math.inf if x.alone_db is None else x.alone_db, x.index))[:k]
     return sorted((x for x in layers if not math.isinf(x.added_db)), key=lambda x: (x.added_db, x.index))[:k]

@@ -20,7 +20,7 @@ from edgeq.errors import ManifestError
 from edgeq.executorch.neighbourhood import float_neighbourhood
 from edgeq.explain.latency import profile_artifacts
 from edgeq.explain.layers import LayerError, OutputError, worst
-from edgeq.explain.onnx_layers import MOVES, onnx_layer_errors, output_error, rebuild_wider
+from edgeq.explain.onnx_layers import MOVES, OnnxRebuild, alone_errors, onnx_layer_errors, output_error
 from edgeq.explain.pte_layers import PTE_FLOAT_MOVE, pt2e_output_error, pte_layer_errors
 from edgeq.jsontypes import JSONObject, get_object_or_none, get_strs
 from edgeq.manifest import Artifact
@@ -81,25 +81,40 @@ def _missed(a: Artifact) -> bool:
 def _layer_error(x: ExplainInputs, a: Artifact, progress: Progress) -> JSONObject:
     ev = x.ev.head(x.samples)
     opts = _options(a)
+    missed = _missed(a)
     if a.format == "onnx":
         float_model = x.scratch / PREP_NAME
         if not float_model.is_file():  # an export whose scratch was not kept: pre-process the float model again
             float_model = preprocess(x.outdir / "model.fp32.onnx", x.scratch / "explain.prep.onnx")[0]
         layers = onnx_layer_errors(float_model, x.outdir / a.path, ev)
         method = "onnxruntime qdq_loss_debug: QDQ model vs the float graph it was quantized from"
+        if missed and layers:  # worth a build per layer only when the budget is missed and the moves are measured
+            layers = _alone(x, layers, float_model, opts, ev, progress)
     else:
         program = static_export(x.captured, x.calib)
         layers = pte_layer_errors(program, x.calib, ev, list(x.captured.signature), opts, x.target)
         method = "torchao numeric debugger: PT2E-converted graph vs the float graph before lowering"
     rec: JSONObject = {"artifact": a.name, "format": a.format, "samples": len(ev), "method": method,
-                           "layers": [ly.to_dict() for ly in layers],
-                           "worst": [dict(rank=i + 1, **w.to_dict()) for i, w in enumerate(worst(layers))],
-                           "moves": []}
-    if _missed(a) and layers:
+                       "ranking": "alone" if any(ly.alone_db is not None for ly in layers) else "added",
+                       "layers": [ly.to_dict() for ly in layers],
+                       "worst": [dict(rank=i + 1, **w.to_dict()) for i, w in enumerate(worst(layers))],
+                       "moves": []}
+    if missed and layers:
         progress.stage(f"explain: rebuilding {a.name} with each of its {x.moves} worst layers wider")
         rec["moves"] = _measure_moves(x, a, layers, opts, x.ev.head(4 * x.samples),
                                       program if a.format == "pte" else float_model)
     return rec
+
+
+def _alone(x: ExplainInputs, layers: list[LayerError], float_model: Path, opts: QuantOptions, ev: Dataset,
+           progress: Progress) -> list[LayerError]:
+    """The layers with the output SQNR of the model with each one quantized alone (ONNX: one build per layer)."""
+    with np.load(x.outdir / x.reference_rel, allow_pickle=False) as z:
+        ref = {k: z[k] for k in z.files}
+    rebuild = OnnxRebuild(float_model, x.calib, opts, x.scratch / "explain.calibration.json")
+    progress.stage(f"explain: the output error of each of {len(layers)} layers quantized alone")
+    with progress.bar(len(layers), "layers alone", unit="layer") as bar:
+        return alone_errors(rebuild, x.scratch, layers, ev, ref, lambda: bar.update(1))
 
 
 def _measure_moves(x: ExplainInputs, a: Artifact, layers: list[LayerError], opts: QuantOptions, ev: Dataset,
@@ -110,14 +125,14 @@ def _measure_moves(x: ExplainInputs, a: Artifact, layers: list[LayerError], opts
         float_model = source
         with np.load(x.outdir / x.reference_rel, allow_pickle=False) as z:
             ref = {k: z[k] for k in z.files}
-        cache = x.scratch / "explain.calibration.json"
+        rebuild = OnnxRebuild(float_model, x.calib, opts, x.scratch / "explain.calibration.json")
         built = iter(range(1000))
 
         def widen(nodes: tuple[str, ...]) -> tuple[str, ...]:
             return nodes
 
         def measure(nodes: tuple[str, ...], move: str) -> OutputError:
-            path = rebuild_wider(float_model, x.scratch / f"explain.{next(built)}.onnx", x.calib, opts, nodes, move, cache)
+            path = rebuild.wider(x.scratch / f"explain.{next(built)}.onnx", nodes, move)
             return output_error(path, ev, ref)
         moves: tuple[str, ...] = MOVES
     else:

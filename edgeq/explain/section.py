@@ -53,6 +53,19 @@ def _profile_block(prof: JSONObject) -> str:
             f"<figure>{chart}</figure>{_table(prof)}")
 
 
+def _alone_cell(w: JSONObject) -> str:
+    alone = w.get("alone_db")
+    return f"<td class='num'>{alone:.1f}</td>" if isinstance(alone, float | int) else "<td class='num'>–</td>"
+
+
+def _ranking_note(le: JSONObject) -> str:
+    if le.get("ranking") == "alone":
+        return ("Ranked by the output SQNR with the layer quantized alone (every other layer float): what its own "
+                "quantization costs at the output.")
+    return ("Ranked by the noise each layer adds beyond its inputs (an ONNX model that misses its budget is ranked "
+            "by its output with each layer quantized alone instead).")
+
+
 def _layer_block(le: JSONObject) -> str:
     layers = get_objects(le, "layers")
     worst = get_objects(le, "worst")
@@ -66,16 +79,17 @@ def _layer_block(le: JSONObject) -> str:
         rows.append(f"<tr><td>#{w['rank']}</td><td><code>{esc(w['layer'])}</code></td><td>{esc(w['op'])}</td>"
                     f"<td class='num'>{w['sqnr_db']:.1f}</td><td class='num'>"
                     f"{'–' if w['cosine'] is None else format(w['cosine'], '.4f')}</td>"
-                    f"<td class='num'>{w['added_db']:.1f}</td><td>{fix}</td></tr>")
+                    f"<td class='num'>{w['added_db']:.1f}</td>{_alone_cell(w)}<td>{fix}</td></tr>")
     best = best_moves(le)
     why = ("<p class='muted'>The budget was met, so no layer was rebuilt wider.</p>" if not moves else
            "<p><b>Best measured move:</b> " + (f"{esc(best[0]['move'])} on <code>{esc(best[0]['layer'])}</code>, "
                                                f"{best[0]['gain_db']:+.2f} dB" if best else
                                                "none of the rebuilt layers improved the output") + "</p>")
     return (f"<h3>{esc(le['artifact'])}</h3><p class='muted'>{esc(le['method'])}; {le['samples']} evaluation "
-            f"samples.</p><figure class='layer-plot'>{chart}</figure>"
+            f"samples. {_ranking_note(le)}</p><figure class='layer-plot'>{chart}</figure>"
             "<table class='worst-layers'><tr><th></th><th>layer</th><th>op</th><th>SQNR dB</th><th>cosine</th>"
-            "<th>added noise, dB</th><th>measured move (rebuilt)</th></tr>" + "".join(rows) + f"</table>{why}")
+            "<th>added noise, dB</th><th>output alone, dB</th><th>measured move (rebuilt)</th></tr>"
+            + "".join(rows) + f"</table>{why}")
 
 
 def best_moves(le: JSONObject) -> list[JSONObject]:

@@ -89,8 +89,10 @@ def layer_lines(le: JSONObject) -> list[str]:
     out = [f"{le['artifact']}: per-layer error against float ({le['samples']} samples, {le['method']})"]
     for r in get_objects(le, "worst"):
         cos = "–" if r["cosine"] is None else f"{r['cosine']:.4f}"
+        alone = r.get("alone_db")
         out.append(f"  worst #{r['rank']}: {r['layer']} ({r['op']}): SQNR {r['sqnr_db']:.1f} dB, cosine {cos}, "
-                   f"its own noise {r['added_db']:.1f} dB")
+                   f"its own noise {r['added_db']:.1f} dB"
+                   + (f", output {alone:.1f} dB with it quantized alone" if isinstance(alone, float | int) else ""))
     for mv in get_objects(le, "moves"):
         out.append(f"  {mv['layer']}: {move_text(mv)}")
     if le.get("moves"):

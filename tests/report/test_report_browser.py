@@ -158,4 +158,4 @@ def test_explain_sections_in_headless_chromium(manifest: dict[str, Any], tmp_pat
     assert any("per-layer error" in t for t in titles)
     assert sum("time per operator" in t for t in titles) == len(m["explain"]["profiles"])
     worst = m["explain"]["layer_error"][0]["worst"][0]["layer"]
-    assert worst in page and "+4.1 dB measured" in page and "aten.cumsum" in page
+    assert worst in page and "+4.10 dB measured" in page and "aten.cumsum" in page
