@@ -109,12 +109,17 @@ def _layer_error(x: ExplainInputs, a: Artifact, progress: Progress) -> JSONObjec
 def _alone(x: ExplainInputs, layers: list[LayerError], float_model: Path, opts: QuantOptions, ev: Dataset,
            progress: Progress) -> list[LayerError]:
     """The layers with the output SQNR of the model with each one quantized alone (ONNX: one build per layer)."""
-    with np.load(x.outdir / x.reference_rel, allow_pickle=False) as z:
-        ref = {k: z[k] for k in z.files}
+    ref = _reference(x)
     rebuild = OnnxRebuild(float_model, x.calib, opts, x.scratch / "explain.calibration.json")
     progress.stage(f"explain: the output error of each of {len(layers)} layers quantized alone")
     with progress.bar(len(layers), "layers alone", unit="layer") as bar:
         return alone_errors(rebuild, x.scratch, layers, ev, ref, lambda: bar.update(1))
+
+
+def _reference(x: ExplainInputs) -> dict[str, np.ndarray]:
+    """The float model's outputs on the evaluation samples, as validation recorded them."""
+    with np.load(x.outdir / x.reference_rel, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
 
 
 def _measure_moves(x: ExplainInputs, a: Artifact, layers: list[LayerError], opts: QuantOptions, ev: Dataset,
@@ -122,9 +127,7 @@ def _measure_moves(x: ExplainInputs, a: Artifact, layers: list[LayerError], opts
     """Output SQNR of the recipe rebuilt as is and with one worst layer wider; the difference is the move's gain."""
     sig = list(x.captured.signature)
     if isinstance(source, Path):  # the .onnx path: the pre-processed float model (a .pte's is its ExportedProgram)
-        float_model = source
-        with np.load(x.outdir / x.reference_rel, allow_pickle=False) as z:
-            ref = {k: z[k] for k in z.files}
+        float_model, ref = source, _reference(x)
         rebuild = OnnxRebuild(float_model, x.calib, opts, x.scratch / "explain.calibration.json")
         built = iter(range(1000))
 
