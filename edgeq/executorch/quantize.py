@@ -146,26 +146,11 @@ def quantize_pt2e(exported: torch.export.ExportedProgram, calib: Dataset, signat
     """Quantize a static-batch ExportedProgram. Returns (quantized ExportedProgram, manifest details)."""
     # optional: the [executorch] extra
     import torch
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
-    settings = resolve_settings(opts, target)
-    if opts.nodes_to_exclude or opts.op_types_to_exclude:
-        ex_nodes, ex_modules, ex_ops = resolve_exclusions(exported.module(), opts)
-        settings = dataclasses.replace(settings, exclude_nodes=ex_nodes, exclude_modules=ex_modules,
-                                       exclude_ops=ex_ops)
-    quantizer = make_quantizer(settings)
-    n = min(len(calib), opts.max_calibration_samples)
-    try:
-        prepared = prepare_pt2e(exported.module(), quantizer)
-    except Exception as e:
-        raise QuantizationError(f"prepare_pt2e (XNNPACKQuantizer) failed: {type(e).__name__}: {str(e)[:300]}",
-                                "exclude the failing module or use --format onnx") from e
+    prepared, settings, quantizer = observed_model(exported, calib, signature, opts, target, on_sample)
     observers = observers_of(prepared)
-    # Dynamic mode still needs one pass: the weight observers record their ranges when the graph runs.
-    passes = n if settings.mode == "static" else 1
-    if passes:
-        _calibrate(prepared, calib, signature, passes, on_sample if settings.mode == "static" else None)
-        check_observers_reached(prepared, observers)
+    n = min(len(calib), opts.max_calibration_samples)
     try:
         converted = convert_pt2e(prepared)
         fp16_linears = _halve_kept_linears(converted, settings, opts)
@@ -199,6 +184,32 @@ def quantize_pt2e(exported: torch.export.ExportedProgram, calib: Dataset, signat
         "tool": TOOL,
     }
     return qep, info
+
+
+def observed_model(exported: torch.export.ExportedProgram, calib: Dataset, signature: list[TensorSpec],
+                   opts: QuantOptions, target: Target, on_sample: Callable[[], None] | None = None,
+                   ) -> tuple[torch.fx.GraphModule, PteQuantSettings, XNNPACKQuantizer]:
+    """``prepare_pt2e`` with the XNNPACK quantizer for ``opts`` on ``target``, calibrated: the graph with its
+    observers filled, which ``convert_pt2e`` turns into the Q/DQ graph."""
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e  # optional: the [executorch] extra
+
+    settings = resolve_settings(opts, target)
+    if opts.nodes_to_exclude or opts.op_types_to_exclude:
+        ex_nodes, ex_modules, ex_ops = resolve_exclusions(exported.module(), opts)
+        settings = dataclasses.replace(settings, exclude_nodes=ex_nodes, exclude_modules=ex_modules,
+                                       exclude_ops=ex_ops)
+    quantizer = make_quantizer(settings)
+    try:
+        prepared = prepare_pt2e(exported.module(), quantizer)
+    except Exception as e:
+        raise QuantizationError(f"prepare_pt2e (XNNPACKQuantizer) failed: {type(e).__name__}: {str(e)[:300]}",
+                                "exclude the failing module or use --format onnx") from e
+    # Dynamic mode still needs one pass: the weight observers record their ranges when the graph runs.
+    passes = min(len(calib), opts.max_calibration_samples) if settings.mode == "static" else 1
+    if passes:
+        _calibrate(prepared, calib, signature, passes, on_sample if settings.mode == "static" else None)
+        check_observers_reached(prepared, observers_of(prepared))
+    return prepared, settings, quantizer
 
 
 def _calibrate(prepared: torch.fx.GraphModule, calib: Dataset, signature: list[TensorSpec], passes: int,

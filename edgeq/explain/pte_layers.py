@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import torch
 
 
-def _flat(x: object) -> list[np.ndarray]:
+def float_leaves(x: object) -> list[np.ndarray]:
     """The floating-point tensors of any pytree (a logger's stats, a model's outputs), flattened to float64."""
     import torch  # heavy: torch, imported only where a model is built or run
     from torch.utils._pytree import tree_flatten
@@ -64,7 +64,7 @@ def pte_layer_errors(exported: torch.export.ExportedProgram, calib: Dataset, ev:
     for key, (name, _stack, ref_stats) in ref.items():
         if key not in act or not name or not ref_stats or len(ref_stats) != len(act[key][2]):
             continue
-        r, a = _flat(ref_stats), _flat(act[key][2])
+        r, a = float_leaves(ref_stats), float_leaves(act[key][2])
         if not r or len(r) != len(a) or any(x.shape != y.shape for x, y in zip(r, a, strict=True)):
             continue
         rr, aa = np.concatenate(r), np.concatenate(a)
@@ -101,6 +101,6 @@ def pt2e_output_error(exported: torch.export.ExportedProgram, calib: Dataset, ev
     with torch.no_grad():
         for i in range(len(ev)):
             args = sample_args(ev, signature, i)
-            refs.append(np.concatenate([a.ravel() for a in _flat(fm(*args))]))
-            gots.append(np.concatenate([a.ravel() for a in _flat(qm(*args))]))
+            refs.append(np.concatenate([a.ravel() for a in float_leaves(fm(*args))]))
+            gots.append(np.concatenate([a.ravel() for a in float_leaves(qm(*args))]))
     return OutputError.of(refs, gots)

@@ -21,6 +21,7 @@ from edgeq.executorch.neighbourhood import float_neighbourhood
 from edgeq.explain.latency import profile_artifacts
 from edgeq.explain.layers import LayerError, OutputError, worst
 from edgeq.explain.onnx_layers import MOVES, OnnxRebuild, alone_errors, onnx_layer_errors, output_error
+from edgeq.explain.pte_alone import pte_alone_errors
 from edgeq.explain.pte_layers import PTE_FLOAT_MOVE, pt2e_output_error, pte_layer_errors
 from edgeq.jsontypes import JSONObject, get_object_or_none, get_strs
 from edgeq.manifest import Artifact
@@ -94,6 +95,8 @@ def _layer_error(x: ExplainInputs, a: Artifact, progress: Progress) -> JSONObjec
         program = static_export(x.captured, x.calib)
         layers = pte_layer_errors(program, x.calib, ev, list(x.captured.signature), opts, x.target)
         method = "torchao numeric debugger: PT2E-converted graph vs the float graph before lowering"
+        if missed and layers:
+            layers = _pte_alone(x, layers, program, opts, ev, progress)
     rec: JSONObject = {"artifact": a.name, "format": a.format, "samples": len(ev), "method": method,
                        "ranking": "alone" if any(ly.alone_db is not None for ly in layers) else "added",
                        "layers": [ly.to_dict() for ly in layers],
@@ -114,6 +117,18 @@ def _alone(x: ExplainInputs, layers: list[LayerError], float_model: Path, opts: 
     progress.stage(f"explain: the output error of each of {len(layers)} layers quantized alone")
     with progress.bar(len(layers), "layers alone", unit="layer") as bar:
         return alone_errors(rebuild, x.scratch, layers, ev, ref, lambda: bar.update(1))
+
+
+def _pte_alone(x: ExplainInputs, layers: list[LayerError], program: torch.export.ExportedProgram,
+               opts: QuantOptions, ev: Dataset, progress: Progress) -> list[LayerError]:
+    """The layers with the output SQNR of the PT2E graph with each one quantized alone (one convert per layer)."""
+    progress.stage(f"explain: the output error of each of {len(layers)} layers quantized alone")
+    out: list[LayerError] = []
+    with progress.bar(len(layers), "layers alone", unit="layer") as bar:
+        for layer in pte_alone_errors(program, x.calib, ev, list(x.captured.signature), opts, x.target, layers):
+            out.append(layer)
+            bar.update(1)
+    return out
 
 
 def _reference(x: ExplainInputs) -> dict[str, np.ndarray]:

@@ -62,8 +62,8 @@ def _ranking_note(le: JSONObject) -> str:
     if le.get("ranking") == "alone":
         return ("Ranked by the output SQNR with the layer quantized alone (every other layer float): what its own "
                 "quantization costs at the output.")
-    return ("Ranked by the noise each layer adds beyond its inputs (an ONNX model that misses its budget is ranked "
-            "by its output with each layer quantized alone instead).")
+    return ("Ranked by the noise each layer adds beyond its inputs (a model that misses its budget is ranked by "
+            "its output with each layer quantized alone instead).")
 
 
 def _layer_block(le: JSONObject) -> str:

@@ -44,16 +44,16 @@ def test_worst_layers_named_and_widening_the_top_one_helps(missed: edgeq.ExportR
     assert all(ly["cosine"] is not None and ly["cosine"] <= 1.0 + 1e-9 for ly in rec["layers"])
     top = rec["worst"][0]
     assert top["rank"] == 1 and top["layer"] in names
-    if fmt == "onnx":  # each layer's output cost measured with it quantized alone, and the ranking follows it
-        assert rec["ranking"] == "alone" and all(ly["alone_db"] is not None for ly in rec["layers"])
-        assert top["alone_db"] == min(ly["alone_db"] for ly in rec["layers"])
-        # the done-when: widening the top-named layer measurably improves the model, sample by sample
-        top_moves = [m for m in rec["moves"] if m["layer"] == top["layer"]]
-        assert max(m["gain_db"] for m in top_moves) > 0, top_moves
-        assert max(m["samples_better"] for m in top_moves) > top_moves[0]["samples"] // 2, top_moves
-    else:
-        assert rec["ranking"] == "added"
-        assert top["added_db"] == min(ly["added_db"] for ly in rec["layers"])  # the noisiest layer is ranked first
+    # each layer's output cost measured with it quantized alone, and the ranking follows it
+    assert rec["ranking"] == "alone"
+    measured = [ly for ly in rec["layers"] if ly["alone_db"] is not None]
+    assert len(measured) >= 3 and (fmt == "pte" or len(measured) == len(rec["layers"]))
+    assert fmt == "onnx" or all(ly["op"] not in ("relu", "max_pool2d") for ly in measured)  # they share a grid
+    assert top["alone_db"] == min(ly["alone_db"] for ly in measured)
+    # the done-when: widening the top-named layer measurably improves the model, sample by sample
+    top_moves = [m for m in rec["moves"] if m["layer"] == top["layer"]]
+    assert max(m["gain_db"] for m in top_moves) > 0, top_moves
+    assert max(m["samples_better"] for m in top_moves) > top_moves[0]["samples"] // 2, top_moves
     assert {m["layer"] for m in rec["moves"]} == {w["layer"] for w in rec["worst"]}  # each named layer rebuilt
     best = best_moves(rec)  # widening a named layer measurably improves the output
     assert best and best[0]["gain_db"] > 0 and best[0]["after_db"] > best[0]["base_db"], rec["moves"]
