@@ -41,19 +41,16 @@ def pte_alone_errors(exported: torch.export.ExportedProgram, calib: Dataset, ev:
                      layers: list[LayerError]) -> Iterator[LayerError]:
     """Each of LAYERS, as it is measured, with ``alone_db``: the output SQNR with only that layer's observed
     tensors quantized (None for an op that shares its input's grid: :data:`SHARES_ITS_INPUTS_GRID`)."""
-    # optional: the [executorch] extra
-    import torch
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e  # optional: the [executorch] extra
 
-    prepared = observed_model(exported, calib, signature, opts, target)[0]
+    prepared = observed_model(exported, calib, signature, opts, target)[0]  # calibrated once, for every layer
     refs = _outputs(exported.module(), ev, signature)
     for layer in layers:
         if not measured_alone(layer):
             yield layer
             continue
         only = _only_observers_of(copy.deepcopy(prepared), set(layer.nodes or (layer.layer,)))
-        with torch.no_grad():
-            gots = _outputs(convert_pt2e(only), ev, signature)
+        gots = _outputs(convert_pt2e(only), ev, signature)
         yield dataclasses.replace(layer, alone_db=OutputError.of(refs, gots).sqnr_db)
 
 
