@@ -21,7 +21,9 @@ Optional top-level keys (present only when the feature ran): search{met, best, s
   sensitivity[{rank, node, op_type, tensor, added_db, ...}] (ONNX), sensitivity_pte[...] (PT2E graph),
   sweep{metric, pick, variants[]},
   explain{profiles[{artifact, format, source, runs, wall_ms, runtime_ms, total_ms, coverage, ops[]}], warnings[],
-          notes[], layer_error[{artifact, format, samples, method, layers[], worst[], moves[]}]} (edgeq.explain),
+          notes[], layer_error[{artifact, format, samples, method, ranking ("alone" | "added"),
+          layers[{index, layer, op, sqnr_db, cosine, added_db, alone_db, nodes[]}], worst[],
+          moves[{layer, move, nodes[], base_db, after_db, gain_db, samples_better, samples}]}]} (edgeq.explain),
   timing{phases[{phase, seconds, bought (optional)}], total_s} (edgeq.timing; wall seconds of this run only)
 """
 
