@@ -13,13 +13,11 @@ import dataclasses
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
-from edgeq.executorch.quantize import observed_model, sample_args
+from edgeq.executorch.quantize import observed_model
 from edgeq.explain.layers import LayerError, OutputError
-from edgeq.explain.pte_layers import float_leaves
+from edgeq.explain.pte_layers import sample_outputs
 from edgeq.signature import TensorSpec
 from edgeq.targetspec import Target
 
@@ -44,22 +42,14 @@ def pte_alone_errors(exported: torch.export.ExportedProgram, calib: Dataset, ev:
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e  # optional: the [executorch] extra
 
     prepared = observed_model(exported, calib, signature, opts, target)[0]  # calibrated once, for every layer
-    refs = _outputs(exported.module(), ev, signature)
+    refs = sample_outputs(exported.module(), ev, signature)
     for layer in layers:
         if not measured_alone(layer):
             yield layer
             continue
         only = _only_observers_of(copy.deepcopy(prepared), set(layer.nodes or (layer.layer,)))
-        gots = _outputs(convert_pt2e(only), ev, signature)
+        gots = sample_outputs(convert_pt2e(only), ev, signature)
         yield dataclasses.replace(layer, alone_db=OutputError.of(refs, gots).sqnr_db)
-
-
-def _outputs(model: torch.fx.GraphModule, ev: Dataset, signature: list[TensorSpec]) -> list[np.ndarray]:
-    import torch  # heavy: torch, imported only where a model is built or run
-
-    with torch.no_grad():
-        return [np.concatenate([a.ravel() for a in float_leaves(model(*sample_args(ev, signature, i)))])
-                for i in range(len(ev))]
 
 
 def _only_observers_of(gm: torch.fx.GraphModule, keep: set[str]) -> torch.fx.GraphModule:

@@ -91,16 +91,16 @@ PTE_FLOAT_MOVE = "kept in float with its input and output"
 def pt2e_output_error(exported: torch.export.ExportedProgram, calib: Dataset, ev: Dataset, signature: list[TensorSpec],
                       opts: QuantOptions, target: Target, keep_float: tuple[str, ...] = ()) -> OutputError:
     """Outputs (vs the float graph's) of the PT2E graph built with ``opts``, the ``keep_float`` nodes excluded."""
-    import torch  # heavy: torch, imported only where a model is built or run
-
     if keep_float:
         opts = dataclasses.replace(opts, nodes_to_exclude=tuple(dict.fromkeys((*opts.nodes_to_exclude, *keep_float))))
     qep, _ = quantize_pt2e(exported, calib, signature, opts, target)
-    fm, qm = exported.module(), qep.module()
-    refs, gots = [], []
+    return OutputError.of(sample_outputs(exported.module(), ev, signature), sample_outputs(qep.module(), ev, signature))
+
+
+def sample_outputs(model: torch.fx.GraphModule, ev: Dataset, signature: list[TensorSpec]) -> list[np.ndarray]:
+    """The model's floating-point outputs on each sample of EV, flattened and concatenated per sample."""
+    import torch  # heavy: torch, imported only where a model is built or run
+
     with torch.no_grad():
-        for i in range(len(ev)):
-            args = sample_args(ev, signature, i)
-            refs.append(np.concatenate([a.ravel() for a in float_leaves(fm(*args))]))
-            gots.append(np.concatenate([a.ravel() for a in float_leaves(qm(*args))]))
-    return OutputError.of(refs, gots)
+        return [np.concatenate([a.ravel() for a in float_leaves(model(*sample_args(ev, signature, i)))])
+                for i in range(len(ev))]

@@ -5,6 +5,7 @@ widening each of the worst layers. Returns the manifest's ``explain`` key."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -83,20 +84,23 @@ def _layer_error(x: ExplainInputs, a: Artifact, progress: Progress) -> JSONObjec
     ev = x.ev.head(x.samples)
     opts = _options(a)
     missed = _missed(a)
+    source: OnnxRebuild | torch.export.ExportedProgram
     if a.format == "onnx":
         float_model = x.scratch / PREP_NAME
         if not float_model.is_file():  # an export whose scratch was not kept: pre-process the float model again
             float_model = preprocess(x.outdir / "model.fp32.onnx", x.scratch / "explain.prep.onnx")[0]
         layers = onnx_layer_errors(float_model, x.outdir / a.path, ev)
         method = "onnxruntime qdq_loss_debug: QDQ model vs the float graph it was quantized from"
+        source = OnnxRebuild(float_model, x.calib, opts, x.scratch / "explain.calibration.json")
         if missed and layers:  # worth a build per layer only when the budget is missed and the moves are measured
-            layers = _alone(x, layers, float_model, opts, ev, progress)
+            layers = _alone(progress, layers, alone_errors(source, x.scratch, layers, ev, _reference(x)))
     else:
-        program = static_export(x.captured, x.calib)
-        layers = pte_layer_errors(program, x.calib, ev, list(x.captured.signature), opts, x.target)
+        source = static_export(x.captured, x.calib)
+        layers = pte_layer_errors(source, x.calib, ev, list(x.captured.signature), opts, x.target)
         method = "torchao numeric debugger: PT2E-converted graph vs the float graph before lowering"
-        if missed and layers:
-            layers = _pte_alone(x, layers, program, opts, ev, progress)
+        if missed and layers:  # one convert per layer
+            layers = _alone(progress, layers, pte_alone_errors(source, x.calib, ev, list(x.captured.signature),
+                                                               opts, x.target, layers))
     rec: JSONObject = {"artifact": a.name, "format": a.format, "samples": len(ev), "method": method,
                        "ranking": "alone" if any(ly.alone_db is not None for ly in layers) else "added",
                        "layers": [ly.to_dict() for ly in layers],
@@ -104,28 +108,16 @@ def _layer_error(x: ExplainInputs, a: Artifact, progress: Progress) -> JSONObjec
                        "moves": []}
     if missed and layers:
         progress.stage(f"explain: rebuilding {a.name} with each of its {x.moves} worst layers wider")
-        rec["moves"] = _measure_moves(x, a, layers, opts, x.ev.head(4 * x.samples),
-                                      program if a.format == "pte" else float_model)
+        rec["moves"] = _measure_moves(x, layers, opts, x.ev.head(4 * x.samples), source)
     return rec
 
 
-def _alone(x: ExplainInputs, layers: list[LayerError], float_model: Path, opts: QuantOptions, ev: Dataset,
-           progress: Progress) -> list[LayerError]:
-    """The layers with the output SQNR of the model with each one quantized alone (ONNX: one build per layer)."""
-    ref = _reference(x)
-    rebuild = OnnxRebuild(float_model, x.calib, opts, x.scratch / "explain.calibration.json")
-    progress.stage(f"explain: the output error of each of {len(layers)} layers quantized alone")
-    with progress.bar(len(layers), "layers alone", unit="layer") as bar:
-        return alone_errors(rebuild, x.scratch, layers, ev, ref, lambda: bar.update(1))
-
-
-def _pte_alone(x: ExplainInputs, layers: list[LayerError], program: torch.export.ExportedProgram,
-               opts: QuantOptions, ev: Dataset, progress: Progress) -> list[LayerError]:
-    """The layers with the output SQNR of the PT2E graph with each one quantized alone (one convert per layer)."""
+def _alone(progress: Progress, layers: list[LayerError], measured: Iterator[LayerError]) -> list[LayerError]:
+    """LAYERS with the output SQNR of the model with each one quantized alone, as MEASURED yields them."""
     progress.stage(f"explain: the output error of each of {len(layers)} layers quantized alone")
     out: list[LayerError] = []
     with progress.bar(len(layers), "layers alone", unit="layer") as bar:
-        for layer in pte_alone_errors(program, x.calib, ev, list(x.captured.signature), opts, x.target, layers):
+        for layer in measured:
             out.append(layer)
             bar.update(1)
     return out
@@ -137,13 +129,12 @@ def _reference(x: ExplainInputs) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def _measure_moves(x: ExplainInputs, a: Artifact, layers: list[LayerError], opts: QuantOptions, ev: Dataset,
-                   source: Path | torch.export.ExportedProgram) -> list[JSONObject]:
+def _measure_moves(x: ExplainInputs, layers: list[LayerError], opts: QuantOptions, ev: Dataset,
+                   source: OnnxRebuild | torch.export.ExportedProgram) -> list[JSONObject]:
     """Output SQNR of the recipe rebuilt as is and with one worst layer wider; the difference is the move's gain."""
     sig = list(x.captured.signature)
-    if isinstance(source, Path):  # the .onnx path: the pre-processed float model (a .pte's is its ExportedProgram)
-        float_model, ref = source, _reference(x)
-        rebuild = OnnxRebuild(float_model, x.calib, opts, x.scratch / "explain.calibration.json")
+    if isinstance(source, OnnxRebuild):  # the .onnx path (a .pte's source is its ExportedProgram)
+        rebuild, ref = source, _reference(x)
         built = iter(range(1000))
 
         def widen(nodes: tuple[str, ...]) -> tuple[str, ...]:

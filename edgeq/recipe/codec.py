@@ -93,23 +93,22 @@ def _name(d: Mapping[str, object], key: str, where: str, error: type[EdgeqError]
 
 
 def overrides_from(value: object, where: str, error: type[EdgeqError]) -> tuple[LayerOverride, ...]:
-    out = []
-    for i, row in enumerate(as_list(value, where, error)):
-        d = as_object(row, f"{where}[{i}]", error)
-        check_keys(d, ("node", "kind"), f"{where}[{i}]", error)
-        out.append(LayerOverride(_name(d, "node", f"{where}[{i}]", error),
-                                 literal(d, "kind", OVERRIDE_KINDS, "float", f"{where}[{i}]", error)))
-    return tuple(out)
+    return tuple(LayerOverride(name, kind) for name, kind in _rows(value, "node", OVERRIDE_KINDS, where, error))
 
 
 def op_types_from(value: object, where: str, error: type[EdgeqError]) -> tuple[OpTypeOverride, ...]:
+    return tuple(OpTypeOverride(name, kind) for name, kind in _rows(value, "op_type", FLOAT_KINDS, where, error))
+
+
+def _rows(value: object, name_key: str, kinds: tuple[_T, ...], where: str,
+          error: type[EdgeqError]) -> list[tuple[str, _T]]:
+    """(name, kind) of each ``{NAME_KEY: ..., "kind": ...}`` row of a list of overrides, every row checked."""
     out = []
     for i, row in enumerate(as_list(value, where, error)):
         d = as_object(row, f"{where}[{i}]", error)
-        check_keys(d, ("op_type", "kind"), f"{where}[{i}]", error)
-        out.append(OpTypeOverride(_name(d, "op_type", f"{where}[{i}]", error),
-                                  literal(d, "kind", FLOAT_KINDS, "float", f"{where}[{i}]", error)))
-    return tuple(out)
+        check_keys(d, (name_key, "kind"), f"{where}[{i}]", error)
+        out.append((_name(d, name_key, f"{where}[{i}]", error), literal(d, "kind", kinds, kinds[0], f"{where}[{i}]", error)))
+    return out
 
 
 def part_dict(part: Activations | Weights | LayerOverride | OpTypeOverride) -> JSONObject:
