@@ -167,7 +167,7 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
         with clock.phase("explain"):
             m["explain"] = (explain_export(ExplainInputs(tmp, scratch, tuple(built.artifacts), INPUTS_REL,
                                                          REFERENCE_REL, model.quant_captured, model.calib, model.ev,
-                                                         plan.target),
+                                                         plan.target, searches=built.search_keys),
                                            progress)
                             if config.explain else {"skipped": "--no-explain"})
         _finish(m, tmp, model, built.artifacts, clock)

@@ -17,13 +17,17 @@ Schema (version 1) — every key below is always present; ``null`` where not app
              validations[{runner, machine, cpu_model, features, emulated, metrics, budget_check,
                           latency_ms, latency_kind, runtime, latency_detail (optional)}]}]
   verdict{passed, failures[]}
-Optional top-level keys (present only when the feature ran): search{met, best, stopped, options, trials[], closest[]},
+Optional top-level keys (present only when the feature ran): search{met, best, stopped, options, trials[{index,
+  label, ..., recipe}], closest[]}, search_pte{met, best, trials[{index, label, ..., recipe}], closest[]},
   sensitivity[{rank, node, op_type, tensor, added_db, ...}] (ONNX), sensitivity_pte[...] (PT2E graph),
   sweep{metric, pick, variants[]},
   explain{profiles[{artifact, format, source, runs, wall_ms, runtime_ms, total_ms, coverage, ops[]}], warnings[],
           notes[], layer_error[{artifact, format, samples, method, ranking ("alone" | "added"),
           layers[{index, layer, op, sqnr_db, cosine, added_db, alone_db, nodes[]}], worst[],
-          moves[{layer, move, nodes[], base_db, after_db, gain_db, samples_better, samples}]}]} (edgeq.explain),
+          moves[{layer, move, nodes[], base_db, after_db, gain_db, samples_better, samples}]}],
+          trial_layer_error[{format, trial, label, passed, lowest{layer, op, sqnr_db},
+          layers[{layer, op, sqnr_db, cosine, added_db}], worst[]}]} (edgeq.explain: each search trial rebuilt
+          from its recipe),
   timing{phases[{phase, seconds, bought (optional)}], total_s} (edgeq.timing; wall seconds of this run only)
 """
 

@@ -20,9 +20,28 @@ from edgeq.onnx.build import build_onnx_recipe
 from edgeq.onnx.quantize import quiet_stdout, reader_class
 from edgeq.recipe import Recipe
 
+FloatActivations = dict[str, list[np.ndarray]]  # every intermediate tensor of the float graph, per sample
 
-def onnx_layer_errors(float_model: Path, qdq_model: Path, data: Dataset) -> list[LayerError]:
-    """One entry per float-graph node whose output the quantized model also computes, in graph order."""
+
+def float_activations(float_model: Path, data: Dataset) -> FloatActivations:
+    """The float graph's intermediate tensors on DATA: the same for every quantized model compared against it, so
+    a caller comparing several (the search trials) collects them once."""
+    from onnxruntime.quantization.qdq_loss_debug import (  # heavy: onnxruntime, only where a model is run
+        collect_activations,
+        modify_model_output_intermediate_tensors,
+    )
+
+    with tempfile.TemporaryDirectory(prefix="edgeq-layers-") as tmp, quiet_stdout():
+        aug = Path(tmp, "float.onnx")
+        modify_model_output_intermediate_tensors(str(float_model), str(aug))
+        acts: FloatActivations = collect_activations(str(aug), reader_class()(data))
+        return acts
+
+
+def onnx_layer_errors(float_model: Path, qdq_model: Path, data: Dataset,
+                      float_acts: FloatActivations | None = None) -> list[LayerError]:
+    """One entry per float-graph node whose output the quantized model also computes, in graph order
+    (``float_acts``: :func:`float_activations` of the same float model and data, when already collected)."""
     # heavy: onnxruntime, only where a model is quantized or run
     from onnxruntime.quantization.qdq_loss_debug import (
         collect_activations,
@@ -30,11 +49,11 @@ def onnx_layer_errors(float_model: Path, qdq_model: Path, data: Dataset) -> list
         modify_model_output_intermediate_tensors,
     )
 
+    if float_acts is None:
+        float_acts = float_activations(float_model, data)
     with tempfile.TemporaryDirectory(prefix="edgeq-layers-") as tmp, quiet_stdout():
-        aug_f, aug_q = Path(tmp, "float.onnx"), Path(tmp, "qdq.onnx")
-        modify_model_output_intermediate_tensors(str(float_model), str(aug_f))
+        aug_q = Path(tmp, "qdq.onnx")
         modify_model_output_intermediate_tensors(str(qdq_model), str(aug_q))
-        float_acts = collect_activations(str(aug_f), reader_class()(data))
         qdq_acts = collect_activations(str(aug_q), reader_class()(data))
     matching = create_activation_matching(qdq_acts, float_acts)
     graph = onnx.load(str(float_model), load_external_data=False).graph

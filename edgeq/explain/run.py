@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,11 +21,20 @@ from edgeq.errors import ManifestError
 from edgeq.executorch.neighbourhood import float_neighbourhood
 from edgeq.explain.latency import profile_artifacts
 from edgeq.explain.layers import LayerError, OutputError, worst
-from edgeq.explain.onnx_layers import MOVES, OnnxRebuild, alone_errors, onnx_layer_errors, output_error
+from edgeq.explain.onnx_layers import (
+    MOVES,
+    OnnxRebuild,
+    alone_errors,
+    float_activations,
+    onnx_layer_errors,
+    output_error,
+)
 from edgeq.explain.pte_alone import pte_alone_errors
 from edgeq.explain.pte_layers import PTE_FLOAT_MOVE, pt2e_output_error, pte_layer_errors
+from edgeq.explain.trials import LayerMeasure, built_trials, trial_layer_errors
 from edgeq.jsontypes import JSONObject, get_object_or_none, get_strs
 from edgeq.manifest import Artifact
+from edgeq.onnx.build import build_onnx_recipe
 from edgeq.onnx.export import preprocess
 from edgeq.progress import Progress
 from edgeq.recipe import Recipe
@@ -48,6 +57,9 @@ class ExplainInputs:
     target: Target
     samples: int = 8  # evaluation samples the per-layer comparison runs on
     moves: int = 3  # worst layers rebuilt wider when the budget is missed
+    # the export's search records (manifest keys "search", "search_pte"): each trial is rebuilt from its recipe
+    # for its own per-layer error
+    searches: JSONObject = field(default_factory=dict)
 
 
 def explain_export(x: ExplainInputs, progress: Progress | None = None) -> JSONObject:
@@ -63,7 +75,46 @@ def explain_export(x: ExplainInputs, progress: Progress | None = None) -> JSONOb
             layer_error.append(_layer_error(x, a, progress))
         except Exception as e:  # a diagnostic: the artifact itself was validated already
             notes.append(f"{a.name}: no per-layer error ({type(e).__name__}: {str(e)[:200]})")
-    return {**out, "notes": notes, "layer_error": layer_error}
+    trials = trial_layer_errors(x.searches, _trial_measures(x), progress, notes)
+    return {**out, "notes": notes, "layer_error": layer_error, "trial_layer_error": trials}
+
+
+def _float_graph(x: ExplainInputs) -> Path:
+    """The float graph the ONNX models were quantized from (pre-processed again if the scratch was not kept)."""
+    float_model = x.scratch / PREP_NAME
+    if float_model.is_file():
+        return float_model
+    again = x.scratch / "explain.prep.onnx"
+    return again if again.is_file() else preprocess(x.outdir / "model.fp32.onnx", again)[0]
+
+
+def _trial_measures(x: ExplainInputs) -> dict[str, LayerMeasure]:
+    """How each format's search trials are rebuilt from their recipes and compared with float, layer by layer."""
+    ev = x.ev.head(x.samples)
+    measures: dict[str, LayerMeasure] = {}
+    if built_trials(x.searches, "onnx"):
+        float_model = _float_graph(x)
+        acts = float_activations(float_model, ev)  # the same for every trial: collected once
+
+        def onnx_trial(recipe: Recipe) -> list[LayerError]:
+            path = x.scratch / "explain.trial.onnx"
+            build_onnx_recipe(float_model, path, x.calib, recipe, calibration_cache=_calibration_cache(x, recipe.activations.calibration))
+            return onnx_layer_errors(float_model, path, ev, acts)
+        measures["onnx"] = onnx_trial
+    if built_trials(x.searches, "pte"):
+        program = static_export(x.captured, x.calib)
+
+        def pte_trial(recipe: Recipe) -> list[LayerError]:
+            return pte_layer_errors(program, x.calib, ev, list(x.captured.signature), recipe.to_quant_options(),
+                                    x.target)
+        measures["pte"] = pte_trial
+    return measures
+
+
+def _calibration_cache(x: ExplainInputs, method: str | None) -> Path:
+    """One file of calibrated ranges per method, shared by every rebuild: they depend only on the float graph, the
+    data and the method."""
+    return x.scratch / f"explain.calibration.{method or 'default'}.json"
 
 
 def _options(a: Artifact) -> QuantOptions:
@@ -86,12 +137,10 @@ def _layer_error(x: ExplainInputs, a: Artifact, progress: Progress) -> JSONObjec
     missed = _missed(a)
     source: OnnxRebuild | torch.export.ExportedProgram
     if a.format == "onnx":
-        float_model = x.scratch / PREP_NAME
-        if not float_model.is_file():  # an export whose scratch was not kept: pre-process the float model again
-            float_model = preprocess(x.outdir / "model.fp32.onnx", x.scratch / "explain.prep.onnx")[0]
+        float_model = _float_graph(x)
         layers = onnx_layer_errors(float_model, x.outdir / a.path, ev)
         method = "onnxruntime qdq_loss_debug: QDQ model vs the float graph it was quantized from"
-        source = OnnxRebuild(float_model, x.calib, opts, x.scratch / "explain.calibration.json")
+        source = OnnxRebuild(float_model, x.calib, opts, _calibration_cache(x, opts.calibration))
         if missed and layers:  # worth a build per layer only when the budget is missed and the moves are measured
             layers = _alone(progress, layers, alone_errors(source, x.scratch, layers, ev, _reference(x)))
     else:

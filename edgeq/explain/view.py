@@ -10,6 +10,7 @@ from pathlib import Path
 
 from edgeq.errors import ManifestError
 from edgeq.explain.section import best_moves, move_text, top_rows
+from edgeq.explain.trial_section import lowest_text, worst_text
 from edgeq.jsontypes import (
     JSONObject,
     as_list,
@@ -52,7 +53,9 @@ def _document(m: JSONObject, outdir: Path) -> JSONObject:
                  "coverage": p.get("coverage"), "top": top_rows(p)} for p in get_objects(ex, "profiles")]
     verdict = get_object(m, "verdict")
     return {"output": str(outdir), "passed": bool(verdict["passed"]), "failures": list(as_list(verdict["failures"])),
-            "layer_error": get_objects(ex, "layer_error"), "warnings": [w["message"] for w in get_objects(ex, "warnings")],
+            "layer_error": get_objects(ex, "layer_error"),
+            "trial_layer_error": get_objects(ex, "trial_layer_error"),
+            "warnings": [w["message"] for w in get_objects(ex, "warnings")],
             "notes": list(as_list(ex.get("notes") or [])), "profiles": profiles,
             "skipped": str(ex["skipped"]) if ex.get("skipped") else None}
 
@@ -62,6 +65,12 @@ def render_text(doc: JSONObject) -> str:
     lines += [f"  - {f}" for f in as_list(doc["failures"])]
     for le in get_objects(doc, "layer_error"):
         lines += layer_lines(le)
+    trials = get_objects(doc, "trial_layer_error")
+    if trials:
+        lines.append("search trials, per layer (lowest SQNR; the layers adding the most noise):")
+    for t in trials:
+        lines.append(f"  {t['format']} trial {t['trial']} ({t['label']}){' meets the budget' if t['passed'] else ''}: "
+                     f"lowest {lowest_text(t)}; noisiest {worst_text(t)}")
     for w in as_list(doc["warnings"]):
         lines.append(f"WARNING {w}")
     for n in as_list(doc["notes"]):

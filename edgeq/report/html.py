@@ -48,7 +48,7 @@ def esc(x: object) -> str:
 # Features whose sections render from optional manifest keys, imported on first render (after this module).
 _SECTION_MODULES = ("edgeq.report.plot_sections", "edgeq.report.core_sections", "edgeq.search.report",
                     "edgeq.executorch.report", "edgeq.compress.report", "edgeq.explain.section",
-                    "edgeq.report.boards_html")
+                    "edgeq.explain.trial_section", "edgeq.report.boards_html")
 
 
 def _load_section_modules() -> None:

@@ -38,6 +38,7 @@ from edgeq.jsontypes import JSONObject, get_object_or_none, get_str_or_none, get
 from edgeq.manifest import Artifact
 from edgeq.onnx.per_token import PER_TOKEN_TOOL
 from edgeq.progress import Progress
+from edgeq.recipe import Recipe
 from edgeq.search.evaluate import EvalData
 from edgeq.search.search import LadderStart, search_onnx
 from edgeq.search.trial import SearchResult, Trial
@@ -104,8 +105,12 @@ def should_search(config: PipelineConfig, budget: Budget, artifacts: list[Artifa
 
 
 def base_options(art: Artifact) -> QuantOptions:
-    """The settings the first model was actually built with (after the target's configure passes)."""
+    """The settings the first model was actually built with (after the target's configure passes): its recorded
+    recipe, so the search's first trial, which is that model, records the same recipe as the model."""
     q = art.quantization or {}
+    recipe = get_object_or_none(q, "recipe")
+    if recipe is not None:
+        return Recipe.from_dict(recipe, f"{art.name}: quantization.recipe").to_quant_options()
     calibration = get_str_or_none(q, "calibration")
     activation_type, weight_type = get_str_or_none(q, "activation_type"), get_str_or_none(q, "weight_type")
     for value, allowed in ((calibration, CALIBRATION_METHODS), (activation_type, INT_TYPES), (weight_type, INT_TYPES)):

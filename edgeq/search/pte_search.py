@@ -44,6 +44,7 @@ from edgeq.executorch.quantize import quantize_pt2e
 from edgeq.executorch.runtime import run_pte
 from edgeq.jsontypes import JSONObject
 from edgeq.progress import Progress
+from edgeq.recipe import Recipe
 from edgeq.search.pte_moves import MoveFacts, propose_all
 from edgeq.search.sensitivity import NodeSensitivity
 from edgeq.select.ladder import TrialBudget, run_ladder
@@ -86,6 +87,8 @@ class PteTrial:
                 "dynamic_linears": self.quant.dynamic_linears,
                 "nodes_excluded": list(self.quant.nodes_to_exclude),
                 "fp16_float_linears": self.quant.fp16_float_linears, "metrics": self.metrics,
+                # what it was built from: explain rebuilds it for its per-layer error
+                "recipe": Recipe.from_quant_options(self.quant).to_dict(),
                 "failures": self.failures, "passed": self.passed, "bytes": self.bytes,
                 "seconds": round(self.seconds, 2), "error": self.error, "distance": self.distance}
 

@@ -83,6 +83,7 @@ class Trial:
             "fp16_linears": list(self.fp16_modules), "fp16_nodes": list(self.fp16_nodes),
             "nodes_excluded": list(self.quant.nodes_to_exclude),
             "int16_activation_nodes": list(self.quant.int16_activation_nodes),
+            "recipe": self.recipe().to_dict(),  # what it was built from: explain rebuilds it for its per-layer error
             "bytes": self.bytes, "latency_ms": self.latency_ms,
             "metrics": self.metrics.to_dict() if self.metrics else None, "passed": self.passed,
             "failures": list(self.failures), "shortfall": None if math.isinf(self.shortfall) else self.shortfall,
