@@ -22,9 +22,12 @@ from edgeq.onnx.build import store_float16_layers
 from edgeq.recipe import (
     RECIPE_VERSION,
     Activations,
+    GroupOverride,
     LayerOverride,
+    MatMulNBits,
     OpTypeOverride,
     Recipe,
+    Step,
     Weights,
 )
 
@@ -214,3 +217,46 @@ def test_onnx_float16_layers_store_half_precision_weights(tmp_path: Path, recipe
     assert store_float16_layers(path, replace(recipe, overrides=(), excluded_op_types=())) == []  # float: untouched
     assert [t.data_type for t in onnx.load(str(path)).graph.initializer] == [TensorProto.FLOAT]
 
+
+
+# --- a language model's ingredients: layer groups, steps, the MatMulNBits option -------------------------------------
+LLM_RECIPE = Recipe(scheme="weight-only", weights=Weights("int4", None, 32, symmetric=False),
+                    groups=(GroupOverride("lm_head", "int8"), GroupOverride("embedding", "float")),
+                    steps=(Step("smoothquant"), Step("gptq")), matmul_nbits=MatMulNBits(1))
+
+
+def test_llm_ingredients_survive_json_and_are_absent_from_other_recipes() -> None:
+    d = json.loads(json.dumps(LLM_RECIPE.to_dict()))
+    assert d["groups"] == [{"group": "lm_head", "dtype": "int8"}, {"group": "embedding", "dtype": "float"}]
+    assert d["steps"] == [{"name": "smoothquant"}, {"name": "gptq"}] and d["matmul_nbits"] == {"accuracy_level": 1}
+    assert Recipe.from_dict(d) == LLM_RECIPE and d["version"] == RECIPE_VERSION == 1
+    assert LLM_RECIPE.group("lm_head") == GroupOverride("lm_head", "int8") and LLM_RECIPE.group("ends") is None
+    # a recipe without them writes the keys it always wrote: stored version-1 manifests read and rebuild as before
+    assert list(Recipe.from_quant_options(QuantOptions()).to_dict()) == [
+        "version", "scheme", "activations", "weights", "overrides", "excluded_op_types"]
+
+
+@pytest.mark.parametrize(("patch", "match"), [
+    ({"groups": [{"group": "attn", "dtype": "int8"}]}, r"groups\[0\]: group='attn' is not one of lm_head"),
+    ({"groups": [{"group": "lm_head"}]}, r"groups\[0\]: dtype is missing"),
+    ({"groups": [{"group": "lm_head", "dtype": "int8", "bits": 8}]}, "unknown key 'bits'"),
+    ({"groups": [{"group": "ends", "dtype": "int8"}, {"group": "ends", "dtype": "float"}]},
+     "layer group 'ends' appears more than once"),
+    ({"steps": [{"name": "awq"}]}, r"steps\[0\]: name='awq' is not one of smoothquant"),
+    ({"steps": [{"name": "gptq"}, {"name": "gptq"}]}, "step 'gptq' appears more than once"),
+    ({"matmul_nbits": {"accuracy_level": 5}}, "accuracy_level must be 0-4"),
+    ({"matmul_nbits": {"block": 32}}, "unknown key 'block'"),
+])
+def test_malformed_llm_ingredients_are_refused(patch: dict[str, object], match: str) -> None:
+    with pytest.raises(ManifestError, match=match):
+        Recipe.from_dict({**LLM_RECIPE.to_dict(), **patch})
+
+
+def test_llm_ingredients_have_no_quant_options_and_the_tensor_backends_refuse_them() -> None:
+    with pytest.raises(UsageError, match="layer groups, weight-preparation steps or MatMulNBits options"):
+        replace(LLM_RECIPE, scheme="static", weights=Weights()).to_quant_options()
+    for fmt in ("onnx", "pte"):
+        for r in (Recipe(groups=(GroupOverride("lm_head", "int8"),)), Recipe(steps=(Step("gptq"),)),
+                  Recipe(matmul_nbits=MatMulNBits())):
+            with pytest.raises(UsageError, match=f"--format {fmt} cannot (store|run|take)"):
+                get_backend(fmt).check_recipe(r)

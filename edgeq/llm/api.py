@@ -45,6 +45,8 @@ def check_config(cfg: LlmConfig) -> None:
         raise UsageError(f"unknown .pte delegation {cfg.pte_delegation!r}", f"use one of {', '.join(PTE_DELEGATIONS)}")
     if cfg.pte_program not in PTE_PROGRAMS:
         raise UsageError(f"unknown .pte program {cfg.pte_program!r}", f"use one of {', '.join(PTE_PROGRAMS)}")
+    for v in cfg.variants:  # what a format cannot build is refused by name before the model loads
+        v.check()
     if cfg.max_ppl_increase < 0:
         raise UsageError("--max-ppl-increase must be >= 0 (a percentage over float perplexity)")
     load_target(cfg.target)  # typed error for an unknown target, before a long export

@@ -1,16 +1,32 @@
-"""Frozen configs for the LLM flow: the run (LlmConfig) and one quantization variant (Variant)."""
+"""Frozen configs for the LLM flow: the run (LlmConfig) and one quantization variant (Variant).
+
+``Variant`` is the ladder's compact spelling of a :class:`edgeq.recipe.Recipe`; :meth:`Variant.to_recipe` and
+:meth:`Variant.from_recipe` convert without loss, and the manifest records the recipe (``quantization.recipe``).
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from edgeq.errors import UsageError
 from edgeq.jsontypes import JSONObject
+from edgeq.llm.support import PER_TOKEN_INT8, check_llm_recipe
+from edgeq.recipe import Activations, GroupOverride, GroupType, MatMulNBits, Recipe, Step, Weights, WeightType
 
 FORMATS = ("onnx", "pte")
 PTE_DELEGATIONS = ("linears", "all")
 # the .pte program (edgeq.llm.pte_export): auto = custom-sdpa unless the attention needs what the custom op lacks
 PTE_PROGRAMS = ("auto", "custom-sdpa", "static-cache")
+ACTIVATIONS = ("weight-only", "dynamic-int8")
+ALGOS = ("default", "gptq", "hqq", "k_quant")
+
+# Variant field values -> recipe parts (keyed by the Variant's plain strings and ints)
+_WEIGHTS: dict[int, WeightType] = {4: "int4", 8: "int8"}
+_EMBEDDING: dict[int, GroupType] = {0: "float", 4: "int4", 8: "int8"}
+_KEEP8 = {"lm_head": GroupOverride("lm_head", "int8"), "mixed": GroupOverride("mixed", "int8"),
+          "ends": GroupOverride("ends", "int8")}
+_STEPS = {"gptq": Step("gptq"), "hqq": Step("hqq"), "k_quant": Step("k_quant")}
 
 
 @dataclass(frozen=True)
@@ -51,6 +67,66 @@ class Variant:
         d["name"] = self.name
         d["keep8"] = list(self.keep8)
         return d
+
+    # --- the recipe ----------------------------------------------------------------------------------------------
+    def to_recipe(self) -> Recipe | None:
+        """This variant as a recipe (None: the float build, which quantizes nothing — like a tensor export's
+        float artifact). ``keep8`` groups become int8 :class:`GroupOverride` rows in order, ``embedding_bits`` an
+        ``embedding`` row when it differs from ``bits`` (0: ``float``), ``smooth`` then ``algo`` the steps, and
+        an ONNX variant's ``accuracy_level`` the :class:`MatMulNBits` option."""
+        if self.bits == 32:
+            return None
+        _check_fields(self)
+        dynamic = self.activations == "dynamic-int8"
+        groups = [_KEEP8[k] for k in self.keep8]
+        if self.embedding_bits != self.bits:
+            groups.append(GroupOverride("embedding", _EMBEDDING[self.embedding_bits]))
+        steps = (Step("smoothquant"),) if self.smooth else ()
+        # a .pte variant records accuracy_level only when set otherwise than the default, which .pte refuses
+        kernel = self.format == "onnx" or self.accuracy_level != 4
+        return Recipe(scheme="dynamic" if dynamic else "weight-only",
+                      activations=PER_TOKEN_INT8 if dynamic else Activations(),
+                      weights=Weights(_WEIGHTS[self.bits], per_channel=True if self.group == 0 else None,
+                                      group_size=self.group, symmetric=self.symmetric),
+                      groups=tuple(groups), steps=(*steps, *([_STEPS[self.algo]] if self.algo != "default" else [])),
+                      matmul_nbits=MatMulNBits(self.accuracy_level) if kernel else None)
+
+    @staticmethod
+    def from_recipe(fmt: str, recipe: Recipe | None) -> Variant:
+        """The variant that builds RECIPE as FMT (None: the float build); a recipe FMT's LM build cannot build is
+        refused (:func:`edgeq.llm.support.check_llm_recipe`). ``Variant.from_recipe(v.format, v.to_recipe()) == v``."""
+        if recipe is None:
+            return Variant(fmt, 32, 0, embedding_bits=0)
+        check_llm_recipe(fmt, recipe)
+        w = recipe.weights
+        bits = next(b for b, t in _WEIGHTS.items() if t == w.dtype)  # the support admits int4 and int8 only
+        emb = recipe.group("embedding")
+        names = [s.name for s in recipe.steps]
+        algo = next((n for n in names if n != "smoothquant"), "default")
+        return Variant(fmt, bits, w.group_size, symmetric=w.symmetric,
+                       activations="dynamic-int8" if recipe.scheme == "dynamic" else "weight-only",
+                       # every non-embedding row is int8 (the formats' support declares no other width)
+                       keep8=tuple(g.group for g in recipe.groups if g.group != "embedding"),
+                       embedding_bits=bits if emb is None else next(b for b, t in _EMBEDDING.items() if t == emb.dtype),
+                       algo=algo, accuracy_level=4 if recipe.matmul_nbits is None else recipe.matmul_nbits.accuracy_level,
+                       smooth="smoothquant" in names)
+
+    def check(self) -> None:
+        """Refuse a variant its format cannot build as written (its recipe against the format's declared support;
+        edgeq.llm.support), before a slow export."""
+        recipe = self.to_recipe()
+        if recipe is not None:
+            check_llm_recipe(self.format, recipe)
+
+
+def _check_fields(v: Variant) -> None:
+    """The Variant values a recipe has a word for (typed errors naming the field)."""
+    for what, value, allowed in (("bits", v.bits, (4, 8, 32)), ("activations", v.activations, ACTIVATIONS),
+                                 ("embedding_bits", v.embedding_bits, tuple(_EMBEDDING)), ("algo", v.algo, ALGOS),
+                                 *(("keep8", k, tuple(_KEEP8)) for k in v.keep8)):
+        if value not in allowed:
+            raise UsageError(f"{v.format} variant: {what}={value!r} is not one of {', '.join(map(str, allowed))}",
+                             f"set {what} to one of them")
 
 
 @dataclass(frozen=True)

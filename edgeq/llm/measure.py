@@ -129,8 +129,17 @@ def finalize(ctx: Context, v: Variant, path: Path, out: Path, pick: bool, progre
         details["custom_ops"] = ops
     return {"name": v.name, "path": str(rel), "format": v.format, "precision": f"int{v.bits}-weights",
             "role": "candidate", "bytes": size, "sha256": sha256_file(main),
-            "quantization": v.to_dict(), "details": details,
+            "quantization": quantization_record(v), "details": details,
             "validations": validations}
+
+
+def quantization_record(v: Variant) -> JSONObject | None:
+    """An artifact's ``quantization``: the recipe it is built from (``Variant.from_recipe(format, recipe)`` builds
+    it again, byte for byte), its scheme, and the ladder's name for it; None for the float build."""
+    recipe = v.to_recipe()
+    if recipe is None:
+        return None
+    return {"format": v.format, "scheme": recipe.scheme, "variant": v.name, "recipe": recipe.to_dict()}
 
 
 def _emulated_targets(ctx: Context, v: Variant, dest: Path, progress: Progress) -> tuple[str, ...]:

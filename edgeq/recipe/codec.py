@@ -13,12 +13,18 @@ from edgeq.recipe.parts import (
     CALIBRATION_METHODS,
     FLOAT_KINDS,
     GRANULARITIES,
+    GROUP_TYPES,
     INT_TYPES,
+    LAYER_GROUPS,
     OVERRIDE_KINDS,
+    STEP_NAMES,
     WEIGHT_TYPES,
     Activations,
+    GroupOverride,
     LayerOverride,
+    MatMulNBits,
     OpTypeOverride,
+    Step,
     Weights,
 )
 
@@ -41,6 +47,13 @@ def literal(d: Mapping[str, object], key: str, allowed: tuple[_T, ...], default:
         if value == a:
             return a
     raise error(f"{where}: {key}={value!r} is not one of {', '.join(allowed)}", f"set {key} to one of them")
+
+
+def required_literal(d: Mapping[str, object], key: str, allowed: tuple[_T, ...], where: str,
+                     error: type[EdgeqError]) -> _T:
+    if key not in d:
+        raise error(f"{where}: {key} is missing", f"set {key} to one of {', '.join(allowed)}")
+    return literal(d, key, allowed, allowed[0], where, error)
 
 
 def optional_literal(d: Mapping[str, object], key: str, allowed: tuple[_T, ...], where: str,
@@ -111,6 +124,34 @@ def _rows(value: object, name_key: str, kinds: tuple[_T, ...], where: str,
     return out
 
 
-def part_dict(part: Activations | Weights | LayerOverride | OpTypeOverride) -> JSONObject:
+def groups_from(value: object, where: str, error: type[EdgeqError]) -> tuple[GroupOverride, ...]:
+    out = []
+    for i, row in enumerate(as_list(value, where, error)):
+        d = as_object(row, f"{where}[{i}]", error)
+        check_keys(d, ("group", "dtype"), f"{where}[{i}]", error)
+        out.append(GroupOverride(required_literal(d, "group", LAYER_GROUPS, f"{where}[{i}]", error),
+                                 required_literal(d, "dtype", GROUP_TYPES, f"{where}[{i}]", error)))
+    return tuple(out)
+
+
+def steps_from(value: object, where: str, error: type[EdgeqError]) -> tuple[Step, ...]:
+    out = []
+    for i, row in enumerate(as_list(value, where, error)):
+        d = as_object(row, f"{where}[{i}]", error)
+        check_keys(d, ("name",), f"{where}[{i}]", error)
+        out.append(Step(required_literal(d, "name", STEP_NAMES, f"{where}[{i}]", error)))
+    return tuple(out)
+
+
+def matmul_nbits_from(value: object, where: str, error: type[EdgeqError]) -> MatMulNBits | None:
+    if value is None:
+        return None
+    d = as_object(value, where, error)
+    check_keys(d, ("accuracy_level",), where, error)
+    return MatMulNBits(integer(d, "accuracy_level", 4, 0, where, error))
+
+
+def part_dict(part: Activations | Weights | LayerOverride | OpTypeOverride | GroupOverride | Step
+              | MatMulNBits) -> JSONObject:
     d: JSONObject = asdict(part)
     return d

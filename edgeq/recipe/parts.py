@@ -27,8 +27,8 @@ OVERRIDE_KINDS: tuple[OverrideKind, ...] = ("float", "float16", "int16-activatio
 FloatKind = Literal["float", "float16"]
 FLOAT_KINDS: tuple[FloatKind, ...] = ("float", "float16")
 
-__all__ = ["CALIBRATION_METHODS", "INT_TYPES", "Activations", "CalibrationMethod", "IntType", "LayerOverride",
-           "OpTypeOverride", "Weights"]
+__all__ = ["CALIBRATION_METHODS", "INT_TYPES", "Activations", "CalibrationMethod", "GroupOverride", "IntType",
+           "LayerOverride", "MatMulNBits", "OpTypeOverride", "Step", "Weights"]
 
 
 def _check(value: object, allowed: tuple[str, ...], what: str) -> None:
@@ -108,3 +108,58 @@ class OpTypeOverride:
         if not isinstance(self.op_type, str) or not self.op_type:
             raise UsageError(f"an op-type override needs an operator type, got {self.op_type!r}")
         _check(self.kind, FLOAT_KINDS, "op-type override kind")
+
+
+# --- language-model ingredients (edgeq.llm): named layer groups, weight-preparation steps, kernel options -----------
+# lm_head: the output projection; embedding: the token-embedding table; mixed: llama.cpp's sensitive layers (the
+# attention value and FFN down projections of some blocks, as onnxruntime-genai's builder picks them); ends: the
+# first and last decoder blocks' linears. A model without such a layer gets nothing from its row.
+LayerGroup = Literal["lm_head", "embedding", "mixed", "ends"]
+LAYER_GROUPS: tuple[LayerGroup, ...] = ("lm_head", "embedding", "mixed", "ends")
+GroupType = Literal["float", "int4", "uint4", "int8", "uint8", "int16", "uint16"]
+GROUP_TYPES: tuple[GroupType, ...] = ("float", *WEIGHT_TYPES)
+# gptq: error-compensating rounding on calibration text; hqq: half-quadratic scale search (onnxruntime's HQQ);
+# k_quant: llama.cpp's k-quant scales (onnxruntime-genai's builder); smoothquant: activation outliers folded into
+# the preceding norms / up-projections before the weights are quantized
+StepName = Literal["smoothquant", "gptq", "hqq", "k_quant"]
+STEP_NAMES: tuple[StepName, ...] = ("smoothquant", "gptq", "hqq", "k_quant")
+ACCURACY_LEVELS = (0, 1, 2, 3, 4)
+
+
+@dataclass(frozen=True)
+class GroupOverride:
+    """A named group of layers whose weights get another width than the body's (``float``: kept float). A group
+    without a row follows the recipe's ``weights``."""
+
+    group: LayerGroup
+    dtype: GroupType
+
+    def __post_init__(self) -> None:
+        _check(self.group, LAYER_GROUPS, "layer group")
+        _check(self.dtype, GROUP_TYPES, f"{self.group} weight type")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One weight-preparation step, applied in the recipe's order before the weights are stored (the issue's
+    compression steps; torchao's and ExecuTorch's llama recipes run them as source transforms)."""
+
+    name: StepName
+
+    def __post_init__(self) -> None:
+        _check(self.name, STEP_NAMES, "weight-preparation step")
+
+
+@dataclass(frozen=True)
+class MatMulNBits:
+    """ONNX Runtime's ``MatMulNBits`` kernel option. ``accuracy_level``: the minimum precision of its activation
+    math — 4 = int8 activations (the fast ARM sdot/i8mm and x86 VNNI path), 1 = float32 (weight-only math: as
+    accurate, decodes ~10x slower), 0 = the kernel's default, 2 = float16, 3 = bfloat16."""
+
+    accuracy_level: int = 4
+
+    def __post_init__(self) -> None:
+        level = self.accuracy_level
+        if isinstance(level, bool) or not isinstance(level, int) or level not in ACCURACY_LEVELS:
+            raise UsageError(f"MatMulNBits accuracy_level must be 0-4, got {self.accuracy_level!r}",
+                             "4 = int8 activation math, 1 = float32")

@@ -7,6 +7,14 @@ each INT8 artifact's recipe (``quantization.recipe``); building that recipe agai
 ``QuantOptions`` (the export's options) converts both ways without loss: :meth:`Recipe.from_quant_options` and
 :meth:`Recipe.to_quant_options`. A recipe ``QuantOptions`` cannot say (weight-only or 4-bit weights, group-wise or
 asymmetric weights, float and float16 layers in one model) is refused by ``to_quant_options`` with a typed error.
+
+A language model's candidate (edgeq.llm) is a recipe too: ``weight-only`` n-bit weights or ``dynamic`` per-token
+int8 activations with n-bit weights (8da4w), group-wise and asymmetric weights, :class:`GroupOverride` rows for
+named layer groups at another width (``lm_head`` / ``mixed`` / ``ends`` at int8, the ``embedding`` table at int4 or
+kept ``float``), the weight-preparation :class:`Step` s in order (``smoothquant``, ``gptq``, ``hqq``, ``k_quant``)
+and the ONNX kernel's :class:`MatMulNBits` option. ``edgeq.llm.config.Variant.to_recipe`` / ``from_recipe``
+convert without loss; each LLM format declares what it builds (``edgeq.llm.support``). These keys are optional
+and written only when set: a version-1 recipe without them serializes as before.
 """
 
 from __future__ import annotations
@@ -21,25 +29,38 @@ from edgeq.jsontypes import JSONObject
 from edgeq.recipe.codec import (
     activations_from,
     check_keys,
+    groups_from,
     literal,
+    matmul_nbits_from,
     op_types_from,
     overrides_from,
     part_dict,
+    steps_from,
     weights_from,
 )
 from edgeq.recipe.parts import (
     SCHEMES,
     Activations,
     FloatKind,
+    GroupOverride,
     LayerOverride,
+    MatMulNBits,
     OpTypeOverride,
     OverrideKind,
     RecipeScheme,
+    Step,
     Weights,
 )
 
 RECIPE_VERSION = 1
-RECIPE_KEYS = ("version", "scheme", "activations", "weights", "overrides", "excluded_op_types")
+RECIPE_KEYS = ("version", "scheme", "activations", "weights", "overrides", "excluded_op_types", "groups", "steps",
+               "matmul_nbits")
+
+
+def _once(names: list[str], what: str, fix: str) -> None:
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UsageError(f"{what} {twice[0]!r} appears more than once in the recipe", fix)
 
 
 def _canonical(overrides: tuple[LayerOverride, ...]) -> tuple[LayerOverride, ...]:
@@ -50,7 +71,11 @@ def _canonical(overrides: tuple[LayerOverride, ...]) -> tuple[LayerOverride, ...
 
 @dataclass(frozen=True)
 class Recipe:
-    """What goes into a candidate: the scheme, its activations and weights, and the layers quantized otherwise."""
+    """What goes into a candidate: the scheme, its activations and weights, and the layers quantized otherwise.
+
+    ``groups``, ``steps`` and ``matmul_nbits`` say what a language model's candidate needs besides (edgeq.llm):
+    named layer groups at another width, the weight-preparation steps in order, and the ONNX kernel's option.
+    """
 
     scheme: RecipeScheme = "static"
     activations: Activations = field(default_factory=Activations)
@@ -58,6 +83,9 @@ class Recipe:
     overrides: tuple[LayerOverride, ...] = ()
     excluded_op_types: tuple[OpTypeOverride, ...] = ()
     version: int = RECIPE_VERSION
+    groups: tuple[GroupOverride, ...] = ()  # in the given order: each group at most once
+    steps: tuple[Step, ...] = ()  # applied in this order, each at most once
+    matmul_nbits: MatMulNBits | None = None  # None: the kernel's option is not part of this recipe
 
     def __post_init__(self) -> None:
         if self.version != RECIPE_VERSION:
@@ -72,6 +100,10 @@ class Recipe:
                              "activations (8da4w)")
         object.__setattr__(self, "overrides", _canonical(tuple(self.overrides)))
         object.__setattr__(self, "excluded_op_types", tuple(self.excluded_op_types))
+        object.__setattr__(self, "groups", tuple(self.groups))
+        object.__setattr__(self, "steps", tuple(self.steps))
+        _once([g.group for g in self.groups], "layer group", "give each group one width")
+        _once([s.name for s in self.steps], "weight-preparation step", "run each step once")
 
     # --- the layers quantized otherwise --------------------------------------------------------------------------
     def nodes(self, *kinds: OverrideKind) -> tuple[str, ...]:
@@ -95,11 +127,24 @@ class Recipe:
         return replace(self, overrides=tuple(replace(o, kind="float16") if o.node in wanted and o.kind == "float"
                                              else o for o in self.overrides))
 
+    def group(self, name: str) -> GroupOverride | None:
+        """The row of layer group NAME (None: the group follows ``weights``)."""
+        return next((g for g in self.groups if g.group == name), None)
+
     # --- JSON --------------------------------------------------------------------------------------------------
     def to_dict(self) -> JSONObject:
-        return {"version": self.version, "scheme": self.scheme, "activations": part_dict(self.activations),
-                "weights": part_dict(self.weights), "overrides": [part_dict(o) for o in self.overrides],
-                "excluded_op_types": [part_dict(o) for o in self.excluded_op_types]}
+        """The recipe as JSON. ``groups``, ``steps`` and ``matmul_nbits`` are written only when set, so a recipe
+        without them has the same dict (and bytes) as before they existed."""
+        d: JSONObject = {"version": self.version, "scheme": self.scheme, "activations": part_dict(self.activations),
+                         "weights": part_dict(self.weights), "overrides": [part_dict(o) for o in self.overrides],
+                         "excluded_op_types": [part_dict(o) for o in self.excluded_op_types]}
+        if self.groups:
+            d["groups"] = [part_dict(g) for g in self.groups]
+        if self.steps:
+            d["steps"] = [part_dict(s) for s in self.steps]
+        if self.matmul_nbits is not None:
+            d["matmul_nbits"] = part_dict(self.matmul_nbits)
+        return d
 
     @staticmethod
     def from_dict(d: Mapping[str, object], where: str = "recipe", error: type[EdgeqError] = ManifestError) -> Recipe:
@@ -122,7 +167,10 @@ class Recipe:
                           weights=weights_from(d.get("weights", {}), f"{where}.weights", error),
                           overrides=overrides_from(d.get("overrides", []), f"{where}.overrides", error),
                           excluded_op_types=op_types_from(d.get("excluded_op_types", []),
-                                                          f"{where}.excluded_op_types", error))
+                                                          f"{where}.excluded_op_types", error),
+                          groups=groups_from(d.get("groups", []), f"{where}.groups", error),
+                          steps=steps_from(d.get("steps", []), f"{where}.steps", error),
+                          matmul_nbits=matmul_nbits_from(d.get("matmul_nbits"), f"{where}.matmul_nbits", error))
         except UsageError as e:  # a combination the parts refuse (e.g. per-token activations on a static recipe)
             if error is UsageError:
                 raise
@@ -163,6 +211,9 @@ class Recipe:
         hint = "build it with the LLM flow (edgeq export --task text-generation), which takes n-bit weights"
         if self.scheme == "weight-only":
             raise UsageError("a weight-only recipe has no QuantOptions (they always quantize activations)", hint)
+        if self.groups or self.steps or self.matmul_nbits is not None:
+            raise UsageError("a recipe with layer groups, weight-preparation steps or MatMulNBits options has no "
+                             "QuantOptions (they describe a language model's weights)", hint)
         if w.dtype in ("int4", "uint4") or w.group_size or not w.symmetric:
             raise UsageError(f"{w.dtype or 'the'} weights (group_size {w.group_size}, "
                              f"{'symmetric' if w.symmetric else 'asymmetric'}) have no QuantOptions: they take 8- or "

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgeq.errors import UsageError
-from edgeq.recipe.parts import OVERRIDE_KINDS, OverrideKind, RecipeScheme, WeightType
+from edgeq.recipe.parts import OVERRIDE_KINDS, GroupOverride, OverrideKind, RecipeScheme, StepName, WeightType
 from edgeq.recipe.recipe import Recipe
 
 # what an override asks of the format, in a refusal's words
@@ -19,7 +19,9 @@ _OVERRIDE_WHAT: dict[OverrideKind, str] = {"float": "keep nodes in float", "floa
 class Reason:
     """Why a format cannot build one ingredient, and what to do instead."""
 
-    ingredient: str  # "scheme:weight-only", "override:int16-activations", "weights:int4", "weights:group-wise", ...
+    # "scheme:weight-only", "override:int16-activations", "weights:int4", "weights:group-wise", "group:ends",
+    # "group:embedding=int8", "step:gptq", "matmul_nbits", ...
+    ingredient: str
     why: str
     fix: str
 
@@ -29,7 +31,8 @@ class RecipeSupport:
     """The recipes a format builds. An ingredient not listed is refused with its :class:`Reason` (or a generic one).
 
     ``no_ops``: ingredients accepted and recorded but without effect on the bytes, each with why (documented in
-    the format's reference page).
+    the format's reference page). ``groups``: the layer-group rows the format builds, each group at the widths
+    listed; ``steps``: the weight-preparation steps it runs; ``matmul_nbits``: whether it takes that ONNX option.
     """
 
     fmt: str
@@ -41,6 +44,9 @@ class RecipeSupport:
     mixed_float_kinds: bool = True  # float and float16 layers in one model
     reasons: tuple[Reason, ...] = ()
     no_ops: tuple[str, ...] = ()
+    groups: tuple[GroupOverride, ...] = ()
+    steps: tuple[StepName, ...] = ()
+    matmul_nbits: bool = False
 
     def reason(self, ingredient: str) -> Reason:
         return next((r for r in self.reasons if r.ingredient == ingredient),
@@ -72,6 +78,23 @@ def unsupported(recipe: Recipe, support: RecipeSupport) -> tuple[str, str] | Non
     float_nodes = (*recipe.nodes("float"), *recipe.op_types("float"))
     if not support.mixed_float_kinds and float_nodes and recipe.nodes("float16") + recipe.op_types("float16"):
         return "overrides:mixed-float", f"keep some layers float32 ({_names(float_nodes)}) and others float16"
+    return _unsupported_llm_part(recipe, support)
+
+
+def _unsupported_llm_part(recipe: Recipe, support: RecipeSupport) -> tuple[str, str] | None:
+    """The first layer group, step or kernel option of ``recipe`` that ``support`` lacks."""
+    for g in recipe.groups:
+        if g not in support.groups:
+            known = any(s.group == g.group for s in support.groups)
+            key = f"group:{g.group}={g.dtype}" if known else f"group:{g.group}"
+            width = "keep" if g.dtype == "float" else "store"
+            return key, f"{width} the {g.group} layers' weights {g.dtype}" + (
+                f" (it builds {', '.join(s.dtype for s in support.groups if s.group == g.group)})" if known else "")
+    for s in recipe.steps:
+        if s.name not in support.steps:
+            return f"step:{s.name}", f"run the {s.name} step"
+    if recipe.matmul_nbits is not None and not support.matmul_nbits:
+        return "matmul_nbits", "take MatMulNBits options (an ONNX Runtime kernel)"
     return None
 
 

@@ -80,13 +80,19 @@ def test_gptq_pte_variant_rounds_before_torchao_and_needs_calibration() -> None:
             quantized_model(m, bad, c)
 
 
-def test_gptq_rung_through_the_export(tiny_lm: dict[str, Path]) -> None:
+def test_gptq_rung_through_the_export(tiny_lm: dict[str, Path], tmp_path: Path) -> None:
     """The ONNX ladder's 4-bit rungs are GPTQ: an export with them records the GPTQ variant as its pick and ships
-    a runnable artifact."""
+    a runnable artifact, which its recorded recipe rebuilds byte for byte."""
+    from edgeq.hashing import sha256_file
     from edgeq.llm.api import export_llm
     from edgeq.llm.config import LlmConfig
+    from edgeq.llm.measure import onnx_source
+    from edgeq.llm.onnx_export import build_onnx
     from edgeq.llm.runners import OnnxLM
     from edgeq.llm.search import ladder
+    from edgeq.llm.source import load_lm, save_hf_folder
+    from edgeq.llm.text import calib_eval_windows
+    from edgeq.recipe import Recipe
 
     four = tuple(v for v in ladder("onnx") if v.bits == 4)
     assert [v.name for v in four] == ["onnx-w4g32-asym-gptq-emb4", "onnx-w4g32-asym-gptq-lm_head8-emb4"]
@@ -94,10 +100,24 @@ def test_gptq_rung_through_the_export(tiny_lm: dict[str, Path]) -> None:
                     eval_text=tiny_lm["eval"], formats=("onnx",), seq_len=32, max_context=64, calib_windows=2,
                     eval_windows=2, greedy_prompts=1, greedy_tokens=4, variants=(*four, ladder("onnx")[-1]),
                     max_ppl_increase=1000.0, force=True)  # random weights: the budget is not what this checks
-    m = export_llm(cfg).manifest["llm"]["formats"]["onnx"]
+    manifest = export_llm(cfg).manifest
+    m = manifest["llm"]["formats"]["onnx"]
     assert m["pick"] == four[0].name and m["trials"][0]["name"] == four[0].name
     art = cfg.output / "onnx" / four[0].name
     assert np.isfinite(OnnxLM(art).forward(np.arange(3, 11, dtype=np.int64), 0)).all()
+    # the recorded recipe (a gptq step) and the recorded run rebuild the same bytes: the same calibration windows,
+    # the same GPTQ rounding, the same builder
+    rec = next(a for a in manifest["artifacts"] if a["name"] == four[0].name)
+    v = Variant.from_recipe("onnx", Recipe.from_dict(rec["quantization"]["recipe"]))
+    assert v == four[0] and rec["quantization"]["recipe"]["steps"] == [{"name": "gptq"}]
+    c = manifest["config"]
+    lm = load_lm(c["model"])
+    calib, _ = calib_eval_windows(lm.tokenizer, Path(c["calib_text"]), Path(c["eval_text"]), c["seq_len"],
+                                  c["calib_windows"], c["eval_windows"])
+    hf = save_hf_folder(lm, tmp_path / "hf")
+    again = build_onnx(onnx_source(lm, hf, calib, v, tmp_path / "cache"), tmp_path / "again", v, tmp_path / "cache")
+    for f in ("model.onnx", "model.onnx.data"):
+        assert sha256_file(again / f) == sha256_file(art / f), f
 
 
 @pytest.mark.slow
