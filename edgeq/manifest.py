@@ -53,6 +53,8 @@ from edgeq.jsontypes import (
     get_strs,
     objects,
 )
+
+# The sections live beside this module (the 300-line limit); callers import every manifest type from here.
 from edgeq.manifest_sections import ROLES as ROLES
 from edgeq.manifest_sections import Artifact as Artifact
 from edgeq.manifest_sections import FileEntry as FileEntry
