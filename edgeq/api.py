@@ -31,7 +31,7 @@ from edgeq.jsontypes import (
 )
 from edgeq.llm.api import export_llm
 from edgeq.llm.config import LlmConfig
-from edgeq.manifest import Artifact, write_manifest
+from edgeq.manifest import Artifact, Manifest, write_manifest
 from edgeq.outdir import (
     INPUTS_REL,
     REFERENCE_REL,
@@ -162,15 +162,15 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
                                           model.captured, model.ev, ref, ref_kind, model.output_names,
                                           built.resolved_quant, built.pass_log, built.artifacts,
                                           plan.boards.record() if plan.boards is not None else None), tmp)
-        m.update(built.search_keys)  # optional keys: "search", "sensitivity", "sensitivity_pte"
+        m = m.with_records(built.search_keys)  # optional records: "search", "sensitivity", "sensitivity_pte"
         # where the error and the time come from: per layer, per operator (after the searches: what ships)
         with clock.phase("explain"):
-            m["explain"] = (explain_export(ExplainInputs(tmp, scratch, tuple(built.artifacts), INPUTS_REL,
-                                                         REFERENCE_REL, model.quant_captured, model.calib, model.ev,
-                                                         plan.target, searches=built.search_keys),
-                                           progress)
-                            if config.explain else {"skipped": "--no-explain"})
-        _finish(m, tmp, model, built.artifacts, clock)
+            m = dataclasses.replace(m, explain=(
+                explain_export(ExplainInputs(tmp, scratch, tuple(built.artifacts), INPUTS_REL, REFERENCE_REL,
+                                             model.quant_captured, model.calib, model.ev, plan.target,
+                                             searches=built.search_keys), progress)
+                if config.explain else {"skipped": "--no-explain"}))
+        m = _finish(m, tmp, model, built.artifacts, clock)
         commit_output(tmp, config.output)
     except BaseException:
         discard_output(tmp, config.output)
@@ -178,7 +178,7 @@ def export(config: PipelineConfig, progress: Progress | None = None) -> ExportRe
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     progress.stage(f"wrote {config.output}")
-    return ExportResult(config.output, m)
+    return ExportResult(config.output, m.to_json())
 
 
 def _plan(config: PipelineConfig, progress: Progress) -> _Plan:
@@ -233,17 +233,14 @@ def _validate(plan: _Plan, tmp: Path, artifacts: list[Artifact], progress: Progr
                                              fleet=plan.boards), artifacts, progress)
 
 
-def _finish(m: JSONObject, tmp: Path, model: ExportModel, artifacts: list[Artifact], clock: PhaseClock) -> None:
+def _finish(m: Manifest, tmp: Path, model: ExportModel, artifacts: list[Artifact], clock: PhaseClock) -> Manifest:
     """The manifest's last keys (timing last: it reads the preparation's record), the reports, the seal."""
-    if model.outliers:  # what the outlier-aware preparation applied (both formats' INT8 models are built from it)
-        m["outliers"] = model.outliers
-    if model.compression:
-        m["compression"] = {**model.compression, "artifacts": effect_summary(tmp, artifacts)}
-    m["timing"] = clock.record(m)
-    write_manifest(m, tmp)
-
-    write_reports(m, tmp)
-    write_manifest(seal(m, tmp), tmp)  # hash the reports and any other file, so check can trust them
+    m = dataclasses.replace(
+        m, outliers=model.outliers or None,  # what the outlier-aware preparation applied (both formats' INT8 models)
+        compression={**model.compression, "artifacts": effect_summary(tmp, artifacts)} if model.compression else None)
+    m = write_manifest(dataclasses.replace(m, timing=clock.record(m.to_json())), tmp)
+    write_reports(m.to_json(), tmp)
+    return write_manifest(seal(m, tmp), tmp)  # hash the reports and any other file, so check can trust them
 
 
 def _pop_progress(kwargs: dict[str, object]) -> Progress | None:

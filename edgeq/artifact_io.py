@@ -76,15 +76,13 @@ def artifact_io(path: Path, fmt: str, signature: Mapping[str, object]) -> dict[s
     return io
 
 
-def annotate_io(manifest: JSONObject, outdir: Path) -> None:
-    """Fill ``details.io`` of every directly runnable artifact that lacks it (idempotent)."""
-    sig = manifest.get("signature") or {}
-    for a in get_objects(manifest, "artifacts"):
-        details = as_object(a.setdefault("details", {}), "details")
-        if "io" in details:
-            continue
+def with_io(artifacts: Sequence[JSONObject], signature: Mapping[str, object], outdir: Path) -> tuple[JSONObject, ...]:
+    """``artifacts`` with ``details.io`` filled in for every directly runnable one that lacks it (idempotent; the
+    records given are not changed, an annotated one is a copy whose keys keep their order)."""
+    out: list[JSONObject] = []
+    for a in artifacts:
+        details = as_object(a.get("details", {}), "details")
         f = outdir / get_str(a, "path")
-        if f.is_file():
-            io = artifact_io(f, get_str(a, "format"), as_object(sig, "signature"))
-            if io is not None:
-                details["io"] = io
+        io = None if "io" in details or not f.is_file() else artifact_io(f, get_str(a, "format"), signature)
+        out.append(a if io is None else {**a, "details": {**details, "io": io}})
+    return tuple(out)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import platform
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypedDict, Unpack
@@ -30,19 +31,16 @@ from edgeq.integrity import RUNNABLE, audit, sniff_format
 from edgeq.jsontypes import (
     JSONObject,
     get_float,
-    get_object,
     get_object_or_none,
-    get_objects,
-    get_str,
     get_strs,
 )
 from edgeq.llm.check import LmCheck, check_lm, is_text_generation
 from edgeq.llm.target_checks import items_from_files, run_checks
-from edgeq.manifest import Artifact, Validation, read_manifest
+from edgeq.manifest import Artifact, Manifest, Validation, read_manifest
 from edgeq.progress import Progress
 from edgeq.signing import verify_folder
 from edgeq.stages.budget_check import NAME, check_artifact
-from edgeq.targets import load_target, manifest_target, with_runner_timeout
+from edgeq.targets import load_target, packaged_target, with_runner_timeout
 from edgeq.targetspec import Target
 from edgeq.validate.bundled import check_bundle
 from edgeq.validate.fleet_run import split_runners
@@ -71,9 +69,9 @@ class CheckResult:
     infra_failures: list[str] = field(default_factory=list)  # fewer boards answered than --min-boards
 
 
-def _check_target(m: JSONObject, target: str | None) -> Target:
+def _check_target(m: Manifest, target: str | None) -> Target:
     """The profile ``check`` enforces: the command line's, else the packaged one the manifest names (by name only)."""
-    return load_target(target) if target else manifest_target(m)
+    return load_target(target) if target else packaged_target(m.target.name)
 
 
 def default_runners(target: Target) -> tuple[str, ...]:
@@ -83,9 +81,10 @@ def default_runners(target: Target) -> tuple[str, ...]:
     return tuple(specs)
 
 
-def _recompute_artifacts(m: JSONObject, out: Path) -> tuple[list[Artifact], list[str]]:
+def _recompute_artifacts(records: Sequence[JSONObject], out: Path) -> tuple[list[Artifact], list[str]]:
+    """The manifest's artifact records, each with the format its bytes have (a runnable one is a candidate)."""
     arts, findings = [], []
-    for d in get_objects(m, "artifacts"):
+    for d in records:
         a = Artifact.from_dict({**d, "validations": []})
         fmt = sniff_format(out / a.path)
         if (fmt in (*RUNNABLE, "bpte") or a.format in (*RUNNABLE, "bpte")) and fmt != a.format:
@@ -100,10 +99,10 @@ def _recompute_artifacts(m: JSONObject, out: Path) -> tuple[list[Artifact], list
     return arts, findings
 
 
-def _gating_passes(m: JSONObject, arts: list[Artifact], out: Path, tgt: Target) -> list[JSONObject]:
+def _gating_passes(m: Manifest, arts: list[Artifact], out: Path, tgt: Target) -> list[JSONObject]:
     """The recorded passes, with the budget-check recomputed from the bytes and this target (its recorded
     failures could have been deleted from the manifest)."""
-    kept = [p for p in get_objects(m, "passes") if p.get("name") != NAME]
+    kept = [p for p in m.passes if p.get("name") != NAME]
     if NAME in tgt.passes:
         failures: list[str] = []
         for a in arts:
@@ -161,9 +160,9 @@ def run_check(req: CheckRequest, progress: Progress) -> CheckResult:
         verify_folder(out, req.public_key)  # provenance first: the manifest below is then the signed one
     m = read_manifest(out)
     audit(m, out)
-    arts, findings = _recompute_artifacts(m, out)
+    arts, findings = _recompute_artifacts(m.artifacts, out)
 
-    if is_text_generation(m, out):
+    if is_text_generation(m.to_json(), out):  # edgeq.llm.check reads the JSON document
         return _check_lm(req, m, arts, findings, progress)
     if req.max_ppl_increase is not None or req.float_model is not None:
         raise UsageError("--max-ppl-increase and --float-model apply to text-generation folders only",
@@ -171,13 +170,13 @@ def run_check(req: CheckRequest, progress: Progress) -> CheckResult:
     return _check_tensor(req, m, arts, findings, progress)
 
 
-def _check_tensor(req: CheckRequest, m: JSONObject, arts: list[Artifact], findings: list[str],
+def _check_tensor(req: CheckRequest, m: Manifest, arts: list[Artifact], findings: list[str],
                   progress: Progress) -> CheckResult:
     out = req.outdir
     tgt = with_runner_timeout(_check_target(m, req.target), req.runner_timeout)
     eff = (req.budget or Budget()).merged_over(tgt.validation)
     findings += _budget_findings(m, eff, tgt)
-    listed = (get_object_or_none(m, "config") or {}).get("validate_on")
+    listed = m.config.get("validate_on")
     recorded = [s for s in listed if isinstance(s, str)] if isinstance(listed, list) else []
     remote = [s for s in recorded if "://" in s or s.startswith("fleet:")]
     if remote and not req.runners:
@@ -185,8 +184,7 @@ def _check_tensor(req: CheckRequest, m: JSONObject, arts: list[Artifact], findin
     specs, boards = split_runners(req.runners or default_runners(tgt), tgt, req.fleet or FleetOptions())
     if boards is not None:
         boards.preflight(progress)
-    vd = get_object(m, "validation_data")
-    inputs, reference = get_str(get_object(vd, "inputs"), "path"), get_str(get_object(vd, "reference"), "path")
+    inputs, reference = m.validation_data.inputs.path, m.validation_data.reference.path
     validate_artifacts(ValidationRequest(out, inputs, reference, specs, tgt, eff,
                                          isolate=True, fleet=boards), arts, progress)
     if "host" in specs:
@@ -196,7 +194,7 @@ def _check_tensor(req: CheckRequest, m: JSONObject, arts: list[Artifact], findin
     # With --compress the float baseline is the compressed model and the reference the original one: the baseline
     # then cannot equal the reference, so it must meet the budget against it instead (still failing a reference
     # regenerated from another model, unless the budget is loose enough to admit that model too).
-    compressed = bool(m.get("compression"))
+    compressed = bool(m.compression)
     if compressed:
         findings.append("the manifest declares compression: the float baseline is held to the budget against the "
                         "stored reference instead of to identity with it")
@@ -207,9 +205,9 @@ def _check_tensor(req: CheckRequest, m: JSONObject, arts: list[Artifact], findin
                        fleet_verdict=get_object_or_none(v, "fleet"), infra_failures=infra)
 
 
-def _budget_findings(m: JSONObject, eff: Budget, tgt: Target) -> list[str]:
+def _budget_findings(m: Manifest, eff: Budget, tgt: Target) -> list[str]:
     """The manifest's budget is shown, not obeyed: a difference from the enforced one is a finding."""
-    stored = Budget.from_dict(get_object(m, "budget"))
+    stored = Budget.from_dict(m.budget)
     if stored == eff:
         return []
     diff = ", ".join(f"{k} {getattr(stored, k)} -> {getattr(eff, k)}" for k in eff.to_dict()
@@ -247,7 +245,7 @@ def _check_bundles(out: Path, arts: list[Artifact], eff: Budget, tgt: Target, pr
     return []
 
 
-def _check_lm(req: CheckRequest, m: JSONObject, arts: list[Artifact], findings: list[str],
+def _check_lm(req: CheckRequest, m: Manifest, arts: list[Artifact], findings: list[str],
               progress: Progress) -> CheckResult:
     out, runners, budget = req.outdir, req.runners, req.budget
     if runners and set(runners) != {"host"}:
@@ -259,7 +257,7 @@ def _check_lm(req: CheckRequest, m: JSONObject, arts: list[Artifact], findings: 
     progress.stage(f"re-measuring perplexity of {sum(a.format in ('onnx', 'pte') for a in arts)} language "
                    "model artifact(s) on the stored windows")
     with tempfile.TemporaryDirectory(prefix="edgeq-check-lm-") as tmp:
-        res = check_lm(m, out, arts, req.max_ppl_increase, req.float_model, Path(tmp))
+        res = check_lm(m.to_json(), out, arts, req.max_ppl_increase, req.float_model, Path(tmp))
     # the target's checks again, from the bytes and the profile (the CLI's, else the packaged one the manifest names)
     tgt = _check_target(m, req.target)
     target_failures = [f for p in run_checks(tgt, out, items_from_files(arts), None, 0)
@@ -274,13 +272,14 @@ def _check_lm(req: CheckRequest, m: JSONObject, arts: list[Artifact], findings: 
                 runtime="onnxruntime" if r.format == "onnx" else "executorch-pybind",
                 budget_check={"max_ppl_increase_pct": res.max_ppl_increase_pct, "ppl_ratio": r.metrics["ppl_ratio"],
                               "passed": r.passed, "failures": list(r.failures)}),))
-    m2: JSONObject = {**m, "budget_in_manifest": m.get("budget"),
+    m2: JSONObject = {**m.to_json(), "budget_in_manifest": m.budget,
           "budget": {"max_ppl_increase_pct": res.max_ppl_increase_pct, "source": res.budget_source}}
     failures = list(res.failures) + target_failures
     return CheckResult(out, not failures, failures, arts, Budget(), m2, [], findings + list(res.findings), [], llm=res)
 
 
-def replace_budget(m: JSONObject, eff: Budget) -> JSONObject:
-    return {**m, "budget_in_manifest": m["budget"], "budget": eff.to_dict()}
+def replace_budget(m: Manifest, eff: Budget) -> JSONObject:
+    """The manifest as the report shows it: the budget enforced, and the one it recorded beside it."""
+    return {**m.to_json(), "budget_in_manifest": m.budget, "budget": eff.to_dict()}
 
 

@@ -16,7 +16,7 @@ from edgeq.config_file import config_to_dict
 from edgeq.data import Dataset
 from edgeq.hashing import sha256_file
 from edgeq.jsontypes import JSONObject
-from edgeq.manifest import Artifact, new_manifest
+from edgeq.manifest import Artifact, FileRef, Manifest, Source, TargetInfo, Tool, ValidationData
 from edgeq.outdir import INPUTS_REL, REFERENCE_REL
 from edgeq.signature import TensorSpec
 from edgeq.source import ModelSource
@@ -45,12 +45,9 @@ class ExportRecord:
     fleet: JSONObject | None = None  # the boards' record (edgeq.validate.fleet_run.FleetRun.record)
 
 
-def compose_manifest(rec: ExportRecord, folder: Path) -> JSONObject:
+def compose_manifest(rec: ExportRecord, folder: Path) -> Manifest:
     """The manifest of ``rec``; ``folder`` holds the validation data it hashes."""
     config, captured = rec.config, rec.captured
-    m = new_manifest()
-    m["source"] = {"ref": rec.source.ref, "kind": rec.source.kind, "sha256": rec.source.sha256}
-    m["target"] = rec.target.summary()
     recorded: JSONObject = {"recorded": config_to_dict(config), "resolved_quant": rec.resolved_quant,
                           "formats": list(config.formats), "quant": config.quant.to_dict(),
                           "eval_fraction": config.eval_fraction, "seed": config.seed, "opset": config.opset,
@@ -65,24 +62,18 @@ def compose_manifest(rec: ExportRecord, folder: Path) -> JSONObject:
         for spec in inputs:
             spec["preprocessing"] = config.preprocess.to_dict()
             spec["layout"] = config.preprocess.layout
-    m["config"] = recorded
-    m["budget"] = rec.budget.to_dict()
-    m["signature"] = {"inputs": inputs,
-                      "outputs": [output_spec(n, rec.reference[n], captured.dynamic_batch).to_dict()
-                                  for n in rec.output_names]}
-    m["validation_data"] = {
-        "inputs": {"path": INPUTS_REL, "sha256": sha256_file(folder / INPUTS_REL)},
-        "reference": {"path": REFERENCE_REL, "sha256": sha256_file(folder / REFERENCE_REL),
-                      "kind": rec.reference_kind},
-        "samples": len(rec.ev), "has_labels": rec.ev.labels is not None,
-        "source": config.eval or f"{config.calib} (held-out {config.eval_fraction:.0%} split, seed {config.seed})",
-    }
-    m["passes"] = rec.pass_log
-    m["artifacts"] = [a.to_dict() for a in rec.artifacts]
-    if rec.fleet is not None:
-        m["fleet"] = rec.fleet
-    m["verdict"] = verdict(rec.artifacts, rec.pass_log, rec.fleet)
-    return m
+    validation_data = ValidationData(
+        inputs=FileRef(INPUTS_REL, sha256_file(folder / INPUTS_REL)),
+        reference=FileRef(REFERENCE_REL, sha256_file(folder / REFERENCE_REL), rec.reference_kind),
+        samples=len(rec.ev), has_labels=rec.ev.labels is not None,
+        source=config.eval or f"{config.calib} (held-out {config.eval_fraction:.0%} split, seed {config.seed})")
+    return Manifest(
+        tool=Tool.now(), source=Source(rec.source.ref, rec.source.kind, rec.source.sha256),
+        target=TargetInfo.of(rec.target), config=recorded, budget=rec.budget.to_dict(),
+        signature={"inputs": inputs, "outputs": [output_spec(n, rec.reference[n], captured.dynamic_batch).to_dict()
+                                                 for n in rec.output_names]},
+        validation_data=validation_data, passes=tuple(rec.pass_log), artifacts=tuple(a.to_dict() for a in rec.artifacts),
+        verdict=verdict(rec.artifacts, rec.pass_log, rec.fleet), fleet=rec.fleet)
 
 
 def output_spec(name: str, arr: np.ndarray, dynamic: bool) -> TensorSpec:

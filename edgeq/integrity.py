@@ -11,43 +11,39 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 import onnx
 
 from edgeq.errors import ManifestError
 from edgeq.hashing import sha256_file
-from edgeq.jsontypes import JSONObject, get_object, get_objects
-from edgeq.manifest import MANIFEST_NAME
+from edgeq.manifest import MANIFEST_NAME, FileEntry, Manifest
 
 SIGNATURE_NAME = "edgeq.json.sig"  # signs the manifest, so it cannot be listed in it (edgeq.signing)
-FILES_KEY = "files"
 RUNNABLE = ("onnx", "ort", "pte")  # formats a runner executes: never skipped by check, whatever the manifest says
 _REL = re.compile(r"^[A-Za-z0-9_.+-]+(/[A-Za-z0-9_.+-]+)*$")
 _HINT = "the folder changed after export; re-run edgeq export (or restore the original folder)"
 
 
-def described_paths(m: Mapping[str, object]) -> list[tuple[object, object]]:
+def described_paths(m: Manifest) -> list[tuple[object, object]]:
     """(relative path, sha256) of every file the manifest lists, as written there (:func:`audit` checks them)."""
-    out: list[tuple[object, object]] = [(a["path"], a["sha256"]) for a in get_objects(m, "artifacts")]
-    vd = get_object(m, "validation_data")
-    inputs, reference = get_object(vd, "inputs"), get_object(vd, "reference")
-    out += [(inputs["path"], inputs["sha256"]), (reference["path"], reference["sha256"])]
-    out += [(f["path"], f["sha256"]) for f in get_objects(m, FILES_KEY)]
+    out: list[tuple[object, object]] = [(a["path"], a["sha256"]) for a in m.artifacts]
+    vd = m.validation_data
+    out += [(vd.inputs.path, vd.inputs.sha256), (vd.reference.path, vd.reference.sha256)]
+    out += [(f.path, f.sha256) for f in m.files or ()]
     return out
 
 
-def seal(m: JSONObject, outdir: Path) -> JSONObject:
-    """Record every regular file under ``outdir`` not listed yet (reports, …) in ``m['files']``; returns ``m``."""
-    listed = {p for p, _ in described_paths({**m, FILES_KEY: []})}
-    extra: list[JSONObject] = []
+def seal(m: Manifest, outdir: Path) -> Manifest:
+    """``m`` with every regular file under ``outdir`` not listed yet (reports, …) in its ``files``."""
+    listed = {p for p, _ in described_paths(replace(m, files=None))}
+    extra: list[FileEntry] = []
     for rel in sorted(_walk(outdir)):
         if rel not in (MANIFEST_NAME, SIGNATURE_NAME) and rel not in listed:
             p = outdir / rel
-            extra.append({"path": rel, "bytes": p.stat().st_size, "sha256": sha256_file(p)})
-    m[FILES_KEY] = extra
-    return m
+            extra.append(FileEntry(rel, p.stat().st_size, sha256_file(p)))
+    return replace(m, files=tuple(extra))
 
 
 def _walk(outdir: Path) -> list[str]:
@@ -88,7 +84,7 @@ def confined(outdir: Path, rel: object, what: str) -> Path:
     return cur
 
 
-def audit(m: Mapping[str, object], outdir: Path) -> None:
+def audit(m: Manifest, outdir: Path) -> None:
     """Confine, re-hash, and compare the folder's listing with the manifest's. Raises ManifestError."""
     manifest = outdir / MANIFEST_NAME
     if manifest.is_symlink():
@@ -106,7 +102,7 @@ def audit(m: Mapping[str, object], outdir: Path) -> None:
                                 _HINT)
     unlisted = [rel for rel in _walk(outdir) if rel not in (MANIFEST_NAME, SIGNATURE_NAME) and rel not in seen]
     if unlisted:
-        old = FILES_KEY not in m
+        old = m.files is None
         raise ManifestError(f"{len(unlisted)} file(s) in {outdir} are not listed in {MANIFEST_NAME}: "
                             f"{', '.join(unlisted[:5])}",
                             "this folder was written by an edgeq without file hashes; re-export it" if old else

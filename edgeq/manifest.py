@@ -29,162 +29,62 @@ Optional top-level keys (present only when the feature ran): search{met, best, s
           trial_layer_error[{format, trial, label, passed, lowest{layer, op, sqnr_db},
           layers[{layer, op, sqnr_db, cosine, added_db}], worst[]}]} (edgeq.explain: each search trial rebuilt
           from its recipe),
-  timing{phases[{phase, seconds, bought (optional)}], total_s} (edgeq.timing; wall seconds of this run only)
+  timing{phases[{phase, seconds, bought (optional)}], total_s} (edgeq.timing; wall seconds of this run only),
+  fleet{boards[], ...} (edgeq.validate.fleet_run), outliers{...} (edgeq.prepare),
+  compression{..., artifacts} (edgeq.compress), llm{float, seq_len, formats, tokenizer, ...} (text generation),
+  files[{path, bytes, sha256}] (edgeq.integrity.seal: every other file of the folder). Any other key is refused.
+In Python the manifest is :class:`Manifest` (``read_manifest`` returns it, ``write_manifest`` writes it): a frozen
+dataclass with one field per top-level key, typed sections (edgeq.manifest_sections) where the keys are fixed, and
+JSON objects for the records whose content is open by design; its ``to_json`` writes the same bytes it read.
 """
 
 from __future__ import annotations
 
 import json
-import platform
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
+from typing import TypeVar
 
-from edgeq._version import __version__
-from edgeq.artifact_io import annotate_io
+from edgeq.artifact_io import with_io
 from edgeq.errors import ManifestError
-from edgeq.hashing import sha256_file
 from edgeq.jsontypes import (
     JSONObject,
     JSONValue,
     as_object,
-    get_bool,
-    get_float_or_none,
-    get_int,
     get_object,
     get_object_or_none,
     get_objects,
-    get_str,
-    get_str_or_none,
+    get_strs,
+    objects,
 )
+
+# The sections live beside this module (the 300-line limit); callers import every manifest type from here.
+from edgeq.manifest_sections import ROLES as ROLES
+from edgeq.manifest_sections import Artifact as Artifact
+from edgeq.manifest_sections import FileEntry as FileEntry
+from edgeq.manifest_sections import FileRef as FileRef
+from edgeq.manifest_sections import Source as Source
+from edgeq.manifest_sections import TargetInfo as TargetInfo
+from edgeq.manifest_sections import Tool as Tool
+from edgeq.manifest_sections import Validation as Validation
+from edgeq.manifest_sections import ValidationData as ValidationData
+from edgeq.manifest_sections import dependency_versions as dependency_versions
+from edgeq.manifest_sections import edgeq_version as edgeq_version
 
 SCHEMA = "edgeq.manifest"
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "edgeq.json"
-
-ROLES = ("baseline", "candidate", "auxiliary")  # baseline: float artifacts; auxiliary: derived, not validated (.ort, .bpte)
-
-
-@dataclass(frozen=True)
-class Validation:
-    runner: str
-    machine: str
-    cpu_model: str
-    features: list[str]
-    emulated: bool
-    metrics: JSONObject
-    budget_check: JSONObject
-    latency_ms: float | None
-    latency_kind: str
-    runtime: str
-    # How latency_ms was measured when not by the runner alone: the host's paired measurement (edgeq.validate.latency)
-    # records method, threads, rounds and ratio_to_float here. Optional: older manifests lack it.
-    latency_detail: JSONObject | None = None
-    board: str | None = None  # the fleet board's name (edgeq.validate.fleet) when the runner is one of a fleet
-
-    def to_dict(self) -> JSONObject:
-        d: JSONObject = {"runner": self.runner, "machine": self.machine, "cpu_model": self.cpu_model,
-                         "features": self.features, "emulated": self.emulated,
-                         "metrics": self.metrics, "budget_check": self.budget_check, "latency_ms": self.latency_ms,
-                         "latency_kind": self.latency_kind, "runtime": self.runtime,
-                         "latency_detail": self.latency_detail}
-        if self.board is not None:  # only fleet runs name a board; other manifests keep their shape
-            d["board"] = self.board
-        return d
-
-    @staticmethod
-    def from_dict(d: Mapping[str, object]) -> Validation:
-        """A validation read back from edgeq.json; a field of the wrong type raises ManifestError."""
-        features = d.get("features")
-        if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
-            raise ManifestError("validation 'features' must be a list of strings",
-                                "the manifest is malformed or was edited; re-run edgeq export")
-        return Validation(runner=get_str(d, "runner"), machine=get_str(d, "machine"),
-                          cpu_model=get_str(d, "cpu_model"), features=[str(f) for f in features],
-                          emulated=get_bool(d, "emulated"), metrics=get_object(d, "metrics"),
-                          budget_check=get_object(d, "budget_check"), latency_ms=get_float_or_none(d, "latency_ms"),
-                          latency_kind=get_str(d, "latency_kind"), runtime=get_str(d, "runtime"),
-                          latency_detail=get_object_or_none(d, "latency_detail"), board=get_str_or_none(d, "board"))
-
-
-@dataclass(frozen=True)
-class Artifact:
-    """One shipped file. Frozen: an update is a new Artifact (``refresh``, ``with_detail``, ``with_validation``,
-    ``dataclasses.replace``) put back where the old one was held (``BuildState.artifacts``); ``details`` and
-    ``quantization`` are replaced whole, never edited in place, so an earlier state never sees a later change."""
-
-    name: str  # unique within a manifest, e.g. "onnx-int8"
-    path: str  # relative to the output directory
-    format: str  # onnx | ort | pte | bpte | ...
-    precision: str  # fp32 | fp16 | int8-static | int8-dynamic | mixed
-    role: str
-    bytes: int = 0
-    sha256: str = ""
-    quantization: JSONObject | None = None
-    details: JSONObject = field(default_factory=dict)
-    validations: tuple[Validation, ...] = ()
-
-    def refresh(self, outdir: Path) -> Artifact:
-        """This artifact with the size and sha256 of its file as written now."""
-        p = outdir / self.path
-        return replace(self, bytes=p.stat().st_size, sha256=sha256_file(p))
-
-    def with_detail(self, key: str, value: JSONValue) -> Artifact:
-        """``details[key] = value`` on a copy (an existing key keeps its place, so the JSON order is unchanged)."""
-        return replace(self, details={**self.details, key: value})
-
-    def with_validation(self, validation: Validation) -> Artifact:
-        return replace(self, validations=(*self.validations, validation))
-
-    def to_dict(self) -> JSONObject:
-        return {"name": self.name, "path": self.path, "format": self.format, "precision": self.precision,
-                "role": self.role, "bytes": self.bytes, "sha256": self.sha256, "quantization": self.quantization,
-                "details": self.details, "validations": [v.to_dict() for v in self.validations]}
-
-    @staticmethod
-    def from_dict(d: Mapping[str, object]) -> Artifact:
-        """An artifact read back from edgeq.json (or a record built in memory); wrong types raise ManifestError."""
-        return Artifact(name=get_str(d, "name"), path=get_str(d, "path"), format=get_str(d, "format"),
-                        precision=get_str(d, "precision"), role=get_str(d, "role"),
-                        bytes=get_int(d, "bytes") if "bytes" in d else 0,
-                        sha256=get_str(d, "sha256") if "sha256" in d else "",
-                        quantization=get_object_or_none(d, "quantization"),
-                        details=get_object(d, "details") if "details" in d else {},
-                        validations=tuple(Validation.from_dict(v) for v in get_objects(d, "validations")))
-
-
-def dependency_versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in ("torch", "onnx", "onnxruntime", "onnxscript", "executorch", "torchao", "numpy"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def edgeq_version() -> str:
-    return __version__
-
-
-def new_manifest() -> JSONObject:
-    return {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "edgeq_version": edgeq_version(),
-        "dependencies": dependency_versions(),
-        "source": None, "target": None, "config": None, "budget": None, "signature": None,
-        "validation_data": None, "passes": [], "artifacts": [], "verdict": None,
-    }
+_T = TypeVar("_T")
 
 
 _REQUIRED = ("schema", "schema_version", "created", "edgeq_version", "dependencies", "source", "target",
              "config", "budget", "signature", "validation_data", "passes", "artifacts", "verdict")
-_OPTIONAL: dict[str, type] = {"search": dict, "sensitivity": list, "sensitivity_pte": list, "sweep": dict,
-                              "explain": dict, "files": list}  # files: every other file of the folder, hashed (edgeq.integrity)
+# In the order a tensor export writes them (fleet before the search records; files, written by the seal, last but
+# for the sweep table, which ``edgeq sweep`` adds to a sealed export). files: every other file, hashed.
+_OPTIONAL: dict[str, type] = {"fleet": dict, "search": dict, "sensitivity": list, "search_pte": dict,
+                              "sensitivity_pte": list, "explain": dict, "outliers": dict, "compression": dict,
+                              "timing": dict, "llm": dict, "files": list, "sweep": dict}
 _ARTIFACT_REQUIRED = ("name", "path", "format", "precision", "role", "bytes", "sha256", "quantization", "details",
                       "validations")
 _VALIDATION_REQUIRED = ("runner", "machine", "cpu_model", "features", "emulated", "metrics", "budget_check",
@@ -215,6 +115,9 @@ def validate_manifest(m: object, where: str = MANIFEST_NAME) -> None:
     for k in _REQUIRED:
         if k not in m:
             raise ManifestError(f"{where}: missing key {k!r}")
+    for k in m:
+        if k not in _REQUIRED and k not in _OPTIONAL:
+            raise ManifestError(f"{where}: unknown key {k!r}", "the manifest was edited, or written by a newer edgeq")
     for k in ("config", "budget", "validation_data", "target", "source", "signature", "dependencies"):
         _need(isinstance(m[k], dict), where, f"{k!r} must be an object")
     for k in ("created", "edgeq_version"):
@@ -259,15 +162,133 @@ def validate_manifest(m: object, where: str = MANIFEST_NAME) -> None:
         _file_entry(f, f"{where}: files[{i}]")
 
 
-def write_manifest(m: JSONObject, outdir: Path) -> Path:
-    annotate_io(m, outdir)  # what each shipped file accepts (apps read it; the batch may be fixed at 1)
-    validate_manifest(m)
-    p = outdir / MANIFEST_NAME
-    p.write_text(json.dumps(m, indent=2, sort_keys=False) + "\n")
-    return p
+@dataclass(frozen=True)
+class Manifest:
+    """``edgeq.json``, typed: one field per top-level key (``tool`` holds ``created``, ``edgeq_version`` and
+    ``dependencies``; ``schema`` and ``schema_version`` are the constants). Optional sections are ``None`` when
+    absent. Frozen: an update is a new Manifest (``dataclasses.replace``, :meth:`with_records`).
+
+    JSON objects where the content is open by design: ``config`` (the recorded PipelineConfig of a tensor export,
+    the LlmConfig of a text-generation one), ``budget`` (Budget.to_dict, or the perplexity limit), ``signature``
+    (tensor specs, or the text-generation I/O), ``verdict`` (per-flow failures, fleet counts, notes), the pass
+    records (each stage writes its own details), the artifacts (a tensor export writes ``Artifact.to_dict`` rows,
+    a text-generation export its own rows, e.g. emulated speed rows naming their target; :meth:`artifact_list` reads
+    them as :class:`Artifact`), and each feature's record (search trials, sensitivity rows, sweep, explain, outliers,
+    compression, timing, fleet, llm)."""
+
+    tool: Tool
+    source: Source
+    target: TargetInfo
+    config: JSONObject
+    budget: JSONObject
+    signature: JSONObject
+    validation_data: ValidationData
+    passes: tuple[JSONObject, ...]
+    artifacts: tuple[JSONObject, ...]
+    verdict: JSONObject | None
+    fleet: JSONObject | None = None
+    search: JSONObject | None = None
+    sensitivity: tuple[JSONObject, ...] | None = None
+    search_pte: JSONObject | None = None
+    sensitivity_pte: tuple[JSONObject, ...] | None = None
+    explain: JSONObject | None = None
+    outliers: JSONObject | None = None
+    compression: JSONObject | None = None
+    timing: JSONObject | None = None
+    llm: JSONObject | None = None
+    files: tuple[FileEntry, ...] | None = None
+    sweep: JSONObject | None = None
+    # The top-level keys in the order they were read or added. Keys not listed follow in the canonical order, so a
+    # section set with ``replace`` lands where a dict assignment put it, and a manifest read back keeps its bytes.
+    key_order: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict is not None and self.verdict.get("passed") is True
+
+    @property
+    def failures(self) -> list[str]:
+        return get_strs(self.verdict or {}, "failures")
+
+    def artifact_list(self) -> list[Artifact]:
+        """The artifact records as :class:`Artifact` (a text-generation row's extra keys are not kept)."""
+        return [Artifact.from_dict(a) for a in self.artifacts]
+
+    def with_records(self, records: Mapping[str, JSONValue], where: str = MANIFEST_NAME) -> Manifest:
+        """This manifest with the given top-level records set (a new key after the present ones, as a dict update
+        does), validated like a file read back; e.g. the selection's ``search`` and ``sensitivity`` records."""
+        return Manifest.from_json({**self.to_json(), **records}, where)
+
+    def to_json(self) -> JSONObject:
+        """The manifest as written to ``edgeq.json`` (key order included). Nested records are shared, not copied."""
+        values: dict[str, JSONValue] = {
+            "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "created": self.tool.created,
+            "edgeq_version": self.tool.edgeq_version, "dependencies": self.tool.dependencies,
+            "source": self.source.to_json(), "target": self.target.to_json(), "config": self.config,
+            "budget": self.budget, "signature": self.signature, "validation_data": self.validation_data.to_json(),
+            "passes": list(self.passes), "artifacts": list(self.artifacts), "verdict": self.verdict,
+            "fleet": self.fleet, "search": self.search, "sensitivity": _rows(self.sensitivity),
+            "search_pte": self.search_pte, "sensitivity_pte": _rows(self.sensitivity_pte), "explain": self.explain,
+            "outliers": self.outliers, "compression": self.compression, "timing": self.timing, "llm": self.llm,
+            "files": None if self.files is None else [f.to_json() for f in self.files], "sweep": self.sweep}
+        order = [*self.key_order, *(k for k in values if k not in self.key_order
+                                    and (k in _REQUIRED or values[k] is not None))]
+        return {k: values[k] for k in order}
+
+    @staticmethod
+    def from_json(obj: object, where: str = MANIFEST_NAME) -> Manifest:
+        """A manifest read back (``json.loads`` of edgeq.json); a missing, unknown or mistyped key, another schema
+        or version raise ManifestError naming it."""
+        validate_manifest(obj, where)
+        m = as_object(obj, where)
+        files = m.get("files")
+        return Manifest(
+            tool=_read(where, "tool", lambda: Tool.from_json(m)),
+            source=_read(where, "source", lambda: Source.from_json(get_object(m, "source"))),
+            target=_read(where, "target", lambda: TargetInfo.from_json(get_object(m, "target"))),
+            config=get_object(m, "config"), budget=get_object(m, "budget"), signature=get_object(m, "signature"),
+            validation_data=_read(where, "validation_data",
+                                  lambda: ValidationData.from_json(get_object(m, "validation_data"))),
+            passes=tuple(get_objects(m, "passes")), artifacts=tuple(get_objects(m, "artifacts")),
+            verdict=get_object_or_none(m, "verdict"), fleet=get_object_or_none(m, "fleet"),
+            search=get_object_or_none(m, "search"), sensitivity=_read(where, "sensitivity", lambda: _objs(m, "sensitivity")),
+            search_pte=get_object_or_none(m, "search_pte"),
+            sensitivity_pte=_read(where, "sensitivity_pte", lambda: _objs(m, "sensitivity_pte")),
+            explain=get_object_or_none(m, "explain"), outliers=get_object_or_none(m, "outliers"),
+            compression=get_object_or_none(m, "compression"), timing=get_object_or_none(m, "timing"),
+            llm=get_object_or_none(m, "llm"), sweep=get_object_or_none(m, "sweep"),
+            files=None if files is None else _read(where, "files", lambda: tuple(
+                FileEntry.from_json(f) for f in objects(files, "files"))),
+            key_order=tuple(m))
 
 
-def read_manifest(outdir: Path) -> JSONObject:
+def _rows(rows: tuple[JSONObject, ...] | None) -> list[JSONObject] | None:
+    return None if rows is None else list(rows)
+
+
+def _objs(m: Mapping[str, object], key: str) -> tuple[JSONObject, ...] | None:
+    return None if m.get(key) is None else tuple(objects(m[key], key))
+
+
+def _read(where: str, key: str, read: Callable[[], _T]) -> _T:
+    """``read()``, its ManifestError prefixed with the file and the section (``edgeq.json: target: 'abi' ...``)."""
+    try:
+        return read()
+    except ManifestError as e:
+        raise ManifestError(f"{where}: {key}: {e.cause}", e.hint) from e
+
+
+def write_manifest(m: Manifest, outdir: Path) -> Manifest:
+    """Write ``m`` to ``outdir/edgeq.json``; returns it as written (each runnable artifact's ``details.io`` filled
+    in: what the file accepts, for apps; the batch may be fixed at 1)."""
+    m = replace(m, artifacts=with_io(m.artifacts, m.signature, outdir))
+    d = m.to_json()
+    validate_manifest(d)
+    (outdir / MANIFEST_NAME).write_text(json.dumps(d, indent=2, sort_keys=False) + "\n")
+    return m
+
+
+def read_manifest(outdir: Path) -> Manifest:
     p = outdir / MANIFEST_NAME if outdir.is_dir() else outdir
     if not p.is_file():
         raise ManifestError(f"no {MANIFEST_NAME} in {outdir}", "point at a folder written by `edgeq export`")
@@ -275,5 +296,4 @@ def read_manifest(outdir: Path) -> JSONObject:
         m: object = json.loads(p.read_text())
     except json.JSONDecodeError as e:
         raise ManifestError(f"{p}: not valid JSON ({e})", "the manifest is corrupt; re-run edgeq export") from e
-    validate_manifest(m, str(p))
-    return as_object(m, str(p))
+    return Manifest.from_json(m, str(p))

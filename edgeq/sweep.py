@@ -22,12 +22,8 @@ from edgeq.integrity import seal
 from edgeq.jsontypes import (
     JSONObject,
     as_list,
-    get_bool,
     get_float,
     get_int,
-    get_object,
-    get_object_or_none,
-    get_objects,
 )
 from edgeq.manifest import Artifact, Validation, read_manifest, write_manifest
 from edgeq.outdir import commit_output, discard_output, prepare_output
@@ -65,24 +61,21 @@ def run_sweep(config: PipelineConfig, progress: Progress | None = None) -> JSONO
         export(replace(config, output=run, force=False, formats=("onnx",), quant=static,
                        search=replace(config.search, mode="grid")), progress)
         m = read_manifest(run)
-        arts = [Artifact.from_dict(a) for a in get_objects(m, "artifacts")]
-        budget = Budget.from_dict(get_object(m, "budget"))
-        table = sweep_table(arts, budget, has_labels=get_bool(get_object(m, "validation_data"), "has_labels"))
-        m["sweep"] = table
+        arts = m.artifact_list()
+        table = sweep_table(arts, Budget.from_dict(m.budget), has_labels=m.validation_data.has_labels)
         # The one verdict function, over every variant: what `edgeq check` will say about this folder.
-        v = verdict(arts, get_objects(m, "passes"), get_object_or_none(m, "fleet"))
+        v = verdict(arts, m.passes, m.fleet)
         if table["pick"] is None:
             v["failures"] = [*as_list(v["failures"]), "no variant of the sweep meets the budget on the host"]
             v["passed"] = False
-        m["verdict"] = v
-        write_manifest(m, run)
-        write_reports(m, run)
-        write_manifest(seal(m, run), run)
+        m = write_manifest(replace(m, sweep=table, verdict=v), run)
+        write_reports(m.to_json(), run)
+        m = write_manifest(seal(m, run), run)
         commit_output(run, config.output)
     finally:
         discard_output(holder, config.output)  # also releases OUTDIR's lock
     progress.stage(f"wrote {config.output}")
-    return m
+    return m.to_json()
 
 
 def sweep_table(arts: list[Artifact], budget: Budget, has_labels: bool) -> JSONObject:

@@ -14,7 +14,6 @@ from typing import TypeVar
 from edgeq.config import Budget
 from edgeq.errors import PipelineError, TargetError
 from edgeq.hashing import sha256_bytes
-from edgeq.jsontypes import get_object_or_none
 from edgeq.pipeline.stage import get_stage, stage_names, validate_order
 from edgeq.resources import profiles_dir
 from edgeq.targetspec import FORMAT_SPECS, CpuSpec, FormatSpec, Target
@@ -271,14 +270,10 @@ def packaged_target(name: object) -> Target:
     return parse_target(f.read_text(), f"targets/{f.name}")
 
 
-def manifest_target(m: Mapping[str, object]) -> Target:
-    """The packaged profile a manifest names: by name only (``check`` and ``validate`` never read its path)."""
-    return packaged_target((get_object_or_none(m, "target") or {}).get("name"))
-
-
-def target_for(m: Mapping[str, object]) -> Target:
-    """The target for ``validate``: :func:`manifest_target`, with the hint for a folder exported elsewhere."""
+def target_for(name: object) -> Target:
+    """The target for ``validate``: the packaged profile the manifest names (by name only: ``check`` and
+    ``validate`` never read its path), with the hint for a folder exported elsewhere."""
     try:
-        return manifest_target(m)
+        return packaged_target(name)
     except TargetError as e:
         raise TargetError(e.cause, "re-export with a packaged target, or use `edgeq check --target FILE.toml`") from e

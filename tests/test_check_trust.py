@@ -170,6 +170,6 @@ def test_runnable_artifacts_marked_auxiliary_are_promoted(tmp_path: Path) -> Non
     base = {"precision": "int8", "bytes": 0, "sha256": "", "quantization": None, "details": {}, "validations": []}
     m = {"artifacts": [{**base, "name": "ort-int8", "path": "m.ort", "format": "ort", "role": "auxiliary"},
                        {**base, "name": "cfg", "path": "ops.config", "format": "config", "role": "auxiliary"}]}
-    arts, findings = _recompute_artifacts(m, tmp_path)
+    arts, findings = _recompute_artifacts(m["artifacts"], tmp_path)
     assert [(a.format, a.role) for a in arts] == [("ort", "candidate"), ("config", "auxiliary")]
     assert findings == ["ort-int8: the manifest marks a runnable ort model 'auxiliary'; validated anyway"]

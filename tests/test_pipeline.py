@@ -44,15 +44,15 @@ def test_export_writes_every_file_and_a_passing_verdict(digits_export) -> None: 
     assert v.metrics["cosine_mean"] > 0.99 and v.metrics["sqnr_db"] > 15
     # The float export matches torch eager almost exactly.
     assert fp32.validations[0].metrics["cosine_min"] > 0.99999
-    q = m["artifacts"][1]["quantization"]
+    q = m.artifacts[1]["quantization"]
     assert q["method"] == "static" and q["format"] == "QDQ" and q["calibration"] == "minmax"
     assert q["calibration_samples"] == 200
-    assert m["signature"]["inputs"] == [{"name": "image", "dtype": "float32", "shape": ["batch", 1, 8, 8],
+    assert m.signature["inputs"] == [{"name": "image", "dtype": "float32", "shape": ["batch", 1, 8, 8],
                                          "layout": None}]
-    assert m["validation_data"]["samples"] == 150 and m["validation_data"]["has_labels"]
-    assert m["dependencies"]["onnxruntime"] and m["dependencies"]["torch"]
+    assert m.validation_data.samples == 150 and m.validation_data.has_labels
+    assert m.tool.dependencies["onnxruntime"] and m.tool.dependencies["torch"]
     target = edgeq.load_target("x86-64")
-    ran = [p["name"] for p in m["passes"]]
+    ran = [p["name"] for p in m.passes]
     assert ran[0] == "quant-scheme" and set(ran) <= set(target.passes)
 
 
@@ -71,9 +71,9 @@ def test_manifest_hashes_match_files(digits_export) -> None:  # type: ignore[no-
     from edgeq.hashing import sha256_file
 
     m = read_manifest(digits_export.output)
-    for a in m["artifacts"]:
-        p = digits_export.output / a["path"]
-        assert a["bytes"] == p.stat().st_size and a["sha256"] == sha256_file(p)
+    for a in m.artifact_list():
+        p = digits_export.output / a.path
+        assert a.bytes == p.stat().st_size and a.sha256 == sha256_file(p)
 
 
 def test_report_shows_metrics_and_verdict(digits_export) -> None:  # type: ignore[no-untyped-def]

@@ -77,11 +77,10 @@ def test_sweep_refuses_an_existing_folder_and_leaves_it_alone(swept) -> None:  #
 
 def test_sweep_without_a_passing_variant_exits_1(tmp_path: Path, swept) -> None:  # type: ignore[no-untyped-def]
     from edgeq.config import Budget
-    from edgeq.manifest import Artifact, read_manifest
+    from edgeq.manifest import read_manifest
     from edgeq.sweep import sweep_table
 
     _, out, _ = swept
-    m = read_manifest(out)
-    arts = [Artifact.from_dict(a) for a in m["artifacts"]]
+    arts = read_manifest(out).artifact_list()
     table = sweep_table(arts, Budget(min_sqnr=200), has_labels=False)
     assert table["pick"] is None and not any(v["passed"] for v in table["variants"])

@@ -27,8 +27,8 @@ from edgeq.config import Budget, FleetOptions
 from edgeq.console import emit_json, human
 from edgeq.errors import UsageError
 from edgeq.integrity import audit, seal
-from edgeq.jsontypes import JSONObject, get_object, get_object_or_none, get_objects, get_str, get_strs
-from edgeq.manifest import MANIFEST_NAME, Artifact, read_manifest, write_manifest
+from edgeq.jsontypes import JSONObject, get_object, get_strs
+from edgeq.manifest import MANIFEST_NAME, Artifact, Manifest, read_manifest, write_manifest
 from edgeq.outdir import commit_output
 from edgeq.progress import Progress
 from edgeq.report import write_reports
@@ -77,34 +77,29 @@ def validate(outdir: str | Path, runners: tuple[str, ...], budget: Budget | None
         raise UsageError("no runner given", "use --on emulator, --on host or --on ssh://user@host")
     m = read_manifest(out)
     audit(m, out)  # confine and re-hash every file before trusting the folder
-    eff = (budget or Budget()).merged_over(Budget.from_dict(get_object(m, "budget")))
-    target = with_runner_timeout(target_for(m), runner_timeout)
+    eff = (budget or Budget()).merged_over(Budget.from_dict(m.budget))
+    target = with_runner_timeout(target_for(m.target.name), runner_timeout)
     local, boards = split_runners(runners, target, fleet or FleetOptions())
     for spec in local:
         runner = get_runner(spec, target)  # usable? (typed error before any work)
         getattr(runner, "preflight", lambda: None)()
     if boards is not None:
         boards.preflight(progress)
-    arts = [Artifact.from_dict(a) for a in get_objects(m, "artifacts")]
+    arts = m.artifact_list()
     fresh = [Artifact.from_dict({**a.to_dict(), "validations": []}) for a in arts]
-    vd = get_object(m, "validation_data")
-    inputs, reference = get_str(get_object(vd, "inputs"), "path"), get_str(get_object(vd, "reference"), "path")
+    inputs, reference = m.validation_data.inputs.path, m.validation_data.reference.path
     validate_artifacts(ValidationRequest(out, inputs, reference, local, target, eff, fleet=boards), fresh, progress)
     if boards is not None:
-        m["fleet"] = boards.record()
+        m = replace(m, fleet=boards.record())
     dropped = boards is not None and any(o.state != "answered" for o in boards.outcomes.values())
     if not any(a.validations for a in fresh) and not dropped:  # boards that dropped are the verdict's to report
         raise UsageError(f"no artifact in {out} can run on {', '.join(runners)}",
                          f"formats here: {', '.join(sorted({a.format for a in arts}))}")
     _merge_validations(arts, fresh, boards.runner_names if boards is not None else set(), eff)
-    m["artifacts"] = [a.to_dict() for a in arts]
-    m["budget"] = eff.to_dict()
-    config = get_object(m, "config")
-    config["validate_on"] = list(dict.fromkeys([*get_strs(config, "validate_on"), *runners]))
-    m["verdict"] = verdict(arts, get_objects(m, "passes"), get_object_or_none(m, "fleet"))
-
-    _rewrite_folder(out, m)
-    return ValidateResult(out, m)
+    validate_on = list(dict.fromkeys([*get_strs(m.config, "validate_on"), *runners]))
+    m = replace(m, artifacts=tuple(a.to_dict() for a in arts), budget=eff.to_dict(),
+                config={**m.config, "validate_on": validate_on}, verdict=verdict(arts, m.passes, m.fleet))
+    return ValidateResult(out, _rewrite_folder(out, m).to_json())
 
 
 def _merge_validations(arts: list[Artifact], fresh: list[Artifact], boards: set[str], eff: Budget) -> None:
@@ -120,7 +115,7 @@ def _merge_validations(arts: list[Artifact], fresh: list[Artifact], boards: set[
         arts[i] = replace(old, validations=(*kept, *new.validations))
 
 
-def _rewrite_folder(out: Path, m: JSONObject) -> None:
+def _rewrite_folder(out: Path, m: Manifest) -> Manifest:
     """Replace ``out`` with a copy (hard links where possible) carrying the new manifest and reports, sealed."""
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.edgeq-tmp-", dir=out.resolve().parent))
@@ -129,10 +124,11 @@ def _rewrite_folder(out: Path, m: JSONObject) -> None:
         shutil.copytree(out, tmp, copy_function=_link_or_copy)
         for name in (MANIFEST_NAME, "report.md", "report.html"):
             (tmp / name).unlink(missing_ok=True)  # hard links: never write through to the original
-        write_manifest(m, tmp)
-        write_reports(m, tmp)
-        write_manifest(seal(m, tmp), tmp)
+        m = write_manifest(m, tmp)
+        write_reports(m.to_json(), tmp)
+        m = write_manifest(seal(m, tmp), tmp)
         commit_output(tmp, out)
+        return m
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -16,12 +16,10 @@ from edgeq.jsontypes import (
     as_list,
     get_float,
     get_number_or_none,
-    get_object,
-    get_object_or_none,
     get_objects,
     get_str,
 )
-from edgeq.manifest import MANIFEST_NAME, read_manifest
+from edgeq.manifest import MANIFEST_NAME, Manifest, read_manifest
 
 
 def _confined_manifest(outdir: Path) -> Path:
@@ -46,13 +44,12 @@ def explain(outdir: Path) -> JSONObject:
                             "the manifest was edited or written by another edgeq; re-run edgeq export") from e
 
 
-def _document(m: JSONObject, outdir: Path) -> JSONObject:
-    ex = get_object_or_none(m, "explain") or {}
+def _document(m: Manifest, outdir: Path) -> JSONObject:
+    ex = m.explain or {}
     profiles = [{"artifact": p["artifact"], "format": p["format"], "source": p["source"], "runs": p["runs"],
                  "wall_ms": p["wall_ms"], "runtime_ms": p["runtime_ms"], "total_ms": p["total_ms"],
                  "coverage": p.get("coverage"), "top": top_rows(p)} for p in get_objects(ex, "profiles")]
-    verdict = get_object(m, "verdict")
-    return {"output": str(outdir), "passed": bool(verdict["passed"]), "failures": list(as_list(verdict["failures"])),
+    return {"output": str(outdir), "passed": m.passed, "failures": m.failures,
             "layer_error": get_objects(ex, "layer_error"),
             "trial_layer_error": get_objects(ex, "trial_layer_error"),
             "warnings": [w["message"] for w in get_objects(ex, "warnings")],

@@ -13,7 +13,7 @@ from edgeq.emulator.qemu import cpu_model
 from edgeq.emulator.sysroot import is_ready
 from edgeq.errors import OutputExistsError, UsageError
 from edgeq.integrity import seal
-from edgeq.jsontypes import JSONObject, get_object
+from edgeq.jsontypes import JSONObject
 from edgeq.llm import measure
 from edgeq.llm.config import FORMATS, PTE_DELEGATIONS, PTE_PROGRAMS, LlmConfig
 from edgeq.llm.metrics import greedy, score
@@ -22,7 +22,7 @@ from edgeq.llm.runners import TorchLM
 from edgeq.llm.select import Lower, select_format
 from edgeq.llm.source import LoadedLM, float_bytes, load_lm, save_hf_folder
 from edgeq.llm.text import calib_eval_windows
-from edgeq.manifest import write_manifest
+from edgeq.manifest import Manifest, write_manifest
 from edgeq.outdir import commit_output, discard_output, prepare_output
 from edgeq.progress import Progress
 from edgeq.targets import load_target
@@ -94,16 +94,16 @@ def export_llm(cfg: LlmConfig, progress: Progress | None = None, lower: Lower = 
     tmp = prepare_output(cfg.output, cfg.force)
     try:
         manifest, passed = _run(cfg, lm, calib, evalw, tmp, pr, lower)
-        write_manifest(seal(manifest, tmp), tmp)  # every file hashed, so `edgeq check` can trust the folder
+        manifest = write_manifest(seal(manifest, tmp), tmp)  # every file hashed, so `edgeq check` can trust it
         commit_output(tmp, cfg.output)
     except BaseException:
         discard_output(tmp, cfg.output)
         raise
-    return LlmResult(cfg.output, manifest, passed)
+    return LlmResult(cfg.output, manifest.to_json(), passed)
 
 
 def _run(cfg: LlmConfig, lm: LoadedLM, calib: np.ndarray, evalw: np.ndarray, out: Path,
-         pr: Progress, lower: Lower) -> tuple[JSONObject, bool]:
+         pr: Progress, lower: Lower) -> tuple[Manifest, bool]:
     ref = TorchLM(lm.model, cfg.max_context)
     with pr.bar(len(calib) + len(evalw), "float perplexity", unit="window") as bar:
         base_c, base_e = score(ref, calib, bar=bar), score(ref, evalw, bar=bar)
@@ -127,4 +127,4 @@ def _run(cfg: LlmConfig, lm: LoadedLM, calib: np.ndarray, evalw: np.ndarray, out
             artifacts.append(measure.finalize(ctx, v, path, out, pick=rank == 0, progress=pr))
     shutil.rmtree(work, ignore_errors=True)
     manifest = measure.write(ctx, out, artifacts, formats, calib, evalw)
-    return manifest, bool(get_object(manifest, "verdict")["passed"])
+    return manifest, manifest.passed

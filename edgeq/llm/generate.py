@@ -9,7 +9,7 @@ from typing import TypedDict, Unpack
 import numpy as np
 
 from edgeq.errors import ArtifactError, UsageError
-from edgeq.jsontypes import get_object, get_objects, get_str
+from edgeq.jsontypes import get_object, get_str
 from edgeq.llm.hf import HFTokenizer
 from edgeq.llm.runners import LmRunner, open_runner
 from edgeq.manifest import read_manifest
@@ -17,7 +17,7 @@ from edgeq.manifest import read_manifest
 
 def pick_artifact(outdir: Path, fmt: str | None) -> tuple[Path, str]:
     m = read_manifest(Path(outdir))
-    arts = [a for a in get_objects(m, "artifacts") if get_object(a, "details").get("task") == "text-generation"
+    arts = [a for a in m.artifacts if get_object(a, "details").get("task") == "text-generation"
             and (fmt is None or a["format"] == fmt)]
     if not arts:
         raise ArtifactError(f"{outdir} holds no text-generation artifact" + (f" in format {fmt}" if fmt else ""),

@@ -22,7 +22,7 @@ from edgeq.llm.runners import open_runner
 from edgeq.llm.source import LoadedLM
 from edgeq.llm.target_checks import KvShape, backend_config, items_from_manifest, run_checks
 from edgeq.llm.text import bos_id
-from edgeq.manifest import new_manifest, write_manifest
+from edgeq.manifest import FileRef, Manifest, Source, TargetInfo, Tool, ValidationData, write_manifest
 from edgeq.progress import Progress
 from edgeq.targets import load_target
 
@@ -158,39 +158,37 @@ def _emulated_targets(ctx: Context, v: Variant, dest: Path, progress: Progress) 
 
 
 def write(ctx: Context, out: Path, artifacts: list[JSONObject], formats: dict[str, JSONObject], calib: np.ndarray,
-          evalw: np.ndarray) -> JSONObject:
+          evalw: np.ndarray) -> Manifest:
     vd = out / "validation"
     vd.mkdir(parents=True, exist_ok=True)
     np.savez(vd / "inputs.npz", eval_windows=evalw)
     np.savez(vd / "reference.npz", nll=ctx.eval_scores.nll, argmax=ctx.eval_scores.argmax)
-    m: JSONObject = new_manifest()
-    m["source"] = {"ref": ctx.cfg.model, "kind": ctx.lm.kind, "sha256": None}
+    tool = Tool.now()
     target = load_target(ctx.cfg.target)
-    m["target"] = target.summary()
     passes = run_checks(target, out, items_from_manifest(artifacts), KvShape.of(ctx.lm.model.config),
                         ctx.cfg.max_context)
-    m["passes"] = passes
-    m["config"] = ctx.cfg.to_dict()
-    m["budget"] = {"max_ppl_increase_pct": ctx.cfg.max_ppl_increase}
-    m["signature"] = {"task": "text-generation",
-                      "pte": {"inputs": ["tokens int64 [1, T]", "input_pos int64 [1]"], "outputs": ["logits [1, T, V]"]},
-                      "onnx": {"inputs": ["input_ids", "attention_mask", "position_ids", "past_key_values.N.key/.value"],
-                               "outputs": ["logits", "present.N.key/.value"]}}
-    m["validation_data"] = {
-        "inputs": {"path": "validation/inputs.npz", "sha256": sha256_file(vd / "inputs.npz")},
-        "reference": {"path": "validation/reference.npz", "sha256": sha256_file(vd / "reference.npz"),
-                      "kind": "float per-token nll and argmax"},
-        "samples": int(len(evalw)), "has_labels": False, "source": str(ctx.cfg.eval_text or ctx.cfg.calib_text)}
-    m["artifacts"] = artifacts
-    m["verdict"] = verdict(formats, artifacts, ctx.limit, passes)
-    m["llm"] = {"float": {"ppl_eval": round(ctx.eval_scores.ppl, 4), "ppl_calib": round(ctx.calib_scores.ppl, 4),
-                          "bytes": ctx.fbytes},
-                "seq_len": ctx.cfg.seq_len, "calib_windows": int(len(calib)), "eval_windows": int(len(evalw)),
-                "max_context": ctx.cfg.max_context, "formats": formats, "tokenizer": "tokenizer",
-                # the BOS id every window starts with (None: the model is trained without one; edgeq.llm.text)
-                "bos_id": bos_id(ctx.lm.tokenizer)}
-    write_manifest(m, out)
-    return m
+    signature: JSONObject = {
+        "task": "text-generation",
+        "pte": {"inputs": ["tokens int64 [1, T]", "input_pos int64 [1]"], "outputs": ["logits [1, T, V]"]},
+        "onnx": {"inputs": ["input_ids", "attention_mask", "position_ids", "past_key_values.N.key/.value"],
+                 "outputs": ["logits", "present.N.key/.value"]}}
+    validation_data = ValidationData(
+        inputs=FileRef("validation/inputs.npz", sha256_file(vd / "inputs.npz")),
+        reference=FileRef("validation/reference.npz", sha256_file(vd / "reference.npz"),
+                          "float per-token nll and argmax"),
+        samples=int(len(evalw)), has_labels=False, source=str(ctx.cfg.eval_text or ctx.cfg.calib_text))
+    llm: JSONObject = {
+        "float": {"ppl_eval": round(ctx.eval_scores.ppl, 4), "ppl_calib": round(ctx.calib_scores.ppl, 4),
+                  "bytes": ctx.fbytes},
+        "seq_len": ctx.cfg.seq_len, "calib_windows": int(len(calib)), "eval_windows": int(len(evalw)),
+        "max_context": ctx.cfg.max_context, "formats": formats, "tokenizer": "tokenizer",
+        # the BOS id every window starts with (None: the model is trained without one; edgeq.llm.text)
+        "bos_id": bos_id(ctx.lm.tokenizer)}
+    m = Manifest(tool=tool, source=Source(ctx.cfg.model, ctx.lm.kind, None), target=TargetInfo.of(target),
+                 config=ctx.cfg.to_dict(), budget={"max_ppl_increase_pct": ctx.cfg.max_ppl_increase},
+                 signature=signature, validation_data=validation_data, passes=tuple(passes),
+                 artifacts=tuple(artifacts), verdict=verdict(formats, artifacts, ctx.limit, passes), llm=llm)
+    return write_manifest(m, out)
 
 
 def verdict(formats: dict[str, JSONObject], artifacts: list[JSONObject], limit: float,

@@ -21,8 +21,8 @@ from edgeq.data import load_dataset
 from edgeq.errors import EdgeqError
 from edgeq.hashing import sha256_file
 from edgeq.integrity import audit, seal
-from edgeq.manifest import new_manifest, validate_manifest
-from edgeq.targets import parse_target, targets_dir
+from edgeq.manifest import FileRef, Manifest, Source, TargetInfo, Tool, ValidationData, validate_manifest
+from edgeq.targets import load_target, parse_target, targets_dir
 
 SETTINGS = settings(derandomize=True, max_examples=60, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -118,19 +118,19 @@ def sealed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, An
     np.savez(out / "validation/reference.npz", output=np.zeros((2, 4), np.float32))
     (out / "model.int8.onnx").write_bytes(b"\x08\x0a")
     (out / "report.md").write_text("# report\n")
-    m = new_manifest()
-    m.update(source={"ref": "m", "kind": "factory", "sha256": "0"}, target={"name": "x86-64"}, config={},
-             budget={}, signature={"inputs": [], "outputs": []}, verdict={"passed": True, "failures": []},
-             validation_data={"inputs": {"path": "validation/inputs.npz",
-                                         "sha256": sha256_file(out / "validation/inputs.npz")},
-                              "reference": {"path": "validation/reference.npz",
-                                            "sha256": sha256_file(out / "validation/reference.npz")}},
-             artifacts=[{"name": "onnx-int8", "path": "model.int8.onnx", "format": "onnx", "precision": "int8",
-                         "role": "candidate", "bytes": 2, "sha256": sha256_file(out / "model.int8.onnx"),
-                         "quantization": None, "details": {}, "validations": []}])
-    seal(m, out)
+    m = seal(Manifest(
+        tool=Tool.now(), source=Source("m", "factory", "0"), target=TargetInfo.of(load_target("x86-64")), config={},
+        budget={}, signature={"inputs": [], "outputs": []},
+        validation_data=ValidationData(FileRef("validation/inputs.npz", sha256_file(out / "validation/inputs.npz")),
+                                       FileRef("validation/reference.npz",
+                                               sha256_file(out / "validation/reference.npz"), "float outputs"),
+                                       samples=2, has_labels=False, source="fuzz"),
+        passes=(), verdict={"passed": True, "failures": []},
+        artifacts=({"name": "onnx-int8", "path": "model.int8.onnx", "format": "onnx", "precision": "int8",
+                    "role": "candidate", "bytes": 2, "sha256": sha256_file(out / "model.int8.onnx"),
+                    "quantization": None, "details": {}, "validations": []},)), out).to_json()
     validate_manifest(m)
-    audit(m, out)
+    audit(Manifest.from_json(m), out)
     return out, m
 
 
@@ -153,7 +153,7 @@ def test_manifest_fields(sealed: tuple[Path, dict[str, Any]], where: list[Any], 
 
     def run() -> None:
         validate_manifest(m)
-        audit(m, out)
+        audit(Manifest.from_json(m), out)
 
     if outcome(run) == "ok":
         OUTCOMES["manifest ok"] += 1
