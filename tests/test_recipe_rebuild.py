@@ -1,9 +1,8 @@
-"""The manifest records each INT8 artifact's recipe; building that recipe again, through the quantize function the
-backend uses, gives the same bytes (ONNX and .pte)."""
+"""The manifest records each INT8 artifact's recipe; building that recipe again, through the format backend's one
+build path (``get_backend(fmt).build``), gives the same bytes (ONNX and .pte)."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,10 +10,9 @@ import onnx
 import pytest
 
 import edgeq
-from edgeq.backends.executorch import static_export
-from edgeq.backends.onnx import rename_outputs
-from edgeq.executorch.lower import lower_to_executorch
-from edgeq.executorch.quantize import quantize_pt2e
+from edgeq.backends.base import get_backend
+from edgeq.backends.executorch import PteBuildInputs, static_export
+from edgeq.backends.onnx import OnnxBuildInputs, rename_outputs
 from edgeq.export_inputs import ExportModel, load_model
 from edgeq.hashing import sha256_file
 from edgeq.jsontypes import as_object
@@ -23,7 +21,6 @@ from edgeq.onnx.export import preprocess
 from edgeq.progress import Progress
 from edgeq.recipe import LayerOverride, Recipe
 from edgeq.targets import load_target
-from edgeq.targetspec import ExecutorchSpec
 from tests.conftest import DIGITS_MODEL
 
 
@@ -55,6 +52,11 @@ def test_the_onnx_recipe_rebuilds_the_same_bytes(exported: tuple[edgeq.ExportRes
     build_onnx_recipe(prepped, out, model.calib, Recipe.from_dict(recipe.to_dict()))
     rename_outputs(out, list(model.output_names))
     assert sha256_file(out) == res.artifact("onnx-int8-static").sha256
+    # the backend's build path (what the export, the search and the sweep call) gives the same file and record
+    inputs = OnnxBuildInputs(calib=model.calib, prepped=prepped, output_names=tuple(model.output_names))
+    cand = get_backend("onnx").build(inputs, recipe, tmp_path / "built.onnx")
+    assert sha256_file(cand.path) == res.artifact("onnx-int8-static").sha256
+    assert cand.record["recipe"] == as_object(res.artifact("onnx-int8-static").quantization)["recipe"]
     # and the recipe is what makes them: another calibration gives other bytes
     other = tmp_path / "other.onnx"
     build_onnx_recipe(prepped, other, model.calib,
@@ -63,17 +65,19 @@ def test_the_onnx_recipe_rebuilds_the_same_bytes(exported: tuple[edgeq.ExportRes
     assert sha256_file(other) != res.artifact("onnx-int8-static").sha256
 
 
-def test_the_pte_recipe_rebuilds_the_same_bytes(exported: tuple[edgeq.ExportResult, ExportModel]) -> None:
+def test_the_pte_recipe_rebuilds_the_same_bytes(exported: tuple[edgeq.ExportResult, ExportModel],
+                                               tmp_path: Path) -> None:
     res, model = exported
     recipe = _recipe(res, "pte-int8-static")
     assert recipe.scheme == "static" and recipe.activations.max_calibration_samples == 32
     art = res.artifact("pte-int8-static")
     target = load_target(res.manifest["target"]["name"])
-    static = static_export(model.quant_captured, model.calib)
-    qep, _ = quantize_pt2e(static, model.calib, model.quant_captured.signature, recipe.to_quant_options(), target)
-    prog, _ = lower_to_executorch(qep, as_object(art.details["backend_config"]),
-                                  target.spec(ExecutorchSpec).partitioner)
-    assert hashlib.sha256(prog.buffer).hexdigest() == art.sha256
+    inputs = PteBuildInputs(calib=model.calib, static=static_export(model.quant_captured, model.calib),
+                            signature=list(model.quant_captured.signature), target=target,
+                            backend_config=as_object(art.details["backend_config"]))
+    cand = get_backend("pte").build(inputs, recipe, tmp_path / "model.int8.pte")
+    assert sha256_file(cand.path) == art.sha256 and cand.bytes == art.bytes
+    assert cand.record["recipe"] == as_object(art.quantization)["recipe"]
 
 
 def test_onnx_float16_layers_are_built_recorded_and_rebuilt(digits_small: tuple[Path, Path], tmp_path: Path) -> None:

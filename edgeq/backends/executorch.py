@@ -7,13 +7,16 @@ report in ``details["delegation"]``.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from edgeq.backends.base import FormatBackend, HostProgram, register_format
+from edgeq.backends.base import BuildInputs, Candidate, FormatBackend, HostProgram, register_format
 from edgeq.capture import Captured, capture_error
+from edgeq.compress.qat_graph import QatGraph
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
 from edgeq.errors import DataError, PipelineError, UsageError
@@ -26,7 +29,8 @@ from edgeq.manifest import Artifact
 from edgeq.pipeline.state import BuildState
 from edgeq.progress import Progress
 from edgeq.recipe import Reason, Recipe, RecipeSupport
-from edgeq.targetspec import ExecutorchSpec
+from edgeq.signature import TensorSpec
+from edgeq.targetspec import ExecutorchSpec, Target
 from edgeq.validate.runners.host import host_program
 
 if TYPE_CHECKING:
@@ -61,6 +65,29 @@ PTE_SUPPORT = RecipeSupport(
     no_ops=("activation dtype other than int8, weight dtype other than int8, reduce_range: built as symmetric int8 "
             "(listed in quantization.ignored_options)",
             "per-tensor dynamic activations: XNNPACK's dynamic activations are per token"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class PteBuildInputs(BuildInputs):
+    """What a ``.pte`` build reads: the static-batch program (batch 1) every INT8 program is quantized from, its
+    input signature, the target (its XNNPACK quantizer settings and partitioner) and the ``ExecutorchBackendConfig``
+    options the target's configure stages chose (e.g. Android's 16 KB segment alignment). Every build is lowered with
+    them, so a searched program is exactly the program that ships."""
+
+    static: torch.export.ExportedProgram
+    signature: list[TensorSpec]
+    target: Target
+    backend_config: JSONObject = field(default_factory=dict)
+    qat: QatGraph | None = None  # --compress qat: the trained graph is converted instead of calibrated
+    progress: Progress | None = field(default=None, compare=False)  # the lowering's stage line (None: quiet)
+
+
+def lowered_program(cand: Candidate) -> ExecutorchProgramManager:
+    """The ExecuTorch program a ``.pte`` candidate was serialized from (the golden-I/O bundle serializes it)."""
+    if cand.fmt != "pte" or cand.program is None:
+        raise UsageError(f"a {cand.fmt} candidate carries no lowered ExecuTorch program",
+                            "build it with get_backend('pte').build(...)")
+    return cast("ExecutorchProgramManager", cand.program)  # what _build put there
 
 
 @register_format
@@ -98,44 +125,64 @@ class ExecutorchBackend(FormatBackend):
         self.check_recipe(recipe)
         calib = _calib(state)
         qat = _captured(state).source.qat
+        if qat is not None and (scheme.mode == "dynamic" or scheme.dynamic_linears):
+            raise UsageError("--compress qat trains static INT8 activation ranges; --dynamic would discard them",
+                             "drop --dynamic (or drop qat from --compress)")
+        # built from edgeq.prepare's copy (outlier_prepared); the recipe quantize_pt2e(recipe.to_quant_options())
+        # builds again
+        inputs = PteBuildInputs(calib=calib, static=_program(state), signature=list(_captured(state).signature),
+                                target=state.target, backend_config=state.executorch_backend_config.kwargs(),
+                                qat=qat, progress=progress,
+                                notes={} if qat is not None else {"outlier_prepared": state.float_captured is not None})
+        out = state.workdir / (INT8_NAME if scheme.mode == "static" else INT8_DYNAMIC_NAME)
         if qat is not None:
-            if scheme.mode == "dynamic" or scheme.dynamic_linears:
-                raise UsageError("--compress qat trains static INT8 activation ranges; --dynamic would discard them",
-                                 "drop --dynamic (or drop qat from --compress)")
             progress.stage(f"ExecuTorch: convert_pt2e on the QAT graph ({qat.describe()})")
-            qep, qinfo = convert_qat(qat, calib, _captured(state).signature)
-            return state.updated(program=qep, quant=scheme, quantization={**qinfo, "recipe": recipe.to_dict()})
-        n = min(len(calib), scheme.max_calibration_samples)
-        label = f"calibrating on {n} samples" if scheme.mode == "static" else "dynamic INT8 (no calibration)"
-        progress.stage(f"ExecuTorch: PT2E INT8 with the XNNPACK quantizer, {label}")
-        with progress.bar(n if scheme.mode == "static" else 0, "calibration") as bar:
-            qep, qinfo = quantize_pt2e(_program(state), calib, _captured(state).signature, scheme, state.target,
-                                       on_sample=lambda: bar.update(1))
-        # built from edgeq.prepare's copy; the recipe quantize_pt2e(recipe.to_quant_options()) builds again
-        qinfo = {**qinfo, "outlier_prepared": state.float_captured is not None, "recipe": recipe.to_dict()}
-        return state.updated(program=qep, quant=scheme, quantization=qinfo)
+            cand = self.build(inputs, recipe, out)
+        else:
+            n = min(len(calib), scheme.max_calibration_samples)
+            label = f"calibrating on {n} samples" if scheme.mode == "static" else "dynamic INT8 (no calibration)"
+            progress.stage(f"ExecuTorch: PT2E INT8 with the XNNPACK quantizer, {label}")
+            with progress.bar(n if scheme.mode == "static" else 0, "calibration") as bar:
+                cand = self.build(dataclasses.replace(inputs, on_sample=lambda: bar.update(1)), recipe, out)
+        return state.updated(quant=scheme, quantization=cand.record, candidate=cand)
 
     def emit(self, state: BuildState) -> BuildState:
+        """The INT8 ``.pte`` quantize built (lowered with the target's backend config), and its ``.bpte`` bundle."""
         progress = state.progress or Progress(enabled=False)
-        progress.stage("ExecuTorch: lowering the INT8 graph to XNNPACK")
-        backend_config = state.executorch_backend_config.kwargs()
-        int8_prog, int8_deleg = lower_to_executorch(_program(state), backend_config,
-                                                    state.target.spec(ExecutorchSpec).partitioner)
-        static = state.quant.mode == "static"
-        int8_name = INT8_NAME if static else INT8_DYNAMIC_NAME
-        (state.workdir / int8_name).write_bytes(int8_prog.buffer)
-        qinfo = {**(state.quantization or {}), "backend_config": backend_config}
+        cand = state.candidate
+        if cand is None or cand.fmt != self.name:
+            raise UsageError("the ExecuTorch backend emits after quantize", "call quantize() first")
         progress.stage("ExecuTorch: bundling golden I/O (.bpte)")
-        bundle_info = bundle_program(state, state.float_program, int8_prog, state.workdir / int8_name)
-        precision = "int8-static" if static else "int8-dynamic"
+        bundle_info = bundle_program(state, state.float_program, lowered_program(cand), cand.path)
+        precision = "int8-static" if state.quant.mode == "static" else "int8-dynamic"
         arts = [a.refresh(state.workdir) for a in (
-            Artifact(name=f"pte-{precision}", path=int8_name, format="pte", precision=precision, role="candidate",
-                     quantization=qinfo,
-                     details={"delegation": int8_deleg, "batch": 1, "backend_config": backend_config}),
+            Artifact(name=f"pte-{precision}", path=cand.path.name, format="pte", precision=precision,
+                     role="candidate", quantization=cand.record, details=cand.details),
             Artifact(name="pte-bundled", path=BUNDLE_NAME, format="bpte", precision=precision, role="auxiliary",
-                     details={"bundled": bundle_info, "program": int8_name}),
+                     details={"bundled": bundle_info, "program": cand.path.name}),
         )]
         return state.updated(artifacts=(*state.artifacts, *arts))
+
+    def _build(self, inputs: BuildInputs, recipe: Recipe, out: Path) -> Candidate:
+        """PT2E INT8 (or the QAT graph converted), lowered to XNNPACK with ``inputs.backend_config``."""
+        if not isinstance(inputs, PteBuildInputs):
+            raise UsageError(f"the ExecuTorch backend builds from PteBuildInputs, got {type(inputs).__name__}",
+                             "construct edgeq.backends.executorch.PteBuildInputs (the static-batch program)")
+        if inputs.qat is not None:
+            qep, qinfo = convert_qat(inputs.qat, inputs.calib, inputs.signature)
+        else:
+            qep, qinfo = quantize_pt2e(inputs.static, inputs.calib, inputs.signature, recipe.to_quant_options(),
+                                       inputs.target, on_sample=inputs.on_sample)
+        if inputs.progress is not None:
+            inputs.progress.stage("ExecuTorch: lowering the INT8 graph to XNNPACK")
+        program, delegation = lower_to_executorch(qep, inputs.backend_config,
+                                                  inputs.target.spec(ExecutorchSpec).partitioner)
+        out.write_bytes(program.buffer)
+        config = dict(inputs.backend_config)
+        record: JSONObject = {**qinfo, **inputs.notes, "recipe": recipe.to_dict(), "backend_config": config}
+        return Candidate("pte", (out,), out.stat().st_size, recipe, record, self.load_runner(),
+                         details={"delegation": delegation, "batch": 1, "backend_config": dict(config)},
+                         program=program)
 
     def load_runner(self) -> HostProgram:
         return host_program("pte")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
 
-from edgeq.backends.base import FormatBackend, HostProgram, register_format
+from edgeq.backends.base import BuildInputs, Candidate, FormatBackend, HostProgram, register_format
 from edgeq.compress.qat_graph import QatGraph
 from edgeq.config import QuantOptions
-from edgeq.data import Dataset
 from edgeq.errors import UsageError
 from edgeq.jsontypes import JSONObject, get_strs
 from edgeq.manifest import Artifact
@@ -53,6 +53,17 @@ def _scratch(state: BuildState) -> Path:
     return state.scratch
 
 
+@dataclass(frozen=True, kw_only=True)
+class OnnxBuildInputs(BuildInputs):
+    """What an ONNX build reads: the pre-processed float graph (``quant_pre_process``) every INT8 model is built
+    from, and the calibration set."""
+
+    prepped: Path
+    output_names: tuple[str, ...] = ()  # edgeq's canonical output names for the built graph (empty: as exported)
+    calibration_cache: Path | None = None  # calibrated ranges shared by builds of one graph, data and method
+    qat: QatGraph | None = None  # --compress qat: the trained activation ranges replace calibration
+
+
 @register_format
 class OnnxBackend(FormatBackend):
     name = "onnx"
@@ -85,7 +96,7 @@ class OnnxBackend(FormatBackend):
     def quantize(self, state: BuildState, scheme: QuantOptions) -> BuildState:
         progress = state.progress or Progress(enabled=False)
         recipe = Recipe.from_quant_options(scheme)
-        self.check_recipe(recipe)
+        self.check_recipe(recipe)  # before the pre-processing, too: a refused recipe costs nothing
         if state.model_path is None or state.calib is None:
             raise UsageError("the ONNX backend quantizes after capture", "call capture() first")
         progress.stage("ONNX: pre-processing (onnxruntime quant_pre_process)")
@@ -100,14 +111,43 @@ class OnnxBackend(FormatBackend):
             scheme = dataclasses.replace(scheme, per_channel=qat.per_channel, activation_type="int8",
                                          reduce_range=False)
             recipe = Recipe.from_quant_options(scheme)
-            out, qinfo = state.workdir / INT8_NAME, _quantize_qat(state, prepped, recipe, qat)
+        # built from edgeq.prepare's copy when outlier_prepared
+        inputs = OnnxBuildInputs(calib=state.calib, prepped=prepped, output_names=state.output_names, qat=qat,
+                                 notes={"preprocessing": prep_note, "outlier_prepared": state.float_captured is not None})
+        out = state.workdir / (INT8_NAME if scheme.mode == "static" else INT8_DYNAMIC_NAME)
+        cand = self._first_model(inputs, recipe, out, progress)
+        return state.updated(model_path=cand.path, quant=scheme, quantization=cand.record, candidate=cand)
+
+    def _first_model(self, inputs: OnnxBuildInputs, recipe: Recipe, out: Path, progress: Progress) -> Candidate:
+        """:meth:`build` with the export's progress lines and calibration bar."""
+        if recipe.scheme == "dynamic":
+            progress.stage("ONNX: dynamic INT8 quantization")
+            return self.build(inputs, recipe, out)
+        n = min(len(inputs.calib), recipe.activations.max_calibration_samples)
+        if inputs.qat is not None:
+            progress.stage(f"ONNX: QDQ with the QAT ranges ({inputs.qat.describe()})")
+            label = "calibration (tensors without a QAT range)"
+        else:  # (the hybrid too: opts.dynamic_linears)
+            progress.stage(f"ONNX: calibrating on {n} samples ({recipe.activations.calibration}) and quantizing "
+                           "(QDQ, then bias correction of the linear convs)")
+            label = "calibration"
+        with progress.bar(n, label) as bar:
+            return self.build(dataclasses.replace(inputs, on_sample=lambda: bar.update(1)), recipe, out)
+
+    def _build(self, inputs: BuildInputs, recipe: Recipe, out: Path) -> Candidate:
+        if not isinstance(inputs, OnnxBuildInputs):
+            raise UsageError(f"the ONNX backend builds from OnnxBuildInputs, got {type(inputs).__name__}",
+                             "construct edgeq.backends.onnx.OnnxBuildInputs (the pre-processed float graph)")
+        if inputs.qat is not None:
+            qinfo = _build_qat(inputs, inputs.qat, recipe, out)
         else:
-            out = state.workdir / (INT8_NAME if scheme.mode == "static" else INT8_DYNAMIC_NAME)
-            qinfo = _quantize(state, prepped, out, recipe)
-        qinfo["preprocessing"] = prep_note
-        qinfo["outlier_prepared"] = state.float_captured is not None  # built from edgeq.prepare's copy
-        qinfo["recipe"] = recipe.to_dict()  # what this file is built from (build_onnx_recipe rebuilds it)
-        return state.updated(model_path=out, quant=scheme, quantization=qinfo)
+            qinfo = build_onnx_recipe(inputs.prepped, out, inputs.calib, recipe, on_sample=inputs.on_sample,
+                                      calibration_cache=inputs.calibration_cache)
+        if inputs.output_names:
+            rename_outputs(out, list(inputs.output_names))
+        # what this file is built from: building the recipe again gives the same bytes
+        record: JSONObject = {**qinfo, **inputs.notes, "recipe": recipe.to_dict()}
+        return Candidate("onnx", (out,), out.stat().st_size, recipe, record, self.load_runner())
 
     def emit(self, state: BuildState) -> BuildState:
         if state.model_path is None:
@@ -126,29 +166,11 @@ class OnnxBackend(FormatBackend):
         return host_program("onnx")
 
 
-def _quantize(state: BuildState, prepped: Path, out: Path, recipe: Recipe) -> JSONObject:
-    """The INT8 model of ``recipe`` (static, hybrid or dynamic) from the pre-processed graph."""
-    progress = state.progress or Progress(enabled=False)
-    if recipe.scheme == "dynamic":
-        progress.stage("ONNX: dynamic INT8 quantization")
-        return build_onnx_recipe(prepped, out, _calib(state), recipe)
-    n = min(len(_calib(state)), recipe.activations.max_calibration_samples)
-    progress.stage(f"ONNX: calibrating on {n} samples ({recipe.activations.calibration}) and quantizing (QDQ, then "
-                   "bias correction of the linear convs)")
-    with progress.bar(n, "calibration") as bar:  # (the hybrid too: opts.dynamic_linears)
-        return build_onnx_recipe(prepped, out, _calib(state), recipe, on_sample=lambda: bar.update(1))
-
-
-def _quantize_qat(state: BuildState, prepped: Path, recipe: Recipe, qat: QatGraph) -> JSONObject:
+def _build_qat(inputs: OnnxBuildInputs, qat: QatGraph, recipe: Recipe, out: Path) -> JSONObject:
     """QDQ with the QAT-trained ranges (calibration only for tensors without one), float16 layers as the recipe
     says."""
-    progress = state.progress or Progress(enabled=False)
-    n = min(len(_calib(state)), recipe.activations.max_calibration_samples)
-    progress.stage(f"ONNX: QDQ with the QAT ranges ({qat.describe()})")
-    out = state.workdir / INT8_NAME
-    with progress.bar(n, "calibration (tensors without a QAT range)") as bar:
-        qinfo = quantize_onnx_static(prepped, out, _calib(state), recipe.kept_float32().to_quant_options(),
-                                     on_sample=lambda: bar.update(1), qat=QatGrid(qat.activation_ranges, qat.bits))
+    qinfo = quantize_onnx_static(inputs.prepped, out, inputs.calib, recipe.kept_float32().to_quant_options(),
+                                 on_sample=inputs.on_sample, qat=QatGrid(qat.activation_ranges, qat.bits))
     qinfo["ranges"] = {"source": "qat", "description": qat.describe(),
                        "activation_ranges_from_qat": len(get_strs(qinfo, "fixed_ranges")),
                        "qat_activation_ranges": len(qat.activation_ranges),
@@ -157,12 +179,6 @@ def _quantize_qat(state: BuildState, prepped: Path, recipe: Recipe, qat: QatGrap
     if fp16:
         qinfo["fp16_nodes"] = fp16
     return qinfo
-
-
-def _calib(state: BuildState) -> Dataset:
-    if state.calib is None:
-        raise UsageError("the ONNX backend quantizes after capture", "call capture() first")
-    return state.calib
 
 
 def rename_outputs(path: Path, names: list[str]) -> None:

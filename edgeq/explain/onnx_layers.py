@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from edgeq.backends.base import get_backend
+from edgeq.backends.onnx import OnnxBuildInputs
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
 from edgeq.explain.layers import LayerError, OutputError, added_db, cosine, sqnr_db
-from edgeq.onnx.build import build_onnx_recipe
 from edgeq.onnx.quantize import quiet_stdout, reader_class
 from edgeq.recipe import Recipe
 
@@ -135,9 +136,8 @@ class OnnxRebuild:
             opts = dataclasses.replace(opts, int16_activation_nodes=(*opts.int16_activation_nodes, *nodes))
         elif move == "kept in float":
             opts = dataclasses.replace(opts, nodes_to_exclude=(*opts.nodes_to_exclude, *nodes))
-        build_onnx_recipe(self.float_model, out, self.calib, Recipe.from_quant_options(opts),
-                          calibration_cache=self.cache)
-        return out
+        inputs = OnnxBuildInputs(calib=self.calib, prepped=self.float_model, calibration_cache=self.cache)
+        return get_backend("onnx").build(inputs, Recipe.from_quant_options(opts), out).path
 
     def alone(self, out: Path, nodes: tuple[str, ...], graph_nodes: tuple[str, ...]) -> Path:
         """The recipe with only NODES quantized: every other node of GRAPH_NODES (the float graph's) kept float."""

@@ -4,7 +4,8 @@ by node, with torchao's numeric debugger (the same matching by debug handle as
 
 The quantized graph is rebuilt with edgeq's own ``quantize_pt2e`` and the export's options on the same
 calibration samples, so it is the graph the shipped ``.pte`` was lowered from; the numbers are PT2E's simulation
-of it on the host, not the XNNPACK kernels' arithmetic.
+of it on the host, not the XNNPACK kernels' arithmetic. (Not through the ``.pte`` backend's ``build``: that lowers
+to a serialized program, whose intermediate tensors the comparison cannot see.)
 """
 
 from __future__ import annotations

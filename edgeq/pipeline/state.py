@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # type-only: capture/data/targets import torch and onnx helpe
     from edgeq.capture import Captured
     from edgeq.data import Dataset
     from edgeq.manifest import Artifact
+    from edgeq.pipeline.candidate import Candidate
     from edgeq.progress import Progress
     from edgeq.targetspec import Target
 
@@ -62,6 +63,7 @@ class StateChanges(TypedDict, total=False):
     fixed_shapes: dict[str, list[int]] | None
     executorch_backend_config: EtBackendConfig
     quantization: JSONObject | None
+    candidate: Candidate | None
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,10 @@ class BuildState:
     fixed_shapes: dict[str, list[int]] | None = None  # the plan fixed-shapes applied; fp16-variant re-applies it
     executorch_backend_config: EtBackendConfig = field(default_factory=EtBackendConfig)
     quantization: JSONObject | None = None  # what the backend's quantizer recorded
+    # The INT8 candidate the backend's quantize built (FormatBackend.build), for its emit: the .pte ships it as built
+    # (its lowered program feeds the golden-I/O bundle); ONNX ships ``model_path``, which a post-quant Transform may
+    # rewrite.
+    candidate: Candidate | None = None
 
     def updated(self, **changes: Unpack[StateChanges]) -> BuildState:
         return replace(self, **changes)

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq.backends.onnx import rename_outputs
+from edgeq.backends.base import get_backend
+from edgeq.backends.onnx import OnnxBuildInputs, rename_outputs
 from edgeq.config import Budget
 from edgeq.data import Dataset
 from edgeq.errors import EdgeqError
 from edgeq.jsontypes import JSONObject, get_object_or_none
-from edgeq.onnx.build import build_onnx_recipe
 from edgeq.search.trial import Trial
 from edgeq.select.rule import shortfall, size_shortfall
 from edgeq.validate.metrics import Metrics, budget_distance, check_budget, compare
@@ -52,7 +52,6 @@ class Evaluator:
         trial.path = self.workdir / f"trial{trial.index:02d}.onnx"
         try:
             self._build(trial, trial.path, seed)
-            rename_outputs(trial.path, list(self.data.reference))
             res = self.runner.run(trial.path, "onnx", self.data.inputs_npz, self.workdir)
             trial.metrics = compare(self.data.reference, res.outputs, self.data.labels)
             trial.latency_ms = res.latency_ms
@@ -66,12 +65,15 @@ class Evaluator:
     def _build(self, trial: Trial, path: Path, seed: tuple[Path, JSONObject | None] | None) -> None:
         if seed is not None:
             shutil.copyfile(seed[0], path)
+            rename_outputs(path, list(self.data.reference))
             trial.bias_correction, trial.reused = seed[1], True
             return
-        # the recipe the manifest records when this trial ships: one build path for both
-        qinfo = build_onnx_recipe(self.data.prepped, path, self.data.calib, trial.recipe(),
-                                  calibration_cache=self.workdir / f"calibration.{trial.quant.calibration}.json")
-        trial.bias_correction = get_object_or_none(qinfo, "bias_correction")
+        # the recipe the manifest records when this trial ships, through the export's own build path
+        inputs = OnnxBuildInputs(calib=self.data.calib, prepped=self.data.prepped,
+                                 output_names=tuple(self.data.reference),
+                                 calibration_cache=self.workdir / f"calibration.{trial.quant.calibration}.json")
+        built = get_backend("onnx").build(inputs, trial.recipe(), path)
+        trial.bias_correction = get_object_or_none(built.record, "bias_correction")
 
     def _score(self, trial: Trial, metrics: Metrics) -> None:
         """The verdict against the budget and the size cap, and the distance to both."""

@@ -1,8 +1,8 @@
 """The grid strategy (``edgeq sweep``): every variant of a fixed grid is built and kept, none is dropped.
 
 It runs in the SELECT phase of the ONNX build like the search, from the same pre-processed graph and calibration
-set, through the same builder (:func:`edgeq.onnx.build.build_onnx_recipe`): a sweep row and an export of the same
-recipe are the same bytes. The variants then pass through the target's artifact stages and every runner like any
+set, through the same build path (the ONNX backend's ``build``, :class:`edgeq.backends.base.FormatBackend`): a
+sweep row and an export of the same recipe are the same bytes. The variants then pass through the target's artifact stages and every runner like any
 other candidate; :mod:`edgeq.sweep` adds the table, the Pareto fronts and the engine's pick.
 """
 
@@ -12,13 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from edgeq.backends.onnx import graph_stats, rename_outputs
+from edgeq.backends.base import get_backend
+from edgeq.backends.onnx import OnnxBuildInputs, graph_stats, rename_outputs
 from edgeq.config import CalibrationMethod, QuantOptions
 from edgeq.data import Dataset
 from edgeq.errors import EdgeqError
 from edgeq.jsontypes import JSONObject
 from edgeq.manifest import Artifact
-from edgeq.onnx.build import build_onnx_recipe
 from edgeq.onnx.fp16 import convert_fp16
 from edgeq.progress import Progress
 from edgeq.recipe import Recipe
@@ -58,7 +58,7 @@ def onnx_grid(g: GridInputs, first: Artifact, progress: Progress) -> tuple[list[
     (g.workdir / VARIANT_DIR).mkdir(exist_ok=True)
     new: list[Artifact] = []
 
-    def add(name: str, precision: str, build: Callable[[Path], JSONObject], opts: QuantOptions | None) -> None:
+    def add(name: str, precision: str, build: Callable[[Path], JSONObject]) -> None:
         rel = f"{VARIANT_DIR}/{name}.onnx"
         progress.stage(f"sweep: building {name}")
         try:
@@ -68,28 +68,30 @@ def onnx_grid(g: GridInputs, first: Artifact, progress: Progress) -> tuple[list[
             return
         rename_outputs(g.workdir / rel, list(g.output_names))
         a = Artifact(name=name, path=rel, format="onnx", precision=precision, role="candidate",
-                     # the same record as an export's artifact: the recipe that rebuilds this file
-                     quantization={**info, **({"recipe": Recipe.from_quant_options(opts).to_dict()} if opts else {})},
+                     # a recipe's record is the same as an export's artifact: the recipe that rebuilds this file
+                     quantization=info,
                      details=graph_stats(g.workdir / rel))
         new.append(a.refresh(g.workdir))
 
     if g.with_fp16:
-        add("onnx-fp16", "fp16", lambda p: {"method": "fp16", **convert_fp16(g.workdir / "model.fp32.onnx", p)}, None)
+        add("onnx-fp16", "fp16", lambda p: {"method": "fp16", **convert_fp16(g.workdir / "model.fp32.onnx", p)})
     dyn = replace(g.base, mode="dynamic", int16_activation_nodes=(), dynamic_linears=False)
-    add("onnx-int8-dynamic", "int8-dynamic", _builder(g, dyn), dyn)
+    add("onnx-int8-dynamic", "int8-dynamic", _builder(g, dyn))
     for name, q in static_variants(g.base, fragile_nodes(g.prepped)):
-        add(name, "int8-static", _builder(g, q), q)
+        add(name, "int8-static", _builder(g, q))
     ranking = _ranking(g, first, progress)
     if ranking:
         hood = Neighbourhood(g.prepped)
         q16 = replace(g.base, int16_activation_nodes=tuple(dict.fromkeys(
             n for s in ranking[:MIXED_TOP_K] for n in hood.with_input_producers(s.node))))
-        add("onnx-mixed-int16", "mixed", _builder(g, q16), q16)
+        add("onnx-mixed-int16", "mixed", _builder(g, q16))
     return new, sensitivity_table(ranking)
 
 
 def _builder(g: GridInputs, q: QuantOptions) -> Callable[[Path], JSONObject]:
-    return lambda path: build_onnx_recipe(g.prepped, path, g.calib, Recipe.from_quant_options(q))
+    """The variant of ``q`` built by the ONNX backend (its record: the export's ``quantization``, recipe included)."""
+    inputs = OnnxBuildInputs(calib=g.calib, prepped=g.prepped, output_names=g.output_names)
+    return lambda path: get_backend("onnx").build(inputs, Recipe.from_quant_options(q), path).record
 
 
 def _ranking(g: GridInputs, first: Artifact, progress: Progress) -> list[NodeSensitivity]:

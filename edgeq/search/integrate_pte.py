@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeq.backends.executorch import INT8_DYNAMIC_NAME, bundle_program, static_export
+from edgeq.backends.executorch import INT8_DYNAMIC_NAME, PteBuildInputs, bundle_program, static_export
 from edgeq.capture import Captured
 from edgeq.data import Dataset
 from edgeq.jsontypes import JSONObject, JSONValue, get_objects, get_str
@@ -123,13 +123,14 @@ def _search(ctx: SearchContext, artifacts: list[Artifact], inputs: PteSearchInpu
                for r in rows]
     data = load_npz(ctx.workdir / ctx.inputs_rel)
     fp32 = next((a for a in artifacts if a.format == "pte" and a.role == "baseline"), None)
+    build = PteBuildInputs(calib=ctx.calib, static=static, signature=list(inputs.captured.signature),
+                           target=ctx.target, backend_config=inputs.backend_config)
     search_data = PteSearchData(
-        static=static, calib=ctx.calib, signature=inputs.captured.signature,
-        eval_inputs=[data[s.name] for s in inputs.captured.signature],
+        build=build, eval_inputs=[data[s.name] for s in inputs.captured.signature],
         reference=load_npz(ctx.workdir / ctx.reference_rel), labels=data.get("labels"), budget=ctx.budget,
-        target=ctx.target, scratch=_scratch(ctx), float_bytes=fp32.bytes if fp32 is not None else None,
+        scratch=_scratch(ctx), float_bytes=fp32.bytes if fp32 is not None else None,
         # only an explicit --max-size-ratio: a small program's fixed flatbuffer overhead would fail a default cap
-        max_size_ratio=ctx.config.search.max_size_ratio, backend_config=inputs.backend_config)
+        max_size_ratio=ctx.config.search.max_size_ratio)
     static_base = dataclasses.replace(ctx.config.quant, mode="static", per_token=False)
     return search_pte(search_data, static_base, ranking, ctx.progress, linear_ranking=list(ctx.linear_ranking),
                       first_dynamic=inputs.first_dynamic)

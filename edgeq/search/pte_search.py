@@ -35,14 +35,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgeq.backends.base import get_backend
+from edgeq.backends.executorch import PteBuildInputs, lowered_program
 from edgeq.config import Budget, QuantOptions
-from edgeq.data import Dataset
 from edgeq.errors import EdgeqError
-from edgeq.executorch.lower import lower_to_executorch
 from edgeq.executorch.neighbourhood import float_neighbourhood
-from edgeq.executorch.quantize import quantize_pt2e
 from edgeq.executorch.runtime import run_pte
-from edgeq.jsontypes import JSONObject
+from edgeq.jsontypes import JSONObject, get_object
 from edgeq.progress import Progress
 from edgeq.recipe import Recipe
 from edgeq.search.pte_moves import MoveFacts, propose_all
@@ -50,12 +49,9 @@ from edgeq.search.sensitivity import NodeSensitivity
 from edgeq.select.ladder import TrialBudget, run_ladder
 from edgeq.select.rule import Scored, shortfall, size_shortfall
 from edgeq.select.rule import closest as select_closest
-from edgeq.signature import TensorSpec
-from edgeq.targetspec import ExecutorchSpec, Target
 from edgeq.validate.metrics import budget_distance, check_budget, compare
 
 if TYPE_CHECKING:
-    import torch
     from executorch.exir import ExecutorchProgramManager
 
 
@@ -117,21 +113,18 @@ def plan_moves(base: QuantOptions, ranking: list[NodeSensitivity], max_trials: i
 class PteSearchData:
     """What every ``.pte`` trial is built from, measured on, and checked against."""
 
-    static: torch.export.ExportedProgram  # the static-batch program every move quantizes
-    calib: Dataset
-    signature: list[TensorSpec]
+    # what the .pte backend builds every move from: the static-batch program, the calibration set, the target and
+    # the ``ExecutorchBackendConfig`` options its configure stages chose (e.g. Android's 16 KB segment alignment).
+    # Every trial is lowered with them, so the passing trial's program is exactly the program that ships — never a
+    # second lowering without the target's layout.
+    build: PteBuildInputs
     eval_inputs: list[np.ndarray]
     reference: dict[str, np.ndarray]
     labels: np.ndarray | None
     budget: Budget
-    target: Target
     scratch: Path
     float_bytes: int | None
     max_size_ratio: float | None
-    # the ``ExecutorchBackendConfig`` options the target's configure stages chose (e.g. Android's 16 KB segment
-    # alignment). Every trial is lowered with them, so the passing trial's program is exactly the program that
-    # ships — never a second lowering without the target's layout.
-    backend_config: JSONObject
 
 
 def search_pte(data: PteSearchData, base: QuantOptions, ranking: list[NodeSensitivity], progress: Progress,
@@ -139,10 +132,11 @@ def search_pte(data: PteSearchData, base: QuantOptions, ranking: list[NodeSensit
                first_dynamic: bool = False) -> list[PteTrial]:
     """Run the planned moves until one meets ``data.budget``; returns every trial (the last one passed, if any)."""
     data.scratch.mkdir(parents=True, exist_ok=True)
-    targets = {str(n.target) for n in data.static.graph.nodes if n.op == "call_function"}
+    static = data.build.static
+    targets = {str(n.target) for n in static.graph.nodes if n.op == "call_function"}
     conv_and_linear = "aten.linear.default" in targets and any(t.startswith("aten.conv") for t in targets)
     # the ranked convolutions' edges, so "kept in float" keeps their inputs and outputs float too
-    edges = {r.node: float_neighbourhood(data.static, r.node) for r in ranking if r.op_type.startswith("conv")}
+    edges = {r.node: float_neighbourhood(static, r.node) for r in ranking if r.op_type.startswith("conv")}
     moves = plan_moves(base, ranking, max_trials, linear_ranking, first_dynamic, conv_and_linear, edges)
     count = iter(range(1, len(moves) + 1))
 
@@ -178,14 +172,13 @@ def _over_cap_subset(done: list[PteTrial], quant: QuantOptions) -> PteTrial | No
 
 
 def _run_trial(ctx: PteSearchData, t: PteTrial) -> PteTrial:
-    """Quantize, lower (with the target's backend config), run and score one move."""
+    """Build the move through the .pte backend (quantized, lowered with the target's backend config), run and score
+    it."""
     t0 = time.perf_counter()
     try:
-        qep, _ = quantize_pt2e(ctx.static, ctx.calib, ctx.signature, t.quant, ctx.target)
-        program, t.delegation = lower_to_executorch(qep, ctx.backend_config, ctx.target.spec(ExecutorchSpec).partitioner)
-        t.path = ctx.scratch / f"trial{t.index}.pte"
-        t.path.write_bytes(program.buffer)
-        t.bytes = t.path.stat().st_size
+        built = get_backend("pte").build(ctx.build, Recipe.from_quant_options(t.quant),
+                                         ctx.scratch / f"trial{t.index}.pte")
+        t.path, t.bytes, t.delegation = built.path, built.bytes, get_object(built.details, "delegation")
         outs, _ = run_pte(t.path, ctx.eval_inputs, warmup=0, repeats=0)
         m = compare(ctx.reference, outs, ctx.labels)
         t.metrics, t.failures = m.to_dict(), list(check_budget(m, ctx.budget).failures)
@@ -200,7 +193,7 @@ def _run_trial(ctx: PteSearchData, t: PteTrial) -> PteTrial:
                 t.failures.append(f"size {ratio:.3f}× float > {ctx.max_size_ratio:g}×")
         t.passed = not t.failures
         if t.passed:
-            t.program = program
+            t.program = lowered_program(built)
     except EdgeqError as e:
         t.error = f"{type(e).__name__}: {e.cause[:200]}"
     t.seconds = time.perf_counter() - t0

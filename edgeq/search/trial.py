@@ -68,8 +68,8 @@ class Trial:
     reused: bool = False  # the export's first model, measured as this trial instead of quantized again
 
     def recipe(self) -> Recipe:
-        """What this trial's model is built from (:func:`edgeq.onnx.build.build_onnx_recipe`): its options, with the
-        kept linears' weights in float16."""
+        """What this trial's model is built from (the ONNX backend's ``build``): its options, with the kept linears'
+        weights in float16."""
         return Recipe.from_quant_options(self.quant).with_float16(self.fp16_nodes)
 
     def scored(self) -> Scored:
