@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgeq.backends.base import get_backend
 from edgeq.backends.executorch import static_export
-from edgeq.backends.onnx import PREP_NAME
+from edgeq.backends.onnx import PREP_NAME, OnnxBuildInputs
 from edgeq.capture import Captured
 from edgeq.config import QuantOptions
 from edgeq.data import Dataset
@@ -34,7 +35,6 @@ from edgeq.explain.pte_layers import PTE_FLOAT_MOVE, pt2e_output_error, pte_laye
 from edgeq.explain.trials import LayerMeasure, built_trials, trial_layer_errors
 from edgeq.jsontypes import JSONObject, get_object_or_none, get_strs
 from edgeq.manifest import Artifact
-from edgeq.onnx.build import build_onnx_recipe
 from edgeq.onnx.export import preprocess
 from edgeq.progress import Progress
 from edgeq.recipe import Recipe
@@ -98,7 +98,9 @@ def _trial_measures(x: ExplainInputs) -> dict[str, LayerMeasure]:
 
         def onnx_trial(recipe: Recipe) -> list[LayerError]:
             path = x.scratch / "explain.trial.onnx"
-            build_onnx_recipe(float_model, path, x.calib, recipe, calibration_cache=_calibration_cache(x, recipe.activations.calibration))
+            inputs = OnnxBuildInputs(calib=x.calib, prepped=float_model,
+                                     calibration_cache=_calibration_cache(x, recipe.activations.calibration))
+            get_backend("onnx").build(inputs, recipe, path)  # the export's own build path: the trial's bytes
             return onnx_layer_errors(float_model, path, ev, acts)
         measures["onnx"] = onnx_trial
     if built_trials(x.searches, "pte"):
