@@ -190,7 +190,7 @@ def check_lm(m: JSONObject, out: Path, arts: list[Artifact], max_ppl_increase: f
             findings.append(f"{a.name}: the manifest claims PPL x{old['ppl_ratio']}, re-measured x{met['ppl_ratio']}")
         checks.append(ArtifactCheck(a.name, ev.passed, (*floor, *fails)))
         results.append(LmArtifactCheck(a.name, a.format, met, ev.passed, tuple(fails)))
-    outcome = verdict(checks, (), unmet, none_checked="no runnable .onnx or .pte language model in the folder")
+    outcome = verdict(checks, before=unmet, none_checked="no runnable .onnx or .pte language model in the folder")
     return LmCheck(pct, source, ref.ppl, float_source, tuple(results), outcome.failures, tuple(findings))
 
 

@@ -209,4 +209,4 @@ def verdict(formats: dict[str, JSONObject], artifacts: list[JSONObject], limit: 
                 checks.append(ArtifactCheck(str(a["name"]), ok, () if ok else (
                     "; ".join(get_strs(bc, "failures") or ["budget missed"]) + " on the eval windows",)))
     stages = [f for p in passes or [] for f in get_strs(p, "failures")]  # the target's checks
-    return select_verdict(checks, stages, unmet).to_dict()
+    return select_verdict(checks, before=unmet, after=stages).to_dict()

@@ -1,6 +1,6 @@
 """The one verdict function: every export, check, validate and sweep — tensor or text generation — composes its
 ``{"passed", "failures"}`` here, from typed per-artifact budget checks plus the target's stage failures plus the
-lines that say no candidate met the budget.
+lines that say no candidate met the budget (:func:`verdict`).
 
 Each caller words its own rows (a tensor check names the runner, ``"mobilenet-int8 on host"``; a language model's
 check names the artifact and the text it was measured on), so the failure strings a manifest holds stay the ones it
@@ -37,16 +37,17 @@ class Verdict:
         return {"passed": self.passed, "failures": list(self.failures)}
 
 
-def verdict(checks: Sequence[ArtifactCheck], stage_failures: Sequence[str] = (), unmet: Sequence[str] = (), *,
+def verdict(checks: Sequence[ArtifactCheck], *, before: Sequence[str] = (), after: Sequence[str] = (),
             none_checked: str | None = None, infra: Sequence[str] = ()) -> Verdict:
-    """Pass when nothing is unmet, every artifact check and every stage passed, and no infrastructure failed.
+    """Pass when every artifact check passed, no other failure was given and no infrastructure failed.
 
-    Failures come in this order: ``unmet`` (a format where no candidate met the budget, a replaced reference),
-    each check's failures, the stages' (already worded by the caller: ``"pass alignment: ..."``), then
-    ``none_checked`` when there was no check at all (and no infrastructure failure to explain it)."""
-    failures = [*unmet]
+    Failures come in this order: ``before`` (worded by the caller: a format where no candidate met the budget, a
+    replaced reference, failures already composed), each check's failures, ``after`` (the target's stages:
+    ``"pass alignment: ..."``; a grid where no variant met the budget), then ``none_checked`` when there was no
+    check at all (and no infrastructure failure to explain it)."""
+    failures = [*before]
     failures += [f"{c.subject}: {f}" for c in checks for f in c.failures]
-    failures += stage_failures
+    failures += after
     if none_checked is not None and not checks and not infra:
         failures.append(none_checked)
     return Verdict(not failures and not infra, tuple(failures), tuple(infra))

@@ -142,7 +142,7 @@ def verdict(artifacts: list[Artifact], pass_log: Sequence[JSONObject],
                          for n in get_strs(v.budget_check, "notes"))
     stages = [f"pass {p['name']}: {f}" for p in pass_log for f in get_strs(p, "failures")]
     summary, infra = fleet_verdict(fleet) if fleet else (None, [])
-    outcome = select_verdict(checks, stages, infra=infra,
+    outcome = select_verdict(checks, after=stages, infra=infra,
                              none_checked="no artifact was validated (no runner supports the produced formats)")
     out: JSONObject = {**outcome.to_dict(), "host_passes_arm_fails": _host_pass_arm_fail(artifacts),
                        "notes": list(dict.fromkeys(notes)), "int8_regressions": int8_regressions(artifacts)}
