@@ -275,7 +275,8 @@ def _check_lm(req: CheckRequest, m: Manifest, arts: list[Artifact], findings: li
                               "passed": r.passed, "failures": list(r.failures)}),))
     m2: JSONObject = {**m.to_json(), "budget_in_manifest": m.budget,
           "budget": {"max_ppl_increase_pct": res.max_ppl_increase_pct, "source": res.budget_source}}
-    v = select_verdict((), before=res.failures, after=target_failures)  # the re-measured artifacts' failures, then the target's
+    # the re-measured artifacts' failures, then the target's checks
+    v = select_verdict((), before=res.failures, after=target_failures)
     return CheckResult(out, v.passed, list(v.failures), arts, Budget(), m2, [], findings + list(res.findings), [], llm=res)
 
 

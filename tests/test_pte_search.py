@@ -31,8 +31,9 @@ def test_pte_search_replaces_a_first_model_that_misses(tmp_path: Path, outlier_d
     trials = s["trials"]
     assert s["met"] and trials[-1]["passed"] and len(trials) >= 2
     assert not trials[0]["passed"] and trials[0]["failures"]  # the first move did not meet it either
-    for t in (t for t in trials if t["metrics"]):  # each scored by the shared evaluator (edgeq.select.evaluation.evaluate_tensor)
-        ev = evaluate_tensor(Metrics.from_dict(t["metrics"]), Budget(min_cosine=0.999))
+    # each trial scored by the shared evaluator (edgeq.select.evaluation.evaluate_tensor), with the export's budget
+    for t in (t for t in trials if t["metrics"]):
+        ev = evaluate_tensor(Metrics.from_dict(t["metrics"]), Budget.from_dict(res.manifest["budget"]))
         assert (t["passed"], t["failures"], t["distance"]) == (ev.passed, list(ev.failures), dict(ev.distance))
     assert res.manifest["sensitivity_pte"][0]["op_type"] == "linear"
     art = res.artifact("pte-int8-static")

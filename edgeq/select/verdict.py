@@ -17,7 +17,8 @@ from edgeq.jsontypes import JSONObject
 
 @dataclass(frozen=True)
 class ArtifactCheck:
-    """One artifact's budget check on one runner (or on one text): each failure becomes ``"{subject}: {failure}"``."""
+    """One artifact's budget check on one runner (or on one text): each failure becomes ``"{subject}: {failure}"``,
+    and a failed check that gives no failure reads ``"{subject}: budget missed"``."""
 
     subject: str  # "mobilenet-int8 on host", "onnx-a"
     passed: bool
@@ -46,7 +47,8 @@ def verdict(checks: Sequence[ArtifactCheck], *, before: Sequence[str] = (), afte
     ``"pass alignment: ..."``; a grid where no variant met the budget), then ``none_checked`` when there was no
     check at all (and no infrastructure failure to explain it)."""
     failures = [*before]
-    failures += [f"{c.subject}: {f}" for c in checks for f in c.failures]
+    # a check that failed without saying why still fails: never a silent pass
+    failures += [f"{c.subject}: {f}" for c in checks for f in c.failures or (() if c.passed else ("budget missed",))]
     failures += after
     if none_checked is not None and not checks and not infra:
         failures.append(none_checked)

@@ -71,6 +71,7 @@ def test_the_verdict_orders_unmet_checks_stages_then_none_checked() -> None:
     infra = verdict([], none_checked="no artifact", infra=["2 of 3 boards did not answer"])
     assert not infra.passed and infra.failures == ()  # boards missing: not a budget failure, still not a pass
     assert verdict([ArtifactCheck("b", True)]).to_dict() == {"passed": True, "failures": []}
+    assert verdict([ArtifactCheck("c on host", False)]).failures == ("c on host: budget missed",)  # never silent
 
 
 def test_evaluate_tensor_under_and_over_the_size_cap() -> None:
