@@ -38,6 +38,7 @@ from edgeq.llm.check import LmCheck, check_lm, is_text_generation
 from edgeq.llm.target_checks import items_from_files, run_checks
 from edgeq.manifest import Artifact, Manifest, Validation, read_manifest
 from edgeq.progress import Progress
+from edgeq.select.verdict import verdict as select_verdict
 from edgeq.signing import verify_folder
 from edgeq.stages.budget_check import NAME, check_artifact
 from edgeq.targets import load_target, packaged_target, with_runner_timeout
@@ -274,8 +275,9 @@ def _check_lm(req: CheckRequest, m: Manifest, arts: list[Artifact], findings: li
                               "passed": r.passed, "failures": list(r.failures)}),))
     m2: JSONObject = {**m.to_json(), "budget_in_manifest": m.budget,
           "budget": {"max_ppl_increase_pct": res.max_ppl_increase_pct, "source": res.budget_source}}
-    failures = list(res.failures) + target_failures
-    return CheckResult(out, not failures, failures, arts, Budget(), m2, [], findings + list(res.findings), [], llm=res)
+    # the re-measured artifacts' failures, then the target's checks
+    v = select_verdict((), before=res.failures, after=target_failures)
+    return CheckResult(out, v.passed, list(v.failures), arts, Budget(), m2, [], findings + list(res.findings), [], llm=res)
 
 
 def replace_budget(m: Manifest, eff: Budget) -> JSONObject:

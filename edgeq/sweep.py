@@ -19,18 +19,14 @@ from dataclasses import replace
 from edgeq.api import export
 from edgeq.config import Budget, PipelineConfig
 from edgeq.integrity import seal
-from edgeq.jsontypes import (
-    JSONObject,
-    as_list,
-    get_float,
-    get_int,
-)
+from edgeq.jsontypes import JSONObject, get_float, get_int, get_strs
 from edgeq.manifest import Artifact, Validation, read_manifest, write_manifest
 from edgeq.outdir import commit_output, discard_output, prepare_output
 from edgeq.progress import Progress
 from edgeq.report import write_reports
 from edgeq.search.grid import VARIANT_DIR
 from edgeq.select.rule import Scored, pareto_front, pick
+from edgeq.select.verdict import verdict as select_verdict
 from edgeq.targets import load_target
 from edgeq.validate.metrics import Metrics, check_budget
 from edgeq.validate.orchestrate import verdict
@@ -65,9 +61,9 @@ def run_sweep(config: PipelineConfig, progress: Progress | None = None) -> JSONO
         table = sweep_table(arts, Budget.from_dict(m.budget), has_labels=m.validation_data.has_labels)
         # The one verdict function, over every variant: what `edgeq check` will say about this folder.
         v = verdict(arts, m.passes, m.fleet)
-        if table["pick"] is None:
-            v["failures"] = [*as_list(v["failures"]), "no variant of the sweep meets the budget on the host"]
-            v["passed"] = False
+        if table["pick"] is None:  # the grid's "no candidate met" line, after the per-variant failures
+            v.update(select_verdict((), before=get_strs(v, "failures"), infra=get_strs(v, "infra_failures"),
+                                    after=["no variant of the sweep meets the budget on the host"]).to_dict())
         m = write_manifest(replace(m, sweep=table, verdict=v), run)
         write_reports(m.to_json(), run)
         m = write_manifest(seal(m, run), run)

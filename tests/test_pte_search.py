@@ -9,13 +9,16 @@ import pytest
 
 import edgeq
 from edgeq.backends.executorch import static_export
+from edgeq.config import Budget
 from edgeq.executorch.lower import lower_to_executorch
 from edgeq.executorch.quantize import quantize_pt2e
 from edgeq.export_inputs import load_model
 from edgeq.progress import Progress
 from edgeq.recipe import Recipe
+from edgeq.select.evaluation import evaluate_tensor
 from edgeq.targets import load_target
 from edgeq.targetspec import ExecutorchSpec
+from edgeq.validate.metrics import Metrics
 
 FIX = Path(__file__).resolve().parent / "fixture_models.py"
 
@@ -28,6 +31,10 @@ def test_pte_search_replaces_a_first_model_that_misses(tmp_path: Path, outlier_d
     trials = s["trials"]
     assert s["met"] and trials[-1]["passed"] and len(trials) >= 2
     assert not trials[0]["passed"] and trials[0]["failures"]  # the first move did not meet it either
+    # each trial scored by the shared evaluator (edgeq.select.evaluation.evaluate_tensor), with the export's budget
+    for t in (t for t in trials if t["metrics"]):
+        ev = evaluate_tensor(Metrics.from_dict(t["metrics"]), Budget.from_dict(res.manifest["budget"]))
+        assert (t["passed"], t["failures"], t["distance"]) == (ev.passed, list(ev.failures), dict(ev.distance))
     assert res.manifest["sensitivity_pte"][0]["op_type"] == "linear"
     art = res.artifact("pte-int8-static")
     assert art.quantization["search"]["trial"] == trials[-1]["index"]

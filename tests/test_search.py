@@ -132,6 +132,24 @@ def test_search_meets_a_budget_plain_quantization_misses(searched) -> None:  # t
     json.dumps(m)  # the manifest stays plain JSON
 
 
+def test_every_trial_is_scored_by_the_shared_evaluator(searched) -> None:  # type: ignore[no-untyped-def]
+    """The ONNX search scores its trials with :func:`edgeq.select.evaluation.evaluate_tensor`: each recorded
+    trial's failures, distance and shortfall are what that function gives for its metrics, the export's budget and
+    the default size cap (to the float model's bytes)."""
+    from edgeq.search.search import DEFAULT_MAX_SIZE_RATIO
+    from edgeq.select.evaluation import evaluate_tensor
+    from edgeq.validate.metrics import Metrics
+
+    trials = [t for t in searched.manifest["search"]["trials"] if t["metrics"] is not None]
+    assert any(not t["passed"] for t in trials) and any(t["passed"] for t in trials)
+    float_bytes = searched.artifact("onnx-fp32").bytes
+    for t in trials:
+        ev = evaluate_tensor(Metrics.from_dict(t["metrics"]), Budget.from_dict(searched.manifest["budget"]),
+                             t["bytes"] / float_bytes, DEFAULT_MAX_SIZE_RATIO)
+        assert (t["passed"], t["failures"], t["distance"]) == (ev.passed, list(ev.failures), dict(ev.distance))
+        assert t["shortfall"] == pytest.approx(ev.shortfall)
+
+
 def test_fragile_patterns_found_by_structure(plain) -> None:  # type: ignore[no-untyped-def]
     import onnx
 

@@ -34,6 +34,8 @@ from edgeq.jsontypes import JSONObject, as_object, get_object, get_object_or_non
 from edgeq.llm.metrics import WindowScores, compare, score
 from edgeq.llm.runners import TorchLM, open_runner
 from edgeq.llm.source import load_lm
+from edgeq.select.evaluation import evaluate_perplexity
+from edgeq.select.verdict import ArtifactCheck, verdict
 from edgeq.validate.isolated import run_forked
 
 if TYPE_CHECKING:
@@ -155,14 +157,14 @@ def check_lm(m: JSONObject, out: Path, arts: list[Artifact], max_ppl_increase: f
     runnable = [a for a in arts if a.format in ("onnx", "pte")]
     scores = [score_isolated(out / a.path if a.format == "pte" else (out / a.path).parent, a.format, windows, workdir)
               for a in runnable]
-    failures: list[str] = []
+    unmet: list[str] = []  # a replaced float reference fails the check before any artifact does
     float_source = "stored reference"
     if float_model is not None:
         got = _float_scores(float_model, windows)
         rel = abs(got.ppl / ref.ppl - 1)
         if rel > FLOAT_RTOL:
-            failures.append(f"the stored float reference (PPL {ref.ppl:.4f}) is not {float_model}'s on the stored "
-                            f"windows (PPL {got.ppl:.4f}, {rel:.2%} apart): reference or model replaced")
+            unmet.append(f"the stored float reference (PPL {ref.ppl:.4f}) is not {float_model}'s on the stored "
+                         f"windows (PPL {got.ppl:.4f}, {rel:.2%} apart): reference or model replaced")
         ref, float_source = got, f"recomputed from {float_model}"
     else:
         findings.append("float perplexity comes from the stored reference (the float model is not in the folder); "
@@ -172,25 +174,24 @@ def check_lm(m: JSONObject, out: Path, arts: list[Artifact], max_ppl_increase: f
     if isinstance(claimed, (int, float)) and abs(float(claimed) / ref.ppl - 1) > 1e-3:
         findings.append(f"the manifest claims float PPL {claimed}, the reference gives {ref.ppl:.4f}")
     limit = 1 + pct / 100
-    results = []
+    results, checks = [], []
     for a, got_a in zip(runnable, scores, strict=True):
         met = compare(ref, got_a)
-        fails = []
-        if met["ppl_ratio"] > limit:
-            fails.append(f"perplexity x{met['ppl_ratio']:.4f} > x{limit:.4f} (budget {pct:g} %)")
+        ev = evaluate_perplexity(met, limit)
+        fails = [f"{f} (budget {pct:g} %)" for f in ev.failures]
+        floor = []
         if met["ppl_ratio"] < REFERENCE_FLOOR and float_model is None:
-            failures.append(f"{a.name}: perplexity x{met['ppl_ratio']:.4f} of the stored float reference is below "
-                            f"x{REFERENCE_FLOOR}: a quantized model does not beat float by that much, so the "
-                            "reference is not this model's (inflated or replaced)")
+            floor.append(f"perplexity x{met['ppl_ratio']:.4f} of the stored float reference is below "
+                         f"x{REFERENCE_FLOOR}: a quantized model does not beat float by that much, so the "
+                         "reference is not this model's (inflated or replaced)")
         old = next((get_object_or_none(v, "metrics") or {} for v in _validations(m, a.name)), {})
         old_ratio = number_or_none(old.get("ppl_ratio"))
         if old_ratio is not None and abs(old_ratio - met["ppl_ratio"]) > 1e-3:
             findings.append(f"{a.name}: the manifest claims PPL x{old['ppl_ratio']}, re-measured x{met['ppl_ratio']}")
-        failures += [f"{a.name}: {f}" for f in fails]
-        results.append(LmArtifactCheck(a.name, a.format, met, not fails, tuple(fails)))
-    if not results:
-        failures.append("no runnable .onnx or .pte language model in the folder")
-    return LmCheck(pct, source, ref.ppl, float_source, tuple(results), tuple(failures), tuple(findings))
+        checks.append(ArtifactCheck(a.name, ev.passed, (*floor, *fails)))
+        results.append(LmArtifactCheck(a.name, a.format, met, ev.passed, tuple(fails)))
+    outcome = verdict(checks, before=unmet, none_checked="no runnable .onnx or .pte language model in the folder")
+    return LmCheck(pct, source, ref.ppl, float_source, tuple(results), outcome.failures, tuple(findings))
 
 
 def _validations(m: JSONObject, name: str) -> list[JSONObject]:

@@ -24,6 +24,9 @@ from edgeq.llm.target_checks import KvShape, backend_config, items_from_manifest
 from edgeq.llm.text import bos_id
 from edgeq.manifest import FileRef, Manifest, Source, TargetInfo, Tool, ValidationData, write_manifest
 from edgeq.progress import Progress
+from edgeq.select.evaluation import evaluate_perplexity
+from edgeq.select.verdict import ArtifactCheck
+from edgeq.select.verdict import verdict as select_verdict
 from edgeq.targets import load_target
 
 STEPWISE_WINDOWS = 2  # windows decoded one token at a time to prove the KV cache matches the full pass
@@ -103,14 +106,13 @@ def finalize(ctx: Context, v: Variant, path: Path, out: Path, pick: bool, progre
     metrics.update(fast)
     size = artifact_bytes(dest, v.format)
     metrics["size_ratio"] = round(size / ctx.fbytes, 4)
-    ok = met["ppl_ratio"] <= ctx.limit
+    ev = evaluate_perplexity(met, ctx.limit)  # the budget check: the one evaluator, on the eval windows
     progress.stage(f"{v.name}: eval PPL x{met['ppl_ratio']:.3f}, top-1 agreement {met['top1_agreement']:.1%}, "
                    f"{fast['decode_tokens_per_s']:.0f} decode tokens/s on the host")
     validation: JSONObject = {"runner": "host", "machine": platform.machine(), "cpu_model": platform.processor() or "host",
                   "features": [], "emulated": False, "metrics": metrics,
                   "budget_check": {"max_ppl_increase_pct": ctx.cfg.max_ppl_increase, "ppl_ratio": met["ppl_ratio"],
-                                   "passed": ok, "failures": [] if ok else [
-                                       f"perplexity x{met['ppl_ratio']:.4f} > x{ctx.limit:.4f}"]},
+                                   "passed": ev.passed, "failures": list(ev.failures)},
                   "latency_ms": fast["decode_ms_per_token"], "latency_kind": "decode-token-median",
                   "runtime": "onnxruntime" if v.format == "onnx" else "executorch-pybind"}
     validations = [validation]
@@ -195,14 +197,16 @@ def verdict(formats: dict[str, JSONObject], artifacts: list[JSONObject], limit: 
             passes: list[JSONObject] | None = None) -> JSONObject:
     """Failed when a format has no variant inside the budget on the calibration windows, or when a shipped
     artifact's perplexity on the eval windows is over it: the search picks on calibration text, but the eval
-    windows are what ``edgeq check`` re-measures, so export and check must agree on them."""
-    failures = [f"{fmt}: no variant inside x{limit:.3f} float perplexity" for fmt, f in formats.items()
-                if not f["met"]]
+    windows are what ``edgeq check`` re-measures, so export and check must agree on them. Composed by the one
+    verdict function (:func:`edgeq.select.verdict.verdict`), as a tensor export's is."""
+    unmet = [f"{fmt}: no variant inside x{limit:.3f} float perplexity" for fmt, f in formats.items() if not f["met"]]
+    checks = []
     for a in artifacts:
         for v in get_objects(a, "validations"):
             bc = get_object_or_none(v, "budget_check") or {}
-            if not v.get("emulated") and not bc.get("passed", True):
-                failures.append(f"{a['name']}: " + "; ".join(get_strs(bc, "failures") or ["budget missed"])
-                                + " on the eval windows")
-    failures += [f for p in passes or [] for f in get_strs(p, "failures")]  # the target's checks
-    return {"passed": not failures, "failures": failures}
+            if not v.get("emulated"):  # an emulated run measures speed only: never gated
+                ok = bool(bc.get("passed", True))
+                checks.append(ArtifactCheck(str(a["name"]), ok, () if ok else (
+                    "; ".join(get_strs(bc, "failures") or ["budget missed"]) + " on the eval windows",)))
+    stages = [f for p in passes or [] for f in get_strs(p, "failures")]  # the target's checks
+    return select_verdict(checks, before=unmet, after=stages).to_dict()

@@ -15,6 +15,7 @@ reference. A lowered rung is judged again on its artifact, and that verdict coun
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from edgeq.llm.pte_export import quantized_model
 from edgeq.llm.runners import TorchLM, open_runner
 from edgeq.llm.search import ladder
 from edgeq.progress import Progress
+from edgeq.select.evaluation import evaluate_perplexity
 from edgeq.select.ladder import TrialBudget, run_ladder
 from edgeq.select.rule import Scored, pick
 from edgeq.select.summary import Selection
@@ -42,6 +44,7 @@ class Rung:
     variant: Variant
     record: JSONObject
     path: Path | None
+    shortfall: float = math.inf  # the evaluator's distance to the perplexity budget (0 = inside)
 
     @property
     def passed(self) -> bool:
@@ -70,7 +73,7 @@ def select_format(ctx: measure.Context, fmt: str, pr: Progress, lower: Lower = m
     rungs = list(run.trials)
     if rungs[-1].variant != last:  # an earlier rung passed: the reference is still built, never estimated
         rungs.append(_judge(ctx, last, pr, lower, estimate_first=False, reference=True))
-    chosen = pick([Scored(i, r.bytes, r.passed) for i, r in enumerate(rungs)])
+    chosen = pick([Scored(i, r.bytes, r.passed, r.shortfall) for i, r in enumerate(rungs)])
     picked = rungs[chosen.order] if chosen is not None else None
     reference = rungs[-1]
     ship = [(r.variant, r.path) for r in (picked, reference) if r is not None and r.path is not None]
@@ -92,13 +95,15 @@ def _judge(ctx: measure.Context, v: Variant, pr: Progress, lower: Lower, estimat
         estimate = _torch_estimate(ctx, v, pr)
         judge_s = time.perf_counter() - t0
         em = compare(ctx.calib_scores, estimate)
-        ok = em["ppl_ratio_upper"] <= ctx.limit
+        ev = evaluate_perplexity(em, ctx.limit, "ppl_ratio_upper")
+        ok = ev.passed
         then = "" if ok else ", lowered as the reference" if reference else ", not lowered"
         pr.stage(f"{v.format}: {v.name}: PPL x{em['ppl_ratio']:.3f} in torch ({_bound(em, ctx.limit)}) -> "
                  f"{'inside' if ok else 'outside'} the budget{then}")
         if not ok and not reference:
             return Rung(v, {"name": v.name, "variant": v.to_dict(), "bytes": None, "size_ratio": None, "calib": em,
-                            "passed": False, "judged_on": "torch-eager", "judge_s": round(judge_s, 1)}, None)
+                            "passed": False, "judged_on": "torch-eager", "judge_s": round(judge_s, 1)}, None,
+                        ev.shortfall)
     return _judge_artifact(ctx, v, pr, lower, estimate)
 
 
@@ -113,7 +118,8 @@ def _judge_artifact(ctx: measure.Context, v: Variant, pr: Progress, lower: Lower
         got: WindowScores = score(runner, ctx.calib_windows, bar=bar)
     m = compare(ctx.calib_scores, got)
     size = measure.artifact_bytes(path, v.format)
-    ok = m["ppl_ratio_upper"] <= ctx.limit
+    ev = evaluate_perplexity(m, ctx.limit, "ppl_ratio_upper")
+    ok = ev.passed
     record: JSONObject = {"name": v.name, "variant": v.to_dict(), "bytes": size,
                               "size_ratio": round(size / ctx.fbytes, 4), "calib": m, "passed": ok,
                               "build_s": round(build_s, 1), "judged_on": "artifact"}
@@ -124,7 +130,7 @@ def _judge_artifact(ctx: measure.Context, v: Variant, pr: Progress, lower: Lower
         record["torch_vs_artifact_ppl_rel_diff"] = float(f"{abs(estimate.ppl / got.ppl - 1):.2e}")
     pr.stage(f"{v.format}: {v.name}: PPL x{m['ppl_ratio']:.3f} ({_bound(m, ctx.limit)}), {size / 1e6:.1f} MB "
              f"({size / ctx.fbytes:.2f}x float) -> {'inside' if ok else 'outside'} the budget")
-    return Rung(v, record, path)
+    return Rung(v, record, path, ev.shortfall)
 
 
 def _bound(m: dict[str, float], limit: float) -> str:

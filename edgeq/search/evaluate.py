@@ -16,8 +16,8 @@ from edgeq.data import Dataset
 from edgeq.errors import EdgeqError
 from edgeq.jsontypes import JSONObject, get_object_or_none
 from edgeq.search.trial import Trial
-from edgeq.select.rule import shortfall, size_shortfall
-from edgeq.validate.metrics import Metrics, budget_distance, check_budget, compare
+from edgeq.select.evaluation import evaluate_tensor
+from edgeq.validate.metrics import Metrics, compare
 from edgeq.validate.runners.host import HostRunner
 
 
@@ -77,13 +77,6 @@ class Evaluator:
 
     def _score(self, trial: Trial, metrics: Metrics) -> None:
         """The verdict against the budget and the size cap, and the distance to both."""
-        failures = list(check_budget(metrics, self.budget).failures)
-        ratio = trial.bytes / self.float_bytes
-        if self.max_size_ratio is not None and ratio > self.max_size_ratio + 1e-9:
-            failures.append(f"size {ratio:.3f}× float > {self.max_size_ratio:g}×")
-        trial.failures = tuple(failures)
-        trial.passed = not failures
-        trial.distance = budget_distance(metrics, self.budget)
-        if self.max_size_ratio is not None:
-            trial.distance["size_ratio"] = round(self.max_size_ratio - ratio, 6)
-        trial.shortfall = shortfall(metrics, self.budget) + size_shortfall(ratio, self.max_size_ratio)
+        ev = evaluate_tensor(metrics, self.budget, trial.bytes / self.float_bytes, self.max_size_ratio)
+        trial.failures, trial.passed, trial.shortfall = ev.failures, ev.passed, ev.shortfall
+        trial.distance = dict(ev.distance)

@@ -46,10 +46,11 @@ from edgeq.progress import Progress
 from edgeq.recipe import Recipe
 from edgeq.search.pte_moves import MoveFacts, propose_all
 from edgeq.search.sensitivity import NodeSensitivity
+from edgeq.select.evaluation import evaluate_tensor
 from edgeq.select.ladder import TrialBudget, run_ladder
-from edgeq.select.rule import Scored, shortfall, size_shortfall
+from edgeq.select.rule import Scored
 from edgeq.select.rule import closest as select_closest
-from edgeq.validate.metrics import budget_distance, check_budget, compare
+from edgeq.validate.metrics import compare
 
 if TYPE_CHECKING:
     from executorch.exir import ExecutorchProgramManager
@@ -180,18 +181,10 @@ def _run_trial(ctx: PteSearchData, t: PteTrial) -> PteTrial:
                                          ctx.scratch / f"trial{t.index}.pte")
         t.path, t.bytes, t.delegation = built.path, built.bytes, get_object(built.details, "delegation")
         outs, _ = run_pte(t.path, ctx.eval_inputs, warmup=0, repeats=0)
-        m = compare(ctx.reference, outs, ctx.labels)
-        t.metrics, t.failures = m.to_dict(), list(check_budget(m, ctx.budget).failures)
-        t.distance = budget_distance(m, ctx.budget)
-        t.shortfall = shortfall(m, ctx.budget)
-        if ctx.float_bytes and ctx.max_size_ratio is not None:
-            ratio = t.bytes / ctx.float_bytes
-            t.distance["size_ratio"] = round(ctx.max_size_ratio - ratio, 6)
-            t.shortfall += size_shortfall(ratio, ctx.max_size_ratio)
-            if ratio > ctx.max_size_ratio + 1e-9:
-                t.size_over_cap = True
-                t.failures.append(f"size {ratio:.3f}× float > {ctx.max_size_ratio:g}×")
-        t.passed = not t.failures
+        ratio = t.bytes / ctx.float_bytes if ctx.float_bytes else None
+        ev = evaluate_tensor(compare(ctx.reference, outs, ctx.labels), ctx.budget, ratio, ctx.max_size_ratio)
+        t.metrics, t.failures, t.passed, t.distance = ev.metrics, list(ev.failures), ev.passed, dict(ev.distance)
+        t.shortfall, t.size_over_cap = ev.shortfall, ev.size_over_cap
         if t.passed:
             t.program = lowered_program(built)
     except EdgeqError as e:

@@ -15,6 +15,8 @@ from edgeq.data import check_labels
 from edgeq.jsontypes import JSONObject, get_float, get_strs
 from edgeq.manifest import Artifact, Validation
 from edgeq.progress import Progress
+from edgeq.select.verdict import ArtifactCheck
+from edgeq.select.verdict import verdict as select_verdict
 from edgeq.targetspec import Target
 from edgeq.validate.fleet_run import FleetRun, RunInputs, fleet_verdict, validation_of
 from edgeq.validate.latency import paired_onnx_latency
@@ -123,30 +125,27 @@ def verdict(artifacts: list[Artifact], pass_log: Sequence[JSONObject],
             fleet: JSONObject | None = None) -> JSONObject:
     """Pass when every validated artifact meets the budget on every runner and no pass reported a failure.
 
-    The one verdict function: export, check, validate and sweep all call it. ``notes`` says how a limit was
+    A tensor export's verdict: export, check, validate and sweep all call it, and it composes ``passed`` and
+    ``failures`` with the one verdict function (:func:`edgeq.select.verdict.verdict`, which the text-generation
+    export and check use too) from each validation's budget check and the pass log. ``notes`` says how a limit was
     checked when not as asked (no labels) or that it could not be; the verdict line prints them. ``fleet`` (the
     manifest's fleet section): per-status board counts, and ``infra_failures`` when fewer boards answered than
     ``min_boards`` — not a budget failure (see :func:`exit_code`)."""
-    failures: list[str] = []
+    checks: list[ArtifactCheck] = []
     notes: list[str] = []
-    validated = 0
     for art in artifacts:
         for v in art.validations:
-            validated += 1
             where = v.runner + (f" ({v.cpu_model})" if v.emulated else "")
-            failures.extend(f"{art.name} on {where}: {f}" for f in get_strs(v.budget_check, "failures"))
+            checks.append(ArtifactCheck(f"{art.name} on {where}", bool(v.budget_check.get("passed", True)),
+                                        tuple(get_strs(v.budget_check, "failures"))))
             notes.extend(ACCURACY_FALLBACK if n.startswith(ACCURACY_FALLBACK) else n.split(" (", 1)[0]
                          for n in get_strs(v.budget_check, "notes"))
-    for p in pass_log:
-        for f in get_strs(p, "failures"):
-            failures.append(f"pass {p['name']}: {f}")
+    stages = [f"pass {p['name']}: {f}" for p in pass_log for f in get_strs(p, "failures")]
     summary, infra = fleet_verdict(fleet) if fleet else (None, [])
-    if validated == 0 and not infra:
-        failures.append("no artifact was validated (no runner supports the produced formats)")
-    host_vs_arm = _host_pass_arm_fail(artifacts)
-
-    out: JSONObject = {"passed": not failures and not infra, "failures": failures, "host_passes_arm_fails": host_vs_arm,
-           "notes": list(dict.fromkeys(notes)), "int8_regressions": int8_regressions(artifacts)}
+    outcome = select_verdict(checks, after=stages, infra=infra,
+                             none_checked="no artifact was validated (no runner supports the produced formats)")
+    out: JSONObject = {**outcome.to_dict(), "host_passes_arm_fails": _host_pass_arm_fail(artifacts),
+                       "notes": list(dict.fromkeys(notes)), "int8_regressions": int8_regressions(artifacts)}
     if summary is not None:
         out.update(fleet=summary, infra_failures=infra)
     return out

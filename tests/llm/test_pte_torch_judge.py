@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from edgeq.select.evaluation import evaluate_perplexity
+
 # Relative perplexity difference allowed between the eager torchao model and its lowered .pte. Measured on the tiny
 # Llama (4 windows of 32 tokens): 8.9e-4 for 8da4w g32 on the peaked copy, 1.2e-3 for 8da8w; XNNPACK's int8 GEMMs
 # round and accumulate differently from torchao's dequantize-then-float-matmul, nothing more. 5e-3 leaves ~4x
@@ -95,6 +97,12 @@ def test_lowered_pick_missing_the_budget_falls_through(tiny_lm: dict[str, Path],
     assert t4["judged_on"] == "artifact" and not t4["passed"]
     assert t4["torch_vs_artifact_ppl_rel_diff"] > 0.1  # the recorded difference exposes the bad lowering
     assert t8["passed"] and pte["pick"] == PTE8 and pte["met"] and res.passed
+    # the ladder judged each rung with the shared evaluator, on the confidence bound of its calibration ratio
+    assert [evaluate_perplexity(t["calib"], 1.05, "ppl_ratio_upper").passed for t in (t4, t8)] == [False, True]
+    (art,) = res.manifest["artifacts"]  # and the shipped artifact's budget check is its eval-window verdict
+    bc = art["validations"][0]["budget_check"]
+    ev = evaluate_perplexity(art["validations"][0]["metrics"], 1.05)
+    assert (bc["passed"], bc["failures"]) == (ev.passed, list(ev.failures))
     assert [a["name"] for a in res.manifest["artifacts"]] == [PTE8]  # the failed rung is not shipped
 
 
