@@ -38,6 +38,7 @@ from edgeq.manifest import Artifact
 from edgeq.onnx.export import preprocess
 from edgeq.progress import Progress
 from edgeq.recipe import Recipe
+from edgeq.search.evaluate import SEARCH_DIR, calibration_cache
 from edgeq.targetspec import Target
 
 if TYPE_CHECKING:
@@ -114,9 +115,11 @@ def _trial_measures(x: ExplainInputs) -> dict[str, LayerMeasure]:
 
 
 def _calibration_cache(x: ExplainInputs, method: str | None) -> Path:
-    """One file of calibrated ranges per method, shared by every rebuild: they depend only on the float graph, the
-    data and the method."""
-    return x.scratch / f"explain.calibration.{method or 'default'}.json"
+    """The ONNX search's calibrated ranges when it ran on the same pre-processed graph (same data and method: a
+    rebuild of a trial does not calibrate again), else explain's own, shared by its rebuilds."""
+    search = x.scratch / SEARCH_DIR
+    same_graph = search.is_dir() and (x.scratch / PREP_NAME).is_file()
+    return calibration_cache(search if same_graph else x.scratch, method)
 
 
 def _options(a: Artifact) -> QuantOptions:

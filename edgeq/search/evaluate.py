@@ -20,6 +20,14 @@ from edgeq.select.evaluation import evaluate_tensor
 from edgeq.validate.metrics import Metrics, compare
 from edgeq.validate.runners.host import HostRunner
 
+SEARCH_DIR = "search"  # the ONNX search's folder in the export's scratch: its trials and calibrated ranges
+
+
+def calibration_cache(folder: Path, method: str | None) -> Path:
+    """The file of calibrated ranges for METHOD in FOLDER: they depend only on the float graph, the data and the
+    method, so every build of one graph shares them (the search's trials, and explain's rebuilds of them)."""
+    return folder / f"calibration.{method}.json"
+
 
 @dataclass(frozen=True)
 class EvalData:
@@ -71,7 +79,7 @@ class Evaluator:
         # the recipe the manifest records when this trial ships, through the export's own build path
         inputs = OnnxBuildInputs(calib=self.data.calib, prepped=self.data.prepped,
                                  output_names=tuple(self.data.reference),
-                                 calibration_cache=self.workdir / f"calibration.{trial.quant.calibration}.json")
+                                 calibration_cache=calibration_cache(self.workdir, trial.quant.calibration))
         built = get_backend("onnx").build(inputs, trial.recipe(), path)
         trial.bias_correction = get_object_or_none(built.record, "bias_correction")
 

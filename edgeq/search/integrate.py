@@ -39,7 +39,7 @@ from edgeq.manifest import Artifact
 from edgeq.onnx.per_token import PER_TOKEN_TOOL
 from edgeq.progress import Progress
 from edgeq.recipe import Recipe
-from edgeq.search.evaluate import EvalData
+from edgeq.search.evaluate import SEARCH_DIR, EvalData
 from edgeq.search.search import LadderStart, search_onnx
 from edgeq.search.trial import SearchResult, Trial
 from edgeq.select.summary import Selection
@@ -181,7 +181,7 @@ def _search(ctx: SearchContext, art: Artifact, base: QuantOptions, first_dynamic
                     float_model=float_model if float_model.is_file() else None)
     seed = None if first_dynamic else (workdir / art.path, get_object_or_none(art.quantization or {}, "bias_correction"))
     start = LadderStart(base, ctx.linear_ranking, first_dynamic=first_dynamic, seed=seed)
-    return search_onnx(data, start, ctx.budget, ctx.config.search, scratch / "search", ctx.progress)
+    return search_onnx(data, start, ctx.budget, ctx.config.search, scratch / SEARCH_DIR, ctx.progress)
 
 
 def _ship_trial(ctx: SearchContext, art: Artifact, best: Trial, built: Path, base: QuantOptions) -> Artifact:
