@@ -76,7 +76,11 @@ def explain_export(x: ExplainInputs, progress: Progress | None = None) -> JSONOb
             layer_error.append(_layer_error(x, a, progress))
         except Exception as e:  # a diagnostic: the artifact itself was validated already
             notes.append(f"{a.name}: no per-layer error ({type(e).__name__}: {str(e)[:200]})")
-    trials = trial_layer_errors(x.searches, _trial_measures(x), progress, notes)
+    try:
+        trials = trial_layer_errors(x.searches, _trial_measures(x), progress, notes)
+    except Exception as e:  # a diagnostic (the float graph or program to compare against could not be rebuilt)
+        trials = []
+        notes.append(f"no per-layer error for the search trials ({type(e).__name__}: {str(e)[:200]})")
     return {**out, "notes": notes, "layer_error": layer_error, "trial_layer_error": trials}
 
 
