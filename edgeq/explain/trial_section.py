@@ -62,7 +62,7 @@ def trials_plot(recs: Sequence[JSONObject], title: str, width: int = 760, height
                    f"stroke='{colour}' stroke-width='{1 if colour == _OTHER else 1.8}'><title>trial "
                    f"{get_int(rec, 'trial')}: {esc(rec['label'])}</title></polyline>")
     out.append(f"<text x='{ml + pw / 2:.1f}' y='{height - 8}' text-anchor='middle' fill='#57606a'>layers in graph "
-               f"order (1 … {len(order)}); SQNR to float so far (dB), one line per trial</text></svg>")
+               f"order (1 … {len(order)}); SQNR to float so far (dB), one line per trial: blue the first, green inside the budget, grey the rest</text></svg>")
     return "".join(out)
 
 

@@ -145,6 +145,16 @@ def _explained(manifest: dict[str, Any]) -> dict[str, Any]:
     prof["ops"].append({"name": "native_call_cumsum.out", "op": "cumsum.out", "where": "portable", "ms": 0.2,
                         "calls": 1})
     ex["profiles"].append(prof)
+    # three search trials per format, one with a long move label and one inside the budget
+    ex["trial_layer_error"] = [
+        {"format": le["format"], "trial": i, "passed": i == 3,
+         "label": "minmax, per-channel" + ", float top-16 (convolutions with their inputs and outputs)" * (i == 2),
+         "layers": [{**{k: ly[k] for k in ("layer", "op", "cosine")}, "sqnr_db": ly["sqnr_db"] + 2 * i,
+                     "added_db": ly["added_db"]} for ly in le["layers"]],
+         "lowest": {"layer": le["layers"][0]["layer"], "op": le["layers"][0]["op"], "sqnr_db": 10.0 + i},
+         "worst": [{"rank": 1, "layer": le["layers"][0]["layer"], "op": le["layers"][0]["op"], "sqnr_db": 10.0,
+                    "cosine": 0.99, "added_db": 12.5}]}
+        for le in ex["layer_error"] for i in (1, 2, 3)]
     return m
 
 
@@ -159,3 +169,7 @@ def test_explain_sections_in_headless_chromium(manifest: dict[str, Any], tmp_pat
     assert sum("time per operator" in t for t in titles) == len(m["explain"]["profiles"])
     worst = m["explain"]["layer_error"][0]["worst"][0]["layer"]
     assert worst in page and "+4.10 dB measured" in page and "aten.cumsum" in page
+    # the search trials' per-layer error: one chart per format with a line per trial, readable at 1280 px
+    formats = {r["format"] for r in m["explain"]["trial_layer_error"]}
+    assert sum("each search trial" in t for t in titles) == len(formats)
+    assert page.count("class='trial-line'") == len(m["explain"]["trial_layer_error"])
