@@ -12,12 +12,12 @@ import numpy as np
 
 from edgeq.hashing import sha256_file
 from edgeq.jsontypes import JSONObject, get_object_or_none, get_objects, get_strs
+from edgeq.llm.build import LlmBuildInputs, get_llm_builder, quantization_record
 from edgeq.llm.config import LlmConfig, Variant
 from edgeq.llm.emulate import emulated_speed
-from edgeq.llm.gptq import gptq_folder
 from edgeq.llm.metrics import WindowScores, compare, greedy, greedy_agreement, score, speed
-from edgeq.llm.onnx_export import build_onnx, folder_bytes
-from edgeq.llm.pte_export import PteLowering, build_pte, custom_ops
+from edgeq.llm.onnx_export import folder_bytes
+from edgeq.llm.pte_export import PteLowering, custom_ops
 from edgeq.llm.runners import open_runner
 from edgeq.llm.source import LoadedLM
 from edgeq.llm.target_checks import KvShape, backend_config, items_from_manifest, run_checks
@@ -49,26 +49,20 @@ class Context:
 
 
 def build(ctx: Context, v: Variant) -> Path:
-    if v.format == "onnx":
-        if ctx.hf_folder is None:
-            raise ValueError("the HF folder is written whenever onnx is among the formats")
-        return build_onnx(onnx_source(ctx.lm, ctx.hf_folder, ctx.calib_windows, v, ctx.work / "cache"),
-                          ctx.work / v.name, v, ctx.work / "cache")
+    """Build V's recipe through its format's LM builder (:mod:`edgeq.llm.build`) into the work folder; the
+    artifact's location (ONNX: its folder; ``.pte``: the file)."""
+    out = ctx.work / (v.name if v.format == "onnx" else f"{v.name}.pte")
+    get_llm_builder(v.format).build(build_inputs(ctx), v.to_recipe(), out)
+    return out
 
+
+def build_inputs(ctx: Context) -> LlmBuildInputs:
+    """The run's LM build inputs: the loaded model and its HF folder, the calibration windows, the work cache, the
+    ``.pte``'s KV-cache length and lowering (the run's delegation and program, the target's segment layout)."""
     lowering = PteLowering(extended_ops=ctx.cfg.pte_delegation == "all",
                            program=None if ctx.cfg.pte_program == "auto" else ctx.cfg.pte_program,
                            segment_alignment=backend_config(load_target(ctx.cfg.target)).segment_alignment)
-    return build_pte(ctx.lm.model, ctx.lm.tokenizer, ctx.work / f"{v.name}.pte", v, ctx.cfg.max_context,
-                     ctx.calib_windows, lowering)
-
-
-def onnx_source(lm: LoadedLM, hf_folder: Path, calib: np.ndarray, v: Variant, cache: Path) -> Path:
-    """The HF folder the builder reads for V: the float one, or for a GPTQ variant a GPTQ-rounded copy (edgeq.llm.gptq,
-    rounded on the calibration windows CALIB and cached under CACHE per group and symmetry)."""
-    if v.algo != "gptq":
-        return hf_folder
-    sym = "sym" if v.symmetric else "asym"
-    return gptq_folder(lm, calib, v.group, v.symmetric, cache / f"gptq-g{v.group}-{sym}-{len(calib)}w")
+    return LlmBuildInputs(ctx.lm, ctx.hf_folder, ctx.calib_windows, ctx.work / "cache", ctx.cfg.max_context, lowering)
 
 
 def artifact_bytes(path: Path, fmt: str) -> int:
@@ -133,15 +127,6 @@ def finalize(ctx: Context, v: Variant, path: Path, out: Path, pick: bool, progre
             "role": "candidate", "bytes": size, "sha256": sha256_file(main),
             "quantization": quantization_record(v), "details": details,
             "validations": validations}
-
-
-def quantization_record(v: Variant) -> JSONObject | None:
-    """An artifact's ``quantization``: the recipe it is built from (``Variant.from_recipe(format, recipe)`` builds
-    it again, byte for byte), its scheme, and the ladder's name for it; None for the float build."""
-    recipe = v.to_recipe()
-    if recipe is None:
-        return None
-    return {"format": v.format, "scheme": recipe.scheme, "variant": v.name, "recipe": recipe.to_dict()}
 
 
 def _emulated_targets(ctx: Context, v: Variant, dest: Path, progress: Progress) -> tuple[str, ...]:

@@ -101,7 +101,7 @@ def _judge(ctx: measure.Context, v: Variant, pr: Progress, lower: Lower, estimat
         pr.stage(f"{v.format}: {v.name}: PPL x{em['ppl_ratio']:.3f} in torch ({_bound(em, ctx.limit)}) -> "
                  f"{'inside' if ok else 'outside'} the budget{then}")
         if not ok and not reference:
-            return Rung(v, {"name": v.name, "variant": v.to_dict(), "bytes": None, "size_ratio": None, "calib": em,
+            return Rung(v, {**_identity(v), "bytes": None, "size_ratio": None, "calib": em,
                             "passed": False, "judged_on": "torch-eager", "judge_s": round(judge_s, 1)}, None,
                         ev.shortfall)
     return _judge_artifact(ctx, v, pr, lower, estimate)
@@ -120,7 +120,7 @@ def _judge_artifact(ctx: measure.Context, v: Variant, pr: Progress, lower: Lower
     size = measure.artifact_bytes(path, v.format)
     ev = evaluate_perplexity(m, ctx.limit, "ppl_ratio_upper")
     ok = ev.passed
-    record: JSONObject = {"name": v.name, "variant": v.to_dict(), "bytes": size,
+    record: JSONObject = {**_identity(v), "bytes": size,
                               "size_ratio": round(size / ctx.fbytes, 4), "calib": m, "passed": ok,
                               "build_s": round(build_s, 1), "judged_on": "artifact"}
     if estimate is not None:
@@ -131,6 +131,13 @@ def _judge_artifact(ctx: measure.Context, v: Variant, pr: Progress, lower: Lower
     pr.stage(f"{v.format}: {v.name}: PPL x{m['ppl_ratio']:.3f} ({_bound(m, ctx.limit)}), {size / 1e6:.1f} MB "
              f"({size / ctx.fbytes:.2f}x float) -> {'inside' if ok else 'outside'} the budget")
     return Rung(v, record, path, ev.shortfall)
+
+
+def _identity(v: Variant) -> JSONObject:
+    """A trial's name, its ladder variant, and the recipe it is built from (None: the float build), which
+    ``edgeq.llm.build`` builds again (``Variant.from_recipe(format, recipe)`` is the variant)."""
+    recipe = v.to_recipe()
+    return {"name": v.name, "variant": v.to_dict(), "recipe": None if recipe is None else recipe.to_dict()}
 
 
 def _bound(m: dict[str, float], limit: float) -> str:

@@ -1,4 +1,5 @@
-"""``Candidate``: what a format backend's ``build(inputs, recipe, out)`` returns (:mod:`edgeq.backends.base`).
+"""``Candidate``: what a format backend's ``build(inputs, recipe, out)`` returns (:mod:`edgeq.backends.base`), and a
+language-model builder's too (:mod:`edgeq.llm.build`).
 
 It lives beside :class:`edgeq.pipeline.state.BuildState` rather than with the backends because the build state
 carries the candidate a backend's ``quantize`` built to its ``emit`` (layers point down: the backends import the
@@ -25,8 +26,9 @@ class Candidate:
     fmt: str
     files: tuple[Path, ...]  # the built file(s); the first is the program a runner loads
     bytes: int  # their size together
-    recipe: Recipe
-    # the build record the manifest stores as the artifact's ``quantization`` (``recipe`` included: it rebuilds this)
+    recipe: Recipe | None  # None: a language model's float build (edgeq.llm.build), which quantizes nothing
+    # the build record the manifest stores as the artifact's ``quantization`` (``recipe`` included: it rebuilds this;
+    # empty for an LM's float build, whose ``quantization`` is null)
     record: JSONObject
     runner: HostProgram  # the backend's load_runner(): how this machine runs the file
     details: JSONObject = field(default_factory=dict)  # format facts for the artifact (.pte: delegation, backend_config)

@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from edgeq.llm.config import Variant
 from edgeq.llm.runners import OnnxLM, PteLM, TorchLM
+from edgeq.recipe import Recipe
 
 
 def _art(res: Any, name: str) -> dict[str, Any]:
@@ -24,6 +26,10 @@ def test_manifest_records_trials_pick_and_metrics(tiny_lm_export: Any) -> None:
     sel = m["llm"]["formats"]["onnx"]["selection"]  # the one selection loop's record, in its one wording
     assert sel["met"] and sel["shipped"] == "onnx-w4g32-emb4" and sel["trials"] == 2
     assert sel["summary"].startswith("search (llm-onnx): shipped onnx-w4g32-emb4, which meets the budget")
+    for fmt, f in m["llm"]["formats"].items():  # each trial records the recipe it is built from, which is its variant
+        for t in f["trials"]:
+            back = Variant.from_recipe(fmt, None if t["recipe"] is None else Recipe.from_dict(t["recipe"]))
+            assert back.to_dict() == t["variant"] and back.name == t["name"]
     for t in m["llm"]["formats"]["onnx"]["trials"]:  # a rung is accepted on its 95 % upper bound, not the estimate
         assert t["calib"]["ppl_ratio_upper"] >= t["calib"]["ppl_ratio"]
         assert t["passed"] is (t["calib"]["ppl_ratio_upper"] <= 1 + 1000 / 100)

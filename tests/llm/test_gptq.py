@@ -33,7 +33,7 @@ def test_gptq_rounds_onto_the_rtn_grid_with_less_output_error(symmetric: bool) -
 
 def test_gptq_onnx_variant_builds_and_runs(tiny_lm: dict[str, Path], tmp_path: Path) -> None:
     from edgeq.errors import UsageError
-    from edgeq.llm.measure import onnx_source
+    from edgeq.llm.build import onnx_source
     from edgeq.llm.onnx_export import build_onnx, builder_options
     from edgeq.llm.runners import OnnxLM, TorchLM
     from edgeq.llm.source import load_lm
@@ -85,9 +85,8 @@ def test_gptq_rung_through_the_export(tiny_lm: dict[str, Path], tmp_path: Path) 
     a runnable artifact, which its recorded recipe rebuilds byte for byte."""
     from edgeq.hashing import sha256_file
     from edgeq.llm.api import export_llm
+    from edgeq.llm.build import LlmBuildInputs, get_llm_builder
     from edgeq.llm.config import LlmConfig
-    from edgeq.llm.measure import onnx_source
-    from edgeq.llm.onnx_export import build_onnx
     from edgeq.llm.runners import OnnxLM
     from edgeq.llm.search import ladder
     from edgeq.llm.source import load_lm, save_hf_folder
@@ -108,16 +107,19 @@ def test_gptq_rung_through_the_export(tiny_lm: dict[str, Path], tmp_path: Path) 
     # the recorded recipe (a gptq step) and the recorded run rebuild the same bytes: the same calibration windows,
     # the same GPTQ rounding, the same builder
     rec = next(a for a in manifest["artifacts"] if a["name"] == four[0].name)
-    v = Variant.from_recipe("onnx", Recipe.from_dict(rec["quantization"]["recipe"]))
-    assert v == four[0] and rec["quantization"]["recipe"]["steps"] == [{"name": "gptq"}]
+    recipe = Recipe.from_dict(rec["quantization"]["recipe"])
+    assert Variant.from_recipe("onnx", recipe) == four[0] and rec["quantization"]["recipe"]["steps"] == [{"name": "gptq"}]
+    assert m["trials"][0]["recipe"] == rec["quantization"]["recipe"]  # the ladder's trial records the same recipe
     c = manifest["config"]
     lm = load_lm(c["model"])
     calib, _ = calib_eval_windows(lm.tokenizer, Path(c["calib_text"]), Path(c["eval_text"]), c["seq_len"],
                                   c["calib_windows"], c["eval_windows"])
     hf = save_hf_folder(lm, tmp_path / "hf")
-    again = build_onnx(onnx_source(lm, hf, calib, v, tmp_path / "cache"), tmp_path / "again", v, tmp_path / "cache")
+    inputs = LlmBuildInputs(lm, hf, calib, tmp_path / "cache", c["max_context"])
+    again = get_llm_builder("onnx").build(inputs, recipe, tmp_path / "again")  # the GPTQ pass, then the builder
+    assert again.record == rec["quantization"] and again.bytes == rec["bytes"]
     for f in ("model.onnx", "model.onnx.data"):
-        assert sha256_file(again / f) == sha256_file(art / f), f
+        assert sha256_file(again.path.parent / f) == sha256_file(art / f), f
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from edgeq.errors import UsageError
 from edgeq.hashing import sha256_file
 from edgeq.llm.api import check_config
+from edgeq.llm.build import LlmBuildInputs, get_llm_builder
 from edgeq.llm.config import ACTIVATIONS, ALGOS, LlmConfig, Variant
 from edgeq.llm.search import float_variant, ladder
 from edgeq.recipe import GroupOverride, MatMulNBits, Recipe, Step, Weights
@@ -147,25 +148,40 @@ def _folder_hashes(folder: Path) -> dict[str, str]:
 @pytest.mark.parametrize("name", ["onnx-w4g32-emb4", "onnx-w8g32-embf"])
 def test_the_onnx_recipe_rebuilds_the_same_bytes(tiny_lm_export: Any, tiny_lm: dict[str, Path], tmp_path: Path,
                                                  name: str) -> None:
-    """From the manifest's recipe alone (and the source model), the ONNX builder writes the same folder: the graph,
-    its external weights and genai_config.json, byte for byte."""
-    from edgeq.llm.onnx_export import build_onnx
-    from edgeq.llm.source import load_lm, save_hf_folder
-
+    """From the manifest's recipe alone (and the source model), the ONNX LM builder (edgeq.llm.build) writes the same
+    folder: the graph, its external weights and genai_config.json, byte for byte."""
     m = json.loads((tiny_lm_export.output / "edgeq.json").read_text())
     art = next(a for a in m["artifacts"] if a["name"] == name)
-    v = Variant.from_recipe("onnx", _recipe(art))
-    hf = save_hf_folder(load_lm(str(tiny_lm["model"])), tmp_path / "hf")
-    out = build_onnx(hf, tmp_path / "rebuilt", v, tmp_path / "cache")
-    assert sha256_file(out / "model.onnx") == art["sha256"]
+    recipe = _recipe(art)
+    inputs = _inputs(tiny_lm, tmp_path, m["config"])
+    cand = get_llm_builder("onnx").build(inputs, recipe, tmp_path / "rebuilt")
+    assert cand.path == tmp_path / "rebuilt" / "model.onnx" and cand.recipe == recipe
+    assert sha256_file(cand.path) == art["sha256"] and cand.bytes == art["bytes"]
+    assert cand.record == art["quantization"]
     shipped = tiny_lm_export.output / art["details"]["folder"]
-    rebuilt = _folder_hashes(out)
-    assert {"model.onnx", "model.onnx.data", "genai_config.json"} <= set(rebuilt)
+    rebuilt = _folder_hashes(cand.path.parent)
+    assert {"model.onnx", "model.onnx.data", "genai_config.json"} <= set(rebuilt) == {p.name for p in cand.files}
     assert rebuilt == {k: h for k, h in _folder_hashes(shipped).items() if k in rebuilt}
     # and the recipe is what makes them: another block size gives other bytes
-    other = build_onnx(hf, tmp_path / "other", Variant.from_recipe("onnx", _with_group(_recipe(art), 64)),
-                       tmp_path / "cache")
-    assert sha256_file(other / "model.onnx.data") != rebuilt["model.onnx.data"]
+    other = get_llm_builder("onnx").build(inputs, _with_group(recipe, 64), tmp_path / "other")
+    assert sha256_file(other.path.parent / "model.onnx.data") != rebuilt["model.onnx.data"]
+
+
+def _inputs(tiny_lm: dict[str, Path], tmp_path: Path, cfg: dict[str, Any]) -> LlmBuildInputs:
+    """The LM build inputs of the recorded run: the source model, its HF folder, and the .pte lowering from the
+    recorded options (max_context, delegation, program) and the target's layout. No calibration windows: the
+    recipes rebuilt here (no gptq, no smoothquant) read none."""
+    from edgeq.llm.pte_export import PteLowering
+    from edgeq.llm.source import load_lm, save_hf_folder
+    from edgeq.llm.target_checks import backend_config
+    from edgeq.targets import load_target
+
+    lm = load_lm(str(tiny_lm["model"]))
+    lowering = PteLowering(extended_ops=cfg["pte_delegation"] == "all",
+                           program=None if cfg["pte_program"] == "auto" else cfg["pte_program"],
+                           segment_alignment=backend_config(load_target(cfg["target"])).segment_alignment)
+    return LlmBuildInputs(lm, save_hf_folder(lm, tmp_path / "hf"), None,
+                          tmp_path / "cache", cfg["max_context"], lowering)
 
 
 def _with_group(recipe: Recipe | None, group: int) -> Recipe:
@@ -176,19 +192,10 @@ def _with_group(recipe: Recipe | None, group: int) -> Recipe:
 def test_the_pte_recipe_rebuilds_the_same_bytes(tiny_lm_export: Any, tiny_lm: dict[str, Path],
                                                 tmp_path: Path) -> None:
     """The .pte program from its recorded recipe, the recorded run options (max_context, the .pte program) and the
-    target's layout: the same bytes (seconds on the tiny Llama)."""
-    from edgeq.llm.pte_export import PteLowering, build_pte
-    from edgeq.llm.source import load_lm
-    from edgeq.llm.target_checks import backend_config
-    from edgeq.targets import load_target
-
+    target's layout, through the .pte LM builder (edgeq.llm.build): the same bytes (seconds on the tiny Llama)."""
     m = json.loads((tiny_lm_export.output / "edgeq.json").read_text())
     art = next(a for a in m["artifacts"] if a["format"] == "pte")
-    v = Variant.from_recipe("pte", _recipe(art))
-    cfg = m["config"]
-    lm = load_lm(str(tiny_lm["model"]))
-    lowering = PteLowering(extended_ops=cfg["pte_delegation"] == "all",
-                           program=None if cfg["pte_program"] == "auto" else cfg["pte_program"],
-                           segment_alignment=backend_config(load_target(cfg["target"])).segment_alignment)
-    out = build_pte(lm.model, lm.tokenizer, tmp_path / "again.pte", v, cfg["max_context"], None, lowering)
+    cand = get_llm_builder("pte").build(_inputs(tiny_lm, tmp_path, m["config"]), _recipe(art), tmp_path / "again.pte")
+    out = cand.path
+    assert cand.files == (out,) and cand.bytes == art["bytes"] and cand.record == art["quantization"]
     assert hashlib.sha256(out.read_bytes()).hexdigest() == art["sha256"]
