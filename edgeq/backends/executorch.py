@@ -51,7 +51,7 @@ _LLM_FLOW = "n-bit .pte weights (8da4w) come from the LLM flow (edgeq export --t
 # activations are always per token.
 PTE_SUPPORT = RecipeSupport(
     fmt="pte", schemes=("static", "dynamic", "hybrid"), override_kinds=("float", "float16"),
-    weight_types=("int8", "uint8", "int16", "uint16"), mixed_float_kinds=False,
+    weight_types=("int8", "uint8", "int16", "uint16"), compression=True, mixed_float_kinds=False,
     reasons=(Reason("override:int16-activations", "XNNPACK's PT2E quantizer has no 16-bit activation scheme",
                     "use --format onnx for W8A16 mixed precision, or export the formats separately"),
              Reason("overrides:mixed-float", "the XNNPACK flow stores every kept-float linear in float16 or none "

@@ -37,7 +37,7 @@ _LLM_FLOW = ("n-bit weights come from the LLM flow (edgeq export --task text-gen
 # Cast (edgeq.onnx.mixed, as the ONNX search's kept linears); ONNX Runtime runs it in float32.
 ONNX_SUPPORT = RecipeSupport(
     fmt="onnx", schemes=("static", "dynamic", "hybrid"), override_kinds=OVERRIDE_KINDS,
-    weight_types=("int8", "uint8", "int16", "uint16"),
+    weight_types=("int8", "uint8", "int16", "uint16"), compression=True,
     reasons=(Reason("scheme:weight-only", "its INT8 builds quantize activations too (QDQ or dynamic INT8)", _LLM_FLOW),
              Reason("weights:int4", "ONNX Runtime's QDQ and dynamic quantizers take 8- or 16-bit weights", _LLM_FLOW),
              Reason("weights:uint4", "ONNX Runtime's QDQ and dynamic quantizers take 8- or 16-bit weights", _LLM_FLOW),
