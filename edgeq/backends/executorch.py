@@ -99,7 +99,7 @@ class ExecutorchBackend(FormatBackend):
         _check_inputs(state)
         # Node and op-type exclusions are honoured by the PT2E quantizer (module paths, FX node names, aten ops;
         # names the graph lacks are refused there); what XNNPACK cannot build is refused here, before any slow work.
-        self.check_recipe(Recipe.from_quant_options(state.quant))
+        self.check_recipe(self.scheme_recipe(state, state.quant))
 
     def capture(self, state: BuildState) -> BuildState:
         progress = state.progress or Progress(enabled=False)
@@ -121,7 +121,7 @@ class ExecutorchBackend(FormatBackend):
 
     def quantize(self, state: BuildState, scheme: QuantOptions) -> BuildState:
         progress = state.progress or Progress(enabled=False)
-        recipe = Recipe.from_quant_options(scheme)
+        recipe = self.scheme_recipe(state, scheme)
         self.check_recipe(recipe)
         calib = _calib(state)
         qat = _captured(state).source.qat

@@ -95,7 +95,7 @@ class OnnxBackend(FormatBackend):
 
     def quantize(self, state: BuildState, scheme: QuantOptions) -> BuildState:
         progress = state.progress or Progress(enabled=False)
-        recipe = Recipe.from_quant_options(scheme)
+        recipe = self.scheme_recipe(state, scheme)
         self.check_recipe(recipe)  # before the pre-processing, too: a refused recipe costs nothing
         if state.model_path is None or state.calib is None:
             raise UsageError("the ONNX backend quantizes after capture", "call capture() first")
@@ -110,7 +110,7 @@ class OnnxBackend(FormatBackend):
             # same symmetric grid (per-channel / per-tensor and bits as trained). INT8 activations like XNNPACK's.
             scheme = dataclasses.replace(scheme, per_channel=qat.per_channel, activation_type="int8",
                                          reduce_range=False)
-            recipe = Recipe.from_quant_options(scheme)
+            recipe = self.scheme_recipe(state, scheme)
         # built from edgeq.prepare's copy when outlier_prepared
         inputs = OnnxBuildInputs(calib=state.calib, prepped=prepped, output_names=state.output_names, qat=qat,
                                  notes={"preprocessing": prep_note, "outlier_prepared": state.float_captured is not None})

@@ -47,7 +47,8 @@ def compress_source(source: ModelSource, options: CompressOptions, calib: Datase
                                     TargetScheme(target, per_channel), progress, handoff=handoff)
     record["float_eval"] = _float_effect(source.module, module, ev, names)
     record["compressed_sha256"] = state_hash(module)
-    return dataclasses.replace(source, module=module.eval(), qat=handoff.get("qat")), record
+    return dataclasses.replace(source, module=module.eval(), qat=handoff.get("qat"),
+                               compression=(*source.compression, *options.methods)), record
 
 
 def _float_effect(original: torch.nn.Module, compressed: torch.nn.Module, ev: Dataset, names: list[str]) -> JSONObject:

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from edgeq.compress.spec import parse_spec
 from edgeq.data import Dataset
+from edgeq.recipe import Recipe
 
 TINY = Path(__file__).resolve().parent / "tiny_models.py"
 
@@ -46,6 +48,14 @@ def test_export_compress_both_formats_and_check(tmp_path: Path, digits_npz: Path
     fp32 = next(a for a in m["artifacts"] if a["name"] == "onnx-fp32")
     assert fp32["validations"][0]["metrics"]["cosine_mean"] < 0.99999
     assert "Compression" in (tmp_path / "pruned" / "report.html").read_text()
+    # each INT8 candidate's recipe says the model was pruned before quantization, in the compress section's words
+    for man, applied in ((m, parse_spec("prune:0.5")), (p, ())):
+        cands = [a for a in man["artifacts"] if a["role"] == "candidate"]
+        assert sorted(a["format"] for a in cands) == ["onnx", "pte"]
+        for a in cands:
+            recorded = a["quantization"]["recipe"]
+            assert Recipe.from_dict(recorded).compression == applied
+            assert recorded.get("compression", {}).get("methods", []) == (c["methods"] if applied else [])
     # check takes its budget from the command line, never from the manifest: give it the same one
     chk = cli("check", str(tmp_path / "pruned"), "--min-cosine", "0.5", "--max-accuracy-drop", "100")
     assert chk.returncode == 0, chk.stdout + chk.stderr
