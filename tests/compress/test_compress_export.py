@@ -71,3 +71,20 @@ def test_compress_needs_a_torch_factory(tmp_path: Path, digits_npz: Path) -> Non
     assert r.returncode == 2
     assert "needs a PyTorch factory" in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow  # one .pte export whose search ships a trial: ~30 s idle
+def test_a_searched_pick_on_a_compressed_model_records_the_compression(tmp_path: Path, outlier_data: Path) -> None:
+    """The .pte search replaces the first program (tests/test_pte_search.py's setup, on a model clustered to 256
+    values without fine-tuning): the shipped trial's recipe says the model was clustered, as the first one did."""
+    import edgeq
+    from edgeq.compress.spec import CompressOptions
+
+    fixture = Path(__file__).resolve().parents[1] / "fixture_models.py"
+    res = edgeq.export(f"{fixture}:outlier_mlp", calib=str(outlier_data), output=tmp_path / "out", formats=("pte",),
+                       budget={"min_cosine": 0.999}, outliers="off",
+                       compress=CompressOptions.from_spec("cluster:256", steps=0))
+    art = res.artifact("pte-int8-static")
+    assert res.manifest["search_pte"]["met"] and art.quantization["search"]["met"]
+    recipe = Recipe.from_dict(art.quantization["recipe"])
+    assert recipe.compression == parse_spec("cluster:256") and recipe.nodes("float", "float16")
