@@ -13,7 +13,8 @@ Schema (version 1) — every key below is always present; ``null`` where not app
              quantization{method, ..., recipe (INT8 candidates: what the file is built from, the search's pick
                           included; edgeq.recipe.Recipe.to_dict: version, scheme, activations, weights,
                           overrides[{node, kind}], excluded_op_types[{op_type, kind}]; a language model's also
-                          groups[{group, dtype}], steps[{name}], matmul_nbits{accuracy_level} when set)},
+                          groups[{group, dtype}], steps[{name}], matmul_nbits{accuracy_level} when set; with
+                          --compress also compression{version, methods[{method, <level fields>}]}, in order)},
              details{io{inputs[{name, dtype, shape, batch, layout, preprocessing}], outputs[...]} for .onnx/.pte, ...},
              validations[{runner, machine, cpu_model, features, emulated, metrics, budget_check,
                           latency_ms, latency_kind, runtime, latency_detail (optional)}]}]

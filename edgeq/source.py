@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 
 from edgeq.compress.qat_graph import QatGraph
+from edgeq.compress.spec import MethodConfig
 from edgeq.errors import ArtifactError, ModelSourceError
 from edgeq.external_data import check_external_data
 from edgeq.hashing import sha256_bytes, sha256_file
@@ -52,6 +53,9 @@ class ModelSource:
     # edgeq.compress.qat_graph.QatGraph after --compress ...,qat: the trained fake-quant graph whose ranges both format
     # backends ship (instead of re-calibrating).
     qat: QatGraph | None = None
+    # The --compress steps this module went through, in order (empty: the user's model as loaded): each INT8
+    # candidate's recipe records them (Recipe.compression).
+    compression: tuple[MethodConfig, ...] = ()
 
     @property
     def is_torch(self) -> bool:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -59,6 +59,13 @@ class FormatBackend(ABC):
         """Raise :class:`UsageError` (cause: the ingredient and why; hint: the fix) for a recipe this format cannot
         build as written."""
         check_support(recipe, self.recipe_support)
+
+    @staticmethod
+    def scheme_recipe(state: BuildState, scheme: QuantOptions) -> Recipe:
+        """The recipe ``quantize`` builds: ``scheme``'s, with the ``--compress`` steps the captured model went through
+        (a torch-side preparation of what the build reads, recorded so the recipe says all that went in)."""
+        compression = state.captured.source.compression if state.captured is not None else ()
+        return replace(Recipe.from_quant_options(scheme), compression=compression)
 
     @abstractmethod
     def preflight(self, state: BuildState) -> None:

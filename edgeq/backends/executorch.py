@@ -51,7 +51,7 @@ _LLM_FLOW = "n-bit .pte weights (8da4w) come from the LLM flow (edgeq export --t
 # activations are always per token.
 PTE_SUPPORT = RecipeSupport(
     fmt="pte", schemes=("static", "dynamic", "hybrid"), override_kinds=("float", "float16"),
-    weight_types=("int8", "uint8", "int16", "uint16"), mixed_float_kinds=False,
+    weight_types=("int8", "uint8", "int16", "uint16"), compression=True, mixed_float_kinds=False,
     reasons=(Reason("override:int16-activations", "XNNPACK's PT2E quantizer has no 16-bit activation scheme",
                     "use --format onnx for W8A16 mixed precision, or export the formats separately"),
              Reason("overrides:mixed-float", "the XNNPACK flow stores every kept-float linear in float16 or none "
@@ -99,7 +99,7 @@ class ExecutorchBackend(FormatBackend):
         _check_inputs(state)
         # Node and op-type exclusions are honoured by the PT2E quantizer (module paths, FX node names, aten ops;
         # names the graph lacks are refused there); what XNNPACK cannot build is refused here, before any slow work.
-        self.check_recipe(Recipe.from_quant_options(state.quant))
+        self.check_recipe(self.scheme_recipe(state, state.quant))
 
     def capture(self, state: BuildState) -> BuildState:
         progress = state.progress or Progress(enabled=False)
@@ -121,7 +121,7 @@ class ExecutorchBackend(FormatBackend):
 
     def quantize(self, state: BuildState, scheme: QuantOptions) -> BuildState:
         progress = state.progress or Progress(enabled=False)
-        recipe = Recipe.from_quant_options(scheme)
+        recipe = self.scheme_recipe(state, scheme)
         self.check_recipe(recipe)
         calib = _calib(state)
         qat = _captured(state).source.qat

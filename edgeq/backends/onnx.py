@@ -37,7 +37,7 @@ _LLM_FLOW = ("n-bit weights come from the LLM flow (edgeq export --task text-gen
 # Cast (edgeq.onnx.mixed, as the ONNX search's kept linears); ONNX Runtime runs it in float32.
 ONNX_SUPPORT = RecipeSupport(
     fmt="onnx", schemes=("static", "dynamic", "hybrid"), override_kinds=OVERRIDE_KINDS,
-    weight_types=("int8", "uint8", "int16", "uint16"),
+    weight_types=("int8", "uint8", "int16", "uint16"), compression=True,
     reasons=(Reason("scheme:weight-only", "its INT8 builds quantize activations too (QDQ or dynamic INT8)", _LLM_FLOW),
              Reason("weights:int4", "ONNX Runtime's QDQ and dynamic quantizers take 8- or 16-bit weights", _LLM_FLOW),
              Reason("weights:uint4", "ONNX Runtime's QDQ and dynamic quantizers take 8- or 16-bit weights", _LLM_FLOW),
@@ -95,7 +95,7 @@ class OnnxBackend(FormatBackend):
 
     def quantize(self, state: BuildState, scheme: QuantOptions) -> BuildState:
         progress = state.progress or Progress(enabled=False)
-        recipe = Recipe.from_quant_options(scheme)
+        recipe = self.scheme_recipe(state, scheme)
         self.check_recipe(recipe)  # before the pre-processing, too: a refused recipe costs nothing
         if state.model_path is None or state.calib is None:
             raise UsageError("the ONNX backend quantizes after capture", "call capture() first")
@@ -110,7 +110,7 @@ class OnnxBackend(FormatBackend):
             # same symmetric grid (per-channel / per-tensor and bits as trained). INT8 activations like XNNPACK's.
             scheme = dataclasses.replace(scheme, per_channel=qat.per_channel, activation_type="int8",
                                          reduce_range=False)
-            recipe = Recipe.from_quant_options(scheme)
+            recipe = self.scheme_recipe(state, scheme)
         # built from edgeq.prepare's copy when outlier_prepared
         inputs = OnnxBuildInputs(calib=state.calib, prepped=prepped, output_names=state.output_names, qat=qat,
                                  notes={"preprocessing": prep_note, "outlier_prepared": state.float_captured is not None})

@@ -37,7 +37,8 @@ def compress_source(source: ModelSource, options: CompressOptions, calib: Datase
                     progress: Progress, per_channel: bool | None = None) -> tuple[ModelSource, JSONObject]:
     """A new source holding the compressed module (``source`` itself is untouched) and the compression record.
 
-    After QAT the source also carries the trained fake-quant graph (``source.qat``) for the backends to reuse."""
+    After QAT the source also carries the trained fake-quant graph (``source.qat``) for the backends to reuse;
+    ``source.compression`` lists the methods applied, in order, which each INT8 candidate's recipe records."""
     if source.kind != "factory" or source.module is None:
         raise UsageError(f"--compress needs a PyTorch factory model, got a {source.kind} source ({source.ref})",
                          "pass pkg.module:factory so edgeq can fine-tune the module")
@@ -47,7 +48,7 @@ def compress_source(source: ModelSource, options: CompressOptions, calib: Datase
                                     TargetScheme(target, per_channel), progress, handoff=handoff)
     record["float_eval"] = _float_effect(source.module, module, ev, names)
     record["compressed_sha256"] = state_hash(module)
-    return dataclasses.replace(source, module=module.eval(), qat=handoff.get("qat")), record
+    return dataclasses.replace(source, module=module.eval(), qat=handoff.get("qat"), compression=options.methods), record
 
 
 def _float_effect(original: torch.nn.Module, compressed: torch.nn.Module, ev: Dataset, names: list[str]) -> JSONObject:

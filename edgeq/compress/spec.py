@@ -8,10 +8,11 @@ type selects the transform (torchao's ``quantize_(model, config)`` style); each 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import TypedDict, Unpack
 
-from edgeq.errors import UsageError
+from edgeq.errors import EdgeqError, UsageError
 from edgeq.jsontypes import JSONObject
 
 COMPRESS_VERSION = 1
@@ -181,6 +182,39 @@ def parse_spec(spec: str) -> tuple[MethodConfig, ...]:
     return tuple(methods)
 
 
+def method_dict(m: MethodConfig) -> JSONObject:
+    """``{"method": "prune", "ratio": 0.3, "steps": 0}``: one method as the manifest records it."""
+    return {"method": m.name, **{k: v for k, v in asdict(m).items() if k != "name"}}
+
+
+def _field_ok(default: object, value: object) -> bool:
+    """A JSON value fits a field of this default (float: any number; int: an integer; None: a boolean or null)."""
+    if isinstance(value, bool):
+        return default is None
+    return value is None if default is None else isinstance(value, int | float if isinstance(default, float) else int)
+
+
+def method_from_dict(d: Mapping[str, object], where: str, error: type[EdgeqError]) -> MethodConfig:
+    """A method as :func:`method_dict` wrote it; an unknown method or key, a wrong type or an out-of-range level
+    raises ``error`` naming the key."""
+    name = d.get("method")
+    if not isinstance(name, str) or name not in _METHODS:
+        raise error(f"{where}: unknown compression method {name!r}", f"method is one of {', '.join(_METHODS)}")
+    cls = _METHODS[name][0]
+    defaults = {f.name: f.default for f in fields(cls) if f.name != "name"}
+    unknown = sorted(set(d) - {"method", *defaults})
+    if unknown:
+        raise error(f"{where}: unknown key {unknown[0]!r} for {name}", f"{name} keys are {', '.join(defaults)}")
+    bad = next((k for k in defaults if k in d and not _field_ok(defaults[k], d[k])), None)
+    if bad is not None:
+        raise error(f"{where}: {bad}={d[bad]!r} has the wrong type", f"e.g. {bad}={defaults[bad]!r}")
+    try:
+        cfg: MethodConfig = cls(**{k: d[k] for k in defaults if k in d})
+    except UsageError as e:
+        raise error(f"{where}: {e.cause}", e.hint) from e
+    return cfg
+
+
 def format_spec(methods: tuple[MethodConfig, ...]) -> str:
     out = []
     for m in methods:
@@ -255,6 +289,5 @@ class CompressOptions:
 
     def to_dict(self) -> JSONObject:
         return {"version": self.version, "spec": format_spec(self.methods),
-                "methods": [{"method": m.name, **{k: v for k, v in asdict(m).items() if k != "name"}}
-                            for m in self.methods],
+                "methods": [method_dict(m) for m in self.methods],
                 "train": asdict(self.train)}

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import TypeVar
 
+from edgeq.compress.spec import COMPRESS_VERSION, MethodConfig, method_dict, method_from_dict
 from edgeq.errors import EdgeqError
 from edgeq.jsontypes import JSONObject, as_list, as_object
 from edgeq.recipe.parts import (
@@ -149,6 +150,31 @@ def matmul_nbits_from(value: object, where: str, error: type[EdgeqError]) -> Mat
     d = as_object(value, where, error)
     check_keys(d, ("accuracy_level",), where, error)
     return MatMulNBits(integer(d, "accuracy_level", 4, 0, where, error))
+
+
+def compression_dict(methods: tuple[MethodConfig, ...]) -> JSONObject:
+    """The compression steps in order, as ``--compress``'s manifest section records them (edgeq.compress.spec)."""
+    return {"version": COMPRESS_VERSION, "methods": [method_dict(m) for m in methods]}
+
+
+def compression_from(value: object, where: str, error: type[EdgeqError]) -> tuple[MethodConfig, ...]:
+    """The steps :func:`compression_dict` wrote; a newer compression version, an unknown method or key raises
+    ``error`` naming it."""
+    if value is None:
+        return ()
+    d = as_object(value, where, error)
+    check_keys(d, ("version", "methods"), where, error)
+    version = d.get("version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise error(f"{where}: version must be an integer, got {version!r}", f"set version to {COMPRESS_VERSION}")
+    if version > COMPRESS_VERSION:
+        raise error(f"{where}: compression version {version} is newer than this edgeq reads ({COMPRESS_VERSION})",
+                    "upgrade edgeq (pip install -U edgeq) to build from it")
+    if version != COMPRESS_VERSION:
+        raise error(f"{where}: compression version {version} is not supported (this edgeq reads "
+                    f"{COMPRESS_VERSION})", f"set version to {COMPRESS_VERSION}")
+    return tuple(method_from_dict(as_object(row, f"{where}.methods[{i}]", error), f"{where}.methods[{i}]", error)
+                 for i, row in enumerate(as_list(d.get("methods", []), f"{where}.methods", error)))
 
 
 def part_dict(part: Activations | Weights | LayerOverride | OpTypeOverride | GroupOverride | Step

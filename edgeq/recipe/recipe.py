@@ -13,8 +13,16 @@ int8 activations with n-bit weights (8da4w), group-wise and asymmetric weights, 
 named layer groups at another width (``lm_head`` / ``mixed`` / ``ends`` at int8, the ``embedding`` table at int4 or
 kept ``float``), the weight-preparation :class:`Step` s in order (``smoothquant``, ``gptq``, ``hqq``, ``k_quant``)
 and the ONNX kernel's :class:`MatMulNBits` option. ``edgeq.llm.config.Variant.to_recipe`` / ``from_recipe``
-convert without loss; each LLM format declares what it builds (``edgeq.llm.support``). These keys are optional
-and written only when set: a version-1 recipe without them serializes as before.
+convert without loss; each LLM format declares what it builds (``edgeq.llm.support``).
+
+``compression``: the ``--compress`` steps (:mod:`edgeq.compress.spec`'s frozen configs: prune, sparse, lowrank,
+cluster, qat) applied in order to the PyTorch model before it was captured and quantized. They are a torch-side
+preparation of the build's inputs, not a quantizer setting: ``to_quant_options`` ignores them and a rebuild from
+the recipe takes the compressed model's graph; the recipe records them so it says everything that went into the
+candidate. Serialized as ``{"version": COMPRESS_VERSION, "methods": [...]}`` (the manifest ``compression``
+section's ``methods`` rows).
+
+These keys are optional and written only when set: a version-1 recipe without them serializes as before.
 """
 
 from __future__ import annotations
@@ -23,12 +31,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import cast
 
+from edgeq.compress.spec import MethodConfig, QatConfig
 from edgeq.config import IntType, QuantOptions
 from edgeq.errors import EdgeqError, ManifestError, UsageError
 from edgeq.jsontypes import JSONObject
 from edgeq.recipe.codec import (
     activations_from,
     check_keys,
+    compression_dict,
+    compression_from,
     groups_from,
     literal,
     matmul_nbits_from,
@@ -54,7 +65,7 @@ from edgeq.recipe.parts import (
 
 RECIPE_VERSION = 1
 RECIPE_KEYS = ("version", "scheme", "activations", "weights", "overrides", "excluded_op_types", "groups", "steps",
-               "matmul_nbits")
+               "matmul_nbits", "compression")
 
 
 def _once(names: list[str], what: str, fix: str) -> None:
@@ -75,6 +86,7 @@ class Recipe:
 
     ``groups``, ``steps`` and ``matmul_nbits`` say what a language model's candidate needs besides (edgeq.llm):
     named layer groups at another width, the weight-preparation steps in order, and the ONNX kernel's option.
+    ``compression``: the ``--compress`` steps applied to the PyTorch model, in order, before it was captured.
     """
 
     scheme: RecipeScheme = "static"
@@ -86,6 +98,7 @@ class Recipe:
     groups: tuple[GroupOverride, ...] = ()  # in the given order: each group at most once
     steps: tuple[Step, ...] = ()  # applied in this order, each at most once
     matmul_nbits: MatMulNBits | None = None  # None: the kernel's option is not part of this recipe
+    compression: tuple[MethodConfig, ...] = ()  # applied to the model in this order before capture, each at most once
 
     def __post_init__(self) -> None:
         if self.version != RECIPE_VERSION:
@@ -104,6 +117,11 @@ class Recipe:
         object.__setattr__(self, "steps", tuple(self.steps))
         _once([g.group for g in self.groups], "layer group", "give each group one width")
         _once([s.name for s in self.steps], "weight-preparation step", "run each step once")
+        object.__setattr__(self, "compression", tuple(self.compression))
+        _once([m.name for m in self.compression], "compression method", "give each method once, with its level")
+        if any(isinstance(m, QatConfig) for m in self.compression[:-1]):
+            raise UsageError("qat must be the last compression step",
+                             "QAT fits the weights to the INT8 grid; a later method would move them off it")
 
     # --- the layers quantized otherwise --------------------------------------------------------------------------
     def nodes(self, *kinds: OverrideKind) -> tuple[str, ...]:
@@ -133,8 +151,8 @@ class Recipe:
 
     # --- JSON --------------------------------------------------------------------------------------------------
     def to_dict(self) -> JSONObject:
-        """The recipe as JSON. ``groups``, ``steps`` and ``matmul_nbits`` are written only when set, so a recipe
-        without them has the same dict (and bytes) as before they existed."""
+        """The recipe as JSON. ``groups``, ``steps``, ``matmul_nbits`` and ``compression`` are written only when set,
+        so a recipe without them has the same dict (and bytes) as before they existed."""
         d: JSONObject = {"version": self.version, "scheme": self.scheme, "activations": part_dict(self.activations),
                          "weights": part_dict(self.weights), "overrides": [part_dict(o) for o in self.overrides],
                          "excluded_op_types": [part_dict(o) for o in self.excluded_op_types]}
@@ -144,6 +162,8 @@ class Recipe:
             d["steps"] = [part_dict(s) for s in self.steps]
         if self.matmul_nbits is not None:
             d["matmul_nbits"] = part_dict(self.matmul_nbits)
+        if self.compression:
+            d["compression"] = compression_dict(self.compression)
         return d
 
     @staticmethod
@@ -170,7 +190,8 @@ class Recipe:
                                                           f"{where}.excluded_op_types", error),
                           groups=groups_from(d.get("groups", []), f"{where}.groups", error),
                           steps=steps_from(d.get("steps", []), f"{where}.steps", error),
-                          matmul_nbits=matmul_nbits_from(d.get("matmul_nbits"), f"{where}.matmul_nbits", error))
+                          matmul_nbits=matmul_nbits_from(d.get("matmul_nbits"), f"{where}.matmul_nbits", error),
+                          compression=compression_from(d.get("compression"), f"{where}.compression", error))
         except UsageError as e:  # a combination the parts refuse (e.g. per-token activations on a static recipe)
             if error is UsageError:
                 raise

@@ -33,6 +33,7 @@ class RecipeSupport:
     ``no_ops``: ingredients accepted and recorded but without effect on the bytes, each with why (documented in
     the format's reference page). ``groups``: the layer-group rows the format builds, each group at the widths
     listed; ``steps``: the weight-preparation steps it runs; ``matmul_nbits``: whether it takes that ONNX option.
+    ``compression``: whether it builds from a model the ``--compress`` steps prepared (torch-side, before capture).
     """
 
     fmt: str
@@ -47,6 +48,7 @@ class RecipeSupport:
     groups: tuple[GroupOverride, ...] = ()
     steps: tuple[StepName, ...] = ()
     matmul_nbits: bool = False
+    compression: bool = False
 
     def reason(self, ingredient: str) -> Reason:
         return next((r for r in self.reasons if r.ingredient == ingredient),
@@ -98,9 +100,16 @@ def _unsupported_llm_part(recipe: Recipe, support: RecipeSupport) -> tuple[str, 
     return None
 
 
+def _unsupported_compression(recipe: Recipe, support: RecipeSupport) -> tuple[str, str] | None:
+    if recipe.compression and not support.compression:
+        return (f"compression:{recipe.compression[0].name}",
+                f"build from a model compressed with {', '.join(m.name for m in recipe.compression)}")
+    return None
+
+
 def check_support(recipe: Recipe, support: RecipeSupport) -> None:
     """Refuse ``recipe`` when ``support`` lacks one of its ingredients: cause (what, why) and fix."""
-    missing = unsupported(recipe, support)
+    missing = unsupported(recipe, support) or _unsupported_compression(recipe, support)
     if missing is None:
         return
     key, what = missing

@@ -196,7 +196,7 @@ def _ship_trial(ctx: SearchContext, art: Artifact, best: Trial, built: Path, bas
                         "search": {"trial": best.index, "stage": best.stage, "label": best.config.label(),
                                    "met": True}}  # only a trial inside the budget ships
     if not best.reused:  # a reused trial is the first model's file: its recipe stays
-        q["recipe"] = best.recipe().to_dict()
+        q["recipe"] = dataclasses.replace(best.recipe(), compression=ctx.config.compress.methods).to_dict()
     q.pop("bias_correction", None)
     if best.bias_correction is not None:
         q["bias_correction"] = best.bias_correction

@@ -159,7 +159,9 @@ def _ship_winner(ctx: SearchContext, artifacts: list[Artifact], inputs: PteSearc
                       "nodes_excluded": list(winner.quant.nodes_to_exclude),
                       "fp16_float_linears": winner.quant.fp16_float_linears,
                       "backend_config": dict(inputs.backend_config),
-                      "recipe": Recipe.from_quant_options(winner.quant).to_dict(),  # what the shipped file is built from
+                      # what the shipped file is built from (the --compress steps included)
+                      "recipe": dataclasses.replace(Recipe.from_quant_options(winner.quant),
+                                                    compression=inputs.captured.source.compression).to_dict(),
                       "search": {"trial": winner.index, "label": winner.label, "met": True}})
     artifacts[artifacts.index(first)] = ctx.revalidate(art.refresh(workdir))
     if bundle is not None and winner.program is not None:  # the golden-I/O bundle carries the shipped program

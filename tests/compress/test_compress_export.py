@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from edgeq.compress.spec import parse_spec
 from edgeq.data import Dataset
+from edgeq.recipe import Recipe
 
 TINY = Path(__file__).resolve().parent / "tiny_models.py"
 
@@ -46,6 +48,14 @@ def test_export_compress_both_formats_and_check(tmp_path: Path, digits_npz: Path
     fp32 = next(a for a in m["artifacts"] if a["name"] == "onnx-fp32")
     assert fp32["validations"][0]["metrics"]["cosine_mean"] < 0.99999
     assert "Compression" in (tmp_path / "pruned" / "report.html").read_text()
+    # each INT8 candidate's recipe says the model was pruned before quantization, in the compress section's words
+    for man, applied in ((m, parse_spec("prune:0.5")), (p, ())):
+        cands = [a for a in man["artifacts"] if a["role"] == "candidate"]
+        assert sorted(a["format"] for a in cands) == ["onnx", "pte"]
+        for a in cands:
+            recorded = a["quantization"]["recipe"]
+            assert Recipe.from_dict(recorded).compression == applied
+            assert recorded.get("compression", {}).get("methods", []) == (c["methods"] if applied else [])
     # check takes its budget from the command line, never from the manifest: give it the same one
     chk = cli("check", str(tmp_path / "pruned"), "--min-cosine", "0.5", "--max-accuracy-drop", "100")
     assert chk.returncode == 0, chk.stdout + chk.stderr
@@ -61,3 +71,20 @@ def test_compress_needs_a_torch_factory(tmp_path: Path, digits_npz: Path) -> Non
     assert r.returncode == 2
     assert "needs a PyTorch factory" in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow  # one .pte export whose search ships a trial: ~30 s idle
+def test_a_searched_pick_on_a_compressed_model_records_the_compression(tmp_path: Path, outlier_data: Path) -> None:
+    """The .pte search replaces the first program (tests/test_pte_search.py's setup, on a model clustered to 256
+    values without fine-tuning): the shipped trial's recipe says the model was clustered, as the first one did."""
+    import edgeq
+    from edgeq.compress.spec import CompressOptions
+
+    fixture = Path(__file__).resolve().parents[1] / "fixture_models.py"
+    res = edgeq.export(f"{fixture}:outlier_mlp", calib=str(outlier_data), output=tmp_path / "out", formats=("pte",),
+                       budget={"min_cosine": 0.999}, outliers="off",
+                       compress=CompressOptions.from_spec("cluster:256", steps=0))
+    art = res.artifact("pte-int8-static")
+    assert res.manifest["search_pte"]["met"] and art.quantization["search"]["met"]
+    recipe = Recipe.from_dict(art.quantization["recipe"])
+    assert recipe.compression == parse_spec("cluster:256") and recipe.nodes("float", "float16")

@@ -19,6 +19,7 @@ import pytest
 from edgeq.compress.apply import compress_model
 from edgeq.compress.spec import CompressOptions, QatConfig, TrainOptions
 from edgeq.data import Dataset
+from edgeq.recipe import Recipe
 
 STEPS = 600
 SEED = 0
@@ -86,6 +87,9 @@ def test_export_ships_the_qat_ranges_in_both_formats(tmp_path: Path, digits_npz:
     ranges = m["compression"]["steps"][0]["activation_ranges"]
     cands = {a["format"]: a for a in m["artifacts"] if a["role"] == "candidate"}
     assert {f: a["quantization"]["ranges"]["source"] for f, a in cands.items()} == {"onnx": "qat", "pte": "qat"}
+    # both recipes say the model was QAT-trained (the recipe's compression steps: the --compress that ran)
+    assert {f: Recipe.from_dict(a["quantization"]["recipe"]).compression for f, a in cands.items()} == {
+        "onnx": (QatConfig(),), "pte": (QatConfig(),)}
     pinned = cands["onnx"]["quantization"]["fixed_ranges"]
     assert pinned and set(pinned) <= set(ranges)
     inits = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(tmp_path / "o" / "model.int8.onnx")).graph.initializer}
