@@ -244,4 +244,4 @@ class Recipe:
                              f"({', '.join((*self.nodes('float'), *self.op_types('float'))[:3])}) and float16 "
                              f"({', '.join((*self.nodes('float16'), *self.op_types('float16'))[:3])}) layers",
                              "make every kept layer float or every one float16, or build the recipe directly "
-                             "(edgeq.onnx.build.build_onnx_recipe)")
+                             "(get_backend('onnx').build, edgeq.backends)")

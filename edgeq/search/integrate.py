@@ -163,7 +163,7 @@ def run_export_search(ctx: SearchContext, artifacts: list[Artifact],
     if not met:
         print_closest(ctx.progress, [(t.index, t.config.label(), list(t.failures), t.error, t.distance)
                                      for t in result.closest()])
-    return {"search": {**result.to_dict(ctx.budget, ctx.config.search), "selection": sel.to_dict()},
+    return {"search": {**result.to_dict(ctx.budget, ctx.config.search, ctx.config.compress.methods), "selection": sel.to_dict()},
             "sensitivity": result.sensitivity}
 
 

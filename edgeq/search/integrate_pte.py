@@ -106,7 +106,7 @@ def run_pte_search(ctx: SearchContext, artifacts: list[Artifact], inputs: PteSea
     shutil.rmtree(_scratch(ctx), ignore_errors=True)
     keys["search_pte"] = {"met": winner is not None, "best": winner.index if winner is not None else None,
                           "seconds": round(time.perf_counter() - t0, 1),
-                          "trials": [t.to_dict() for t in trials],
+                          "trials": [t.to_dict(inputs.captured.source.compression) for t in trials],
                           "closest": [t.index for t in closest(trials)], "selection": sel.to_dict()}
     return keys
 

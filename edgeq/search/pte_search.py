@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +37,7 @@ import numpy as np
 
 from edgeq.backends.base import get_backend
 from edgeq.backends.executorch import PteBuildInputs, lowered_program
+from edgeq.compress.spec import MethodConfig
 from edgeq.config import Budget, QuantOptions
 from edgeq.errors import EdgeqError
 from edgeq.executorch.neighbourhood import float_neighbourhood
@@ -79,13 +80,14 @@ class PteTrial:
         return Scored(self.index, self.bytes if self.error is None else None, self.passed, self.shortfall,
                       errored=self.error is not None)
 
-    def to_dict(self) -> JSONObject:
+    def to_dict(self, compression: tuple[MethodConfig, ...] = ()) -> JSONObject:
+        """The trial's record; COMPRESSION: the --compress steps the model went through before capture."""
         return {"index": self.index, "label": self.label, "mode": self.quant.mode,
                 "dynamic_linears": self.quant.dynamic_linears,
                 "nodes_excluded": list(self.quant.nodes_to_exclude),
                 "fp16_float_linears": self.quant.fp16_float_linears, "metrics": self.metrics,
                 # what it was built from: explain rebuilds it for its per-layer error
-                "recipe": Recipe.from_quant_options(self.quant).to_dict(),
+                "recipe": replace(Recipe.from_quant_options(self.quant), compression=compression).to_dict(),
                 "failures": self.failures, "passed": self.passed, "bytes": self.bytes,
                 "seconds": round(self.seconds, 2), "error": self.error, "distance": self.distance}
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from edgeq.compress.spec import MethodConfig
 from edgeq.config import Budget, CalibrationMethod, QuantOptions, SearchOptions
 from edgeq.jsontypes import JSONObject
 from edgeq.recipe import Recipe
@@ -76,14 +77,17 @@ class Trial:
         return Scored(self.index, self.bytes if self.metrics is not None else None, self.passed, self.shortfall,
                       errored=self.metrics is None, latency_ms=self.latency_ms)
 
-    def to_dict(self) -> JSONObject:
+    def to_dict(self, compression: tuple[MethodConfig, ...] = ()) -> JSONObject:
+        """The trial's record; COMPRESSION: the --compress steps the model went through before capture, part of
+        the recipe it was built from."""
         return {
             "index": self.index, "stage": self.stage, "label": self.config.label(), "config": asdict(self.config),
             "mode": "dynamic" if self.config.dynamic else "static",
             "fp16_linears": list(self.fp16_modules), "fp16_nodes": list(self.fp16_nodes),
             "nodes_excluded": list(self.quant.nodes_to_exclude),
             "int16_activation_nodes": list(self.quant.int16_activation_nodes),
-            "recipe": self.recipe().to_dict(),  # what it was built from: explain rebuilds it for its per-layer error
+            # what it was built from: explain rebuilds it for its per-layer error
+            "recipe": replace(self.recipe(), compression=compression).to_dict(),
             "bytes": self.bytes, "latency_ms": self.latency_ms,
             "metrics": self.metrics.to_dict() if self.metrics else None, "passed": self.passed,
             "failures": list(self.failures), "shortfall": None if math.isinf(self.shortfall) else self.shortfall,
@@ -112,13 +116,13 @@ class SearchResult:
         by_index = {t.index: t for t in self.trials}
         return [by_index[r.order] for r in closest([t.scored() for t in self.trials], n)]
 
-    def to_dict(self, budget: Budget, options: SearchOptions) -> JSONObject:
+    def to_dict(self, budget: Budget, options: SearchOptions, compression: tuple[MethodConfig, ...] = ()) -> JSONObject:
         return {
             "met": self.met, "best": self.best.index if self.best else None, "stopped": self.stopped,
             "time_capped": self.time_capped,
             "seconds": round(self.seconds, 2), "budget": budget.to_dict(), "options": options.to_dict(),
             "float": {"bytes": self.float_bytes, "latency_ms": self.float_latency_ms},
-            "trials": [t.to_dict() for t in self.trials],
+            "trials": [t.to_dict(compression) for t in self.trials],
             "closest": [t.index for t in self.closest()],
             "patterns": self.patterns,
         }

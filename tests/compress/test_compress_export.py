@@ -88,3 +88,6 @@ def test_a_searched_pick_on_a_compressed_model_records_the_compression(tmp_path:
     assert res.manifest["search_pte"]["met"] and art.quantization["search"]["met"]
     recipe = Recipe.from_dict(art.quantization["recipe"])
     assert recipe.compression == parse_spec("cluster:256") and recipe.nodes("float", "float16")
+    # every trial's record holds the whole recipe it was built from, the compression included
+    for t in res.manifest["search_pte"]["trials"]:
+        assert Recipe.from_dict(t["recipe"]).compression == parse_spec("cluster:256")
