@@ -183,3 +183,12 @@ def test_import_edgeq_loads_no_optional_or_heavy_framework() -> None:
             "'onnxruntime_genai', 'ray') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_only_the_api_layer_renders_reports() -> None:
+    """Features contribute report sections through edgeq.report.sections' registry; only the commands that write
+    a report (export, sweep, validate) reach the page renderer, so no stage or feature imports it."""
+    renderer = {"edgeq.report", "edgeq.report.html", "edgeq.report.markdown"}
+    found = sorted(f"{a} -> {b}" for a, targets in import_graph().items() for b in targets
+                   if b in renderer and not a.startswith("edgeq.report") and layer_of(a) > layer_of("edgeq.api"))
+    assert found == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edgeq.jsontypes import JSONObject, get_object, get_object_or_none, get_objects
-from edgeq.report.html import esc, register_section
+from edgeq.report.sections import esc, register_section
 
 
 def _fmt(v: object, digits: int = 4) -> str:

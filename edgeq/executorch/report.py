@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edgeq.jsontypes import JSONObject, get_float, get_object_or_none, get_objects, get_str, get_strs
-from edgeq.report.html import esc, register_section
+from edgeq.report.sections import esc, register_section
 
 
 def _quantization_items(name: str, q: JSONObject) -> list[str]:

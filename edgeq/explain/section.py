@@ -15,7 +15,7 @@ from edgeq.jsontypes import (
     get_str,
     get_strs,
 )
-from edgeq.report.html import esc, register_section
+from edgeq.report.sections import esc, register_section
 
 
 def top_rows(prof: JSONObject, top: int = TOP) -> list[JSONObject]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from edgeq.report.html import esc
 from edgeq.report.plots import CHAR_W
+from edgeq.report.sections import esc
 
 _COLOURS = {"XNNPACK": "#1a7f37", "portable": "#cf222e", "runtime overhead": "#8c959f"}
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from edgeq.jsontypes import JSONObject, get_float, get_int, get_object_or_none, get_objects, get_str
-from edgeq.report.html import esc, register_section
+from edgeq.report.sections import esc, register_section
 
 _FIRST, _PASSED, _OTHER = "#0969da", "#1a7f37", "#afb8c1"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from edgeq.jsontypes import JSONObject
 from edgeq.report.boards import BOARD_HEAD, board_rows, summary_line
-from edgeq.report.html import esc, register_section
+from edgeq.report.sections import esc, register_section
 
 
 @register_section("fleet")

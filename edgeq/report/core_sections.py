@@ -4,7 +4,7 @@ the export's time went."""
 from __future__ import annotations
 
 from edgeq.jsontypes import JSONObject, get_object, get_object_or_none, get_objects
-from edgeq.report.html import esc, register_section
+from edgeq.report.sections import esc, register_section
 from edgeq.timing import timing_rows
 
 _QUANT_KEYS = ("method", "format", "scheme", "calibration", "calibration_samples", "per_channel", "activation_type",

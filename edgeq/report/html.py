@@ -1,31 +1,16 @@
 """Self-contained HTML report (no external assets): verdict banner, artifact table, passes, extra sections.
 
-Other features contribute sections through :func:`register_section` (e.g. sensitivity charts, sweeps,
-mobile usability), so this module stays the single page layout.
+Other features contribute sections through :func:`edgeq.report.sections.register_section` (e.g. sensitivity charts,
+sweeps, mobile usability) and never import this module, which stays the single page layout.
 """
 
 from __future__ import annotations
 
-import html
 import importlib
-from collections.abc import Callable
 
 from edgeq.jsontypes import JSONObject, get_object, get_objects, get_strs
 from edgeq.report.markdown import TABLE_HEAD, extra_sections, table
-
-Section = Callable[[JSONObject], str | None]  # manifest -> HTML fragment (or None to skip)
-_SECTIONS: list[tuple[str, Section]] = []
-
-
-def register_section(name: str) -> Callable[[Section], Section]:
-    def deco(fn: Section) -> Section:
-        if any(n == name for n, _ in _SECTIONS):
-            raise ValueError(f"report section {name!r} registered twice")
-        _SECTIONS.append((name, fn))
-        return fn
-
-    return deco
-
+from edgeq.report.sections import esc, registered_sections
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#1b1f24;max-width:1400px}
@@ -39,10 +24,6 @@ th{background:#f6f8fa} td.num{text-align:right;font-variant-numeric:tabular-nums
 figure{margin:0;flex:1 1 560px;max-width:640px;min-width:0} .legend{font-size:.8rem;color:#57606a;margin:.2rem 0 0 .5rem;padding:0;list-style:none}
 .legend li{margin:.1rem 0} svg{display:block}
 """
-
-
-def esc(x: object) -> str:
-    return html.escape(str(x))
 
 
 # Features whose sections render from optional manifest keys, imported on first render (after this module).
@@ -101,7 +82,7 @@ def render_html(manifest: JSONObject) -> str:
     if extra:
         parts.append("<h2>Delegation</h2><ul>" + "".join(f"<li>{esc(x)}</li>" for x in extra) + "</ul>")
     _load_section_modules()
-    for _name, fn in _SECTIONS:
+    for _name, fn in registered_sections():
         frag = fn(manifest)
         if frag:
             parts.append(frag)

@@ -14,8 +14,8 @@ from edgeq.jsontypes import (
     get_objects,
     get_str,
 )
-from edgeq.report.html import esc, register_section
 from edgeq.report.plots import Axes, BudgetLine, Point, fmt_bytes_axis, hbars, legend, scatter
+from edgeq.report.sections import esc, register_section
 from edgeq.report.terminal import all_warnings, margins
 
 

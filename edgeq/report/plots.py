@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from edgeq.report.html import esc
+from edgeq.report.sections import esc
 
 Box = tuple[float, float, float, float]  # left, top, right, bottom in SVG px
 CHAR_W = 6.4  # px per character at the 11 px font used below (a generous estimate: no clipped labels)

@@ -18,8 +18,8 @@ from edgeq.jsontypes import (
     get_str,
     get_strs,
 )
-from edgeq.report.html import register_section
 from edgeq.report.plots import Axes
+from edgeq.report.sections import register_section
 from edgeq.search.svg import hbar_chart, scatter
 
 

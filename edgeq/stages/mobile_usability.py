@@ -31,7 +31,7 @@ from edgeq.jsontypes import (
 )
 from edgeq.pipeline.stage import Declares, StageKind, StageResult, register_stage
 from edgeq.pipeline.state import BuildState
-from edgeq.report.html import register_section
+from edgeq.report.sections import register_section
 from edgeq.targetspec import OnnxScheme, Target
 
 if TYPE_CHECKING:  # onnxruntime ships no type information: the name documents what the checkers return
