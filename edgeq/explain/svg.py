@@ -3,7 +3,7 @@ full labels, no external assets): bars that start at zero, since a time share is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from edgeq.report.plots import CHAR_W
 from edgeq.report.sections import esc
@@ -35,6 +35,21 @@ def time_bars(labels: Sequence[str], values: Sequence[float], kinds: Sequence[st
     return "".join(out)
 
 
+def svg_open(title: str, width: int, height: int) -> str:
+    """An inline chart's opening tag with its accessible name and its title line."""
+    return (f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='{width}' "
+            f"height='{height}' style='max-width:100%;height:auto;font:11px system-ui,sans-serif' role='img' "
+            f"aria-label='{esc(title)}'><title>{esc(title)}</title>"
+            f"<text x='4' y='14' font-weight='600'>{esc(title)}</text>")
+
+
+def db_grid(ml: float, pw: float, hi: float, sy: Callable[[float], float]) -> list[str]:
+    """The dB axis: a label and a light grid line every 10 dB (every 5 below 30 dB), from 0 to HI."""
+    return [f"<text x='{ml - 6}' y='{sy(t) + 4:.1f}' text-anchor='end' fill='#57606a'>{t}</text>"
+            f"<line x1='{ml}' y1='{sy(t):.1f}' x2='{ml + pw}' y2='{sy(t):.1f}' stroke='#eaeef2'/>"
+            for t in range(0, int(hi) + 1, 10 if hi > 30 else 5)]
+
+
 def layer_plot(sqnr: Sequence[float], added: Sequence[float], marked: dict[int, str], title: str,
                width: int = 760, height: int = 300) -> str:
     """Accumulated SQNR per layer in graph order (line) and the noise each layer adds, as an SQNR (dots); lower is
@@ -56,14 +71,9 @@ def layer_plot(sqnr: Sequence[float], added: Sequence[float], marked: dict[int, 
     def sy(v: float) -> float:
         return mt + ph - (v - lo) / (hi - lo) * ph
 
-    out = [f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='{width}' "
-           f"height='{height}' style='max-width:100%;height:auto;font:11px system-ui,sans-serif' role='img' "
-           f"aria-label='{esc(title)}'><title>{esc(title)}</title>"
-           f"<text x='4' y='14' font-weight='600'>{esc(title)}</text>"
-           f"<line x1='{ml}' y1='{mt + ph}' x2='{ml + pw}' y2='{mt + ph}' stroke='#8c959f'/>"]
-    for t in range(0, int(hi) + 1, 10 if hi > 30 else 5):
-        out.append(f"<text x='{ml - 6}' y='{sy(t) + 4:.1f}' text-anchor='end' fill='#57606a'>{t}</text>"
-                   f"<line x1='{ml}' y1='{sy(t):.1f}' x2='{ml + pw}' y2='{sy(t):.1f}' stroke='#eaeef2'/>")
+    out = [svg_open(title, width, height)
+           + f"<line x1='{ml}' y1='{mt + ph}' x2='{ml + pw}' y2='{mt + ph}' stroke='#8c959f'/>"]
+    out += db_grid(ml, pw, hi, sy)
     for i, v in enumerate(cap_added):
         if added[i] >= 99.0 and i not in marked:
             continue

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from edgeq.explain.svg import db_grid, svg_open
 from edgeq.jsontypes import JSONObject, get_float, get_int, get_object_or_none, get_objects, get_str
 from edgeq.report.sections import esc, register_section
 
@@ -43,17 +44,13 @@ def trials_plot(recs: Sequence[JSONObject], title: str, width: int = 760, height
     ml, mt, mb, pw = 52, 24, 34, width - 68
     ph = height - mt - mb
 
-    def pt(i: int, v: float) -> str:
-        return f"{ml + (i + 0.5) / len(order) * pw:.1f},{mt + ph - (v - lo) / (hi - lo) * ph:.1f}"
+    def sy(v: float) -> float:
+        return mt + ph - (v - lo) / (hi - lo) * ph
 
-    out = [f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='{width}' "
-           f"height='{height}' style='max-width:100%;height:auto;font:11px system-ui,sans-serif' role='img' "
-           f"aria-label='{esc(title)}'><title>{esc(title)}</title><text x='4' y='14' font-weight='600'>"
-           f"{esc(title)}</text>"]
-    for t in range(0, int(hi) + 1, 10 if hi > 30 else 5):
-        y = mt + ph - (t - lo) / (hi - lo) * ph
-        out.append(f"<text x='{ml - 6}' y='{y + 4:.1f}' text-anchor='end' fill='#57606a'>{t}</text>"
-                   f"<line x1='{ml}' y1='{y:.1f}' x2='{ml + pw}' y2='{y:.1f}' stroke='#eaeef2'/>")
+    def pt(i: int, v: float) -> str:
+        return f"{ml + (i + 0.5) / len(order) * pw:.1f},{sy(v):.1f}"
+
+    out = [svg_open(title, width, height), *db_grid(ml, pw, hi, sy)]
     # grey first, so the first trial and the passing ones are drawn on top
     ranked = sorted(zip(recs, lines, strict=True), key=lambda rl: _colour(rl[0], recs[0]) != _OTHER)
     for rec, line in ranked:
