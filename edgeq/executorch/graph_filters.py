@@ -7,6 +7,7 @@ from integer inputs (an additive attention bias ``(1 - mask) * -1e4``) would str
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from edgeq.config import QuantOptions
@@ -14,6 +15,7 @@ from edgeq.errors import UsageError
 
 if TYPE_CHECKING:
     import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import QuantPattern
 
 
 def is_float_node(node: torch.fx.Node) -> bool:
@@ -140,3 +142,18 @@ def excluded(node: torch.fx.Node, exclude_nodes: tuple[str, ...], exclude_module
     if node.name in exclude_nodes or op_short(node) in exclude_ops:
         return True
     return any(p == m or p.startswith(m + ".") for p in module_paths(node) for m in exclude_modules)
+
+
+def patterns_that_can_match(model: torch.fx.GraphModule, patterns: Sequence[QuantPattern]
+                            ) -> list[QuantPattern]:
+    """The XNNPACK quantizer's patterns (``QuantPattern``: name, is_dynamic, is_qat, op_overloads) less the
+    conv + batch-norm ones that cannot match MODEL.
+
+    Every ``prepare_pt2e`` runs the conv-bn annotators, and each traces its pattern through ``torch.export`` for
+    every conv kind and ReLU variant, matching or not: about 10 traces, seconds per prepare on 2 cores, spent by
+    every build, search trial and explain rebuild. A conv-bn pattern needs a batch-norm node and one of its conv
+    ops in the graph; without both it matches nothing, so leaving it out annotates the same nodes."""
+    targets = {n.target for n in model.graph.nodes if n.op == "call_function"}
+    ops = targets | {getattr(t, "overloadpacket", t) for t in targets}
+    has_bn = any("batch_norm" in str(t) for t in targets)
+    return [p for p in patterns if not p.is_qat or (has_bn and bool(ops & set(p.op_overloads)))]

@@ -39,6 +39,7 @@ from edgeq.executorch.graph_filters import (
     float_valued,
     is_float_node,
     mask_derived_nodes,
+    patterns_that_can_match,
     resolve_exclusions,
 )
 from edgeq.executorch.observers import check_observers_reached, float_compute_nodes, observers_of
@@ -118,6 +119,7 @@ def make_quantizer(settings: PteQuantSettings) -> XNNPACKQuantizer:
             self.set_filter_function(keep)
             if settings.mode == "static":  # dynamic mode quantizes weights / linear inputs only: no output clamp
                 self.clamp_fusions = annotate_clamp_fusions(model, self.global_config, keep)
+            self.SUPPORTED_PATTERNS = patterns_that_can_match(model, XNNPACKQuantizer.SUPPORTED_PATTERNS)
             annotated: torch.fx.GraphModule = super().annotate(model)
             return annotated
 
