@@ -104,7 +104,8 @@ def resolution_warnings(manifest: JSONObject) -> list[str]:
     out = []
     per_sample = 100.0 / n
     drop_budget = get_number_or_none(budget, "max_accuracy_drop")
-    if drop_budget is not None and validation_data.get("has_labels") and per_sample > drop_budget / 2:
+    # a 0 pt budget is exact at any size (one lost sample fails it), like a top-1 agreement of 1 below
+    if drop_budget and validation_data.get("has_labels") and per_sample > drop_budget / 2:
         for m in (x for x in margins(manifest) if x.metric == "accuracy drop"):
             acc = _accuracy_of(manifest, m.artifact, m.runner)
             p = min(max(acc if acc is not None else 0.5, 1.0 / n), 1 - 1.0 / n)
