@@ -26,6 +26,9 @@ SOURCES = ("CMakeLists.txt", "edgeq_runner.cpp", "edgeq_json.h", "edgeq_image.h"
            "toolchain-aarch64.cmake")
 # ExecuTorch's llama:: custom-op kernels, vendored (llama_ops/README.md); every file under it is hashed.
 VENDORED = "llama_ops"
+# The llama:: operators those kernels register (op_sdpa.cpp, op_update_cache.cpp): a .pte calling only these loads.
+LLAMA_OPS = ("llama::custom_sdpa", "llama::update_cache", "llama::custom_quantized_sdpa", "llama::sdpa_with_kv_cache",
+             "llama::update_cache_with_indices", "llama::gated_delta_rule", "llama::channelwise_gated_delta_rule")
 BINARY = "edgeq_runner"
 ARCHES = ("x86_64", "aarch64")
 BUILD_TIMEOUT_S = 900
