@@ -50,9 +50,10 @@ def emulated_speed(artifact: Path, fmt: str, target_name: str, prompt: np.ndarra
             "latency_ms": metrics["decode_ms_per_token"], "latency_kind": "emulated"}
 
 
-def unsupported_ops(pte: Path) -> list[str]:
-    """The ``llama::`` operators the ``.pte`` calls that the C++ runner has no kernel for (empty: it loads)."""
-    return [op for op in custom_ops(pte) if op not in LLAMA_OPS]
+def unsupported_ops(pte: Path, called: list[str] | None = None) -> list[str]:
+    """The ``llama::`` operators the ``.pte`` calls (CALLED, when already read) that the C++ runner has no kernel
+    for (empty: it loads)."""
+    return [op for op in (custom_ops(pte) if called is None else called) if op not in LLAMA_OPS]
 
 
 def _onnx(runner: EmulatorRunner, folder: Path, prompt: np.ndarray, decode_tokens: int) -> tuple[JSONObject, str]:
@@ -71,7 +72,8 @@ def _onnx(runner: EmulatorRunner, folder: Path, prompt: np.ndarray, decode_token
 
 
 def _pte(runner: EmulatorRunner, pte: Path, prompt: np.ndarray, workdir: Path) -> tuple[JSONObject, str]:
-    if ops := unsupported_ops(pte):
+    called = custom_ops(pte)
+    if ops := unsupported_ops(pte, called):
         raise EmulatorError(f"{pte.name} calls {', '.join(ops)}, which edgeq's C++ runner (the emulated one) has no "
                             f"kernels for: it compiles in ExecuTorch's {', '.join(LLAMA_OPS)}",
                             "export the .pte with --pte-program static-cache to measure it on the emulator")
@@ -84,6 +86,6 @@ def _pte(runner: EmulatorRunner, pte: Path, prompt: np.ndarray, workdir: Path) -
         raise EmulatorError(f"the emulated C++ runner reported no latency for {pte.name}")
     logits = next(iter(res.outputs.values()))
     metrics: JSONObject = {"decode_tokens_per_s": round(1000.0 / res.latency_ms, 2), "decode_ms_per_token": round(res.latency_ms, 3),
-               "decode_kind": _DECODE_KIND["custom-sdpa" if custom_ops(pte) else "static-cache"],
+               "decode_kind": _DECODE_KIND["custom-sdpa" if called else "static-cache"],
                "stepwise_argmax": logits.reshape(len(ids), -1).argmax(-1).tolist()}
     return metrics, res.runtime
