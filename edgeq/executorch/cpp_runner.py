@@ -24,6 +24,11 @@ from edgeq.resources import sample_app_dir
 
 SOURCES = ("CMakeLists.txt", "edgeq_runner.cpp", "edgeq_json.h", "edgeq_image.h", "edgeq_npz.h", "edgeq_sha256.h",
            "toolchain-aarch64.cmake")
+# ExecuTorch's llama:: custom-op kernels, vendored (llama_ops/README.md); every file under it is hashed.
+VENDORED = "llama_ops"
+# The llama:: operators those kernels register (op_sdpa.cpp, op_update_cache.cpp): a .pte calling only these loads.
+LLAMA_OPS = ("llama::custom_sdpa", "llama::update_cache", "llama::custom_quantized_sdpa", "llama::sdpa_with_kv_cache",
+             "llama::update_cache_with_indices", "llama::gated_delta_rule", "llama::channelwise_gated_delta_rule")
 BINARY = "edgeq_runner"
 ARCHES = ("x86_64", "aarch64")
 BUILD_TIMEOUT_S = 900
@@ -34,13 +39,24 @@ def source_dir() -> Path:
     return sample_app_dir("raspberry_pi_cpp")
 
 
+def _package_dir(name: str, why: str, fix: str) -> Path:
+    """An installed package's folder, found without importing it (importing torch or executorch is slow)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise RunnerError(f"{name} is not installed, {why}", fix)
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def torch_include_dir() -> Path:
+    """torch's ``include/``: the vendored llama kernels use its header-only ``ATen/cpu/vec`` (any arch)."""
+    return _package_dir("torch", "so the ATen/cpu/vec headers the llama:: kernels compile against are missing",
+                        "pip install torch (edgeq's own dependency)") / "include"
+
+
 def installed_executorch_root() -> Path:
     """The installed wheel's ``executorch/`` folder, found without importing it (importing pulls in torch)."""
-    spec = importlib.util.find_spec("executorch")
-    if spec is None or not spec.submodule_search_locations:
-        raise RunnerError("executorch is not installed, so there is no C++ runtime to build the runner against",
-                          "pip install executorch (the wheel ships libexecutorch.so and its CMake config)")
-    return Path(next(iter(spec.submodule_search_locations)))
+    return _package_dir("executorch", "so there is no C++ runtime to build the runner against",
+                        "pip install executorch (the wheel ships libexecutorch.so and its CMake config)")
 
 
 def executorch_version(root: Path) -> str:
@@ -51,8 +67,9 @@ def executorch_version(root: Path) -> str:
 
 def source_hash() -> str:
     h = hashlib.sha256()
-    for name in SOURCES:
-        h.update(name.encode() + b"\0" + (source_dir() / name).read_bytes())
+    vendored = sorted(p for p in (source_dir() / VENDORED).rglob("*") if p.is_file())
+    for path in [source_dir() / name for name in SOURCES] + vendored:
+        h.update(str(path.relative_to(source_dir())).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
 
@@ -97,7 +114,7 @@ def _build(arch: str, cmake_dir: Path, binary: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="edgeq-runner-build-") as tmp:
         build = Path(tmp) / "build"
         configure = [cmake, "-S", str(source_dir()), "-B", str(build), f"-Dexecutorch_DIR={cmake_dir}",
-                     "-DCMAKE_BUILD_TYPE=Release"]
+                     f"-DEDGEQ_TORCH_INCLUDE_DIR={torch_include_dir()}", "-DCMAKE_BUILD_TYPE=Release"]
         if arch == "aarch64":
             configure.append(f"-DCMAKE_TOOLCHAIN_FILE={source_dir() / 'toolchain-aarch64.cmake'}")
         for cmd in (configure, [cmake, "--build", str(build), "-j", str(min(2, os.cpu_count() or 1))]):

@@ -52,11 +52,6 @@ def check_config(cfg: LlmConfig) -> None:
     load_target(cfg.target)  # typed error for an unknown target, before a long export
     for name in cfg.emulate:  # fail before a long export, not after it
         cpu_model(load_target(name))  # typed error for an unknown or non-ARM target
-    if cfg.emulate and "pte" in cfg.formats and cfg.pte_program != "static-cache":
-        raise UsageError("the emulated .pte decode runs edgeq's C++ runner, built against the ExecuTorch wheel's "
-                         "C++ runtime, which has no kernels for the custom-SDPA program's llama:: ops",
-                         "add --pte-program static-cache to measure a .pte on the emulator, or emulate only "
-                         "--format onnx")
     if cfg.output.exists() and not cfg.force:
         raise OutputExistsError(f"{cfg.output} exists", "pass --force to replace it")
 

@@ -14,7 +14,7 @@ from edgeq.hashing import sha256_file
 from edgeq.jsontypes import JSONObject, get_object_or_none, get_objects, get_strs
 from edgeq.llm.build import LlmBuildInputs, get_llm_builder, quantization_record
 from edgeq.llm.config import LlmConfig, Variant
-from edgeq.llm.emulate import emulated_speed
+from edgeq.llm.emulate import emulated_speed, unsupported_ops
 from edgeq.llm.metrics import WindowScores, compare, greedy, greedy_agreement, score, speed
 from edgeq.llm.onnx_export import folder_bytes
 from edgeq.llm.pte_export import PteLowering, custom_ops
@@ -130,14 +130,12 @@ def finalize(ctx: Context, v: Variant, path: Path, out: Path, pick: bool, progre
 
 
 def _emulated_targets(ctx: Context, v: Variant, dest: Path, progress: Progress) -> tuple[str, ...]:
-    """The targets to emulate this artifact on. A custom-SDPA ``.pte`` calls ``llama::`` ops that the emulated C++
-    runner (the ExecuTorch wheel's bare runtime) has no kernels for: an explicit ``--emulate`` with it is refused
-    up front (``check_config``); the emulation a ``--target`` adds by itself skips it, and says so."""
+    """The targets to emulate this artifact on. The emulated C++ runner compiles in ExecuTorch's ``llama::`` kernels,
+    so both ``.pte`` programs are measured; a ``.pte`` calling some other ``llama::`` op (none of edgeq's programs
+    does) is skipped, and says so, rather than failing the export after the lowering."""
     if v.format != "pte" or not ctx.cfg.emulate:
         return ctx.cfg.emulate
-
-    ops = custom_ops(dest)
-    if ops:
+    if ops := unsupported_ops(dest):
         progress.stage(f"{v.name}: not emulated: it calls {', '.join(ops)}, which the emulated C++ runner has no "
                        "kernels for (export with --pte-program static-cache to measure a .pte on the emulator)")
         return ()

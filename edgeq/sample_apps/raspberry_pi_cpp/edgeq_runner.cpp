@@ -1,6 +1,7 @@
 // edgeq_runner: run an ExecuTorch .pte from an edgeq export, on a Raspberry Pi or any Linux (x86-64, aarch64).
 //
-// Torch-free: links only the executorch wheel's C++ runtime (libexecutorch.so, XNNPACK backend, kernels).
+// Torch-free: links only the executorch wheel's C++ runtime (libexecutorch.so, XNNPACK backend, kernels), plus
+// ExecuTorch's llama::custom_sdpa / llama::update_cache kernels compiled in from llama_ops/ (the LLM .pte).
 // Two modes (README.md has the details):
 //   edgeq_runner EXPORT_DIR [--artifact NAME] (--image F.ppm ... | --inputs IN.bin) [--outputs OUT.bin] ...
 //     The app: reads EXPORT_DIR/edgeq.json, picks the INT8 .pte (or NAME), checks its sha256, takes the input
