@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from edgeq.errors import UsageError
@@ -133,7 +133,14 @@ class Variant:
 
     def check(self) -> None:
         """Refuse a variant its format cannot build as written (its recipe against the format's declared support;
-        edgeq.llm.support), before a slow export."""
+        edgeq.llm.support), before a slow export. A measured rung (``keep8_cap``) is checked without its groups, which
+        are numbered blocks a 4-bit .pte body keeps at 8 bits."""
+        if self.keep8_cap:
+            if self.format != "pte" or self.bits != 4 or not 0 < self.keep8_cap <= 1:
+                raise UsageError(f"{self.name}: measured 8-bit groups need a 4-bit .pte variant and a size cap in "
+                                 f"(0, 1] x float bytes", "set format='pte', bits=4, or keep8_cap=0")
+            replace(self, keep8_cap=0.0).check()
+            return
         recipe = self.to_recipe()
         if recipe is not None:
             check_llm_recipe(self.format, recipe)

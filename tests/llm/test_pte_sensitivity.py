@@ -113,7 +113,7 @@ def test_the_measured_rung_records_its_measurement_in_the_manifest(tiny_lm: dict
     from edgeq.llm.api import export_llm
     from edgeq.llm.config import LlmConfig, Variant
 
-    rung = Variant("pte", 4, 32, activations="dynamic-int8", algo="gptq", embedding_bits=4, keep8_cap=0.3)
+    rung = Variant("pte", 4, 32, activations="dynamic-int8", algo="gptq", embedding_bits=4, keep8_cap=0.22)
     cfg = LlmConfig(model=str(tiny_lm["model"]), output=tmp_path / "out", calib_text=tiny_lm["calib"],
                     eval_text=tiny_lm["eval"], formats=("pte",), seq_len=32, max_context=64, calib_windows=2,
                     eval_windows=2, greedy_prompts=1, greedy_tokens=8, max_ppl_increase=1000.0,
@@ -122,11 +122,12 @@ def test_the_measured_rung_records_its_measurement_in_the_manifest(tiny_lm: dict
     trial = res.manifest["llm"]["formats"]["pte"]["trials"][0]
     sens = trial["sensitivity"]
     kept = [g["group"] for g in sens["groups"] if g["kept"]]
-    assert {g["group"] for g in sens["groups"]} == {"lm_head", "block0", "block1"} and kept
-    assert [g["group"] for g in trial["recipe"]["groups"] if g["group"] != "embedding"] == kept
-    assert {"group": "embedding", "dtype": "int4"} in trial["recipe"]["groups"]
+    assert {g["group"] for g in sens["groups"]} == {"lm_head", "block0", "block1"} and 0 < len(kept) < 3
+    # the 4-bit table follows the 4-bit body: no embedding row
+    assert [g["group"] for g in trial["recipe"]["groups"]] == kept and trial["variant"]["embedding_bits"] == 4
     assert trial["judged_on"] == "artifact" and trial["variant"]["keep8_cap"] == 0
     fb = trial["bytes"] / trial["size_ratio"]
-    assert sens["predicted_bytes"] <= 0.3 * fb
-    # the prediction is the artifact's weights: the program adds little beside them
-    assert abs(trial["bytes"] / sens["predicted_bytes"] - 1) < 0.15, (trial["bytes"], sens["predicted_bytes"])
+    assert sens["predicted_bytes"] <= 0.22 * fb
+    # the prediction is the artifact's weights; the program adds a few tens of KB beside them (44 KB here, ~0.6 MB
+    # on SmolLM2-135M's 120 MB)
+    assert 0 <= trial["bytes"] - sens["predicted_bytes"] < 64_000, (trial["bytes"], sens["predicted_bytes"])
