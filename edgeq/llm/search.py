@@ -37,9 +37,9 @@ def ladder(fmt: str) -> tuple[Variant, ...]:
     # (output projection, decoder blocks) measured most sensitive on the calibration windows, as many as fit in
     # SIZE_CAP x the float bytes (edgeq.llm.sensitivity); the trial records what was measured and kept.
     # SmolLM2-135M, eval text (docs/explanation/benchmarks/llm.md): the measured rung keeps 16 of 30 blocks 8-bit and
-    # the GPTQ-rounded head 4-bit: 1.117x in the eager torch judge, 1.125x lowered at 0.221x float, where the fixed
-    # list it replaces (lm_head + first/last blocks, 8-bit table) was 1.118x eager and 1.142x lowered at 0.224x.
-    # Neither reaches the 1.08x. The 8-bit reference is 8da8w with
+    # the GPTQ-rounded head 4-bit (15 at this cap): 1.117x in the eager torch judge, 1.111x lowered at 0.2185x
+    # float, where the fixed list it replaces (lm_head + first/last blocks, 8-bit table) was 1.118x eager and 1.142x
+    # lowered at 0.224x. Neither reaches the 1.08x. The 8-bit reference is 8da8w with
     # SmoothQuant folded into the norms and up-projections (edgeq.llm.smooth): the same program and bytes as 8da8w
     # (1.03x at 0.31x), the per-token int8 activations lose less.
     return (
