@@ -55,6 +55,8 @@ def catalog() -> dict[str, Any]:
              *(Variant("pte", 4, g, activations="dynamic-int8", algo=a) for g in (32, 64, 128)
                for a in ("default", "gptq")),
              *(Variant("pte", 4, 32, activations="dynamic-int8", keep8=k, algo="gptq")
+               for k in (("lm_head",), ("lm_head", "ends"))),
+             *(Variant("pte", 4, 32, activations="dynamic-int8", keep8=k, algo="gptq", embedding_bits=4)
                for k in (("lm_head",), ("lm_head", "ends"))))
     return {v.name: v for v in (*ladder("onnx"), *ladder("pte"), *extra)}
 
@@ -91,6 +93,12 @@ def measure_variants(root: Path, hf: Path, calib: Path, ev: Path, names: list[st
         v = known[name]
         t0 = time.perf_counter()
         try:
+            if v.keep8_cap:  # the measured rung: its 8-bit groups measured as the search does (edgeq.llm.sensitivity)
+                from edgeq.llm.sensitivity import resolve
+
+                v, record = resolve(lm.model, gw, v, fb)
+                print(json.dumps({"variant": name, "resolved": v.name, "measure_s": round(time.perf_counter() - t0),
+                                  "sensitivity": record}), flush=True)
             if v.format == "onnx":
                 from edgeq.llm.measure import onnx_source
                 from edgeq.llm.onnx_export import build_onnx

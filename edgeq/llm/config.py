@@ -6,13 +6,23 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from edgeq.errors import UsageError
 from edgeq.jsontypes import JSONObject
 from edgeq.llm.support import PER_TOKEN_INT8, check_llm_recipe
-from edgeq.recipe import Activations, GroupOverride, GroupType, MatMulNBits, Recipe, Step, Weights, WeightType
+from edgeq.recipe import (
+    Activations,
+    GroupOverride,
+    GroupType,
+    MatMulNBits,
+    Recipe,
+    Step,
+    Weights,
+    WeightType,
+    block_index,
+)
 
 FORMATS = ("onnx", "pte")
 PTE_DELEGATIONS = ("linears", "all")
@@ -24,8 +34,7 @@ ALGOS = ("default", "gptq", "hqq", "k_quant")
 # Variant field values -> recipe parts (keyed by the Variant's plain strings and ints)
 _WEIGHTS: dict[int, WeightType] = {4: "int4", 8: "int8"}
 _EMBEDDING: dict[int, GroupType] = {0: "float", 4: "int4", 8: "int8"}
-_KEEP8 = {"lm_head": GroupOverride("lm_head", "int8"), "mixed": GroupOverride("mixed", "int8"),
-          "ends": GroupOverride("ends", "int8")}
+_KEEP8 = ("lm_head", "mixed", "ends")  # and block<i> (edgeq.recipe.block_group)
 _STEPS = {"gptq": Step("gptq"), "hqq": Step("hqq"), "k_quant": Step("k_quant")}
 
 
@@ -33,7 +42,11 @@ _STEPS = {"gptq": Step("gptq"), "hqq": Step("hqq"), "k_quant": Step("k_quant")}
 class Variant:
     """One weight-quantization recipe. ``bits`` is the body's weight width; ``keep8`` names layer groups kept at
     8 bits (``lm_head``: the output projection; ``mixed``: llama.cpp's sensitive layers, ONNX only; ``ends``: the
-    first and last decoder blocks, .pte only). ``accuracy_level`` is MatMulNBits' activation math (ONNX only):
+    first and last decoder blocks, .pte only; ``block<i>``: decoder block i, .pte only). ``keep8_cap`` > 0 marks a
+    rung whose 8-bit groups the search measures (edgeq.llm.sensitivity.resolve): the most sensitive output
+    projection / decoder blocks on the calibration windows, added to ``keep8`` while the predicted artifact stays
+    within ``keep8_cap`` x the float bytes; the resolved variant (``keep8_cap`` 0) is what is built and recorded.
+    ``accuracy_level`` is MatMulNBits' activation math (ONNX only):
     4 = int8 activations (the fast ARM/x86 path), 1 = float32 activations (weight-only int8/int4 math)."""
 
     format: str
@@ -47,6 +60,7 @@ class Variant:
     algo: str = "default"
     accuracy_level: int = 4  # ONNX MatMulNBits: 4 = int8 activation math, 1 = float32
     smooth: bool = False  # .pte: SmoothQuant folded into norms / up-projections before quantizing (edgeq.llm.smooth)
+    keep8_cap: float = 0.0  # > 0: keep8 is measured at search time under this size cap (x float bytes)
 
     @property
     def name(self) -> str:
@@ -54,7 +68,10 @@ class Variant:
             return f"{self.format}-fp32"
         act = "8da" if self.activations == "dynamic-int8" else "w"
         grp = f"g{self.group}" if self.group else "pc"
-        keep = "".join(f"-{k}8" for k in self.keep8)
+        blocks = [str(i) for k in self.keep8 if (i := block_index(k)) is not None]
+        keep = "".join(f"-{k}8" for k in self.keep8 if block_index(k) is None)
+        keep += f"-b{'.'.join(blocks)}_8" if blocks else ""
+        keep += f"-sens{self.keep8_cap:g}x" if self.keep8_cap else ""
         sym = "" if self.symmetric else "-asym"
         algo = "" if self.algo == "default" else f"-{self.algo}"
         emb = f"-emb{self.embedding_bits}" if self.embedding_bits else "-embf"
@@ -77,8 +94,11 @@ class Variant:
         if self.bits == 32:
             return None
         _check_fields(self)
+        if self.keep8_cap:
+            raise UsageError(f"{self.name}: its 8-bit groups are measured at search time; no recipe before that",
+                             "resolve it first (edgeq.llm.sensitivity.resolve), or list keep8 explicitly")
         dynamic = self.activations == "dynamic-int8"
-        groups = [_KEEP8[k] for k in self.keep8]
+        groups = [GroupOverride(k, "int8") for k in self.keep8]
         if self.embedding_bits != self.bits:
             groups.append(GroupOverride("embedding", _EMBEDDING[self.embedding_bits]))
         steps = (Step("smoothquant"),) if self.smooth else ()
@@ -113,7 +133,14 @@ class Variant:
 
     def check(self) -> None:
         """Refuse a variant its format cannot build as written (its recipe against the format's declared support;
-        edgeq.llm.support), before a slow export."""
+        edgeq.llm.support), before a slow export. A measured rung (``keep8_cap``) is checked without its groups, which
+        are numbered blocks a 4-bit .pte body keeps at 8 bits."""
+        if self.keep8_cap:
+            if self.format != "pte" or self.bits != 4 or not 0 < self.keep8_cap <= 1:
+                raise UsageError(f"{self.name}: measured 8-bit groups need a 4-bit .pte variant and a size cap in "
+                                 f"(0, 1] x float bytes", "set format='pte', bits=4, or keep8_cap=0")
+            replace(self, keep8_cap=0.0).check()
+            return
         recipe = self.to_recipe()
         if recipe is not None:
             check_llm_recipe(self.format, recipe)
@@ -123,7 +150,7 @@ def _check_fields(v: Variant) -> None:
     """The Variant values a recipe has a word for (typed errors naming the field)."""
     for what, value, allowed in (("bits", v.bits, (4, 8, 32)), ("activations", v.activations, ACTIVATIONS),
                                  ("embedding_bits", v.embedding_bits, tuple(_EMBEDDING)), ("algo", v.algo, ALGOS),
-                                 *(("keep8", k, tuple(_KEEP8)) for k in v.keep8)):
+                                 *(("keep8", k, _KEEP8) for k in v.keep8 if block_index(k) is None)):
         if value not in allowed:
             raise UsageError(f"{v.format} variant: {what}={value!r} is not one of {', '.join(map(str, allowed))}",
                              f"set {what} to one of them")

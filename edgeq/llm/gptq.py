@@ -94,7 +94,7 @@ def gptq_weight(w: Tensor, h: Tensor, group: int, symmetric: bool, act_order: bo
     return q[:, torch.argsort(perm)]
 
 
-def _blocks(model: Module) -> list[Module]:
+def decoder_blocks(model: Module) -> list[Module]:
     """The decoder blocks, in order (the ModuleList whose name ends in ``layers`` or ``h``)."""
     import torch  # heavy: torch, only where a model is quantized
 
@@ -164,16 +164,17 @@ def _run_block(block: Module, xs: list[Tensor], kws: list[dict[str, object]],
 
 
 def gptq_model(model: Module, calib: np.ndarray, group: int, symmetric: bool, act_order: bool = True,
-               skip: frozenset[int] = frozenset()) -> list[str]:
+               skip: frozenset[int] = frozenset(), head: bool = False) -> list[str]:
     """MODEL's decoder-block linears replaced, in place, by their GPTQ rounding on the token windows CALIB
-    [n, seq]; the output projection, the embedding and the blocks numbered in SKIP (kept 8-bit by the variant)
-    are left to the format's quantizer. Each block runs once on the previous (rounded) block's outputs to
-    collect its Hessians and once more, rounded, to feed the next. Returns the rounded linears' names."""
+    [n, seq]; the embedding and the blocks numbered in SKIP (kept 8-bit by the variant) are left to the format's
+    quantizer, and so is the output projection unless HEAD (it must not share its weight with the embedding
+    table: untie it first). Each block runs once on the previous (rounded) block's outputs to collect its
+    Hessians and once more, rounded, to feed the next. Returns the rounded linears' names."""
     import torch  # heavy: torch, only where a model is quantized
 
     done: list[str] = []
     ids = torch.from_numpy(np.ascontiguousarray(calib, dtype=np.int64))
-    blocks = _blocks(model)
+    blocks = decoder_blocks(model)
     xs, kws = _block_inputs(model, blocks[0], ids)
     for i, block in enumerate(blocks):
         lins = {n: m for n, m in block.named_modules() if isinstance(m, torch.nn.Linear)
@@ -184,7 +185,41 @@ def gptq_model(model: Module, calib: np.ndarray, group: int, symmetric: bool, ac
                 m.weight.copy_(gptq_weight(m.weight, hs[name], group, symmetric, act_order).to(m.weight.dtype))
                 done.append(f"{i}.{name}")
         xs, _ = _run_block(block, xs, kws, {})
+    if head:
+        done.append(_gptq_head(model, ids, group, symmetric, act_order))
     return done
+
+
+def _gptq_head(model: Module, ids: Tensor, group: int, symmetric: bool, act_order: bool) -> str:
+    """The output projection rounded by GPTQ on the Hessian of its inputs (the final norm's outputs), collected by
+    running the whole (already block-rounded) model on IDS. Returns its name."""
+    import torch  # heavy: torch, only where a model is quantized
+
+    lin = model.get_output_embeddings()  # type: ignore[operator]  # a transformers model, typed as a Module here
+    emb = model.get_input_embeddings()  # type: ignore[operator]
+    if not isinstance(lin, torch.nn.Linear) or lin.weight is emb.weight:
+        raise UsageError("GPTQ on the output projection needs it untied from the embedding table",
+                         "untie it first (a separate weight tensor), or round only the blocks")
+    h = torch.zeros(lin.in_features, lin.in_features)
+    tokens = 0
+
+    def add(_m: Module, inp: tuple[Tensor, ...]) -> None:
+        nonlocal tokens
+        x = inp[0].detach().float().reshape(-1, inp[0].shape[-1])
+        h.add_(x.T @ x)
+        tokens += x.shape[0]
+
+    handle = lin.register_forward_pre_hook(add)
+    try:
+        with torch.no_grad():
+            for row in ids:
+                model(input_ids=row[None], use_cache=False)
+    finally:
+        handle.remove()
+    with torch.no_grad():
+        lin.weight.copy_(gptq_weight(lin.weight, 2 * h / max(tokens, 1), group, symmetric, act_order)
+                         .to(lin.weight.dtype))
+    return str(next(n for n, m in model.named_modules() if m is lin))
 
 
 def gptq_folder(lm: LoadedLM, calib: np.ndarray, group: int, symmetric: bool, dest: Path) -> Path:

@@ -25,6 +25,7 @@ from edgeq.llm.gptq import gptq_model
 from edgeq.llm.hf import HFModel, HFTokenizer
 from edgeq.llm.pte_sdpa import unsupported, wrapper
 from edgeq.llm.smooth import smooth_decoder
+from edgeq.recipe import block_index
 
 if TYPE_CHECKING:
     import torch
@@ -69,6 +70,12 @@ def _static_cache_wrapper(model: HFModel, max_context: int) -> torch.nn.Module:
     return EtLlm().eval()
 
 
+def kept_blocks(v: Variant, layers: int) -> frozenset[int]:
+    """The decoder blocks (of LAYERS) V keeps at 8 bits: the first and last (``ends``) and every ``block<i>``."""
+    ends = {0, layers - 1} if "ends" in v.keep8 else set()
+    return frozenset(ends | {i for k in v.keep8 if (i := block_index(k)) is not None})
+
+
 def quantize_linears(model: HFModel, v: Variant) -> None:
     # optional: the [executorch] extra
     import torch
@@ -103,17 +110,17 @@ def quantize_linears(model: HFModel, v: Variant) -> None:
         return IntxWeightOnlyConfig(weight_dtype=dtype, granularity=gran, intx_choose_qparams_algorithm=algo)
 
     head = model.get_output_embeddings()
-    last = int(model.config.num_hidden_layers) - 1
+    blocks = kept_blocks(v, int(model.config.num_hidden_layers))
 
     def kept8(m: torch.nn.Module, fqn: str) -> bool:
-        """Layers V keeps at 8 bits (per channel): the output projection, and the first and last decoder
-        blocks, which quantization hurts most in small LMs (the llama.cpp k-quant mixes keep them wider too)."""
+        """Layers V keeps at 8 bits (per channel): the output projection, and the decoder blocks V names (the
+        first and last, which quantization hurts most in small LMs, or the ones measured most sensitive)."""
         if not isinstance(m, torch.nn.Linear):
             return False
         if m is head:
             return "lm_head" in v.keep8
         block = re.search(r"(?:^|\.)(?:layers|h)\.(\d+)\.", fqn)
-        return "ends" in v.keep8 and block is not None and int(block.group(1)) in (0, last)
+        return block is not None and int(block.group(1)) in blocks
 
     def body(m: torch.nn.Module, fqn: str) -> bool:
         if not isinstance(m, torch.nn.Linear) or kept8(m, fqn):
@@ -132,6 +139,9 @@ def quantized_model(model: HFModel, v: Variant, calib: np.ndarray | None = None)
     paying for its lowering."""
     import torch  # heavy: torch, imported only where a model is built or run
 
+    if v.keep8_cap:
+        raise UsageError(f"{v.name}: its 8-bit groups are measured at search time, not built as written",
+                         "resolve it first (edgeq.llm.sensitivity.resolve), or list keep8 explicitly")
     m = copy.deepcopy(model)
     if m.config.tie_word_embeddings and v.bits != 32:
         # the quantized head and the quantized embedding table are different tensors, so untie them first
@@ -146,8 +156,10 @@ def quantized_model(model: HFModel, v: Variant, calib: np.ndarray | None = None)
         if calib is None or v.bits != 4 or not v.symmetric:
             raise UsageError(f"{v.name}: GPTQ needs calibration windows and symmetric 4-bit weights (XNNPACK's "
                              "blockwise int4 is symmetric)", "pass calib= token windows")
-        last = int(m.config.num_hidden_layers) - 1
-        gptq_model(m, calib, v.group, symmetric=True, skip=frozenset((0, last) if "ends" in v.keep8 else ()))
+        # the 4-bit output projection is GPTQ-rounded too (untied above); SmolLM2-135M: see edgeq.llm.search
+        head = "lm_head" not in v.keep8 and isinstance(m.get_output_embeddings(), torch.nn.Linear)
+        gptq_model(m, calib, v.group, symmetric=True, skip=kept_blocks(v, int(m.config.num_hidden_layers)),
+                   head=head)
     if v.bits != 32:
         quantize_linears(m, v)
     if v.embedding_bits:
@@ -156,7 +168,10 @@ def quantized_model(model: HFModel, v: Variant, calib: np.ndarray | None = None)
             get_quant_embedding_transform,
         )
 
-        m = get_quant_embedding_transform(f"{v.embedding_bits},0")(m)
+        # 8-bit: one scale per row (ExecuTorch's llama default); 4-bit: one per group of V.group columns, as its
+        # llama export with --embedding-quantize 4,32
+        group = (v.group or 32) if v.embedding_bits == 4 else 0
+        m = get_quant_embedding_transform(f"{v.embedding_bits},{group}")(m)
     return m
 
 

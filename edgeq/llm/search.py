@@ -1,11 +1,15 @@
 """Per format, the smallest variant inside the perplexity budget: candidates are tried smallest first (4-bit, then
-4-bit with the output projection (.pte: and the first and last blocks) at 8 bits, then 8-bit) and judged on the
-calibration windows; the first one inside the budget wins. The last rung (the most accurate 8-bit one) is always
+4-bit with the output projection (.pte: the groups measured most sensitive, within a size cap) at 8 bits, then
+8-bit) and judged on the calibration windows; the first one inside the budget wins. The last rung (the most accurate 8-bit one) is always
 measured and shipped so the manifest shows the safe choice."""
 
 from __future__ import annotations
 
 from edgeq.llm.config import Variant
+
+# the measured .pte rung's cap on its predicted bytes (x float bytes): the issue's 0.22x target for the smallest 4-bit
+# artifact, less the ~0.1 % the program adds beside the weights (edgeq.llm.sensitivity.predicted_bytes)
+SIZE_CAP = 0.219
 
 
 def ladder(fmt: str) -> tuple[Variant, ...]:
@@ -27,15 +31,20 @@ def ladder(fmt: str) -> tuple[Variant, ...]:
             Variant("onnx", 8, 16, embedding_bits=0),
         )
     # .pte: XNNPACK runs linears with dynamically quantized int8 activations (per token) and int4 (grouped,
-    # symmetric) or int8 (per output channel) weights. The 4-bit rungs are GPTQ-rounded (edgeq.llm.gptq) onto
-    # torchao's no-clipping-error symmetric grid; the second keeps the output projection and the first and last
-    # blocks at 8 bits. SmolLM2-135M, eval text, eager torchao estimate (docs/explanation/benchmarks/llm.md):
-    # 1.24x and 1.118x, where HQQ-scaled 8da4w was 1.79x. The 8-bit reference is 8da8w with SmoothQuant folded into
-    # the norms and up-projections (edgeq.llm.smooth): the same program and bytes as 8da8w (1.03x at 0.31x), the
-    # per-token int8 activations lose less.
+    # symmetric) or int8 (per output channel) weights. The 4-bit rungs are GPTQ-rounded (edgeq.llm.gptq, the
+    # output projection too when it stays 4-bit) onto torchao's no-clipping-error symmetric grid. The second rung
+    # stores the embedding table at 4 bits (ExecuTorch's embedding_4bit, group 32) and keeps at 8 bits the groups
+    # (output projection, decoder blocks) measured most sensitive on the calibration windows, as many as fit in
+    # SIZE_CAP x the float bytes (edgeq.llm.sensitivity); the trial records what was measured and kept.
+    # SmolLM2-135M, eval text (docs/explanation/benchmarks/llm.md): the measured rung keeps 16 of 30 blocks 8-bit and
+    # the GPTQ-rounded head 4-bit (15 at this cap): 1.117x in the eager torch judge, 1.111x lowered at 0.2185x
+    # float, where the fixed list it replaces (lm_head + first/last blocks, 8-bit table) was 1.118x eager and 1.142x
+    # lowered at 0.224x. Neither reaches the issue's 1.08x. The 8-bit reference is 8da8w with
+    # SmoothQuant folded into the norms and up-projections (edgeq.llm.smooth): the same program and bytes as 8da8w
+    # (1.03x at 0.31x), the per-token int8 activations lose less.
     return (
         Variant("pte", 4, 32, activations="dynamic-int8", algo="gptq"),
-        Variant("pte", 4, 32, activations="dynamic-int8", keep8=("lm_head", "ends"), algo="gptq"),
+        Variant("pte", 4, 32, activations="dynamic-int8", algo="gptq", embedding_bits=4, keep8_cap=SIZE_CAP),
         Variant("pte", 8, 0, activations="dynamic-int8", smooth=True),
     )
 

@@ -10,7 +10,9 @@ passed.
 point estimate on a few windows let a rung through that missed on held-out text. ``.pte`` rungs are judged first
 on the torchao-quantized eager model (the exact quantized weights the lowering receives; seconds instead of minutes
 of lowering), and only a rung that will ship is lowered: one whose estimate is inside the budget, or the
-reference. A lowered rung is judged again on its artifact, and that verdict counts.
+reference. A lowered rung is judged again on its artifact, and that verdict counts. A rung that asks for measured
+8-bit groups (``Variant.keep8_cap``) has them measured when the ladder reaches it (:mod:`edgeq.llm.sensitivity`);
+its trial records the resolved recipe and the measurement (``sensitivity``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edgeq.jsontypes import JSONObject, get_int
@@ -28,6 +30,7 @@ from edgeq.llm.metrics import CONFIDENCE, WindowScores, compare, score
 from edgeq.llm.pte_export import quantized_model
 from edgeq.llm.runners import TorchLM, open_runner
 from edgeq.llm.search import ladder
+from edgeq.llm.sensitivity import resolve
 from edgeq.progress import Progress
 from edgeq.select.evaluation import evaluate_perplexity
 from edgeq.select.ladder import TrialBudget, run_ladder
@@ -67,10 +70,12 @@ def select_format(ctx: measure.Context, fmt: str, pr: Progress, lower: Lower = m
     """Walk FMT's ladder through the one loop, pick by the one rule, and ship the pick plus the 8-bit reference."""
     cands = ctx.cfg.variants and tuple(v for v in ctx.cfg.variants if v.format == fmt) or ladder(fmt)
     last = cands[-1]
-    run = run_ladder(((v.name, (v,)) for v in cands),
+    measured: dict[Variant, JSONObject] = {}  # a measured rung's sensitivity record, by its resolved variant
+    run = run_ladder(((v.name, (v,)) for v in (_resolve(ctx, c, pr, measured) for c in cands)),
                      lambda _stage, v: _judge(ctx, v, pr, lower, estimate_first=fmt == "pte", reference=v == last),
                      TrialBudget(len(cands)))
-    rungs = list(run.trials)
+    rungs = [replace(r, record={**r.record, "sensitivity": measured[r.variant]}) if r.variant in measured else r
+             for r in run.trials]
     if rungs[-1].variant != last:  # an earlier rung passed: the reference is still built, never estimated
         rungs.append(_judge(ctx, last, pr, lower, estimate_first=False, reference=True))
     chosen = pick([Scored(i, r.bytes, r.passed, r.shortfall) for i, r in enumerate(rungs)])
@@ -83,6 +88,21 @@ def select_format(ctx: measure.Context, fmt: str, pr: Progress, lower: Lower = m
     sel = Selection(f"llm-{fmt}", picked is not None, len(rungs), run.stopped, shipped, run.time_capped)
     pr.stage(sel.line())
     return FormatSelection([r.record for r in rungs], ship, sel)
+
+
+def _resolve(ctx: measure.Context, v: Variant, pr: Progress, measured: dict[Variant, JSONObject]) -> Variant:
+    """V, with its 8-bit groups measured when it asks for that (``keep8_cap``): only once the ladder reaches it (the
+    generator is lazy), so a rung that passed earlier spares the measurement."""
+    if not v.keep8_cap:
+        return v
+    pr.stage(f"{v.format}: {v.name}: measuring each group's sensitivity on the calibration windows")
+    t0 = time.perf_counter()
+    got, record = resolve(ctx.lm.model, ctx.calib_windows, v, ctx.fbytes)
+    measured[got] = {**record, "measure_s": round(time.perf_counter() - t0, 1)}
+    kept = [g for g in got.keep8 if g not in v.keep8]
+    pr.stage(f"{v.format}: kept at 8 bits by measured sensitivity: {', '.join(kept) or 'none'} "
+             f"(predicted {record['predicted_bytes']} bytes, cap {v.keep8_cap:g}x float)")
+    return got
 
 
 def _judge(ctx: measure.Context, v: Variant, pr: Progress, lower: Lower, estimate_first: bool,

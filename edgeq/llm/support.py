@@ -6,7 +6,8 @@ before a slow build instead of building something else than the recipe says.
   256), symmetric or asymmetric; ``lm_head`` and llama.cpp's ``mixed`` layers at int8 (over a 4-bit body); the
   embedding table at int4 or kept float; ``gptq``, ``hqq`` or ``k_quant``; the kernel's ``accuracy_level``.
 - ``pte`` (torchao + XNNPACK): weight-only int4 or 8da4w / 8da8w (dynamic per-token int8 activations), symmetric
-  weights per group or per output channel; ``lm_head`` and the first and last blocks (``ends``) at int8; the
+  weights per group or per output channel; ``lm_head``, the first and last blocks (``ends``) and numbered decoder
+  blocks (``block<i>``, chosen by measured sensitivity: edgeq.llm.sensitivity) at int8; the
   embedding table at int4, int8 or float; ``smoothquant`` then ``gptq``.
 
 What the declarations cannot say (a block size the kernel lacks, GPTQ's grid per format, 8-bit weight-only on
@@ -35,6 +36,8 @@ ONNX_LLM_SUPPORT = RecipeSupport(
                     "activation math is matmul_nbits.accuracy_level 4", "use scheme='weight-only'"),
              Reason("group:ends", "onnxruntime-genai's builder keeps only the output projection (last_matmul) and "
                     "llama.cpp's sensitive layers (mixed_layers) at 8 bits", f"use the mixed group, or {_TO_PTE}"),
+             Reason("group:block=int8", "onnxruntime-genai's builder keeps only the output projection and llama.cpp's "
+                    "sensitive layers at 8 bits, not chosen decoder blocks", f"use the mixed group, or {_TO_PTE}"),
              Reason("group:embedding=int8", "onnxruntime's GatherBlockQuantized is 4-bit only",
                     "keep the embedding table int4 or float"),
              Reason("step:smoothquant", "the ONNX LM stores weights only (MatMulNBits): it has no quantized "
@@ -44,7 +47,7 @@ PTE_LLM_SUPPORT = RecipeSupport(
     fmt="pte", schemes=("weight-only", "dynamic"), override_kinds=(), weight_types=("int4", "int8"), group_wise=True,
     groups=(GroupOverride("lm_head", "int8"), GroupOverride("ends", "int8"), GroupOverride("embedding", "int4"),
             GroupOverride("embedding", "int8"), GroupOverride("embedding", "float")),
-    steps=("smoothquant", "gptq"),
+    block_widths=("int8",), steps=("smoothquant", "gptq"),
     reasons=(Reason("weights:asymmetric", "XNNPACK's int4 and int8 linear weights are symmetric",
                     "use symmetric weights, or --format onnx"),
              Reason("group:mixed", "llama.cpp's sensitive-layer list is picked by onnxruntime-genai's builder; the "

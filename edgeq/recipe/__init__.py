@@ -23,6 +23,8 @@ from edgeq.recipe.parts import (
     StepName,
     Weights,
     WeightType,
+    block_group,
+    block_index,
 )
 from edgeq.recipe.recipe import RECIPE_VERSION, Recipe
 from edgeq.recipe.support import Reason, RecipeSupport, check_support
@@ -30,4 +32,4 @@ from edgeq.recipe.support import Reason, RecipeSupport, check_support
 __all__ = ["LAYER_GROUPS", "OVERRIDE_KINDS", "RECIPE_VERSION", "SCHEMES", "STEP_NAMES", "WEIGHT_TYPES", "Activations",
            "FloatKind", "Granularity", "GroupOverride", "GroupType", "LayerGroup", "LayerOverride", "MatMulNBits",
            "OpTypeOverride", "OverrideKind", "Reason", "Recipe", "RecipeScheme", "RecipeSupport", "Step", "StepName",
-           "Weights", "WeightType", "check_support"]
+           "Weights", "WeightType", "block_group", "block_index", "check_support"]

@@ -27,6 +27,7 @@ from edgeq.recipe.parts import (
     OpTypeOverride,
     Step,
     Weights,
+    block_index,
 )
 
 _T = TypeVar("_T", bound=str)
@@ -125,12 +126,19 @@ def _rows(value: object, name_key: str, kinds: tuple[_T, ...], where: str,
     return out
 
 
+def _group(d: Mapping[str, object], where: str, error: type[EdgeqError]) -> str:
+    """A layer group's name: one of LAYER_GROUPS, or block<i> (a numbered decoder block)."""
+    if isinstance(name := d.get("group"), str) and block_index(name) is not None:
+        return name
+    return required_literal(d, "group", (*LAYER_GROUPS, "block<i>"), where, error)
+
+
 def groups_from(value: object, where: str, error: type[EdgeqError]) -> tuple[GroupOverride, ...]:
     out = []
     for i, row in enumerate(as_list(value, where, error)):
         d = as_object(row, f"{where}[{i}]", error)
         check_keys(d, ("group", "dtype"), f"{where}[{i}]", error)
-        out.append(GroupOverride(required_literal(d, "group", LAYER_GROUPS, f"{where}[{i}]", error),
+        out.append(GroupOverride(_group(d, f"{where}[{i}]", error),
                                  required_literal(d, "dtype", GROUP_TYPES, f"{where}[{i}]", error)))
     return tuple(out)
 

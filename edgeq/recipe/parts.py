@@ -3,6 +3,7 @@ dataclass whose fields are ``Literal`` types, validated on construction (typed e
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,7 +29,7 @@ FloatKind = Literal["float", "float16"]
 FLOAT_KINDS: tuple[FloatKind, ...] = ("float", "float16")
 
 __all__ = ["CALIBRATION_METHODS", "INT_TYPES", "Activations", "CalibrationMethod", "GroupOverride", "IntType",
-           "LayerOverride", "MatMulNBits", "OpTypeOverride", "Step", "Weights"]
+           "LayerOverride", "MatMulNBits", "OpTypeOverride", "Step", "Weights", "block_group", "block_index"]
 
 
 def _check(value: object, allowed: tuple[str, ...], what: str) -> None:
@@ -113,9 +114,12 @@ class OpTypeOverride:
 # --- language-model ingredients (edgeq.llm): named layer groups, weight-preparation steps, kernel options -----------
 # lm_head: the output projection; embedding: the token-embedding table; mixed: llama.cpp's sensitive layers (the
 # attention value and FFN down projections of some blocks, as onnxruntime-genai's builder picks them); ends: the
-# first and last decoder blocks' linears. A model without such a layer gets nothing from its row.
+# first and last decoder blocks' linears; block<i> (block0, block17, ...): the linears of decoder block i, a group
+# the search picks by measured sensitivity (edgeq.llm.sensitivity). A model without such a layer gets nothing from its
+# row.
 LayerGroup = Literal["lm_head", "embedding", "mixed", "ends"]
 LAYER_GROUPS: tuple[LayerGroup, ...] = ("lm_head", "embedding", "mixed", "ends")
+_BLOCK = re.compile(r"block(0|[1-9][0-9]*)")
 GroupType = Literal["float", "int4", "uint4", "int8", "uint8", "int16", "uint16"]
 GROUP_TYPES: tuple[GroupType, ...] = ("float", *WEIGHT_TYPES)
 # gptq: error-compensating rounding on calibration text; hqq: half-quadratic scale search (onnxruntime's HQQ);
@@ -131,12 +135,24 @@ class GroupOverride:
     """A named group of layers whose weights get another width than the body's (``float``: kept float). A group
     without a row follows the recipe's ``weights``."""
 
-    group: LayerGroup
+    group: str  # one of LAYER_GROUPS, or block<i>
     dtype: GroupType
 
     def __post_init__(self) -> None:
-        _check(self.group, LAYER_GROUPS, "layer group")
+        if block_index(self.group) is None:
+            _check(self.group, (*LAYER_GROUPS, "block<i>"), "layer group")
         _check(self.dtype, GROUP_TYPES, f"{self.group} weight type")
+
+
+def block_group(index: int) -> str:
+    """The layer-group name of decoder block INDEX (0-based): ``block<index>``."""
+    return f"block{index}"
+
+
+def block_index(group: str) -> int | None:
+    """The decoder block a ``block<i>`` group names (None: a named group such as ``lm_head``)."""
+    m = _BLOCK.fullmatch(group)
+    return int(m.group(1)) if m else None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgeq.errors import UsageError
-from edgeq.recipe.parts import OVERRIDE_KINDS, GroupOverride, OverrideKind, RecipeScheme, StepName, WeightType
+from edgeq.recipe.parts import (
+    OVERRIDE_KINDS,
+    GroupOverride,
+    GroupType,
+    OverrideKind,
+    RecipeScheme,
+    StepName,
+    WeightType,
+    block_index,
+)
 from edgeq.recipe.recipe import Recipe
 
 # what an override asks of the format, in a refusal's words
@@ -32,7 +41,7 @@ class RecipeSupport:
 
     ``no_ops``: ingredients accepted and recorded but without effect on the bytes, each with why (documented in
     the format's reference page). ``groups``: the layer-group rows the format builds, each group at the widths
-    listed; ``steps``: the weight-preparation steps it runs; ``matmul_nbits``: whether it takes that ONNX option.
+    listed; ``block_widths``: the widths a numbered decoder block (``block<i>``) may take; ``steps``: the weight-preparation steps it runs; ``matmul_nbits``: whether it takes that ONNX option.
     ``compression``: whether it builds from a model the ``--compress`` steps prepared (torch-side, before capture).
     """
 
@@ -46,6 +55,7 @@ class RecipeSupport:
     reasons: tuple[Reason, ...] = ()
     no_ops: tuple[str, ...] = ()
     groups: tuple[GroupOverride, ...] = ()
+    block_widths: tuple[GroupType, ...] = ()
     steps: tuple[StepName, ...] = ()
     matmul_nbits: bool = False
     compression: bool = False
@@ -86,6 +96,10 @@ def unsupported(recipe: Recipe, support: RecipeSupport) -> tuple[str, str] | Non
 def _unsupported_llm_part(recipe: Recipe, support: RecipeSupport) -> tuple[str, str] | None:
     """The first layer group, step or kernel option of ``recipe`` that ``support`` lacks."""
     for g in recipe.groups:
+        if block_index(g.group) is not None:
+            if g.dtype not in support.block_widths:
+                return f"group:block={g.dtype}", f"store a numbered decoder block's ({g.group}) weights {g.dtype}"
+            continue
         if g not in support.groups:
             known = any(s.group == g.group for s in support.groups)
             key = f"group:{g.group}={g.dtype}" if known else f"group:{g.group}"

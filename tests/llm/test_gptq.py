@@ -154,3 +154,31 @@ def test_gptq_leaves_the_blocks_a_variant_keeps_8_bit() -> None:
     done = gptq_model(m, np.arange(64, dtype=np.int64).reshape(2, 32), 32, symmetric=True, skip=frozenset({0, 2}))
     assert done and {d.split(".")[0] for d in done} == {"1"} and len(done) == 7  # q k v o gate up down
     assert torch.equal(m.model.layers[0].mlp.down_proj.weight, first)
+
+
+def test_gptq_rounds_the_untied_output_projection_only_when_asked() -> None:
+    """HEAD: the output projection lands on its 4-bit grid too (the .pte rungs that keep it 4-bit); a head that
+    shares the embedding table's weight is refused rather than rounding the table with it."""
+    import copy
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from edgeq.errors import UsageError
+    from edgeq.llm.gptq import gptq_model, group_grid
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=16, tie_word_embeddings=True)
+    tied = LlamaForCausalLM(cfg).eval()
+    calib = np.random.default_rng(0).integers(0, 96, size=(2, 16))
+    with pytest.raises(UsageError, match="untied"):
+        gptq_model(copy.deepcopy(tied), calib, 32, symmetric=True, head=True)
+    m = copy.deepcopy(tied)
+    m.lm_head.weight = torch.nn.Parameter(m.lm_head.weight.detach().clone())
+    before = m.lm_head.weight.detach().clone()
+    assert "lm_head" in gptq_model(m, calib, 32, symmetric=True, head=True)
+    scale, zero = group_grid(before, 32, symmetric=True)
+    codes = m.lm_head.weight.detach().reshape(96, 2, 32) / scale[..., None] + zero[..., None]
+    assert torch.allclose(codes, codes.round(), atol=1e-3) and not torch.equal(m.lm_head.weight, before)
+    assert torch.equal(m.model.embed_tokens.weight, tied.model.embed_tokens.weight)

@@ -54,13 +54,16 @@ def test_the_ladder_and_the_float_build_round_trip() -> None:
     for fmt in ("onnx", "pte"):
         for v in ladder(fmt):
             v.check()  # every rung the ladder walks is a recipe its format builds
+            if v.keep8_cap:  # a measured rung is built (and recorded) as resolved: explicit groups, no cap
+                v = replace(v, keep8_cap=0.0, keep8=("lm_head", "block3"))
             assert Variant.from_recipe(fmt, Recipe.from_dict(json.loads(json.dumps(v.to_recipe().to_dict())))) == v
         assert float_variant(fmt).to_recipe() is None  # nothing quantized: no recipe, like a float tensor export
         assert Variant.from_recipe(fmt, None) == float_variant(fmt)
 
 
 def test_the_recipe_spells_out_groups_steps_and_the_kernel_option() -> None:
-    onnx4, onnx8, pte4, pte8 = ladder("onnx")[1], ladder("onnx")[-1], ladder("pte")[1], ladder("pte")[-1]
+    onnx4, onnx8, pte8 = ladder("onnx")[1], ladder("onnx")[-1], ladder("pte")[-1]
+    pte4 = replace(ladder("pte")[1], keep8_cap=0.0, keep8=("lm_head", "block3"))  # the measured rung, resolved
     r = onnx4.to_recipe()
     assert r is not None and r.scheme == "weight-only"
     assert r.weights == Weights("int4", None, 32, symmetric=False)
@@ -70,7 +73,7 @@ def test_the_recipe_spells_out_groups_steps_and_the_kernel_option() -> None:
     assert r is not None and r.groups == (GroupOverride("embedding", "float"),)  # embedding_bits=0
     r = pte4.to_recipe()
     assert r is not None and r.scheme == "dynamic" and r.activations.granularity == "per-token"
-    assert r.groups == (GroupOverride("lm_head", "int8"), GroupOverride("ends", "int8"), GroupOverride("embedding", "int8"))
+    assert r.groups == (GroupOverride("lm_head", "int8"), GroupOverride("block3", "int8"))  # the table follows
     assert r.matmul_nbits is None  # an ONNX Runtime kernel option: not part of a .pte recipe
     r = pte8.to_recipe()
     assert r is not None and r.steps == (Step("smoothquant"),) and r.weights.per_channel is True

@@ -1,5 +1,5 @@
-"""The .pte ladder's mixed rung: 4-bit grouped body, the output projection and the first and last decoder blocks at
-8 bits per channel (checked on the quantized tensors, no export)."""
+"""A .pte mixed variant: 4-bit grouped body, the output projection and the first and last decoder blocks at 8 bits
+per channel (checked on the quantized tensors, no export)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ def test_ends_and_lm_head_stay_8_bit_per_channel() -> None:
                       num_attention_heads=4, num_key_value_heads=2, head_dim=16, tie_word_embeddings=False)
     m = LlamaForCausalLM(cfg).eval()
     v = Variant("pte", 4, 32, activations="dynamic-int8", keep8=("lm_head", "ends"), algo="gptq")
-    assert v in ladder("pte") and v.name == "pte-8da4g32-gptq-lm_head8-ends8-emb8"
+    assert v.name == "pte-8da4g32-gptq-lm_head8-ends8-emb8"
+    # the ladder's mixed rung measures which groups stay 8-bit instead (tests/llm/test_pte_sensitivity.py)
+    assert not any("ends" in r.keep8 for r in ladder("pte")) and any(r.keep8_cap for r in ladder("pte"))
     quantize_linears(m, v)
 
     def scheme(lin: torch.nn.Linear) -> tuple[object, int]:
