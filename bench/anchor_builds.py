@@ -101,8 +101,11 @@ class LlamaRemote:
     """llama.cpp through bench/llama_worker.py in its venv: the runner interface bench.llm_decode times."""
 
     def __init__(self, python: Path, gguf: Path, threads: int) -> None:
+        # passive OpenMP waits: with spinning workers llama.cpp decoded 0.26 tok/s on this shared 2-core host
+        # (load ~10) against 7.5 with passive ones
+        env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
         self.proc = subprocess.Popen([str(python), str(WORKER), "serve", str(gguf), str(threads)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self._ask(None)
         self.max_context = 512  # the worker's n_ctx
 

@@ -20,6 +20,8 @@ FTYPES = {"Q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "Q4_K_M": "LLAMA_FTYPE_MOSTLY_Q4_K_
 
 
 def quantize(src: str, dst: str, kind: str) -> int:
+    import ctypes
+
     import llama_cpp
 
     params = llama_cpp.llama_model_quantize_default_params()
@@ -27,7 +29,7 @@ def quantize(src: str, dst: str, kind: str) -> int:
     # the only GGUF of the model is Q4_1: llama.cpp dequantizes each tensor to float32 and quantizes that, which is
     # what an F32 GGUF of the same (dequantized) weights would give
     params.allow_requantize = True
-    return int(llama_cpp.llama_model_quantize(src.encode(), dst.encode(), params))
+    return int(llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(params)))
 
 
 def _nll(llm: Any, window: list[int]) -> tuple[list[float], list[int]]:
@@ -40,8 +42,27 @@ def _nll(llm: Any, window: list[int]) -> tuple[list[float], list[int]]:
     return [float(x) for x in nll], [int(x) for x in logits.argmax(axis=-1)]
 
 
+def _no_extra_buffer_types() -> None:
+    """Load models with llama.cpp's extra CPU buffer types off. The sdist builds with -march=native, and on a
+    CPU that lists AMX the AMX buffer type's first ``ldtilecfg`` faults (SIGSEGV) when the kernel has not granted
+    the process AMX tile state (seen on this VM). Off also means no weight repacking into llama.cpp's interleaved
+    GEMM layouts, so the figures are a lower bound for llama.cpp on this host."""
+    import llama_cpp.llama_cpp as lc
+
+    default = lc.llama_model_default_params
+
+    def params() -> Any:
+        p = default()
+        p.use_extra_bufts = False
+        return p
+
+    lc.llama_model_default_params = params
+
+
 def serve(model: str, threads: int) -> int:
     from llama_cpp import Llama
+
+    _no_extra_buffer_types()
 
     kw: dict[str, Any] = {"model_path": model, "n_ctx": 512, "n_batch": 512, "n_threads": threads,
                           "n_threads_batch": threads, "verbose": False}
