@@ -56,25 +56,29 @@ def decode_curve(runner: Any, ids: np.ndarray, positions: list[int], repeats: in
 
 
 def interleaved(runners: dict[str, Any], ids: np.ndarray, prompt: int, steps: int, rounds: int) -> dict[str, Any]:
-    """Decode tokens/s of several runners measured in turns on the same host: each round prefills PROMPT tokens
-    and times STEPS single-token steps (positions PROMPT.., the ids' own next tokens) per runner, runners in
-    rotating order; the figure per runner is the median over rounds. On a shared host only the ratios between
+    """Prefill and decode tokens/s of several runners measured in turns on the same host: each round times the
+    prefill of PROMPT tokens, then STEPS single-token steps (positions PROMPT.., the ids' own next tokens) per
+    runner, runners in rotating order; the figures per runner are the medians over rounds. On a shared host only the ratios between
     runners of one such run mean anything; the load average is recorded beside them."""
     import os
 
     times: dict[str, list[float]] = {n: [] for n in runners}
+    prefill: dict[str, list[float]] = {n: [] for n in runners}
     load0 = os.getloadavg()[0]
     names = list(runners)
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
             run = runners[name]
             run.reset()
+            t0 = time.perf_counter()
             run.forward(ids[:prompt], 0)
+            prefill[name].append(prompt / (time.perf_counter() - t0))
             t0 = time.perf_counter()
             for p in range(prompt, prompt + steps):
                 run.forward(ids[p:p + 1], p)
             times[name].append(steps / (time.perf_counter() - t0))
     return {"decode_tokens_per_s": {n: round(float(np.median(v)), 2) for n, v in times.items()},
+            "prefill_tokens_per_s": {n: round(float(np.median(v)), 2) for n, v in prefill.items()},
             "rounds": rounds, "prompt_tokens": prompt, "steps": steps,
             "load_average_1min": [round(load0, 2), round(os.getloadavg()[0], 2)], "cpus": os.cpu_count()}
 

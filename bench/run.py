@@ -17,7 +17,7 @@ from pathlib import Path
 from bench.table import Table
 
 SECTIONS = ("bench.onnx_slice", "bench.executorch", "bench.emulation", "bench.search", "bench.real_quant",
-            "bench.compress", "bench.compress_encoder", "bench.compress_qat")
+            "bench.compress", "bench.compress_encoder", "bench.compress_qat", "bench.llm_anchors")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,6 +53,7 @@ def test_interleaved_decode_comparison_reports_every_artifact(tiny_lm_export: An
     got = interleaved(runners, _ids(tiny_lm_export), prompt=8, steps=4, rounds=2)
     assert set(got["decode_tokens_per_s"]) == {"onnx", "pte"} and got["rounds"] == 2
     assert all(v > 0 for v in got["decode_tokens_per_s"].values())  # shape only: no timing asserted
+    assert set(got["prefill_tokens_per_s"]) == {"onnx", "pte"} and all(v > 0 for v in got["prefill_tokens_per_s"].values())
     assert len(got["load_average_1min"]) == 2
 
 
