@@ -9,7 +9,7 @@ from pathlib import Path
 from edgeq.commands.common import progress_from
 from edgeq.errors import UsageError
 from edgeq.llm.api import export_llm
-from edgeq.llm.config import LlmConfig
+from edgeq.llm.config import PTE_DELEGATIONS, LlmConfig
 from edgeq.llm.source import looks_like_lm
 
 
@@ -35,10 +35,12 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--emulate", default="", metavar="TARGET[,TARGET]",
                    help="also measure the shipped artifacts' decode tokens/s on these ARM targets' emulated CPUs "
                         "(qemu; recorded as emulation, not device speed; needs `edgeq emulator setup`)")
-    g.add_argument("--pte-delegation", choices=("linears", "all"), default="linears",
-                   help="what XNNPACK runs in the .pte: linears = only the quantized linears, as ExecuTorch's llama "
-                        "recipe (default; SmolLM2-135M: ~460 CPU-s to lower), all = every op XNNPACK takes (~2x "
-                        "longer to build; prefill ~3x and decode ~2x faster in ExecuTorch's Python runtime)")
+    g.add_argument("--pte-delegation", choices=PTE_DELEGATIONS, default="auto",
+                   help="what XNNPACK runs in the .pte: all = every op XNNPACK takes (optimum-executorch's xnnpack "
+                        "recipe), linears = only the quantized linears (ExecuTorch's llama recipe default; norms, "
+                        "SiLU and adds run on ExecuTorch's slower portable kernels), auto (default) = all in the "
+                        "custom-sdpa program, linears in the static-cache one (which all would cut into ~11 "
+                        "delegates per layer: a much longer build)")
     g.add_argument("--pte-program", choices=("auto", "custom-sdpa", "static-cache"), default="auto",
                    help="the .pte program: custom-sdpa = ExecuTorch's fast decode path (its llama::update_cache / "
                         "custom_sdpa ops, which ExecuTorch's LLM runner links), static-cache = transformers' "

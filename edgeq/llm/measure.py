@@ -17,7 +17,13 @@ from edgeq.llm.config import LlmConfig, Variant
 from edgeq.llm.emulate import emulated_speed, unsupported_ops
 from edgeq.llm.metrics import WindowScores, compare, greedy, greedy_agreement, score, speed
 from edgeq.llm.onnx_export import folder_bytes
-from edgeq.llm.pte_export import PteLowering, custom_ops
+from edgeq.llm.pte_export import (
+    DELEGATION_EXTENDED_OPS,
+    PteLowering,
+    custom_ops,
+    delegation_of,
+    extended_ops_for,
+)
 from edgeq.llm.runners import open_runner
 from edgeq.llm.source import LoadedLM
 from edgeq.llm.target_checks import KvShape, backend_config, items_from_manifest, run_checks
@@ -59,10 +65,15 @@ def build(ctx: Context, v: Variant) -> Path:
 def build_inputs(ctx: Context) -> LlmBuildInputs:
     """The run's LM build inputs: the loaded model and its HF folder, the calibration windows, the work cache, the
     ``.pte``'s KV-cache length and lowering (the run's delegation and program, the target's segment layout)."""
-    lowering = PteLowering(extended_ops=ctx.cfg.pte_delegation == "all",
-                           program=None if ctx.cfg.pte_program == "auto" else ctx.cfg.pte_program,
-                           segment_alignment=backend_config(load_target(ctx.cfg.target)).segment_alignment)
-    return LlmBuildInputs(ctx.lm, ctx.hf_folder, ctx.calib_windows, ctx.work / "cache", ctx.cfg.max_context, lowering)
+    return LlmBuildInputs(ctx.lm, ctx.hf_folder, ctx.calib_windows, ctx.work / "cache", ctx.cfg.max_context,
+                          pte_lowering(ctx))
+
+
+def pte_lowering(ctx: Context) -> PteLowering:
+    """The run's ``.pte`` lowering: its delegation and program options, the target's segment layout."""
+    return PteLowering(extended_ops=DELEGATION_EXTENDED_OPS[ctx.cfg.pte_delegation],
+                       program=None if ctx.cfg.pte_program == "auto" else ctx.cfg.pte_program,
+                       segment_alignment=backend_config(load_target(ctx.cfg.target)).segment_alignment)
 
 
 def artifact_bytes(path: Path, fmt: str) -> int:
@@ -121,7 +132,8 @@ def finalize(ctx: Context, v: Variant, path: Path, out: Path, pick: bool, progre
     if v.format == "pte":
         ops = custom_ops(dest)
         # what a runtime must link to load it: ExecuTorch's LLM runner has the llama:: custom ops
-        details["pte_program"] = "custom-sdpa" if ops else "static-cache"
+        details["pte_program"] = program = "custom-sdpa" if ops else "static-cache"
+        details["pte_delegation"] = delegation_of(v, extended_ops_for(pte_lowering(ctx), program))
         details["custom_ops"] = ops
     return {"name": v.name, "path": str(rel), "format": v.format, "precision": f"int{v.bits}-weights",
             "role": "candidate", "bytes": size, "sha256": sha256_file(main),

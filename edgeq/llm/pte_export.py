@@ -42,9 +42,22 @@ PROGRAMS = ("custom-sdpa", "static-cache")
 class PteLowering:
     """How a quantized LM is lowered to ``.pte``."""
 
-    extended_ops: bool = False  # delegate all XNNPACK-supported ops, not only the quantized linears
+    # delegate every XNNPACK-supported op, not only the quantized linears (None: per program, ``extended_ops_for``)
+    extended_ops: bool | None = None
     program: str | None = None  # one of PROGRAMS (None: ``program_for(model)``)
     segment_alignment: int | None = None  # the target's page size for the extracted segments (Android: 16 KB)
+
+
+# --pte-delegation → PteLowering.extended_ops
+DELEGATION_EXTENDED_OPS: dict[str, bool | None] = {"auto": None, "linears": False, "all": True}
+
+
+def extended_ops_for(lowering: PteLowering, program: str) -> bool:
+    """Whether the PROGRAM is lowered with every op XNNPACK takes. Auto: yes for the custom-SDPA program, whose
+    graph leaves only the cache and attention ops outside one delegate per layer (as optimum-executorch's xnnpack
+    recipe lowers it); no for the static-cache one, which the greedy partitioner cuts into ~11 delegates per layer
+    (see ``_partitioners``)."""
+    return lowering.extended_ops if lowering.extended_ops is not None else program == "custom-sdpa"
 
 
 def program_for(model: HFModel) -> str:
@@ -175,6 +188,12 @@ def quantized_model(model: HFModel, v: Variant, calib: np.ndarray | None = None)
     return m
 
 
+def delegation_of(v: Variant, extended_ops: bool) -> str:
+    """What XNNPACK runs in V's program: "all" (every op it takes) or "linears" (only the dynamically quantized
+    linears). Only a dynamically quantized variant can be lowered linears-only."""
+    return "all" if extended_ops or v.bits == 32 or v.activations != "dynamic-int8" else "linears"
+
+
 def _partitioners(v: Variant, extended_ops: bool) -> list[Partitioner]:
     """XNNPACK partitioners for V. Quantized variants delegate only the dynamically quantized linears, as
     ExecuTorch's llama recipe does by default (get_xnnpack_partitioner(dynamic_quant_only_partitioner=True)); the
@@ -195,7 +214,7 @@ def _partitioners(v: Variant, extended_ops: bool) -> list[Partitioner]:
     from executorch.exir.backend.compile_spec_schema import CompileSpec
     from executorch.exir.backend.partitioner import DelegationSpec
 
-    if extended_ops or v.bits == 32 or v.activations != "dynamic-int8":
+    if delegation_of(v, extended_ops) == "all":
         return [XnnpackPartitioner()]
     part = XnnpackDynamicallyQuantizedPartitioner()
     part.delegation_spec = DelegationSpec("XnnpackBackend", [CompileSpec("dqlinear_partitioner", b"")])
@@ -231,7 +250,8 @@ def lower(wrapped: torch.nn.Module, v: Variant, max_context: int, meta: PteMetad
             gm = RemoveRedundantTransposes()(ep.module())[0]
             ep = torch.export.export(gm, example, dynamic_shapes=shapes, strict=True)
         ep = ep.run_decompositions({})
-    edge = to_edge_transform_and_lower(ep, partitioner=_partitioners(v, lowering.extended_ops),
+    extended = extended_ops_for(lowering, lowering.program or "custom-sdpa")
+    edge = to_edge_transform_and_lower(ep, partitioner=_partitioners(v, extended),
                                        compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True),
                                        constant_methods=meta)
     edge = edge.transform([ConvertToLinearPass()])
@@ -243,15 +263,21 @@ def lower(wrapped: torch.nn.Module, v: Variant, max_context: int, meta: PteMetad
     return bytes(prog.buffer)
 
 
-def custom_ops(pte: Path) -> list[str]:
-    """The ``llama::`` custom operators the program's forward calls (empty for the static-cache program): what a
-    runtime must link (ExecuTorch's LLM runner does; the wheel's bare C++ runtime does not)."""
+def program_ops(pte: Path) -> list[str]:
+    """The operators the program's forward calls outside its delegates (``name.overload``): what runs on
+    ExecuTorch's own kernels rather than in XNNPACK."""
     from executorch.exir._serialize._program import deserialize_pte_binary  # optional: the [executorch] extra
 
     prog = deserialize_pte_binary(Path(pte).read_bytes())
     prog = getattr(prog, "program", prog)  # newer ExecuTorch wraps the program with its named data
-    ops = {o.name for plan in prog.execution_plan if plan.name == "forward" for o in plan.operators}
-    return sorted(o for o in ops if o.startswith("llama::"))
+    ops = {f"{o.name}.{o.overload}" for plan in prog.execution_plan if plan.name == "forward" for o in plan.operators}
+    return sorted(ops)
+
+
+def custom_ops(pte: Path) -> list[str]:
+    """The ``llama::`` custom operators the program's forward calls (empty for the static-cache program): what a
+    runtime must link (ExecuTorch's LLM runner does; the wheel's bare C++ runtime does not)."""
+    return sorted({o.split(".")[0] for o in program_ops(pte) if o.startswith("llama::")})
 
 
 def build_pte(model: HFModel, tokenizer: HFTokenizer, out: Path, v: Variant, max_context: int,
@@ -271,7 +297,8 @@ def build_pte(model: HFModel, tokenizer: HFTokenizer, out: Path, v: Variant, max
             "get_eos_ids": [int(eos)] if eos is not None else [], "enable_dynamic_shape": True}
     logging.getLogger("root").setLevel(logging.WARNING)
     try:
-        data = lower(wrapped, v, max_context, meta, replace(lowering, program=program))
+        data = lower(wrapped, v, max_context, meta,
+                     replace(lowering, program=program, extended_ops=extended_ops_for(lowering, program)))
     except Exception as e:  # torch.export / ExecuTorch lowering raise many types
         other = PROGRAMS[1 - PROGRAMS.index(program)]
         raise CaptureError(f"ExecuTorch export of {v.name} ({program} program) failed: {type(e).__name__}: {e}",

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from edgeq.llm.config import Variant
+from edgeq.llm.pte_export import program_ops
 from edgeq.llm.runners import OnnxLM, PteLM, TorchLM
 from edgeq.recipe import Recipe
 
@@ -80,6 +81,11 @@ def test_pte_has_the_executorch_llm_metadata(tiny_lm_export: Any, tiny_lm: dict[
     # ExecuTorch's fast decode program (edgeq.llm.pte_sdpa), and the manifest says what a runtime must link
     assert art["details"]["pte_program"] == "custom-sdpa"
     assert art["details"]["custom_ops"] == ["llama::custom_sdpa", "llama::update_cache"]
+    # --pte-delegation auto: the custom-SDPA program delegates every op XNNPACK takes, so RMSNorm's power and
+    # scale, SiLU and the residual adds do not run on ExecuTorch's portable kernels (they do with `linears`)
+    assert art["details"]["pte_delegation"] == "all"
+    outside = set(program_ops(tiny_lm_export.output / art["path"]))
+    assert not outside & {"aten::sigmoid.out", "aten::mul.out", "aten::pow.Tensor_Scalar_out"}, outside
     # 8-bit weights on a 64-wide model stay close to float: the program computes the same function
     ids = np.arange(2, 30, dtype=np.int64)
     ref = TorchLM(AutoModelForCausalLM.from_pretrained(str(tiny_lm["model"])).eval(), 64).forward(ids, 0)

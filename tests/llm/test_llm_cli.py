@@ -53,9 +53,21 @@ def test_pte_delegation_choice(tiny_lm: dict[str, Path], tmp_path: Path) -> None
     from edgeq.errors import UsageError
     from edgeq.llm.api import check_config
     from edgeq.llm.config import LlmConfig, Variant
-    from edgeq.llm.pte_export import _partitioners
+    from edgeq.llm.pte_export import (
+        DELEGATION_EXTENDED_OPS,
+        PteLowering,
+        _partitioners,
+        delegation_of,
+        extended_ops_for,
+    )
 
     q8 = Variant("pte", 8, 0, activations="dynamic-int8")
+    # auto: every op in the custom-SDPA program, only the linears in the static-cache one
+    auto = PteLowering(extended_ops=DELEGATION_EXTENDED_OPS["auto"])
+    assert extended_ops_for(auto, "custom-sdpa") and not extended_ops_for(auto, "static-cache")
+    linears_only = PteLowering(extended_ops=DELEGATION_EXTENDED_OPS["linears"])
+    assert delegation_of(q8, extended_ops_for(linears_only, "custom-sdpa")) == "linears"
+    assert delegation_of(Variant("pte", 32, 0, embedding_bits=0), False) == "all"
     (linears,) = _partitioners(q8, extended_ops=False)
     (every,) = _partitioners(q8, extended_ops=True)
     (floats,) = _partitioners(Variant("pte", 32, 0, embedding_bits=0), extended_ops=False)

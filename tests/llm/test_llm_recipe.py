@@ -174,13 +174,13 @@ def _inputs(tiny_lm: dict[str, Path], tmp_path: Path, cfg: dict[str, Any]) -> Ll
     """The LM build inputs of the recorded run: the source model, its HF folder, and the .pte lowering from the
     recorded options (max_context, delegation, program) and the target's layout. No calibration windows: the
     recipes rebuilt here (no gptq, no smoothquant) read none."""
-    from edgeq.llm.pte_export import PteLowering
+    from edgeq.llm.pte_export import DELEGATION_EXTENDED_OPS, PteLowering
     from edgeq.llm.source import load_lm, save_hf_folder
     from edgeq.llm.target_checks import backend_config
     from edgeq.targets import load_target
 
     lm = load_lm(str(tiny_lm["model"]))
-    lowering = PteLowering(extended_ops=cfg["pte_delegation"] == "all",
+    lowering = PteLowering(extended_ops=DELEGATION_EXTENDED_OPS[cfg["pte_delegation"]],
                            program=None if cfg["pte_program"] == "auto" else cfg["pte_program"],
                            segment_alignment=backend_config(load_target(cfg["target"])).segment_alignment)
     return LlmBuildInputs(lm, save_hf_folder(lm, tmp_path / "hf"), None,
