@@ -41,7 +41,7 @@ def texts(out: Path) -> tuple[Path, Path]:
 def catalog() -> dict[str, Any]:
     """Every rung of the default ladders plus the alternatives measured for docs/explanation/benchmarks/llm.md, by name."""
     from edgeq.llm.config import Variant
-    from edgeq.llm.search import ladder
+    from edgeq.llm.search import SIZE_CAP, ladder
 
     extra = (Variant("pte", 8, 0, activations="dynamic-int8"), Variant("onnx", 8, 32, embedding_bits=0),
              Variant("onnx", 8, 128, embedding_bits=0), Variant("onnx", 8, 128, embedding_bits=0, accuracy_level=1),
@@ -57,7 +57,11 @@ def catalog() -> dict[str, Any]:
              *(Variant("pte", 4, 32, activations="dynamic-int8", keep8=k, algo="gptq")
                for k in (("lm_head",), ("lm_head", "ends"))),
              *(Variant("pte", 4, 32, activations="dynamic-int8", keep8=k, algo="gptq", embedding_bits=4)
-               for k in (("lm_head",), ("lm_head", "ends"))))
+               for k in (("lm_head",), ("lm_head", "ends"))),
+             # SmoothQuant with strengths chosen for 4-bit groups (AWQ's balance) before GPTQ: the 4-bit rungs smoothed
+             Variant("pte", 4, 32, activations="dynamic-int8", algo="gptq", smooth=True),
+             Variant("pte", 4, 32, activations="dynamic-int8", algo="gptq", embedding_bits=4, keep8_cap=SIZE_CAP,
+                     smooth=True))
     return {v.name: v for v in (*ladder("onnx"), *ladder("pte"), *extra)}
 
 

@@ -180,8 +180,9 @@ class LlmConfig:
     emulate: tuple[str, ...] = ()
     # .pte XNNPACK delegation: "linears" = only the dynamically quantized linears (ExecuTorch's llama recipe
     # default), "all" = every op XNNPACK takes (optimum-executorch's xnnpack recipe), "auto" = all in the
-    # custom-SDPA program (SmolLM2-135M 8-bit: decode 1.6x faster, same build time) and linears in the static-cache
-    # one (whose graph the greedy partitioner cuts into ~11 delegates per layer); float variants always delegate all.
+    # custom-SDPA program (SmolLM2-135M 8-bit: decode 3.1x faster, ~25 % more CPU to lower) and linears in the
+    # static-cache one (whose graph the greedy partitioner cuts into ~11 delegates per layer); float variants always
+    # delegate all.
     pte_delegation: str = "auto"
     # The target profile: its checks (storage, RAM with the KV cache, Android's 16 KB .pte layout) apply, the .pte is
     # lowered with its layout, and an ARM target's CPU is emulated for decode tokens/s once the emulator is set up.

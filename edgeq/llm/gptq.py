@@ -54,6 +54,16 @@ def group_grid(w: Tensor, group: int, symmetric: bool, bits: int = 4) -> tuple[T
     return scale, torch.round(-lo / scale).clamp(0, maxq)
 
 
+def fake_4bit(w: Tensor, group: int) -> Tensor:
+    """W rounded to the symmetric 4-bit grid of groups of GROUP inputs (GPTQ's and torchao's), as float."""
+    import torch  # heavy: torch, only where a model is run
+
+    scale, zero = group_grid(w.float(), group, symmetric=True)
+    g = w.float().reshape(w.shape[0], -1, group)
+    q = torch.clamp(torch.round(g / scale[..., None]) + zero[..., None], 0, 15)
+    return ((q - zero[..., None]) * scale[..., None]).reshape(w.shape).to(w.dtype)
+
+
 def _round(w: Tensor, scale: Tensor, zero: Tensor, bits: int) -> Tensor:
     import torch  # heavy: torch, only where a model is quantized
 

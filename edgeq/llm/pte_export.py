@@ -164,7 +164,8 @@ def quantized_model(model: HFModel, v: Variant, calib: np.ndarray | None = None)
         if calib is None:
             raise UsageError(f"{v.name} needs calibration windows (SmoothQuant)", "pass calib= token windows")
 
-        smooth_decoder(m, calib)
+        # 4-bit weights: the strengths that balance int8 activations against 4-bit groups (AWQ's trade-off)
+        smooth_decoder(m, calib, weight_group=(v.group or 32) if v.bits == 4 else 0)
     if v.algo == "gptq":
         if calib is None or v.bits != 4 or not v.symmetric:
             raise UsageError(f"{v.name}: GPTQ needs calibration windows and symmetric 4-bit weights (XNNPACK's "
@@ -195,17 +196,17 @@ def delegation_of(v: Variant, extended_ops: bool) -> str:
 
 
 def _partitioners(v: Variant, extended_ops: bool) -> list[Partitioner]:
-    """XNNPACK partitioners for V. Quantized variants delegate only the dynamically quantized linears, as
-    ExecuTorch's llama recipe does by default (get_xnnpack_partitioner(dynamic_quant_only_partitioner=True)); the
-    float ops between them (norms, RoPE, attention, the KV-cache writes) run on ExecuTorch's CPU kernels. Why:
-    with the greedy XnnpackPartitioner the HF static-cache graph splits into ~11 delegates per decoder layer (the
-    partitioner rejects views with a symbolic token dimension, mean over the last axis, expand, index_put), and
-    XNNPACK's preprocess re-traces every delegate through ~17 passes: ~18 CPU-minutes for SmolLM2-135M. The
-    ``dqlinear_partitioner`` compile spec (read by XnnpackBackend.preprocess) runs only ConvertToLinearPass on
-    those linear-only delegates, the one pass they need. Measured on SmolLM2-135M 8da8w (README): 460 CPU-s
-    instead of ~1000 to lower, same perplexity, but prefill ~3x and decode ~2x slower in ExecuTorch's Python
-    runtime, whose CPU kernels for those float ops are slower than XNNPACK's. EXTENDED_OPS (ExecuTorch's
-    ``--xnnpack-extended-ops``) delegates every op XNNPACK takes: the slow build, the fast program."""
+    """XNNPACK partitioners for V. EXTENDED_OPS (ExecuTorch's ``--xnnpack-extended-ops``, optimum-executorch's
+    xnnpack recipe): the greedy XnnpackPartitioner, every op XNNPACK takes. Otherwise a dynamically quantized
+    variant delegates only its quantized linears, as ExecuTorch's llama recipe does by default
+    (get_xnnpack_partitioner(dynamic_quant_only_partitioner=True)), and the float ops between them (RMSNorm, SiLU,
+    the residual adds, RoPE) run on ExecuTorch's portable kernels. Which one is right depends on the program
+    (``extended_ops_for``): the custom-SDPA graph leaves only the cache and attention ops, the embedding lookup
+    and RMSNorm's mean outside one delegate per layer, and delegating all of it decodes SmolLM2-135M 8da8w 3.1x
+    faster for ~25 % more CPU to lower (662 vs 530 CPU-s); the HF static-cache graph the greedy partitioner splits into ~11 delegates per
+    layer (it rejects views with a symbolic token dimension, mean over the last axis, expand, index_put), each
+    re-traced through ~17 XNNPACK passes (~18 CPU-minutes). The ``dqlinear_partitioner`` compile spec (read by
+    XnnpackBackend.preprocess) runs only ConvertToLinearPass on linear-only delegates, the one pass they need."""
     # optional: the [executorch] extra
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
         XnnpackDynamicallyQuantizedPartitioner,

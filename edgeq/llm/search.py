@@ -31,20 +31,22 @@ def ladder(fmt: str) -> tuple[Variant, ...]:
             Variant("onnx", 8, 16, embedding_bits=0),
         )
     # .pte: XNNPACK runs linears with dynamically quantized int8 activations (per token) and int4 (grouped,
-    # symmetric) or int8 (per output channel) weights. The 4-bit rungs are GPTQ-rounded (edgeq.llm.gptq, the
-    # output projection too when it stays 4-bit) onto torchao's no-clipping-error symmetric grid. The second rung
-    # stores the embedding table at 4 bits (ExecuTorch's embedding_4bit, group 32) and keeps at 8 bits the groups
-    # (output projection, decoder blocks) measured most sensitive on the calibration windows, as many as fit in
-    # SIZE_CAP x the float bytes (edgeq.llm.sensitivity); the trial records what was measured and kept.
-    # SmolLM2-135M, eval text (docs/explanation/benchmarks/llm.md): the measured rung keeps 16 of 30 blocks 8-bit and
-    # the GPTQ-rounded head 4-bit (15 at this cap): 1.117x in the eager torch judge, 1.111x lowered at 0.2185x
-    # float, where the fixed list it replaces (lm_head + first/last blocks, 8-bit table) was 1.118x eager and 1.142x
-    # lowered at 0.224x. Neither reaches the 1.08x. The 8-bit reference is 8da8w with
-    # SmoothQuant folded into the norms and up-projections (edgeq.llm.smooth): the same program and bytes as 8da8w
-    # (1.03x at 0.31x), the per-token int8 activations lose less.
+    # symmetric) or int8 (per output channel) weights. The 4-bit rungs are smoothed, then GPTQ-rounded: SmoothQuant
+    # (edgeq.llm.smooth) with each strength chosen for the int4 groups (how much range 4-bit weights can take from
+    # the per-token activations: AWQ's balance; the 8-bit choice did not help at 4 bits), then GPTQ (edgeq.llm.gptq,
+    # the output projection too when it stays 4-bit) onto torchao's no-clipping-error symmetric grid. The second
+    # rung stores the embedding table at 4 bits (ExecuTorch's embedding_4bit, group 32) and keeps at 8 bits the
+    # groups (output projection, decoder blocks) measured most sensitive on the calibration windows (unsmoothed), as
+    # many as fit in SIZE_CAP x the float bytes (edgeq.llm.sensitivity); the trial records what was measured and
+    # kept. SmolLM2-135M, eval text, eager torch judge (docs/explanation/benchmarks/llm.md): rung 1 1.141x (1.169x
+    # unsmoothed, 1.192x with the 8-bit strengths); rung 2 1.084x (1.124x unsmoothed, 1.126x with the 8-bit
+    # strengths), lowered 1.094x at 0.2185x. The 8-bit reference is 8da8w with SmoothQuant's 8-bit strengths folded into
+    # the norms and up-projections: the same program and bytes as 8da8w (1.03x at 0.31x), the per-token int8
+    # activations lose less.
     return (
-        Variant("pte", 4, 32, activations="dynamic-int8", algo="gptq"),
-        Variant("pte", 4, 32, activations="dynamic-int8", algo="gptq", embedding_bits=4, keep8_cap=SIZE_CAP),
+        Variant("pte", 4, 32, activations="dynamic-int8", algo="gptq", smooth=True),
+        Variant("pte", 4, 32, activations="dynamic-int8", algo="gptq", embedding_bits=4, keep8_cap=SIZE_CAP,
+                smooth=True),
         Variant("pte", 8, 0, activations="dynamic-int8", smooth=True),
     )
 

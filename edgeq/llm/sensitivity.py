@@ -24,7 +24,7 @@ import numpy as np
 from edgeq.errors import UsageError
 from edgeq.jsontypes import JSONObject
 from edgeq.llm.config import Variant
-from edgeq.llm.gptq import decoder_blocks, gptq_model, group_grid
+from edgeq.llm.gptq import decoder_blocks, fake_4bit, gptq_model
 from edgeq.llm.hf import HFModel
 from edgeq.llm.pte_export import kept_blocks
 from edgeq.recipe import block_group
@@ -93,16 +93,6 @@ def predicted_bytes(model: HFModel, v: Variant) -> int:
         counted.add(id(m.weight))
     rest = {id(p): p for p in model.parameters() if id(p) not in counted}
     return total + sum(int(p.numel()) * 4 for p in rest.values())
-
-
-def fake_4bit(w: Tensor, group: int) -> Tensor:
-    """W rounded to the symmetric 4-bit grid of groups of GROUP inputs (GPTQ's and torchao's), as float."""
-    import torch  # heavy: torch, only where a model is run
-
-    scale, zero = group_grid(w.float(), group, symmetric=True)
-    g = w.float().reshape(w.shape[0], -1, group)
-    q = torch.clamp(torch.round(g / scale[..., None]) + zero[..., None], 0, 15)
-    return ((q - zero[..., None]) * scale[..., None]).reshape(w.shape).to(w.dtype)
 
 
 @contextlib.contextmanager

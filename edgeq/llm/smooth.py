@@ -23,12 +23,15 @@ import numpy as np
 
 from edgeq.errors import QuantizationError
 from edgeq.jsontypes import JSONObject
+from edgeq.llm.gptq import fake_4bit
 from edgeq.llm.hf import HFModel
-from edgeq.outliers.smoothquant import SmoothQuantConfig, choose_scale
+from edgeq.outliers.smoothquant import SmoothQuantConfig, choose_scale, int8_per_channel
 from edgeq.outliers.stats import InputStats, linear_input_stats
 
 if TYPE_CHECKING:
     import torch
+
+    from edgeq.outliers.smoothquant import WeightRoundTrip
 
 # RMSNorms whose forward is ``weight * normalized(x)`` (Gemma's ``(1 + weight)`` is not one of them)
 _PLAIN_RMSNORMS = ("LlamaRMSNorm", "Qwen2RMSNorm", "Qwen3RMSNorm", "MistralRMSNorm", "Phi3RMSNorm",
@@ -51,11 +54,11 @@ def _logits(model: HFModel, window: np.ndarray) -> torch.Tensor:
 
 
 def _apply(st: InputStats, linears: list[torch.nn.Module], producer: torch.nn.Module, kind: str, cfg: SmoothQuantConfig,
-           log: list[JSONObject]) -> None:
+           fake_weight: WeightRoundTrip, log: list[JSONObject]) -> None:
     """Choose the scale for the input ST of LINEARS and fold it: their input columns * s, PRODUCER / s (a norm's
-    weight, or the up-projection's output rows)."""
+    weight, or the up-projection's output rows), the error simulated with the weights' FAKE_WEIGHT round trip."""
     weights = [m.get_parameter("weight").detach().float() for m in linears]
-    alpha, scale, err, base = choose_scale(st, weights, cfg)
+    alpha, scale, err, base = choose_scale(st, weights, cfg, fake_weight)
     applied = alpha > 0 and err < base * (1 - cfg.min_gain)
     log.append({"layers": st.layers, "alpha": alpha if applied else 0.0,
                 "error_before": round(base, 6), "error_after": round(err if applied else base, 6)})
@@ -73,13 +76,23 @@ def _apply(st: InputStats, linears: list[torch.nn.Module], producer: torch.nn.Mo
             bias.div_(s)
 
 
-def smooth_decoder(model: HFModel, windows: np.ndarray, cfg: SmoothQuantConfig = PER_TOKEN) -> list[JSONObject]:
+def _round_trip(group: int) -> WeightRoundTrip:
+    """int8 per output channel (GROUP 0), else XNNPACK's symmetric int4 per GROUP input columns."""
+    if not group:
+        return int8_per_channel
+    return lambda w: fake_4bit(w, group) if w.shape[1] % group == 0 else int8_per_channel(w)
+
+
+def smooth_decoder(model: HFModel, windows: np.ndarray, cfg: SmoothQuantConfig = PER_TOKEN,
+                   weight_group: int = 0) -> list[JSONObject]:
     """Migrate per-token activation outliers of MODEL (a HF causal LM, float) into its weights, in place, from
-    the calibration token WINDOWS [n, T]. Returns one log entry per Linear input considered. Float logits stay
-    the same (checked on one window: a relative change above 1e-4 raises QuantizationError)."""
+    the calibration token WINDOWS [n, T]; the strengths are chosen for int8 weights, or for 4-bit ones in groups
+    of WEIGHT_GROUP. Returns one log entry per Linear input considered. Float logits stay the same (checked on one
+    window: a relative change above 1e-4 raises QuantizationError)."""
     import torch  # heavy: torch, imported only where a model is built or run
 
     before = _logits(model, windows[0])
+    fake_weight = _round_trip(weight_group)
     stats = linear_input_stats(model, {"input_ids": windows}, cfg.calibration_samples)
     log: list[JSONObject] = []
     with torch.no_grad():
@@ -92,7 +105,7 @@ def smooth_decoder(model: HFModel, windows: np.ndarray, cfg: SmoothQuantConfig =
                 if head.weight is model.get_input_embeddings().weight:
                     # tied: scaling the head's columns must not scale the embedding table too
                     head.weight = torch.nn.Parameter(head.weight.detach().clone())
-                _apply(st, [head], norm, "norm", cfg, log)
+                _apply(st, [head], norm, "norm", cfg, fake_weight, log)
                 continue
             where = [_LAYER.match(n) for n in st.layers]
             if not all(where):
@@ -112,7 +125,7 @@ def smooth_decoder(model: HFModel, windows: np.ndarray, cfg: SmoothQuantConfig =
                 continue
             if producer is None:
                 continue
-            _apply(st, [model.get_submodule(n) for n in st.layers], producer, kind, cfg, log)
+            _apply(st, [model.get_submodule(n) for n in st.layers], producer, kind, cfg, fake_weight, log)
     after = _logits(model, windows[0])
     rel = float((after - before).abs().max() / before.abs().max().clamp(min=1e-12))
     if rel > 1e-4:

@@ -15,7 +15,7 @@ encoders (BERT: the LayerNorm output is also the residual) violate.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -27,6 +27,9 @@ from edgeq.outliers.stats import InputStats, batches, linear_input_stats
 
 if TYPE_CHECKING:
     import torch
+
+    # a weight tensor's quantize-dequantize round trip, as the deployed kernel would see it
+    WeightRoundTrip = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -85,25 +88,33 @@ def fake_int8(x: torch.Tensor, granularity: str) -> torch.Tensor:
     return (x / scale).round().clamp(-127, 127) * scale
 
 
-def _error(rows: torch.Tensor, weights: list[torch.Tensor], scale: torch.Tensor, granularity: str) -> float:
+def int8_per_channel(w: torch.Tensor) -> torch.Tensor:
+    return fake_int8(w, "per_channel")
+
+
+def _error(rows: torch.Tensor, weights: list[torch.Tensor], scale: torch.Tensor, granularity: str,
+           fake_weight: WeightRoundTrip) -> float:
     xs = fake_int8(rows / scale, granularity)
     err = 0.0
     for w in weights:
         ref = rows @ w.T
-        q = xs @ fake_int8(w * scale[None, :], "per_channel").T
+        q = xs @ fake_weight(w * scale[None, :]).T
         err += float(((q - ref) ** 2).mean() / (ref**2).mean().clamp(min=1e-12))
     return err
 
 
-def choose_scale(stats: InputStats, weights: list[torch.Tensor],
-                 cfg: SmoothQuantConfig) -> tuple[float, torch.Tensor, float, float]:
-    """(alpha, scale, error with it, error without smoothing) for one input tensor and the layers reading it."""
+def choose_scale(stats: InputStats, weights: list[torch.Tensor], cfg: SmoothQuantConfig,
+                 fake_weight: WeightRoundTrip = int8_per_channel) -> tuple[float, torch.Tensor, float, float]:
+    """(alpha, scale, error with it, error without smoothing) for one input tensor and the layers reading it.
+    FAKE_WEIGHT: the weights' quantize-dequantize round trip the error is simulated with (int8 per output channel;
+    for 4-bit weights, moving range into them costs more, so the choice becomes AWQ's activation-aware balance,
+    with the int8 activations in the error too)."""
     import torch  # heavy: torch, imported only where a model is built or run
 
     rows = torch.cat(stats.rows).float()
     wmax = torch.stack([w.abs().amax(0) for w in weights]).amax(0).clamp(min=1e-5)
     amax = stats.absmax.float().clamp(min=1e-5)
-    base = _error(rows, weights, torch.ones_like(amax), cfg.activation)
+    base = _error(rows, weights, torch.ones_like(amax), cfg.activation, fake_weight)
     best = (0.0, torch.ones_like(amax), base)
     for a in cfg.alphas:
         if a == 0.0:
@@ -111,7 +122,7 @@ def choose_scale(stats: InputStats, weights: list[torch.Tensor],
         s = (amax**a / wmax ** (1 - a)).clamp(min=1e-5)
         if not bool(torch.isfinite(s).all()):
             continue
-        e = _error(rows, weights, s, cfg.activation)
+        e = _error(rows, weights, s, cfg.activation, fake_weight)
         if e < best[2]:
             best = (a, s, e)
     return best[0], best[1], best[2], base
