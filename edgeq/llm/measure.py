@@ -17,13 +17,8 @@ from edgeq.llm.config import LlmConfig, Variant
 from edgeq.llm.emulate import emulated_speed, unsupported_ops
 from edgeq.llm.metrics import WindowScores, compare, greedy, greedy_agreement, score, speed
 from edgeq.llm.onnx_export import folder_bytes
-from edgeq.llm.pte_export import (
-    DELEGATION_EXTENDED_OPS,
-    PteLowering,
-    custom_ops,
-    delegation_of,
-    extended_ops_for,
-)
+from edgeq.llm.pte_delegation import DELEGATION_EXTENDED_OPS, delegation_of, extended_ops_for
+from edgeq.llm.pte_export import PteLowering, custom_ops
 from edgeq.llm.runners import open_runner
 from edgeq.llm.source import LoadedLM
 from edgeq.llm.target_checks import KvShape, backend_config, items_from_manifest, run_checks
@@ -133,7 +128,7 @@ def finalize(ctx: Context, v: Variant, path: Path, out: Path, pick: bool, progre
         ops = custom_ops(dest)
         # what a runtime must link to load it: ExecuTorch's LLM runner has the llama:: custom ops
         details["pte_program"] = program = "custom-sdpa" if ops else "static-cache"
-        details["pte_delegation"] = delegation_of(v, extended_ops_for(pte_lowering(ctx), program))
+        details["pte_delegation"] = delegation_of(v, extended_ops_for(pte_lowering(ctx).extended_ops, program))
         details["custom_ops"] = ops
     return {"name": v.name, "path": str(rel), "format": v.format, "precision": f"int{v.bits}-weights",
             "role": "candidate", "bytes": size, "sha256": sha256_file(main),

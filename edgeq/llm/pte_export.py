@@ -23,13 +23,13 @@ from edgeq.errors import CaptureError, UsageError
 from edgeq.llm.config import Variant
 from edgeq.llm.gptq import gptq_model
 from edgeq.llm.hf import HFModel, HFTokenizer
+from edgeq.llm.pte_delegation import extended_ops_for, partitioners
 from edgeq.llm.pte_sdpa import unsupported, wrapper
 from edgeq.llm.smooth import smooth_decoder
 from edgeq.recipe import block_index
 
 if TYPE_CHECKING:
     import torch
-    from executorch.exir.backend.partitioner import Partitioner
     from torchao.core.config import AOBaseConfig
 
 # the constant methods the ExecuTorch LLM runner reads (get_max_seq_len, get_eos_ids, ...)
@@ -42,22 +42,11 @@ PROGRAMS = ("custom-sdpa", "static-cache")
 class PteLowering:
     """How a quantized LM is lowered to ``.pte``."""
 
-    # delegate every XNNPACK-supported op, not only the quantized linears (None: per program, ``extended_ops_for``)
+    # delegate every XNNPACK-supported op, not only the quantized linears (None: per program,
+    # edgeq.llm.pte_delegation.extended_ops_for)
     extended_ops: bool | None = None
     program: str | None = None  # one of PROGRAMS (None: ``program_for(model)``)
     segment_alignment: int | None = None  # the target's page size for the extracted segments (Android: 16 KB)
-
-
-# --pte-delegation → PteLowering.extended_ops
-DELEGATION_EXTENDED_OPS: dict[str, bool | None] = {"auto": None, "linears": False, "all": True}
-
-
-def extended_ops_for(lowering: PteLowering, program: str) -> bool:
-    """Whether the PROGRAM is lowered with every op XNNPACK takes. Auto: yes for the custom-SDPA program, whose
-    graph leaves only the cache and attention ops outside one delegate per layer (as optimum-executorch's xnnpack
-    recipe lowers it); no for the static-cache one, which the greedy partitioner cuts into ~11 delegates per layer
-    (see ``_partitioners``)."""
-    return lowering.extended_ops if lowering.extended_ops is not None else program == "custom-sdpa"
 
 
 def program_for(model: HFModel) -> str:
@@ -189,39 +178,6 @@ def quantized_model(model: HFModel, v: Variant, calib: np.ndarray | None = None)
     return m
 
 
-def delegation_of(v: Variant, extended_ops: bool) -> str:
-    """What XNNPACK runs in V's program: "all" (every op it takes) or "linears" (only the dynamically quantized
-    linears). Only a dynamically quantized variant can be lowered linears-only."""
-    return "all" if extended_ops or v.bits == 32 or v.activations != "dynamic-int8" else "linears"
-
-
-def _partitioners(v: Variant, extended_ops: bool) -> list[Partitioner]:
-    """XNNPACK partitioners for V. EXTENDED_OPS (ExecuTorch's ``--xnnpack-extended-ops``, optimum-executorch's
-    xnnpack recipe): the greedy XnnpackPartitioner, every op XNNPACK takes. Otherwise a dynamically quantized
-    variant delegates only its quantized linears, as ExecuTorch's llama recipe does by default
-    (get_xnnpack_partitioner(dynamic_quant_only_partitioner=True)), and the float ops between them (RMSNorm, SiLU,
-    the residual adds, RoPE) run on ExecuTorch's portable kernels. Which one is right depends on the program
-    (``extended_ops_for``): the custom-SDPA graph leaves only the cache and attention ops, the embedding lookup
-    and RMSNorm's mean outside one delegate per layer, and delegating all of it decodes SmolLM2-135M 8da8w 3.1x
-    faster for ~25 % more CPU to lower (662 vs 530 CPU-s); the HF static-cache graph the greedy partitioner splits into ~11 delegates per
-    layer (it rejects views with a symbolic token dimension, mean over the last axis, expand, index_put), each
-    re-traced through ~17 XNNPACK passes (~18 CPU-minutes). The ``dqlinear_partitioner`` compile spec (read by
-    XnnpackBackend.preprocess) runs only ConvertToLinearPass on linear-only delegates, the one pass they need."""
-    # optional: the [executorch] extra
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
-        XnnpackDynamicallyQuantizedPartitioner,
-        XnnpackPartitioner,
-    )
-    from executorch.exir.backend.compile_spec_schema import CompileSpec
-    from executorch.exir.backend.partitioner import DelegationSpec
-
-    if delegation_of(v, extended_ops) == "all":
-        return [XnnpackPartitioner()]
-    part = XnnpackDynamicallyQuantizedPartitioner()
-    part.delegation_spec = DelegationSpec("XnnpackBackend", [CompileSpec("dqlinear_partitioner", b"")])
-    return [part]
-
-
 def lower(wrapped: torch.nn.Module, v: Variant, max_context: int, meta: PteMetadata,
           lowering: PteLowering = PteLowering(program="custom-sdpa")) -> bytes:
     """The program bytes of WRAPPED (forward(tokens, input_pos)): one strict torch.export with a dynamic token
@@ -251,8 +207,8 @@ def lower(wrapped: torch.nn.Module, v: Variant, max_context: int, meta: PteMetad
             gm = RemoveRedundantTransposes()(ep.module())[0]
             ep = torch.export.export(gm, example, dynamic_shapes=shapes, strict=True)
         ep = ep.run_decompositions({})
-    extended = extended_ops_for(lowering, lowering.program or "custom-sdpa")
-    edge = to_edge_transform_and_lower(ep, partitioner=_partitioners(v, extended),
+    extended = extended_ops_for(lowering.extended_ops, lowering.program or "custom-sdpa")
+    edge = to_edge_transform_and_lower(ep, partitioner=partitioners(v, extended),
                                        compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True),
                                        constant_methods=meta)
     edge = edge.transform([ConvertToLinearPass()])
@@ -299,7 +255,7 @@ def build_pte(model: HFModel, tokenizer: HFTokenizer, out: Path, v: Variant, max
     logging.getLogger("root").setLevel(logging.WARNING)
     try:
         data = lower(wrapped, v, max_context, meta,
-                     replace(lowering, program=program, extended_ops=extended_ops_for(lowering, program)))
+                     replace(lowering, program=program, extended_ops=extended_ops_for(lowering.extended_ops, program)))
     except Exception as e:  # torch.export / ExecuTorch lowering raise many types
         other = PROGRAMS[1 - PROGRAMS.index(program)]
         raise CaptureError(f"ExecuTorch export of {v.name} ({program} program) failed: {type(e).__name__}: {e}",

@@ -53,24 +53,23 @@ def test_pte_delegation_choice(tiny_lm: dict[str, Path], tmp_path: Path) -> None
     from edgeq.errors import UsageError
     from edgeq.llm.api import check_config
     from edgeq.llm.config import LlmConfig, Variant
-    from edgeq.llm.pte_export import (
+    from edgeq.llm.pte_delegation import (
         DELEGATION_EXTENDED_OPS,
-        PteLowering,
-        _partitioners,
         delegation_of,
         extended_ops_for,
+        partitioners,
     )
 
     q8 = Variant("pte", 8, 0, activations="dynamic-int8")
     # auto: every op in the custom-SDPA program, only the linears in the static-cache one
-    auto = PteLowering(extended_ops=DELEGATION_EXTENDED_OPS["auto"])
+    auto = DELEGATION_EXTENDED_OPS["auto"]
     assert extended_ops_for(auto, "custom-sdpa") and not extended_ops_for(auto, "static-cache")
-    linears_only = PteLowering(extended_ops=DELEGATION_EXTENDED_OPS["linears"])
-    assert delegation_of(q8, extended_ops_for(linears_only, "custom-sdpa")) == "linears"
+    assert extended_ops_for(DELEGATION_EXTENDED_OPS["all"], "static-cache")
+    assert delegation_of(q8, extended_ops_for(DELEGATION_EXTENDED_OPS["linears"], "custom-sdpa")) == "linears"
     assert delegation_of(Variant("pte", 32, 0, embedding_bits=0), False) == "all"
-    (linears,) = _partitioners(q8, extended_ops=False)
-    (every,) = _partitioners(q8, extended_ops=True)
-    (floats,) = _partitioners(Variant("pte", 32, 0, embedding_bits=0), extended_ops=False)
+    (linears,) = partitioners(q8, extended_ops=False)
+    (every,) = partitioners(q8, extended_ops=True)
+    (floats,) = partitioners(Variant("pte", 32, 0, embedding_bits=0), extended_ops=False)
     assert isinstance(linears, XnnpackDynamicallyQuantizedPartitioner)
     assert type(every) is XnnpackPartitioner and type(floats) is XnnpackPartitioner
     with pytest.raises(UsageError, match="delegation"):

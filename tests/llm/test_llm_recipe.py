@@ -174,7 +174,8 @@ def _inputs(tiny_lm: dict[str, Path], tmp_path: Path, cfg: dict[str, Any]) -> Ll
     """The LM build inputs of the recorded run: the source model, its HF folder, and the .pte lowering from the
     recorded options (max_context, delegation, program) and the target's layout. No calibration windows: the
     recipes rebuilt here (no gptq, no smoothquant) read none."""
-    from edgeq.llm.pte_export import DELEGATION_EXTENDED_OPS, PteLowering
+    from edgeq.llm.pte_delegation import DELEGATION_EXTENDED_OPS
+    from edgeq.llm.pte_export import PteLowering
     from edgeq.llm.source import load_lm, save_hf_folder
     from edgeq.llm.target_checks import backend_config
     from edgeq.targets import load_target
