@@ -36,10 +36,11 @@ def partitioners(v: Variant, extended_ops: bool) -> list[Partitioner]:
     the residual adds, RoPE) run on ExecuTorch's portable kernels. Which one is right depends on the program
     (``extended_ops_for``): the custom-SDPA graph leaves only the cache and attention ops, the embedding lookup
     and RMSNorm's mean outside one delegate per layer, and delegating all of it decodes SmolLM2-135M 8da8w 3.1x
-    faster for ~25 % more CPU to lower (662 vs 530 CPU-s); the HF static-cache graph the greedy partitioner splits into ~11 delegates per
-    layer (it rejects views with a symbolic token dimension, mean over the last axis, expand, index_put), each
-    re-traced through ~17 XNNPACK passes (~18 CPU-minutes). The ``dqlinear_partitioner`` compile spec (read by
-    XnnpackBackend.preprocess) runs only ConvertToLinearPass on linear-only delegates, the one pass they need."""
+    faster for ~25 % more CPU to lower (662 vs 530 CPU-s); the HF static-cache graph the greedy partitioner
+    splits into ~11 delegates per layer (it rejects views with a symbolic token dimension, mean over the last
+    axis, expand, index_put), each re-traced through ~17 XNNPACK passes (~18 CPU-minutes). The
+    ``dqlinear_partitioner`` compile spec (read by XnnpackBackend.preprocess) runs only ConvertToLinearPass on
+    linear-only delegates, the one pass they need."""
     # optional: the [executorch] extra
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
         XnnpackDynamicallyQuantizedPartitioner,

@@ -40,9 +40,9 @@ def ladder(fmt: str) -> tuple[Variant, ...]:
     # many as fit in SIZE_CAP x the float bytes (edgeq.llm.sensitivity); the trial records what was measured and
     # kept. SmolLM2-135M, eval text, eager torch judge (docs/explanation/benchmarks/llm.md): rung 1 1.141x (1.169x
     # unsmoothed, 1.192x with the 8-bit strengths); rung 2 1.084x (1.124x unsmoothed, 1.126x with the 8-bit
-    # strengths), lowered 1.094x at 0.2185x. The 8-bit reference is 8da8w with SmoothQuant's 8-bit strengths folded into
-    # the norms and up-projections: the same program and bytes as 8da8w (1.03x at 0.31x), the per-token int8
-    # activations lose less.
+    # strengths), lowered 1.094x at 0.2185x. The 8-bit reference is 8da8w with SmoothQuant's 8-bit strengths
+    # folded into the norms and up-projections: the same program and bytes as 8da8w (1.03x at 0.31x), the
+    # per-token int8 activations lose less.
     return (
         Variant("pte", 4, 32, activations="dynamic-int8", algo="gptq", smooth=True),
         Variant("pte", 4, 32, activations="dynamic-int8", algo="gptq", embedding_bits=4, keep8_cap=SIZE_CAP,
