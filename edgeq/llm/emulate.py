@@ -50,10 +50,10 @@ def emulated_speed(artifact: Path, fmt: str, target_name: str, prompt: np.ndarra
             "latency_ms": metrics["decode_ms_per_token"], "latency_kind": "emulated"}
 
 
-def unsupported_ops(pte: Path, called: list[str] | None = None) -> list[str]:
-    """The ``llama::`` operators the ``.pte`` calls (CALLED, when already read) that the C++ runner has no kernel
-    for (empty: it loads)."""
-    return [op for op in (custom_ops(pte) if called is None else called) if op not in LLAMA_OPS]
+def unsupported_ops(called: list[str]) -> list[str]:
+    """The ``llama::`` operators a ``.pte`` calls (CALLED: ``edgeq.llm.pte_export.custom_ops``) that the C++ runner
+    has no kernel for (empty: it loads)."""
+    return [op for op in called if op not in LLAMA_OPS]
 
 
 def _onnx(runner: EmulatorRunner, folder: Path, prompt: np.ndarray, decode_tokens: int) -> tuple[JSONObject, str]:
@@ -73,7 +73,7 @@ def _onnx(runner: EmulatorRunner, folder: Path, prompt: np.ndarray, decode_token
 
 def _pte(runner: EmulatorRunner, pte: Path, prompt: np.ndarray, workdir: Path) -> tuple[JSONObject, str]:
     called = custom_ops(pte)
-    if ops := unsupported_ops(pte, called):
+    if ops := unsupported_ops(called):
         raise EmulatorError(f"{pte.name} calls {', '.join(ops)}, which edgeq's C++ runner (the emulated one) has no "
                             f"kernels for: it compiles in ExecuTorch's {', '.join(LLAMA_OPS)}",
                             "export the .pte with --pte-program static-cache to measure it on the emulator")

@@ -116,7 +116,9 @@ def finalize(ctx: Context, v: Variant, path: Path, out: Path, pick: bool, progre
                   "latency_ms": fast["decode_ms_per_token"], "latency_kind": "decode-token-median",
                   "runtime": "onnxruntime" if v.format == "onnx" else "executorch-pybind"}
     validations = [validation]
-    for target in _emulated_targets(ctx, v, dest, progress):
+    # the llama:: ops the .pte calls (read once: the emulation and the manifest both need them)
+    ops = custom_ops(dest) if v.format == "pte" else []
+    for target in _emulated_targets(ctx, v, ops, progress):
         progress.stage(f"{v.name}: decode speed on emulated {target} (qemu; not device speed)")
         emu = emulated_speed(dest, v.format, target, ctx.prompts[0], ctx.work / "emulator")
         # speed only: perplexity and agreement are gated on the host run above
@@ -125,7 +127,6 @@ def finalize(ctx: Context, v: Variant, path: Path, out: Path, pick: bool, progre
     rel = main.relative_to(out)
     details: JSONObject = {"pick": pick, "folder": str(dest.relative_to(out)), "task": "text-generation"}
     if v.format == "pte":
-        ops = custom_ops(dest)
         # what a runtime must link to load it: ExecuTorch's LLM runner has the llama:: custom ops
         details["pte_program"] = program = "custom-sdpa" if ops else "static-cache"
         details["pte_delegation"] = delegation_of(v, extended_ops_for(pte_lowering(ctx).extended_ops, program))
@@ -136,13 +137,14 @@ def finalize(ctx: Context, v: Variant, path: Path, out: Path, pick: bool, progre
             "validations": validations}
 
 
-def _emulated_targets(ctx: Context, v: Variant, dest: Path, progress: Progress) -> tuple[str, ...]:
-    """The targets to emulate this artifact on. The emulated C++ runner compiles in ExecuTorch's ``llama::`` kernels,
-    so both ``.pte`` programs are measured; a ``.pte`` calling some other ``llama::`` op (none of edgeq's programs
-    does) is skipped, and says so, rather than failing the export after the lowering."""
+def _emulated_targets(ctx: Context, v: Variant, called: list[str], progress: Progress) -> tuple[str, ...]:
+    """The targets to emulate this artifact on (CALLED: the ``llama::`` ops a ``.pte`` calls). The emulated C++
+    runner compiles in ExecuTorch's ``llama::`` kernels, so both ``.pte`` programs are measured; a ``.pte`` calling
+    some other ``llama::`` op (none of edgeq's programs does) is skipped, and says so, rather than failing the
+    export after the lowering."""
     if v.format != "pte" or not ctx.cfg.emulate:
         return ctx.cfg.emulate
-    if ops := unsupported_ops(dest):
+    if ops := unsupported_ops(called):
         progress.stage(f"{v.name}: not emulated: it calls {', '.join(ops)}, which the emulated C++ runner has no "
                        "kernels for (export with --pte-program static-cache to measure a .pte on the emulator)")
         return ()

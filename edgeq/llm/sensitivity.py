@@ -123,15 +123,15 @@ def _four_bit_weights(m: HFModel, calib: np.ndarray, group: int, gptq: bool) -> 
     """Each quantized linear's 4-bit weight (as float) by module name, as the build rounds it: GPTQ's (one
     sequential pass on a copy, the output projection last, as edgeq.llm.pte_export runs it) when GPTQ, torchao's
     grid otherwise. M's output projection is untied from its embedding table."""
-    lins = {n: mod for n, mod in m.named_modules() if any(mod is x for xs in linear_groups(m, group).values()
-                                                          for x in xs)}
-    out = {n: fake_4bit(mod.weight.detach(), group) for n, mod in lins.items()}
-    if gptq:
-        r = copy.deepcopy(m)
-        gptq_model(r, calib, group, symmetric=True, head="lm_head" in linear_groups(m, group))
-        rounded = dict(r.named_modules())
-        out |= {n: rounded[n].weight.detach().clone() for n in lins}
-    return out
+    groups = linear_groups(m, group)
+    lins = {n: mod for n, mod in m.named_modules() if any(mod is x for xs in groups.values() for x in xs)}
+    if not gptq:
+        return {n: fake_4bit(mod.weight.detach(), group) for n, mod in lins.items()}
+    # GPTQ rounds every one of LINS: the blocks' linears of GROUP-multiple width, and the head when it is a group
+    r = copy.deepcopy(m)
+    gptq_model(r, calib, group, symmetric=True, head="lm_head" in groups)
+    rounded = dict(r.named_modules())
+    return {n: rounded[n].weight.detach().clone() for n in lins}
 
 
 def measure_groups(model: HFModel, calib: np.ndarray, group: int, gptq: bool = False,
